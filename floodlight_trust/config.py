@@ -1,0 +1,184 @@
+"""The one configuration file (TOML), validated against a declared set of keys.
+
+Unknown sections or keys are an error naming the key (a typo must not silently fall back to a
+default). Secrets are never values here: the config names an environment variable or a file.
+Each subsystem declares its own section in ``SCHEMA``; ``configs/ftrust.toml`` documents them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from floodlight_trust.errors import ConfigError, Location
+from floodlight_trust.secrets import Secret, load_secret
+
+# section -> key -> (type, default). A default of None means "unset" (optional).
+SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "state": {
+        "dir": (str, "./ftrust-state"),
+    },
+    "ca": {
+        "dir": (str, "ca"),  # relative to state.dir
+        "key_type": (str, "ec-p256"),  # or "rsa-3072"
+        "subject": (str, "CN=floodlight-trust VNF CA"),
+        "password_env": (str, "FTRUST_CA_PASSWORD"),
+        "password_file": (str, None),
+        "crl_url": (str, "http://127.0.0.1:8990/crl.der"),
+        "ocsp_url": (str, "http://127.0.0.1:8990/ocsp"),
+        "crl_next_update_seconds": (int, 60),
+        "certificate_validity_seconds": (int, 3600),
+    },
+    "floodlight": {
+        "properties": (str, None),
+        "keystore": (str, None),
+        "keystore_type": (str, "JKS"),
+        "password_env": (str, "FTRUST_KEYSTORE_PASSWORD"),
+        "password_file": (str, None),
+        "url": (str, "https://127.0.0.1:8081"),
+        "ca_alias": (str, "ftrust-ca"),
+    },
+    "vm": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8443),
+        "crl_port": (int, 8990),
+        "policy": (str, None),
+        "trust_simulated_sgx": (bool, False),
+        "nonce_ttl_seconds": (int, 60),
+        "reattest_interval_seconds": (int, 30),
+        "grace_period_seconds": (int, 90),
+        "max_request_bytes": (int, 16 * 1024 * 1024),
+        "request_timeout_seconds": (int, 30),
+        "key_mode": (str, "enclave"),  # "enclave" (key stays in enclave) or "vm-generated"
+    },
+    "agent": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8444),
+        "name": (str, None),
+        "backend": (str, "sim"),  # "sim" or "gramine"
+        "gramine_root": (str, "/dev/attestation"),
+        "ima_log": (str, "/sys/kernel/security/ima/ascii_runtime_measurements"),
+        "ima_log_fallback": (str, None),
+        "vnf_dir": (str, None),
+        "sim_platform_dir": (str, None),
+    },
+    "ias": {
+        "url": (str, "https://api.trustedservices.intel.com/sgx/attestation"),
+        "api_version": (int, 5),
+        "subscription_key_env": (str, "FTRUST_IAS_KEY"),
+        "subscription_key_file": (str, None),
+        "max_report_age_seconds": (int, 86400),
+    },
+    "pcs": {
+        "url": (str, "https://api.trustedservices.intel.com/sgx/certification/v4"),
+        "cache_dir": (str, "pcs-cache"),  # relative to state.dir
+        "timeout_seconds": (int, 20),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded configuration: every declared key with its value or default."""
+
+    values: Mapping[str, Mapping[str, Any]]
+    source: str | None = None  # the file it came from, for error messages
+    base_dir: Path = Path(".")
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key]
+
+    def path(self, section: str, key: str) -> Path | None:
+        """A path setting, resolved relative to the config file's directory."""
+        value = self.values[section][key]
+        if value is None:
+            return None
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def state_dir(self) -> Path:
+        p = self.path("state", "dir")
+        assert p is not None
+        return p
+
+    def state_path(self, section: str, key: str) -> Path:
+        """A path relative to ``state.dir`` (e.g. the CA directory)."""
+        value = self.values[section][key]
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.state_dir / p
+
+    def secret(
+        self, section: str, *, env_key: str = "password_env", file_key: str = "password_file", what: str
+    ) -> Secret:
+        return load_secret(env=self.get(section, env_key), file=self.path(section, file_key), what=what)
+
+
+def _suggest(name: str, options: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    in_section = False
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.startswith("["):
+            in_section = s.strip("[] ") == section
+            if key is None and in_section:
+                return n
+        elif in_section and key and s.split("=", 1)[0].strip() == key:
+            return n
+    return None
+
+
+def from_mapping(
+    data: Mapping[str, Any], *, source: str | None = None, text: str = "", base_dir: Path = Path(".")
+) -> Config:
+    values: dict[str, dict[str, Any]] = {s: {k: d for k, (_, d) in keys.items()} for s, keys in SCHEMA.items()}
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"unknown section [{section}]",
+                location=Location(source, _line_of(text, section, None)),
+                hint=_suggest(section, list(SCHEMA)),
+            )
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{section} must be a table", location=Location(source))
+        for key, value in body.items():
+            spec = SCHEMA[section].get(key)
+            loc = Location(source, _line_of(text, section, key))
+            if spec is None:
+                raise ConfigError(
+                    f"unknown key {section}.{key}", location=loc, hint=_suggest(key, list(SCHEMA[section]))
+                )
+            kind = spec[0]
+            if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
+                want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+                raise ConfigError(f"{section}.{key} must be a {want}, got {type(value).__name__}", location=loc)
+            values[section][key] = value
+    return Config(values, source, base_dir)
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Load ``path`` (or the defaults when None)."""
+    if path is None:
+        return from_mapping({})
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config: {e.strerror}", location=Location(str(p))) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None)
+        col = getattr(e, "colno", None)
+        msg = getattr(e, "msg", str(e))
+        raise ConfigError(f"invalid TOML: {msg}", location=Location(str(p), line, col)) from None
+    return from_mapping(data, source=str(p), text=text, base_dir=p.parent)

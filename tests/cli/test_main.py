@@ -1,0 +1,53 @@
+"""The CLI contract: help on every level, exit codes, one-line located errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from floodlight_trust.cli import GROUPS
+
+
+def run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "floodlight_trust", *argv], capture_output=True, text=True, input=stdin, timeout=120
+    )
+
+
+def test_help_lists_every_group() -> None:
+    r = run("--help")
+    assert r.returncode == 0
+    for name, _ in GROUPS:
+        assert name in r.stdout
+
+
+def test_version() -> None:
+    r = run("--version")
+    assert r.returncode == 0
+    assert r.stdout.startswith("ftrust ")
+
+
+@pytest.mark.parametrize("group", [g for g, _ in GROUPS])
+def test_help_on_every_group(group: str) -> None:
+    r = run(group, "--help")
+    assert r.returncode == 0, r.stderr
+    assert f"ftrust {group}" in r.stdout
+
+
+def test_unknown_command_is_usage_error() -> None:
+    r = run("no-such-group")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+
+
+def test_config_typo_surfaces_through_a_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from floodlight_trust import config
+
+    cfg = tmp_path / "ftrust.toml"
+    cfg.write_text('[ca]\nkey_typ = "ec-p256"\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(cfg)
+    assert str(info.value) == f"{cfg}:2: unknown key ca.key_typ"
+    assert info.value.hint == "did you mean 'key_type'?"
