@@ -1,0 +1,1 @@
+"""The Verification Manager's certificate authority: issuing, revocation, CRL and OCSP."""

@@ -1,0 +1,44 @@
+"""Certificate profiles: what an enroll rule of the policy says a VNF's certificate looks like.
+
+Shared by the policy language (which writes them) and the CA (which follows them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class KeyType(StrEnum):
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateProfile:
+    """The certificate a VNF receives once attested.
+
+    ``subject`` is an RFC 4514 string (``CN=vnf-firewall,O=example``); ``{vnf}`` and ``{host}`` in the
+    subject and SANs are replaced by the enrolled VNF's and host's names. The VNF's identity goes in a
+    SAN URI (``spiffe://...`` or ``urn:ftrust:vnf:...``) so Floodlight-side tooling can read it.
+    """
+
+    subject: str = "CN={vnf}"
+    san_dns: tuple[str, ...] = ()
+    san_uris: tuple[str, ...] = ("urn:ftrust:vnf:{vnf}",)
+    validity_seconds: int = 3600
+    key_type: KeyType = KeyType.EC_P256
+
+    def render(self, *, vnf: str, host: str) -> CertificateProfile:
+        def sub(text: str) -> str:
+            return text.replace("{vnf}", vnf).replace("{host}", host)
+
+        return CertificateProfile(
+            subject=sub(self.subject),
+            san_dns=tuple(sub(s) for s in self.san_dns),
+            san_uris=tuple(sub(s) for s in self.san_uris),
+            validity_seconds=self.validity_seconds,
+            key_type=self.key_type,
+        )
