@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -177,8 +178,8 @@ def load(path: str | os.PathLike[str] | None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None)
-        col = getattr(e, "colno", None)
-        msg = getattr(e, "msg", str(e))
+        # Python 3.11's TOMLDecodeError only carries the position inside its message.
+        m = re.match(r"(.*) \(at line (\d+), column (\d+)\)$", str(e))
+        msg, line, col = (m.group(1), int(m.group(2)), int(m.group(3))) if m else (str(e), None, None)
         raise ConfigError(f"invalid TOML: {msg}", location=Location(str(p), line, col)) from None
     return from_mapping(data, source=str(p), text=text, base_dir=p.parent)

@@ -1,0 +1,32 @@
+"""Storage: migrations apply once; a failing transaction leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from floodlight_trust.storage import Database, Migration
+
+M = Migration("test", 1, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+
+
+def test_migration_applies_once(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db", [M])
+    db.migrate([M])  # again: no error, no duplicate
+    rows = db.query("SELECT * FROM schema_migrations WHERE component = 'test'")
+    assert [(r["component"], r["version"]) for r in rows] == [("test", 1)]
+    assert oct((tmp_path / "state.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db", [M])
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        tx.execute("INSERT INTO t (v) VALUES ('a')")
+        raise RuntimeError("crash mid-change")
+    assert db.query("SELECT COUNT(*) AS n FROM t")[0]["n"] == 0
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO t (v) VALUES ('b')")
+    # a second connection (another process in real life) sees the committed row
+    other = Database(tmp_path / "state.db")
+    assert [r["v"] for r in other.query("SELECT v FROM t")] == ["b"]
