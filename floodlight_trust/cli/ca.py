@@ -59,7 +59,11 @@ def _init(args: argparse.Namespace) -> int:
         "subject": ca.certificate.subject.rfc4514_string(),
         "not_after": clock.format_time(ca.certificate.not_valid_after_utc),
     }
-    emit(args, data, f"created CA {data['subject']}\n  certificate: {data['certificate']}\n  key (encrypted, 0600): {data['key']}")
+    emit(
+        args,
+        data,
+        f"created CA {data['subject']}\n  certificate: {data['certificate']}\n  key (encrypted, 0600): {data['key']}",
+    )
     return 0
 
 
@@ -168,12 +172,17 @@ def _list(args: argparse.Namespace) -> int:
     emit(
         args,
         data,
-        lambda: table(
-            ("serial", "subject", "status", "not after", "revoked at", "reason"),
-            [(d["serial"], d["subject"], d["status"], d["not_after"], d["revoked_at"], d["revocation_reason"]) for d in data],
-        )
-        if data
-        else "no certificates issued",
+        lambda: (
+            table(
+                ("serial", "subject", "status", "not after", "revoked at", "reason"),
+                [
+                    (d["serial"], d["subject"], d["status"], d["not_after"], d["revoked_at"], d["revocation_reason"])
+                    for d in data
+                ],
+            )
+            if data
+            else "no certificates issued"
+        ),
     )
     return 0
 
@@ -216,5 +225,3 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--revoked", action="store_true", help="only revoked certificates")
     add_json(p)
     p.set_defaults(func=_list)
-
-

@@ -38,7 +38,7 @@ from floodlight_trust.errors import ConfigError, InputError, ServiceError
 from floodlight_trust.secrets import Secret
 
 BRIDGE_DIR = Path(__file__).resolve().parents[2] / "java-bridge"
-PASSWORD_ENV = "FTRUST_BRIDGE_KEYSTORE_PASSWORD"
+PASSWORD_ENV = "FTRUST_BRIDGE_KEYSTORE_PASSWORD"  # noqa: S105 (a variable name)
 JDK_CRL_RECHECK_SECONDS = 30  # URICertStore.CHECK_INTERVAL: the JDK's CRL cache lifetime
 
 # The flags that make Floodlight's JVM (and ours) check client certificates against CRLs.
@@ -110,7 +110,7 @@ def _java_env(password: Secret) -> dict[str, str]:
     return dict(os.environ, **{PASSWORD_ENV: password.reveal()})
 
 
-def keystore_probe(path: str | Path, password: Secret, type: str = "JKS") -> dict[str, Any]:  # noqa: A002
+def keystore_probe(path: str | Path, password: Secret, type: str = "JKS") -> dict[str, Any]:
     """Load ``path`` with ``java.security.KeyStore`` as Floodlight does; return Java's view.
 
     The result has ``ok``; on success ``type``, ``entries`` (alias, kind, subject, sha256,
@@ -127,7 +127,9 @@ def keystore_probe(path: str | Path, password: Secret, type: str = "JKS") -> dic
     try:
         data: dict[str, Any] = json.loads(result.stdout)
     except json.JSONDecodeError:
-        raise ServiceError(f"keystore probe failed (exit {result.returncode}): {result.stderr.strip()[-500:]}") from None
+        raise ServiceError(
+            f"keystore probe failed (exit {result.returncode}): {result.stderr.strip()[-500:]}"
+        ) from None
     return data
 
 
@@ -276,5 +278,3 @@ class FloodlightEndpoint:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-

@@ -124,7 +124,7 @@ def check(
             conn.request("GET", path, headers={"Connection": "close", "Accept": "application/json"})
             response = conn.getresponse()
             raw_body = response.read()
-        except (ssl.SSLError, ConnectionError, http.client.RemoteDisconnected, socket.timeout) as e:
+        except (TimeoutError, ssl.SSLError, ConnectionError, http.client.RemoteDisconnected) as e:
             # TLS 1.3: the server checks our certificate after its Finished, so a refusal
             # arrives as an alert on the first read.
             return result(accepted=False, refused=True, reason=_reason(e), status=None, body=None)
