@@ -457,7 +457,11 @@ def verify_quote(
             except CollateralExpired as e:
                 warnings.append(e.message)
         else:
-            _check_window(w, at)
+            try:
+                _check_window(w, at)
+            except CollateralExpired as e:
+                e.hint = "fetch a current CRL (a strict verifier refuses expired CRLs)"
+                raise
 
     leaf = _pck(q, vc, anchor, at)
     pck = leaf.ext
