@@ -1,0 +1,338 @@
+"""The Verification Manager's certificate authority.
+
+A directory holds ``ca.key.pem`` (PKCS#8, encrypted with the CA password, mode 0600) and
+``ca.cert.pem`` (self-signed). Issued certificates and revocations live in
+:class:`~floodlight_trust.pki.records.CertificateRecords`. Every certificate carries a CRL
+distribution point (Floodlight's JVM, started with the revocation flags, refuses a client
+certificate without one) and an AIA OCSP URL.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+
+from floodlight_trust import fileio
+from floodlight_trust.errors import InputError, Location, SecretError
+from floodlight_trust.pki.crl import build_crl
+from floodlight_trust.pki.keys import (
+    PrivateKey,
+    check_subject_key,
+    generate_private_key,
+    parse_key_type,
+    signing_hash,
+)
+from floodlight_trust.pki.ocsp import build_ocsp_response
+from floodlight_trust.pki.profile import CertificateProfile, KeyType
+from floodlight_trust.pki.records import CertificateRecord, CertificateRecords
+from floodlight_trust.secrets import Secret
+
+__all__ = ["CertificateAuthority", "IssuedCertificate", "generate_private_key"]
+
+KEY_FILE = "ca.key.pem"
+CERT_FILE = "ca.cert.pem"
+CA_VALIDITY = timedelta(days=3650)
+# Certificates start slightly in the past so a peer whose clock lags a little accepts them.
+BACKDATE = timedelta(minutes=1)
+
+
+def parse_name(text: str, *, what: str = "subject") -> x509.Name:
+    try:
+        name = x509.Name.from_rfc4514_string(text)
+    except ValueError as e:
+        raise InputError(f"{what} {text!r} is not an RFC 4514 name: {e}", hint="e.g. CN=vnf-a,O=example") from None
+    if len(name) == 0:
+        raise InputError(f"{what} must not be empty")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    certificate: x509.Certificate
+    record: CertificateRecord
+
+    @property
+    def serial(self) -> int:
+        return self.certificate.serial_number
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+
+class CertificateAuthority:
+    """An opened CA: its certificate, its key (in memory only) and its records."""
+
+    def __init__(
+        self,
+        directory: Path,
+        certificate: x509.Certificate,
+        key: PrivateKey,
+        records: CertificateRecords | None,
+        *,
+        crl_url: str,
+        ocsp_url: str,
+    ):
+        self.directory = directory
+        self.certificate = certificate
+        self._key = key
+        self.records = records
+        self.crl_url = crl_url
+        self.ocsp_url = ocsp_url
+
+    def __repr__(self) -> str:
+        return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r}, dir={str(self.directory)!r})"
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / KEY_FILE
+
+    @property
+    def cert_path(self) -> Path:
+        return self.directory / CERT_FILE
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    # -- creation and opening -------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        directory: Path,
+        password: Secret,
+        *,
+        key_type: KeyType | str = KeyType.EC_P256,
+        subject: str,
+        crl_url: str,
+        ocsp_url: str,
+        at: datetime,
+        records: CertificateRecords | None = None,
+    ) -> CertificateAuthority:
+        """Create a new CA in ``directory``; refuses if a CA (key or certificate) is already there."""
+        directory = Path(directory)
+        kt = parse_key_type(key_type)
+        if kt not in (KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA_3072):
+            raise InputError(f"CA key type {kt.value} not offered", hint="use ec-p256 (default) or rsa-3072")
+        if len(password.reveal()) < 8:
+            raise SecretError(f"CA key password from {password.source} is shorter than 8 characters")
+        name = parse_name(subject)
+        for existing in (directory / KEY_FILE, directory / CERT_FILE):
+            if existing.exists():
+                raise InputError(
+                    "a CA already exists here; refusing to overwrite it",
+                    location=Location(str(existing)),
+                    hint="use another ca.dir, or remove the old CA deliberately",
+                )
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = generate_private_key(kt)
+        public = key.public_key()
+        start = at.astimezone(UTC) - BACKDATE
+        ski = x509.SubjectKeyIdentifier.from_public_key(public)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(key, signing_hash(key))
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password.reveal_bytes()),
+        )
+        # Key first: a crash between the two writes leaves a key without a certificate, which
+        # `init` refuses to overwrite and `open` reports, rather than a certificate without a key.
+        fileio.atomic_write(directory / KEY_FILE, key_pem, mode=0o600)
+        fileio.atomic_write(directory / CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        return cls(directory, cert, key, records, crl_url=crl_url, ocsp_url=ocsp_url)
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        password: Secret,
+        records: CertificateRecords | None,
+        *,
+        crl_url: str,
+        ocsp_url: str,
+    ) -> CertificateAuthority:
+        """Open the CA in ``directory``. A wrong password is a SecretError naming the key file."""
+        directory = Path(directory)
+        cert = load_ca_certificate(directory)
+        key_path = directory / KEY_FILE
+        data = fileio.read_bytes(key_path, what="CA key")
+        try:
+            key = serialization.load_pem_private_key(data, password.reveal_bytes())
+        except (ValueError, TypeError):
+            raise SecretError(
+                f"cannot decrypt the CA key with the password from {password.source} (wrong password or damaged file)",
+                location=Location(str(key_path)),
+            ) from None
+        if not isinstance(key, PrivateKey):  # type: ignore[misc,arg-type]
+            raise InputError("CA key is neither EC nor RSA", location=Location(str(key_path)))
+        pub = serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(
+            serialization.Encoding.DER, pub
+        ):
+            raise InputError("CA key does not belong to the CA certificate", location=Location(str(key_path)))
+        if os.name == "posix" and key_path.stat().st_mode & 0o077:
+            raise SecretError(
+                "CA key file is accessible by group or others", location=Location(str(key_path)), hint=f"chmod 600 {key_path}"
+            )
+        return cls(directory, cert, key, records, crl_url=crl_url, ocsp_url=ocsp_url)  # type: ignore[arg-type]
+
+    # -- issuing and revoking -------------------------------------------------------------------
+
+    def _records(self) -> CertificateRecords:
+        if self.records is None:
+            raise InputError("this CA was opened without certificate records; cannot issue or revoke")
+        return self.records
+
+    def issue(
+        self,
+        public_key: object,
+        profile: CertificateProfile,
+        *,
+        at: datetime,
+        tx: sqlite3.Connection | None = None,
+    ) -> IssuedCertificate:
+        """Sign a TLS client certificate for ``public_key`` following ``profile``; record it (in ``tx``).
+
+        Serial: 159 random bits. Extensions: clientAuth EKU, SANs from the profile, CRL distribution
+        point and AIA OCSP at this CA's URLs. Validity never exceeds the CA's own.
+        """
+        records = self._records()
+        subject_key = check_subject_key(public_key)
+        if profile.validity_seconds <= 0:
+            raise InputError(f"certificate validity must be positive, got {profile.validity_seconds} s")
+        start = at.astimezone(UTC) - BACKDATE
+        end = min(at.astimezone(UTC) + timedelta(seconds=profile.validity_seconds), self.certificate.not_valid_after_utc)
+        if end <= at:
+            raise InputError("the CA certificate has expired; cannot issue", location=Location(str(self.cert_path)))
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in profile.san_dns]
+        sans += [x509.UniformResourceIdentifier(u) for u in profile.san_uris]
+        is_rsa = not hasattr(subject_key, "curve")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(parse_name(profile.subject))
+            .issuer_name(self.certificate.subject)
+            .public_key(subject_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=is_rsa,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.certificate.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+            .add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(self._key, signing_hash(self._key))
+        record = records.record_issued(cert, at=at, tx=tx)
+        return IssuedCertificate(cert, record)
+
+    def revoke(
+        self, serial: int, reason: str, *, at: datetime, tx: sqlite3.Connection | None = None
+    ) -> CertificateRecord:
+        """Revoke ``serial``; it appears on every CRL signed from ``at`` on."""
+        return self._records().revoke(serial, reason, at, tx=tx)
+
+    def crl(self, *, at: datetime, next_update: timedelta) -> x509.CertificateRevocationList:
+        """A fresh full CRL signed at ``at``, valid until ``at + next_update``."""
+        return build_crl(
+            self.certificate, self._key, self._records().revoked(unexpired_at=at), at=at, next_update=next_update
+        )
+
+    def ocsp_response(self, request_der: bytes, *, at: datetime, validity: timedelta = timedelta(minutes=1)) -> bytes:
+        """The DER OCSP response to ``request_der`` (see :func:`build_ocsp_response`)."""
+        return build_ocsp_response(
+            request_der,
+            issuer=self.certificate,
+            issuer_key=self._key,
+            lookup=self._records().get,
+            at=at,
+            validity=validity,
+        )
+
+
+def load_ca_certificate(directory: Path) -> x509.Certificate:
+    """The CA certificate of ``directory`` (no password needed)."""
+    path = Path(directory) / CERT_FILE
+    data = fileio.read_bytes(path, what="CA certificate")
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as e:
+        raise InputError(f"not a PEM certificate: {e}", location=Location(str(path))) from None
