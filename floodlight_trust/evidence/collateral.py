@@ -1,0 +1,421 @@
+"""DCAP collateral: TCB info, QE identity, CRLs and their issuer chains, as Intel's PCS publishes them.
+
+Collateral is data; :mod:`floodlight_trust.evidence.dcap` verifies it. The signed JSON bodies are kept
+as the exact bytes that were signed (Intel signs the ``"tcbInfo"`` / ``"enclaveIdentity"`` value as it
+appears in the response), so nothing here ever re-serialises them. Sources: dcap-qvl's collateral JSON
+(hex CRLs, PEM chains), or a directory of PCS responses and certificate/CRL files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from floodlight_trust.clock import parse_time
+from floodlight_trust.errors import InputError, Location, ParseError
+from floodlight_trust.fileio import read_bytes
+
+
+@dataclass(frozen=True)
+class Collateral:
+    """Everything needed besides the quote and the trust anchor to verify a DCAP quote."""
+
+    tcb_info: bytes  # exact signed JSON bytes of the "tcbInfo" value
+    tcb_info_signature: bytes  # raw r || s (64 bytes)
+    tcb_info_issuer_chain: bytes  # PEM: TCB signing certificate(s), root
+    qe_identity: bytes  # exact signed JSON bytes of the "enclaveIdentity" value
+    qe_identity_signature: bytes
+    qe_identity_issuer_chain: bytes  # PEM
+    root_ca_crl: bytes  # DER
+    pck_crl: bytes  # DER
+    pck_crl_issuer_chain: bytes  # PEM: PCK Processor/Platform CA, root
+
+    @cached_property
+    def content_hash(self) -> bytes:
+        """SHA-256 over every field (length-prefixed): the key of the verified-collateral cache."""
+        h = hashlib.sha256()
+        for value in (
+            self.tcb_info,
+            self.tcb_info_signature,
+            self.tcb_info_issuer_chain,
+            self.qe_identity,
+            self.qe_identity_signature,
+            self.qe_identity_issuer_chain,
+            self.root_ca_crl,
+            self.pck_crl,
+            self.pck_crl_issuer_chain,
+        ):
+            h.update(len(value).to_bytes(8, "big"))
+            h.update(value)
+        return h.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class TcbLevel:
+    components: tuple[int, ...]  # 16 SGX TCB component SVNs
+    pce_svn: int
+    status: str
+    advisory_ids: tuple[str, ...]
+    tcb_date: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TcbInfo:
+    version: int
+    issue_date: datetime
+    next_update: datetime
+    fmspc: bytes
+    pce_id: bytes
+    levels: tuple[TcbLevel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QeTcbLevel:
+    isv_svn: int
+    status: str
+    advisory_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QeIdentity:
+    id: str
+    issue_date: datetime
+    next_update: datetime
+    misc_select: int
+    misc_select_mask: int
+    attributes: bytes
+    attributes_mask: bytes
+    mr_signer: bytes
+    isv_prod_id: int
+    levels: tuple[QeTcbLevel, ...]
+
+
+def _json_obj(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ParseError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ParseError(f"{what} is not a JSON object")
+    return value
+
+
+def _field(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = d.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ParseError(f"{what}: field {key!r} is missing or not a {getattr(kind, '__name__', 'value')}")
+    return value
+
+
+def _hexfield(d: Mapping[str, Any], key: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(_field(d, key, str, what))
+    except ValueError:
+        raise ParseError(f"{what}: field {key!r} is not hex") from None
+
+
+def _time(d: Mapping[str, Any], key: str, what: str) -> datetime:
+    try:
+        return parse_time(_field(d, key, str, what), what=f"{what} {key}")
+    except InputError as e:
+        raise ParseError(e.message) from None
+
+
+def _advisories(d: Mapping[str, Any]) -> tuple[str, ...]:
+    ids = d.get("advisoryIDs") or ()
+    return tuple(str(x) for x in ids)
+
+
+def parse_tcb_info(raw: bytes) -> TcbInfo:
+    """Decode the exact ``tcbInfo`` JSON value (versions 2 and 3, SGX)."""
+    what = "TCB info"
+    d = _json_obj(raw, what)
+    version = _field(d, "version", int, what)
+    if d.get("id", "SGX") != "SGX":
+        raise ParseError(f"{what} is for {d.get('id')!r}, not SGX")
+    levels = []
+    for i, lv in enumerate(_field(d, "tcbLevels", list, what)):
+        w = f"{what} tcbLevels[{i}]"
+        if not isinstance(lv, dict) or not isinstance(lv.get("tcb"), dict):
+            raise ParseError(f"{w}: missing 'tcb'")
+        tcb = lv["tcb"]
+        if version >= 3:
+            comps_raw = _field(tcb, "sgxtcbcomponents", list, w)
+            if len(comps_raw) != 16 or not all(
+                isinstance(c, dict) and isinstance(c.get("svn"), int) for c in comps_raw
+            ):
+                raise ParseError(f"{w}: sgxtcbcomponents must be 16 objects with an integer svn")
+            comps = tuple(int(c["svn"]) for c in comps_raw)
+        else:
+            comps = tuple(int(_field(tcb, f"sgxtcbcomp{n:02d}svn", int, w)) for n in range(1, 17))
+        status = lv.get("tcbStatus") or lv.get("status")
+        if not isinstance(status, str):
+            raise ParseError(f"{w}: missing tcbStatus")
+        levels.append(TcbLevel(comps, _field(tcb, "pcesvn", int, w), status, _advisories(lv), lv.get("tcbDate")))
+    return TcbInfo(
+        version=version,
+        issue_date=_time(d, "issueDate", what),
+        next_update=_time(d, "nextUpdate", what),
+        fmspc=_hexfield(d, "fmspc", what),
+        pce_id=_hexfield(d, "pceId", what),
+        levels=tuple(levels),
+    )
+
+
+def parse_qe_identity(raw: bytes) -> QeIdentity:
+    """Decode the exact ``enclaveIdentity`` JSON value (version 2)."""
+    what = "QE identity"
+    d = _json_obj(raw, what)
+    levels = []
+    for i, lv in enumerate(_field(d, "tcbLevels", list, what)):
+        w = f"{what} tcbLevels[{i}]"
+        if not isinstance(lv, dict) or not isinstance(lv.get("tcb"), dict):
+            raise ParseError(f"{w}: missing 'tcb'")
+        levels.append(QeTcbLevel(_field(lv["tcb"], "isvsvn", int, w), _field(lv, "tcbStatus", str, w), _advisories(lv)))
+    return QeIdentity(
+        id=str(d.get("id", "QE")),
+        issue_date=_time(d, "issueDate", what),
+        next_update=_time(d, "nextUpdate", what),
+        misc_select=int.from_bytes(_hexfield(d, "miscselect", what), "big"),
+        misc_select_mask=int.from_bytes(_hexfield(d, "miscselectMask", what), "big"),
+        attributes=_hexfield(d, "attributes", what),
+        attributes_mask=_hexfield(d, "attributesMask", what),
+        mr_signer=_hexfield(d, "mrsigner", what),
+        isv_prod_id=_field(d, "isvprodid", int, what),
+        levels=tuple(levels),
+    )
+
+
+def split_signed_json(text: bytes, key: str, what: str) -> tuple[bytes, bytes]:
+    """From a PCS response ``{"<key>": {...}, "signature": "hex"}`` return the exact bytes of the
+    ``key`` value and the raw signature. The value is sliced from the text, never re-serialised."""
+    try:
+        s = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{what} is not UTF-8", location=Location(offset=e.start)) from None
+    decoder = json.JSONDecoder()
+    spans: dict[str, tuple[int, int, Any]] = {}
+
+    def skip(i: int) -> int:
+        while i < len(s) and s[i] in " \t\r\n":
+            i += 1
+        return i
+
+    try:
+        i = skip(0)
+        if s[i : i + 1] != "{":
+            raise ValueError("not an object")
+        i = skip(i + 1)
+        while s[i : i + 1] != "}":
+            name, i = decoder.raw_decode(s, i)
+            i = skip(i)
+            if s[i : i + 1] != ":":
+                raise ValueError("expected ':'")
+            i = skip(i + 1)
+            value, end = decoder.raw_decode(s, i)
+            spans[name] = (i, end, value)
+            i = skip(end)
+            if s[i : i + 1] == ",":
+                i = skip(i + 1)
+            elif s[i : i + 1] != "}":
+                raise ValueError("expected ',' or '}'")
+    except (ValueError, IndexError) as e:
+        raise ParseError(f"{what} is not a valid JSON object: {e}") from None
+    if key not in spans or "signature" not in spans:
+        raise ParseError(f"{what} lacks {key!r} or 'signature'")
+    start, end, _ = spans[key]
+    sig = spans["signature"][2]
+    try:
+        signature = bytes.fromhex(sig)
+    except (TypeError, ValueError):
+        raise ParseError(f"{what}: signature is not hex") from None
+    return s[start:end].encode("utf-8"), signature
+
+
+# ---------------------------------------------------------------------------------------------
+# dcap-qvl JSON form (QuoteCollateralV3): CRLs and signatures in hex, chains in PEM, JSON as text.
+
+_JSON_KEYS = (
+    "pck_crl_issuer_chain",
+    "root_ca_crl",
+    "pck_crl",
+    "tcb_info_issuer_chain",
+    "tcb_info",
+    "tcb_info_signature",
+    "qe_identity_issuer_chain",
+    "qe_identity",
+    "qe_identity_signature",
+)
+
+
+def collateral_to_json(c: Collateral) -> dict[str, str]:
+    """dcap-qvl's collateral JSON (a dict ready for ``json.dumps``)."""
+    return {
+        "pck_crl_issuer_chain": c.pck_crl_issuer_chain.decode("ascii"),
+        "root_ca_crl": c.root_ca_crl.hex(),
+        "pck_crl": c.pck_crl.hex(),
+        "tcb_info_issuer_chain": c.tcb_info_issuer_chain.decode("ascii"),
+        "tcb_info": c.tcb_info.decode("utf-8"),
+        "tcb_info_signature": c.tcb_info_signature.hex(),
+        "qe_identity_issuer_chain": c.qe_identity_issuer_chain.decode("ascii"),
+        "qe_identity": c.qe_identity.decode("utf-8"),
+        "qe_identity_signature": c.qe_identity_signature.hex(),
+    }
+
+
+def collateral_from_json(data: Mapping[str, Any] | str | bytes) -> Collateral:
+    """Read dcap-qvl's collateral JSON (a mapping, or its text)."""
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ParseError(f"collateral is not valid JSON: {e}") from None
+    if not isinstance(data, Mapping):
+        raise ParseError("collateral JSON must be an object")
+    missing = [k for k in _JSON_KEYS if not isinstance(data.get(k), str)]
+    if missing:
+        raise ParseError(f"collateral JSON lacks {missing[0]!r}", hint="expected dcap-qvl's collateral format")
+
+    def hexval(key: str) -> bytes:
+        try:
+            return bytes.fromhex(data[key])
+        except ValueError:
+            raise ParseError(f"collateral JSON: {key!r} is not hex") from None
+
+    return Collateral(
+        tcb_info=data["tcb_info"].encode("utf-8"),
+        tcb_info_signature=hexval("tcb_info_signature"),
+        tcb_info_issuer_chain=data["tcb_info_issuer_chain"].encode("ascii", "replace"),
+        qe_identity=data["qe_identity"].encode("utf-8"),
+        qe_identity_signature=hexval("qe_identity_signature"),
+        qe_identity_issuer_chain=data["qe_identity_issuer_chain"].encode("ascii", "replace"),
+        root_ca_crl=hexval("root_ca_crl"),
+        pck_crl=hexval("pck_crl"),
+        pck_crl_issuer_chain=data["pck_crl_issuer_chain"].encode("ascii", "replace"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+
+
+def crl_to_der(data: bytes) -> bytes:
+    """A CRL given as DER, PEM or hex text (PCCS serves hex), as DER."""
+    stripped = data.strip()
+    if stripped.startswith(b"-----BEGIN"):
+        try:
+            return x509.load_pem_x509_crl(stripped).public_bytes(Encoding.DER)
+        except ValueError:
+            raise ParseError("CRL PEM is not valid") from None
+    if stripped[:1] != b"\x30":
+        try:
+            return bytes.fromhex(stripped.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise ParseError("CRL is neither DER, PEM nor hex") from None
+    return data
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.PEM)
+
+
+def load_collateral(path: str | Path) -> Collateral:
+    """Load collateral from a dcap-qvl JSON file, or from a directory of PCS responses and files.
+
+    A directory may hold: the TCB info response (JSON with ``tcbInfo``), the QE identity response
+    (JSON with ``enclaveIdentity``), certificates in PEM (root CA, PCK CA, TCB signing certificate;
+    PCK leaf certificates are ignored), CRLs in DER/PEM (the root CA CRL is the one issued by the
+    self-signed root; the other is the PCK CRL), or one dcap-qvl JSON file.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raw = read_bytes(p, what="collateral file")
+        try:
+            return collateral_from_json(raw)
+        except ParseError as e:
+            raise e.with_file(str(p)) from None
+    tcb: tuple[bytes, bytes] | None = None
+    qe: tuple[bytes, bytes] | None = None
+    certs: list[x509.Certificate] = []
+    crls: list[tuple[Path, bytes, x509.CertificateRevocationList]] = []
+    for f in sorted(p.iterdir()):
+        if not f.is_file() or f.name.startswith(".") or f.suffix in (".md", ".txt", ".dat"):
+            continue
+        raw = read_bytes(f, what="collateral file")
+        try:
+            if raw.lstrip().startswith(b"{"):
+                head = raw[:4096]
+                if b'"tcbInfo"' in head:
+                    tcb = split_signed_json(raw, "tcbInfo", "TCB info")
+                elif b'"enclaveIdentity"' in head:
+                    qe = split_signed_json(raw, "enclaveIdentity", "QE identity")
+                elif b'"tcb_info"' in head:
+                    return collateral_from_json(raw)
+                continue
+            if b"-----BEGIN CERTIFICATE-----" in raw:
+                certs.extend(x509.load_pem_x509_certificates(raw))
+                continue
+            if b"-----BEGIN X509 CRL-----" in raw or raw[:1] == b"\x30":
+                der = crl_to_der(raw)
+                try:
+                    crls.append((f, der, x509.load_der_x509_crl(der)))
+                    continue
+                except ValueError:
+                    pass
+                try:
+                    certs.append(x509.load_der_x509_certificate(raw))
+                except ValueError:
+                    raise ParseError("not a DER CRL or certificate") from None
+        except ParseError as e:
+            raise e.with_file(str(f)) from None
+        except ValueError as e:
+            raise ParseError(f"cannot read certificates: {e}", location=Location(str(f))) from None
+    where = Location(str(p))
+    if tcb is None or qe is None:
+        raise InputError(
+            f"collateral directory lacks the {'TCB info' if tcb is None else 'QE identity'} JSON", location=where
+        )
+    roots = [c for c in certs if c.issuer == c.subject]
+    if not roots:
+        raise InputError("collateral directory lacks the root CA certificate (PEM)", location=where)
+    root = roots[0]
+
+    def is_ca(c: x509.Certificate) -> bool:
+        try:
+            return bool(c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        except x509.ExtensionNotFound:
+            return False
+
+    signers = [c for c in certs if c.issuer == root.subject and c is not root and not is_ca(c)]
+    pck_cas = [c for c in certs if c.issuer == root.subject and c is not root and is_ca(c)]
+    if not signers:
+        raise InputError("collateral directory lacks the TCB signing certificate", location=where)
+    root_crls = [der for _, der, crl in crls if crl.issuer == root.subject]
+    pck_crls = [der for _, der, crl in crls if crl.issuer != root.subject]
+    if not root_crls or not pck_crls:
+        raise InputError(f"collateral directory lacks the {'root CA' if not root_crls else 'PCK'} CRL", location=where)
+    pck_crl = x509.load_der_x509_crl(pck_crls[0])
+    issuers = [c for c in pck_cas if c.subject == pck_crl.issuer] or pck_cas
+    if not issuers:
+        raise InputError("collateral directory lacks the PCK CA certificate (issuer of the PCK CRL)", location=where)
+    signing_chain = b"".join(_pem(c) for c in signers) + _pem(root)
+    return Collateral(
+        tcb_info=tcb[0],
+        tcb_info_signature=tcb[1],
+        tcb_info_issuer_chain=signing_chain,
+        qe_identity=qe[0],
+        qe_identity_signature=qe[1],
+        qe_identity_issuer_chain=signing_chain,
+        root_ca_crl=root_crls[0],
+        pck_crl=pck_crls[0],
+        pck_crl_issuer_chain=_pem(issuers[0]) + _pem(root),
+    )

@@ -1,0 +1,548 @@
+"""DCAP quote verification, in the order and with the status names of Intel's QVL.
+
+``verify_quote(quote, collateral, anchor, at=...)`` is pure: bytes, a pinned trust anchor and a time
+in; :class:`DcapResult` with :class:`~floodlight_trust.claims.EnclaveClaims` out, or a
+:class:`DcapError` subclass naming the check that failed. Collateral is verified once and cached
+by content hash (and anchor) for its validity window, so a quote then costs only its own chain and
+signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
+from floodlight_trust.errors import InternalError, ParseError, VerificationError
+from floodlight_trust.evidence.collateral import (
+    Collateral,
+    QeIdentity,
+    TcbInfo,
+    collateral_from_json,
+    collateral_to_json,
+    load_collateral,
+    parse_qe_identity,
+    parse_tcb_info,
+)
+from floodlight_trust.evidence.sgx_quote import (
+    SGX_EXTENSIONS_OID,
+    EpidQuote,
+    PckExtensions,
+    QuoteV3,
+    parse_pck_extensions,
+    parse_quote,
+    split_pem,
+)
+
+__all__ = [
+    "Collateral",
+    "DcapResult",
+    "TrustAnchor",
+    "collateral_from_json",
+    "collateral_to_json",
+    "load_collateral",
+    "verify_quote",
+]
+
+log = logging.getLogger(__name__)
+
+INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+_SGX_EXT = x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
+_ECDSA = ec.ECDSA(hashes.SHA256())
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures, each naming the check.
+
+
+class DcapError(VerificationError):
+    """A DCAP quote did not verify."""
+
+
+class CertificateChainError(DcapError):
+    """The PCK or TCB signing chain does not lead to the pinned root, or a certificate is not valid."""
+
+
+class QeReportSignatureError(DcapError):
+    """The QE report is not signed by the PCK certificate's key."""
+
+
+class QeReportDataMismatch(DcapError):
+    """The QE report does not bind the attestation key and QE authentication data."""
+
+
+class QuoteSignatureError(DcapError):
+    """The quote (header + ISV report body) is not signed by the attestation key."""
+
+
+class CollateralSignatureError(DcapError):
+    """TCB info, QE identity or a CRL is not signed by its issuer."""
+
+
+class CollateralExpired(DcapError):
+    """A piece of collateral (or a certificate) is expired or not yet valid at the verification time."""
+
+
+class CrlIssuerError(DcapError):
+    """A CRL is not issued by the CA it is supposed to cover."""
+
+
+class PckRevoked(DcapError):
+    """The PCK certificate or its CA is revoked."""
+
+
+class TcbLevelNotFound(DcapError):
+    """No TCB level of the TCB info matches the platform (or the TCB info is for another FMSPC)."""
+
+
+class QeIdentityMismatch(DcapError):
+    """The quoting enclave is not the one the QE identity describes, or its TCB is unknown."""
+
+
+class UnsupportedEvidence(DcapError):
+    """The evidence is not a DCAP quote (an EPID quote goes to IAS)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Trust anchors.
+
+
+@dataclass(frozen=True, eq=False)
+class TrustAnchor:
+    """A pinned root CA for DCAP. Build with :meth:`intel` or, for the simulator, :meth:`unsafe_simulated`."""
+
+    certificate: x509.Certificate
+    name: str
+    simulated: bool = False
+    fingerprint: str = field(default="", compare=False)
+
+    @classmethod
+    def intel(cls) -> TrustAnchor:
+        """The Intel SGX Root CA shipped with floodlight-trust, checked against its pinned fingerprint."""
+        der = resources.files("floodlight_trust.evidence").joinpath("data/intel_sgx_root_ca.der").read_bytes()
+        digest = hashlib.sha256(der).hexdigest()
+        if digest != INTEL_ROOT_SHA256:
+            raise InternalError(f"the embedded Intel SGX Root CA has fingerprint {digest}, not the pinned one")
+        return cls(x509.load_der_x509_certificate(der), "Intel SGX Root CA", False, digest)
+
+    @classmethod
+    def unsafe_simulated(cls, certificate: x509.Certificate | bytes) -> TrustAnchor:
+        """A SIMULATED root (floodlight_trust.sgxsim): quotes verified under it prove nothing.
+
+        Logs a warning every time it is created; claims verified under it carry ``simulated=True``.
+        """
+        if isinstance(certificate, bytes):
+            certificate = (
+                x509.load_pem_x509_certificate(certificate)
+                if certificate.lstrip().startswith(b"-----")
+                else x509.load_der_x509_certificate(certificate)
+            )
+        digest = hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
+        log.warning("using a SIMULATED SGX root CA (%s): its quotes prove nothing about real hardware", digest[:16])
+        return cls(certificate, f"SIMULATED SGX root {digest[:16]}", True, digest)
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(
+                self, "fingerprint", hashlib.sha256(self.certificate.public_bytes(Encoding.DER)).hexdigest()
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclass(frozen=True, slots=True)
+class DcapResult:
+    claims: EnclaveClaims
+    warnings: tuple[str, ...]
+    quote: QuoteV3
+    pck: PckExtensions
+    tcb_date: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    what: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedCollateral:
+    tcb: TcbInfo
+    qe: QeIdentity
+    pck_ca: x509.Certificate
+    pck_ca_der: bytes
+    pck_revoked: frozenset[int]
+    root_revoked: frozenset[int]
+    windows: tuple[_Window, ...]  # every validity window the collateral depends on
+    crl_windows: tuple[_Window, ...]  # CRL windows (may be relaxed by allow_expired_crls)
+
+
+_cache: dict[tuple[bytes, str], _VerifiedCollateral] = {}
+_cache_lock = threading.Lock()
+_CACHE_MAX = 64
+
+
+def clear_cache() -> None:
+    """Forget verified collateral and PCK certificates (tests and benchmarks)."""
+    with _cache_lock:
+        _cache.clear()
+        _pck_cache.clear()
+
+
+def _check_window(w: _Window, at: datetime) -> None:
+    if at < w.not_before:
+        raise CollateralExpired(
+            f"{w.what} is not yet valid at {at:%Y-%m-%dT%H:%M:%SZ} (valid from {w.not_before:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    if at > w.not_after:
+        raise CollateralExpired(
+            f"{w.what} expired at {w.not_after:%Y-%m-%dT%H:%M:%SZ} (verification time {at:%Y-%m-%dT%H:%M:%SZ})"
+        )
+
+
+def _cert_window(c: x509.Certificate, what: str) -> _Window:
+    return _Window(what, c.not_valid_before_utc, c.not_valid_after_utc)
+
+
+def _load_chain(pem: bytes, what: str) -> list[x509.Certificate]:
+    try:
+        return [x509.load_pem_x509_certificate(b) for b in split_pem(pem)]
+    except ValueError as e:
+        raise ParseError(f"{what}: a certificate is not valid PEM/DER: {e}") from None
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CertificateChainError(
+            f"{what} ({child.subject.rfc4514_string()}) is not issued by {issuer.subject.rfc4514_string()}"
+        ) from None
+
+
+def _verify_raw(key: ec.EllipticCurvePublicKey, rs: bytes, data: bytes) -> bool:
+    if len(rs) != 64:
+        return False
+    sig = encode_dss_signature(int.from_bytes(rs[:32], "big"), int.from_bytes(rs[32:], "big"))
+    try:
+        key.verify(sig, data, _ECDSA)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _ec_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CertificateChainError(f"{what} does not have an EC key")
+    return key
+
+
+def _signed_json(
+    raw: bytes, sig: bytes, chain_pem: bytes, anchor: TrustAnchor, at: datetime, what: str
+) -> tuple[x509.Certificate, _Window]:
+    """Check ``raw`` is signed by a TCB signing certificate of ``chain_pem`` issued by the anchor.
+
+    Intel re-issued the TCB signing certificate with the same key, so a chain may list several:
+    the one valid at ``at`` is used.
+    """
+    chain = _load_chain(chain_pem, f"{what} issuer chain")
+    signers = [c for c in chain if c.issuer == anchor.certificate.subject and c.subject != c.issuer]
+    if not signers:
+        raise CertificateChainError(f"{what} issuer chain has no certificate issued by {anchor.name}")
+    current = [c for c in signers if c.not_valid_before_utc <= at <= c.not_valid_after_utc] or signers
+    signer = current[0]
+    _issued_by(signer, anchor.certificate, f"{what} signing certificate")
+    if not _verify_raw(_ec_key(signer, f"{what} signing certificate"), sig, raw):
+        raise CollateralSignatureError(f"{what} signature is not valid (signed by {signer.subject.rfc4514_string()})")
+    return signer, _cert_window(signer, f"{what} signing certificate")
+
+
+def _crl(der: bytes, issuer: x509.Certificate, what: str) -> tuple[frozenset[int], _Window]:
+    try:
+        crl = x509.load_der_x509_crl(der)
+    except ValueError as e:
+        raise ParseError(f"{what} is not a valid DER CRL: {e}") from None
+    if crl.issuer != issuer.subject:
+        raise CrlIssuerError(
+            f"{what} is issued by {crl.issuer.rfc4514_string()}, expected {issuer.subject.rfc4514_string()}"
+        )
+    if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        raise CollateralSignatureError(f"{what} signature is not valid")
+    if crl.next_update_utc is None:
+        raise ParseError(f"{what} has no nextUpdate")
+    return frozenset(r.serial_number for r in crl), _Window(what, crl.last_update_utc, crl.next_update_utc)
+
+
+def _verify_collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _VerifiedCollateral:
+    root = anchor.certificate
+    root_window = _cert_window(root, anchor.name)
+    tcb_raw, qe_raw = c.tcb_info, c.qe_identity
+    _, tcb_signer_w = _signed_json(tcb_raw, c.tcb_info_signature, c.tcb_info_issuer_chain, anchor, at, "TCB info")
+    _, qe_signer_w = _signed_json(
+        qe_raw, c.qe_identity_signature, c.qe_identity_issuer_chain, anchor, at, "QE identity"
+    )
+    tcb = parse_tcb_info(tcb_raw)
+    qe = parse_qe_identity(qe_raw)
+    pck_chain = _load_chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain")
+    cas = [x for x in pck_chain if x.issuer == root.subject and x.subject != x.issuer]
+    if not cas:
+        raise CertificateChainError(f"PCK CRL issuer chain has no CA issued by {anchor.name}")
+    pck_ca = cas[0]
+    _issued_by(pck_ca, root, "PCK CA certificate")
+    root_revoked, root_crl_w = _crl(c.root_ca_crl, root, "root CA CRL")
+    if pck_ca.serial_number in root_revoked:
+        raise PckRevoked(f"PCK CA certificate {pck_ca.subject.rfc4514_string()} is revoked by the root CA CRL")
+    pck_revoked, pck_crl_w = _crl(c.pck_crl, pck_ca, "PCK CRL (" + _cn(pck_ca) + ")")
+    windows = (
+        root_window,
+        tcb_signer_w,
+        qe_signer_w,
+        _cert_window(pck_ca, "PCK CA certificate"),
+        _Window("TCB info", tcb.issue_date, tcb.next_update),
+        _Window("QE identity", qe.issue_date, qe.next_update),
+    )
+    return _VerifiedCollateral(
+        tcb, qe, pck_ca, pck_ca.public_bytes(Encoding.DER), pck_revoked, root_revoked, windows, (root_crl_w, pck_crl_w)
+    )
+
+
+def _cn(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
+def _collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _VerifiedCollateral:
+    key = (c.content_hash, anchor.fingerprint)
+    with _cache_lock:
+        vc = _cache.get(key)
+    if vc is None:
+        vc = _verify_collateral(c, anchor, at)
+        with _cache_lock:
+            if len(_cache) >= _CACHE_MAX:
+                _cache.pop(next(iter(_cache)))
+            _cache[key] = vc
+    return vc
+
+
+# ---------------------------------------------------------------------------------------------
+# Status rules (QVL).
+
+_QE_MERGE = {
+    # (platform status, QE status) -> converged status, as QVL's convergeTcbStatusWithQeTcbStatus.
+    TcbStatus.UP_TO_DATE: TcbStatus.OUT_OF_DATE,
+    TcbStatus.SW_HARDENING_NEEDED: TcbStatus.OUT_OF_DATE,
+    TcbStatus.CONFIGURATION_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+    TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+}
+
+
+def _status(text: str, what: str) -> TcbStatus:
+    for s in TcbStatus:
+        if s.value == text:
+            return s
+    if text == "OutOfDateConfigurationNeeded":
+        return TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED
+    raise ParseError(f"{what}: unknown TCB status {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pck:
+    """A PCK leaf whose signature by a given CA has been checked (a pure fact about the two certs)."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePublicKey
+    sha256: str
+    ext: PckExtensions
+    window: _Window
+
+
+_pck_cache: dict[tuple[bytes, bytes], _Pck] = {}
+_PCK_CACHE_MAX = 4096
+
+
+def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datetime) -> _Pck:
+    blocks = quote.pck_chain_pem()
+    if len(blocks) < 2:
+        raise CertificateChainError(
+            f"the quote's certification data holds {len(blocks)} certificate(s), expected the PCK chain"
+        )
+    cache_key = (blocks[0], blocks[1])
+    with _cache_lock:
+        cached = _pck_cache.get(cache_key)
+    if cached is None or cached.cert.issuer != vc.pck_ca.subject:
+        cached = _check_pck(blocks[0], blocks[1], vc, anchor)
+        with _cache_lock:
+            if len(_pck_cache) >= _PCK_CACHE_MAX:
+                _pck_cache.pop(next(iter(_pck_cache)))
+            _pck_cache[cache_key] = cached
+    # The CA must be the one the collateral verified (same DER), so the PCK CRL applies to it.
+    _check_window(cached.window, at)
+    if cached.cert.serial_number in vc.pck_revoked:
+        raise PckRevoked(f"PCK certificate serial {cached.cert.serial_number:x} is revoked by the PCK CRL")
+    return cached
+
+
+def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: TrustAnchor) -> _Pck:
+    try:
+        leaf = x509.load_pem_x509_certificate(leaf_pem)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as e:
+        raise ParseError(f"PCK certificate chain in the quote is not valid PEM: {e}") from None
+    if ca.public_bytes(Encoding.DER) != vc.pck_ca_der:
+        # Not the CA the collateral's PCK CRL covers: check it against the anchor, then refuse the CRL.
+        _issued_by(ca, anchor.certificate, "PCK CA certificate")
+        raise CrlIssuerError(
+            f"the PCK CRL is issued by {_cn(vc.pck_ca)}, but the quote's PCK certificate by {_cn(ca)}",
+            hint="fetch the PCK CRL for the quote's CA (processor or platform)",
+        )
+    _issued_by(leaf, vc.pck_ca, "PCK certificate")
+    try:
+        ext = leaf.extensions.get_extension_for_oid(_SGX_EXT).value
+    except x509.ExtensionNotFound:
+        raise CertificateChainError("PCK certificate lacks the SGX extensions (1.2.840.113741.1.13.1)") from None
+    return _Pck(
+        cert=leaf,
+        key=_ec_key(leaf, "PCK certificate"),
+        sha256=hashlib.sha256(leaf.public_bytes(Encoding.DER)).hexdigest(),
+        ext=parse_pck_extensions(ext.value),  # type: ignore[attr-defined]
+        window=_cert_window(leaf, "PCK certificate"),
+    )
+
+
+def verify_quote(
+    quote: bytes,
+    collateral: Collateral,
+    anchor: TrustAnchor,
+    *,
+    at: datetime,
+    unsafe_allow_expired_crls: bool = False,
+) -> DcapResult:
+    """Verify a DCAP v3 quote against collateral and a pinned root at time ``at``.
+
+    Checks, in QVL's order: collateral signatures, chains and validity windows (verified once per
+    collateral content and cached); the PCK chain to ``anchor`` and revocation; the QE report
+    signature by the PCK key; QE report data = SHA-256(attestation key || QE auth data); the quote
+    signature by the attestation key; the QE identity; the TCB level of the PCK's FMSPC/SVNs.
+    A CRL outside its window is a failure unless ``unsafe_allow_expired_crls`` (then a warning).
+    """
+    parsed = parse_quote(quote)
+    if isinstance(parsed, EpidQuote):
+        raise UnsupportedEvidence("this is an EPID quote: it is verified by the Intel Attestation Service, not DCAP")
+    q = parsed
+    warnings: list[str] = []
+    if anchor.simulated:
+        warnings.append(f"verified against {anchor.name}: NOT real SGX hardware")
+    vc = _collateral(collateral, anchor, at)
+    for w in vc.windows:
+        _check_window(w, at)
+    for w in vc.crl_windows:
+        if unsafe_allow_expired_crls:
+            try:
+                _check_window(w, at)
+            except CollateralExpired as e:
+                warnings.append(e.message)
+        else:
+            _check_window(w, at)
+
+    leaf = _pck(q, vc, anchor, at)
+    pck = leaf.ext
+    if not _verify_raw(leaf.key, q.qe_report_signature, q.qe_report_raw):
+        raise QeReportSignatureError("QE report signature is not valid for the PCK certificate's key")
+    expected = hashlib.sha256(q.attestation_key + q.qe_auth_data).digest()
+    if q.qe_report.report_data[:32] != expected or any(q.qe_report.report_data[32:]):
+        raise QeReportDataMismatch(
+            "QE report data is not SHA-256(attestation key || QE authentication data) followed by zeros"
+        )
+    try:
+        att_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + q.attestation_key)
+    except ValueError:
+        raise QuoteSignatureError("the attestation key is not a P-256 point") from None
+    if not _verify_raw(att_key, q.signature, q.signed_region):
+        raise QuoteSignatureError("quote signature is not valid for the attestation key")
+
+    qe_status, qe_advisories = _qe_status(q, vc.qe)
+    tcb_status, advisories, tcb_date = _tcb_status(pck, vc.tcb)
+    status = tcb_status
+    if qe_status is TcbStatus.REVOKED or tcb_status is TcbStatus.REVOKED:
+        status = TcbStatus.REVOKED
+    elif qe_status in (TcbStatus.OUT_OF_DATE, TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED):
+        status = _QE_MERGE.get(tcb_status, tcb_status)
+    all_advisories = tuple(dict.fromkeys(advisories + qe_advisories))
+    r = q.report
+    claims = EnclaveClaims(
+        evidence_type=EvidenceType.DCAP,
+        mrenclave=r.mr_enclave.hex(),
+        mrsigner=r.mr_signer.hex(),
+        isv_prod_id=r.isv_prod_id,
+        isv_svn=r.isv_svn,
+        debug=r.debug,
+        mode64bit=r.mode64bit,
+        attributes=r.attributes.hex(),
+        misc_select=r.misc_select,
+        config_svn=r.config_svn,
+        config_id=r.config_id.hex(),
+        isv_ext_prod_id=r.isv_ext_prod_id.hex(),
+        isv_family_id=r.isv_family_id.hex(),
+        report_data=r.report_data.hex(),
+        tcb_status=status,
+        advisory_ids=all_advisories,
+        qe_identity_status=qe_status,
+        collateral_issued_at=vc.tcb.issue_date,
+        platform=PlatformIdentity(
+            fmspc=pck.fmspc.hex(),
+            pce_id=pck.pce_id.hex(),
+            pck_certificate_sha256=leaf.sha256,
+        ),
+        simulated=anchor.simulated,
+    )
+    return DcapResult(claims, tuple(warnings), q, pck, tcb_date)
+
+
+def _qe_status(q: QuoteV3, ident: QeIdentity) -> tuple[TcbStatus, tuple[str, ...]]:
+    rep = q.qe_report
+    if rep.mr_signer != ident.mr_signer:
+        raise QeIdentityMismatch(f"QE MRSIGNER {rep.mr_signer.hex()} is not the QE identity's {ident.mr_signer.hex()}")
+    if rep.isv_prod_id != ident.isv_prod_id:
+        raise QeIdentityMismatch(f"QE ISVPRODID {rep.isv_prod_id} is not the QE identity's {ident.isv_prod_id}")
+    if rep.misc_select & ident.misc_select_mask != ident.misc_select & ident.misc_select_mask:
+        raise QeIdentityMismatch("QE MISCSELECT does not match the QE identity")
+    mask = ident.attributes_mask
+    if bytes(a & m for a, m in zip(rep.attributes, mask, strict=False)) != bytes(
+        a & m for a, m in zip(ident.attributes, mask, strict=False)
+    ):
+        raise QeIdentityMismatch("QE ATTRIBUTES do not match the QE identity")
+    for level in ident.levels:
+        if rep.isv_svn >= level.isv_svn:
+            return _status(level.status, "QE identity"), level.advisory_ids
+    raise QeIdentityMismatch(f"QE ISVSVN {rep.isv_svn} is below every TCB level of the QE identity")
+
+
+def _tcb_status(pck: PckExtensions, tcb: TcbInfo) -> tuple[TcbStatus, tuple[str, ...], str | None]:
+    if pck.fmspc != tcb.fmspc:
+        raise TcbLevelNotFound(f"TCB info is for FMSPC {tcb.fmspc.hex()}, the PCK certificate has {pck.fmspc.hex()}")
+    if pck.pce_id != tcb.pce_id:
+        raise TcbLevelNotFound(f"TCB info is for PCEID {tcb.pce_id.hex()}, the PCK certificate has {pck.pce_id.hex()}")
+    for level in tcb.levels:
+        if pck.pce_svn >= level.pce_svn and all(
+            c >= lc for c, lc in zip(pck.cpu_svn_components, level.components, strict=True)
+        ):
+            return _status(level.status, "TCB info"), level.advisory_ids, level.tcb_date
+    raise TcbLevelNotFound(
+        f"no TCB level for FMSPC {pck.fmspc.hex()} matches the platform "
+        f"(CPUSVN components {list(pck.cpu_svn_components)}, PCESVN {pck.pce_svn})"
+    )
