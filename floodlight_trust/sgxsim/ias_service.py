@@ -1,0 +1,143 @@
+"""A local IAS-compatible service with its own report signing CA, for tests and demos.
+
+Speaks IAS API v4/v5 (``POST /sgx/attestation/v{4,5}/report``) over plain HTTP on loopback, checks
+the subscription key, and answers with a report signed exactly as IAS does (RSA PKCS#1 v1.5 SHA-256
+over the body, URL-encoded PEM chain in X-IASReport-Signing-Certificate). Its CA is NOT Intel's:
+reports it signs verify only when a test pins :attr:`SimulatedIas.ca_der`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cheroot import wsgi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from floodlight_trust.errors import ParseError
+from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, parse_quote
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "floodlight-trust SIMULATED IAS"),
+        ]
+    )
+
+
+class SimulatedIas:
+    """An IAS look-alike. ``status`` / ``advisories`` set what it says about every quote."""
+
+    def __init__(self, subscription_key: str, *, status: str = "OK", advisories: Iterable[str] = ()) -> None:
+        self.subscription_key = subscription_key
+        self.status = status
+        self.advisories = list(advisories)
+        self.requests = 0
+        now = datetime.now(UTC)
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+        def cert(subject: str, key: rsa.RSAPrivateKey, ca: bool) -> x509.Certificate:
+            return (
+                x509.CertificateBuilder()
+                .subject_name(_name(subject))
+                .issuer_name(_name("SIMULATED Attestation Report Signing CA"))
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=365))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(ca_key, hashes.SHA256())
+            )
+
+        self.ca = cert("SIMULATED Attestation Report Signing CA", ca_key, True)
+        self.signer = cert("SIMULATED Attestation Report Signing", self._key, False)
+        self.ca_der = self.ca.public_bytes(serialization.Encoding.DER)
+        self._server: wsgi.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- WSGI ----------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        self.requests += 1
+        path = environ.get("PATH_INFO", "")
+        version = next((v for v in (4, 5) if path == f"/sgx/attestation/v{v}/report"), None)
+        if environ.get("REQUEST_METHOD") != "POST" or version is None:
+            return self._plain(start_response, "404 Not Found")
+        if environ.get("HTTP_OCP_APIM_SUBSCRIPTION_KEY") != self.subscription_key:
+            return self._plain(start_response, "401 Unauthorized")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            request = json.loads(environ["wsgi.input"].read(length))
+            quote = parse_quote(base64.b64decode(request["isvEnclaveQuote"], validate=True))
+            nonce = request.get("nonce")
+        except (ValueError, KeyError, TypeError, binascii.Error, ParseError):
+            return self._plain(start_response, "400 Bad Request")
+        if not isinstance(quote, EpidQuote) or quote.signature is None:
+            return self._plain(start_response, "400 Bad Request")
+        report: dict[str, Any] = {
+            "id": str(secrets.randbits(120)),
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+            "version": version,
+            "isvEnclaveQuoteStatus": self.status,
+            "isvEnclaveQuoteBody": base64.b64encode(quote.raw[:SIGNED_SIZE]).decode(),
+        }
+        if self.advisories:
+            report["advisoryURL"] = "https://security-center.intel.com"
+            report["advisoryIDs"] = self.advisories
+        if quote.sign_type == 1:
+            report["epidPseudonym"] = base64.b64encode(quote.raw[SIGNED_SIZE + 4 : SIGNED_SIZE + 132]).decode()
+        if nonce is not None:
+            report["nonce"] = nonce
+        body = json.dumps(report, separators=(",", ":")).encode()
+        signature = base64.b64encode(self._key.sign(body, padding.PKCS1v15(), hashes.SHA256()))
+        chain = (
+            self.signer.public_bytes(serialization.Encoding.PEM) + self.ca.public_bytes(serialization.Encoding.PEM)
+        ).decode()
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Request-ID", secrets.token_hex(16)),
+                ("X-IASReport-Signature", signature.decode()),
+                ("X-IASReport-Signing-Certificate", urllib.parse.quote(chain)),
+            ],
+        )
+        return [body]
+
+    @staticmethod
+    def _plain(start_response: Callable[..., Any], status: str) -> list[bytes]:
+        start_response(status, [("Content-Length", "0"), ("Request-ID", secrets.token_hex(16))])
+        return [b""]
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port`` (0 = a free port) in a thread; return the base URL for IasClient."""
+        server = wsgi.Server((host, port), self, numthreads=2)
+        server.prepare()
+        self._server = server
+        self._thread = threading.Thread(target=server.serve, name="simulated-ias", daemon=True)
+        self._thread.start()
+        bound = server.bind_addr
+        return f"http://{bound[0]}:{bound[1]}/sgx/attestation"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
