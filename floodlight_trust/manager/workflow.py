@@ -292,7 +292,8 @@ class VerificationManager:
     def _host_policy(self, host: HostRecord | None) -> str:
         if host is not None and host.host_policy:
             return host.host_policy
-        names = list(getattr(self.policy, "host_policy_names", lambda: [])()) if self.policy is not None else []
+        found = getattr(self.policy, "host_policies", None) if self.policy is not None else None
+        names = list((found() if callable(found) else found) or [])
         if len(names) == 1:
             return str(names[0])
         return "default"

@@ -104,7 +104,8 @@ class JsonApp:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
-        regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9._-]+)", pattern) + "$")
+        text = re.sub(r"\{(\w+)\*\}", r"(?P<\1>.+)", pattern)  # {name*}: the rest of the path
+        regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9._-]+)", text) + "$")
 
         def register(fn: Handler) -> Handler:
             self._routes.append((method, regex, fn))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import struct
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +34,7 @@ from floodlight_trust.agent.backends import (
     parse_chain,
     spki_der,
 )
-from floodlight_trust.errors import InputError, Location, VerificationError
+from floodlight_trust.errors import InputError, VerificationError
 from floodlight_trust.fileio import atomic_write
 from floodlight_trust.protocol.keywrap import WrappedKey, unwrap_private_key
 
@@ -47,22 +46,8 @@ SIM_SIGNER = hashlib.sha256(b"floodlight-trust simulated enclave signer").digest
 _COLLATERAL_REFRESH = timedelta(minutes=10)
 
 
-def enclave_image_bytes(path: Path) -> bytes:
-    """The canonical bytes of an enclave image: a file's content, or every file of a directory
-    (sorted by relative path, each as length-prefixed path and content)."""
-    if path.is_file():
-        return path.read_bytes()
-    if not path.is_dir():
-        raise InputError("enclave image is neither a file nor a directory", location=Location(str(path)))
-    out = bytearray(b"ftrust-enclave-image-v1\0")
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix().encode()
-        data = f.read_bytes()
-        out += struct.pack(">I", len(rel)) + rel + struct.pack(">Q", len(data)) + data
-    return bytes(out)
-
-
-def _measure(image: bytes) -> bytes:
+def _measure(image: bytes | Path) -> bytes:
+    """MRENCLAVE of an image: its bytes, a file, or a directory (see sgxsim.measure_enclave_image)."""
     from floodlight_trust.sgxsim import measure_enclave_image
 
     return bytes(measure_enclave_image(image))
@@ -121,7 +106,7 @@ class SimBackend:
                 if image.name.startswith("."):
                     continue
                 enclaves[image.name] = SimEnclave(
-                    image.name, image, _measure(enclave_image_bytes(image)), ec.generate_private_key(ec.SECP256R1())
+                    image.name, image, _measure(image), ec.generate_private_key(ec.SECP256R1())
                 )
         log.warning("SIMULATED SGX: quotes from this agent prove nothing about real hardware")
         return cls(platform, enclaves, Path(credentials_dir) if credentials_dir else None)
