@@ -1,0 +1,1 @@
+"""Evidence: parse and verify attestation evidence into claims."""
