@@ -426,18 +426,13 @@ class VerificationManager:
         if not appraisal.ok:
             for f in appraisal.findings:
                 reasons.append(
-                    Reason(
-                        "ima.integrity",
-                        str(getattr(f, "message", f)),
-                        str(getattr(f, "location", "") or "") or None,
-                        _json_safe(getattr(f, "evidence", None)),
-                    )
+                    Reason(f"ima.{getattr(f.kind, 'value', f.kind)}", f.message, str(f.location) or None, f.to_json())
                 )
         decision = self.policy.evaluate_host(host_policy, ClaimSet(verified_at=at, ima=appraisal.claims, subject=name))
         if not decision.allowed:
             reasons.extend(decision_reasons(decision))
         state = appraisal.state
-        entries = int(getattr(state, "entries", 0) or getattr(state, "count", 0) or len(appraisal.claims))
+        entries = int(appraisal.entry_count)
         return _dumps(state.to_json()), entries, reasons
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
