@@ -120,3 +120,32 @@ def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
 
 def ima_list_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def enroll_via_vm(
+    agent: Agent, vm: Any, vnf: str, *, key_mode: str | None = None, attest_host: bool = True
+) -> dict[str, Any]:
+    """Agent-initiated enrollment through the VM's agent-facing API (``VmClient``).
+
+    Attests the host first (unless ``attest_host`` is False and the VM still trusts it), then the
+    VNF enclave; installs the credentials when the VM allows. Returns the VM's enrollment document
+    (``allowed`` false with every reason when refused).
+    """
+    if attest_host:
+        verdict = vm.submit_host_evidence(agent.host_evidence(vm.nonce("host", agent.host)))
+        if not verdict["trusted"]:
+            return {"host_verdict": verdict, "allowed": False, "reasons": verdict["reasons"]}
+    nonce = vm.nonce("enclave", agent.host, vnf)
+    result: dict[str, Any] = vm.submit_enclave_evidence(agent.enclave_evidence(vnf, nonce, key_mode))
+    if result["allowed"]:
+        agent.install(
+            vnf,
+            {
+                "host": agent.host,
+                "vnf": vnf,
+                "serial": result["serial"],
+                "certificate_chain": result["certificate_chain"],
+                "wrapped_key": result.get("wrapped_key"),
+            },
+        )
+    return result

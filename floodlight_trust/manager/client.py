@@ -30,6 +30,9 @@ class JsonClient:
     ):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        # Explicit configuration only: REQUESTS_CA_BUNDLE and friends would silently replace the
+        # pinned VM certificate, and proxies have no business between the VM and its agents.
+        self.session.trust_env = False
         self.session.verify = str(verify) if isinstance(verify, Path) else verify
         if cert is not None:
             self.session.cert = cert

@@ -225,7 +225,13 @@ def load_anchors(config: Config) -> list[Any]:
 
 
 def build_service(
-    config: Config, *, password: Secret, policy: Any, anchors: list[Any] | None = None, threads: int = 16
+    config: Config,
+    *,
+    password: Secret,
+    policy: Any,
+    anchors: list[Any] | None = None,
+    threads: int = 16,
+    now: Any = clock.now,
 ) -> VmService:
     """Open state, CA and policy per ``config``; the service is not started yet."""
     db = Database(config.state_dir / DB_FILE)
@@ -247,8 +253,9 @@ def build_service(
         grace_period_seconds=vc["grace_period_seconds"],
         key_mode=vc["key_mode"],
         connect=connect,
+        now=now,
     )
-    publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")))
+    publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now())
     api = HttpServer(
@@ -287,3 +294,30 @@ def check_policy_path(config: Config) -> Path:
     if not p.exists():
         raise ConfigError("policy file not found", location=Location(str(p)))
     return p
+
+
+def issue_admin_certificate(
+    ca: Any, name: str, out_dir: Path, *, at: Any, validity_days: int = 365
+) -> tuple[Path, Path]:
+    """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) and its key, written to
+    ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from floodlight_trust.fileio import atomic_write
+    from floodlight_trust.pki.keys import generate_private_key
+    from floodlight_trust.pki.profile import CertificateProfile, KeyType
+
+    key = generate_private_key(KeyType.EC_P256)
+    profile = CertificateProfile(
+        subject=f"CN={name},OU=ftrust-admin",
+        san_uris=(f"{ADMIN_URI_PREFIX}{name}",),
+        validity_seconds=validity_days * 86400,
+        key_type=KeyType.EC_P256,
+    )
+    issued = ca.issue(key.public_key(), profile, at=at)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    atomic_write(key_path, pem, mode=0o600)
+    atomic_write(cert_path, issued.pem, mode=0o644)
+    return cert_path, key_path

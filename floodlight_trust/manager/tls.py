@@ -51,6 +51,8 @@ def ensure_server_certificate(directory: Path, names: list[str], *, at: datetime
         .not_valid_before(at - timedelta(minutes=5))
         .not_valid_after(at + timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        # Pinned as its own trust anchor: OpenSSL only accepts a self-signed anchor marked CA.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
