@@ -211,10 +211,12 @@ def load_anchors(config: Config) -> list[Any]:
             raise ConfigError(
                 "vm.trust_simulated_sgx = true needs vm.simulated_sgx_roots",
                 location=Location(config.source),
-                hint="a PEM file with the simulated root CA(s), e.g. <sim_platform_dir>/root.pem",
+                hint="a PEM file with the simulated root CA(s), or a simulated platform directory",
             )
         from floodlight_trust.fileio import read_bytes
 
+        if roots.is_dir():  # a simulated platform directory (floodlight_trust.sgxsim)
+            roots = roots / "sim-root-ca.pem"
         data = read_bytes(roots, what="simulated SGX roots")
         try:
             certs = x509.load_pem_x509_certificates(data)
