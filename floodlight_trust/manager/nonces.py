@@ -2,8 +2,8 @@
 
 A nonce is stored as a selector (the first 8 bytes of its SHA-256, for the lookup) and a verifier
 (the whole SHA-256, compared in constant time), so the table never holds a usable nonce and a
-lookup reveals nothing about the rest of it. Consuming marks it used in the same transaction that
-looks it up, so two concurrent uses of one nonce cannot both succeed.
+lookup reveals nothing about the rest of it. The workflow marks it used (``burn``) in the same
+transaction that records the decision, so two concurrent uses of one nonce cannot both succeed.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class NonceStore:
         value = secrets.token_bytes(NONCE_BYTES)
         selector, verifier = _digest(value)
         expires = at + self.ttl
-        with self.db.transaction() as tx:
+        # Not fsync'ed: a nonce lost in a power failure only makes that one attestation fail.
+        with self.db.transaction(durable=False) as tx:
             tx.execute(
                 "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -61,27 +62,44 @@ class NonceStore:
             )
         return IssuedNonce(value, purpose, host, vnf, expires)
 
-    def consume(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
-        """Use ``nonce`` once for ``purpose``/``host``/``vnf`` at ``at``; VerificationError says why not."""
+    def check(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
+        """Raise VerificationError unless ``nonce`` is a fresh, unused nonce for this purpose/host/VNF.
+
+        Does not use it up: :meth:`burn` does that inside the transaction that records the decision,
+        so a decision and the consumption of its nonce are one atomic step.
+        """
         if len(nonce) != NONCE_BYTES:
             raise VerificationError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
         selector, verifier = _digest(nonce)
-        with self.db.transaction() as tx:
-            row = tx.execute("SELECT * FROM manager_nonces WHERE selector = ?", (selector,)).fetchone()
-            if row is None or not hmac.compare_digest(bytes(row["verifier"]), verifier):
-                raise VerificationError(
-                    "nonce unknown: it was not issued by this Verification Manager (or was purged)",
-                    hint="ask for a fresh nonce and attest again",
-                )
-            if row["used_at"] is not None:
-                used = datetime.fromtimestamp(row["used_at"], UTC)
-                raise VerificationError(
-                    f"nonce replayed: it was already used at {format_time(used)}",
-                    hint="every attestation needs a fresh nonce",
-                )
-            # Mark it used before any other check: a nonce presented wrongly is burnt, not retried.
-            tx.execute("UPDATE manager_nonces SET used_at = ? WHERE selector = ?", (at.timestamp(), selector))
-            self._check(row, purpose=purpose, host=host, vnf=vnf, at=at)
+        rows = self.db.query("SELECT * FROM manager_nonces WHERE selector = ?", (selector,))
+        row = rows[0] if rows else None
+        if row is None or not hmac.compare_digest(bytes(row["verifier"]), verifier):
+            raise VerificationError(
+                "nonce unknown: it was not issued by this Verification Manager (or was purged)",
+                hint="ask for a fresh nonce and attest again",
+            )
+        if row["used_at"] is not None:
+            used = datetime.fromtimestamp(row["used_at"], UTC)
+            raise VerificationError(
+                f"nonce replayed: it was already used at {format_time(used)}",
+                hint="every attestation needs a fresh nonce",
+            )
+        self._check(row, purpose=purpose, host=host, vnf=vnf, at=at)
+
+    def burn(self, tx: sqlite3.Connection, nonce: bytes, *, at: datetime) -> bool:
+        """Mark ``nonce`` used inside ``tx``; False if it was already used (a concurrent replay)."""
+        selector, _ = _digest(nonce)
+        cur = tx.execute(
+            "UPDATE manager_nonces SET used_at = ? WHERE selector = ? AND used_at IS NULL", (at.timestamp(), selector)
+        )
+        return cur.rowcount == 1
+
+    def consume(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
+        """:meth:`check` then :meth:`burn` in a transaction of its own."""
+        self.check(nonce, purpose=purpose, host=host, vnf=vnf, at=at)
+        with self.db.transaction(durable=False) as tx:
+            if not self.burn(tx, nonce, at=at):
+                raise VerificationError("nonce replayed: it was used concurrently")
 
     @staticmethod
     def _check(row: sqlite3.Row, *, purpose: str, host: str, vnf: str | None, at: datetime) -> None:

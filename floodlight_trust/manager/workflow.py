@@ -318,6 +318,7 @@ class VerificationManager:
         claims: EnclaveClaims | None = None
         list_sha: str | None = None
         nonce_ok = False
+        nonce = b""
         try:
             quote = b64decode(evidence["quote"], what="host_evidence.quote")
             ima_list = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
@@ -330,7 +331,7 @@ class VerificationManager:
             }
             nonce = bytes.fromhex(evidence["nonce"])
             try:
-                self.nonces.consume(nonce, purpose="host", host=name, at=at)
+                self.nonces.check(nonce, purpose="host", host=name, at=at)
             except VerificationError as e:
                 raise Denied(_error_reason("protocol.nonce", e)) from None
             nonce_ok = True
@@ -359,12 +360,16 @@ class VerificationManager:
             reasons.extend(d.reasons)
         except FtrustError as e:
             reasons.append(_error_reason("protocol.evidence", e))
-        trusted = not reasons
         simulated = bool(claims and claims.simulated)
         if simulated:
             digest_info["warning"] = SIMULATED_WARNING
         revoked: list[str] = []
         with self.db.transaction() as tx:
+            # The nonce is used up in the transaction that records the decision: atomic.
+            if nonce_ok and not self.nonces.burn(tx, nonce, at=at):
+                reasons.append(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+                nonce_ok = False
+            trusted = not reasons
             audit_id = self.audit.record(
                 tx,
                 at=at,
@@ -514,15 +519,17 @@ class VerificationManager:
         info: dict[str, Any] = {"key_mode": mode}
         claims: EnclaveClaims | None = None
         spki = b""
+        nonce: bytes | None = None
         try:
             quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
             spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
             info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
-            nonce = bytes.fromhex(evidence["nonce"])
+            fresh = bytes.fromhex(evidence["nonce"])
             try:
-                self.nonces.consume(nonce, purpose="enclave", host=host, vnf=vnf, at=at)
+                self.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
             except VerificationError as e:
                 raise Denied(_error_reason("protocol.nonce", e)) from None
+            nonce = fresh
             record = self.state.find_host(host)
             self._require_trusted_host(record, host, at)
             assert record is not None
@@ -546,7 +553,7 @@ class VerificationManager:
             info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": _platform_json(claims)}
             reasons = self._same_platform(record, claims)
             try:
-                check_report_data(key_report_data(nonce, spki), claims.report_data, what="VNF quote")
+                check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
             except VerificationError as e:
                 reasons.append(_error_reason("protocol.binding", e))
             decision = self.policy.evaluate_enclave(
@@ -568,11 +575,12 @@ class VerificationManager:
                 reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
             if reasons:
                 raise Denied(*reasons)
-            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor)
+            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh)
         except Denied as d:
-            return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor)
+            return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor, nonce)
         except FtrustError as e:
-            return self._deny(host, vnf, mode, [_error_reason("protocol.evidence", e)], claims, spki, info, at, actor)
+            reasons = [_error_reason("protocol.evidence", e)]
+            return self._deny(host, vnf, mode, reasons, claims, spki, info, at, actor, nonce)
 
     def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
         if record is None or record.status != "trusted" or not record.last_trusted_at:
@@ -621,6 +629,7 @@ class VerificationManager:
         info: dict[str, Any],
         at: datetime,
         actor: str,
+        nonce: bytes,
     ) -> EnrollmentResult:
         wrapped = None
         subject_key = enclave_key
@@ -637,6 +646,8 @@ class VerificationManager:
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
         with self.db.transaction() as tx:
+            if not self.nonces.burn(tx, nonce, at=at):  # rolls back: nothing issued
+                raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
             audit_id = self.audit.record(
                 tx,
                 at=at,
@@ -710,9 +721,12 @@ class VerificationManager:
         info: dict[str, Any],
         at: datetime,
         actor: str,
+        nonce: bytes | None = None,
     ) -> EnrollmentResult:
         simulated = bool(claims and claims.simulated)
         with self.db.transaction() as tx:
+            if nonce is not None:
+                self.nonces.burn(tx, nonce, at=at)  # a nonce presented once is spent, allowed or not
             audit_id = self.audit.record(
                 tx,
                 at=at,
