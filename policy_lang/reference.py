@@ -61,7 +61,10 @@ def parse_sha256sum(text: str, source: str) -> ReferenceList:
     acc: dict[str, Any] = {}
     digests: list[str] = []
     dup = False
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line (str.splitlines would also split on \x1c, \x85, ... inside names).
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line and line[-1] == "\r":  # tolerate CRLF files; a real CR in a name is written as \r
+            line = line[:-1]
         if not line or line[0] == "#":
             continue
         escaped = line[0] == "\\"
@@ -106,7 +109,7 @@ def parse_sha256sum(text: str, source: str) -> ReferenceList:
 
 def _lower_digests(text: str) -> str:
     out = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line and line[0] != "#":
             prefix = "\\" if line[0] == "\\" else ""
             body = line[len(prefix) :]
@@ -117,7 +120,7 @@ def _lower_digests(text: str) -> str:
 
 
 def _find_bad_hex(text: str, source: str) -> None:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line or line[0] == "#":
             continue
         digest = line.lstrip("\\").partition(" ")[0]
