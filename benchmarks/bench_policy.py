@@ -96,7 +96,7 @@ def run() -> list[Result]:
             verified_at=claims.verified_at,
             ima=ImaClaims(
                 templates=claims.ima.templates,
-                paths=list(claims.ima.paths[:-1]) + ["/usr/bin/xyz"],
+                paths=[*claims.ima.paths[:-1], "/usr/bin/xyz"],
                 digest_algorithms=claims.ima.digest_algorithms,
                 digests=claims.ima.digests,
                 signatures=claims.ima.signatures,
