@@ -384,7 +384,7 @@ class Checker:
         if t.type in ("set", "list"):
             if t.elem == target or not t.value:
                 return TExpr(t.kind, t.type, t.node, t.name, t.value, target)
-            if t.elem != "str":
+            if t.elem != "str" or not (is_hex(target) or target in ("tcb_status", "evidence_type")):
                 return t
             values = []
             for v in t.value:
@@ -394,7 +394,7 @@ class Checker:
                 values.append(c)
             value = frozenset(values) if t.type == "set" else tuple(values)
             return TExpr("value", t.type, t.node, t.name, value, target)
-        if t.type == "str" and target != "str":
+        if t.type == "str" and (is_hex(target) or target in ("tcb_status", "evidence_type")):
             c = self.coerce_scalar(t.value, target, t.node)
             return None if c is None else TExpr("value", target, t.node, t.name, c)
         return t

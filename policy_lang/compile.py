@@ -19,7 +19,14 @@ from floodlight_trust.pki.profile import CertificateProfile, KeyType
 from policy_lang import ast
 from policy_lang.check import Checker, Program, TExpr, check, load_program, suggest
 from policy_lang.evaluate import Decision, evaluate_enclave, evaluate_host
-from policy_lang.reference import ReferenceList, parse_keylime, parse_keylime_envelope, parse_sha256sum
+from policy_lang.reference import (
+    Digests,
+    ReferenceList,
+    parse_keylime,
+    parse_keylime_envelope,
+    parse_sha256sum,
+    union,
+)
 
 KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
 HOST_SETTINGS = ("allow_violations", "integrity_enclave")
@@ -96,7 +103,7 @@ class CompiledHost:
     algorithms: tuple[frozenset[str], ast.Pos, str] | None = None
     boot_aggregates: tuple[frozenset[str], ast.Pos, str] | None = None
     allow_violations: ast.Pos | None = None
-    exact: dict[str, frozenset[str]] = field(default_factory=dict)
+    exact: dict[str, Digests] = field(default_factory=dict)  # path -> the digest, or a set of them
     exact_pos: dict[str, str] = field(default_factory=dict)
     any_digests: frozenset[str] = frozenset()
     globs: list[GlobAllow] = field(default_factory=list)
@@ -410,17 +417,15 @@ class Compiler:
         if len(references) == 1 and not inline:
             h.exact = references[0].digests
         else:
-            exact: dict[str, frozenset[str]] = {}
+            exact: dict[str, Digests] = {}
             for ref in references:
                 if not exact:
                     exact = dict(ref.digests)
                     continue
                 for p, s_ in ref.digests.items():
-                    prev = exact.get(p)
-                    exact[p] = s_ if prev is None else prev | s_
+                    exact[p] = union(exact.get(p), s_)
             for p, s_ in inline.items():
-                prev = exact.get(p)
-                exact[p] = s_ if prev is None else prev | s_
+                exact[p] = union(exact.get(p), s_)
             h.exact = exact
         h.any_digests = frozenset(any_digests)
         if h.globs:

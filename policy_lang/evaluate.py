@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, SignatureStatus
 from policy_lang.check import TExpr, hex_bytes, is_hex
+from policy_lang.reference import as_set
 
 if TYPE_CHECKING:
     from policy_lang.compile import CompiledEnclave, CompiledHost
@@ -400,7 +401,8 @@ def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
     slow: list[int] = []
     for i, (p, d) in enumerate(zip(paths, digests, strict=True)):
         s = get(p)
-        if s is None or d not in s:
+        # s is the one allowed digest (a str) or a frozenset of them
+        if s is None or (s != d and (s.__class__ is str or d not in s)):
             slow.append(i)
     any_digests = h.any_digests
     excluded = h.exclude.match if h.exclude is not None else None
@@ -413,7 +415,8 @@ def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
             continue
         if excluded is not None and excluded(p):
             continue
-        expected: frozenset[str] | None = h.exact.get(p)
+        allowed_here = h.exact.get(p)
+        expected: frozenset[str] | None = None if allowed_here is None else as_set(allowed_here)
         rule_pos = h.exact_pos.get(p, where)
         if globs_any is not None and globs_any(p):
             ok = False

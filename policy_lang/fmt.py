@@ -70,13 +70,21 @@ class Formatter:
         self.comments = list(module.comments)
         self.used: set[int] = set()
         self.lines: list[str] = []
+        self.last_line = 0  # last source line emitted, to keep the author's blank lines
+
+    def _gap(self, line: int) -> None:
+        """Keep (one) blank line where the source had one, except right after an opening brace."""
+        if line - self.last_line > 1 and self.lines and self.lines[-1] and not self.lines[-1].endswith(("{", "[")):
+            self.lines.append("")
 
     # comments
     def _own_before(self, line: int, indent: str) -> None:
         for i, c in enumerate(self.comments):
             if i not in self.used and c.line < line:
                 self.used.add(i)
+                self._gap(c.line)
                 self.lines.append(indent + c.text)
+                self.last_line = c.line
 
     def _trailing(self, first: int, last: int) -> str:
         parts = []
@@ -86,8 +94,9 @@ class Formatter:
                 parts.append(c.text)
         return ("  " + " ".join(parts)) if parts else ""
 
-    def _has_comments(self, first: int, last: int) -> bool:
-        return any(i not in self.used and first <= c.line <= last for i, c in enumerate(self.comments))
+    def _has_comments(self, pos: ast.Pos) -> bool:
+        start, end = (pos.line, pos.column), (pos.end_line, pos.end_column)
+        return any(i not in self.used and start < (c.line, c.column) < end for i, c in enumerate(self.comments))
 
     def _first_line(self, node: ast.Node, prev_end: int) -> int:
         """The first line of ``node`` including the own-line comments just above it."""
@@ -102,18 +111,25 @@ class Formatter:
         """Lines for ``prefix`` + value; multi-line for long sets/lists or ones holding comments."""
         if isinstance(node, ast.SetLit | ast.ListLit) and node.items:
             one = prefix + format_expr(node)
-            commented = self._has_comments(node.pos.line, node.pos.end_line)
+            commented = self._has_comments(node.pos)
             if len(indent + one) <= WIDTH and not commented:
                 return [one]
             open_, close = ("{", "}") if isinstance(node, ast.SetLit) else ("[", "]")
             out = [prefix + open_ + self._trailing(node.pos.line, node.pos.line)]
             inner = indent + INDENT
-            for item in node.items:
+            self.last_line = node.pos.line
+            for n, item in enumerate(node.items):
                 before = len(self.lines)
                 self._own_before(item.pos.line, inner)
-                out.extend(line[len(indent) :] for line in self.lines[before:])
+                self._gap(item.pos.line)
+                chunk = [line[len(indent) :] for line in self.lines[before:]]
                 del self.lines[before:]
+                if n == 0:
+                    while chunk and not chunk[0]:
+                        chunk.pop(0)
+                out.extend(chunk)
                 out.append(INDENT + format_expr(item) + "," + self._trailing(item.pos.line, item.pos.end_line))
+                self.last_line = item.pos.end_line
             before = len(self.lines)
             self._own_before(node.pos.end_line, inner)
             out.extend(line[len(indent) :] for line in self.lines[before:])
@@ -164,15 +180,14 @@ class Formatter:
         first_body = body[0].pos.line if body else node.pos.end_line
         self.lines.append(indent + header + " {" + self._trailing(node.pos.line, min(node.pos.line, first_body - 1)))
         inner = indent + INDENT
-        prev_end = node.pos.line
-        for i, s in enumerate(body):
-            first = self._first_line(s, prev_end)
-            if i and first - prev_end > 1:
-                self.lines.append("")
+        self.last_line = node.pos.line
+        for s in body:
             self._own_before(s.pos.line, inner)
+            self._gap(s.pos.line)
             self.statement(s, inner)
-            prev_end = s.pos.end_line
+            self.last_line = s.pos.end_line
         self._own_before(node.pos.end_line, inner)
+        self.last_line = node.pos.end_line
         self.lines.append(indent + "}" + self._trailing(node.pos.end_line, node.pos.end_line))
 
     def decl(self, d: ast.Node) -> None:
@@ -197,22 +212,19 @@ class Formatter:
             raise TypeError(type(d).__name__)
 
     def run(self) -> str:
-        prev_end = 0
         prev_block = False
         for i, d in enumerate(self.module.decls):
             block = isinstance(d, ast.HostDecl | ast.EnclaveDecl | ast.EnrollDecl)
-            first = self._first_line(d, prev_end)
-            if i and (first - prev_end > 1 or block or prev_block):
-                self.lines.append("")
+            first = self._first_line(d, self.last_line)
+            if i and (block or prev_block) and self.lines and self.lines[-1]:
+                self.lines.append("")  # blocks always stand apart, with their leading comments
+                self.last_line = first - 1
             self._own_before(d.pos.line, "")
+            self._gap(d.pos.line)
             self.decl(d)
-            prev_end = d.pos.end_line
+            self.last_line = d.pos.end_line
             prev_block = block
-        rest = [c.text for j, c in enumerate(self.comments) if j not in self.used]
-        if rest:
-            if self.lines:
-                self.lines.append("")
-            self.lines.extend(rest)
+        self._own_before(10**9, "")
         return "\n".join(self.lines) + "\n" if self.lines else ""
 
 
