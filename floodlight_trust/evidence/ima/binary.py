@@ -9,6 +9,7 @@ the reader finds it from the first record.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable, Iterator
 
@@ -30,6 +31,7 @@ from floodlight_trust.evidence.ima.templates import (
 CHUNK = 4096
 MAX_TEMPLATE_DATA = 1 << 24  # larger lengths are corrupt, not a record cut short
 _U32 = struct.Struct("<I")
+_ASCII_START = re.compile(rb" *[0-9]{1,10} [0-9a-fA-F]")
 _HEADERS = {size: struct.Struct(f"<I{size}sI") for size in BANK_BY_SIZE}
 
 
@@ -52,8 +54,7 @@ def detect_hash_size(data: bytes) -> int | None:
 
 def looks_binary(data: bytes) -> bool:
     """ASCII lists start with a PCR number in decimal; binary ones with a little-endian u32."""
-    head = data[:4]
-    return bool(head) and not all(c in b" 0123456789" for c in head)
+    return bool(data) and _ASCII_START.match(data) is None
 
 
 def parse_binary(
