@@ -7,6 +7,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from floodlight_trust.claims import ima_to_json
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.ima import (
     appraise_measurement_list,
@@ -95,3 +96,57 @@ def test_file_digest_helper() -> None:
     e = make_entry("/usr/bin/x", hashlib.sha256(b"x").digest())
     assert e.template == "ima-ng" and e.pcr == 10
     assert e.fields == (b"sha256:\0" + hashlib.sha256(b"x").digest(), b"/usr/bin/x\0")
+
+
+@st.composite
+def uniform_lists(draw: st.DrawFn) -> list[ImaRecord]:
+    """Lists the fast readers take: one common template and digest algorithm, PCR 10 (maybe spoilt)."""
+    template = draw(st.sampled_from(["ima-ng", "ima-sig", "ima-ngv2", "ima-sigv2"]))
+    algo = draw(algos)
+    n = draw(st.integers(1, 8))
+    out = [
+        make_entry(
+            draw(paths),
+            draw(st.binary(min_size=DIGEST_SIZES[algo], max_size=DIGEST_SIZES[algo])),
+            algo,
+            template,
+            signature=draw(st.binary(max_size=20)),
+        )
+        for _ in range(n)
+    ]
+    if draw(st.booleans()):  # spoil one entry so the fast path must hand over
+        i = draw(st.integers(0, n - 1))
+        out[i] = out[i]._replace(pcr=draw(st.sampled_from([10, 11])), violation=draw(st.booleans()))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(uniform_lists(), st.sampled_from(["sha1", "sha256"]), st.sampled_from(["ascii", "binary"]), st.data())
+def test_fast_readers_agree_with_record_by_record_reading(
+    entries: list[ImaRecord], bank: str, fmt: str, data: st.DataObject
+) -> None:
+    from unittest import mock
+
+    raw = serialize_ascii(entries, bank) if fmt == "ascii" else serialize_binary(entries, bank)
+    if data.draw(st.booleans()):  # tamper with one byte, or cut the list short
+        raw = bytearray(raw)
+        if data.draw(st.booleans()):
+            raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        else:
+            raw = raw[: data.draw(st.integers(1, len(raw)))]
+        raw = bytes(raw)
+
+    def outcome() -> object:
+        try:
+            a = appraise_measurement_list(raw, banks=("sha1", "sha256"))
+        except ParseError as e:
+            return ("error", str(e))
+        return (a.ok, a.findings, a.state.to_json(), ima_to_json(a.claims))
+
+    fast = outcome()
+    with (
+        mock.patch("floodlight_trust.evidence.ima.binary.fast_chunk", return_value=None),
+        mock.patch("floodlight_trust.evidence.ima.ascii._fast", return_value=False),
+    ):
+        slow = outcome()
+    assert fast == slow
