@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import getitem as _getitem
 from operator import itemgetter
 from typing import Any
@@ -25,10 +25,6 @@ _PCR10 = _U32.pack(10)
 _decode = bytes.decode
 getitem: Callable[[Any, Any], Any] = _getitem  # typed loosely: bytes[slice] and bytes[int] both occur
 _from_bytes: Callable[..., int] = int.from_bytes
-
-
-def _slices(data: bytes, starts: list[int], a: int, b: int) -> list[bytes]:
-    return list(map(getitem, repeat(data), map(slice, [s + a for s in starts], [s + b for s in starts])))
 
 
 def fast_chunk(data: bytes, pos: int, hash_size: int, index: int, base: int, limit: int) -> Batch | None:
@@ -49,26 +45,38 @@ def _fast_chunk(data: bytes, pos: int, hash_size: int, index: int, base: int, li
     has_sig = _FAST.get(name)
     if has_sig is None:
         return None
-    fixed = 4 + hash_size + 4 + nlen + 4  # header up to and including the template data length
-    # Follow the data lengths (the only sequential step).
-    starts: list[int] = []
-    append = starts.append
-    unpack = _U32.unpack_from
-    p = pos
-    while len(starts) < limit and p + fixed <= end:
-        q = p + fixed + unpack(data, p + fixed - 4)[0]
-        if q > end:
-            break
-        append(p)
-        p = q
-    if not starts:
+    # Split a window of the list at the template name: every part after the first is
+    # ``le32(data_len) | template data | next record's pcr and hash``. The lengths are then checked
+    # to chain exactly, which proves the split found record boundaries and nothing inside data.
+    marker = _LEN4[nlen] + name
+    hdr = 4 + hash_size
+    window_end = pos + limit * 128
+    boundary = end
+    if window_end < end:
+        at = data.find(marker, window_end)
+        if at >= 0:
+            boundary = at - hdr
+    if boundary <= pos:
         return None
-    n = len(starts)
-    heads = _slices(data, starts, 4 + hash_size, fixed - 4)
-    if heads.count(_LEN4[nlen] + name) != n or _slices(data, starts, 0, 4).count(_PCR10) != n:
+    parts = data[pos:boundary].split(marker)
+    if len(parts) < 2 or len(parts[0]) != hdr:
         return None
-    hashes = _slices(data, starts, 4, 4 + hash_size)
-    tds = list(map(getitem, repeat(data), map(slice, [s + fixed for s in starts], [*starts[1:], p])))
+    records = parts[1:]
+    n = len(records)
+    lens = list(map(len, records))
+    expected = [k + 4 + hdr for k in map(_from_bytes, map(itemgetter(slice(0, 4)), records), repeat("little"))]
+    expected[-1] -= hdr
+    if lens != expected:
+        return None
+    heads = [parts[0], *map(itemgetter(slice(-hdr, None)), records[:-1])]
+    if list(map(itemgetter(slice(0, 4)), heads)).count(_PCR10) != n:
+        return None
+    hashes = list(map(itemgetter(slice(4, None)), heads))
+    tds = list(map(itemgetter(slice(4, -hdr)), records[:-1]))
+    tds.append(records[-1][4:])
+    del parts, records, heads
+    starts = list(accumulate(map(len(marker).__add__, lens[:-1]), initial=pos))
+    p = boundary
     # d-ng field: le32(len) "algo:\0" digest, the same algorithm throughout the run.
     first: bytes = tds[0]
     dlen = _U32.unpack_from(first, 0)[0] if len(first) >= 4 else 0
