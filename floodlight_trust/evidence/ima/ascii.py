@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from binascii import Error as HexError
 from binascii import unhexlify
-from collections.abc import Iterable, Iterator
-from operator import methodcaller
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter, methodcaller
 
 from floodlight_trust.errors import Location, ParseError
 from floodlight_trust.evidence.ima.batch import Batch
@@ -36,12 +36,10 @@ from floodlight_trust.evidence.ima.templates import (
 )
 
 CHUNK = 4096
-_LEN4 = [n.to_bytes(4, "little") for n in range(4097)]
+_LEN4 = [n.to_bytes(4, "little") for n in range(4200)]
 _FAST = {"ima-ng": False, "ima-ngv2": False, "ima-sig": True, "ima-sigv2": True}  # -> has a sig field
-_split3 = methodcaller("split", b" ", 3)
-_part_space = methodcaller("partition", b" ")
 _rpart_space = methodcaller("rpartition", b" ")
-_rpart_colon = methodcaller("rpartition", b":")
+_decode = bytes.decode
 _decode_path = methodcaller("decode", "utf-8", "backslashreplace")
 
 
@@ -159,63 +157,67 @@ def _slow(batch: Batch, lines: list[bytes], first_line: int, offsets: list[int])
 
 
 def _fast(batch: Batch, lines: list[bytes], first_line: int) -> bool:
-    """Fill ``batch`` from a chunk of one common template; False if the chunk needs the slow path."""
-    try:
-        split = list(map(_split3, lines))
-        pcrs, hashes_hex, names, rests = zip(*split, strict=True)
-    except ValueError:  # a line with fewer than 4 tokens
+    """Fill ``batch`` from a chunk of one common template; False if the chunk needs the slow path.
+
+    Such lines have fixed-width columns up to the file name (``10 HASH ima-ng sha256:DIGEST ``),
+    so every column is one C-level slice per line; the constant parts are checked on every line.
+    """
+    first = lines[0]
+    if first[:3] != b"10 ":
         return False
-    name = names[0].decode("ascii", "replace")
+    h_end = first.find(b" ", 3)
+    n_end = first.find(b" ", h_end + 1)
+    colon = first.find(b":", n_end + 1)
+    d_end = first.find(b" ", colon + 1)
+    if min(h_end, n_end, colon, d_end) < 0:
+        return False
+    name = first[h_end + 1 : n_end].decode("ascii", "replace")
     has_sig = _FAST.get(name)
-    if has_sig is None or names.count(names[0]) != len(names) or pcrs.count(b"10") != len(pcrs):
+    prefix = first[n_end + 1 : colon]
+    algo = prefix.rpartition(b":")[2].decode("ascii", "replace")
+    size = DIGEST_SIZES.get(algo)
+    if has_sig is None or size is None or d_end - colon - 1 != 2 * size or (h_end - 3) // 2 not in BANK_BY_SIZE:
+        return False
+    fixed = itemgetter(slice(0, 3), slice(h_end, colon + 1), slice(d_end, d_end + 1))
+    n = len(lines)
+    if list(map(fixed, lines)).count(fixed(first)) != n:
         return False
     try:
-        dngs, _, tails = zip(*map(_part_space, rests), strict=True)
+        hashes = list(map(unhexlify, map(itemgetter(slice(3, h_end)), lines)))
+        digests = list(map(unhexlify, map(itemgetter(slice(colon + 1, d_end)), lines)))
+        tails = list(map(itemgetter(slice(d_end + 1, None)), lines))
+        paths: Sequence[bytes]
         if has_sig:
             paths, _, sig_hex = zip(*map(_rpart_space, tails), strict=True)
             sigs = list(map(unhexlify, sig_hex))
         else:
-            paths, sigs = tails, [b""] * len(tails)
-        prefixes, colons, digest_hex = zip(*map(_rpart_colon, dngs), strict=True)
-        hashes = list(map(unhexlify, hashes_hex))
-        digests = list(map(unhexlify, digest_hex))
-    except (HexError, ValueError):
+            paths, sigs = tails, [b""] * n
+        name_lens = [_LEN4[k + 1] for k in map(len, paths)]
+    except (HexError, ValueError, IndexError):  # not hex, or a path longer than PATH_MAX
         return False
-    prefix = prefixes[0]
-    algo = prefix.rpartition(b":")[2].decode("ascii", "replace")
-    size = DIGEST_SIZES.get(algo)
-    if (
-        size is None
-        or prefixes.count(prefix) != len(prefixes)
-        or b"" in colons
-        or {len(d) for d in digests} != {size}
-        or len({len(h) for h in hashes}) != 1
-        or len(hashes[0]) not in BANK_BY_SIZE
-        or b"" in paths
-    ):
+    if b"" in paths:
         return False
-    head = _LEN4[len(prefix) + 2 + size] + prefix + b":\0"
-    try:
-        name_lens = [_LEN4[n + 1] for n in map(len, paths)]
-    except IndexError:  # a path longer than PATH_MAX: let the slow path handle it
-        return False
+    head = (_LEN4[len(prefix) + 2 + size] + prefix + b":\0").replace(b"%", b"%%")
     if has_sig:
-        fmt = head.replace(b"%", b"%%") + b"%b%b%b\0%b%b"
-        sig_lens = [_LEN4[n] if n < 4097 else n.to_bytes(4, "little") for n in map(len, sigs)]
-        inputs = list(map(fmt.__mod__, zip(digests, name_lens, paths, sig_lens, sigs, strict=True)))
+        sig_lens = [_LEN4[k] if k < len(_LEN4) else k.to_bytes(4, "little") for k in map(len, sigs)]
+        inputs = list(
+            map((head + b"%b%b%b\0%b%b").__mod__, zip(digests, name_lens, paths, sig_lens, sigs, strict=True))
+        )
     else:
-        fmt = head.replace(b"%", b"%%") + b"%b%b%b\0"
-        inputs = list(map(fmt.__mod__, zip(digests, name_lens, paths, strict=True)))
-    n = len(lines)
-    batch.positions.extend(range(first_line, first_line + n))
-    batch.pcrs.extend([10] * n)
-    batch.hashes.extend(hashes)
-    batch.templates.extend([name] * n)
-    batch.inputs.extend(inputs)
-    batch.paths.extend(map(_decode_path, paths))
-    batch.algos.extend([algo] * n)
-    batch.digests.extend(map(bytes.hex, digests))
-    batch.sigs.extend(sigs)
+        inputs = list(map((head + b"%b%b%b\0").__mod__, zip(digests, name_lens, paths, strict=True)))
+    try:
+        path_text = list(map(_decode, paths))
+    except UnicodeDecodeError:
+        path_text = list(map(_decode_path, paths))
+    batch.positions = list(range(first_line, first_line + n))
+    batch.pcrs = [10] * n
+    batch.hashes = hashes
+    batch.templates = [name] * n
+    batch.inputs = inputs
+    batch.paths = path_text
+    batch.algos = [algo] * n
+    batch.digests = list(map(bytes.hex, digests))
+    batch.sigs = sigs
     return True
 
 
