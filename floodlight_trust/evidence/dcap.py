@@ -371,7 +371,7 @@ class _Pck:
     window: _Window
 
 
-_pck_cache: dict[tuple[bytes, bytes], _Pck] = {}
+_pck_cache: dict[tuple[bytes, bytes, bytes], _Pck] = {}
 _PCK_CACHE_MAX = 4096
 
 
@@ -381,16 +381,16 @@ def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datet
         raise CertificateChainError(
             f"the quote's certification data holds {len(blocks)} certificate(s), expected the PCK chain"
         )
-    cache_key = (blocks[0], blocks[1])
+    # Keyed by the verified CA too: a hit means this exact leaf and CA text were checked against it.
+    cache_key = (blocks[0], blocks[1], vc.pck_ca_der)
     with _cache_lock:
         cached = _pck_cache.get(cache_key)
-    if cached is None or cached.cert.issuer != vc.pck_ca.subject:
+    if cached is None:
         cached = _check_pck(blocks[0], blocks[1], vc, anchor)
         with _cache_lock:
             if len(_pck_cache) >= _PCK_CACHE_MAX:
                 _pck_cache.pop(next(iter(_pck_cache)))
             _pck_cache[cache_key] = cached
-    # The CA must be the one the collateral verified (same DER), so the PCK CRL applies to it.
     _check_window(cached.window, at)
     if cached.cert.serial_number in vc.pck_revoked:
         raise PckRevoked(f"PCK certificate serial {cached.cert.serial_number:x} is revoked by the PCK CRL")
@@ -457,7 +457,11 @@ def verify_quote(
             except CollateralExpired as e:
                 warnings.append(e.message)
         else:
-            _check_window(w, at)
+            try:
+                _check_window(w, at)
+            except CollateralExpired as e:
+                e.hint = "fetch a current CRL (a strict verifier refuses expired CRLs)"
+                raise
 
     leaf = _pck(q, vc, anchor, at)
     pck = leaf.ext

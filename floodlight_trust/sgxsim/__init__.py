@@ -201,10 +201,19 @@ class SimulatedPlatform:
     # -- creation and storage ------------------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, *, tcb_status: TcbStatus = TcbStatus.UP_TO_DATE) -> SimulatedPlatform:
+    def create(
+        cls,
+        directory: Path,
+        *,
+        tcb_status: TcbStatus = TcbStatus.UP_TO_DATE,
+        authority: SimulatedPlatform | None = None,
+    ) -> SimulatedPlatform:
         """Generate a new platform (all keys and certificates) and store it in ``directory``.
 
-        ``tcb_status`` is the status the simulated TCB info gives this platform's TCB level.
+        ``tcb_status`` is the status the simulated TCB info gives this platform's TCB level. With
+        ``authority``, the new platform shares that platform's simulated root, PCK CA and TCB signing
+        key (as real machines share Intel's), so one simulated anchor covers both; its PCK
+        certificate and attestation key are still its own.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -214,11 +223,20 @@ class SimulatedPlatform:
             )
         new = ec.generate_private_key
         root_key, ca_key, pck_key, tcb_key, att_key = (new(ec.SECP256R1()) for _ in range(5))
-        root = _cert(_name("SIMULATED SGX Root CA"), root_key, root_key, None, ca=True, path=1)
-        ca = _cert(_name("SIMULATED SGX PCK Processor CA"), ca_key, root_key, root, ca=True, path=0)
+        if authority is not None:
+            root_key, root, ca_key, ca = (
+                authority.root_key,
+                authority.root_cert,
+                authority.pck_ca_key,
+                authority.pck_ca_cert,
+            )
+            tcb_key, tcb = authority.tcb_key, authority.tcb_cert
+        else:
+            root = _cert(_name("SIMULATED SGX Root CA"), root_key, root_key, None, ca=True, path=1)
+            ca = _cert(_name("SIMULATED SGX PCK Processor CA"), ca_key, root_key, root, ca=True, path=0)
+            tcb = _cert(_name("SIMULATED SGX TCB Signing"), tcb_key, root_key, root, ca=False)
         ext = sgx_extension(secrets.token_bytes(16), SIM_COMPONENTS, SIM_PCE_SVN, SIM_PCE_ID, SIM_FMSPC)
         pck = _cert(_name("SIMULATED SGX PCK Certificate"), pck_key, ca_key, ca, ca=False, sgx=ext)
-        tcb = _cert(_name("SIMULATED SGX TCB Signing"), tcb_key, root_key, root, ca=False)
         platform = cls(directory, root_key, root, ca_key, ca, pck_key, pck, tcb_key, tcb, att_key, tcb_status)
         platform._store()
         return platform
