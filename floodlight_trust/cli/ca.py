@@ -1,11 +1,227 @@
-"""`ftrust ca` commands."""
+"""`ftrust ca`: create the CA, issue and revoke client certificates, publish CRLs, list records."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from datetime import timedelta
 from typing import Any
 
-from floodlight_trust.cli.output import add_group
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from floodlight_trust import clock, fileio
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
+from floodlight_trust.config import Config
+from floodlight_trust.errors import InputError, Location
+from floodlight_trust.pki.ca import CertificateAuthority
+from floodlight_trust.pki.crl import crl_der, crl_pem
+from floodlight_trust.pki.keys import generate_private_key
+from floodlight_trust.pki.profile import CertificateProfile, KeyType
+from floodlight_trust.pki.records import REASONS, CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.storage import Database
+
+STATE_DB = "ftrust.db"  # in state.dir, shared with the Verification Manager
+
+
+def state_database(cfg: Config) -> Database:
+    return Database(cfg.state_dir / STATE_DB)
+
+
+def open_ca(cfg: Config) -> CertificateAuthority:
+    password = cfg.secret("ca", what="CA key password")
+    records = CertificateRecords(state_database(cfg))
+    return CertificateAuthority.open(
+        cfg.state_path("ca", "dir"),
+        password,
+        records,
+        crl_url=cfg.get("ca", "crl_url"),
+        ocsp_url=cfg.get("ca", "ocsp_url"),
+    )
+
+
+def _init(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    password = cfg.secret("ca", what="CA key password")
+    ca = CertificateAuthority.init(
+        cfg.state_path("ca", "dir"),
+        password,
+        key_type=args.key_type or cfg.get("ca", "key_type"),
+        subject=args.subject or cfg.get("ca", "subject"),
+        crl_url=cfg.get("ca", "crl_url"),
+        ocsp_url=cfg.get("ca", "ocsp_url"),
+        at=clock.now(),
+    )
+    data = {
+        "directory": str(ca.directory),
+        "certificate": str(ca.cert_path),
+        "key": str(ca.key_path),
+        "subject": ca.certificate.subject.rfc4514_string(),
+        "not_after": clock.format_time(ca.certificate.not_valid_after_utc),
+    }
+    emit(
+        args,
+        data,
+        f"created CA {data['subject']}\n  certificate: {data['certificate']}\n  key (encrypted, 0600): {data['key']}",
+    )
+    return 0
+
+
+def _load_public_key(path: str) -> Any:
+    data = fileio.read_bytes(path, what="public key or CSR")
+    loc = Location(path)
+    if b"CERTIFICATE REQUEST" in data:
+        try:
+            csr = x509.load_pem_x509_csr(data)
+        except ValueError as e:
+            raise InputError(f"not a PEM CSR: {e}", location=loc) from None
+        if not csr.is_signature_valid:
+            raise InputError("the CSR's signature does not verify", location=loc)
+        return csr.public_key()
+    try:
+        if data.lstrip().startswith(b"-----"):
+            return serialization.load_pem_public_key(data)
+        return serialization.load_der_public_key(data)
+    except ValueError as e:
+        raise InputError(f"not a public key (PEM/DER SubjectPublicKeyInfo) or CSR: {e}", location=loc) from None
+
+
+def _issue(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if bool(args.public_key) == bool(args.generate_key):
+        raise InputError("give exactly one of --public-key FILE or --generate-key KEY_OUT")
+    profile = CertificateProfile(
+        subject=args.subject,
+        san_dns=tuple(args.san_dns or ()),
+        san_uris=tuple(args.san_uri or ()),
+        validity_seconds=args.validity or cfg.get("ca", "certificate_validity_seconds"),
+        key_type=KeyType(args.key_type),
+    )
+    ca = open_ca(cfg)
+    key_pem: bytes | None = None
+    if args.generate_key:
+        private = generate_private_key(profile.key_type)
+        public_key: Any = private.public_key()
+        key_pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    else:
+        public_key = _load_public_key(args.public_key)
+    issued = ca.issue(public_key, profile, at=clock.now())
+    if key_pem is not None:
+        fileio.atomic_write(args.generate_key, key_pem, mode=0o600)
+    if args.out:
+        fileio.atomic_write(args.out, issued.pem, mode=0o644)
+    data = issued.record.to_json()
+    if args.out:
+        data["certificate_file"] = args.out
+    if args.generate_key:
+        data["key_file"] = args.generate_key
+    if not args.out and not args.json:
+        sys.stdout.write(issued.pem.decode("ascii"))
+        return 0
+    emit(args, data, f"issued serial {data['serial']} to {data['subject']} (valid until {data['not_after']})")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    ca = open_ca(cfg)
+    record = ca.revoke(parse_serial(args.serial), args.reason, at=clock.now())
+    emit(
+        args,
+        record.to_json(),
+        f"revoked {serial_hex(record.serial)} ({record.subject}) at {clock.format_time(record.revoked_at or clock.now())}"
+        f", reason {record.revocation_reason}; publish a new CRL (`ftrust ca crl`)",
+    )
+    return 0
+
+
+def _crl(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    ca = open_ca(cfg)
+    seconds = args.next_update or cfg.get("ca", "crl_next_update_seconds")
+    crl = ca.crl(at=clock.now(), next_update=timedelta(seconds=seconds))
+    if args.out:
+        data = crl_pem(crl) if args.pem else crl_der(crl)
+        fileio.atomic_write(args.out, data, mode=0o644)
+        info = {
+            "file": args.out,
+            "format": "PEM" if args.pem else "DER",
+            "revoked": len(list(crl)),
+            "this_update": clock.format_time(crl.last_update_utc),
+            "next_update": clock.format_time(crl.next_update_utc) if crl.next_update_utc else None,
+        }
+        emit(args, info, f"wrote CRL ({info['revoked']} revoked, next update {info['next_update']}) to {args.out}")
+        return 0
+    if not args.pem and sys.stdout.isatty():
+        raise InputError("refusing to write a DER CRL to a terminal", hint="use --out FILE or --pem")
+    if args.pem:
+        sys.stdout.write(crl_pem(crl).decode("ascii"))
+    else:
+        sys.stdout.buffer.write(crl_der(crl))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    records = CertificateRecords(state_database(cfg))
+    now = clock.now()
+    rows = records.list(revoked=True if args.revoked else None)
+    data = [r.to_json(now) for r in rows]
+    emit(
+        args,
+        data,
+        lambda: (
+            table(
+                ("serial", "subject", "status", "not after", "revoked at", "reason"),
+                [
+                    (d["serial"], d["subject"], d["status"], d["not_after"], d["revoked_at"], d["revocation_reason"])
+                    for d in data
+                ],
+            )
+            if data
+            else "no certificates issued"
+        ),
+    )
+    return 0
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
-    add_group(subparsers, name, help_text)
+    sub = add_group(subparsers, name, help_text)
+
+    p = sub.add_parser("init", help="create the CA key (encrypted, 0600) and self-signed certificate")
+    p.add_argument("--key-type", choices=("ec-p256", "rsa-3072"), help="default: ca.key_type (ec-p256)")
+    p.add_argument("--subject", help="RFC 4514 subject (default: ca.subject)")
+    add_json(p)
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("issue", help="issue a TLS client certificate (clientAuth, CRL DP, OCSP AIA)")
+    p.add_argument("--public-key", metavar="FILE", help="subject public key (PEM/DER) or a PEM CSR")
+    p.add_argument("--generate-key", metavar="KEY_OUT", help="generate the key pair here (written 0600)")
+    p.add_argument("--subject", required=True, help="RFC 4514 subject, e.g. CN=vnf-a")
+    p.add_argument("--san-uri", action="append", metavar="URI", help="SAN URI (repeatable)")
+    p.add_argument("--san-dns", action="append", metavar="NAME", help="SAN DNS name (repeatable)")
+    p.add_argument("--validity", type=int, metavar="SECONDS", help="default: ca.certificate_validity_seconds")
+    p.add_argument("--key-type", default="ec-p256", choices=[k.value for k in KeyType], help="for --generate-key")
+    p.add_argument("--out", metavar="FILE", help="write the certificate (PEM) here instead of stdout")
+    add_json(p)
+    p.set_defaults(func=_issue)
+
+    p = sub.add_parser("revoke", help="revoke a certificate by serial (hex, as `ftrust ca list` shows it)")
+    p.add_argument("serial")
+    p.add_argument("--reason", required=True, help="one of: " + ", ".join(REASONS))
+    add_json(p)
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("crl", help="sign a fresh CRL (DER by default, --pem for PEM)")
+    p.add_argument("--out", metavar="FILE", help="write it here (atomically) instead of stdout")
+    p.add_argument("--pem", action="store_true", help="PEM instead of DER")
+    p.add_argument("--next-update", type=int, metavar="SECONDS", help="default: ca.crl_next_update_seconds")
+    add_json(p)
+    p.set_defaults(func=_crl)
+
+    p = sub.add_parser("list", help="list issued certificates and their status")
+    p.add_argument("--revoked", action="store_true", help="only revoked certificates")
+    add_json(p)
+    p.set_defaults(func=_list)

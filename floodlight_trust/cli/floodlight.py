@@ -1,11 +1,326 @@
-"""`ftrust floodlight` commands."""
+"""`ftrust floodlight`: provision Floodlight's keystore and properties, show status, check a URL."""
 
 from __future__ import annotations
 
+import argparse
+import shutil
+from pathlib import Path
 from typing import Any
 
-from floodlight_trust.cli.output import add_group
+from floodlight_trust import clock
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
+from floodlight_trust.config import Config
+from floodlight_trust.errors import InputError, Location, VerificationError
+from floodlight_trust.floodlight import bridge, client
+from floodlight_trust.floodlight.keystore import FloodlightKeystore
+from floodlight_trust.floodlight.properties import (
+    PropertiesFile,
+    configure_rest_https,
+    rest_settings,
+)
+from floodlight_trust.pki.ca import load_ca_certificate
+from floodlight_trust.secrets import Secret, load_secret
+
+RESTART = "Floodlight loads its keystore and trust only at startup: restart the controller now."
+STARTED = "After the restart, check that HTTPS is really up by connecting (a failed start can leave the JVM running without the REST port): `ftrust floodlight check URL --cert C --key K`."
+
+
+def _keystore_path(args: argparse.Namespace, cfg: Config) -> Path:
+    value = getattr(args, "keystore", None)
+    path = Path(value) if value else cfg.path("floodlight", "keystore")
+    if path is None:
+        raise InputError("no keystore given", hint="use --keystore FILE or set floodlight.keystore in the config")
+    return path
+
+
+def _store_password(cfg: Config) -> Secret:
+    return cfg.secret("floodlight", what="keystore password")
+
+
+def _store_type(args: argparse.Namespace, cfg: Config) -> str:
+    return str(getattr(args, "type", None) or cfg.get("floodlight", "keystore_type"))
+
+
+def _entries_table(store: FloodlightKeystore) -> str:
+    return table(
+        ("alias", "kind", "subject", "not after", "sha256"),
+        [(e.alias, e.kind, e.subject, clock.format_time(e.not_after), e.sha256[:16] + "...") for e in store.entries()],
+    )
+
+
+# -- provision / status / check ------------------------------------------------------------------
+
+
+def _provision(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    props_path = Path(args.properties) if args.properties else cfg.path("floodlight", "properties")
+    if props_path is None:
+        raise InputError("no properties file given", hint="use --properties FILE or set floodlight.properties")
+    keystore = _keystore_path(args, cfg).resolve()
+    password = _store_password(cfg)
+    store_type = _store_type(args, cfg)
+    props = PropertiesFile.load(props_path)
+    ca_cert = load_ca_certificate(cfg.state_path("ca", "dir"))
+    alias = cfg.get("floodlight", "ca_alias")
+    if keystore.exists():
+        store = FloodlightKeystore.load(keystore, password, store_type)
+    else:
+        store = FloodlightKeystore.new(password, store_type)
+    rotated = store.rotate_ca(alias, ca_cert)
+    created = store.ensure_server_key(
+        args.server_alias, args.server_subject, args.server_san or ["localhost", "127.0.0.1"], at=clock.now()
+    )
+    backup = store.save(keystore)
+    changed = configure_rest_https(
+        props, keystore_path=keystore, password=password, https_port=args.https_port, keep_http=args.keep_http
+    )
+    props_backup = props.save() if changed else None
+    java_view: dict[str, Any] | None = None
+    if not args.no_java_check and shutil.which("java"):
+        java_view = bridge.keystore_probe(keystore, password, "JKS")
+        if not java_view.get("ok"):
+            raise VerificationError(
+                f"Java cannot load the keystore written: {java_view.get('error')}", location=Location(str(keystore))
+            )
+    flags = bridge.revocation_jvm_flags()
+    data = {
+        "keystore": str(keystore),
+        "keystore_backup": str(backup) if backup else None,
+        "ca_alias": alias,
+        "previous_ca_kept_as": rotated,
+        "server_key_created": created,
+        "properties": str(props_path),
+        "properties_changed": changed,
+        "properties_backup": str(props_backup) if props_backup else None,
+        "java_check": java_view.get("ok") if java_view else None,
+        "jvm_flags": flags,
+        "restart_required": True,
+    }
+
+    def text() -> str:
+        lines = [
+            f"keystore {keystore}: CA trusted as {alias!r}" + (f" (previous CA kept as {rotated!r})" if rotated else "")
+        ]
+        lines.append(f"  server key {args.server_alias!r}: {'created' if created else 'already present'}")
+        if backup:
+            lines.append(f"  backup of the previous keystore: {backup}")
+        if java_view:
+            lines.append("  Java loads it as Floodlight will: ok")
+        lines.append(f"properties {props_path}: " + (", ".join(changed) if changed else "already set"))
+        lines.append("  (the keystore password is in this file; Floodlight also logs it at INFO: protect both)")
+        lines.append("start Floodlight's JVM with these flags to check client certificates against the CA's CRL:")
+        lines.append("  " + " ".join(flags))
+        lines.append(RESTART)
+        lines.append(STARTED)
+        return "\n".join(lines)
+
+    emit(args, data, text)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    props_path = Path(args.properties) if args.properties else cfg.path("floodlight", "properties")
+    if props_path is None:
+        raise InputError("no properties file given", hint="use --properties FILE or set floodlight.properties")
+    props = PropertiesFile.load(props_path)
+    settings = rest_settings(props)
+    problems: list[str] = []
+    entries: list[dict[str, Any]] = []
+    java_view: dict[str, Any] | None = None
+    if not settings.use_https:
+        problems.append("HTTPS is off (useHttps not true or keyStorePath empty): the REST API is not protected")
+    elif not settings.need_client_auth:
+        problems.append("httpsNeedClientAuthentication is not YES: no client certificate is requested at all")
+    if settings.use_http:
+        problems.append(f"plain HTTP is on (port {settings.http_port}): anyone can use the REST API there")
+    if settings.use_https and settings.keystore_path and settings.keystore_password is not None:
+        ks_path = Path(settings.keystore_path)
+        if not ks_path.is_absolute():
+            problems.append("keyStorePath is relative: Floodlight resolves it against its working directory")
+        # Exactly what Floodlight does: the password from the properties, for store, keys and trust.
+        store = FloodlightKeystore.load(ks_path, settings.keystore_password, "JKS")
+        problems += store.problems()
+        entries = [e.to_json() for e in store.entries()]
+        if not args.no_java_check and shutil.which("java"):
+            java_view = bridge.keystore_probe(ks_path, settings.keystore_password, "JKS")
+            if not java_view.get("ok"):
+                problems.append(f"Java fails to load it ({java_view.get('stage')}): {java_view.get('error')}")
+    data = {"properties": str(props_path), "settings": settings.to_json(), "entries": entries,
+            "java_ok": java_view.get("ok") if java_view else None, "problems": problems}  # fmt: skip
+
+    def text() -> str:
+        s = settings
+        lines = [
+            f"properties: {props_path}",
+            f"  HTTPS: {'on, port ' + str(s.https_port or 8081) if s.use_https else 'off'}"
+            f"; client certificates: {'required' if s.need_client_auth else 'not requested'}"
+            f"; plain HTTP: {'on, port ' + str(s.http_port or 8080) if s.use_http else 'off'}",
+        ]
+        if s.keystore_path:
+            lines.append(f"  keystore: {s.keystore_path}")
+        if entries:
+            lines.append(table(("alias", "kind", "subject", "not after"),
+                               [(e["alias"], e["kind"], e["subject"], e["not_after"]) for e in entries]))  # fmt: skip
+        if java_view is not None:
+            lines.append(
+                "Java: "
+                + ("loads it as Floodlight will" if java_view.get("ok") else "FAILS: " + str(java_view.get("error")))
+            )
+        lines += [f"problem: {p}" for p in problems] or ["no problems found"]
+        return "\n".join(lines)
+
+    emit(args, data, text)
+    return 1 if problems else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    result = client.check(args.url, args.cert, args.key, args.ca, path=args.path, timeout=args.timeout)
+
+    def text() -> str:
+        requested = {True: "yes", False: "no", None: "unknown"}[result.client_cert_requested]
+        lines = [
+            f"{result.url}{args.path}",
+            f"  TLS: {result.tls_version or 'handshake failed'}; server certificate "
+            + ("verified" if result.server_verified else "NOT verified (no --ca)"),
+            f"  client certificate requested: {requested}; sent: {'yes' if result.client_cert_sent else 'no'}",
+        ]
+        if result.accepted:
+            lines.append(f"  accepted: HTTP {result.status} {result.body}")
+        else:
+            lines.append(f"  refused: {result.reason}")
+        return "\n".join(lines)
+
+    emit(args, result.to_json(), text)
+    return 0 if result.accepted and result.status == 200 else 1
+
+
+# -- keystore sub-commands -----------------------------------------------------------------------
+
+
+def _ks_load(args: argparse.Namespace, cfg: Config) -> FloodlightKeystore:
+    return FloodlightKeystore.load(_keystore_path(args, cfg), _store_password(cfg), _store_type(args, cfg))
+
+
+def _ks_list(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    store = _ks_load(args, cfg)
+    problems = store.problems()
+    emit(
+        args,
+        {"entries": [e.to_json() for e in store.entries()], "problems": problems},
+        lambda: "\n".join([_entries_table(store), *[f"problem: {p}" for p in problems]]),
+    )
+    return 1 if problems else 0
+
+
+def _read_cert(path: str) -> Any:
+    from cryptography import x509
+
+    from floodlight_trust import fileio
+
+    data = fileio.read_bytes(path, what="certificate")
+    try:
+        return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError as e:
+        raise InputError(f"not a certificate: {e}", location=Location(path)) from None
+
+
+def _ks_change(args: argparse.Namespace, what: str) -> int:
+    cfg = load_config(args)
+    store = _ks_load(args, cfg)
+    note = ""
+    if what == "add-ca":
+        if not store.add_trusted_ca(args.alias, _read_cert(args.cert)):
+            note = "already present; "
+    elif what == "rotate-ca":
+        kept = store.rotate_ca(args.alias, _read_cert(args.cert))
+        note = f"previous CA kept as {kept!r} for the overlap; " if kept else ""
+    elif what == "remove":
+        store.remove(args.alias)
+    elif what == "change-password":
+        new = load_secret(env=args.new_password_env, file=args.new_password_file, what="new keystore password")
+        store.change_password(new)
+    backup = store.save()
+    emit(
+        args,
+        {
+            "keystore": str(store.path),
+            "backup": str(backup) if backup else None,
+            "entries": [e.to_json() for e in store.entries()],
+        },
+        f"{what}: {note}saved {store.path}"
+        + (f" (backup {backup})" if backup else "")
+        + f"\n{RESTART}"
+        + (
+            "\nUpdate keyStorePassword in Floodlight's properties to the new password."
+            if what == "change-password"
+            else ""
+        ),
+    )
+    return 0
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
-    add_group(subparsers, name, help_text)
+    sub = add_group(subparsers, name, help_text)
+
+    p = sub.add_parser("provision", help="trust the CA in Floodlight's keystore and enable HTTPS with client auth")
+    p.add_argument("--properties", metavar="FILE", help="Floodlight properties file (default: floodlight.properties)")
+    p.add_argument("--keystore", metavar="FILE", help="keystore to create or update (default: floodlight.keystore)")
+    p.add_argument("--type", choices=("JKS", "PKCS12"), help="keystore type (default: floodlight.keystore_type)")
+    p.add_argument("--server-alias", default="floodlight", help="alias of Floodlight's HTTPS key (default: floodlight)")
+    p.add_argument("--server-subject", default="CN=floodlight", help="subject of a newly created server certificate")
+    p.add_argument("--server-san", action="append", metavar="NAME_OR_IP", help="server certificate SAN (repeatable)")
+    p.add_argument("--https-port", type=int, default=8081)
+    p.add_argument("--keep-http", action="store_true", help="leave plain HTTP (useHttp) as it is")
+    p.add_argument("--no-java-check", action="store_true", help="do not load the result with the JDK")
+    add_json(p)
+    p.set_defaults(func=_provision)
+
+    p = sub.add_parser("status", help="what Floodlight will load with these properties, checked as Java would")
+    p.add_argument("--properties", metavar="FILE")
+    p.add_argument("--no-java-check", action="store_true", help="do not load the keystore with the JDK")
+    add_json(p)
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("check", help="mutual-TLS GET of /wm/core/health/json: requested, accepted or refused")
+    p.add_argument("url", help="e.g. https://127.0.0.1:8081")
+    p.add_argument("--cert", metavar="PEM", help="client certificate (omit to test a connection without one)")
+    p.add_argument("--key", metavar="PEM", help="client private key (unencrypted PEM)")
+    p.add_argument("--ca", metavar="PEM", help="verify the server's certificate against this PEM")
+    p.add_argument("--path", default=client.HEALTH_PATH)
+    p.add_argument("--timeout", type=float, default=10.0)
+    add_json(p)
+    p.set_defaults(func=_check)
+
+    ks = sub.add_parser("keystore", help="list and change Floodlight's keystore")
+    ks.set_defaults(group_parser=ks)
+    kss = ks.add_subparsers(dest="keystore_command", metavar="COMMAND")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--keystore", metavar="FILE", help="default: floodlight.keystore")
+        q.add_argument("--type", choices=("JKS", "PKCS12"))
+        add_json(q)
+
+    q = kss.add_parser("list", help="entries, and every reason Floodlight could not load the store")
+    common(q)
+    q.set_defaults(func=_ks_list)
+    q = kss.add_parser("add-ca", help="trust a CA certificate")
+    q.add_argument("alias")
+    q.add_argument("cert", metavar="CERT")
+    common(q)
+    q.set_defaults(func=lambda a: _ks_change(a, "add-ca"))
+    q = kss.add_parser("rotate-ca", help="replace a trusted CA, keeping the old one during the overlap")
+    q.add_argument("alias")
+    q.add_argument("cert", metavar="CERT")
+    common(q)
+    q.set_defaults(func=lambda a: _ks_change(a, "rotate-ca"))
+    q = kss.add_parser("remove", help="remove an entry")
+    q.add_argument("alias")
+    common(q)
+    q.set_defaults(func=lambda a: _ks_change(a, "remove"))
+    q = kss.add_parser("change-password", help="new password for the store and every key")
+    q.add_argument("--new-password-env", default="FTRUST_NEW_KEYSTORE_PASSWORD", metavar="VAR")
+    q.add_argument("--new-password-file", metavar="FILE")
+    common(q)
+    q.set_defaults(func=lambda a: _ks_change(a, "change-password"))

@@ -40,7 +40,7 @@ from floodlight_trust.secrets import Secret
 
 MIN_PASSWORD = 6
 STORE_TYPES = ("JKS", "PKCS12")
-KEYTOOL_PASSWORD_ENV = "FTRUST_KEYTOOL_PASSWORD"
+KEYTOOL_PASSWORD_ENV = "FTRUST_KEYTOOL_PASSWORD"  # noqa: S105 (a variable name)
 
 
 class KeystoreRefused(InputError):
@@ -109,11 +109,11 @@ class FloodlightKeystore:
     # -- loading --------------------------------------------------------------------------------
 
     @classmethod
-    def new(cls, password: Secret, type: str = "JKS") -> FloodlightKeystore:  # noqa: A002
+    def new(cls, password: Secret, type: str = "JKS") -> FloodlightKeystore:
         return cls(password, type)
 
     @classmethod
-    def load(cls, path: str | Path, password: Secret, type: str = "JKS") -> FloodlightKeystore:  # noqa: A002
+    def load(cls, path: str | Path, password: Secret, type: str = "JKS") -> FloodlightKeystore:
         """Read ``path`` as Floodlight would: store password = every key's password."""
         p = Path(path)
         data = fileio.read_bytes(p, what="keystore")
@@ -220,7 +220,9 @@ class FloodlightKeystore:
         """Every reason Floodlight would fail to load this store or to serve client-authenticated HTTPS."""
         found: list[str] = []
         if len(self.password.reveal()) < MIN_PASSWORD:
-            found.append(f"store password is shorter than {MIN_PASSWORD} characters (keytool and Floodlight setups refuse it)")
+            found.append(
+                f"store password is shorter than {MIN_PASSWORD} characters (keytool and Floodlight setups refuse it)"
+            )
         for alias, k in self._keys.items():
             if k.pkcs8 is None:
                 found.append(
@@ -327,7 +329,9 @@ class FloodlightKeystore:
         cert = builder.sign(key, signing_hash(key))
         self._keys[a] = _KeyEntry(
             [cert.public_bytes(serialization.Encoding.DER)],
-            key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
         )
         self._order.append(a)
         return True

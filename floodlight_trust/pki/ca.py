@@ -210,7 +210,9 @@ class CertificateAuthority:
             raise InputError("CA key does not belong to the CA certificate", location=Location(str(key_path)))
         if os.name == "posix" and key_path.stat().st_mode & 0o077:
             raise SecretError(
-                "CA key file is accessible by group or others", location=Location(str(key_path)), hint=f"chmod 600 {key_path}"
+                "CA key file is accessible by group or others",
+                location=Location(str(key_path)),
+                hint=f"chmod 600 {key_path}",
             )
         return cls(directory, cert, key, records, crl_url=crl_url, ocsp_url=ocsp_url)  # type: ignore[arg-type]
 
@@ -239,7 +241,9 @@ class CertificateAuthority:
         if profile.validity_seconds <= 0:
             raise InputError(f"certificate validity must be positive, got {profile.validity_seconds} s")
         start = at.astimezone(UTC) - BACKDATE
-        end = min(at.astimezone(UTC) + timedelta(seconds=profile.validity_seconds), self.certificate.not_valid_after_utc)
+        end = min(
+            at.astimezone(UTC) + timedelta(seconds=profile.validity_seconds), self.certificate.not_valid_after_utc
+        )
         if end <= at:
             raise InputError("the CA certificate has expired; cannot issue", location=Location(str(self.cert_path)))
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in profile.san_dns]

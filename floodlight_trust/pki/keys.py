@@ -16,9 +16,7 @@ def parse_key_type(value: str | KeyType) -> KeyType:
     try:
         return KeyType(value)
     except ValueError:
-        raise InputError(
-            f"unknown key type {value!r}", hint="one of: " + ", ".join(k.value for k in KeyType)
-        ) from None
+        raise InputError(f"unknown key type {value!r}", hint="one of: " + ", ".join(k.value for k in KeyType)) from None
 
 
 def generate_private_key(key_type: KeyType | str = KeyType.EC_P256) -> PrivateKey:
@@ -32,7 +30,7 @@ def generate_private_key(key_type: KeyType | str = KeyType.EC_P256) -> PrivateKe
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def signing_hash(key: PrivateKey) -> hashes.HashAlgorithm:
+def signing_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
         return hashes.SHA384()
     return hashes.SHA256()

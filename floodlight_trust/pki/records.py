@@ -186,9 +186,7 @@ class CertificateRecords:
 
         return self._write(tx, insert)
 
-    def revoke(
-        self, serial: int, reason: str, at: datetime, tx: sqlite3.Connection | None = None
-    ) -> CertificateRecord:
+    def revoke(self, serial: int, reason: str, at: datetime, tx: sqlite3.Connection | None = None) -> CertificateRecord:
         """Mark ``serial`` revoked at ``at`` for ``reason``. Revoking twice keeps the first revocation."""
         canonical = normalize_reason(reason)
 

@@ -1,0 +1,130 @@
+package ftrust.bridge;
+
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpsConfigurator;
+import com.sun.net.httpserver.HttpsExchange;
+import com.sun.net.httpserver.HttpsParameters;
+import com.sun.net.httpserver.HttpsServer;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.SSLPeerUnverifiedException;
+
+/**
+ * A Floodlight-equivalent HTTPS REST endpoint: the SSLContext of Floodlight's RestApiServer (one
+ * keystore as keystore and truststore, one password), client authentication required (as
+ * httpsNeedClientAuthentication=YES), the JVM's trust manager algorithm and revocation flags
+ * applying as they do on Floodlight's JVM. Serves Floodlight's read-only health endpoints.
+ *
+ * Usage: FloodlightEndpoint --keystore PATH [--type JKS] [--host 127.0.0.1] [--port 0]
+ *        [--need-client-auth true|false] [--password-env NAME]   (else password on stdin)
+ * Prints "LISTENING <port>" once bound. "Started" must still be checked by connecting.
+ */
+public final class FloodlightEndpoint {
+    private FloodlightEndpoint() {}
+
+    public static void main(String[] args) throws Exception {
+        String path = null;
+        String type = "JKS";
+        String host = "127.0.0.1";
+        int port = 0;
+        boolean needClientAuth = true;
+        String env = null;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--keystore": path = args[++i]; break;
+                case "--type": type = args[++i]; break;
+                case "--host": host = args[++i]; break;
+                case "--port": port = Integer.parseInt(args[++i]); break;
+                case "--need-client-auth": needClientAuth = Boolean.parseBoolean(args[++i]); break;
+                case "--password-env": env = args[++i]; break;
+                default:
+                    System.err.println("unknown argument " + args[i]);
+                    System.exit(2);
+            }
+        }
+        if (path == null) {
+            System.err.println("--keystore is required");
+            System.exit(2);
+        }
+        char[] password = Password.read(env);
+        final SSLContext ctx = FloodlightTls.context(path, type, password);
+        final boolean need = needClientAuth;
+        HttpsServer server = HttpsServer.create(new InetSocketAddress(InetAddress.getByName(host), port), 64);
+        server.setHttpsConfigurator(new HttpsConfigurator(ctx) {
+            @Override
+            public void configure(HttpsParameters params) {
+                SSLParameters ssl = getSSLContext().getDefaultSSLParameters();
+                ssl.setNeedClientAuth(need);
+                params.setSSLParameters(ssl);
+            }
+        });
+        final long started = System.currentTimeMillis();
+        server.createContext("/wm/core/health/json", exchange -> {
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("healthy", true);
+            respond(exchange, 200, body);
+        });
+        server.createContext("/wm/core/memory/json", exchange -> {
+            Runtime rt = Runtime.getRuntime();
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("total", rt.totalMemory());
+            body.put("free", rt.freeMemory());
+            respond(exchange, 200, body);
+        });
+        server.createContext("/wm/core/controller/switches/json", exchange -> {
+            List<Object> switches = new ArrayList<>();
+            Map<String, Object> sw = new LinkedHashMap<>();
+            sw.put("switchDPID", "00:00:00:00:00:00:00:01");
+            sw.put("inetAddress", "/127.0.0.1:6653");
+            sw.put("connectedSince", started);
+            switches.add(sw);
+            respond(exchange, 200, switches);
+        });
+        server.createContext("/", exchange -> {
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("code", 404);
+            body.put("description", "The server has not found anything matching the request URI");
+            respond(exchange, 404, body);
+        });
+        ExecutorService pool = Executors.newFixedThreadPool(8);
+        server.setExecutor(pool);
+        server.start();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            server.stop(0);
+            pool.shutdownNow();
+        }));
+        System.out.println("LISTENING " + server.getAddress().getPort());
+        System.out.flush();
+    }
+
+    private static void respond(HttpExchange exchange, int status, Object body) throws IOException {
+        String client = "-";
+        if (exchange instanceof HttpsExchange) {
+            try {
+                client = ((HttpsExchange) exchange).getSSLSession().getPeerPrincipal().getName();
+            } catch (SSLPeerUnverifiedException e) {
+                client = "(no client certificate)";
+            }
+        }
+        System.err.println(Instant.now() + " " + exchange.getRequestMethod() + " "
+                + exchange.getRequestURI().getPath() + " " + status + " client=" + client);
+        byte[] bytes = Json.write(body).getBytes(StandardCharsets.UTF_8);
+        exchange.getResponseHeaders().set("Content-Type", "application/json");
+        exchange.sendResponseHeaders(status, bytes.length);
+        try (OutputStream out = exchange.getResponseBody()) {
+            out.write(bytes);
+        }
+    }
+}

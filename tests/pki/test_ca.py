@@ -1,0 +1,194 @@
+"""The CA: files on disk, certificates issued, records, revocation, CRL and OCSP."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
+
+from floodlight_trust.errors import InputError, SecretError
+from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
+from floodlight_trust.pki.crl import crl_der, crl_pem, load_crl
+from floodlight_trust.pki.profile import CertificateProfile
+from floodlight_trust.pki.records import CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.secrets import Secret
+from floodlight_trust.storage import Database
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PASSWORD = Secret("correct horse battery", "env:TEST")
+CRL_URL = "http://127.0.0.1:8990/crl.der"
+OCSP_URL = "http://127.0.0.1:8990/ocsp"
+PROFILE = CertificateProfile(san_uris=("urn:ftrust:vnf:{vnf}",), san_dns=("{vnf}.example",)).render(vnf="fw", host="h1")
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> CertificateRecords:
+    return CertificateRecords(Database(tmp_path / "state.db"))
+
+
+@pytest.fixture
+def ca(tmp_path: Path, records: CertificateRecords) -> CertificateAuthority:
+    return CertificateAuthority.init(
+        tmp_path / "ca", PASSWORD, subject="CN=Test VNF CA", crl_url=CRL_URL, ocsp_url=OCSP_URL, at=AT, records=records
+    )
+
+
+def test_init_writes_encrypted_key_0600_and_refuses_overwrite(tmp_path: Path, ca: CertificateAuthority) -> None:
+    key_file = tmp_path / "ca" / "ca.key.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    cert = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.cert.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=Test VNF CA"
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    with pytest.raises(InputError, match="already exists"):
+        CertificateAuthority.init(tmp_path / "ca", PASSWORD, subject="CN=x", crl_url=CRL_URL, ocsp_url=OCSP_URL, at=AT)
+
+
+def test_wrong_password_names_the_key_file(
+    tmp_path: Path, ca: CertificateAuthority, records: CertificateRecords
+) -> None:
+    with pytest.raises(SecretError) as info:
+        CertificateAuthority.open(tmp_path / "ca", Secret("wrong password", "env:X"), records, crl_url="", ocsp_url="")
+    assert str(info.value).startswith(f"{tmp_path / 'ca' / 'ca.key.pem'}: cannot decrypt the CA key")
+    assert "wrong password" not in str(info.value).split("(")[0]
+
+
+def test_issued_certificate_has_the_profile_and_urls_and_is_recorded(ca: CertificateAuthority) -> None:
+    key = generate_private_key("ec-p256")
+    issued = ca.issue(key.public_key(), PROFILE, at=AT)
+    cert = issued.certificate
+    cert.verify_directly_issued_by(ca.certificate)
+    assert cert.subject.rfc4514_string() == "CN=fw"
+    assert 0 < cert.serial_number < 2**159
+    assert cert.not_valid_after_utc == AT + timedelta(seconds=3600)
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:ftrust:vnf:fw"]
+    assert san.get_values_for_type(x509.DNSName) == ["fw.example"]
+    dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+    assert [n.value for n in dp[0].full_name] == [CRL_URL]
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [(a.access_method, a.access_location.value) for a in aia] == [(AuthorityInformationAccessOID.OCSP, OCSP_URL)]
+    record = ca.records.get(cert.serial_number)  # type: ignore[union-attr]
+    assert record is not None and record.subject == "CN=fw" and record.status(AT) == "valid"
+    assert record.sha256 == cert.fingerprint(hashes.SHA256()).hex()
+
+
+def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateRecords) -> None:
+    ca = CertificateAuthority.init(
+        tmp_path / "rsa", PASSWORD, key_type="rsa-3072", subject="CN=RSA CA", crl_url=CRL_URL, ocsp_url=OCSP_URL,
+        at=AT, records=records,
+    )  # fmt: skip
+    assert ca.certificate.public_key().key_size == 3072  # type: ignore[union-attr]
+    issued = ca.issue(generate_private_key("rsa-2048").public_key(), PROFILE, at=AT)
+    issued.certificate.verify_directly_issued_by(ca.certificate)
+
+
+def test_issue_in_a_rolled_back_transaction_leaves_no_record(ca: CertificateAuthority) -> None:
+    assert ca.records is not None
+    with pytest.raises(RuntimeError), ca.records.db.transaction() as tx:
+        issued = ca.issue(generate_private_key().public_key(), PROFILE, at=AT, tx=tx)
+        raise RuntimeError("crash after issuing, before the enrollment is recorded")
+    assert ca.records.get(issued.serial) is None
+    assert ca.records.list() == []
+
+
+def test_weak_keys_and_bad_subjects_are_refused(ca: CertificateAuthority) -> None:
+    with pytest.raises(InputError, match="RFC 4514"):
+        ca.issue(generate_private_key().public_key(), CertificateProfile(subject="not a name"), at=AT)
+    with pytest.raises(InputError, match="unsupported public key"):
+        ca.issue(b"bytes", PROFILE, at=AT)
+
+
+def test_revocation_reaches_crl_and_ocsp(ca: CertificateAuthority) -> None:
+    good = ca.issue(generate_private_key().public_key(), PROFILE, at=AT)
+    bad = ca.issue(generate_private_key().public_key(), PROFILE, at=AT)
+    later = AT + timedelta(minutes=5)
+    ca.revoke(bad.serial, "key-compromise", at=later)
+    again = ca.revoke(bad.serial, "superseded", at=later + timedelta(minutes=1))
+    assert again.revoked_at == later and again.revocation_reason == "keyCompromise"  # the first revocation stands
+
+    crl = ca.crl(at=later, next_update=timedelta(seconds=60))
+    assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+    assert crl.next_update_utc == later + timedelta(seconds=60)
+    entry = crl.get_revoked_certificate_by_serial_number(bad.serial)
+    assert entry is not None and entry.revocation_date_utc == later
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    assert crl.get_revoked_certificate_by_serial_number(good.serial) is None
+    assert load_crl(crl_der(crl)) == crl and load_crl(crl_pem(crl)) == crl
+    # Expired certificates drop off the list.
+    assert len(list(ca.crl(at=AT + timedelta(hours=2), next_update=timedelta(seconds=60)))) == 0
+
+    def status(cert: x509.Certificate) -> ocsp.OCSPResponse:
+        request = ocsp.OCSPRequestBuilder().add_certificate(cert, ca.certificate, hashes.SHA256()).build()
+        der = ca.ocsp_response(request.public_bytes(serialization.Encoding.DER), at=later)
+        return ocsp.load_der_ocsp_response(der)
+
+    assert status(good.certificate).certificate_status == ocsp.OCSPCertStatus.GOOD
+    revoked = status(bad.certificate)
+    assert revoked.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert revoked.revocation_reason == x509.ReasonFlags.key_compromise
+    bogus = ca.ocsp_response(b"\x30\x03junk", at=later)
+    assert ocsp.load_der_ocsp_response(bogus).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_revoke_unknown_serial_and_bad_reason(ca: CertificateAuthority) -> None:
+    with pytest.raises(InputError, match="no certificate with serial 1f"):
+        ca.revoke(0x1F, "superseded", at=AT)
+    issued = ca.issue(generate_private_key().public_key(), PROFILE, at=AT)
+    with pytest.raises(InputError, match="unknown revocation reason"):
+        ca.revoke(issued.serial, "because", at=AT)
+    assert parse_serial("0x" + serial_hex(issued.serial).upper()) == issued.serial
+
+
+def ftrust(tmp_path: Path, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cfg = tmp_path / "ftrust.toml"
+    cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
+    return subprocess.run(
+        [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
+        capture_output=True, text=True, env=env, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+
+
+def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, FTRUST_CA_PASSWORD="cli password 1")
+    assert ftrust(tmp_path, "ca", "init", env=env).returncode == 0
+    again = ftrust(tmp_path, "ca", "init", env=env)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.startswith("ftrust: error: ") and "a CA already exists here" in again.stderr
+    out = tmp_path / "vnf.pem"
+    r = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-a", "--generate-key", str(tmp_path / "k.pem"),
+               "--out", str(out), "--json", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    import json
+
+    serial = json.loads(r.stdout)["serial"]
+    assert x509.load_pem_x509_certificate(out.read_bytes()).serial_number == int(serial, 16)
+    assert ftrust(tmp_path, "ca", "revoke", serial, "--reason", "cessation-of-operation", env=env).returncode == 0
+    crl_file = tmp_path / "crl.der"
+    assert ftrust(tmp_path, "ca", "crl", "--out", str(crl_file), env=env).returncode == 0
+    assert load_crl(crl_file.read_bytes()).get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    listing = ftrust(tmp_path, "ca", "list", env=env)
+    assert serial in listing.stdout and "revoked" in listing.stdout
+    wrong = ftrust(tmp_path, "ca", "crl", "--pem", env=dict(env, FTRUST_CA_PASSWORD="not it"))
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert wrong.stderr.splitlines()[0] == (
+        f"ftrust: error: {tmp_path / 'state' / 'ca' / 'ca.key.pem'}: cannot decrypt the CA key with the password "
+        "from env:FTRUST_CA_PASSWORD (wrong password or damaged file)"
+    )
+    bad = ftrust(tmp_path, "ca", "revoke", "xyz", "--reason", "superseded", env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("ftrust: error: serial 'xyz' is not a hexadecimal number")
