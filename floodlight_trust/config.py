@@ -50,6 +50,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "crl_port": (int, 8990),
         "policy": (str, None),
         "trust_simulated_sgx": (bool, False),
+        "simulated_sgx_roots": (str, None),  # PEM file of simulated root CAs (only with trust_simulated_sgx)
         "nonce_ttl_seconds": (int, 60),
         "reattest_interval_seconds": (int, 30),
         "grace_period_seconds": (int, 90),
@@ -67,6 +68,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "ima_log_fallback": (str, None),
         "vnf_dir": (str, None),
         "sim_platform_dir": (str, None),
+        "credentials_dir": (str, None),  # sim backend: where installed VNF credentials are written
+        "vm_url": (str, None),  # agent-initiated enrollment: the VM's HTTPS API
+        "vm_certificate": (str, None),  # the VM's pinned TLS certificate
     },
     "ias": {
         "url": (str, "https://api.trustedservices.intel.com/sgx/attestation"),

@@ -1,6 +1,24 @@
 """The floodlight-trust policy language: which hosts and VNF enclaves may enroll.
 
 It judges typed claims (``floodlight_trust.claims``) and knows nothing of evidence bytes.
+Pipeline: :mod:`~policy_lang.parser` (text to AST) -> :mod:`~policy_lang.check` (imports, names,
+types) -> :mod:`~policy_lang.compile` (lookup tables, :class:`Policy`) ->
+:mod:`~policy_lang.evaluate` (:class:`Decision`). :mod:`~policy_lang.fmt` prints the canonical form,
+:mod:`~policy_lang.testing` runs policy test files.
 """
 
 from __future__ import annotations
+
+from policy_lang.check import PolicyErrors
+from policy_lang.compile import EnrollRule, Policy, compile_policy_text, load_policy
+from policy_lang.evaluate import Decision, Reason
+
+__all__ = [
+    "Decision",
+    "EnrollRule",
+    "Policy",
+    "PolicyErrors",
+    "Reason",
+    "compile_policy_text",
+    "load_policy",
+]

@@ -1,11 +1,92 @@
-"""`ftrust agent` commands."""
+"""`ftrust agent` commands: run the container-host agent."""
 
 from __future__ import annotations
 
+import argparse
+import socket
+import sys
 from typing import Any
 
-from floodlight_trust.cli.output import add_group
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config
+from floodlight_trust.config import Config
+from floodlight_trust.errors import ConfigError, ExitCode, Location
+
+
+def build_agent(config: Config) -> Any:
+    from floodlight_trust.agent.backends import load_backend
+    from floodlight_trust.agent.imasource import ImaSource
+    from floodlight_trust.agent.service import Agent
+
+    a = config.values["agent"]
+    name = a["name"] or socket.gethostname().split(".")[0]
+    if a["backend"] == "sim":
+        platform_dir = config.path("agent", "sim_platform_dir") or config.state_dir / "sim-platform"
+        backend = load_backend(
+            "sim",
+            platform_dir=platform_dir,
+            vnf_dir=config.path("agent", "vnf_dir"),
+            credentials_dir=config.path("agent", "credentials_dir"),
+        )
+    elif a["backend"] == "gramine":
+        backend = load_backend(
+            "gramine", root=config.path("agent", "gramine_root"), vnf_dir=config.path("agent", "vnf_dir")
+        )
+    else:
+        raise ConfigError(
+            f"unknown agent.backend {a['backend']!r}", location=Location(config.source), hint="'sim' or 'gramine'"
+        )
+    return Agent(name, backend, ImaSource(config.path("agent", "ima_log"), config.path("agent", "ima_log_fallback")))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from floodlight_trust.agent.service import make_app
+    from floodlight_trust.cli.vm import wait_for_signal
+    from floodlight_trust.protocol.wsgi import HttpServer
+
+    config = load_config(args)
+    agent = build_agent(config)
+    server = HttpServer(
+        make_app(agent), host=config.get("agent", "host"), port=config.get("agent", "port"), name="agent"
+    ).start()
+    if agent.backend.simulated:
+        print("ftrust: WARNING: sim backend: SIMULATED SGX quotes prove nothing about real hardware", file=sys.stderr)
+    print(
+        f"agent {agent.host} ({agent.backend.name}) on {server.url}; {len(agent.backend.enclaves())} VNF enclave(s)",
+        flush=True,
+    )
+    try:
+        wait_for_signal()
+    finally:
+        server.stop()
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from floodlight_trust.agent.service import enroll_via_vm
+    from floodlight_trust.manager.client import VmClient
+
+    config = load_config(args)
+    url = config.get("agent", "vm_url")
+    if not url:
+        raise ConfigError("agent.vm_url is not set", location=Location(config.source))
+    pinned = config.path("agent", "vm_certificate")
+    vm = VmClient(url, server_certificate=pinned if pinned else True)
+    doc = enroll_via_vm(build_agent(config), vm, args.vnf, key_mode=args.key_mode)
+    text = (
+        f"{args.vnf}: ENROLLED, serial {doc.get('serial')}"
+        if doc["allowed"]
+        else f"{args.vnf}: REFUSED\n" + "\n".join(f"  - {r['message']}" for r in doc["reasons"])
+    )
+    emit(args, doc, text)
+    return 0 if doc["allowed"] else int(ExitCode.DENIED)
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
-    add_group(subparsers, name, help_text)
+    sub = add_group(subparsers, name, help_text)
+    p = sub.add_parser("serve", help="serve host and VNF evidence to the VM and install credentials")
+    p.set_defaults(func=_serve)
+    p = sub.add_parser("enroll", help="agent-initiated: attest this host and enroll one VNF at agent.vm_url")
+    p.add_argument("vnf")
+    p.add_argument("--key-mode", choices=("enclave", "vm-generated"))
+    add_json(p)
+    p.set_defaults(func=_enroll)

@@ -1,11 +1,240 @@
-"""`ftrust vm` commands."""
+"""`ftrust vm` commands: run the Verification Manager and administer it over its HTTPS API."""
 
 from __future__ import annotations
 
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
-from floodlight_trust.cli.output import add_group
+from floodlight_trust import clock
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
+from floodlight_trust.config import Config
+from floodlight_trust.errors import ExitCode, InputError
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1):
+        pass
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from floodlight_trust.manager.service import build_service, check_policy_path, load_policy_file
+
+    config = load_config(args)
+    policy = load_policy_file(Path(args.policy) if args.policy else check_policy_path(config))
+    password = config.secret("ca", what="CA key password")
+    service = build_service(config, password=password, policy=policy).start()
+    if service.vm.simulated:
+        print(
+            "ftrust: WARNING: trust_simulated_sgx = true: SIMULATED SGX quotes are accepted; never in production",
+            file=sys.stderr,
+        )
+    print(f"Verification Manager API on {service.api_url} (TLS certificate {service.tls_certificate})")
+    print(f"CRL and OCSP on http://{config.get('vm', 'host')}:{service.publish.port}")
+    print(f"policy version {service.vm.policy_version}", flush=True)
+    try:
+        wait_for_signal()
+    finally:
+        service.stop()
+    return 0
+
+
+def _admin_cert(args: argparse.Namespace) -> int:
+    from floodlight_trust.manager.service import issue_admin_certificate, open_ca
+    from floodlight_trust.storage.database import Database
+
+    config = load_config(args)
+    db = Database(config.state_dir / "ftrust.sqlite3")
+    ca = open_ca(config, config.secret("ca", what="CA key password"), db)
+    out = Path(args.out) if args.out else config.state_dir / "admin"
+    cert, key = issue_admin_certificate(ca, args.name, out, at=clock.now())
+    emit(args, {"certificate": str(cert), "key": str(key)}, f"admin certificate {cert}\nadmin key         {key}")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from floodlight_trust.manager.client import VmClient
+
+    config: Config = load_config(args)
+    state = config.state_dir
+    url = args.vm_url or f"https://localhost:{config.get('vm', 'port')}"
+    cert = Path(args.admin_cert) if args.admin_cert else state / "admin" / "admin.pem"
+    key = Path(args.admin_key) if args.admin_key else cert.with_suffix(".key")
+    server = Path(args.vm_certificate) if args.vm_certificate else state / "vm-tls" / "server.pem"
+    for p, what in ((cert, "admin certificate"), (key, "admin key"), (server, "VM TLS certificate")):
+        if not p.exists():
+            raise InputError(
+                f"{what} not found: {p}",
+                hint="see `ftrust vm admin-cert` and the --admin-cert/--vm-certificate options",
+            )
+    return VmClient(url, server_certificate=server, client_certificate=(str(cert), str(key)))
+
+
+def _reasons_text(doc: dict[str, Any]) -> str:
+    return "\n".join(
+        f"  - [{r['rule']}] {r['message']}" + (f" ({r['location']})" if r.get("location") else "")
+        for r in doc["reasons"]
+    )
+
+
+def _hosts_list(args: argparse.Namespace) -> int:
+    hosts = _client(args).hosts()
+    rows = [
+        (
+            h["name"],
+            h["status"],
+            h["agent_url"],
+            h["last_attested_at"],
+            h["ima_entries"],
+            "yes" if h["simulated"] else "",
+        )
+        for h in hosts
+    ]
+    emit(args, hosts, lambda: table(("host", "status", "agent", "last attested", "IMA entries", "simulated"), rows))
+    return 0
+
+
+def _hosts_add(args: argparse.Namespace) -> int:
+    doc = _client(args).add_host(args.name, args.agent, args.host_policy)
+    emit(args, doc, f"registered host {doc['name']} at {doc['agent_url']}")
+    return 0
+
+
+def _vnfs_list(args: argparse.Namespace) -> int:
+    vnfs = _client(args).vnfs()
+    rows = [
+        (v["host"], v["vnf"], v["status"], (v["mrenclave"] or "")[:16], v["active_certificates"], v["last_attested_at"])
+        for v in vnfs
+    ]
+    emit(args, vnfs, lambda: table(("host", "vnf", "status", "mrenclave", "active certs", "last attested"), rows))
+    return 0
+
+
+def _enrollments_list(args: argparse.Namespace) -> int:
+    items = _client(args).enrollments()
+    rows = [(e["id"], e["host"], e["vnf"], e["serial"][:16], e["key_mode"], e["status"], e["not_after"]) for e in items]
+    emit(args, items, lambda: table(("id", "host", "vnf", "serial", "key mode", "status", "not after"), rows))
+    return 0
+
+
+def _attest(args: argparse.Namespace) -> int:
+    doc = _client(args).attest(args.host)
+    head = f"host {doc['host']}: {'TRUSTED' if doc['trusted'] else 'NOT TRUSTED'} (policy {str(doc['policy_version'])[:12]}, audit #{doc['audit_id']})"
+    if doc["simulated"]:
+        head += "\n  WARNING: SIMULATED SGX evidence"
+    emit(args, doc, head + ("\n" + _reasons_text(doc) if doc["reasons"] else ""))
+    return 0 if doc["trusted"] else int(ExitCode.DENIED)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    doc = _client(args).enroll(args.host, args.vnf, args.key_mode)
+    if doc["allowed"]:
+        text = f"{doc['vnf']} on {doc['host']}: ENROLLED, certificate serial {doc['serial']} until {doc['not_after']} ({doc['key_mode']} key)"
+    else:
+        text = f"{doc['vnf']} on {doc['host']}: REFUSED (audit #{doc['audit_id']})\n" + _reasons_text(doc)
+    if doc["simulated"]:
+        text += "\n  WARNING: SIMULATED SGX evidence"
+    emit(args, doc, text)
+    return 0 if doc["allowed"] else int(ExitCode.DENIED)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    client = _client(args)
+    is_host = args.host_flag or any(h["name"] == args.target for h in client.hosts())
+    doc = client.revoke(reason=args.reason, host=args.target if is_host else None, vnf=None if is_host else args.target)
+    kind = "host" if is_host else "VNF"
+    emit(args, doc, f"revoked {len(doc['revoked_serials'])} certificate(s) of {kind} {args.target}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if args.since:
+        clock.parse_time(args.since, what="--since")
+    records = _client(args).audit(args.since)
+    rows = [
+        (
+            r["id"],
+            r["at"],
+            r["actor"],
+            r["action"],
+            r["host"] or "",
+            r["vnf"] or "",
+            "allowed" if r["allowed"] else "DENIED",
+            "; ".join(x["message"] for x in r["reasons"])[:80],
+        )
+        for r in records
+    ]
+    emit(args, records, lambda: table(("id", "at", "actor", "action", "host", "vnf", "verdict", "reasons"), rows))
+    return 0
+
+
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vm-url", help="the VM's HTTPS API (default https://localhost:<vm.port>)")
+    p.add_argument("--admin-cert", help="admin client certificate (default <state>/admin/admin.pem)")
+    p.add_argument("--admin-key", help="its key (default: the certificate path with .key)")
+    p.add_argument("--vm-certificate", help="the VM's pinned TLS certificate (default <state>/vm-tls/server.pem)")
+    add_json(p)
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
-    add_group(subparsers, name, help_text)
+    sub = add_group(subparsers, name, help_text)
+
+    p = sub.add_parser("serve", help="run the Verification Manager (HTTPS API, CRL and OCSP)")
+    p.add_argument("--policy", help="policy file (default: vm.policy)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("admin-cert", help="issue an admin client certificate from the VM's CA (local)")
+    p.add_argument("name", help="admin name (default file names use it; e.g. admin)")
+    p.add_argument("--out", help="output directory (default <state>/admin)")
+    add_json(p)
+    p.set_defaults(func=_admin_cert)
+
+    for noun, fn, what in (
+        ("hosts", _hosts_list, "container hosts"),
+        ("vnfs", _vnfs_list, "VNF enclaves"),
+        ("enrollments", _enrollments_list, "enrollments and their certificates"),
+    ):
+        group = sub.add_parser(noun, help=f"{what}")
+        group.set_defaults(group_parser=group)
+        verbs = group.add_subparsers(dest="verb", metavar="COMMAND")
+        lp = verbs.add_parser("list", help=f"list {what}")
+        _add_client_options(lp)
+        lp.set_defaults(func=fn)
+        if noun == "hosts":
+            ap = verbs.add_parser("add", help="register a container host and its agent URL")
+            ap.add_argument("name")
+            ap.add_argument("--agent", required=True, metavar="URL", help="the host agent's URL")
+            ap.add_argument("--host-policy", help="host policy that judges it (default: the policy's only one)")
+            _add_client_options(ap)
+            ap.set_defaults(func=_hosts_add)
+
+    p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
+    p.add_argument("host")
+    _add_client_options(p)
+    p.set_defaults(func=_attest)
+
+    p = sub.add_parser("enroll", help="attest a VNF enclave on a host and provision its certificate")
+    p.add_argument("host")
+    p.add_argument("vnf")
+    p.add_argument("--key-mode", choices=("enclave", "vm-generated"), help="default: vm.key_mode")
+    _add_client_options(p)
+    p.set_defaults(func=_enroll)
+
+    p = sub.add_parser("revoke", help="revoke a VNF's certificates, or those of every VNF on a host")
+    p.add_argument("target", metavar="VNF|HOST")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    p.add_argument("--host", dest="host_flag", action="store_true", help="TARGET is a host (else looked up)")
+    _add_client_options(p)
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("audit", help="show audit records (every decision and its reasons)")
+    p.add_argument("--since", help="only records at or after this time (ISO 8601)")
+    _add_client_options(p)
+    p.set_defaults(func=_audit)

@@ -1,0 +1,151 @@
+"""The agent's HTTP service: the VM challenges it, it answers with evidence, and installs credentials.
+
+Endpoints (messages in ``floodlight_trust/protocol/schemas``, documented in docs/protocol.md):
+
+    GET  /v1/info                       -> agent_info
+    POST /v1/host/evidence              challenge -> host_evidence
+    POST /v1/vnfs/{vnf}/evidence        challenge -> enclave_evidence
+    POST /v1/vnfs/{vnf}/credentials     credentials -> credentials_ack
+
+The agent trusts nothing the VM sends beyond what the enclave checks itself: a certificate is
+installed only for the enclave's own key, a sealed key only opens with the enclave's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from floodlight_trust.agent.backends import EnclaveBackend
+from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.errors import InputError
+from floodlight_trust.protocol import b64encode, validate
+from floodlight_trust.protocol.binding import host_report_data, key_report_data
+from floodlight_trust.protocol.keywrap import WrappedKey
+from floodlight_trust.protocol.wsgi import JsonApp, Request
+
+log = logging.getLogger("floodlight_trust.agent")
+
+
+class Agent:
+    """The agent's behaviour, independent of HTTP (the service and agent-initiated enrollment use it)."""
+
+    def __init__(self, host: str, backend: EnclaveBackend, ima: ImaSource):
+        self.host = host
+        self.backend = backend
+        self.ima = ima
+
+    def info(self) -> dict[str, Any]:
+        doc = {
+            "host": self.host,
+            "backend": self.backend.name,
+            "simulated": self.backend.simulated,
+            "enclaves": [{"vnf": e.vnf, "mrenclave": e.mrenclave} for e in self.backend.enclaves()],
+        }
+        validate("agent_info", doc)
+        return doc
+
+    def host_evidence(self, nonce: bytes) -> dict[str, Any]:
+        ima_list, source = self.ima.read()
+        ev = self.backend.host_evidence(host_report_data(nonce, ima_list))
+        doc = {
+            "host": self.host,
+            "nonce": nonce.hex(),
+            "evidence_type": ev.evidence_type,
+            "quote": b64encode(ev.quote),
+            "collateral": ev.collateral,
+            "ima_list": b64encode(ima_list),
+            "ima_source": source,
+        }
+        validate("host_evidence", doc)
+        return doc
+
+    def enclave_evidence(self, vnf: str, nonce: bytes, key_mode: str | None = None) -> dict[str, Any]:
+        spki = self.backend.enclave_public_key(vnf)
+        ev = self.backend.enclave_evidence(vnf, key_report_data(nonce, spki))
+        doc: dict[str, Any] = {
+            "host": self.host,
+            "vnf": vnf,
+            "nonce": nonce.hex(),
+            "evidence_type": ev.evidence_type,
+            "quote": b64encode(ev.quote),
+            "collateral": ev.collateral,
+            "public_key": b64encode(spki),
+        }
+        if key_mode:
+            doc["key_mode"] = key_mode
+        validate("enclave_evidence", doc)
+        return doc
+
+    def install(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]:
+        validate("credentials", message)
+        if message["vnf"] != vnf or message["host"] != self.host:
+            raise InputError(f"credentials for {message['host']}/{message['vnf']} sent to {self.host}/{vnf}")
+        wrapped = WrappedKey.from_json(message["wrapped_key"]) if message["wrapped_key"] else None
+        creds = self.backend.install_credentials(vnf, list(message["certificate_chain"]), wrapped)
+        log.info("installed certificate %s for %s", message["serial"], vnf)
+        ack = {"vnf": vnf, "installed": True, "certificate_sha256": creds.certificate_sha256}
+        validate("credentials_ack", ack)
+        return ack
+
+
+def _nonce(request: Request) -> bytes:
+    body = request.json()
+    validate("challenge", body)
+    return bytes.fromhex(body["nonce"])
+
+
+def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
+    app = JsonApp(max_body_bytes=max_body_bytes, name="agent")
+
+    @app.route("GET", "/v1/info")
+    def info(request: Request) -> Any:
+        return agent.info()
+
+    @app.route("POST", "/v1/host/evidence")
+    def host_evidence(request: Request) -> Any:
+        return agent.host_evidence(_nonce(request))
+
+    @app.route("POST", "/v1/vnfs/{vnf}/evidence")
+    def enclave_evidence(request: Request, vnf: str) -> Any:
+        return agent.enclave_evidence(vnf, _nonce(request))
+
+    @app.route("POST", "/v1/vnfs/{vnf}/credentials")
+    def credentials(request: Request, vnf: str) -> Any:
+        return agent.install(vnf, request.json())
+
+    return app
+
+
+def ima_list_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def enroll_via_vm(
+    agent: Agent, vm: Any, vnf: str, *, key_mode: str | None = None, attest_host: bool = True
+) -> dict[str, Any]:
+    """Agent-initiated enrollment through the VM's agent-facing API (``VmClient``).
+
+    Attests the host first (unless ``attest_host`` is False and the VM still trusts it), then the
+    VNF enclave; installs the credentials when the VM allows. Returns the VM's enrollment document
+    (``allowed`` false with every reason when refused).
+    """
+    if attest_host:
+        verdict = vm.submit_host_evidence(agent.host_evidence(vm.nonce("host", agent.host)))
+        if not verdict["trusted"]:
+            return {"host_verdict": verdict, "allowed": False, "reasons": verdict["reasons"]}
+    nonce = vm.nonce("enclave", agent.host, vnf)
+    result: dict[str, Any] = vm.submit_enclave_evidence(agent.enclave_evidence(vnf, nonce, key_mode))
+    if result["allowed"]:
+        agent.install(
+            vnf,
+            {
+                "host": agent.host,
+                "vnf": vnf,
+                "serial": result["serial"],
+                "certificate_chain": result["certificate_chain"],
+                "wrapped_key": result.get("wrapped_key"),
+            },
+        )
+    return result

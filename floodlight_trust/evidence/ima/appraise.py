@@ -1,0 +1,448 @@
+"""Appraise an IMA measurement list: template hashes, PCR 10 replay, signatures, incremental rounds.
+
+Pure: bytes, keys and a previous state in; claims, findings and the next state out.
+
+Incremental appraisal. :class:`ImaState` records how much of the list was appraised (entries and
+bytes), the running PCR values per bank and SHA-256 over exactly the appraised bytes. The next
+round checks that the list still starts with those bytes and appraises only what follows, so its
+Python work is O(new entries). The prefix digest is SHA-256 over the consumed bytes because (a)
+SHA-256 is collision resistant, so a changed prefix cannot keep its digest, (b) it is the same
+value the Verification Manager binds into the quote when the list has no partial record, and (c)
+the running hash object is kept with the in-memory state and extended with the new bytes only
+(``copy()`` + ``update()``), so it is never recomputed while the verifier keeps the state. The
+in-memory state also keeps a reference to the previous list so the prefix comparison is a memcmp
+and a change is located exactly; a state restored from JSON re-hashes the prefix once (C speed).
+The running PCR values alone would not do: checking them needs a replay of the whole prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from operator import methodcaller
+from typing import Any
+
+from cryptography import x509
+
+from floodlight_trust.claims import ImaClaims, SignatureStatus
+from floodlight_trust.errors import FtrustError, InputError, Location, ParseError, VerificationError
+from floodlight_trust.evidence.ima import ascii as ascii_list
+from floodlight_trust.evidence.ima import binary as binary_list
+from floodlight_trust.evidence.ima.batch import Batch
+from floodlight_trust.evidence.ima.signatures import Keyring
+from floodlight_trust.evidence.ima.templates import BANK_BY_SIZE, BANKS, DIGEST_SIZES, HASHERS
+
+PCR = 10  # the IMA PCR whose values are reported and compared
+_digest = methodcaller("digest")
+
+
+class ImaPrefixChanged(VerificationError):
+    """The part of the list appraised in an earlier round is no longer the same."""
+
+
+class FindingKind(StrEnum):
+    TEMPLATE_HASH_MISMATCH = "template-hash-mismatch"
+    VIOLATION = "violation"
+    PARTIAL_RECORD = "partial-record"
+    PCR_MISMATCH = "pcr-mismatch"
+    SIGNATURE_INVALID = "signature-invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ImaFinding:
+    kind: FindingKind
+    message: str
+    location: Location
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        loc = {k: getattr(self.location, k) for k in ("file", "line", "offset", "index")}
+        return {"kind": self.kind.value, "message": self.message, **{k: v for k, v in loc.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class ImaState:
+    """Where the previous round stopped. Keep it between rounds; ``to_json`` to persist it."""
+
+    entry_count: int = 0
+    byte_length: int = 0
+    pcrs: Mapping[int, Mapping[str, str]] = field(default_factory=dict)  # PCR -> bank -> hex
+    prefix_sha256: str = hashlib.sha256().hexdigest()
+    format: str = ""  # "ascii" or "binary" ("" before the first round)
+    hash_size: int = 0  # template-hash size of the list (its bank)
+    boot_aggregate: str | None = None
+    # In memory only: the previous list (for an exact, memcmp-speed prefix check) and the running
+    # SHA-256 over the consumed bytes (extended next round without re-hashing the prefix).
+    _previous: bytes | None = field(default=None, compare=False, repr=False)
+    _hasher: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def pcr_values(self) -> Mapping[str, str]:
+        """Running PCR 10 value per bank."""
+        return self.pcrs.get(PCR, {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entry_count": self.entry_count,
+            "byte_length": self.byte_length,
+            "pcrs": {str(p): dict(v) for p, v in self.pcrs.items()},
+            "prefix_sha256": self.prefix_sha256,
+            "format": self.format,
+            "hash_size": self.hash_size,
+            "boot_aggregate": self.boot_aggregate,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ImaState:
+        try:
+            pcrs = {int(p): {str(b): str(v) for b, v in banks.items()} for p, banks in d["pcrs"].items()}
+            state = cls(
+                entry_count=int(d["entry_count"]),
+                byte_length=int(d["byte_length"]),
+                pcrs=pcrs,
+                prefix_sha256=str(d["prefix_sha256"]),
+                format=str(d["format"]),
+                hash_size=int(d["hash_size"]),
+                boot_aggregate=d.get("boot_aggregate"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputError(f"IMA state: missing or malformed value ({e})") from None
+        if state.format not in ("", "ascii", "binary") or state.entry_count < 0 or state.byte_length < 0:
+            raise InputError("IMA state: malformed format or counts")
+        return state
+
+
+@dataclass(frozen=True)
+class ImaAppraisal:
+    claims: ImaClaims  # the entries new in this round
+    state: ImaState
+    findings: tuple[ImaFinding, ...]
+    ok: bool  # every template hash matched and every expected PCR value was met
+    entry_count: int  # entries in the whole list so far
+
+    def first_problem(self) -> ImaFinding | None:
+        for f in self.findings:
+            if f.kind in (FindingKind.TEMPLATE_HASH_MISMATCH, FindingKind.PCR_MISMATCH):
+                return f
+        return None
+
+
+def appraise_measurement_list(
+    data: bytes,
+    *,
+    state: ImaState | None = None,
+    banks: Sequence[str] = ("sha1", "sha256"),
+    keyring: Sequence[x509.Certificate] = (),
+    expected_pcrs: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> ImaAppraisal:
+    """Appraise an ASCII or binary measurement list (autodetected), or what was appended to it
+    since ``state``.
+
+    Guarantees: every new entry's template hash is recomputed and compared (a mismatch is a finding
+    and makes ``ok`` false); PCR 10 is replayed into ``banks`` (violations extend all-0xFF);
+    signatures are checked against ``keyring``; with ``state``, raises :class:`ImaPrefixChanged`
+    if the already appraised bytes changed. Malformed input raises ParseError located by line or
+    byte offset and entry index; ``source`` names the file in locations.
+    """
+    try:
+        return _appraise(bytes(data), state, banks, keyring, expected_pcrs, source)
+    except FtrustError as e:
+        if source:
+            e.with_file(source)
+        raise
+
+
+def _appraise(
+    data: bytes,
+    state: ImaState | None,
+    banks: Sequence[str],
+    keyring_certs: Sequence[x509.Certificate],
+    expected_pcrs: Mapping[str, str] | None,
+    source: str | None,
+) -> ImaAppraisal:
+    banks = tuple(dict.fromkeys(banks))
+    for bank in banks:
+        if bank not in BANKS:
+            raise InputError(f"unknown PCR bank {bank!r}", hint="one of " + ", ".join(BANKS))
+    for bank in expected_pcrs or {}:
+        if bank not in banks:
+            raise InputError(f"expected PCR value for bank {bank!r}, which is not replayed", hint="add it to banks")
+    state = state or ImaState()
+    pcrs: dict[int, dict[str, bytes]] = {
+        p: {b: bytes.fromhex(v) for b, v in bv.items()} for p, bv in state.pcrs.items()
+    }
+    if state.entry_count:
+        missing = [b for b in banks if b not in pcrs.get(PCR, {})]
+        if missing:
+            raise InputError(
+                f"the saved IMA state has no running value for bank {missing[0]}",
+                hint="appraise the whole list again (without the state) to add a bank",
+            )
+    hasher = _check_prefix(data, state, source)
+
+    fmt = state.format or ("binary" if binary_list.looks_binary(data) else "ascii")
+    hash_size = state.hash_size
+    n0 = state.byte_length
+    if fmt == "binary":
+        if not hash_size:
+            hash_size = binary_list.detect_hash_size(data) or 0
+            if not hash_size:
+                raise ParseError(
+                    "not an IMA measurement list: no known template name after a 20, 32, 48 or 64-byte hash",
+                    location=Location(offset=0, index=0),
+                )
+        batches = binary_list.parse_binary(data, hash_size=hash_size, start=n0, first_index=state.entry_count)
+    else:
+        batches = ascii_list.parse_ascii(
+            data[n0:], base=n0, first_index=state.entry_count, first_line=state.entry_count + 1
+        )
+
+    keyring = Keyring(keyring_certs)
+    out = _Columns()
+    findings: list[ImaFinding] = []
+    boot_aggregate = state.boot_aggregate
+    end = n0
+    count = state.entry_count
+    for batch in batches:
+        if len(batch):
+            if not hash_size:
+                hash_size = len(batch.hashes[0])
+            _appraise_batch(batch, fmt, hash_size, banks, pcrs, keyring, out, findings, source)
+            if boot_aggregate is None and batch.first_index == 0 and batch.paths[0] == "boot_aggregate":
+                boot_aggregate = batch.digests[0]
+            count += len(batch)
+        end = batch.end
+        if batch.partial:
+            findings.append(
+                ImaFinding(
+                    FindingKind.PARTIAL_RECORD,
+                    f"partial trailing record: {batch.partial}",
+                    _loc(fmt, source, batch.partial_position, count),
+                )
+            )
+
+    hasher.update(memoryview(data)[n0:end])
+    pcr_hex = {p: {b: v.hex() for b, v in bv.items()} for p, bv in pcrs.items()}
+    for bank in banks:  # an empty list still has PCR 10 at its reset value
+        pcr_hex.setdefault(PCR, {}).setdefault(bank, bytes(DIGEST_SIZES[bank]).hex())
+    running = pcr_hex[PCR]
+    for bank, want in (expected_pcrs or {}).items():
+        want = want.lower().removeprefix("0x")
+        if running[bank] != want:
+            findings.append(
+                ImaFinding(
+                    FindingKind.PCR_MISMATCH,
+                    f"PCR {PCR} {bank} replays to {running[bank]}, expected {want}",
+                    Location(file=source),
+                )
+            )
+    new_state = ImaState(
+        entry_count=count,
+        byte_length=end,
+        pcrs=pcr_hex,
+        prefix_sha256=hasher.copy().hexdigest(),
+        format=fmt,
+        hash_size=hash_size,
+        boot_aggregate=boot_aggregate,
+        _previous=data,
+        _hasher=hasher,
+    )
+    claims = ImaClaims(
+        templates=out.templates,
+        paths=out.paths,
+        digest_algorithms=out.algos,
+        digests=out.digests,
+        signatures=out.signatures,
+        signature_key_ids=out.key_ids,
+        violations=frozenset(out.violations),
+        first_index=state.entry_count,
+        boot_aggregate=boot_aggregate,
+        pcr_values=dict(running),
+    )
+    ok = not any(f.kind in (FindingKind.TEMPLATE_HASH_MISMATCH, FindingKind.PCR_MISMATCH) for f in findings)
+    return ImaAppraisal(claims=claims, state=new_state, findings=tuple(findings), ok=ok, entry_count=count)
+
+
+def _loc(fmt: str, source: str | None, position: int | None, index: int) -> Location:
+    if fmt == "ascii":
+        return Location(file=source, line=position, index=index)
+    return Location(file=source, offset=position, index=index)
+
+
+def _check_prefix(data: bytes, state: ImaState, source: str | None) -> Any:
+    """A SHA-256 object over the already appraised prefix, after checking it is unchanged."""
+    n = state.byte_length
+    if n == 0:
+        return hashlib.sha256()
+    if len(data) < n:
+        raise ImaPrefixChanged(
+            f"the list has {len(data)} bytes, fewer than the {n} bytes ({state.entry_count} entries) "
+            "appraised before: it was truncated or the host rebooted",
+            location=Location(file=source),
+        )
+    previous = state._previous
+    if previous is not None and len(previous) >= n and state._hasher is not None:
+        if data.startswith(memoryview(previous)[:n]):
+            return state._hasher.copy()
+        raise _changed_at(data, previous, n, state, source)
+    hasher = hashlib.sha256(memoryview(data)[:n])
+    if hasher.hexdigest() != state.prefix_sha256:
+        raise ImaPrefixChanged(
+            f"the first {state.entry_count} entries ({n} bytes) appraised before have changed: their SHA-256 "
+            f"is {hasher.hexdigest()}, the saved state has {state.prefix_sha256}",
+            location=Location(file=source),
+            hint="the first differing entry is named when the verifier keeps the state in memory between rounds",
+        )
+    return hasher
+
+
+def _changed_at(data: bytes, previous: bytes, n: int, state: ImaState, source: str | None) -> ImaPrefixChanged:
+    lo, hi = 0, n  # binary search for the first differing byte: memcmp on halves
+    while hi - lo > 64:
+        mid = (lo + hi) // 2
+        if memoryview(data)[lo:mid] == memoryview(previous)[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    first = lo + next(i for i in range(hi - lo) if data[lo + i] != previous[lo + i])
+    if state.format == "ascii":
+        line = previous.count(b"\n", 0, first) + 1
+        where = Location(file=source, line=line, index=line - 1)
+    else:
+        index, start = _binary_record_at(previous[:n], state.hash_size, first)
+        where = Location(file=source, offset=start, index=index)
+    return ImaPrefixChanged(
+        f"entry {where.index}, appraised in an earlier round, has changed (first differing byte at offset {first})",
+        location=where,
+    )
+
+
+def _binary_record_at(prefix: bytes, hash_size: int, offset: int) -> tuple[int, int]:
+    index, start = 0, 0
+    for batch in binary_list.parse_binary(prefix, hash_size=hash_size):
+        for i, pos in enumerate(batch.positions):
+            if pos > offset:
+                return index, start
+            index, start = batch.first_index + i, pos
+    return index, start
+
+
+class _Columns:
+    __slots__ = ("algos", "digests", "key_ids", "paths", "signatures", "templates", "violations")
+
+    def __init__(self) -> None:
+        self.templates: list[str] = []
+        self.paths: list[str] = []
+        self.algos: list[str] = []
+        self.digests: list[str] = []
+        self.signatures: list[SignatureStatus] = []
+        self.key_ids: list[str | None] = []
+        self.violations: list[int] = []
+
+
+def _appraise_batch(
+    batch: Batch,
+    fmt: str,
+    hash_size: int,
+    banks: Sequence[str],
+    pcrs: dict[int, dict[str, bytes]],
+    keyring: Keyring,
+    out: _Columns,
+    findings: list[ImaFinding],
+    source: str | None,
+) -> None:
+    n = len(batch)
+    log_bank = BANK_BY_SIZE[hash_size]
+    hashes = batch.hashes
+    computed = list(map(_digest, map(HASHERS[log_bank], batch.inputs)))
+    violations: list[int] = []
+    if computed != hashes:
+        zero = bytes(hash_size)
+        for i, (logged, mine) in enumerate(zip(hashes, computed, strict=True)):
+            if logged == mine:
+                continue
+            index = batch.first_index + i
+            where = _loc(fmt, source, batch.positions[i], index)
+            if len(logged) != hash_size:
+                raise ParseError(
+                    f"template hash has {len(logged)} bytes, the list's earlier entries have {hash_size}",
+                    location=where,
+                )
+            if logged == zero:
+                violations.append(i)
+                findings.append(
+                    ImaFinding(
+                        FindingKind.VIOLATION,
+                        f"measurement violation recorded for {batch.paths[i]!r} (extended as all 0xFF)",
+                        where,
+                    )
+                )
+            else:
+                findings.append(
+                    ImaFinding(
+                        FindingKind.TEMPLATE_HASH_MISMATCH,
+                        f"template hash mismatch for {batch.paths[i]!r}: the log says {logged.hex()}, "
+                        f"the template data hashes to {mine.hex()}",
+                        where,
+                    )
+                )
+    for bank in banks:
+        if bank == log_bank:
+            values = hashes
+        else:
+            values = list(map(_digest, map(HASHERS[bank], batch.inputs)))
+        if violations:
+            values = list(values)
+            ff = b"\xff" * DIGEST_SIZES[bank]
+            for i in violations:
+                values[i] = ff
+        _extend(pcrs, bank, batch.pcrs, values)
+
+    out.templates.extend(batch.templates)
+    out.paths.extend(batch.paths)
+    out.algos.extend(batch.algos)
+    out.digests.extend(batch.digests)
+    offset = len(out.paths) - n  # position of this batch in the round's claims
+    out.violations.extend(offset + i for i in violations)
+    sigs = batch.sigs
+    if sigs.count(b"") == n and not batch.other_sigs:
+        out.signatures.extend([SignatureStatus.NONE] * n)
+        out.key_ids.extend([None] * n)
+        return
+    for i in range(n):
+        sig = sigs[i]
+        if not sig:
+            unchecked = i in batch.other_sigs
+            out.signatures.append(SignatureStatus.UNCHECKED if unchecked else SignatureStatus.NONE)
+            out.key_ids.append(None)
+            continue
+        status, key_id, reason = keyring.verify(sig, batch.algos[i], bytes.fromhex(batch.digests[i]))
+        out.signatures.append(status)
+        out.key_ids.append(key_id)
+        if status is SignatureStatus.INVALID:
+            findings.append(
+                ImaFinding(
+                    FindingKind.SIGNATURE_INVALID,
+                    f"signature of {batch.paths[i]!r}: {reason}",
+                    _loc(fmt, source, batch.positions[i], batch.first_index + i),
+                )
+            )
+
+
+def _extend(pcrs: dict[int, dict[str, bytes]], bank: str, indexes: list[int], values: list[bytes]) -> None:
+    h = HASHERS[bank]
+    if indexes.count(PCR) == len(indexes):
+        bank_values = pcrs.setdefault(PCR, {})
+        value = bank_values.get(bank) or bytes(DIGEST_SIZES[bank])
+        for v in values:
+            value = h(value + v).digest()
+        bank_values[bank] = value
+        return
+    for pcr, v in zip(indexes, values, strict=True):
+        bank_values = pcrs.setdefault(pcr, {})
+        bank_values[bank] = h((bank_values.get(bank) or bytes(DIGEST_SIZES[bank])) + v).digest()

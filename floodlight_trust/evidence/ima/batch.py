@@ -1,0 +1,30 @@
+"""A run of parsed entries in columns: what the two readers hand to the appraisal, chunk by chunk.
+
+Columns, not objects per entry: the readers fill plain lists, the appraisal hashes them with
+``map`` and moves the policy-facing columns into the claims without copying rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Batch:
+    first_index: int  # index of the first entry in the whole list
+    positions: list[int] = field(default_factory=list)  # line number (ASCII) or byte offset (binary)
+    pcrs: list[int] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)  # template hash as logged
+    templates: list[str] = field(default_factory=list)
+    inputs: list[bytes] = field(default_factory=list)  # what the template hash covers
+    paths: list[str] = field(default_factory=list)
+    algos: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    sigs: list[bytes] = field(default_factory=list)  # the `sig` field, b"" if none
+    other_sigs: list[int] = field(default_factory=list)  # positions in this batch with a modsig/evmsig
+    end: int = 0  # byte offset just after the last entry of this batch
+    partial: str | None = None  # a partial trailing record: what is missing
+    partial_position: int | None = None  # its line or offset
+
+    def __len__(self) -> int:
+        return len(self.hashes)

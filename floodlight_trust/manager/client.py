@@ -1,0 +1,188 @@
+"""HTTP clients: the VM talking to agents, and admins or agents talking to the VM.
+
+Every message is validated against its schema on the way out and on the way in. Errors of the
+other side (JSON documents of schema ``error``) become the project's typed errors with the
+server's message, so the CLI prints one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
+from floodlight_trust.protocol import validate
+
+
+class JsonClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        verify: str | Path | bool = True,
+        cert: tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        what: str = "server",
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        # Explicit configuration only: REQUESTS_CA_BUNDLE and friends would silently replace the
+        # pinned VM certificate, and proxies have no business between the VM and its agents.
+        self.session.trust_env = False
+        self.session.verify = str(verify) if isinstance(verify, Path) else verify
+        if cert is not None:
+            self.session.cert = cert
+        self.timeout = timeout
+        self.what = what
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None) -> Any:
+        url = self.base_url + path
+        try:
+            r = self.session.request(
+                method,
+                url,
+                data=None if body is None else json.dumps(body, separators=(",", ":")),
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                params=params,
+                timeout=self.timeout,
+            )
+        except requests.exceptions.SSLError as e:
+            raise ServiceError(
+                f"TLS with {self.what} at {url} failed: {e}", hint="check the pinned certificate"
+            ) from None
+        except requests.RequestException as e:
+            raise ServiceError(f"cannot reach {self.what} at {url}: {type(e).__name__}") from None
+        try:
+            doc = r.json()
+        except ValueError:
+            raise ServiceError(f"{self.what} answered {r.status_code} without JSON") from None
+        if r.status_code >= 400:
+            raise _error_from(doc, r.status_code, self.what)
+        return doc
+
+
+def _error_from(doc: Any, status: int, what: str) -> FtrustError:
+    try:
+        validate("error", doc)
+        err = doc["error"]
+        message, hint = f"{what}: {err['message']}", err.get("hint")
+    except InputError:
+        message, hint = f"{what} answered HTTP {status}", None
+    if status in (401, 403):
+        e: FtrustError = VerificationError(message, hint=hint)
+    elif status in (400, 404, 405, 409, 413, 415):
+        e = InputError(message, hint=hint)
+    else:
+        e = ServiceError(message, hint=hint)
+    reasons = doc.get("error", {}).get("reasons") if isinstance(doc, dict) else None
+    if reasons:
+        e.reasons = reasons  # type: ignore[attr-defined]
+    return e
+
+
+class AgentClient(JsonClient):
+    """The VM's view of one agent (``manager.workflow.AgentConnection``)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, verify: str | Path | bool = True):
+        super().__init__(base_url, timeout=timeout, verify=verify, what="agent")
+
+    def info(self) -> dict[str, Any]:
+        doc = self.request("GET", "/v1/info")
+        validate("agent_info", doc)
+        return dict(doc)
+
+    def host_evidence(self, nonce: bytes) -> dict[str, Any]:
+        doc = self.request("POST", "/v1/host/evidence", {"nonce": nonce.hex()})
+        validate("host_evidence", doc)
+        return dict(doc)
+
+    def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]:
+        doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/evidence", {"nonce": nonce.hex()})
+        validate("enclave_evidence", doc)
+        return dict(doc)
+
+    def install_credentials(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]:
+        validate("credentials", message)
+        doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/credentials", message)
+        validate("credentials_ack", doc)
+        return dict(doc)
+
+
+class VmClient(JsonClient):
+    """The VM's HTTPS API, for admins (with a client certificate) and for agents (evidence only)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        server_certificate: str | Path | bool = True,
+        client_certificate: tuple[str, str] | None = None,
+        timeout: float = 60.0,
+    ):
+        super().__init__(base_url, verify=server_certificate, cert=client_certificate, timeout=timeout, what="VM")
+
+    # -- agent-facing ----------------------------------------------------------------------------
+    def nonce(self, purpose: str, host: str, vnf: str | None = None) -> bytes:
+        body: dict[str, Any] = {"purpose": purpose, "host": host}
+        if vnf:
+            body["vnf"] = vnf
+        validate("nonce_request", body)
+        doc = self.request("POST", "/v1/nonces", body)
+        validate("nonce_response", doc)
+        return bytes.fromhex(doc["nonce"])
+
+    def submit_host_evidence(self, evidence: dict[str, Any]) -> dict[str, Any]:
+        doc = self.request("POST", "/v1/attest/host", evidence)
+        validate("host_verdict", doc)
+        return dict(doc)
+
+    def submit_enclave_evidence(self, evidence: dict[str, Any]) -> dict[str, Any]:
+        doc = self.request("POST", "/v1/enroll", evidence)
+        validate("enrollment", doc)
+        return dict(doc)
+
+    # -- admin -----------------------------------------------------------------------------------
+    def add_host(self, name: str, agent_url: str, host_policy: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "agent_url": agent_url, "host_policy": host_policy}
+        validate("admin_host", body)
+        return dict(self.request("POST", "/v1/admin/hosts", body))
+
+    def hosts(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/admin/hosts")["hosts"])
+
+    def vnfs(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/admin/vnfs")["vnfs"])
+
+    def enrollments(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/admin/enrollments")["enrollments"])
+
+    def attest(self, host: str) -> dict[str, Any]:
+        doc = self.request("POST", f"/v1/admin/hosts/{quote(host)}/attest", {})
+        validate("host_verdict", doc)
+        return dict(doc)
+
+    def enroll(self, host: str, vnf: str, key_mode: str | None = None) -> dict[str, Any]:
+        body = {"key_mode": key_mode} if key_mode else {}
+        validate("admin_enroll", body)
+        doc = self.request("POST", f"/v1/admin/hosts/{quote(host)}/vnfs/{quote(vnf)}/enroll", body)
+        validate("enrollment", doc)
+        return dict(doc)
+
+    def revoke(self, *, reason: str, host: str | None = None, vnf: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": reason}
+        if host:
+            body["host"] = host
+        if vnf:
+            body["vnf"] = vnf
+        validate("admin_revoke", body)
+        return dict(self.request("POST", "/v1/admin/revoke", body))
+
+    def audit(self, since: str | None = None) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/admin/audit", params={"since": since} if since else None)["records"])

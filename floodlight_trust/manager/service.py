@@ -1,0 +1,325 @@
+"""The Verification Manager's HTTPS API (cheroot + TLS) and its plain-HTTP CRL/OCSP publisher.
+
+Endpoints (docs/openapi.yaml):
+
+    agent-facing, authenticated by the quotes they carry (anyone may call; only evidence counts)
+      POST /v1/nonces                 nonce_request -> nonce_response
+      POST /v1/attest/host            host_evidence -> host_verdict
+      POST /v1/enroll                 enclave_evidence -> enrollment
+    admin, client certificate from the VM's CA with a SAN URI ``urn:ftrust:admin:NAME``
+      GET  /v1/admin/hosts, POST /v1/admin/hosts, POST /v1/admin/hosts/{host}/attest
+      POST /v1/admin/hosts/{host}/vnfs/{vnf}/enroll
+      GET  /v1/admin/vnfs, GET /v1/admin/enrollments, GET /v1/admin/audit?since=
+      POST /v1/admin/revoke
+    public
+      GET  /v1/health, GET /v1/ca.pem
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from floodlight_trust import clock
+from floodlight_trust.config import Config
+from floodlight_trust.errors import ConfigError, InputError, Location
+from floodlight_trust.manager.client import AgentClient
+from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
+from floodlight_trust.manager.state import HostRecord
+from floodlight_trust.manager.tls import ensure_server_certificate, server_context
+from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
+from floodlight_trust.protocol import validate
+from floodlight_trust.protocol.wsgi import HttpError, HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.secrets import Secret
+from floodlight_trust.storage.database import Database
+
+log = logging.getLogger("floodlight_trust.manager.service")
+
+DB_FILE = "ftrust.sqlite3"
+
+
+def admin_identity(request: Request, ca: Any) -> str:
+    """The admin name of the request's client certificate, or HttpError 401/403.
+
+    The TLS layer already checked that the certificate chains to the VM's CA; here it must carry an
+    admin SAN URI and must not be revoked.
+    """
+    pem = request.client_certificate_pem
+    if not pem:
+        raise HttpError(
+            401,
+            "admin endpoints need a client certificate",
+            kind="Unauthorized",
+            hint="create one with `ftrust vm admin-cert NAME`",
+        )
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    try:
+        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier
+        )
+    except x509.ExtensionNotFound:
+        uris = []
+    admins = [u[len(ADMIN_URI_PREFIX) :] for u in uris if u.startswith(ADMIN_URI_PREFIX)]
+    if not admins:
+        raise HttpError(403, "client certificate has no admin role (SAN URI urn:ftrust:admin:NAME)", kind="Forbidden")
+    records = getattr(ca, "records", None)
+    if records is not None:
+        record = records.get(cert.serial_number)
+        if record is not None and record.revoked:
+            raise HttpError(403, "admin certificate is revoked", kind="Forbidden")
+    return f"admin:{admins[0]}"
+
+
+def make_api(vm: VerificationManager, *, max_body_bytes: int) -> JsonApp:
+    app = JsonApp(max_body_bytes=max_body_bytes, name="vm")
+
+    def admin(request: Request) -> str:
+        return admin_identity(request, vm.ca)
+
+    @app.route("GET", "/v1/health")
+    def health(request: Request) -> Any:
+        doc = {"status": "ok", "policy_version": vm.policy_version, "simulated_sgx": vm.simulated}
+        if vm.simulated:
+            doc["warning"] = SIMULATED_WARNING
+        return doc
+
+    @app.route("GET", "/v1/ca.pem")
+    def ca_pem(request: Request) -> RawResponse:
+        return RawResponse(200, "application/x-pem-file", vm.ca.certificate_pem)
+
+    # -- agent-facing ----------------------------------------------------------------------------
+    @app.route("POST", "/v1/nonces")
+    def nonces(request: Request) -> Any:
+        body = request.json()
+        validate("nonce_request", body)
+        return vm.issue_nonce(body["purpose"], body["host"], body.get("vnf"))
+
+    @app.route("POST", "/v1/attest/host")
+    def attest_host(request: Request) -> Any:
+        return vm.attest_host_evidence(request.json(), actor="agent").to_json()
+
+    @app.route("POST", "/v1/enroll")
+    def enroll(request: Request) -> Any:
+        return vm.enroll_evidence(request.json(), actor="agent").to_json()
+
+    # -- admin -----------------------------------------------------------------------------------
+    @app.route("GET", "/v1/admin/hosts")
+    def hosts(request: Request) -> Any:
+        admin(request)
+        return {"hosts": [h.to_json() for h in vm.state.hosts()]}
+
+    @app.route("POST", "/v1/admin/hosts")
+    def add_host(request: Request) -> Any:
+        who = admin(request)
+        body = request.json()
+        validate("admin_host", body)
+        record = vm.state.add_host(body["name"], body["agent_url"], body.get("host_policy"), at=vm.now())
+        log.info("%s registered host %s at %s", who, record.name, record.agent_url)
+        return 201, record.to_json()
+
+    @app.route("POST", "/v1/admin/hosts/{host}/attest")
+    def attest(request: Request, host: str) -> Any:
+        return vm.attest_host(host, actor=admin(request)).to_json()
+
+    @app.route("POST", "/v1/admin/hosts/{host}/vnfs/{vnf}/enroll")
+    def admin_enroll(request: Request, host: str, vnf: str) -> Any:
+        who = admin(request)
+        body = request.json() if request.body else {}
+        validate("admin_enroll", body)
+        return vm.enroll(host, vnf, actor=who, key_mode=body.get("key_mode")).to_json()
+
+    @app.route("GET", "/v1/admin/vnfs")
+    def vnfs(request: Request) -> Any:
+        admin(request)
+        return {"vnfs": vm.state.vnfs()}
+
+    @app.route("GET", "/v1/admin/enrollments")
+    def enrollments(request: Request) -> Any:
+        admin(request)
+        return {"enrollments": [e.to_json() for e in vm.state.enrollments()]}
+
+    @app.route("POST", "/v1/admin/revoke")
+    def revoke(request: Request) -> Any:
+        who = admin(request)
+        body = request.json()
+        validate("admin_revoke", body)
+        if not body.get("host") and not body.get("vnf"):
+            raise InputError("say which VNF or host to revoke")
+        serials = vm.revoke(host=body.get("host"), vnf=body.get("vnf"), reason=body["reason"], actor=who)
+        return {"revoked_serials": serials}
+
+    @app.route("GET", "/v1/admin/audit")
+    def audit(request: Request) -> Any:
+        admin(request)
+        since = request.query.get("since")
+        at = clock.parse_time(since, what="since") if since else None
+        return {"records": [r.to_json() for r in vm.audit.records(since=at)]}
+
+    return app
+
+
+@dataclass
+class VmService:
+    """A running VM: the HTTPS API and the CRL/OCSP publisher."""
+
+    vm: VerificationManager
+    api: HttpServer
+    publish: HttpServer
+    publisher: CrlPublisher
+    tls_certificate: Path
+
+    def start(self) -> VmService:
+        self.publish.start()
+        self.api.start()
+        return self
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.publish.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"https://localhost:{self.api.port}"
+
+
+def open_ca(config: Config, password: Secret, db: Database) -> Any:
+    from floodlight_trust.pki.ca import CertificateAuthority
+    from floodlight_trust.pki.records import CertificateRecords
+
+    return CertificateAuthority.open(
+        config.state_path("ca", "dir"),
+        password,
+        CertificateRecords(db),
+        crl_url=config.get("ca", "crl_url"),
+        ocsp_url=config.get("ca", "ocsp_url"),
+    )
+
+
+def load_anchors(config: Config) -> list[Any]:
+    """Intel's root, plus the simulated roots when ``vm.trust_simulated_sgx = true`` (loudly)."""
+    from floodlight_trust.evidence.dcap import TrustAnchor
+
+    anchors = [TrustAnchor.intel()]
+    if config.get("vm", "trust_simulated_sgx"):
+        roots = config.path("vm", "simulated_sgx_roots")
+        if roots is None:
+            raise ConfigError(
+                "vm.trust_simulated_sgx = true needs vm.simulated_sgx_roots",
+                location=Location(config.source),
+                hint="a PEM file with the simulated root CA(s), or a simulated platform directory",
+            )
+        from floodlight_trust.fileio import read_bytes
+
+        if roots.is_dir():  # a simulated platform directory (floodlight_trust.sgxsim)
+            roots = roots / "sim-root-ca.pem"
+        data = read_bytes(roots, what="simulated SGX roots")
+        try:
+            certs = x509.load_pem_x509_certificates(data)
+        except ValueError as e:
+            raise ConfigError(f"not PEM certificates: {e}", location=Location(str(roots))) from None
+        anchors += [TrustAnchor.unsafe_simulated(c) for c in certs]
+    return anchors
+
+
+def build_service(
+    config: Config,
+    *,
+    password: Secret,
+    policy: Any,
+    anchors: list[Any] | None = None,
+    threads: int = 16,
+    now: Any = clock.now,
+) -> VmService:
+    """Open state, CA and policy per ``config``; the service is not started yet."""
+    db = Database(config.state_dir / DB_FILE)
+    ca = open_ca(config, password, db)
+    vc = config.values["vm"]
+    timeout = float(vc["request_timeout_seconds"])
+
+    def connect(record: HostRecord) -> AgentClient:
+        assert record.agent_url
+        return AgentClient(record.agent_url, timeout=timeout)
+
+    vm = VerificationManager(
+        db=db,
+        ca=ca,
+        policy=policy,
+        anchors=anchors if anchors is not None else load_anchors(config),
+        nonce_ttl_seconds=vc["nonce_ttl_seconds"],
+        host_trust_seconds=vc["reattest_interval_seconds"] + vc["grace_period_seconds"],
+        grace_period_seconds=vc["grace_period_seconds"],
+        key_mode=vc["key_mode"],
+        connect=connect,
+        now=now,
+    )
+    publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
+    vm.revocation_listeners.append(publisher.invalidate)
+    cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now())
+    api = HttpServer(
+        make_api(vm, max_body_bytes=vc["max_request_bytes"]),
+        host=vc["host"],
+        port=vc["port"],
+        ssl_context=server_context(cert, key, ca.certificate_pem),
+        threads=threads,
+        timeout=int(timeout),
+        max_body_bytes=vc["max_request_bytes"],
+        name="vm-api",
+    )
+    publish = HttpServer(
+        make_publish_app(publisher, crl_url=config.get("ca", "crl_url"), ocsp_url=config.get("ca", "ocsp_url")),
+        host=vc["host"],
+        port=vc["crl_port"],
+        threads=4,
+        timeout=10,
+        name="vm-publish",
+    )
+    return VmService(vm, api, publish, publisher, cert)
+
+
+def load_policy_file(path: Path | None) -> Any:
+    if path is None:
+        raise ConfigError("no policy configured", hint="set vm.policy to the site policy file")
+    from policy_lang import load_policy
+
+    return load_policy(path)
+
+
+def check_policy_path(config: Config) -> Path:
+    p = config.path("vm", "policy")
+    if p is None:
+        raise ConfigError("no policy configured", location=Location(config.source), hint="set vm.policy")
+    if not p.exists():
+        raise ConfigError("policy file not found", location=Location(str(p)))
+    return p
+
+
+def issue_admin_certificate(
+    ca: Any, name: str, out_dir: Path, *, at: Any, validity_days: int = 365
+) -> tuple[Path, Path]:
+    """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) and its key, written to
+    ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from floodlight_trust.fileio import atomic_write
+    from floodlight_trust.pki.keys import generate_private_key
+    from floodlight_trust.pki.profile import CertificateProfile, KeyType
+
+    key = generate_private_key(KeyType.EC_P256)
+    profile = CertificateProfile(
+        subject=f"CN={name},OU=ftrust-admin",
+        san_uris=(f"{ADMIN_URI_PREFIX}{name}",),
+        validity_seconds=validity_days * 86400,
+        key_type=KeyType.EC_P256,
+    )
+    issued = ca.issue(key.public_key(), profile, at=at)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    atomic_write(key_path, pem, mode=0o600)
+    atomic_write(cert_path, issued.pem, mode=0o644)
+    return cert_path, key_path

@@ -1,0 +1,317 @@
+"""The Verification Manager's tables (hosts, VNFs, enrollments, nonces, audit) on the shared storage.
+
+Every function that changes more than one row takes ``tx`` (an open transaction from
+``Database.transaction()``), so the workflow can put a certificate, its enrollment record and the
+audit record of the decision into ONE transaction: a crash leaves all of them or none.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from floodlight_trust.clock import format_time
+from floodlight_trust.errors import InputError
+from floodlight_trust.storage.database import Database, Migration
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "manager",
+        1,
+        """
+        CREATE TABLE manager_nonces (
+            selector TEXT PRIMARY KEY, verifier BLOB NOT NULL, purpose TEXT NOT NULL, host TEXT NOT NULL,
+            vnf TEXT, issued_at REAL NOT NULL, expires_at REAL NOT NULL, used_at REAL);
+        CREATE INDEX manager_nonces_expiry ON manager_nonces (expires_at);
+        CREATE TABLE manager_hosts (
+            name TEXT PRIMARY KEY, agent_url TEXT, host_policy TEXT,
+            status TEXT NOT NULL DEFAULT 'unknown', platform_pck_sha256 TEXT, platform_json TEXT,
+            last_attested_at TEXT, last_trusted_at TEXT, last_contact_at TEXT, policy_version TEXT,
+            reasons_json TEXT NOT NULL DEFAULT '[]', ima_state_json TEXT, ima_entries INTEGER NOT NULL DEFAULT 0,
+            ima_list_sha256 TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+        CREATE TABLE manager_vnfs (
+            host TEXT NOT NULL, name TEXT NOT NULL, mrenclave TEXT, status TEXT NOT NULL DEFAULT 'unknown',
+            last_attested_at TEXT, public_key_sha256 TEXT, reasons_json TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (host, name));
+        CREATE TABLE manager_audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, at_ts REAL NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, host TEXT, vnf TEXT, allowed INTEGER NOT NULL, policy_version TEXT,
+            simulated INTEGER NOT NULL DEFAULT 0, evidence_json TEXT NOT NULL, reasons_json TEXT NOT NULL);
+        CREATE INDEX manager_audit_time ON manager_audit (at_ts);
+        CREATE TABLE manager_enrollments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, vnf TEXT NOT NULL,
+            serial TEXT NOT NULL UNIQUE, certificate_sha256 TEXT NOT NULL, public_key_sha256 TEXT NOT NULL,
+            key_mode TEXT NOT NULL, mrenclave TEXT NOT NULL, policy_version TEXT,
+            audit_id INTEGER NOT NULL REFERENCES manager_audit (id), issued_at TEXT NOT NULL,
+            not_after TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active', revoked_at TEXT, revoke_reason TEXT);
+        CREATE INDEX manager_enrollments_vnf ON manager_enrollments (host, vnf, status)
+        """,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    name: str
+    agent_url: str | None
+    host_policy: str | None
+    status: str  # "unknown" | "trusted" | "untrusted"
+    platform_pck_sha256: str | None
+    last_attested_at: str | None
+    last_trusted_at: str | None
+    last_contact_at: str | None
+    policy_version: str | None
+    reasons: list[dict[str, Any]]
+    ima_state_json: str | None
+    ima_entries: int
+    simulated: bool
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> HostRecord:
+        return cls(
+            r["name"],
+            r["agent_url"],
+            r["host_policy"],
+            r["status"],
+            r["platform_pck_sha256"],
+            r["last_attested_at"],
+            r["last_trusted_at"],
+            r["last_contact_at"],
+            r["policy_version"],
+            json.loads(r["reasons_json"]),
+            r["ima_state_json"],
+            r["ima_entries"],
+            bool(r["simulated"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "agent_url": self.agent_url,
+            "host_policy": self.host_policy,
+            "status": self.status,
+            "platform_pck_sha256": self.platform_pck_sha256,
+            "last_attested_at": self.last_attested_at,
+            "last_trusted_at": self.last_trusted_at,
+            "policy_version": self.policy_version,
+            "ima_entries": self.ima_entries,
+            "simulated": self.simulated,
+            "reasons": self.reasons,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRecord:
+    id: int
+    host: str
+    vnf: str
+    serial: str
+    certificate_sha256: str
+    public_key_sha256: str
+    key_mode: str
+    mrenclave: str
+    policy_version: str | None
+    audit_id: int
+    issued_at: str
+    not_after: str
+    status: str  # "active" | "revoked"
+    revoked_at: str | None
+    revoke_reason: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> EnrollmentRecord:
+        return cls(*(r[k] for k in cls.__slots__))  # type: ignore[attr-defined]
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+class ManagerState:
+    """Typed access to the manager tables of one :class:`Database`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        db.migrate(MIGRATIONS)
+
+    # -- hosts -----------------------------------------------------------------------------------
+    def add_host(self, name: str, agent_url: str | None, host_policy: str | None, *, at: datetime) -> HostRecord:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url,"
+                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy)",
+                (name, agent_url, host_policy, format_time(at)),
+            )
+        return self.host(name)
+
+    def ensure_host(self, tx: sqlite3.Connection, name: str, *, at: datetime) -> None:
+        tx.execute(
+            "INSERT OR IGNORE INTO manager_hosts (name, created_at) VALUES (?, ?)",
+            (name, format_time(at)),
+        )
+
+    def find_host(self, name: str) -> HostRecord | None:
+        rows = self.db.query("SELECT * FROM manager_hosts WHERE name = ?", (name,))
+        return HostRecord.from_row(rows[0]) if rows else None
+
+    def host(self, name: str) -> HostRecord:
+        found = self.find_host(name)
+        if found is None:
+            raise InputError(f"unknown host {name!r}", hint="register it with `ftrust vm hosts add NAME --agent URL`")
+        return found
+
+    def hosts(self) -> list[HostRecord]:
+        return [HostRecord.from_row(r) for r in self.db.query("SELECT * FROM manager_hosts ORDER BY name")]
+
+    def record_host_attestation(
+        self,
+        tx: sqlite3.Connection,
+        name: str,
+        *,
+        trusted: bool,
+        at: datetime,
+        reasons: list[dict[str, Any]],
+        policy_version: str | None,
+        platform_pck_sha256: str | None,
+        platform_json: dict[str, Any] | None,
+        ima_state_json: str | None,
+        ima_entries: int,
+        ima_list_sha256: str | None,
+        simulated: bool,
+    ) -> None:
+        self.ensure_host(tx, name, at=at)
+        t = format_time(at)
+        tx.execute(
+            "UPDATE manager_hosts SET status = ?, last_attested_at = ?, last_contact_at = ?,"
+            " last_trusted_at = CASE WHEN ? THEN ? ELSE last_trusted_at END,"
+            " reasons_json = ?, policy_version = ?,"
+            " platform_pck_sha256 = COALESCE(?, platform_pck_sha256), platform_json = COALESCE(?, platform_json),"
+            " ima_state_json = CASE WHEN ? THEN ? ELSE ima_state_json END,"
+            " ima_entries = CASE WHEN ? THEN ? ELSE ima_entries END,"
+            " ima_list_sha256 = COALESCE(?, ima_list_sha256), simulated = ? WHERE name = ?",
+            (
+                "trusted" if trusted else "untrusted",
+                t,
+                t,
+                trusted,
+                t,
+                json.dumps(reasons),
+                policy_version,
+                platform_pck_sha256,
+                json.dumps(platform_json) if platform_json else None,
+                trusted,
+                ima_state_json,
+                trusted,
+                ima_entries,
+                ima_list_sha256,
+                int(simulated),
+                name,
+            ),
+        )
+
+    # -- VNFs ------------------------------------------------------------------------------------
+    def record_vnf(
+        self,
+        tx: sqlite3.Connection,
+        host: str,
+        vnf: str,
+        *,
+        status: str,
+        at: datetime,
+        mrenclave: str | None,
+        public_key_sha256: str | None,
+        reasons: list[dict[str, Any]],
+    ) -> None:
+        tx.execute(
+            "INSERT INTO manager_vnfs (host, name, mrenclave, status, last_attested_at, public_key_sha256, reasons_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host, name) DO UPDATE SET"
+            " mrenclave = COALESCE(excluded.mrenclave, mrenclave), status = excluded.status,"
+            " last_attested_at = excluded.last_attested_at,"
+            " public_key_sha256 = COALESCE(excluded.public_key_sha256, public_key_sha256),"
+            " reasons_json = excluded.reasons_json",
+            (host, vnf, mrenclave, status, format_time(at), public_key_sha256, json.dumps(reasons)),
+        )
+
+    def vnfs(self, host: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT v.*, (SELECT COUNT(*) FROM manager_enrollments e WHERE e.host = v.host AND e.vnf = v.name"
+            " AND e.status = 'active') AS active FROM manager_vnfs v"
+        )
+        rows = self.db.query(
+            sql + (" WHERE host = ?" if host else "") + " ORDER BY host, name", (host,) if host else ()
+        )
+        return [
+            {
+                "host": r["host"],
+                "vnf": r["name"],
+                "mrenclave": r["mrenclave"],
+                "status": r["status"],
+                "last_attested_at": r["last_attested_at"],
+                "public_key_sha256": r["public_key_sha256"],
+                "active_certificates": r["active"],
+                "reasons": json.loads(r["reasons_json"]),
+            }
+            for r in rows
+        ]
+
+    # -- enrollments -----------------------------------------------------------------------------
+    def record_enrollment(
+        self,
+        tx: sqlite3.Connection,
+        *,
+        host: str,
+        vnf: str,
+        serial: str,
+        certificate_sha256: str,
+        public_key_sha256: str,
+        key_mode: str,
+        mrenclave: str,
+        policy_version: str | None,
+        audit_id: int,
+        issued_at: datetime,
+        not_after: datetime,
+    ) -> int:
+        cur = tx.execute(
+            "INSERT INTO manager_enrollments (host, vnf, serial, certificate_sha256, public_key_sha256, key_mode,"
+            " mrenclave, policy_version, audit_id, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                host,
+                vnf,
+                serial,
+                certificate_sha256,
+                public_key_sha256,
+                key_mode,
+                mrenclave,
+                policy_version,
+                audit_id,
+                format_time(issued_at),
+                format_time(not_after),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    _ENROLLMENTS_SQL = (
+        "SELECT * FROM manager_enrollments WHERE (? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)"
+        " AND (? = 0 OR status = 'active') ORDER BY id"
+    )
+
+    def enrollments(
+        self, *, host: str | None = None, vnf: str | None = None, active_only: bool = False
+    ) -> list[EnrollmentRecord]:
+        rows = self.db.query(self._ENROLLMENTS_SQL, (host, host, vnf, vnf, int(active_only)))
+        return [EnrollmentRecord.from_row(r) for r in rows]
+
+    def active_enrollments_tx(
+        self, tx: sqlite3.Connection, *, host: str | None = None, vnf: str | None = None
+    ) -> list[EnrollmentRecord]:
+        rows = tx.execute(self._ENROLLMENTS_SQL, (host, host, vnf, vnf, 1))
+        return [EnrollmentRecord.from_row(r) for r in rows]
+
+    def mark_revoked(self, tx: sqlite3.Connection, serial: str, *, at: datetime, reason: str) -> None:
+        tx.execute(
+            "UPDATE manager_enrollments SET status = 'revoked', revoked_at = ?, revoke_reason = ? WHERE serial = ?",
+            (format_time(at), reason, serial),
+        )

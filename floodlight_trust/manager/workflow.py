@@ -1,0 +1,904 @@
+"""The Verification Manager's workflow: attest the host, attest the VNF, provision its credentials.
+
+Steps (docs/protocol.md):
+
+1. The VM issues a fresh nonce (``nonces.py``) for host evidence; the agent answers with a quote of
+   the host's integrity enclave, REPORTDATA = SHA-256(nonce || SHA-256(IMA list)), and the list.
+2. :meth:`VerificationManager.attest_host_evidence` verifies the quote (DCAP, same code for real and
+   simulated roots), the binding, the integrity enclave's identity, and appraises the IMA list with
+   the host policy (incrementally after the first round). The verdict and every reason are recorded.
+3. Only on a trusted host: :meth:`enroll_evidence` verifies a VNF quote the same way, with REPORTDATA
+   binding the nonce and the enclave's public key, from the SAME platform as the host quote.
+4. The CA signs a certificate for the enclave's key (default), or for a key the VM generates and
+   seals to the enclave's key (``vm-generated``). Certificate, enrollment record and audit record
+   are written in ONE transaction.
+
+Every decision is an audit record with the evidence hashes, the policy version and every reason.
+Revocations call ``revocation_listeners`` after commit, so the CRL is republished at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from floodlight_trust import clock
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, EvidenceType
+from floodlight_trust.clock import format_time
+from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
+from floodlight_trust.manager.audit import AuditLog
+from floodlight_trust.manager.nonces import NonceStore
+from floodlight_trust.manager.state import HostRecord, ManagerState
+from floodlight_trust.pki.keys import generate_private_key
+from floodlight_trust.protocol import b64decode, validate
+from floodlight_trust.protocol.binding import check_report_data, host_report_data, key_report_data
+from floodlight_trust.protocol.keywrap import wrap_private_key
+from floodlight_trust.storage.database import Database
+
+log = logging.getLogger("floodlight_trust.manager")
+
+KEY_MODES = ("enclave", "vm-generated")
+ADMIN_URI_PREFIX = "urn:ftrust:admin:"
+SIMULATED_WARNING = "SIMULATED SGX: verified against the simulated root CA, not real hardware"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason of a decision, in the same shape as the policy's reasons."""
+
+    rule: str
+    message: str
+    location: str | None = None
+    evidence: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "location": self.location, "message": self.message, "evidence": self.evidence}
+
+
+class Denied(Exception):
+    """Internal: stop a workflow with reasons (turned into a recorded denial, never escapes)."""
+
+    def __init__(self, *reasons: Reason):
+        super().__init__(reasons[0].message if reasons else "denied")
+        self.reasons = list(reasons)
+
+
+class AgentConnection(Protocol):
+    """What the VM needs from an agent (``manager.client.AgentClient`` over HTTP)."""
+
+    def host_evidence(self, nonce: bytes) -> dict[str, Any]: ...
+
+    def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]: ...
+
+    def install_credentials(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, datetime):
+        return format_time(value)
+    return str(value)
+
+
+def decision_reasons(decision: Any, prefix: str = "") -> list[Reason]:
+    """The reasons of a policy Decision as :class:`Reason` values."""
+    out = []
+    for r in getattr(decision, "reasons", ()):
+        loc = getattr(r, "location", None)
+        out.append(
+            Reason(
+                rule=f"{prefix}{getattr(r, 'rule', 'policy')}",
+                message=str(getattr(r, "message", r)),
+                location=str(loc) if loc is not None else None,
+                evidence=_json_safe(getattr(r, "evidence", None)),
+            )
+        )
+    return out
+
+
+def _error_reason(rule: str, e: FtrustError) -> Reason:
+    return Reason(rule, e.message + (f" (hint: {e.hint})" if e.hint else ""), str(e.location) if e.location else None)
+
+
+def spki_sha256(spki: bytes) -> str:
+    return hashlib.sha256(spki).hexdigest()
+
+
+@dataclass
+class HostVerdict:
+    host: str
+    trusted: bool
+    reasons: list[Reason]
+    policy_version: str | None
+    audit_id: int
+    simulated: bool
+    attested_at: datetime
+    ima_entries: int = 0
+    revoked_serials: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {
+            "host": self.host,
+            "trusted": self.trusted,
+            "reasons": [r.to_json() for r in self.reasons],
+            "policy_version": self.policy_version,
+            "audit_id": self.audit_id,
+            "simulated": self.simulated,
+            "attested_at": format_time(self.attested_at),
+            "ima_entries": self.ima_entries,
+            "revoked_serials": self.revoked_serials,
+        }
+        validate("host_verdict", doc)
+        return doc
+
+
+@dataclass
+class EnrollmentResult:
+    host: str
+    vnf: str
+    allowed: bool
+    reasons: list[Reason]
+    policy_version: str | None
+    audit_id: int
+    simulated: bool
+    key_mode: str
+    serial: str | None = None
+    not_after: datetime | None = None
+    certificate_chain: list[str] = field(default_factory=list)
+    wrapped_key: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "host": self.host,
+            "vnf": self.vnf,
+            "allowed": self.allowed,
+            "reasons": [r.to_json() for r in self.reasons],
+            "policy_version": self.policy_version,
+            "audit_id": self.audit_id,
+            "simulated": self.simulated,
+            "key_mode": self.key_mode,
+        }
+        if self.allowed:
+            doc |= {
+                "serial": self.serial,
+                "not_after": format_time(self.not_after) if self.not_after else None,
+                "certificate_chain": self.certificate_chain,
+                "wrapped_key": self.wrapped_key,
+            }
+        validate("enrollment", doc)
+        return doc
+
+    def credentials_message(self) -> dict[str, Any]:
+        msg = {
+            "host": self.host,
+            "vnf": self.vnf,
+            "serial": self.serial,
+            "certificate_chain": self.certificate_chain,
+            "wrapped_key": self.wrapped_key,
+        }
+        validate("credentials", msg)
+        return msg
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedQuote:
+    claims: EnclaveClaims
+    warnings: tuple[str, ...]
+
+
+def serial_text(serial: int) -> str:
+    from floodlight_trust.pki.records import serial_hex
+
+    return str(serial_hex(serial))
+
+
+class VerificationManager:
+    """The workflow over state, policy, trust anchors and the CA. Thread-safe: the HTTP service
+    calls it from many threads; SQLite transactions serialise the writes."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        ca: Any,
+        policy: Any,
+        anchors: Sequence[Any],
+        nonce_ttl_seconds: int = 60,
+        host_trust_seconds: int = 120,
+        grace_period_seconds: int = 90,
+        key_mode: str = "enclave",
+        connect: Callable[[HostRecord], AgentConnection] | None = None,
+        now: Callable[[], datetime] = clock.now,
+    ):
+        if key_mode not in KEY_MODES:
+            raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
+        self.db = db
+        self.state = ManagerState(db)
+        self.audit = AuditLog(db)
+        self.nonces = NonceStore(db, ttl_seconds=nonce_ttl_seconds)
+        self.ca = ca
+        self.policy = policy
+        self.anchors = list(anchors)
+        self.host_trust = timedelta(seconds=host_trust_seconds)
+        self.grace = timedelta(seconds=grace_period_seconds)
+        self.key_mode = key_mode
+        self.connect = connect
+        self.now = now
+        self.revocation_listeners: list[Callable[[list[str]], None]] = []
+        self._policy_lock = threading.Lock()
+        self.simulated = any(getattr(a, "simulated", False) for a in self.anchors)
+        if self.simulated:
+            log.warning("%s: trust_simulated_sgx = true; NEVER use this in production", SIMULATED_WARNING)
+
+    @property
+    def policy_version(self) -> str | None:
+        return str(self.policy.version) if self.policy is not None else None
+
+    def set_policy(self, policy: Any) -> None:
+        """Swap the policy (reload); later decisions use it. Re-evaluation is issue 8's reload-policy."""
+        with self._policy_lock:
+            self.policy = policy
+
+    # -- quotes --------------------------------------------------------------------------------
+    def _verify_quote(self, evidence_type: str, quote: bytes, collateral_doc: Any, at: datetime) -> _VerifiedQuote:
+        if evidence_type != "DCAP":
+            raise Denied(
+                Reason("sgx.evidence_type", f"{evidence_type} evidence needs an IAS report; only DCAP is accepted here")
+            )
+        from floodlight_trust.evidence.collateral import collateral_from_json
+        from floodlight_trust.evidence.dcap import CertificateChainError, verify_quote
+
+        if collateral_doc is None:
+            raise Denied(Reason("sgx.collateral", "no DCAP collateral was sent with the quote"))
+        try:
+            collateral = collateral_from_json(collateral_doc)
+        except FtrustError as e:
+            raise Denied(_error_reason("sgx.collateral", e)) from None
+        last: FtrustError | None = None
+        for anchor in self.anchors:
+            try:
+                result = verify_quote(quote, collateral, anchor, at=at)
+            except CertificateChainError as e:  # another root: try the next anchor
+                last = e
+                continue
+            except FtrustError as e:
+                raise Denied(_error_reason("sgx.quote", e)) from None
+            return _VerifiedQuote(result.claims, tuple(result.warnings))
+        raise Denied(
+            _error_reason("sgx.quote", last) if last else Reason("sgx.quote", "no SGX trust anchor is configured")
+        )
+
+    # -- step 1-2: host ------------------------------------------------------------------------
+    def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
+        return self.nonces.issue(purpose, host, vnf, at=self.now()).to_json()
+
+    def _host_policy(self, host: HostRecord | None) -> str:
+        if host is not None and host.host_policy:
+            return host.host_policy
+        found = getattr(self.policy, "host_policies", None) if self.policy is not None else None
+        names = list((found() if callable(found) else found) or [])
+        if len(names) == 1:
+            return str(names[0])
+        return "default"
+
+    def attest_host_evidence(self, evidence: Any, *, actor: str, authoritative: bool = False) -> HostVerdict:
+        """Verify host evidence and record the verdict.
+
+        ``authoritative`` is True when the VM itself fetched the evidence from the host's registered
+        agent (admin attest, re-attestation): only then does a failed verdict make a trusted host
+        untrusted and revoke its VNFs. Evidence pushed by anyone else can only make a host trusted,
+        so a stranger cannot get a host's VNFs revoked by sending garbage in its name.
+        """
+        at = self.now()
+        validate("host_evidence", evidence)
+        name = evidence["host"]
+        record = self.state.find_host(name)
+        host_policy = self._host_policy(record)
+        reasons: list[Reason] = []
+        digest_info: dict[str, Any] = {"host_policy": host_policy}
+        ima_state_json: str | None = None
+        ima_entries = 0
+        claims: EnclaveClaims | None = None
+        list_sha: str | None = None
+        nonce_ok = False
+        nonce = b""
+        try:
+            quote = b64decode(evidence["quote"], what="host_evidence.quote")
+            ima_list = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
+            list_sha = hashlib.sha256(ima_list).hexdigest()
+            digest_info |= {
+                "quote_sha256": hashlib.sha256(quote).hexdigest(),
+                "ima_list_sha256": list_sha,
+                "ima_list_bytes": len(ima_list),
+                "ima_source": evidence.get("ima_source"),
+            }
+            nonce = bytes.fromhex(evidence["nonce"])
+            try:
+                self.nonces.check(nonce, purpose="host", host=name, at=at)
+            except VerificationError as e:
+                raise Denied(_error_reason("protocol.nonce", e)) from None
+            nonce_ok = True
+            vq = self._verify_quote(evidence["evidence_type"], quote, evidence["collateral"], at)
+            claims = vq.claims
+            digest_info |= {"mrenclave": claims.mrenclave, "platform": _platform_json(claims)}
+            try:
+                check_report_data(host_report_data(nonce, ima_list), claims.report_data, what="host quote")
+            except VerificationError as e:
+                raise Denied(_error_reason("protocol.binding", e)) from None
+            pinned = record.platform_pck_sha256 if record else None
+            seen = claims.platform.pck_certificate_sha256
+            if pinned and seen and pinned != seen:
+                raise Denied(
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered on platform PCK {pinned[:16]}..., but this quote comes from "
+                        f"PCK {seen[:16]}... (another machine)",
+                        evidence={"registered": pinned, "quote": seen},
+                    )
+                )
+            reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
+            ima_state_json, ima_entries, ima_reasons = self._appraise_ima(record, name, host_policy, ima_list, at)
+            reasons.extend(ima_reasons)
+        except Denied as d:
+            reasons.extend(d.reasons)
+        except FtrustError as e:
+            reasons.append(_error_reason("protocol.evidence", e))
+        simulated = bool(claims and claims.simulated)
+        if simulated:
+            digest_info["warning"] = SIMULATED_WARNING
+        revoked: list[str] = []
+        with self.db.transaction() as tx:
+            # The nonce is used up in the transaction that records the decision: atomic.
+            if nonce_ok and not self.nonces.burn(tx, nonce, at=at):
+                reasons.append(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+                nonce_ok = False
+            trusted = not reasons
+            audit_id = self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="attest-host",
+                allowed=trusted,
+                host=name,
+                policy_version=self.policy_version,
+                simulated=simulated,
+                evidence=digest_info,
+                reasons=[r.to_json() for r in reasons],
+            )
+            change_state = trusted or (authoritative and nonce_ok) or record is None
+            if change_state:
+                self.state.record_host_attestation(
+                    tx,
+                    name,
+                    trusted=trusted,
+                    at=at,
+                    reasons=[r.to_json() for r in reasons],
+                    policy_version=self.policy_version,
+                    platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
+                    platform_json=_platform_json(claims) if (claims and trusted) else None,
+                    ima_state_json=ima_state_json,
+                    ima_entries=ima_entries,
+                    ima_list_sha256=list_sha if trusted else None,
+                    simulated=simulated,
+                )
+            if not trusted and authoritative and nonce_ok and record is not None and record.status == "trusted":
+                why = "host became untrustworthy: " + "; ".join(r.message for r in reasons[:3])
+                revoked = self._revoke_tx(tx, host=name, vnf=None, reason="keyCompromise", why=why, at=at, actor=actor)
+        self._notify(revoked)
+        return HostVerdict(name, trusted, reasons, self.policy_version, audit_id, simulated, at, ima_entries, revoked)
+
+    def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:
+        if self.policy is None:
+            return [Reason("policy", "no policy is loaded: nothing is trusted")]
+        enclave_policy = self.policy.host_integrity_enclave(host_policy)
+        if enclave_policy is None:
+            return []
+        decision = self.policy.evaluate_enclave(enclave_policy, ClaimSet(verified_at=at, enclave=claims))
+        return [] if decision.allowed else decision_reasons(decision, "integrity-enclave: ")
+
+    def _appraise_ima(
+        self, record: HostRecord | None, name: str, host_policy: str, ima_list: bytes, at: datetime
+    ) -> tuple[str | None, int, list[Reason]]:
+        from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
+
+        previous = None
+        if record is not None and record.status == "trusted" and record.ima_state_json:
+            previous = ImaState.from_json(_loads(record.ima_state_json))
+        try:
+            appraisal = appraise_measurement_list(ima_list, state=previous, source=f"{name}:ima")
+        except ImaPrefixChanged as e:
+            return None, 0, [_error_reason("ima.prefix", e)]
+        except FtrustError as e:
+            return None, 0, [_error_reason("ima.list", e)]
+        reasons = []
+        if not appraisal.ok:
+            for f in appraisal.findings:
+                reasons.append(
+                    Reason(f"ima.{getattr(f.kind, 'value', f.kind)}", f.message, str(f.location) or None, f.to_json())
+                )
+        decision = self.policy.evaluate_host(host_policy, ClaimSet(verified_at=at, ima=appraisal.claims, subject=name))
+        if not decision.allowed:
+            reasons.extend(decision_reasons(decision))
+        state = appraisal.state
+        entries = int(appraisal.entry_count)
+        return _dumps(state.to_json()), entries, reasons
+
+    def attest_host(self, host: str, *, actor: str) -> HostVerdict:
+        """VM-initiated: challenge the host's registered agent and judge its evidence."""
+        record = self.state.host(host)
+        agent = self._agent(record)
+        nonce = self.nonces.issue("host", host, at=self.now())
+        try:
+            evidence = agent.host_evidence(nonce.value)
+        except FtrustError as e:
+            return self._unreachable(record, e, actor=actor)
+        return self.attest_host_evidence(evidence, actor=actor, authoritative=True)
+
+    def reattest_host(self, host: str, *, actor: str = "reattest", renew: bool = False) -> HostVerdict:
+        """One round of continuous re-attestation (issue 8 calls this on an interval).
+
+        Incremental IMA appraisal from the stored state; an untrustworthy host, or one unreachable
+        past the grace period, has every VNF certificate revoked in one transaction and the CRL
+        republished (``revocation_listeners``). With ``renew``, VNFs with an active certificate on a
+        trusted host are enrolled again (short-lived certificates renewed each round).
+        """
+        verdict = self.attest_host(host, actor=actor)
+        if verdict.trusted and renew:
+            for vnf in sorted({e.vnf for e in self.state.enrollments(host=host, active_only=True)}):
+                try:
+                    self.enroll(host, vnf, actor=actor)
+                except FtrustError as e:
+                    log.warning("renewal of %s on %s failed: %s", vnf, host, e)
+        return verdict
+
+    def _unreachable(self, record: HostRecord, error: FtrustError, *, actor: str) -> HostVerdict:
+        at = self.now()
+        last = record.last_contact_at
+        within_grace = last is not None and at - clock.parse_time(last) <= self.grace
+        reason = Reason(
+            "agent.unreachable",
+            f"agent of {record.name} did not answer: {error.message}"
+            + (" (within the grace period)" if within_grace else " (past the grace period)"),
+        )
+        revoked: list[str] = []
+        with self.db.transaction() as tx:
+            audit_id = self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="attest-host",
+                allowed=False,
+                host=record.name,
+                policy_version=self.policy_version,
+                evidence={"agent_url": record.agent_url},
+                reasons=[reason.to_json()],
+            )
+            if not within_grace and record.status == "trusted":
+                tx.execute(
+                    "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
+                    (_dumps([reason.to_json()]), record.name),
+                )
+                revoked = self._revoke_tx(
+                    tx,
+                    host=record.name,
+                    vnf=None,
+                    reason="cessationOfOperation",
+                    why=reason.message,
+                    at=at,
+                    actor=actor,
+                )
+        self._notify(revoked)
+        return HostVerdict(record.name, False, [reason], self.policy_version, audit_id, False, at, 0, revoked)
+
+    # -- step 3-4: VNF ---------------------------------------------------------------------------
+    def enroll_evidence(self, evidence: Any, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
+        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction)."""
+        at = self.now()
+        validate("enclave_evidence", evidence)
+        host, vnf = evidence["host"], evidence["vnf"]
+        mode = key_mode or evidence.get("key_mode") or self.key_mode
+        if mode not in KEY_MODES:
+            raise InputError(f"unknown key mode {mode!r}")
+        info: dict[str, Any] = {"key_mode": mode}
+        claims: EnclaveClaims | None = None
+        spki = b""
+        nonce: bytes | None = None
+        try:
+            quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
+            spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
+            info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
+            fresh = bytes.fromhex(evidence["nonce"])
+            try:
+                self.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
+            except VerificationError as e:
+                raise Denied(_error_reason("protocol.nonce", e)) from None
+            nonce = fresh
+            record = self.state.find_host(host)
+            self._require_trusted_host(record, host, at)
+            assert record is not None
+            rule = self.policy.enroll_rule(vnf) if self.policy is not None else None
+            if rule is None:
+                raise Denied(
+                    Reason("policy.enroll", f"no enroll rule of policy {self.policy_version} admits VNF {vnf!r}")
+                )
+            info |= {"enclave_policy": rule.enclave_policy, "host_policy": rule.host_policy}
+            host_policy = self._host_policy(record)
+            if rule.host_policy and rule.host_policy != host_policy:
+                raise Denied(
+                    Reason(
+                        "policy.enroll",
+                        f"VNF {vnf!r} may only run on hosts trusted under host policy {rule.host_policy!r}; "
+                        f"host {host!r} is judged by {host_policy!r}",
+                    )
+                )
+            vq = self._verify_quote(evidence["evidence_type"], quote, evidence["collateral"], at)
+            claims = vq.claims
+            info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": _platform_json(claims)}
+            reasons = self._same_platform(record, claims)
+            try:
+                check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
+            except VerificationError as e:
+                reasons.append(_error_reason("protocol.binding", e))
+            decision = self.policy.evaluate_enclave(
+                rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
+            )
+            if not decision.allowed:
+                reasons.extend(decision_reasons(decision))
+            profile = rule.profile.render(vnf=vnf, host=host)
+            if any(u.startswith(ADMIN_URI_PREFIX) for u in profile.san_uris):
+                reasons.append(
+                    Reason(
+                        "policy.profile", f"a VNF certificate may not carry an admin identity ({ADMIN_URI_PREFIX}...)"
+                    )
+                )
+            enclave_key = _load_spki(spki)
+            if mode == "vm-generated" and not (
+                isinstance(enclave_key, ec.EllipticCurvePublicKey) and isinstance(enclave_key.curve, ec.SECP256R1)
+            ):
+                reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
+            if reasons:
+                raise Denied(*reasons)
+            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh)
+        except Denied as d:
+            return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor, nonce)
+        except FtrustError as e:
+            reasons = [_error_reason("protocol.evidence", e)]
+            return self._deny(host, vnf, mode, reasons, claims, spki, info, at, actor, nonce)
+
+    def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
+        if record is None or record.status != "trusted" or not record.last_trusted_at:
+            why = "; ".join(r.get("message", "") for r in (record.reasons if record else [])[:3])
+            raise Denied(
+                Reason(
+                    "host.trust",
+                    f"host {host!r} is not trusted"
+                    + (f" ({record.status}{': ' + why if why else ''})" if record else " (never attested)"),
+                )
+            )
+        age = at - clock.parse_time(record.last_trusted_at)
+        if age > self.host_trust:
+            raise Denied(
+                Reason(
+                    "host.trust",
+                    f"host {host!r} was last attested {int(age.total_seconds())} s ago, more than "
+                    f"{int(self.host_trust.total_seconds())} s: attest it again first",
+                )
+            )
+
+    @staticmethod
+    def _same_platform(record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+        if claims.evidence_type is EvidenceType.DCAP:
+            host_pck, vnf_pck = record.platform_pck_sha256, claims.platform.pck_certificate_sha256
+            if not host_pck or not vnf_pck or host_pck != vnf_pck:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"the VNF quote comes from another platform than host {record.name!r}'s quote "
+                        f"(PCK {str(vnf_pck)[:16]}... vs {str(host_pck)[:16]}...)",
+                        evidence={"host_pck_sha256": host_pck, "vnf_pck_sha256": vnf_pck},
+                    )
+                ]
+        return []
+
+    def _issue(
+        self,
+        host: str,
+        vnf: str,
+        mode: str,
+        profile: Any,
+        enclave_key: Any,
+        spki: bytes,
+        claims: EnclaveClaims,
+        info: dict[str, Any],
+        at: datetime,
+        actor: str,
+        nonce: bytes,
+    ) -> EnrollmentResult:
+        wrapped = None
+        subject_key = enclave_key
+        if mode == "vm-generated":
+            private = generate_private_key(profile.key_type)
+            subject_key = private.public_key()
+            der = private.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            wrapped = wrap_private_key(der, spki, context=f"vnf:{vnf}".encode()).to_json()
+        subject_spki = subject_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if claims.simulated:
+            info["warning"] = SIMULATED_WARNING
+        with self.db.transaction() as tx:
+            if not self.nonces.burn(tx, nonce, at=at):  # rolls back: nothing issued
+                raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+            audit_id = self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="enroll",
+                allowed=True,
+                host=host,
+                vnf=vnf,
+                policy_version=self.policy_version,
+                simulated=claims.simulated,
+                evidence=info,
+            )
+            issued = self.ca.issue(subject_key, profile, at=at, tx=tx)
+            cert: x509.Certificate = issued.certificate
+            serial = serial_text(issued.serial)
+            self.state.record_enrollment(
+                tx,
+                host=host,
+                vnf=vnf,
+                serial=serial,
+                certificate_sha256=hashlib.sha256(issued.der).hexdigest(),
+                public_key_sha256=spki_sha256(subject_spki),
+                key_mode=mode,
+                mrenclave=claims.mrenclave,
+                policy_version=self.policy_version,
+                audit_id=audit_id,
+                issued_at=at,
+                not_after=cert.not_valid_after_utc,
+            )
+            self.state.record_vnf(
+                tx,
+                host,
+                vnf,
+                status="enrolled",
+                at=at,
+                mrenclave=claims.mrenclave,
+                public_key_sha256=spki_sha256(spki),
+                reasons=[],
+            )
+            tx.execute(
+                "UPDATE manager_audit SET evidence_json = ? WHERE id = ?",
+                (
+                    _dumps(info | {"serial": serial, "certificate_sha256": hashlib.sha256(issued.der).hexdigest()}),
+                    audit_id,
+                ),
+            )
+        chain = [issued.pem.decode("ascii"), self.ca.certificate_pem.decode("ascii")]
+        return EnrollmentResult(
+            host,
+            vnf,
+            True,
+            [],
+            self.policy_version,
+            audit_id,
+            claims.simulated,
+            mode,
+            serial,
+            cert.not_valid_after_utc,
+            chain,
+            wrapped,
+        )
+
+    def _deny(
+        self,
+        host: str,
+        vnf: str,
+        mode: str,
+        reasons: list[Reason],
+        claims: EnclaveClaims | None,
+        spki: bytes,
+        info: dict[str, Any],
+        at: datetime,
+        actor: str,
+        nonce: bytes | None = None,
+    ) -> EnrollmentResult:
+        simulated = bool(claims and claims.simulated)
+        with self.db.transaction() as tx:
+            if nonce is not None:
+                self.nonces.burn(tx, nonce, at=at)  # a nonce presented once is spent, allowed or not
+            audit_id = self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="enroll",
+                allowed=False,
+                host=host,
+                vnf=vnf,
+                policy_version=self.policy_version,
+                simulated=simulated,
+                evidence=info,
+                reasons=[r.to_json() for r in reasons],
+            )
+            if self.state.find_host(host) is not None:
+                self.state.record_vnf(
+                    tx,
+                    host,
+                    vnf,
+                    status="denied",
+                    at=at,
+                    mrenclave=claims.mrenclave if claims else None,
+                    public_key_sha256=spki_sha256(spki) if spki else None,
+                    reasons=[r.to_json() for r in reasons],
+                )
+        return EnrollmentResult(host, vnf, False, reasons, self.policy_version, audit_id, simulated, mode)
+
+    def enroll(self, host: str, vnf: str, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
+        """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install."""
+        record = self.state.host(host)
+        if (
+            record.status != "trusted"
+            or not record.last_trusted_at
+            or (self.now() - clock.parse_time(record.last_trusted_at) > self.host_trust / 2)
+        ):
+            verdict = self.attest_host(host, actor=actor)
+            if not verdict.trusted:
+                at = self.now()
+                reasons = [Reason("host.trust", f"host {host!r} is not trusted"), *verdict.reasons]
+                return self._deny(
+                    host,
+                    vnf,
+                    key_mode or self.key_mode,
+                    reasons,
+                    None,
+                    b"",
+                    {"host_audit_id": verdict.audit_id},
+                    at,
+                    actor,
+                )
+            record = self.state.host(host)
+        agent = self._agent(record)
+        nonce = self.nonces.issue("enclave", host, vnf, at=self.now())
+        evidence = agent.enclave_evidence(vnf, nonce.value)
+        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode)
+        if result.allowed:
+            ack = agent.install_credentials(vnf, result.credentials_message())
+            leaf = x509.load_pem_x509_certificate(result.certificate_chain[0].encode())
+            want = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+            if ack.get("certificate_sha256") != want:
+                raise ServiceError(f"agent of {host} acknowledged another certificate than the one issued")
+        return result
+
+    def _agent(self, record: HostRecord) -> AgentConnection:
+        if self.connect is None or not record.agent_url:
+            raise InputError(
+                f"host {record.name!r} has no agent URL", hint="register it with `ftrust vm hosts add NAME --agent URL`"
+            )
+        return self.connect(record)
+
+    # -- revocation ------------------------------------------------------------------------------
+    def _revoke_tx(
+        self,
+        tx: sqlite3.Connection,
+        *,
+        host: str | None,
+        vnf: str | None,
+        reason: str,
+        why: str,
+        at: datetime,
+        actor: str,
+    ) -> list[str]:
+        from floodlight_trust.pki.records import parse_serial
+
+        serials = []
+        for e in self.state.active_enrollments_tx(tx, host=host, vnf=vnf):
+            self.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
+            self.state.mark_revoked(tx, e.serial, at=at, reason=why)
+            self.state.record_vnf(
+                tx,
+                e.host,
+                e.vnf,
+                status="revoked",
+                at=at,
+                mrenclave=None,
+                public_key_sha256=None,
+                reasons=[Reason("revocation", why).to_json()],
+            )
+            serials.append(e.serial)
+        self.audit.record(
+            tx,
+            at=at,
+            actor=actor,
+            action="revoke",
+            allowed=True,
+            host=host,
+            vnf=vnf,
+            policy_version=self.policy_version,
+            evidence={"serials": serials, "crl_reason": reason},
+            reasons=[Reason("revocation", why).to_json()],
+        )
+        return serials
+
+    def revoke(self, *, host: str | None = None, vnf: str | None = None, reason: str, actor: str) -> list[str]:
+        """Revoke every active certificate of ``vnf`` (on ``host`` if given) or of every VNF on ``host``.
+
+        Revoking a host also marks it untrusted until it is attested again. One transaction; the
+        CRL is republished after commit. Returns the revoked serials.
+        """
+        if host is None and vnf is None:
+            raise InputError("say which VNF or host to revoke")
+        at = self.now()
+        if host is not None:
+            self.state.host(host)
+        with self.db.transaction() as tx:
+            serials = self._revoke_tx(
+                tx,
+                host=host,
+                vnf=vnf,
+                reason="cessationOfOperation" if vnf is None else "superseded",
+                why=reason,
+                at=at,
+                actor=actor,
+            )
+            if host is not None and vnf is None:
+                tx.execute(
+                    "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
+                    (_dumps([Reason("revocation", f"revoked by {actor}: {reason}").to_json()]), host),
+                )
+        self._notify(serials)
+        return serials
+
+    def _notify(self, serials: list[str]) -> None:
+        if not serials:
+            return
+        for listener in self.revocation_listeners:
+            try:
+                listener(serials)
+            except FtrustError as e:  # a failed republish must not undo a committed revocation
+                log.error("revocation listener failed: %s", e)
+
+
+def _platform_json(claims: EnclaveClaims | None) -> dict[str, Any] | None:
+    if claims is None:
+        return None
+    p = claims.platform
+    return {k: getattr(p, k) for k in ("fmspc", "pce_id", "pck_certificate_sha256", "epid_group_id", "epid_pseudonym")}
+
+
+def _load_spki(spki: bytes) -> Any:
+    try:
+        return serialization.load_der_public_key(spki)
+    except ValueError:
+        raise Denied(Reason("protocol.key", "the enclave public key is not a SubjectPublicKeyInfo DER")) from None
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def _loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)

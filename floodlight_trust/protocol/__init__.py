@@ -1,0 +1,77 @@
+"""The VM <-> agent protocol: JSON Schema files for every message, and the helpers both sides use.
+
+``validate(name, document)`` checks a message against ``schemas/<name>.json`` and raises an
+:class:`~floodlight_trust.errors.InputError` naming the JSON path of the first problem. The VM
+validates what agents and admins send; the agent validates what the VM sends; each side also
+validates what it is about to send, so a bug shows up at its source.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from floodlight_trust.errors import InputError
+
+SCHEMA_NAMES = (
+    "admin_enroll",
+    "admin_host",
+    "admin_revoke",
+    "agent_info",
+    "challenge",
+    "credentials",
+    "credentials_ack",
+    "enclave_evidence",
+    "enrollment",
+    "error",
+    "host_evidence",
+    "host_verdict",
+    "nonce_request",
+    "nonce_response",
+)
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of message ``name``."""
+    if name not in SCHEMA_NAMES:
+        raise KeyError(name)
+    text = resources.files("floodlight_trust.protocol").joinpath("schemas", f"{name}.json").read_text("utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+@cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    s = schema(name)
+    cls = jsonschema.validators.validator_for(s)
+    cls.check_schema(s)
+    return cls(s)  # type: ignore[no-any-return]
+
+
+def validate(name: str, document: Any) -> None:
+    """Raise InputError unless ``document`` is a valid ``name`` message."""
+    errors = sorted(_validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        path = "/" + "/".join(str(p) for p in e.absolute_path)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(f"invalid {name} message at {path}: {e.message}{more}")
+
+
+def b64decode(text: str, *, what: str) -> bytes:
+    """Strict base64 decoding with an InputError naming the field."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{what} is not valid base64") from None
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

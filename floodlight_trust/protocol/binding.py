@@ -1,0 +1,53 @@
+"""What a quote's REPORTDATA must contain, so that evidence is fresh and bound to what it claims.
+
+Host evidence: REPORTDATA = SHA-256(nonce || SHA-256(the exact IMA list bytes sent)) || 32 zero bytes.
+Enclave evidence: REPORTDATA = SHA-256(nonce || SHA-256(SubjectPublicKeyInfo DER)) || 32 zero bytes.
+
+Both sides (the agent building a quote, the VM checking one) call these functions, so the two can
+never disagree on the layout. Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from floodlight_trust.errors import InputError, VerificationError
+
+NONCE_BYTES = 32
+REPORT_DATA_BYTES = 64
+
+
+def _check_nonce(nonce: bytes) -> None:
+    if len(nonce) != NONCE_BYTES:
+        raise InputError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
+
+
+def _pad(digest: bytes) -> bytes:
+    return digest + b"\x00" * (REPORT_DATA_BYTES - len(digest))
+
+
+def host_report_data(nonce: bytes, ima_list: bytes) -> bytes:
+    """REPORTDATA binding a nonce and the exact IMA measurement list bytes (64 bytes)."""
+    _check_nonce(nonce)
+    return _pad(hashlib.sha256(nonce + hashlib.sha256(ima_list).digest()).digest())
+
+
+def key_report_data(nonce: bytes, spki_der: bytes) -> bytes:
+    """REPORTDATA binding a nonce and an enclave public key's SubjectPublicKeyInfo DER (64 bytes)."""
+    _check_nonce(nonce)
+    return _pad(hashlib.sha256(nonce + hashlib.sha256(spki_der).digest()).digest())
+
+
+def check_report_data(expected: bytes, report_data_hex: str, *, what: str) -> None:
+    """Raise VerificationError unless the quote's REPORTDATA equals ``expected`` (constant time)."""
+    try:
+        actual = bytes.fromhex(report_data_hex)
+    except ValueError:
+        raise VerificationError(f"{what}: REPORTDATA is not hex") from None
+    if not hmac.compare_digest(actual, expected):
+        raise VerificationError(
+            f"{what}: REPORTDATA {actual[:32].hex()} does not bind the nonce and the data sent "
+            f"(expected {expected[:32].hex()})",
+            hint="the quote was made for another nonce, another key or another IMA list",
+        )

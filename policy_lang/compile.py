@@ -1,0 +1,654 @@
+"""Checked program to :class:`Policy`: lookup tables, compiled patterns, certificate profiles.
+
+Compilation reads the reference lists a host policy includes (through a reader function, so the
+rest stays pure) and turns every pattern into one combined regular expression per purpose.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from floodlight_trust.claims import ClaimSet
+from floodlight_trust.errors import FtrustError, PolicyError
+from floodlight_trust.pki.profile import CertificateProfile, KeyType
+from policy_lang import ast
+from policy_lang.check import Checker, Program, TExpr, check, load_program, suggest
+from policy_lang.evaluate import Decision, evaluate_enclave, evaluate_host
+from policy_lang.reference import (
+    Digests,
+    ReferenceList,
+    parse_keylime,
+    parse_keylime_envelope,
+    parse_sha256sum,
+    union,
+)
+
+KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
+HOST_SETTINGS = ("allow_violations", "integrity_enclave")
+ENCLAVE_SETTINGS = ("allow_debug", "allow_simulated", "max_collateral_age")
+ENROLL_SETTINGS = ("host", "enclave")
+CERTIFICATE_SETTINGS = ("subject", "san_dns", "san_uri", "validity", "key_type")
+DIGEST_HEX_LENGTHS = (32, 40, 64, 96, 128)
+
+
+def glob_to_regex(pattern: str) -> str:
+    """``**`` any characters, ``*`` and ``?`` within one path component, ``[...]`` a class."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            if pattern.startswith("**", i):
+                out.append(".*")
+                i += 2
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = j + 1
+                continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out) + r"\Z"
+
+
+def is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class GlobAllow:
+    pattern: str
+    regex: re.Pattern[str]
+    digests: frozenset[str]
+    pos: ast.Pos
+
+
+@dataclass(frozen=True, slots=True)
+class RequiredFile:
+    pattern: str
+    regex: re.Pattern[str] | None  # None: exact path
+    pos: ast.Pos
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureRule:
+    pattern: str
+    regex: re.Pattern[str]
+    key_name: str
+    key_ids: frozenset[str]
+    pos: ast.Pos
+
+
+@dataclass(slots=True)
+class CompiledHost:
+    name: str
+    pos: ast.Pos
+    templates: tuple[frozenset[str], ast.Pos, str] | None = None
+    algorithms: tuple[frozenset[str], ast.Pos, str] | None = None
+    boot_aggregates: tuple[frozenset[str], ast.Pos, str] | None = None
+    allow_violations: ast.Pos | None = None
+    exact: dict[str, Digests] = field(default_factory=dict)  # path -> the digest, or a set of them
+    exact_pos: dict[str, str] = field(default_factory=dict)
+    any_digests: frozenset[str] = frozenset()
+    globs: list[GlobAllow] = field(default_factory=list)
+    globs_any: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+    required: list[RequiredFile] = field(default_factory=list)
+    signatures: list[SignatureRule] = field(default_factory=list)
+    signatures_any: re.Pattern[str] | None = None
+    integrity_enclave: str | None = None
+    references: list[tuple[str, int]] = field(default_factory=list)  # (file, entries)
+    rules: list[tuple[str, ast.Pos]] = field(default_factory=list)  # for test coverage
+
+
+@dataclass(frozen=True, slots=True)
+class EnclaveStatement:
+    name: str
+    kind: str  # expr, deny_advisories, tolerate_advisories, max_age
+    pos: ast.Pos
+    expr: TExpr | None = None
+    values: frozenset[str] = frozenset()
+    seconds: int = 0
+
+
+@dataclass(slots=True)
+class CompiledEnclave:
+    name: str
+    pos: ast.Pos
+    rules: list[EnclaveStatement] = field(default_factory=list)
+    allow_debug: ast.Pos | None = None
+    allow_simulated: ast.Pos | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollRule:
+    """Which policies a VNF (by name or glob pattern) must satisfy, and the certificate it gets."""
+
+    name: str
+    pattern: str
+    host_policy: str
+    enclave_policy: str
+    profile: CertificateProfile
+    location: str  # "file:line"
+
+    def matches(self, vnf_name: str) -> bool:
+        return fnmatch.fnmatchcase(vnf_name, self.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A compiled policy. Immutable; safe to share between threads."""
+
+    version: str  # sha256 over all source files and reference lists
+    sources: list[str]
+    hosts: Mapping[str, CompiledHost]
+    enclaves: Mapping[str, CompiledEnclave]
+    enrolls: tuple[EnrollRule, ...]
+
+    @property
+    def host_policies(self) -> list[str]:
+        return list(self.hosts)
+
+    @property
+    def enclave_policies(self) -> list[str]:
+        return list(self.enclaves)
+
+    def enroll_rule(self, vnf_name: str) -> EnrollRule | None:
+        """The enroll rule for a VNF: an exact name wins, else the first matching pattern."""
+        for rule in self.enrolls:
+            if rule.pattern == vnf_name:
+                return rule
+        for rule in self.enrolls:
+            if rule.matches(vnf_name):
+                return rule
+        return None
+
+    def host_integrity_enclave(self, host_policy: str) -> str | None:
+        return self._host(host_policy).integrity_enclave
+
+    def _host(self, name: str) -> CompiledHost:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise PolicyError(f"no host policy {name!r}", hint=suggest(name, self.hosts)) from None
+
+    def _enclave(self, name: str) -> CompiledEnclave:
+        try:
+            return self.enclaves[name]
+        except KeyError:
+            raise PolicyError(f"no enclave policy {name!r}", hint=suggest(name, self.enclaves)) from None
+
+    def evaluate_host(self, host_policy: str, claims: ClaimSet) -> Decision:
+        """Appraise ``claims.ima`` with the named host policy."""
+        return evaluate_host(self._host(host_policy), claims, self.version)
+
+    def evaluate_enclave(self, enclave_policy: str, claims: ClaimSet) -> Decision:
+        """Judge ``claims.enclave`` (at ``claims.verified_at``) with the named enclave policy."""
+        return evaluate_enclave(self._enclave(enclave_policy), claims, self.version)
+
+    def rules(self) -> list[tuple[str, str, str]]:
+        """Every rule as (policy, rule name, "file:line"), for test coverage."""
+        out: list[tuple[str, str, str]] = []
+        for h in self.hosts.values():
+            out.extend((h.name, r, p.short) for r, p in h.rules)
+        for e in self.enclaves.values():
+            out.extend((e.name, r.name, r.pos.short) for r in e.rules)
+            out.append((e.name, "debug", e.pos.short))
+        return out
+
+
+Reader = Callable[[Path], bytes]
+
+
+class Compiler:
+    def __init__(self, program: Program, checker: Checker, read: Reader, base_dirs: dict[str, Path | None]):
+        self.p = program
+        self.c = checker
+        self.read = read
+        self.base_dirs = base_dirs
+        self.hosts: dict[str, CompiledHost] = {}
+        self.enclaves: dict[str, CompiledEnclave] = {}
+        self.enrolls: list[EnrollRule] = []
+
+    def run(self) -> None:
+        for sym in self.p.symbols.values():
+            if sym.kind == "host":
+                self.host(sym.node)
+            elif sym.kind == "enclave":
+                self.enclave(sym.node)
+        for sym in self.p.symbols.values():
+            if sym.kind == "enroll":
+                self.enroll(sym.node)
+        for h in self.hosts.values():
+            if h.integrity_enclave and h.integrity_enclave not in self.enclaves:
+                pass  # reported in host()
+
+    # helpers
+    def typed(self, node: ast.Node) -> TExpr | None:
+        return self.c.expr(node)
+
+    def str_set(self, node: ast.Node, what: str) -> frozenset[str] | None:
+        t = self.typed(node)
+        if t is None:
+            return None
+        if t.kind != "value" or t.type not in ("set", "list", "str") or (t.value and t.elem not in ("str", "")):
+            self.p.error(f"{what} must be a set of strings", node.pos)
+            return None
+        return frozenset(t.value) if t.type != "str" else frozenset((t.value,))
+
+    def digest_set(self, node: ast.Node, what: str) -> frozenset[str] | None:
+        values = self.str_set(node, what)
+        if values is None:
+            return None
+        out = set()
+        for v in values:
+            text = v.lower()
+            if len(text) not in DIGEST_HEX_LENGTHS or not all(c in "0123456789abcdef" for c in text):
+                self.p.error(
+                    f"{v!r} is not a hex digest (32, 40, 64, 96 or 128 hex digits for md5/sha1/sha256/sha384/sha512)",
+                    node.pos,
+                )
+                continue
+            out.add(text)
+        return frozenset(out)
+
+    def bool_literal(self, s: ast.Setting) -> bool | None:
+        if not isinstance(s.value, ast.Bool):
+            self.p.error(
+                f"{s.name} takes the literal true or false (no constants, so it is never set by accident)", s.value.pos
+            )
+            return None
+        return s.value.value
+
+    def reference(self, stmt: ast.IncludeSha256sum | ast.IncludeKeylime) -> ReferenceList | None:
+        directory = self.base_dirs.get(stmt.pos.file)
+        if directory is None:
+            self.p.error("include needs a base directory (compile from a file)", stmt.pos)
+            return None
+        target = directory / stmt.path.value
+        name = _display(target)
+        try:
+            data = self.read(target)
+            text = data.decode("utf-8")
+            self.p.sources[name] = data
+            if isinstance(stmt, ast.IncludeSha256sum):
+                return parse_sha256sum(text, name)
+            if stmt.verify_with is None:
+                return parse_keylime(text, name)
+            key_path = directory / stmt.verify_with.value
+            key_name = _display(key_path)
+            key = self.read(key_path)
+            self.p.sources[key_name] = key
+            return parse_keylime_envelope(text, key, name, key_name)
+        except PolicyError as e:
+            self.p.errors.append(e)
+        except FtrustError as e:  # a missing or unreadable file: point at the include statement
+            what = e.location.file if e.location and e.location.file else name
+            self.p.error(f"cannot include {what}: {e.message}", stmt.path.pos)
+        except UnicodeDecodeError:
+            self.p.error(f"cannot include {name}: not UTF-8 text", stmt.path.pos)
+        return None
+
+    def regex(self, text: str, pos: ast.Pos) -> str | None:
+        try:
+            re.compile(text)
+        except re.error as e:
+            self.p.error(f"invalid regular expression {text!r}: {e}", pos)
+            return None
+        return text
+
+    # declarations
+    def host(self, d: ast.HostDecl) -> None:
+        h = CompiledHost(d.name, d.pos)
+        excludes: list[str] = []
+        references: list[ReferenceList] = []
+        inline: dict[str, frozenset[str]] = {}
+        any_digests: set[str] = set()
+        any_pos: ast.Pos | None = None
+        seen_settings: dict[str, ast.Pos] = {}
+        for s in d.body:
+            if isinstance(s, ast.Allow):
+                digests = self.digest_set(s.digests, "allowed digests")
+                if digests is None:
+                    continue
+                if is_glob(s.path.value):
+                    h.globs.append(GlobAllow(s.path.value, re.compile(glob_to_regex(s.path.value)), digests, s.pos))
+                else:
+                    inline[s.path.value] = inline.get(s.path.value, frozenset()) | digests
+                    h.exact_pos[s.path.value] = s.pos.short
+            elif isinstance(s, ast.AllowAny):
+                digests = self.digest_set(s.digests, "allowed digests")
+                if digests is not None:
+                    any_digests |= digests
+                    any_pos = any_pos or s.pos
+            elif isinstance(s, ast.IncludeSha256sum | ast.IncludeKeylime):
+                ref = self.reference(s)
+                if ref is not None:
+                    references.append(ref)
+                    h.references.append((ref.source, len(ref)))
+                    excludes.extend(ref.exclude_regexes)
+            elif isinstance(s, ast.Exclude):
+                if s.regex:
+                    r = self.regex(s.pattern.value, s.pattern.pos)
+                    if r is not None:
+                        excludes.append(r)
+                else:
+                    excludes.append(glob_to_regex(s.pattern.value))
+            elif isinstance(s, ast.RequireMeasured):
+                v = s.pattern.value
+                regex = re.compile(glob_to_regex(v)) if is_glob(v) else None
+                h.required.append(RequiredFile(v, regex, s.pos))
+            elif isinstance(s, ast.RequireSignature):
+                sym = self.p.symbols.get(s.key.name)
+                if sym is None or sym.kind != "key":
+                    keys = [n for n, x in self.p.symbols.items() if x.kind == "key"]
+                    self.p.error(f"unknown key {s.key.name!r}", s.key.pos, suggest(s.key.name, keys))
+                    continue
+                typed = self.c.typed_symbol(sym, ())
+                if typed is None:
+                    continue
+                h.signatures.append(
+                    SignatureRule(
+                        s.pattern.value,
+                        re.compile(glob_to_regex(s.pattern.value)),
+                        s.key.name,
+                        frozenset(typed.value),
+                        s.pos,
+                    )
+                )
+            elif isinstance(s, ast.EntryFieldIn):
+                values = (self.digest_set if s.field_name == "boot_aggregate" else self.str_set)(s.value, s.field_name)
+                if values is None:
+                    continue
+                if s.field_name == "hash_algorithm":
+                    for v in sorted(values - set(KNOWN_ALGORITHMS)):
+                        self.p.error(f"unknown hash algorithm {v!r}", s.value.pos, suggest(v, KNOWN_ALGORITHMS))
+                setattr(
+                    h,
+                    {"template": "templates", "hash_algorithm": "algorithms", "boot_aggregate": "boot_aggregates"}[
+                        s.field_name
+                    ],
+                    (values, s.pos, s.field_name),
+                )
+                h.rules.append((s.field_name, s.pos))
+            elif isinstance(s, ast.Setting):
+                if s.name in seen_settings:
+                    self.p.error(f"{s.name} is already set at {seen_settings[s.name]}", s.pos)
+                    continue
+                seen_settings[s.name] = s.pos
+                if s.name == "allow_violations":
+                    if self.bool_literal(s):
+                        h.allow_violations = s.pos
+                elif s.name == "integrity_enclave":
+                    if not isinstance(s.value, ast.Ref):
+                        self.p.error("integrity_enclave names an enclave policy", s.value.pos)
+                        continue
+                    sym = self.p.symbols.get(s.value.name)
+                    if sym is None or sym.kind != "enclave":
+                        names = [n for n, x in self.p.symbols.items() if x.kind == "enclave"]
+                        self.p.error(
+                            f"unknown enclave policy {s.value.name!r}", s.value.pos, suggest(s.value.name, names)
+                        )
+                        continue
+                    h.integrity_enclave = s.value.name
+                else:
+                    self.p.error(
+                        f"unknown host setting {s.name!r}",
+                        s.pos,
+                        suggest(s.name, HOST_SETTINGS) or "settings: " + ", ".join(HOST_SETTINGS),
+                    )
+        # One dict path -> digests. With a single reference list and nothing else, share it as is.
+        if len(references) == 1 and not inline:
+            h.exact = references[0].digests
+        else:
+            exact: dict[str, Digests] = {}
+            for ref in references:
+                if not exact:
+                    exact = dict(ref.digests)
+                    continue
+                for p, s_ in ref.digests.items():
+                    exact[p] = union(exact.get(p), s_)
+            for p, s_ in inline.items():
+                exact[p] = union(exact.get(p), s_)
+            h.exact = exact
+        h.any_digests = frozenset(any_digests)
+        if h.globs:
+            h.globs_any = re.compile("|".join(f"(?:{g.regex.pattern})" for g in h.globs))
+        if excludes:
+            h.exclude = re.compile("|".join(f"(?:{x})" for x in excludes))
+        if h.signatures:
+            h.signatures_any = re.compile("|".join(f"(?:{r.regex.pattern})" for r in h.signatures))
+        h.rules.append(("allowlist", d.pos))
+        if not h.allow_violations:
+            h.rules.append(("violation", d.pos))
+        h.rules.extend(("require_measured", r.pos) for r in h.required)
+        h.rules.extend(("require_signature", r.pos) for r in h.signatures)
+        self.hosts[d.name] = h
+
+    def enclave(self, d: ast.EnclaveDecl) -> None:
+        e = CompiledEnclave(d.name, d.pos)
+        labels: dict[str, ast.Pos] = {}
+        seen_settings: dict[str, ast.Pos] = {}
+        for s in d.body:
+            if isinstance(s, ast.EnclaveRule):
+                if s.name in labels:
+                    self.p.error(f"duplicate rule {s.name!r} in enclave {d.name} (first at {labels[s.name]})", s.pos)
+                    continue
+                labels[s.name] = s.pos
+                t = self.typed(s.expr)
+                if t is None:
+                    continue
+                if t.type != "bool":
+                    self.p.error(f"rule {s.name!r} must be a condition, not a {t.type}", s.expr.pos)
+                    continue
+                e.rules.append(EnclaveStatement(s.name, "expr", s.pos, expr=t))
+            elif isinstance(s, ast.Advisories):
+                values = self.str_set(s.value, "advisory IDs")
+                if values is not None:
+                    e.rules.append(
+                        EnclaveStatement(f"{s.mode}_advisories", f"{s.mode}_advisories", s.pos, values=values)
+                    )
+            elif isinstance(s, ast.Setting):
+                if s.name in seen_settings:
+                    self.p.error(f"{s.name} is already set at {seen_settings[s.name]}", s.pos)
+                    continue
+                seen_settings[s.name] = s.pos
+                if s.name in ("allow_debug", "allow_simulated"):
+                    if self.bool_literal(s):
+                        setattr(e, s.name, s.pos)
+                elif s.name == "max_collateral_age":
+                    t = self.typed(s.value)
+                    if t is None:
+                        continue
+                    if t.type != "duration":
+                        self.p.error("max_collateral_age is a duration such as 30d or 12h", s.value.pos)
+                        continue
+                    e.rules.append(EnclaveStatement("max_collateral_age", "max_age", s.pos, seconds=int(t.value)))
+                else:
+                    self.p.error(
+                        f"unknown enclave setting {s.name!r}",
+                        s.pos,
+                        suggest(s.name, ENCLAVE_SETTINGS) or "settings: " + ", ".join(ENCLAVE_SETTINGS),
+                    )
+        self.enclaves[d.name] = e
+
+    def enroll(self, d: ast.EnrollDecl) -> None:
+        refs: dict[str, str] = {}
+        profile = CertificateProfile()
+        seen: dict[str, ast.Pos] = {}
+        for s in d.body:
+            if isinstance(s, ast.CertificateBlock):
+                if "certificate" in seen:
+                    self.p.error(f"certificate is already given at {seen['certificate']}", s.pos)
+                    continue
+                seen["certificate"] = s.pos
+                p = self.certificate(s)
+                if p is not None:
+                    profile = p
+                continue
+            assert isinstance(s, ast.Setting)
+            if s.name not in ENROLL_SETTINGS:
+                self.p.error(
+                    f"unknown enroll setting {s.name!r}",
+                    s.pos,
+                    suggest(s.name, ENROLL_SETTINGS) or "settings: host, enclave, certificate { ... }",
+                )
+                continue
+            if s.name in seen:
+                self.p.error(f"{s.name} is already set at {seen[s.name]}", s.pos)
+                continue
+            seen[s.name] = s.pos
+            table = self.hosts if s.name == "host" else self.enclaves
+            if not isinstance(s.value, ast.Ref):
+                self.p.error(f"{s.name} names a {s.name} policy", s.value.pos)
+                continue
+            if s.value.name not in table:
+                self.p.error(f"unknown {s.name} policy {s.value.name!r}", s.value.pos, suggest(s.value.name, table))
+                continue
+            refs[s.name] = s.value.name
+        for needed in ENROLL_SETTINGS:
+            if needed not in seen:
+                self.p.error(f"enroll {d.name} needs '{needed} = ...'", d.pos)
+        if len(refs) == 2:
+            self.enrolls.append(
+                EnrollRule(d.name, d.pattern.value, refs["host"], refs["enclave"], profile, d.pos.short)
+            )
+
+    def certificate(self, block: ast.CertificateBlock) -> CertificateProfile | None:
+        values: dict[str, object] = {}
+        ok = True
+        for s in block.settings:
+            if s.name not in CERTIFICATE_SETTINGS:
+                self.p.error(
+                    f"unknown certificate setting {s.name!r}",
+                    s.pos,
+                    suggest(s.name, CERTIFICATE_SETTINGS) or "settings: " + ", ".join(CERTIFICATE_SETTINGS),
+                )
+                ok = False
+                continue
+            t = self.typed(s.value)
+            if t is None:
+                ok = False
+                continue
+            if s.name in ("subject", "key_type"):
+                if t.kind != "value" or t.type != "str":
+                    self.p.error(f"{s.name} is a string", s.value.pos)
+                    ok = False
+                    continue
+                if s.name == "key_type" and t.value not in {k.value for k in KeyType}:
+                    self.p.error(
+                        f"unknown key type {t.value!r}", s.value.pos, suggest(t.value, [k.value for k in KeyType])
+                    )
+                    ok = False
+                    continue
+                values[s.name] = t.value
+            elif s.name in ("san_dns", "san_uri"):
+                if (
+                    t.kind != "value"
+                    or t.type not in ("list", "str")
+                    or (t.value and t.type == "list" and t.elem != "str")
+                ):
+                    self.p.error(f"{s.name} is a list of strings", s.value.pos)
+                    ok = False
+                    continue
+                values[s.name] = (t.value,) if t.type == "str" else tuple(t.value)
+            else:  # validity
+                if t.type != "duration":
+                    self.p.error("validity is a duration such as 1h or 30d", s.value.pos)
+                    ok = False
+                    continue
+                values[s.name] = t.value
+        if not ok:
+            return None
+        default = CertificateProfile()
+        return CertificateProfile(
+            subject=str(values.get("subject", default.subject)),
+            san_dns=tuple(values.get("san_dns", default.san_dns)),  # type: ignore[arg-type]
+            san_uris=tuple(values.get("san_uri", default.san_uris)),  # type: ignore[arg-type]
+            validity_seconds=int(values.get("validity", default.validity_seconds)),  # type: ignore[call-overload]
+            key_type=KeyType(str(values.get("key_type", default.key_type))),
+        )
+
+
+def _display(path: Path) -> str:
+    from policy_lang.check import _display as display
+
+    return display(path)
+
+
+def _read_file(path: Path) -> bytes:
+    from floodlight_trust.fileio import read_bytes
+
+    return read_bytes(path, what="file")
+
+
+def _version(sources: Mapping[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(sources):
+        data = sources[name]
+        h.update(b"%d:%s\n%d:" % (len(name.encode()), name.encode(), len(data)))
+        h.update(data)
+    return h.hexdigest()
+
+
+def compile_policy_text(
+    text: str, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = _read_file
+) -> Policy:
+    """Parse, check and compile policy text. Imports and includes resolve relative to ``base_dir``.
+
+    Raises :class:`~policy_lang.check.PolicyErrors` (a PolicyError) listing every error found.
+    """
+    return _compile(load_program(text, filename, base_dir, read), base_dir, read)
+
+
+def _compile(program: Program, base_dir: Path | None, read: Reader) -> Policy:
+    if program.errors and not program.modules:
+        program.raise_if_errors()
+    checker = check(program)
+    base_dirs: dict[str, Path | None] = {}
+    for i, module in enumerate(program.modules):
+        base_dirs[module.file] = base_dir if i == 0 else Path(module.file).parent
+    compiler = Compiler(program, checker, read, base_dirs)
+    compiler.run()
+    program.raise_if_errors()
+    return Policy(
+        version=_version(program.sources),
+        sources=sorted(program.sources),
+        hosts=dict(compiler.hosts),
+        enclaves=dict(compiler.enclaves),
+        enrolls=tuple(compiler.enrolls),
+    )
+
+
+def load_policy(path: str | Path, *, read: Reader = _read_file) -> Policy:
+    """Load a policy file with its imports and reference lists; check and compile it."""
+    target = Path(path)
+    from floodlight_trust.fileio import read_bytes
+
+    data = read_bytes(target, what="policy file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PolicyError(
+            "policy file is not UTF-8 text",
+            location=__import__("floodlight_trust.errors").errors.Location(str(path), offset=e.start),
+        ) from None
+    name = _display(target)
+    program = load_program(text, name, target.parent, read, source_bytes=data)
+    return _compile(program, target.parent, read)

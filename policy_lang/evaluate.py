@@ -1,0 +1,516 @@
+"""Evaluation: typed claims in, a :class:`Decision` with every reason out.
+
+Pure: no files, no clock (the claims carry ``verified_at``), no logging. Reasons come in a
+deterministic order: evidence checks, then the policy's statements in source order, and within a
+statement the measurement-list entries in list order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, SignatureStatus
+from policy_lang.check import TExpr, hex_bytes, is_hex
+from policy_lang.reference import as_set
+
+if TYPE_CHECKING:
+    from policy_lang.compile import CompiledEnclave, CompiledHost
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a decision went the way it did. ``level`` is "deny" for failures, "note" for information."""
+
+    rule: str
+    location: str  # "file:line" of the policy statement
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    level: str = "deny"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "location": self.location,
+            "message": self.message,
+            "evidence": _jsonable(dict(self.evidence)),
+            "level": self.level,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict of one policy on one claim set. ``reasons`` holds every failure (and notes)."""
+
+    allowed: bool
+    policy: str
+    policy_version: str
+    reasons: tuple[Reason, ...]
+
+    @property
+    def failures(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.level == "deny")
+
+    @property
+    def notes(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.level != "deny")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "policy": self.policy,
+            "policy_version": self.policy_version,
+            "reasons": [r.to_json() for r in self.reasons],
+        }
+
+    def explain(self) -> str:
+        """Human-readable, one reason per line."""
+        head = f"{'ALLOWED' if self.allowed else 'DENIED'} by {self.policy} (policy {self.policy_version[:12]})"
+        lines = [head]
+        for r in self.reasons:
+            tag = "note" if r.level != "deny" else "deny"
+            lines.append(f"  {tag}: {r.location}: {r.rule}: {r.message}")
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, frozenset | set):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _decision(policy: str, version: str, reasons: list[Reason]) -> Decision:
+    allowed = not any(r.level == "deny" for r in reasons)
+    return Decision(allowed, policy, version, tuple(reasons))
+
+
+def show(value: Any) -> str:
+    if value is None:
+        return "absent"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, frozenset | set):
+        return "{" + ", ".join(sorted(show(v) for v in value)) + "}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    return str(value)
+
+
+# ---- enclave expressions ---------------------------------------------------------------------
+
+Failure = tuple[str, dict[str, Any]]
+
+
+def claim_value(enclave: EnclaveClaims, name: str) -> Any:
+    if name in ("fmspc", "pck_certificate_sha256"):
+        return getattr(enclave.platform, name)
+    return getattr(enclave, name)
+
+
+def value_of(t: TExpr, enclave: EnclaveClaims) -> Any:
+    if t.kind == "value":
+        return t.value
+    if t.kind == "claim":
+        return claim_value(enclave, t.name)
+    if t.kind == "mask":
+        a, b = value_of(t.args[0], enclave), value_of(t.args[1], enclave)
+        if a is None or b is None:
+            return None
+        if is_hex(t.type):
+            width = hex_bytes(t.type) or max(len(a), len(b)) // 2
+            return format(int(a, 16) & int(b, 16), f"0{2 * width}x")
+        return int(a) & int(b)
+    return not failures(t, enclave)
+
+
+def label(t: TExpr) -> str:
+    from policy_lang.fmt import format_expr
+
+    return format_expr(t.node)  # type: ignore[arg-type]
+
+
+def failures(t: TExpr, enclave: EnclaveClaims) -> list[Failure]:
+    """Why the condition ``t`` does not hold (empty: it holds)."""
+    kind = t.kind
+    if kind == "and":
+        return failures(t.args[0], enclave) + failures(t.args[1], enclave)
+    if kind == "or":
+        left = failures(t.args[0], enclave)
+        if not left:
+            return []
+        right = failures(t.args[1], enclave)
+        if not right:
+            return []
+        both = left + right
+        return [
+            (
+                "none of the alternatives holds: " + "; ".join(m for m, _ in both),
+                {"alternatives": [e for _, e in both]},
+            )
+        ]
+    if kind == "not":
+        if failures(t.args[0], enclave):
+            return []
+        return [(f"{label(t.args[0])} holds, but the policy requires it not to", {"condition": label(t.args[0])})]
+    if kind == "rule":
+        inner = failures(t.args[0], enclave)
+        return [(f"rule {t.name}: {m}", {"rule": t.name, **e}) for m, e in inner]
+    if kind == "claim":  # a bool claim used as a condition
+        v = claim_value(enclave, t.name)
+        return [] if v is True else [(f"{t.name} is {show(v)}, expected true", {"claim": t.name, "found": v})]
+    if kind == "value":
+        return [] if t.value is True else [(f"{label(t)} is false", {})]
+    if kind == "cmp":
+        lt, rt = t.args
+        a, b = value_of(lt, enclave), value_of(rt, enclave)
+        op = t.name
+        ok = a is not None and b is not None and _compare(op, a, b)
+        if ok:
+            return []
+        subject = label(lt)
+        return [
+            (
+                f"{subject} is {show(a)}, expected {'' if op == '==' else op + ' '}{show(b)}",
+                {"claim": subject, "found": a, "expected": b, "op": op},
+            )
+        ]
+    if kind == "in":
+        lt, rt = t.args
+        a, b = value_of(lt, enclave), value_of(rt, enclave)
+        negated = t.name == "not in"
+        holds = a is not None and b is not None and (a in b) != negated
+        if holds:
+            return []
+        if rt.kind == "claim":  # "X" in advisory_ids
+            what = f"{show(a)} is {'' if negated else 'not '}in {rt.name} {show(b)}"
+            return [(what, {"claim": rt.name, "found": b, "expected": a, "op": t.name})]
+        expected = f"{'none' if negated else 'one'} of {show(b)}"
+        return [
+            (
+                f"{label(lt)} is {show(a)}, expected {expected}",
+                {"claim": label(lt), "found": a, "expected": b, "op": t.name},
+            )
+        ]
+    raise AssertionError(f"not a condition: {kind}")
+
+
+def _compare(op: str, a: Any, b: Any) -> bool:
+    if op == "==":
+        return bool(a == b)
+    if op == "!=":
+        return bool(a != b)
+    if op == "<":
+        return bool(a < b)
+    if op == "<=":
+        return bool(a <= b)
+    if op == ">":
+        return bool(a > b)
+    return bool(a >= b)
+
+
+def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Decision:
+    reasons: list[Reason] = []
+    where = e.pos.short
+    enclave = claims.enclave
+    if enclave is None:
+        reasons.append(Reason("evidence", where, "no enclave evidence in the claims"))
+        return _decision(e.name, version, reasons)
+    if enclave.simulated:
+        if e.allow_simulated is None:
+            reasons.append(
+                Reason(
+                    "simulated",
+                    where,
+                    "evidence comes from a SIMULATED SGX platform; refused unless the enclave policy "
+                    "says allow_simulated = true",
+                    {"simulated": True},
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "simulated",
+                    e.allow_simulated.short,
+                    "INSECURE: evidence from a SIMULATED SGX platform accepted because allow_simulated = true",
+                    {"simulated": True},
+                    level="note",
+                )
+            )
+    if enclave.debug:
+        if e.allow_debug is None:
+            reasons.append(
+                Reason(
+                    "debug",
+                    where,
+                    "debug enclave refused: its memory can be read by the host (set allow_debug = true to accept)",
+                    {"debug": True, "mrenclave": enclave.mrenclave},
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "debug",
+                    e.allow_debug.short,
+                    "INSECURE: debug enclave accepted (allow_debug = true)",
+                    {"debug": True},
+                    level="note",
+                )
+            )
+    for rule in e.rules:
+        if rule.kind == "expr":
+            assert rule.expr is not None
+            for message, evidence in failures(rule.expr, enclave):
+                reasons.append(Reason(rule.name, rule.pos.short, message, evidence))
+        elif rule.kind == "deny_advisories":
+            hit = sorted(set(enclave.advisory_ids) & rule.values)
+            if hit:
+                reasons.append(
+                    Reason(
+                        rule.name,
+                        rule.pos.short,
+                        f"platform is affected by denied advisories {', '.join(hit)}",
+                        {"found": list(enclave.advisory_ids), "denied": sorted(rule.values)},
+                    )
+                )
+        elif rule.kind == "tolerate_advisories":
+            extra = sorted(set(enclave.advisory_ids) - rule.values)
+            if extra:
+                reasons.append(
+                    Reason(
+                        rule.name,
+                        rule.pos.short,
+                        f"platform is affected by advisories not tolerated: {', '.join(extra)}",
+                        {"found": list(enclave.advisory_ids), "tolerated": sorted(rule.values)},
+                    )
+                )
+        elif rule.kind == "max_age":
+            age = (claims.verified_at - enclave.collateral_issued_at).total_seconds()
+            if age > rule.seconds:
+                reasons.append(
+                    Reason(
+                        rule.name,
+                        rule.pos.short,
+                        f"collateral issued {_human(age)} before verification; at most {_human(rule.seconds)} allowed",
+                        {"age_seconds": int(age), "max_seconds": rule.seconds},
+                    )
+                )
+            elif age < -300:
+                reasons.append(
+                    Reason(
+                        rule.name,
+                        rule.pos.short,
+                        f"collateral issued {_human(-age)} after the verification time",
+                        {"age_seconds": int(age)},
+                    )
+                )
+    return _decision(e.name, version, reasons)
+
+
+def _human(seconds: float) -> str:
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if (s >= size and s % size == 0) or s >= 10 * size:
+            return f"{s // size}{unit}" if s % size == 0 else f"{s / size:.1f}{unit}"
+    return f"{s}s"
+
+
+# ---- host (IMA) ------------------------------------------------------------------------------
+
+
+def _grouped(indices: list[int], values: list[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i in indices:
+        out.setdefault(values[i], []).append(i)
+    return out
+
+
+def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
+    reasons: list[Reason] = []
+    ima = claims.ima
+    where = h.pos.short
+    if ima is None:
+        reasons.append(Reason("evidence", where, "no IMA measurement list in the claims"))
+        return _decision(h.name, version, reasons)
+    paths, digests, algs = ima.paths, ima.digests, ima.digest_algorithms
+    base = ima.first_index
+    n = len(paths)
+
+    for check, column in ((h.templates, ima.templates), (h.algorithms, algs)):
+        if check is None:
+            continue
+        allowed, pos, field_name = check
+        if set(column) <= allowed:
+            continue
+        for value in sorted(set(column) - allowed):
+            idx = [i for i in range(n) if column[i] == value]
+            reasons.append(
+                Reason(
+                    field_name,
+                    pos.short,
+                    f"{len(idx)} entries use {field_name} {value!r}, expected one of {show(allowed)} "
+                    f"(first: entry {base + idx[0]}, {paths[idx[0]]})",
+                    {
+                        "found": value,
+                        "expected": allowed,
+                        "count": len(idx),
+                        "index": base + idx[0],
+                        "path": paths[idx[0]],
+                    },
+                )
+            )
+    if h.boot_aggregates is not None and base == 0:
+        allowed, pos, _ = h.boot_aggregates
+        found = ima.boot_aggregate
+        if found not in allowed:
+            reasons.append(
+                Reason(
+                    "boot_aggregate",
+                    pos.short,
+                    f"boot_aggregate is {show(found)}, expected one of {show(allowed)}",
+                    {"found": found, "expected": allowed},
+                )
+            )
+
+    violations = ima.violations
+    if violations and h.allow_violations is None:
+        for i in sorted(violations):
+            reasons.append(
+                Reason(
+                    "violation",
+                    where,
+                    f"measurement violation (zeroed entry) for {paths[i]} at entry {base + i}; "
+                    "refused unless the host policy says allow_violations = true",
+                    {"path": paths[i], "index": base + i},
+                )
+            )
+
+    # The hot loop: most entries are on the allowlist, found with one dict lookup.
+    get = h.exact.get
+    slow: list[int] = []
+    for i, (p, d) in enumerate(zip(paths, digests, strict=True)):
+        s = get(p)
+        # s is the one allowed digest (a str) or a frozenset of them
+        if s is None or (s != d and (s.__class__ is str or d not in s)):
+            slow.append(i)
+    any_digests = h.any_digests
+    excluded = h.exclude.match if h.exclude is not None else None
+    globs_any = h.globs_any.match if h.globs_any is not None else None
+    for i in slow:
+        if i in violations:
+            continue
+        p, d = paths[i], digests[i]
+        if d in any_digests:
+            continue
+        if excluded is not None and excluded(p):
+            continue
+        allowed_here = h.exact.get(p)
+        expected: frozenset[str] | None = None if allowed_here is None else as_set(allowed_here)
+        rule_pos = h.exact_pos.get(p, where)
+        if globs_any is not None and globs_any(p):
+            ok = False
+            for g in h.globs:
+                if g.regex.match(p):
+                    if d in g.digests:
+                        ok = True
+                        break
+                    if expected is None:
+                        expected, rule_pos = g.digests, g.pos.short
+            if ok:
+                continue
+        alg = algs[i]
+        if expected is not None:
+            reasons.append(
+                Reason(
+                    "allowlist",
+                    rule_pos,
+                    f"file {p} has digest {alg}:{d}, expected one of {show(expected)}",
+                    {"path": p, "found": d, "digest_algorithm": alg, "expected": expected, "index": base + i},
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "allowlist",
+                    where,
+                    f"unknown file {p} ({alg}:{d}) is not in the allowlist",
+                    {"path": p, "found": d, "digest_algorithm": alg, "index": base + i},
+                )
+            )
+
+    if h.required:
+        if base != 0:
+            reasons.append(
+                Reason(
+                    "require_measured",
+                    h.required[0].pos.short,
+                    "incremental list: 'require measured' is judged on the full list only",
+                    level="note",
+                )
+            )
+        else:
+            path_set = set(paths)
+            for req in h.required:
+                if req.regex is None:
+                    present = req.pattern in path_set
+                else:
+                    m = req.regex.match
+                    present = any(m(p) for p in path_set)
+                if not present:
+                    reasons.append(
+                        Reason(
+                            "require_measured",
+                            req.pos.short,
+                            f"required file {req.pattern} was not measured",
+                            {"path": req.pattern},
+                        )
+                    )
+
+    if h.signatures:
+        assert h.signatures_any is not None
+        m = h.signatures_any.match
+        sigs, key_ids = ima.signatures, ima.signature_key_ids
+        for i, p in enumerate(paths):
+            if not m(p) or i in violations:
+                continue
+            for rule in h.signatures:
+                if not rule.regex.match(p):
+                    continue
+                status, key_id = sigs[i], key_ids[i]
+                if status == SignatureStatus.VALID and key_id is not None and key_id.lower() in rule.key_ids:
+                    continue
+                if status == SignatureStatus.VALID:
+                    why = f"is signed by key {key_id}, not by {rule.key_name} {show(rule.key_ids)}"
+                else:
+                    why = f"has no valid IMA signature (signature: {status.value})"
+                reasons.append(
+                    Reason(
+                        "require_signature",
+                        rule.pos.short,
+                        f"file {p} {why}",
+                        {
+                            "path": p,
+                            "signature": status.value,
+                            "key_id": key_id,
+                            "key": rule.key_name,
+                            "expected": rule.key_ids,
+                            "index": base + i,
+                        },
+                    )
+                )
+    return _decision(h.name, version, reasons)
+
+
+def decision_json(decision: Decision) -> str:
+    return json.dumps(decision.to_json(), indent=2)

@@ -1,0 +1,351 @@
+"""Policy text to syntax tree (:mod:`policy_lang.ast`), with located, readable syntax errors."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from floodlight_trust.errors import Location, PolicyError
+from policy_lang import ast
+
+# Words with a fixed meaning; a misspelt one gets a "did you mean" hint.
+KEYWORDS = (
+    "import const set key rule host enclave enroll for allow any digest in not and or include sha256sum "
+    "keylime verify_with exclude regex require measured signature by template hash_algorithm "
+    "boot_aggregate deny tolerate advisories certificate true false"
+).split()
+
+_TOKEN_NAMES = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "INT": "an integer",
+    "HEXINT": "a hex integer",
+    "DURATION": "a duration (e.g. 30d)",
+    "CMP_OP": "a comparison",
+    "$END": "end of file",
+}
+
+
+@functools.cache
+def _lark() -> Lark:
+    text = resources.files("policy_lang").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _unquote(text: str) -> str:
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            n = body[i + 1]
+            out.append({"n": "\n", "t": "\t", '"': '"', "\\": "\\"}.get(n, "\\" + n))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _Build(Transformer[Token, Any]):
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def _pos(self, meta: Any) -> ast.Pos:
+        if getattr(meta, "empty", True) and not hasattr(meta, "line"):
+            return ast.Pos(self.file, 0, 0, 0, 0)
+        return ast.Pos(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tpos(self, tok: Token) -> ast.Pos:
+        return ast.Pos(self.file, tok.line or 0, tok.column or 0, tok.end_line or tok.line or 0, tok.end_column or 0)
+
+    def _str(self, tok: Token) -> ast.Str:
+        return ast.Str(_unquote(str(tok)), str(tok), pos=self._tpos(tok))
+
+    # literals
+    def string(self, children: list[Token]) -> ast.Str:
+        return self._str(children[0])
+
+    def int(self, children: list[Token]) -> ast.Int:
+        return ast.Int(int(children[0]), str(children[0]), pos=self._tpos(children[0]))
+
+    def hexint(self, children: list[Token]) -> ast.Int:
+        return ast.Int(int(str(children[0]), 16), str(children[0]), pos=self._tpos(children[0]))
+
+    def duration(self, children: list[Token]) -> ast.Duration:
+        text = str(children[0])
+        return ast.Duration(int(text[:-1]) * _DURATION_UNITS[text[-1]], text, pos=self._tpos(children[0]))
+
+    @v_args(meta=True)
+    def true(self, meta: Any, children: list[Any]) -> ast.Bool:
+        return ast.Bool(True, pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def false(self, meta: Any, children: list[Any]) -> ast.Bool:
+        return ast.Bool(False, pos=self._pos(meta))
+
+    def ref(self, children: list[Token]) -> ast.Ref:
+        return ast.Ref(str(children[0]), pos=self._tpos(children[0]))
+
+    @v_args(meta=True)
+    def set_lit(self, meta: Any, children: list[Any]) -> ast.SetLit:
+        return ast.SetLit(tuple(c for c in children if c is not None), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def list_lit(self, meta: Any, children: list[Any]) -> ast.ListLit:
+        return ast.ListLit(tuple(c for c in children if c is not None), pos=self._pos(meta))
+
+    # expressions
+    @v_args(meta=True)
+    def or_(self, meta: Any, c: list[Any]) -> ast.Or:
+        return ast.Or(c[0], c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def and_(self, meta: Any, c: list[Any]) -> ast.And:
+        return ast.And(c[0], c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def not_(self, meta: Any, c: list[Any]) -> ast.Not:
+        return ast.Not(c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def compare(self, meta: Any, c: list[Any]) -> ast.Compare:
+        return ast.Compare(str(c[1]), c[0], c[2], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def in_(self, meta: Any, c: list[Any]) -> ast.In:
+        return ast.In(c[0], c[1], False, pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def not_in(self, meta: Any, c: list[Any]) -> ast.In:
+        return ast.In(c[0], c[1], True, pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def mask(self, meta: Any, c: list[Any]) -> ast.Mask:
+        return ast.Mask(c[0], c[1], pos=self._pos(meta))
+
+    # declarations
+    @v_args(meta=True)
+    def import_decl(self, meta: Any, c: list[Any]) -> ast.Import:
+        return ast.Import(self._str(c[0]), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def const_decl(self, meta: Any, c: list[Any]) -> ast.Const:
+        return ast.Const(str(c[0]), c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def set_decl(self, meta: Any, c: list[Any]) -> ast.SetDecl:
+        return ast.SetDecl(str(c[0]), c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def key_decl(self, meta: Any, c: list[Any]) -> ast.KeyDecl:
+        return ast.KeyDecl(str(c[0]), c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def rule_decl(self, meta: Any, c: list[Any]) -> ast.RuleDecl:
+        return ast.RuleDecl(str(c[0]), c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_decl(self, meta: Any, c: list[Any]) -> ast.HostDecl:
+        return ast.HostDecl(str(c[0]), tuple(c[1:]), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def enclave_decl(self, meta: Any, c: list[Any]) -> ast.EnclaveDecl:
+        return ast.EnclaveDecl(str(c[0]), tuple(c[1:]), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def enroll_decl(self, meta: Any, c: list[Any]) -> ast.EnrollDecl:
+        return ast.EnrollDecl(str(c[0]), self._str(c[1]), tuple(c[2:]), pos=self._pos(meta))
+
+    # host statements
+    @v_args(meta=True)
+    def host_allow(self, meta: Any, c: list[Any]) -> ast.Allow:
+        return ast.Allow(self._str(c[0]), c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_allow_any(self, meta: Any, c: list[Any]) -> ast.AllowAny:
+        return ast.AllowAny(c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_include_sha256sum(self, meta: Any, c: list[Any]) -> ast.IncludeSha256sum:
+        return ast.IncludeSha256sum(self._str(c[0]), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_include_keylime(self, meta: Any, c: list[Any]) -> ast.IncludeKeylime:
+        key = self._str(c[1]) if len(c) > 1 and c[1] is not None else None
+        return ast.IncludeKeylime(self._str(c[0]), key, pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_exclude(self, meta: Any, c: list[Any]) -> ast.Exclude:
+        return ast.Exclude(self._str(c[0]), False, pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_exclude_regex(self, meta: Any, c: list[Any]) -> ast.Exclude:
+        return ast.Exclude(self._str(c[0]), True, pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_require_measured(self, meta: Any, c: list[Any]) -> ast.RequireMeasured:
+        return ast.RequireMeasured(self._str(c[0]), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_require_signature(self, meta: Any, c: list[Any]) -> ast.RequireSignature:
+        return ast.RequireSignature(self._str(c[0]), ast.Ref(str(c[1]), pos=self._tpos(c[1])), pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_templates(self, meta: Any, c: list[Any]) -> ast.EntryFieldIn:
+        return ast.EntryFieldIn("template", c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_algorithms(self, meta: Any, c: list[Any]) -> ast.EntryFieldIn:
+        return ast.EntryFieldIn("hash_algorithm", c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def host_boot_aggregate(self, meta: Any, c: list[Any]) -> ast.EntryFieldIn:
+        return ast.EntryFieldIn("boot_aggregate", c[0], pos=self._pos(meta))
+
+    def _setting(self, meta: Any, c: list[Any]) -> ast.Setting:
+        return ast.Setting(str(c[0]), c[1], pos=self._pos(meta))
+
+    host_setting = v_args(meta=True)(_setting)
+    enclave_setting = v_args(meta=True)(_setting)
+    enroll_setting = v_args(meta=True)(_setting)
+
+    @v_args(meta=True)
+    def enroll_host(self, meta: Any, c: list[Any]) -> ast.Setting:
+        return ast.Setting("host", c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def enroll_enclave(self, meta: Any, c: list[Any]) -> ast.Setting:
+        return ast.Setting("enclave", c[0], pos=self._pos(meta))
+
+    # enclave statements
+    @v_args(meta=True)
+    def enclave_rule(self, meta: Any, c: list[Any]) -> ast.EnclaveRule:
+        return ast.EnclaveRule(str(c[0]), c[1], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def enclave_deny_advisories(self, meta: Any, c: list[Any]) -> ast.Advisories:
+        return ast.Advisories("deny", c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def enclave_tolerate_advisories(self, meta: Any, c: list[Any]) -> ast.Advisories:
+        return ast.Advisories("tolerate", c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def certificate_block(self, meta: Any, c: list[Any]) -> ast.CertificateBlock:
+        return ast.CertificateBlock(tuple(c), pos=self._pos(meta))
+
+
+def scan_comments(text: str) -> tuple[ast.Comment, ...]:
+    """Comments (``#`` outside strings) with their positions; strings never span lines."""
+    found: list[ast.Comment] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if "#" not in line:
+            continue
+        in_string = False
+        i = 0
+        while i < len(line):
+            ch = line[i]
+            if in_string:
+                if ch == "\\":
+                    i += 1
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch == "#":
+                found.append(ast.Comment(lineno, i + 1, line[i:].rstrip(), not line[:i].strip()))
+                break
+            i += 1
+    return tuple(found)
+
+
+def _describe(term: str) -> str:
+    if term in _TOKEN_NAMES:
+        return _TOKEN_NAMES[term]
+    try:
+        pattern = _lark().get_terminal(term).pattern
+    except KeyError:
+        return term
+    if pattern.type == "str":
+        return repr(pattern.value).replace("'", "'")
+    return term.lower()
+
+
+def _syntax_error(e: UnexpectedInput, text: str, file: str) -> PolicyError:
+    line, column = e.line, e.column
+    hint: str | None = None
+    if isinstance(e, UnexpectedCharacters):
+        char = text[e.pos_in_stream] if e.pos_in_stream is not None and e.pos_in_stream < len(text) else ""
+        if char == '"':
+            message = "unterminated string"
+            hint = 'strings end on the same line with "'
+        else:
+            message = f"unexpected character {char!r}"
+    elif isinstance(e, UnexpectedEOF):
+        lines = text.split("\n")
+        line, column = len(lines), len(lines[-1]) + 1
+        message = "unexpected end of file"
+        expected = sorted({_describe(t) for t in e.expected})
+        if expected:
+            message += "; expected " + ", ".join(expected)
+    else:
+        assert isinstance(e, UnexpectedToken)
+        tok = e.token
+        if tok.type == "$END":
+            lines = text.split("\n")
+            line, column = len(lines), len(lines[-1]) + 1
+            found = "end of file"
+        else:
+            found = repr(str(tok))
+        expected = sorted({_describe(t) for t in e.expected if not t.startswith("__")})
+        message = f"unexpected {found}"
+        if expected:
+            message += "; expected " + (", ".join(expected[:8]) + (", ..." if len(expected) > 8 else ""))
+        # A misspelt keyword is usually the offending NAME or the NAME just before it.
+        candidates = [str(tok)] if tok.type == "NAME" else []
+        prev = _previous_word(text, tok.start_pos) if tok.start_pos is not None else None
+        if prev:
+            candidates.append(prev)
+        for word in candidates:
+            close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
+            if close and close[0] != word:
+                hint = f"did you mean {close[0]!r}?"
+                break
+    return PolicyError(message, location=Location(file, line, column), hint=hint)
+
+
+def _previous_word(text: str, end: int) -> str | None:
+    i = end - 1
+    while i >= 0 and text[i].isspace():
+        i -= 1
+    j = i
+    while j >= 0 and (text[j].isalnum() or text[j] == "_"):
+        j -= 1
+    word = text[j + 1 : i + 1]
+    return word or None
+
+
+def parse(text: str, file: str = "<policy>") -> ast.Module:
+    """Parse one policy file. Raises :class:`PolicyError` (located) on a syntax error."""
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, file) from None
+    try:
+        decls = _Build(file).transform(tree).children
+    except VisitError as e:  # a bug in the tree builder, not in the user's text
+        raise e.orig_exc from None
+    return ast.Module(file, tuple(decls), scan_comments(text))

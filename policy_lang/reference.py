@@ -1,0 +1,369 @@
+"""Reference lists: the large allowlists a host policy includes, and generating them.
+
+Formats:
+- ``sha256sum`` text (``<hex>  <path>``, one per line, as ``sha256sum`` writes it, including its
+  backslash escaping of names with ``\\`` or newlines). Any of the usual digest lengths (SHA-1,
+  SHA-256, SHA-384, SHA-512) is accepted; ``#`` lines and blank lines are skipped.
+- Keylime runtime policies (JSON), validated against Keylime's schema, optionally inside a DSSE
+  envelope whose signature is verified against a given public key.
+
+Everything here is pure: bytes in, values out. Errors are located ``PolicyError``\\ s.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from floodlight_trust.claims import ImaClaims
+from floodlight_trust.errors import Location, PolicyError
+
+_DIGEST_LENGTHS = frozenset((40, 64, 96, 128))
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
+Digests = str | frozenset[str]  # one allowed digest (the common case, no set to build) or several
+
+
+@dataclass(slots=True)
+class ReferenceList:
+    """Digests allowed per path, and (Keylime) exclude regexes, from one file."""
+
+    source: str
+    digests: dict[str, Digests]
+    exclude_regexes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+
+def _unescape_sha256sum(path: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(path):
+        c = path[i]
+        if c == "\\" and i + 1 < len(path):
+            out.append({"n": "\n", "\\": "\\", "r": "\r"}.get(path[i + 1], path[i + 1]))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def as_set(value: Digests) -> frozenset[str]:
+    return frozenset((value,)) if isinstance(value, str) else value
+
+
+def union(a: Digests | None, b: Digests) -> Digests:
+    if a is None or a == b:
+        return b
+    return as_set(a) | as_set(b)
+
+
+def parse_sha256sum(text: str, source: str) -> ReferenceList:
+    """Parse a ``sha256sum``-format reference list. Raises PolicyError at ``source:line``."""
+    fast = _parse_plain(text, source)
+    return fast if fast is not None else _parse_sha256sum_lines(text, source)
+
+
+def _parse_plain(text: str, source: str) -> ReferenceList | None:
+    """A file of nothing but plain lines ("<lowercase hex>  <path>", one digest length, no duplicate
+    paths, no escapes, comments or blank lines) is parsed column-wise at C speed; None otherwise."""
+    if not text or "\r" in text or "\\" in text:
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        return None
+    width = len(lines[0].partition(" ")[0])
+    if width not in _DIGEST_LENGTHS:
+        return None
+    digests = [line[:width] for line in lines]
+    if not {line[width : width + 2] for line in lines} <= {"  ", " *"}:
+        return None
+    paths = [line[width + 2 :] for line in lines]
+    if min(map(len, paths)) == 0 or not _LOWER_HEX.fullmatch("".join(digests)):
+        return None
+    if len(set(map(len, digests))) != 1:
+        return None
+    table: dict[str, Digests] = dict(zip(paths, digests, strict=True))
+    if len(table) != len(lines):
+        return None
+    return ReferenceList(source, table)
+
+
+def _parse_sha256sum_lines(text: str, source: str) -> ReferenceList:
+    acc: dict[str, Any] = {}
+    digests: list[str] = []
+    dup = False
+    # Only "\n" ends a line (str.splitlines would also split on \x1c, \x85, ... inside names).
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line and line[-1] == "\r":  # tolerate CRLF files; a real CR in a name is written as \r
+            line = line[:-1]
+        if not line or line[0] == "#":
+            continue
+        escaped = line[0] == "\\"
+        if escaped:
+            line = line[1:]
+        digest, _, path = line.partition(" ")
+        if len(digest) not in _DIGEST_LENGTHS or len(path) < 2 or path[0] not in " *":
+            if not line.strip():
+                continue
+            raise PolicyError(
+                "malformed reference list line: expected '<hex digest>  <path>'",
+                location=Location(source, lineno, 1),
+                hint="the format of sha256sum output: 40, 64, 96 or 128 hex digits, two spaces, the path",
+            )
+        path = path[1:]
+        if escaped:
+            path = _unescape_sha256sum(path)
+        digests.append(digest)
+        prev = acc.get(path)
+        if prev is None:
+            acc[path] = digest
+        else:
+            dup = True
+            if isinstance(prev, str):
+                acc[path] = [prev, digest]
+            else:
+                prev.append(digest)
+    # Validate all hex digits at once (C speed); find the culprit line only on failure.
+    joined = "".join(digests)
+    if not _LOWER_HEX.fullmatch(joined):
+        _find_bad_hex(text, source)
+        joined_lower = joined.lower()
+        if _LOWER_HEX.fullmatch(joined_lower):  # uppercase hex is fine, normalise it
+            return parse_sha256sum(_lower_digests(text), source)
+    result: dict[str, Digests] = acc
+    if dup:
+        result = {p: v if isinstance(v, str) else frozenset(v) for p, v in acc.items()}
+    return ReferenceList(source, result)
+
+
+def _lower_digests(text: str) -> str:
+    out = []
+    for line in text.split("\n"):
+        if line and line[0] != "#":
+            prefix = "\\" if line[0] == "\\" else ""
+            body = line[len(prefix) :]
+            digest, sep, rest = body.partition(" ")
+            line = prefix + digest.lower() + sep + rest
+        out.append(line)
+    return "\n".join(out)
+
+
+def _find_bad_hex(text: str, source: str) -> None:
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line or line[0] == "#":
+            continue
+        digest = line.lstrip("\\").partition(" ")[0]
+        try:
+            bytes.fromhex(digest)
+        except ValueError:
+            raise PolicyError(
+                f"malformed reference list line: {digest[:16]!r}... is not a hex digest",
+                location=Location(source, lineno, 1),
+            ) from None
+
+
+def _sha256sum_line(digest: str, path: str) -> str:
+    if "\\" in path or "\n" in path or "\r" in path:
+        escaped = path.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return f"\\{digest}  {escaped}\n"
+    return f"{digest}  {path}\n"
+
+
+def generate_reference_list(claims: ImaClaims) -> str:
+    """A ``sha256sum``-format reference list of every measured (path, digest) of a known-good host.
+
+    Violations (zeroed digests) are left out; lines are unique and sorted by path, then digest, so
+    the output is stable across boots with the same files.
+    """
+    violations = claims.violations
+    pairs: set[tuple[str, str]] = set()
+    for i, (path, digest) in enumerate(zip(claims.paths, claims.digests, strict=True)):
+        if i in violations or not digest.strip("0"):
+            continue
+        pairs.add((path, digest))
+    return "".join(_sha256sum_line(d, p) for p, d in sorted(pairs))
+
+
+# ---- Keylime runtime policies ----------------------------------------------------------------
+
+DSSE_PAYLOAD_TYPE = "application/vnd.keylime+json"
+
+
+@functools.cache
+def keylime_schema() -> dict[str, Any]:
+    """The JSON schema of Keylime runtime policies (format version 1)."""
+    text = resources.files("policy_lang").joinpath("keylime_runtime_policy.schema.json").read_text("utf-8")
+    return dict(json.loads(text))
+
+
+@functools.cache
+def _skeleton_validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(json.dumps(keylime_schema()))
+    # The three digests objects hold 10^5 entries; they are checked by _check_digests_object
+    # (the same constraints, at C speed), everything else by jsonschema.
+    schema["definitions"]["digests-object"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema)
+
+
+@functools.cache
+def _full_validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft7Validator(keylime_schema())
+
+
+_KEYLIME_DIGEST = re.compile(r"[0-9a-f]{40,128}")
+
+
+def _json_line(text: str, needle: str) -> int | None:
+    at = text.find(needle)
+    return text.count("\n", 0, at) + 1 if at >= 0 else None
+
+
+def _schema_error(doc: Any, text: str, source: str) -> PolicyError:
+    errors = sorted(_full_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    err = errors[0]
+    where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in err.absolute_path) or "(top level)"
+    line = None
+    if err.absolute_path:
+        last = [p for p in err.absolute_path if isinstance(p, str)]
+        if last:
+            line = _json_line(text, json.dumps(last[-1]))
+    return PolicyError(
+        f"Keylime runtime policy fails the schema at {where}: {err.message}",
+        location=Location(source, line),
+    )
+
+
+def _check_digests_object(obj: Any) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    match = _KEYLIME_DIGEST.fullmatch
+    for values in obj.values():
+        if type(values) is not list or not values:
+            return False
+        for v in values:
+            if type(v) is not str or match(v) is None:
+                return False
+    return True
+
+
+def parse_keylime(text: str, source: str) -> ReferenceList:
+    """Parse and validate a Keylime runtime policy (JSON, not an envelope)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PolicyError(f"not valid JSON: {e.msg}", location=Location(source, e.lineno, e.colno)) from None
+    if isinstance(doc, dict) and "payload" in doc and "signatures" in doc:
+        raise PolicyError(
+            "this Keylime runtime policy is a signed DSSE envelope",
+            location=Location(source),
+            hint='add verify_with "PUBLIC-KEY.pem" to the include',
+        )
+    return keylime_from_document(doc, text, source)
+
+
+def keylime_from_document(doc: Any, text: str, source: str) -> ReferenceList:
+    if next(iter(_skeleton_validator().iter_errors(doc)), None) is not None or not all(
+        _check_digests_object(doc.get(k)) for k in ("digests", "keyrings", "ima-buf")
+    ):
+        raise _schema_error(doc, text, source)
+    allowed: dict[str, Digests] = {p: v[0] if len(v) == 1 else frozenset(v) for p, v in doc["digests"].items()}
+    for name, values in doc["ima-buf"].items():
+        allowed[name] = union(allowed.get(name), frozenset(values))
+    for regex in doc["excludes"]:
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise PolicyError(
+                f"Keylime runtime policy exclude {regex!r} is not a valid regular expression: {e}",
+                location=Location(source, _json_line(text, json.dumps(regex))),
+            ) from None
+    notes = []
+    if doc["keyrings"]:
+        notes.append("keyrings entries are not enforced by floodlight-trust (use require signature)")
+    return ReferenceList(source, allowed, list(doc["excludes"]), notes)
+
+
+def _pae(payload_type: str, payload: bytes) -> bytes:
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str, key_source: str) -> bytes:
+    """Verify a DSSE envelope against one PEM public key (ECDSA or RSA); return the payload bytes.
+
+    Raises PolicyError if the envelope is malformed or no signature verifies.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    try:
+        key = serialization.load_pem_public_key(public_key_pem)
+    except ValueError:
+        raise PolicyError("not a PEM public key", location=Location(key_source)) from None
+    try:
+        env = json.loads(envelope_text)
+    except json.JSONDecodeError as e:
+        raise PolicyError(f"not valid JSON: {e.msg}", location=Location(source, e.lineno, e.colno)) from None
+    if not isinstance(env, Mapping) or not {"payload", "payloadType", "signatures"} <= set(env):
+        raise PolicyError("not a DSSE envelope (needs payload, payloadType and signatures)", location=Location(source))
+    if env["payloadType"] != DSSE_PAYLOAD_TYPE:
+        raise PolicyError(
+            f"DSSE payloadType is {env['payloadType']!r}, expected {DSSE_PAYLOAD_TYPE!r}", location=Location(source)
+        )
+    try:
+        payload = base64.b64decode(env["payload"], validate=True)
+    except (binascii.Error, TypeError):
+        raise PolicyError("DSSE payload is not valid base64", location=Location(source)) from None
+    pae = _pae(env["payloadType"], payload)
+    sigs = env["signatures"] if isinstance(env["signatures"], list) else []
+    for entry in sigs:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("sig"), str):
+            continue
+        try:
+            sig = base64.b64decode(entry["sig"], validate=True)
+        except binascii.Error:
+            continue
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(sig, pae, ec.ECDSA(hashes.SHA256()))
+            elif isinstance(key, rsa.RSAPublicKey):
+                key.verify(sig, pae, padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO), hashes.SHA256())
+            else:
+                raise PolicyError("unsupported public key type (ECDSA or RSA)", location=Location(key_source))
+            return payload
+        except InvalidSignature:
+            continue
+    raise PolicyError(
+        f"DSSE signature does not verify with the key in {key_source} ({len(sigs)} signature(s) tried)",
+        location=Location(source),
+    )
+
+
+def parse_keylime_envelope(envelope_text: str, public_key_pem: bytes, source: str, key_source: str) -> ReferenceList:
+    """Verify a DSSE-signed Keylime runtime policy, then validate and parse its payload."""
+    payload = verify_dsse_envelope(envelope_text, public_key_pem, source, key_source)
+    try:
+        text = payload.decode("utf-8")
+        doc = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise PolicyError("signed payload is not JSON", location=Location(source)) from None
+    return keylime_from_document(doc, text, f"{source} (signed payload)")

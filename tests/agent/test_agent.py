@@ -1,0 +1,81 @@
+"""Agent side: IMA source fallback, the gramine backend on a directory of files, credential checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from floodlight_trust.agent.backends.gramine import GramineBackend
+from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.agent.service import Agent, make_app
+from floodlight_trust.errors import InputError
+from floodlight_trust.manager.client import AgentClient
+from floodlight_trust.protocol import b64decode
+from floodlight_trust.protocol.binding import host_report_data, key_report_data
+from floodlight_trust.protocol.wsgi import HttpServer
+
+
+def gramine_dir(root: Path, kind: str = "dcap") -> Path:
+    root.mkdir(parents=True)
+    (root / "attestation_type").write_text(kind + "\n")
+    (root / "quote").write_bytes(b"QUOTE-BYTES")
+    (root / "user_report_data").write_bytes(b"")
+    return root
+
+
+def test_ima_source_prefers_the_kernel_list_and_falls_back(tmp_path: Path) -> None:
+    fallback = tmp_path / "ima.log"
+    fallback.write_bytes(b"10 abc ima-ng sha256:00 boot_aggregate\n")
+    data, source = ImaSource(tmp_path / "no-securityfs", fallback).read()
+    assert data == fallback.read_bytes() and source == str(fallback)
+    with pytest.raises(InputError, match="no readable IMA measurement list"):
+        ImaSource(tmp_path / "a", tmp_path / "b").read()
+
+
+def test_gramine_backend_writes_report_data_and_reads_the_quote(tmp_path: Path) -> None:
+    root = gramine_dir(tmp_path / "attestation")
+    vnfs = tmp_path / "vnfs"
+    gramine_dir(vnfs / "vnf-a" / "attestation")
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (vnfs / "vnf-a" / "public_key.der").write_bytes(spki)
+    ima = tmp_path / "ima.log"
+    ima.write_bytes(b"10 abc ima-ng sha256:00 boot_aggregate\n")
+    agent = Agent("gh", GramineBackend(root=root, vnf_dir=vnfs), ImaSource(None, ima))
+    nonce = bytes(range(32))
+    doc = agent.host_evidence(nonce)
+    assert doc["evidence_type"] == "DCAP" and b64decode(doc["quote"], what="q") == b"QUOTE-BYTES"
+    assert (root / "user_report_data").read_bytes() == host_report_data(nonce, ima.read_bytes())
+    enclave = agent.enclave_evidence("vnf-a", nonce)
+    assert (vnfs / "vnf-a" / "attestation" / "user_report_data").read_bytes() == key_report_data(nonce, spki)
+    assert b64decode(enclave["public_key"], what="k") == spki
+    assert [e.vnf for e in agent.backend.enclaves()] == ["vnf-a"]
+
+
+def test_gramine_backend_refuses_an_unknown_attestation_type(tmp_path: Path) -> None:
+    root = gramine_dir(tmp_path / "attestation", kind="none")
+    with pytest.raises(InputError, match="unsupported Gramine attestation type 'none'"):
+        GramineBackend(root=root).host_evidence(bytes(64))
+
+
+def test_agent_service_validates_messages_and_answers_errors_as_json(tmp_path: Path) -> None:
+    root = gramine_dir(tmp_path / "attestation")
+    ima = tmp_path / "ima.log"
+    ima.write_bytes(b"x")
+    agent = Agent("gh", GramineBackend(root=root), ImaSource(None, ima))
+    server = HttpServer(make_app(agent), host="127.0.0.1", port=0).start()
+    try:
+        client = AgentClient(server.url)
+        assert client.info()["backend"] == "gramine"
+        with pytest.raises(InputError, match="invalid challenge message at /nonce"):
+            client.request("POST", "/v1/host/evidence", {"nonce": "zz"})
+        with pytest.raises(InputError, match="no VNF enclave 'ghost'"):
+            client.enclave_evidence("ghost", bytes(32))
+        doc = client.host_evidence(bytes(32))
+        assert json.loads(json.dumps(doc))["host"] == "gh"
+    finally:
+        server.stop()

@@ -1,0 +1,178 @@
+"""A whole deployment on loopback: CA, VM (HTTPS API + CRL/OCSP), agents with the sim backend.
+
+Built once per module (platform and CA key generation dominate the cost); each test uses fresh
+host and VNF names so tests stay independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from floodlight_trust import clock
+from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend, SimEnclave
+from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.agent.service import Agent, make_app
+from floodlight_trust.config import from_mapping
+from floodlight_trust.evidence.ima import format_ascii_line, make_entry
+from floodlight_trust.manager.client import AgentClient, VmClient
+from floodlight_trust.manager.service import VmService, build_service, issue_admin_certificate
+from floodlight_trust.pki.ca import CertificateAuthority
+from floodlight_trust.protocol.wsgi import HttpServer
+from floodlight_trust.secrets import Secret
+from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
+from floodlight_trust.storage.database import Database
+from policy_lang import compile_policy_text
+
+PASSWORD = Secret("correct horse battery", "test")
+GOOD_IMAGE = b"vnf-firewall enclave image: code v1.2 + config {rate: 100}\n"
+INTEGRITY_IMAGE = b"floodlight-trust host integrity enclave v1\n"
+
+HOST_FILES = {
+    "boot_aggregate": hashlib.sha256(b"boot").digest(),
+    "/usr/bin/containerd": hashlib.sha256(b"containerd").digest(),
+    "/usr/bin/ftrust-agent": hashlib.sha256(b"agent").digest(),
+    "/etc/ftrust/agent.toml": hashlib.sha256(b"agent config").digest(),
+}
+
+
+def ima_list(files: dict[str, bytes]) -> bytes:
+    return "".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in files.items()).encode()
+
+
+def policy_text() -> str:
+    allow = "\n".join(f'    allow "{p}" digest in {{"{d.hex()}"}}' for p, d in HOST_FILES.items())
+    return f"""
+set vnf_signers = {{"{SIM_SIGNER.hex()}"}}
+host test_host {{
+    template in {{"ima-ng"}}
+{allow}
+    integrity_enclave = host_integrity
+}}
+enclave host_integrity {{
+    identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_IMAGE).hex()}"}}
+    allow_simulated = true
+}}
+enclave firewall {{
+    identity: mrenclave in {{"{measure_enclave_image(GOOD_IMAGE).hex()}"}} and mrsigner in vnf_signers
+    debug: debug == false
+    allow_simulated = true
+}}
+enroll fw for "vnf-fw-*" {{
+    host = test_host
+    enclave = firewall
+    certificate {{
+        subject = "CN={{vnf}},O=floodlight-trust"
+        san_uri = ["urn:ftrust:vnf:{{vnf}}"]
+        validity = 1h
+    }}
+}}
+"""
+
+
+class FakeClock:
+    """The VM's clock, which tests can move forward (nonce expiry)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return clock.now() + self.offset
+
+
+@dataclass
+class Host:
+    name: str
+    backend: SimBackend
+    agent: Agent
+    server: HttpServer
+    ima_file: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE) -> SimEnclave:
+        return self.backend.add_enclave(vnf, image)
+
+
+@dataclass
+class World:
+    tmp: Path
+    service: VmService
+    ca: CertificateAuthority
+    platforms: list[SimulatedPlatform]
+    admin: VmClient
+    anonymous: VmClient
+    clock: FakeClock
+    hosts: list[Host] = field(default_factory=list)
+    counter: int = 0
+
+    def unique(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{self.counter:03d}"
+
+    def start_host(self, *, platform: int = 0, files: dict[str, bytes] | None = None, register: bool = True) -> Host:
+        name = self.unique("host")
+        ima_file = self.tmp / f"{name}.ima"
+        ima_file.write_bytes(ima_list(files if files is not None else HOST_FILES))
+        backend = SimBackend(self.platforms[platform], {})
+        agent = Agent(name, backend, ImaSource(None, ima_file))
+        server = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=8, name=f"agent-{name}").start()
+        host = Host(name, backend, agent, server, ima_file)
+        self.hosts.append(host)
+        if register:
+            self.admin.add_host(name, host.url)
+        return host
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("vm")
+    platforms = [SimulatedPlatform.create(tmp / "platform-a"), SimulatedPlatform.create(tmp / "platform-b")]
+    config = from_mapping(
+        {
+            "state": {"dir": str(tmp / "state")},
+            "ca": {"crl_url": "http://127.0.0.1:1/crl.der", "ocsp_url": "http://127.0.0.1:1/ocsp"},
+            "vm": {"port": 0, "crl_port": 0, "trust_simulated_sgx": True, "nonce_ttl_seconds": 30},
+        }
+    )
+    db = Database(config.state_dir / "ftrust.sqlite3")
+    from floodlight_trust.pki.records import CertificateRecords
+
+    CertificateAuthority.init(
+        config.state_path("ca", "dir"),
+        PASSWORD,
+        subject="CN=test VNF CA",
+        crl_url=config.get("ca", "crl_url"),
+        ocsp_url=config.get("ca", "ocsp_url"),
+        at=clock.now(),
+        records=CertificateRecords(db),
+    )
+    fake = FakeClock()
+    policy = compile_policy_text(policy_text())
+    service = build_service(
+        config, password=PASSWORD, policy=policy, anchors=[p.anchor() for p in platforms], now=fake.now
+    ).start()
+    cert, key = issue_admin_certificate(service.vm.ca, "alice", tmp / "admin", at=clock.now())
+    admin = VmClient(
+        service.api_url, server_certificate=service.tls_certificate, client_certificate=(str(cert), str(key))
+    )
+    anonymous = VmClient(service.api_url, server_certificate=service.tls_certificate)
+    w = World(tmp, service, service.vm.ca, platforms, admin, anonymous, fake)
+    try:
+        yield w
+    finally:
+        admin.close()
+        anonymous.close()
+        for h in w.hosts:
+            h.server.stop()
+        service.stop()
+
+
+__all__ = ["GOOD_IMAGE", "HOST_FILES", "AgentClient", "World", "ima_list"]

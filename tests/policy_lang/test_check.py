@@ -1,0 +1,153 @@
+"""Checking: every error at once, located, with suggestions; imports, includes, reference lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from floodlight_trust.errors import PolicyError
+from policy_lang import PolicyErrors, compile_policy_text, load_policy
+
+
+def errors_of(text: str, tmp_path: Path | None = None) -> list[str]:
+    with pytest.raises(PolicyError) as info:
+        compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+    return str(info.value).split("\n")
+
+
+def test_all_errors_are_reported_at_once_in_file_order() -> None:
+    lines = errors_of(
+        "enclave e {\n"
+        '    id: mrenclave in {"abcd"}\n'
+        "    tcb: tcb_stat == UpToDate\n"
+        "    t2: tcb_status == UpToDat\n"
+        "    allow_debg = true\n"
+        "}\n"
+    )
+    assert lines == [
+        "p.policy:2:22: 'abcd' has 2 bytes; expected 32 bytes (64 hex digits)",
+        "p.policy:3:10: unknown name 'tcb_stat'",
+        "p.policy:4:23: unknown name 'UpToDat'",
+        "p.policy:5:5: unknown enclave setting 'allow_debg'",
+    ]
+
+
+def test_unknown_names_get_did_you_mean() -> None:
+    with pytest.raises(PolicyErrors) as info:
+        compile_policy_text("enclave e {\n    x: mrenclav == mrsigner\n}\n", filename="p.policy")
+    assert str(info.value) == "p.policy:2:8: unknown name 'mrenclav'"
+    assert info.value.hint == "did you mean 'mrenclave'?"
+
+
+def test_duplicate_names_name_the_first_declaration() -> None:
+    assert errors_of('const a = 1\nset a = {"x"}\n') == [
+        "p.policy:2:1: duplicate name 'a' (first declared at p.policy:1:1)"
+    ]
+
+
+def test_type_errors() -> None:
+    lines = errors_of(
+        "enclave e {\n"
+        '    a: isv_svn >= "two"\n'
+        "    b: tcb_status > UpToDate\n"
+        "    c: isv_svn\n"
+        '    d: mrenclave in {"x"}\n'
+        "    max_collateral_age = 30\n"
+        "}\n"
+    )
+    assert lines == [
+        "p.policy:2:8: cannot compare claim isv_svn (int) with a str value",
+        "p.policy:3:8: '>' compares integers; claim tcb_status (tcb_status) is not one",
+        "p.policy:4:8: rule 'c' must be a condition, not a int",
+        "p.policy:5:21: 'x' is not hex",
+        "p.policy:6:26: max_collateral_age is a duration such as 30d or 12h",
+    ]
+
+
+def test_insecure_switches_take_only_literals() -> None:
+    assert errors_of("const yes = true\nenclave e {\n    allow_simulated = yes\n}\n") == [
+        "p.policy:3:23: allow_simulated takes the literal true or false (no constants, so it is never set by accident)"
+    ]
+
+
+def test_enroll_rules_need_existing_policies() -> None:
+    lines = errors_of('enroll x for "vnf-*" {\n    host = nohost\n    certificate { key_type = "ec-p257" }\n}\n')
+    assert lines == [
+        "p.policy:1:1: enroll x needs 'enclave = ...'",
+        "p.policy:2:12: unknown host policy 'nohost'",
+        "p.policy:3:30: unknown key type 'ec-p257'",
+    ]
+
+
+def test_import_cycle_and_missing_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.policy").write_text('import "b.policy"\n')
+    (tmp_path / "b.policy").write_text('import "a.policy"\nimport "gone.policy"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy("a.policy")
+    assert str(info.value).split("\n") == [
+        "b.policy:1:8: import cycle: a.policy -> b.policy -> a.policy",
+        "b.policy:2:8: cannot import 'gone.policy': file not found",
+    ]
+
+
+def test_imports_share_names_and_version_covers_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ids.policy").write_text('set builds = {"' + "ab" * 32 + '"}\n')
+    (tmp_path / "ref.txt").write_text("cd" * 32 + "  /usr/bin/x\n")
+    (tmp_path / "main.policy").write_text(
+        'import "ids.policy"\nhost h {\n    include sha256sum "ref.txt"\n}\n'
+        "enclave e {\n    id: mrenclave in builds\n}\n"
+    )
+    p1 = load_policy("main.policy")
+    assert p1.sources == ["ids.policy", "main.policy", "ref.txt"]
+    (tmp_path / "ref.txt").write_text("cd" * 32 + "  /usr/bin/y\n")
+    p2 = load_policy("main.policy")
+    assert p1.version != p2.version and len(p2.version) == 64
+
+
+def test_missing_include_and_malformed_reference_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ref.sha256sum").write_text("ab" * 32 + "  /usr/bin/a\n" + "ab" * 31 + "  /usr/bin/b\n")
+    (tmp_path / "p.policy").write_text(
+        'host h {\n    include sha256sum "ref.sha256sum"\n    include sha256sum "nope.sha256sum"\n}\n'
+    )
+    with pytest.raises(PolicyError) as info:
+        load_policy("p.policy")
+    assert str(info.value).split("\n") == [
+        "p.policy:3:23: cannot include nope.sha256sum: file not found",
+        "ref.sha256sum:2:1: malformed reference list line: expected '<hex digest>  <path>'",
+    ]
+
+
+def test_keylime_policy_failing_the_schema_names_the_field(testdata: Path, tmp_path: Path) -> None:
+    src = testdata / "ima" / "keylime" / "runtime-policy-test.json"
+    (tmp_path / "rp.json").write_bytes(src.read_bytes())
+    with pytest.raises(PolicyError) as info:
+        compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', filename="p.policy", base_dir=tmp_path)
+    message = str(info.value)
+    assert "Keylime runtime policy fails the schema at ['digests']['boot_aggregate'][0]" in message
+    assert "'sha256:4309217e" in message and "does not match '^[0-9a-f]{40,128}$'" in message
+
+
+def test_bad_regex_and_hash_algorithm() -> None:
+    assert errors_of('host h {\n    exclude regex "([a-z"\n    hash_algorithm in {"sha265"}\n}\n') == [
+        "p.policy:2:19: invalid regular expression '([a-z': unterminated character set at position 1",
+        "p.policy:3:23: unknown hash algorithm 'sha265'",
+    ]
+
+
+def test_real_configs_compile(testdata: Path) -> None:
+    root = Path(__file__).resolve().parents[2] / "configs" / "policies"
+    policy = load_policy(root / "floodlight.policy")
+    assert sorted(policy.enclave_policies) == ["dpi_vnf", "firewall_vnf", "host_integrity"]
+    assert policy.host_policies == ["container_host"]
+    assert policy.host_integrity_enclave("container_host") == "host_integrity"
+    rule = policy.enroll_rule("vnf-firewall-7")
+    assert rule is not None
+    assert (rule.name, rule.host_policy, rule.enclave_policy) == ("firewall", "container_host", "firewall_vnf")
+    assert rule.profile.subject == "CN={vnf},O=floodlight-trust"
+    assert rule.profile.validity_seconds == 3600
+    assert rule.location.endswith("floodlight.policy:27")
+    assert policy.enroll_rule("vnf-unknown") is None

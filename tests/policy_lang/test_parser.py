@@ -1,0 +1,59 @@
+"""Syntax: positions on nodes, located syntax errors with hints, robustness."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from floodlight_trust.errors import PolicyError
+from policy_lang import ast
+from policy_lang.parser import parse
+
+
+def test_every_node_has_its_position() -> None:
+    m = parse('set s = {"a"}\n\nenclave e {\n    svn: isv_svn >= 2\n}\n', "p.policy")
+    enclave = m.decls[1]
+    assert isinstance(enclave, ast.EnclaveDecl)
+    rule = enclave.body[0]
+    assert isinstance(rule, ast.EnclaveRule)
+    assert (rule.pos.file, rule.pos.line, rule.pos.column) == ("p.policy", 4, 5)
+    assert isinstance(rule.expr, ast.Compare)
+    assert (rule.expr.right.pos.line, rule.expr.right.pos.column) == (4, 21)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message", "hint"),
+    [
+        ("hots h {}\n", "p:1:1", "unexpected 'hots'", "did you mean 'host'?"),
+        (
+            'host h {\n    alow "/x" digest in {}\n}\n',
+            "p:2:10",
+            "unexpected '\"/x\"'; expected '='",
+            "did you mean 'allow'?",
+        ),
+        ('const c = "abc\n', "p:1:11", "unterminated string", 'strings end on the same line with "'),
+        ("enclave e {\n    a: isv_svn >=\n}\n", "p:3:1", "unexpected '}'", None),
+        ("host h {\n", "p:2:1", "unexpected end of file", None),
+        ("const c = 5 $\n", "p:1:13", "unexpected character '$'", None),
+    ],
+)
+def test_syntax_errors_are_located(text: str, where: str, message: str, hint: str | None) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse(text, "p")
+    assert str(info.value).startswith(f"{where}: {message}")
+    assert info.value.hint == hint
+
+
+def test_comments_are_kept_with_their_position() -> None:
+    m = parse('# a\nconst c = "#not" # b\n', "p")
+    assert [(c.line, c.text, c.own_line) for c in m.comments] == [(1, "# a", True), (2, "# b", False)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('hostenclave{}=:"#\n allow digest in 0x12 30d and or not ()[],&<>'))))
+def test_arbitrary_text_raises_only_policy_errors(text: str) -> None:
+    try:
+        parse(text, "fuzz")
+    except PolicyError as e:
+        assert str(e).startswith("fuzz:")
