@@ -79,7 +79,8 @@ class ImaClaims:
 
     Columns are parallel sequences, one item per entry, so a 100,000-entry list costs a few lists
     rather than 100,000 objects; :meth:`entries` yields row objects for callers that want them.
-    Only entries whose template hash verified (or that are recorded violations) appear here.
+    Every entry appears (so ``first_index + i`` is the entry's index in the list); an entry whose
+    template hash did not verify makes the appraisal not ok, and no policy should judge those claims.
     """
 
     templates: Sequence[str]

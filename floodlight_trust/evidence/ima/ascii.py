@@ -228,11 +228,15 @@ def parse_ascii(data: bytes, *, base: int = 0, first_index: int = 0, first_line:
     reported on the last batch and not consumed. Raises ParseError (line, entry index) on the
     first malformed record.
     """
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when data ends with a newline
-    pos, line_no, index = base, first_line, first_index
-    for start in range(0, len(lines), CHUNK):
-        chunk = lines[start : start + CHUNK]
+    complete = data.rfind(b"\n") + 1  # records end in a newline; the rest is a partial record
+    tail = data[complete:]
+    at, pos, line_no, index = 0, base, first_line, first_index
+    while at < complete:
+        # About CHUNK lines at a time, so only one chunk of lines exists as objects at once.
+        cut = data.find(b"\n", min(at + CHUNK * 128, complete - 1)) + 1
+        chunk = data[at:cut].split(b"\n")
+        chunk.pop()
+        at = cut
         batch = Batch(first_index=index)
         size = sum(map(len, chunk)) + len(chunk)
         if not _fast(batch, chunk, line_no):
