@@ -251,6 +251,9 @@ class Checker:
                 typed = TExpr("rule", "bool", sym.node, name=name, args=(typed,))
         else:
             typed = self.expr(sym.node.value, stack)
+            if typed is not None and typed.kind != "value":
+                self.p.error(f"a {sym.kind} holds literal values, not {describe(typed)}", sym.node.value.pos)
+                typed = None
             if sym.kind == "key" and typed is not None:
                 typed = self.key_ids(typed)
         sym.typed = typed

@@ -151,3 +151,9 @@ def test_real_configs_compile(testdata: Path) -> None:
     assert rule.profile.validity_seconds == 3600
     assert rule.location.endswith("floodlight.policy:27")
     assert policy.enroll_rule("vnf-unknown") is None
+
+
+def test_constants_hold_literals_not_claims() -> None:
+    assert errors_of("const c = advisory_ids\n") == [
+        "p.policy:1:11: a const holds literal values, not claim advisory_ids (list)"
+    ]
