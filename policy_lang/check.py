@@ -251,6 +251,9 @@ class Checker:
                 typed = TExpr("rule", "bool", sym.node, name=name, args=(typed,))
         else:
             typed = self.expr(sym.node.value, stack)
+            if typed is not None and typed.kind != "value":
+                self.p.error(f"a {sym.kind} holds literal values, not {describe(typed)}", sym.node.value.pos)
+                typed = None
             if sym.kind == "key" and typed is not None:
                 typed = self.key_ids(typed)
         sym.typed = typed
@@ -296,6 +299,7 @@ class Checker:
 
     def _collection(self, node: ast.SetLit | ast.ListLit, stack: tuple[str, ...], kind: str) -> TExpr | None:
         items: list[Any] = []
+        typed_items: list[TExpr] = []
         elem = ""
         ok = True
         for item in node.items:
@@ -313,10 +317,12 @@ class Checker:
                 continue
             elem = t.type
             items.append(t.value)
+            typed_items.append(t)
         if not ok:
             return None
         value = frozenset(items) if kind == "set" else tuple(items)
-        return TExpr("value", kind, node, value=value, elem=elem or "str", args=())
+        # The items stay in args so that coercion errors point at the offending item.
+        return TExpr("value", kind, node, value=value, elem=elem or "str", args=tuple(typed_items))
 
     def x_SetLit(self, node: ast.SetLit, stack: tuple[str, ...]) -> TExpr | None:
         return self._collection(node, stack, "set")
@@ -348,7 +354,7 @@ class Checker:
         if sym.kind == "rule":
             return typed
         # A named constant or set: keep the reference node for messages, the value for evaluation.
-        return TExpr("value", typed.type, node, name=name, value=typed.value, elem=typed.elem)
+        return TExpr("value", typed.type, node, name=name, value=typed.value, elem=typed.elem, args=typed.args)
 
     def x_Not(self, node: ast.Not, stack: tuple[str, ...]) -> TExpr | None:
         t = self.expr(node.operand, stack)
@@ -387,11 +393,15 @@ class Checker:
             if t.elem != "str" or not (is_hex(target) or target in ("tcb_status", "evidence_type")):
                 return t
             values = []
-            for v in t.value:
-                c = self.coerce_scalar(v, target, t.node)
+            located = t.args if len(t.args) else tuple(TExpr("value", "str", t.node, value=v) for v in t.value)
+            failed = False
+            for item in located:
+                c = self.coerce_scalar(item.value, target, item.node)
                 if c is None:
-                    return None
+                    failed = True
                 values.append(c)
+            if failed:
+                return None
             value = frozenset(values) if t.type == "set" else tuple(values)
             return TExpr("value", t.type, t.node, t.name, value, target)
         if t.type == "str" and (is_hex(target) or target in ("tcb_status", "evidence_type")):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from floodlight_trust.claims import ClaimSet
-from floodlight_trust.errors import FtrustError, PolicyError
+from floodlight_trust.errors import FtrustError, Location, PolicyError
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
 from policy_lang import ast
 from policy_lang.check import Checker, Program, TExpr, check, load_program, suggest
@@ -235,9 +235,6 @@ class Compiler:
         for sym in self.p.symbols.values():
             if sym.kind == "enroll":
                 self.enroll(sym.node)
-        for h in self.hosts.values():
-            if h.integrity_enclave and h.integrity_enclave not in self.enclaves:
-                pass  # reported in host()
 
     # helpers
     def typed(self, node: ast.Node) -> TExpr | None:
@@ -645,10 +642,7 @@ def load_policy(path: str | Path, *, read: Reader = _read_file) -> Policy:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise PolicyError(
-            "policy file is not UTF-8 text",
-            location=__import__("floodlight_trust.errors").errors.Location(str(path), offset=e.start),
-        ) from None
+        raise PolicyError("policy file is not UTF-8 text", location=Location(str(path), offset=e.start)) from None
     name = _display(target)
     program = load_program(text, name, target.parent, read, source_bytes=data)
     return _compile(program, target.parent, read)

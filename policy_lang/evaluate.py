@@ -32,6 +32,10 @@ class Reason:
     evidence: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     level: str = "deny"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.evidence, MappingProxyType):  # keep a frozen Reason read-only throughout
+            object.__setattr__(self, "evidence", MappingProxyType(dict(self.evidence)))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
@@ -138,7 +142,9 @@ def value_of(t: TExpr, enclave: EnclaveClaims) -> Any:
 def label(t: TExpr) -> str:
     from policy_lang.fmt import format_expr
 
-    return format_expr(t.node)  # type: ignore[arg-type]
+    if t.kind == "rule":
+        return t.name
+    return format_expr(t.node)
 
 
 def failures(t: TExpr, enclave: EnclaveClaims) -> list[Failure]:

@@ -26,7 +26,7 @@ def test_all_errors_are_reported_at_once_in_file_order() -> None:
         "}\n"
     )
     assert lines == [
-        "p.policy:2:22: 'abcd' has 2 bytes; expected 32 bytes (64 hex digits)",
+        "p.policy:2:23: 'abcd' has 2 bytes; expected 32 bytes (64 hex digits)",
         "p.policy:3:10: unknown name 'tcb_stat'",
         "p.policy:4:23: unknown name 'UpToDat'",
         "p.policy:5:5: unknown enclave setting 'allow_debg'",
@@ -60,7 +60,7 @@ def test_type_errors() -> None:
         "p.policy:2:8: cannot compare claim isv_svn (int) with a str value",
         "p.policy:3:8: '>' compares integers; claim tcb_status (tcb_status) is not one",
         "p.policy:4:8: rule 'c' must be a condition, not a int",
-        "p.policy:5:21: 'x' is not hex",
+        "p.policy:5:22: 'x' is not hex",
         "p.policy:6:26: max_collateral_age is a duration such as 30d or 12h",
     ]
 
@@ -151,3 +151,9 @@ def test_real_configs_compile(testdata: Path) -> None:
     assert rule.profile.validity_seconds == 3600
     assert rule.location.endswith("floodlight.policy:27")
     assert policy.enroll_rule("vnf-unknown") is None
+
+
+def test_constants_hold_literals_not_claims() -> None:
+    assert errors_of("const c = advisory_ids\n") == [
+        "p.policy:1:11: a const holds literal values, not claim advisory_ids (list)"
+    ]

@@ -39,9 +39,9 @@ def test_check_reports_every_error_with_source_and_caret(tmp_path: Path) -> None
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr.split("\n") == [
-        "bad.policy:2:22: 'abcd' has 2 bytes; expected 32 bytes (64 hex digits)",
+        "bad.policy:2:23: 'abcd' has 2 bytes; expected 32 bytes (64 hex digits)",
         '        id: mrenclave in {"abcd"}',
-        "                         ^",
+        "                          ^",
         "bad.policy:3:8: unknown name 'tcb_stat'",
         "        x: tcb_stat == UpToDate",
         "           ^",

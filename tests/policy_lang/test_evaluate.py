@@ -210,3 +210,9 @@ def test_masks_and_not() -> None:
         "expected 00000000000000000000000000000000",
         "misc_select & 0x1 == 1 holds, but the policy requires it not to",
     ]
+
+
+def test_negated_rule_reference_is_named() -> None:
+    policy = compile_policy_text("rule lab = not debug\nenclave e {\n    prod: not lab\n}\n")
+    (reason,) = policy.evaluate_enclave("e", enclave_claims()).reasons
+    assert reason.message == "lab holds, but the policy requires it not to"
