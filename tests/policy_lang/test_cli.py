@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "policies"
 POLICY = str(CONFIGS / "floodlight.policy")

@@ -42,6 +42,7 @@ def test_failing_case_is_reported_with_actual_outcome(tmp_path: Path) -> None:
 
 
 def test_pytest_plugin_collects_cases(tmp_path: Path) -> None:
+    # The plugin is loaded through its pytest11 entry point (installed by `pip install -e .`).
     target = _broken_copy(tmp_path)
     r = subprocess.run(
         [
@@ -49,8 +50,6 @@ def test_pytest_plugin_collects_cases(tmp_path: Path) -> None:
             "-m",
             "pytest",
             "-q",
-            "-p",
-            "policy_lang.pytest_plugin",
             "--rootdir",
             str(tmp_path),
             "-c",
