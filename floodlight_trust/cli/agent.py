@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config
@@ -81,6 +82,26 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0 if doc["allowed"] else int(ExitCode.DENIED)
 
 
+def _vnf_call(args: argparse.Namespace) -> int:
+    from floodlight_trust.agent.vnf import call_controller, sim_credentials
+
+    config = load_config(args)
+    url = args.controller or config.get("floodlight", "url")
+    result = call_controller(
+        sim_credentials(config, args.vnf),
+        url,
+        path=args.path,
+        controller_ca=Path(args.controller_ca) if args.controller_ca else None,
+    )
+    ok = result.accepted and result.status is not None and 200 <= result.status < 300
+    if result.accepted:
+        text = f"{args.vnf}: GET {args.path} -> HTTP {result.status} over {result.tls_version}"
+    else:
+        text = f"{args.vnf}: GET {args.path} REFUSED by the controller: {result.reason}"
+    emit(args, {"vnf": args.vnf, "path": args.path, **result.to_json()}, text)
+    return 0 if ok else int(ExitCode.DENIED)
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
     p = sub.add_parser("serve", help="serve host and VNF evidence to the VM and install credentials")
@@ -90,3 +111,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--key-mode", choices=("enclave", "vm-generated"))
     add_json(p)
     p.set_defaults(func=_enroll)
+    p = sub.add_parser(
+        "vnf-call",
+        help="as a VNF: GET a controller REST path over mutual TLS with the VNF's sealed credentials (sim)",
+    )
+    p.add_argument("vnf")
+    p.add_argument("--controller", metavar="URL", help="controller base URL (default: floodlight.url)")
+    p.add_argument("--path", default="/wm/core/controller/switches/json", help="REST path (default: %(default)s)")
+    p.add_argument("--controller-ca", metavar="PEM", help="verify the controller's certificate against this PEM")
+    add_json(p)
+    p.set_defaults(func=_vnf_call)

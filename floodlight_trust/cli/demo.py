@@ -1,11 +1,67 @@
-"""`ftrust demo` commands."""
+"""`ftrust demo`: the end-to-end story on embedded defaults (configs/demo), in a temporary directory."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from floodlight_trust.cli.output import add_group
+from floodlight_trust.errors import ExitCode
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from floodlight_trust.demo.deployment import Deployment
+    from floodlight_trust.demo.narration import Narrator
+    from floodlight_trust.demo.scenario import Demo
+
+    root = Path(tempfile.mkdtemp(prefix="ftrust-demo-"))
+    narrator = Narrator(sys.stdout, quiet=args.json)
+    narrator.say(f"floodlight-trust demo in {root} (simulated SGX; nothing here needs root)")
+    deployment = Deployment(root, reattest_interval=args.reattest_interval)
+    demo = Demo(
+        deployment,
+        narrator,
+        floodlight_properties=Path(args.floodlight_properties).resolve() if args.floodlight_properties else None,
+    )
+    ok = False
+    try:
+        ok = demo.run()
+    finally:
+        deployment.close()
+    keep = args.keep or not ok
+    if args.json:
+        doc: dict[str, Any] = {
+            "ok": ok,
+            "steps": [s.to_json() for s in narrator.steps],
+            "directory": str(root) if keep else None,
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        narrator.say("\n" + narrator.summary())
+        if not ok:
+            narrator.say(f"\nthe demo FAILED; logs and state kept in {root}/logs")
+        elif keep:
+            narrator.say(f"\nstate kept in {root}")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else int(ExitCode.DENIED)
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
-    add_group(subparsers, name, help_text)
+    p = subparsers.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("--json", action="store_true", help="print a machine-readable transcript instead of the story")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (state, logs) afterwards")
+    p.add_argument(
+        "--floodlight-properties",
+        metavar="FILE",
+        help="provision this real Floodlight's properties (and a keystore beside them) instead of the Java endpoint",
+    )
+    p.add_argument(
+        "--reattest-interval", type=int, default=2, metavar="SECONDS", help="re-attestation interval (default 2)"
+    )
+    p.set_defaults(func=_demo)

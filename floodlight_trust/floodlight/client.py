@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from floodlight_trust.errors import InputError, ServiceError
+from floodlight_trust.secrets import Secret
 
 HEALTH_PATH = "/wm/core/health/json"
 SWITCHES_PATH = "/wm/core/controller/switches/json"
@@ -41,7 +42,12 @@ class CheckResult:
         return asdict(self)
 
 
-def _context(cert_pem_path: str | Path | None, key_path: str | Path | None, ca: str | Path | None) -> ssl.SSLContext:
+def _context(
+    cert_pem_path: str | Path | None,
+    key_path: str | Path | None,
+    ca: str | Path | None,
+    key_password: Secret | None = None,
+) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca is not None:
@@ -56,8 +62,10 @@ def _context(cert_pem_path: str | Path | None, key_path: str | Path | None, ca: 
         if key_path is None:
             raise InputError("a client certificate needs its key (--key)")
         try:
-            ctx.load_cert_chain(str(cert_pem_path), str(key_path))
+            password = key_password.reveal_bytes() if key_password is not None else None
+            ctx.load_cert_chain(str(cert_pem_path), str(key_path), password=password)
         except (OSError, ssl.SSLError) as e:
+            # The ssl error text never contains the password.
             raise InputError(f"cannot load client certificate {cert_pem_path} / key {key_path}: {e}") from None
     return ctx
 
@@ -70,18 +78,19 @@ def check(
     *,
     path: str = HEALTH_PATH,
     timeout: float = 10.0,
+    key_password: Secret | None = None,
 ) -> CheckResult:
     """GET ``path`` at ``url`` over a fresh TLS connection with the given client certificate.
 
     ``ca`` (a PEM file) verifies the server's certificate and host name; None skips that check and
-    says so in ``server_verified``. A refusal by the server is a result, not an exception; a server
+    says so in ``server_verified``. ``key_password`` opens an encrypted (e.g. sealed) client key. A refusal by the server is a result, not an exception; a server
     that cannot be reached at all is a ServiceError.
     """
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise InputError(f"not an https URL: {url!r}", hint="e.g. https://127.0.0.1:8081")
     host, port = parts.hostname, parts.port or 443
-    ctx = _context(cert_pem_path, key_path, ca)
+    ctx = _context(cert_pem_path, key_path, ca, key_password)
     requested: list[bool] = []
 
     def observe(_conn: Any, direction: str, _version: Any, content_type: Any, msg_type: Any, _data: bytes) -> None:

@@ -8,7 +8,8 @@ Each VNF is an "enclave image": a file or a directory (code and configuration) i
 MRENCLAVE is the simulated measurement of the image bytes, so one changed byte changes its
 identity. Each enclave's P-256 key pair is generated when the agent starts and stays in this
 process (the simulated enclave boundary); only its public key is ever sent. Installed credentials
-are written to ``credentials_dir`` (0600) when one is configured, for the VNF process to use.
+are written to ``credentials_dir`` when one is configured, for the VNF process to use: the key only
+sealed to the enclave's MRENCLAVE (``agent/sealing.py``), never in the clear.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from floodlight_trust.agent.backends import (
     parse_chain,
     spki_der,
 )
+from floodlight_trust.agent.sealing import platform_seal_secret, sealing_key, write_sealed
 from floodlight_trust.errors import InputError, VerificationError
-from floodlight_trust.fileio import atomic_write
 from floodlight_trust.protocol.keywrap import WrappedKey, unwrap_private_key
 
 log = logging.getLogger("floodlight_trust.agent.sim")
@@ -73,10 +74,17 @@ class SimBackend:
     name = "sim"
     simulated = True
 
-    def __init__(self, platform: Any, enclaves: dict[str, SimEnclave], credentials_dir: Path | None = None):
+    def __init__(
+        self,
+        platform: Any,
+        enclaves: dict[str, SimEnclave],
+        credentials_dir: Path | None = None,
+        seal_secret: bytes | None = None,
+    ):
         self.platform = platform
         self._enclaves = enclaves
         self.credentials_dir = credentials_dir
+        self._seal_secret = seal_secret
         self._lock = threading.Lock()
         self._collateral: tuple[datetime, dict[str, Any]] | None = None
         self.integrity = SimEnclave(
@@ -109,7 +117,8 @@ class SimBackend:
                     image.name, image, _measure(image), ec.generate_private_key(ec.SECP256R1())
                 )
         log.warning("SIMULATED SGX: quotes from this agent prove nothing about real hardware")
-        return cls(platform, enclaves, Path(credentials_dir) if credentials_dir else None)
+        seal = platform_seal_secret(pdir) if credentials_dir else None
+        return cls(platform, enclaves, Path(credentials_dir) if credentials_dir else None, seal)
 
     def add_enclave(self, vnf: str, image: bytes) -> SimEnclave:
         """Load an enclave from image bytes (tests, the demo)."""
@@ -187,10 +196,10 @@ class SimBackend:
         creds = InstalledCredentials(vnf, certificate_sha256(chain[0]), tuple(chain_pem))
         enclave.credentials = creds
         if self.credentials_dir is not None:
-            self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            key_pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            atomic_write(self.credentials_dir / f"{vnf}.key.pem", key_pem, mode=0o600)
-            atomic_write(self.credentials_dir / f"{vnf}.chain.pem", "".join(chain_pem), mode=0o644)
+            if self._seal_secret is None:
+                raise InputError(
+                    "credentials_dir needs the platform's sealing secret (open the backend with SimBackend.open)"
+                )
+            seal = sealing_key(self._seal_secret, enclave.mrenclave)
+            write_sealed(self.credentials_dir, vnf, key, "".join(chain_pem), seal)
         return creds

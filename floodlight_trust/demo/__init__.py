@@ -1,0 +1,1 @@
+"""`ftrust demo`: the whole system as one story, on embedded defaults, in a temporary directory."""

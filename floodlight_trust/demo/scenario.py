@@ -1,0 +1,403 @@
+"""The demo's story, step by step; each step checks what it claims.
+
+1. the VM's CA is created and Floodlight is provisioned with it (keystore + properties);
+2. the controller runs with HTTPS, client authentication and PKIX revocation checking;
+3. the VM and the container host's agent (sim backend, two VNF enclaves) start;
+4. the host is attested (integrity-enclave quote binding the nonce and the IMA list, appraised);
+5. VNF A is attested and enrolled; 6. VNF A calls the controller over mutual TLS and gets 200;
+7. VNF B (image differs by one byte) is refused with the reason;
+8. a connection without a client certificate is refused by the controller;
+9. an unknown binary appears in the host's IMA list and the next re-attestation round revokes VNF A;
+10. VNF A's next call to the controller is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from floodlight_trust import clock
+from floodlight_trust.demo.deployment import HOST, Deployment
+from floodlight_trust.demo.narration import Narrator, Step, StepFailed
+from floodlight_trust.errors import FtrustError
+
+VNF_A = "vnf-a"
+VNF_B = "vnf-b"
+SWITCHES = "/wm/core/controller/switches/json"
+UNKNOWN_BINARY = "/usr/local/bin/xmrig"
+# Bound on how long a running controller may still accept a revoked certificate: the JDK keeps a
+# fetched CRL for 30 s before it asks again (docs/floodlight.md), plus fetch and scheduling slack.
+REVOCATION_BOUND_SECONDS = 45.0
+
+PROPERTIES = """\
+floodlight.modules=\\
+net.floodlightcontroller.jython.JythonDebugInterface,\\
+net.floodlightcontroller.storage.memory.MemoryStorageSource,\\
+net.floodlightcontroller.core.internal.FloodlightProvider,\\
+net.floodlightcontroller.threadpool.ThreadPool,\\
+net.floodlightcontroller.restserver.RestApiServer,\\
+net.floodlightcontroller.topology.TopologyManager,\\
+net.floodlightcontroller.forwarding.Forwarding
+org.sdnplatform.sync.internal.SyncManager.authScheme=CHALLENGE_RESPONSE
+org.sdnplatform.sync.internal.SyncManager.keyStorePath=/etc/floodlight/auth_credentials.jceks
+org.sdnplatform.sync.internal.SyncManager.dbPath=/var/lib/floodlight/
+net.floodlightcontroller.restserver.RestApiServer.keyStorePath=
+net.floodlightcontroller.restserver.RestApiServer.keyStorePassword=
+net.floodlightcontroller.restserver.RestApiServer.httpsNeedClientAuthentication=NO
+net.floodlightcontroller.restserver.RestApiServer.useHttps=NO
+net.floodlightcontroller.restserver.RestApiServer.useHttp=YES
+net.floodlightcontroller.restserver.RestApiServer.httpsPort=8081
+net.floodlightcontroller.restserver.RestApiServer.httpPort=8080
+net.floodlightcontroller.core.internal.FloodlightProvider.openFlowPort=6653
+net.floodlightcontroller.core.internal.FloodlightProvider.role=ACTIVE
+"""
+
+
+def _ran(step: Step, what: str, result: Any) -> dict[str, Any]:
+    """The JSON an ftrust command printed, or a failed step naming the command and its error."""
+    if result.returncode != 0:
+        raise StepFailed(f"`ftrust {what}` exited {result.returncode}: {result.stderr.strip()}")
+    try:
+        doc: dict[str, Any] = json.loads(result.stdout)
+    except ValueError:
+        raise StepFailed(f"`ftrust {what}` printed no JSON: {result.stdout[:200]!r}") from None
+    return doc
+
+
+class Demo:
+    def __init__(self, deployment: Deployment, narrator: Narrator, *, floodlight_properties: Path | None = None):
+        self.d = deployment
+        self.n = narrator
+        self.real_floodlight = floodlight_properties
+        self.controller_url = ""
+        self.controller_cert = self.d.root / "controller" / "server.pem"
+        self.admin: Any = None
+        self.revoked_at_monotonic = 0.0
+
+    # -- setup -------------------------------------------------------------------------------------
+    def provision(self) -> None:
+        with self.n.step(
+            "provision",
+            "CA created, Floodlight provisioned",
+            "The VM's CA is created and Floodlight's keystore and properties are provisioned with it",
+            "the CA is a trustedCertEntry in the one JKS Floodlight loads; HTTPS and client authentication on",
+        ) as step:
+            self.d.write_files()
+            _ran(step, "ca init", self.d.ftrust(self.d.vm_config, "ca", "init", "--json"))
+            _ran(step, "vm admin-cert", self.d.ftrust(self.d.vm_config, "vm", "admin-cert", "admin", "--json"))
+            controller = self.d.root / "controller"
+            controller.mkdir()
+            if self.real_floodlight is not None:
+                properties = self.real_floodlight
+            else:
+                properties = controller / "floodlightdefault.properties"
+                properties.write_text(PROPERTIES)
+            keystore = (
+                properties.parent / "ftrust-keystore.jks" if self.real_floodlight else controller / "keystore.jks"
+            )
+            doc = _ran(
+                step,
+                "floodlight provision",
+                self.d.ftrust(
+                    self.d.vm_config,
+                    "floodlight",
+                    "provision",
+                    "--properties",
+                    str(properties),
+                    "--keystore",
+                    str(keystore),
+                    "--server-san",
+                    "127.0.0.1",
+                    "--https-port",
+                    str(self.d.controller_port),
+                    "--json",
+                ),
+            )
+            status = _ran(
+                step,
+                "floodlight status",
+                self.d.ftrust(self.d.vm_config, "floodlight", "status", "--properties", str(properties), "--json"),
+            )
+            step.details = {"provision": doc, "status": status}
+            self.properties, self.keystore = properties, keystore
+            text = properties.read_text()
+            prefix = "net.floodlightcontroller.restserver.RestApiServer."
+            needed = (f"{prefix}useHttps=YES", f"{prefix}httpsNeedClientAuthentication=YES")
+            missing = [n for n in needed if n not in text]
+            if missing:
+                raise StepFailed(f"properties not set: {', '.join(missing)}")
+            self._export_controller_certificate()
+            step.ok = True
+            step.observed = (
+                f"CA {doc.get('ca_alias', 'ftrust-ca')!s} trusted in {keystore.name}; {len(needed)} REST keys set"
+            )
+
+    def _export_controller_certificate(self) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        from floodlight_trust.floodlight.keystore import FloodlightKeystore
+
+        store = FloodlightKeystore.load(self.keystore, self.d.keystore_password)
+        cert = store.certificate("floodlight")
+        self.controller_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def start_controller(self) -> None:
+        from floodlight_trust.floodlight.bridge import FloodlightEndpoint, revocation_jvm_flags
+
+        with self.n.step(
+            "controller",
+            "controller up (HTTPS, client auth, CRL)",
+            "The controller starts: HTTPS with client authentication and PKIX revocation checking",
+            "the REST port answers TLS and asks for a client certificate",
+        ) as step:
+            if self.real_floodlight is not None:
+                self.controller_url = f"https://127.0.0.1:{self.d.controller_port}"
+                self.n.say(
+                    "    restart Floodlight now so it loads the new keystore, with these JVM flags:\n      "
+                    + " ".join(revocation_jvm_flags())
+                )
+                self._wait_for_real_controller(step)
+            else:
+                endpoint = FloodlightEndpoint(
+                    self.keystore, self.d.keystore_password, pkix_revocation=True, port=self.d.controller_port
+                )
+                self.d.endpoints.append(endpoint)
+                endpoint.start()
+                self.controller_url = endpoint.url
+                step.details["jvm_flags"] = endpoint.jvm_flags
+            probe = self._call_without_certificate()
+            if probe.client_cert_requested is False:
+                raise StepFailed("the controller did not ask for a client certificate")
+            step.ok = True
+            step.observed = f"{self.controller_url} up ({probe.tls_version}), client certificate requested"
+
+    def _wait_for_real_controller(self, step: Step) -> None:
+        from floodlight_trust.floodlight.bridge import tls_port_open
+
+        ok, _ = self.n.wait(
+            "waiting for Floodlight's HTTPS port",
+            lambda: tls_port_open("127.0.0.1", self.d.controller_port),
+            timeout=300,
+            interval=1.0,
+        )
+        if not ok:
+            raise StepFailed(f"Floodlight's HTTPS port {self.d.controller_port} did not open within 300 s")
+
+    def start_services(self) -> None:
+        with self.n.step(
+            "services",
+            "VM and agent started",
+            f"The Verification Manager and the agent of {HOST} (sim backend, VNF enclaves {VNF_A}, {VNF_B}) start",
+            "both answer on loopback; the VM warns that simulated SGX is trusted",
+        ) as step:
+            from floodlight_trust.sgxsim import SimulatedPlatform
+
+            SimulatedPlatform.create(self.d.platform_dir)
+            vm = self.d.start("vm", self.d.vm_config, "vm", "serve")
+            agent = self.d.start("agent", self.d.agent_config, "agent", "serve")
+            self.d.wait_port(vm, self.d.vm_port)
+            self.d.wait_port(agent, self.d.agent_port)
+            from floodlight_trust.manager.client import VmClient
+
+            self.admin = VmClient(
+                self.d.vm_url, server_certificate=self.d.vm_certificate, client_certificate=self.d.admin_certificate
+            )
+            self.admin.add_host(HOST, f"http://127.0.0.1:{self.d.agent_port}")
+            warned = "SIMULATED" in vm.tail(50)
+            step.details = {"vm": self.d.vm_url, "agent": f"http://127.0.0.1:{self.d.agent_port}"}
+            if not warned:
+                raise StepFailed("the VM did not warn that simulated SGX is trusted")
+            step.ok = True
+            step.observed = f"VM on {self.d.vm_url}, agent on port {self.d.agent_port}, simulated-SGX warning shown"
+
+    # -- the story ---------------------------------------------------------------------------------
+    def attest_host(self) -> None:
+        with self.n.step(
+            "host-attested",
+            "host attested",
+            f"The VM attests {HOST}: integrity-enclave quote binding a fresh nonce and the IMA list",
+            "host trusted; every IMA entry appraised against the host policy",
+        ) as step:
+            verdict = self.admin.attest(HOST)
+            step.details = verdict
+            if not verdict.get("trusted"):
+                raise StepFailed("host refused: " + "; ".join(r["message"] for r in verdict.get("reasons", [])))
+            step.ok = True
+            step.observed = f"trusted, {verdict.get('ima_entries')} IMA entries appraised (policy {str(verdict.get('policy_version'))[:12]})"
+
+    def enroll_a(self) -> None:
+        with self.n.step(
+            "vnf-a-enrolled",
+            "VNF A attested and enrolled",
+            f"{VNF_A} is attested (MRENCLAVE, MRSIGNER, SVN, TCB, same platform) and enrolled",
+            "a client certificate from the VM's CA for the enclave's own key",
+        ) as step:
+            doc = self.admin.enroll(HOST, VNF_A)
+            step.details = {k: v for k, v in doc.items() if k != "certificate_chain"}
+            if not doc.get("allowed"):
+                raise StepFailed("refused: " + "; ".join(r["message"] for r in doc.get("reasons", [])))
+            self.serial_a = doc["serial"]
+            step.ok = True
+            step.observed = f"certificate serial {self.serial_a[:16]}..., valid until {doc.get('not_after')}"
+
+    def vnf_call(self, vnf: str) -> dict[str, Any]:
+        r = self.d.ftrust(
+            self.d.agent_config,
+            "agent",
+            "vnf-call",
+            vnf,
+            "--controller",
+            self.controller_url,
+            "--path",
+            SWITCHES,
+            "--controller-ca",
+            str(self.controller_cert),
+            "--json",
+        )
+        if r.returncode not in (0, 1):
+            raise StepFailed(f"`ftrust agent vnf-call {vnf}` failed ({r.returncode}): {r.stderr.strip()}")
+        doc: dict[str, Any] = json.loads(r.stdout)
+        return doc
+
+    def call_a(self) -> None:
+        with self.n.step(
+            "vnf-a-call",
+            "VNF A -> controller: 200",
+            f"{VNF_A} calls {SWITCHES} on the controller over mutual TLS",
+            "HTTP 200 with the switches JSON",
+        ) as step:
+            doc = self.vnf_call(VNF_A)
+            step.details = doc
+            if not doc.get("accepted") or doc.get("status") != 200:
+                raise StepFailed(f"not accepted: status {doc.get('status')}, {doc.get('reason')}")
+            step.ok = True
+            step.observed = (
+                f"HTTP {doc['status']} over {doc.get('tls_version')}, body {json.dumps(doc.get('body'))[:60]}"
+            )
+
+    def refuse_b(self) -> None:
+        with self.n.step(
+            "vnf-b-refused",
+            "VNF B refused (one byte changed)",
+            f"{VNF_B} (its enclave image differs from {VNF_A}'s by one byte) asks to enroll",
+            "refused, with the MRENCLAVE mismatch as the reason; no certificate issued",
+        ) as step:
+            doc = self.admin.enroll(HOST, VNF_B)
+            step.details = doc
+            reasons = [r["message"] for r in doc.get("reasons", [])]
+            if doc.get("allowed"):
+                raise StepFailed(f"{VNF_B} was enrolled")
+            if not any("mrenclave" in m for m in reasons):
+                raise StepFailed("refused, but not for its MRENCLAVE: " + "; ".join(reasons))
+            step.ok = True
+            step.observed = "refused: " + next(m for m in reasons if "mrenclave" in m)
+
+    def _call_without_certificate(self) -> Any:
+        from floodlight_trust.floodlight.client import check
+
+        return check(self.controller_url, None, None, self.controller_cert, path=SWITCHES)
+
+    def refuse_anonymous(self) -> None:
+        with self.n.step(
+            "no-certificate-refused",
+            "no certificate: refused",
+            "A client without a certificate calls the controller",
+            "the controller refuses the TLS handshake",
+        ) as step:
+            result = self._call_without_certificate()
+            step.details = result.to_json()
+            if result.accepted:
+                raise StepFailed(f"accepted with HTTP {result.status}")
+            step.ok = True
+            step.observed = f"refused by the controller: {result.reason}"
+
+    def compromise_host(self) -> None:
+        with self.n.step(
+            "host-compromised",
+            "unknown binary: VNF A revoked",
+            f"An unknown binary ({UNKNOWN_BINARY}) runs on {HOST}; the next re-attestation round sees it",
+            f"the host becomes untrusted, naming the file, and {VNF_A}'s certificate is revoked",
+        ) as step:
+            import hashlib
+
+            from floodlight_trust.evidence.ima import format_ascii_line, make_entry
+
+            digest = hashlib.sha256(b"a cryptominer dropped by an attacker").digest()
+            with self.d.ima_log.open("a") as log:
+                log.write(format_ascii_line(make_entry(UNKNOWN_BINARY, digest), "sha1"))
+            appended = clock.now()
+
+            def revoked() -> dict[str, Any] | None:
+                for e in self.admin.enrollments():
+                    if e["vnf"] == VNF_A and e["serial"] == self.serial_a and e["status"] == "revoked":
+                        return e
+                return None
+
+            record, waited = self.n.wait(
+                "waiting for the next re-attestation round",
+                revoked,
+                timeout=self.d.reattest_interval * 5 + 20,
+            )
+            if not record:
+                raise StepFailed(f"{VNF_A} was not revoked within {waited:.0f} s")
+            self.revoked_at_monotonic = time.monotonic()
+            host = next(h for h in self.admin.hosts() if h["name"] == HOST)
+            reasons = [r["message"] if isinstance(r, dict) else str(r) for r in host.get("reasons") or []]
+            step.details = {"enrollment": record, "host": host, "appended_at": appended.isoformat()}
+            if host.get("status") == "trusted":
+                raise StepFailed("the host is still trusted")
+            if not any(UNKNOWN_BINARY in m for m in reasons):
+                raise StepFailed("host untrusted, but the reasons do not name the file: " + "; ".join(reasons))
+            step.ok = True
+            step.observed = f"revoked {waited:.1f} s after the file appeared ({record.get('revoke_reason')}); " + next(
+                m for m in reasons if UNKNOWN_BINARY in m
+            )
+
+    def refuse_revoked(self) -> None:
+        with self.n.step(
+            "vnf-a-refused",
+            "VNF A -> controller: refused",
+            f"{VNF_A} calls the controller again with its revoked certificate",
+            f"refused by the controller (CRL checked) within {REVOCATION_BOUND_SECONDS:.0f} s of the revocation",
+        ) as step:
+            last: dict[str, Any] = {}
+
+            def refused() -> bool:
+                nonlocal last
+                last = self.vnf_call(VNF_A)
+                return not last.get("accepted")
+
+            ok, _ = self.n.wait(
+                "waiting for the controller to refuse the revoked certificate (JDK CRL cache)",
+                refused,
+                timeout=REVOCATION_BOUND_SECONDS,
+                interval=1.0,
+            )
+            delay = time.monotonic() - self.revoked_at_monotonic
+            step.details = {"last_call": last, "delay_seconds": round(delay, 2)}
+            if not ok:
+                raise StepFailed(f"still accepted {delay:.1f} s after the revocation (HTTP {last.get('status')})")
+            step.ok = True
+            step.observed = f"refused {delay:.1f} s after the revocation: {last.get('reason')}"
+
+    def run(self) -> bool:
+        steps = (
+            self.provision,
+            self.start_controller,
+            self.start_services,
+            self.attest_host,
+            self.enroll_a,
+            self.call_a,
+            self.refuse_b,
+            self.refuse_anonymous,
+            self.compromise_host,
+            self.refuse_revoked,
+        )
+        for run_step in steps:
+            try:
+                run_step()
+            except (StepFailed, FtrustError):
+                return False
+        return True
