@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from floodlight_trust.errors import ExitCode
+from floodlight_trust.errors import ExitCode, InputError, Location
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -18,6 +18,10 @@ def _demo(args: argparse.Namespace) -> int:
     from floodlight_trust.demo.narration import Narrator
     from floodlight_trust.demo.scenario import Demo
 
+    if args.floodlight_properties and not Path(args.floodlight_properties).is_file():
+        raise InputError("Floodlight properties file not found", location=Location(args.floodlight_properties))
+    if args.reattest_interval < 1:
+        raise InputError(f"--reattest-interval must be at least 1 second, not {args.reattest_interval}")
     root = Path(tempfile.mkdtemp(prefix="ftrust-demo-"))
     narrator = Narrator(sys.stdout, quiet=args.json)
     narrator.say(f"floodlight-trust demo in {root} (simulated SGX; nothing here needs root)")

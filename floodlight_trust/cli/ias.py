@@ -11,7 +11,7 @@ from floodlight_trust import clock
 from floodlight_trust.claims import enclave_to_json
 from floodlight_trust.cli.output import add_group, add_json, emit
 from floodlight_trust.cli.sgx import read_quote
-from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.errors import FtrustError, InputError, Location
 from floodlight_trust.evidence import ias
 from floodlight_trust.fileio import read_bytes
 
@@ -42,7 +42,11 @@ def cmd_verify_report(args: argparse.Namespace) -> int:
             raise InputError("give DIR or --report/--signature/--cert, not both")
         d = Path(args.dir)
         if not d.is_dir():
-            raise InputError("not a directory", location=None, hint="give a directory, or --report/--signature/--cert")
+            raise InputError(
+                "IAS report directory not found",
+                location=Location(str(d)),
+                hint="give a directory, or --report/--signature/--cert",
+            )
         files = (d / "report.json", d / "x-iasreport-signature.b64", d / "x-iasreport-signing-certificate.pem")
     elif args.report and args.signature and args.cert:
         files = (Path(args.report), Path(args.signature), Path(args.cert))

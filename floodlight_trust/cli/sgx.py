@@ -196,7 +196,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         cache_dir=cfg.state_path("pcs", "cache_dir") if cfg.state_dir.is_dir() else None,
         timeout=float(cfg.get("pcs", "timeout_seconds")),
     )
-    collateral = client.collateral_for_quote(read_quote(args.quote))
+    quote = read_quote(args.quote)
+    try:
+        parse_quote(quote)  # a malformed quote is the user's input error, located in its file
+    except FtrustError as e:
+        raise e.with_file(args.quote) from None
+    collateral = client.collateral_for_quote(quote)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InputError("output directory does not exist", location=Location(str(out.parent)))

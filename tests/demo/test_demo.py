@@ -1,0 +1,98 @@
+"""`ftrust demo` runs end to end (real processes, the JDK's TLS stack) and every step behaves as stated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+STEPS = [
+    "provision",
+    "controller",
+    "services",
+    "host-attested",
+    "vnf-a-enrolled",
+    "vnf-a-call",
+    "vnf-b-refused",
+    "no-certificate-refused",
+    "host-compromised",
+    "vnf-a-refused",
+]
+
+
+@pytest.fixture(scope="module")
+def transcript() -> dict[str, Any]:
+    r = subprocess.run(
+        [sys.executable, "-m", "floodlight_trust", "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    doc: dict[str, Any] = json.loads(r.stdout)
+    doc["_exit"] = r.returncode
+    doc["_stderr"] = r.stderr
+    return doc
+
+
+def step(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    found = [s for s in doc["steps"] if s["step"] == key]
+    assert found, f"step {key} did not run; transcript: {[s['step'] for s in doc['steps']]}"
+    s: dict[str, Any] = found[0]
+    assert s["ok"], f"{key}: {s['observed']}"
+    return s
+
+
+def test_demo_exits_0_and_runs_every_step_in_order(transcript: dict[str, Any]) -> None:
+    assert [s["step"] for s in transcript["steps"]] == STEPS, transcript["steps"][-1]
+    assert all(s["ok"] for s in transcript["steps"])
+    assert transcript["ok"] is True
+    assert transcript["_exit"] == 0, transcript["_stderr"][-2000:]
+    assert transcript["directory"] is None  # the temporary directory was removed
+
+
+def test_host_attested_with_every_ima_entry(transcript: dict[str, Any]) -> None:
+    s = step(transcript, "host-attested")
+    assert s["details"]["trusted"] is True
+    assert s["details"]["ima_entries"] == 29  # configs/demo/host-ima.log
+    assert s["details"]["simulated"] is True
+
+
+def test_vnf_a_enrolled_and_accepted_by_the_controller(transcript: dict[str, Any]) -> None:
+    enrolled = step(transcript, "vnf-a-enrolled")
+    assert enrolled["details"]["allowed"] is True
+    call = step(transcript, "vnf-a-call")
+    assert call["details"]["status"] == 200
+    assert call["details"]["client_cert_requested"] is True
+    assert isinstance(call["details"]["body"], list)  # the switches JSON
+
+
+def test_vnf_b_refused_for_its_mrenclave(transcript: dict[str, Any]) -> None:
+    s = step(transcript, "vnf-b-refused")
+    assert s["details"]["allowed"] is False
+    assert "serial" not in s["details"]
+    assert any("mrenclave is " in r["message"] for r in s["details"]["reasons"])
+
+
+def test_no_certificate_refused_by_the_controller(transcript: dict[str, Any]) -> None:
+    s = step(transcript, "no-certificate-refused")
+    assert s["details"]["accepted"] is False
+    assert s["details"]["refused"] is True
+
+
+def test_unknown_binary_revokes_vnf_a(transcript: dict[str, Any]) -> None:
+    s = step(transcript, "host-compromised")
+    assert s["details"]["enrollment"]["status"] == "revoked"
+    assert s["details"]["host"]["status"] != "trusted"
+    assert "/usr/local/bin/xmrig" in s["observed"]
+
+
+def test_revoked_vnf_a_refused_within_the_bound(transcript: dict[str, Any]) -> None:
+    from floodlight_trust.demo.scenario import REVOCATION_BOUND_SECONDS
+
+    s = step(transcript, "vnf-a-refused")
+    assert s["details"]["last_call"]["accepted"] is False
+    assert s["details"]["delay_seconds"] <= REVOCATION_BOUND_SECONDS
