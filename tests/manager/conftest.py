@@ -133,16 +133,22 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("vm")
+    yield from make_world(tmp_path_factory.mktemp("vm"))
+
+
+def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
+    """A running deployment; with ``crl_port`` the CRL and OCSP are really served at the URLs the
+    certificates name (``http://127.0.0.1:PORT/crl.der`` and ``/ocsp``)."""
+    base = f"http://127.0.0.1:{crl_port or 1}"
     platforms = [SimulatedPlatform.create(tmp / "platform-a"), SimulatedPlatform.create(tmp / "platform-b")]
     config = from_mapping(
         {
             "state": {"dir": str(tmp / "state")},
-            "ca": {"crl_url": "http://127.0.0.1:1/crl.der", "ocsp_url": "http://127.0.0.1:1/ocsp"},
+            "ca": {"crl_url": f"{base}/crl.der", "ocsp_url": f"{base}/ocsp"},
             # The re-attestation loop is off here: tests run rounds themselves (test_reattest.py).
             "vm": {
                 "port": 0,
-                "crl_port": 0,
+                "crl_port": crl_port or 0,
                 "trust_simulated_sgx": True,
                 "nonce_ttl_seconds": 30,
                 "reattest_interval_seconds": 0,
