@@ -144,7 +144,7 @@ def test_sigkill_mid_round_loses_no_enrollment_and_issues_no_duplicate(deploymen
     for _ in range(3):
         # Kill right after a renewal committed: the round's other renewals are in flight.
         seen = deployment.enrollment_count()
-        wait_for(lambda: deployment.enrollment_count() > seen)
+        wait_for(lambda seen=seen: deployment.enrollment_count() > seen)
         before = {r["serial"] for r in deployment.rows("SELECT serial FROM manager_enrollments")}
         deployment.kill_vm()
         vm = deployment.start_vm()
