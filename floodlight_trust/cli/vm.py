@@ -28,9 +28,17 @@ def _serve(args: argparse.Namespace) -> int:
     from floodlight_trust.manager.service import build_service, check_policy_path, load_policy_file
 
     config = load_config(args)
-    policy = load_policy_file(Path(args.policy) if args.policy else check_policy_path(config))
+    policy_path = Path(args.policy) if args.policy else check_policy_path(config)
+    policy = load_policy_file(policy_path)
     password = config.secret("ca", what="CA key password")
-    service = build_service(config, password=password, policy=policy).start()
+    interval = None
+    if args.reattest_interval is not None:
+        from floodlight_trust.manager.reattest import check_interval
+
+        interval = check_interval(args.reattest_interval)
+    service = build_service(
+        config, password=password, policy=policy, policy_path=policy_path, reattest_interval_seconds=interval
+    ).start()
     if service.vm.simulated:
         print(
             "ftrust: WARNING: trust_simulated_sgx = true: SIMULATED SGX quotes are accepted; never in production",
@@ -38,7 +46,9 @@ def _serve(args: argparse.Namespace) -> int:
         )
     print(f"Verification Manager API on {service.api_url} (TLS certificate {service.tls_certificate})")
     print(f"CRL and OCSP on http://{config.get('vm', 'host')}:{service.publish.port}")
-    print(f"policy version {service.vm.policy_version}", flush=True)
+    print(f"policy version {service.vm.policy_version}")
+    every = service.scheduler.interval
+    print(f"re-attesting trusted hosts every {every:g} s" if every > 0 else "re-attestation loop off", flush=True)
     try:
         wait_for_signal()
     finally:
@@ -154,6 +164,52 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _round_text(doc: dict[str, Any]) -> str:
+    lines = [f"re-attestation round {doc['round']} ({doc['seconds']:.3f} s)"]
+    if not doc["hosts"]:
+        lines.append("  no trusted host to re-attest")
+    for h in doc["hosts"]:
+        head = f"  {h['host']}: {'TRUSTED' if h['trusted'] else 'NOT TRUSTED'} ({h['ima_entries']} IMA entries)"
+        lines.append(head)
+        lines += [f"    - [{r['rule']}] {r['message']}" for r in h["reasons"]]
+        lines += [f"    renewed {vnf}: serial {serial}" for vnf, serial in sorted(h["renewed"].items())]
+        for vnf, reasons in sorted(h["refused"].items()):
+            lines.append(f"    REFUSED {vnf}: " + "; ".join(r["message"] for r in reasons))
+        lines += [f"    renewal of {vnf} failed: {why}" for vnf, why in sorted(h["failed"].items())]
+        if h["revoked_serials"]:
+            lines.append(f"    REVOKED {len(h['revoked_serials'])} certificate(s): {', '.join(h['revoked_serials'])}")
+    return "\n".join(lines)
+
+
+def _reattest(args: argparse.Namespace) -> int:
+    doc = _client(args).reattest(args.host)
+    emit(args, doc, _round_text(doc))
+    ok = all(h["trusted"] and not h["refused"] for h in doc["hosts"])
+    return 0 if ok else int(ExitCode.DENIED)
+
+
+def _reload_policy(args: argparse.Namespace) -> int:
+    doc = _client(args).reload_policy(dry_run=args.dry_run)
+    lines = [
+        f"policy {str(doc['old_policy_version'])[:12]} -> {doc['new_policy_version'][:12]}"
+        + (" (dry run: nothing changed)" if doc["dry_run"] else " (applied)")
+    ]
+    for h in doc["hosts"]:
+        lines.append(f"  host {h['host']}: {'trusted' if h['trusted'] else 'NOT TRUSTED'}")
+        lines += [f"    - [{r['rule']}] {r['message']}" for r in h["reasons"] if not h["trusted"]]
+    for v in doc["vnfs"]:
+        lines.append(f"  {v['vnf']} on {v['host']}: {'admitted' if v['allowed'] else 'NOT ADMITTED'}")
+        lines += [f"    - [{r['rule']}] {r['message']}" for r in v["reasons"]]
+    verb = "would revoke" if doc["dry_run"] else "revoked"
+    if not doc["revocations"]:
+        lines.append("nothing to revoke")
+    for r in doc["revocations"]:
+        what = f"VNF {r['vnf']} on {r['host']}" if r["vnf"] else f"every VNF on host {r['host']}"
+        lines.append(f"{verb} {len(r['serials'])} certificate(s) of {what}: {r['why']}")
+    emit(args, doc, "\n".join(lines))
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     if args.since:
         clock.parse_time(args.since, what="--since")
@@ -187,7 +243,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
 
     p = sub.add_parser("serve", help="run the Verification Manager (HTTPS API, CRL and OCSP)")
-    p.add_argument("--policy", help="policy file (default: vm.policy)")
+    p.add_argument("--policy", help="policy file (default: vm.policy); reload-policy reads it again")
+    p.add_argument(
+        "--reattest-interval",
+        type=float,
+        metavar="SECONDS",
+        help="re-attest every trusted host this often (default vm.reattest_interval_seconds; 0 = off)",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("admin-cert", help="issue an admin client certificate from the VM's CA (local)")
@@ -233,6 +295,20 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--host", dest="host_flag", action="store_true", help="TARGET is a host (else looked up)")
     _add_client_options(p)
     p.set_defaults(func=_revoke)
+
+    p = sub.add_parser(
+        "reattest", help="run one re-attestation round now (renew certificates, revoke on untrusted hosts)"
+    )
+    p.add_argument("host", nargs="?", help="only this host (default: every trusted host)")
+    _add_client_options(p)
+    p.set_defaults(func=_reattest)
+
+    p = sub.add_parser(
+        "reload-policy", help="load the policy file again, re-evaluate every enrollment, revoke what fails"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only show what would be revoked and why")
+    _add_client_options(p)
+    p.set_defaults(func=_reload_policy)
 
     p = sub.add_parser("audit", help="show audit records (every decision and its reasons)")
     p.add_argument("--since", help="only records at or after this time (ISO 8601)")

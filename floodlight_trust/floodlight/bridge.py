@@ -27,6 +27,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -49,6 +50,24 @@ REVOCATION_JVM_FLAGS: tuple[str, ...] = (
 )
 # Fast start for short-lived JVMs (tests, the demo); Floodlight itself needs none of these.
 _QUICK_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k", "-Xmx128m")
+
+
+# OCSP (recommended, docs/floodlight.md): the JDK asks the responder in the certificate's AIA on
+# every handshake (no response cache for client certificates), so a revocation is seen by the next
+# connection; CRL stays the fallback when the responder cannot be reached.
+OCSP_SECURITY_PROPERTIES = "ocsp.enable=true\n"
+
+
+def crl_revocation_bound_seconds(crl_timeout_seconds: int = 5) -> float:
+    """Documented worst case from a republished CRL to the first refused connection (CRL path):
+    the JDK's 30 s cache, plus one fetch bounded by the connect and read timeouts."""
+    return JDK_CRL_RECHECK_SECONDS + 2 * crl_timeout_seconds
+
+
+def ocsp_revocation_bound_seconds(ocsp_timeout_seconds: int = 5) -> float:
+    """Documented worst case from a committed revocation to the first refused connection (OCSP path):
+    the next handshake's OCSP request, bounded by its timeout (no cache)."""
+    return float(ocsp_timeout_seconds)
 
 
 def revocation_jvm_flags(crl_timeout_seconds: int | None = 5) -> list[str]:
@@ -163,7 +182,10 @@ class FloodlightEndpoint:
     On enter the JVM is started on a free loopback port (or ``port``) and the call returns only
     once a TLS handshake gets an answer; on exit the JVM is stopped. ``pkix_revocation`` starts
     the JVM with :data:`REVOCATION_JVM_FLAGS` (CRL checking through the certificates' CRL
-    distribution points) and ``crl_timeout_seconds`` bounds each CRL fetch.
+    distribution points) and ``crl_timeout_seconds`` bounds each CRL fetch. ``ocsp`` (with
+    ``pkix_revocation``) also sets the security property ``ocsp.enable=true`` through a
+    ``-Djava.security.properties`` file, as recommended for Floodlight: OCSP first, CRL as fallback;
+    ``ocsp_timeout_seconds`` bounds each OCSP request (``com.sun.security.ocsp.timeout``).
     """
 
     def __init__(
@@ -175,6 +197,8 @@ class FloodlightEndpoint:
         need_client_auth: bool = True,
         pkix_revocation: bool = False,
         crl_timeout_seconds: int | None = 5,
+        ocsp: bool = False,
+        ocsp_timeout_seconds: int = 5,
         host: str = "127.0.0.1",
         port: int = 0,
         jvm_flags: Sequence[str] = (),
@@ -186,6 +210,11 @@ class FloodlightEndpoint:
         self.need_client_auth = need_client_auth
         self.pkix_revocation = pkix_revocation
         self.crl_timeout_seconds = crl_timeout_seconds
+        if ocsp and not pkix_revocation:
+            raise InputError("OCSP checking needs pkix_revocation (the PKIX trust manager checks revocation)")
+        self.ocsp = ocsp
+        self.ocsp_timeout_seconds = ocsp_timeout_seconds
+        self._security_dir: tempfile.TemporaryDirectory[str] | None = None
         self.host = host
         self._requested_port = port
         self.extra_jvm_flags = tuple(jvm_flags)
@@ -205,7 +234,17 @@ class FloodlightEndpoint:
         flags = list(_QUICK_JVM)
         if self.pkix_revocation:
             flags += revocation_jvm_flags(self.crl_timeout_seconds)
+        if self.ocsp:
+            flags.append(f"-Djava.security.properties={self.security_properties_path}")
+            flags.append(f"-Dcom.sun.security.ocsp.timeout={int(self.ocsp_timeout_seconds)}")
         return flags + list(self.extra_jvm_flags)
+
+    @property
+    def security_properties_path(self) -> Path:
+        """The ``-Djava.security.properties`` file enabling OCSP (written on start, removed on stop)."""
+        if self._security_dir is None:
+            self._security_dir = tempfile.TemporaryDirectory(prefix="ftrust-bridge-")
+        return Path(self._security_dir.name) / "ftrust-ocsp.security"
 
     def log_text(self) -> str:
         """What the JVM wrote to stderr so far (one line per request, with the client's subject)."""
@@ -221,6 +260,8 @@ class FloodlightEndpoint:
             raise InputError(f"keystore not found: {self.keystore}")
         java = _tool("java")
         jar = build_jar()
+        if self.ocsp:
+            self.security_properties_path.write_text(OCSP_SECURITY_PROPERTIES)
         port = self._requested_port or _free_port(self.host)
         cmd = [
             java, *self.jvm_flags, "-cp", str(jar), "ftrust.bridge.FloodlightEndpoint",
@@ -270,6 +311,9 @@ class FloodlightEndpoint:
             self._reader.join(timeout=5)
         if proc.stderr is not None:
             proc.stderr.close()
+        if self._security_dir is not None:
+            self._security_dir.cleanup()
+            self._security_dir = None
 
     def __enter__(self) -> FloodlightEndpoint:
         return self.start()

@@ -184,5 +184,20 @@ class VmClient(JsonClient):
         validate("admin_revoke", body)
         return dict(self.request("POST", "/v1/admin/revoke", body))
 
+    def reattest(self, host: str | None = None) -> dict[str, Any]:
+        """Run one re-attestation round now (one host, or every trusted host); the round's report."""
+        body = {"host": host} if host else {}
+        validate("admin_reattest", body)
+        return dict(self.request("POST", "/v1/admin/reattest", body))
+
+    def reattest_status(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/admin/reattest"))
+
+    def reload_policy(self, *, dry_run: bool) -> dict[str, Any]:
+        """Make the running VM load its policy file again; see ``manager.reload``."""
+        body = {"dry_run": dry_run}
+        validate("admin_reload", body)
+        return dict(self.request("POST", "/v1/admin/policy/reload", body))
+
     def audit(self, since: str | None = None) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/admin/audit", params={"since": since} if since else None)["records"])

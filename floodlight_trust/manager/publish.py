@@ -29,6 +29,7 @@ class CrlPublisher:
         self._lock = threading.Lock()
         self._cached: tuple[datetime, bytes] | None = None
         self.generation = 0  # how many CRLs were signed (tests, the demo's narration)
+        self.ocsp_answers = 0  # how many OCSP requests were answered
 
     def crl_der(self) -> bytes:
         at = self.now()
@@ -46,7 +47,12 @@ class CrlPublisher:
         self.crl_der()
 
     def ocsp(self, request_der: bytes) -> bytes:
-        return bytes(self.ca.ocsp_response(request_der, at=self.now()))
+        """The OCSP answer, from the certificate records at this instant (never cached: a committed
+        revocation is in the very next answer)."""
+        answer = bytes(self.ca.ocsp_response(request_der, at=self.now()))
+        with self._lock:
+            self.ocsp_answers += 1
+        return answer
 
 
 def make_publish_app(publisher: CrlPublisher, *, crl_url: str, ocsp_url: str) -> JsonApp:

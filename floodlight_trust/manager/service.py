@@ -11,6 +11,8 @@ Endpoints (docs/openapi.yaml):
       POST /v1/admin/hosts/{host}/vnfs/{vnf}/enroll
       GET  /v1/admin/vnfs, GET /v1/admin/enrollments, GET /v1/admin/audit?since=
       POST /v1/admin/revoke
+      GET  /v1/admin/reattest, POST /v1/admin/reattest {host?}      (issue 8: continuous re-attestation)
+      POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
     public
       GET  /v1/health, GET /v1/ca.pem
 """
@@ -30,6 +32,7 @@ from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
+from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
@@ -75,15 +78,27 @@ def admin_identity(request: Request, ca: Any) -> str:
     return f"admin:{admins[0]}"
 
 
-def make_api(vm: VerificationManager, *, max_body_bytes: int) -> JsonApp:
+def make_api(
+    vm: VerificationManager,
+    *,
+    max_body_bytes: int,
+    scheduler: ReattestScheduler | None = None,
+    policy_path: Path | None = None,
+) -> JsonApp:
     app = JsonApp(max_body_bytes=max_body_bytes, name="vm")
+    scheduler = scheduler or ReattestScheduler(vm, interval_seconds=0)
 
     def admin(request: Request) -> str:
         return admin_identity(request, vm.ca)
 
     @app.route("GET", "/v1/health")
     def health(request: Request) -> Any:
-        doc = {"status": "ok", "policy_version": vm.policy_version, "simulated_sgx": vm.simulated}
+        doc = {
+            "status": "ok",
+            "policy_version": vm.policy_version,
+            "simulated_sgx": vm.simulated,
+            "reattest": {"interval_seconds": scheduler.interval, "rounds": scheduler.rounds},
+        }
         if vm.simulated:
             doc["warning"] = SIMULATED_WARNING
         return doc
@@ -153,6 +168,32 @@ def make_api(vm: VerificationManager, *, max_body_bytes: int) -> JsonApp:
         serials = vm.revoke(host=body.get("host"), vnf=body.get("vnf"), reason=body["reason"], actor=who)
         return {"revoked_serials": serials}
 
+    @app.route("GET", "/v1/admin/reattest")
+    def reattest_status(request: Request) -> Any:
+        admin(request)
+        return scheduler.status()
+
+    @app.route("POST", "/v1/admin/reattest")
+    def reattest_now(request: Request) -> Any:
+        who = admin(request)
+        body = request.json() if request.body else {}
+        validate("admin_reattest", body)
+        host = body.get("host")
+        if host:
+            vm.state.host(host)
+        log.info("%s triggered a re-attestation round (%s)", who, host or "every trusted host")
+        return scheduler.run_round([host] if host else None).to_json()
+
+    @app.route("POST", "/v1/admin/policy/reload")
+    def reload(request: Request) -> Any:
+        who = admin(request)
+        body = request.json() if request.body else {}
+        validate("admin_reload", body)
+        from floodlight_trust.manager.reload import reload_policy
+
+        policy = load_policy_file(policy_path)
+        return reload_policy(vm, policy, dry_run=bool(body.get("dry_run")), actor=who).to_json()
+
     @app.route("GET", "/v1/admin/audit")
     def audit(request: Request) -> Any:
         admin(request)
@@ -172,13 +213,16 @@ class VmService:
     publish: HttpServer
     publisher: CrlPublisher
     tls_certificate: Path
+    scheduler: ReattestScheduler
 
     def start(self) -> VmService:
         self.publish.start()
         self.api.start()
+        self.scheduler.start()
         return self
 
     def stop(self) -> None:
+        self.scheduler.stop()
         self.api.stop()
         self.publish.stop()
 
@@ -234,8 +278,14 @@ def build_service(
     anchors: list[Any] | None = None,
     threads: int = 16,
     now: Any = clock.now,
+    policy_path: Path | None = None,
+    reattest_interval_seconds: float | None = None,
 ) -> VmService:
-    """Open state, CA and policy per ``config``; the service is not started yet."""
+    """Open state, CA and policy per ``config``; the service is not started yet.
+
+    ``policy_path`` (default ``vm.policy``) is the file ``reload-policy`` reads again;
+    ``reattest_interval_seconds`` overrides ``vm.reattest_interval_seconds`` (0 disables the loop).
+    """
     db = Database(config.state_dir / DB_FILE)
     ca = open_ca(config, password, db)
     vc = config.values["vm"]
@@ -259,9 +309,16 @@ def build_service(
     )
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
+    interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
+    scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now())
     api = HttpServer(
-        make_api(vm, max_body_bytes=vc["max_request_bytes"]),
+        make_api(
+            vm,
+            max_body_bytes=vc["max_request_bytes"],
+            scheduler=scheduler,
+            policy_path=policy_path if policy_path is not None else config.path("vm", "policy"),
+        ),
         host=vc["host"],
         port=vc["port"],
         ssl_context=server_context(cert, key, ca.certificate_pem),
@@ -278,7 +335,7 @@ def build_service(
         timeout=10,
         name="vm-publish",
     )
-    return VmService(vm, api, publish, publisher, cert)
+    return VmService(vm, api, publish, publisher, cert, scheduler)
 
 
 def load_policy_file(path: Path | None) -> Any:

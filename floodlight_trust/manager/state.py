@@ -50,6 +50,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX manager_enrollments_vnf ON manager_enrollments (host, vnf, status)
         """,
     ),
+    # Issue 8: renewals supersede a certificate (recorded, not revoked); the verified enclave claims
+    # are kept so `ftrust vm reload-policy` can re-judge every enrollment under a new policy.
+    Migration(
+        "manager-lifecycle",
+        1,
+        """
+        ALTER TABLE manager_enrollments ADD COLUMN superseded_at TEXT;
+        ALTER TABLE manager_enrollments ADD COLUMN superseded_by TEXT;
+        ALTER TABLE manager_enrollments ADD COLUMN enclave_claims_json TEXT
+        """,
+    ),
 )
 
 
@@ -117,9 +128,11 @@ class EnrollmentRecord:
     audit_id: int
     issued_at: str
     not_after: str
-    status: str  # "active" | "revoked"
+    status: str  # "active" | "superseded" (renewed; still valid until not_after) | "revoked"
     revoked_at: str | None
     revoke_reason: str | None
+    superseded_at: str | None = None
+    superseded_by: str | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> EnrollmentRecord:
@@ -273,10 +286,18 @@ class ManagerState:
         audit_id: int,
         issued_at: datetime,
         not_after: datetime,
+        enclave_claims: dict[str, Any] | None = None,
     ) -> int:
+        """Record a new certificate of ``vnf`` on ``host``; an earlier active one is superseded (same tx)."""
+        tx.execute(
+            "UPDATE manager_enrollments SET status = 'superseded', superseded_at = ?, superseded_by = ?"
+            " WHERE host = ? AND vnf = ? AND status = 'active'",
+            (format_time(issued_at), serial, host, vnf),
+        )
         cur = tx.execute(
             "INSERT INTO manager_enrollments (host, vnf, serial, certificate_sha256, public_key_sha256, key_mode,"
-            " mrenclave, policy_version, audit_id, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " mrenclave, policy_version, audit_id, issued_at, not_after, enclave_claims_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 host,
                 vnf,
@@ -289,6 +310,7 @@ class ManagerState:
                 audit_id,
                 format_time(issued_at),
                 format_time(not_after),
+                json.dumps(enclave_claims, sort_keys=True) if enclave_claims is not None else None,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -309,6 +331,28 @@ class ManagerState:
     ) -> list[EnrollmentRecord]:
         rows = tx.execute(self._ENROLLMENTS_SQL, (host, host, vnf, vnf, 1))
         return [EnrollmentRecord.from_row(r) for r in rows]
+
+    def live_enrollments_tx(
+        self, tx: sqlite3.Connection, *, host: str | None, vnf: str | None, at: datetime
+    ) -> list[EnrollmentRecord]:
+        """Every certificate that still works: active ones and superseded ones not yet expired.
+
+        A revocation must reach both: a renewed VNF still holds its previous certificate.
+        """
+        rows = tx.execute(
+            "SELECT * FROM manager_enrollments WHERE (? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)"
+            " AND (status = 'active' OR (status = 'superseded' AND not_after > ?)) ORDER BY id",
+            (host, host, vnf, vnf, format_time(at)),
+        )
+        return [EnrollmentRecord.from_row(r) for r in rows]
+
+    def enclave_claims(self, serial: str) -> dict[str, Any] | None:
+        """The verified enclave claims the certificate ``serial`` was issued on (JSON form)."""
+        rows = self.db.query("SELECT enclave_claims_json FROM manager_enrollments WHERE serial = ?", (serial,))
+        if not rows or rows[0][0] is None:
+            return None
+        value: dict[str, Any] = json.loads(rows[0][0])
+        return value
 
     def mark_revoked(self, tx: sqlite3.Connection, serial: str, *, at: datetime, reason: str) -> None:
         tx.execute(

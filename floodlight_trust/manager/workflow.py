@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust import clock
-from floodlight_trust.claims import ClaimSet, EnclaveClaims, EvidenceType
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, EvidenceType, enclave_to_json
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
 from floodlight_trust.manager.audit import AuditLog
@@ -243,6 +243,7 @@ class VerificationManager:
         self.now = now
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
+        self._ima_states: dict[str, tuple[str, Any]] = {}  # host -> (persisted JSON, ImaState in memory)
         self.simulated = any(getattr(a, "simulated", False) for a in self.anchors)
         if self.simulated:
             log.warning("%s: trust_simulated_sgx = true; NEVER use this in production", SIMULATED_WARNING)
@@ -252,7 +253,10 @@ class VerificationManager:
         return str(self.policy.version) if self.policy is not None else None
 
     def set_policy(self, policy: Any) -> None:
-        """Swap the policy (reload); later decisions use it. Re-evaluation is issue 8's reload-policy."""
+        """Swap the policy; later decisions use it (``manager.reload`` re-evaluates and revokes first).
+
+        The next round of each host appraises its whole IMA list again under the new policy version.
+        """
         with self._policy_lock:
             self.policy = policy
 
@@ -419,8 +423,21 @@ class VerificationManager:
         from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
 
         previous = None
-        if record is not None and record.status == "trusted" and record.ima_state_json:
-            previous = ImaState.from_json(_loads(record.ima_state_json))
+        if (
+            record is not None
+            and record.status == "trusted"
+            and record.ima_state_json
+            # Entries appraised under another policy version are judged again in full by this one.
+            and record.policy_version == self.policy_version
+        ):
+            # The in-memory state of the last trusted round (it keeps the previous list, so the prefix
+            # check is a memcmp and a changed entry is named) if it is the persisted one; else resume
+            # from the persisted state (a VM restart): the prefix is then checked by its SHA-256.
+            cached = self._ima_states.get(name)
+            if cached is not None and cached[0] == record.ima_state_json:
+                previous = cached[1]
+            else:
+                previous = ImaState.from_json(_loads(record.ima_state_json))
         try:
             appraisal = appraise_measurement_list(ima_list, state=previous, source=f"{name}:ima")
         except ImaPrefixChanged as e:
@@ -438,7 +455,12 @@ class VerificationManager:
             reasons.extend(decision_reasons(decision))
         state = appraisal.state
         entries = int(appraisal.entry_count)
-        return _dumps(state.to_json()), entries, reasons
+        state_json = _dumps(state.to_json())
+        if reasons:
+            self._ima_states.pop(name, None)
+        else:  # persisted only if the round is trusted; a stale entry is ignored (compared above)
+            self._ima_states[name] = (state_json, state)
+        return state_json, entries, reasons
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
@@ -676,6 +698,7 @@ class VerificationManager:
                 audit_id=audit_id,
                 issued_at=at,
                 not_after=cert.not_valid_after_utc,
+                enclave_claims=enclave_to_json(claims),
             )
             self.state.record_vnf(
                 tx,
@@ -811,7 +834,7 @@ class VerificationManager:
         from floodlight_trust.pki.records import parse_serial
 
         serials = []
-        for e in self.state.active_enrollments_tx(tx, host=host, vnf=vnf):
+        for e in self.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=at):
             self.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
             self.state.mark_revoked(tx, e.serial, at=at, reason=why)
             self.state.record_vnf(
@@ -865,6 +888,25 @@ class VerificationManager:
                     "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
                     (_dumps([Reason("revocation", f"revoked by {actor}: {reason}").to_json()]), host),
                 )
+        self._notify(serials)
+        return serials
+
+    def revoke_batch(self, targets: Sequence[tuple[str, str | None, str]], *, crl_reason: str, actor: str) -> list[str]:
+        """Revoke several ``(host, vnf or None, why)`` targets in ONE transaction, then republish once.
+
+        A target without a VNF revokes every VNF of the host and marks the host untrusted with ``why``.
+        Used by re-attestation rounds and ``reload-policy``. Returns the revoked serials.
+        """
+        at = self.now()
+        serials: list[str] = []
+        with self.db.transaction() as tx:
+            for host, vnf, why in targets:
+                serials += self._revoke_tx(tx, host=host, vnf=vnf, reason=crl_reason, why=why, at=at, actor=actor)
+                if vnf is None:
+                    tx.execute(
+                        "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
+                        (_dumps([Reason("revocation", why).to_json()]), host),
+                    )
         self._notify(serials)
         return serials
 

@@ -22,6 +22,8 @@ from floodlight_trust.errors import InputError
 SCHEMA_NAMES = (
     "admin_enroll",
     "admin_host",
+    "admin_reattest",
+    "admin_reload",
     "admin_revoke",
     "agent_info",
     "challenge",

@@ -133,13 +133,26 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("vm")
+    yield from make_world(tmp_path_factory.mktemp("vm"))
+
+
+def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
+    """A running deployment; with ``crl_port`` the CRL and OCSP are really served at the URLs the
+    certificates name (``http://127.0.0.1:PORT/crl.der`` and ``/ocsp``)."""
+    base = f"http://127.0.0.1:{crl_port or 1}"
     platforms = [SimulatedPlatform.create(tmp / "platform-a"), SimulatedPlatform.create(tmp / "platform-b")]
     config = from_mapping(
         {
             "state": {"dir": str(tmp / "state")},
-            "ca": {"crl_url": "http://127.0.0.1:1/crl.der", "ocsp_url": "http://127.0.0.1:1/ocsp"},
-            "vm": {"port": 0, "crl_port": 0, "trust_simulated_sgx": True, "nonce_ttl_seconds": 30},
+            "ca": {"crl_url": f"{base}/crl.der", "ocsp_url": f"{base}/ocsp"},
+            # The re-attestation loop is off here: tests run rounds themselves (test_reattest.py).
+            "vm": {
+                "port": 0,
+                "crl_port": crl_port or 0,
+                "trust_simulated_sgx": True,
+                "nonce_ttl_seconds": 30,
+                "reattest_interval_seconds": 0,
+            },
         }
     )
     db = Database(config.state_dir / "ftrust.sqlite3")
@@ -155,9 +168,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         records=CertificateRecords(db),
     )
     fake = FakeClock()
+    policy_file = tmp / "site.policy"  # what `reload-policy` reads again
+    policy_file.write_text(policy_text())
     policy = compile_policy_text(policy_text())
     service = build_service(
-        config, password=PASSWORD, policy=policy, anchors=[p.anchor() for p in platforms], now=fake.now
+        config,
+        password=PASSWORD,
+        policy=policy,
+        anchors=[p.anchor() for p in platforms],
+        now=fake.now,
+        policy_path=policy_file,
     ).start()
     cert, key = issue_admin_certificate(service.vm.ca, "alice", tmp / "admin", at=clock.now())
     admin = VmClient(
