@@ -30,6 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
         deployment,
         narrator,
         floodlight_properties=Path(args.floodlight_properties).resolve() if args.floodlight_properties else None,
+        revocation=args.revocation,
     )
     ok = False
     try:
@@ -67,5 +68,11 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     p.add_argument(
         "--reattest-interval", type=int, default=2, metavar="SECONDS", help="re-attestation interval (default 2)"
+    )
+    p.add_argument(
+        "--revocation",
+        choices=("ocsp", "crl"),
+        default="ocsp",
+        help="how the controller checks revocation: OCSP (recommended, default) or CRLs only (up to 40 s)",
     )
     p.set_defaults(func=_demo)

@@ -27,9 +27,16 @@ VNF_A = "vnf-a"
 VNF_B = "vnf-b"
 SWITCHES = "/wm/core/controller/switches/json"
 UNKNOWN_BINARY = "/usr/local/bin/xmrig"
-# Bound on how long a running controller may still accept a revoked certificate: the JDK keeps a
-# fetched CRL for 30 s before it asks again (docs/floodlight.md), plus fetch and scheduling slack.
-REVOCATION_BOUND_SECONDS = 45.0
+
+
+def revocation_bound_seconds(revocation: str) -> float:
+    """How long a running controller may still accept a revoked certificate (docs/floodlight.md):
+    with OCSP the next handshake asks the VM (bounded by the OCSP timeout); with CRLs only, the JDK
+    keeps a fetched CRL for 30 s before it fetches again."""
+    from floodlight_trust.floodlight.bridge import crl_revocation_bound_seconds, ocsp_revocation_bound_seconds
+
+    return ocsp_revocation_bound_seconds() if revocation == "ocsp" else crl_revocation_bound_seconds()
+
 
 PROPERTIES = """\
 floodlight.modules=\\
@@ -67,9 +74,18 @@ def _ran(step: Step, what: str, result: Any) -> dict[str, Any]:
 
 
 class Demo:
-    def __init__(self, deployment: Deployment, narrator: Narrator, *, floodlight_properties: Path | None = None):
+    def __init__(
+        self,
+        deployment: Deployment,
+        narrator: Narrator,
+        *,
+        floodlight_properties: Path | None = None,
+        revocation: str = "ocsp",
+    ):
         self.d = deployment
         self.n = narrator
+        self.revocation = revocation
+        self.revocation_bound = revocation_bound_seconds(revocation)
         self.real_floodlight = floodlight_properties
         self.controller_url = ""
         self.controller_cert = self.d.root / "controller" / "server.pem"
@@ -144,24 +160,38 @@ class Demo:
         self.controller_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def start_controller(self) -> None:
-        from floodlight_trust.floodlight.bridge import FloodlightEndpoint, revocation_jvm_flags
+        from floodlight_trust.floodlight.bridge import (
+            OCSP_SECURITY_PROPERTIES,
+            FloodlightEndpoint,
+            revocation_jvm_flags,
+        )
 
         with self.n.step(
             "controller",
-            "controller up (HTTPS, client auth, CRL)",
-            "The controller starts: HTTPS with client authentication and PKIX revocation checking",
+            "controller up (mTLS, revocation checks)",
+            f"The controller starts: HTTPS with client authentication and PKIX revocation checking ({self.revocation.upper()})",
             "the REST port answers TLS and asks for a client certificate",
         ) as step:
             if self.real_floodlight is not None:
                 self.controller_url = f"https://127.0.0.1:{self.d.controller_port}"
+                flags = revocation_jvm_flags()
+                if self.revocation == "ocsp":
+                    security = self.properties.parent / "ftrust-ocsp.security"
+                    security.write_text(OCSP_SECURITY_PROPERTIES)
+                    flags += [f"-Djava.security.properties={security}", "-Dcom.sun.security.ocsp.timeout=5"]
+                step.details["jvm_flags"] = flags
                 self.n.say(
                     "    restart Floodlight now so it loads the new keystore, with these JVM flags:\n      "
-                    + " ".join(revocation_jvm_flags())
+                    + " ".join(flags)
                 )
                 self._wait_for_real_controller(step)
             else:
                 endpoint = FloodlightEndpoint(
-                    self.keystore, self.d.keystore_password, pkix_revocation=True, port=self.d.controller_port
+                    self.keystore,
+                    self.d.keystore_password,
+                    pkix_revocation=True,
+                    ocsp=self.revocation == "ocsp",
+                    port=self.d.controller_port,
                 )
                 self.d.endpoints.append(endpoint)
                 endpoint.start()
@@ -360,7 +390,7 @@ class Demo:
             "vnf-a-refused",
             "VNF A -> controller: refused",
             f"{VNF_A} calls the controller again with its revoked certificate",
-            f"refused by the controller (CRL checked) within {REVOCATION_BOUND_SECONDS:.0f} s of the revocation",
+            f"refused by the controller ({self.revocation.upper()} checked) within {self.revocation_bound:.0f} s of the revocation",
         ) as step:
             last: dict[str, Any] = {}
 
@@ -370,13 +400,18 @@ class Demo:
                 return not last.get("accepted")
 
             ok, _ = self.n.wait(
-                "waiting for the controller to refuse the revoked certificate (JDK CRL cache)",
+                f"waiting for the controller to refuse the revoked certificate ({self.revocation.upper()})",
                 refused,
-                timeout=REVOCATION_BOUND_SECONDS,
-                interval=1.0,
+                timeout=self.revocation_bound,
+                interval=0.5 if self.revocation == "ocsp" else 1.0,
             )
             delay = time.monotonic() - self.revoked_at_monotonic
-            step.details = {"last_call": last, "delay_seconds": round(delay, 2)}
+            step.details = {
+                "last_call": last,
+                "delay_seconds": round(delay, 2),
+                "revocation": self.revocation,
+                "bound_seconds": self.revocation_bound,
+            }
             if not ok:
                 raise StepFailed(f"still accepted {delay:.1f} s after the revocation (HTTP {last.get('status')})")
             step.ok = True

@@ -91,8 +91,9 @@ def test_unknown_binary_revokes_vnf_a(transcript: dict[str, Any]) -> None:
 
 
 def test_revoked_vnf_a_refused_within_the_bound(transcript: dict[str, Any]) -> None:
-    from floodlight_trust.demo.scenario import REVOCATION_BOUND_SECONDS
+    from floodlight_trust.floodlight.bridge import ocsp_revocation_bound_seconds
 
     s = step(transcript, "vnf-a-refused")
     assert s["details"]["last_call"]["accepted"] is False
-    assert s["details"]["delay_seconds"] <= REVOCATION_BOUND_SECONDS
+    assert s["details"]["revocation"] == "ocsp"
+    assert s["details"]["delay_seconds"] <= ocsp_revocation_bound_seconds()
