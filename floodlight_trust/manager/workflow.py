@@ -645,8 +645,18 @@ class VerificationManager:
         )
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
-        with self.db.transaction() as tx:
-            if not self.nonces.burn(tx, nonce, at=at):  # rolls back: nothing issued
+        # Signing is CPU work: it happens before the write transaction, which only records. The
+        # certificate leaves this process only after that transaction (certificate, enrollment,
+        # audit, nonce) has committed; if it does not commit, the signed bytes are dropped.
+        cert: x509.Certificate = self.ca.sign(subject_key, profile, at=at)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        serial = serial_text(cert.serial_number)
+        cert_sha = hashlib.sha256(der).hexdigest()
+        evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
+        policy_version = self.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
+            if not self.nonces.burn(tx, nonce, at=at):  # rolls back this enrollment: nothing issued
                 raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
             audit_id = self.audit.record(
                 tx,
@@ -656,23 +666,21 @@ class VerificationManager:
                 allowed=True,
                 host=host,
                 vnf=vnf,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 simulated=claims.simulated,
-                evidence=info,
+                evidence=evidence,
             )
-            issued = self.ca.issue(subject_key, profile, at=at, tx=tx)
-            cert: x509.Certificate = issued.certificate
-            serial = serial_text(issued.serial)
+            self.ca.records.record_issued(cert, at=at, tx=tx)
             self.state.record_enrollment(
                 tx,
                 host=host,
                 vnf=vnf,
                 serial=serial,
-                certificate_sha256=hashlib.sha256(issued.der).hexdigest(),
+                certificate_sha256=cert_sha,
                 public_key_sha256=spki_sha256(subject_spki),
                 key_mode=mode,
                 mrenclave=claims.mrenclave,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 audit_id=audit_id,
                 issued_at=at,
                 not_after=cert.not_valid_after_utc,
@@ -687,14 +695,12 @@ class VerificationManager:
                 public_key_sha256=spki_sha256(spki),
                 reasons=[],
             )
-            tx.execute(
-                "UPDATE manager_audit SET evidence_json = ? WHERE id = ?",
-                (
-                    _dumps(info | {"serial": serial, "certificate_sha256": hashlib.sha256(issued.der).hexdigest()}),
-                    audit_id,
-                ),
-            )
-        chain = [issued.pem.decode("ascii"), self.ca.certificate_pem.decode("ascii")]
+            return audit_id
+
+        # Group commit: enrollments arriving together share one durable COMMIT; this returns only
+        # after it (Database.write).
+        audit_id = self.db.write(record)
+        chain = [cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), self.ca.certificate_pem.decode("ascii")]
         return EnrollmentResult(
             host,
             vnf,
@@ -724,7 +730,10 @@ class VerificationManager:
         nonce: bytes | None = None,
     ) -> EnrollmentResult:
         simulated = bool(claims and claims.simulated)
-        with self.db.transaction() as tx:
+        known_host = self.state.find_host(host) is not None
+        policy_version = self.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
             if nonce is not None:
                 self.nonces.burn(tx, nonce, at=at)  # a nonce presented once is spent, allowed or not
             audit_id = self.audit.record(
@@ -735,12 +744,12 @@ class VerificationManager:
                 allowed=False,
                 host=host,
                 vnf=vnf,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 simulated=simulated,
                 evidence=info,
                 reasons=[r.to_json() for r in reasons],
             )
-            if self.state.find_host(host) is not None:
+            if known_host:
                 self.state.record_vnf(
                     tx,
                     host,
@@ -751,7 +760,10 @@ class VerificationManager:
                     public_key_sha256=spki_sha256(spki) if spki else None,
                     reasons=[r.to_json() for r in reasons],
                 )
-        return EnrollmentResult(host, vnf, False, reasons, self.policy_version, audit_id, simulated, mode)
+            return audit_id
+
+        audit_id = self.db.write(record)
+        return EnrollmentResult(host, vnf, False, reasons, policy_version, audit_id, simulated, mode)
 
     def enroll(self, host: str, vnf: str, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
         """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install."""
