@@ -26,6 +26,7 @@ def build_agent(config: Config) -> Any:
             platform_dir=platform_dir,
             vnf_dir=config.path("agent", "vnf_dir"),
             credentials_dir=config.path("agent", "credentials_dir"),
+            evidence=a["sim_evidence"],
         )
     elif a["backend"] == "gramine":
         backend = load_backend(

@@ -30,6 +30,7 @@ from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
+from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
@@ -256,6 +257,9 @@ def build_service(
         key_mode=vc["key_mode"],
         connect=connect,
         now=now,
+        ias=IasVerifier.from_config(config),
+        collateral=CollateralFetcher.from_config(config),
+        require_linkable_epid=vc["require_linkable_epid"],
     )
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)

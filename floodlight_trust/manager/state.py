@@ -68,6 +68,8 @@ class HostRecord:
     ima_state_json: str | None
     ima_entries: int
     simulated: bool
+    platform: dict[str, Any] | None = None  # the platform identity of the last trusted host quote
+    agent_tls_pem: str | None = None  # pinned TLS certificate (or CA) of the agent, for https agent URLs
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> HostRecord:
@@ -85,6 +87,8 @@ class HostRecord:
             r["ima_state_json"],
             r["ima_entries"],
             bool(r["simulated"]),
+            json.loads(r["platform_json"]) if r["platform_json"] else None,
+            r["agent_tls_pem"] if "agent_tls_pem" in r.keys() else None,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -226,6 +226,9 @@ class VerificationManager:
         key_mode: str = "enclave",
         connect: Callable[[HostRecord], AgentConnection] | None = None,
         now: Callable[[], datetime] = clock.now,
+        ias: Any = None,
+        collateral: Any = None,
+        require_linkable_epid: bool = False,
     ):
         if key_mode not in KEY_MODES:
             raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
@@ -241,9 +244,14 @@ class VerificationManager:
         self.key_mode = key_mode
         self.connect = connect
         self.now = now
+        self.ias = ias  # manager.sgx.IasVerifier: EPID quotes are verified through IAS
+        self.collateral = collateral  # manager.sgx.CollateralFetcher: DCAP collateral when none is sent
+        self.require_linkable_epid = require_linkable_epid
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
-        self.simulated = any(getattr(a, "simulated", False) for a in self.anchors)
+        self.simulated = any(getattr(a, "simulated", False) for a in self.anchors) or bool(
+            ias is not None and ias.simulated
+        )
         if self.simulated:
             log.warning("%s: trust_simulated_sgx = true; NEVER use this in production", SIMULATED_WARNING)
 
@@ -258,17 +266,22 @@ class VerificationManager:
 
     # -- quotes --------------------------------------------------------------------------------
     def _verify_quote(self, evidence_type: str, quote: bytes, collateral_doc: Any, at: datetime) -> _VerifiedQuote:
+        if evidence_type == "IAS":
+            return self._verify_epid(quote, at)
         if evidence_type != "DCAP":
-            raise Denied(
-                Reason("sgx.evidence_type", f"{evidence_type} evidence needs an IAS report; only DCAP is accepted here")
-            )
+            raise Denied(Reason("sgx.evidence_type", f"unknown evidence type {evidence_type!r} (DCAP or IAS)"))
         from floodlight_trust.evidence.collateral import collateral_from_json
         from floodlight_trust.evidence.dcap import CertificateChainError, verify_quote
 
-        if collateral_doc is None:
-            raise Denied(Reason("sgx.collateral", "no DCAP collateral was sent with the quote"))
         try:
-            collateral = collateral_from_json(collateral_doc)
+            if collateral_doc is not None:
+                collateral = collateral_from_json(collateral_doc)
+            elif self.collateral is not None:  # fetched from PCS / PCCS, cached until nextUpdate
+                collateral = self.collateral.collateral_for_quote(quote)
+            else:
+                raise Denied(
+                    Reason("sgx.collateral", "no DCAP collateral was sent with the quote and no PCS is configured")
+                )
         except FtrustError as e:
             raise Denied(_error_reason("sgx.collateral", e)) from None
         last: FtrustError | None = None
@@ -284,6 +297,17 @@ class VerificationManager:
         raise Denied(
             _error_reason("sgx.quote", last) if last else Reason("sgx.quote", "no SGX trust anchor is configured")
         )
+
+    def _verify_epid(self, quote: bytes, at: datetime) -> _VerifiedQuote:
+        """An EPID quote, judged by IAS: the signed report gives the same claims DCAP gives."""
+        if self.ias is None:
+            raise Denied(Reason("sgx.ias", "EPID evidence needs IAS, which is not configured on this VM"))
+        try:
+            claims = self.ias.verify(quote, at=at)
+        except FtrustError as e:
+            raise Denied(_error_reason("sgx.ias", e)) from None
+        warnings = (SIMULATED_WARNING,) if claims.simulated else ()
+        return _VerifiedQuote(claims, warnings)
 
     # -- step 1-2: host ------------------------------------------------------------------------
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
@@ -602,8 +626,47 @@ class VerificationManager:
                 )
             )
 
-    @staticmethod
-    def _same_platform(record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+    def _same_platform(self, record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+        host_platform = record.platform or {}
+        host_type = "IAS" if host_platform.get("epid_group_id") else "DCAP"
+        if claims.evidence_type is EvidenceType.IAS or host_type == "IAS":
+            if claims.evidence_type is not EvidenceType.IAS or host_type != "IAS":
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"the VNF quote ({claims.evidence_type.value}) and host {record.name!r}'s quote ({host_type}) "
+                        "are different kinds of evidence: nothing ties them to one platform",
+                    )
+                ]
+            host_gid, vnf_gid = host_platform.get("epid_group_id"), claims.platform.epid_group_id
+            if not vnf_gid or host_gid != vnf_gid:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"the VNF quote comes from EPID group {vnf_gid}, host {record.name!r}'s quote from EPID "
+                        f"group {host_gid}: another platform",
+                        evidence={"host_epid_group_id": host_gid, "vnf_epid_group_id": vnf_gid},
+                    )
+                ]
+            if self.require_linkable_epid:
+                host_ps, vnf_ps = host_platform.get("epid_pseudonym"), claims.platform.epid_pseudonym
+                if not host_ps or not vnf_ps:
+                    return [
+                        Reason(
+                            "protocol.platform",
+                            "vm.require_linkable_epid: the VNF and host quotes must be linkable EPID quotes "
+                            "(IAS returned no pseudonym)",
+                        )
+                    ]
+                if host_ps != vnf_ps:
+                    return [
+                        Reason(
+                            "protocol.platform",
+                            f"the VNF quote's EPID pseudonym differs from host {record.name!r}'s: another platform "
+                            "of the same EPID group",
+                        )
+                    ]
+            return []
         if claims.evidence_type is EvidenceType.DCAP:
             host_pck, vnf_pck = record.platform_pck_sha256, claims.platform.pck_certificate_sha256
             if not host_pck or not vnf_pck or host_pck != vnf_pck:
