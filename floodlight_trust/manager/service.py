@@ -119,7 +119,15 @@ def make_api(vm: VerificationManager, *, max_body_bytes: int) -> JsonApp:
         who = admin(request)
         body = request.json()
         validate("admin_host", body)
-        record = vm.state.add_host(body["name"], body["agent_url"], body.get("host_policy"), at=vm.now())
+        pin = body.get("agent_certificate")
+        if pin:
+            try:
+                x509.load_pem_x509_certificates(pin.encode())
+            except ValueError:
+                raise InputError("agent_certificate is not a PEM certificate") from None
+        record = vm.state.add_host(
+            body["name"], body["agent_url"], body.get("host_policy"), at=vm.now(), agent_tls_pem=pin
+        )
         log.info("%s registered host %s at %s", who, record.name, record.agent_url)
         return 201, record.to_json()
 
@@ -188,6 +196,20 @@ class VmService:
         return f"https://localhost:{self.api.port}"
 
 
+def agent_trust(state_dir: Path, record: HostRecord) -> Path | bool:
+    """What the VM trusts for an https agent: the host's pinned certificate/CA (written under
+    ``<state>/agent-tls/`` for the TLS library), else the system trust store."""
+    if not record.agent_tls_pem:
+        return True
+    from floodlight_trust.fileio import atomic_write
+
+    path = state_dir / "agent-tls" / f"{record.name}.pem"
+    if not path.is_file() or path.read_text() != record.agent_tls_pem:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, record.agent_tls_pem, mode=0o644)
+    return path
+
+
 def open_ca(config: Config, password: Secret, db: Database) -> Any:
     from floodlight_trust.pki.ca import CertificateAuthority
     from floodlight_trust.pki.records import CertificateRecords
@@ -244,7 +266,7 @@ def build_service(
 
     def connect(record: HostRecord) -> AgentClient:
         assert record.agent_url
-        return AgentClient(record.agent_url, timeout=timeout)
+        return AgentClient(record.agent_url, timeout=timeout, verify=agent_trust(config.state_dir, record))
 
     vm = VerificationManager(
         db=db,

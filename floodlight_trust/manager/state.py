@@ -50,6 +50,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX manager_enrollments_vnf ON manager_enrollments (host, vnf, status)
         """,
     ),
+    # A component of its own, so it orders independently of other "manager" migrations.
+    Migration("manager-agent-tls", 1, "ALTER TABLE manager_hosts ADD COLUMN agent_tls_pem TEXT"),
 )
 
 
@@ -141,13 +143,24 @@ class ManagerState:
         db.migrate(MIGRATIONS)
 
     # -- hosts -----------------------------------------------------------------------------------
-    def add_host(self, name: str, agent_url: str | None, host_policy: str | None, *, at: datetime) -> HostRecord:
+    def add_host(
+        self,
+        name: str,
+        agent_url: str | None,
+        host_policy: str | None,
+        *,
+        at: datetime,
+        agent_tls_pem: str | None = None,
+    ) -> HostRecord:
+        """Register (or update) a host; ``agent_tls_pem`` pins its agent's TLS certificate or CA."""
         with self.db.transaction() as tx:
             tx.execute(
-                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at) VALUES (?, ?, ?, ?)"
+                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at, agent_tls_pem)"
+                " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url,"
-                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy)",
-                (name, agent_url, host_policy, format_time(at)),
+                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy),"
+                " agent_tls_pem = COALESCE(excluded.agent_tls_pem, manager_hosts.agent_tls_pem)",
+                (name, agent_url, host_policy, format_time(at), agent_tls_pem),
             )
         return self.host(name)
 
