@@ -2,34 +2,104 @@
 
 One enrollment = ask a nonce, build the enclave's evidence (a simulated DCAP quote binding the nonce
 and the enclave key), POST it, verify (DCAP + binding + policy), issue the certificate and write the
-certificate, enrollment and audit records in one transaction, install the certificate in the
-enclave. Client threads keep TLS sessions alive, as agents do. Issue 7's target: >= 200/s.
+certificate, enrollment and audit records in one (group-committed, fsync'ed) transaction, install
+the certificate in the enclave. Client threads keep TLS sessions alive, as agents do. Issue 7's
+target: >= 200/s.
+
+The agents' side (quote generation, TLS client, schema checks, installing) runs in a separate
+process, as agents run on other machines: one CPython process runs one thread at a time, so a load
+generator inside the VM's process takes its CPU from the VM. The in-process figure is reported too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from benchmarks import Result
 
 ENROLLMENTS = 400
 CLIENTS = 8
+IMAGE = b"benchmark VNF image"
+FILES = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": hashlib.sha256(b"a").digest()}
+
+
+def _load(platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix: str) -> dict[str, Any]:
+    """The agents' side: attest the host, then enroll ENROLLMENTS VNFs from CLIENTS threads."""
+    from floodlight_trust.agent.backends.sim import SimBackend
+    from floodlight_trust.agent.imasource import ImaSource
+    from floodlight_trust.agent.service import Agent, enroll_via_vm
+    from floodlight_trust.manager.client import VmClient
+    from floodlight_trust.sgxsim import SimulatedPlatform
+
+    backend = SimBackend(SimulatedPlatform.load(Path(platform_dir)), {})
+    agent = Agent("bench-host", backend, ImaSource(None, Path(ima_path)))
+    names = [f"vnf-{prefix}{i:04d}" for i in range(ENROLLMENTS)]
+    warm = [f"vnf-{prefix}warm-{i}" for i in range(CLIENTS)]
+    for n in names + warm:
+        backend.add_enclave(n, IMAGE)
+    local = threading.local()
+
+    def client() -> VmClient:
+        if not hasattr(local, "vm"):
+            local.vm = VmClient(api_url, server_certificate=tls_cert)
+        return local.vm  # type: ignore[no-any-return]
+
+    assert client().submit_host_evidence(agent.host_evidence(client().nonce("host", agent.host)))["trusted"]
+    latencies: list[float] = []
+
+    def one(n: str) -> None:
+        t0 = time.perf_counter()
+        doc = enroll_via_vm(agent, client(), n, attest_host=False)
+        latencies.append(time.perf_counter() - t0)
+        if not doc["allowed"]:
+            raise RuntimeError(f"enrollment refused: {doc['reasons']}")
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(one, warm))  # TLS sessions and caches warm, outside the clock
+        latencies.clear()
+        start = time.perf_counter()
+        list(pool.map(one, names))
+        elapsed = time.perf_counter() - start
+    return {"elapsed": elapsed, "latencies": latencies}
+
+
+def _child(conn: Any, *args: str) -> None:
+    try:
+        conn.send(_load(*args))
+    except BaseException as e:  # reported to the parent, which fails the benchmark
+        conn.send({"error": repr(e)})
+    finally:
+        conn.close()
+
+
+def _results(label: str, doc: dict[str, Any]) -> list[Result]:
+    if "error" in doc:
+        raise RuntimeError(f"benchmark load failed: {doc['error']}")
+    rate = ENROLLMENTS / doc["elapsed"]
+    lat = sorted(doc["latencies"])
+    p50 = statistics.median(lat) * 1000
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    return [
+        Result(f"enrollments/s ({CLIENTS} clients, {label})", rate, "1/s", ">= 200", rate >= 200),
+        Result(f"enrollment latency p50 ({label})", p50, "ms"),
+        Result(f"enrollment latency p99 ({label})", p99, "ms"),
+    ]
 
 
 def run() -> list[Result]:
     from floodlight_trust import clock
-    from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend
-    from floodlight_trust.agent.imasource import ImaSource
-    from floodlight_trust.agent.service import Agent, enroll_via_vm
+    from floodlight_trust.agent.backends.sim import SIM_SIGNER
     from floodlight_trust.config import from_mapping
     from floodlight_trust.evidence.ima import format_ascii_line, make_entry
-    from floodlight_trust.manager.client import VmClient
     from floodlight_trust.manager.service import build_service
     from floodlight_trust.pki.ca import CertificateAuthority
     from floodlight_trust.pki.records import CertificateRecords
@@ -38,22 +108,21 @@ def run() -> list[Result]:
     from floodlight_trust.storage.database import Database
     from policy_lang import compile_policy_text
 
-    image = b"benchmark VNF image"
-    files = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": hashlib.sha256(b"a").digest()}
-    allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in files.items())
+    allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in FILES.items())
     policy = compile_policy_text(
         f"""
 host h {{
 {allow}
 }}
 enclave e {{
-  identity: mrenclave in {{"{measure_enclave_image(image).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
+  identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
   allow_simulated = true
 }}
 enroll r for "vnf-*" {{ host = h  enclave = e }}
 """
     )
     password = Secret("benchmark password", "bench")
+    results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         platform = SimulatedPlatform.create(tmp / "platform")
@@ -71,49 +140,21 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         service = build_service(
             config, password=password, policy=policy, anchors=[platform.anchor()], threads=16
         ).start()
+        ima = tmp / "ima.log"
+        ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in FILES.items()).encode())
+        args = (str(platform.directory), str(ima), service.api_url, str(service.tls_certificate))
         try:
-            ima = tmp / "ima.log"
-            ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in files.items()).encode())
-            backend = SimBackend(platform, {})
-            agent = Agent("bench-host", backend, ImaSource(None, ima))
-            names = [f"vnf-{i:04d}" for i in range(ENROLLMENTS)]
-            for n in names:
-                backend.add_enclave(n, image)
-            local = threading.local()
-
-            def client() -> VmClient:
-                if not hasattr(local, "vm"):
-                    local.vm = VmClient(service.api_url, server_certificate=service.tls_certificate)
-                return local.vm  # type: ignore[no-any-return]
-
-            assert client().submit_host_evidence(agent.host_evidence(client().nonce("host", agent.host)))["trusted"]
-            # Warm up TLS sessions and caches (collateral verification, PCK chain) outside the clock.
-            warm = [f"vnf-warm-{i}" for i in range(CLIENTS)]
-            for n in warm:
-                backend.add_enclave(n, image)
-            latencies: list[float] = []
-
-            def one(n: str) -> None:
-                t0 = time.perf_counter()
-                doc = enroll_via_vm(agent, client(), n, attest_host=False)
-                latencies.append(time.perf_counter() - t0)
-                if not doc["allowed"]:
-                    raise RuntimeError(f"enrollment refused: {doc['reasons']}")
-
-            with ThreadPoolExecutor(CLIENTS) as pool:
-                list(pool.map(one, warm))
-                latencies.clear()
-                start = time.perf_counter()
-                list(pool.map(one, names))
-                elapsed = time.perf_counter() - start
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(child, *args, "p"), daemon=True)
+            proc.start()
+            child.close()
+            doc = parent.recv()
+            proc.join(timeout=30)
+            results += _results("agents in another process", doc)
+            results += _results("agents in the VM's process", _load(*args, "t"))
         finally:
             service.stop()
-    rate = ENROLLMENTS / elapsed
-    lat = sorted(latencies)
-    p50 = statistics.median(lat) * 1000
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-    return [
-        Result(f"enrollments/s ({CLIENTS} clients, sim backend, HTTPS)", rate, "1/s", ">= 200", rate >= 200),
-        Result("enrollment latency p50", p50, "ms"),
-        Result("enrollment latency p99", p99, "ms"),
-    ]
+    load1, load5, _ = os.getloadavg()
+    results.append(Result("load average (1 min) at the end; machine shared", load1, "", f"5 min {load5:.2f}"))
+    return results

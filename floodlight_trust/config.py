@@ -57,6 +57,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "max_request_bytes": (int, 16 * 1024 * 1024),
         "request_timeout_seconds": (int, 30),
         "key_mode": (str, "enclave"),  # "enclave" (key stays in enclave) or "vm-generated"
+        "require_linkable_epid": (bool, False),  # IAS: VNF and host quotes must carry the same pseudonym
     },
     "agent": {
         "host": (str, "127.0.0.1"),
@@ -71,6 +72,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "credentials_dir": (str, None),  # sim backend: where installed VNF credentials are written
         "vm_url": (str, None),  # agent-initiated enrollment: the VM's HTTPS API
         "vm_certificate": (str, None),  # the VM's pinned TLS certificate
+        "sim_evidence": (str, "dcap"),  # sim backend: "dcap" or "epid" (quotes for IAS)
+        "tls_certificate": (str, None),  # serve HTTPS with this certificate (PEM) ...
+        "tls_key": (str, None),  # ... and key (PEM, 0600)
     },
     "ias": {
         "url": (str, "https://api.trustedservices.intel.com/sgx/attestation"),
@@ -78,6 +82,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "subscription_key_env": (str, "FTRUST_IAS_KEY"),
         "subscription_key_file": (str, None),
         "max_report_age_seconds": (int, 86400),
+        "timeout_seconds": (int, 20),
+        "unsafe_report_signing_ca": (str, None),  # NEVER in production: trust another report signing CA
     },
     "pcs": {
         "url": (str, "https://api.trustedservices.intel.com/sgx/certification/v4"),

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import ssl
+from pathlib import Path
 from typing import Any
 
 from floodlight_trust.agent.backends import EnclaveBackend
@@ -116,6 +119,28 @@ def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
         return agent.install(vnf, request.json())
 
     return app
+
+
+def tls_context(certificate: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
+    """Server-side TLS (1.2+) for the agent with its certificate and key (PEM files)."""
+    from floodlight_trust.errors import Location, SecretError
+
+    key_path = Path(key)
+    if os.name == "posix" and key_path.exists() and key_path.stat().st_mode & 0o077:
+        raise SecretError(
+            "agent TLS key is accessible by group or others",
+            location=Location(str(key_path)),
+            hint=f"chmod 600 {key_path}",
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(certificate), str(key_path))
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(
+            f"cannot load the agent TLS certificate/key: {e}", location=Location(str(certificate))
+        ) from None
+    return context
 
 
 def ima_list_sha256(data: bytes) -> str:

@@ -27,6 +27,7 @@ def build_agent(config: Config) -> Any:
             platform_dir=platform_dir,
             vnf_dir=config.path("agent", "vnf_dir"),
             credentials_dir=config.path("agent", "credentials_dir"),
+            evidence=a["sim_evidence"],
         )
     elif a["backend"] == "gramine":
         backend = load_backend(
@@ -40,15 +41,25 @@ def build_agent(config: Config) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from floodlight_trust.agent.service import make_app
+    from floodlight_trust.agent.service import make_app, tls_context
     from floodlight_trust.cli.vm import wait_for_signal
     from floodlight_trust.protocol.wsgi import HttpServer
 
     config = load_config(args)
     agent = build_agent(config)
+    cert, key = config.path("agent", "tls_certificate"), config.path("agent", "tls_key")
+    if (cert is None) != (key is None):
+        raise ConfigError("agent.tls_certificate and agent.tls_key go together", location=Location(config.source))
+    context = tls_context(cert, key) if cert is not None and key is not None else None
     server = HttpServer(
-        make_app(agent), host=config.get("agent", "host"), port=config.get("agent", "port"), name="agent"
+        make_app(agent),
+        host=config.get("agent", "host"),
+        port=config.get("agent", "port"),
+        ssl_context=context,
+        name="agent",
     ).start()
+    if context is None:
+        print("ftrust: note: agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS", file=sys.stderr)
     if agent.backend.simulated:
         print("ftrust: WARNING: sim backend: SIMULATED SGX quotes prove nothing about real hardware", file=sys.stderr)
     print(

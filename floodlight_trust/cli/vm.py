@@ -112,7 +112,12 @@ def _hosts_list(args: argparse.Namespace) -> int:
 
 
 def _hosts_add(args: argparse.Namespace) -> int:
-    doc = _client(args).add_host(args.name, args.agent, args.host_policy)
+    pin = None
+    if args.agent_cert:
+        from floodlight_trust.fileio import read_text
+
+        pin = read_text(args.agent_cert, what="agent TLS certificate")
+    doc = _client(args).add_host(args.name, args.agent, args.host_policy, pin)
     emit(args, doc, f"registered host {doc['name']} at {doc['agent_url']}")
     return 0
 
@@ -274,6 +279,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             ap.add_argument("name")
             ap.add_argument("--agent", required=True, metavar="URL", help="the host agent's URL")
             ap.add_argument("--host-policy", help="host policy that judges it (default: the policy's only one)")
+            ap.add_argument(
+                "--agent-cert", metavar="PEM", help="pin the agent's TLS certificate (or its CA) for an https agent URL"
+            )
             _add_client_options(ap)
             ap.set_defaults(func=_hosts_add)
 

@@ -149,8 +149,12 @@ class VmClient(JsonClient):
         return dict(doc)
 
     # -- admin -----------------------------------------------------------------------------------
-    def add_host(self, name: str, agent_url: str, host_policy: str | None = None) -> dict[str, Any]:
-        body = {"name": name, "agent_url": agent_url, "host_policy": host_policy}
+    def add_host(
+        self, name: str, agent_url: str, host_policy: str | None = None, agent_certificate: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "agent_url": agent_url, "host_policy": host_policy}
+        if agent_certificate:
+            body["agent_certificate"] = agent_certificate
         validate("admin_host", body)
         return dict(self.request("POST", "/v1/admin/hosts", body))
 

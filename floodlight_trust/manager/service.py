@@ -33,6 +33,7 @@ from floodlight_trust.errors import ConfigError, InputError, Location
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
+from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
@@ -133,7 +134,15 @@ def make_api(
         who = admin(request)
         body = request.json()
         validate("admin_host", body)
-        record = vm.state.add_host(body["name"], body["agent_url"], body.get("host_policy"), at=vm.now())
+        pin = body.get("agent_certificate")
+        if pin:
+            try:
+                x509.load_pem_x509_certificates(pin.encode())
+            except ValueError:
+                raise InputError("agent_certificate is not a PEM certificate") from None
+        record = vm.state.add_host(
+            body["name"], body["agent_url"], body.get("host_policy"), at=vm.now(), agent_tls_pem=pin
+        )
         log.info("%s registered host %s at %s", who, record.name, record.agent_url)
         return 201, record.to_json()
 
@@ -231,6 +240,20 @@ class VmService:
         return f"https://localhost:{self.api.port}"
 
 
+def agent_trust(state_dir: Path, record: HostRecord) -> Path | bool:
+    """What the VM trusts for an https agent: the host's pinned certificate/CA (written under
+    ``<state>/agent-tls/`` for the TLS library), else the system trust store."""
+    if not record.agent_tls_pem:
+        return True
+    from floodlight_trust.fileio import atomic_write
+
+    path = state_dir / "agent-tls" / f"{record.name}.pem"
+    if not path.is_file() or path.read_text() != record.agent_tls_pem:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, record.agent_tls_pem, mode=0o644)
+    return path
+
+
 def open_ca(config: Config, password: Secret, db: Database) -> Any:
     from floodlight_trust.pki.ca import CertificateAuthority
     from floodlight_trust.pki.records import CertificateRecords
@@ -293,7 +316,7 @@ def build_service(
 
     def connect(record: HostRecord) -> AgentClient:
         assert record.agent_url
-        return AgentClient(record.agent_url, timeout=timeout)
+        return AgentClient(record.agent_url, timeout=timeout, verify=agent_trust(config.state_dir, record))
 
     vm = VerificationManager(
         db=db,
@@ -306,6 +329,9 @@ def build_service(
         key_mode=vc["key_mode"],
         connect=connect,
         now=now,
+        ias=IasVerifier.from_config(config),
+        collateral=CollateralFetcher.from_config(config),
+        require_linkable_epid=vc["require_linkable_epid"],
     )
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)

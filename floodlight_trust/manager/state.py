@@ -61,6 +61,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE manager_enrollments ADD COLUMN enclave_claims_json TEXT
         """,
     ),
+    # A component of its own, so it orders independently of other "manager" migrations.
+    Migration("manager-agent-tls", 1, "ALTER TABLE manager_hosts ADD COLUMN agent_tls_pem TEXT"),
 )
 
 
@@ -79,6 +81,8 @@ class HostRecord:
     ima_state_json: str | None
     ima_entries: int
     simulated: bool
+    platform: dict[str, Any] | None = None  # the platform identity of the last trusted host quote
+    agent_tls_pem: str | None = None  # pinned TLS certificate (or CA) of the agent, for https agent URLs
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> HostRecord:
@@ -96,6 +100,8 @@ class HostRecord:
             r["ima_state_json"],
             r["ima_entries"],
             bool(r["simulated"]),
+            json.loads(r["platform_json"]) if r["platform_json"] else None,
+            r["agent_tls_pem"] if "agent_tls_pem" in r.keys() else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -150,13 +156,24 @@ class ManagerState:
         db.migrate(MIGRATIONS)
 
     # -- hosts -----------------------------------------------------------------------------------
-    def add_host(self, name: str, agent_url: str | None, host_policy: str | None, *, at: datetime) -> HostRecord:
+    def add_host(
+        self,
+        name: str,
+        agent_url: str | None,
+        host_policy: str | None,
+        *,
+        at: datetime,
+        agent_tls_pem: str | None = None,
+    ) -> HostRecord:
+        """Register (or update) a host; ``agent_tls_pem`` pins its agent's TLS certificate or CA."""
         with self.db.transaction() as tx:
             tx.execute(
-                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at) VALUES (?, ?, ?, ?)"
+                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at, agent_tls_pem)"
+                " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url,"
-                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy)",
-                (name, agent_url, host_policy, format_time(at)),
+                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy),"
+                " agent_tls_pem = COALESCE(excluded.agent_tls_pem, manager_hosts.agent_tls_pem)",
+                (name, agent_url, host_policy, format_time(at), agent_tls_pem),
             )
         return self.host(name)
 

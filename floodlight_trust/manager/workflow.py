@@ -226,6 +226,9 @@ class VerificationManager:
         key_mode: str = "enclave",
         connect: Callable[[HostRecord], AgentConnection] | None = None,
         now: Callable[[], datetime] = clock.now,
+        ias: Any = None,
+        collateral: Any = None,
+        require_linkable_epid: bool = False,
     ):
         if key_mode not in KEY_MODES:
             raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
@@ -241,10 +244,15 @@ class VerificationManager:
         self.key_mode = key_mode
         self.connect = connect
         self.now = now
+        self.ias = ias  # manager.sgx.IasVerifier: EPID quotes are verified through IAS
+        self.collateral = collateral  # manager.sgx.CollateralFetcher: DCAP collateral when none is sent
+        self.require_linkable_epid = require_linkable_epid
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
         self._ima_states: dict[str, tuple[str, Any]] = {}  # host -> (persisted JSON, ImaState in memory)
-        self.simulated = any(getattr(a, "simulated", False) for a in self.anchors)
+        self.simulated = any(getattr(a, "simulated", False) for a in self.anchors) or bool(
+            ias is not None and ias.simulated
+        )
         if self.simulated:
             log.warning("%s: trust_simulated_sgx = true; NEVER use this in production", SIMULATED_WARNING)
 
@@ -262,17 +270,22 @@ class VerificationManager:
 
     # -- quotes --------------------------------------------------------------------------------
     def _verify_quote(self, evidence_type: str, quote: bytes, collateral_doc: Any, at: datetime) -> _VerifiedQuote:
+        if evidence_type == "IAS":
+            return self._verify_epid(quote, at)
         if evidence_type != "DCAP":
-            raise Denied(
-                Reason("sgx.evidence_type", f"{evidence_type} evidence needs an IAS report; only DCAP is accepted here")
-            )
+            raise Denied(Reason("sgx.evidence_type", f"unknown evidence type {evidence_type!r} (DCAP or IAS)"))
         from floodlight_trust.evidence.collateral import collateral_from_json
         from floodlight_trust.evidence.dcap import CertificateChainError, verify_quote
 
-        if collateral_doc is None:
-            raise Denied(Reason("sgx.collateral", "no DCAP collateral was sent with the quote"))
         try:
-            collateral = collateral_from_json(collateral_doc)
+            if collateral_doc is not None:
+                collateral = collateral_from_json(collateral_doc)
+            elif self.collateral is not None:  # fetched from PCS / PCCS, cached until nextUpdate
+                collateral = self.collateral.collateral_for_quote(quote)
+            else:
+                raise Denied(
+                    Reason("sgx.collateral", "no DCAP collateral was sent with the quote and no PCS is configured")
+                )
         except FtrustError as e:
             raise Denied(_error_reason("sgx.collateral", e)) from None
         last: FtrustError | None = None
@@ -288,6 +301,17 @@ class VerificationManager:
         raise Denied(
             _error_reason("sgx.quote", last) if last else Reason("sgx.quote", "no SGX trust anchor is configured")
         )
+
+    def _verify_epid(self, quote: bytes, at: datetime) -> _VerifiedQuote:
+        """An EPID quote, judged by IAS: the signed report gives the same claims DCAP gives."""
+        if self.ias is None:
+            raise Denied(Reason("sgx.ias", "EPID evidence needs IAS, which is not configured on this VM"))
+        try:
+            claims = self.ias.verify(quote, at=at)
+        except FtrustError as e:
+            raise Denied(_error_reason("sgx.ias", e)) from None
+        warnings = (SIMULATED_WARNING,) if claims.simulated else ()
+        return _VerifiedQuote(claims, warnings)
 
     # -- step 1-2: host ------------------------------------------------------------------------
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
@@ -624,8 +648,47 @@ class VerificationManager:
                 )
             )
 
-    @staticmethod
-    def _same_platform(record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+    def _same_platform(self, record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+        host_platform = record.platform or {}
+        host_type = "IAS" if host_platform.get("epid_group_id") else "DCAP"
+        if claims.evidence_type is EvidenceType.IAS or host_type == "IAS":
+            if claims.evidence_type is not EvidenceType.IAS or host_type != "IAS":
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"the VNF quote ({claims.evidence_type.value}) and host {record.name!r}'s quote ({host_type}) "
+                        "are different kinds of evidence: nothing ties them to one platform",
+                    )
+                ]
+            host_gid, vnf_gid = host_platform.get("epid_group_id"), claims.platform.epid_group_id
+            if not vnf_gid or host_gid != vnf_gid:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"the VNF quote comes from EPID group {vnf_gid}, host {record.name!r}'s quote from EPID "
+                        f"group {host_gid}: another platform",
+                        evidence={"host_epid_group_id": host_gid, "vnf_epid_group_id": vnf_gid},
+                    )
+                ]
+            if self.require_linkable_epid:
+                host_ps, vnf_ps = host_platform.get("epid_pseudonym"), claims.platform.epid_pseudonym
+                if not host_ps or not vnf_ps:
+                    return [
+                        Reason(
+                            "protocol.platform",
+                            "vm.require_linkable_epid: the VNF and host quotes must be linkable EPID quotes "
+                            "(IAS returned no pseudonym)",
+                        )
+                    ]
+                if host_ps != vnf_ps:
+                    return [
+                        Reason(
+                            "protocol.platform",
+                            f"the VNF quote's EPID pseudonym differs from host {record.name!r}'s: another platform "
+                            "of the same EPID group",
+                        )
+                    ]
+            return []
         if claims.evidence_type is EvidenceType.DCAP:
             host_pck, vnf_pck = record.platform_pck_sha256, claims.platform.pck_certificate_sha256
             if not host_pck or not vnf_pck or host_pck != vnf_pck:
@@ -667,8 +730,18 @@ class VerificationManager:
         )
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
-        with self.db.transaction() as tx:
-            if not self.nonces.burn(tx, nonce, at=at):  # rolls back: nothing issued
+        # Signing is CPU work: it happens before the write transaction, which only records. The
+        # certificate leaves this process only after that transaction (certificate, enrollment,
+        # audit, nonce) has committed; if it does not commit, the signed bytes are dropped.
+        cert: x509.Certificate = self.ca.sign(subject_key, profile, at=at)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        serial = serial_text(cert.serial_number)
+        cert_sha = hashlib.sha256(der).hexdigest()
+        evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
+        policy_version = self.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
+            if not self.nonces.burn(tx, nonce, at=at):  # rolls back this enrollment: nothing issued
                 raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
             audit_id = self.audit.record(
                 tx,
@@ -678,23 +751,21 @@ class VerificationManager:
                 allowed=True,
                 host=host,
                 vnf=vnf,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 simulated=claims.simulated,
-                evidence=info,
+                evidence=evidence,
             )
-            issued = self.ca.issue(subject_key, profile, at=at, tx=tx)
-            cert: x509.Certificate = issued.certificate
-            serial = serial_text(issued.serial)
+            self.ca.records.record_issued(cert, at=at, tx=tx)
             self.state.record_enrollment(
                 tx,
                 host=host,
                 vnf=vnf,
                 serial=serial,
-                certificate_sha256=hashlib.sha256(issued.der).hexdigest(),
+                certificate_sha256=cert_sha,
                 public_key_sha256=spki_sha256(subject_spki),
                 key_mode=mode,
                 mrenclave=claims.mrenclave,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 audit_id=audit_id,
                 issued_at=at,
                 not_after=cert.not_valid_after_utc,
@@ -710,14 +781,12 @@ class VerificationManager:
                 public_key_sha256=spki_sha256(spki),
                 reasons=[],
             )
-            tx.execute(
-                "UPDATE manager_audit SET evidence_json = ? WHERE id = ?",
-                (
-                    _dumps(info | {"serial": serial, "certificate_sha256": hashlib.sha256(issued.der).hexdigest()}),
-                    audit_id,
-                ),
-            )
-        chain = [issued.pem.decode("ascii"), self.ca.certificate_pem.decode("ascii")]
+            return audit_id
+
+        # Group commit: enrollments arriving together share one durable COMMIT; this returns only
+        # after it (Database.write).
+        audit_id = self.db.write(record)
+        chain = [cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), self.ca.certificate_pem.decode("ascii")]
         return EnrollmentResult(
             host,
             vnf,
@@ -747,7 +816,10 @@ class VerificationManager:
         nonce: bytes | None = None,
     ) -> EnrollmentResult:
         simulated = bool(claims and claims.simulated)
-        with self.db.transaction() as tx:
+        known_host = self.state.find_host(host) is not None
+        policy_version = self.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
             if nonce is not None:
                 self.nonces.burn(tx, nonce, at=at)  # a nonce presented once is spent, allowed or not
             audit_id = self.audit.record(
@@ -758,12 +830,12 @@ class VerificationManager:
                 allowed=False,
                 host=host,
                 vnf=vnf,
-                policy_version=self.policy_version,
+                policy_version=policy_version,
                 simulated=simulated,
                 evidence=info,
                 reasons=[r.to_json() for r in reasons],
             )
-            if self.state.find_host(host) is not None:
+            if known_host:
                 self.state.record_vnf(
                     tx,
                     host,
@@ -774,7 +846,10 @@ class VerificationManager:
                     public_key_sha256=spki_sha256(spki) if spki else None,
                     reasons=[r.to_json() for r in reasons],
                 )
-        return EnrollmentResult(host, vnf, False, reasons, self.policy_version, audit_id, simulated, mode)
+            return audit_id
+
+        audit_id = self.db.write(record)
+        return EnrollmentResult(host, vnf, False, reasons, policy_version, audit_id, simulated, mode)
 
     def enroll(self, host: str, vnf: str, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
         """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install."""

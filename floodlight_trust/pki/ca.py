@@ -236,7 +236,18 @@ class CertificateAuthority:
         Serial: 159 random bits. Extensions: clientAuth EKU, SANs from the profile, CRL distribution
         point and AIA OCSP at this CA's URLs. Validity never exceeds the CA's own.
         """
-        records = self._records()
+        cert = self.sign(public_key, profile, at=at)
+        record = self._records().record_issued(cert, at=at, tx=tx)
+        return IssuedCertificate(cert, record)
+
+    def sign(self, public_key: object, profile: CertificateProfile, *, at: datetime) -> x509.Certificate:
+        """The certificate :meth:`issue` would issue, signed but NOT recorded.
+
+        For callers that sign outside their write transaction and record the certificate inside it
+        (``records.record_issued(cert, tx=tx)``): such a certificate must not leave the process
+        unless that transaction committed.
+        """
+        self._records()
         subject_key = check_subject_key(public_key)
         if profile.validity_seconds <= 0:
             raise InputError(f"certificate validity must be positive, got {profile.validity_seconds} s")
@@ -304,9 +315,7 @@ class CertificateAuthority:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self._key, signing_hash(self._key))
-        record = records.record_issued(cert, at=at, tx=tx)
-        return IssuedCertificate(cert, record)
+        return builder.sign(self._key, signing_hash(self._key))
 
     def revoke(
         self, serial: int, reason: str, *, at: datetime, tx: sqlite3.Connection | None = None

@@ -12,10 +12,11 @@ same :func:`floodlight_trust.evidence.dcap.verify_quote` path as real ones, but 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,16 @@ from floodlight_trust.claims import TcbStatus
 from floodlight_trust.errors import InputError, Location
 from floodlight_trust.evidence.collateral import Collateral
 from floodlight_trust.evidence.dcap import TrustAnchor
-from floodlight_trust.evidence.sgx_quote import REPORT_BODY_SIZE, SGX_EXTENSIONS_OID
+from floodlight_trust.evidence.sgx_quote import REPORT_BODY_SIZE, SGX_EXTENSIONS_OID, SIGNED_SIZE, EpidQuote
 from floodlight_trust.fileio import atomic_write, read_bytes
 
-__all__ = ["SimulatedPlatform", "encode_report_body", "measure_enclave_image"]
+__all__ = [
+    "SIM_EPID_BASENAME",
+    "SimulatedPlatform",
+    "encode_report_body",
+    "measure_enclave_image",
+    "verify_simulated_epid_signature",
+]
 
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 SIM_QE_MRSIGNER = hashlib.sha256(b"floodlight-trust SIMULATED quoting enclave signer").digest()
@@ -43,6 +50,11 @@ SIM_FMSPC = bytes.fromhex("00f0d1500000")
 SIM_PCE_ID = bytes.fromhex("0000")
 SIM_PCE_SVN = 13
 SIM_COMPONENTS = (15, 15, 2, 4, 1, 128, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+# The service provider's basename (from its SPID) for linkable EPID quotes: quotes of one platform
+# with one basename carry the same pseudonym.
+SIM_EPID_BASENAME = hashlib.sha256(b"floodlight-trust SIMULATED SPID basename").digest()
+_EPID_PSEUDONYM_SIZE = 128  # B || K, as at the start of a real EPID signature
+_EPID_MAGIC = b"floodlight-trust SIMULATED EPID signature v1"
 _NOT_BEFORE = datetime(2020, 1, 1, tzinfo=UTC)
 _NOT_AFTER = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
 
@@ -197,6 +209,11 @@ class SimulatedPlatform:
     tcb_cert: x509.Certificate
     attestation_key: ec.EllipticCurvePrivateKey
     tcb_status: TcbStatus = TcbStatus.UP_TO_DATE
+    # Simulated EPID: members of one group share its group id and (here) its signing key; each
+    # platform has its own member secret, from which its linkable pseudonyms derive.
+    epid_group_id: bytes = b"\0\0\0\0"  # 4 bytes, little-endian as in the quote
+    epid_group_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    epid_member_secret: bytes = field(default=b"", repr=False)
 
     # -- creation and storage ------------------------------------------------------------------
 
@@ -207,13 +224,15 @@ class SimulatedPlatform:
         *,
         tcb_status: TcbStatus = TcbStatus.UP_TO_DATE,
         authority: SimulatedPlatform | None = None,
+        epid_group: SimulatedPlatform | None = None,
     ) -> SimulatedPlatform:
         """Generate a new platform (all keys and certificates) and store it in ``directory``.
 
         ``tcb_status`` is the status the simulated TCB info gives this platform's TCB level. With
         ``authority``, the new platform shares that platform's simulated root, PCK CA and TCB signing
         key (as real machines share Intel's), so one simulated anchor covers both; its PCK
-        certificate and attestation key are still its own.
+        certificate and attestation key are still its own. With ``epid_group``, the new platform
+        joins that platform's simulated EPID group; otherwise it founds a group of its own.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -237,7 +256,27 @@ class SimulatedPlatform:
             tcb = _cert(_name("SIMULATED SGX TCB Signing"), tcb_key, root_key, root, ca=False)
         ext = sgx_extension(secrets.token_bytes(16), SIM_COMPONENTS, SIM_PCE_SVN, SIM_PCE_ID, SIM_FMSPC)
         pck = _cert(_name("SIMULATED SGX PCK Certificate"), pck_key, ca_key, ca, ca=False, sgx=ext)
-        platform = cls(directory, root_key, root, ca_key, ca, pck_key, pck, tcb_key, tcb, att_key, tcb_status)
+        gid, gkey = (
+            (epid_group.epid_group_id, epid_group.epid_group_key)
+            if epid_group is not None and epid_group.epid_group_key is not None
+            else (secrets.token_bytes(4), ec.generate_private_key(ec.SECP256R1()))
+        )
+        platform = cls(
+            directory,
+            root_key,
+            root,
+            ca_key,
+            ca,
+            pck_key,
+            pck,
+            tcb_key,
+            tcb,
+            att_key,
+            tcb_status,
+            gid,
+            gkey,
+            secrets.token_bytes(32),
+        )
         platform._store()
         return platform
 
@@ -253,8 +292,16 @@ class SimulatedPlatform:
             atomic_write(d / f"{_FILES[role]}.key", _key_pem(key), mode=0o600)
             atomic_write(d / f"{_FILES[role]}.pem", _pem(cert), mode=0o644)
         atomic_write(d / "sim-attestation.key", _key_pem(self.attestation_key), mode=0o600)
+        self._store_epid()
         meta = {"format": "floodlight-trust simulated SGX platform v1", "tcb_status": self.tcb_status.value}
         atomic_write(d / "platform.json", json.dumps(meta, indent=2) + "\n", mode=0o644)
+
+    def _store_epid(self) -> None:
+        assert self.epid_group_key is not None
+        d = self.directory
+        atomic_write(d / "sim-epid-group.key", _key_pem(self.epid_group_key), mode=0o600)
+        atomic_write(d / "sim-epid-member.secret", self.epid_member_secret.hex() + "\n", mode=0o600)
+        atomic_write(d / "sim-epid.json", json.dumps({"group_id": self.epid_group_id.hex()}) + "\n", mode=0o644)
 
     @classmethod
     def load(cls, directory: Path) -> SimulatedPlatform:
@@ -276,9 +323,25 @@ class SimulatedPlatform:
         ca_key, ca = pair("pck_ca")
         pck_key, pck = pair("pck")
         tcb_key, tcb = pair("tcb")
-        return cls(
-            d, root_key, root, ca_key, ca, pck_key, pck, tcb_key, tcb, _load_key(d / "sim-attestation.key"), status
-        )
+        att = _load_key(d / "sim-attestation.key")
+        if not (d / "sim-epid.json").exists():  # a platform stored before EPID support: found a group
+            platform = cls(
+                d, root_key, root, ca_key, ca, pck_key, pck, tcb_key, tcb, att, status,
+                secrets.token_bytes(4), ec.generate_private_key(ec.SECP256R1()), secrets.token_bytes(32),
+            )  # fmt: skip
+            platform._store_epid()
+            return platform
+        try:
+            gid = bytes.fromhex(json.loads(read_bytes(d / "sim-epid.json", what="simulated EPID group"))["group_id"])
+            member = bytes.fromhex(read_bytes(d / "sim-epid-member.secret", what="simulated EPID secret").decode())
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise InputError(
+                "not a simulated EPID group description", location=Location(str(d / "sim-epid.json"))
+            ) from None
+        if len(gid) != 4:
+            raise InputError("an EPID group id has 4 bytes", location=Location(str(d / "sim-epid.json")))
+        gkey = _load_key(d / "sim-epid-group.key")
+        return cls(d, root_key, root, ca_key, ca, pck_key, pck, tcb_key, tcb, att, status, gid, gkey, member)
 
     # -- what verifiers need ---------------------------------------------------------------------
 
@@ -407,6 +470,75 @@ class SimulatedPlatform:
             + cert_data
         )
         return signed + struct.pack("<I", len(sig_data)) + sig_data
+
+    def epid_quote(
+        self,
+        *,
+        mrenclave: bytes,
+        mrsigner: bytes,
+        report_data: bytes,
+        isv_prod_id: int = 0,
+        isv_svn: int = 0,
+        debug: bool = False,
+        linkable: bool = True,
+        basename: bytes = SIM_EPID_BASENAME,
+    ) -> bytes:
+        """An EPID quote (``sgx_quote_t`` version 2, as sent to IAS) with a SIMULATED signature.
+
+        Header and report body are byte-exact. The signature blob is not EPID: it is the 128-byte
+        pseudonym (HMAC of this platform's member secret over the basename when linkable, random
+        when not), then an ECDSA P-256 signature (r || s) by the group's key over header, body and
+        pseudonym, then a marker. :class:`floodlight_trust.sgxsim.ias_service.SimulatedIas` checks it
+        with :func:`verify_simulated_epid_signature`.
+        """
+        if len(mrenclave) != 32 or len(mrsigner) != 32:
+            raise InputError("MRENCLAVE and MRSIGNER must be 32 bytes")
+        if len(report_data) > 64:
+            raise InputError(f"report data is {len(report_data)} bytes, at most 64")
+        if len(basename) != 32:
+            raise InputError("an EPID basename has 32 bytes")
+        assert self.epid_group_key is not None
+        flags = 0x01 | 0x04 | (0x02 if debug else 0)
+        header = (
+            struct.pack("<HH", 2, 1 if linkable else 0)
+            + self.epid_group_id
+            + struct.pack("<HHI", SIM_QE_SVN, SIM_PCE_SVN, 0)
+            + basename
+        )
+        body = encode_report_body(
+            cpu_svn=bytes(SIM_COMPONENTS),
+            attributes=flags.to_bytes(8, "little") + (0xE7).to_bytes(8, "little"),
+            mr_enclave=mrenclave,
+            mr_signer=mrsigner,
+            isv_prod_id=isv_prod_id,
+            isv_svn=isv_svn,
+            report_data=report_data.ljust(64, b"\0"),
+        )
+        if linkable:
+            pseudonym = b"".join(
+                hmac.new(self.epid_member_secret, tag + basename, hashlib.sha512).digest() for tag in (b"B", b"K")
+            )
+        else:
+            pseudonym = secrets.token_bytes(_EPID_PSEUDONYM_SIZE)
+        blob = pseudonym + _raw_sign(self.epid_group_key, header + body + pseudonym) + _EPID_MAGIC
+        return header + body + struct.pack("<I", len(blob)) + blob
+
+
+def verify_simulated_epid_signature(quote: EpidQuote, group_public_key: ec.EllipticCurvePublicKey) -> bool:
+    """True when ``quote`` carries a simulated EPID signature by ``group_public_key``'s group."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    sig = quote.signature
+    if sig is None or len(sig) != _EPID_PSEUDONYM_SIZE + 64 + len(_EPID_MAGIC) or not sig.endswith(_EPID_MAGIC):
+        return False
+    pseudonym, rs = sig[:_EPID_PSEUDONYM_SIZE], sig[_EPID_PSEUDONYM_SIZE : _EPID_PSEUDONYM_SIZE + 64]
+    der = encode_dss_signature(int.from_bytes(rs[:32], "big"), int.from_bytes(rs[32:], "big"))
+    try:
+        group_public_key.verify(der, quote.raw[:SIGNED_SIZE] + pseudonym, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _tcb_level(components: list[int], pce_svn: int, status: str, advisories: list[str]) -> dict[str, Any]:

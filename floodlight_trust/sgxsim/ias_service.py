@@ -21,7 +21,7 @@ from typing import Any
 from cheroot import wsgi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from floodlight_trust.errors import ParseError
@@ -38,12 +38,22 @@ def _name(cn: str) -> x509.Name:
 
 
 class SimulatedIas:
-    """An IAS look-alike. ``status`` / ``advisories`` set what it says about every quote."""
+    """An IAS look-alike. ``status`` / ``advisories`` set what it says about every quote.
+
+    Once EPID groups are registered (:meth:`register_group`, from simulated platforms), it checks
+    each quote's simulated EPID signature against its group's key and answers SIGNATURE_INVALID
+    for an unknown group or a bad signature, as IAS does; ``group_status`` overrides ``status``
+    per group (e.g. GROUP_OUT_OF_DATE). ``nonce_override`` makes it echo another nonce than the
+    one sent (to test that verifiers refuse such a report).
+    """
 
     def __init__(self, subscription_key: str, *, status: str = "OK", advisories: Iterable[str] = ()) -> None:
         self.subscription_key = subscription_key
         self.status = status
         self.advisories = list(advisories)
+        self.groups: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        self.group_status: dict[bytes, str] = {}
+        self.nonce_override: str | None = None
         self.requests = 0
         now = datetime.now(UTC)
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -68,6 +78,22 @@ class SimulatedIas:
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
 
+    def register_group(self, platform: Any, *, status: str | None = None) -> None:
+        """Know ``platform``'s simulated EPID group (a :class:`SimulatedPlatform`); optionally its status."""
+        self.groups[platform.epid_group_id] = platform.epid_group_key.public_key()
+        if status is not None:
+            self.group_status[platform.epid_group_id] = status
+
+    def _status(self, quote: EpidQuote) -> str:
+        if not self.groups:
+            return self.status
+        from floodlight_trust.sgxsim import verify_simulated_epid_signature
+
+        key = self.groups.get(quote.epid_group_id)
+        if key is None or not verify_simulated_epid_signature(quote, key):
+            return "SIGNATURE_INVALID"
+        return self.group_status.get(quote.epid_group_id, self.status)
+
     # -- WSGI ----------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -91,7 +117,7 @@ class SimulatedIas:
             "id": str(secrets.randbits(120)),
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"),
             "version": version,
-            "isvEnclaveQuoteStatus": self.status,
+            "isvEnclaveQuoteStatus": self._status(quote),
             "isvEnclaveQuoteBody": base64.b64encode(quote.raw[:SIGNED_SIZE]).decode(),
         }
         if self.advisories:
@@ -99,7 +125,9 @@ class SimulatedIas:
             report["advisoryIDs"] = self.advisories
         if quote.sign_type == 1:
             report["epidPseudonym"] = base64.b64encode(quote.raw[SIGNED_SIZE + 4 : SIGNED_SIZE + 132]).decode()
-        if nonce is not None:
+        if self.nonce_override is not None:
+            report["nonce"] = self.nonce_override
+        elif nonce is not None:
             report["nonce"] = nonce
         body = json.dumps(report, separators=(",", ":")).encode()
         signature = base64.b64encode(self._key.sign(body, padding.PKCS1v15(), hashes.SHA256()))

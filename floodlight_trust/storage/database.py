@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from floodlight_trust.errors import InputError, Location
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class Database:
         # Writers of this process queue here instead of in SQLite's busy handler, which sleeps in
         # steps of up to 100 ms when BEGIN IMMEDIATE finds the database locked by another thread.
         self._write_lock = threading.RLock()
+        self._group = _GroupCommit(self)
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self.transaction() as tx:
@@ -85,6 +89,17 @@ class Database:
                 if not durable:
                     conn.execute("PRAGMA synchronous=FULL")
 
+    def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``fn(tx)`` in a transaction shared with writes of other threads (group commit).
+
+        Writes arriving together run one after another in ONE transaction with one COMMIT (one
+        fsync when any of them is durable); each sits in a savepoint of its own, so an exception
+        from ``fn`` undoes only its own writes and is raised to its caller. ``write`` returns only
+        after the COMMIT has succeeded: nothing is acknowledged before it is on disk. ``fn`` may
+        run in another thread: it must use only ``tx`` and values computed before the call.
+        """
+        return self._group.run(fn, durable)
+
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         return list(self._connect().execute(sql, params))
 
@@ -104,3 +119,81 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+class _Write:
+    __slots__ = ("done", "durable", "error", "fn", "lead", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], durable: bool):
+        self.fn = fn
+        self.durable = durable
+        self.done = threading.Event()
+        self.lead = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Leader/follower group commit: the first writer to arrive commits everything queued.
+
+    No background thread: a caller that finds no commit in progress becomes the leader, takes the
+    queue, commits it, and hands leadership to the oldest waiting writer (which then commits the
+    writes that queued meanwhile, its own among them), so every caller waits at most two commits.
+    """
+
+    MAX_GROUP = 256
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._mutex = threading.Lock()
+        self._queue: list[_Write] = []
+        self._busy = False
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
+        item = _Write(fn, durable)
+        with self._mutex:
+            self._queue.append(item)
+            if not self._busy:
+                self._busy = item.lead = True
+        if not item.lead:
+            item.done.wait()
+        if item.lead:
+            self._lead()
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[no-any-return]
+
+    def _lead(self) -> None:
+        with self._mutex:
+            group, self._queue = self._queue[: self.MAX_GROUP], self._queue[self.MAX_GROUP :]
+        try:
+            self._commit(group)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    nxt = self._queue[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._busy = False
+            for w in group:
+                w.done.set()
+
+    def _commit(self, group: list[_Write]) -> None:
+        durable = any(w.durable for w in group)
+        try:
+            with self.db.transaction(durable=durable) as tx:
+                for i, w in enumerate(group):
+                    tx.execute(f"SAVEPOINT w{i}")
+                    try:
+                        w.result = w.fn(tx)
+                    except Exception as e:  # the caller gets it; the others' writes stay
+                        tx.execute(f"ROLLBACK TO w{i}")
+                        w.error = e
+                    tx.execute(f"RELEASE w{i}")
+        except BaseException as e:  # BEGIN or COMMIT failed: nothing of the group is on disk
+            for w in group:
+                if w.error is None:
+                    w.result, w.error = None, e
+            if not isinstance(e, Exception):
+                raise

@@ -93,6 +93,8 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "vm attest": [*cfg, "vm", "attest", "h1"],
         "vm enroll": [*cfg, "vm", "enroll", "h1", "vnf-a"],
         "vm revoke": [*cfg, "vm", "revoke", "vnf-a", "--reason", "test"],
+        "vm reattest": [*cfg, "vm", "reattest", "h1"],
+        "vm reload-policy": [*cfg, "vm", "reload-policy", "--dry-run"],
         "vm audit": [*cfg, "vm", "audit"],
         "agent serve": [*cfg, "agent", "serve"],
         "agent enroll": [*cfg, "agent", "enroll", "vnf-a"],

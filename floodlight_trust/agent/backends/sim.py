@@ -3,6 +3,9 @@
 Quotes are real DCAP v3 quotes from :mod:`floodlight_trust.sgxsim` (a simulated PCK chain, TCB info
 and QE identity under a simulated root CA), so the VM verifies them through the same DCAP code. The
 VM accepts them only with ``trust_simulated_sgx = true`` and then marks every decision simulated.
+With ``evidence="epid"`` the platform acts as an EPID platform instead: byte-exact ``sgx_quote_t``
+v2 quotes with a simulated EPID signature, which the VM submits to an IAS (the simulated one,
+trusted only through ``ias.unsafe_report_signing_ca``).
 
 Each VNF is an "enclave image": a file or a directory (code and configuration) in ``vnf_dir``. Its
 MRENCLAVE is the simulated measurement of the image bytes, so one changed byte changes its
@@ -45,6 +48,8 @@ log = logging.getLogger("floodlight_trust.agent.sim")
 INTEGRITY_ENCLAVE_IMAGE = b"floodlight-trust host integrity enclave v1\n"
 SIM_SIGNER = hashlib.sha256(b"floodlight-trust simulated enclave signer").digest()
 _COLLATERAL_REFRESH = timedelta(minutes=10)
+# "dcap": DCAP v3 quotes with collateral; "epid": EPID quotes (sgx_quote_t v2) the VM sends to IAS.
+SIM_EVIDENCE = ("dcap", "epid")
 
 
 def _measure(image: bytes | Path) -> bytes:
@@ -80,8 +85,13 @@ class SimBackend:
         enclaves: dict[str, SimEnclave],
         credentials_dir: Path | None = None,
         seal_secret: bytes | None = None,
+        *,
+        evidence: str = "dcap",
     ):
+        if evidence not in SIM_EVIDENCE:
+            raise InputError(f"unknown simulated evidence {evidence!r}", hint="agent.sim_evidence is 'dcap' or 'epid'")
         self.platform = platform
+        self.evidence = evidence
         self._enclaves = enclaves
         self.credentials_dir = credentials_dir
         self._seal_secret = seal_secret
@@ -98,6 +108,7 @@ class SimBackend:
         platform_dir: str | os.PathLike[str],
         vnf_dir: str | os.PathLike[str] | None = None,
         credentials_dir: str | os.PathLike[str] | None = None,
+        evidence: str = "dcap",
         **_ignored: Any,
     ) -> SimBackend:
         """Load (or create on first use) the simulated platform in ``platform_dir`` and measure the
@@ -118,7 +129,7 @@ class SimBackend:
                 )
         log.warning("SIMULATED SGX: quotes from this agent prove nothing about real hardware")
         seal = platform_seal_secret(pdir) if credentials_dir else None
-        return cls(platform, enclaves, Path(credentials_dir) if credentials_dir else None, seal)
+        return cls(platform, enclaves, Path(credentials_dir) if credentials_dir else None, seal, evidence=evidence)
 
     def add_enclave(self, vnf: str, image: bytes) -> SimEnclave:
         """Load an enclave from image bytes (tests, the demo)."""
@@ -146,6 +157,11 @@ class SimBackend:
             return self._collateral[1]
 
     def _quote(self, enclave: SimEnclave, report_data: bytes) -> Evidence:
+        if self.evidence == "epid":  # no collateral: the VM asks IAS about the quote
+            epid = self.platform.epid_quote(
+                mrenclave=enclave.mrenclave, mrsigner=SIM_SIGNER, report_data=report_data, isv_svn=1
+            )
+            return Evidence("IAS", bytes(epid), None)
         quote = self.platform.quote(
             mrenclave=enclave.mrenclave,
             mrsigner=SIM_SIGNER,

@@ -1,0 +1,182 @@
+"""The gramine backend sends quotes without collateral; the VM fetches it from a PCS (here a local PCS
+v4 look-alike on 127.0.0.1 serving a simulated platform's collateral), caches it until nextUpdate.
+
+Gramine's /dev/attestation is emulated with a directory whose ``quote`` is a FIFO: reading it blocks
+until the emulator thread, which reads ``user_report_data``, writes the quote over it. So the
+backend runs exactly Gramine's sequence (write 64 bytes, then read the quote) on plain files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cheroot import wsgi
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from floodlight_trust import clock
+from floodlight_trust.agent.backends.gramine import GramineBackend
+from floodlight_trust.agent.backends.sim import SIM_SIGNER
+from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.agent.service import Agent, enroll_via_vm
+from floodlight_trust.config import from_mapping
+from floodlight_trust.manager.client import VmClient
+from floodlight_trust.manager.service import build_service
+from floodlight_trust.pki.ca import CertificateAuthority
+from floodlight_trust.pki.records import CertificateRecords
+from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
+from floodlight_trust.storage.database import Database
+from policy_lang import compile_policy_text
+
+from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, policy_text
+
+
+class GramineEmulator:
+    """One enclave's /dev/attestation: ``attestation_type``, and FIFOs ``user_report_data`` and ``quote``.
+
+    Like Gramine's pseudo-files, a quote is made over the report data last written: the emulator
+    reads ``user_report_data`` until the writer closes it, then serves exactly one quote.
+    """
+
+    def __init__(self, root: Path, platform: SimulatedPlatform, mrenclave: bytes):
+        root.mkdir(parents=True)
+        (root / "attestation_type").write_text("dcap\n")
+        os.mkfifo(root / "user_report_data")
+        os.mkfifo(root / "quote")
+        self.root, self.platform, self.mrenclave = root, platform, mrenclave
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            with open(self.root / "user_report_data", "rb") as fifo:  # blocks until the backend writes
+                report_data = fifo.read()
+            if self.stopping:
+                return
+            quote = self.platform.quote(mrenclave=self.mrenclave, mrsigner=SIM_SIGNER, report_data=report_data)
+            with open(self.root / "quote", "wb") as fifo:  # blocks until the backend reads
+                fifo.write(quote)
+
+    def stop(self) -> None:
+        self.stopping = True
+        with open(self.root / "user_report_data", "wb"):  # unblock the emulator
+            pass
+        self.thread.join(timeout=5)
+
+
+class LocalPcs:
+    """PCS API v4 for one simulated platform: TCB info, QE identity, PCK CRL, root CA CRL, with the
+    issuer chains in the response headers (URL-encoded PEM), as Intel's service sends them."""
+
+    def __init__(self, platform: SimulatedPlatform):
+        c = platform.collateral(clock.now())
+        quote: Callable[[bytes], str] = lambda pem: urllib.parse.quote(pem.decode())  # noqa: E731
+        self.routes: dict[str, tuple[bytes, list[tuple[str, str]]]] = {
+            "/sgx/certification/v4/tcb": (
+                b'{"tcbInfo":' + c.tcb_info + b',"signature":"' + c.tcb_info_signature.hex().encode() + b'"}',
+                [("TCB-Info-Issuer-Chain", quote(c.tcb_info_issuer_chain))],
+            ),
+            "/sgx/certification/v4/qe/identity": (
+                b'{"enclaveIdentity":'
+                + c.qe_identity
+                + b',"signature":"'
+                + c.qe_identity_signature.hex().encode()
+                + b'"}',
+                [("SGX-Enclave-Identity-Issuer-Chain", quote(c.qe_identity_issuer_chain))],
+            ),
+            "/sgx/certification/v4/pckcrl": (c.pck_crl, [("SGX-PCK-CRL-Issuer-Chain", quote(c.pck_crl_issuer_chain))]),
+            "/sgx/certification/v4/rootcacrl": (c.root_ca_crl, []),
+        }
+        self.requests: list[str] = []
+        self.server = wsgi.Server(("127.0.0.1", 0), self, numthreads=2)
+        self.server.prepare()
+        threading.Thread(target=self.server.serve, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.bind_addr[1]}/sgx/certification/v4"
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        path = environ["PATH_INFO"]
+        self.requests.append(path + "?" + environ.get("QUERY_STRING", ""))
+        if path not in self.routes:
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return [b""]
+        body, headers = self.routes[path]
+        start_response("200 OK", [("Content-Length", str(len(body))), *headers])
+        return [body]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[Any, LocalPcs, Path, SimulatedPlatform]]:
+    platform = SimulatedPlatform.create(tmp_path / "platform")
+    pcs = LocalPcs(platform)
+    config = from_mapping(
+        {
+            "state": {"dir": str(tmp_path / "state")},
+            "ca": {"crl_url": "http://127.0.0.1:1/crl.der", "ocsp_url": "http://127.0.0.1:1/ocsp"},
+            "vm": {"port": 0, "crl_port": 0},
+            "pcs": {"url": pcs.url, "cache_dir": "pcs-cache"},
+        }
+    )
+    db = Database(config.state_dir / "ftrust.sqlite3")
+    CertificateAuthority.init(
+        config.state_path("ca", "dir"),
+        PASSWORD,
+        subject="CN=test VNF CA",
+        crl_url=config.get("ca", "crl_url"),
+        ocsp_url=config.get("ca", "ocsp_url"),
+        at=clock.now(),
+        records=CertificateRecords(db),
+    )
+    service = build_service(
+        config, password=PASSWORD, policy=compile_policy_text(policy_text()), anchors=[platform.anchor()]
+    ).start()
+    try:
+        yield service, pcs, tmp_path, platform
+    finally:
+        service.stop()
+        pcs.server.stop()
+
+
+def test_gramine_quotes_are_verified_with_collateral_fetched_from_pcs_and_cached(
+    deployment: tuple[Any, LocalPcs, Path, SimulatedPlatform],
+) -> None:
+    service, pcs, tmp, platform = deployment
+    host_dev = GramineEmulator(tmp / "dev-attestation", platform, measure_enclave_image(INTEGRITY_IMAGE))
+    emulators = [host_dev]
+    vnfs = tmp / "vnfs"
+    keys = {}
+    for vnf in ("vnf-fw-g1", "vnf-fw-g2"):
+        emulators.append(GramineEmulator(vnfs / vnf / "attestation", platform, measure_enclave_image(GOOD_IMAGE)))
+        keys[vnf] = ec.generate_private_key(ec.SECP256R1())
+        spki = (
+            keys[vnf]
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        (vnfs / vnf / "public_key.der").write_bytes(spki)
+    ima = tmp / "ima.log"
+    ima.write_bytes(ima_list(HOST_FILES))
+    agent = Agent("gramine-host", GramineBackend(root=tmp / "dev-attestation", vnf_dir=vnfs), ImaSource(None, ima))
+    vm = VmClient(service.api_url, server_certificate=service.tls_certificate)
+    try:
+        first = enroll_via_vm(agent, vm, "vnf-fw-g1")
+        assert first["allowed"], first["reasons"]
+        fetched = sorted(p.split("?")[0].rsplit("/", 1)[-1] for p in pcs.requests)
+        assert fetched == ["identity", "pckcrl", "rootcacrl", "tcb"]
+        assert "fmspc=00F0D1500000" in next(p for p in pcs.requests if "/tcb?" in p)
+        second = enroll_via_vm(agent, vm, "vnf-fw-g2")  # host and VNF quotes again: collateral from the cache
+        assert second["allowed"], second["reasons"]
+        assert len(pcs.requests) == 4
+        assert len(list((tmp / "state" / "pcs-cache").iterdir())) == 4
+        chain = (vnfs / "vnf-fw-g2" / "credentials" / "chain.pem").read_text()
+        assert chain.startswith(second["certificate_chain"][0])
+    finally:
+        vm.close()
+        for e in emulators:
+            e.stop()
