@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	@scripts/ensure-jdk.sh
 
 demo: setup
 	$(BIN)/ftrust demo
