@@ -468,6 +468,8 @@ class VerificationManager:
                 previous = ImaState.from_json(persisted)
                 if persisted.get("host_policy_state") is not None:
                     whole_list = HostMeasuredState.from_json(persisted["host_policy_state"])
+                else:  # persisted without the host policy's whole-list state: appraise in full once
+                    previous = None
         try:
             appraisal = appraise_measurement_list(ima_list, state=previous, source=f"{name}:ima")
         except ImaPrefixChanged as e:

@@ -137,3 +137,18 @@ def test_the_verification_manager_carries_the_state_with_the_ima_state(tmp_path:
     rebooted = [("boot_aggregate", hashlib.sha256(b"other boot").digest()), *ROUND_2[1:]]
     _, _, reasons3 = vm._appraise_ima(_record(vm, state_json2), "host-1", "h", listing(rebooted), AT)
     assert [r.rule for r in reasons3] == ["ima.prefix"]
+
+
+def test_a_state_persisted_without_the_whole_list_facts_is_appraised_in_full_once(tmp_path: Path) -> None:
+    policy = compile_policy_text(policy_text())
+    vm = VerificationManager(db=Database(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
+    state_json, _, _ = vm._appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
+    assert state_json is not None
+    legacy = json.loads(state_json)
+    del legacy["host_policy_state"]  # what a VM before this change persisted
+    vm._ima_states.clear()
+    state_json2, entries, reasons = vm._appraise_ima(
+        _record(vm, json.dumps(legacy)), "host-1", "h", listing(ROUND_2), AT
+    )
+    assert reasons == [] and entries == 5 and state_json2 is not None
+    assert json.loads(state_json2)["host_policy_state"]["entries"] == 5
