@@ -40,8 +40,13 @@ def _write_fixtures(root: Path) -> None:
     for k in range(25):  # 25 globs + 25 regexes = 50 exclude patterns
         excludes.append(f'    exclude "/var/lib/containers/storage{k}/**"')
         excludes.append(f'    exclude regex "/proc/{k}[0-9]*/"')
+    # Whole-list rules too: 5 required files (early in the list) and 5 required globs.
+    required = [f'    require measured "{_path(i)}"' for i in range(0, 500, 100)]
+    required += [f'    require measured "/usr/lib/pkg{k}/sub*/*.so"' for k in range(5)]
     (root / "host.policy").write_text(
-        'host h {\n    template in {"ima-ng"}\n    include sha256sum "ref.sha256sum"\n' + "\n".join(excludes) + "\n}\n"
+        'host h {\n    template in {"ima-ng"}\n    include sha256sum "ref.sha256sum"\n'
+        + "\n".join(excludes + required)
+        + "\n}\n"
     )
     doc = {
         "meta": {"version": 1, "generator": 3},
@@ -72,6 +77,28 @@ def _claims() -> ClaimSet:
         signature_key_ids=[None] * N,
     )
     return ClaimSet(verified_at=datetime(2025, 6, 20, tzinfo=UTC), ima=ima)
+
+
+def _split(claims: ClaimSet, at: int) -> tuple[ClaimSet, ClaimSet]:
+    ima = claims.ima
+    assert ima is not None
+    parts = []
+    for lo, hi in ((0, at), (at, len(ima))):
+        parts.append(
+            ClaimSet(
+                verified_at=claims.verified_at,
+                ima=ImaClaims(
+                    templates=ima.templates[lo:hi],
+                    paths=ima.paths[lo:hi],
+                    digest_algorithms=ima.digest_algorithms[lo:hi],
+                    digests=ima.digests[lo:hi],
+                    signatures=ima.signatures[lo:hi],
+                    signature_key_ids=ima.signature_key_ids[lo:hi],
+                    first_index=lo,
+                ),
+            )
+        )
+    return parts[0], parts[1]
 
 
 def _best(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
@@ -106,6 +133,13 @@ def run() -> list[Result]:
         t_deny, denial = _best(lambda: policy.evaluate_host("h", bad))
         assert not denial.allowed and "/usr/bin/xyz" in denial.reasons[0].message
         t_keylime, _ = _best(lambda: load_policy(root / "keylime.policy"), repeat=3)
+        # Re-attestation: the first 99,000 entries judged in full, then a round of 1,000 appended
+        # entries judged with the whole-list state (require measured seen in the first round).
+        head, tail = _split(claims, N - 1_000)
+        first, state = policy.evaluate_host_round("h", head)
+        assert first.allowed and state is not None, first.reasons[:3]
+        t_round, (later, _) = _best(lambda: policy.evaluate_host_round("h", tail, state))
+        assert later.allowed and not later.reasons, later.reasons[:3]
 
         del policy
         gc.collect()
@@ -121,5 +155,6 @@ def run() -> list[Result]:
         Result("evaluate 100k-entry measurement list (allowlist + 50 excludes)", t_eval, "s", "< 0.1 s", t_eval < 0.1),
         Result("evaluate the same list with one unknown file (deny)", t_deny, "s", "< 0.1 s", t_deny < 0.1),
         Result("compile 100k-entry Keylime runtime policy (JSON + schema)", t_keylime, "s"),
+        Result("incremental round: 1k appended entries with the whole-list state", t_round, "s"),
         Result("peak memory: compile + evaluate (tracemalloc)", peak / 2**20, "MB", "< 150 MB", peak < 150 * 2**20),
     ]

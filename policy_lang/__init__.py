@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from policy_lang.check import PolicyErrors
 from policy_lang.compile import EnrollRule, Policy, compile_policy_text, load_policy
-from policy_lang.evaluate import Decision, Reason
+from policy_lang.evaluate import Decision, HostMeasuredState, Reason
 
 __all__ = [
     "Decision",
     "EnrollRule",
+    "HostMeasuredState",
     "Policy",
     "PolicyErrors",
     "Reason",

@@ -9,7 +9,7 @@ wrong types and malformed literals (hex of the wrong length, unknown TCB statuse
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +17,8 @@ from typing import Any
 from floodlight_trust.claims import CLAIM_TYPES, EvidenceType, TcbStatus
 from floodlight_trust.errors import FtrustError, Location, PolicyError
 from policy_lang import ast
+from policy_lang.parser import PolicyErrors as PolicyErrors  # re-exported: its home used to be here
 from policy_lang.parser import parse
-
-
-class PolicyErrors(PolicyError):
-    """Several policy errors at once; ``str()`` gives one ``FILE:LINE:COL: message`` line per error."""
-
-    def __init__(self, errors: Sequence[PolicyError]):
-        first = errors[0]
-        super().__init__(first.message, location=first.location, hint=first.hint if len(errors) == 1 else None)
-        self.errors: tuple[PolicyError, ...] = tuple(errors)
-
-    def __str__(self) -> str:
-        return "\n".join(PolicyError.__str__(e) for e in self.errors)
 
 
 def _loc(pos: ast.Pos) -> Location:
@@ -144,6 +133,9 @@ def load_program(
         seen.add(filename)
         try:
             module = parse(text, filename)
+        except PolicyErrors as e:
+            program.errors.extend(e.errors)
+            return
         except PolicyError as e:
             program.errors.append(e)
             return

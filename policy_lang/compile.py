@@ -18,7 +18,7 @@ from floodlight_trust.errors import FtrustError, Location, PolicyError
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
 from policy_lang import ast
 from policy_lang.check import Checker, Program, TExpr, check, load_program, suggest
-from policy_lang.evaluate import Decision, evaluate_enclave, evaluate_host
+from policy_lang.evaluate import Decision, HostMeasuredState, evaluate_enclave, evaluate_host, evaluate_host_round
 from policy_lang.reference import (
     Digests,
     ReferenceList,
@@ -197,6 +197,20 @@ class Policy:
     def evaluate_host(self, host_policy: str, claims: ClaimSet) -> Decision:
         """Appraise ``claims.ima`` with the named host policy."""
         return evaluate_host(self._host(host_policy), claims, self.version)
+
+    def evaluate_host_round(
+        self, host_policy: str, claims: ClaimSet, previous: HostMeasuredState | None = None
+    ) -> tuple[Decision, HostMeasuredState | None]:
+        """Appraise one round of a host's IMA list, possibly incremental (``first_index > 0``).
+
+        ``previous`` is the state this method returned for the round that ended where these claims
+        start; with it, ``require measured`` and ``boot_aggregate`` are judged as on the whole list
+        (a required file seen in an earlier round still counts). Without it an incremental list gets
+        a note instead. A full list (``first_index == 0``) ignores ``previous``. Returns the decision
+        and the state to keep for the next round (None when the claims hold no IMA list, or when the
+        state does not match the claims: then appraise the full list again).
+        """
+        return evaluate_host_round(self._host(host_policy), claims, self.version, previous)
 
     def evaluate_enclave(self, enclave_policy: str, claims: ClaimSet) -> Decision:
         """Judge ``claims.enclave`` (at ``claims.verified_at``) with the named enclave policy."""

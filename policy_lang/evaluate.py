@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, SignatureStatus
+from floodlight_trust.errors import InputError
 from policy_lang.check import TExpr, hex_bytes, is_hex
 from policy_lang.reference import as_set
 
@@ -79,6 +80,52 @@ class Decision:
             tag = "note" if r.level != "deny" else "deny"
             lines.append(f"  {tag}: {r.location}: {r.rule}: {r.message}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class HostMeasuredState:
+    """What a host policy knows about the whole measurement list after a round, so that the next
+    round, which sees only the entries appended since (``ImaClaims.first_index > 0``), is judged as
+    the whole list would be.
+
+    ``require measured`` and ``boot_aggregate`` are properties of the whole list: a required file
+    measured in round 1 does not reappear in round 2, and the boot_aggregate is entry 0. The caller
+    keeps this value with its incremental IMA state (``to_json``/``from_json``) and passes it back;
+    it must pair it only with claims that continue the same list, whose prefix it has checked (the
+    IMA appraisal's prefix check), so that a changed boot_aggregate is caught there.
+    """
+
+    host_policy: str
+    policy_version: str
+    entries: int  # entries judged so far: the next round's claims start at this index
+    measured: frozenset[str]  # 'require measured' paths or globs already seen
+    boot_aggregate: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host_policy": self.host_policy,
+            "policy_version": self.policy_version,
+            "entries": self.entries,
+            "measured": sorted(self.measured),
+            "boot_aggregate": self.boot_aggregate,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> HostMeasuredState:
+        try:
+            boot = d["boot_aggregate"]
+            state = cls(
+                host_policy=str(d["host_policy"]),
+                policy_version=str(d["policy_version"]),
+                entries=int(d["entries"]),
+                measured=frozenset(str(x) for x in d["measured"]),
+                boot_aggregate=None if boot is None else str(boot),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"host measured state: missing or malformed value ({e})") from None
+        if state.entries < 0:
+            raise InputError("host measured state: negative entry count")
+        return state
 
 
 def _jsonable(value: Any) -> Any:
@@ -343,15 +390,52 @@ def _grouped(indices: list[int], values: list[str]) -> dict[str, list[int]]:
 
 
 def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
+    return evaluate_host_round(h, claims, version, None)[0]
+
+
+def evaluate_host_round(
+    h: CompiledHost, claims: ClaimSet, version: str, previous: HostMeasuredState | None
+) -> tuple[Decision, HostMeasuredState | None]:
+    """Judge ``claims.ima``; with ``previous`` (the state after the round that ended at entry
+    ``claims.ima.first_index``), whole-list rules are judged as on the whole list. Returns the
+    decision and the state to carry to the next round (None without an IMA list)."""
     reasons: list[Reason] = []
     ima = claims.ima
     where = h.pos.short
     if ima is None:
         reasons.append(Reason("evidence", where, "no IMA measurement list in the claims"))
-        return _decision(h.name, version, reasons)
+        return _decision(h.name, version, reasons), None
     paths, digests, algs = ima.paths, ima.digests, ima.digest_algorithms
     base = ima.first_index
     n = len(paths)
+    # What earlier rounds saw of the whole list: nothing for a full list.
+    whole: HostMeasuredState | None = None
+    if base == 0:
+        whole = HostMeasuredState(h.name, version, 0, frozenset(), ima.boot_aggregate)
+    elif previous is not None:
+        if (previous.host_policy, previous.policy_version, previous.entries) != (h.name, version, base):
+            reasons.append(
+                Reason(
+                    "evidence",
+                    where,
+                    f"the whole-list state covers {previous.entries} entries judged by {previous.host_policy} "
+                    f"(policy {previous.policy_version[:12]}), but these claims start at entry {base} for "
+                    f"{h.name} (policy {version[:12]}): appraise the full list",
+                    {"state_entries": previous.entries, "first_index": base},
+                )
+            )
+        elif ima.boot_aggregate is not None and ima.boot_aggregate != previous.boot_aggregate:
+            reasons.append(
+                Reason(
+                    "boot_aggregate",
+                    where,
+                    f"boot_aggregate changed from {show(previous.boot_aggregate)} to {ima.boot_aggregate} "
+                    "between rounds: not the same boot",
+                    {"found": ima.boot_aggregate, "previous": previous.boot_aggregate},
+                )
+            )
+        else:
+            whole = previous
 
     for check, column in ((h.templates, ima.templates), (h.algorithms, algs)):
         if check is None:
@@ -376,9 +460,18 @@ def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
                     },
                 )
             )
-    if h.boot_aggregates is not None and base == 0:
+    if h.boot_aggregates is not None and whole is None:
+        reasons.append(
+            Reason(
+                "boot_aggregate",
+                h.boot_aggregates[1].short,
+                "incremental list without the state of earlier rounds: boot_aggregate is judged on the full list only",
+                level="note",
+            )
+        )
+    elif h.boot_aggregates is not None and whole is not None:
         allowed, pos, _ = h.boot_aggregates
-        found = ima.boot_aggregate
+        found = whole.boot_aggregate
         if found not in allowed:
             reasons.append(
                 Reason(
@@ -436,12 +529,13 @@ def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
             if ok:
                 continue
         alg = algs[i]
+        what = "measured buffer" if ima.templates[i] == "ima-buf" else "file"  # e.g. a key on a keyring
         if expected is not None:
             reasons.append(
                 Reason(
                     "allowlist",
                     rule_pos,
-                    f"file {p} has digest {alg}:{d}, expected one of {show(expected)}",
+                    f"{what} {p} has digest {alg}:{d}, expected one of {show(expected)}",
                     {"path": p, "found": d, "digest_algorithm": alg, "expected": expected, "index": base + i},
                 )
             )
@@ -450,38 +544,47 @@ def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
                 Reason(
                     "allowlist",
                     where,
-                    f"unknown file {p} ({alg}:{d}) is not in the allowlist",
+                    f"unknown {what} {p} ({alg}:{d}) is not in the allowlist",
                     {"path": p, "found": d, "digest_algorithm": alg, "index": base + i},
                 )
             )
 
+    measured_now: frozenset[str] = frozenset()
     if h.required:
-        if base != 0:
+        if whole is None:
             reasons.append(
                 Reason(
                     "require_measured",
                     h.required[0].pos.short,
-                    "incremental list: 'require measured' is judged on the full list only",
+                    "incremental list without the state of earlier rounds: 'require measured' is judged "
+                    "on the full list only",
                     level="note",
                 )
             )
         else:
             path_set = set(paths)
+            seen = set(whole.measured)
             for req in h.required:
+                if req.pattern in seen:
+                    continue  # measured in an earlier round of this list
                 if req.regex is None:
                     present = req.pattern in path_set
                 else:
                     m = req.regex.match
                     present = any(m(p) for p in path_set)
-                if not present:
-                    reasons.append(
-                        Reason(
-                            "require_measured",
-                            req.pos.short,
-                            f"required file {req.pattern} was not measured",
-                            {"path": req.pattern},
-                        )
+                if present:
+                    seen.add(req.pattern)
+                    continue
+                reasons.append(
+                    Reason(
+                        "require_measured",
+                        req.pos.short,
+                        f"required file {req.pattern} was not measured"
+                        + (f" (entries 0..{base + n - 1} of the list)" if base else ""),
+                        {"path": req.pattern},
                     )
+                )
+            measured_now = frozenset(seen)
 
     if h.signatures:
         assert h.signatures_any is not None
@@ -515,7 +618,10 @@ def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
                         },
                     )
                 )
-    return _decision(h.name, version, reasons)
+    after = None
+    if whole is not None:
+        after = HostMeasuredState(h.name, version, base + n, measured_now, whole.boot_aggregate)
+    return _decision(h.name, version, reasons), after
 
 
 def decision_json(decision: Decision) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -310,6 +313,14 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> PolicyError:
             found = "end of file"
         else:
             found = repr(str(tok))
+        dangling = _dangling_operator(text, tok) if tok.type in ("COLON", "EQUAL") else None
+        if dangling is not None:
+            # "svn: isv_svn >=" followed by the next statement: the next statement's name was taken
+            # as the missing operand; the mistake is the end of the previous line.
+            line, column, op = dangling
+            return PolicyError(
+                f"nothing after {op!r}: the expression is incomplete", location=Location(file, line, column)
+            )
         expected = sorted({_describe(t) for t in e.expected if not t.startswith("__")})
         message = f"unexpected {found}"
         if expected:
@@ -327,6 +338,28 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> PolicyError:
     return PolicyError(message, location=Location(file, line, column), hint=hint)
 
 
+_OPERATOR_AT_END = re.compile(r"(==|!=|<=|>=|<|>|&|=|:|\b(?:and|or|not|in))\s*\Z")
+
+
+def _dangling_operator(text: str, tok: Token) -> tuple[int, int, str] | None:
+    """(line, column, operator) when the line before ``tok``'s line ends in an operator and ``tok``'s
+    line starts with one name, i.e. a statement head was swallowed as the missing operand."""
+    if tok.start_pos is None:
+        return None
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    if not re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", text[line_start : tok.start_pos]):
+        return None
+    before = text[:line_start].rstrip()
+    prev_start = before.rfind("\n") + 1
+    code = _STRING_OR_COMMENT.sub(
+        lambda m: " " * len(m.group()) if m.group().startswith("#") else m.group(), before[prev_start:]
+    )
+    m = _OPERATOR_AT_END.search(code.rstrip())
+    if m is None:
+        return None
+    return before.count("\n", 0, prev_start) + 1, m.start() + 1, m.group(1)
+
+
 def _previous_word(text: str, end: int) -> str | None:
     i = end - 1
     while i >= 0 and text[i].isspace():
@@ -338,12 +371,158 @@ def _previous_word(text: str, end: int) -> str | None:
     return word or None
 
 
+class PolicyErrors(PolicyError):
+    """Several policy errors at once; ``str()`` gives one ``FILE:LINE:COL: message`` line per error."""
+
+    def __init__(self, errors: Sequence[PolicyError]):
+        first = errors[0]
+        super().__init__(first.message, location=first.location, hint=first.hint if len(errors) == 1 else None)
+        self.errors: tuple[PolicyError, ...] = tuple(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(PolicyError.__str__(e) for e in self.errors)
+
+
+@functools.cache
+def _token_lexer() -> Lark:
+    # A context-free lexer over the same terminals, to learn the type of a resynchronisation token.
+    text = resources.files("policy_lang").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(text, parser="lalr", lexer="basic")
+
+
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*')
+
+
+def _brace_balance(text: str) -> int:
+    code = _STRING_OR_COMMENT.sub("", text)
+    return code.count("{") - code.count("}")
+
+
+class _Recovery:
+    """Panic-mode error recovery for the LALR parser, so that one run reports every syntax error.
+
+    After an error the parser resumes at the first token of a later line (statements and
+    declarations start on their own line; strings never span lines): it pops its stack down to a
+    state that is between statements (accepts that token, and no string, which only an unfinished
+    statement would) and re-lexes from there. A token no such state accepts is skipped with its
+    line. The first token after a resynchronisation is not reported again: an error there is the
+    echo of the previous one, not a new mistake.
+    """
+
+    def __init__(self, text: str, file: str):
+        self.text = text
+        self.file = file
+        self.errors: list[PolicyError] = []
+        self.resumed_at = -1  # offset where parsing resumed after the last error
+
+    def _echo(self, offset: int) -> bool:
+        between = self.text[self.resumed_at : offset] if 0 <= self.resumed_at <= offset else None
+        return between is not None and all(not ln.strip() or ln.lstrip().startswith("#") for ln in between.split("\n"))
+
+    def _line_starts(self, after: int) -> Iterator[tuple[int, int, str]]:
+        """(offset, line, token type) of the first token of each line after offset ``after``."""
+        nl = self.text.find("\n", after)
+        while nl >= 0:
+            start = nl + 1
+            nl = self.text.find("\n", start)
+            line = self.text[start : nl if nl >= 0 else len(self.text)]
+            body = line.lstrip()
+            if not body or body.startswith("#"):
+                continue
+            offset = start + len(line) - len(body)
+            try:
+                tok = next(iter(_token_lexer().lex(body)), None)
+            except UnexpectedInput:
+                continue
+            if tok is not None:
+                yield offset, self.text.count("\n", 0, offset) + 1, tok.type
+        yield len(self.text), 0, "$END"
+
+    def __call__(self, e: UnexpectedInput) -> bool:
+        if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+            if not self._echo(len(self.text)):
+                self.errors.append(_syntax_error(e, self.text, self.file))
+            return False
+        assert isinstance(e, UnexpectedToken | UnexpectedCharacters)
+        offset = e.pos_in_stream if isinstance(e, UnexpectedCharacters) else e.token.start_pos
+        offset = offset if offset is not None else len(self.text)
+        if not self._echo(offset):
+            self.errors.append(_syntax_error(e, self.text, self.file))
+        ip = e.interactive_parser
+        state = ip.parser_state
+        tables = state.parse_conf.states
+        # The offending token itself is a resynchronisation point when it starts its line.
+        line_start = self.text.rfind("\n", 0, offset) + 1
+        candidates: Iterable[tuple[int, int, str]] = self._line_starts(offset)
+        if isinstance(e, UnexpectedToken) and not self.text[line_start:offset].strip():
+            here = (offset, self.text.count("\n", 0, offset) + 1, e.token.type)
+            candidates = itertools.chain((here,), candidates)
+        skipped_depth, skipped_from = 0, offset
+        for at, line, kind in candidates:
+            # A block opened in the skipped text is skipped whole: its statements are no declarations.
+            skipped_depth += _brace_balance(self.text[skipped_from:at])
+            skipped_from = at
+            if skipped_depth > 0:
+                continue
+            depth, closes, unclosed = len(state.state_stack), -skipped_depth, None
+            while depth > 1:
+                actions = tables[state.state_stack[depth - 1]]
+                if kind in actions and "STRING" not in actions:
+                    break
+                value = state.value_stack[depth - 2]
+                if isinstance(value, Token) and value.type == "RBRACE":
+                    depth = 0  # never reopen a block the text closed
+                    break
+                if isinstance(value, Token) and value.type == "LBRACE":
+                    if closes == 0:  # never close a block the text left open
+                        unclosed, depth = value, 0
+                        break
+                    closes -= 1
+                depth -= 1
+            else:
+                actions = tables[state.state_stack[0]]
+                depth = 1 if kind in actions else 0
+            if depth == 0 and kind == "$END" and unclosed is not None:
+                lines = self.text.split("\n")
+                self.errors.append(
+                    PolicyError(
+                        f"unexpected end of file; the block opened at line {unclosed.line} is not closed",
+                        location=Location(self.file, len(lines), len(lines[-1]) + 1),
+                        hint="add the missing '}'",
+                    )
+                )
+                return False
+            if depth == 0:
+                continue  # nothing can follow here: skip this line too
+            del state.state_stack[depth:]
+            del state.value_stack[depth - 1 :]
+            lexer_state = ip.lexer_thread.state
+            assert lexer_state is not None
+            counter = lexer_state.line_ctr
+            counter.char_pos = at
+            counter.line_start_pos = self.text.rfind("\n", 0, at) + 1
+            counter.line = line or self.text.count("\n", 0, at) + 1
+            counter.column = at - counter.line_start_pos + 1
+            self.resumed_at = at
+            return True
+        return False
+
+
 def parse(text: str, file: str = "<policy>") -> ast.Module:
-    """Parse one policy file. Raises :class:`PolicyError` (located) on a syntax error."""
+    """Parse one policy file. Raises :class:`PolicyError` (located) on a syntax error; with several
+    independent syntax errors, a :class:`PolicyErrors` holding each of them in source order."""
+    recovery = _Recovery(text, file)
     try:
-        tree = _lark().parse(text)
+        tree = _lark().parse(text, on_error=recovery)
     except UnexpectedInput as e:
-        raise _syntax_error(e, text, file) from None
+        if not recovery.errors:
+            recovery.errors.append(_syntax_error(e, text, file))
+        tree = None
+    if recovery.errors:
+        if len(recovery.errors) == 1:
+            raise recovery.errors[0]
+        raise PolicyErrors(recovery.errors)
+    assert tree is not None
     try:
         decls = _Build(file).transform(tree).children
     except VisitError as e:  # a bug in the tree builder, not in the user's text

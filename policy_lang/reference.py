@@ -285,7 +285,11 @@ def keylime_from_document(doc: Any, text: str, source: str) -> ReferenceList:
     ):
         raise _schema_error(doc, text, source)
     allowed: dict[str, Digests] = {p: v[0] if len(v) == 1 else frozenset(v) for p, v in doc["digests"].items()}
-    for name, values in doc["ima-buf"].items():
+    # ima-buf entries are keyed by their name; file paths are absolute, so names never collide
+    # with files. A keyring measurement (KEY_CHECK) is an ima-buf entry named after the keyring
+    # (".ima", ".builtin_trusted_keys", ...) whose digest is that of the key: Keylime's `keyrings`
+    # lists the keys each keyring may receive, so they are allowlist entries for those names.
+    for name, values in (*doc["ima-buf"].items(), *doc["keyrings"].items()):
         allowed[name] = union(allowed.get(name), frozenset(values))
     for regex in doc["excludes"]:
         try:
@@ -295,10 +299,14 @@ def keylime_from_document(doc: Any, text: str, source: str) -> ReferenceList:
                 f"Keylime runtime policy exclude {regex!r} is not a valid regular expression: {e}",
                 location=Location(source, _json_line(text, json.dumps(regex))),
             ) from None
-    notes = []
-    if doc["keyrings"]:
-        notes.append("keyrings entries are not enforced by floodlight-trust (use require signature)")
-    return ReferenceList(source, allowed, list(doc["excludes"]), notes)
+    excludes = list(doc["excludes"])
+    # ima.ignored_keyrings: keys loaded onto these keyrings are not appraised. Keylime recognises a
+    # keyring entry by parsing the buffer as a key; claims carry no buffer, so "*" ignores every
+    # ima-buf name that looks like a keyring (starts with "." - kernel keyring names do, other
+    # ima-buf names such as "kexec-cmdline" or "dm_table_load" do not).
+    for name in doc["ima"]["ignored_keyrings"]:
+        excludes.append(r"\.[^/]*\Z" if name == "*" else re.escape(name) + r"\Z")
+    return ReferenceList(source, allowed, excludes)
 
 
 def _pae(payload_type: str, payload: bytes) -> bytes:

@@ -9,6 +9,14 @@ A test file is TOML named ``*.policytest.toml``::
     name = "an unknown binary is refused and named"
     host = "container_host"                 # or enclave = "...", or vnf = "vnf-firewall-1"
     claims = "fixtures/host-clean.json"     # a claims document (JSON, floodlight_trust.claims form)
+    # ... and/or evidence fixtures, verified here and turned into claims (they replace the
+    # document's ima / enclave parts):
+    ima_log = "fixtures/host.log"           # IMA measurement list (binary or ASCII), appraised
+    keyring = ["fixtures/ima-key.pem"]      # optional: certificates for ima-sig signatures
+    quote = "fixtures/sgx_quote"            # DCAP quote, verified against the Intel root ...
+    collateral = "fixtures/collateral.json" # ... with this collateral (dcap-qvl JSON or a directory)
+    ias_report = "fixtures/ias-ok"          # or an IAS report directory (report.json + headers)
+    at = "2025-06-20T00:00:00Z"             # verification time (required with quote / ias_report)
     add_ima = [{ path = "/usr/bin/xyz", digest = "ab12..." }]   # optional: append IMA entries
     set = { "enclave.isv_svn" = 3 }         # optional: override fields of the claims document
     expect = "deny"                         # or "allow"
@@ -16,6 +24,10 @@ A test file is TOML named ``*.policytest.toml``::
 
 Each expected reason must be a substring of ``"RULE: MESSAGE"`` of a distinct failure, and a denied
 case must list every failure (so a test notices a new reason appearing).
+
+Evidence that does not verify (a bad signature, collateral for another platform, expired
+collateral) is what the Verification Manager refuses: the case's decision is then a denial with
+the reason ``evidence: MESSAGE``. A missing or malformed fixture is an error located in the test file.
 """
 
 from __future__ import annotations
@@ -25,17 +37,37 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from floodlight_trust.claims import claimset_from_json
-from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
+from floodlight_trust.claims import ClaimSet, claimset_from_json, claimset_to_json
+from floodlight_trust.clock import format_time
+from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError, VerificationError
 from floodlight_trust.fileio import read_bytes, read_text
 from policy_lang.compile import Policy, load_policy
 from policy_lang.evaluate import Decision, Reason
 
 TEST_SUFFIX = ".policytest.toml"
-CASE_KEYS = {"name", "host", "enclave", "vnf", "claims", "add_ima", "set", "expect", "reasons"}
+CASE_KEYS = {
+    "name",
+    "host",
+    "enclave",
+    "vnf",
+    "claims",
+    "ima_log",
+    "keyring",
+    "quote",
+    "collateral",
+    "ias_report",
+    "at",
+    "unsafe_allow_expired_crls",
+    "add_ima",
+    "set",
+    "expect",
+    "reasons",
+}
+EVIDENCE_KEYS = ("ima_log", "quote", "ias_report")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +79,7 @@ class Case:
     expect_allowed: bool
     reasons: tuple[str, ...]
     location: str  # "file: case N"
+    evidence_failure: str | None = None  # the evidence fixture did not verify (a denial)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +134,170 @@ def _set_path(doc: dict[str, Any], dotted: str, value: Any, where: str) -> None:
         raise InputError(f"{where}: set {dotted!r}: cannot set a field of a {type(node).__name__}")
 
 
+def _case_location(text: str, file: str, case: int, needle: str | None) -> Location:
+    """Where case ``case`` (1-based) states ``needle`` (a key), else where the case starts."""
+    lines = text.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("[[case]]")]
+    if len(starts) < case:
+        return Location(file)
+    first = starts[case - 1]
+    end = starts[case] if case < len(starts) else len(lines)
+    if needle is not None:
+        for i in range(first, end):
+            if lines[i].lstrip().startswith(needle):
+                return Location(file, i + 1, len(lines[i]) - len(lines[i].lstrip()) + 1)
+    return Location(file, first + 1, 1)
+
+
+class _Evidence:
+    """Loads and verifies a case's evidence fixtures; the shell around the pure verifiers."""
+
+    def __init__(self, test_path: Path, text: str, case: int, raw: Mapping[str, Any]):
+        self.dir = test_path.parent
+        self.text = text
+        self.file = str(test_path)
+        self.case = case
+        self.raw = raw
+
+    def where(self, key: str) -> Location:
+        return _case_location(self.text, self.file, self.case, key)
+
+    def fail(self, key: str, message: str, hint: str | None = None) -> InputError:
+        return InputError(message, location=self.where(key), hint=hint)
+
+    def name(self, key: str) -> str:
+        value = self.raw[key]
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f'{key} names a file, e.g. {key} = "fixtures/..."')
+        return value
+
+    def read(self, key: str, name: str | None = None) -> bytes:
+        target = self.dir / (name or self.name(key))
+        try:
+            return read_bytes(target, what=f"{key} fixture")
+        except FtrustError as e:
+            raise self.fail(key, f"{key}: {e.message} ({target})") from None
+
+    def at(self) -> datetime:
+        from floodlight_trust.clock import parse_time
+
+        value = self.raw.get("at")
+        if isinstance(value, datetime):  # TOML offset date-time
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if not isinstance(value, str):
+            raise self.fail("at", 'the evidence needs a verification time: at = "2025-06-20T00:00:00Z"')
+        try:
+            return parse_time(value, what="at")
+        except FtrustError as e:
+            raise self.fail("at", e.message) from None
+
+    def ima(self) -> Any:
+        from cryptography import x509
+
+        from floodlight_trust.evidence.ima import appraise_measurement_list
+
+        log_name = self.name("ima_log")
+        data = self.read("ima_log")
+        certs = []
+        keyring = self.raw.get("keyring", [])
+        if not isinstance(keyring, list) or not all(isinstance(k, str) for k in keyring):
+            raise self.fail("keyring", "keyring is a list of certificate files")
+        for k in keyring:
+            pem = self.read("keyring", k)
+            try:
+                certs.extend(
+                    x509.load_pem_x509_certificates(pem)
+                    if b"-----BEGIN" in pem
+                    else [x509.load_der_x509_certificate(pem)]
+                )
+            except ValueError as e:
+                raise self.fail("keyring", f"keyring: {k} is not a certificate: {e}") from None
+        try:
+            appraisal = appraise_measurement_list(data, keyring=certs, source=str(self.dir / log_name))
+        except VerificationError as e:
+            return e.message
+        except FtrustError as e:
+            raise self.fail("ima_log", f"ima_log: {e}") from None
+        if not appraisal.ok:
+            problem = appraisal.first_problem()
+            return f"IMA list {log_name} does not verify: {problem.message if problem else 'see findings'}"
+        return appraisal.claims
+
+    def dcap(self, at: datetime) -> Any:
+        from floodlight_trust.evidence.collateral import load_collateral
+        from floodlight_trust.evidence.dcap import TrustAnchor, verify_quote
+
+        quote = self.read("quote")
+        if "collateral" not in self.raw:
+            raise self.fail("quote", 'a quote needs its collateral: collateral = "FILE.json" (or a directory)')
+        target = self.dir / self.name("collateral")
+        try:
+            collateral = load_collateral(target)
+        except FtrustError as e:
+            raise self.fail("collateral", f"collateral: {e}") from None
+        unsafe = self.raw.get("unsafe_allow_expired_crls", False)
+        if not isinstance(unsafe, bool):
+            raise self.fail("unsafe_allow_expired_crls", "unsafe_allow_expired_crls is true or false")
+        try:
+            return verify_quote(quote, collateral, TrustAnchor.intel(), at=at, unsafe_allow_expired_crls=unsafe).claims
+        except VerificationError as e:
+            return e.message
+        except FtrustError as e:
+            raise self.fail("quote", f"quote {self.name('quote')}: {e}") from None
+
+    def ias(self, at: datetime) -> Any:
+        from floodlight_trust.evidence.ias import report_signing_ca, verify_report
+
+        folder = self.name("ias_report")
+        files = ("report.json", "x-iasreport-signature.b64", "x-iasreport-signing-certificate.pem")
+        body, signature, certificate = (self.read("ias_report", f"{folder}/{f}") for f in files)
+        try:
+            return verify_report(body, signature, certificate, report_signing_ca(), at=at).claims
+        except VerificationError as e:
+            return e.message
+        except FtrustError as e:
+            raise self.fail("ias_report", f"ias_report {folder}: {e}") from None
+
+    def claims(self, base: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+        """The claims document: ``base`` with its ima / enclave parts replaced by verified evidence,
+        and the first verification failure (a denial), if any."""
+        doc = copy.deepcopy(base) if base is not None else {}
+        if "quote" in self.raw and "ias_report" in self.raw:
+            raise self.fail("ias_report", "a case holds one enclave's evidence: quote or ias_report, not both")
+        enclave_evidence = "quote" in self.raw or "ias_report" in self.raw
+        at = self.at() if enclave_evidence or "at" in self.raw else None
+        failure: str | None = None
+        verified: dict[str, Any] = {}
+        if "ima_log" in self.raw:
+            ima = self.ima()
+            if isinstance(ima, str):
+                failure = ima
+            else:
+                verified["ima"] = ima
+        if enclave_evidence:
+            assert at is not None
+            enclave = self.dcap(at) if "quote" in self.raw else self.ias(at)
+            if isinstance(enclave, str):
+                failure = failure or enclave
+            else:
+                verified["enclave"] = enclave
+        if at is not None:
+            doc["verified_at"] = format_time(at)
+        # Host policies do not judge time: an IMA-only case without `at` gets a fixed one.
+        doc.setdefault("verified_at", "1970-01-01T00:00:00Z")
+        part = claimset_to_json(ClaimSet(verified_at=at or datetime(1970, 1, 1, tzinfo=UTC), **verified))
+        for key in ("ima", "enclave"):
+            if key in part:
+                doc[key] = part[key]
+        return doc, failure
+
+
 def load_test_file(path: Path) -> TestFile:
     """Read a test file, its policy and its claims fixtures. Errors are located InputErrors."""
     name = str(path)
+    text = read_text(path, what="policy test file")
     try:
-        doc = tomllib.loads(read_text(path, what="policy test file"))
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"not valid TOML: {e}", location=Location(name)) from None
     if not isinstance(doc.get("policy"), str):
@@ -129,9 +321,16 @@ def load_test_file(path: Path) -> TestFile:
         if raw.get("expect") not in ("allow", "deny"):
             raise InputError(f'{where}: expect must be "allow" or "deny"')
         claims_name = raw.get("claims")
-        if not isinstance(claims_name, str):
-            raise InputError(f'{where}: missing claims = "FILE.json"')
-        if claims_name not in fixtures:
+        has_evidence = any(k in raw for k in EVIDENCE_KEYS)
+        if claims_name is None and not has_evidence:
+            raise InputError(
+                f'case {n}: missing claims = "FILE.json" or an evidence fixture',
+                location=_case_location(text, name, n, None),
+                hint="evidence fixtures: ima_log, quote + collateral + at, ias_report + at",
+            )
+        if claims_name is not None and not isinstance(claims_name, str):
+            raise InputError(f'case {n}: claims = "FILE.json"', location=_case_location(text, name, n, "claims"))
+        if claims_name is not None and claims_name not in fixtures:
             fixture_path = path.parent / claims_name
             try:
                 fixtures[claims_name] = json.loads(read_bytes(fixture_path, what="claims fixture"))
@@ -139,7 +338,12 @@ def load_test_file(path: Path) -> TestFile:
                 raise InputError(
                     f"not valid JSON: {e.msg}", location=Location(str(fixture_path), e.lineno, e.colno)
                 ) from None
-        claims = copy.deepcopy(fixtures[claims_name])
+        base = fixtures[claims_name] if claims_name is not None else None
+        failure: str | None = None
+        if has_evidence:
+            claims, failure = _Evidence(path, text, n, raw).claims(base)
+        else:
+            claims = copy.deepcopy(base) if base is not None else {}
         for dotted, value in (raw.get("set") or {}).items():
             _set_path(claims, dotted, value, where)
         for entry in raw.get("add_ima") or []:
@@ -157,12 +361,16 @@ def load_test_file(path: Path) -> TestFile:
                 expect_allowed=raw["expect"] == "allow",
                 reasons=tuple(reasons),
                 location=where,
+                evidence_failure=failure,
             )
         )
     return TestFile(path, policy, tuple(cases))
 
 
 def evaluate_case(policy: Policy, case: Case) -> Decision:
+    if case.evidence_failure is not None:  # the Verification Manager refuses unverifiable evidence
+        reason = Reason("evidence", case.location, case.evidence_failure)
+        return Decision(False, f"{case.target_kind} {case.target}", policy.version, (reason,))
     claims = claimset_from_json(case.claims, where=f"{case.location}: claims")
     if case.target_kind == "host":
         return policy.evaluate_host(case.target, claims)

@@ -44,6 +44,7 @@ from floodlight_trust.protocol import b64decode, validate
 from floodlight_trust.protocol.binding import check_report_data, host_report_data, key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.storage.database import Database
+from policy_lang.evaluate import HostMeasuredState
 
 log = logging.getLogger("floodlight_trust.manager")
 
@@ -249,7 +250,8 @@ class VerificationManager:
         self.require_linkable_epid = require_linkable_epid
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
-        self._ima_states: dict[str, tuple[str, Any]] = {}  # host -> (persisted JSON, ImaState in memory)
+        # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
+        self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
         self.simulated = any(getattr(a, "simulated", False) for a in self.anchors) or bool(
             ias is not None and ias.simulated
         )
@@ -447,6 +449,7 @@ class VerificationManager:
         from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
 
         previous = None
+        whole_list: HostMeasuredState | None = None  # what the host policy saw of the list so far
         if (
             record is not None
             and record.status == "trusted"
@@ -459,9 +462,14 @@ class VerificationManager:
             # from the persisted state (a VM restart): the prefix is then checked by its SHA-256.
             cached = self._ima_states.get(name)
             if cached is not None and cached[0] == record.ima_state_json:
-                previous = cached[1]
+                previous, whole_list = cached[1], cached[2]
             else:
-                previous = ImaState.from_json(_loads(record.ima_state_json))
+                persisted = _loads(record.ima_state_json)
+                previous = ImaState.from_json(persisted)
+                if persisted.get("host_policy_state") is not None:
+                    whole_list = HostMeasuredState.from_json(persisted["host_policy_state"])
+                else:  # persisted without the host policy's whole-list state: appraise in full once
+                    previous = None
         try:
             appraisal = appraise_measurement_list(ima_list, state=previous, source=f"{name}:ima")
         except ImaPrefixChanged as e:
@@ -474,16 +482,20 @@ class VerificationManager:
                 reasons.append(
                     Reason(f"ima.{getattr(f.kind, 'value', f.kind)}", f.message, str(f.location) or None, f.to_json())
                 )
-        decision = self.policy.evaluate_host(host_policy, ClaimSet(verified_at=at, ima=appraisal.claims, subject=name))
+        claims = ClaimSet(verified_at=at, ima=appraisal.claims, subject=name)
+        decision, whole_list = self.policy.evaluate_host_round(host_policy, claims, whole_list)
         if not decision.allowed:
             reasons.extend(decision_reasons(decision))
         state = appraisal.state
         entries = int(appraisal.entry_count)
-        state_json = _dumps(state.to_json())
+        persisted_state = state.to_json()
+        if whole_list is not None:  # carried with the IMA state: 'require measured' across rounds
+            persisted_state["host_policy_state"] = whole_list.to_json()
+        state_json = _dumps(persisted_state)
         if reasons:
             self._ima_states.pop(name, None)
         else:  # persisted only if the round is trusted; a stale entry is ignored (compared above)
-            self._ima_states[name] = (state_json, state)
+            self._ima_states[name] = (state_json, state, whole_list)
         return state_json, entries, reasons
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:

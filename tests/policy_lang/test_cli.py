@@ -49,6 +49,33 @@ def test_check_reports_every_error_with_source_and_caret(tmp_path: Path) -> None
     ]
 
 
+def test_check_reports_every_syntax_error_of_a_file(tmp_path: Path) -> None:
+    (tmp_path / "typos.policy").write_text(
+        'host h {\n    exclde "/tmp/**"\n    require measured "/usr/bin/containerd"\n}\n\n'
+        "enclave e {\n    svn: isv_svn >=\n    evidence: evidence_type == DCAP\n}\n\n"
+        'enrol vnf for "vnf-*" {\n    host = h\n}\n'
+    )
+    r = ftrust("check", "typos.policy", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.split("\n") == [
+        "typos.policy:2:12: unexpected '\"/tmp/**\"'; expected '='",
+        '        exclde "/tmp/**"',
+        "               ^",
+        "    hint: did you mean 'exclude'?",
+        "typos.policy:7:18: nothing after '>=': the expression is incomplete",
+        "        svn: isv_svn >=",
+        "                     ^",
+        "typos.policy:11:1: unexpected 'enrol'; expected 'const', 'enclave', 'enroll', 'host', 'import', 'key', "
+        "'rule', 'set'",
+        '    enrol vnf for "vnf-*" {',
+        "    ^",
+        "    hint: did you mean 'enroll'?",
+        "typos.policy: 3 errors",
+        "",
+    ]
+
+
 def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
     r = ftrust("eval", str(tmp_path / "missing.policy"), "--claims", "x.json")
     assert r.returncode == 2

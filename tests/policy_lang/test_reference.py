@@ -151,3 +151,38 @@ def test_plain_and_general_parsers_agree() -> None:
     fast = parse_sha256sum(plain, "r").digests
     slow = parse_sha256sum("# header\n" + plain, "r").digests
     assert fast == slow and len(fast) == 50
+
+
+def test_keylime_keyrings_are_enforced_on_keyring_measurements(tmp_path: Path) -> None:
+    doc = {
+        "meta": {"version": 1, "generator": 3},
+        "release": 0,
+        "digests": {"/bin/a": [d(1)]},
+        "excludes": [],
+        "keyrings": {".ima": [d(7)]},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha256", "dm_policy": None},
+        "ima-buf": {},
+        "verification-keys": "",
+    }
+    (tmp_path / "rp.json").write_text(json.dumps(doc))
+    policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
+    # A key loaded onto .ima is measured as an ima-buf entry named after the keyring.
+    assert policy.evaluate_host("h", host_claims([(".ima", d(7))], template="ima-buf")).allowed
+    denied = policy.evaluate_host("h", host_claims([(".ima", d(8))], template="ima-buf"))
+    assert [r.message for r in denied.failures] == [
+        f"measured buffer .ima has digest sha256:{d(8)}, expected one of {{{d(7)}}}"
+    ]
+    other = policy.evaluate_host("h", host_claims([(".evm", d(7))], template="ima-buf"))
+    assert [r.message for r in other.failures] == [
+        f"unknown measured buffer .evm (sha256:{d(7)}) is not in the allowlist"
+    ]
+
+    # ignored_keyrings: the named keyring (or, with "*", every keyring name) is not appraised.
+    for ignored, allowed in ((["*"], True), ([".evm"], True), ([".ima"], False)):
+        doc["ima"] = {"ignored_keyrings": ignored, "log_hash_alg": "sha256", "dm_policy": None}
+        (tmp_path / "rp.json").write_text(json.dumps(doc))
+        policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
+        claims = host_claims([(".ima", d(7)), (".evm", d(9))], template="ima-buf")
+        decision = policy.evaluate_host("h", claims)
+        assert (decision.allowed, ignored) == (allowed, ignored)
+        assert not policy.evaluate_host("h", host_claims([("kexec-cmdline", d(9))], template="ima-buf")).allowed

@@ -64,5 +64,73 @@ def test_pytest_plugin_collects_cases(tmp_path: Path) -> None:
         timeout=120,
     )
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "1 failed, 18 passed" in r.stdout
+    assert "1 failed, 29 passed" in r.stdout
     assert "expected deny, got allow" in r.stdout
+
+
+def test_evidence_fixtures_are_verified_and_judged() -> None:
+    report = run_tests(
+        [CONFIGS / "tests" / "evidence.policytest.toml", CONFIGS / "tests" / "vtpm-host.policytest.toml"]
+    )
+    assert report.failed == 0 and report.passed == 11
+    by_name = {r.case.name: r.decision for r in report.results}
+    phala = by_name["the DPI policy refuses the phala enclave and its real advisory INTEL-SA-00289"]
+    assert phala is not None and not phala.allowed
+    occlum = by_name["the occlum debug quote does not verify with collateral for another PCK CA"]
+    assert occlum is not None and [r.rule for r in occlum.failures] == ["evidence"]
+    host = by_name["the reference vTPM host's real measurement list is trusted"]
+    assert host is not None and host.allowed and host.policy == "vtpm_host"
+
+
+def _evidence_case(tmp_path: Path, lines: str) -> Path:
+    fixtures = tmp_path / "fixtures"
+    shutil.copytree(CONFIGS / "tests" / "fixtures" / "sgx-dcap" / "phala", fixtures)
+    (tmp_path / "p.policy").write_text("enclave e {\n    svn: isv_svn >= 0\n}\n")
+    test = tmp_path / "e.policytest.toml"
+    test.write_text(f'policy = "p.policy"\n\n[[case]]\nname = "c"\nenclave = "e"\n{lines}expect = "allow"\n')
+    return test
+
+
+def test_errors_in_evidence_fixtures_are_located_in_the_test_file(tmp_path: Path) -> None:
+    import pytest
+
+    from floodlight_trust.errors import InputError
+    from policy_lang.testing import load_test_file
+
+    good = (
+        'quote = "fixtures/sgx_quote"\ncollateral = "fixtures/sgx_quote_collateral.json"\nat = "2025-06-20T00:00:00Z"\n'
+    )
+    assert run_tests([_evidence_case(tmp_path / "ok", good)]).passed == 1
+
+    missing = _evidence_case(tmp_path / "missing", good.replace('fixtures/sgx_quote"', 'fixtures/nope.dat"'))
+    with pytest.raises(InputError) as info:
+        load_test_file(missing)
+    assert str(info.value.location) == f"{missing}:6:1"
+    assert "nope.dat" in info.value.message
+
+    (tmp_path / "bad").mkdir()
+    bad = _evidence_case(tmp_path / "bad", good)
+    (bad.parent / "fixtures" / "sgx_quote").write_bytes(b"\x03\x00" + b"\x00" * 40)
+    with pytest.raises(InputError) as info:
+        load_test_file(bad)
+    assert str(info.value.location) == f"{bad}:6:1"
+    assert info.value.message.startswith("quote fixtures/sgx_quote: ")
+
+    no_time = _evidence_case(tmp_path / "no-time", good.replace('at = "2025-06-20T00:00:00Z"\n', ""))
+    with pytest.raises(InputError, match="needs a verification time") as info:
+        load_test_file(no_time)
+    assert str(info.value.location) == f"{no_time}:3:1"  # the case, as `at` is absent
+
+
+def test_ftrust_policy_test_with_a_missing_fixture_is_one_located_line(tmp_path: Path) -> None:
+    test = _evidence_case(tmp_path, 'ima_log = "fixtures/host.log"\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "floodlight_trust", "policy", "test", str(test)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"ftrust: error: {test}:6:1: ima_log: ")
+    assert r.stderr.count("\n") == 1
