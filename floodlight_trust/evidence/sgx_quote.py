@@ -342,8 +342,11 @@ def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     return items
 
 
-def _oid_der(text: str) -> bytes:
-    """The DER content bytes of a dotted OID (to compare raw OIDs without decoding each one)."""
+def oid_der(text: str) -> bytes:
+    """The DER content bytes of a dotted OID (to compare raw OIDs without decoding each one).
+
+    Also what :mod:`floodlight_trust.sgxsim` encodes when it writes the SGX extension.
+    """
     arcs = [int(x) for x in text.split(".")]
     out = bytearray([arcs[0] * 40 + arcs[1]])
     for arc in arcs[2:]:
@@ -370,8 +373,8 @@ def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int
 
 
 _BASE = SGX_EXTENSIONS_OID
-_OID = {name: _oid_der(f"{_BASE}.{name}") for name in ("1", "2", "3", "4", "5")}
-_TCB_OID = {i: _oid_der(f"{_BASE}.2.{i}") for i in range(1, 19)}
+_OID = {name: oid_der(f"{_BASE}.{name}") for name in ("1", "2", "3", "4", "5")}
+_TCB_OID = {i: oid_der(f"{_BASE}.2.{i}") for i in range(1, 19)}
 
 
 def parse_pck_extensions(ext_value: bytes) -> PckExtensions:

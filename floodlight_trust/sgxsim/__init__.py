@@ -31,7 +31,13 @@ from floodlight_trust.claims import TcbStatus
 from floodlight_trust.errors import InputError, Location
 from floodlight_trust.evidence.collateral import Collateral
 from floodlight_trust.evidence.dcap import TrustAnchor
-from floodlight_trust.evidence.sgx_quote import REPORT_BODY_SIZE, SGX_EXTENSIONS_OID, SIGNED_SIZE, EpidQuote
+from floodlight_trust.evidence.sgx_quote import (
+    REPORT_BODY_SIZE,
+    SGX_EXTENSIONS_OID,
+    SIGNED_SIZE,
+    EpidQuote,
+    oid_der,
+)
 from floodlight_trust.fileio import atomic_write, read_bytes
 
 __all__ = [
@@ -135,16 +141,7 @@ def _tlv(tag: int, content: bytes) -> bytes:
 
 
 def _oid(text: str) -> bytes:
-    arcs = [int(x) for x in text.split(".")]
-    out = bytearray([arcs[0] * 40 + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return _tlv(0x06, bytes(out))
+    return _tlv(0x06, oid_der(text))
 
 
 def _int(tag: int, value: int) -> bytes:
