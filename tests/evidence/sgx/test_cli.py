@@ -187,3 +187,23 @@ def test_sgx_fetch_collateral_bad_output_or_url_before_any_request(testdata: Pat
         "ftrust: error: PCS/PCCS URL 'pccs.local:8081' is not an http(s) URL"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ias_failures_name_the_file_at_fault(testdata: Path, tmp_path: Path) -> None:
+    d = testdata / "ias/sn_ok_production"
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"garbage\n")
+    files = {"--report": d / "report.json", "--signature": d / "x-iasreport-signature.b64",
+             "--cert": d / "x-iasreport-signing-certificate.pem"}  # fmt: skip
+
+    def verify(**swap: Path) -> subprocess.CompletedProcess[str]:
+        argv = [x for k, v in files.items() for x in (k, swap.get(k[2:], v))]
+        return run("ias", "verify-report", *argv, "--at", "2021-01-01T00:00:00Z")
+
+    r = verify(signature=garbage)
+    assert r.returncode == 2 and r.stderr == f"ftrust: error: {garbage}: X-IASReport-Signature is not base64\n"
+    r = verify(report=garbage)
+    assert r.returncode == 1
+    assert (
+        r.stderr == f"ftrust: error: {garbage}: X-IASReport-Signature is not a valid signature over the report body\n"
+    )
