@@ -370,7 +370,11 @@ class FloodlightKeystore:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise InputError("no keystore path given")
-        data = self.to_bytes()
+        try:
+            data = self.to_bytes()
+        except KeystoreRefused as e:
+            e.location = e.location or Location(str(target))  # a new store has no path until now
+            raise
         backup = fileio.atomic_write(target, data, mode=0o600, backup=True)
         self.path = target
         return backup
