@@ -53,6 +53,20 @@ def backup_name(path: Path) -> Path:
     return candidate
 
 
+def _copy_private(source: Path, backup: Path, mode: int) -> None:
+    """Copy ``source`` to a new ``backup`` that has ``mode`` from its creation (a keystore's backup
+    is never readable by others, not even for a moment), fsync'ed."""
+    try:
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o700)
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as old:
+            shutil.copyfileobj(old, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(backup, mode)
+    except OSError as e:
+        raise InputError(f"cannot back up before writing: {e.strerror}", location=Location(str(backup))) from None
+
+
 def atomic_write(
     path: str | os.PathLike[str], data: bytes | str, *, mode: int = 0o600, backup: bool = False
 ) -> Path | None:
@@ -66,19 +80,27 @@ def atomic_write(
     saved: Path | None = None
     if backup and target.exists():
         saved = backup_name(target)
-        shutil.copy2(target, saved)
-        os.chmod(saved, mode)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        _copy_private(target, saved, mode)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror}", location=Location(str(target))) from None
     tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as e:
+            raise InputError(f"cannot write: {e.strerror}", location=Location(str(target))) from None
         if _before_rename is not None:
             _before_rename(tmp)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as e:
+            raise InputError(f"cannot replace: {e.strerror}", location=Location(str(target))) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -5,6 +5,7 @@ A :class:`Secret` never shows its value in ``repr``/``str``, logs or error messa
 
 from __future__ import annotations
 
+import hmac
 import os
 import stat
 from dataclasses import dataclass
@@ -13,10 +14,19 @@ from pathlib import Path
 from floodlight_trust.errors import Location, SecretError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Secret:
     _value: str
     source: str  # "env:NAME" or "file:PATH", safe to show
+
+    def __eq__(self, other: object) -> bool:
+        # Constant time: comparing secrets must not reveal how many leading characters match.
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return self.source == other.source and hmac.compare_digest(self.reveal_bytes(), other.reveal_bytes())
+
+    def __hash__(self) -> int:
+        return hash(self.source)  # never the value
 
     def reveal(self) -> str:
         return self._value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -97,6 +98,10 @@ def _issue(args: argparse.Namespace) -> int:
         validity_seconds=args.validity or cfg.get("ca", "certificate_validity_seconds"),
         key_type=KeyType(args.key_type),
     )
+    for out in (args.generate_key, args.out):
+        # Checked before issuing: a recorded certificate whose key could not be written is useless.
+        if out and not Path(out).resolve().parent.is_dir():
+            raise InputError("output directory does not exist", location=Location(str(Path(out).parent)))
     ca = open_ca(cfg)
     key_pem: bytes | None = None
     if args.generate_key:

@@ -11,7 +11,7 @@ from floodlight_trust import clock
 from floodlight_trust.claims import enclave_to_json
 from floodlight_trust.cli.output import add_group, add_json, emit
 from floodlight_trust.cli.sgx import read_quote
-from floodlight_trust.errors import FtrustError, InputError, Location
+from floodlight_trust.errors import InputError, Location, VerificationError
 from floodlight_trust.evidence import ias
 from floodlight_trust.fileio import read_bytes
 
@@ -69,12 +69,14 @@ def cmd_verify_report(args: argparse.Namespace) -> int:
             quote=quote,
             max_age=timedelta(seconds=args.max_age) if args.max_age is not None else None,
         )
-    except FtrustError as e:
+    except (InputError, VerificationError) as e:
+        # Malformed input is located in the file it came from; a failed check at the report.
+        blamed = files[0]
         if isinstance(e, InputError) and "certificate" in e.message:
-            raise e.with_file(str(files[2])) from None
-        if isinstance(e, InputError):
-            raise e.with_file(str(files[0])) from None
-        raise
+            blamed = files[2]
+        elif isinstance(e, InputError) and "Signature" in e.message:
+            blamed = files[1]
+        raise e.with_file(str(blamed)) from None
     c = result.claims
     data = {
         "valid": True,

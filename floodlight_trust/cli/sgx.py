@@ -12,7 +12,7 @@ from typing import Any
 from floodlight_trust import clock
 from floodlight_trust.claims import enclave_to_json
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
-from floodlight_trust.errors import FtrustError, InputError, Location
+from floodlight_trust.errors import FtrustError, InputError, Location, VerificationError
 from floodlight_trust.evidence import dcap
 from floodlight_trust.evidence.collateral import collateral_to_json
 from floodlight_trust.evidence.sgx_quote import EpidQuote, QuoteV3, ReportBody, parse_quote
@@ -160,12 +160,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         anchor = dcap.TrustAnchor.unsafe_simulated(read_bytes(args.unsafe_simulated_root, what="simulated root"))
     else:
         anchor = dcap.TrustAnchor.intel()
+    _parse(args.quote)  # a malformed quote is located in its file before any collateral is looked at
     try:
         result = dcap.verify_quote(
             quote, collateral, anchor, at=at, unsafe_allow_expired_crls=args.unsafe_allow_expired_crls
         )
+    except VerificationError as e:
+        raise e.with_file(args.quote) from None  # the quote is what failed; the message names the check
     except InputError as e:
-        raise e.with_file(args.quote) from None
+        # After the quote parsed, malformed input is collateral (CRLs, chains, TCB info), except the
+        # PCK chain the quote carries.
+        raise e.with_file(args.quote if "in the quote" in str(e) else args.collateral) from None
     claims = enclave_to_json(result.claims)
     data = {"valid": True, "verified_at": clock.format_time(at), "claims": claims, "warnings": list(result.warnings)}
 
@@ -191,6 +196,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from floodlight_trust.evidence.pcs import PcsClient
 
     cfg = load_config(args)
+    out = Path(args.out)
+    if not out.parent.is_dir():  # before any network traffic
+        raise InputError("output directory does not exist", location=Location(str(out.parent)))
     client = PcsClient(
         args.pcs or cfg.get("pcs", "url"),
         cache_dir=cfg.state_path("pcs", "cache_dir") if cfg.state_dir.is_dir() else None,
@@ -202,9 +210,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except FtrustError as e:
         raise e.with_file(args.quote) from None
     collateral = client.collateral_for_quote(quote)
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise InputError("output directory does not exist", location=Location(str(out.parent)))
     atomic_write(out, json.dumps(collateral_to_json(collateral), indent=2) + "\n", mode=0o644)
     print(f"wrote collateral to {out}")
     return 0

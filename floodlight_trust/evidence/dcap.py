@@ -40,6 +40,7 @@ from floodlight_trust.evidence.sgx_quote import (
     EpidQuote,
     PckExtensions,
     QuoteV3,
+    enclave_claims,
     parse_pck_extensions,
     parse_quote,
     split_pem,
@@ -487,22 +488,9 @@ def verify_quote(
     elif qe_status in (TcbStatus.OUT_OF_DATE, TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED):
         status = _QE_MERGE.get(tcb_status, tcb_status)
     all_advisories = tuple(dict.fromkeys(advisories + qe_advisories))
-    r = q.report
-    claims = EnclaveClaims(
+    claims = enclave_claims(
+        q.report,
         evidence_type=EvidenceType.DCAP,
-        mrenclave=r.mr_enclave.hex(),
-        mrsigner=r.mr_signer.hex(),
-        isv_prod_id=r.isv_prod_id,
-        isv_svn=r.isv_svn,
-        debug=r.debug,
-        mode64bit=r.mode64bit,
-        attributes=r.attributes.hex(),
-        misc_select=r.misc_select,
-        config_svn=r.config_svn,
-        config_id=r.config_id.hex(),
-        isv_ext_prod_id=r.isv_ext_prod_id.hex(),
-        isv_family_id=r.isv_family_id.hex(),
-        report_data=r.report_data.hex(),
         tcb_status=status,
         advisory_ids=all_advisories,
         qe_identity_status=qe_status,

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import ParseError, ServiceError, VerificationError
-from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, parse_quote
+from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, enclave_claims, parse_quote
 from floodlight_trust.secrets import Secret
 
 DEFAULT_URL = "https://api.trustedservices.intel.com/sgx/attestation"
@@ -193,22 +193,9 @@ def verify_report(
     status = STATUS_MAP.get(report.status)
     if status is None:
         raise IasQuoteRejected(f"IAS rejected the quote: isvEnclaveQuoteStatus {report.status}")
-    r = body_quote.report
-    claims = EnclaveClaims(
+    claims = enclave_claims(
+        body_quote.report,
         evidence_type=EvidenceType.IAS,
-        mrenclave=r.mr_enclave.hex(),
-        mrsigner=r.mr_signer.hex(),
-        isv_prod_id=r.isv_prod_id,
-        isv_svn=r.isv_svn,
-        debug=r.debug,
-        mode64bit=r.mode64bit,
-        attributes=r.attributes.hex(),
-        misc_select=r.misc_select,
-        config_svn=r.config_svn,
-        config_id=r.config_id.hex(),
-        isv_ext_prod_id=r.isv_ext_prod_id.hex(),
-        isv_family_id=r.isv_family_id.hex(),
-        report_data=r.report_data.hex(),
         tcb_status=status,
         advisory_ids=report.advisory_ids,
         qe_identity_status=None,

@@ -19,7 +19,7 @@ import requests
 from cryptography import x509
 
 from floodlight_trust import clock
-from floodlight_trust.errors import ParseError, ServiceError
+from floodlight_trust.errors import ConfigError, ParseError, ServiceError
 from floodlight_trust.evidence.collateral import Collateral, crl_to_der, split_signed_json
 from floodlight_trust.evidence.sgx_quote import SGX_EXTENSIONS_OID, QuoteV3, parse_pck_extensions, parse_quote
 from floodlight_trust.fileio import atomic_write
@@ -45,6 +45,8 @@ class PcsClient:
         session: requests.Session | None = None,
         now: Callable[[], datetime] = clock.now,
     ) -> None:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"PCS/PCCS URL {url!r} is not an http(s) URL", hint=f"e.g. {INTEL_PCS}")
         self.url = url.rstrip("/")
         self.cache_dir = cache_dir
         self.root_ca_crl_url = root_ca_crl_url or (INTEL_ROOT_CRL if self.url == INTEL_PCS else f"{self.url}/rootcacrl")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from datetime import datetime
 
+from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import Location, ParseError
 
 HEADER_SIZE = 48
@@ -84,6 +86,45 @@ def parse_report_body(data: bytes | memoryview, offset: int = 0) -> ReportBody:
         config_svn=_U16.unpack_from(b, 260)[0],
         isv_family_id=b[304:320],
         report_data=b[320:384],
+    )
+
+
+def enclave_claims(
+    report: ReportBody,
+    *,
+    evidence_type: EvidenceType,
+    tcb_status: TcbStatus,
+    advisory_ids: tuple[str, ...],
+    qe_identity_status: TcbStatus | None,
+    collateral_issued_at: datetime,
+    platform: PlatformIdentity,
+    simulated: bool = False,
+) -> EnclaveClaims:
+    """The claims a *verified* report body supports, in the forms policies see (hex, ints, flags).
+
+    DCAP and IAS verification both end here, so the two kinds of evidence give one claim set.
+    """
+    return EnclaveClaims(
+        evidence_type=evidence_type,
+        mrenclave=report.mr_enclave.hex(),
+        mrsigner=report.mr_signer.hex(),
+        isv_prod_id=report.isv_prod_id,
+        isv_svn=report.isv_svn,
+        debug=report.debug,
+        mode64bit=report.mode64bit,
+        attributes=report.attributes.hex(),
+        misc_select=report.misc_select,
+        config_svn=report.config_svn,
+        config_id=report.config_id.hex(),
+        isv_ext_prod_id=report.isv_ext_prod_id.hex(),
+        isv_family_id=report.isv_family_id.hex(),
+        report_data=report.report_data.hex(),
+        tcb_status=tcb_status,
+        advisory_ids=advisory_ids,
+        qe_identity_status=qe_identity_status,
+        collateral_issued_at=collateral_issued_at,
+        platform=platform,
+        simulated=simulated,
     )
 
 
@@ -301,8 +342,11 @@ def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     return items
 
 
-def _oid_der(text: str) -> bytes:
-    """The DER content bytes of a dotted OID (to compare raw OIDs without decoding each one)."""
+def oid_der(text: str) -> bytes:
+    """The DER content bytes of a dotted OID (to compare raw OIDs without decoding each one).
+
+    Also what :mod:`floodlight_trust.sgxsim` encodes when it writes the SGX extension.
+    """
     arcs = [int(x) for x in text.split(".")]
     out = bytearray([arcs[0] * 40 + arcs[1]])
     for arc in arcs[2:]:
@@ -329,8 +373,8 @@ def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int
 
 
 _BASE = SGX_EXTENSIONS_OID
-_OID = {name: _oid_der(f"{_BASE}.{name}") for name in ("1", "2", "3", "4", "5")}
-_TCB_OID = {i: _oid_der(f"{_BASE}.2.{i}") for i in range(1, 19)}
+_OID = {name: oid_der(f"{_BASE}.{name}") for name in ("1", "2", "3", "4", "5")}
+_TCB_OID = {i: oid_der(f"{_BASE}.2.{i}") for i in range(1, 19)}
 
 
 def parse_pck_extensions(ext_value: bytes) -> PckExtensions:

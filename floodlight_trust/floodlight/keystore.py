@@ -171,35 +171,23 @@ class FloodlightKeystore:
         out: list[KeystoreEntry] = []
         for alias in self._order:
             if alias in self._trusted:
-                der = self._trusted[alias]
-                c = _cert(der)
-                out.append(
-                    KeystoreEntry(
-                        alias,
-                        "trustedCertEntry",
-                        c.subject.rfc4514_string(),
-                        c.issuer.rfc4514_string(),
-                        c.not_valid_after_utc,
-                        _fingerprint(der),
-                        1,
-                        True,
-                    )
-                )
+                kind, chain, recoverable = "trustedCertEntry", [self._trusted[alias]], True
             else:
                 k = self._keys[alias]
-                c = _cert(k.chain[0])
-                out.append(
-                    KeystoreEntry(
-                        alias,
-                        "PrivateKeyEntry",
-                        c.subject.rfc4514_string(),
-                        c.issuer.rfc4514_string(),
-                        c.not_valid_after_utc,
-                        _fingerprint(k.chain[0]),
-                        len(k.chain),
-                        k.pkcs8 is not None,
-                    )
+                kind, chain, recoverable = "PrivateKeyEntry", list(k.chain), k.pkcs8 is not None
+            c = _cert(chain[0])
+            out.append(
+                KeystoreEntry(
+                    alias,
+                    kind,
+                    c.subject.rfc4514_string(),
+                    c.issuer.rfc4514_string(),
+                    c.not_valid_after_utc,
+                    _fingerprint(chain[0]),
+                    len(chain),
+                    recoverable,
                 )
+            )
         return out
 
     def trusted_certificates(self) -> list[x509.Certificate]:
@@ -382,7 +370,11 @@ class FloodlightKeystore:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise InputError("no keystore path given")
-        data = self.to_bytes()
+        try:
+            data = self.to_bytes()
+        except KeystoreRefused as e:
+            e.location = e.location or Location(str(target))  # a new store has no path until now
+            raise
         backup = fileio.atomic_write(target, data, mode=0o600, backup=True)
         self.path = target
         return backup

@@ -197,13 +197,17 @@ class PropertiesFile:
         return self.text().encode("latin-1")
 
     def save(self, path: str | Path | None = None) -> Path | None:
-        """Atomic write with a timestamped backup, keeping the file's permission bits."""
+        """Atomic write with a timestamped backup, keeping the file's permission bits, except that
+        a file holding a keystore password is never left readable by others (owner and group,
+        which Floodlight's service account may need, keep theirs)."""
         target = Path(path) if path is not None else self.path
         if target is None:
             raise InputError("no properties path given")
         mode = 0o600
         if target.exists():
             mode = target.stat().st_mode & 0o777
+        if self.get(PREFIX + "keyStorePassword"):
+            mode &= ~0o007
         return fileio.atomic_write(target, self.to_bytes(), mode=mode, backup=True)
 
 

@@ -47,7 +47,8 @@ def parse_name(text: str, *, what: str = "subject") -> x509.Name:
     try:
         name = x509.Name.from_rfc4514_string(text)
     except ValueError as e:
-        raise InputError(f"{what} {text!r} is not an RFC 4514 name: {e}", hint="e.g. CN=vnf-a,O=example") from None
+        detail = f": {e}" if str(e) else ""
+        raise InputError(f"{what} {text!r} is not an RFC 4514 name{detail}", hint="e.g. CN=vnf-a,O=example") from None
     if len(name) == 0:
         raise InputError(f"{what} must not be empty")
     return name

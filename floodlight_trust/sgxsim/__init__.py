@@ -31,7 +31,13 @@ from floodlight_trust.claims import TcbStatus
 from floodlight_trust.errors import InputError, Location
 from floodlight_trust.evidence.collateral import Collateral
 from floodlight_trust.evidence.dcap import TrustAnchor
-from floodlight_trust.evidence.sgx_quote import REPORT_BODY_SIZE, SGX_EXTENSIONS_OID, SIGNED_SIZE, EpidQuote
+from floodlight_trust.evidence.sgx_quote import (
+    REPORT_BODY_SIZE,
+    SGX_EXTENSIONS_OID,
+    SIGNED_SIZE,
+    EpidQuote,
+    oid_der,
+)
 from floodlight_trust.fileio import atomic_write, read_bytes
 
 __all__ = [
@@ -122,6 +128,26 @@ def encode_report_body(
     return body
 
 
+def _enclave_report_body(
+    mrenclave: bytes, mrsigner: bytes, report_data: bytes, isv_prod_id: int, isv_svn: int, debug: bool
+) -> bytes:
+    """The application enclave's report body on this platform, the same in DCAP and EPID quotes."""
+    if len(mrenclave) != 32 or len(mrsigner) != 32:
+        raise InputError("MRENCLAVE and MRSIGNER must be 32 bytes")
+    if len(report_data) > 64:
+        raise InputError(f"report data is {len(report_data)} bytes, at most 64")
+    flags = 0x01 | 0x04 | (0x02 if debug else 0)  # INIT | MODE64BIT | DEBUG
+    return encode_report_body(
+        cpu_svn=bytes(SIM_COMPONENTS),
+        attributes=flags.to_bytes(8, "little") + (0xE7).to_bytes(8, "little"),
+        mr_enclave=mrenclave,
+        mr_signer=mrsigner,
+        isv_prod_id=isv_prod_id,
+        isv_svn=isv_svn,
+        report_data=report_data.ljust(64, b"\0"),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # DER for the SGX extension (only what it needs).
 
@@ -135,16 +161,7 @@ def _tlv(tag: int, content: bytes) -> bytes:
 
 
 def _oid(text: str) -> bytes:
-    arcs = [int(x) for x in text.split(".")]
-    out = bytearray([arcs[0] * 40 + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return _tlv(0x06, bytes(out))
+    return _tlv(0x06, oid_der(text))
 
 
 def _int(tag: int, value: int) -> bytes:
@@ -423,26 +440,12 @@ class SimulatedPlatform:
     ) -> bytes:
         """A DCAP v3 quote for an enclave with these identity fields (report_data: up to 64 bytes,
         zero-padded), signed by this platform's attestation key, certified by its PCK chain."""
-        if len(mrenclave) != 32 or len(mrsigner) != 32:
-            raise InputError("MRENCLAVE and MRSIGNER must be 32 bytes")
-        if len(report_data) > 64:
-            raise InputError(f"report data is {len(report_data)} bytes, at most 64")
-        flags = 0x01 | 0x04 | (0x02 if debug else 0)  # INIT | MODE64BIT | DEBUG
-        attributes = flags.to_bytes(8, "little") + (0xE7).to_bytes(8, "little")
+        body = _enclave_report_body(mrenclave, mrsigner, report_data, isv_prod_id, isv_svn, debug)
         header = (
             struct.pack("<HHIHH", 3, 2, 0, SIM_QE_SVN, SIM_PCE_SVN)
             + INTEL_QE_VENDOR_ID
             + hashlib.sha256(self.pck_cert.public_bytes(serialization.Encoding.DER)).digest()[:16]
             + bytes(4)
-        )
-        body = encode_report_body(
-            cpu_svn=bytes(SIM_COMPONENTS),
-            attributes=attributes,
-            mr_enclave=mrenclave,
-            mr_signer=mrsigner,
-            isv_prod_id=isv_prod_id,
-            isv_svn=isv_svn,
-            report_data=report_data.ljust(64, b"\0"),
         )
         signed = header + body
         att_pub = self.attestation_key.public_key().public_bytes(
@@ -491,28 +494,15 @@ class SimulatedPlatform:
         pseudonym, then a marker. :class:`floodlight_trust.sgxsim.ias_service.SimulatedIas` checks it
         with :func:`verify_simulated_epid_signature`.
         """
-        if len(mrenclave) != 32 or len(mrsigner) != 32:
-            raise InputError("MRENCLAVE and MRSIGNER must be 32 bytes")
-        if len(report_data) > 64:
-            raise InputError(f"report data is {len(report_data)} bytes, at most 64")
+        body = _enclave_report_body(mrenclave, mrsigner, report_data, isv_prod_id, isv_svn, debug)
         if len(basename) != 32:
             raise InputError("an EPID basename has 32 bytes")
         assert self.epid_group_key is not None
-        flags = 0x01 | 0x04 | (0x02 if debug else 0)
         header = (
             struct.pack("<HH", 2, 1 if linkable else 0)
             + self.epid_group_id
             + struct.pack("<HHI", SIM_QE_SVN, SIM_PCE_SVN, 0)
             + basename
-        )
-        body = encode_report_body(
-            cpu_svn=bytes(SIM_COMPONENTS),
-            attributes=flags.to_bytes(8, "little") + (0xE7).to_bytes(8, "little"),
-            mr_enclave=mrenclave,
-            mr_signer=mrsigner,
-            isv_prod_id=isv_prod_id,
-            isv_svn=isv_svn,
-            report_data=report_data.ljust(64, b"\0"),
         )
         if linkable:
             pseudonym = b"".join(

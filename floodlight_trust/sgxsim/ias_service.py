@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import secrets
 import threading
@@ -102,7 +103,8 @@ class SimulatedIas:
         version = next((v for v in (4, 5) if path == f"/sgx/attestation/v{v}/report"), None)
         if environ.get("REQUEST_METHOD") != "POST" or version is None:
             return self._plain(start_response, "404 Not Found")
-        if environ.get("HTTP_OCP_APIM_SUBSCRIPTION_KEY") != self.subscription_key:
+        given = environ.get("HTTP_OCP_APIM_SUBSCRIPTION_KEY", "").encode("latin-1")
+        if not hmac.compare_digest(given, self.subscription_key.encode("utf-8")):
             return self._plain(start_response, "401 Unauthorized")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         try:

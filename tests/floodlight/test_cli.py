@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,31 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     no_password = ftrust(cfg, "floodlight", "keystore", "list", "--keystore", str(tmp_path / "k.jks"),
                          FTRUST_KEYSTORE_PASSWORD="")  # fmt: skip
     assert no_password.returncode == 2 and "keystore password not given" in no_password.stderr
+
+
+def test_keystore_with_a_five_character_password_is_listed_with_the_problem_and_never_rewritten(
+    tmp_path: Path,
+) -> None:
+    import jks
+
+    from floodlight_trust.floodlight.keystore import FloodlightKeystore
+
+    # A store the manager would never write (as an old hand-made one): re-saved with "abcde" by pyjks.
+    draft = FloodlightKeystore.new(STORE_PASSWORD)
+    draft.add_trusted_ca("ftrust-ca", make_ca(tmp_path / "ca").certificate)
+    draft.ensure_server_key("floodlight", "CN=floodlight", ["127.0.0.1"])
+    draft.save(tmp_path / "draft.jks")
+    store = tmp_path / "five.jks"
+    jks.KeyStore.load(str(tmp_path / "draft.jks"), STORE_PASSWORD.reveal()).save(str(store), "abcde")
+    (tmp_path / "draft.jks").unlink()
+    shutil.rmtree(tmp_path / "ca")
+    before = store.read_bytes()
+    cfg = tmp_path / "ftrust.toml"
+    cfg.write_text(f'[state]\ndir = "{tmp_path}"\n[floodlight]\nkeystore = "{store}"\n')
+    listed = ftrust(cfg, "floodlight", "keystore", "list", FTRUST_KEYSTORE_PASSWORD="abcde")
+    assert listed.returncode == 1 and "problem: store password is shorter than 6 characters" in listed.stdout
+    assert "PrivateKeyEntry" in listed.stdout  # it was really opened with the 5-character password
+    removed = ftrust(cfg, "floodlight", "keystore", "remove", "floodlight", FTRUST_KEYSTORE_PASSWORD="abcde")
+    assert removed.returncode == 2 and len(removed.stderr.splitlines()) == 1 and "Traceback" not in removed.stderr
+    assert removed.stderr.startswith(f"ftrust: error: {store}: refusing to write a keystore Floodlight cannot load")
+    assert store.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["five.jks", "ftrust.toml"]

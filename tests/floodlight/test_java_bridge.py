@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from floodlight_trust.floodlight import bridge, client
 from floodlight_trust.floodlight.keystore import FloodlightKeystore
@@ -129,3 +130,43 @@ def test_revoked_certificate_is_refused_after_the_crl_is_republished(
     with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD, pkix_revocation=False) as endpoint:
         assert client.check(endpoint.url, cert, key, server_pem).accepted
         assert crl_server.fetches == 2
+
+
+def _without_revocation_pointers(cert_path: Path, ca_dir: Path, ca_password: bytes) -> Path:
+    """The same certificate (subject, key, validity, other extensions) re-signed by the same CA
+    without its CRL distribution point and AIA/OCSP, so it differs only in where revocation is found."""
+    issued = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key.pem").read_bytes(), ca_password)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(issued.subject)
+        .issuer_name(issued.issuer)
+        .public_key(issued.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(issued.not_valid_before_utc)
+        .not_valid_after(issued.not_valid_after_utc)
+    )
+    dropped = (x509.CRLDistributionPoints.oid, x509.AuthorityInformationAccess.oid)
+    for ext in issued.extensions:
+        if ext.oid not in dropped:
+            builder = builder.add_extension(ext.value, ext.critical)
+    bare = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    out = cert_path.with_name(cert_path.stem + "-no-crldp.crt")
+    out.write_bytes(bare.public_bytes(serialization.Encoding.PEM))
+    return out
+
+
+def test_certificate_without_crl_distribution_point_is_refused_with_revocation_flags(
+    tmp_path: Path, bridge_jar: Path, crl_server: _CrlServer
+) -> None:
+    ca = make_ca(tmp_path, crl_url=crl_server.url)
+    keystore, server_pem = write_keystore(tmp_path, ca)
+    cert, key, _ = issue_client(ca, tmp_path, "vnf-a")
+    bare = _without_revocation_pointers(cert, tmp_path / "ca", b"ca password 1")
+    crl_server.crl = crl_der(ca.crl(at=datetime.now(UTC), next_update=timedelta(seconds=60)))
+    with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD, pkix_revocation=True) as endpoint:
+        assert client.check(endpoint.url, cert, key, server_pem).accepted  # the CA's certificate as issued
+        refused = client.check(endpoint.url, bare, key, server_pem)
+        assert refused.refused and not refused.accepted and refused.status is None
+        assert "client=CN=vnf-a" in endpoint.log_text()  # only the accepted request reached the endpoint
+        assert endpoint.log_text().count("client=") == 1

@@ -92,8 +92,9 @@ def test_short_password_and_jceks_are_refused(tmp_path: Path) -> None:
     store = FloodlightKeystore.new(Secret("12345", "env:S"))
     store.add_trusted_ca("ca", make_ca(tmp_path).certificate)
     store.ensure_server_key("floodlight", "CN=floodlight", ["127.0.0.1"])
-    with pytest.raises(KeystoreRefused, match="shorter than 6 characters"):
+    with pytest.raises(KeystoreRefused, match="shorter than 6 characters") as refused:
         store.save(tmp_path / "short.jks")
+    assert str(refused.value).startswith(f"{tmp_path / 'short.jks'}: refusing to write")  # located at the target
     assert not (tmp_path / "short.jks").exists()
     jceks = tmp_path / "store.jceks"
     r = keytool("-genkeypair", "-alias", "k", "-keyalg", "EC", "-dname", "CN=k", "-keystore", str(jceks),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,11 @@ def test_configure_sets_only_rest_keys_and_keeps_the_rest(tmp_path: Path) -> Non
         "httpsPort",
         "useHttp",
     ]
+    path.chmod(0o644)  # as the file usually ships
     backup = props.save()
     assert backup is not None and backup.read_bytes() == ORIGINAL.encode("latin-1")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # it now holds the keystore password: not for others
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o640
     new = path.read_bytes().decode("latin-1").splitlines(keepends=True)
     old = ORIGINAL.splitlines(keepends=True)
     # Untouched lines are identical and in order; the REST lines are rewritten in place.

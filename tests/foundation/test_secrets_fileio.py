@@ -70,3 +70,40 @@ def test_read_bytes_errors_are_located(tmp_path: Path) -> None:
     os.mkdir(tmp_path / "d")
     with pytest.raises(InputError, match="is a directory"):
         fileio.read_bytes(tmp_path / "d")
+
+
+def test_secrets_compare_by_value_and_source_without_hashing_the_value() -> None:
+    from floodlight_trust.secrets import Secret
+
+    a, b = Secret("hunter22", "env:A"), Secret("hunter22", "env:A")
+    assert a == b and a != Secret("hunter23", "env:A") and a != Secret("hunter22", "env:B")
+    assert hash(a) == hash(Secret("something else", "env:A"))  # the hash never depends on the value
+
+
+def test_atomic_write_to_an_unwritable_place_is_a_located_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "store.jks"
+    target.write_bytes(b"old")
+
+    def read_only_directory(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")  # what a non-root user gets in a read-only dir
+
+    with monkeypatch.context() as m:
+        m.setattr(fileio.tempfile, "mkstemp", read_only_directory)
+        with pytest.raises(InputError) as info:
+            fileio.atomic_write(target, b"new")
+    assert str(info.value) == f"{target}: cannot write here: Permission denied"
+    assert target.read_bytes() == b"old"
+    with pytest.raises(InputError) as info:
+        fileio.atomic_write(tmp_path, b"data")  # the target is a directory
+    assert str(info.value) == f"{tmp_path}: cannot replace: Is a directory"
+    assert [p.name for p in tmp_path.iterdir()] == ["store.jks"]  # no temporary file left behind
+
+
+def test_backup_of_a_private_file_is_private(tmp_path: Path) -> None:
+    target = tmp_path / "floodlight.properties"
+    target.write_bytes(b"old")
+    target.chmod(0o644)
+    backup = fileio.atomic_write(target, b"new", mode=0o600, backup=True)
+    assert backup is not None and stat.S_IMODE(backup.stat().st_mode) == 0o600 and backup.read_bytes() == b"old"

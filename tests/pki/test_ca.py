@@ -192,3 +192,13 @@ def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
     )
     bad = ftrust(tmp_path, "ca", "revoke", "xyz", "--reason", "superseded", env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("ftrust: error: serial 'xyz' is not a hexadecimal number")
+    # A key that cannot be written is refused before anything is issued or recorded.
+    nowhere = tmp_path / "missing" / "k.pem"
+    r = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-b", "--generate-key", str(nowhere), env=env)
+    assert r.returncode == 2 and r.stderr == f"ftrust: error: {nowhere.parent}: output directory does not exist\n"
+    assert "CN=vnf-b" not in ftrust(tmp_path, "ca", "list", env=env).stdout
+    r = ftrust(tmp_path, "ca", "issue", "--subject", "not a name", "--generate-key", str(tmp_path / "b.pem"), env=env)
+    assert (
+        r.returncode == 2 and r.stderr.splitlines()[0] == "ftrust: error: subject 'not a name' is not an RFC 4514 name"
+    )
+    assert not (tmp_path / "b.pem").exists()

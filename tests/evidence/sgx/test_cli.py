@@ -156,3 +156,54 @@ def test_ias_corrupted_cert_one_line(testdata: Path) -> None:
 def test_ias_usage_error(tmp_path: Path) -> None:
     r = run("ias", "verify-report")
     assert r.returncode == 2 and "give DIR, or all of --report, --signature and --cert" in r.stderr
+
+
+def test_sgx_verify_failures_name_the_file_at_fault(testdata: Path, tmp_path: Path) -> None:
+    d = testdata / "sgx-dcap/phala"
+    tampered = tmp_path / "tampered.quote"
+    raw = bytearray((d / "sgx_quote").read_bytes())
+    raw[100] ^= 1  # a byte of the signed report body
+    tampered.write_bytes(bytes(raw))
+    at = ("--at", "2025-06-20T00:00:00Z")
+    r = run("sgx", "verify", tampered, "--collateral", d / "sgx_quote_collateral.json", *at)
+    assert r.returncode == 1
+    assert r.stderr == f"ftrust: error: {tampered}: quote signature is not valid for the attestation key\n"
+    bad_crl = tmp_path / "collateral.json"
+    collateral = json.loads((d / "sgx_quote_collateral.json").read_text())
+    collateral["pck_crl"] = "00ff"
+    bad_crl.write_text(json.dumps(collateral))
+    r = run("sgx", "verify", d / "sgx_quote", "--collateral", bad_crl, *at)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith(f"ftrust: error: {bad_crl}: PCK CRL (Intel SGX PCK Processor CA) is not a valid DER CRL")
+
+
+def test_sgx_fetch_collateral_bad_output_or_url_before_any_request(testdata: Path, tmp_path: Path) -> None:
+    quote = testdata / "sgx-dcap/phala/sgx_quote"
+    r = run("sgx", "fetch-collateral", quote, "--out", tmp_path / "no/such/dir/c.json", "--pcs", "http://127.0.0.1:9")
+    assert r.returncode == 2
+    assert r.stderr == f"ftrust: error: {tmp_path / 'no/such/dir'}: output directory does not exist\n"
+    r = run("sgx", "fetch-collateral", quote, "--out", tmp_path / "c.json", "--pcs", "pccs.local:8081")
+    assert r.returncode == 2 and r.stderr.startswith(
+        "ftrust: error: PCS/PCCS URL 'pccs.local:8081' is not an http(s) URL"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ias_failures_name_the_file_at_fault(testdata: Path, tmp_path: Path) -> None:
+    d = testdata / "ias/sn_ok_production"
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"garbage\n")
+    files = {"--report": d / "report.json", "--signature": d / "x-iasreport-signature.b64",
+             "--cert": d / "x-iasreport-signing-certificate.pem"}  # fmt: skip
+
+    def verify(**swap: Path) -> subprocess.CompletedProcess[str]:
+        argv = [x for k, v in files.items() for x in (k, swap.get(k[2:], v))]
+        return run("ias", "verify-report", *argv, "--at", "2021-01-01T00:00:00Z")
+
+    r = verify(signature=garbage)
+    assert r.returncode == 2 and r.stderr == f"ftrust: error: {garbage}: X-IASReport-Signature is not base64\n"
+    r = verify(report=garbage)
+    assert r.returncode == 1
+    assert (
+        r.stderr == f"ftrust: error: {garbage}: X-IASReport-Signature is not a valid signature over the report body\n"
+    )

@@ -35,30 +35,14 @@ public final class FloodlightEndpoint {
     private FloodlightEndpoint() {}
 
     public static void main(String[] args) throws Exception {
-        String path = null;
-        String type = "JKS";
-        String host = "127.0.0.1";
-        int port = 0;
-        boolean needClientAuth = true;
-        String env = null;
-        for (int i = 0; i < args.length; i++) {
-            switch (args[i]) {
-                case "--keystore": path = args[++i]; break;
-                case "--type": type = args[++i]; break;
-                case "--host": host = args[++i]; break;
-                case "--port": port = Integer.parseInt(args[++i]); break;
-                case "--need-client-auth": needClientAuth = Boolean.parseBoolean(args[++i]); break;
-                case "--password-env": env = args[++i]; break;
-                default:
-                    System.err.println("unknown argument " + args[i]);
-                    System.exit(2);
-            }
-        }
-        if (path == null) {
-            System.err.println("--keystore is required");
-            System.exit(2);
-        }
-        char[] password = Password.read(env);
+        Options options = Options.parse(args, "--keystore", null, "--type", "JKS", "--host", "127.0.0.1",
+                "--port", "0", "--need-client-auth", "true", "--password-env", null);
+        String path = options.required("--keystore");
+        String type = options.get("--type");
+        String host = options.get("--host");
+        int port = Integer.parseInt(options.get("--port"));
+        boolean needClientAuth = Boolean.parseBoolean(options.get("--need-client-auth"));
+        char[] password = Password.read(options.get("--password-env"));
         final SSLContext ctx = FloodlightTls.context(path, type, password);
         final boolean need = needClientAuth;
         HttpsServer server = HttpsServer.create(new InetSocketAddress(InetAddress.getByName(host), port), 64);

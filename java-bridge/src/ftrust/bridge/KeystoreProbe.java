@@ -26,24 +26,10 @@ public final class KeystoreProbe {
     private KeystoreProbe() {}
 
     public static void main(String[] args) throws Exception {
-        String path = null;
-        String type = "JKS";
-        String env = null;
-        for (int i = 0; i < args.length; i++) {
-            switch (args[i]) {
-                case "--keystore": path = args[++i]; break;
-                case "--type": type = args[++i]; break;
-                case "--password-env": env = args[++i]; break;
-                default:
-                    System.err.println("unknown argument " + args[i]);
-                    System.exit(2);
-            }
-        }
-        if (path == null) {
-            System.err.println("--keystore is required");
-            System.exit(2);
-        }
-        char[] password = Password.read(env);
+        Options options = Options.parse(args, "--keystore", null, "--type", "JKS", "--password-env", null);
+        String path = options.required("--keystore");
+        String type = options.get("--type");
+        char[] password = Password.read(options.get("--password-env"));
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("keystore", path);
         out.put("requested_type", type);
