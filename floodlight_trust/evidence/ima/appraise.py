@@ -21,7 +21,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from operator import methodcaller
 from typing import Any
 
 from cryptography import x509
@@ -35,7 +34,6 @@ from floodlight_trust.evidence.ima.signatures import Keyring
 from floodlight_trust.evidence.ima.templates import BANK_BY_SIZE, BANKS, DIGEST_SIZES, HASHERS
 
 PCR = 10  # the IMA PCR whose values are reported and compared
-_digest = methodcaller("digest")
 
 
 class ImaPrefixChanged(VerificationError):
@@ -199,7 +197,7 @@ def _appraise(
         batches = binary_list.parse_binary(data, hash_size=hash_size, start=n0, first_index=state.entry_count)
     else:
         batches = ascii_list.parse_ascii(
-            data[n0:], base=n0, first_index=state.entry_count, first_line=state.entry_count + 1
+            data[n0:], base=n0, first_index=state.entry_count, first_line=state.entry_count + 1, hash_size=hash_size
         )
 
     keyring = Keyring(keyring_certs)
@@ -211,7 +209,7 @@ def _appraise(
     for batch in batches:
         if len(batch):
             if not hash_size:
-                hash_size = len(batch.hashes[0])
+                hash_size = len(batch.hashes) // len(batch) - len(batch.hash_prefix)
             _appraise_batch(batch, fmt, hash_size, banks, pcrs, keyring, out, findings, source)
             if boot_aggregate is None and batch.first_index == 0 and batch.paths[0] == "boot_aggregate":
                 boot_aggregate = batch.digests[0]
@@ -358,21 +356,18 @@ def _appraise_batch(
 ) -> None:
     n = len(batch)
     log_bank = BANK_BY_SIZE[hash_size]
-    hashes = batch.hashes
-    computed = list(map(_digest, map(HASHERS[log_bank], batch.inputs)))
+    h = HASHERS[log_bank]
+    computed = [h(x).digest() for x in batch.inputs]
     violations: list[int] = []
-    if computed != hashes:
+    hashes = computed  # equal to the logged ones unless a check below fails
+    if not batch.hashes_match(computed):
+        hashes = batch.logged(hash_size)
         zero = bytes(hash_size)
         for i, (logged, mine) in enumerate(zip(hashes, computed, strict=True)):
             if logged == mine:
                 continue
             index = batch.first_index + i
             where = _loc(fmt, source, batch.positions[i], index)
-            if len(logged) != hash_size:
-                raise ParseError(
-                    f"template hash has {len(logged)} bytes, the list's earlier entries have {hash_size}",
-                    location=where,
-                )
             if logged == zero:
                 violations.append(i)
                 findings.append(
@@ -395,7 +390,8 @@ def _appraise_batch(
         if bank == log_bank:
             values = hashes
         else:
-            values = list(map(_digest, map(HASHERS[bank], batch.inputs)))
+            hb = HASHERS[bank]
+            values = [hb(x).digest() for x in batch.inputs]
         if violations:
             values = list(values)
             ff = b"\xff" * DIGEST_SIZES[bank]

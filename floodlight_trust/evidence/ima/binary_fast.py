@@ -120,7 +120,7 @@ def _fast_chunk(data: bytes, pos: int, hash_size: int, index: int, base: int, li
     batch = Batch(first_index=index)
     batch.positions = [base + s for s in starts] if base else starts
     batch.pcrs = [10] * n
-    batch.hashes = hashes
+    batch.hashes = b"".join(hashes)
     batch.templates = [name.decode("ascii")] * n
     batch.inputs = tds
     batch.paths = path_text
