@@ -140,6 +140,8 @@ def _hash_bytes(text: bytes, number: int, index: int) -> bytes:
 def _slow(batch: Batch, lines: list[bytes], first_line: int, offsets: list[int], hash_size: int) -> int:
     """Fill ``batch`` line by line (precise errors); returns the list's template-hash size."""
     hashes: list[bytes] = []
+    positions: list[int] = []
+    batch.positions = positions
     for i, line in enumerate(lines):
         number, index = first_line + i, batch.first_index + i
         if not line:
@@ -154,7 +156,7 @@ def _slow(batch: Batch, lines: list[bytes], first_line: int, offsets: list[int],
         ids = template_fields(rec.template)
         assert ids is not None
         d = describe(ids, rec.fields)
-        batch.positions.append(number)
+        positions.append(number)
         batch.pcrs.append(rec.pcr)
         hashes.append(logged)
         batch.templates.append(rec.template)
@@ -245,7 +247,7 @@ def _fast(batch: Batch, lines: list[bytes], first_line: int, hash_size: int) -> 
         path_text = list(map(_decode, paths))
     except UnicodeDecodeError:
         path_text = list(map(_decode_path, paths))
-    batch.positions = list(range(first_line, first_line + n))
+    batch.positions = range(first_line, first_line + n)
     batch.pcrs = [10] * n
     batch.hashes = bytes.fromhex(hash_column.decode("ascii"))
     batch.hash_prefix = b"\x10"
@@ -278,7 +280,7 @@ def parse_ascii(
         chunk.pop()
         at = cut
         batch = Batch(first_index=index)
-        if _fast(batch, chunk, line_no, hash_size):
+        if b"\0" not in text and _fast(batch, chunk, line_no, hash_size):
             hash_size = len(batch.hashes) // len(chunk) - len(batch.hash_prefix)
         else:
             batch = Batch(first_index=index)

@@ -9,13 +9,15 @@ is one comparison; the readers guarantee every entry's hash has the list's size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 
 @dataclass(slots=True)
 class Batch:
     first_index: int  # index of the first entry in the whole list
-    positions: list[int] = field(default_factory=list)  # line number (ASCII) or byte offset (binary)
+    positions: Sequence[int] = field(default_factory=list)  # line number (ASCII) or byte offset (binary)
     pcrs: list[int] = field(default_factory=list)
     hashes: bytes = b""  # the logged template hashes, each preceded by hash_prefix, concatenated
     hash_prefix: bytes = b""  # constant bytes before each hash in `hashes` (a fast reader's layout)
@@ -45,3 +47,22 @@ class Batch:
             if self.hash_prefix
             else b"".join(computed) == self.hashes
         )
+
+
+class Offsets(Sequence[int]):
+    """Byte offsets of consecutive records from the first one's and the distances between them,
+    added up only if asked for (they locate findings, which are rare)."""
+
+    __slots__ = ("_first", "_steps", "_values")
+
+    def __init__(self, first: int, steps: list[int]):
+        self._first, self._steps = first, steps
+        self._values: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._steps) + 1
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        if self._values is None:
+            self._values = list(accumulate(self._steps, initial=self._first))
+        return self._values[i]

@@ -89,7 +89,9 @@ def _slow_chunk(
     hsize = header.size
     end = len(data)
     batch = Batch(first_index=index)
-    positions, pcrs, templates, inputs = batch.positions, batch.pcrs, batch.templates, batch.inputs
+    positions: list[int] = []
+    batch.positions = positions
+    pcrs, templates, inputs = batch.pcrs, batch.templates, batch.inputs
     hashes: list[bytes] = []
     paths, algos, digests, sigs = batch.paths, batch.algos, batch.digests, batch.sigs
     count = 0
