@@ -5,8 +5,9 @@ field leaves two spaces or a trailing one) and a newline at the end of every rec
 rebuilds the exact template data from the shown fields so template hashes can be checked.
 
 Lines of the common templates (ima-ng, ima-sig and their v2 forms) are read a chunk at a time
-with ``map`` over C-level bytes methods; any chunk that does not fit that shape, or has any
-defect, is re-read line by line, which gives the precise error or finding.
+with ``map`` over C-level bytes methods, and each column is checked whole (see ``_fast``); any
+chunk that does not fit that shape, or has any defect, is re-read line by line, which gives the
+precise error or finding.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """The fast path of the binary reader: runs of ``ima-ng`` / ``ima-sig`` (and v2) records.
 
-A Python loop only follows the length fields to find where records start; everything else
-(header checks, slicing, field layout checks) is done per column with ``map`` over C-level
-functions. Any run that is not exactly the expected layout returns None, and the caller reads it
-record by record, which yields the precise error or finding. Nothing here decides validity alone.
+No Python loop over records: a window of the list is split at the template name (C-level
+``split``), every record is taken apart by column (``map`` over slices) assuming the layout of the
+first one, and the records are then rebuilt from those parts (``le32(len) | template data | next
+header``) and compared with what was read, in one list comparison. Equal means every record is
+exactly that layout, so the columns are the record-by-record reader's result; the PCR of every
+header is checked with strided slices of the joined headers, which also hold the logged hashes.
+Any run that does not fit returns None, and the caller reads it record by record, which yields
+the precise error or finding. Nothing here decides validity alone.
 """
 
 from __future__ import annotations

@@ -18,6 +18,29 @@ What is signed, as the kernel checks it (security/integrity/ima/ima_appraise.c `
 
 RSA signatures are PKCS#1 v1.5, ECDSA ones DER. As Keylime does, a keyring is a set of X.509
 certificates; the certificate whose key id matches the header is tried.
+
+``ima-modsig`` entries carry an appended signature (``modsig``: the raw PKCS#7 SignedData, as
+``sign-file`` appends it to modules and kernel images) and ``d-modsig``, the digest of the file
+without it. The kernel (ima_modsig.c, crypto/asymmetric_keys/pkcs7_verify.c) checks the single
+signerInfo: with authenticated attributes, their messageDigest must be that digest and the
+signature covers the attributes re-tagged as a SET OF; without (sign-file's default), it covers
+the digest itself. ``cryptography`` has no PKCS#7 verification, so :func:`parse_module_signature`
+walks the DER (signerInfos -> issuerAndSerialNumber or subjectKeyIdentifier, digestAlgorithm,
+authenticatedAttributes, encryptedDigest) and the signature is verified with the keyring
+certificate that the signer names. As in the kernel, an appended signature counts when the entry
+has no ``sig`` or its key is unknown.
+
+``evm-sig`` entries carry the ``security.evm`` signature with the protected xattr values and the
+file's uid, gid and mode. A portable signature (type 5) signs the digest of the xattr values in
+order followed by ``struct h_misc`` (inode number and generation zeroed, 64-bit layout; see
+:func:`evm_portable_digest`) and is verified like a file signature. Other EVM signatures (type 3)
+also cover the inode number and generation, which the list does not record, so they stay
+``unchecked`` even with a keyring; HMACs are not signatures at all.
+
+The real ``imatest.log`` entries (an appended signature by ``CN=Subject``, serial ``250b78...``,
+and an EVM portable signature by key ``78511c2a``) are parsed and identified, but their keys are
+not published, so they are reported ``unchecked`` (no keyring) or ``unknown-key``; the tests
+verify signatures made with generated keys in the same formats.
 """
 
 from __future__ import annotations
@@ -100,6 +123,14 @@ def key_ids(cert: x509.Certificate) -> set[str]:
     return ids
 
 
+def _primary_key_id(cert: x509.Certificate) -> str:
+    """The id the kernel would give ``cert`` (from its subject key identifier, if it has one)."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest[-4:].hex()
+    except x509.ExtensionNotFound:
+        return min(key_ids(cert))
+
+
 class Keyring:
     """Certificates indexed by IMA key id."""
 
@@ -169,7 +200,7 @@ class Keyring:
             cert = self._by_issuer_serial.get((m.issuer, m.serial))
         if cert is None:
             return SignatureStatus.UNKNOWN_KEY, m.signer, f"no certificate for {m.signer} in the keyring"
-        key_id = min(key_ids(cert))
+        key_id = _primary_key_id(cert)
         if file_algo != m.digest_algorithm or DIGEST_SIZES.get(file_algo) != len(file_digest):
             return (
                 SignatureStatus.INVALID,
