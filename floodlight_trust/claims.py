@@ -56,7 +56,8 @@ class SignatureStatus(StrEnum):
     VALID = "valid"  # verified by a key in the given keyring
     INVALID = "invalid"  # a key matched the key id but the signature is wrong
     UNKNOWN_KEY = "unknown-key"  # no key with that key id was given
-    UNCHECKED = "unchecked"  # a signature is present but no keyring was given
+    UNCHECKED = "unchecked"  # a signature is present but no keyring was given (or, for a non-portable
+    # EVM signature, it covers inode data the list does not record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ class ImaEntry:
     digest_algorithm: str  # "sha1", "sha256", ... ("md5" possible with old templates)
     digest: str  # lowercase hex of the file (or buffer) digest
     signature: SignatureStatus
-    signature_key_id: str | None  # hex of the 4-byte key id of the signature, if any
+    signature_key_id: str | None  # hex of the 4-byte key id of the signature, if any (an appended
+    # signature whose certificate is not in the keyring: how it names its signer, "issuer=..., serial=...")
     violation: bool  # the kernel recorded a measurement violation (all-zero template hash)
 
 

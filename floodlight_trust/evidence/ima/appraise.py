@@ -21,7 +21,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from operator import methodcaller
 from typing import Any
 
 from cryptography import x509
@@ -32,10 +31,17 @@ from floodlight_trust.evidence.ima import ascii as ascii_list
 from floodlight_trust.evidence.ima import binary as binary_list
 from floodlight_trust.evidence.ima.batch import Batch
 from floodlight_trust.evidence.ima.signatures import Keyring
-from floodlight_trust.evidence.ima.templates import BANK_BY_SIZE, BANKS, DIGEST_SIZES, HASHERS
+from floodlight_trust.evidence.ima.templates import (
+    BANK_BY_SIZE,
+    BANKS,
+    DIGEST_SIZES,
+    HASHERS,
+    split_digest_field,
+    template_fields,
+    unpack_template_data,
+)
 
 PCR = 10  # the IMA PCR whose values are reported and compared
-_digest = methodcaller("digest")
 
 
 class ImaPrefixChanged(VerificationError):
@@ -199,7 +205,7 @@ def _appraise(
         batches = binary_list.parse_binary(data, hash_size=hash_size, start=n0, first_index=state.entry_count)
     else:
         batches = ascii_list.parse_ascii(
-            data[n0:], base=n0, first_index=state.entry_count, first_line=state.entry_count + 1
+            data[n0:], base=n0, first_index=state.entry_count, first_line=state.entry_count + 1, hash_size=hash_size
         )
 
     keyring = Keyring(keyring_certs)
@@ -211,7 +217,7 @@ def _appraise(
     for batch in batches:
         if len(batch):
             if not hash_size:
-                hash_size = len(batch.hashes[0])
+                hash_size = len(batch.hashes) // len(batch) - len(batch.hash_prefix)
             _appraise_batch(batch, fmt, hash_size, banks, pcrs, keyring, out, findings, source)
             if boot_aggregate is None and batch.first_index == 0 and batch.paths[0] == "boot_aggregate":
                 boot_aggregate = batch.digests[0]
@@ -358,21 +364,18 @@ def _appraise_batch(
 ) -> None:
     n = len(batch)
     log_bank = BANK_BY_SIZE[hash_size]
-    hashes = batch.hashes
-    computed = list(map(_digest, map(HASHERS[log_bank], batch.inputs)))
+    h = HASHERS[log_bank]
+    computed = [h(x).digest() for x in batch.inputs]
     violations: list[int] = []
-    if computed != hashes:
+    hashes = computed  # equal to the logged ones unless a check below fails
+    if not batch.hashes_match(computed):
+        hashes = batch.logged(hash_size)
         zero = bytes(hash_size)
         for i, (logged, mine) in enumerate(zip(hashes, computed, strict=True)):
             if logged == mine:
                 continue
             index = batch.first_index + i
             where = _loc(fmt, source, batch.positions[i], index)
-            if len(logged) != hash_size:
-                raise ParseError(
-                    f"template hash has {len(logged)} bytes, the list's earlier entries have {hash_size}",
-                    location=where,
-                )
             if logged == zero:
                 violations.append(i)
                 findings.append(
@@ -395,7 +398,8 @@ def _appraise_batch(
         if bank == log_bank:
             values = hashes
         else:
-            values = list(map(_digest, map(HASHERS[bank], batch.inputs)))
+            hb = HASHERS[bank]
+            values = [hb(x).digest() for x in batch.inputs]
         if violations:
             values = list(values)
             ff = b"\xff" * DIGEST_SIZES[bank]
@@ -414,14 +418,16 @@ def _appraise_batch(
         out.signatures.extend([SignatureStatus.NONE] * n)
         out.key_ids.extend([None] * n)
         return
+    other = set(batch.other_sigs)
     for i in range(n):
         sig = sigs[i]
-        if not sig:
-            unchecked = i in batch.other_sigs
-            out.signatures.append(SignatureStatus.UNCHECKED if unchecked else SignatureStatus.NONE)
-            out.key_ids.append(None)
-            continue
-        status, key_id, reason = keyring.verify(sig, batch.algos[i], bytes.fromhex(batch.digests[i]))
+        status, key_id, reason = SignatureStatus.NONE, None, ""
+        if sig:
+            status, key_id, reason = keyring.verify(sig, batch.algos[i], bytes.fromhex(batch.digests[i]))
+        if i in other and (not sig or status is SignatureStatus.UNKNOWN_KEY):
+            # As the kernel does: an appended signature counts when there is no file signature or
+            # its key is unknown; an evm-sig entry's signature is the one it has.
+            status, key_id, reason = _other_signature(batch.templates[i], batch.inputs[i], keyring)
         out.signatures.append(status)
         out.key_ids.append(key_id)
         if status is SignatureStatus.INVALID:
@@ -432,6 +438,27 @@ def _appraise_batch(
                     _loc(fmt, source, batch.positions[i], batch.first_index + i),
                 )
             )
+
+
+def _other_signature(template: str, data: bytes, keyring: Keyring) -> tuple[SignatureStatus, str | None, str]:
+    """The ``modsig`` or ``evmsig`` of an entry, from its template data."""
+    ids = template_fields(template)
+    assert ids is not None  # the readers only pass known templates
+    f = dict(zip(ids, unpack_template_data(data, len(ids)), strict=True))
+    if f.get("modsig"):
+        algo, digest = split_digest_field(f.get("d-modsig", b""))
+        return keyring.verify_modsig(f["modsig"], algo, digest)
+    sig = f["evmsig"]
+    missing = [k for k in ("xattrvalues", "iuid", "igid", "imode") if k not in f]
+    if missing:
+        return SignatureStatus.UNCHECKED, None, f"the template does not record {', '.join(missing)}"
+    values, lengths = f["xattrvalues"], f.get("xattrlengths", b"")
+    if len(lengths) % 4 or sum(int.from_bytes(lengths[k : k + 4], "little") for k in range(0, len(lengths), 4)) != len(
+        values
+    ):
+        return SignatureStatus.INVALID, None, "xattrlengths do not add up to the xattrvalues"
+    uid, gid, mode = (int.from_bytes(f[k], "little") for k in ("iuid", "igid", "imode"))
+    return keyring.verify_evmsig(sig, values, uid, gid, mode)
 
 
 def _extend(pcrs: dict[int, dict[str, bytes]], bank: str, indexes: list[int], values: list[bytes]) -> None:

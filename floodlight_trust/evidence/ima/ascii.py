@@ -5,8 +5,9 @@ field leaves two spaces or a trailing one) and a newline at the end of every rec
 rebuilds the exact template data from the shown fields so template hashes can be checked.
 
 Lines of the common templates (ima-ng, ima-sig and their v2 forms) are read a chunk at a time
-with ``map`` over C-level bytes methods; any chunk that does not fit that shape, or has any
-defect, is re-read line by line, which gives the precise error or finding.
+with ``map`` over C-level bytes methods, and each column is checked whole (see ``_fast``); any
+chunk that does not fit that shape, or has any defect, is re-read line by line, which gives the
+precise error or finding.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from binascii import Error as HexError
 from binascii import unhexlify
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from operator import itemgetter, methodcaller
 
 from floodlight_trust.errors import Location, ParseError
@@ -36,10 +38,13 @@ from floodlight_trust.evidence.ima.templates import (
 )
 
 CHUNK = 4096
-_LEN4 = [n.to_bytes(4, "little") for n in range(4200)]
+_LEN4 = [n.to_bytes(4, "little") for n in range(8192)]
+_LEN4_NUL = _LEN4[1:]  # the length field of a name of k bytes plus its NUL
 _FAST = {"ima-ng": False, "ima-ngv2": False, "ima-sig": True, "ima-sigv2": True}  # -> has a sig field
+_HEX = b"0123456789abcdef"
 _rpart_space = methodcaller("rpartition", b" ")
 _decode = bytes.decode
+_join = b"".join
 _decode_path = methodcaller("decode", "utf-8", "backslashreplace")
 
 
@@ -133,18 +138,28 @@ def _hash_bytes(text: bytes, number: int, index: int) -> bytes:
     return digest
 
 
-def _slow(batch: Batch, lines: list[bytes], first_line: int, offsets: list[int]) -> None:
+def _slow(batch: Batch, lines: list[bytes], first_line: int, offsets: list[int], hash_size: int) -> int:
+    """Fill ``batch`` line by line (precise errors); returns the list's template-hash size."""
+    hashes: list[bytes] = []
+    positions: list[int] = []
+    batch.positions = positions
     for i, line in enumerate(lines):
         number, index = first_line + i, batch.first_index + i
         if not line:
             raise _err("empty line, expected a measurement record", number, index)
         rec, logged = parse_line(line, number, index)
+        if not hash_size:
+            hash_size = len(logged)
+        elif len(logged) != hash_size:
+            raise _err(
+                f"template hash has {len(logged)} bytes, the list's earlier entries have {hash_size}", number, index
+            )
         ids = template_fields(rec.template)
         assert ids is not None
         d = describe(ids, rec.fields)
-        batch.positions.append(number)
+        positions.append(number)
         batch.pcrs.append(rec.pcr)
-        batch.hashes.append(logged)
+        hashes.append(logged)
         batch.templates.append(rec.template)
         batch.inputs.append(hash_input(rec.template, rec.fields))
         batch.paths.append(d.path)
@@ -154,79 +169,106 @@ def _slow(batch: Batch, lines: list[bytes], first_line: int, offsets: list[int])
         if d.other_signature:
             batch.other_sigs.append(i)
         batch.end = offsets[i]
+    batch.hashes = b"".join(hashes)
+    return hash_size
 
 
-def _fast(batch: Batch, lines: list[bytes], first_line: int) -> bool:
+def _fast(batch: Batch, lines: list[bytes], first_line: int, hash_size: int) -> bool:
     """Fill ``batch`` from a chunk of one common template; False if the chunk needs the slow path.
 
-    Such lines have fixed-width columns up to the file name (``10 HASH ima-ng sha256:DIGEST ``),
-    so every column is one C-level slice per line; the constant parts are checked on every line.
+    Such lines are ``10 HASH ima-ng sha256:DIGEST PATH`` (ima-sig: ``... PATH SIG``): fixed-width
+    columns up to the path, so a column is one C-level slice per line, and is then checked whole
+    (one ``join`` and then ``translate`` or strided slices, not a loop over lines): every line
+    starts ``10 ``, the hash and digest are lowercase hex of the right length, and the constant
+    middle and the space after the digest are at the same place on every line. Lines the kernel
+    would not write this way (another PCR, uppercase hex, a short field...) leave the chunk to the
+    line-by-line reader, which gives the precise error or the same result.
     """
     first = lines[0]
-    if first[:3] != b"10 ":
-        return False
+    n = len(lines)
     h_end = first.find(b" ", 3)
     n_end = first.find(b" ", h_end + 1)
     colon = first.find(b":", n_end + 1)
-    d_end = first.find(b" ", colon + 1)
-    if min(h_end, n_end, colon, d_end) < 0:
+    if min(h_end, n_end, colon) < 0:
         return False
     name = first[h_end + 1 : n_end].decode("ascii", "replace")
     has_sig = _FAST.get(name)
     prefix = first[n_end + 1 : colon]
     algo = prefix.rpartition(b":")[2].decode("ascii", "replace")
     size = DIGEST_SIZES.get(algo)
-    if has_sig is None or size is None or d_end - colon - 1 != 2 * size or (h_end - 3) // 2 not in BANK_BY_SIZE:
+    hex_len = h_end - 3
+    if has_sig is None or size is None or hex_len % 2 or hex_len // 2 not in BANK_BY_SIZE:
         return False
-    fixed = itemgetter(slice(0, 3), slice(h_end, colon + 1), slice(d_end, d_end + 1))
-    n = len(lines)
-    if list(map(fixed, lines)).count(fixed(first)) != n:
+    if hash_size and hex_len != 2 * hash_size:
         return False
+    d_end = colon + 1 + 2 * size
+    # "10 " HASH on every line: the constant bytes by strided slices of the joined column, the
+    # rest lowercase hex (nothing else is left when hex digits are deleted). bytes.fromhex skips
+    # the spaces, so it yields 0x10 and the hash for every line.
+    width = h_end
+    hash_column = b"".join(map(itemgetter(slice(0, h_end)), lines))
+    if len(hash_column) != n * width or hash_column.translate(None, _HEX) != b" " * n:
+        return False
+    if hash_column[0::width] != b"1" * n or hash_column[1::width] != b"0" * n or hash_column[2::width] != b" " * n:
+        return False
+    # " ima-ng sha256:" DIGEST " " on every line, the same way.
+    mid = first[h_end : colon + 1]
+    width = d_end + 1 - h_end
+    column = b"".join(map(itemgetter(slice(h_end, d_end + 1)), lines))
+    if len(column) != n * width or column.translate(None, _HEX) != (mid + b" ").translate(None, _HEX) * n:
+        return False
+    if column[width - 1 :: width] != b" " * n:
+        return False
+    for k in range(len(mid)):
+        if column[k::width] != mid[k : k + 1] * n:
+            return False
+    digest_hex = list(map(itemgetter(slice(colon + 1, d_end)), lines))
+    tails = list(map(itemgetter(slice(d_end + 1, None)), lines))
     try:
-        hashes = list(map(unhexlify, map(itemgetter(slice(3, h_end)), lines)))
-        digests = list(map(unhexlify, map(itemgetter(slice(colon + 1, d_end)), lines)))
-        tails = list(map(itemgetter(slice(d_end + 1, None)), lines))
         paths: Sequence[bytes]
         if has_sig:
-            paths, _, sig_hex = zip(*map(_rpart_space, tails), strict=True)
+            paths, seps, sig_hex = zip(*map(_rpart_space, tails), strict=True)
+            if seps.count(b" ") != n:
+                return False
             sigs = list(map(unhexlify, sig_hex))
         else:
             paths, sigs = tails, [b""] * n
-        name_lens = [_LEN4[k + 1] for k in map(len, paths)]
-    except (HexError, ValueError, IndexError):  # not hex, or a path longer than PATH_MAX
+        name_lens = list(map(_LEN4_NUL.__getitem__, map(len, paths)))
+        head = _LEN4[len(prefix) + 2 + size] + prefix + b":\0"
+        digests = map(unhexlify, digest_hex)
+        if has_sig:
+            sig_lens = list(map(_LEN4.__getitem__, map(len, sigs)))
+            parts = zip(repeat(head), digests, name_lens, paths, repeat(b"\0"), sig_lens, sigs)
+        else:
+            parts = zip(repeat(head), digests, name_lens, paths, repeat(b"\0"))
+        inputs = list(map(_join, parts))
+    except (HexError, ValueError, IndexError):  # not hex, or a path or signature longer than any real one
         return False
-    if b"" in paths:
-        return False
-    head = (_LEN4[len(prefix) + 2 + size] + prefix + b":\0").replace(b"%", b"%%")
-    if has_sig:
-        sig_lens = [_LEN4[k] if k < len(_LEN4) else k.to_bytes(4, "little") for k in map(len, sigs)]
-        inputs = list(
-            map((head + b"%b%b%b\0%b%b").__mod__, zip(digests, name_lens, paths, sig_lens, sigs, strict=True))
-        )
-    else:
-        inputs = list(map((head + b"%b%b%b\0").__mod__, zip(digests, name_lens, paths, strict=True)))
     try:
         path_text = list(map(_decode, paths))
     except UnicodeDecodeError:
         path_text = list(map(_decode_path, paths))
-    batch.positions = list(range(first_line, first_line + n))
+    batch.positions = range(first_line, first_line + n)
     batch.pcrs = [10] * n
-    batch.hashes = hashes
+    batch.hashes = bytes.fromhex(hash_column.decode("ascii"))
+    batch.hash_prefix = b"\x10"
     batch.templates = [name] * n
     batch.inputs = inputs
     batch.paths = path_text
     batch.algos = [algo] * n
-    batch.digests = list(map(bytes.hex, digests))
+    batch.digests = list(map(_decode, digest_hex))
     batch.sigs = sigs
     return True
 
 
-def parse_ascii(data: bytes, *, base: int = 0, first_index: int = 0, first_line: int = 1) -> Iterator[Batch]:
+def parse_ascii(
+    data: bytes, *, base: int = 0, first_index: int = 0, first_line: int = 1, hash_size: int = 0
+) -> Iterator[Batch]:
     """Read ASCII records from ``data`` (which starts at byte ``base`` of the list), chunk by chunk.
 
     Every complete line is a record; an unterminated last line is a partial trailing record,
-    reported on the last batch and not consumed. Raises ParseError (line, entry index) on the
-    first malformed record.
+    reported on the last batch and not consumed. Every template hash has ``hash_size`` bytes (0:
+    the first record's size). Raises ParseError (line, entry index) on the first malformed record.
     """
     complete = data.rfind(b"\n") + 1  # records end in a newline; the rest is a partial record
     tail = data[complete:]
@@ -234,20 +276,22 @@ def parse_ascii(data: bytes, *, base: int = 0, first_index: int = 0, first_line:
     while at < complete:
         # About CHUNK lines at a time, so only one chunk of lines exists as objects at once.
         cut = data.find(b"\n", min(at + CHUNK * 128, complete - 1)) + 1
-        chunk = data[at:cut].split(b"\n")
+        text = data[at:cut]
+        chunk = text.split(b"\n")
         chunk.pop()
         at = cut
         batch = Batch(first_index=index)
-        size = sum(map(len, chunk)) + len(chunk)
-        if not _fast(batch, chunk, line_no):
+        if b"\0" not in text and _fast(batch, chunk, line_no, hash_size):
+            hash_size = len(batch.hashes) // len(chunk) - len(batch.hash_prefix)
+        else:
             batch = Batch(first_index=index)
             offsets: list[int] = []
             p = pos
             for line in chunk:
                 p += len(line) + 1
                 offsets.append(p)
-            _slow(batch, chunk, line_no, offsets)
-        pos += size
+            hash_size = _slow(batch, chunk, line_no, offsets, hash_size)
+        pos += len(text)
         batch.end = pos
         line_no += len(chunk)
         index += len(chunk)

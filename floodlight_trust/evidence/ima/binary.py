@@ -89,13 +89,10 @@ def _slow_chunk(
     hsize = header.size
     end = len(data)
     batch = Batch(first_index=index)
-    positions, pcrs, hashes, templates, inputs = (
-        batch.positions,
-        batch.pcrs,
-        batch.hashes,
-        batch.templates,
-        batch.inputs,
-    )
+    positions: list[int] = []
+    batch.positions = positions
+    pcrs, templates, inputs = batch.pcrs, batch.templates, batch.inputs
+    hashes: list[bytes] = []
     paths, algos, digests, sigs = batch.paths, batch.algos, batch.digests, batch.sigs
     count = 0
     while pos < end and count < CHUNK:
@@ -175,6 +172,7 @@ def _slow_chunk(
         index += 1
         count += 1
     batch.end = base + pos
+    batch.hashes = b"".join(hashes)
     return batch
 
 
@@ -203,6 +201,7 @@ def records_from_binary(data: bytes, hash_size: int) -> list[ImaRecord]:
     """Every complete record of a binary list as :class:`ImaRecord` (for tests and tools, not hot paths)."""
     out: list[ImaRecord] = []
     for batch in parse_binary(data, hash_size=hash_size):
+        logged = batch.logged(hash_size)
         for i in range(len(batch)):
             name = batch.templates[i]
             ids = template_fields(name)
@@ -212,5 +211,5 @@ def records_from_binary(data: bytes, hash_size: int) -> list[ImaRecord]:
                 fields: tuple[bytes, ...] = (inp[:20], inp[20:].rstrip(b"\0") + b"\0")
             else:
                 fields = unpack_template_data(batch.inputs[i], len(ids))
-            out.append(ImaRecord(batch.pcrs[i], name, fields, violation=not any(batch.hashes[i])))
+            out.append(ImaRecord(batch.pcrs[i], name, fields, violation=not any(logged[i])))
     return out

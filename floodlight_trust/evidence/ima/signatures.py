@@ -1,17 +1,52 @@
 """IMA file signatures (the ``sig`` field: the file's ``security.ima`` xattr) and their verification.
 
-Layout (``signature_v2_hdr``): ``type u8`` (3 = EVM_IMA_XATTR_DIGSIG, 5 = portable EVM, 6 =
-IMA_VERITY_DIGSIG) ``| version u8 (2 or 3) | hash_algo u8 (kernel enum) | key id [4] (big-endian,
-the low 32 bits of the key's subject key identifier) | sig_size u16 BE | signature``.
-Version 2 signs the file digest itself; version 3 signs the digest of ``ima_file_id`` =
-``type u8 | hash_algo u8 | file digest``, both with the header's hash algorithm. RSA signatures are
-PKCS#1 v1.5, ECDSA ones DER. As Keylime does, a keyring is a set of X.509 certificates; the key
-whose id matches the header is tried.
+Layout (``signature_v2_hdr``): ``type u8`` (3 = EVM_IMA_XATTR_DIGSIG, 5 = EVM_XATTR_PORTABLE_DIGSIG,
+6 = IMA_VERITY_DIGSIG) ``| version u8 (2 or 3) | hash_algo u8 (kernel enum hash_algo) | key id [4]
+(big-endian, the low 32 bits of the key's subject key identifier) | sig_size u16 BE | signature``.
+
+What is signed, as the kernel checks it (security/integrity/ima/ima_appraise.c ``xattr_verify``,
+``calc_file_id_hash``; digsig_asymmetric.c ``asymmetric_verify``):
+
+* version 2 signs the file digest itself; the header's hash algorithm names the digest (the kernel
+  measures an appraised file with the signature's algorithm, so the two agree in a real list).
+* version 3 signs the digest of ``struct ima_file_id`` = ``hash_type u8`` (the xattr type of the
+  signature) ``| hash_algorithm u8`` (kernel enum of the *file digest's* algorithm) ``| the file
+  digest`` (only its real length, not the struct's 64-byte maximum), hashed with the *file
+  digest's* algorithm and verified with the header's hash algorithm (so, again, they must agree).
+  Kernels from 5.19 accept v3 only for fs-verity signatures (type 6, which must be v3); later ones
+  also for types 3 and 5, with ``hash_type`` the signature's own type, which is what is done here.
+
+RSA signatures are PKCS#1 v1.5, ECDSA ones DER. As Keylime does, a keyring is a set of X.509
+certificates; the certificate whose key id matches the header is tried.
+
+``ima-modsig`` entries carry an appended signature (``modsig``: the raw PKCS#7 SignedData, as
+``sign-file`` appends it to modules and kernel images) and ``d-modsig``, the digest of the file
+without it. The kernel (ima_modsig.c, crypto/asymmetric_keys/pkcs7_verify.c) checks the single
+signerInfo: with authenticated attributes, their messageDigest must be that digest and the
+signature covers the attributes re-tagged as a SET OF; without (sign-file's default), it covers
+the digest itself. ``cryptography`` has no PKCS#7 verification, so :func:`parse_module_signature`
+walks the DER (signerInfos -> issuerAndSerialNumber or subjectKeyIdentifier, digestAlgorithm,
+authenticatedAttributes, encryptedDigest) and the signature is verified with the keyring
+certificate that the signer names. As in the kernel, an appended signature counts when the entry
+has no ``sig`` or its key is unknown.
+
+``evm-sig`` entries carry the ``security.evm`` signature with the protected xattr values and the
+file's uid, gid and mode. A portable signature (type 5) signs the digest of the xattr values in
+order followed by ``struct h_misc`` (inode number and generation zeroed, 64-bit layout; see
+:func:`evm_portable_digest`) and is verified like a file signature. Other EVM signatures (type 3)
+also cover the inode number and generation, which the list does not record, so they stay
+``unchecked`` even with a keyring; HMACs are not signatures at all.
+
+The real ``imatest.log`` entries (an appended signature by ``CN=Subject``, serial ``250b78...``,
+and an EVM portable signature by key ``78511c2a``) are parsed and identified, but their keys are
+not published, so they are reported ``unchecked`` (no keyring) or ``unknown-key``; the tests
+verify signatures made with generated keys in the same formats.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,6 +65,17 @@ _HASHES: dict[str, hashes.HashAlgorithm] = {
     "sha384": hashes.SHA384(),
     "sha512": hashes.SHA512(),
 }
+
+
+IMA_VERITY_DIGSIG = 6
+
+
+def file_id_digest(xattr_type: int, file_algo: str, file_digest: bytes) -> bytes:
+    """What a version 3 signature signs: the digest of ``struct ima_file_id`` (see the module doc)."""
+    file_id = bytes([xattr_type, KERNEL_HASH_ALGOS.index(file_algo)]) + file_digest
+    h = hashes.Hash(_HASHES[file_algo])
+    h.update(file_id)
+    return h.finalize()
 
 
 class SignatureHeader(NamedTuple):
@@ -77,14 +123,30 @@ def key_ids(cert: x509.Certificate) -> set[str]:
     return ids
 
 
+def _primary_key_id(cert: x509.Certificate) -> str:
+    """The id the kernel would give ``cert`` (from its subject key identifier, if it has one)."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest[-4:].hex()
+    except x509.ExtensionNotFound:
+        return min(key_ids(cert))
+
+
 class Keyring:
     """Certificates indexed by IMA key id."""
 
     def __init__(self, certificates: Sequence[x509.Certificate] = ()):
         self._by_id: dict[str, list[x509.Certificate]] = {}
+        self._by_issuer_serial: dict[tuple[bytes, int], x509.Certificate] = {}
+        self._by_skid: dict[bytes, x509.Certificate] = {}
         for cert in certificates:
             for kid in key_ids(cert):
                 self._by_id.setdefault(kid, []).append(cert)
+            self._by_issuer_serial[(_issuer_der(cert), cert.serial_number)] = cert
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+                self._by_skid[ski] = cert
+            except x509.ExtensionNotFound:
+                pass
 
     def __bool__(self) -> bool:
         return bool(self._by_id)
@@ -103,27 +165,94 @@ class Keyring:
         algo = _HASHES.get(hdr.hash_algorithm)
         if algo is None:
             return SignatureStatus.INVALID, hdr.key_id, f"hash algorithm {hdr.hash_algorithm} is not supported"
+        if DIGEST_SIZES.get(file_algo) != len(file_digest) or file_algo != hdr.hash_algorithm:
+            return (
+                SignatureStatus.INVALID,
+                hdr.key_id,
+                f"v{hdr.version} signature uses {hdr.hash_algorithm}, the file digest is {file_algo}",
+            )
         if hdr.version == 2:
-            if DIGEST_SIZES.get(file_algo) != len(file_digest) or file_algo != hdr.hash_algorithm:
-                return (
-                    SignatureStatus.INVALID,
-                    hdr.key_id,
-                    f"v2 signature uses {hdr.hash_algorithm}, the file digest is {file_algo}",
-                )
+            if hdr.xattr_type == IMA_VERITY_DIGSIG:
+                return SignatureStatus.INVALID, hdr.key_id, "an fs-verity signature (type 6) must be version 3"
             signed = file_digest
         else:
-            file_id = (
-                bytes([hdr.xattr_type, KERNEL_HASH_ALGOS.index(file_algo)]) if file_algo in KERNEL_HASH_ALGOS else b""
-            )
-            if not file_id:
-                return SignatureStatus.INVALID, hdr.key_id, f"file digest algorithm {file_algo} is unknown"
-            h = hashes.Hash(algo)
-            h.update(file_id + file_digest)
-            signed = h.finalize()
+            signed = file_id_digest(hdr.xattr_type, file_algo, file_digest)
         for cert in certs:
             if _verify_one(cert, hdr.signature, signed, algo):
                 return SignatureStatus.VALID, hdr.key_id, "signature verified"
         return SignatureStatus.INVALID, hdr.key_id, f"signature does not verify with key {hdr.key_id}"
+
+    def verify_modsig(self, der: bytes, file_algo: str, file_digest: bytes) -> tuple[SignatureStatus, str | None, str]:
+        """(status, signer, reason) for an appended signature (``modsig``) over the file digest logged
+        in ``d-modsig`` (the file without its signature), as the kernel's pkcs7 verification checks it:
+        with authenticated attributes, their messageDigest must be that digest and the signature
+        covers the attributes (as a SET OF); without, the signature covers the digest itself."""
+        try:
+            m = parse_module_signature(der)
+        except (ValueError, IndexError) as e:
+            return SignatureStatus.INVALID, None, f"appended signature: {e}"
+        if not self._by_id:
+            return SignatureStatus.UNCHECKED, m.signer, "no keyring given"
+        if m.subject_key_id is not None:
+            cert = self._by_skid.get(m.subject_key_id)
+        else:
+            assert m.issuer is not None and m.serial is not None
+            cert = self._by_issuer_serial.get((m.issuer, m.serial))
+        if cert is None:
+            return SignatureStatus.UNKNOWN_KEY, m.signer, f"no certificate for {m.signer} in the keyring"
+        key_id = _primary_key_id(cert)
+        if file_algo != m.digest_algorithm or DIGEST_SIZES.get(file_algo) != len(file_digest):
+            return (
+                SignatureStatus.INVALID,
+                key_id,
+                f"appended signature uses {m.digest_algorithm}, the d-modsig digest is {file_algo}",
+            )
+        algo = _HASHES[m.digest_algorithm]
+        signed = file_digest
+        if m.authenticated_attributes is not None:
+            if m.message_digest != file_digest:
+                return SignatureStatus.INVALID, key_id, "the signed messageDigest is not the file's d-modsig digest"
+            h = hashes.Hash(algo)
+            h.update(m.authenticated_attributes)
+            signed = h.finalize()
+        if _verify_one(cert, m.signature, signed, algo):
+            return SignatureStatus.VALID, key_id, "appended signature verified"
+        return SignatureStatus.INVALID, key_id, f"appended signature does not verify with {m.signer}"
+
+    def verify_evmsig(
+        self, sig: bytes, xattr_values: bytes, uid: int, gid: int, mode: int
+    ) -> tuple[SignatureStatus, str | None, str]:
+        """(status, key id, reason) for an ``evm-sig`` entry's EVM signature. Only portable
+        signatures (type 5) can be checked off the host: the others cover the inode number and
+        generation (and maybe the file system UUID), which the list does not record."""
+        try:
+            hdr = parse_signature(sig)
+        except ValueError as e:
+            return SignatureStatus.INVALID, None, f"EVM signature: {e}"
+        if hdr.xattr_type != EVM_XATTR_PORTABLE_DIGSIG:
+            return (
+                SignatureStatus.UNCHECKED,
+                hdr.key_id,
+                f"EVM signature type {hdr.xattr_type} covers the inode number, which the list does not record",
+            )
+        if hdr.hash_algorithm not in _HASHES:
+            return SignatureStatus.INVALID, hdr.key_id, f"hash algorithm {hdr.hash_algorithm} is not supported"
+        digest = evm_portable_digest(hdr.hash_algorithm, xattr_values, uid, gid, mode)
+        return self.verify(sig, hdr.hash_algorithm, digest)
+
+
+EVM_XATTR_PORTABLE_DIGSIG = 5
+_H_MISC = struct.Struct("<QIIIH2x")  # struct h_misc on 64-bit kernels: ino, generation, uid, gid, mode
+
+
+def evm_portable_digest(algo: str, xattr_values: bytes, uid: int, gid: int, mode: int) -> bytes:
+    """The digest an EVM portable signature signs (security/integrity/evm/evm_crypto.c
+    ``evm_calc_hmac_or_hash`` + ``hmac_add_misc``): the protected xattr values in order, then
+    ``struct h_misc`` with the inode number and generation zeroed, as a 64-bit kernel lays it out."""
+    h = hashes.Hash(_HASHES[algo])
+    h.update(xattr_values)
+    h.update(_H_MISC.pack(0, 0, uid, gid, mode))
+    return h.finalize()
 
 
 def _verify_one(cert: x509.Certificate, signature: bytes, digest: bytes, algo: hashes.HashAlgorithm) -> bool:
@@ -138,3 +267,161 @@ def _verify_one(cert: x509.Certificate, signature: bytes, digest: bytes, algo: h
     except (InvalidSignature, UnsupportedAlgorithm, ValueError):
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# ima-modsig: the PKCS#7 SignedData appended to a file (kernel modules, kernel images)
+
+
+class ModuleSignature(NamedTuple):
+    """The parts of an appended signature's PKCS#7 SignedData the kernel uses (one signer)."""
+
+    digest_algorithm: str
+    issuer: bytes | None  # DER of the signer's issuer Name (issuerAndSerialNumber), or None
+    serial: int | None
+    subject_key_id: bytes | None  # the signer's subject key identifier ([0] sid), or None
+    authenticated_attributes: bytes | None  # DER of the attributes, re-tagged as a SET, or None
+    message_digest: bytes | None  # the messageDigest attribute, if there are attributes
+    signature: bytes
+
+    @property
+    def signer(self) -> str:
+        """How the signature names its key: ``issuer=..., serial=...`` or ``skid=...``."""
+        if self.subject_key_id is not None:
+            return "skid=" + self.subject_key_id.hex()
+        issuer = _name_text(self.issuer or b"")
+        return f"issuer={issuer}, serial={self.serial:x}"
+
+
+_OID_SIGNED_DATA = bytes.fromhex("2a864886f70d010702")  # 1.2.840.113549.1.7.2
+_OID_MESSAGE_DIGEST = bytes.fromhex("2a864886f70d010904")  # 1.2.840.113549.1.9.4
+_DIGEST_OIDS = {
+    bytes.fromhex("2b0e03021a"): "sha1",
+    bytes.fromhex("608648016503040204"): "sha224",
+    bytes.fromhex("608648016503040201"): "sha256",
+    bytes.fromhex("608648016503040202"): "sha384",
+    bytes.fromhex("608648016503040203"): "sha512",
+}
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end of contents) of the DER element at ``pos``; ValueError if malformed."""
+    if pos + 2 > end:
+        raise ValueError(f"DER element at offset {pos} is cut short")
+    at = pos
+    tag, first = data[pos], data[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise ValueError(f"DER element at offset {pos}: multi-byte tags are not used in PKCS#7")
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise ValueError(f"DER element at offset {at}: bad length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise ValueError(f"DER element at offset {at} runs {pos + length - end} bytes past its container")
+    return tag, pos, pos + length
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(tag, element start, contents start, contents end) of every element in ``data[start:end]``."""
+    out = []
+    while start < end:
+        tag, s, e = _tlv(data, start, end)
+        out.append((tag, start, s, e))
+        start = e
+    return out
+
+
+def _expect(element: tuple[int, int, int, int], tag: int, what: str) -> tuple[int, int]:
+    if element[0] != tag:
+        raise ValueError(f"{what}: expected DER tag 0x{tag:02x}, found 0x{element[0]:02x}")
+    return element[2], element[3]
+
+
+def _name_text(der: bytes) -> str:
+    try:
+        _, s, e = _tlv(der, 0, len(der))
+        rdns = _children(der, s, e)
+        parts = []
+        for _, _, rs, re_ in rdns:
+            for _, _, as_, ae in _children(der, rs, re_):
+                (_, _, os_, oe), (_, _, vs, ve) = _children(der, as_, ae)[:2]
+                oid = der[os_:oe]
+                label = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}.get(oid, oid.hex())
+                parts.append(f"{label}={der[vs:ve].decode('utf-8', 'replace')}")
+        return ",".join(parts)
+    except (ValueError, IndexError):
+        return der.hex()
+
+
+def parse_module_signature(der: bytes) -> ModuleSignature:
+    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); ValueError if malformed."""
+    end = len(der)
+    _, s, e = _tlv(der, 0, end)
+    if e != end:
+        raise ValueError(f"{end - e} bytes after the PKCS#7 message")
+    top = _children(der, s, e)
+    if len(top) < 2 or top[0][0] != 0x06 or der[top[0][2] : top[0][3]] != _OID_SIGNED_DATA:
+        raise ValueError("not a PKCS#7 SignedData message")
+    s, e = _expect(top[1], 0xA0, "SignedData wrapper")
+    (sd,) = _children(der, s, e)[:1]
+    s, e = _expect(sd, 0x30, "SignedData")
+    parts = _children(der, s, e)
+    signer_infos = parts[-1]
+    s, e = _expect(signer_infos, 0x31, "signerInfos")
+    infos = _children(der, s, e)
+    if len(infos) != 1:
+        raise ValueError(f"{len(infos)} signers; an appended signature has exactly one")
+    s, e = _expect(infos[0], 0x30, "SignerInfo")
+    fields = _children(der, s, e)
+    if len(fields) < 5:
+        raise ValueError("SignerInfo has too few fields")
+    sid = fields[1]
+    issuer: bytes | None = None
+    serial: int | None = None
+    skid: bytes | None = None
+    if sid[0] == 0x30:
+        name, number = _children(der, sid[2], sid[3])[:2]
+        issuer = der[name[1] : name[3]]
+        serial = int.from_bytes(der[number[2] : number[3]], "big", signed=True)
+    elif sid[0] == 0x80:
+        skid = der[sid[2] : sid[3]]
+    else:
+        raise ValueError(f"SignerInfo identifies its key with DER tag 0x{sid[0]:02x}")
+    algo_s, algo_e = _expect(fields[2], 0x30, "digestAlgorithm")
+    oid = _children(der, algo_s, algo_e)[0]
+    digest_algorithm = _DIGEST_OIDS.get(der[oid[2] : oid[3]])
+    if digest_algorithm is None:
+        raise ValueError(f"digest algorithm OID {der[oid[2] : oid[3]].hex()} is not supported")
+    rest = fields[3:]
+    attrs: bytes | None = None
+    message_digest: bytes | None = None
+    if rest[0][0] == 0xA0:  # [0] IMPLICIT authenticatedAttributes, signed as a SET OF
+        a = rest[0]
+        attrs = b"\x31" + der[a[1] + 1 : a[3]]
+        for _, _, at_s, at_e in _children(der, a[2], a[3]):
+            at_oid, values = _children(der, at_s, at_e)[:2]
+            if der[at_oid[2] : at_oid[3]] == _OID_MESSAGE_DIGEST:
+                (value,) = _children(der, values[2], values[3])[:1]
+                message_digest = der[value[2] : value[3]]
+        if message_digest is None:
+            raise ValueError("authenticated attributes without a messageDigest")
+        rest = rest[1:]
+    if len(rest) < 2:
+        raise ValueError("SignerInfo has no signature")
+    sig_s, sig_e = _expect(rest[1], 0x04, "encryptedDigest")
+    return ModuleSignature(digest_algorithm, issuer, serial, skid, attrs, message_digest, der[sig_s:sig_e])
+
+
+def _issuer_der(cert: x509.Certificate) -> bytes:
+    tbs = cert.tbs_certificate_bytes
+    _, s, e = _tlv(tbs, 0, len(tbs))
+    fields = _children(tbs, s, e)
+    if fields[0][0] == 0xA0:  # [0] version
+        fields = fields[1:]
+    issuer = fields[2]
+    return tbs[issuer[1] : issuer[3]]
