@@ -36,8 +36,8 @@ class InProcessAgent:
     def __init__(self, agent: Any):
         self.agent = agent
 
-    def host_evidence(self, nonce: bytes) -> dict[str, Any]:
-        return dict(self.agent.host_evidence(nonce))
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]:
+        return dict(self.agent.host_evidence(nonce, ima_offset))
 
     def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]:
         return dict(self.agent.enclave_evidence(vnf, nonce))

@@ -1,6 +1,7 @@
 """HTTP clients: the VM talking to agents, and admins or agents talking to the VM.
 
-Every message is validated against its schema on the way out and on the way in. Errors of the
+Every message is validated against its schema on the way in (and on the way out when
+``protocol.CHECK_OUTBOUND`` is on). Errors of the
 other side (JSON documents of schema ``error``) become the project's typed errors with the
 server's message, so the CLI prints one line.
 """
@@ -15,7 +16,7 @@ from urllib.parse import quote
 import requests
 
 from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
-from floodlight_trust.protocol import validate
+from floodlight_trust.protocol import validate, validate_outbound
 
 
 class JsonClient:
@@ -98,8 +99,11 @@ class AgentClient(JsonClient):
         validate("agent_info", doc)
         return dict(doc)
 
-    def host_evidence(self, nonce: bytes) -> dict[str, Any]:
-        doc = self.request("POST", "/v1/host/evidence", {"nonce": nonce.hex()})
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]:
+        body: dict[str, Any] = {"nonce": nonce.hex()}
+        if ima_offset:
+            body["ima_offset"] = ima_offset
+        doc = self.request("POST", "/v1/host/evidence", body)
         validate("host_evidence", doc)
         return dict(doc)
 
@@ -109,7 +113,7 @@ class AgentClient(JsonClient):
         return dict(doc)
 
     def install_credentials(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]:
-        validate("credentials", message)
+        validate_outbound("credentials", message)
         doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/credentials", message)
         validate("credentials_ack", doc)
         return dict(doc)
@@ -133,7 +137,7 @@ class VmClient(JsonClient):
         body: dict[str, Any] = {"purpose": purpose, "host": host}
         if vnf:
             body["vnf"] = vnf
-        validate("nonce_request", body)
+        validate_outbound("nonce_request", body)
         doc = self.request("POST", "/v1/nonces", body)
         validate("nonce_response", doc)
         return bytes.fromhex(doc["nonce"])
@@ -155,7 +159,7 @@ class VmClient(JsonClient):
         body: dict[str, Any] = {"name": name, "agent_url": agent_url, "host_policy": host_policy}
         if agent_certificate:
             body["agent_certificate"] = agent_certificate
-        validate("admin_host", body)
+        validate_outbound("admin_host", body)
         return dict(self.request("POST", "/v1/admin/hosts", body))
 
     def hosts(self) -> list[dict[str, Any]]:
@@ -174,7 +178,7 @@ class VmClient(JsonClient):
 
     def enroll(self, host: str, vnf: str, key_mode: str | None = None) -> dict[str, Any]:
         body = {"key_mode": key_mode} if key_mode else {}
-        validate("admin_enroll", body)
+        validate_outbound("admin_enroll", body)
         doc = self.request("POST", f"/v1/admin/hosts/{quote(host)}/vnfs/{quote(vnf)}/enroll", body)
         validate("enrollment", doc)
         return dict(doc)
@@ -185,13 +189,13 @@ class VmClient(JsonClient):
             body["host"] = host
         if vnf:
             body["vnf"] = vnf
-        validate("admin_revoke", body)
+        validate_outbound("admin_revoke", body)
         return dict(self.request("POST", "/v1/admin/revoke", body))
 
     def reattest(self, host: str | None = None) -> dict[str, Any]:
         """Run one re-attestation round now (one host, or every trusted host); the round's report."""
         body = {"host": host} if host else {}
-        validate("admin_reattest", body)
+        validate_outbound("admin_reattest", body)
         return dict(self.request("POST", "/v1/admin/reattest", body))
 
     def reattest_status(self) -> dict[str, Any]:
@@ -200,7 +204,7 @@ class VmClient(JsonClient):
     def reload_policy(self, *, dry_run: bool) -> dict[str, Any]:
         """Make the running VM load its policy file again; see ``manager.reload``."""
         body = {"dry_run": dry_run}
-        validate("admin_reload", body)
+        validate_outbound("admin_reload", body)
         return dict(self.request("POST", "/v1/admin/policy/reload", body))
 
     def audit(self, since: str | None = None) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError
-from floodlight_trust.manager.workflow import Reason, VerificationManager
+from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
 
@@ -179,7 +179,7 @@ class ReattestScheduler:
                 "host %s is untrustworthy: revoked %d certificate(s): %s",
                 host,
                 len(verdict.revoked_serials),
-                "; ".join(r.message for r in verdict.reasons[:3]),
+                denial_summary(verdict.reasons),
             )
         if verdict.trusted and self.renew:
             self._renew(host, result)
@@ -203,7 +203,7 @@ class ReattestScheduler:
                 result.renewed[vnf] = enrolled.serial
             else:
                 result.refused[vnf] = list(enrolled.reasons)
-                why = f"re-attestation of VNF {vnf} refused: " + "; ".join(r.message for r in enrolled.reasons[:3])
+                why = f"re-attestation of VNF {vnf} refused: " + denial_summary(enrolled.reasons)
                 refused.append((host, vnf, why))
         if refused:
             result.revoked_serials += self.vm.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)

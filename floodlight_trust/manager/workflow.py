@@ -40,8 +40,8 @@ from floodlight_trust.manager.audit import AuditLog
 from floodlight_trust.manager.nonces import NonceStore
 from floodlight_trust.manager.state import HostRecord, ManagerState
 from floodlight_trust.pki.keys import generate_private_key
-from floodlight_trust.protocol import b64decode, validate
-from floodlight_trust.protocol.binding import check_report_data, host_report_data, key_report_data
+from floodlight_trust.protocol import b64decode, validate, validate_outbound
+from floodlight_trust.protocol.binding import check_report_data, host_report_data_for_digest, key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.storage.database import Database
 
@@ -52,17 +52,57 @@ ADMIN_URI_PREFIX = "urn:ftrust:admin:"
 SIMULATED_WARNING = "SIMULATED SGX: verified against the simulated root CA, not real hardware"
 
 
+DENY = "deny"
+NOTE = "note"
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One reason of a decision, in the same shape as the policy's reasons."""
+    """One reason of a decision, in the same shape as the policy's reasons.
+
+    ``level`` is ``"deny"`` (this reason refuses) or ``"note"`` (information kept with the decision,
+    e.g. an insecure option that was allowed, or a rule judged on the full IMA list only). Only
+    deny-level reasons make a verdict negative or appear in revocation texts and denial summaries;
+    notes are recorded in the audit log and returned in the JSON documents.
+    """
 
     rule: str
     message: str
     location: str | None = None
     evidence: Any = None
+    level: str = DENY
+
+    @property
+    def denies(self) -> bool:
+        return self.level != NOTE
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "location": self.location, "message": self.message, "evidence": self.evidence}
+        return {
+            "rule": self.rule,
+            "location": self.location,
+            "message": self.message,
+            "evidence": self.evidence,
+            "level": self.level,
+        }
+
+
+def denials(reasons: Sequence[Reason]) -> list[Reason]:
+    """The deny-level reasons (what refused), without the notes."""
+    return [r for r in reasons if r.denies]
+
+
+def denial_summary(reasons: Sequence[Reason], limit: int = 3) -> str:
+    """The first ``limit`` deny-level messages, for revocation texts and log lines."""
+    return "; ".join(r.message for r in denials(reasons)[:limit])
+
+
+class _TailMismatch(Exception):
+    """Internal: a tail-only IMA transfer did not bind (the list no longer extends the prefix the VM
+    holds); the caller asks for the whole list with a fresh nonce. Never recorded, never escapes."""
+
+    def __init__(self, nonce: bytes):
+        super().__init__("IMA tail does not extend the prefix held by the VM")
+        self.nonce = nonce
 
 
 class Denied(Exception):
@@ -76,7 +116,7 @@ class Denied(Exception):
 class AgentConnection(Protocol):
     """What the VM needs from an agent (``manager.client.AgentClient`` over HTTP)."""
 
-    def host_evidence(self, nonce: bytes) -> dict[str, Any]: ...
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]: ...
 
     def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]: ...
 
@@ -98,7 +138,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def decision_reasons(decision: Any, prefix: str = "") -> list[Reason]:
-    """The reasons of a policy Decision as :class:`Reason` values."""
+    """The reasons of a policy Decision as :class:`Reason` values, notes included (``level``)."""
     out = []
     for r in getattr(decision, "reasons", ()):
         loc = getattr(r, "location", None)
@@ -108,6 +148,7 @@ def decision_reasons(decision: Any, prefix: str = "") -> list[Reason]:
                 message=str(getattr(r, "message", r)),
                 location=str(loc) if loc is not None else None,
                 evidence=_json_safe(getattr(r, "evidence", None)),
+                level=NOTE if getattr(r, "level", DENY) == NOTE else DENY,
             )
         )
     return out
@@ -145,7 +186,7 @@ class HostVerdict:
             "ima_entries": self.ima_entries,
             "revoked_serials": self.revoked_serials,
         }
-        validate("host_verdict", doc)
+        validate_outbound("host_verdict", doc)
         return doc
 
 
@@ -182,7 +223,7 @@ class EnrollmentResult:
                 "certificate_chain": self.certificate_chain,
                 "wrapped_key": self.wrapped_key,
             }
-        validate("enrollment", doc)
+        validate_outbound("enrollment", doc)
         return doc
 
     def credentials_message(self) -> dict[str, Any]:
@@ -193,7 +234,7 @@ class EnrollmentResult:
             "certificate_chain": self.certificate_chain,
             "wrapped_key": self.wrapped_key,
         }
-        validate("credentials", msg)
+        validate_outbound("credentials", msg)
         return msg
 
 
@@ -250,6 +291,10 @@ class VerificationManager:
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
         self._ima_states: dict[str, tuple[str, Any]] = {}  # host -> (persisted JSON, ImaState in memory)
+        # Incremental transfer: host -> (the whole IMA list of its last trusted round, the running
+        # SHA-256 over it). The next challenge asks only for what follows; memory only, so a
+        # restarted VM asks for the whole list once.
+        self._ima_transfer: dict[str, tuple[bytes, Any]] = {}
         self.simulated = any(getattr(a, "simulated", False) for a in self.anchors) or bool(
             ias is not None and ias.simulated
         )
@@ -326,7 +371,32 @@ class VerificationManager:
             return str(names[0])
         return "default"
 
-    def attest_host_evidence(self, evidence: Any, *, actor: str, authoritative: bool = False) -> HostVerdict:
+    def ima_offset(self, host: str) -> int:
+        """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
+        held = self._ima_transfer.get(host)
+        return len(held[0]) if held else 0
+
+    def _whole_ima_list(self, name: str, offset: int, sent: bytes) -> tuple[bytes, Any]:
+        """The whole list (the prefix the VM holds + the tail sent) and a SHA-256 object over it."""
+        if offset == 0:
+            return sent, hashlib.sha256(sent)
+        held = self._ima_transfer.get(name)
+        if held is None or len(held[0]) != offset:
+            raise Denied(
+                Reason(
+                    "protocol.ima_offset",
+                    f"the agent sent the IMA list from byte {offset}, but the VM holds no such prefix of host "
+                    f"{name!r}'s list: the whole list must be sent",
+                )
+            )
+        prefix, hasher = held
+        hasher = hasher.copy()  # the running hash over the prefix, extended by the tail only
+        hasher.update(sent)
+        return prefix + sent, hasher
+
+    def attest_host_evidence(
+        self, evidence: Any, *, actor: str, authoritative: bool = False, _tail_retry: bool = False
+    ) -> HostVerdict:
         """Verify host evidence and record the verdict.
 
         ``authoritative`` is True when the VM itself fetched the evidence from the host's registered
@@ -345,17 +415,22 @@ class VerificationManager:
         ima_entries = 0
         claims: EnclaveClaims | None = None
         list_sha: str | None = None
+        list_hasher: Any = None
+        ima_list = b""
         nonce_ok = False
         nonce = b""
         try:
             quote = b64decode(evidence["quote"], what="host_evidence.quote")
-            ima_list = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
-            list_sha = hashlib.sha256(ima_list).hexdigest()
+            sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
+            offset = int(evidence.get("ima_offset", 0))
+            digest_info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "ima_source": evidence.get("ima_source")}
+            ima_list, list_hasher = self._whole_ima_list(name, offset, sent)
+            list_sha = list_hasher.hexdigest()
             digest_info |= {
-                "quote_sha256": hashlib.sha256(quote).hexdigest(),
                 "ima_list_sha256": list_sha,
                 "ima_list_bytes": len(ima_list),
-                "ima_source": evidence.get("ima_source"),
+                "ima_offset": offset,
+                "ima_bytes_sent": len(sent),
             }
             nonce = bytes.fromhex(evidence["nonce"])
             try:
@@ -367,8 +442,12 @@ class VerificationManager:
             claims = vq.claims
             digest_info |= {"mrenclave": claims.mrenclave, "platform": _platform_json(claims)}
             try:
-                check_report_data(host_report_data(nonce, ima_list), claims.report_data, what="host quote")
+                check_report_data(
+                    host_report_data_for_digest(nonce, list_hasher.digest()), claims.report_data, what="host quote"
+                )
             except VerificationError as e:
+                if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
+                    raise _TailMismatch(nonce) from None
                 raise Denied(_error_reason("protocol.binding", e)) from None
             pinned = record.platform_pck_sha256 if record else None
             seen = claims.platform.pck_certificate_sha256
@@ -397,7 +476,7 @@ class VerificationManager:
             if nonce_ok and not self.nonces.burn(tx, nonce, at=at):
                 reasons.append(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
                 nonce_ok = False
-            trusted = not reasons
+            trusted = not denials(reasons)
             audit_id = self.audit.record(
                 tx,
                 at=at,
@@ -427,8 +506,12 @@ class VerificationManager:
                     simulated=simulated,
                 )
             if not trusted and authoritative and nonce_ok and record is not None and record.status == "trusted":
-                why = "host became untrustworthy: " + "; ".join(r.message for r in reasons[:3])
+                why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self._revoke_tx(tx, host=name, vnf=None, reason="keyCompromise", why=why, at=at, actor=actor)
+        if trusted and list_hasher is not None:
+            self._ima_transfer[name] = (ima_list, list_hasher)
+        else:
+            self._ima_transfer.pop(name, None)
         self._notify(revoked)
         return HostVerdict(name, trusted, reasons, self.policy_version, audit_id, simulated, at, ima_entries, revoked)
 
@@ -439,7 +522,7 @@ class VerificationManager:
         if enclave_policy is None:
             return []
         decision = self.policy.evaluate_enclave(enclave_policy, ClaimSet(verified_at=at, enclave=claims))
-        return [] if decision.allowed else decision_reasons(decision, "integrity-enclave: ")
+        return decision_reasons(decision, "integrity-enclave: ")  # notes too: kept with the verdict
 
     def _appraise_ima(
         self, record: HostRecord | None, name: str, host_policy: str, ima_list: bytes, at: datetime
@@ -475,12 +558,11 @@ class VerificationManager:
                     Reason(f"ima.{getattr(f.kind, 'value', f.kind)}", f.message, str(f.location) or None, f.to_json())
                 )
         decision = self.policy.evaluate_host(host_policy, ClaimSet(verified_at=at, ima=appraisal.claims, subject=name))
-        if not decision.allowed:
-            reasons.extend(decision_reasons(decision))
+        reasons.extend(decision_reasons(decision))  # notes too: kept with the verdict
         state = appraisal.state
         entries = int(appraisal.entry_count)
         state_json = _dumps(state.to_json())
-        if reasons:
+        if denials(reasons):
             self._ima_states.pop(name, None)
         else:  # persisted only if the round is trusted; a stale entry is ignored (compared above)
             self._ima_states[name] = (state_json, state)
@@ -490,9 +572,25 @@ class VerificationManager:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
         record = self.state.host(host)
         agent = self._agent(record)
+        offset = self.ima_offset(host)
         nonce = self.nonces.issue("host", host, at=self.now())
         try:
-            evidence = agent.host_evidence(nonce.value)
+            evidence = agent.host_evidence(nonce.value, offset)
+        except FtrustError as e:
+            return self._unreachable(record, e, actor=actor)
+        try:
+            return self.attest_host_evidence(evidence, actor=actor, authoritative=True, _tail_retry=offset > 0)
+        except _TailMismatch as mismatch:
+            # The whole-list hash did not bind: the list no longer extends the prefix the VM holds
+            # (changed or truncated) or the tail was altered. Spend that nonce and judge the WHOLE
+            # list, whose appraisal names what changed.
+            log.warning("IMA list of %s no longer extends the prefix held by the VM: asking for the whole list", host)
+            self._ima_transfer.pop(host, None)
+            with self.db.transaction() as tx:
+                self.nonces.burn(tx, mismatch.nonce, at=self.now())
+        nonce = self.nonces.issue("host", host, at=self.now())
+        try:
+            evidence = agent.host_evidence(nonce.value, 0)
         except FtrustError as e:
             return self._unreachable(record, e, actor=actor)
         return self.attest_host_evidence(evidence, actor=actor, authoritative=True)
@@ -605,8 +703,7 @@ class VerificationManager:
             decision = self.policy.evaluate_enclave(
                 rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
             )
-            if not decision.allowed:
-                reasons.extend(decision_reasons(decision))
+            reasons.extend(decision_reasons(decision))  # notes too: kept with the decision
             profile = rule.profile.render(vnf=vnf, host=host)
             if any(u.startswith(ADMIN_URI_PREFIX) for u in profile.san_uris):
                 reasons.append(
@@ -619,9 +716,9 @@ class VerificationManager:
                 isinstance(enclave_key, ec.EllipticCurvePublicKey) and isinstance(enclave_key.curve, ec.SECP256R1)
             ):
                 reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
-            if reasons:
+            if denials(reasons):
                 raise Denied(*reasons)
-            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh)
+            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh, reasons)
         except Denied as d:
             return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor, nonce)
         except FtrustError as e:
@@ -630,7 +727,9 @@ class VerificationManager:
 
     def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
         if record is None or record.status != "trusted" or not record.last_trusted_at:
-            why = "; ".join(r.get("message", "") for r in (record.reasons if record else [])[:3])
+            why = "; ".join(r.get("message", "") for r in (record.reasons if record else []) if r.get("level") != NOTE)[
+                :300
+            ]
             raise Denied(
                 Reason(
                     "host.trust",
@@ -715,6 +814,7 @@ class VerificationManager:
         at: datetime,
         actor: str,
         nonce: bytes,
+        notes: Sequence[Reason] = (),
     ) -> EnrollmentResult:
         wrapped = None
         subject_key = enclave_key
@@ -754,6 +854,7 @@ class VerificationManager:
                 policy_version=policy_version,
                 simulated=claims.simulated,
                 evidence=evidence,
+                reasons=[r.to_json() for r in notes],
             )
             self.ca.records.record_issued(cert, at=at, tx=tx)
             self.state.record_enrollment(
@@ -791,7 +892,7 @@ class VerificationManager:
             host,
             vnf,
             True,
-            [],
+            list(notes),
             self.policy_version,
             audit_id,
             claims.simulated,
