@@ -190,6 +190,7 @@ def _round_text(doc: dict[str, Any]) -> str:
         if h["reasons"]:
             lines.append(_reasons_text(h, "    "))
         lines += [f"    renewed {vnf}: serial {serial}" for vnf, serial in sorted(h["renewed"].items())]
+        lines += [f"    attested {vnf}: keeps serial {serial}" for vnf, serial in sorted(h.get("kept", {}).items())]
         for vnf, reasons in sorted(h["refused"].items()):
             lines.append(f"    REFUSED {vnf}: " + "; ".join(r["message"] for r in reasons if not _is_note(r)))
         lines += [f"    renewal of {vnf} failed: {why}" for vnf, why in sorted(h["failed"].items())]

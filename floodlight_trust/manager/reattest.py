@@ -47,6 +47,7 @@ class HostRound:
     ima_entries: int
     revoked_serials: list[str] = field(default_factory=list)
     renewed: dict[str, str] = field(default_factory=dict)  # VNF -> new serial
+    kept: dict[str, str] = field(default_factory=dict)  # VNF -> serial kept (attested, validity left)
     refused: dict[str, list[Reason]] = field(default_factory=dict)  # VNF -> why its enclave was refused
     failed: dict[str, str] = field(default_factory=dict)  # VNF -> transport/service error (nothing revoked)
     seconds: float = 0.0
@@ -60,6 +61,7 @@ class HostRound:
             "ima_entries": self.ima_entries,
             "revoked_serials": self.revoked_serials,
             "renewed": self.renewed,
+            "kept": self.kept,
             "refused": {v: [r.to_json() for r in rs] for v, rs in self.refused.items()},
             "failed": self.failed,
             "seconds": round(self.seconds, 4),
@@ -193,14 +195,14 @@ class ReattestScheduler:
         refused: list[tuple[str, str | None, str]] = []
         for vnf, key_mode in sorted(latest.items()):
             try:
-                enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode)
+                enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode, renew_before=self.vm.renew_before)
             except FtrustError as e:  # agent down mid-round, install failed: the grace period decides
                 result.failed[vnf] = e.message
                 log.warning("renewal of %s on %s failed: %s", vnf, host, e.message)
                 continue
             if enrolled.allowed:
                 assert enrolled.serial is not None
-                result.renewed[vnf] = enrolled.serial
+                (result.kept if enrolled.kept else result.renewed)[vnf] = enrolled.serial
             else:
                 result.refused[vnf] = list(enrolled.reasons)
                 why = f"re-attestation of VNF {vnf} refused: " + denial_summary(enrolled.reasons)

@@ -332,6 +332,7 @@ def build_service(
         ias=IasVerifier.from_config(config),
         collateral=CollateralFetcher.from_config(config),
         require_linkable_epid=vc["require_linkable_epid"],
+        renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
     )
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
@@ -362,6 +363,16 @@ def build_service(
         name="vm-publish",
     )
     return VmService(vm, api, publish, publisher, cert, scheduler)
+
+
+def check_renew_before(value: int, config: Config) -> int:
+    if value < 0:
+        raise ConfigError(
+            f"vm.renew_before_seconds must be >= 0, got {value}",
+            location=Location(config.source),
+            hint="renew a VNF certificate when less than this is left of it (0: only once expired)",
+        )
+    return value
 
 
 def load_policy_file(path: Path | None) -> Any:

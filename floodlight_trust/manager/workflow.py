@@ -204,6 +204,7 @@ class EnrollmentResult:
     not_after: datetime | None = None
     certificate_chain: list[str] = field(default_factory=list)
     wrapped_key: dict[str, Any] | None = None
+    kept: bool = False  # re-attested, and its current certificate kept (``renew_before``): nothing issued
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -222,6 +223,7 @@ class EnrollmentResult:
                 "not_after": format_time(self.not_after) if self.not_after else None,
                 "certificate_chain": self.certificate_chain,
                 "wrapped_key": self.wrapped_key,
+                "certificate_kept": self.kept,
             }
         validate_outbound("enrollment", doc)
         return doc
@@ -270,6 +272,7 @@ class VerificationManager:
         ias: Any = None,
         collateral: Any = None,
         require_linkable_epid: bool = False,
+        renew_before_seconds: int | None = None,
     ):
         if key_mode not in KEY_MODES:
             raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
@@ -288,6 +291,9 @@ class VerificationManager:
         self.ias = ias  # manager.sgx.IasVerifier: EPID quotes are verified through IAS
         self.collateral = collateral  # manager.sgx.CollateralFetcher: DCAP collateral when none is sent
         self.require_linkable_epid = require_linkable_epid
+        # Re-attestation renews a VNF's certificate only when less than this is left of it
+        # (None: every round). The enclave evidence is checked every round either way.
+        self.renew_before = timedelta(seconds=renew_before_seconds) if renew_before_seconds is not None else None
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
         self._ima_states: dict[str, tuple[str, Any]] = {}  # host -> (persisted JSON, ImaState in memory)
@@ -449,17 +455,10 @@ class VerificationManager:
                 if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
                     raise _TailMismatch(nonce) from None
                 raise Denied(_error_reason("protocol.binding", e)) from None
-            pinned = record.platform_pck_sha256 if record else None
-            seen = claims.platform.pck_certificate_sha256
-            if pinned and seen and pinned != seen:
-                raise Denied(
-                    Reason(
-                        "protocol.platform",
-                        f"host {name!r} is registered on platform PCK {pinned[:16]}..., but this quote comes from "
-                        f"PCK {seen[:16]}... (another machine)",
-                        evidence={"registered": pinned, "quote": seen},
-                    )
-                )
+            if record is not None:
+                pinned = self._pinned_platform(record, claims)
+                if pinned:
+                    raise Denied(*pinned)
             reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
             ima_state_json, ima_entries, ima_reasons = self._appraise_ima(record, name, host_policy, ima_list, at)
             reasons.extend(ima_reasons)
@@ -514,6 +513,58 @@ class VerificationManager:
             self._ima_transfer.pop(name, None)
         self._notify(revoked)
         return HostVerdict(name, trusted, reasons, self.policy_version, audit_id, simulated, at, ima_entries, revoked)
+
+    def _pinned_platform(self, record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+        """A host stays on the platform of its first trusted quote: DCAP hosts on their PCK
+        certificate, IAS (EPID) hosts on their EPID group (and, with ``vm.require_linkable_epid``,
+        their pseudonym). Otherwise a quote from another machine could stand in for the host."""
+        name, kind = record.name, claims.evidence_type.value
+        pinned_pck = record.platform_pck_sha256
+        pinned_gid = (record.platform or {}).get("epid_group_id")
+        if pinned_pck and claims.evidence_type is EvidenceType.DCAP:
+            seen = claims.platform.pck_certificate_sha256
+            if seen and pinned_pck != seen:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered on platform PCK {pinned_pck[:16]}..., but this quote comes "
+                        f"from PCK {seen[:16]}... (another machine)",
+                        evidence={"registered": pinned_pck, "quote": seen},
+                    )
+                ]
+            return []
+        if pinned_gid and claims.evidence_type is EvidenceType.IAS:
+            gid = claims.platform.epid_group_id
+            if gid != pinned_gid:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered in EPID group {pinned_gid}, but this quote comes from EPID "
+                        f"group {gid} (another machine)",
+                        evidence={"registered_epid_group_id": pinned_gid, "quote_epid_group_id": gid},
+                    )
+                ]
+            pinned_ps = (record.platform or {}).get("epid_pseudonym")
+            seen_ps = claims.platform.epid_pseudonym
+            if self.require_linkable_epid and pinned_ps and seen_ps != pinned_ps:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered with another EPID pseudonym than this quote's: another "
+                        "machine of the same EPID group (vm.require_linkable_epid)",
+                    )
+                ]
+            return []
+        if pinned_pck or pinned_gid:
+            was = "DCAP" if pinned_pck else "IAS"
+            return [
+                Reason(
+                    "protocol.platform",
+                    f"host {name!r} is registered with {was} evidence, but this quote is {kind}: nothing ties it "
+                    "to the registered platform",
+                )
+            ]
+        return []
 
     def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:
         if self.policy is None:
@@ -652,8 +703,20 @@ class VerificationManager:
         return HostVerdict(record.name, False, [reason], self.policy_version, audit_id, False, at, 0, revoked)
 
     # -- step 3-4: VNF ---------------------------------------------------------------------------
-    def enroll_evidence(self, evidence: Any, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
-        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction)."""
+    def enroll_evidence(
+        self,
+        evidence: Any,
+        *,
+        actor: str,
+        key_mode: str | None = None,
+        renew_before: timedelta | None = None,
+    ) -> EnrollmentResult:
+        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction).
+
+        With ``renew_before`` (re-attestation), an allowed VNF whose active certificate is for the
+        same enclave key, MRENCLAVE and policy version and has more than ``renew_before`` left keeps
+        it: the decision is recorded, nothing is issued (``EnrollmentResult.kept``).
+        """
         at = self.now()
         validate("enclave_evidence", evidence)
         host, vnf = evidence["host"], evidence["vnf"]
@@ -718,12 +781,101 @@ class VerificationManager:
                 reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
             if denials(reasons):
                 raise Denied(*reasons)
+            current = self._current_certificate(host, vnf, mode, spki, claims, at, renew_before)
+            if current is not None:
+                return self._keep(host, vnf, mode, current, claims, info, at, actor, fresh, reasons)
             return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh, reasons)
         except Denied as d:
             return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor, nonce)
         except FtrustError as e:
             reasons = [_error_reason("protocol.evidence", e)]
             return self._deny(host, vnf, mode, reasons, claims, spki, info, at, actor, nonce)
+
+    def _current_certificate(
+        self,
+        host: str,
+        vnf: str,
+        mode: str,
+        spki: bytes,
+        claims: EnclaveClaims,
+        at: datetime,
+        renew_before: timedelta | None,
+    ) -> Any:
+        """The active enrollment a re-attested VNF may keep, or None (then a certificate is issued)."""
+        if renew_before is None or mode != "enclave":  # vm-generated: a new key pair each time
+            return None
+        for e in self.state.enrollments(host=host, vnf=vnf, active_only=True):
+            if (
+                e.status == "active"
+                and e.key_mode == "enclave"
+                and e.public_key_sha256 == spki_sha256(spki)
+                and e.mrenclave == claims.mrenclave
+                and e.policy_version == self.policy_version
+                and clock.parse_time(e.not_after) - at > renew_before
+            ):
+                return e
+        return None
+
+    def _keep(
+        self,
+        host: str,
+        vnf: str,
+        mode: str,
+        current: Any,
+        claims: EnclaveClaims,
+        info: dict[str, Any],
+        at: datetime,
+        actor: str,
+        nonce: bytes,
+        notes: Sequence[Reason],
+    ) -> EnrollmentResult:
+        if claims.simulated:
+            info["warning"] = SIMULATED_WARNING
+        evidence = info | {"serial": current.serial, "certificate_kept": True, "not_after": current.not_after}
+        policy_version = self.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
+            if not self.nonces.burn(tx, nonce, at=at):
+                raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+            audit_id = self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="reattest-vnf",
+                allowed=True,
+                host=host,
+                vnf=vnf,
+                policy_version=policy_version,
+                simulated=claims.simulated,
+                evidence=evidence,
+                reasons=[r.to_json() for r in notes],
+            )
+            self.state.record_vnf(
+                tx,
+                host,
+                vnf,
+                status="enrolled",
+                at=at,
+                mrenclave=claims.mrenclave,
+                public_key_sha256=current.public_key_sha256,
+                reasons=[],
+            )
+            return audit_id
+
+        audit_id = self.db.write(record)
+        return EnrollmentResult(
+            host,
+            vnf,
+            True,
+            list(notes),
+            policy_version,
+            audit_id,
+            claims.simulated,
+            mode,
+            current.serial,
+            clock.parse_time(current.not_after),
+            kept=True,
+        )
 
     def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
         if record is None or record.status != "trusted" or not record.last_trusted_at:
@@ -952,8 +1104,13 @@ class VerificationManager:
         audit_id = self.db.write(record)
         return EnrollmentResult(host, vnf, False, reasons, policy_version, audit_id, simulated, mode)
 
-    def enroll(self, host: str, vnf: str, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
-        """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install."""
+    def enroll(
+        self, host: str, vnf: str, *, actor: str, key_mode: str | None = None, renew_before: timedelta | None = None
+    ) -> EnrollmentResult:
+        """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install.
+
+        ``renew_before``: see :meth:`enroll_evidence` (re-attestation keeps a certificate with enough
+        validity left; nothing is installed then)."""
         record = self.state.host(host)
         if (
             record.status != "trusted"
@@ -979,8 +1136,8 @@ class VerificationManager:
         agent = self._agent(record)
         nonce = self.nonces.issue("enclave", host, vnf, at=self.now())
         evidence = agent.enclave_evidence(vnf, nonce.value)
-        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode)
-        if result.allowed:
+        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        if result.allowed and not result.kept:
             ack = agent.install_credentials(vnf, result.credentials_message())
             leaf = x509.load_pem_x509_certificate(result.certificate_chain[0].encode())
             want = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()

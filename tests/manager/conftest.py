@@ -157,6 +157,8 @@ def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
                 "trust_simulated_sgx": True,
                 "nonce_ttl_seconds": 30,
                 "reattest_interval_seconds": 0,
+                # Renew at every round (>= the 1 h validity); test_rounds.py covers keeping certificates.
+                "renew_before_seconds": 3600,
             },
         }
     )

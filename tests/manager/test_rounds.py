@@ -133,3 +133,39 @@ def test_pushed_evidence_with_an_unknown_offset_is_refused(dep: Deployment) -> N
     verdict = dep.vm.attest_host_evidence(evidence, actor="agent")
     assert not verdict.trusted
     assert [r.rule for r in verdict.reasons] == ["protocol.ima_offset"]
+
+
+def test_rounds_re_attest_every_vnf_but_renew_only_when_little_validity_is_left(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from floodlight_trust import clock
+    from floodlight_trust.manager.reattest import ReattestScheduler
+
+    offset = [timedelta()]
+    dep = deployment(tmp_path, renew_before_seconds=1800, now=lambda: clock.now() + offset[0])
+    dep.add_host("h1", FILES, "vnf-a", "vnf-b")
+    vm = dep.vm
+    assert vm.attest_host("h1", actor="test").trusted
+    first = {v: vm.enroll("h1", v, actor="test").serial for v in ("vnf-a", "vnf-b")}
+    rounds = ReattestScheduler(vm, interval_seconds=0)
+    issued_before = len(vm.state.enrollments(host="h1"))
+    [h] = rounds.run_round().hosts
+    assert h.trusted and h.renewed == {} and h.kept == first  # attested again, nothing issued
+    assert len(vm.state.enrollments(host="h1")) == issued_before
+    checks = [a for a in vm.audit.records() if a.action == "reattest-vnf"]
+    assert len(checks) == 2 and all(a.allowed and a.evidence["certificate_kept"] for a in checks)
+    assert h.to_json()["kept"] == first
+
+    # A changed enclave is still caught at the next round, and its certificate revoked.
+    dep.backends["h1"].add_enclave("vnf-b", b"another image")
+    [h] = rounds.run_round().hosts
+    assert "vnf-b" in h.refused and h.kept == {"vnf-a": first["vnf-a"]}
+    assert any("mrenclave" in r.message for r in h.refused["vnf-b"] if r.level == "deny")
+    assert first["vnf-b"] in h.revoked_serials
+
+    # Less than renew_before left: the next round renews.
+    offset[0] = timedelta(minutes=31)
+    [h] = rounds.run_round().hosts
+    assert set(h.renewed) == {"vnf-a"} and h.renewed["vnf-a"] != first["vnf-a"] and h.kept == {}
+    [again] = rounds.run_round().hosts
+    assert again.kept == h.renewed  # the fresh certificate is kept again
