@@ -24,7 +24,7 @@ from floodlight_trust.agent.backends import EnclaveBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.errors import InputError
 from floodlight_trust.protocol import b64encode, validate, validate_outbound
-from floodlight_trust.protocol.binding import host_report_data, key_report_data
+from floodlight_trust.protocol.binding import host_report_data_for_digest, key_report_data
 from floodlight_trust.protocol.keywrap import WrappedKey
 from floodlight_trust.protocol.wsgi import JsonApp, Request
 
@@ -38,6 +38,20 @@ class Agent:
         self.host = host
         self.backend = backend
         self.ima = ima
+        # The list read last time and a running SHA-256 over it: the next read that extends it
+        # (memcmp) hashes only the new bytes. Whatever the VM receives is bound to the SHA-256 of the
+        # exact bytes read now either way.
+        self._ima_hash: tuple[bytes, Any] | None = None
+
+    def _ima_list_digest(self, data: bytes) -> bytes:
+        held = self._ima_hash
+        if held is not None and len(data) >= len(held[0]) and data.startswith(held[0]):
+            hasher = held[1].copy()
+            hasher.update(memoryview(data)[len(held[0]) :])
+        else:
+            hasher = hashlib.sha256(data)
+        self._ima_hash = (data, hasher)
+        return hasher.digest()
 
     def info(self) -> dict[str, Any]:
         doc = {
@@ -54,7 +68,7 @@ class Agent:
         byte ``ima_offset`` on (the VM holds the bytes before it), or whole when the list is shorter
         than that (it was truncated: the VM then names what changed)."""
         ima_list, source = self.ima.read()
-        ev = self.backend.host_evidence(host_report_data(nonce, ima_list))
+        ev = self.backend.host_evidence(host_report_data_for_digest(nonce, self._ima_list_digest(ima_list)))
         offset = ima_offset if 0 < ima_offset <= len(ima_list) else 0
         doc = {
             "host": self.host,
