@@ -314,9 +314,18 @@ def build_service(
     vc = config.values["vm"]
     timeout = float(vc["request_timeout_seconds"])
 
+    agents: dict[tuple[str, str | None], AgentClient] = {}
+
     def connect(record: HostRecord) -> AgentClient:
+        # One client per agent URL and pinned certificate, kept: its connections (and TLS sessions)
+        # stay alive between rounds. A new pin or URL gets a new client.
         assert record.agent_url
-        return AgentClient(record.agent_url, timeout=timeout, verify=agent_trust(config.state_dir, record))
+        key = (record.agent_url, record.agent_tls_pem)
+        client = agents.get(key)
+        if client is None:
+            client = AgentClient(record.agent_url, timeout=timeout, verify=agent_trust(config.state_dir, record))
+            agents[key] = client
+        return client
 
     vm = VerificationManager(
         db=db,
