@@ -54,6 +54,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "nonce_ttl_seconds": (int, 60),
         "reattest_interval_seconds": (int, 30),
         "grace_period_seconds": (int, 90),
+        "renew_before_seconds": (int, 1800),
         "max_request_bytes": (int, 16 * 1024 * 1024),
         "request_timeout_seconds": (int, 30),
         "key_mode": (str, "enclave"),  # "enclave" (key stays in enclave) or "vm-generated"

@@ -23,8 +23,8 @@ from typing import Any
 from floodlight_trust.agent.backends import EnclaveBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.errors import InputError
-from floodlight_trust.protocol import b64encode, validate
-from floodlight_trust.protocol.binding import host_report_data, key_report_data
+from floodlight_trust.protocol import b64encode, validate, validate_outbound
+from floodlight_trust.protocol.binding import host_report_data_for_digest, key_report_data
 from floodlight_trust.protocol.keywrap import WrappedKey
 from floodlight_trust.protocol.wsgi import JsonApp, Request
 
@@ -38,6 +38,20 @@ class Agent:
         self.host = host
         self.backend = backend
         self.ima = ima
+        # The list read last time and a running SHA-256 over it: the next read that extends it
+        # (memcmp) hashes only the new bytes. Whatever the VM receives is bound to the SHA-256 of the
+        # exact bytes read now either way.
+        self._ima_hash: tuple[bytes, Any] | None = None
+
+    def _ima_list_digest(self, data: bytes) -> bytes:
+        held = self._ima_hash
+        if held is not None and len(data) >= len(held[0]) and data.startswith(held[0]):
+            hasher = held[1].copy()
+            hasher.update(memoryview(data)[len(held[0]) :])
+        else:
+            hasher = hashlib.sha256(data)
+        self._ima_hash = (data, hasher)
+        return hasher.digest()
 
     def info(self) -> dict[str, Any]:
         doc = {
@@ -46,22 +60,27 @@ class Agent:
             "simulated": self.backend.simulated,
             "enclaves": [{"vnf": e.vnf, "mrenclave": e.mrenclave} for e in self.backend.enclaves()],
         }
-        validate("agent_info", doc)
+        validate_outbound("agent_info", doc)
         return doc
 
-    def host_evidence(self, nonce: bytes) -> dict[str, Any]:
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]:
+        """Host evidence: a quote binding the nonce and the WHOLE IMA list; the list is sent from
+        byte ``ima_offset`` on (the VM holds the bytes before it), or whole when the list is shorter
+        than that (it was truncated: the VM then names what changed)."""
         ima_list, source = self.ima.read()
-        ev = self.backend.host_evidence(host_report_data(nonce, ima_list))
+        ev = self.backend.host_evidence(host_report_data_for_digest(nonce, self._ima_list_digest(ima_list)))
+        offset = ima_offset if 0 < ima_offset <= len(ima_list) else 0
         doc = {
             "host": self.host,
             "nonce": nonce.hex(),
             "evidence_type": ev.evidence_type,
             "quote": b64encode(ev.quote),
             "collateral": ev.collateral,
-            "ima_list": b64encode(ima_list),
+            "ima_list": b64encode(memoryview(ima_list)[offset:]),
+            "ima_offset": offset,
             "ima_source": source,
         }
-        validate("host_evidence", doc)
+        validate_outbound("host_evidence", doc)
         return doc
 
     def enclave_evidence(self, vnf: str, nonce: bytes, key_mode: str | None = None) -> dict[str, Any]:
@@ -78,25 +97,32 @@ class Agent:
         }
         if key_mode:
             doc["key_mode"] = key_mode
-        validate("enclave_evidence", doc)
+        validate_outbound("enclave_evidence", doc)
         return doc
 
-    def install(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]:
-        validate("credentials", message)
+    def install(self, vnf: str, message: dict[str, Any], *, validated: bool = False) -> dict[str, Any]:
+        """Install credentials the VM sent; ``validated`` when the caller already checked the message
+        (it was built from an ``enrollment`` document validated on arrival)."""
+        if not validated:
+            validate("credentials", message)
         if message["vnf"] != vnf or message["host"] != self.host:
             raise InputError(f"credentials for {message['host']}/{message['vnf']} sent to {self.host}/{vnf}")
         wrapped = WrappedKey.from_json(message["wrapped_key"]) if message["wrapped_key"] else None
         creds = self.backend.install_credentials(vnf, list(message["certificate_chain"]), wrapped)
         log.info("installed certificate %s for %s", message["serial"], vnf)
         ack = {"vnf": vnf, "installed": True, "certificate_sha256": creds.certificate_sha256}
-        validate("credentials_ack", ack)
+        validate_outbound("credentials_ack", ack)
         return ack
 
 
-def _nonce(request: Request) -> bytes:
+def _challenge(request: Request) -> tuple[bytes, int]:
     body = request.json()
     validate("challenge", body)
-    return bytes.fromhex(body["nonce"])
+    return bytes.fromhex(body["nonce"]), int(body.get("ima_offset", 0))
+
+
+def _nonce(request: Request) -> bytes:
+    return _challenge(request)[0]
 
 
 def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
@@ -108,7 +134,7 @@ def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
 
     @app.route("POST", "/v1/host/evidence")
     def host_evidence(request: Request) -> Any:
-        return agent.host_evidence(_nonce(request))
+        return agent.host_evidence(*_challenge(request))
 
     @app.route("POST", "/v1/vnfs/{vnf}/evidence")
     def enclave_evidence(request: Request, vnf: str) -> Any:
@@ -172,5 +198,6 @@ def enroll_via_vm(
                 "certificate_chain": result["certificate_chain"],
                 "wrapped_key": result.get("wrapped_key"),
             },
+            validated=True,  # built from the enrollment document VmClient validated on arrival
         )
     return result

@@ -87,11 +87,20 @@ def _client(args: argparse.Namespace) -> Any:
     return VmClient(url, server_certificate=server, client_certificate=(str(cert), str(key)))
 
 
-def _reasons_text(doc: dict[str, Any]) -> str:
-    return "\n".join(
-        f"  - [{r['rule']}] {r['message']}" + (f" ({r['location']})" if r.get("location") else "")
-        for r in doc["reasons"]
-    )
+def _is_note(r: dict[str, Any]) -> bool:
+    return r.get("level") == "note"
+
+
+def _reason_line(r: dict[str, Any], indent: str = "  ") -> str:
+    tag = "note: " if _is_note(r) else ""
+    return f"{indent}- {tag}[{r['rule']}] {r['message']}" + (f" ({r['location']})" if r.get("location") else "")
+
+
+def _reasons_text(doc: dict[str, Any], indent: str = "  ") -> str:
+    """Deny-level reasons first (what refused), then the notes, each marked ``note:``."""
+    reasons = doc["reasons"]
+    ordered = [r for r in reasons if not _is_note(r)] + [r for r in reasons if _is_note(r)]
+    return "\n".join(_reason_line(r, indent) for r in ordered)
 
 
 def _hosts_list(args: argparse.Namespace) -> int:
@@ -152,6 +161,8 @@ def _enroll(args: argparse.Namespace) -> int:
     doc = _client(args).enroll(args.host, args.vnf, args.key_mode)
     if doc["allowed"]:
         text = f"{doc['vnf']} on {doc['host']}: ENROLLED, certificate serial {doc['serial']} until {doc['not_after']} ({doc['key_mode']} key)"
+        if doc["reasons"]:  # notes only (an allowed enrollment has no deny-level reason)
+            text += "\n" + _reasons_text(doc)
     else:
         text = f"{doc['vnf']} on {doc['host']}: REFUSED (audit #{doc['audit_id']})\n" + _reasons_text(doc)
     if doc["simulated"]:
@@ -176,10 +187,12 @@ def _round_text(doc: dict[str, Any]) -> str:
     for h in doc["hosts"]:
         head = f"  {h['host']}: {'TRUSTED' if h['trusted'] else 'NOT TRUSTED'} ({h['ima_entries']} IMA entries)"
         lines.append(head)
-        lines += [f"    - [{r['rule']}] {r['message']}" for r in h["reasons"]]
+        if h["reasons"]:
+            lines.append(_reasons_text(h, "    "))
         lines += [f"    renewed {vnf}: serial {serial}" for vnf, serial in sorted(h["renewed"].items())]
+        lines += [f"    attested {vnf}: keeps serial {serial}" for vnf, serial in sorted(h.get("kept", {}).items())]
         for vnf, reasons in sorted(h["refused"].items()):
-            lines.append(f"    REFUSED {vnf}: " + "; ".join(r["message"] for r in reasons))
+            lines.append(f"    REFUSED {vnf}: " + "; ".join(r["message"] for r in reasons if not _is_note(r)))
         lines += [f"    renewal of {vnf} failed: {why}" for vnf, why in sorted(h["failed"].items())]
         if h["revoked_serials"]:
             lines.append(f"    REVOKED {len(h['revoked_serials'])} certificate(s): {', '.join(h['revoked_serials'])}")
@@ -201,10 +214,10 @@ def _reload_policy(args: argparse.Namespace) -> int:
     ]
     for h in doc["hosts"]:
         lines.append(f"  host {h['host']}: {'trusted' if h['trusted'] else 'NOT TRUSTED'}")
-        lines += [f"    - [{r['rule']}] {r['message']}" for r in h["reasons"] if not h["trusted"]]
+        lines += [_reason_line(r, "    ") for r in h["reasons"] if not h["trusted"] and not _is_note(r)]
     for v in doc["vnfs"]:
         lines.append(f"  {v['vnf']} on {v['host']}: {'admitted' if v['allowed'] else 'NOT ADMITTED'}")
-        lines += [f"    - [{r['rule']}] {r['message']}" for r in v["reasons"]]
+        lines += [_reason_line(r, "    ") for r in v["reasons"] if not v["allowed"] and not _is_note(r)]
     verb = "would revoke" if doc["dry_run"] else "revoked"
     if not doc["revocations"]:
         lines.append("nothing to revoke")
@@ -228,7 +241,7 @@ def _audit(args: argparse.Namespace) -> int:
             r["host"] or "",
             r["vnf"] or "",
             "allowed" if r["allowed"] else "DENIED",
-            "; ".join(x["message"] for x in r["reasons"])[:80],
+            "; ".join(("note: " if _is_note(x) else "") + x["message"] for x in r["reasons"])[:80],
         )
         for r in records
     ]

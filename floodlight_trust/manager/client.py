@@ -1,21 +1,47 @@
 """HTTP clients: the VM talking to agents, and admins or agents talking to the VM.
 
-Every message is validated against its schema on the way out and on the way in. Errors of the
-other side (JSON documents of schema ``error``) become the project's typed errors with the
-server's message, so the CLI prints one line.
+Every message is validated against its schema on the way in (and on the way out when
+``protocol.CHECK_OUTBOUND`` is on). Errors of the other side (JSON documents of schema ``error``)
+become the project's typed errors with the server's message, so the CLI prints one line.
+
+The transport is urllib3 with one TLS context per client and kept-alive connections: requests'
+per-call preparation (settings merging, cookies, hooks) cost more CPU than the TLS itself on the
+enrollment path. TLS is configured explicitly (pinned CA file or the system store, optional client
+certificate); nothing is taken from the environment (no proxy, no REQUESTS_CA_BUNDLE).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
-import requests
+import urllib3
 
 from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
-from floodlight_trust.protocol import validate
+from floodlight_trust.protocol import validate, validate_outbound
+
+
+def tls_context(verify: str | Path | bool, cert: tuple[str, str] | None) -> ssl.SSLContext:
+    """Client TLS: verify against ``verify`` (a PEM file of pinned certificates/CAs), the system
+    store (True) or nothing (False, never used for the VM or agents in production)."""
+    try:
+        if verify is True:
+            context = ssl.create_default_context()
+        elif verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=str(verify))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert is not None:
+            context.load_cert_chain(cert[0], cert[1])
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(f"cannot load TLS certificates ({verify if cert is None else cert[0]}): {e}") from None
+    return context
 
 
 class JsonClient:
@@ -29,42 +55,41 @@ class JsonClient:
         what: str = "server",
     ):
         self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-        # Explicit configuration only: REQUESTS_CA_BUNDLE and friends would silently replace the
-        # pinned VM certificate, and proxies have no business between the VM and its agents.
-        self.session.trust_env = False
-        self.session.verify = str(verify) if isinstance(verify, Path) else verify
-        if cert is not None:
-            self.session.cert = cert
         self.timeout = timeout
         self.what = what
+        https = urlsplit(self.base_url).scheme == "https"
+        self.pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=16,  # threads sharing one client keep their connections alive too
+            retries=False,
+            timeout=urllib3.Timeout(total=timeout),
+            ssl_context=tls_context(verify, cert) if https else None,
+        )
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.clear()
 
     def request(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None) -> Any:
-        url = self.base_url + path
+        url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
         try:
-            r = self.session.request(
+            r = self.pool.request(
                 method,
                 url,
-                data=None if body is None else json.dumps(body, separators=(",", ":")),
+                body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
                 headers={"Content-Type": "application/json"} if body is not None else None,
-                params=params,
-                timeout=self.timeout,
             )
-        except requests.exceptions.SSLError as e:
+        except urllib3.exceptions.SSLError as e:
             raise ServiceError(
                 f"TLS with {self.what} at {url} failed: {e}", hint="check the pinned certificate"
             ) from None
-        except requests.RequestException as e:
+        except urllib3.exceptions.HTTPError as e:
             raise ServiceError(f"cannot reach {self.what} at {url}: {type(e).__name__}") from None
         try:
-            doc = r.json()
+            doc = json.loads(r.data)
         except ValueError:
-            raise ServiceError(f"{self.what} answered {r.status_code} without JSON") from None
-        if r.status_code >= 400:
-            raise _error_from(doc, r.status_code, self.what)
+            raise ServiceError(f"{self.what} answered {r.status} without JSON") from None
+        if r.status >= 400:
+            raise _error_from(doc, r.status, self.what)
         return doc
 
 
@@ -98,8 +123,11 @@ class AgentClient(JsonClient):
         validate("agent_info", doc)
         return dict(doc)
 
-    def host_evidence(self, nonce: bytes) -> dict[str, Any]:
-        doc = self.request("POST", "/v1/host/evidence", {"nonce": nonce.hex()})
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]:
+        body: dict[str, Any] = {"nonce": nonce.hex()}
+        if ima_offset:
+            body["ima_offset"] = ima_offset
+        doc = self.request("POST", "/v1/host/evidence", body)
         validate("host_evidence", doc)
         return dict(doc)
 
@@ -109,7 +137,7 @@ class AgentClient(JsonClient):
         return dict(doc)
 
     def install_credentials(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]:
-        validate("credentials", message)
+        validate_outbound("credentials", message)
         doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/credentials", message)
         validate("credentials_ack", doc)
         return dict(doc)
@@ -133,7 +161,7 @@ class VmClient(JsonClient):
         body: dict[str, Any] = {"purpose": purpose, "host": host}
         if vnf:
             body["vnf"] = vnf
-        validate("nonce_request", body)
+        validate_outbound("nonce_request", body)
         doc = self.request("POST", "/v1/nonces", body)
         validate("nonce_response", doc)
         return bytes.fromhex(doc["nonce"])
@@ -155,7 +183,7 @@ class VmClient(JsonClient):
         body: dict[str, Any] = {"name": name, "agent_url": agent_url, "host_policy": host_policy}
         if agent_certificate:
             body["agent_certificate"] = agent_certificate
-        validate("admin_host", body)
+        validate_outbound("admin_host", body)
         return dict(self.request("POST", "/v1/admin/hosts", body))
 
     def hosts(self) -> list[dict[str, Any]]:
@@ -174,7 +202,7 @@ class VmClient(JsonClient):
 
     def enroll(self, host: str, vnf: str, key_mode: str | None = None) -> dict[str, Any]:
         body = {"key_mode": key_mode} if key_mode else {}
-        validate("admin_enroll", body)
+        validate_outbound("admin_enroll", body)
         doc = self.request("POST", f"/v1/admin/hosts/{quote(host)}/vnfs/{quote(vnf)}/enroll", body)
         validate("enrollment", doc)
         return dict(doc)
@@ -185,13 +213,13 @@ class VmClient(JsonClient):
             body["host"] = host
         if vnf:
             body["vnf"] = vnf
-        validate("admin_revoke", body)
+        validate_outbound("admin_revoke", body)
         return dict(self.request("POST", "/v1/admin/revoke", body))
 
     def reattest(self, host: str | None = None) -> dict[str, Any]:
         """Run one re-attestation round now (one host, or every trusted host); the round's report."""
         body = {"host": host} if host else {}
-        validate("admin_reattest", body)
+        validate_outbound("admin_reattest", body)
         return dict(self.request("POST", "/v1/admin/reattest", body))
 
     def reattest_status(self) -> dict[str, Any]:
@@ -200,7 +228,7 @@ class VmClient(JsonClient):
     def reload_policy(self, *, dry_run: bool) -> dict[str, Any]:
         """Make the running VM load its policy file again; see ``manager.reload``."""
         body = {"dry_run": dry_run}
-        validate("admin_reload", body)
+        validate_outbound("admin_reload", body)
         return dict(self.request("POST", "/v1/admin/policy/reload", body))
 
     def audit(self, since: str | None = None) -> list[dict[str, Any]]:

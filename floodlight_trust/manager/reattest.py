@@ -29,7 +29,7 @@ from typing import Any
 
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError
-from floodlight_trust.manager.workflow import Reason, VerificationManager
+from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
 
@@ -47,6 +47,7 @@ class HostRound:
     ima_entries: int
     revoked_serials: list[str] = field(default_factory=list)
     renewed: dict[str, str] = field(default_factory=dict)  # VNF -> new serial
+    kept: dict[str, str] = field(default_factory=dict)  # VNF -> serial kept (attested, validity left)
     refused: dict[str, list[Reason]] = field(default_factory=dict)  # VNF -> why its enclave was refused
     failed: dict[str, str] = field(default_factory=dict)  # VNF -> transport/service error (nothing revoked)
     seconds: float = 0.0
@@ -60,6 +61,7 @@ class HostRound:
             "ima_entries": self.ima_entries,
             "revoked_serials": self.revoked_serials,
             "renewed": self.renewed,
+            "kept": self.kept,
             "refused": {v: [r.to_json() for r in rs] for v, rs in self.refused.items()},
             "failed": self.failed,
             "seconds": round(self.seconds, 4),
@@ -179,7 +181,7 @@ class ReattestScheduler:
                 "host %s is untrustworthy: revoked %d certificate(s): %s",
                 host,
                 len(verdict.revoked_serials),
-                "; ".join(r.message for r in verdict.reasons[:3]),
+                denial_summary(verdict.reasons),
             )
         if verdict.trusted and self.renew:
             self._renew(host, result)
@@ -193,17 +195,17 @@ class ReattestScheduler:
         refused: list[tuple[str, str | None, str]] = []
         for vnf, key_mode in sorted(latest.items()):
             try:
-                enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode)
+                enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode, renew_before=self.vm.renew_before)
             except FtrustError as e:  # agent down mid-round, install failed: the grace period decides
                 result.failed[vnf] = e.message
                 log.warning("renewal of %s on %s failed: %s", vnf, host, e.message)
                 continue
             if enrolled.allowed:
                 assert enrolled.serial is not None
-                result.renewed[vnf] = enrolled.serial
+                (result.kept if enrolled.kept else result.renewed)[vnf] = enrolled.serial
             else:
                 result.refused[vnf] = list(enrolled.reasons)
-                why = f"re-attestation of VNF {vnf} refused: " + "; ".join(r.message for r in enrolled.reasons[:3])
+                why = f"re-attestation of VNF {vnf} refused: " + denial_summary(enrolled.reasons)
                 refused.append((host, vnf, why))
         if refused:
             result.revoked_serials += self.vm.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)

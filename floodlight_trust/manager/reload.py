@@ -25,7 +25,13 @@ from typing import Any
 
 from floodlight_trust.claims import ClaimSet, enclave_from_json
 from floodlight_trust.errors import FtrustError
-from floodlight_trust.manager.workflow import Reason, VerificationManager, decision_reasons
+from floodlight_trust.manager.workflow import (
+    Reason,
+    VerificationManager,
+    decision_reasons,
+    denial_summary,
+    denials,
+)
 from floodlight_trust.storage.database import Database
 
 log = logging.getLogger("floodlight_trust.manager.reload")
@@ -119,11 +125,10 @@ def judge_vnfs(vm: VerificationManager, policy: Any) -> list[VnfJudgement]:
                 decision = policy.evaluate_enclave(
                     rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=e.vnf)
                 )
-                if not decision.allowed:  # an allowed decision may still carry warnings (simulated SGX)
-                    reasons.extend(decision_reasons(decision))
+                reasons.extend(decision_reasons(decision))  # notes too (simulated SGX allowed, ...)
             except FtrustError as err:
                 reasons.append(Reason("reload.claims", err.message))
-        out.append(VnfJudgement(e.host, e.vnf, e.serial, not reasons, reasons))
+        out.append(VnfJudgement(e.host, e.vnf, e.serial, not denials(reasons), reasons))
     return out
 
 
@@ -184,16 +189,12 @@ def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor:
     targets: list[tuple[str, str | None, str]] = []
     revocations: list[dict[str, Any]] = []
     for h in bad_hosts.values():
-        why = f"policy {str(policy.version)[:12]}: host no longer trusted: " + "; ".join(
-            r.message for r in h.reasons[:3]
-        )
+        why = f"policy {str(policy.version)[:12]}: host no longer trusted: " + denial_summary(h.reasons)
         targets.append((h.host, None, why))
         revocations.append({"host": h.host, "vnf": None, "why": why, "serials": _live(vm, h.host, None)})
     for v in vnfs:
         if not v.allowed and v.host not in bad_hosts:
-            why = f"policy {str(policy.version)[:12]}: VNF no longer admitted: " + "; ".join(
-                r.message for r in v.reasons[:3]
-            )
+            why = f"policy {str(policy.version)[:12]}: VNF no longer admitted: " + denial_summary(v.reasons)
             targets.append((v.host, v.vnf, why))
             revocations.append({"host": v.host, "vnf": v.vnf, "why": why, "serials": _live(vm, v.host, v.vnf)})
     report = ReloadReport(dry_run, old, str(policy.version), hosts, vnfs, revocations)

@@ -314,9 +314,18 @@ def build_service(
     vc = config.values["vm"]
     timeout = float(vc["request_timeout_seconds"])
 
+    agents: dict[tuple[str, str | None], AgentClient] = {}
+
     def connect(record: HostRecord) -> AgentClient:
+        # One client per agent URL and pinned certificate, kept: its connections (and TLS sessions)
+        # stay alive between rounds. A new pin or URL gets a new client.
         assert record.agent_url
-        return AgentClient(record.agent_url, timeout=timeout, verify=agent_trust(config.state_dir, record))
+        key = (record.agent_url, record.agent_tls_pem)
+        client = agents.get(key)
+        if client is None:
+            client = AgentClient(record.agent_url, timeout=timeout, verify=agent_trust(config.state_dir, record))
+            agents[key] = client
+        return client
 
     vm = VerificationManager(
         db=db,
@@ -332,6 +341,7 @@ def build_service(
         ias=IasVerifier.from_config(config),
         collateral=CollateralFetcher.from_config(config),
         require_linkable_epid=vc["require_linkable_epid"],
+        renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
     )
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
@@ -362,6 +372,16 @@ def build_service(
         name="vm-publish",
     )
     return VmService(vm, api, publish, publisher, cert, scheduler)
+
+
+def check_renew_before(value: int, config: Config) -> int:
+    if value < 0:
+        raise ConfigError(
+            f"vm.renew_before_seconds must be >= 0, got {value}",
+            location=Location(config.source),
+            hint="renew a VNF certificate when less than this is left of it (0: only once expired)",
+        )
+    return value
 
 
 def load_policy_file(path: Path | None) -> Any:

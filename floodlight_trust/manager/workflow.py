@@ -40,8 +40,8 @@ from floodlight_trust.manager.audit import AuditLog
 from floodlight_trust.manager.nonces import NonceStore
 from floodlight_trust.manager.state import HostRecord, ManagerState
 from floodlight_trust.pki.keys import generate_private_key
-from floodlight_trust.protocol import b64decode, validate
-from floodlight_trust.protocol.binding import check_report_data, host_report_data, key_report_data
+from floodlight_trust.protocol import b64decode, validate, validate_outbound
+from floodlight_trust.protocol.binding import check_report_data, host_report_data_for_digest, key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.storage.database import Database
 from policy_lang.evaluate import HostMeasuredState
@@ -53,17 +53,57 @@ ADMIN_URI_PREFIX = "urn:ftrust:admin:"
 SIMULATED_WARNING = "SIMULATED SGX: verified against the simulated root CA, not real hardware"
 
 
+DENY = "deny"
+NOTE = "note"
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One reason of a decision, in the same shape as the policy's reasons."""
+    """One reason of a decision, in the same shape as the policy's reasons.
+
+    ``level`` is ``"deny"`` (this reason refuses) or ``"note"`` (information kept with the decision,
+    e.g. an insecure option that was allowed, or a rule judged on the full IMA list only). Only
+    deny-level reasons make a verdict negative or appear in revocation texts and denial summaries;
+    notes are recorded in the audit log and returned in the JSON documents.
+    """
 
     rule: str
     message: str
     location: str | None = None
     evidence: Any = None
+    level: str = DENY
+
+    @property
+    def denies(self) -> bool:
+        return self.level != NOTE
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "location": self.location, "message": self.message, "evidence": self.evidence}
+        return {
+            "rule": self.rule,
+            "location": self.location,
+            "message": self.message,
+            "evidence": self.evidence,
+            "level": self.level,
+        }
+
+
+def denials(reasons: Sequence[Reason]) -> list[Reason]:
+    """The deny-level reasons (what refused), without the notes."""
+    return [r for r in reasons if r.denies]
+
+
+def denial_summary(reasons: Sequence[Reason], limit: int = 3) -> str:
+    """The first ``limit`` deny-level messages, for revocation texts and log lines."""
+    return "; ".join(r.message for r in denials(reasons)[:limit])
+
+
+class _TailMismatch(Exception):
+    """Internal: a tail-only IMA transfer did not bind (the list no longer extends the prefix the VM
+    holds); the caller asks for the whole list with a fresh nonce. Never recorded, never escapes."""
+
+    def __init__(self, nonce: bytes):
+        super().__init__("IMA tail does not extend the prefix held by the VM")
+        self.nonce = nonce
 
 
 class Denied(Exception):
@@ -77,7 +117,7 @@ class Denied(Exception):
 class AgentConnection(Protocol):
     """What the VM needs from an agent (``manager.client.AgentClient`` over HTTP)."""
 
-    def host_evidence(self, nonce: bytes) -> dict[str, Any]: ...
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]: ...
 
     def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]: ...
 
@@ -99,7 +139,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def decision_reasons(decision: Any, prefix: str = "") -> list[Reason]:
-    """The reasons of a policy Decision as :class:`Reason` values."""
+    """The reasons of a policy Decision as :class:`Reason` values, notes included (``level``)."""
     out = []
     for r in getattr(decision, "reasons", ()):
         loc = getattr(r, "location", None)
@@ -109,6 +149,7 @@ def decision_reasons(decision: Any, prefix: str = "") -> list[Reason]:
                 message=str(getattr(r, "message", r)),
                 location=str(loc) if loc is not None else None,
                 evidence=_json_safe(getattr(r, "evidence", None)),
+                level=NOTE if getattr(r, "level", DENY) == NOTE else DENY,
             )
         )
     return out
@@ -146,7 +187,7 @@ class HostVerdict:
             "ima_entries": self.ima_entries,
             "revoked_serials": self.revoked_serials,
         }
-        validate("host_verdict", doc)
+        validate_outbound("host_verdict", doc)
         return doc
 
 
@@ -164,6 +205,7 @@ class EnrollmentResult:
     not_after: datetime | None = None
     certificate_chain: list[str] = field(default_factory=list)
     wrapped_key: dict[str, Any] | None = None
+    kept: bool = False  # re-attested, and its current certificate kept (``renew_before``): nothing issued
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -182,8 +224,9 @@ class EnrollmentResult:
                 "not_after": format_time(self.not_after) if self.not_after else None,
                 "certificate_chain": self.certificate_chain,
                 "wrapped_key": self.wrapped_key,
+                "certificate_kept": self.kept,
             }
-        validate("enrollment", doc)
+        validate_outbound("enrollment", doc)
         return doc
 
     def credentials_message(self) -> dict[str, Any]:
@@ -194,7 +237,7 @@ class EnrollmentResult:
             "certificate_chain": self.certificate_chain,
             "wrapped_key": self.wrapped_key,
         }
-        validate("credentials", msg)
+        validate_outbound("credentials", msg)
         return msg
 
 
@@ -230,6 +273,7 @@ class VerificationManager:
         ias: Any = None,
         collateral: Any = None,
         require_linkable_epid: bool = False,
+        renew_before_seconds: int | None = None,
     ):
         if key_mode not in KEY_MODES:
             raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
@@ -248,10 +292,17 @@ class VerificationManager:
         self.ias = ias  # manager.sgx.IasVerifier: EPID quotes are verified through IAS
         self.collateral = collateral  # manager.sgx.CollateralFetcher: DCAP collateral when none is sent
         self.require_linkable_epid = require_linkable_epid
+        # Re-attestation renews a VNF's certificate only when less than this is left of it
+        # (None: every round). The enclave evidence is checked every round either way.
+        self.renew_before = timedelta(seconds=renew_before_seconds) if renew_before_seconds is not None else None
         self.revocation_listeners: list[Callable[[list[str]], None]] = []
         self._policy_lock = threading.Lock()
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
+        # Incremental transfer: host -> (the whole IMA list of its last trusted round, the running
+        # SHA-256 over it). The next challenge asks only for what follows; memory only, so a
+        # restarted VM asks for the whole list once.
+        self._ima_transfer: dict[str, tuple[bytes, Any]] = {}
         self.simulated = any(getattr(a, "simulated", False) for a in self.anchors) or bool(
             ias is not None and ias.simulated
         )
@@ -328,7 +379,32 @@ class VerificationManager:
             return str(names[0])
         return "default"
 
-    def attest_host_evidence(self, evidence: Any, *, actor: str, authoritative: bool = False) -> HostVerdict:
+    def ima_offset(self, host: str) -> int:
+        """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
+        held = self._ima_transfer.get(host)
+        return len(held[0]) if held else 0
+
+    def _whole_ima_list(self, name: str, offset: int, sent: bytes) -> tuple[bytes, Any]:
+        """The whole list (the prefix the VM holds + the tail sent) and a SHA-256 object over it."""
+        if offset == 0:
+            return sent, hashlib.sha256(sent)
+        held = self._ima_transfer.get(name)
+        if held is None or len(held[0]) != offset:
+            raise Denied(
+                Reason(
+                    "protocol.ima_offset",
+                    f"the agent sent the IMA list from byte {offset}, but the VM holds no such prefix of host "
+                    f"{name!r}'s list: the whole list must be sent",
+                )
+            )
+        prefix, hasher = held
+        hasher = hasher.copy()  # the running hash over the prefix, extended by the tail only
+        hasher.update(sent)
+        return prefix + sent, hasher
+
+    def attest_host_evidence(
+        self, evidence: Any, *, actor: str, authoritative: bool = False, _tail_retry: bool = False
+    ) -> HostVerdict:
         """Verify host evidence and record the verdict.
 
         ``authoritative`` is True when the VM itself fetched the evidence from the host's registered
@@ -347,17 +423,22 @@ class VerificationManager:
         ima_entries = 0
         claims: EnclaveClaims | None = None
         list_sha: str | None = None
+        list_hasher: Any = None
+        ima_list = b""
         nonce_ok = False
         nonce = b""
         try:
             quote = b64decode(evidence["quote"], what="host_evidence.quote")
-            ima_list = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
-            list_sha = hashlib.sha256(ima_list).hexdigest()
+            sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
+            offset = int(evidence.get("ima_offset", 0))
+            digest_info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "ima_source": evidence.get("ima_source")}
+            ima_list, list_hasher = self._whole_ima_list(name, offset, sent)
+            list_sha = list_hasher.hexdigest()
             digest_info |= {
-                "quote_sha256": hashlib.sha256(quote).hexdigest(),
                 "ima_list_sha256": list_sha,
                 "ima_list_bytes": len(ima_list),
-                "ima_source": evidence.get("ima_source"),
+                "ima_offset": offset,
+                "ima_bytes_sent": len(sent),
             }
             nonce = bytes.fromhex(evidence["nonce"])
             try:
@@ -369,20 +450,17 @@ class VerificationManager:
             claims = vq.claims
             digest_info |= {"mrenclave": claims.mrenclave, "platform": _platform_json(claims)}
             try:
-                check_report_data(host_report_data(nonce, ima_list), claims.report_data, what="host quote")
-            except VerificationError as e:
-                raise Denied(_error_reason("protocol.binding", e)) from None
-            pinned = record.platform_pck_sha256 if record else None
-            seen = claims.platform.pck_certificate_sha256
-            if pinned and seen and pinned != seen:
-                raise Denied(
-                    Reason(
-                        "protocol.platform",
-                        f"host {name!r} is registered on platform PCK {pinned[:16]}..., but this quote comes from "
-                        f"PCK {seen[:16]}... (another machine)",
-                        evidence={"registered": pinned, "quote": seen},
-                    )
+                check_report_data(
+                    host_report_data_for_digest(nonce, list_hasher.digest()), claims.report_data, what="host quote"
                 )
+            except VerificationError as e:
+                if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
+                    raise _TailMismatch(nonce) from None
+                raise Denied(_error_reason("protocol.binding", e)) from None
+            if record is not None:
+                pinned = self._pinned_platform(record, claims)
+                if pinned:
+                    raise Denied(*pinned)
             reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
             ima_state_json, ima_entries, ima_reasons = self._appraise_ima(record, name, host_policy, ima_list, at)
             reasons.extend(ima_reasons)
@@ -399,7 +477,7 @@ class VerificationManager:
             if nonce_ok and not self.nonces.burn(tx, nonce, at=at):
                 reasons.append(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
                 nonce_ok = False
-            trusted = not reasons
+            trusted = not denials(reasons)
             audit_id = self.audit.record(
                 tx,
                 at=at,
@@ -429,10 +507,66 @@ class VerificationManager:
                     simulated=simulated,
                 )
             if not trusted and authoritative and nonce_ok and record is not None and record.status == "trusted":
-                why = "host became untrustworthy: " + "; ".join(r.message for r in reasons[:3])
+                why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self._revoke_tx(tx, host=name, vnf=None, reason="keyCompromise", why=why, at=at, actor=actor)
+        if trusted and list_hasher is not None:
+            self._ima_transfer[name] = (ima_list, list_hasher)
+        else:
+            self._ima_transfer.pop(name, None)
         self._notify(revoked)
         return HostVerdict(name, trusted, reasons, self.policy_version, audit_id, simulated, at, ima_entries, revoked)
+
+    def _pinned_platform(self, record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
+        """A host stays on the platform of its first trusted quote: DCAP hosts on their PCK
+        certificate, IAS (EPID) hosts on their EPID group (and, with ``vm.require_linkable_epid``,
+        their pseudonym). Otherwise a quote from another machine could stand in for the host."""
+        name, kind = record.name, claims.evidence_type.value
+        pinned_pck = record.platform_pck_sha256
+        pinned_gid = (record.platform or {}).get("epid_group_id")
+        if pinned_pck and claims.evidence_type is EvidenceType.DCAP:
+            seen = claims.platform.pck_certificate_sha256
+            if seen and pinned_pck != seen:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered on platform PCK {pinned_pck[:16]}..., but this quote comes "
+                        f"from PCK {seen[:16]}... (another machine)",
+                        evidence={"registered": pinned_pck, "quote": seen},
+                    )
+                ]
+            return []
+        if pinned_gid and claims.evidence_type is EvidenceType.IAS:
+            gid = claims.platform.epid_group_id
+            if gid != pinned_gid:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered in EPID group {pinned_gid}, but this quote comes from EPID "
+                        f"group {gid} (another machine)",
+                        evidence={"registered_epid_group_id": pinned_gid, "quote_epid_group_id": gid},
+                    )
+                ]
+            pinned_ps = (record.platform or {}).get("epid_pseudonym")
+            seen_ps = claims.platform.epid_pseudonym
+            if self.require_linkable_epid and pinned_ps and seen_ps != pinned_ps:
+                return [
+                    Reason(
+                        "protocol.platform",
+                        f"host {name!r} is registered with another EPID pseudonym than this quote's: another "
+                        "machine of the same EPID group (vm.require_linkable_epid)",
+                    )
+                ]
+            return []
+        if pinned_pck or pinned_gid:
+            was = "DCAP" if pinned_pck else "IAS"
+            return [
+                Reason(
+                    "protocol.platform",
+                    f"host {name!r} is registered with {was} evidence, but this quote is {kind}: nothing ties it "
+                    "to the registered platform",
+                )
+            ]
+        return []
 
     def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:
         if self.policy is None:
@@ -441,7 +575,7 @@ class VerificationManager:
         if enclave_policy is None:
             return []
         decision = self.policy.evaluate_enclave(enclave_policy, ClaimSet(verified_at=at, enclave=claims))
-        return [] if decision.allowed else decision_reasons(decision, "integrity-enclave: ")
+        return decision_reasons(decision, "integrity-enclave: ")  # notes too: kept with the verdict
 
     def _appraise_ima(
         self, record: HostRecord | None, name: str, host_policy: str, ima_list: bytes, at: datetime
@@ -484,15 +618,14 @@ class VerificationManager:
                 )
         claims = ClaimSet(verified_at=at, ima=appraisal.claims, subject=name)
         decision, whole_list = self.policy.evaluate_host_round(host_policy, claims, whole_list)
-        if not decision.allowed:
-            reasons.extend(decision_reasons(decision))
+        reasons.extend(decision_reasons(decision))  # notes too: kept with the verdict
         state = appraisal.state
         entries = int(appraisal.entry_count)
         persisted_state = state.to_json()
         if whole_list is not None:  # carried with the IMA state: 'require measured' across rounds
             persisted_state["host_policy_state"] = whole_list.to_json()
         state_json = _dumps(persisted_state)
-        if reasons:
+        if denials(reasons):
             self._ima_states.pop(name, None)
         else:  # persisted only if the round is trusted; a stale entry is ignored (compared above)
             self._ima_states[name] = (state_json, state, whole_list)
@@ -502,9 +635,25 @@ class VerificationManager:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
         record = self.state.host(host)
         agent = self._agent(record)
+        offset = self.ima_offset(host)
         nonce = self.nonces.issue("host", host, at=self.now())
         try:
-            evidence = agent.host_evidence(nonce.value)
+            evidence = agent.host_evidence(nonce.value, offset)
+        except FtrustError as e:
+            return self._unreachable(record, e, actor=actor)
+        try:
+            return self.attest_host_evidence(evidence, actor=actor, authoritative=True, _tail_retry=offset > 0)
+        except _TailMismatch as mismatch:
+            # The whole-list hash did not bind: the list no longer extends the prefix the VM holds
+            # (changed or truncated) or the tail was altered. Spend that nonce and judge the WHOLE
+            # list, whose appraisal names what changed.
+            log.warning("IMA list of %s no longer extends the prefix held by the VM: asking for the whole list", host)
+            self._ima_transfer.pop(host, None)
+            with self.db.transaction() as tx:
+                self.nonces.burn(tx, mismatch.nonce, at=self.now())
+        nonce = self.nonces.issue("host", host, at=self.now())
+        try:
+            evidence = agent.host_evidence(nonce.value, 0)
         except FtrustError as e:
             return self._unreachable(record, e, actor=actor)
         return self.attest_host_evidence(evidence, actor=actor, authoritative=True)
@@ -566,8 +715,20 @@ class VerificationManager:
         return HostVerdict(record.name, False, [reason], self.policy_version, audit_id, False, at, 0, revoked)
 
     # -- step 3-4: VNF ---------------------------------------------------------------------------
-    def enroll_evidence(self, evidence: Any, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
-        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction)."""
+    def enroll_evidence(
+        self,
+        evidence: Any,
+        *,
+        actor: str,
+        key_mode: str | None = None,
+        renew_before: timedelta | None = None,
+    ) -> EnrollmentResult:
+        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction).
+
+        With ``renew_before`` (re-attestation), an allowed VNF whose active certificate is for the
+        same enclave key, MRENCLAVE and policy version and has more than ``renew_before`` left keeps
+        it: the decision is recorded, nothing is issued (``EnrollmentResult.kept``).
+        """
         at = self.now()
         validate("enclave_evidence", evidence)
         host, vnf = evidence["host"], evidence["vnf"]
@@ -617,8 +778,7 @@ class VerificationManager:
             decision = self.policy.evaluate_enclave(
                 rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
             )
-            if not decision.allowed:
-                reasons.extend(decision_reasons(decision))
+            reasons.extend(decision_reasons(decision))  # notes too: kept with the decision
             profile = rule.profile.render(vnf=vnf, host=host)
             if any(u.startswith(ADMIN_URI_PREFIX) for u in profile.san_uris):
                 reasons.append(
@@ -631,18 +791,109 @@ class VerificationManager:
                 isinstance(enclave_key, ec.EllipticCurvePublicKey) and isinstance(enclave_key.curve, ec.SECP256R1)
             ):
                 reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
-            if reasons:
+            if denials(reasons):
                 raise Denied(*reasons)
-            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh)
+            current = self._current_certificate(host, vnf, mode, spki, claims, at, renew_before)
+            if current is not None:
+                return self._keep(host, vnf, mode, current, claims, info, at, actor, fresh, reasons)
+            return self._issue(host, vnf, mode, profile, enclave_key, spki, claims, info, at, actor, fresh, reasons)
         except Denied as d:
             return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor, nonce)
         except FtrustError as e:
             reasons = [_error_reason("protocol.evidence", e)]
             return self._deny(host, vnf, mode, reasons, claims, spki, info, at, actor, nonce)
 
+    def _current_certificate(
+        self,
+        host: str,
+        vnf: str,
+        mode: str,
+        spki: bytes,
+        claims: EnclaveClaims,
+        at: datetime,
+        renew_before: timedelta | None,
+    ) -> Any:
+        """The active enrollment a re-attested VNF may keep, or None (then a certificate is issued)."""
+        if renew_before is None or mode != "enclave":  # vm-generated: a new key pair each time
+            return None
+        for e in self.state.enrollments(host=host, vnf=vnf, active_only=True):
+            if (
+                e.status == "active"
+                and e.key_mode == "enclave"
+                and e.public_key_sha256 == spki_sha256(spki)
+                and e.mrenclave == claims.mrenclave
+                and e.policy_version == self.policy_version
+                and clock.parse_time(e.not_after) - at > renew_before
+            ):
+                return e
+        return None
+
+    def _keep(
+        self,
+        host: str,
+        vnf: str,
+        mode: str,
+        current: Any,
+        claims: EnclaveClaims,
+        info: dict[str, Any],
+        at: datetime,
+        actor: str,
+        nonce: bytes,
+        notes: Sequence[Reason],
+    ) -> EnrollmentResult:
+        if claims.simulated:
+            info["warning"] = SIMULATED_WARNING
+        evidence = info | {"serial": current.serial, "certificate_kept": True, "not_after": current.not_after}
+        policy_version = self.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
+            if not self.nonces.burn(tx, nonce, at=at):
+                raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+            audit_id = self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="reattest-vnf",
+                allowed=True,
+                host=host,
+                vnf=vnf,
+                policy_version=policy_version,
+                simulated=claims.simulated,
+                evidence=evidence,
+                reasons=[r.to_json() for r in notes],
+            )
+            self.state.record_vnf(
+                tx,
+                host,
+                vnf,
+                status="enrolled",
+                at=at,
+                mrenclave=claims.mrenclave,
+                public_key_sha256=current.public_key_sha256,
+                reasons=[],
+            )
+            return audit_id
+
+        audit_id = self.db.write(record)
+        return EnrollmentResult(
+            host,
+            vnf,
+            True,
+            list(notes),
+            policy_version,
+            audit_id,
+            claims.simulated,
+            mode,
+            current.serial,
+            clock.parse_time(current.not_after),
+            kept=True,
+        )
+
     def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
         if record is None or record.status != "trusted" or not record.last_trusted_at:
-            why = "; ".join(r.get("message", "") for r in (record.reasons if record else [])[:3])
+            why = "; ".join(r.get("message", "") for r in (record.reasons if record else []) if r.get("level") != NOTE)[
+                :300
+            ]
             raise Denied(
                 Reason(
                     "host.trust",
@@ -727,6 +978,7 @@ class VerificationManager:
         at: datetime,
         actor: str,
         nonce: bytes,
+        notes: Sequence[Reason] = (),
     ) -> EnrollmentResult:
         wrapped = None
         subject_key = enclave_key
@@ -766,6 +1018,7 @@ class VerificationManager:
                 policy_version=policy_version,
                 simulated=claims.simulated,
                 evidence=evidence,
+                reasons=[r.to_json() for r in notes],
             )
             self.ca.records.record_issued(cert, at=at, tx=tx)
             self.state.record_enrollment(
@@ -803,7 +1056,7 @@ class VerificationManager:
             host,
             vnf,
             True,
-            [],
+            list(notes),
             self.policy_version,
             audit_id,
             claims.simulated,
@@ -863,8 +1116,13 @@ class VerificationManager:
         audit_id = self.db.write(record)
         return EnrollmentResult(host, vnf, False, reasons, policy_version, audit_id, simulated, mode)
 
-    def enroll(self, host: str, vnf: str, *, actor: str, key_mode: str | None = None) -> EnrollmentResult:
-        """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install."""
+    def enroll(
+        self, host: str, vnf: str, *, actor: str, key_mode: str | None = None, renew_before: timedelta | None = None
+    ) -> EnrollmentResult:
+        """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install.
+
+        ``renew_before``: see :meth:`enroll_evidence` (re-attestation keeps a certificate with enough
+        validity left; nothing is installed then)."""
         record = self.state.host(host)
         if (
             record.status != "trusted"
@@ -890,8 +1148,8 @@ class VerificationManager:
         agent = self._agent(record)
         nonce = self.nonces.issue("enclave", host, vnf, at=self.now())
         evidence = agent.enclave_evidence(vnf, nonce.value)
-        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode)
-        if result.allowed:
+        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        if result.allowed and not result.kept:
             ack = agent.install_credentials(vnf, result.credentials_message())
             leaf = x509.load_pem_x509_certificate(result.certificate_chain[0].encode())
             want = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()

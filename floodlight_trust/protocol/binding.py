@@ -29,8 +29,15 @@ def _pad(digest: bytes) -> bytes:
 
 def host_report_data(nonce: bytes, ima_list: bytes) -> bytes:
     """REPORTDATA binding a nonce and the exact IMA measurement list bytes (64 bytes)."""
+    return host_report_data_for_digest(nonce, hashlib.sha256(ima_list).digest())
+
+
+def host_report_data_for_digest(nonce: bytes, ima_list_sha256: bytes) -> bytes:
+    """:func:`host_report_data` from the list's SHA-256 (the VM extends a running hash by the tail)."""
     _check_nonce(nonce)
-    return _pad(hashlib.sha256(nonce + hashlib.sha256(ima_list).digest()).digest())
+    if len(ima_list_sha256) != 32:
+        raise InputError("the IMA list digest must be a SHA-256 (32 bytes)")
+    return _pad(hashlib.sha256(nonce + ima_list_sha256).digest())
 
 
 def key_report_data(nonce: bytes, spki_der: bytes) -> bytes:

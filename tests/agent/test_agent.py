@@ -79,3 +79,28 @@ def test_agent_service_validates_messages_and_answers_errors_as_json(tmp_path: P
         assert json.loads(json.dumps(doc))["host"] == "gh"
     finally:
         server.stop()
+
+
+def test_host_evidence_binds_the_whole_list_and_sends_the_tail_asked_for(tmp_path: Path) -> None:
+    root = gramine_dir(tmp_path / "attestation")
+    ima = tmp_path / "ima.log"
+    first = b"10 abc ima-ng sha256:00 boot_aggregate\n"
+    ima.write_bytes(first)
+    agent = Agent("gh", GramineBackend(root=root, vnf_dir=tmp_path / "vnfs"), ImaSource(None, ima))
+    nonce = bytes(range(32))
+    agent.host_evidence(nonce)
+    with ima.open("ab") as fh:
+        fh.write(b"10 def ima-ng sha256:01 /usr/bin/x\n")
+    doc = agent.host_evidence(nonce, len(first))  # the list extends what was read: only the tail
+    assert doc["ima_offset"] == len(first)
+    assert b64decode(doc["ima_list"], what="l") == b"10 def ima-ng sha256:01 /usr/bin/x\n"
+    assert (root / "user_report_data").read_bytes() == host_report_data(nonce, ima.read_bytes())
+    # A rewritten prefix: the quote binds the new whole list (the VM's binding check then fails).
+    ima.write_bytes(b"10 abc ima-ng sha256:ff boot_aggregate\n10 def ima-ng sha256:01 /usr/bin/x\n")
+    doc = agent.host_evidence(nonce, len(first))
+    assert (root / "user_report_data").read_bytes() == host_report_data(nonce, ima.read_bytes())
+    # Asked for more than the list holds (truncated, rebooted): the whole list.
+    ima.write_bytes(first[:10])
+    doc = agent.host_evidence(nonce, len(first))
+    assert doc["ima_offset"] == 0 and b64decode(doc["ima_list"], what="l") == first[:10]
+    assert (root / "user_report_data").read_bytes() == host_report_data(nonce, first[:10])

@@ -7,6 +7,7 @@ host and VNF names so tests stay independent.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from floodlight_trust import clock
+from floodlight_trust import clock, protocol
 from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend, SimEnclave
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
@@ -28,6 +29,10 @@ from floodlight_trust.secrets import Secret
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from floodlight_trust.storage.database import Database
 from policy_lang import compile_policy_text
+
+# Tests also check what each side sends (production checks what it receives): docs/protocol.md.
+protocol.CHECK_OUTBOUND = True
+os.environ["FTRUST_CHECK_OUTBOUND"] = "1"  # the same for services started as subprocesses
 
 PASSWORD = Secret("correct horse battery", "test")
 GOOD_IMAGE = b"vnf-firewall enclave image: code v1.2 + config {rate: 100}\n"
@@ -152,6 +157,8 @@ def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
                 "trust_simulated_sgx": True,
                 "nonce_ttl_seconds": 30,
                 "reattest_interval_seconds": 0,
+                # Renew at every round (>= the 1 h validity); test_rounds.py covers keeping certificates.
+                "renew_before_seconds": 3600,
             },
         }
     )

@@ -51,6 +51,7 @@ crl_port = 0
 policy = "site.policy"
 trust_simulated_sgx = true
 simulated_sgx_roots = "{tmp / "platform"}"
+renew_before_seconds = 3600  # renew at every round (the enroll rule's validity is 1 h): renewals in flight
 """
         )
         config = load(self.config_path)

@@ -202,3 +202,29 @@ def test_a_quote_ias_finds_invalid_is_refused(epid: EpidWorld) -> None:
     verdict = epid.vm.submit_host_evidence(agent.host_evidence(epid.vm.nonce("host", agent.host)))
     assert not verdict["trusted"]
     assert any("SIGNATURE_INVALID" in r["message"] for r in verdict["reasons"]), messages(verdict)
+
+
+def _as_host(epid: EpidWorld, other: Agent, host: Agent) -> dict:  # type: ignore[type-arg]
+    """Host evidence from ``other``'s machine, presented in ``host``'s name."""
+    impostor = Agent(host.host, other.backend, host.ima)
+    return epid.vm.submit_host_evidence(impostor.host_evidence(epid.vm.nonce("host", host.host)))
+
+
+def test_an_ias_host_is_pinned_to_its_epid_group_between_rounds(epid: EpidWorld) -> None:
+    host = epid.agent(epid.group_a)
+    assert epid.vm.submit_host_evidence(host.host_evidence(epid.vm.nonce("host", host.host)))["trusted"]
+    verdict = _as_host(epid, epid.agent(epid.group_b), host)  # a machine of another group
+    assert not verdict["trusted"]
+    [pin] = [r for r in verdict["reasons"] if r["rule"] == "protocol.platform"]
+    assert "is registered in EPID group" in pin["message"] and "comes from EPID group" in pin["message"]
+    assert "another machine" in pin["message"]
+    # The host itself still attests.
+    assert epid.vm.submit_host_evidence(host.host_evidence(epid.vm.nonce("host", host.host)))["trusted"]
+
+
+def test_an_ias_host_is_pinned_to_its_pseudonym_when_linkable_epid_is_required(epid: EpidWorld) -> None:
+    host = epid.agent(epid.group_a)
+    assert epid.vm.submit_host_evidence(host.host_evidence(epid.vm.nonce("host", host.host)))["trusted"]
+    verdict = _as_host(epid, epid.agent(epid.group_a2), host)  # same group, another machine
+    assert not verdict["trusted"]
+    assert any(r["rule"] == "protocol.platform" and "pseudonym" in r["message"] for r in verdict["reasons"])
