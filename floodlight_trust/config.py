@@ -57,7 +57,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "renew_before_seconds": (int, 1800),
         "max_request_bytes": (int, 16 * 1024 * 1024),
         "request_timeout_seconds": (int, 30),
-        "key_mode": (str, "enclave"),  # "enclave" (key stays in enclave) or "vm-generated"
+        "key_mode": (str, "enclave"),
+        # The admin client key (`ftrust vm admin-cert`) is encrypted with this password.
+        "admin_key_password_env": (str, "FTRUST_ADMIN_KEY_PASSWORD"),
+        "admin_key_password_file": (str, None),  # "enclave" (key stays in enclave) or "vm-generated"
         "require_linkable_epid": (bool, False),  # IAS: VNF and host quotes must carry the same pseudonym
     },
     "agent": {

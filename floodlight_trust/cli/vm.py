@@ -64,9 +64,15 @@ def _admin_cert(args: argparse.Namespace) -> int:
     db = Database(config.state_dir / "ftrust.sqlite3")
     ca = open_ca(config, config.secret("ca", what="CA key password"), db)
     out = Path(args.out) if args.out else config.state_dir / "admin"
-    cert, key = issue_admin_certificate(ca, args.name, out, at=clock.now())
+    cert, key = issue_admin_certificate(ca, args.name, out, at=clock.now(), password=_admin_key_password(config))
     emit(args, {"certificate": str(cert), "key": str(key)}, f"admin certificate {cert}\nadmin key         {key}")
     return 0
+
+
+def _admin_key_password(config: Config) -> Any:
+    return config.secret(
+        "vm", env_key="admin_key_password_env", file_key="admin_key_password_file", what="admin key password"
+    )
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -84,7 +90,12 @@ def _client(args: argparse.Namespace) -> Any:
                 f"{what} not found: {p}",
                 hint="see `ftrust vm admin-cert` and the --admin-cert/--vm-certificate options",
             )
-    return VmClient(url, server_certificate=server, client_certificate=(str(cert), str(key)))
+    return VmClient(
+        url,
+        server_certificate=server,
+        client_certificate=(str(cert), str(key)),
+        client_key_password=_admin_key_password(config),
+    )
 
 
 def _is_note(r: dict[str, Any]) -> bool:

@@ -232,7 +232,10 @@ class Demo:
             from floodlight_trust.manager.client import VmClient
 
             self.admin = VmClient(
-                self.d.vm_url, server_certificate=self.d.vm_certificate, client_certificate=self.d.admin_certificate
+                self.d.vm_url,
+                server_certificate=self.d.vm_certificate,
+                client_certificate=self.d.admin_certificate,
+                client_key_password=self.d.admin_key_password,
             )
             self.admin.add_host(HOST, f"http://127.0.0.1:{self.d.agent_port}")
             warned = "SIMULATED" in vm.tail(50)

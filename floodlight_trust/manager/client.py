@@ -22,9 +22,12 @@ import urllib3
 
 from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
 from floodlight_trust.protocol import validate, validate_outbound
+from floodlight_trust.secrets import Secret
 
 
-def tls_context(verify: str | Path | bool, cert: tuple[str, str] | None) -> ssl.SSLContext:
+def tls_context(
+    verify: str | Path | bool, cert: tuple[str, str] | None, key_password: Secret | None = None
+) -> ssl.SSLContext:
     """Client TLS: verify against ``verify`` (a PEM file of pinned certificates/CAs), the system
     store (True) or nothing (False, never used for the VM or agents in production)."""
     try:
@@ -38,7 +41,9 @@ def tls_context(verify: str | Path | bool, cert: tuple[str, str] | None) -> ssl.
             context = ssl.create_default_context(cafile=str(verify))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert is not None:
-            context.load_cert_chain(cert[0], cert[1])
+            context.load_cert_chain(
+                cert[0], cert[1], password=key_password.reveal_bytes() if key_password is not None else None
+            )
     except (OSError, ssl.SSLError) as e:
         raise InputError(f"cannot load TLS certificates ({verify if cert is None else cert[0]}): {e}") from None
     return context
@@ -51,6 +56,7 @@ class JsonClient:
         *,
         verify: str | Path | bool = True,
         cert: tuple[str, str] | None = None,
+        key_password: Secret | None = None,
         timeout: float = 30.0,
         what: str = "server",
     ):
@@ -63,7 +69,7 @@ class JsonClient:
             maxsize=16,  # threads sharing one client keep their connections alive too
             retries=False,
             timeout=urllib3.Timeout(total=timeout),
-            ssl_context=tls_context(verify, cert) if https else None,
+            ssl_context=tls_context(verify, cert, key_password) if https else None,
         )
 
     def close(self) -> None:
@@ -152,9 +158,17 @@ class VmClient(JsonClient):
         *,
         server_certificate: str | Path | bool = True,
         client_certificate: tuple[str, str] | None = None,
+        client_key_password: Secret | None = None,
         timeout: float = 60.0,
     ):
-        super().__init__(base_url, verify=server_certificate, cert=client_certificate, timeout=timeout, what="VM")
+        super().__init__(
+            base_url,
+            verify=server_certificate,
+            cert=client_certificate,
+            key_password=client_key_password,
+            timeout=timeout,
+            what="VM",
+        )
 
     # -- agent-facing ----------------------------------------------------------------------------
     def nonce(self, purpose: str, host: str, vnf: str | None = None) -> bytes:

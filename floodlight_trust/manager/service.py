@@ -347,7 +347,7 @@ def build_service(
     vm.revocation_listeners.append(publisher.invalidate)
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
     scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
-    cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now())
+    cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
     api = HttpServer(
         make_api(
             vm,
@@ -357,7 +357,7 @@ def build_service(
         ),
         host=vc["host"],
         port=vc["port"],
-        ssl_context=server_context(cert, key, ca.certificate_pem),
+        ssl_context=server_context(cert, key, ca.certificate_pem, password),
         threads=threads,
         timeout=int(timeout),
         max_body_bytes=vc["max_request_bytes"],
@@ -402,10 +402,10 @@ def check_policy_path(config: Config) -> Path:
 
 
 def issue_admin_certificate(
-    ca: Any, name: str, out_dir: Path, *, at: Any, validity_days: int = 365
+    ca: Any, name: str, out_dir: Path, *, at: Any, password: Secret, validity_days: int = 365
 ) -> tuple[Path, Path]:
     """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) and its key, written to
-    ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600)."""
+    ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600, encrypted with ``password``)."""
     from cryptography.hazmat.primitives import serialization
 
     from floodlight_trust.fileio import atomic_write
@@ -422,7 +422,11 @@ def issue_admin_certificate(
     issued = ca.issue(key.public_key(), profile, at=at)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password.reveal_bytes()),
+    )
     atomic_write(key_path, pem, mode=0o600)
     atomic_write(cert_path, issued.pem, mode=0o644)
     return cert_path, key_path

@@ -34,6 +34,7 @@ from policy_lang import compile_policy_text
 protocol.CHECK_OUTBOUND = True
 os.environ["FTRUST_CHECK_OUTBOUND"] = "1"  # the same for services started as subprocesses
 
+ADMIN_KEY_PASSWORD = Secret("alice's key password", "test")
 PASSWORD = Secret("correct horse battery", "test")
 GOOD_IMAGE = b"vnf-firewall enclave image: code v1.2 + config {rate: 100}\n"
 INTEGRITY_IMAGE = b"floodlight-trust host integrity enclave v1\n"
@@ -186,9 +187,13 @@ def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
         now=fake.now,
         policy_path=policy_file,
     ).start()
-    cert, key = issue_admin_certificate(service.vm.ca, "alice", tmp / "admin", at=clock.now())
+    admin_password = ADMIN_KEY_PASSWORD
+    cert, key = issue_admin_certificate(service.vm.ca, "alice", tmp / "admin", at=clock.now(), password=admin_password)
     admin = VmClient(
-        service.api_url, server_certificate=service.tls_certificate, client_certificate=(str(cert), str(key))
+        service.api_url,
+        server_certificate=service.tls_certificate,
+        client_certificate=(str(cert), str(key)),
+        client_key_password=admin_password,
     )
     anonymous = VmClient(service.api_url, server_certificate=service.tls_certificate)
     w = World(tmp, service, service.vm.ca, platforms, admin, anonymous, fake)

@@ -63,7 +63,7 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
             at=clock.now(), records=CertificateRecords(db),
         )  # fmt: skip
         self.admin_cert, self.admin_key = issue_admin_certificate(
-            open_ca(config, PASSWORD, db), "root", tmp / "admin", at=clock.now()
+            open_ca(config, PASSWORD, db), "root", tmp / "admin", at=clock.now(), password=PASSWORD
         )
         db.close()
         self.backend = SimBackend(platform, {})
@@ -96,6 +96,7 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
             self.url,
             server_certificate=self.tmp / "state" / "vm-tls" / "server.pem",
             client_certificate=(str(self.admin_cert), str(self.admin_key)),
+            client_key_password=PASSWORD,
         )
 
     def kill_vm(self) -> None:

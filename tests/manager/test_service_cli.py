@@ -13,7 +13,7 @@ import requests
 from cryptography import x509
 
 from floodlight_trust.errors import VerificationError
-from tests.manager.conftest import World
+from tests.manager.conftest import ADMIN_KEY_PASSWORD, World
 
 
 def ftrust(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -22,7 +22,8 @@ def ftrust(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **(env or {})},
+        # the admin key (conftest's alice) is encrypted at rest; its password comes from the environment
+        env={**os.environ, "FTRUST_ADMIN_KEY_PASSWORD": ADMIN_KEY_PASSWORD.reveal(), **(env or {})},
         cwd=Path(__file__).resolve().parents[2],
     )
 
@@ -131,21 +132,10 @@ ima_log = "/nonexistent"
 ima_log_fallback = "ima.log"
 """
     )
-    env = {"FTRUST_CA_PASSWORD": "correct horse battery"}
+    env = {"FTRUST_CA_PASSWORD": "correct horse battery", "FTRUST_ADMIN_KEY_PASSWORD": "admin key password"}
     cfg = ["--config", str(tmp_path / "ftrust.toml")]
     init = ftrust(*cfg, "ca", "init", env=env)
-    if init.returncode != 0:  # the CA command group may not exist on this branch yet: init through the API
-        from floodlight_trust import clock
-        from floodlight_trust.pki.ca import CertificateAuthority
-
-        CertificateAuthority.init(
-            tmp_path / "state" / "ca",
-            __import__("floodlight_trust.secrets", fromlist=["Secret"]).Secret("correct horse battery", "t"),
-            subject="CN=cli CA",
-            crl_url="http://127.0.0.1:8990/crl.der",
-            ocsp_url="http://127.0.0.1:8990/ocsp",
-            at=clock.now(),
-        )
+    assert init.returncode == 0, init.stderr
     agent = subprocess.Popen(
         [sys.executable, "-m", "floodlight_trust", *cfg, "agent", "serve"],
         stdout=subprocess.PIPE,
