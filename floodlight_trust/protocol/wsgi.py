@@ -102,6 +102,11 @@ class JsonApp:
         self.max_body_bytes = max_body_bytes
         self.name = name
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._patterns: list[tuple[str, str]] = []
+
+    def route_patterns(self) -> list[tuple[str, str]]:
+        """(method, pattern) of every route, as registered: what docs/openapi.yaml must describe."""
+        return list(self._patterns)
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
         text = re.sub(r"\{(\w+)\*\}", r"(?P<\1>.+)", pattern)  # {name*}: the rest of the path
@@ -109,6 +114,7 @@ class JsonApp:
 
         def register(fn: Handler) -> Handler:
             self._routes.append((method, regex, fn))
+            self._patterns.append((method, pattern))
             return fn
 
         return register
