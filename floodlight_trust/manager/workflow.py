@@ -24,7 +24,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,14 +32,27 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust import clock
-from floodlight_trust.claims import ClaimSet, EnclaveClaims, EvidenceType, enclave_to_json
-from floodlight_trust.clock import format_time
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, enclave_to_json
 from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
 from floodlight_trust.manager.audit import AuditLog
 from floodlight_trust.manager.nonces import NonceStore
+from floodlight_trust.manager.platform_checks import pinned_platform, same_platform
+from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.state import HostRecord, ManagerState
+from floodlight_trust.manager.verdicts import (
+    NONCE_REPLAYED,
+    NOTE,
+    Denied,
+    EnrollmentResult,
+    HostVerdict,
+    Reason,
+    decision_reasons,
+    denial_summary,
+    denials,
+    error_reason,
+)
 from floodlight_trust.pki.keys import generate_private_key
-from floodlight_trust.protocol import b64decode, validate, validate_outbound
+from floodlight_trust.protocol import b64decode, validate
 from floodlight_trust.protocol.binding import check_report_data, host_report_data_for_digest, key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.storage.database import Database
@@ -50,51 +62,6 @@ log = logging.getLogger("floodlight_trust.manager")
 
 KEY_MODES = ("enclave", "vm-generated")
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
-SIMULATED_WARNING = "SIMULATED SGX: verified against the simulated root CA, not real hardware"
-
-
-DENY = "deny"
-NOTE = "note"
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """One reason of a decision, in the same shape as the policy's reasons.
-
-    ``level`` is ``"deny"`` (this reason refuses) or ``"note"`` (information kept with the decision,
-    e.g. an insecure option that was allowed, or a rule judged on the full IMA list only). Only
-    deny-level reasons make a verdict negative or appear in revocation texts and denial summaries;
-    notes are recorded in the audit log and returned in the JSON documents.
-    """
-
-    rule: str
-    message: str
-    location: str | None = None
-    evidence: Any = None
-    level: str = DENY
-
-    @property
-    def denies(self) -> bool:
-        return self.level != NOTE
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "location": self.location,
-            "message": self.message,
-            "evidence": self.evidence,
-            "level": self.level,
-        }
-
-
-def denials(reasons: Sequence[Reason]) -> list[Reason]:
-    """The deny-level reasons (what refused), without the notes."""
-    return [r for r in reasons if r.denies]
-
-
-def denial_summary(reasons: Sequence[Reason], limit: int = 3) -> str:
-    """The first ``limit`` deny-level messages, for revocation texts and log lines."""
-    return "; ".join(r.message for r in denials(reasons)[:limit])
 
 
 class _TailMismatch(Exception):
@@ -104,14 +71,6 @@ class _TailMismatch(Exception):
     def __init__(self, nonce: bytes):
         super().__init__("IMA tail does not extend the prefix held by the VM")
         self.nonce = nonce
-
-
-class Denied(Exception):
-    """Internal: stop a workflow with reasons (turned into a recorded denial, never escapes)."""
-
-    def __init__(self, *reasons: Reason):
-        super().__init__(reasons[0].message if reasons else "denied")
-        self.reasons = list(reasons)
 
 
 class AgentConnection(Protocol):
@@ -124,127 +83,8 @@ class AgentConnection(Protocol):
     def install_credentials(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]: ...
 
 
-def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, datetime):
-        return format_time(value)
-    return str(value)
-
-
-def decision_reasons(decision: Any, prefix: str = "") -> list[Reason]:
-    """The reasons of a policy Decision as :class:`Reason` values, notes included (``level``)."""
-    out = []
-    for r in getattr(decision, "reasons", ()):
-        loc = getattr(r, "location", None)
-        out.append(
-            Reason(
-                rule=f"{prefix}{getattr(r, 'rule', 'policy')}",
-                message=str(getattr(r, "message", r)),
-                location=str(loc) if loc is not None else None,
-                evidence=_json_safe(getattr(r, "evidence", None)),
-                level=NOTE if getattr(r, "level", DENY) == NOTE else DENY,
-            )
-        )
-    return out
-
-
-def _error_reason(rule: str, e: FtrustError) -> Reason:
-    return Reason(rule, e.message + (f" (hint: {e.hint})" if e.hint else ""), str(e.location) if e.location else None)
-
-
 def spki_sha256(spki: bytes) -> str:
     return hashlib.sha256(spki).hexdigest()
-
-
-@dataclass
-class HostVerdict:
-    host: str
-    trusted: bool
-    reasons: list[Reason]
-    policy_version: str | None
-    audit_id: int
-    simulated: bool
-    attested_at: datetime
-    ima_entries: int = 0
-    revoked_serials: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        doc = {
-            "host": self.host,
-            "trusted": self.trusted,
-            "reasons": [r.to_json() for r in self.reasons],
-            "policy_version": self.policy_version,
-            "audit_id": self.audit_id,
-            "simulated": self.simulated,
-            "attested_at": format_time(self.attested_at),
-            "ima_entries": self.ima_entries,
-            "revoked_serials": self.revoked_serials,
-        }
-        validate_outbound("host_verdict", doc)
-        return doc
-
-
-@dataclass
-class EnrollmentResult:
-    host: str
-    vnf: str
-    allowed: bool
-    reasons: list[Reason]
-    policy_version: str | None
-    audit_id: int
-    simulated: bool
-    key_mode: str
-    serial: str | None = None
-    not_after: datetime | None = None
-    certificate_chain: list[str] = field(default_factory=list)
-    wrapped_key: dict[str, Any] | None = None
-    kept: bool = False  # re-attested, and its current certificate kept (``renew_before``): nothing issued
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "host": self.host,
-            "vnf": self.vnf,
-            "allowed": self.allowed,
-            "reasons": [r.to_json() for r in self.reasons],
-            "policy_version": self.policy_version,
-            "audit_id": self.audit_id,
-            "simulated": self.simulated,
-            "key_mode": self.key_mode,
-        }
-        if self.allowed:
-            doc |= {
-                "serial": self.serial,
-                "not_after": format_time(self.not_after) if self.not_after else None,
-                "certificate_chain": self.certificate_chain,
-                "wrapped_key": self.wrapped_key,
-                "certificate_kept": self.kept,
-            }
-        validate_outbound("enrollment", doc)
-        return doc
-
-    def credentials_message(self) -> dict[str, Any]:
-        msg = {
-            "host": self.host,
-            "vnf": self.vnf,
-            "serial": self.serial,
-            "certificate_chain": self.certificate_chain,
-            "wrapped_key": self.wrapped_key,
-        }
-        validate_outbound("credentials", msg)
-        return msg
-
-
-@dataclass(frozen=True, slots=True)
-class _VerifiedQuote:
-    claims: EnclaveClaims
-    warnings: tuple[str, ...]
 
 
 def serial_text(serial: int) -> str:
@@ -289,8 +129,7 @@ class VerificationManager:
         self.key_mode = key_mode
         self.connect = connect
         self.now = now
-        self.ias = ias  # manager.sgx.IasVerifier: EPID quotes are verified through IAS
-        self.collateral = collateral  # manager.sgx.CollateralFetcher: DCAP collateral when none is sent
+        self.quotes = QuoteVerifier(self.anchors, ias, collateral)
         self.require_linkable_epid = require_linkable_epid
         # Re-attestation renews a VNF's certificate only when less than this is left of it
         # (None: every round). The enclave evidence is checked every round either way.
@@ -303,9 +142,7 @@ class VerificationManager:
         # SHA-256 over it). The next challenge asks only for what follows; memory only, so a
         # restarted VM asks for the whole list once.
         self._ima_transfer: dict[str, tuple[bytes, Any]] = {}
-        self.simulated = any(getattr(a, "simulated", False) for a in self.anchors) or bool(
-            ias is not None and ias.simulated
-        )
+        self.simulated = self.quotes.simulated
         if self.simulated:
             log.warning("%s: trust_simulated_sgx = true; NEVER use this in production", SIMULATED_WARNING)
 
@@ -320,51 +157,6 @@ class VerificationManager:
         """
         with self._policy_lock:
             self.policy = policy
-
-    # -- quotes --------------------------------------------------------------------------------
-    def _verify_quote(self, evidence_type: str, quote: bytes, collateral_doc: Any, at: datetime) -> _VerifiedQuote:
-        if evidence_type == "IAS":
-            return self._verify_epid(quote, at)
-        if evidence_type != "DCAP":
-            raise Denied(Reason("sgx.evidence_type", f"unknown evidence type {evidence_type!r} (DCAP or IAS)"))
-        from floodlight_trust.evidence.collateral import collateral_from_json
-        from floodlight_trust.evidence.dcap import CertificateChainError, verify_quote
-
-        try:
-            if collateral_doc is not None:
-                collateral = collateral_from_json(collateral_doc)
-            elif self.collateral is not None:  # fetched from PCS / PCCS, cached until nextUpdate
-                collateral = self.collateral.collateral_for_quote(quote)
-            else:
-                raise Denied(
-                    Reason("sgx.collateral", "no DCAP collateral was sent with the quote and no PCS is configured")
-                )
-        except FtrustError as e:
-            raise Denied(_error_reason("sgx.collateral", e)) from None
-        last: FtrustError | None = None
-        for anchor in self.anchors:
-            try:
-                result = verify_quote(quote, collateral, anchor, at=at)
-            except CertificateChainError as e:  # another root: try the next anchor
-                last = e
-                continue
-            except FtrustError as e:
-                raise Denied(_error_reason("sgx.quote", e)) from None
-            return _VerifiedQuote(result.claims, tuple(result.warnings))
-        raise Denied(
-            _error_reason("sgx.quote", last) if last else Reason("sgx.quote", "no SGX trust anchor is configured")
-        )
-
-    def _verify_epid(self, quote: bytes, at: datetime) -> _VerifiedQuote:
-        """An EPID quote, judged by IAS: the signed report gives the same claims DCAP gives."""
-        if self.ias is None:
-            raise Denied(Reason("sgx.ias", "EPID evidence needs IAS, which is not configured on this VM"))
-        try:
-            claims = self.ias.verify(quote, at=at)
-        except FtrustError as e:
-            raise Denied(_error_reason("sgx.ias", e)) from None
-        warnings = (SIMULATED_WARNING,) if claims.simulated else ()
-        return _VerifiedQuote(claims, warnings)
 
     # -- step 1-2: host ------------------------------------------------------------------------
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
@@ -444,11 +236,11 @@ class VerificationManager:
             try:
                 self.nonces.check(nonce, purpose="host", host=name, at=at)
             except VerificationError as e:
-                raise Denied(_error_reason("protocol.nonce", e)) from None
+                raise Denied(error_reason("protocol.nonce", e)) from None
             nonce_ok = True
-            vq = self._verify_quote(evidence["evidence_type"], quote, evidence["collateral"], at)
+            vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
             claims = vq.claims
-            digest_info |= {"mrenclave": claims.mrenclave, "platform": _platform_json(claims)}
+            digest_info |= {"mrenclave": claims.mrenclave, "platform": platform_json(claims)}
             try:
                 check_report_data(
                     host_report_data_for_digest(nonce, list_hasher.digest()), claims.report_data, what="host quote"
@@ -456,9 +248,9 @@ class VerificationManager:
             except VerificationError as e:
                 if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
                     raise _TailMismatch(nonce) from None
-                raise Denied(_error_reason("protocol.binding", e)) from None
+                raise Denied(error_reason("protocol.binding", e)) from None
             if record is not None:
-                pinned = self._pinned_platform(record, claims)
+                pinned = pinned_platform(record, claims, require_linkable_epid=self.require_linkable_epid)
                 if pinned:
                     raise Denied(*pinned)
             reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
@@ -467,7 +259,7 @@ class VerificationManager:
         except Denied as d:
             reasons.extend(d.reasons)
         except FtrustError as e:
-            reasons.append(_error_reason("protocol.evidence", e))
+            reasons.append(error_reason("protocol.evidence", e))
         simulated = bool(claims and claims.simulated)
         if simulated:
             digest_info["warning"] = SIMULATED_WARNING
@@ -475,7 +267,7 @@ class VerificationManager:
         with self.db.transaction() as tx:
             # The nonce is used up in the transaction that records the decision: atomic.
             if nonce_ok and not self.nonces.burn(tx, nonce, at=at):
-                reasons.append(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+                reasons.append(NONCE_REPLAYED)
                 nonce_ok = False
             trusted = not denials(reasons)
             audit_id = self.audit.record(
@@ -500,7 +292,7 @@ class VerificationManager:
                     reasons=[r.to_json() for r in reasons],
                     policy_version=self.policy_version,
                     platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
-                    platform_json=_platform_json(claims) if (claims and trusted) else None,
+                    platform_json=platform_json(claims) if (claims and trusted) else None,
                     ima_state_json=ima_state_json,
                     ima_entries=ima_entries,
                     ima_list_sha256=list_sha if trusted else None,
@@ -515,58 +307,6 @@ class VerificationManager:
             self._ima_transfer.pop(name, None)
         self._notify(revoked)
         return HostVerdict(name, trusted, reasons, self.policy_version, audit_id, simulated, at, ima_entries, revoked)
-
-    def _pinned_platform(self, record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
-        """A host stays on the platform of its first trusted quote: DCAP hosts on their PCK
-        certificate, IAS (EPID) hosts on their EPID group (and, with ``vm.require_linkable_epid``,
-        their pseudonym). Otherwise a quote from another machine could stand in for the host."""
-        name, kind = record.name, claims.evidence_type.value
-        pinned_pck = record.platform_pck_sha256
-        pinned_gid = (record.platform or {}).get("epid_group_id")
-        if pinned_pck and claims.evidence_type is EvidenceType.DCAP:
-            seen = claims.platform.pck_certificate_sha256
-            if seen and pinned_pck != seen:
-                return [
-                    Reason(
-                        "protocol.platform",
-                        f"host {name!r} is registered on platform PCK {pinned_pck[:16]}..., but this quote comes "
-                        f"from PCK {seen[:16]}... (another machine)",
-                        evidence={"registered": pinned_pck, "quote": seen},
-                    )
-                ]
-            return []
-        if pinned_gid and claims.evidence_type is EvidenceType.IAS:
-            gid = claims.platform.epid_group_id
-            if gid != pinned_gid:
-                return [
-                    Reason(
-                        "protocol.platform",
-                        f"host {name!r} is registered in EPID group {pinned_gid}, but this quote comes from EPID "
-                        f"group {gid} (another machine)",
-                        evidence={"registered_epid_group_id": pinned_gid, "quote_epid_group_id": gid},
-                    )
-                ]
-            pinned_ps = (record.platform or {}).get("epid_pseudonym")
-            seen_ps = claims.platform.epid_pseudonym
-            if self.require_linkable_epid and pinned_ps and seen_ps != pinned_ps:
-                return [
-                    Reason(
-                        "protocol.platform",
-                        f"host {name!r} is registered with another EPID pseudonym than this quote's: another "
-                        "machine of the same EPID group (vm.require_linkable_epid)",
-                    )
-                ]
-            return []
-        if pinned_pck or pinned_gid:
-            was = "DCAP" if pinned_pck else "IAS"
-            return [
-                Reason(
-                    "protocol.platform",
-                    f"host {name!r} is registered with {was} evidence, but this quote is {kind}: nothing ties it "
-                    "to the registered platform",
-                )
-            ]
-        return []
 
     def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:
         if self.policy is None:
@@ -607,9 +347,9 @@ class VerificationManager:
         try:
             appraisal = appraise_measurement_list(ima_list, state=previous, source=f"{name}:ima")
         except ImaPrefixChanged as e:
-            return None, 0, [_error_reason("ima.prefix", e)]
+            return None, 0, [error_reason("ima.prefix", e)]
         except FtrustError as e:
-            return None, 0, [_error_reason("ima.list", e)]
+            return None, 0, [error_reason("ima.list", e)]
         reasons = []
         if not appraisal.ok:
             for f in appraisal.findings:
@@ -747,7 +487,7 @@ class VerificationManager:
             try:
                 self.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
             except VerificationError as e:
-                raise Denied(_error_reason("protocol.nonce", e)) from None
+                raise Denied(error_reason("protocol.nonce", e)) from None
             nonce = fresh
             record = self.state.find_host(host)
             self._require_trusted_host(record, host, at)
@@ -767,14 +507,14 @@ class VerificationManager:
                         f"host {host!r} is judged by {host_policy!r}",
                     )
                 )
-            vq = self._verify_quote(evidence["evidence_type"], quote, evidence["collateral"], at)
+            vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
             claims = vq.claims
-            info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": _platform_json(claims)}
-            reasons = self._same_platform(record, claims)
+            info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": platform_json(claims)}
+            reasons = same_platform(record, claims, require_linkable_epid=self.require_linkable_epid)
             try:
                 check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
             except VerificationError as e:
-                reasons.append(_error_reason("protocol.binding", e))
+                reasons.append(error_reason("protocol.binding", e))
             decision = self.policy.evaluate_enclave(
                 rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
             )
@@ -800,7 +540,7 @@ class VerificationManager:
         except Denied as d:
             return self._deny(host, vnf, mode, d.reasons, claims, spki, info, at, actor, nonce)
         except FtrustError as e:
-            reasons = [_error_reason("protocol.evidence", e)]
+            reasons = [error_reason("protocol.evidence", e)]
             return self._deny(host, vnf, mode, reasons, claims, spki, info, at, actor, nonce)
 
     def _current_certificate(
@@ -848,7 +588,7 @@ class VerificationManager:
 
         def record(tx: sqlite3.Connection) -> int:
             if not self.nonces.burn(tx, nonce, at=at):
-                raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+                raise Denied(NONCE_REPLAYED)
             audit_id = self.audit.record(
                 tx,
                 at=at,
@@ -911,60 +651,6 @@ class VerificationManager:
                 )
             )
 
-    def _same_platform(self, record: HostRecord, claims: EnclaveClaims) -> list[Reason]:
-        host_platform = record.platform or {}
-        host_type = "IAS" if host_platform.get("epid_group_id") else "DCAP"
-        if claims.evidence_type is EvidenceType.IAS or host_type == "IAS":
-            if claims.evidence_type is not EvidenceType.IAS or host_type != "IAS":
-                return [
-                    Reason(
-                        "protocol.platform",
-                        f"the VNF quote ({claims.evidence_type.value}) and host {record.name!r}'s quote ({host_type}) "
-                        "are different kinds of evidence: nothing ties them to one platform",
-                    )
-                ]
-            host_gid, vnf_gid = host_platform.get("epid_group_id"), claims.platform.epid_group_id
-            if not vnf_gid or host_gid != vnf_gid:
-                return [
-                    Reason(
-                        "protocol.platform",
-                        f"the VNF quote comes from EPID group {vnf_gid}, host {record.name!r}'s quote from EPID "
-                        f"group {host_gid}: another platform",
-                        evidence={"host_epid_group_id": host_gid, "vnf_epid_group_id": vnf_gid},
-                    )
-                ]
-            if self.require_linkable_epid:
-                host_ps, vnf_ps = host_platform.get("epid_pseudonym"), claims.platform.epid_pseudonym
-                if not host_ps or not vnf_ps:
-                    return [
-                        Reason(
-                            "protocol.platform",
-                            "vm.require_linkable_epid: the VNF and host quotes must be linkable EPID quotes "
-                            "(IAS returned no pseudonym)",
-                        )
-                    ]
-                if host_ps != vnf_ps:
-                    return [
-                        Reason(
-                            "protocol.platform",
-                            f"the VNF quote's EPID pseudonym differs from host {record.name!r}'s: another platform "
-                            "of the same EPID group",
-                        )
-                    ]
-            return []
-        if claims.evidence_type is EvidenceType.DCAP:
-            host_pck, vnf_pck = record.platform_pck_sha256, claims.platform.pck_certificate_sha256
-            if not host_pck or not vnf_pck or host_pck != vnf_pck:
-                return [
-                    Reason(
-                        "protocol.platform",
-                        f"the VNF quote comes from another platform than host {record.name!r}'s quote "
-                        f"(PCK {str(vnf_pck)[:16]}... vs {str(host_pck)[:16]}...)",
-                        evidence={"host_pck_sha256": host_pck, "vnf_pck_sha256": vnf_pck},
-                    )
-                ]
-        return []
-
     def _issue(
         self,
         host: str,
@@ -1006,7 +692,7 @@ class VerificationManager:
 
         def record(tx: sqlite3.Connection) -> int:
             if not self.nonces.burn(tx, nonce, at=at):  # rolls back this enrollment: nothing issued
-                raise Denied(Reason("protocol.nonce", "nonce replayed: it was used concurrently"))
+                raise Denied(NONCE_REPLAYED)
             audit_id = self.audit.record(
                 tx,
                 at=at,
@@ -1265,13 +951,6 @@ class VerificationManager:
                 log.error("revocation listener failed: %s", e)
 
 
-def _platform_json(claims: EnclaveClaims | None) -> dict[str, Any] | None:
-    if claims is None:
-        return None
-    p = claims.platform
-    return {k: getattr(p, k) for k in ("fmspc", "pce_id", "pck_certificate_sha256", "epid_group_id", "epid_pseudonym")}
-
-
 def _load_spki(spki: bytes) -> Any:
     try:
         return serialization.load_der_public_key(spki)
@@ -1289,3 +968,19 @@ def _loads(text: str) -> Any:
     import json
 
     return json.loads(text)
+
+
+# The public names of the workflow, wherever they are defined (``from ...workflow import X``).
+__all__ = [
+    "ADMIN_URI_PREFIX",
+    "KEY_MODES",
+    "SIMULATED_WARNING",
+    "AgentConnection",
+    "EnrollmentResult",
+    "HostVerdict",
+    "Reason",
+    "VerificationManager",
+    "decision_reasons",
+    "denial_summary",
+    "denials",
+]
