@@ -31,7 +31,7 @@ def _path(i: int) -> str:
 
 
 class InProcessAgent:
-    """``manager.workflow.AgentConnection`` over an in-process ``Agent`` (no HTTP)."""
+    """``manager.context.AgentConnection`` over an in-process ``Agent`` (no HTTP)."""
 
     def __init__(self, agent: Any):
         self.agent = agent

@@ -215,6 +215,9 @@ class HostAttestation:
     def appraise_ima(
         self, record: HostRecord | None, name: str, host_policy: str, ima_list: bytes, at: datetime
     ) -> tuple[str | None, int, list[Reason]]:
+        """Appraise the whole IMA list of ``name`` with its host policy, incrementally from the state
+        of its last trusted round under this policy version. Returns (state JSON to persist, entry
+        count, every reason including notes); a changed prefix is an ``ima.prefix`` reason."""
         from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
 
         previous = None
