@@ -31,7 +31,7 @@ def _path(i: int) -> str:
 
 
 class InProcessAgent:
-    """``manager.workflow.AgentConnection`` over an in-process ``Agent`` (no HTTP)."""
+    """``manager.context.AgentConnection`` over an in-process ``Agent`` (no HTTP)."""
 
     def __init__(self, agent: Any):
         self.agent = agent
@@ -131,7 +131,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         for k in range(3):
             with big.open("ab") as fh:
                 fh.write(entries(BASE_ENTRIES + NEW_ENTRIES + k, BASE_ENTRIES + NEW_ENTRIES + k + 1))
-            vm._ima_transfer.clear()
+            vm.host_attestation._ima_transfer.clear()
             t, v = timed(lambda: vm.attest_host("big", actor="bench"))
             assert v.trusted, v.reasons[:3]
             t_whole.append(t)
@@ -143,8 +143,8 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
             t, v = timed(lambda: vm.attest_host("big", actor="bench"))
             assert v.trusted and agents["big"].sent[-1] < 1000, v.reasons[:3]
             t_tail.append(t)
-        vm._ima_states.clear()  # a restarted VM: resume from the persisted state, whole list sent once
-        vm._ima_transfer.clear()
+        vm.host_attestation._ima_states.clear()  # a restarted VM: resume from the persisted state, whole list sent once
+        vm.host_attestation._ima_transfer.clear()
         with big.open("ab") as fh:
             fh.write(entries(BASE_ENTRIES + NEW_ENTRIES + 6, total))
         t_resume, v = timed(lambda: vm.attest_host("big", actor="bench"))

@@ -119,7 +119,7 @@ def _error_from(doc: Any, status: int, what: str) -> FtrustError:
 
 
 class AgentClient(JsonClient):
-    """The VM's view of one agent (``manager.workflow.AgentConnection``)."""
+    """The VM's view of one agent (``manager.context.AgentConnection``)."""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, verify: str | Path | bool = True):
         super().__init__(base_url, timeout=timeout, verify=verify, what="agent")

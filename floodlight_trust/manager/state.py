@@ -242,6 +242,13 @@ class ManagerState:
             ),
         )
 
+    def mark_host_untrusted(self, tx: sqlite3.Connection, name: str, reasons: list[dict[str, Any]]) -> None:
+        """The host is untrusted until attested again (revoked, or unreachable past the grace period)."""
+        tx.execute(
+            "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
+            (json.dumps(reasons, sort_keys=True), name),
+        )
+
     # -- VNFs ------------------------------------------------------------------------------------
     def record_vnf(
         self,

@@ -90,7 +90,7 @@ def test_rounds_are_incremental_resume_after_a_restart_and_refuse_a_changed_pref
     append_entry(host, "/usr/bin/containerd", HOST_FILES["/usr/bin/containerd"])  # a known file, again
     second = world.admin.reattest(host.name)["hosts"][0]
     assert second["trusted"] and second["ima_entries"] == len(HOST_FILES) + 1
-    vm._ima_states.clear()  # what a VM restart loses: it resumes from the state persisted with the host
+    vm.host_attestation._ima_states.clear()  # what a VM restart loses: it resumes from the state persisted with the host
     append_entry(host, "/etc/ftrust/agent.toml", HOST_FILES["/etc/ftrust/agent.toml"])
     third = world.admin.reattest(host.name)["hosts"][0]
     assert third["trusted"] and third["ima_entries"] == len(HOST_FILES) + 2

@@ -122,32 +122,34 @@ def _record(vm: VerificationManager, state_json: str | None) -> HostRecord:
 def test_the_verification_manager_carries_the_state_with_the_ima_state(tmp_path: Path) -> None:
     policy = compile_policy_text(policy_text())
     vm = VerificationManager(db=Database(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
-    state_json, entries, reasons = vm._appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
+    state_json, entries, reasons = vm.host_attestation.appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
     assert reasons == [] and entries == 3 and state_json is not None
     persisted = json.loads(state_json)
     assert persisted["host_policy_state"]["measured"] == ["/usr/bin/*d", "/usr/bin/ftrust-agent"]
     assert ImaState.from_json(persisted).entry_count == 3  # the IMA state reads past the extra key
 
-    vm._ima_states.clear()  # a VM restart: resume from what was persisted with the host
-    state_json2, entries2, reasons2 = vm._appraise_ima(_record(vm, state_json), "host-1", "h", listing(ROUND_2), AT)
+    vm.host_attestation._ima_states.clear()  # a VM restart: resume from what was persisted with the host
+    state_json2, entries2, reasons2 = vm.host_attestation.appraise_ima(
+        _record(vm, state_json), "host-1", "h", listing(ROUND_2), AT
+    )
     assert reasons2 == [] and entries2 == 5 and state_json2 is not None
     assert json.loads(state_json2)["host_policy_state"]["entries"] == 5
 
     # A list whose boot_aggregate changed (a reboot or a forgery) is caught by the prefix check.
     rebooted = [("boot_aggregate", hashlib.sha256(b"other boot").digest()), *ROUND_2[1:]]
-    _, _, reasons3 = vm._appraise_ima(_record(vm, state_json2), "host-1", "h", listing(rebooted), AT)
+    _, _, reasons3 = vm.host_attestation.appraise_ima(_record(vm, state_json2), "host-1", "h", listing(rebooted), AT)
     assert [r.rule for r in reasons3] == ["ima.prefix"]
 
 
 def test_a_state_persisted_without_the_whole_list_facts_is_appraised_in_full_once(tmp_path: Path) -> None:
     policy = compile_policy_text(policy_text())
     vm = VerificationManager(db=Database(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
-    state_json, _, _ = vm._appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
+    state_json, _, _ = vm.host_attestation.appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
     assert state_json is not None
     legacy = json.loads(state_json)
     del legacy["host_policy_state"]  # what a VM before this change persisted
-    vm._ima_states.clear()
-    state_json2, entries, reasons = vm._appraise_ima(
+    vm.host_attestation._ima_states.clear()
+    state_json2, entries, reasons = vm.host_attestation.appraise_ima(
         _record(vm, json.dumps(legacy)), "host-1", "h", listing(ROUND_2), AT
     )
     assert reasons == [] and entries == 5 and state_json2 is not None

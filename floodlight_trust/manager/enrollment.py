@@ -1,0 +1,461 @@
+"""VNF enrollment and renewal: verify a VNF enclave's quote on a trusted host, then issue (or keep)
+its certificate.
+
+Steps 3-4 of docs/protocol.md. The VNF quote binds the nonce and the enclave's public key and
+comes from the SAME platform as its host's trusted quote. The CA signs a certificate for the
+enclave's key (default), or for a key the VM generates and seals to the enclave's key
+(``vm-generated``). Certificate, enrollment record, audit record and the spent nonce are written
+in ONE transaction; a denial is recorded the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from floodlight_trust import clock
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, enclave_to_json
+from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
+from floodlight_trust.manager.context import ManagerContext
+from floodlight_trust.manager.host_attestation import HostAttestation
+from floodlight_trust.manager.platform_checks import same_platform
+from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
+from floodlight_trust.manager.state import HostRecord
+from floodlight_trust.manager.verdicts import (
+    NONCE_REPLAYED,
+    NOTE,
+    Denied,
+    EnrollmentResult,
+    Reason,
+    decision_reasons,
+    denials,
+    error_reason,
+    reasons_json,
+)
+from floodlight_trust.pki.keys import generate_private_key
+from floodlight_trust.protocol import b64decode, validate
+from floodlight_trust.protocol.binding import check_report_data, key_report_data
+from floodlight_trust.protocol.keywrap import wrap_private_key
+
+KEY_MODES = ("enclave", "vm-generated")
+ADMIN_URI_PREFIX = "urn:ftrust:admin:"
+
+
+def spki_sha256(spki: bytes) -> str:
+    return hashlib.sha256(spki).hexdigest()
+
+
+def serial_text(serial: int) -> str:
+    from floodlight_trust.pki.records import serial_hex
+
+    return str(serial_hex(serial))
+
+
+def _load_spki(spki: bytes) -> Any:
+    try:
+        return serialization.load_der_public_key(spki)
+    except ValueError:
+        raise Denied(Reason("protocol.key", "the enclave public key is not a SubjectPublicKeyInfo DER")) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """Who asked to enroll what, in which key mode, when: common to every record of one attempt."""
+
+    host: str
+    vnf: str
+    mode: str
+    at: datetime
+    actor: str
+
+
+class Enrollment:
+    """Enroll VNFs of trusted hosts: judge their evidence, record the decision, issue or keep."""
+
+    def __init__(self, ctx: ManagerContext, quotes: QuoteVerifier, hosts: HostAttestation):
+        self.ctx = ctx
+        self.quotes = quotes
+        self.hosts = hosts
+
+    def enroll_evidence(
+        self,
+        evidence: Any,
+        *,
+        actor: str,
+        key_mode: str | None = None,
+        renew_before: timedelta | None = None,
+    ) -> EnrollmentResult:
+        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction).
+
+        With ``renew_before`` (re-attestation), an allowed VNF whose active certificate is for the
+        same enclave key, MRENCLAVE and policy version and has more than ``renew_before`` left keeps
+        it: the decision is recorded, nothing is issued (``EnrollmentResult.kept``).
+        """
+        ctx = self.ctx
+        at = ctx.now()
+        validate("enclave_evidence", evidence)
+        host, vnf = evidence["host"], evidence["vnf"]
+        mode = key_mode or evidence.get("key_mode") or ctx.key_mode
+        if mode not in KEY_MODES:
+            raise InputError(f"unknown key mode {mode!r}")
+        attempt = _Attempt(host, vnf, mode, at, actor)
+        info: dict[str, Any] = {"key_mode": mode}
+        claims: EnclaveClaims | None = None
+        spki = b""
+        nonce: bytes | None = None
+        try:
+            quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
+            spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
+            info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
+            fresh = bytes.fromhex(evidence["nonce"])
+            try:
+                ctx.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
+            except VerificationError as e:
+                raise Denied(error_reason("protocol.nonce", e)) from None
+            nonce = fresh
+            record = ctx.state.find_host(host)
+            self._require_trusted_host(record, host, at)
+            assert record is not None
+            rule = ctx.policy.enroll_rule(vnf) if ctx.policy is not None else None
+            if rule is None:
+                raise Denied(
+                    Reason("policy.enroll", f"no enroll rule of policy {ctx.policy_version} admits VNF {vnf!r}")
+                )
+            info |= {"enclave_policy": rule.enclave_policy, "host_policy": rule.host_policy}
+            host_policy = ctx.host_policy(record)
+            if rule.host_policy and rule.host_policy != host_policy:
+                raise Denied(
+                    Reason(
+                        "policy.enroll",
+                        f"VNF {vnf!r} may only run on hosts trusted under host policy {rule.host_policy!r}; "
+                        f"host {host!r} is judged by {host_policy!r}",
+                    )
+                )
+            vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
+            claims = vq.claims
+            info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": platform_json(claims)}
+            reasons = same_platform(record, claims, require_linkable_epid=ctx.require_linkable_epid)
+            try:
+                check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
+            except VerificationError as e:
+                reasons.append(error_reason("protocol.binding", e))
+            decision = ctx.policy.evaluate_enclave(
+                rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
+            )
+            reasons.extend(decision_reasons(decision))  # notes too: kept with the decision
+            profile = rule.profile.render(vnf=vnf, host=host)
+            if any(u.startswith(ADMIN_URI_PREFIX) for u in profile.san_uris):
+                reasons.append(
+                    Reason(
+                        "policy.profile", f"a VNF certificate may not carry an admin identity ({ADMIN_URI_PREFIX}...)"
+                    )
+                )
+            enclave_key = _load_spki(spki)
+            if mode == "vm-generated" and not (
+                isinstance(enclave_key, ec.EllipticCurvePublicKey) and isinstance(enclave_key.curve, ec.SECP256R1)
+            ):
+                reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
+            if denials(reasons):
+                raise Denied(*reasons)
+            current = self._current_certificate(attempt, spki, claims, renew_before)
+            if current is not None:
+                return self._keep(attempt, current, claims, info, fresh, reasons)
+            return self._issue(attempt, profile, enclave_key, spki, claims, info, fresh, reasons)
+        except Denied as d:
+            return self._deny(attempt, d.reasons, claims, spki, info, nonce)
+        except FtrustError as e:
+            return self._deny(attempt, [error_reason("protocol.evidence", e)], claims, spki, info, nonce)
+
+    def enroll(
+        self, host: str, vnf: str, *, actor: str, key_mode: str | None = None, renew_before: timedelta | None = None
+    ) -> EnrollmentResult:
+        """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install.
+
+        ``renew_before``: see :meth:`enroll_evidence` (re-attestation keeps a certificate with enough
+        validity left; nothing is installed then)."""
+        ctx = self.ctx
+        record = ctx.state.host(host)
+        if (
+            record.status != "trusted"
+            or not record.last_trusted_at
+            or (ctx.now() - clock.parse_time(record.last_trusted_at) > ctx.host_trust / 2)
+        ):
+            verdict = self.hosts.attest_host(host, actor=actor)
+            if not verdict.trusted:
+                attempt = _Attempt(host, vnf, key_mode or ctx.key_mode, ctx.now(), actor)
+                reasons = [Reason("host.trust", f"host {host!r} is not trusted"), *verdict.reasons]
+                return self._deny(attempt, reasons, None, b"", {"host_audit_id": verdict.audit_id})
+            record = ctx.state.host(host)
+        agent = ctx.agent(record)
+        nonce = ctx.nonces.issue("enclave", host, vnf, at=ctx.now())
+        evidence = agent.enclave_evidence(vnf, nonce.value)
+        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        if result.allowed and not result.kept:
+            ack = agent.install_credentials(vnf, result.credentials_message())
+            leaf = x509.load_pem_x509_certificate(result.certificate_chain[0].encode())
+            want = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+            if ack.get("certificate_sha256") != want:
+                raise ServiceError(f"agent of {host} acknowledged another certificate than the one issued")
+        return result
+
+    def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
+        if record is None or record.status != "trusted" or not record.last_trusted_at:
+            why = "; ".join(r.get("message", "") for r in (record.reasons if record else []) if r.get("level") != NOTE)[
+                :300
+            ]
+            raise Denied(
+                Reason(
+                    "host.trust",
+                    f"host {host!r} is not trusted"
+                    + (f" ({record.status}{': ' + why if why else ''})" if record else " (never attested)"),
+                )
+            )
+        age = at - clock.parse_time(record.last_trusted_at)
+        if age > self.ctx.host_trust:
+            raise Denied(
+                Reason(
+                    "host.trust",
+                    f"host {host!r} was last attested {int(age.total_seconds())} s ago, more than "
+                    f"{int(self.ctx.host_trust.total_seconds())} s: attest it again first",
+                )
+            )
+
+    def _current_certificate(
+        self, a: _Attempt, spki: bytes, claims: EnclaveClaims, renew_before: timedelta | None
+    ) -> Any:
+        """The active enrollment a re-attested VNF may keep, or None (then a certificate is issued)."""
+        if renew_before is None or a.mode != "enclave":  # vm-generated: a new key pair each time
+            return None
+        for e in self.ctx.state.enrollments(host=a.host, vnf=a.vnf, active_only=True):
+            if (
+                e.status == "active"
+                and e.key_mode == "enclave"
+                and e.public_key_sha256 == spki_sha256(spki)
+                and e.mrenclave == claims.mrenclave
+                and e.policy_version == self.ctx.policy_version
+                and clock.parse_time(e.not_after) - a.at > renew_before
+            ):
+                return e
+        return None
+
+    def _record_allowed(
+        self,
+        a: _Attempt,
+        *,
+        action: str,
+        claims: EnclaveClaims,
+        evidence: dict[str, Any],
+        notes: Sequence[Reason],
+        nonce: bytes,
+        policy_version: str | None,
+        public_key_sha256: str,
+        also: Callable[[sqlite3.Connection, int], None] | None = None,
+    ) -> int:
+        """Record an allowed decision in one transaction: spend the nonce (a concurrent replay rolls
+        everything back: :class:`Denied`), audit it, run ``also`` (the certificate and enrollment of
+        an issue) and mark the VNF enrolled. Returns the audit id, after the durable commit."""
+
+        def record(tx: sqlite3.Connection) -> int:
+            if not self.ctx.nonces.burn(tx, nonce, at=a.at):  # rolls back this enrollment: nothing issued
+                raise Denied(NONCE_REPLAYED)
+            audit_id = self.ctx.audit.record(
+                tx,
+                at=a.at,
+                actor=a.actor,
+                action=action,
+                allowed=True,
+                host=a.host,
+                vnf=a.vnf,
+                policy_version=policy_version,
+                simulated=claims.simulated,
+                evidence=evidence,
+                reasons=reasons_json(notes),
+            )
+            if also is not None:
+                also(tx, audit_id)
+            self.ctx.state.record_vnf(
+                tx,
+                a.host,
+                a.vnf,
+                status="enrolled",
+                at=a.at,
+                mrenclave=claims.mrenclave,
+                public_key_sha256=public_key_sha256,
+                reasons=[],
+            )
+            return audit_id
+
+        # Group commit: decisions arriving together share one durable COMMIT; this returns only
+        # after it (Database.write).
+        return self.ctx.db.write(record)
+
+    def _keep(
+        self,
+        a: _Attempt,
+        current: Any,
+        claims: EnclaveClaims,
+        info: dict[str, Any],
+        nonce: bytes,
+        notes: Sequence[Reason],
+    ) -> EnrollmentResult:
+        if claims.simulated:
+            info["warning"] = SIMULATED_WARNING
+        evidence = info | {"serial": current.serial, "certificate_kept": True, "not_after": current.not_after}
+        policy_version = self.ctx.policy_version
+        audit_id = self._record_allowed(
+            a,
+            action="reattest-vnf",
+            claims=claims,
+            evidence=evidence,
+            notes=notes,
+            nonce=nonce,
+            policy_version=policy_version,
+            public_key_sha256=current.public_key_sha256,
+        )
+        return EnrollmentResult(
+            a.host,
+            a.vnf,
+            True,
+            list(notes),
+            policy_version,
+            audit_id,
+            claims.simulated,
+            a.mode,
+            current.serial,
+            clock.parse_time(current.not_after),
+            kept=True,
+        )
+
+    def _issue(
+        self,
+        a: _Attempt,
+        profile: Any,
+        enclave_key: Any,
+        spki: bytes,
+        claims: EnclaveClaims,
+        info: dict[str, Any],
+        nonce: bytes,
+        notes: Sequence[Reason] = (),
+    ) -> EnrollmentResult:
+        ca = self.ctx.ca
+        wrapped = None
+        subject_key = enclave_key
+        if a.mode == "vm-generated":
+            private = generate_private_key(profile.key_type)
+            subject_key = private.public_key()
+            der = private.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            wrapped = wrap_private_key(der, spki, context=f"vnf:{a.vnf}".encode()).to_json()
+        subject_spki = subject_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if claims.simulated:
+            info["warning"] = SIMULATED_WARNING
+        # Signing is CPU work: it happens before the write transaction, which only records. The
+        # certificate leaves this process only after that transaction (certificate, enrollment,
+        # audit, nonce) has committed; if it does not commit, the signed bytes are dropped.
+        cert: x509.Certificate = ca.sign(subject_key, profile, at=a.at)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        serial = serial_text(cert.serial_number)
+        cert_sha = hashlib.sha256(der).hexdigest()
+        evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
+        policy_version = self.ctx.policy_version
+
+        def record_certificate(tx: sqlite3.Connection, audit_id: int) -> None:
+            ca.records.record_issued(cert, at=a.at, tx=tx)
+            self.ctx.state.record_enrollment(
+                tx,
+                host=a.host,
+                vnf=a.vnf,
+                serial=serial,
+                certificate_sha256=cert_sha,
+                public_key_sha256=spki_sha256(subject_spki),
+                key_mode=a.mode,
+                mrenclave=claims.mrenclave,
+                policy_version=policy_version,
+                audit_id=audit_id,
+                issued_at=a.at,
+                not_after=cert.not_valid_after_utc,
+                enclave_claims=enclave_to_json(claims),
+            )
+
+        audit_id = self._record_allowed(
+            a,
+            action="enroll",
+            claims=claims,
+            evidence=evidence,
+            notes=notes,
+            nonce=nonce,
+            policy_version=policy_version,
+            public_key_sha256=spki_sha256(spki),
+            also=record_certificate,
+        )
+        chain = [cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), ca.certificate_pem.decode("ascii")]
+        return EnrollmentResult(
+            a.host,
+            a.vnf,
+            True,
+            list(notes),
+            self.ctx.policy_version,
+            audit_id,
+            claims.simulated,
+            a.mode,
+            serial,
+            cert.not_valid_after_utc,
+            chain,
+            wrapped,
+        )
+
+    def _deny(
+        self,
+        a: _Attempt,
+        reasons: list[Reason],
+        claims: EnclaveClaims | None,
+        spki: bytes,
+        info: dict[str, Any],
+        nonce: bytes | None = None,
+    ) -> EnrollmentResult:
+        simulated = bool(claims and claims.simulated)
+        known_host = self.ctx.state.find_host(a.host) is not None
+        policy_version = self.ctx.policy_version
+
+        def record(tx: sqlite3.Connection) -> int:
+            if nonce is not None:
+                self.ctx.nonces.burn(tx, nonce, at=a.at)  # a nonce presented once is spent, allowed or not
+            audit_id = self.ctx.audit.record(
+                tx,
+                at=a.at,
+                actor=a.actor,
+                action="enroll",
+                allowed=False,
+                host=a.host,
+                vnf=a.vnf,
+                policy_version=policy_version,
+                simulated=simulated,
+                evidence=info,
+                reasons=reasons_json(reasons),
+            )
+            if known_host:
+                self.ctx.state.record_vnf(
+                    tx,
+                    a.host,
+                    a.vnf,
+                    status="denied",
+                    at=a.at,
+                    mrenclave=claims.mrenclave if claims else None,
+                    public_key_sha256=spki_sha256(spki) if spki else None,
+                    reasons=reasons_json(reasons),
+                )
+            return audit_id
+
+        audit_id = self.ctx.db.write(record)
+        return EnrollmentResult(a.host, a.vnf, False, reasons, policy_version, audit_id, simulated, a.mode)

@@ -1,0 +1,124 @@
+"""Revocation: revoke a VNF's or a host's certificates in one transaction, then tell the listeners.
+
+Listeners (the CRL publisher) run after commit, so the CRL is republished at once; a failed
+republish is logged and never undoes a committed revocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.manager.context import ManagerContext
+from floodlight_trust.manager.verdicts import Reason
+
+log = logging.getLogger("floodlight_trust.manager")
+
+
+class Revocation:
+    def __init__(self, ctx: ManagerContext):
+        self.ctx = ctx
+        self.listeners: list[Callable[[list[str]], None]] = []
+
+    def revoke_tx(
+        self,
+        tx: sqlite3.Connection,
+        *,
+        host: str | None,
+        vnf: str | None,
+        reason: str,
+        why: str,
+        at: datetime,
+        actor: str,
+    ) -> list[str]:
+        """Inside ``tx``: revoke every live certificate of ``vnf`` and/or ``host``, and audit it."""
+        from floodlight_trust.pki.records import parse_serial
+
+        ctx = self.ctx
+        serials = []
+        for e in ctx.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=at):
+            ctx.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
+            ctx.state.mark_revoked(tx, e.serial, at=at, reason=why)
+            ctx.state.record_vnf(
+                tx,
+                e.host,
+                e.vnf,
+                status="revoked",
+                at=at,
+                mrenclave=None,
+                public_key_sha256=None,
+                reasons=[Reason("revocation", why).to_json()],
+            )
+            serials.append(e.serial)
+        ctx.audit.record(
+            tx,
+            at=at,
+            actor=actor,
+            action="revoke",
+            allowed=True,
+            host=host,
+            vnf=vnf,
+            policy_version=ctx.policy_version,
+            evidence={"serials": serials, "crl_reason": reason},
+            reasons=[Reason("revocation", why).to_json()],
+        )
+        return serials
+
+    def revoke(self, *, host: str | None = None, vnf: str | None = None, reason: str, actor: str) -> list[str]:
+        """Revoke every active certificate of ``vnf`` (on ``host`` if given) or of every VNF on ``host``.
+
+        Revoking a host also marks it untrusted until it is attested again. One transaction; the
+        CRL is republished after commit. Returns the revoked serials.
+        """
+        if host is None and vnf is None:
+            raise InputError("say which VNF or host to revoke")
+        ctx = self.ctx
+        at = ctx.now()
+        if host is not None:
+            ctx.state.host(host)
+        with ctx.db.transaction() as tx:
+            serials = self.revoke_tx(
+                tx,
+                host=host,
+                vnf=vnf,
+                reason="cessationOfOperation" if vnf is None else "superseded",
+                why=reason,
+                at=at,
+                actor=actor,
+            )
+            if host is not None and vnf is None:
+                ctx.state.mark_host_untrusted(
+                    tx, host, [Reason("revocation", f"revoked by {actor}: {reason}").to_json()]
+                )
+        self.notify(serials)
+        return serials
+
+    def revoke_batch(self, targets: Sequence[tuple[str, str | None, str]], *, crl_reason: str, actor: str) -> list[str]:
+        """Revoke several ``(host, vnf or None, why)`` targets in ONE transaction, then republish once.
+
+        A target without a VNF revokes every VNF of the host and marks the host untrusted with ``why``.
+        Used by re-attestation rounds and ``reload-policy``. Returns the revoked serials.
+        """
+        ctx = self.ctx
+        at = ctx.now()
+        serials: list[str] = []
+        with ctx.db.transaction() as tx:
+            for host, vnf, why in targets:
+                serials += self.revoke_tx(tx, host=host, vnf=vnf, reason=crl_reason, why=why, at=at, actor=actor)
+                if vnf is None:
+                    ctx.state.mark_host_untrusted(tx, host, [Reason("revocation", why).to_json()])
+        self.notify(serials)
+        return serials
+
+    def notify(self, serials: list[str]) -> None:
+        """Tell the listeners about committed revocations (nothing when none)."""
+        if not serials:
+            return
+        for listener in self.listeners:
+            try:
+                listener(serials)
+            except FtrustError as e:  # a failed republish must not undo a committed revocation
+                log.error("revocation listener failed: %s", e)
