@@ -19,7 +19,7 @@ from floodlight_trust import clock, protocol
 from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend, SimEnclave
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
-from floodlight_trust.config import from_mapping
+from floodlight_trust.config import Config, from_mapping
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
 from floodlight_trust.manager.client import AgentClient, VmClient
 from floodlight_trust.manager.service import VmService, build_service, issue_admin_certificate
@@ -79,6 +79,23 @@ enroll fw for "vnf-fw-*" {{
     }}
 }}
 """
+
+
+def init_test_ca(config: Config) -> None:
+    """The VNF CA in ``config``'s state directory, as `ftrust ca init` makes it."""
+    from floodlight_trust.pki.records import CertificateRecords
+
+    db = Database(config.state_dir / "ftrust.sqlite3")
+    CertificateAuthority.init(
+        config.state_path("ca", "dir"),
+        PASSWORD,
+        subject="CN=test VNF CA",
+        crl_url=config.get("ca", "crl_url"),
+        ocsp_url=config.get("ca", "ocsp_url"),
+        at=clock.now(),
+        records=CertificateRecords(db),
+    )
+    db.close()
 
 
 class FakeClock:
@@ -163,18 +180,7 @@ def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
             },
         }
     )
-    db = Database(config.state_dir / "ftrust.sqlite3")
-    from floodlight_trust.pki.records import CertificateRecords
-
-    CertificateAuthority.init(
-        config.state_path("ca", "dir"),
-        PASSWORD,
-        subject="CN=test VNF CA",
-        crl_url=config.get("ca", "crl_url"),
-        ocsp_url=config.get("ca", "ocsp_url"),
-        at=clock.now(),
-        records=CertificateRecords(db),
-    )
+    init_test_ca(config)
     fake = FakeClock()
     policy_file = tmp / "site.policy"  # what `reload-policy` reads again
     policy_file.write_text(policy_text())

@@ -12,21 +12,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from floodlight_trust import clock
 from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, enroll_via_vm
 from floodlight_trust.config import from_mapping
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import VmService, build_service
-from floodlight_trust.pki.ca import CertificateAuthority
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from floodlight_trust.sgxsim.ias_service import SimulatedIas
-from floodlight_trust.storage.database import Database
 from policy_lang import compile_policy_text
 
-from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list
+from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, init_test_ca
 
 SUBSCRIPTION_KEY = "0123456789abcdef0123456789abcdef"
 
@@ -110,16 +106,7 @@ def epid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EpidWorld]:
             },
         }
     )
-    db = Database(config.state_dir / "ftrust.sqlite3")
-    CertificateAuthority.init(
-        config.state_path("ca", "dir"),
-        PASSWORD,
-        subject="CN=test VNF CA",
-        crl_url=config.get("ca", "crl_url"),
-        ocsp_url=config.get("ca", "ocsp_url"),
-        at=clock.now(),
-        records=CertificateRecords(db),
-    )
+    init_test_ca(config)
     service = build_service(config, password=PASSWORD, policy=compile_policy_text(policy()), anchors=[]).start()
     vm = VmClient(service.api_url, server_certificate=service.tls_certificate)
     try:

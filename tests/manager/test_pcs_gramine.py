@@ -28,13 +28,10 @@ from floodlight_trust.agent.service import Agent, enroll_via_vm
 from floodlight_trust.config import from_mapping
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import build_service
-from floodlight_trust.pki.ca import CertificateAuthority
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
-from floodlight_trust.storage.database import Database
 from policy_lang import compile_policy_text
 
-from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, policy_text
+from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, init_test_ca, policy_text
 
 
 class GramineEmulator:
@@ -123,16 +120,7 @@ def deployment(tmp_path: Path) -> Iterator[tuple[Any, LocalPcs, Path, SimulatedP
             "pcs": {"url": pcs.url, "cache_dir": "pcs-cache"},
         }
     )
-    db = Database(config.state_dir / "ftrust.sqlite3")
-    CertificateAuthority.init(
-        config.state_path("ca", "dir"),
-        PASSWORD,
-        subject="CN=test VNF CA",
-        crl_url=config.get("ca", "crl_url"),
-        ocsp_url=config.get("ca", "ocsp_url"),
-        at=clock.now(),
-        records=CertificateRecords(db),
-    )
+    init_test_ca(config)
     service = build_service(
         config, password=PASSWORD, policy=compile_policy_text(policy_text()), anchors=[platform.anchor()]
     ).start()
