@@ -185,8 +185,16 @@ class PropertiesFile:
             return True
         rest = [e for e in entries if e.key.startswith(PREFIX)]
         at = rest[-1].last + 1 if rest else len(self.lines)
-        if at > 0 and not self.lines[at - 1].endswith(("\n", "\r")):
-            self.lines[at - 1] += self.newline
+        if at > 0:
+            prev = self.lines[at - 1].rstrip("\r\n")
+            if not self.lines[at - 1].endswith(("\n", "\r")):
+                self.lines[at - 1] += self.newline
+            content = prev.lstrip(" \t\f")
+            if content and content[0] not in "#!" and _ends_with_continuation(prev):
+                # The file ends inside a continuation line: end it with an empty line, or Java would
+                # read the appended key as part of the previous value.
+                self.lines.insert(at, self.newline)
+                at += 1
         self.lines.insert(at, new_line)
         return True
 
