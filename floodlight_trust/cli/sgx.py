@@ -46,6 +46,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("quote", metavar="QUOTE")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the collateral JSON")
     p.add_argument("--pcs", metavar="URL", help="PCS/PCCS base URL (default: config pcs.url)")
+    add_json(p)
     p.set_defaults(func=cmd_fetch)
 
 
@@ -210,6 +211,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except FtrustError as e:
         raise e.with_file(args.quote) from None
     collateral = client.collateral_for_quote(quote)
-    atomic_write(out, json.dumps(collateral_to_json(collateral), indent=2) + "\n", mode=0o644)
-    print(f"wrote collateral to {out}")
+    doc = collateral_to_json(collateral)
+    atomic_write(out, json.dumps(doc, indent=2) + "\n", mode=0o644)
+    emit(args, {"out": str(out), "collateral_keys": sorted(doc)}, f"wrote collateral to {out}")
     return 0
