@@ -48,6 +48,34 @@ def test_admin_endpoints_need_an_admin_client_certificate(world: World) -> None:
     assert world.anonymous.request("GET", "/v1/health")["simulated_sgx"] is True
 
 
+def test_a_vnf_certificate_from_the_same_ca_is_not_an_admin(world: World, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from floodlight_trust.manager.client import VmClient
+
+    host = world.start_host()
+    enclave = host.add_vnf("vnf-fw-not-admin")
+    result = world.admin.enroll(host.name, "vnf-fw-not-admin")
+    assert result["allowed"]
+    cert, key = tmp_path / "vnf.pem", tmp_path / "vnf.key"
+    cert.write_text("".join(result["certificate_chain"]))
+    key.write_bytes(
+        enclave.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    vnf_client = VmClient(
+        world.service.api_url,
+        server_certificate=world.service.tls_certificate,
+        client_certificate=(str(cert), str(key)),
+    )
+    with pytest.raises(VerificationError, match="no admin role"):
+        vnf_client.hosts()
+    with pytest.raises(VerificationError, match="no admin role"):
+        vnf_client.revoke(vnf="vnf-fw-not-admin", reason="a VNF revoking itself")
+    assert [e["status"] for e in world.admin.enrollments() if e["vnf"] == "vnf-fw-not-admin"] == ["active"]
+
+
 def test_revoking_a_vnf_puts_its_serial_on_the_published_crl(world: World) -> None:
     host = world.start_host()
     host.add_vnf("vnf-fw-revoked")
