@@ -24,7 +24,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy floodlight_trust policy_lang
+	$(BIN)/mypy floodlight_trust policy_lang benchmarks
 
 # dcap-qvl (the bench extra) is the reference verifier the SGX benchmark compares against.
 bench: setup

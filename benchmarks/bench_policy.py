@@ -119,15 +119,17 @@ def run() -> list[Result]:
         t_compile, policy = _best(lambda: load_policy(root / "host.policy"))
         t_eval, decision = _best(lambda: policy.evaluate_host("h", claims))
         assert decision.allowed, decision.reasons[:3]
+        ima = claims.ima
+        assert ima is not None
         bad = ClaimSet(
             verified_at=claims.verified_at,
             ima=ImaClaims(
-                templates=claims.ima.templates,
-                paths=[*claims.ima.paths[:-1], "/usr/bin/xyz"],
-                digest_algorithms=claims.ima.digest_algorithms,
-                digests=claims.ima.digests,
-                signatures=claims.ima.signatures,
-                signature_key_ids=claims.ima.signature_key_ids,
+                templates=ima.templates,
+                paths=[*ima.paths[:-1], "/usr/bin/xyz"],
+                digest_algorithms=ima.digest_algorithms,
+                digests=ima.digests,
+                signatures=ima.signatures,
+                signature_key_ids=ima.signature_key_ids,
             ),
         )
         t_deny, denial = _best(lambda: policy.evaluate_host("h", bad))
