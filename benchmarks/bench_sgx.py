@@ -19,7 +19,7 @@ from benchmarks import Result
 from floodlight_trust.clock import parse_time
 from floodlight_trust.evidence import dcap
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata" / "sgx-dcap" / "phala"
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "sgx-dcap" / "phala"
 AT = parse_time("2025-06-20T00:00:00Z")
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TESTDATA = REPO.parent / "shared" / "testdata"
+TESTDATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
 def testdata() -> Path:
-    """The real captured evidence (../shared/testdata, read-only)."""
+    """The real captured evidence carried by the repository (tests/data, see its PROVENANCE.md)."""
     assert TESTDATA.is_dir(), f"real evidence expected at {TESTDATA}"
     return TESTDATA

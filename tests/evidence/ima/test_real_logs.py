@@ -1,4 +1,4 @@
-"""The real measurement lists in ../shared/testdata/ima and the outcomes PROVENANCE.md states."""
+"""The real measurement lists in tests/data/ima and the outcomes PROVENANCE.md states."""
 
 from __future__ import annotations
 

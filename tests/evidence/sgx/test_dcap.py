@@ -1,4 +1,4 @@
-"""DCAP verification against the real evidence in ../shared/testdata (PROVENANCE.md outcomes)."""
+"""DCAP verification against the real evidence in tests/data (PROVENANCE.md outcomes)."""
 
 from __future__ import annotations
 
