@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from floodlight_trust import clock, fileio
-from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config, port_number, table
 from floodlight_trust.config import Config
 from floodlight_trust.errors import InputError, Location, VerificationError
 from floodlight_trust.floodlight import bridge, client
@@ -25,17 +25,6 @@ from floodlight_trust.secrets import Secret, load_secret
 
 RESTART = "Floodlight loads its keystore and trust only at startup: restart the controller now."
 STARTED = "After the restart, check that HTTPS is really up by connecting (a failed start can leave the JVM running without the REST port): `ftrust floodlight check URL --cert C --key K`."
-
-
-def _port(text: str) -> int:
-    """An argparse type: a TCP port number, 1-65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, not {value}")
-    return value
 
 
 def _keystore_path(args: argparse.Namespace, cfg: Config) -> Path:
@@ -386,7 +375,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         metavar="PEM",
         help="the CA certificate to trust (default: the CA of the config's state dir); all the Floodlight host needs",
     )
-    p.add_argument("--https-port", type=_port, default=8081, metavar="PORT", help="httpsPort to set (default 8081)")
+    p.add_argument(
+        "--https-port", type=port_number, default=8081, metavar="PORT", help="httpsPort to set (default 8081)"
+    )
     p.add_argument(
         "--revocation",
         choices=("ocsp", "crl"),

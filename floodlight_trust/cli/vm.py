@@ -239,6 +239,16 @@ def _reload_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_reasons_cell(reasons: list[dict[str, Any]], width: int = 100) -> str:
+    """The audit table's reasons: denials first, notes last (a long note must never hide a
+    denial), cut to ``width`` with the number of reasons left out."""
+    ordered = sorted(reasons, key=_is_note)  # stable: each level keeps its order
+    text = "; ".join(("note: " if _is_note(x) else "") + x["message"] for x in ordered)
+    if len(text) <= width:
+        return text
+    return text[: width - 3] + f"... ({len(reasons)} reasons, --json for all)"
+
+
 def _audit(args: argparse.Namespace) -> int:
     if args.since:
         clock.parse_time(args.since, what="--since")
@@ -252,7 +262,7 @@ def _audit(args: argparse.Namespace) -> int:
             r["host"] or "",
             r["vnf"] or "",
             "allowed" if r["allowed"] else "DENIED",
-            "; ".join(("note: " if _is_note(x) else "") + x["message"] for x in r["reasons"])[:80],
+            audit_reasons_cell(r["reasons"]),
         )
         for r in records
     ]
