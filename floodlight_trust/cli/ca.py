@@ -219,7 +219,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(func=_issue)
 
     p = sub.add_parser("revoke", help="revoke a certificate by serial (hex, as `ftrust ca list` shows it)")
-    p.add_argument("serial")
+    p.add_argument("serial", help="the certificate's serial number (hex)")
     p.add_argument("--reason", required=True, help="one of: " + ", ".join(REASONS))
     add_json(p)
     p.set_defaults(func=_revoke)

@@ -391,7 +391,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(func=_provision)
 
     p = sub.add_parser("status", help="what Floodlight will load with these properties, checked as Java would")
-    p.add_argument("--properties", metavar="FILE")
+    p.add_argument("--properties", metavar="FILE", help="Floodlight properties file (default: floodlight.properties)")
     p.add_argument("--no-java-check", action="store_true", help="do not load the keystore with the JDK")
     add_json(p)
     p.set_defaults(func=_status)
@@ -401,8 +401,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--cert", metavar="PEM", help="client certificate (omit to test a connection without one)")
     p.add_argument("--key", metavar="PEM", help="client private key (unencrypted PEM)")
     p.add_argument("--ca", metavar="PEM", help="verify the server's certificate against this PEM")
-    p.add_argument("--path", default=client.HEALTH_PATH)
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--path", default=client.HEALTH_PATH, help="REST path to GET (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="connect and read timeout (default 10)"
+    )
     add_json(p)
     p.set_defaults(func=_check)
 
@@ -422,24 +424,24 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--keystore", metavar="FILE", help="default: floodlight.keystore")
-        q.add_argument("--type", choices=("JKS", "PKCS12"))
+        q.add_argument("--type", choices=("JKS", "PKCS12"), help="keystore type (default: floodlight.keystore_type)")
         add_json(q)
 
     q = kss.add_parser("list", help="entries, and every reason Floodlight could not load the store")
     common(q)
     q.set_defaults(func=_ks_list)
     q = kss.add_parser("add-ca", help="trust a CA certificate")
-    q.add_argument("alias")
-    q.add_argument("cert", metavar="CERT")
+    q.add_argument("alias", help="alias of the new trustedCertEntry")
+    q.add_argument("cert", metavar="CERT", help="CA certificate (PEM or DER)")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "add-ca"))
     q = kss.add_parser("rotate-ca", help="replace a trusted CA, keeping the old one during the overlap")
-    q.add_argument("alias")
-    q.add_argument("cert", metavar="CERT")
+    q.add_argument("alias", help="alias of the CA to replace (e.g. ftrust-ca)")
+    q.add_argument("cert", metavar="CERT", help="the new CA certificate (PEM or DER)")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "rotate-ca"))
     q = kss.add_parser("remove", help="remove an entry")
-    q.add_argument("alias")
+    q.add_argument("alias", help="the entry to remove")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "remove"))
     q = kss.add_parser(

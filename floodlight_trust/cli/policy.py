@@ -46,7 +46,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("eval", help="evaluate claims against a policy (exit 0 allowed, 1 denied)")
-    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("policy", metavar="POLICY", help="policy file to evaluate")
     p.add_argument("--claims", required=True, metavar="FILE", help="claims document (JSON)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--host", metavar="NAME", help="host policy to apply to the claims' IMA list")

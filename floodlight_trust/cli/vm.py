@@ -310,7 +310,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         lp.set_defaults(func=fn)
         if noun == "hosts":
             ap = verbs.add_parser("add", help="register a container host and its agent URL")
-            ap.add_argument("name")
+            ap.add_argument("name", help="the host's name (as VNFs and the audit log name it)")
             ap.add_argument("--agent", required=True, metavar="URL", help="the host agent's URL")
             ap.add_argument("--host-policy", help="host policy that judges it (default: the policy's only one)")
             ap.add_argument(
@@ -320,19 +320,19 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             ap.set_defaults(func=_hosts_add)
 
     p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
-    p.add_argument("host")
+    p.add_argument("host", help="a registered host's name")
     _add_client_options(p)
     p.set_defaults(func=_attest)
 
     p = sub.add_parser("enroll", help="attest a VNF enclave on a host and provision its certificate")
-    p.add_argument("host")
-    p.add_argument("vnf")
+    p.add_argument("host", help="the registered host the VNF runs on")
+    p.add_argument("vnf", help="the VNF to attest and enroll")
     p.add_argument("--key-mode", choices=("enclave", "vm-generated"), help="default: vm.key_mode")
     _add_client_options(p)
     p.set_defaults(func=_enroll)
 
     p = sub.add_parser("revoke", help="revoke a VNF's certificates, or those of every VNF on a host")
-    p.add_argument("target", metavar="VNF|HOST")
+    p.add_argument("target", metavar="VNF|HOST", help="a VNF's name, or a host's with --host")
     p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     p.add_argument("--host", dest="host_flag", action="store_true", help="TARGET is a host (else looked up)")
     _add_client_options(p)
