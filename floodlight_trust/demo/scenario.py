@@ -164,6 +164,7 @@ class Demo:
             )
             if self.real_floodlight is not None:
                 self._note_created(keystore)
+                self._note_created(keystore.parent / "ftrust-ocsp.security")  # provision's OCSP file
             doc = _ran(
                 step,
                 "floodlight provision",
@@ -179,6 +180,8 @@ class Demo:
                     self.controller_address,
                     "--https-port",
                     str(self.d.controller_port),
+                    "--revocation",
+                    self.revocation,
                     "--json",
                 ),
             )

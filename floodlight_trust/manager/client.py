@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 
-from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
+from floodlight_trust.errors import FtrustError, InputError, Location, ServiceError, VerificationError
 from floodlight_trust.protocol import validate, validate_outbound
 from floodlight_trust.secrets import Secret
 
@@ -41,12 +41,59 @@ def tls_context(
             context = ssl.create_default_context(cafile=str(verify))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert is not None:
-            context.load_cert_chain(
-                cert[0], cert[1], password=key_password.reveal_bytes() if key_password is not None else None
-            )
+            try:
+                # Without a password, a callable that gives none: OpenSSL must never prompt on a terminal.
+                context.load_cert_chain(
+                    cert[0], cert[1], password=key_password.reveal_bytes() if key_password is not None else _no_password
+                )
+            except ssl.SSLError:
+                raise client_key_error(cert[0], cert[1], key_password) from None
     except (OSError, ssl.SSLError) as e:
         raise InputError(f"cannot load TLS certificates ({verify if cert is None else cert[0]}): {e}") from None
     return context
+
+
+def _no_password() -> bytes:
+    return b""
+
+
+def client_key_error(cert_path: str, key_path: str, password: Secret | None) -> InputError:
+    """Why a client certificate and key did not load, in words naming the file (OpenSSL's own
+    message is ``[SSL] PEM lib``): a wrong or missing password, a damaged key, or a key that is
+    not the certificate's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    where = Location(key_path)
+    try:
+        data = Path(key_path).read_bytes()
+    except OSError as e:
+        return InputError(f"cannot read the private key: {e.strerror}", location=where)
+    try:
+        key = serialization.load_pem_private_key(data, password.reveal_bytes() if password is not None else None)
+    except TypeError:
+        if password is None:
+            return InputError("the private key is encrypted and no password was given", location=where)
+        return InputError(
+            f"the private key is not encrypted, but a password was given ({password.source})", location=where
+        )
+    except ValueError:
+        if password is None:
+            return InputError("not a PEM private key (or a damaged one)", location=where)
+        return InputError(
+            f"cannot decrypt the private key: the password from {password.source} is wrong (or the file is damaged)",
+            location=where,
+        )
+    try:
+        cert_key = x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).public_key()
+    except (OSError, ValueError):
+        return InputError("not a PEM certificate", location=Location(cert_path))
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert_key.public_bytes(
+        serialization.Encoding.DER, spki
+    ):
+        return InputError(f"the private key is not the key of the certificate {cert_path}", location=where)
+    return InputError("OpenSSL cannot load this certificate and key", location=where)
 
 
 class JsonClient:
