@@ -29,8 +29,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p = subparsers.add_parser(
         name,
         help=help_text,
-        description=help_text
-        + '. bash: eval "$(ftrust completion bash)" in ~/.bashrc, or save it under'
+        description=help_text + '. bash: eval "$(ftrust completion bash)" in ~/.bashrc, or save it under'
         " /etc/bash_completion.d/ftrust; zsh: save it as _ftrust in a directory of $fpath.",
     )
     p.add_argument("shell", choices=SHELLS, help="the shell to complete for")
