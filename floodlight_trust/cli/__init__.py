@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
 from collections.abc import Collection, Sequence
 
-from floodlight_trust import __version__
+from floodlight_trust import __version__, logs
 from floodlight_trust.errors import ExitCode, FtrustError
 
 # (module, help) in the order --help lists them.
@@ -56,6 +56,19 @@ def build_parser(groups: Collection[str] | None = None) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"ftrust {__version__}")
     parser.add_argument("--config", metavar="FILE", help="configuration file (TOML); see configs/ftrust.toml")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=os.environ.get("FTRUST_LOG_FORMAT") or "text",
+        help="log lines as text or JSON objects, each with a UTC timestamp and the level"
+        " (default: $FTRUST_LOG_FORMAT, else text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=logs.LEVELS,
+        default=os.environ.get("FTRUST_LOG_LEVEL") or "warning",
+        help="least severe level logged (default: $FTRUST_LOG_LEVEL, else warning; --debug: debug)",
+    )
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     for name, help_text in GROUPS:
         if groups is None or name in groups:
@@ -100,11 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = group_named(words)
     parser = build_parser(() if group is None else (group,))
     args = parser.parse_args(words)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="ftrust: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # A default from the environment is not checked by argparse's choices: check it here.
+    for var, value, allowed in (("FTRUST_LOG_FORMAT", args.log_format, logs.FORMATS),
+                                ("FTRUST_LOG_LEVEL", args.log_level, logs.LEVELS)):  # fmt: skip
+        if value not in allowed:
+            parser.error(f"{var}={value!r} must be one of {', '.join(allowed)}")
+    logs.configure("debug" if args.debug else args.log_level, args.log_format)
     func = getattr(args, "func", None)
     if func is None:
         # A group without a command: show that group's help.

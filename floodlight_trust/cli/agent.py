@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
         name="agent",
     ).start()
     if context is None:
-        print("ftrust: note: agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS", file=sys.stderr)
-    if agent.backend.simulated:
-        print("ftrust: WARNING: sim backend: SIMULATED SGX quotes prove nothing about real hardware", file=sys.stderr)
+        logging.getLogger("floodlight_trust.agent").warning(
+            "agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS"
+        )
+    # A simulated backend is warned about once, by the backend itself (agent.backends.sim).
     print(
         f"agent {agent.host} ({agent.backend.name}) on {server.url}; {len(agent.backend.enclaves())} VNF enclave(s)",
         flush=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     service = build_service(
         config, password=password, policy=policy, policy_path=policy_path, reattest_interval_seconds=interval
     ).start()
-    if service.vm.simulated:
-        print(
-            "ftrust: WARNING: trust_simulated_sgx = true: SIMULATED SGX quotes are accepted; never in production",
-            file=sys.stderr,
-        )
+    # Simulated SGX is warned about once, by the Verification Manager itself (manager.workflow).
     print(f"Verification Manager API on {service.api_url} (TLS certificate {service.tls_certificate})")
     print(f"CRL and OCSP on http://{config.get('vm', 'host')}:{service.publish.port}")
     print(f"policy version {service.vm.policy_version}")

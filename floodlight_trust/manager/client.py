@@ -4,10 +4,11 @@ Every message is validated against its schema on the way in (and on the way out 
 ``protocol.CHECK_OUTBOUND`` is on). Errors of the other side (JSON documents of schema ``error``)
 become the project's typed errors with the server's message, so the CLI prints one line.
 
-The transport is urllib3 with one TLS context per client and kept-alive connections: requests'
-per-call preparation (settings merging, cookies, hooks) cost more CPU than the TLS itself on the
-enrollment path. TLS is configured explicitly (pinned CA file or the system store, optional client
-certificate); nothing is taken from the environment (no proxy, no REQUESTS_CA_BUNDLE).
+The transport is the project's one HTTP stack (``floodlight_trust.httpclient``, urllib3) with one
+TLS context per client and kept-alive connections: requests' per-call preparation (settings
+merging, cookies, hooks) cost more CPU than the TLS itself on the enrollment path. TLS is
+configured explicitly (pinned CA file or the system store, optional client certificate); nothing
+is taken from the environment (no proxy, no REQUESTS_CA_BUNDLE).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import urllib3
-
+from floodlight_trust import httpclient
 from floodlight_trust.errors import FtrustError, InputError, Location, ServiceError, VerificationError
 from floodlight_trust.protocol import validate, validate_outbound
 from floodlight_trust.secrets import Secret
@@ -111,12 +111,8 @@ class JsonClient:
         self.timeout = timeout
         self.what = what
         https = urlsplit(self.base_url).scheme == "https"
-        self.pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=16,  # threads sharing one client keep their connections alive too
-            retries=False,
-            timeout=urllib3.Timeout(total=timeout),
-            ssl_context=tls_context(verify, cert, key_password) if https else None,
+        self.pool = httpclient.new_pool(
+            timeout=timeout, ssl_context=tls_context(verify, cert, key_password) if https else None
         )
 
     def close(self) -> None:
@@ -124,19 +120,15 @@ class JsonClient:
 
     def request(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None) -> Any:
         url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
-        try:
-            r = self.pool.request(
-                method,
-                url,
-                body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
-                headers={"Content-Type": "application/json"} if body is not None else None,
-            )
-        except urllib3.exceptions.SSLError as e:
-            raise ServiceError(
-                f"TLS with {self.what} at {url} failed: {e}", hint="check the pinned certificate"
-            ) from None
-        except urllib3.exceptions.HTTPError as e:
-            raise ServiceError(f"cannot reach {self.what} at {url}: {type(e).__name__}") from None
+        r = httpclient.send(
+            self.pool,
+            method,
+            url,
+            what=self.what,
+            body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            tls_hint="check the pinned certificate",
+        )
         try:
             doc = json.loads(r.data)
         except ValueError:
