@@ -65,6 +65,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 # ---- check -----------------------------------------------------------------------------------
 
 
+EXCERPT = 100  # longest source line shown under an error
+
+
 def _source_line(loc: Location | None, cache: dict[str, list[str]]) -> str | None:
     if loc is None or not loc.file or not loc.line:
         return None
@@ -77,8 +80,14 @@ def _source_line(loc: Location | None, cache: dict[str, list[str]]) -> str | Non
     if loc.line > len(lines):
         return None
     text = lines[loc.line - 1].rstrip("\n")
-    caret = " " * max((loc.column or 1) - 1, 0) + "^"
-    return f"    {text}\n    {caret}"
+    column = max((loc.column or 1) - 1, 0)
+    if len(text) > EXCERPT:  # a minified JSON line: a short excerpt around the column
+        start = max(0, min(column - EXCERPT // 2, len(text) - EXCERPT))
+        end = start + EXCERPT
+        excerpt = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+        column = column - start + (1 if start else 0)
+        text = excerpt
+    return f"    {text}\n    {' ' * column}^"
 
 
 def _errors_of(e: PolicyError) -> tuple[PolicyError, ...]:

@@ -189,3 +189,21 @@ def test_generate_from_a_real_log(testdata: Path, tmp_path: Path) -> None:
     assert lines and all(len(line.split("  ", 1)[0]) in (40, 64) for line in lines)
     (tmp_path / "p.policy").write_text('host h {\n    include sha256sum "ref.sha256sum"\n}\n')
     assert ftrust("check", str(tmp_path / "p.policy")).returncode == 0
+
+
+def test_keylime_schema_failure_shows_the_field_path_and_a_short_excerpt(testdata: Path, tmp_path: Path) -> None:
+    doc = json.loads((testdata / "ima/keylime/runtime-policy-test.json").read_text())
+    doc["digests"]["boot_aggregate"] = ["ab" * 32]
+    doc["ima"]["log_hash_alg"] = "sha257"
+    minified = json.dumps(doc, separators=(",", ":"))
+    assert len(minified) > 1500  # one long line, as keylime-policy writes it
+    (tmp_path / "rp.json").write_text(minified)
+    (tmp_path / "p.policy").write_text('host h {\n    include keylime "rp.json"\n}\n')
+    r = ftrust("check", "p.policy", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("rp.json:1:") and "fails the schema at ['ima']['log_hash_alg']" in lines[0]
+    assert "'sha257' is not one of" in lines[0]
+    excerpt, caret = lines[1], lines[2]
+    assert len(excerpt) < 110 and excerpt.startswith("    …") and '"sha257"' in excerpt
+    assert excerpt[len(caret) - 1 :].startswith('"sha257"')  # the caret points at the value
