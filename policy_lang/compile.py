@@ -14,11 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from floodlight_trust.claims import ClaimSet
-from floodlight_trust.errors import FtrustError, Location, PolicyError
+from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
 from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, CertificateProfile, KeyType, fill, placeholders_in
 from policy_lang import ast
 from policy_lang.check import Checker, Program, Root, TExpr, check, load_program, load_programs, suggest
-from policy_lang.evaluate import Decision, HostMeasuredState, evaluate_enclave, evaluate_host, evaluate_host_round
+from policy_lang.evaluate import (
+    Decision,
+    EnrollDecision,
+    HostMeasuredState,
+    TraceStep,
+    evaluate_enclave,
+    evaluate_host,
+    evaluate_host_round,
+    trace_enclave,
+    trace_host,
+)
 from policy_lang.reference import (
     Digests,
     ReferenceList,
@@ -215,6 +225,46 @@ class Policy:
     def evaluate_enclave(self, enclave_policy: str, claims: ClaimSet) -> Decision:
         """Judge ``claims.enclave`` (at ``claims.verified_at``) with the named enclave policy."""
         return evaluate_enclave(self._enclave(enclave_policy), claims, self.version)
+
+    def evaluate_enroll(self, vnf_name: str, claims: ClaimSet) -> EnrollDecision:
+        """Judge a VNF's enrollment: its enroll rule's host policy on ``claims.ima`` and enclave
+        policy on ``claims.enclave``. Both are needed: missing evidence is an InputError naming what
+        is missing (never an enrollment judged on the enclave alone)."""
+        rule = self.enroll_rule(vnf_name)
+        if rule is None:
+            raise PolicyError(
+                f"no enroll rule matches VNF {vnf_name!r}", hint=suggest(vnf_name, [r.pattern for r in self.enrolls])
+            )
+        missing = [
+            what
+            for what, present in (
+                (f"host evidence (an IMA measurement list) for host policy {rule.host_policy}", claims.ima is not None),
+                (
+                    f"enclave evidence (an SGX quote or IAS report) for enclave policy {rule.enclave_policy}",
+                    claims.enclave is not None,
+                ),
+            )
+            if not present
+        ]
+        if missing:
+            raise InputError(
+                f"enroll rule {rule.name} ({rule.location}) judges the host and the enclave: missing "
+                + " and ".join(missing)
+            )
+        return EnrollDecision(
+            rule.name,
+            rule.location,
+            self.evaluate_host(rule.host_policy, claims),
+            self.evaluate_enclave(rule.enclave_policy, claims),
+        )
+
+    def trace_host(self, host_policy: str, claims: ClaimSet, decision: Decision) -> tuple[TraceStep, ...]:
+        """What each statement of the host policy evaluated and matched (``--explain``)."""
+        return trace_host(self._host(host_policy), claims, decision)
+
+    def trace_enclave(self, enclave_policy: str, claims: ClaimSet, decision: Decision) -> tuple[TraceStep, ...]:
+        """What each statement of the enclave policy evaluated and matched (``--explain``)."""
+        return trace_enclave(self._enclave(enclave_policy), claims, decision)
 
     def rules(self) -> list[tuple[str, str, str]]:
         """Every rule as (policy, rule name, "file:line"), for test coverage."""
