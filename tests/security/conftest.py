@@ -43,7 +43,7 @@ def count(world: World, sql: str, *params: Any) -> int:
 def table_sizes(world: World) -> dict[str, int]:
     """Rows per table of the VM's state store (an unauthenticated attacker must not change them)."""
     tables = [r[0] for r in world.service.vm.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return {t: count(world, f"SELECT COUNT(*) FROM {t}") for t in tables if t != "sqlite_sequence"}  # noqa: S608
+    return {t: count(world, f"SELECT COUNT(*) FROM {t}") for t in tables if t != "sqlite_sequence"}
 
 
 def post(world: World, path: str, body: Any) -> requests.Response:
@@ -101,7 +101,7 @@ def ocsp_status(world: World, certificate_pem: str) -> ocsp.OCSPCertStatus:
     """What the VM's OCSP responder (at the URL in the certificate) says about a certificate now."""
     cert = x509.load_pem_x509_certificate(certificate_pem.encode())
     issuer = world.ca.certificate
-    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
     url = world.service.publish.url + "/ocsp"
     r = requests.post(
         url,
