@@ -24,7 +24,7 @@ from floodlight_trust.pki.ca import load_ca_certificate
 from floodlight_trust.secrets import Secret, load_secret
 
 RESTART = "Floodlight loads its keystore and trust only at startup: restart the controller now."
-STARTED = "After the restart, check that HTTPS is really up by connecting (a failed start can leave the JVM running without the REST port): `ftrust floodlight check URL --cert C --key K`."
+STARTED = "After the restart, check that HTTPS is really up by connecting (a failed start can leave the JVM running without the REST port): `ftrust floodlight export-cert --out server.pem`, then `ftrust floodlight check URL --cert C --key K --ca server.pem`."
 
 
 def _keystore_path(args: argparse.Namespace, cfg: Config) -> Path:
