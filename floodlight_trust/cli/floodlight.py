@@ -69,15 +69,7 @@ def _provision(args: argparse.Namespace) -> int:
         store = FloodlightKeystore.load(keystore, password, store_type)
     else:
         store = FloodlightKeystore.new(password, store_type)
-    undone = store.rotated_out(alias, ca_cert)
-    if undone:
-        current = store.certificate(alias)
-        raise InputError(
-            f"the keystore trusts a newer CA under {alias!r} ({current.subject.rfc4514_string()}, put there by"
-            f" `keystore rotate-ca`); provision would put back the CA it replaced (kept as {undone!r})",
-            location=Location(str(keystore)),
-            hint="give the CA in force with --ca-cert FILE; `keystore remove` the old one when the overlap ends",
-        )
+    _refuse_ca_replacement(store, alias, ca_cert, keystore)
     rotated = store.rotate_ca(alias, ca_cert)
     created = store.ensure_server_key(
         args.server_alias, args.server_subject, args.server_san or ["localhost", "127.0.0.1"], at=clock.now()
@@ -146,6 +138,36 @@ def _provision(args: argparse.Namespace) -> int:
 
     emit(args, data, text)
     return 0
+
+
+def _refuse_ca_replacement(store: FloodlightKeystore, alias: str, ca_cert: Any, keystore: Path) -> None:
+    """provision never changes which CA the keystore trusts under ``alias``: putting back a CA that
+    `keystore rotate-ca` replaced (or that was removed after the overlap) would make the controller
+    accept the retired CA's certificates again. A rotation is done on purpose with rotate-ca."""
+    if alias.lower() not in store.aliases():
+        return
+    current = store.certificate(alias)
+    if current == ca_cert:
+        return
+    undone = store.rotated_out(alias, ca_cert)
+    what = (
+        f"provision would put back the CA it replaced (kept as {undone!r})"
+        if undone
+        else f"provision would replace it with {ca_cert.subject.rfc4514_string()}"
+    )
+    raise InputError(
+        f"the keystore trusts another CA under {alias!r} ({current.subject.rfc4514_string()}, sha256"
+        f" {_sha256(current)[:16]}...); {what}",
+        location=Location(str(keystore)),
+        hint="give the CA in force with --ca-cert FILE; to change CA on purpose use `ftrust floodlight keystore"
+        " rotate-ca` (it keeps the old one for the overlap)",
+    )
+
+
+def _sha256(cert: Any) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    return bytes(cert.fingerprint(hashes.SHA256())).hex()
 
 
 def _status(args: argparse.Namespace) -> int:
