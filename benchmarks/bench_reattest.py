@@ -103,7 +103,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         def add_host(name: str, ima: bytes, vnfs: int = 0) -> Path:
             path = tmp / f"{name}.ima"
             path.write_bytes(ima)
-            backend = SimBackend(platform, {})
+            backend = SimBackend(platform, vm_ca=ca.certificate)
             for k in range(vnfs):
                 backend.add_enclave(f"vnf-{name}-{k}", image)
             agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))

@@ -32,15 +32,17 @@ IMAGE = b"benchmark VNF image"
 FILES = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": hashlib.sha256(b"a").digest()}
 
 
-def _load(platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix: str) -> dict[str, Any]:
+def _load(platform_dir: str, ima_path: str, api_url: str, tls_cert: str, ca_dir: str, prefix: str) -> dict[str, Any]:
     """The agents' side: attest the host, then enroll ENROLLMENTS VNFs from CLIENTS threads."""
     from floodlight_trust.agent.backends.sim import SimBackend
     from floodlight_trust.agent.imasource import ImaSource
     from floodlight_trust.agent.service import Agent, enroll_via_vm
     from floodlight_trust.manager.client import VmClient
+    from floodlight_trust.pki.ca import load_ca_certificate
     from floodlight_trust.sgxsim import SimulatedPlatform
 
-    backend = SimBackend(SimulatedPlatform.load(Path(platform_dir)), {})
+    # In-process enclave runtimes pinning the VM CA (the enclaves' work, as in a deployment).
+    backend = SimBackend(SimulatedPlatform.load(Path(platform_dir)), vm_ca=load_ca_certificate(Path(ca_dir)))
     agent = Agent("bench-host", backend, ImaSource(None, Path(ima_path)))
     names = [f"vnf-{prefix}{i:04d}" for i in range(ENROLLMENTS)]
     warm = [f"vnf-{prefix}warm-{i}" for i in range(CLIENTS)]
@@ -144,7 +146,13 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         ).start()
         ima = tmp / "ima.log"
         ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in FILES.items()).encode())
-        args = (str(platform.directory), str(ima), service.api_url, str(service.tls_certificate))
+        args = (
+            str(platform.directory),
+            str(ima),
+            service.api_url,
+            str(service.tls_certificate),
+            str(config.state_path("ca", "dir")),
+        )
         try:
             ctx = multiprocessing.get_context("spawn")
             parent, child = ctx.Pipe(duplex=False)
