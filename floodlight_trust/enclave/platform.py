@@ -103,6 +103,12 @@ class SimulatedAttestation:
         self._lock = threading.Lock()
         self._collateral: tuple[datetime, dict[str, Any]] | None = None
 
+    def move_to(self, platform: Any) -> None:
+        """Quote on another simulated machine from now on."""
+        with self._lock:
+            self.platform = platform
+            self._collateral = None
+
     def _collateral_json(self) -> dict[str, Any]:
         from floodlight_trust.evidence.dcap import collateral_to_json
 

@@ -56,7 +56,6 @@ class SimBackend:
     ):
         if evidence not in SIM_EVIDENCE:
             raise InputError(f"unknown simulated evidence {evidence!r}", hint="agent.sim_evidence is 'dcap' or 'epid'")
-        self.platform = platform
         self.evidence = evidence
         self.attestation = SimulatedAttestation(platform, evidence)
         self.integrity_mrenclave = _measure(INTEGRITY_ENCLAVE_IMAGE)
@@ -86,6 +85,16 @@ class SimBackend:
         platform_seal_secret(pdir)  # the VNF enclaves of this platform seal under it
         log.warning("SIMULATED SGX: quotes from this agent prove nothing about real hardware")
         return cls(platform, evidence=evidence, socket_dir=Path(socket_dir) if socket_dir else None)
+
+    @property
+    def platform(self) -> Any:
+        return self.attestation.platform
+
+    @platform.setter
+    def platform(self, machine: Any) -> None:
+        """Move this host (and its in-process enclaves, which share its quoting enclave) to another
+        simulated machine (tests: a re-issued PCK)."""
+        self.attestation.move_to(machine)
 
     def add_enclave(self, vnf: str, image: bytes, *, vm_ca: x509.Certificate | None = None) -> EnclaveRuntime:
         """An enclave runtime for ``image`` inside THIS process (tests, benchmarks): the same enclave
