@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
-import sys
 from typing import Any
 
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config
@@ -59,9 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
         name="agent",
     ).start()
     if context is None:
-        print("ftrust: note: agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS", file=sys.stderr)
-    if agent.backend.simulated:
-        print("ftrust: WARNING: sim backend: SIMULATED SGX quotes prove nothing about real hardware", file=sys.stderr)
+        logging.getLogger("floodlight_trust.agent").warning(
+            "agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS"
+        )
+    # A simulated backend is warned about once, by the backend itself (agent.backends.sim).
     print(
         f"agent {agent.host} ({agent.backend.name}) on {server.url}; VNF enclave sockets in {agent.backend.vnfs.socket_dir or '(none)'}",
         flush=True,
@@ -98,7 +99,11 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p = sub.add_parser("serve", help="serve host and VNF evidence to the VM and install credentials")
     p.set_defaults(func=_serve)
     p = sub.add_parser("enroll", help="agent-initiated: attest this host and enroll one VNF at agent.vm_url")
-    p.add_argument("vnf")
-    p.add_argument("--key-mode", choices=("enclave", "vm-generated"))
+    p.add_argument("vnf", help="the VNF to enroll (its enclave listens in agent.enclave_socket_dir)")
+    p.add_argument(
+        "--key-mode",
+        choices=("enclave", "vm-generated"),
+        help="key generated in the enclave (default) or by the VM and sealed to the enclave",
+    )
     add_json(p)
     p.set_defaults(func=_enroll)

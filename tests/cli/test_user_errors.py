@@ -105,6 +105,8 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "enclave call": [*cfg, "enclave", "call", "/wm/core/health/json"],
         "enclave measure": ["enclave", "measure", str(i["missing"])],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
+        "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
+        "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
     }
 
 
