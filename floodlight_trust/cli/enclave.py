@@ -96,9 +96,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--controller-ca", metavar="PEM", help="verify the controller's certificate against this PEM")
     add_json(p)
     p.set_defaults(func=_call)
-    p = sub.add_parser(
-        "measure", help="the SIMULATED platform's MRENCLAVE of an image directory (for the policy)"
-    )
-    p.add_argument("image", metavar="IMAGE")
+    p = sub.add_parser("measure", help="the SIMULATED platform's MRENCLAVE of an image directory (for the policy)")
+    p.add_argument("image", metavar="IMAGE", help="the enclave image directory (enclave.toml, vm-ca.pem, code)")
     add_json(p)
     p.set_defaults(func=_measure)

@@ -18,20 +18,17 @@ and raises :class:`RevokedError` if the certificate was revoked.
 
 from __future__ import annotations
 
-import http.client
 import json
 import secrets
-import socket
 import ssl
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import urllib3
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from floodlight_trust import clock
+from floodlight_trust import clock, httpclient
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import InputError, ServiceError
 
@@ -122,18 +119,21 @@ def revocation_status(
     if url is None or urlsplit(url).scheme not in ("http", "https"):
         return None
     request = ocsp.OCSPRequestBuilder().add_certificate(leaf, vm_ca, hashes.SHA256()).build()
-    http_request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url,
-        data=request.public_bytes(serialization.Encoding.DER),
-        headers={"Content-Type": "application/ocsp-request"},
-        method="POST",
-    )
+    pool = httpclient.new_pool(timeout=timeout, maxsize=1)
     try:
-        with urllib.request.urlopen(http_request, timeout=timeout) as reply:  # noqa: S310
-            data = reply.read(64 * 1024)
-        response = ocsp.load_der_ocsp_response(data)
-    except (OSError, urllib.error.URLError, ValueError):
+        reply = httpclient.send(
+            pool,
+            "POST",
+            url,
+            what="the VM's OCSP responder",
+            body=request.public_bytes(serialization.Encoding.DER),
+            headers={"Content-Type": "application/ocsp-request"},
+        )
+        response = ocsp.load_der_ocsp_response(reply.data[: 64 * 1024])
+    except (ServiceError, ValueError):
         return None
+    finally:
+        pool.clear()
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL or not _signed_by(vm_ca, response):
         return None
     if response.serial_number != leaf.serial_number:
@@ -164,10 +164,11 @@ class ControllerClient:
         self.controller_ca = controller_ca
         self.timeout = timeout
         self._context: ssl.SSLContext | None = None
+        self._pool: urllib3.PoolManager | None = None  # kept-alive connections for one set of credentials
         self._generation = -1
         self._leaf: x509.Certificate | None = None
 
-    def _current(self) -> tuple[ssl.SSLContext, x509.Certificate]:
+    def _current(self) -> tuple[urllib3.PoolManager, x509.Certificate]:
         self.runtime.reload()  # renewed credentials sealed by another process of this enclave
         if self._context is None or self._generation != self.runtime.generation:
             identity = self.runtime.tls_identity()
@@ -178,15 +179,18 @@ class ControllerClient:
                 )
             creds, key = identity
             self._context = self._build_context("".join(creds.chain_pem), key)
+            if self._pool is not None:
+                self._pool.clear()  # renewed: no connection made with the old certificate is reused
+            self._pool = httpclient.new_pool(timeout=self.timeout, ssl_context=self._context, maxsize=4)
             self._generation = self.runtime.generation
             self._leaf = creds.leaf
-        assert self._leaf is not None
+        assert self._leaf is not None and self._pool is not None
         if self._leaf.not_valid_after_utc <= clock.now():
             raise NotEnrolledError(
                 f"the certificate of {self.runtime.vnf} expired at {clock.format_time(self._leaf.not_valid_after_utc)}",
                 hint="it is renewed while the VM re-attests the VNF; was it stopped?",
             )
-        return self._context, self._leaf
+        return self._pool, self._leaf
 
     def _build_context(self, chain_pem: str, key: ec.EllipticCurvePrivateKey) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -221,47 +225,44 @@ class ControllerClient:
     def request(self, method: str, path: str, body: Any = None) -> ControllerResponse:
         if not path.startswith("/"):
             raise InputError(f"a REST path starts with '/': {path[:100]!r}")
-        ctx, leaf = self._current()
+        pool, leaf = self._current()
         serial = f"{leaf.serial_number:x}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except OSError as e:
-            raise ControllerError(
-                f"cannot connect to the controller {self.host}:{self.port}: {e.strerror or e}"
-            ) from None
+            reply = pool.request(
+                method, self.url + path, body=data, headers=headers, redirect=False, preload_content=False
+            )
+        except urllib3.exceptions.SSLError as e:
+            if isinstance(e.__context__, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+                raise ControllerError(f"the controller's certificate does not verify: {e}") from None
+            self._refused(leaf, e)
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError) as e:
+            if isinstance(e, urllib3.exceptions.NewConnectionError):
+                raise ControllerError(f"cannot connect to the controller {self.host}:{self.port}") from None
+            # TLS 1.3: a refused client certificate arrives as an alert on the first read.
+            self._refused(leaf, e)
+        except urllib3.exceptions.HTTPError as e:
+            raise ControllerError(f"the controller at {self.url} did not answer: {type(e).__name__}") from None
         try:
-            try:
-                tls = ctx.wrap_socket(raw, server_hostname=self.host)
-            except ssl.SSLCertVerificationError as e:
-                raise ControllerError(f"the controller's certificate does not verify: {e.verify_message}") from None
-            except (ssl.SSLError, ConnectionError) as e:
-                self._refused(leaf, e)
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=ctx)
-            conn.sock = tls
-            data = json.dumps(body).encode() if body is not None else None
-            headers = {"Connection": "close", "Accept": "application/json"}
-            if data is not None:
-                headers["Content-Type"] = "application/json"
-            try:
-                conn.request(method, path, body=data, headers=headers)
-                response = conn.getresponse()
-                raw_body = response.read()
-            except (TimeoutError, ssl.SSLError, ConnectionError, http.client.HTTPException) as e:
-                # TLS 1.3: a refused client certificate arrives as an alert on the first read.
-                self._refused(leaf, e)
-            finally:
-                conn.close()
-            version = tls.version()
+            sock = getattr(reply.connection, "sock", None)
+            version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+            raw_body = reply.read()
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError) as e:
+            self._refused(leaf, e)
         finally:
-            raw.close()
+            reply.release_conn()
         try:
             parsed: Any = json.loads(raw_body)
         except ValueError:
             parsed = raw_body.decode("utf-8", "replace")
-        return ControllerResponse(response.status, parsed, version, serial)
+        return ControllerResponse(reply.status, parsed, version, serial)
 
     def _refused(self, leaf: x509.Certificate, error: BaseException) -> NoReturn:
-        why = error.reason if isinstance(error, ssl.SSLError) and error.reason else f"{type(error).__name__}: {error}"
+        cause = error.__context__ if isinstance(error.__context__, ssl.SSLError) else error
+        why = cause.reason if isinstance(cause, ssl.SSLError) and cause.reason else type(error).__name__
         vm_ca = self.runtime.vm_ca
         status = revocation_status(leaf, vm_ca) if vm_ca is not None else None
         if status is not None and status[0]:
