@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -308,8 +309,8 @@ def _ks_change(args: argparse.Namespace, what: str) -> int:
     backup = store.save()
     props_backup: Path | None = None
     if props is not None:
-        # The keystore is written first: if this write failed, the store's backup and the old
-        # properties still match, and the error names the file.
+        # Both files were checked writable before the keystore was written; should this write
+        # still fail, the error names the file and the keystore's backup matches the old properties.
         props.set(PREFIX + "keyStorePassword", new.reveal())
         props_backup = props.save()
         note = f"keyStorePassword updated in {props.path}; "
@@ -358,6 +359,9 @@ def _properties_for_password_change(
             " Floodlight would not use",
             location=Location(str(path), props.line_of(PREFIX + "keyStorePath")),
         )
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        raise InputError("properties file (or its directory) is not writable: refusing to change only the keystore",
+                         location=Location(str(path)))  # fmt: skip
     return props
 
 
