@@ -537,18 +537,6 @@ _QE_MERGE = {
 }
 
 
-_STATUS_BY_TEXT = {"OutOfDateConfigurationNeeded": TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED} | {
-    s.value: s for s in TcbStatus
-}
-
-
-def _status(text: str, what: str) -> TcbStatus:
-    status = _STATUS_BY_TEXT.get(text)
-    if status is None:
-        raise ParseError(f"{what}: unknown TCB status {text!r}")
-    return status
-
-
 @dataclass(frozen=True, slots=True)
 class _Pck:
     """A PCK leaf whose signature by a given CA has been checked (a pure fact about the two certs)."""
@@ -736,7 +724,7 @@ def _qe_status(q: QuoteV3, ident: QeIdentity) -> tuple[TcbStatus, tuple[str, ...
         raise QeIdentityMismatch("QE ATTRIBUTES do not match the QE identity")
     for level in ident.levels:
         if rep.isv_svn >= level.isv_svn:
-            return _status(level.status, "QE identity"), level.advisory_ids
+            return TcbStatus.parse(level.status, what="QE identity"), level.advisory_ids
     raise QeIdentityMismatch(f"QE ISVSVN {rep.isv_svn} is below every TCB level of the QE identity")
 
 
@@ -749,7 +737,7 @@ def _tcb_status(pck: PckExtensions, tcb: TcbInfo) -> tuple[TcbStatus, tuple[str,
         if pck.pce_svn >= level.pce_svn and all(
             c >= lc for c, lc in zip(pck.cpu_svn_components, level.components, strict=True)
         ):
-            return _status(level.status, "TCB info"), level.advisory_ids, level.tcb_date
+            return TcbStatus.parse(level.status, what="TCB info"), level.advisory_ids, level.tcb_date
     raise TcbLevelNotFound(
         f"no TCB level for FMSPC {pck.fmspc.hex()} matches the platform "
         f"(CPUSVN components {list(pck.cpu_svn_components)}, PCESVN {pck.pce_svn})"
