@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from floodlight_trust.errors import ConfigError, InputError, ServiceError
+from floodlight_trust.floodlight import plugin
 from floodlight_trust.secrets import Secret
 
 BRIDGE_DIR = Path(__file__).resolve().parents[2] / "java-bridge"
@@ -125,6 +126,23 @@ def build_jar(root: Path | None = None) -> Path:
     return jar
 
 
+_SLOTS: dict[str, int] = {}
+
+
+def provider_slot(java: str | None = None) -> int:
+    """The first free ``security.provider.N`` of this JDK (asked once per java binary)."""
+    java = java or _tool("java")
+    if java not in _SLOTS:
+        result = subprocess.run(
+            [java, *_QUICK_JVM, "-cp", str(build_jar()), "ftrust.bridge.ProviderSlot"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise ServiceError(f"cannot ask the JDK for its provider list: {result.stderr.strip()[-500:]}")
+        _SLOTS[java] = int(result.stdout.strip())
+    return _SLOTS[java]
+
+
 def _java_env(password: Secret) -> dict[str, str]:
     return dict(os.environ, **{PASSWORD_ENV: password.reveal()})
 
@@ -186,6 +204,11 @@ class FloodlightEndpoint:
     ``pkix_revocation``) also sets the security property ``ocsp.enable=true`` through a
     ``-Djava.security.properties`` file, as recommended for Floodlight: OCSP first, CRL as fallback;
     ``ocsp_timeout_seconds`` bounds each OCSP request (``com.sun.security.ocsp.timeout``).
+
+    ``trust_config`` (a trust provider configuration, :mod:`floodlight_trust.floodlight.plugin`)
+    runs the endpoint as Floodlight runs with the plugin: the floodlight-trust trust provider
+    loaded through its JVM flags and the enforcement point (grants, per-request revocation
+    status) in front of every route. Its log lines are in :meth:`log_text`.
     """
 
     def __init__(
@@ -203,6 +226,7 @@ class FloodlightEndpoint:
         port: int = 0,
         jvm_flags: Sequence[str] = (),
         startup_timeout: float = 30.0,
+        trust_config: str | Path | None = None,
     ):
         self.keystore = Path(keystore)
         self._password = password
@@ -214,6 +238,9 @@ class FloodlightEndpoint:
             raise InputError("OCSP checking needs pkix_revocation (the PKIX trust manager checks revocation)")
         self.ocsp = ocsp
         self.ocsp_timeout_seconds = ocsp_timeout_seconds
+        self.trust_config = Path(trust_config).resolve() if trust_config is not None else None
+        if self.trust_config is not None and pkix_revocation:
+            raise InputError("the trust provider replaces the PKIX revocation flags: give one or the other")
         self._security_dir: tempfile.TemporaryDirectory[str] | None = None
         self.host = host
         self._requested_port = port
@@ -237,7 +264,14 @@ class FloodlightEndpoint:
         if self.ocsp:
             flags.append(f"-Djava.security.properties={self.security_properties_path}")
             flags.append(f"-Dcom.sun.security.ocsp.timeout={int(self.ocsp_timeout_seconds)}")
+        if self.trust_config is not None:
+            flags += plugin.provider_jvm_flags(self.trust_config, self.provider_properties_path)
         return flags + list(self.extra_jvm_flags)
+
+    @property
+    def provider_properties_path(self) -> Path:
+        """The ``-Djava.security.properties`` file installing the trust provider (with ``trust_config``)."""
+        return self.security_properties_path.with_name("ftrust-provider.security")
 
     @property
     def security_properties_path(self) -> Path:
@@ -262,12 +296,14 @@ class FloodlightEndpoint:
         jar = build_jar()
         if self.ocsp:
             self.security_properties_path.write_text(OCSP_SECURITY_PROPERTIES)
+        if self.trust_config is not None:
+            self.provider_properties_path.write_text(plugin.security_properties(provider_slot(java)))
         port = self._requested_port or _free_port(self.host)
         cmd = [
             java, *self.jvm_flags, "-cp", str(jar), "ftrust.bridge.FloodlightEndpoint",
             "--keystore", str(self.keystore), "--type", self.keystore_type, "--host", self.host,
             "--port", str(port), "--need-client-auth", "true" if self.need_client_auth else "false",
-            "--password-env", PASSWORD_ENV,
+            "--enforce", "true" if self.trust_config is not None else "false", "--password-env", PASSWORD_ENV,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             cmd,

@@ -46,6 +46,7 @@ from floodlight_trust.protocol.binding import check_report_data, key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 
 KEY_MODES = ("enclave", "vm-generated")
+CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
 
 
@@ -156,6 +157,13 @@ class Enrollment:
                 reasons.append(
                     Reason(
                         "policy.profile", f"a VNF certificate may not carry an admin identity ({ADMIN_URI_PREFIX}...)"
+                    )
+                )
+            if any(u.startswith(CONTROLLER_URI_PREFIX) for u in profile.san_uris):
+                reasons.append(
+                    Reason(
+                        "policy.profile",
+                        f"a VNF certificate may not carry a controller identity ({CONTROLLER_URI_PREFIX}...)",
                     )
                 )
             enclave_key = _load_spki(spki)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from floodlight_trust.pki.grants import RestGrant
+
 
 class KeyType(StrEnum):
     EC_P256 = "ec-p256"
@@ -23,6 +25,11 @@ class CertificateProfile:
     ``subject`` is an RFC 4514 string (``CN=vnf-firewall,O=example``); ``{vnf}`` and ``{host}`` in the
     subject and SANs are replaced by the enrolled VNF's and host's names. The VNF's identity goes in a
     SAN URI (``spiffe://...`` or ``urn:ftrust:vnf:...``) so Floodlight-side tooling can read it.
+
+    ``rest_grants`` are the enroll rule's REST grants (``floodlight_trust.pki.grants``). ``vnf`` is
+    true for the profile of an enrolled VNF (what :meth:`render` returns): the CA then marks the
+    certificate with the VNF certificate policy and writes the grants extension, so the controller
+    can tell a VNF certificate from any other certificate of the same CA.
     """
 
     subject: str = "CN={vnf}"
@@ -30,6 +37,8 @@ class CertificateProfile:
     san_uris: tuple[str, ...] = ("urn:ftrust:vnf:{vnf}",)
     validity_seconds: int = 3600
     key_type: KeyType = KeyType.EC_P256
+    rest_grants: tuple[RestGrant, ...] = ()
+    vnf: bool = False
 
     def render(self, *, vnf: str, host: str) -> CertificateProfile:
         def sub(text: str) -> str:
@@ -41,4 +50,6 @@ class CertificateProfile:
             san_uris=tuple(sub(s) for s in self.san_uris),
             validity_seconds=self.validity_seconds,
             key_type=self.key_type,
+            rest_grants=self.rest_grants,
+            vnf=True,
         )

@@ -15,7 +15,7 @@ import logging
 import re
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,6 +41,7 @@ _STATUS_TEXT = {
     415: "Unsupported Media Type",
     500: "Internal Server Error",
     502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
@@ -61,6 +62,15 @@ class RawResponse:
     content_type: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamResponse:
+    """A long-lived response: each chunk is sent as soon as the iterator yields it (no length)."""
+
+    status: int
+    content_type: str
+    chunks: Iterator[bytes]
 
 
 @dataclass
@@ -141,6 +151,12 @@ class JsonApp:
             result = handler(request, **params)
             if isinstance(result, RawResponse):
                 return self._send(start_response, result.status, result.content_type, result.body, result.headers)
+            if isinstance(result, StreamResponse):
+                start_response(
+                    f"{result.status} {_STATUS_TEXT.get(result.status, 'Status')}",
+                    [("Content-Type", result.content_type), ("Cache-Control", "no-store")],
+                )
+                return result.chunks
             status, value = result if isinstance(result, tuple) else (200, result)
             return self._json(start_response, status, value)
         except HttpError as e:
