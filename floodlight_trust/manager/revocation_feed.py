@@ -79,10 +79,7 @@ class RevocationFeed:
 
     @classmethod
     def for_ca(cls, ca: Any, **kw: Any) -> RevocationFeed:
-        def revoked() -> list[str]:
-            return [serial_hex(r.serial) for r in ca.records.revoked(unexpired_at=clock.now())]
-
-        return cls(revoked, **kw)
+        return cls(partial(revoked_serials, ca), **kw)
 
     def publish(self, serials: list[str]) -> None:
         """A revocation listener: called after the revocation committed."""
@@ -155,6 +152,11 @@ class RevocationFeed:
             }
         )
         return seq
+
+
+def revoked_serials(ca: Any) -> list[str]:
+    """Every revoked, unexpired serial of ``ca`` (hex): a subscription's snapshot."""
+    return [serial_hex(r.serial) for r in ca.records.revoked(unexpired_at=clock.now())]
 
 
 def subscriber_identity(request: Request, admin: Callable[[Request], str], ca: Any) -> str:

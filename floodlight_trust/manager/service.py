@@ -35,7 +35,12 @@ from floodlight_trust.errors import ConfigError, InputError, Location
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
-from floodlight_trust.manager.revocation_feed import RevocationFeed, add_stream_route, subscriber_identity
+from floodlight_trust.manager.revocation_feed import (
+    RevocationFeed,
+    add_stream_route,
+    revoked_serials,
+    subscriber_identity,
+)
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
@@ -92,9 +97,10 @@ def make_api(
 ) -> JsonApp:
     app = JsonApp(max_body_bytes=max_body_bytes, name="vm")
     scheduler = scheduler or ReattestScheduler(vm, interval_seconds=0)
-    if feed is None:
-        feed = RevocationFeed.for_ca(vm.ca)
-        vm.revocation_listeners.append(feed.publish)
+    if feed is None:  # build_service passes the one it stops; otherwise one of our own
+        feed = RevocationFeed(lambda: revoked_serials(vm.ca))
+        if vm is not None:
+            vm.revocation_listeners.append(feed.publish)
 
     def admin(request: Request) -> str:
         return admin_identity(request, vm.ca)

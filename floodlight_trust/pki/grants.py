@@ -92,7 +92,7 @@ def path_problem(path: str) -> str | None:
     segments = path[1:].split("/")
     if any(s == "" for s in segments[:-1]):
         return "path has an empty segment ('//')"
-    if any(s in (".", "..") for s in segments):
+    if any(s.split(";")[0] in (".", "..") for s in segments):  # "..;x" is ".." to some routers
         return "path has a dot segment"
     return None
 

@@ -169,8 +169,8 @@ public final class FloodlightEndpoint {
                 Map<String, Object> body = new LinkedHashMap<>();
                 body.put("code", 403);
                 body.put("description", "ftrust: " + d.reason);
-                respond(exchange, 403, body);
                 RestEnforcer.log(d, method, path, 403);
+                respond(exchange, 403, body);
                 return;
             }
             chain.doFilter(exchange);

@@ -122,7 +122,8 @@ public final class RestGrants {
             if (segments[i].isEmpty() && i < segments.length - 1) {
                 return "path has an empty segment ('//')";
             }
-            if (segments[i].equals(".") || segments[i].equals("..")) {
+            String bare = segments[i].split(";", -1)[0]; // "..;x" is ".." to some routers
+            if (bare.equals(".") || bare.equals("..")) {
                 return "path has a dot segment";
             }
         }
