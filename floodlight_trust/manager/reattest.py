@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from floodlight_trust import metrics
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError
 from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
@@ -153,6 +154,7 @@ class ReattestScheduler:
                 results.append(self._run_host_locked(host))
             self.rounds += 1
             report = RoundReport(self.rounds, started, results, time.perf_counter() - t0)
+            metrics.REATTEST_ROUND_SECONDS.observe(report.seconds)
             self.last = report
             return report
 

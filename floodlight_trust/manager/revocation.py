@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from floodlight_trust import metrics
 from floodlight_trust.errors import FtrustError, InputError
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.verdicts import Reason
@@ -53,6 +54,8 @@ class Revocation:
                 reasons=[Reason("revocation", why).to_json()],
             )
             serials.append(e.serial)
+        if serials:
+            metrics.REVOCATIONS.labels(cause=reason).inc(len(serials))
         ctx.audit.record(
             tx,
             at=at,

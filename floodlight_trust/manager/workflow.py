@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from floodlight_trust import clock
+from floodlight_trust import clock, metrics
 from floodlight_trust.errors import FtrustError, InputError
 from floodlight_trust.manager.context import AgentConnection, ManagerContext
 from floodlight_trust.manager.enrollment import ADMIN_URI_PREFIX, KEY_MODES, Enrollment
@@ -116,11 +116,11 @@ class VerificationManager(ManagerContext):
 
     def attest_host_evidence(self, evidence: Any, *, actor: str, authoritative: bool = False) -> HostVerdict:
         """Verify host evidence and record the verdict (see :meth:`HostAttestation.attest_host_evidence`)."""
-        return self.host_attestation.attest_host_evidence(evidence, actor=actor, authoritative=authoritative)
+        return _counted_host(self.host_attestation.attest_host_evidence(evidence, actor=actor, authoritative=authoritative))
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
-        return self.host_attestation.attest_host(host, actor=actor)
+        return _counted_host(self.host_attestation.attest_host(host, actor=actor))
 
     def reattest_host(self, host: str, *, actor: str = "reattest", renew: bool = False) -> HostVerdict:
         """One round of continuous re-attestation (issue 8 calls this on an interval).
@@ -149,13 +149,17 @@ class VerificationManager(ManagerContext):
         renew_before: timedelta | None = None,
     ) -> EnrollmentResult:
         """Verify a VNF enclave's evidence and, if allowed, issue or keep its certificate."""
-        return self.enrollment.enroll_evidence(evidence, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        return _counted_enrollment(
+            self.enrollment.enroll_evidence(evidence, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        )
 
     def enroll(
         self, host: str, vnf: str, *, actor: str, key_mode: str | None = None, renew_before: timedelta | None = None
     ) -> EnrollmentResult:
         """VM-initiated: attest the host if its trust is stale, attest the VNF, issue and install."""
-        return self.enrollment.enroll(host, vnf, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        return _counted_enrollment(
+            self.enrollment.enroll(host, vnf, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        )
 
     # -- revocation (revocation.py) --------------------------------------------------------------
     def revoke(self, *, host: str | None = None, vnf: str | None = None, reason: str, actor: str) -> list[str]:
@@ -165,6 +169,19 @@ class VerificationManager(ManagerContext):
     def revoke_batch(self, targets: Sequence[tuple[str, str | None, str]], *, crl_reason: str, actor: str) -> list[str]:
         """Revoke several ``(host, vnf or None, why)`` targets in ONE transaction, then republish once."""
         return self.revocation.revoke_batch(targets, crl_reason=crl_reason, actor=actor)
+
+
+def _counted_host(verdict: HostVerdict) -> HostVerdict:
+    metrics.ATTESTATIONS.labels(kind="host", outcome="trusted" if verdict.trusted else "untrusted").inc()
+    metrics.count_denials([r.rule for r in denials(verdict.reasons)])
+    return verdict
+
+
+def _counted_enrollment(result: EnrollmentResult) -> EnrollmentResult:
+    metrics.ATTESTATIONS.labels(kind="enclave", outcome="trusted" if result.allowed else "untrusted").inc()
+    metrics.ENROLLMENTS.labels(outcome="refused" if not result.allowed else "kept" if result.kept else "issued").inc()
+    metrics.count_denials([r.rule for r in denials(result.reasons)])
+    return result
 
 
 # The public names of the workflow, wherever they are defined (``from ...workflow import X``).
