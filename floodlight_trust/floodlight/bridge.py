@@ -143,6 +143,29 @@ def provider_slot(java: str | None = None) -> int:
     return _SLOTS[java]
 
 
+def build_floodlight_module(floodlight_home: Path, root: Path | None = None) -> Path:
+    """Build the Floodlight module jar against an operator's Floodlight (``FLOODLIGHT_HOME``) with
+    ``java-bridge/build.sh``; returns ``ftrust-floodlight.jar`` (next to the bridge jar, per home)."""
+    src = root or BRIDGE_DIR
+    _tool("javac")
+    home = Path(floodlight_home).resolve()
+    tag = hashlib.sha256(str(home).encode()).hexdigest()[:8]
+    out_dir = src / "build" / f"floodlight-{_sources_hash(src)}-{tag}"
+    module = out_dir / "ftrust-floodlight.jar"
+    sources = sorted(src.joinpath("floodlight").rglob("*"))
+    newest = max((f.stat().st_mtime for f in sources if f.is_file()), default=0.0)
+    if module.is_file() and module.stat().st_mtime >= newest:
+        return module
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["bash", str(src / "build.sh"), str(out_dir / "ftrust-bridge.jar")],
+        capture_output=True, text=True, timeout=300, check=False, env=dict(os.environ, FLOODLIGHT_HOME=str(home)),
+    )  # fmt: skip
+    if result.returncode != 0 or not module.is_file():
+        raise ServiceError(f"building the Floodlight module failed: {result.stderr.strip()[-2000:]}")
+    return module
+
+
 def _java_env(password: Secret) -> dict[str, str]:
     return dict(os.environ, **{PASSWORD_ENV: password.reveal()})
 

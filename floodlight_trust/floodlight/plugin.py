@@ -218,3 +218,209 @@ def java_command(
 
 def shell_line(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+# -- installing (I/O) ----------------------------------------------------------------------------
+
+CONFIG_FILE = "ftrust-trust.properties"
+SECURITY_FILE = "ftrust.security"
+LOGBACK_FILE = "logback.xml"
+BUNDLE_FILE = "vnf-ca-bundle.pem"
+VM_CERT_FILE = "vm-tls.pem"
+CONTROLLER_P12 = "controller.p12"
+CONTROLLER_PASS = "controller.pass"  # noqa: S105 (a file name)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInstall:
+    """What :func:`install` wrote and the command line that starts Floodlight with it."""
+
+    directory: Path
+    jars: tuple[Path, ...]
+    config: Path
+    security: Path
+    logback: Path
+    properties_changed: tuple[str, ...]
+    properties_backup: Path | None
+    command: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "directory": str(self.directory),
+            "jars": [str(j) for j in self.jars],
+            "trust_config": str(self.config),
+            "security_properties": str(self.security),
+            "logback": str(self.logback),
+            "properties_changed": list(self.properties_changed),
+            "properties_backup": str(self.properties_backup) if self.properties_backup else None,
+            "command": list(self.command),
+            "command_line": shell_line(self.command),
+        }
+
+
+def floodlight_jar(home: Path) -> Path:
+    for candidate in (home / "target" / "floodlight.jar", home / "floodlight.jar"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        "no floodlight.jar (or target/floodlight.jar) in the Floodlight home",
+        location=Location(str(home)),
+        hint="--floodlight-home names the directory of an installed or built Floodlight 1.2",
+    )
+
+
+def install(
+    *,
+    floodlight_home: Path,
+    properties: object,
+    directory: Path,
+    jars: Sequence[Path],
+    bundle_pem: bytes,
+    mode: RevocationMode,
+    vm_url: str | None,
+    vm_certificate: Path | None,
+    controller_p12: Path | None,
+    controller_password: object | None,
+    staleness_seconds: float,
+    slot: int,
+    java: str,
+    extra_classpath: Sequence[Path] = (),
+) -> PluginInstall:
+    """Install the plugin for the Floodlight at ``floodlight_home`` whose ``properties``
+    (a :class:`~floodlight_trust.floodlight.properties.PropertiesFile`) it edits: jars, trust bundle,
+    pinned VM certificate and controller credential copied into ``directory`` (secrets 0600), the
+    trust provider's configuration, security properties and logging configuration written,
+    ``floodlight.modules`` extended and the module pointed at its configuration. Every write is
+    atomic; the properties file gets a backup."""
+    from cryptography import x509
+
+    from floodlight_trust import fileio
+    from floodlight_trust.floodlight.properties import PropertiesFile
+    from floodlight_trust.secrets import Secret
+
+    assert isinstance(properties, PropertiesFile)
+    fl_jar = floodlight_jar(floodlight_home)
+    lib = floodlight_home / "lib"
+    if not lib.is_dir():
+        raise ConfigError("no lib/ directory in the Floodlight home", location=Location(str(floodlight_home)))
+    try:
+        cas = x509.load_pem_x509_certificates(bundle_pem)
+    except ValueError as e:
+        raise ConfigError(f"the trust bundle is not PEM certificates: {e}") from None
+    if any(not _is_ca(c) for c in cas):
+        raise ConfigError("the trust bundle holds a certificate that is not a CA", hint="only the VM's issuing CA(s)")
+    cfg = TrustProviderConfig(
+        trust_bundle=directory / BUNDLE_FILE,
+        mode=mode,
+        vm_url=vm_url,
+        vm_certificate=directory / VM_CERT_FILE if vm_certificate else None,
+        controller_keystore=directory / CONTROLLER_P12 if controller_p12 else None,
+        controller_password_file=directory / CONTROLLER_PASS if controller_p12 else None,
+        staleness_seconds=staleness_seconds,
+    )
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError("cannot configure the trust provider: " + "; ".join(problems))
+    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+    (directory / "lib").mkdir(exist_ok=True, mode=0o755)
+    placed: list[Path] = []
+    for jar in jars:
+        target = directory / "lib" / ("ftrust-bridge.jar" if jar.name.startswith("ftrust-bridge") else jar.name)
+        fileio.atomic_write(target, jar.read_bytes(), mode=0o644)
+        placed.append(target)
+    fileio.atomic_write(directory / BUNDLE_FILE, bundle_pem, mode=0o644)
+    if vm_certificate is not None:
+        fileio.atomic_write(directory / VM_CERT_FILE, fileio.read_bytes(vm_certificate, what="VM certificate"), mode=0o644)
+    if controller_p12 is not None:
+        assert isinstance(controller_password, Secret)
+        fileio.atomic_write(directory / CONTROLLER_P12, fileio.read_bytes(controller_p12, what="controller credential"))
+        fileio.atomic_write(directory / CONTROLLER_PASS, controller_password.reveal() + "\n", mode=0o600)
+    config_path = directory / CONFIG_FILE
+    fileio.atomic_write(config_path, cfg.render(), mode=0o640)
+    security = directory / SECURITY_FILE
+    fileio.atomic_write(security, security_properties(slot), mode=0o644)
+    logback = directory / LOGBACK_FILE
+    fileio.atomic_write(logback, logback_xml(), mode=0o644)
+    changed: list[str] = []
+    modules = add_module(properties.get(MODULES_KEY) or "")
+    if modules is not None and properties.set(MODULES_KEY, modules):
+        changed.append(MODULES_KEY)
+    if properties.set(MODULE_CONFIG_KEY, str(config_path)):
+        changed.append(MODULE_CONFIG_KEY)
+    backup = properties.save() if changed else None
+    assert properties.path is not None
+    command = java_command(
+        java=java, floodlight_jar=fl_jar, lib_dir=lib, plugin_jars=placed, properties=properties.path,
+        config=config_path, security=security, logback=logback, extra_classpath=extra_classpath,
+    )  # fmt: skip
+    return PluginInstall(directory, tuple(placed), config_path, security, logback, tuple(changed), backup, tuple(command))
+
+
+def _is_ca(cert: object) -> bool:
+    from cryptography import x509
+
+    assert isinstance(cert, x509.Certificate)
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class PluginStatus:
+    """What ``floodlight status`` reports about the plugin."""
+
+    configured: bool
+    module_listed: bool
+    config_path: Path | None
+    config: TrustProviderConfig | None
+    bundle_subjects: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        c = self.config
+        return {
+            "configured": self.configured,
+            "module_listed": self.module_listed,
+            "trust_config": str(self.config_path) if self.config_path else None,
+            "revocation_mode": c.mode.value if c else None,
+            "vm_url": c.vm_url if c else None,
+            "staleness_seconds": c.staleness_seconds if c else None,
+            "trust_bundle": str(c.trust_bundle) if c else None,
+            "trusted_cas": list(self.bundle_subjects),
+            "problems": list(self.problems),
+        }
+
+
+def status(properties: object) -> PluginStatus:
+    """Whether the plugin is configured in these Floodlight properties, and which VM it follows."""
+    from cryptography import x509
+
+    from floodlight_trust.floodlight.properties import PropertiesFile
+
+    assert isinstance(properties, PropertiesFile)
+    modules = properties.get(MODULES_KEY) or ""
+    listed = add_module(modules) is None
+    config_value = properties.get(MODULE_CONFIG_KEY)
+    problems: list[str] = []
+    if not listed:
+        return PluginStatus(False, False, None, None, (), ())
+    if not config_value:
+        problems.append(f"{MODULE_CONFIG_KEY} is not set: the module falls back to -D{CONFIG_PROPERTY}")
+        return PluginStatus(False, True, None, None, (), tuple(problems))
+    path = Path(config_value)
+    try:
+        cfg = TrustProviderConfig.parse(path.read_text(encoding="utf-8"), source=str(path))
+    except OSError as e:
+        problems.append(f"trust provider configuration {path} cannot be read: {e.strerror}")
+        return PluginStatus(False, True, path, None, (), tuple(problems))
+    problems += cfg.problems()
+    subjects: tuple[str, ...] = ()
+    try:
+        subjects = tuple(c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(cfg.trust_bundle.read_bytes()))
+    except (OSError, ValueError) as e:
+        problems.append(f"trust bundle {cfg.trust_bundle} is unusable: {e}")
+    for p in (cfg.vm_certificate, cfg.controller_keystore, cfg.controller_password_file):
+        if p is not None and not p.is_file():
+            problems.append(f"{p} is missing")
+    return PluginStatus(not problems, True, path, cfg, subjects, tuple(problems))

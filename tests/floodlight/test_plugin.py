@@ -232,3 +232,30 @@ def test_vm_unreachable_fails_closed_after_the_staleness_bound(tmp_path: Path, b
     # Knowledge is as old as the last heartbeat (one per second) when the stream is lost.
     assert kept_delay is not None and bound - 1.1 <= kept_delay <= bound + 1.0
     assert "FAIL CLOSED: revocation knowledge from" in log and f"(bound {bound} s)" in log
+
+
+def test_floodlight_check_shows_the_grants_and_whether_the_controller_honours_them(
+    plugged: Plugged, tmp_path: Path
+) -> None:
+    from tests.floodlight.conftest import STORE_PASSWORD
+    from tests.floodlight.test_cli import ftrust
+
+    cert, key = ps.enrolled(plugged.world, plugged.tmp, "vnf-mon-check")
+    cfg = tmp_path / "ftrust.toml"
+    cfg.write_text(f'[state]\ndir = "{tmp_path}"\n')
+    common = ("--cert", str(cert), "--key", str(key), "--ca", str(plugged.files.server_pem), "--grants")
+    ok = ftrust(cfg, "floodlight", "check", plugged.endpoint.url, *common, "--json")
+    doc = json.loads(ok.stdout)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert doc["grants"] == [{"method": "GET", "path": "/wm/core/**"}, {"method": "GET", "path": "/wm/device/"}]
+    assert doc["grants_honoured"]["honoured"] is True and doc["status"] == 200
+    refused = ftrust(cfg, "floodlight", "check", plugged.endpoint.url, *common, "--path", "/wm/staticflowpusher/json")
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert "REST grants in the certificate: GET /wm/core/**, GET /wm/device/" in refused.stdout
+    assert "the controller honours them: GET /wm/staticflowpusher/json should be refused, was refused (HTTP 403)" in (
+        refused.stdout
+    )
+    # A controller without the plugin does not: the same call is answered.
+    with bridge.FloodlightEndpoint(plugged.files.keystore, STORE_PASSWORD) as plain:
+        r = ftrust(cfg, "floodlight", "check", plain.url, *common, "--path", "/wm/staticflowpusher/json")
+    assert r.returncode == 1 and "does NOT honour them" in r.stdout
