@@ -219,7 +219,9 @@ def _check(args: argparse.Namespace) -> int:
         else:
             lines.append(f"  refused: {result.reason}")
         if grants is not None:
-            lines.append("  REST grants in the certificate: " + (", ".join(map(str, grants)) or "none (no REST access)"))
+            lines.append(
+                "  REST grants in the certificate: " + (", ".join(map(str, grants)) or "none (no REST access)")
+            )
         if honoured is not None:
             lines.append(
                 f"  the controller {'honours' if honoured['honoured'] else 'does NOT honour'} them: GET {args.path} "
@@ -243,9 +245,7 @@ def _check(args: argparse.Namespace) -> int:
 CONTROLLER_KEY_PASSWORD_ENV = "FTRUST_CONTROLLER_KEY_PASSWORD"  # noqa: S105 (a variable name)
 
 
-def _install_plugin(
-    args: argparse.Namespace, cfg: Config, props: PropertiesFile, ca_cert: Any
-) -> plugin.PluginInstall:
+def _install_plugin(args: argparse.Namespace, cfg: Config, props: PropertiesFile, ca_cert: Any) -> plugin.PluginInstall:
     from cryptography.hazmat.primitives import serialization
 
     from floodlight_trust import fileio
@@ -255,7 +255,9 @@ def _install_plugin(
     state = cfg.state_dir
     vm_url = args.vm_url or f"https://{cfg.get('vm', 'host')}:{cfg.get('vm', 'port')}"
     vm_cert = Path(args.vm_certificate) if args.vm_certificate else state / "vm-tls" / "server.pem"
-    credential = Path(args.controller_credential) if args.controller_credential else state / "controller" / "floodlight.p12"
+    credential = (
+        Path(args.controller_credential) if args.controller_credential else state / "controller" / "floodlight.p12"
+    )
     stream = mode is plugin.RevocationMode.STREAM
     for what, path in (("VM certificate", vm_cert), ("controller credential", credential)):
         if stream and not path.is_file():
@@ -301,7 +303,11 @@ def _plugin_status_lines(plug: plugin.PluginStatus) -> list[str]:
     c = plug.config
     lines = [f"plugin: {plugin.MODULE_CLASS} listed; trust provider configuration {plug.config_path or '(unset)'}"]
     if c is not None:
-        follows = f"follows the VM at {c.vm_url} (revocation stream" if c.mode is plugin.RevocationMode.STREAM else "asks OCSP ("
+        follows = (
+            f"follows the VM at {c.vm_url} (revocation stream"
+            if c.mode is plugin.RevocationMode.STREAM
+            else "asks OCSP ("
+        )
         lines.append(f"  {follows}, fail closed past {c.staleness_seconds:g} s); trust bundle {c.trust_bundle}")
         lines += [f"  trusted CA: {s}" for s in plug.bundle_subjects]
     return lines
@@ -425,9 +431,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--no-java-check", action="store_true", help="do not load the result with the JDK")
     g = p.add_argument_group("the plugin (trust provider + REST enforcement module; docs/floodlight.md)")
     g.add_argument("--floodlight-home", metavar="DIR", help="install the plugin for the Floodlight 1.2 in DIR")
-    g.add_argument("--plugin-dir", metavar="DIR", help="where its files go (default: ftrust-plugin/ beside the properties)")
+    g.add_argument(
+        "--plugin-dir", metavar="DIR", help="where its files go (default: ftrust-plugin/ beside the properties)"
+    )
     g.add_argument("--vm-url", metavar="URL", help="the VM's https URL (default from vm.host and vm.port)")
-    g.add_argument("--vm-certificate", metavar="PEM", help="the VM's TLS certificate (default <state>/vm-tls/server.pem)")
+    g.add_argument(
+        "--vm-certificate", metavar="PEM", help="the VM's TLS certificate (default <state>/vm-tls/server.pem)"
+    )
     g.add_argument("--controller-credential", metavar="P12", help="from `floodlight controller-cert` (password: "
                    f"{CONTROLLER_KEY_PASSWORD_ENV}; default <state>/controller/floodlight.p12)")  # fmt: skip
     g.add_argument("--trust-bundle", metavar="PEM", help="the VM's issuing CA(s) (default: the CA certificate)")

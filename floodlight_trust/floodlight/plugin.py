@@ -330,7 +330,9 @@ def install(
         placed.append(target)
     fileio.atomic_write(directory / BUNDLE_FILE, bundle_pem, mode=0o644)
     if vm_certificate is not None:
-        fileio.atomic_write(directory / VM_CERT_FILE, fileio.read_bytes(vm_certificate, what="VM certificate"), mode=0o644)
+        fileio.atomic_write(
+            directory / VM_CERT_FILE, fileio.read_bytes(vm_certificate, what="VM certificate"), mode=0o644
+        )
     if controller_p12 is not None:
         assert isinstance(controller_password, Secret)
         fileio.atomic_write(directory / CONTROLLER_P12, fileio.read_bytes(controller_p12, what="controller credential"))
@@ -353,7 +355,9 @@ def install(
         java=java, floodlight_jar=fl_jar, lib_dir=lib, plugin_jars=placed, properties=properties.path,
         config=config_path, security=security, logback=logback, extra_classpath=extra_classpath,
     )  # fmt: skip
-    return PluginInstall(directory, tuple(placed), config_path, security, logback, tuple(changed), backup, tuple(command))
+    return PluginInstall(
+        directory, tuple(placed), config_path, security, logback, tuple(changed), backup, tuple(command)
+    )
 
 
 def _is_ca(cert: object) -> bool:
@@ -417,7 +421,9 @@ def status(properties: object) -> PluginStatus:
     problems += cfg.problems()
     subjects: tuple[str, ...] = ()
     try:
-        subjects = tuple(c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(cfg.trust_bundle.read_bytes()))
+        subjects = tuple(
+            c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(cfg.trust_bundle.read_bytes())
+        )
     except (OSError, ValueError) as e:
         problems.append(f"trust bundle {cfg.trust_bundle} is unusable: {e}")
     for p in (cfg.vm_certificate, cfg.controller_keystore, cfg.controller_password_file):
