@@ -31,7 +31,7 @@ if [ -z "$fl_jar" ] || [ ! -d "$FLOODLIGHT_HOME/lib" ]; then
     exit 2
 fi
 cp="$out:$fl_jar:$FLOODLIGHT_HOME/lib/*"
-javac --release 17 -Xlint:all,-options,-classfile,-processing -Werror -cp "$cp" -d "$classes/fl" \
+javac --release 17 -Xlint:all,-path,-options,-classfile,-processing -Werror -cp "$cp" -d "$classes/fl" \
     $(find "$here/floodlight/src" -name '*.java' | sort)
 cp -r "$here/floodlight/resources/." "$classes/fl/"
 jar cf "$module_out.tmp.$$" -C "$classes/fl" .

@@ -9,6 +9,10 @@
 8. a connection without a client certificate is refused by the controller;
 9. an unknown binary appears in the host's IMA list and the next re-attestation round revokes VNF A;
 10. VNF A's next call to the controller is refused.
+
+Beside the main controller, a second one runs the floodlight-trust plugin (demo/plugin_chapter.py):
+REST grants (403 without the flow-push grant, 200 with it), the revoked VNF's resumed TLS session
+and open keep-alive connection refused, and a CA rotation followed without a restart.
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ class Demo:
         floodlight_properties: Path | None = None,
         revocation: str = "ocsp",
         controller_address: str = "127.0.0.1",
+        floodlight_home: Path | None = None,
     ):
         self.d = deployment
         self.n = narrator
@@ -139,6 +144,9 @@ class Demo:
         self.controller_cert = self.d.root / "controller" / "server.pem"
         self.admin: Any = None
         self.revoked_at_monotonic = 0.0
+        from floodlight_trust.demo.plugin_chapter import PluginChapter
+
+        self.plugin = PluginChapter(self, floodlight_home)
 
     # -- setup -------------------------------------------------------------------------------------
     def provision(self) -> None:
@@ -512,10 +520,14 @@ class Demo:
             self.attest_host,
             self.enroll_a,
             self.call_a,
+            self.plugin.start_controller,
+            self.plugin.grants,
             self.refuse_b,
             self.refuse_anonymous,
             self.compromise_host,
+            self.plugin.refuse_after_revocation,
             self.refuse_revoked,
+            self.plugin.rotate,
         )
         for run_step in steps:
             try:

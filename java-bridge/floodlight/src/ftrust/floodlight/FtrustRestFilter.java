@@ -11,8 +11,9 @@ import org.restlet.data.Status;
 import org.restlet.routing.Filter;
 
 /**
- * The enforcement point as a Restlet filter: the client certificate chain Restlet exposes as
- * org.restlet.https.clientCertificates, the method and the path go to {@link RestEnforcer}; a
+ * The enforcement point as a Restlet filter: the client certificate chain Restlet exposes
+ * (ClientInfo.getCertificates(), or the attribute org.restlet.https.clientCertificates), the method
+ * and the path go to {@link RestEnforcer}; a
  * refusal is 403 with a short reason; every call is logged with the VNF identity and its status.
  */
 final class FtrustRestFilter extends Filter {
@@ -27,8 +28,13 @@ final class FtrustRestFilter extends Filter {
 
     @Override
     protected int beforeHandle(Request request, Response response) {
-        Object certs = request.getAttributes().get(CERTIFICATES);
-        List<?> chain = certs instanceof List ? (List<?>) certs : null;
+        // Restlet 2.3 (Floodlight 1.2) puts the TLS client chain in ClientInfo; older Restlets used
+        // the request attribute org.restlet.https.clientCertificates.
+        List<?> chain = request.getClientInfo() != null ? request.getClientInfo().getCertificates() : null;
+        if (chain == null || chain.isEmpty()) {
+            Object certs = request.getAttributes().get(CERTIFICATES);
+            chain = certs instanceof List ? (List<?>) certs : null;
+        }
         Certificate[] peer = null;
         if (chain != null) {
             peer = new Certificate[chain.size()];
