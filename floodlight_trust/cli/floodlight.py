@@ -544,7 +544,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     g.add_argument("--controller-credential", metavar="P12", help="from `floodlight controller-cert` (password: "
                    f"{CONTROLLER_KEY_PASSWORD_ENV}; default <state>/controller/floodlight.p12)")  # fmt: skip
     g.add_argument("--trust-bundle", metavar="PEM", help="the VM's issuing CA(s) (default: the CA certificate)")
-    g.add_argument("--revocation-mode", choices=[m.value for m in plugin.RevocationMode], default="stream")
+    g.add_argument("--revocation-mode", choices=[m.value for m in plugin.RevocationMode], default="stream",
+                   help="the trust provider follows the VM's revocation stream (default; OCSP past the bound)"
+                   " or asks OCSP on every check")  # fmt: skip
     g.add_argument("--staleness", type=float, default=plugin.DEFAULT_STALENESS_SECONDS, metavar="SECONDS",
                    help="fail closed when the revocation knowledge is older (default 5)")  # fmt: skip
     g.add_argument("--extra-classpath", action="append", metavar="JAR", help="e.g. a JAXB API jar on JDK 11+")

@@ -14,7 +14,7 @@ subscriber always knows how old its knowledge is (the controller's trust provide
 its staleness bound). A subscriber that fell behind the kept history gets a fresh snapshot.
 
 The feed is plain data and threads: the route (``add_stream_route``) sits behind the app/route
-plumbing of ``protocol.wsgi`` and returns a :class:`~floodlight_trust.protocol.wsgi.StreamResponse`.
+plumbing of ``protocol.wsgi`` and returns a :class:`~floodlight_trust.protocol.wsgi.StreamingResponse`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cryptography import x509
 from floodlight_trust import clock
 from floodlight_trust.manager.enrollment import CONTROLLER_URI_PREFIX
 from floodlight_trust.pki.records import serial_hex
-from floodlight_trust.protocol.wsgi import HttpError, JsonApp, Request, StreamResponse
+from floodlight_trust.protocol.wsgi import HttpError, JsonApp, Request, StreamingResponse
 
 log = logging.getLogger("floodlight_trust.manager.revocation_feed")
 
@@ -185,9 +185,9 @@ def add_stream_route(app: JsonApp, feed: RevocationFeed, authorize: Callable[[Re
     """Serve ``GET /v1/revocations/stream`` on ``app``; ``authorize`` names the subscriber or raises."""
 
     @app.route("GET", STREAM_PATH)
-    def stream(request: Request) -> StreamResponse:
+    def stream(request: Request) -> StreamingResponse:
         who = authorize(request)
-        return StreamResponse(200, "application/x-ndjson", feed.subscribe(who))
+        return StreamingResponse(200, "application/x-ndjson", feed.subscribe(who), (("Cache-Control", "no-store"),))
 
 
 def issue_controller_credential(

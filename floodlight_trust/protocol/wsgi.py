@@ -65,12 +65,14 @@ class RawResponse:
 
 
 @dataclass(frozen=True)
-class StreamResponse:
-    """A long-lived response: each chunk is sent as soon as the iterator yields it (no length)."""
+class StreamingResponse:
+    """A long-lived response: each chunk is sent as soon as the iterator yields it (no length).
+    It should yield now and then (a heartbeat) so a closed client or a stopping server is noticed."""
 
     status: int
     content_type: str
     chunks: Iterator[bytes]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -151,10 +153,10 @@ class JsonApp:
             result = handler(request, **params)
             if isinstance(result, RawResponse):
                 return self._send(start_response, result.status, result.content_type, result.body, result.headers)
-            if isinstance(result, StreamResponse):
+            if isinstance(result, StreamingResponse):
                 start_response(
                     f"{result.status} {_STATUS_TEXT.get(result.status, 'Status')}",
-                    [("Content-Type", result.content_type), ("Cache-Control", "no-store")],
+                    [("Content-Type", result.content_type), *result.headers],
                 )
                 return result.chunks
             status, value = result if isinstance(result, tuple) else (200, result)

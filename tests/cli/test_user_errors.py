@@ -106,6 +106,7 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "enclave measure": ["enclave", "measure", str(i["missing"])],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
         "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
+        "floodlight controller-cert": [*cfg, "floodlight", "controller-cert", "floodlight-1"],
         "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
     }
 
