@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from floodlight_trust import clock, fileio
 from floodlight_trust.demo.narration import Step, StepFailed
+from floodlight_trust.secrets import Secret
 
 if TYPE_CHECKING:
     from floodlight_trust.demo.scenario import Demo
 
 VNF_MON = "vnf-mon"
 VNF_FLOW = "vnf-flow"
+VNFS = (VNF_MON, VNF_FLOW)  # their enclaves run beside vnf-a's (the same reviewed image)
 FLOW_PUSH = "/wm/staticflowpusher/json"
 HEALTH = "/wm/core/health/json"
 FLOW = json.dumps({"switch": "00:00:00:00:00:00:00:01", "name": "demo-flow", "priority": "100",
@@ -226,12 +228,29 @@ class PluginChapter:
             raise StepFailed(f"{text!r} not in the controller's log: {self.log()[-1500:]}")
 
     def _client(self, vnf: str) -> VnfClient:
-        from floodlight_trust.agent.vnf import sim_credentials
-        from floodlight_trust.config import load
+        """The VNF's TLS client, in this process: the demo opens the VNF's simulated enclave (its
+        sealed key) as `ftrust enclave call` does, to drive keep-alive and resumption itself."""
+        from cryptography.hazmat.primitives import serialization
 
-        creds = sim_credentials(load(self.d.agent_config), vnf)
+        from floodlight_trust.config import load
+        from floodlight_trust.enclave.service import open_enclave
+
+        opened = open_enclave(load(self.d.enclave_config(vnf)), create_key=False)
+        identity = opened.runtime.tls_identity()
+        if identity is None:
+            raise StepFailed(f"the enclave of {vnf} has no credentials installed")
+        installed, key = identity
+        password = Secret(secrets.token_urlsafe(18), "generated")
+        chain, key_path = self.dir / f"{vnf}.chain.pem", self.dir / f"{vnf}.key"
+        fileio.atomic_write(chain, "".join(installed.chain_pem), mode=0o644)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password.reveal_bytes()),
+        )
+        fileio.atomic_write(key_path, pem, mode=0o600)
         ca = getattr(self, "controller_cert", self.demo.controller_cert)
-        return VnfClient.of(self.url, creds.chain, creds.key, creds.password, ca)
+        return VnfClient.of(self.url, chain, key_path, password, ca)
 
     # -- the steps -----------------------------------------------------------------------------------
     def grants(self) -> None:
@@ -317,7 +336,6 @@ class PluginChapter:
             from floodlight_trust.pki.grants import HttpMethod, RestGrant
             from floodlight_trust.pki.profile import CertificateProfile
             from floodlight_trust.pki.records import CertificateRecords
-            from floodlight_trust.secrets import Secret
             from floodlight_trust.storage.database import Database
 
             rotated = self.dir / "next-ca"

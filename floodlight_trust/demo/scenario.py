@@ -27,6 +27,7 @@ from typing import Any
 from floodlight_trust import clock
 from floodlight_trust.demo.deployment import HOST, Deployment
 from floodlight_trust.demo.narration import Narrator, Step, StepFailed
+from floodlight_trust.demo.plugin_chapter import VNFS as PLUGIN_VNFS
 from floodlight_trust.errors import FtrustError
 
 VNF_A = "vnf-a"
@@ -159,7 +160,8 @@ class Demo:
         ) as step:
             self.d.write_files()
             _ran(step, "ca init", self.d.ftrust(self.d.vm_config, "ca", "init", "--json"))
-            self.mrenclaves = self.d.build_images((VNF_A, VNF_B))  # the CA pin is part of each image
+            # The CA pin is part of each image; the plugin chapter's VNFs run vnf-a's reviewed image.
+            self.mrenclaves = self.d.build_images((VNF_A, VNF_B, *PLUGIN_VNFS))
             _ran(step, "vm admin-cert", self.d.ftrust(self.d.vm_config, "vm", "admin-cert", "admin", "--json"))
             controller = self.d.root / "controller"
             controller.mkdir()
@@ -327,7 +329,8 @@ class Demo:
             agent = self.d.start("agent", self.d.agent_config, "agent", "serve")
             # Each VNF enclave is its own process: its key is born and sealed there.
             enclaves = {
-                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve") for v in (VNF_A, VNF_B)
+                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve")
+                for v in (VNF_A, VNF_B, *PLUGIN_VNFS)
             }
             self.d.wait_port(vm, self.d.vm_port)
             self.d.wait_port(agent, self.d.agent_port)
