@@ -230,3 +230,23 @@ def _drain(proc: subprocess.Popen[str], lines: list[str]) -> None:
 
 def ps_paths(fl: RealFloodlight, vnf: str) -> tuple[Path, Path]:
     return fl.files.directory / f"{vnf}.pem", fl.files.directory / f"{vnf}.key"
+
+
+def test_demo_runs_the_plugin_chapter_against_a_real_floodlight_it_starts_and_stops() -> None:
+    import sys
+
+    assert HOME is not None
+    before = {p: p.stat().st_mtime_ns for p in Path(HOME).rglob("*") if p.is_file()}
+    r = subprocess.run(
+        [sys.executable, "-m", "floodlight_trust", "demo", "--floodlight-home", HOME, "--json"],
+        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["ok"] is True, [s for s in doc["steps"] if not s["ok"]]
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert steps["plugin-controller"]["details"]["floodlight_home"] == str(Path(HOME).resolve())
+    assert "net.floodlightcontroller.core.Main" in steps["plugin-controller"]["details"]["command_line"]
+    assert steps["grants"]["details"] == {"vnf-mon": 403, "vnf-flow": 200, "resumed_before_revocation": True}
+    assert steps["ca-rotated"]["details"]["pid"] == steps["plugin-controller"]["details"]["pid"]
+    after = {p: p.stat().st_mtime_ns for p in Path(HOME).rglob("*") if p.is_file()}
+    assert after == before  # nothing in the Floodlight home was changed
