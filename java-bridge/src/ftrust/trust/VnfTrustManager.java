@@ -1,6 +1,5 @@
 package ftrust.trust;
 
-import java.math.BigInteger;
 import java.net.Socket;
 import java.security.cert.CertificateException;
 import java.security.cert.X509Certificate;
@@ -74,9 +73,5 @@ final class VnfTrustManager extends X509ExtendedTrustManager {
     public X509Certificate[] getAcceptedIssuers() {
         List<X509Certificate> cas = runtime.issuers();
         return cas.toArray(new X509Certificate[0]);
-    }
-
-    static BigInteger serial(X509Certificate c) {
-        return c.getSerialNumber();
     }
 }
