@@ -82,6 +82,7 @@ class Tpm2ToolsTpm:
         self.tcti = tcti
         self.ek_handle = ek_handle
         self.ak_handle = ak_handle
+        self._ak_ready = False
 
     def _run(self, *args: str, cwd: str | None = None) -> bytes:
         env = {**os.environ, "TPM2TOOLS_TCTI": self.tcti}
@@ -139,9 +140,12 @@ class Tpm2ToolsTpm:
                 self._flush()
                 self._run("tpm2_evictcontrol", "-C", "o", "-c", ctx, f"0x{self.ak_handle:08x}")
                 self._flush()
+            self._ak_ready = True
             return self._read_public(self.ak_handle, work)
 
     def quote(self, qualifying_data: bytes, selection: Mapping[str, Sequence[int]]) -> TpmQuote:
+        if not self._ak_ready:
+            self.attestation_key()
         pcr_list = "+".join(f"{bank}:{','.join(str(p) for p in sorted(pcrs))}" for bank, pcrs in selection.items())
         with tempfile.TemporaryDirectory(prefix="ftrust-tpm-") as work:
             w = Path(work)
@@ -154,6 +158,8 @@ class Tpm2ToolsTpm:
             return TpmQuote((w / "q.msg").read_bytes(), (w / "q.sig").read_bytes(), (w / "q.pcrs").read_bytes())
 
     def activate_credential(self, credential: bytes) -> bytes:
+        if not self._ak_ready:
+            self.attestation_key()
         with tempfile.TemporaryDirectory(prefix="ftrust-tpm-") as work:
             w = Path(work)
             (w / "cred").write_bytes(credential)

@@ -63,6 +63,12 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "sgx verify": ["sgx", "verify", str(i["quote"]), "--collateral", str(i["missing"])],
         "sgx fetch-collateral": ["sgx", "fetch-collateral", str(i["quote"]), "--out", str(i["dir"] / "c.json")],
         "ias verify-report": ["ias", "verify-report", str(i["missing"])],
+        "tpm show": ["tpm", "show", str(i["quote"])],
+        "tpm verify": [
+            *("tpm", "verify", str(i["quote"]), "--signature", str(i["quote"]), "--ak", str(i["pem"])),
+            *("--pcrs", str(i["claims"]), "--nonce", ""),
+        ],
+        "tpm ek-check": ["tpm", "ek-check", str(i["pem"]), "--roots", str(i["dir"])],
         "ca init": [*cfg, "ca", "init"],
         "ca issue": [*cfg, "ca", "issue", "--subject", "CN=x"],
         "ca revoke": [*cfg, "ca", "revoke", "01", "--reason", "keyCompromise"],
