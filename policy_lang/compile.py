@@ -22,9 +22,7 @@ from policy_lang.evaluate import Decision, HostMeasuredState, evaluate_enclave, 
 from policy_lang.reference import (
     Digests,
     ReferenceList,
-    parse_keylime,
-    parse_keylime_envelope,
-    parse_sha256sum,
+    compiled_reference,
     union,
 )
 
@@ -296,17 +294,17 @@ class Compiler:
         name = _display(target)
         try:
             data = self.read(target)
-            text = data.decode("utf-8")
             self.p.sources[name] = data
+            # Compiled lists are reused by content hash: an unchanged 100k-entry list is not parsed again.
             if isinstance(stmt, ast.IncludeSha256sum):
-                return parse_sha256sum(text, name)
+                return compiled_reference("sha256sum", data, name)
             if stmt.verify_with is None:
-                return parse_keylime(text, name)
+                return compiled_reference("keylime", data, name)
             key_path = directory / stmt.verify_with.value
             key_name = _display(key_path)
             key = self.read(key_path)
             self.p.sources[key_name] = key
-            return parse_keylime_envelope(text, key, name, key_name)
+            return compiled_reference("keylime-dsse", data, name, key, key_name)
         except PolicyError as e:
             self.p.errors.append(e)
         except FtrustError as e:  # a missing or unreadable file: point at the include statement
