@@ -33,7 +33,12 @@ from floodlight_trust.manager.verdicts import (
     error_reason,
 )
 from floodlight_trust.protocol import b64decode, validate
-from floodlight_trust.protocol.binding import check_report_data, host_report_data_for_digest
+from floodlight_trust.protocol.binding import (
+    check_report_data,
+    host_report_data_for_digest,
+    host_report_data_with_tpm,
+    tpm_qualifying_data,
+)
 from policy_lang.evaluate import HostMeasuredState
 
 log = logging.getLogger("floodlight_trust.manager")
@@ -55,6 +60,9 @@ class HostAttestation:
         self.ctx = ctx
         self.quotes = quotes
         self.revocation = revocation
+        from floodlight_trust.manager.tpm_attestation import TpmRegistry
+
+        self.tpm_registry = TpmRegistry(ctx.db)  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, the running
@@ -110,6 +118,8 @@ class HostAttestation:
         ima_list = b""
         nonce_ok = False
         nonce = b""
+        tpm_ev: Any = None
+        pin: Any = None
         try:
             quote = b64decode(evidence["quote"], what="host_evidence.quote")
             sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
@@ -129,13 +139,17 @@ class HostAttestation:
             except VerificationError as e:
                 raise Denied(error_reason("protocol.nonce", e)) from None
             nonce_ok = True
+            pin, tpm_ev, fresh_boot = self._tpm_evidence(name, record, evidence, digest_info)
             vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
             claims = vq.claims
             digest_info |= {"mrenclave": claims.mrenclave, "platform": platform_json(claims)}
             try:
-                check_report_data(
-                    host_report_data_for_digest(nonce, list_hasher.digest()), claims.report_data, what="host quote"
+                expected = (
+                    host_report_data_with_tpm(nonce, list_hasher.digest(), tpm_ev.attest_bytes)
+                    if tpm_ev is not None
+                    else host_report_data_for_digest(nonce, list_hasher.digest())
                 )
+                check_report_data(expected, claims.report_data, what="host quote")
             except VerificationError as e:
                 if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
                     raise _TailMismatch(nonce) from None
@@ -145,8 +159,20 @@ class HostAttestation:
                 if pinned:
                     raise Denied(*pinned)
             reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
-            ima_state_json, ima_entries, ima_reasons = self.appraise_ima(record, name, host_policy, ima_list, at)
+            appraised: list[Any] = []
+            ima_state_json, ima_entries, ima_reasons = self.appraise_ima(
+                record, name, host_policy, ima_list, at, fresh=fresh_boot, out=appraised
+            )
             reasons.extend(ima_reasons)
+            if pin is not None and tpm_ev is not None:
+                from floodlight_trust.manager.tpm_attestation import judge_host_tpm
+
+                tpm_result, tpm_reasons = judge_host_tpm(
+                    pin, tpm_ev, tpm_qualifying_data(nonce), appraised[0] if appraised else None
+                )
+                reasons.extend(tpm_reasons)
+                digest_info["tpm"] = {"boot": tpm_result.round.change.value, "ima_bank": tpm_result.ima_bank,
+                                      "attest_sha256": hashlib.sha256(tpm_ev.attest_bytes).hexdigest()}  # fmt: skip
         except Denied as d:
             reasons.extend(d.reasons)
         except FtrustError as e:
@@ -189,6 +215,8 @@ class HostAttestation:
                     ima_list_sha256=list_sha if trusted else None,
                     simulated=simulated,
                 )
+            if trusted and tpm_ev is not None and pin is not None:
+                self.tpm_registry.record_round(tx, name, tpm_ev.attest)
             if not trusted and authoritative and nonce_ok and record is not None and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
@@ -203,6 +231,26 @@ class HostAttestation:
             name, trusted, reasons, self.ctx.policy_version, audit_id, simulated, at, ima_entries, revoked
         )
 
+    def _tpm_evidence(
+        self, name: str, record: HostRecord | None, evidence: Any, info: dict[str, Any]
+    ) -> tuple[Any, Any, bool]:
+        """The host's pinned TPM (if registered), its parsed TPM quote, and whether it rebooted since
+        the last verified round (then the IMA list is appraised from its start)."""
+        from floodlight_trust.evidence.tpm.quote import compare_rounds
+        from floodlight_trust.manager.tpm_attestation import HostTpmEvidence
+
+        pin = self.tpm_registry.get(name) if record is not None else None
+        tpm_ev = HostTpmEvidence.from_json(evidence["tpm"]) if evidence.get("tpm") else None
+        if pin is not None and tpm_ev is None:
+            raise Denied(
+                Reason("host.tpm.missing", f"host {name!r} has a registered TPM, but its evidence carries no TPM quote")
+            )
+        if pin is None and tpm_ev is not None:
+            info["tpm"] = {"checked": False, "why": "the host's TPM is not registered"}
+            return None, tpm_ev, False
+        fresh = bool(pin and tpm_ev and compare_rounds(pin.last_clock, tpm_ev.attest.clock_info).rebooted)
+        return pin, tpm_ev, fresh
+
     def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:
         if self.ctx.policy is None:
             return [Reason("policy", "no policy is loaded: nothing is trusted")]
@@ -213,17 +261,28 @@ class HostAttestation:
         return decision_reasons(decision, "integrity-enclave: ")  # notes too: kept with the verdict
 
     def appraise_ima(
-        self, record: HostRecord | None, name: str, host_policy: str, ima_list: bytes, at: datetime
+        self,
+        record: HostRecord | None,
+        name: str,
+        host_policy: str,
+        ima_list: bytes,
+        at: datetime,
+        *,
+        fresh: bool = False,
+        out: list[Any] | None = None,
     ) -> tuple[str | None, int, list[Reason]]:
         """Appraise the whole IMA list of ``name`` with its host policy, incrementally from the state
         of its last trusted round under this policy version. Returns (state JSON to persist, entry
-        count, every reason including notes); a changed prefix is an ``ima.prefix`` reason."""
+        count, every reason including notes); a changed prefix is an ``ima.prefix`` reason. ``fresh``
+        (the TPM says the host rebooted) appraises the list from its start; ``out`` receives the
+        appraisal (for the TPM's PCR 10 comparison)."""
         from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
 
         previous = None
         whole_list: HostMeasuredState | None = None  # what the host policy saw of the list so far
         if (
             record is not None
+            and not fresh
             and record.status == "trusted"
             and record.ima_state_json
             # Entries appraised under another policy version are judged again in full by this one.
@@ -248,6 +307,8 @@ class HostAttestation:
             return None, 0, [error_reason("ima.prefix", e)]
         except FtrustError as e:
             return None, 0, [error_reason("ima.list", e)]
+        if out is not None:
+            out.append(appraisal)
         reasons = []
         if not appraisal.ok:
             for f in appraisal.findings:
