@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust.agent import swtpm
-from floodlight_trust.agent.backends.sim import SimBackend
-from floodlight_trust.agent.imasource import ImaSource
-from floodlight_trust.agent.service import Agent, make_app
+from floodlight_trust.agent.service import Agent
 from floodlight_trust.agent.tpm import Tpm2ToolsTpm
 from floodlight_trust.errors import FtrustError
 from floodlight_trust.evidence.ima import make_entry, serialize_ascii, template_hash
@@ -56,18 +54,11 @@ def tpm_host(world: World, swtpm_state: Path) -> Iterator[TpmHost]:
             record = make_entry(path, digest)
             kernel.records.append(record)
             tpm.extend(10, {b: template_hash(record, b) for b in ("sha1", "sha256")})
-        name = world.unique("tpmhost")
-        ima_file = world.tmp / f"{name}.ima"
-        backend = SimBackend(world.platforms[0], {})
-        agent = Agent(name, backend, ImaSource(None, ima_file), tpm=tpm)
-        server = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=4, name=f"agent-{name}").start()
-        host = TpmHost(name, kernel, agent, server, ima_file, sim)
+        plain = world.start_host(files=HOST_FILES)  # a machine of its own, registered by the admin
+        plain.agent.tpm = tpm  # ... whose agent now anchors its evidence in the TPM
+        host = TpmHost(plain.name, kernel, plain.agent, plain.server, plain.ima_file, sim)
         host.sync_list()
-        world.admin.add_host(name, server.url)
-        try:
-            yield host
-        finally:
-            server.stop()
+        yield host
 
 
 def _audit_rows(world: World, host: str, action: str) -> list[dict]:  # type: ignore[type-arg]
