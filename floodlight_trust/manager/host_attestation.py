@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from floodlight_trust import clock
-from floodlight_trust.claims import ClaimSet, EnclaveClaims
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, TpmClaims
 from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence, VerificationError
+from floodlight_trust.evidence.tpm.quote import TpmCheck
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
@@ -185,6 +186,7 @@ class HostAttestation:
                 record, name, host_policy, ima_list, at, fresh=fresh_boot, out=appraised
             )
             reasons.extend(ima_reasons)
+            tpm_claims: TpmClaims | None = None
             if pin is not None and tpm_ev is not None:
                 from floodlight_trust.manager.tpm_attestation import judge_host_tpm
 
@@ -192,8 +194,16 @@ class HostAttestation:
                     pin, tpm_ev, tpm_qualifying_data(nonce), appraised[0] if appraised else None
                 )
                 reasons.extend(tpm_reasons)
+                tpm_claims = TpmClaims(
+                    anchored=tpm_result.ok,
+                    pcrs={} if tpm_result.failed(TpmCheck.PCR_DIGEST) else {b: {p: v.hex() for p, v in vals.items()}
+                                                                            for b, vals in tpm_ev.pcrs.items()},
+                    # the first verified round after registration records the baseline (tpm_attestation.py)
+                    registered_pcrs=pin.boot_pcrs if pin.boot_pcrs is not None else tpm_ev.boot_pcrs(),
+                )  # fmt: skip
                 digest_info["tpm"] = {"boot": tpm_result.round.change.value, "ima_bank": tpm_result.ima_bank,
                                       "attest_sha256": hashlib.sha256(tpm_ev.attest_bytes).hexdigest()}  # fmt: skip
+            reasons.extend(self._check_host_tpm_policy(host_policy, tpm_claims))
         except Denied as d:
             reasons.extend(d.reasons)
         except FtrustError as e:
@@ -246,7 +256,7 @@ class HostAttestation:
                     repin=repin and trusted,
                 )
             if trusted and tpm_ev is not None and pin is not None:
-                self.tpm_registry.record_round(tx, name, tpm_ev.attest)
+                self.tpm_registry.record_round(tx, name, tpm_ev)
             if not trusted and authoritative and nonce_ok and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
@@ -261,6 +271,13 @@ class HostAttestation:
         return HostVerdict(
             name, trusted, reasons, self.ctx.policy_version, audit_id, simulated, at, ima_entries, revoked
         )
+
+    def _check_host_tpm_policy(self, host_policy: str, claims: TpmClaims | None) -> list[Reason]:
+        """The host policy's ``tpm`` and ``boot_pcrs`` settings, judged like its other rules."""
+        evaluate = getattr(self.ctx.policy, "evaluate_host_tpm", None)
+        if evaluate is None:
+            return []
+        return decision_reasons(evaluate(host_policy, claims))
 
     def _tpm_evidence(
         self, name: str, record: HostRecord | None, evidence: Any, info: dict[str, Any]

@@ -47,7 +47,7 @@ MIGRATIONS = (
         CREATE TABLE manager_host_tpm (
             host TEXT PRIMARY KEY, ak_public BLOB NOT NULL, ak_name TEXT NOT NULL, ak_spki_sha256 TEXT NOT NULL,
             ek_spki_sha256 TEXT NOT NULL, ek_trust TEXT NOT NULL, registered_at TEXT NOT NULL,
-            last_clock_json TEXT)
+            last_clock_json TEXT, boot_pcrs_json TEXT)
         """,
     ),
 )
@@ -66,6 +66,7 @@ class TpmPin:
     registered_at: str
     last_clock: ClockInfo | None
     last_firmware: int | None
+    boot_pcrs: dict[str, dict[int, str]] | None = None  # of the first verified round after registration
 
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host, "ak_name": self.ak_name, "ak_spki_sha256": self.ak_spki_sha256,
@@ -90,8 +91,13 @@ class TpmRegistry:
             c = json.loads(row["last_clock_json"])
             clock = ClockInfo(int(c["clock"]), int(c["reset_count"]), int(c["restart_count"]), bool(c["safe"]))
             firmware = int(c["firmware"])
+        boot = None
+        if row["boot_pcrs_json"]:
+            boot = {
+                b: {int(p): str(v) for p, v in vals.items()} for b, vals in json.loads(row["boot_pcrs_json"]).items()
+            }
         return TpmPin(row["host"], bytes(row["ak_public"]), row["ak_name"], row["ak_spki_sha256"], row["ek_spki_sha256"],
-                      row["ek_trust"], row["registered_at"], clock, firmware)  # fmt: skip
+                      row["ek_trust"], row["registered_at"], clock, firmware, boot)  # fmt: skip
 
     def pin(
         self, tx: Any, host: str, ak_public: bytes, ak: TpmKey, ek_spki_sha256: str, ek_trust: str, at: str
@@ -101,15 +107,21 @@ class TpmRegistry:
             "INSERT INTO manager_host_tpm (host, ak_public, ak_name, ak_spki_sha256, ek_spki_sha256, ek_trust, registered_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET ak_public = excluded.ak_public,"
             " ak_name = excluded.ak_name, ak_spki_sha256 = excluded.ak_spki_sha256, ek_spki_sha256 = excluded.ek_spki_sha256,"
-            " ek_trust = excluded.ek_trust, registered_at = excluded.registered_at, last_clock_json = NULL",
+            " ek_trust = excluded.ek_trust, registered_at = excluded.registered_at, last_clock_json = NULL,"
+            " boot_pcrs_json = NULL",
             (host, ak_public, ak.name.hex(), ak.spki_sha256, ek_spki_sha256, ek_trust, at),
         )
 
-    def record_round(self, tx: Any, host: str, attest: Attest) -> None:
-        c = attest.clock_info
+    def record_round(self, tx: Any, host: str, evidence: HostTpmEvidence) -> None:
+        """A verified round: its clock (for the next round) and, the first time, the boot PCRs."""
+        c = evidence.attest.clock_info
         doc = {"clock": c.clock, "reset_count": c.reset_count, "restart_count": c.restart_count, "safe": c.safe,
-               "firmware": attest.firmware_version}  # fmt: skip
-        tx.execute("UPDATE manager_host_tpm SET last_clock_json = ? WHERE host = ?", (json.dumps(doc), host))
+               "firmware": evidence.attest.firmware_version}  # fmt: skip
+        boot = json.dumps({b: {str(p): v for p, v in vals.items()} for b, vals in evidence.boot_pcrs().items()})
+        tx.execute(
+            "UPDATE manager_host_tpm SET last_clock_json = ?, boot_pcrs_json = COALESCE(boot_pcrs_json, ?) WHERE host = ?",
+            (json.dumps(doc), boot, host),
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,10 @@ class HostTpmEvidence:
     attest_bytes: bytes
     signature_bytes: bytes
     pcrs: dict[str, dict[int, bytes]]
+
+    def boot_pcrs(self) -> dict[str, dict[int, str]]:
+        """The quoted values of every PCR but 10 (IMA's), as hex."""
+        return {b: {p: v.hex() for p, v in sorted(vals.items()) if p != 10} for b, vals in self.pcrs.items()}
 
     @classmethod
     def from_json(cls, doc: Any) -> HostTpmEvidence:

@@ -156,3 +156,33 @@ def test_unknown_host_cannot_register_a_tpm(world: World) -> None:
         world.admin.register_tpm("no-such-host")
     with pytest.raises(FtrustError):
         world.anonymous.register_tpm("no-such-host")
+
+
+def test_host_policy_requiring_tpm_and_unchanged_boot_pcrs(world: World, tpm_host: TpmHost) -> None:
+    from policy_lang import compile_policy_text
+    from tests.manager.conftest import policy_text
+
+    vm = world.service.vm
+    before = vm.policy
+    strict = policy_text().replace(
+        "    integrity_enclave = host_integrity\n",
+        '    integrity_enclave = host_integrity\n    tpm = true\n    boot_pcrs = "unchanged"\n',
+    )
+    vm.set_policy(compile_policy_text(strict, filename="strict.policy"))
+    try:
+        world.admin.register_tpm(tpm_host.name)
+        first = world.admin.attest(tpm_host.name)
+        assert first["trusted"] is True, first["reasons"]  # records the boot PCRs baseline
+        assert world.admin.attest(tpm_host.name)["trusted"] is True  # unchanged
+        plain = world.start_host(files=HOST_FILES)  # a host without a TPM
+        verdict = world.admin.attest(plain.name)
+        assert verdict["trusted"] is False and _rules(verdict) == ["tpm", "boot_pcrs"]  # every reason
+        assert next(r for r in verdict["reasons"] if r["rule"] == "tpm")["location"].startswith("strict.policy:")
+        tpm_host.kernel.tpm.extend(4, {"sha256": bytes(32)})  # the boot chain measured something else
+        changed = world.admin.attest(tpm_host.name)
+        assert changed["trusted"] is False and _rules(changed) == ["boot_pcrs"]
+        assert any(
+            "sha256 PCR 4 is" in r["message"] and "at registration it was" in r["message"] for r in changed["reasons"]
+        )
+    finally:
+        vm.set_policy(before)

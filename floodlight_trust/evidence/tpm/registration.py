@@ -67,12 +67,16 @@ def judge_endorsement(
     reasons: list[str] = []
     notes: list[str] = []
     if not (ek.has(TpmPublic.RESTRICTED) and ek.has(TpmPublic.DECRYPT) and ek.has(TpmPublic.FIXED_TPM)):
-        reasons.append(f"the EK is not a restricted, fixedTPM decryption key (objectAttributes {ek.object_attributes:08x})")
+        reasons.append(
+            f"the EK is not a restricted, fixedTPM decryption key (objectAttributes {ek.object_attributes:08x})"
+        )
     pinned = any(hmac.compare_digest(fingerprint, p.lower()) for p in policy.pinned_ek_spki_sha256)
     how = ""
     if ek_certificate:
         try:
-            chain = verify_ek_certificate(read_certificate(ek_certificate), policy.manufacturer_cas, at=at, ek_public=ek)
+            chain = verify_ek_certificate(
+                read_certificate(ek_certificate), policy.manufacturer_cas, at=at, ek_public=ek
+            )
         except FtrustError as e:
             reasons.append(f"EK certificate: {e}")
         else:
