@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from floodlight_trust.errors import InternalError
 
@@ -174,3 +175,52 @@ class Swtpm:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class SimulatedKernel:
+    """The SIMULATED host's kernel for a swtpm: extends every IMA entry that appears in the host's
+    measurement list into PCR 10 (sha1 and sha256), once and in order, as Linux does on a real host.
+
+    Only entries appended after what was already extended are extended; a rewrite of entries already
+    extended changes nothing in the TPM, exactly the property the TPM anchoring relies on.
+    """
+
+    def __init__(self, tpm: Any) -> None:
+        self.tpm = tpm
+        self.extended_entries = 0
+
+    def catch_up(self, ima_list: bytes) -> int:
+        from floodlight_trust.evidence.ima import parse_line, template_hash
+
+        sizes = {"sha1": 20, "sha256": 32}
+        lines = [line for line in ima_list[: ima_list.rfind(b"\n") + 1].splitlines() if line.strip()]
+        for line in lines[self.extended_entries :]:  # entries past those measured already
+            self.extended_entries += 1
+            record, _ = parse_line(line, self.extended_entries, self.extended_entries - 1)
+            self.tpm.extend(10, {b: b"\xff" * n if record.violation else template_hash(record, b) for b, n in sizes.items()})
+        return self.extended_entries
+
+
+class KernelSimulatingTpm:
+    """A swtpm :class:`~floodlight_trust.agent.tpm.Tpm` whose simulated kernel has measured the IMA
+    list up to now before every quote (the sim backend's host: ``agent.tpm = "swtpm"``)."""
+
+    def __init__(self, tpm: Any, ima: Any, simulator: Swtpm) -> None:
+        self.tpm = tpm
+        self.ima = ima
+        self.simulator = simulator
+        self.kernel = SimulatedKernel(tpm)
+
+    def endorsement(self) -> Any:
+        return self.tpm.endorsement()
+
+    def attestation_key(self) -> bytes:
+        return bytes(self.tpm.attestation_key())
+
+    def activate_credential(self, credential: bytes) -> bytes:
+        return bytes(self.tpm.activate_credential(credential))
+
+    def quote(self, qualifying_data: bytes, selection: Any) -> Any:
+        data, _ = self.ima.read()
+        self.kernel.catch_up(data)
+        return self.tpm.quote(qualifying_data, selection)

@@ -38,10 +38,10 @@ def build_agent(config: Config) -> Any:
             f"unknown agent.backend {a['backend']!r}", location=Location(config.source), hint="'sim' or 'gramine'"
         )
     ima = ImaSource(config.path("agent", "ima_log"), config.path("agent", "ima_log_fallback"))
-    return Agent(name, backend, ima, tpm=build_tpm(config))
+    return Agent(name, backend, ima, tpm=build_tpm(config, ima))
 
 
-def build_tpm(config: Any) -> Any:
+def build_tpm(config: Any, ima: Any) -> Any:
     """The host's TPM per ``agent.tpm``: the kernel device, a SIMULATED swtpm (started here and
     stopped with the agent), or any tpm2-tools TCTI; None without the setting."""
     from floodlight_trust.agent.tpm import DEVICE_TCTI, Tpm2ToolsTpm
@@ -57,9 +57,8 @@ def build_tpm(config: Any) -> Any:
         state = config.path("agent", "tpm_state_dir") or config.state_dir / "swtpm"
         sim = swtpm.Swtpm(state).start()
         print("ftrust: WARNING: agent.tpm = swtpm: a SIMULATED TPM proves nothing about real hardware", file=sys.stderr)
-        tpm = Tpm2ToolsTpm(sim.tcti)
-        tpm.simulator = sim  # type: ignore[attr-defined]  # stopped with the agent
-        return tpm
+        # The simulated host's kernel extends its IMA list into the simulated TPM's PCR 10.
+        return swtpm.KernelSimulatingTpm(Tpm2ToolsTpm(sim.tcti), ima, sim)  # stopped with the agent
     return Tpm2ToolsTpm(setting)
 
 
