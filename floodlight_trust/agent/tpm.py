@@ -73,7 +73,16 @@ def tools_available() -> bool:
 class Tpm2ToolsTpm:
     """:class:`Tpm` over tpm2-tools with a TCTI (one command at a time; transient objects flushed)."""
 
-    def __init__(self, tcti: str = DEVICE_TCTI, *, ek_handle: int = EK_HANDLE, ak_handle: int = AK_HANDLE) -> None:
+    def __init__(
+        self,
+        tcti: str = DEVICE_TCTI,
+        *,
+        ek_handle: int = EK_HANDLE,
+        ak_handle: int = AK_HANDLE,
+        ak_key: str = "rsa",
+        ak_scheme: str = "rsassa",
+        ak_hash: str = "sha256",
+    ) -> None:
         if not tools_available():
             raise InternalError(
                 "tpm2-tools are not installed",
@@ -83,6 +92,8 @@ class Tpm2ToolsTpm:
         self.ek_handle = ek_handle
         self.ak_handle = ak_handle
         self._ak_ready = False
+        # The AK created on first use: tpm2_createak -G (rsa, ecc) -s (rsassa, rsapss, ecdsa) -g (sha256, sha384)
+        self.ak_key, self.ak_scheme, self.ak_hash = ak_key, ak_scheme, ak_hash
 
     def _run(self, *args: str, cwd: str | None = None) -> bytes:
         env = {**os.environ, "TPM2TOOLS_TCTI": self.tcti}
@@ -135,8 +146,9 @@ class Tpm2ToolsTpm:
             if self.ak_handle not in self._persistent():
                 self.endorsement()
                 ctx = str(Path(work) / "ak.ctx")
-                self._run("tpm2_createak", "-C", f"0x{self.ek_handle:08x}", "-c", ctx, "-G", "rsa", "-g", "sha256",
-                          "-s", "rsassa", "-u", str(Path(work) / "ak.pub"), "-n", str(Path(work) / "ak.name"))  # fmt: skip
+                self._run("tpm2_createak", "-C", f"0x{self.ek_handle:08x}", "-c", ctx, "-G", self.ak_key,
+                          "-g", self.ak_hash, "-s", self.ak_scheme,
+                          "-u", str(Path(work) / "ak.pub"), "-n", str(Path(work) / "ak.name"))  # fmt: skip
                 self._flush()
                 self._run("tpm2_evictcontrol", "-C", "o", "-c", ctx, f"0x{self.ak_handle:08x}")
                 self._flush()
@@ -149,7 +161,8 @@ class Tpm2ToolsTpm:
         pcr_list = "+".join(f"{bank}:{','.join(str(p) for p in sorted(pcrs))}" for bank, pcrs in selection.items())
         with tempfile.TemporaryDirectory(prefix="ftrust-tpm-") as work:
             w = Path(work)
-            args = ["tpm2_quote", "-c", f"0x{self.ak_handle:08x}", "-l", pcr_list, "-g", "sha256",
+            args = ["tpm2_quote", "-c", f"0x{self.ak_handle:08x}", "-l", pcr_list, "-g", self.ak_hash,
+                    f"--scheme={self.ak_scheme}",
                     "-m", str(w / "q.msg"), "-s", str(w / "q.sig"), "-o", str(w / "q.pcrs")]  # fmt: skip
             if qualifying_data:
                 args += ["-q", qualifying_data.hex()]

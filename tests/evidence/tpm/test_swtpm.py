@@ -201,3 +201,30 @@ def test_an_ak_from_another_tpm_is_refused(host: tuple[Tpm2ToolsTpm, SimulatedKe
             other.activate_credential(make_credential(other_ek, b"s" * 16, mine.name).to_tools_format())
     result = verify_quote(attest, sig, other_ak, pcrs, NONCE)
     assert [f.code for f in result.denials()] == [TpmCheck.SIGNATURE]
+
+
+@pytest.mark.parametrize(
+    ("handle", "key", "scheme", "hash_name", "described"),
+    [
+        (0x81010010, "ecc", "ecdsa", "sha256", "ECC-secp256r1"),
+        (0x81010011, "ecc384", "ecdsa", "sha384", "ECC-secp384r1"),
+        (0x81010012, "rsa", "rsapss", "sha256", "RSA-2048 e=65537"),
+        (0x81010013, "rsa", "rsassa", "sha384", "RSA-2048 e=65537"),
+    ],
+)
+def test_every_signature_scheme_and_hash_of_a_real_tpm_verifies(
+    running_swtpm: swtpm.Swtpm, handle: int, key: str, scheme: str, hash_name: str, described: str
+) -> None:
+    tpm = Tpm2ToolsTpm(running_swtpm.tcti, ak_handle=handle, ak_key=key, ak_scheme=scheme, ak_hash=hash_name)
+    ak = load_key(tpm.attestation_key())
+    assert ak.describe() == described
+    attest, sig, pcrs, raw = _quote(tpm)
+    assert (sig.scheme.name.lower(), sig.hash) == (scheme, hash_name)
+    assert verify_quote(attest, sig, ak, pcrs, NONCE).ok
+    # the PCR digest uses the signature's hash
+    assert len(attest.quote.pcr_digest) == {"sha256": 32, "sha384": 48}[hash_name]
+    flipped = bytearray(raw.signature)
+    flipped[-1] ^= 1
+    assert [f.code for f in verify_quote(attest, parse_signature(bytes(flipped)), ak, pcrs, NONCE).denials()] == [
+        TpmCheck.SIGNATURE
+    ]
