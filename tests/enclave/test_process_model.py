@@ -185,6 +185,17 @@ def test_a_renewal_is_picked_up_without_a_restart(model: Model) -> None:
     assert second.serial == renewed["serial"] != first.serial
 
 
+def test_a_vm_generated_key_is_unwrapped_inside_the_enclave_and_used(model: Model) -> None:
+    """The paper's mode: the VM's key, wrapped to the enclave's key, opens only in that process."""
+    doc = model.world.admin.enroll(model.host, A, key_mode="vm-generated")
+    assert doc["allowed"] and doc["key_mode"] == "vm-generated" and doc["wrapped_key"], doc["reasons"]
+    code, call = model.call(A)  # another process of A's image opens the sealed (unwrapped) key
+    assert code == 0 and call["status"] == 200 and call["serial"] == doc["serial"], call
+    assert model.enclaves[A].info()["certificate_sha256"] is not None
+    back = model.world.admin.enroll(model.host, A)  # and back to the enclave's own key
+    assert back["allowed"] and model.call(A)[1]["serial"] == back["serial"]
+
+
 def test_a_revocation_surfaces_as_a_typed_error(model: Model) -> None:
     client = ControllerClient(model.runtime_of(B), model.endpoint.url, controller_ca=model.controller_pem)
     assert client.get(SWITCHES).status == 200
