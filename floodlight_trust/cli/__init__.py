@@ -55,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_label(args: argparse.Namespace, argv: list[str]) -> str:
+    """``ftrust GROUP COMMAND`` as typed (for the progress line)."""
+    group = str(getattr(args, "group", "") or "")
+    words = [w for w in argv if not w.startswith("-")]
+    if group in words:
+        after = words[words.index(group) + 1 :]
+        return " ".join(["ftrust", group, *after[:1]])
+    return "ftrust"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,7 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.print_help(sys.stderr)
         return int(ExitCode.BAD_INPUT)
     try:
-        return int(func(args))
+        if not getattr(args, "progress", True):
+            return int(func(args))
+        from floodlight_trust.cli.progress import Progress
+
+        with Progress(_command_label(args, sys.argv[1:] if argv is None else list(argv))):
+            return int(func(args))
     except FtrustError as e:
         report_error(e)
         if args.debug:
