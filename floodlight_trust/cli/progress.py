@@ -62,9 +62,7 @@ class Progress:
         except (OSError, ValueError):  # the terminal went away: stop showing progress
             self._done.set()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self._done.set()
         if self._thread is not None:
             self._thread.join()
