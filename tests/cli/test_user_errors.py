@@ -104,6 +104,8 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "enclave info": [*cfg, "enclave", "info"],
         "enclave call": [*cfg, "enclave", "call", "/wm/core/health/json"],
         "enclave measure": ["enclave", "measure", str(i["missing"])],
+        "enclave check-manifest": ["enclave", "check-manifest", str(i["missing"])],
+        "enclave manifest-vars": ["enclave", "manifest-vars", "--python", str(i["missing"])],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
         "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
         "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
