@@ -97,4 +97,4 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         help="run the plugin chapter against a real Floodlight 1.2 in DIR (built or installed), which the demo"
         " provisions in its own directory, starts and stops itself (nothing in DIR is changed)",
     )
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_demo, progress=False)  # narrated step by step: no progress line
