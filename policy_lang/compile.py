@@ -6,6 +6,7 @@ rest stays pure) and turns every pattern into one combined regular expression pe
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from floodlight_trust.claims import ClaimSet
 from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
+from floodlight_trust.pki.grants import HttpMethod, RestGrant, check_pattern
 from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, CertificateProfile, KeyType, fill, placeholders_in
 from policy_lang import ast
 from policy_lang.check import Checker, Program, Root, TExpr, check, load_program, load_programs, suggest
@@ -37,7 +39,10 @@ from policy_lang.reference import (
 )
 
 KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
-HOST_SETTINGS = ("allow_violations", "integrity_enclave")
+HOST_SETTINGS = ("allow_violations", "integrity_enclave", "tpm", "boot_pcrs")
+# boot_pcrs: the PCRs firmware and boot loader measure (IMA's PCR 10 is judged by the IMA list).
+BOOT_PCRS = range(0, 10)
+PCR_BANKS = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 ENCLAVE_SETTINGS = ("allow_debug", "allow_simulated", "max_collateral_age")
 ENROLL_SETTINGS = ("host", "enclave")
 CERTIFICATE_SETTINGS = ("subject", "san_dns", "san_uri", "validity", "key_type")
@@ -121,6 +126,9 @@ class CompiledHost:
     signatures: list[SignatureRule] = field(default_factory=list)
     signatures_any: re.Pattern[str] | None = None
     integrity_enclave: str | None = None
+    tpm_required: ast.Pos | None = None  # tpm = true: evidence must be anchored in the host's TPM
+    # boot_pcrs = {"sha256:0=<hex>", ...} (expected values) or "unchanged" (as at registration)
+    boot_pcrs: tuple[dict[str, dict[int, str]], bool, ast.Pos] | None = None
     references: list[tuple[str, int]] = field(default_factory=list)  # (file, entries)
     rules: list[tuple[str, ast.Pos]] = field(default_factory=list)  # for test coverage
 
@@ -186,6 +194,12 @@ class Policy:
             if rule.matches(vnf_name):
                 return rule
         return None
+
+    def evaluate_host_tpm(self, host_policy: str, tpm: object) -> Decision:
+        """Judge a host's TPM facts (``claims.TpmClaims`` or None) with its ``tpm`` and ``boot_pcrs``."""
+        from policy_lang.evaluate import evaluate_host_tpm
+
+        return evaluate_host_tpm(self._host(host_policy), tpm, self.version)
 
     def host_integrity_enclave(self, host_policy: str) -> str | None:
         return self._host(host_policy).integrity_enclave
@@ -327,6 +341,44 @@ class Compiler:
             out.add(text)
         return frozenset(out)
 
+    def boot_pcrs(self, s: ast.Setting) -> tuple[dict[str, dict[int, str]], bool, ast.Pos] | None:
+        """``"unchanged"`` or a set of ``"BANK:PCR=HEX"`` strings, each checked with its position."""
+        v = s.value
+        if isinstance(v, ast.Str):
+            if v.value != "unchanged":
+                self.p.error('boot_pcrs is "unchanged" or a set of "bank:pcr=hex" values', v.pos)
+                return None
+            return {}, True, s.pos
+        items = getattr(v, "items", None)
+        if not isinstance(v, ast.SetLit) or items is None:
+            self.p.error('boot_pcrs is "unchanged" or a set of "bank:pcr=hex" values', v.pos)
+            return None
+        out: dict[str, dict[int, str]] = {}
+        for item in items:
+            text = item.value if isinstance(item, ast.Str) else None
+            bank, _, rest = (text or "").partition(":")
+            pcr_text, _, value = rest.partition("=")
+            value = value.lower().removeprefix("0x")
+            if text is None or bank not in PCR_BANKS or not pcr_text.isdigit():
+                self.p.error(
+                    f'boot_pcrs entry must be "bank:pcr=hex" with bank one of {", ".join(PCR_BANKS)}', item.pos
+                )
+                continue
+            pcr = int(pcr_text)
+            if pcr not in BOOT_PCRS or pcr == 10:
+                self.p.error(
+                    f"boot_pcrs: PCR {pcr} is not a boot PCR (0-9; PCR 10 is judged by the IMA list)", item.pos
+                )
+                continue
+            if len(value) != 2 * PCR_BANKS[bank] or not all(c in "0123456789abcdef" for c in value):
+                self.p.error(f"boot_pcrs: {bank} PCR {pcr} must be {PCR_BANKS[bank]} bytes of hex", item.pos)
+                continue
+            if pcr in out.get(bank, {}):
+                self.p.error(f"boot_pcrs: {bank} PCR {pcr} is given twice", item.pos)
+                continue
+            out.setdefault(bank, {})[pcr] = value
+        return out, False, s.pos
+
     def bool_literal(self, s: ast.Setting) -> bool | None:
         if not isinstance(s.value, ast.Bool):
             self.p.error(
@@ -466,6 +518,11 @@ class Compiler:
                         )
                         continue
                     h.integrity_enclave = s.value.name
+                elif s.name == "tpm":
+                    if self.bool_literal(s):
+                        h.tpm_required = s.pos
+                elif s.name == "boot_pcrs":
+                    h.boot_pcrs = self.boot_pcrs(s)
                 else:
                     self.p.error(
                         f"unknown host setting {s.name!r}",
@@ -551,7 +608,15 @@ class Compiler:
         refs: dict[str, str] = {}
         profile = CertificateProfile()
         seen: dict[str, ast.Pos] = {}
+        grants: dict[RestGrant, ast.Pos] = {}
         for s in d.body:
+            if isinstance(s, ast.Grant):
+                grant = self.grant(s)
+                if grant is not None and grant in grants:
+                    self.p.error(f"grant {grant} is already given at {grants[grant]}", s.pos)
+                elif grant is not None:
+                    grants[grant] = s.pos
+                continue
             if isinstance(s, ast.CertificateBlock):
                 if "certificate" in seen:
                     self.p.error(f"certificate is already given at {seen['certificate']}", s.pos)
@@ -566,7 +631,8 @@ class Compiler:
                 self.p.error(
                     f"unknown enroll setting {s.name!r}",
                     s.pos,
-                    suggest(s.name, ENROLL_SETTINGS) or "settings: host, enclave, certificate { ... }",
+                    suggest(s.name, ENROLL_SETTINGS)
+                    or 'settings: host, enclave, certificate { ... }, grant METHOD "/path"',
                 )
                 continue
             if s.name in seen:
@@ -584,10 +650,29 @@ class Compiler:
         for needed in ENROLL_SETTINGS:
             if needed not in seen:
                 self.p.error(f"enroll {d.name} needs '{needed} = ...'", d.pos)
+        if grants:
+            profile = dataclasses.replace(profile, rest_grants=tuple(grants))
         if len(refs) == 2:
             self.enrolls.append(
                 EnrollRule(d.name, d.pattern.value, refs["host"], refs["enclave"], profile, d.pos.short)
             )
+
+    def grant(self, s: ast.Grant) -> RestGrant | None:
+        """``grant METHOD "/pattern"``: every problem of the method and the pattern, located."""
+        methods = [m.value for m in HttpMethod]
+        ok = True
+        if s.method not in methods:
+            hint = suggest(s.method, methods) or "methods: " + ", ".join(methods)
+            self.p.error(f"unknown HTTP method {s.method!r} in grant", s.method_pos, hint)
+            ok = False
+        for problem in check_pattern(s.pattern.value):
+            self.p.error(
+                f"malformed path pattern {s.pattern.value!r}: {problem}",
+                s.pattern.pos,
+                'e.g. "/wm/core/**" (any path below), "/wm/device/" (exactly), "/wm/*/json" (one segment)',
+            )
+            ok = False
+        return RestGrant(HttpMethod(s.method), s.pattern.value) if ok else None
 
     def placeholders_ok(self, template: str, what: str, pos: ast.Pos) -> bool:
         unknown = [p for p in placeholders_in(template) if p not in PLACEHOLDERS]

@@ -10,6 +10,10 @@
 8. a connection without a client certificate is refused by the controller;
 9. an unknown binary appears in the host's IMA list and the next re-attestation round revokes VNF A;
 10. VNF A's next call to the controller is refused; its enclave reports the revocation (OCSP).
+
+Beside the main controller, a second one runs the floodlight-trust plugin (demo/plugin_chapter.py):
+REST grants (403 without the flow-push grant, 200 with it), the revoked VNF's resumed TLS session
+and open keep-alive connection refused, and a CA rotation followed without a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from floodlight_trust import clock
 from floodlight_trust.demo.deployment import HOST, Deployment
 from floodlight_trust.demo.narration import Narrator, Step, StepFailed
+from floodlight_trust.demo.plugin_chapter import VNFS as PLUGIN_VNFS
 from floodlight_trust.errors import FtrustError
 
 VNF_A = "vnf-a"
@@ -127,6 +132,7 @@ class Demo:
         floodlight_properties: Path | None = None,
         revocation: str = "ocsp",
         controller_address: str = "127.0.0.1",
+        floodlight_home: Path | None = None,
     ):
         self.d = deployment
         self.n = narrator
@@ -140,6 +146,9 @@ class Demo:
         self.controller_cert = self.d.root / "controller" / "server.pem"
         self.admin: Any = None
         self.revoked_at_monotonic = 0.0
+        from floodlight_trust.demo.plugin_chapter import PluginChapter
+
+        self.plugin = PluginChapter(self, floodlight_home)
 
     # -- setup -------------------------------------------------------------------------------------
     def provision(self) -> None:
@@ -151,7 +160,8 @@ class Demo:
         ) as step:
             self.d.write_files()
             _ran(step, "ca init", self.d.ftrust(self.d.vm_config, "ca", "init", "--json"))
-            self.mrenclaves = self.d.build_images((VNF_A, VNF_B))  # the CA pin is part of each image
+            # The CA pin is part of each image; the plugin chapter's VNFs run vnf-a's reviewed image.
+            self.mrenclaves = self.d.build_images((VNF_A, VNF_B, *PLUGIN_VNFS))
             _ran(step, "vm admin-cert", self.d.ftrust(self.d.vm_config, "vm", "admin-cert", "admin", "--json"))
             controller = self.d.root / "controller"
             controller.mkdir()
@@ -319,7 +329,8 @@ class Demo:
             agent = self.d.start("agent", self.d.agent_config, "agent", "serve")
             # Each VNF enclave is its own process: its key is born and sealed there.
             enclaves = {
-                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve") for v in (VNF_A, VNF_B)
+                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve")
+                for v in (VNF_A, VNF_B, *PLUGIN_VNFS)
             }
             self.d.wait_port(vm, self.d.vm_port)
             self.d.wait_port(agent, self.d.agent_port)
@@ -522,6 +533,28 @@ class Demo:
             step.ok = True
             step.observed = f"refused {delay:.1f} s after the revocation: {last.get('message')}"
 
+    def tpm_exposes_rewrite(self) -> None:
+        """The paper's future work: a root that rewrites the IMA list cannot rewrite PCR 10."""
+        from floodlight_trust.agent import swtpm
+        from floodlight_trust.agent.tpm import tools_available
+
+        if not (swtpm.available() and tools_available()):
+            self.n.say(
+                "\n[-] TPM anchoring step skipped: swtpm, swtpm-tools or tpm2-tools are not installed (make setup installs them)"
+            )
+            return
+        with self.n.step(
+            "tpm-exposes-rewrite",
+            "root hides the binary: PCR 10 exposes it",
+            f"Root on {HOST} rewrites its IMA list to hide {UNKNOWN_BINARY}; the host's TPM (swtpm) quotes PCR 10",
+            "the rewritten list is self-consistent, but it does not replay to the TPM's PCR 10: the hidden entry is named",
+        ) as step:
+            step.details = tpm_rewrite_check(self.d.root / "host" / "tpm", self.d.ima_log, UNKNOWN_BINARY)
+            if not step.details["exposed"]:
+                raise StepFailed("the TPM quote did not expose the rewritten list: " + step.details["observed"])
+            step.ok = True
+            step.observed = step.details["observed"]
+
     def run(self) -> bool:
         steps = (
             self.provision,
@@ -530,10 +563,15 @@ class Demo:
             self.attest_host,
             self.enroll_a,
             self.call_a,
+            self.plugin.start_controller,
+            self.plugin.grants,
             self.refuse_b,
             self.refuse_anonymous,
             self.compromise_host,
+            self.plugin.refuse_after_revocation,
             self.refuse_revoked,
+            self.plugin.rotate,
+            self.tpm_exposes_rewrite,
         )
         for run_step in steps:
             try:
@@ -541,3 +579,68 @@ class Demo:
             except (StepFailed, FtrustError):
                 return False
         return True
+
+
+def tpm_rewrite_check(state_dir: Path, ima_log: Path, hidden_path: str) -> dict[str, Any]:
+    """Run the attack against a simulated TPM: the kernel extends each measurement into PCR 10 of
+    swtpm; a round with the list up to the hidden binary is verified; the kernel measures the
+    binary; root deletes its line; the next round's list is self-consistent but not what PCR 10 says.
+    The checks are the VM's (evidence/tpm/quote.py with the IMA appraisal), on the TPM's own bytes."""
+    import os
+
+    from floodlight_trust.agent import swtpm
+    from floodlight_trust.agent.tpm import Tpm2ToolsTpm
+    from floodlight_trust.evidence.ima import appraise_measurement_list, parse_line, template_hash
+    from floodlight_trust.evidence.tpm.keys import load_key
+    from floodlight_trust.evidence.tpm.quote import TpmCheck, verify_quote
+    from floodlight_trust.evidence.tpm.structures import parse_attest, parse_pcr_file, parse_signature
+    from floodlight_trust.protocol.binding import tpm_qualifying_data
+
+    lines = ima_log.read_bytes().splitlines(keepends=True)
+    hidden = next(i for i, line in enumerate(lines) if hidden_path.encode() in line)
+    honest, rewritten = b"".join(lines), b"".join(line for line in lines if hidden_path.encode() not in line)
+    with swtpm.Swtpm(state_dir) as sim:
+        tpm = Tpm2ToolsTpm(sim.tcti)
+        ak = load_key(tpm.attestation_key())
+
+        def measure(line: bytes, number: int) -> None:
+            record, _ = parse_line(line.rstrip(b"\n"), number, number - 1)
+            # a violation is logged as zeros and extended as all 0xFF, as the kernel does
+            size = {"sha1": 20, "sha256": 32}
+            tpm.extend(10, {b: b"\xff" * size[b] if record.violation else template_hash(record, b) for b in size})
+
+        def quote() -> tuple[Any, ...]:
+            nonce = os.urandom(32)
+            q = tpm.quote(tpm_qualifying_data(nonce), {"sha256": (10,)})
+            attest = parse_attest(q.attest)
+            return attest, parse_signature(q.signature), parse_pcr_file(q.pcrs, attest.quote.selections), nonce
+
+        for number, line in enumerate(lines[:hidden], 1):
+            measure(line, number)
+        attest, sig, pcrs, nonce = quote()
+        before = appraise_measurement_list(b"".join(lines[:hidden]), banks=("sha256",))
+        first = verify_quote(attest, sig, ak, pcrs, tpm_qualifying_data(nonce), ima=before)
+        for number, line in enumerate(lines[hidden:], hidden + 1):  # the kernel measures the binary
+            measure(line, number)
+        attest2, sig2, pcrs2, nonce2 = quote()
+    after = appraise_measurement_list(rewritten, state=before.state, banks=("sha256",))
+    second = verify_quote(attest2, sig2, ak, pcrs2, tpm_qualifying_data(nonce2), ima=after, previous=attest.clock_info)
+    truth = appraise_measurement_list(honest, state=before.state, banks=("sha256",))
+    denial = next((f for f in second.denials() if f.code is TpmCheck.IMA_PCR), None)
+    exposed = first.ok and after.ok and denial is not None and denial.evidence["first_differing_entry"] == hidden
+    exposed = exposed and verify_quote(attest2, sig2, ak, pcrs2, tpm_qualifying_data(nonce2), ima=truth).ok
+    observed = (
+        f"round 1 verified ({before.entry_count} entries); after the rewrite the list has {after.entry_count} entries "
+        f"and every template hash recomputes, yet {denial.message}"
+        if denial
+        else "no PCR 10 mismatch"
+    )
+    return {
+        "exposed": exposed,
+        "observed": observed,
+        "hidden_entry": hidden,
+        "pcr10_sha256_quoted": pcrs2["sha256"][10].hex(),
+        "pcr10_sha256_rewritten_list": after.state.pcr_values["sha256"],
+        "pcr10_sha256_honest_list": truth.state.pcr_values["sha256"],
+        "tpm": "SIMULATED (swtpm)",
+    }

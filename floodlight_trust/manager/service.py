@@ -16,6 +16,8 @@ Endpoints (docs/openapi.yaml):
       POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
     public
       GET  /v1/health, GET /v1/ca.pem
+    controller (client certificate with SAN URI ``urn:ftrust:controller:NAME``, or an admin's)
+      GET  /v1/revocations/stream     long-lived NDJSON: each revocation as it commits (revocation_feed.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundE
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
+from floodlight_trust.manager.revocation_feed import (
+    RevocationFeed,
+    add_stream_route,
+    revoked_serials,
+    subscriber_identity,
+)
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
@@ -96,12 +104,19 @@ def make_api(
     max_body_bytes: int,
     scheduler: ReattestScheduler | None = None,
     policy_path: Path | None = None,
+    feed: RevocationFeed | None = None,
 ) -> JsonApp:
     app = JsonApp(max_body_bytes=max_body_bytes, name="vm")
     scheduler = scheduler or ReattestScheduler(vm, interval_seconds=0)
+    if feed is None:  # build_service passes the one it stops; otherwise one of our own
+        feed = RevocationFeed(lambda: revoked_serials(vm.ca))
+        if vm is not None:
+            vm.revocation_listeners.append(feed.publish)
 
     def admin(request: Request) -> str:
         return admin_identity(request, vm.ca)
+
+    add_stream_route(app, feed, lambda request: subscriber_identity(request, admin, vm.ca))
 
     @app.route("GET", "/v1/health")
     def health(request: Request) -> Any:
@@ -172,6 +187,10 @@ def make_api(
             )
         log.info("%s registered host %s at %s", who, record.name, record.agent_url)
         return 201, record.to_json()
+
+    @app.route("POST", "/v1/admin/hosts/{host}/tpm")
+    def register_tpm(request: Request, host: str) -> Any:
+        return vm.register_tpm(host, actor=admin(request))
 
     @app.route("DELETE", "/v1/admin/hosts/{host}")
     def remove_host(request: Request, host: str) -> Any:
@@ -267,6 +286,7 @@ class VmService:
     publisher: CrlPublisher
     tls_certificate: Path
     scheduler: ReattestScheduler
+    feed: RevocationFeed | None = None
 
     def start(self) -> VmService:
         self.publish.start()
@@ -276,6 +296,8 @@ class VmService:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        if self.feed is not None:
+            self.feed.close()  # ends the long-lived subscriptions so the API can stop
         self.api.stop()
         self.publish.stop()
 
@@ -387,8 +409,11 @@ def build_service(
         require_linkable_epid=vc["require_linkable_epid"],
         renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
     )
+    vm.tpm_settings = tpm_settings(config)
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
+    feed = RevocationFeed.for_ca(ca)
+    vm.revocation_listeners.append(feed.publish)
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
     scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
@@ -398,6 +423,7 @@ def build_service(
             max_body_bytes=vc["max_request_bytes"],
             scheduler=scheduler,
             policy_path=policy_path if policy_path is not None else config.path("vm", "policy"),
+            feed=feed,
         ),
         host=vc["host"],
         port=vc["port"],
@@ -415,7 +441,7 @@ def build_service(
         timeout=10,
         name="vm-publish",
     )
-    return VmService(vm, api, publish, publisher, cert, scheduler)
+    return VmService(vm, api, publish, publisher, cert, scheduler, feed)
 
 
 def check_renew_before(value: int, config: Config) -> int:
@@ -474,3 +500,22 @@ def issue_admin_certificate(
     atomic_write(key_path, pem, mode=0o600)
     atomic_write(cert_path, issued.pem, mode=0o644)
     return cert_path, key_path
+
+
+def tpm_settings(config: Config) -> Any:
+    """The ``[tpm]`` section: manufacturer roots directory, pinned EKs, the UNSAFE EK setting."""
+    from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
+    from floodlight_trust.evidence.tpm.roots import read_roots_directory
+    from floodlight_trust.manager.tpm_attestation import TpmSettings
+
+    roots_dir = config.path("tpm", "manufacturer_roots")
+    unsafe = bool(config.get("tpm", "unsafe_accept_ek_without_certificate"))
+    if unsafe:
+        log.warning("tpm.unsafe_accept_ek_without_certificate is set: TPMs without an EK certificate are trusted")
+    return TpmSettings(
+        EndorsementPolicy(
+            manufacturer_cas=read_roots_directory(roots_dir) if roots_dir else (),
+            pinned_ek_spki_sha256=frozenset(config.get("tpm", "pinned_ek_spki_sha256") or ()),
+            unsafe_accept_ek_without_certificate=unsafe,
+        )
+    )

@@ -63,6 +63,12 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "sgx verify": ["sgx", "verify", str(i["quote"]), "--collateral", str(i["missing"])],
         "sgx fetch-collateral": ["sgx", "fetch-collateral", str(i["quote"]), "--out", str(i["dir"] / "c.json")],
         "ias verify-report": ["ias", "verify-report", str(i["missing"])],
+        "tpm show": ["tpm", "show", str(i["quote"])],
+        "tpm verify": [
+            *("tpm", "verify", str(i["quote"]), "--signature", str(i["quote"]), "--ak", str(i["pem"])),
+            *("--pcrs", str(i["claims"]), "--nonce", ""),
+        ],
+        "tpm ek-check": ["tpm", "ek-check", str(i["pem"]), "--roots", str(i["dir"])],
         "ca init": [*cfg, "ca", "init"],
         "ca issue": [*cfg, "ca", "issue", "--subject", "CN=x"],
         "ca revoke": [*cfg, "ca", "revoke", "01", "--reason", "keyCompromise"],
@@ -88,6 +94,7 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "vm admin-cert": [*cfg, "vm", "admin-cert", "admin"],
         "vm hosts list": [*cfg, "vm", "hosts", "list"],
         "vm hosts add": [*cfg, "vm", "hosts", "add", "h1", "--agent", "http://127.0.0.1:9"],
+        "vm hosts tpm-register": [*cfg, "vm", "hosts", "tpm-register", "h1"],
         "vm hosts remove": [*cfg, "vm", "hosts", "remove", "h1", "--reason", "test"],
         "vm hosts repin": [*cfg, "vm", "hosts", "repin", "h1", "--reason", "test"],
         "vm vnfs list": [*cfg, "vm", "vnfs", "list"],
@@ -104,8 +111,11 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "enclave info": [*cfg, "enclave", "info"],
         "enclave call": [*cfg, "enclave", "call", "/wm/core/health/json"],
         "enclave measure": ["enclave", "measure", str(i["missing"])],
+        "enclave check-manifest": ["enclave", "check-manifest", str(i["missing"])],
+        "enclave manifest-vars": ["enclave", "manifest-vars", "--python", str(i["missing"])],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
         "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
+        "floodlight controller-cert": [*cfg, "floodlight", "controller-cert", "floodlight-1"],
         "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
     }
 
