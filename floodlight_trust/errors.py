@@ -137,10 +137,6 @@ class UnauthenticatedEvidence(VerificationError):
         self.reasons = reasons or []
 
 
-class PolicyDenied(VerificationError):
-    """Evidence verified but the policy does not allow it."""
-
-
 class ServiceError(FtrustError):
     """A remote service (IAS, PCS, the VM, the controller) failed or answered unexpectedly."""
 

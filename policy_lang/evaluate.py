@@ -7,7 +7,6 @@ statement the measurement-list entries in list order.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -382,13 +381,6 @@ def _human(seconds: float) -> str:
 # ---- host (IMA) ------------------------------------------------------------------------------
 
 
-def _grouped(indices: list[int], values: list[str]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for i in indices:
-        out.setdefault(values[i], []).append(i)
-    return out
-
-
 def evaluate_host(h: CompiledHost, claims: ClaimSet, version: str) -> Decision:
     return evaluate_host_round(h, claims, version, None)[0]
 
@@ -624,10 +616,6 @@ def evaluate_host_round(
     return _decision(h.name, version, reasons), after
 
 
-def decision_json(decision: Decision) -> str:
-    return json.dumps(decision.to_json(), indent=2)
-
-
 def evaluate_host_tpm(h: CompiledHost, tpm: Any, version: str) -> Decision:
     """``tpm = true`` and ``boot_pcrs`` of host policy ``h`` on a host's TPM facts (a
     ``claims.TpmClaims``, or None when the host's evidence was not anchored in a registered TPM)."""
@@ -700,10 +688,6 @@ class EnrollDecision:
     @property
     def allowed(self) -> bool:
         return self.host.allowed and self.enclave.allowed
-
-    @property
-    def decisions(self) -> tuple[Decision, Decision]:
-        return (self.host, self.enclave)
 
     def combined(self) -> Decision:
         """One Decision (host reasons, then enclave reasons), as policy tests judge it."""

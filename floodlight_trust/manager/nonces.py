@@ -107,13 +107,6 @@ class NonceStore:
         )
         return cur.rowcount == 1
 
-    def consume(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
-        """:meth:`check` then :meth:`burn` in a transaction of its own."""
-        self.check(nonce, purpose=purpose, host=host, vnf=vnf, at=at)
-        with self.db.transaction(durable=False) as tx:
-            if not self.burn(tx, nonce, at=at):
-                raise VerificationError("nonce replayed: it was used concurrently")
-
     @staticmethod
     def _check(row: sqlite3.Row, *, purpose: str, host: str, vnf: str | None, at: datetime) -> None:
         expires = datetime.fromtimestamp(row["expires_at"], UTC)

@@ -20,7 +20,6 @@ SIMULATED_WARNING = "SIMULATED SGX: verified against the simulated root CA, not 
 @dataclass(frozen=True, slots=True)
 class VerifiedQuote:
     claims: EnclaveClaims
-    warnings: tuple[str, ...]
 
 
 class QuoteVerifier:
@@ -61,7 +60,7 @@ class QuoteVerifier:
             result = verify_dcap(quote, collateral, self.anchors, at=at)
         except FtrustError as e:
             raise Denied(error_reason("sgx.quote", e)) from None
-        return VerifiedQuote(result.claims, tuple(result.warnings))
+        return VerifiedQuote(result.claims)
 
     def _verify_epid(self, quote: bytes, at: datetime) -> VerifiedQuote:
         """An EPID quote, judged by IAS: the signed report gives the same claims DCAP gives."""
@@ -71,8 +70,7 @@ class QuoteVerifier:
             claims = self.ias.verify(quote, at=at)
         except FtrustError as e:
             raise Denied(error_reason("sgx.ias", e)) from None
-        warnings = (SIMULATED_WARNING,) if claims.simulated else ()
-        return VerifiedQuote(claims, warnings)
+        return VerifiedQuote(claims)
 
 
 def platform_json(claims: EnclaveClaims | None) -> dict[str, Any] | None:

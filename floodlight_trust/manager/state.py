@@ -432,12 +432,6 @@ class ManagerState:
         rows = self.db.query(self._ENROLLMENTS_SQL, (host, host, vnf, vnf, int(active_only)))
         return [EnrollmentRecord.from_row(r) for r in rows]
 
-    def active_enrollments_tx(
-        self, tx: sqlite3.Connection, *, host: str | None = None, vnf: str | None = None
-    ) -> list[EnrollmentRecord]:
-        rows = tx.execute(self._ENROLLMENTS_SQL, (host, host, vnf, vnf, 1))
-        return [EnrollmentRecord.from_row(r) for r in rows]
-
     def live_enrollments_tx(
         self,
         tx: sqlite3.Connection,

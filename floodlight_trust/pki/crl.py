@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID
 
 from floodlight_trust.errors import ParseError
 from floodlight_trust.pki.keys import PrivateKey, signing_hash
@@ -74,13 +73,3 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
         return x509.load_der_x509_crl(data)
     except ValueError as e:
         raise ParseError(f"not a CRL: {e}") from None
-
-
-def crl_number_of(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        ext = crl.extensions.get_extension_for_oid(ExtensionOID.CRL_NUMBER)
-    except x509.ExtensionNotFound:
-        return None
-    value = ext.value
-    assert isinstance(value, x509.CRLNumber)
-    return value.crl_number
