@@ -145,14 +145,16 @@ _ECHO = re.compile(r"^unknown (?:name|host policy|enclave policy|key) '([^']+)'|
 Reader = Callable[[Path], bytes]
 
 
-def _read_file(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
+    """The shell's reader of policy files, imports, reference lists and keys (a located InputError
+    if unreadable); the loaders take another ``read`` to load from memory."""
     from floodlight_trust.fileio import read_bytes
 
-    return read_bytes(path, what="policy file")
+    return read_bytes(path, what="file")
 
 
 def load_program(
-    text: str, filename: str, base_dir: Path | None, read: Reader = _read_file, source_bytes: bytes | None = None
+    text: str, filename: str, base_dir: Path | None, read: Reader = read_file, source_bytes: bytes | None = None
 ) -> Program:
     """Parse ``text`` and everything it imports (relative to ``base_dir``); collect syntax errors."""
     return load_programs([(text, filename, base_dir, source_bytes)], read)
@@ -161,7 +163,7 @@ def load_program(
 Root = tuple[str, str, Path | None, bytes | None]  # text, file name, base directory, exact bytes
 
 
-def load_programs(roots: list[Root], read: Reader = _read_file) -> Program:
+def load_programs(roots: list[Root], read: Reader = read_file) -> Program:
     """One program from several root files (a policy directory) and everything they import; a file
     reached twice is loaded once, so the roots share one namespace as imports do."""
     program = Program([], {})

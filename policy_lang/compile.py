@@ -10,7 +10,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,18 @@ from floodlight_trust.errors import FtrustError, InputError, Location, PolicyErr
 from floodlight_trust.pki.grants import HttpMethod, RestGrant, check_pattern
 from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, CertificateProfile, KeyType, fill, placeholders_in
 from policy_lang import ast
-from policy_lang.check import Checker, Program, Root, TExpr, check, load_program, load_programs, suggest
+from policy_lang.check import (
+    Checker,
+    Program,
+    Reader,
+    Root,
+    TExpr,
+    check,
+    load_program,
+    load_programs,
+    read_file,
+    suggest,
+)
 from policy_lang.evaluate import (
     Decision,
     EnrollDecision,
@@ -287,9 +298,6 @@ class Policy:
             out.extend((e.name, r.name, r.pos.short) for r in e.rules)
             out.append((e.name, "debug", e.pos.short))
         return out
-
-
-Reader = Callable[[Path], bytes]
 
 
 class Compiler:
@@ -786,12 +794,6 @@ def _display(path: Path) -> str:
     return display(path)
 
 
-def _read_file(path: Path) -> bytes:
-    from floodlight_trust.fileio import read_bytes
-
-    return read_bytes(path, what="file")
-
-
 def _version(sources: Mapping[str, bytes]) -> str:
     h = hashlib.sha256()
     for name in sorted(sources):
@@ -802,7 +804,7 @@ def _version(sources: Mapping[str, bytes]) -> str:
 
 
 def compile_policy_text(
-    text: str, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = _read_file
+    text: str, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = read_file
 ) -> Policy:
     """Parse, check and compile policy text. Imports and includes resolve relative to ``base_dir``.
 
@@ -812,7 +814,7 @@ def compile_policy_text(
 
 
 def compile_policy_bytes(
-    data: bytes, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = _read_file
+    data: bytes, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = read_file
 ) -> Policy:
     """:func:`compile_policy_text` on exact bytes (standard input): they count in the version."""
     text = _decode(data, filename)
@@ -842,12 +844,12 @@ def _compile(program: Program, read: Reader) -> Policy:
     )
 
 
-def load_policy(path: str | Path, *, read: Reader = _read_file) -> Policy:
+def load_policy(path: str | Path, *, read: Reader = read_file) -> Policy:
     """Load a policy file with its imports and reference lists; check and compile it."""
     return load_policy_files([Path(path)], read=read)
 
 
-def load_policy_files(paths: list[Path], *, read: Reader = _read_file) -> Policy:
+def load_policy_files(paths: list[Path], *, read: Reader = read_file) -> Policy:
     """Load several policy files as one policy (a policy directory): their declarations share one
     namespace, as if one file imported the others; a file they both import is loaded once."""
     from floodlight_trust.fileio import read_bytes
