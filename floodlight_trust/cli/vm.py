@@ -168,6 +168,33 @@ def _vnfs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vnfs_add(args: argparse.Namespace) -> int:
+    doc = _client(args).add_vnf(args.host, args.vnf, enroll_rule=args.enroll_rule, mrenclave=args.mrenclave)
+    emit(args, doc, f"registered VNF {doc['vnf']} on host {doc['host']} (enroll rule {doc['enroll_rule']})")
+    return 0
+
+
+def _vnfs_release(args: argparse.Namespace) -> int:
+    doc = _client(args).release_vnf(args.host, args.vnf, reason=args.reason)
+    emit(
+        args,
+        doc,
+        f"released VNF {doc['vnf']} on host {doc['host']} from its enclave; "
+        f"revoked {len(doc['revoked_serials'])} certificate(s)",
+    )
+    return 0
+
+
+def _vnfs_remove(args: argparse.Namespace) -> int:
+    doc = _client(args).remove_vnf(args.host, args.vnf, reason=args.reason)
+    emit(
+        args,
+        doc,
+        f"removed VNF {doc['vnf']} on host {doc['host']}; revoked {len(doc['revoked_serials'])} certificate(s)",
+    )
+    return 0
+
+
 def _enrollments_list(args: argparse.Namespace) -> int:
     items = _client(args).enrollments()
     rows = [(e["id"], e["host"], e["vnf"], e["serial"][:16], e["key_mode"], e["status"], e["not_after"]) for e in items]
@@ -343,6 +370,26 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             pp.add_argument("--reason", required=True, help="why (recorded in the audit log)")
             _add_client_options(pp)
             pp.set_defaults(func=_hosts_repin)
+        if noun == "vnfs":
+            ap = verbs.add_parser("add", help="register a VNF identity: host, VNF name, enroll rule")
+            ap.add_argument("host", help="the registered host it runs on")
+            ap.add_argument("vnf", help="the VNF name (its certificate's identity)")
+            ap.add_argument(
+                "--enroll-rule", help="the policy's enroll rule for it (default: the rule matching the name)"
+            )
+            ap.add_argument("--mrenclave", metavar="HEX", help="only an enclave with this MRENCLAVE may hold the name")
+            _add_client_options(ap)
+            ap.set_defaults(func=_vnfs_add)
+            for verb, fn, what in (
+                ("release", _vnfs_release, "free the name from its bound enclave (its certificates are revoked)"),
+                ("remove", _vnfs_remove, "unregister a VNF (its certificates are revoked)"),
+            ):
+                rp = verbs.add_parser(verb, help=what)
+                rp.add_argument("host", help="the host it is registered on")
+                rp.add_argument("vnf", help="the VNF name")
+                rp.add_argument("--reason", required=True, help="why (recorded in the audit log and the revocations)")
+                _add_client_options(rp)
+                rp.set_defaults(func=fn)
 
     p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
     p.add_argument("host")

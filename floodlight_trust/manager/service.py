@@ -10,7 +10,9 @@ Endpoints (docs/openapi.yaml):
       GET  /v1/admin/hosts, POST /v1/admin/hosts {replace?}, DELETE /v1/admin/hosts/{host}?reason=
       POST /v1/admin/hosts/{host}/attest, POST /v1/admin/hosts/{host}/repin {reason?}
       POST /v1/admin/hosts/{host}/vnfs/{vnf}/enroll
-      GET  /v1/admin/vnfs, GET /v1/admin/enrollments, GET /v1/admin/audit?since=
+      GET  /v1/admin/vnfs, POST /v1/admin/vnfs {host, vnf, enroll_rule?, mrenclave?}
+      POST /v1/admin/hosts/{host}/vnfs/{vnf}/release {reason?}, DELETE /v1/admin/hosts/{host}/vnfs/{vnf}?reason=
+      GET  /v1/admin/enrollments, GET /v1/admin/audit?since=
       POST /v1/admin/revoke
       GET  /v1/admin/reattest, POST /v1/admin/reattest {host?}      (issue 8: continuous re-attestation)
       POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
@@ -206,6 +208,33 @@ def make_api(
         admin(request)
         return {"vnfs": vm.state.vnfs()}
 
+    @app.route("POST", "/v1/admin/vnfs")
+    def add_vnf(request: Request) -> Any:
+        who = admin(request)
+        body = request.json()
+        validate("admin_vnf", body)
+        doc = vm.register_vnf(
+            body["host"], body["vnf"], actor=who, enroll_rule=body.get("enroll_rule"), mrenclave=body.get("mrenclave")
+        )
+        log.info("%s registered VNF %s on %s (enroll rule %s)", who, doc["vnf"], doc["host"], doc["enroll_rule"])
+        return 201, doc
+
+    @app.route("POST", "/v1/admin/hosts/{host}/vnfs/{vnf}/release")
+    def release_vnf(request: Request, host: str, vnf: str) -> Any:
+        who = admin(request)
+        body = request.json() if request.body else {}
+        validate("admin_repin", body)
+        serials = vm.release_vnf(host, vnf, actor=who, reason=body.get("reason") or "released by an admin")
+        log.warning("%s released VNF %s on %s from its enclave (%d revoked)", who, vnf, host, len(serials))
+        return {"host": host, "vnf": vnf, "released": True, "revoked_serials": serials}
+
+    @app.route("DELETE", "/v1/admin/hosts/{host}/vnfs/{vnf}")
+    def remove_vnf(request: Request, host: str, vnf: str) -> Any:
+        who = admin(request)
+        reason = (request.query.get("reason") or "removed by an admin")[:500]
+        serials = vm.release_vnf(host, vnf, actor=who, reason=reason, remove=True)
+        return {"host": host, "vnf": vnf, "removed": True, "revoked_serials": serials}
+
     @app.route("GET", "/v1/admin/enrollments")
     def enrollments(request: Request) -> Any:
         admin(request)
@@ -357,6 +386,11 @@ def build_service(
     ca = open_ca(config, password, db)
     vc = config.values["vm"]
     timeout = float(vc["request_timeout_seconds"])
+    if not all(isinstance(r, str) for r in vc["self_registering_enroll_rules"]):
+        raise ConfigError(
+            "vm.self_registering_enroll_rules must be a list of enroll rule names",
+            location=Location(config.source),
+        )
 
     agents: dict[tuple[str, str | None], AgentClient] = {}
 
@@ -386,6 +420,7 @@ def build_service(
         collateral=CollateralFetcher.from_config(config),
         require_linkable_epid=vc["require_linkable_epid"],
         renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
+        self_registering_rules=vc["self_registering_enroll_rules"],
     )
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)

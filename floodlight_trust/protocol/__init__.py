@@ -30,6 +30,7 @@ SCHEMA_NAMES = (
     "admin_reload",
     "admin_repin",
     "admin_revoke",
+    "admin_vnf",
     "agent_info",
     "challenge",
     "credentials",

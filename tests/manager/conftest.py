@@ -115,13 +115,18 @@ class Host:
     agent: Agent
     server: HttpServer
     ima_file: Path
+    admin: VmClient | None = None  # set when the host is registered: its VNFs are registered too
 
     @property
     def url(self) -> str:
         return self.server.url
 
-    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE) -> SimEnclave:
-        return self.backend.add_enclave(vnf, image)
+    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE, *, register: bool = True) -> SimEnclave:
+        """A VNF enclave on this host, registered with the VM as an admin would (host, name, rule)."""
+        enclave = self.backend.add_enclave(vnf, image)
+        if register and self.admin is not None:
+            self.admin.add_vnf(self.name, vnf)
+        return enclave
 
 
 @dataclass
@@ -162,6 +167,7 @@ class World:
         self.hosts.append(host)
         if register:
             self.admin.add_host(name, host.url)
+            host.admin = self.admin
         return host
 
 

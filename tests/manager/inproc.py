@@ -92,6 +92,8 @@ class Deployment:
         self.ima_files[name] = path
         self.backends[name] = backend
         self.vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+        for v in vnfs:  # registered as an admin would
+            self.vm.register_vnf(name, v, actor="admin:test")
         return self.agents[name]
 
     def append(self, host: str, path: str, digest: bytes) -> None:

@@ -141,6 +141,7 @@ def test_sigkill_mid_round_loses_no_enrollment_and_issues_no_duplicate(deploymen
     vm = deployment.start_vm()
     vm.add_host("crash-host", deployment.agent.url)
     for vnf in VNFS:
+        vm.add_vnf("crash-host", vnf)
         assert vm.enroll("crash-host", vnf)["allowed"]
     vm.close()
     for _ in range(3):
