@@ -114,6 +114,8 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
                 backend.add_enclave(f"vnf-{name}-{k}", image)
             agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))
             vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+            for k in range(vnfs):  # as an admin registers them
+                vm.register_vnf(name, f"vnf-{name}-{k}", actor="admin:bench")
             return path
 
         big = add_host("big", boot_line() + ima_lines(0, BASE_ENTRIES))
