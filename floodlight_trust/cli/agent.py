@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
         name="agent",
     ).start()
     if context is None:
-        print("ftrust: note: agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS", file=sys.stderr)
-    if agent.backend.simulated:
-        print("ftrust: WARNING: sim backend: SIMULATED SGX quotes prove nothing about real hardware", file=sys.stderr)
+        logging.getLogger("floodlight_trust.agent").warning(
+            "agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS"
+        )
+    # A simulated backend is warned about once, by the backend itself (agent.backends.sim).
     print(
         f"agent {agent.host} ({agent.backend.name}) on {server.url}; {len(agent.backend.enclaves())} VNF enclave(s)",
         flush=True,
@@ -118,15 +119,19 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p = sub.add_parser("serve", help="serve host and VNF evidence to the VM and install credentials")
     p.set_defaults(func=_serve)
     p = sub.add_parser("enroll", help="agent-initiated: attest this host and enroll one VNF at agent.vm_url")
-    p.add_argument("vnf")
-    p.add_argument("--key-mode", choices=("enclave", "vm-generated"))
+    p.add_argument("vnf", help="the VNF to enroll (a name in agent.vnf_dir)")
+    p.add_argument(
+        "--key-mode",
+        choices=("enclave", "vm-generated"),
+        help="key generated in the enclave (default) or by the VM and sealed to the enclave",
+    )
     add_json(p)
     p.set_defaults(func=_enroll)
     p = sub.add_parser(
         "vnf-call",
         help="as a VNF: GET a controller REST path over mutual TLS with the VNF's sealed credentials (sim)",
     )
-    p.add_argument("vnf")
+    p.add_argument("vnf", help="the VNF whose installed credentials make the call")
     p.add_argument("--controller", metavar="URL", help="controller base URL (default: floodlight.url)")
     p.add_argument("--path", default="/wm/core/controller/switches/json", help="REST path (default: %(default)s)")
     p.add_argument("--controller-ca", metavar="PEM", help="verify the controller's certificate against this PEM")

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +70,9 @@ def url_host(address: str) -> str:
 
 def restart_command(jvm_flags: list[str], properties: Path) -> str:
     """The exact command line that starts Floodlight 1.2 on these properties with these flags."""
-    return " ".join(["java", *(shlex.quote(f) for f in jvm_flags), "-jar", "target/floodlight.jar",
-                     "-cf", shlex.quote(str(properties))])  # fmt: skip
+    from floodlight_trust.floodlight.bridge import floodlight_command
+
+    return floodlight_command(jvm_flags, properties)
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ class Demo:
             )
             if self.real_floodlight is not None:
                 self._note_created(keystore)
+                self._note_created(keystore.parent / "ftrust-ocsp.security")  # provision's OCSP file
             doc = _ran(
                 step,
                 "floodlight provision",
@@ -179,6 +180,8 @@ class Demo:
                     self.controller_address,
                     "--https-port",
                     str(self.d.controller_port),
+                    "--revocation",
+                    self.revocation,
                     "--json",
                 ),
             )
@@ -240,6 +243,7 @@ class Demo:
         from floodlight_trust.floodlight.bridge import (
             OCSP_SECURITY_PROPERTIES,
             FloodlightEndpoint,
+            ocsp_jvm_flags,
             revocation_jvm_flags,
         )
 
@@ -256,7 +260,7 @@ class Demo:
                     security = self.properties.parent / "ftrust-ocsp.security"
                     self._note_created(security)
                     security.write_text(OCSP_SECURITY_PROPERTIES)
-                    flags += [f"-Djava.security.properties={security}", "-Dcom.sun.security.ocsp.timeout=5"]
+                    flags += ocsp_jvm_flags(security)
                 command = restart_command(flags, self.properties)
                 step.details["jvm_flags"] = flags
                 step.details["restart_command"] = command

@@ -105,6 +105,8 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "agent enroll": [*cfg, "agent", "enroll", "vnf-a"],
         "agent vnf-call": [*cfg, "agent", "vnf-call", "vnf-a"],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
+        "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
+        "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
     }
 
 
