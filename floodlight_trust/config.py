@@ -26,6 +26,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     },
     "ca": {
         "dir": (str, "ca"),  # relative to state.dir
+        "admin_dir": (str, "admin-ca"),  # the admin CA (admin client certificates only), relative to state.dir
         "key_type": (str, "ec-p256"),  # or "rsa-3072"
         "subject": (str, "CN=floodlight-trust VNF CA"),
         "password_env": (str, "FTRUST_CA_PASSWORD"),

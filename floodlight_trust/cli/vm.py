@@ -52,15 +52,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _admin_cert(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import issue_admin_certificate, open_ca
-    from floodlight_trust.storage.database import Database
+    from floodlight_trust.manager.service import issue_admin_certificate
+    from floodlight_trust.statestore import open_admin_ca, open_state
 
     config = load_config(args)
-    db = Database(config.state_dir / "ftrust.sqlite3")
-    ca = open_ca(config, config.secret("ca", what="CA key password"), db)
+    password = config.secret("ca", what="CA key password")
+    key_password = _admin_key_password(config)
+    now = clock.now()
+    admin_ca = open_admin_ca(config, password, open_state(config), create_at=now)
     out = Path(args.out) if args.out else config.state_dir / "admin"
-    cert, key = issue_admin_certificate(ca, args.name, out, at=clock.now(), password=_admin_key_password(config))
-    emit(args, {"certificate": str(cert), "key": str(key)}, f"admin certificate {cert}\nadmin key         {key}")
+    cert, key = issue_admin_certificate(
+        admin_ca, args.name, out, at=now, password=key_password, validity_days=args.days
+    )
+    doc = {"certificate": str(cert), "key": str(key), "issuer": str(admin_ca.cert_path), "days": args.days}
+    emit(
+        args,
+        doc,
+        f"admin certificate {cert} (admin CA {admin_ca.cert_path}, {args.days} days)\nadmin key         {key}",
+    )
     return 0
 
 
@@ -329,9 +338,12 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("admin-cert", help="issue an admin client certificate from the VM's CA (local)")
+    p = sub.add_parser(
+        "admin-cert", help="issue an admin client certificate from the VM's admin CA (local; never a VNF credential)"
+    )
     p.add_argument("name", help="admin name (default file names use it; e.g. admin)")
     p.add_argument("--out", help="output directory (default <state>/admin)")
+    p.add_argument("--days", type=int, default=30, metavar="N", help="lifetime in days (default 30, at most 365)")
     add_json(p)
     p.set_defaults(func=_admin_cert)
 

@@ -583,6 +583,10 @@ class ManagerState:
         )
         return [EnrollmentRecord.from_row(r) for r in rows]
 
+    def enrollments_by_serial_tx(self, tx: sqlite3.Connection, serial: str) -> list[EnrollmentRecord]:
+        rows = tx.execute("SELECT * FROM manager_enrollments WHERE serial = ?", (serial,))
+        return [EnrollmentRecord.from_row(r) for r in rows]
+
     def enclave_claims(self, serial: str) -> dict[str, Any] | None:
         """The verified enclave claims the certificate ``serial`` was issued on (JSON form)."""
         rows = self.db.query("SELECT enclave_claims_json FROM manager_enrollments WHERE serial = ?", (serial,))

@@ -211,7 +211,7 @@ def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
         policy_path=policy_file,
     ).start()
     admin_password = ADMIN_KEY_PASSWORD
-    cert, key = issue_admin_certificate(service.vm.ca, "alice", tmp / "admin", at=clock.now(), password=admin_password)
+    cert, key = issue_admin_certificate(service.admin_ca, "alice", tmp / "admin", at=clock.now(), password=admin_password)
     admin = VmClient(
         service.api_url,
         server_certificate=service.tls_certificate,

@@ -22,7 +22,8 @@ from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import load
 from floodlight_trust.manager.client import VmClient
-from floodlight_trust.manager.service import issue_admin_certificate, open_ca
+from floodlight_trust.manager.service import issue_admin_certificate
+from floodlight_trust.statestore import open_admin_ca
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.protocol.wsgi import HttpServer
@@ -63,7 +64,7 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
             at=clock.now(), records=CertificateRecords(db),
         )  # fmt: skip
         self.admin_cert, self.admin_key = issue_admin_certificate(
-            open_ca(config, PASSWORD, db), "root", tmp / "admin", at=clock.now(), password=PASSWORD
+            open_admin_ca(config, PASSWORD, db, create_at=clock.now()), "root", tmp / "admin", at=clock.now(), password=PASSWORD
         )
         db.close()
         self.backend = SimBackend(platform, {})
