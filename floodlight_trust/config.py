@@ -75,14 +75,25 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "gramine_root": (str, "/dev/attestation"),
         "ima_log": (str, "/sys/kernel/security/ima/ascii_runtime_measurements"),
         "ima_log_fallback": (str, None),
-        "vnf_dir": (str, None),
         "sim_platform_dir": (str, None),
-        "credentials_dir": (str, None),  # sim backend: where installed VNF credentials are written
+        "enclave_socket_dir": (str, None),  # one Unix socket per VNF enclave process: <vnf>.sock
         "vm_url": (str, None),  # agent-initiated enrollment: the VM's HTTPS API
         "vm_certificate": (str, None),  # the VM's pinned TLS certificate
         "sim_evidence": (str, "dcap"),  # sim backend: "dcap" or "epid" (quotes for IAS)
         "tls_certificate": (str, None),  # serve HTTPS with this certificate (PEM) ...
         "tls_key": (str, None),  # ... and key (PEM, 0600)
+    },
+    # One VNF enclave process (`ftrust enclave serve`): where and as which VNF it runs. WHAT it is
+    # (its code, the pinned VM CA) is its image, measured into its MRENCLAVE.
+    "enclave": {
+        "vnf": (str, None),  # the VNF this enclave runs as (the VM binds the name to the enclave's key)
+        "platform": (str, "sim"),  # "sim" (simulated SGX) or "gramine" (inside a Gramine enclave)
+        "image": (str, None),  # the enclave image directory (enclave.toml, the pinned VM CA, the VNF code)
+        "socket": (str, None),  # the agent reaches this enclave here: agent.enclave_socket_dir/<vnf>.sock
+        "sealed_dir": (str, None),  # sim: sealed files (default state.dir/enclave-<vnf>); gramine: the encrypted mount
+        "sim_platform_dir": (str, None),  # sim: the host's simulated platform (the agent's sim_platform_dir)
+        "sim_evidence": (str, "dcap"),  # sim: "dcap" or "epid"
+        "attestation_root": (str, "/dev/attestation"),  # gramine: this enclave's own attestation files
     },
     "ias": {
         "url": (str, "https://api.trustedservices.intel.com/sgx/attestation"),

@@ -30,6 +30,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("floodlight", "provision and check the Floodlight controller's keystore and properties"),
     ("vm", "run and administer the Verification Manager"),
     ("agent", "run the container-host agent"),
+    ("enclave", "run a VNF enclave, call the controller from it, check Gramine manifests"),
     ("demo", "run the end-to-end demonstration on embedded defaults"),
     ("completion", "print a shell completion script (bash, zsh, tcsh)"),
 )

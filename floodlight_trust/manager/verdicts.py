@@ -166,6 +166,8 @@ class EnrollmentResult:
     certificate_chain: list[str] = field(default_factory=list)
     wrapped_key: dict[str, Any] | None = None
     kept: bool = False  # re-attested, and its current certificate kept (``renew_before``): nothing issued
+    # The VM's signature binding these credentials to the enrollment nonce (protocol/provisioning.py).
+    provisioning: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -186,6 +188,8 @@ class EnrollmentResult:
                 "wrapped_key": self.wrapped_key,
                 "certificate_kept": self.kept,
             }
+            if self.provisioning is not None:
+                doc["provisioning"] = self.provisioning
         validate_outbound("enrollment", doc)
         return doc
 
@@ -197,5 +201,7 @@ class EnrollmentResult:
             "certificate_chain": self.certificate_chain,
             "wrapped_key": self.wrapped_key,
         }
+        if self.provisioning is not None:
+            msg["provisioning"] = self.provisioning
         validate_outbound("credentials", msg)
         return msg
