@@ -118,7 +118,7 @@ def _results(label: str, doc: dict[str, Any], *, target: bool) -> list[Result]:
 
 def run() -> list[Result]:
     from floodlight_trust import clock
-    from floodlight_trust.agent.backends.sim import SIM_SIGNER
+    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER
     from floodlight_trust.config import from_mapping
     from floodlight_trust.evidence.ima import format_ascii_line, make_entry
     from floodlight_trust.manager.service import build_service
@@ -134,6 +134,11 @@ def run() -> list[Result]:
         f"""
 host h {{
 {allow}
+  integrity_enclave = hi
+}}
+enclave hi {{
+  identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
+  allow_simulated = true
 }}
 enclave e {{
   identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}

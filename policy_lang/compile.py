@@ -37,7 +37,7 @@ from policy_lang.reference import (
 )
 
 KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
-HOST_SETTINGS = ("allow_violations", "integrity_enclave")
+HOST_SETTINGS = ("allow_violations", "integrity_enclave", "UNSAFE_any_integrity_enclave")
 ENCLAVE_SETTINGS = ("allow_debug", "allow_simulated", "max_collateral_age")
 ENROLL_SETTINGS = ("host", "enclave")
 CERTIFICATE_SETTINGS = ("subject", "san_dns", "san_uri", "validity", "key_type")
@@ -121,6 +121,8 @@ class CompiledHost:
     signatures: list[SignatureRule] = field(default_factory=list)
     signatures_any: re.Pattern[str] | None = None
     integrity_enclave: str | None = None
+    # Set (where) when the host policy opts out of judging its integrity enclave: NEVER in production.
+    unsafe_any_integrity_enclave: ast.Pos | None = None
     references: list[tuple[str, int]] = field(default_factory=list)  # (file, entries)
     rules: list[tuple[str, ast.Pos]] = field(default_factory=list)  # for test coverage
 
@@ -189,6 +191,11 @@ class Policy:
 
     def host_integrity_enclave(self, host_policy: str) -> str | None:
         return self._host(host_policy).integrity_enclave
+
+    def host_unsafe_any_integrity_enclave(self, host_policy: str) -> str | None:
+        """``file:line`` of ``UNSAFE_any_integrity_enclave = true`` in the host policy, else None."""
+        pos = self._host(host_policy).unsafe_any_integrity_enclave
+        return pos.short if pos is not None else None
 
     def _host(self, name: str) -> CompiledHost:
         try:
@@ -454,6 +461,9 @@ class Compiler:
                 if s.name == "allow_violations":
                     if self.bool_literal(s):
                         h.allow_violations = s.pos
+                elif s.name == "UNSAFE_any_integrity_enclave":
+                    if self.bool_literal(s):
+                        h.unsafe_any_integrity_enclave = s.pos
                 elif s.name == "integrity_enclave":
                     if not isinstance(s.value, ast.Ref):
                         self.p.error("integrity_enclave names an enclave policy", s.value.pos)

@@ -13,8 +13,10 @@ whole chain rests on; the others are warnings the author should read (docs/polic
   MRSIGNER: any enclave on a trusted host gets a certificate.
 - ``enclave.tcb``: an enclave policy that never tests ``tcb_status``: any TCB level is accepted
   (OutOfDate, ConfigurationNeeded, ...).
-- ``enroll.host``: an enroll rule without ``host = ...`` while the policy has several host
-  policies: the VNF may run on a host judged by any of them.
+- ``enclave.svn``: an enclave policy whose identity rests on MRSIGNER alone and never tests
+  ``isv_svn``: every version the signer ever built is accepted, the vulnerable old ones too.
+- ``enclave.advisories``: an enclave policy with no ``deny advisories``/``tolerate advisories`` and no
+  rule on ``advisory_ids``: whatever advisories the platform's TCB level carries are accepted.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ UNSAFE_INTEGRITY_SETTING = "UNSAFE_any_integrity_enclave"
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    code: str  # host.integrity_enclave, enclave.identity, enclave.tcb, enroll.host
+    code: str  # host.integrity_enclave, enclave.identity, enclave.tcb, enclave.svn, enclave.advisories
     level: str  # "error" | "warning"
     location: Location
     message: str
@@ -124,19 +126,28 @@ def open_ended(policy: Any) -> list[Finding]:
                     "e.g. `tcb: tcb_status in {UpToDate, SWHardeningNeeded}`",
                 )
             )
-    if len(policy.hosts) > 1:
-        for rule in policy.enrolls:
-            if not rule.host_policy:
-                file, _, line = rule.location.rpartition(":")
-                out.append(
-                    Finding(
-                        "enroll.host",
-                        "warning",
-                        Location(file or rule.location, int(line) if line.isdigit() else None),
-                        f"enroll rule {rule.name!r} names no host policy: its VNFs may run on a host judged by any "
-                        f"of {', '.join(sorted(policy.hosts))}",
-                        "add `host = HOST_POLICY`",
-                    )
+        if "mrsigner" in claims and "mrenclave" not in claims and "isv_svn" not in claims:
+            out.append(
+                Finding(
+                    "enclave.svn",
+                    "warning",
+                    _loc(enclave.pos),
+                    f"enclave policy {name!r} admits by mrsigner but never tests isv_svn: every version the signer "
+                    "built is accepted, old vulnerable ones too",
+                    "e.g. `svn: isv_svn >= 3`",
                 )
+            )
+        kinds = {rule.kind for rule in enclave.rules}
+        if not kinds & {"deny_advisories", "tolerate_advisories"} and "advisory_ids" not in claims:
+            out.append(
+                Finding(
+                    "enclave.advisories",
+                    "warning",
+                    _loc(enclave.pos),
+                    f"enclave policy {name!r} says nothing about advisories: any advisory of the platform's TCB "
+                    "level is accepted",
+                    'e.g. `tolerate advisories {"INTEL-SA-00334"}` (only these) or `deny advisories {...}`',
+                )
+            )
     out.sort(key=lambda f: (f.level != "error", f.location.file or "", f.location.line or 0))
     return out
