@@ -139,15 +139,9 @@ def test_an_admin_certificate_is_no_credential_at_the_controller(
     world: World, tmp_path: Path, bridge_jar: Path
 ) -> None:
     keystore, server_pem = write_keystore(tmp_path, world.ca)  # what `floodlight provision` installs: the VNF CA
-    host = world.start_host()
-    enclave = host.add_vnf("vnf-fw-controller")
-    assert world.admin.enroll(host.name, "vnf-fw-controller")["allowed"]
-    assert enclave.credentials is not None
-    vnf_cert, vnf_key = tmp_path / "vnf.pem", tmp_path / "vnf.key"
-    vnf_cert.write_text(enclave.credentials.chain_pem[0])
-    vnf_key.write_bytes(
-        enclave.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )  # fmt: skip
+    from tests.floodlight.test_revocation_delay import enrolled_vnf
+
+    vnf_cert, vnf_key = enrolled_vnf(world, tmp_path, "vnf-fw-controller")
     admin_cert, admin_key = world.tmp / "admin" / "alice.pem", world.tmp / "admin" / "alice.key"
     with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD, pkix_revocation=True, ocsp=True) as endpoint:
         vnf = client.check(endpoint.url, vnf_cert, vnf_key, server_pem, path=client.SWITCHES_PATH)
