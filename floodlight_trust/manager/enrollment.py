@@ -64,6 +64,7 @@ def self_registration_actor(rule: str) -> str:
     return f"enroll rule {rule} ({SELF_REGISTERING_SETTING})"
 
 
+CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
 
 
@@ -278,6 +279,13 @@ class Enrollment:
                 reasons.append(
                     Reason(
                         "policy.profile", f"a VNF certificate may not carry an admin identity ({ADMIN_URI_PREFIX}...)"
+                    )
+                )
+            if any(u.startswith(CONTROLLER_URI_PREFIX) for u in profile.san_uris):
+                reasons.append(
+                    Reason(
+                        "policy.profile",
+                        f"a VNF certificate may not carry a controller identity ({CONTROLLER_URI_PREFIX}...)",
                     )
                 )
             enclave_key = _load_spki(spki)
