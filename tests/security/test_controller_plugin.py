@@ -104,3 +104,13 @@ def test_a_revoked_controller_certificate_cannot_subscribe(plugged: ps.Plugged, 
         timeout=10,
     )
     assert r.status_code == 403 and r.json()["error"]["message"] == "controller certificate is revoked"
+
+
+def test_a_stream_password_file_readable_by_others_is_refused(plugged: ps.Plugged, tmp_path: Path) -> None:
+    """The trust provider never reads a secret others can read: no subscription, and it says why."""
+    files = ps.plugin_files(tmp_path / "loose", plugged.world.ca)
+    files.controller_password.chmod(0o644)
+    config = files.config(plugged.world.service.api_url, plugged.world.service.tls_certificate, staleness_seconds=1)
+    with ps.endpoint(files, config) as ep:
+        ps.wait_for_log(ep, "is readable by group or others (chmod 600 it)", timeout=30)
+        assert ps.SUBSCRIBED not in ep.log_text()

@@ -114,7 +114,17 @@ public final class TrustConfig {
         return load(Paths.get(name));
     }
 
+    /** The stream credential's password; refused (never read) when group or others may read its file. */
     char[] controllerPassword() throws IOException {
+        try {
+            java.util.Set<java.nio.file.attribute.PosixFilePermission> perms = Files.getPosixFilePermissions(controllerPasswordFile);
+            if (perms.contains(java.nio.file.attribute.PosixFilePermission.GROUP_READ)
+                    || perms.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_READ)) {
+                throw new IOException(controllerPasswordFile + " is readable by group or others (chmod 600 it)");
+            }
+        } catch (UnsupportedOperationException e) {
+            // not a POSIX file system: nothing to check
+        }
         String text = new String(Files.readAllBytes(controllerPasswordFile), StandardCharsets.UTF_8);
         int nl = text.indexOf('\n');
         return (nl >= 0 ? text.substring(0, nl) : text).replace("\r", "").toCharArray();
