@@ -229,3 +229,30 @@ def test_keyring_files_that_are_not_keys_are_located_errors(tmp_path: Path) -> N
         timeout=120,
     )
     assert r.returncode != 0 and f"{bad}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_require_signature_policy_on_the_acs_log() -> None:
+    """`require signature "/usr/**" by acs` over the real list: exactly the /usr entries whose
+    expected result is not VERIFIED by 0beb6a13 are denied, each with its status and key id."""
+    from floodlight_trust.claims import ClaimSet
+    from policy_lang import compile_policy_text
+
+    cert = x509.load_der_x509_certificate((ACS / "imakey.der").read_bytes())
+    a = appraise_measurement_list((ACS / "imasig.log").read_bytes(), keyring=[cert])
+    rows = expected(ACS / "expected.DERIVED.jsonl")
+    digests = ", ".join(sorted({f'"{x}"' for x in a.claims.digests}))
+    policy = compile_policy_text(
+        f'key acs = "0beb6a13"\nhost h {{\n    allow any digest in {{{digests}}}\n'
+        '    require signature "/usr/**" by acs\n}\n',
+        filename="acs.policy",
+    )
+    decision = policy.evaluate_host("h", ClaimSet(verified_at=datetime.datetime.now(datetime.UTC), ima=a.claims))
+    denied = {r.evidence["index"]: r for r in decision.failures if r.rule == "require_signature"}
+    want = {
+        r["index"]
+        for r in rows
+        if r["path"].startswith("/usr/") and not (r["result"] == "VERIFIED" and r["keyid"] == "0beb6a13")
+    }
+    assert not decision.allowed and set(denied) == want and {591, 1080, 1081, 1082} <= want
+    assert denied[1081].evidence["signature"] == "unknown-key" and denied[1081].evidence["key_id"] == "fec3e51d"
+    assert denied[1082].evidence["signature"] == "invalid" and denied[1080].evidence["signature"] == "none"
