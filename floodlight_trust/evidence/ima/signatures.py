@@ -56,6 +56,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from floodlight_trust.claims import SignatureStatus
+from floodlight_trust.evidence.der import DerError
+from floodlight_trust.evidence.der import children as der_children
+from floodlight_trust.evidence.der import expect as der_expect
+from floodlight_trust.evidence.der import tlv as der_tlv
 from floodlight_trust.evidence.ima.templates import DIGEST_SIZES, KERNEL_HASH_ALGOS
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -189,7 +193,7 @@ class Keyring:
         covers the attributes (as a SET OF); without, the signature covers the digest itself."""
         try:
             m = parse_module_signature(der)
-        except (ValueError, IndexError) as e:
+        except (DerError, ValueError, IndexError) as e:
             return SignatureStatus.INVALID, None, f"appended signature: {e}"
         if not self._by_id:
             return SignatureStatus.UNCHECKED, m.signer, "no keyring given"
@@ -304,80 +308,43 @@ _DIGEST_OIDS = {
 }
 
 
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, start of contents, end of contents) of the DER element at ``pos``; ValueError if malformed."""
-    if pos + 2 > end:
-        raise ValueError(f"DER element at offset {pos} is cut short")
-    at = pos
-    tag, first = data[pos], data[pos + 1]
-    if tag & 0x1F == 0x1F:
-        raise ValueError(f"DER element at offset {pos}: multi-byte tags are not used in PKCS#7")
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or pos + n > end:
-            raise ValueError(f"DER element at offset {at}: bad length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > end:
-        raise ValueError(f"DER element at offset {at} runs {pos + length - end} bytes past its container")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """(tag, element start, contents start, contents end) of every element in ``data[start:end]``."""
-    out = []
-    while start < end:
-        tag, s, e = _tlv(data, start, end)
-        out.append((tag, start, s, e))
-        start = e
-    return out
-
-
-def _expect(element: tuple[int, int, int, int], tag: int, what: str) -> tuple[int, int]:
-    if element[0] != tag:
-        raise ValueError(f"{what}: expected DER tag 0x{tag:02x}, found 0x{element[0]:02x}")
-    return element[2], element[3]
-
-
 def _name_text(der: bytes) -> str:
     try:
-        _, s, e = _tlv(der, 0, len(der))
-        rdns = _children(der, s, e)
+        _, s, e = der_tlv(der, 0, len(der))
+        rdns = der_children(der, s, e)
         parts = []
         for _, _, rs, re_ in rdns:
-            for _, _, as_, ae in _children(der, rs, re_):
-                (_, _, os_, oe), (_, _, vs, ve) = _children(der, as_, ae)[:2]
+            for _, _, as_, ae in der_children(der, rs, re_):
+                (_, _, os_, oe), (_, _, vs, ve) = der_children(der, as_, ae)[:2]
                 oid = der[os_:oe]
                 label = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}.get(oid, oid.hex())
                 parts.append(f"{label}={der[vs:ve].decode('utf-8', 'replace')}")
         return ",".join(parts)
-    except (ValueError, IndexError):
+    except (DerError, ValueError, IndexError):
         return der.hex()
 
 
 def parse_module_signature(der: bytes) -> ModuleSignature:
-    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); ValueError if malformed."""
+    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); DerError (located) or
+    ValueError if malformed."""
     end = len(der)
-    _, s, e = _tlv(der, 0, end)
+    _, s, e = der_tlv(der, 0, end)
     if e != end:
         raise ValueError(f"{end - e} bytes after the PKCS#7 message")
-    top = _children(der, s, e)
+    top = der_children(der, s, e)
     if len(top) < 2 or top[0][0] != 0x06 or der[top[0][2] : top[0][3]] != _OID_SIGNED_DATA:
         raise ValueError("not a PKCS#7 SignedData message")
-    s, e = _expect(top[1], 0xA0, "SignedData wrapper")
-    (sd,) = _children(der, s, e)[:1]
-    s, e = _expect(sd, 0x30, "SignedData")
-    parts = _children(der, s, e)
+    s, e = der_expect(top[1], 0xA0, "SignedData wrapper")
+    (sd,) = der_children(der, s, e)[:1]
+    s, e = der_expect(sd, 0x30, "SignedData")
+    parts = der_children(der, s, e)
     signer_infos = parts[-1]
-    s, e = _expect(signer_infos, 0x31, "signerInfos")
-    infos = _children(der, s, e)
+    s, e = der_expect(signer_infos, 0x31, "signerInfos")
+    infos = der_children(der, s, e)
     if len(infos) != 1:
         raise ValueError(f"{len(infos)} signers; an appended signature has exactly one")
-    s, e = _expect(infos[0], 0x30, "SignerInfo")
-    fields = _children(der, s, e)
+    s, e = der_expect(infos[0], 0x30, "SignerInfo")
+    fields = der_children(der, s, e)
     if len(fields) < 5:
         raise ValueError("SignerInfo has too few fields")
     sid = fields[1]
@@ -385,15 +352,15 @@ def parse_module_signature(der: bytes) -> ModuleSignature:
     serial: int | None = None
     skid: bytes | None = None
     if sid[0] == 0x30:
-        name, number = _children(der, sid[2], sid[3])[:2]
+        name, number = der_children(der, sid[2], sid[3])[:2]
         issuer = der[name[1] : name[3]]
         serial = int.from_bytes(der[number[2] : number[3]], "big", signed=True)
     elif sid[0] == 0x80:
         skid = der[sid[2] : sid[3]]
     else:
         raise ValueError(f"SignerInfo identifies its key with DER tag 0x{sid[0]:02x}")
-    algo_s, algo_e = _expect(fields[2], 0x30, "digestAlgorithm")
-    oid = _children(der, algo_s, algo_e)[0]
+    algo_s, algo_e = der_expect(fields[2], 0x30, "digestAlgorithm")
+    oid = der_children(der, algo_s, algo_e)[0]
     digest_algorithm = _DIGEST_OIDS.get(der[oid[2] : oid[3]])
     if digest_algorithm is None:
         raise ValueError(f"digest algorithm OID {der[oid[2] : oid[3]].hex()} is not supported")
@@ -403,24 +370,24 @@ def parse_module_signature(der: bytes) -> ModuleSignature:
     if rest[0][0] == 0xA0:  # [0] IMPLICIT authenticatedAttributes, signed as a SET OF
         a = rest[0]
         attrs = b"\x31" + der[a[1] + 1 : a[3]]
-        for _, _, at_s, at_e in _children(der, a[2], a[3]):
-            at_oid, values = _children(der, at_s, at_e)[:2]
+        for _, _, at_s, at_e in der_children(der, a[2], a[3]):
+            at_oid, values = der_children(der, at_s, at_e)[:2]
             if der[at_oid[2] : at_oid[3]] == _OID_MESSAGE_DIGEST:
-                (value,) = _children(der, values[2], values[3])[:1]
+                (value,) = der_children(der, values[2], values[3])[:1]
                 message_digest = der[value[2] : value[3]]
         if message_digest is None:
             raise ValueError("authenticated attributes without a messageDigest")
         rest = rest[1:]
     if len(rest) < 2:
         raise ValueError("SignerInfo has no signature")
-    sig_s, sig_e = _expect(rest[1], 0x04, "encryptedDigest")
+    sig_s, sig_e = der_expect(rest[1], 0x04, "encryptedDigest")
     return ModuleSignature(digest_algorithm, issuer, serial, skid, attrs, message_digest, der[sig_s:sig_e])
 
 
 def _issuer_der(cert: x509.Certificate) -> bytes:
     tbs = cert.tbs_certificate_bytes
-    _, s, e = _tlv(tbs, 0, len(tbs))
-    fields = _children(tbs, s, e)
+    _, s, e = der_tlv(tbs, 0, len(tbs))
+    fields = der_children(tbs, s, e)
     if fields[0][0] == 0xA0:  # [0] version
         fields = fields[1:]
     issuer = fields[2]
