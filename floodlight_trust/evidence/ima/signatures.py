@@ -16,8 +16,20 @@ What is signed, as the kernel checks it (security/integrity/ima/ima_appraise.c `
   Kernels from 5.19 accept v3 only for fs-verity signatures (type 6, which must be v3); later ones
   also for types 3 and 5, with ``hash_type`` the signature's own type, which is what is done here.
 
-RSA signatures are PKCS#1 v1.5, ECDSA ones DER. As Keylime does, a keyring is a set of X.509
-certificates; the certificate whose key id matches the header is tried.
+RSA signatures are PKCS#1 v1.5, ECDSA and DSA ones DER ``(r, s)``, all over the prehashed digest.
+As Keylime does, a keyring is a set of X.509 certificates or bare public keys (SubjectPublicKeyInfo);
+the keys whose id matches the header are tried. A key's id is the low 32 bits of SHA-1 over its
+subjectPublicKey BIT STRING contents (RFC 5280 method 1, what evmctl and the kernel's x509 parser
+compute) and, for a certificate, also of its subject key identifier.
+
+Key types. The kernel's IMA verifies RSA, ECDSA on the NIST curves, EC-RDSA and SM2; it has no
+secp256k1 and no DSA. Keylime verifies secp256k1 and DSA signatures, and its own test lists carry
+them (tests/data/ima-sig/keylime). The list records the xattr whether or not the kernel could
+appraise it, and what a verifier concludes is "this digest was signed by a key the operator put in
+the keyring", so any ECDSA curve and DSA key that ``cryptography`` verifies is verified here too:
+trust comes from the keyring, not from the kernel's algorithm list. A key of another type (Ed25519,
+X25519, ...) or a hash the verifier lacks (sm3, streebog) gives ``INVALID`` with the problem
+:attr:`SignatureProblem.UNSUPPORTED` and a reason naming the key or algorithm, never an exception.
 
 ``ima-modsig`` entries carry an appended signature (``modsig``: the raw PKCS#7 SignedData, as
 ``sign-file`` appends it to modules and kernel images) and ``d-modsig``, the digest of the file
@@ -48,12 +60,14 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from floodlight_trust.claims import SignatureStatus
 from floodlight_trust.evidence.der import DerError
@@ -72,6 +86,26 @@ _HASHES: dict[str, hashes.HashAlgorithm] = {
 
 
 IMA_VERITY_DIGSIG = 6
+
+KeyringEntry = x509.Certificate | CertificatePublicKeyTypes  # a certificate or a bare public key
+
+
+class SignatureProblem(StrEnum):
+    """Why a signature is not valid (``NONE`` when it is, or was not checked)."""
+
+    NONE = "none"
+    BAD_SIGNATURE = "bad-signature"  # a key with the id was tried and the signature is wrong
+    MALFORMED = "malformed"  # the header or its length is wrong (e.g. sig_size not the bytes that follow)
+    UNSUPPORTED = "unsupported"  # the key type or hash algorithm cannot be verified here
+
+
+class SignatureCheck(NamedTuple):
+    """The result of checking one signature."""
+
+    status: SignatureStatus
+    key_id: str | None  # the header's key id (or, for an appended signature, the signer's)
+    reason: str
+    problem: SignatureProblem = SignatureProblem.NONE
 
 
 def file_id_digest(xattr_type: int, file_algo: str, file_digest: bytes) -> bytes:
@@ -116,15 +150,26 @@ def key_ids(cert: x509.Certificate) -> set[str]:
         ids.add(ski[-4:].hex())
     except x509.ExtensionNotFound:
         pass
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
+    kid = public_key_id(cert.public_key())
+    if kid is not None:
+        ids.add(kid)
+    return ids
+
+
+def public_key_id(key: CertificatePublicKeyTypes) -> str | None:
+    """The IMA key id of a public key: the low 32 bits of SHA-1 over its subjectPublicKey BIT STRING
+    contents (the DER RSAPublicKey, the uncompressed EC point, the DER DSA ``y``), or None for a key
+    ``cryptography`` cannot identify."""
+    if isinstance(key, rsa.RSAPublicKey):  # the common cases, without a DER round trip
         raw = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
     elif isinstance(key, ec.EllipticCurvePublicKey):
         raw = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     else:
-        return ids
-    ids.add(hashlib.sha1(raw).digest()[-4:].hex())  # noqa: S324 - an identifier, not a security hash
-    return ids
+        try:
+            return x509.SubjectKeyIdentifier.from_public_key(key).digest[-4:].hex()
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            return None
+    return hashlib.sha1(raw).digest()[-4:].hex()  # noqa: S324 - an identifier, not a security hash
 
 
 def _primary_key_id(cert: x509.Certificate) -> str:
@@ -136,15 +181,20 @@ def _primary_key_id(cert: x509.Certificate) -> str:
 
 
 class Keyring:
-    """Certificates indexed by IMA key id."""
+    """Certificates and bare public keys, indexed by IMA key id."""
 
-    def __init__(self, certificates: Sequence[x509.Certificate] = ()):
-        self._by_id: dict[str, list[x509.Certificate]] = {}
+    def __init__(self, entries: Sequence[KeyringEntry] = ()):
+        self._by_id: dict[str, list[CertificatePublicKeyTypes]] = {}
         self._by_issuer_serial: dict[tuple[bytes, int], x509.Certificate] = {}
         self._by_skid: dict[bytes, x509.Certificate] = {}
-        for cert in certificates:
+        for entry in entries:
+            if not isinstance(entry, x509.Certificate):
+                kid = public_key_id(entry)
+                self._by_id.setdefault(kid or "", []).append(entry)
+                continue
+            cert = entry
             for kid in key_ids(cert):
-                self._by_id.setdefault(kid, []).append(cert)
+                self._by_id.setdefault(kid, []).append(cert.public_key())
             self._by_issuer_serial[(_issuer_der(cert), cert.serial_number)] = cert
             try:
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
@@ -155,38 +205,67 @@ class Keyring:
     def __bool__(self) -> bool:
         return bool(self._by_id)
 
-    def verify(self, sig: bytes, file_algo: str, file_digest: bytes) -> tuple[SignatureStatus, str | None, str]:
-        """(status, key id, reason) for one ``sig`` field over a file digest."""
+    def verify(self, sig: bytes, file_algo: str, file_digest: bytes) -> SignatureCheck:
+        """The check of one ``sig`` field over a file digest."""
         try:
             hdr = parse_signature(sig)
         except ValueError as e:
-            return SignatureStatus.INVALID, None, str(e)
+            return SignatureCheck(SignatureStatus.INVALID, _raw_key_id(sig), str(e), SignatureProblem.MALFORMED)
         if not self._by_id:
-            return SignatureStatus.UNCHECKED, hdr.key_id, "no keyring given"
-        certs = self._by_id.get(hdr.key_id)
-        if not certs:
-            return SignatureStatus.UNKNOWN_KEY, hdr.key_id, f"no key with id {hdr.key_id} in the keyring"
+            return SignatureCheck(SignatureStatus.UNCHECKED, hdr.key_id, "no keyring given")
+        keys = self._by_id.get(hdr.key_id)
+        if not keys:
+            return SignatureCheck(
+                SignatureStatus.UNKNOWN_KEY, hdr.key_id, f"no key with id {hdr.key_id} in the keyring"
+            )
         algo = _HASHES.get(hdr.hash_algorithm)
         if algo is None:
-            return SignatureStatus.INVALID, hdr.key_id, f"hash algorithm {hdr.hash_algorithm} is not supported"
+            return SignatureCheck(
+                SignatureStatus.INVALID,
+                hdr.key_id,
+                f"hash algorithm {hdr.hash_algorithm} is not supported",
+                SignatureProblem.UNSUPPORTED,
+            )
         if DIGEST_SIZES.get(file_algo) != len(file_digest) or file_algo != hdr.hash_algorithm:
-            return (
+            return SignatureCheck(
                 SignatureStatus.INVALID,
                 hdr.key_id,
                 f"v{hdr.version} signature uses {hdr.hash_algorithm}, the file digest is {file_algo}",
+                SignatureProblem.BAD_SIGNATURE,
             )
         if hdr.version == 2:
             if hdr.xattr_type == IMA_VERITY_DIGSIG:
-                return SignatureStatus.INVALID, hdr.key_id, "an fs-verity signature (type 6) must be version 3"
+                return SignatureCheck(
+                    SignatureStatus.INVALID,
+                    hdr.key_id,
+                    "an fs-verity signature (type 6) must be version 3",
+                    SignatureProblem.MALFORMED,
+                )
             signed = file_digest
         else:
             signed = file_id_digest(hdr.xattr_type, file_algo, file_digest)
-        for cert in certs:
-            if _verify_one(cert, hdr.signature, signed, algo):
-                return SignatureStatus.VALID, hdr.key_id, "signature verified"
-        return SignatureStatus.INVALID, hdr.key_id, f"signature does not verify with key {hdr.key_id}"
+        unsupported: list[str] = []
+        for key in keys:
+            result = _verify_one(key, hdr.signature, signed, algo)
+            if result is True:
+                return SignatureCheck(SignatureStatus.VALID, hdr.key_id, "signature verified")
+            if result is not False:
+                unsupported.append(result)
+        if unsupported and len(unsupported) == len(keys):
+            return SignatureCheck(
+                SignatureStatus.INVALID,
+                hdr.key_id,
+                f"key {hdr.key_id}: " + "; ".join(unsupported),
+                SignatureProblem.UNSUPPORTED,
+            )
+        return SignatureCheck(
+            SignatureStatus.INVALID,
+            hdr.key_id,
+            f"signature does not verify with key {hdr.key_id} ({_key_kind(keys[0])}, {hdr.hash_algorithm})",
+            SignatureProblem.BAD_SIGNATURE,
+        )
 
-    def verify_modsig(self, der: bytes, file_algo: str, file_digest: bytes) -> tuple[SignatureStatus, str | None, str]:
+    def verify_modsig(self, der: bytes, file_algo: str, file_digest: bytes) -> SignatureCheck:
         """(status, signer, reason) for an appended signature (``modsig``) over the file digest logged
         in ``d-modsig`` (the file without its signature), as the kernel's pkcs7 verification checks it:
         with authenticated attributes, their messageDigest must be that digest and the signature
@@ -194,53 +273,79 @@ class Keyring:
         try:
             m = parse_module_signature(der)
         except (DerError, ValueError, IndexError) as e:
-            return SignatureStatus.INVALID, None, f"appended signature: {e}"
+            return SignatureCheck(SignatureStatus.INVALID, None, f"appended signature: {e}", SignatureProblem.MALFORMED)
         if not self._by_id:
-            return SignatureStatus.UNCHECKED, m.signer, "no keyring given"
+            return SignatureCheck(SignatureStatus.UNCHECKED, m.signer, "no keyring given")
         if m.subject_key_id is not None:
             cert = self._by_skid.get(m.subject_key_id)
         else:
             assert m.issuer is not None and m.serial is not None
             cert = self._by_issuer_serial.get((m.issuer, m.serial))
         if cert is None:
-            return SignatureStatus.UNKNOWN_KEY, m.signer, f"no certificate for {m.signer} in the keyring"
+            return SignatureCheck(
+                SignatureStatus.UNKNOWN_KEY, m.signer, f"no certificate for {m.signer} in the keyring"
+            )
         key_id = _primary_key_id(cert)
         if file_algo != m.digest_algorithm or DIGEST_SIZES.get(file_algo) != len(file_digest):
-            return (
+            return SignatureCheck(
                 SignatureStatus.INVALID,
                 key_id,
                 f"appended signature uses {m.digest_algorithm}, the d-modsig digest is {file_algo}",
+                SignatureProblem.BAD_SIGNATURE,
             )
         algo = _HASHES[m.digest_algorithm]
         signed = file_digest
         if m.authenticated_attributes is not None:
             if m.message_digest != file_digest:
-                return SignatureStatus.INVALID, key_id, "the signed messageDigest is not the file's d-modsig digest"
+                return SignatureCheck(
+                    SignatureStatus.INVALID,
+                    key_id,
+                    "the signed messageDigest is not the file's d-modsig digest",
+                    SignatureProblem.BAD_SIGNATURE,
+                )
             h = hashes.Hash(algo)
             h.update(m.authenticated_attributes)
             signed = h.finalize()
-        if _verify_one(cert, m.signature, signed, algo):
-            return SignatureStatus.VALID, key_id, "appended signature verified"
-        return SignatureStatus.INVALID, key_id, f"appended signature does not verify with {m.signer}"
+        result = _verify_one(cert.public_key(), m.signature, signed, algo)
+        if result is True:
+            return SignatureCheck(SignatureStatus.VALID, key_id, "appended signature verified")
+        if result is not False:
+            return SignatureCheck(
+                SignatureStatus.INVALID,
+                key_id,
+                f"appended signature by {m.signer}: {result}",
+                SignatureProblem.UNSUPPORTED,
+            )
+        return SignatureCheck(
+            SignatureStatus.INVALID,
+            key_id,
+            f"appended signature does not verify with {m.signer}",
+            SignatureProblem.BAD_SIGNATURE,
+        )
 
-    def verify_evmsig(
-        self, sig: bytes, xattr_values: bytes, uid: int, gid: int, mode: int
-    ) -> tuple[SignatureStatus, str | None, str]:
+    def verify_evmsig(self, sig: bytes, xattr_values: bytes, uid: int, gid: int, mode: int) -> SignatureCheck:
         """(status, key id, reason) for an ``evm-sig`` entry's EVM signature. Only portable
         signatures (type 5) can be checked off the host: the others cover the inode number and
         generation (and maybe the file system UUID), which the list does not record."""
         try:
             hdr = parse_signature(sig)
         except ValueError as e:
-            return SignatureStatus.INVALID, None, f"EVM signature: {e}"
+            return SignatureCheck(
+                SignatureStatus.INVALID, _raw_key_id(sig), f"EVM signature: {e}", SignatureProblem.MALFORMED
+            )
         if hdr.xattr_type != EVM_XATTR_PORTABLE_DIGSIG:
-            return (
+            return SignatureCheck(
                 SignatureStatus.UNCHECKED,
                 hdr.key_id,
                 f"EVM signature type {hdr.xattr_type} covers the inode number, which the list does not record",
             )
         if hdr.hash_algorithm not in _HASHES:
-            return SignatureStatus.INVALID, hdr.key_id, f"hash algorithm {hdr.hash_algorithm} is not supported"
+            return SignatureCheck(
+                SignatureStatus.INVALID,
+                hdr.key_id,
+                f"hash algorithm {hdr.hash_algorithm} is not supported",
+                SignatureProblem.UNSUPPORTED,
+            )
         digest = evm_portable_digest(hdr.hash_algorithm, xattr_values, uid, gid, mode)
         return self.verify(sig, hdr.hash_algorithm, digest)
 
@@ -259,18 +364,42 @@ def evm_portable_digest(algo: str, xattr_values: bytes, uid: int, gid: int, mode
     return h.finalize()
 
 
-def _verify_one(cert: x509.Certificate, signature: bytes, digest: bytes, algo: hashes.HashAlgorithm) -> bool:
-    key = cert.public_key()
+def _verify_one(
+    key: CertificatePublicKeyTypes, signature: bytes, digest: bytes, algo: hashes.HashAlgorithm
+) -> bool | str:
+    """True if ``signature`` over the prehashed ``digest`` verifies with ``key``, False if it does
+    not, or a reason why this key cannot verify IMA signatures at all."""
     try:
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(algo))
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, digest, ec.ECDSA(utils.Prehashed(algo)))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(signature, digest, utils.Prehashed(algo))
         else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
+            return f"{_key_kind(key)} keys cannot verify IMA signatures (RSA, ECDSA or DSA)"
+    except InvalidSignature:
+        return False
+    except UnsupportedAlgorithm as e:
+        return f"{_key_kind(key)} with {algo.name} is not supported here ({e})"
+    except ValueError:  # e.g. an ECDSA or DSA signature that is not DER (r, s)
         return False
     return True
+
+
+def _key_kind(key: CertificatePublicKeyTypes) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {key.curve.name}"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA-{key.key_size}"
+    return type(key).__name__.removeprefix("_").removesuffix("PublicKey") or "unknown"
+
+
+def _raw_key_id(sig: bytes) -> str | None:
+    """The key id bytes of a header too malformed to parse, when there are enough of them."""
+    return sig[3:7].hex() if len(sig) >= 7 and sig[0] in (3, 5, 6) else None
 
 
 # ---------------------------------------------------------------------------------------------
