@@ -25,8 +25,8 @@ from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.errors import InputError
 from floodlight_trust.protocol import b64encode, validate, validate_outbound
 from floodlight_trust.protocol.binding import host_report_data_for_digest, key_report_data
+from floodlight_trust.protocol.http import JsonApp, Request, server_tls_context
 from floodlight_trust.protocol.keywrap import WrappedKey
-from floodlight_trust.protocol.wsgi import JsonApp, Request
 
 log = logging.getLogger("floodlight_trust.agent")
 
@@ -144,11 +144,13 @@ def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
     def credentials(request: Request, vnf: str) -> Any:
         return agent.install(vnf, request.json())
 
+    app.add_operational_routes(lambda: {"status": "ok", "host": agent.host, "backend": agent.backend.name})
     return app
 
 
 def tls_context(certificate: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
-    """Server-side TLS (1.2+) for the agent with its certificate and key (PEM files)."""
+    """Server-side TLS for the agent with its certificate and key (PEM files): TLS 1.2+, 1.2 with
+    ECDHE and AEAD only."""
     from floodlight_trust.errors import Location, SecretError
 
     key_path = Path(key)
@@ -158,8 +160,7 @@ def tls_context(certificate: str | os.PathLike[str], key: str | os.PathLike[str]
             location=Location(str(key_path)),
             hint=f"chmod 600 {key_path}",
         )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = server_tls_context()
     try:
         context.load_cert_chain(str(certificate), str(key_path))
     except (OSError, ssl.SSLError) as e:

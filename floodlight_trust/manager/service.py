@@ -38,7 +38,7 @@ from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
 from floodlight_trust.protocol import validate
-from floodlight_trust.protocol.wsgi import HttpError, HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.protocol.http import HttpError, HttpServer, JsonApp, RawResponse, Request, Timeouts
 from floodlight_trust.secrets import Secret
 from floodlight_trust.storage.database import Database
 
@@ -103,6 +103,8 @@ def make_api(
         if vm.simulated:
             doc["warning"] = SIMULATED_WARNING
         return doc
+
+    app.add_operational_routes()  # GET /metrics (GET /v1/health is above)
 
     @app.route("GET", "/v1/ca.pem")
     def ca_pem(request: Request) -> RawResponse:
@@ -225,9 +227,14 @@ class VmService:
     scheduler: ReattestScheduler
 
     def start(self) -> VmService:
-        self.publish.start()
-        self.api.start()
-        self.scheduler.start()
+        """Start both listeners and the re-attestation loop; on any failure, stop what started."""
+        try:
+            self.publish.start()
+            self.api.start()
+            self.scheduler.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -348,6 +355,7 @@ def build_service(
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
     scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
+    timeouts = listener_timeouts(config, "vm")
     api = HttpServer(
         make_api(
             vm,
@@ -359,19 +367,36 @@ def build_service(
         port=vc["port"],
         ssl_context=server_context(cert, key, ca.certificate_pem, password),
         threads=threads,
-        timeout=int(timeout),
+        timeouts=timeouts,
         max_body_bytes=vc["max_request_bytes"],
         name="vm-api",
     )
-    publish = HttpServer(
-        make_publish_app(publisher, crl_url=config.get("ca", "crl_url"), ocsp_url=config.get("ca", "ocsp_url")),
-        host=vc["host"],
-        port=vc["crl_port"],
-        threads=4,
-        timeout=10,
-        name="vm-publish",
-    )
+    try:
+        publish = HttpServer(
+            make_publish_app(publisher, crl_url=config.get("ca", "crl_url"), ocsp_url=config.get("ca", "ocsp_url")),
+            host=vc["host"],
+            port=vc["crl_port"],
+            threads=4,
+            timeouts=timeouts,
+            name="vm-publish",
+        )
+    except BaseException:
+        api.stop()  # no listener stays open when the service cannot be built
+        raise
     return VmService(vm, api, publish, publisher, cert, scheduler)
+
+
+def listener_timeouts(config: Config, section: str) -> Timeouts:
+    """The per-connection timeouts of ``section`` (``vm`` or ``agent``), located when out of range."""
+    values = config.values[section]
+    try:
+        return Timeouts(
+            handshake=float(values["tls_handshake_timeout_seconds"]),
+            header=float(values["header_timeout_seconds"]),
+            body=float(values["body_timeout_seconds"]),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{section}: {e.message}", location=Location(config.source)) from None
 
 
 def check_renew_before(value: int, config: Config) -> int:

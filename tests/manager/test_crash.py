@@ -25,7 +25,7 @@ from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import issue_admin_certificate, open_ca
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.records import CertificateRecords
-from floodlight_trust.protocol.wsgi import HttpServer
+from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.storage.database import Database
 from tests.manager.conftest import HOST_FILES, PASSWORD, ima_list, policy_text
