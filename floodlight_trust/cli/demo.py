@@ -31,18 +31,24 @@ def _demo(args: argparse.Namespace) -> int:
         narrator,
         floodlight_properties=Path(args.floodlight_properties).resolve() if args.floodlight_properties else None,
         revocation=args.revocation,
+        controller_address=args.controller_address,
     )
     ok = False
+    restored: str | None = None
     try:
         ok = demo.run()
     finally:
         deployment.close()
+        restored = demo.restore_floodlight()
+        if restored:
+            narrator.prompt(f"ftrust demo: {restored}")
     keep = args.keep or not ok
     if args.json:
         doc: dict[str, Any] = {
             "ok": ok,
             "steps": [s.to_json() for s in narrator.steps],
             "directory": str(root) if keep else None,
+            "floodlight_properties_restored": restored is not None,
         }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -64,7 +70,14 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument(
         "--floodlight-properties",
         metavar="FILE",
-        help="provision this real Floodlight's properties (and a keystore beside them) instead of the Java endpoint",
+        help="provision this real Floodlight's properties (and a keystore beside them) instead of the Java endpoint;"
+        " the file is restored as it was, and the files added beside it removed, when the demo ends",
+    )
+    p.add_argument(
+        "--controller-address",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the controller's address: put in its server certificate and used to reach it (default 127.0.0.1)",
     )
     p.add_argument(
         "--reattest-interval", type=int, default=2, metavar="SECONDS", help="re-attestation interval (default 2)"

@@ -128,6 +128,7 @@ def _status(args: argparse.Namespace) -> int:
     problems: list[str] = []
     entries: list[dict[str, Any]] = []
     java_view: dict[str, Any] | None = None
+    problems += settings.startup_failures()
     if not settings.use_https:
         problems.append("HTTPS is off (useHttps not true or keyStorePath empty): the REST API is not protected")
     elif not settings.need_client_auth:
@@ -145,18 +146,27 @@ def _status(args: argparse.Namespace) -> int:
         if not args.no_java_check and shutil.which("java"):
             java_view = bridge.keystore_probe(ks_path, settings.keystore_password, "JKS")
             if not java_view.get("ok"):
-                problems.append(f"Java fails to load it ({java_view.get('stage')}): {java_view.get('error')}")
+                problems.append(
+                    f"Java fails to load it ({java_view.get('stage')}): {java_view.get('error')}"
+                    " (Floodlight 1.2 would exit with code 1 at startup)"
+                )
     data = {"properties": str(props_path), "settings": settings.to_json(), "entries": entries,
             "java_ok": java_view.get("ok") if java_view else None, "problems": problems}  # fmt: skip
 
     def text() -> str:
         s = settings
+
+        def port(value: str | None) -> str:
+            return f"on, port {value}" if value is not None else "on, NO PORT (Floodlight fails to start)"
+
         lines = [
             f"properties: {props_path}",
-            f"  HTTPS: {'on, port ' + str(s.https_port or 8081) if s.use_https else 'off'}"
+            f"  HTTPS: {port(s.https_port) if s.use_https else 'off'}"
             f"; client certificates: {'required' if s.need_client_auth else 'not requested'}"
-            f"; plain HTTP: {'on, port ' + str(s.http_port or 8080) if s.use_http else 'off'}",
+            f"; plain HTTP: {port(s.http_port) if s.use_http else 'off'}",
         ]
+        if s.host is not None:
+            lines.append(f"  listens on: {s.host} (from {s.host_key})")
         if s.keystore_path:
             lines.append(f"  keystore: {s.keystore_path}")
         if entries:

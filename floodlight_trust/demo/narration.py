@@ -56,6 +56,11 @@ class Narrator:
         if not self.quiet:
             print(text, file=self.out, flush=True)
 
+    def prompt(self, text: str) -> None:
+        """Something the person running the demo must read or do: on stderr in every mode
+        (``--json`` too), so a machine-readable stdout never hides it."""
+        print(text, file=sys.stderr, flush=True)
+
     @contextmanager
     def step(self, key: str, label: str, title: str, expected: str) -> Iterator[Step]:
         step = Step(key, label, title, expected)

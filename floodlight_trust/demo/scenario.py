@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,48 @@ net.floodlightcontroller.core.internal.FloodlightProvider.role=ACTIVE
 """
 
 
+def url_host(address: str) -> str:
+    """An address as the host part of a URL (IPv6 literals in brackets)."""
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def restart_command(jvm_flags: list[str], properties: Path) -> str:
+    """The exact command line that starts Floodlight 1.2 on these properties with these flags."""
+    return " ".join(["java", *(shlex.quote(f) for f in jvm_flags), "-jar", "target/floodlight.jar",
+                     "-cf", shlex.quote(str(properties))])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    """A file's bytes, mode and sibling backups, taken before the demo changes it."""
+
+    path: Path
+    data: bytes
+    mode: int
+    backups_before: frozenset[str]
+
+    @classmethod
+    def take(cls, path: Path) -> SavedFile:
+        return cls(path, path.read_bytes(), path.stat().st_mode & 0o777, frozenset(_backup_names(path)))
+
+    def restore(self) -> None:
+        from floodlight_trust import fileio
+
+        fileio.atomic_write(self.path, self.data, mode=self.mode)
+
+    def new_backups(self) -> list[Path]:
+        return [self.path.with_name(n) for n in _backup_names(self.path) if n not in self.backups_before]
+
+
+def _backup_names(path: Path) -> list[str]:
+    return [p.name for p in path.parent.glob(f"{path.name}.*.bak")]
+
+
+def _new_backups(directory: Path, created: list[Path]) -> list[Path]:
+    """Backups of files the demo itself created (a keystore written twice)."""
+    return [b for c in created for b in directory.glob(f"{c.name}.*.bak")]
+
+
 def _ran(step: Step, what: str, result: Any) -> dict[str, Any]:
     """The JSON an ftrust command printed, or a failed step naming the command and its error."""
     if result.returncode != 0:
@@ -81,12 +125,16 @@ class Demo:
         *,
         floodlight_properties: Path | None = None,
         revocation: str = "ocsp",
+        controller_address: str = "127.0.0.1",
     ):
         self.d = deployment
         self.n = narrator
         self.revocation = revocation
         self.revocation_bound = revocation_bound_seconds(revocation)
         self.real_floodlight = floodlight_properties
+        self.controller_address = controller_address
+        self._saved_properties: SavedFile | None = None
+        self._created_beside: list[Path] = []
         self.controller_url = ""
         self.controller_cert = self.d.root / "controller" / "server.pem"
         self.admin: Any = None
@@ -107,12 +155,15 @@ class Demo:
             controller.mkdir()
             if self.real_floodlight is not None:
                 properties = self.real_floodlight
+                self._saved_properties = SavedFile.take(properties)
             else:
                 properties = controller / "floodlightdefault.properties"
                 properties.write_text(PROPERTIES)
             keystore = (
                 properties.parent / "ftrust-keystore.jks" if self.real_floodlight else controller / "keystore.jks"
             )
+            if self.real_floodlight is not None:
+                self._note_created(keystore)
             doc = _ran(
                 step,
                 "floodlight provision",
@@ -125,7 +176,7 @@ class Demo:
                     "--keystore",
                     str(keystore),
                     "--server-san",
-                    "127.0.0.1",
+                    self.controller_address,
                     "--https-port",
                     str(self.d.controller_port),
                     "--json",
@@ -150,6 +201,32 @@ class Demo:
                 f"CA {doc.get('ca_alias', 'ftrust-ca')!s} trusted in {keystore.name}; {len(needed)} REST keys set"
             )
 
+    def _note_created(self, path: Path) -> None:
+        """Remember a file the demo adds beside the user's properties (removed again at the end)."""
+        if not path.exists():
+            self._created_beside.append(path)
+
+    def restore_floodlight(self) -> str | None:
+        """Put the user's properties file back as it was before the demo (its CA dies with the
+        demo's temporary directory, so leaving it provisioned would lock the controller out) and
+        remove what the demo added beside it. Returns what was done, in a sentence, or None."""
+        saved = self._saved_properties
+        if saved is None:
+            return None
+        saved.restore()
+        removed = []
+        directory = saved.path.parent
+        for path in [*self._created_beside, *saved.new_backups(), *_new_backups(directory, self._created_beside)]:
+            if path.exists():
+                path.unlink()
+                removed.append(path.name)
+        self._saved_properties = None
+        return (
+            f"restored {saved.path} to its content before the demo"
+            + (f" and removed {', '.join(sorted(set(removed)))}" if removed else "")
+            + "; restart Floodlight with its usual command to serve its previous configuration"
+        )
+
     def _export_controller_certificate(self) -> None:
         from cryptography.hazmat.primitives import serialization
 
@@ -173,16 +250,22 @@ class Demo:
             "the REST port answers TLS and asks for a client certificate",
         ) as step:
             if self.real_floodlight is not None:
-                self.controller_url = f"https://127.0.0.1:{self.d.controller_port}"
+                self.controller_url = f"https://{url_host(self.controller_address)}:{self.d.controller_port}"
                 flags = revocation_jvm_flags()
                 if self.revocation == "ocsp":
                     security = self.properties.parent / "ftrust-ocsp.security"
+                    self._note_created(security)
                     security.write_text(OCSP_SECURITY_PROPERTIES)
                     flags += [f"-Djava.security.properties={security}", "-Dcom.sun.security.ocsp.timeout=5"]
+                command = restart_command(flags, self.properties)
                 step.details["jvm_flags"] = flags
-                self.n.say(
-                    "    restart Floodlight now so it loads the new keystore, with these JVM flags:\n      "
-                    + " ".join(flags)
+                step.details["restart_command"] = command
+                self.n.prompt(
+                    f"    restart Floodlight now so it loads the new keystore; it will serve HTTPS with client"
+                    f" authentication on port {self.d.controller_port} ({self.controller_url}):\n      "
+                    + command
+                    + "\n    (run it from Floodlight's directory; on JDK 11+ add a JAXB API jar to the classpath,"
+                    " see docs/floodlight.md)"
                 )
                 self._wait_for_real_controller(step)
             else:
@@ -191,6 +274,7 @@ class Demo:
                     self.d.keystore_password,
                     pkix_revocation=True,
                     ocsp=self.revocation == "ocsp",
+                    host=self.controller_address,
                     port=self.d.controller_port,
                 )
                 self.d.endpoints.append(endpoint)
@@ -208,7 +292,7 @@ class Demo:
 
         ok, _ = self.n.wait(
             "waiting for Floodlight's HTTPS port",
-            lambda: tls_port_open("127.0.0.1", self.d.controller_port),
+            lambda: tls_port_open(self.controller_address, self.d.controller_port),
             timeout=300,
             interval=1.0,
         )

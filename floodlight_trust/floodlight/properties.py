@@ -2,9 +2,12 @@
 
 Only the REST server's keys (prefix ``net.floodlightcontroller.restserver.RestApiServer.``) are
 set; every other line, comment, continuation and the order are kept byte for byte. The effective
-settings are read the way RestApiServer reads them: true is yes/true (and Floodlight's yep, ja,
-stimmt) in any case; HTTPS is off when ``keyStorePath`` is empty; without a true
-``httpsNeedClientAuthentication`` no client certificate is requested at all.
+settings are read the way Floodlight 1.2's RestApiServer.init reads them: true is yes/true (and
+Floodlight's yep, ja, stimmt) in any case; HTTPS is off when ``keyStorePath`` is empty, and so is
+plain HTTP (1.2 tests the keystore path for both); without a true ``httpsNeedClientAuthentication``
+no client certificate is requested at all; the ports have no default in the code (8081/8080 are
+only the values in floodlightdefault.properties), so a missing port makes startup fail; ``host``
+falls back to ``FloodlightProvider.openflowhost``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ REST_KEYS = (
     "host",
 )
 TRUE_WORDS = frozenset({"yes", "true", "yep", "ja", "stimmt"})  # RestApiServer.init, compared trimmed, any case
+PROVIDER_PREFIX = "net.floodlightcontroller.core.internal.FloodlightProvider."
+# The values floodlightdefault.properties ships (RestApiServer itself has no default port).
 DEFAULT_HTTPS_PORT = 8081
 DEFAULT_HTTP_PORT = 8080
 
@@ -231,6 +236,39 @@ class RestSettings:
     keystore_password: Secret | None
     need_client_auth: bool
     host: str | None
+    host_key: str | None = None  # the key ``host`` came from (``host`` or FloodlightProvider's openflowhost)
+    use_http_requested: bool = False  # useHttp is true, whether or not 1.2 honours it
+
+    def startup_failures(self) -> list[str]:
+        """Why Floodlight 1.2 would not serve these settings: each makes the REST API fail to start
+        (the JVM exits with code 1) or leaves it with no REST listener at all."""
+        failures: list[str] = []
+        for on, name, value in (
+            (self.use_https, "httpsPort", self.https_port),
+            (self.use_http, "httpPort", self.http_port),
+        ):
+            if not on:
+                continue
+            if value is None:
+                failures.append(
+                    f"{name} is missing or empty: Floodlight 1.2 has no default port and fails to start"
+                    " (NumberFormatException: Cannot parse null string)"
+                )
+            elif not value.isdigit() or not 0 < int(value) < 65536:
+                failures.append(f"{name}={value!r} is not a port number (1-65535): Floodlight 1.2 fails to start")
+        if self.use_https and self.use_http and self.https_port is not None and self.https_port == self.http_port:
+            failures.append(
+                f"httpsPort and httpPort are both {self.https_port}: Floodlight 1.2 refuses to start"
+                " (REST API's HTTP and HTTPS ports cannot be the same)"
+            )
+        if not self.use_https and not self.use_http:
+            why = (
+                " (useHttp=YES is ignored too: Floodlight 1.2 turns plain HTTP off when keyStorePath is empty)"
+                if self.use_http_requested
+                else ""
+            )
+            failures.append("neither HTTPS nor HTTP is on: Floodlight serves no REST API at all" + why)
+        return failures
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -242,6 +280,9 @@ class RestSettings:
             "keystore_password_set": self.keystore_password is not None,
             "need_client_auth": self.need_client_auth,
             "host": self.host,
+            "host_key": self.host_key,
+            "use_http_requested": self.use_http_requested,
+            "startup_failures": self.startup_failures(),
         }
 
 
@@ -253,15 +294,22 @@ def rest_settings(props: PropertiesFile) -> RestSettings:
     https = is_true(g("useHttps")) and bool(path)
     password = g("keyStorePassword")
     source = f"file:{props.path}" if props.path else "properties"
+    # Floodlight 1.2 reads `host`, and without it FloodlightProvider's `openflowhost`.
+    host_key, host = PREFIX + "host", g("host")
+    if host is None:
+        host_key, host = PROVIDER_PREFIX + "openflowhost", props.get(PROVIDER_PREFIX + "openflowhost")
     return RestSettings(
         use_https=https,
-        use_http=is_true(g("useHttp")),
+        # 1.2 turns plain HTTP on only with a non-empty keyStorePath too (RestApiServer.init).
+        use_http=is_true(g("useHttp")) and bool(path),
         https_port=(g("httpsPort") or "").strip() or None,
         http_port=(g("httpPort") or "").strip() or None,
         keystore_path=path if https else None,
         keystore_password=Secret(password or "", source) if https else None,
         need_client_auth=https and is_true(g("httpsNeedClientAuthentication")),
-        host=g("host"),
+        host=host,
+        host_key=host_key if host is not None else None,
+        use_http_requested=is_true(g("useHttp")),
     )
 
 
