@@ -167,9 +167,18 @@ class ReattestScheduler:
         t0 = time.perf_counter()
         try:
             verdict = self.vm.attest_host(host, actor=ACTOR)
-        except FtrustError as e:  # e.g. no agent URL: nothing judged, nothing revoked
-            log.error("re-attestation of %s failed: %s", host, e)
-            return HostRound(host, False, [Reason("reattest", e.message)], None, 0, seconds=time.perf_counter() - t0)
+        except Exception as e:
+            metrics.REATTEST_HOST_FAILURES.labels(error=type(e).__name__).inc()
+            if isinstance(e, FtrustError):
+                log.error("re-attestation of %s failed: %s", host, e)
+            else:  # a bug reached by this host's data: its traceback for the developers, once per failure
+                log.error("re-attestation of %s failed: %s: %s", host, type(e).__name__, e, exc_info=e)
+            try:
+                verdict = self.vm.host_attestation.judging_failed(host, e, actor=ACTOR)
+            except Exception as again:
+                log.error("recording the failed re-attestation of %s failed too: %s", host, again)
+                reason = Reason("host.judging_failed", f"{type(e).__name__}: {str(e)[:200]}")
+                return HostRound(host, False, [reason], None, 0, seconds=time.perf_counter() - t0)
         result = HostRound(
             host,
             verdict.trusted,
@@ -198,9 +207,10 @@ class ReattestScheduler:
         for vnf, key_mode in sorted(latest.items()):
             try:
                 enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode, renew_before=self.vm.renew_before)
-            except FtrustError as e:  # agent down mid-round, install failed: the grace period decides
-                result.failed[vnf] = e.message
-                log.warning("renewal of %s on %s failed: %s", vnf, host, e.message)
+            except Exception as e:  # agent down mid-round, install failed, a bug: contained to this VNF
+                message = e.message if isinstance(e, FtrustError) else f"{type(e).__name__}: {str(e)[:200]}"
+                result.failed[vnf] = message
+                log.warning("renewal of %s on %s failed: %s", vnf, host, message, exc_info=not isinstance(e, FtrustError))
                 continue
             if enrolled.allowed:
                 assert enrolled.serial is not None

@@ -30,7 +30,7 @@ from cryptography import x509
 from floodlight_trust import clock
 from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location
-from floodlight_trust.manager.client import AgentClient
+from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
@@ -143,7 +143,7 @@ def make_api(
             except ValueError:
                 raise InputError("agent_certificate is not a PEM certificate") from None
         record = vm.state.add_host(
-            body["name"], body["agent_url"], body.get("host_policy"), at=vm.now(), agent_tls_pem=pin
+            body["name"], check_agent_url(body["agent_url"]), body.get("host_policy"), at=vm.now(), agent_tls_pem=pin
         )
         log.info("%s registered host %s at %s", who, record.name, record.agent_url)
         return 201, record.to_json()

@@ -133,9 +133,14 @@ class Request:
         return ssl.DER_cert_to_PEM_cert(self.peer_certificate_der)
 
 
+# No protocol message nests deeper than a few levels; deeper documents are refused before a schema
+# validator or a handler recurses into them (RecursionError was a 500 and aborted re-attestation).
+MAX_JSON_DEPTH = 32
+
+
 def parse_json(body: bytes, *, what: str = "request body") -> Any:
-    """JSON from a peer, or InputError: bad UTF-8 or JSON, lone surrogates, nesting deeper than the
-    interpreter's recursion limit, integers too long to convert, NaN/Infinity. Never anything else."""
+    """JSON from a peer, or InputError: bad UTF-8 or JSON, lone surrogates, nesting deeper than
+    :data:`MAX_JSON_DEPTH`, integers too long to convert, NaN/Infinity. Never anything else."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -145,10 +150,10 @@ def parse_json(body: bytes, *, what: str = "request body") -> Any:
     except json.JSONDecodeError as e:
         raise InputError(f"{what} is not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
-        raise InputError(f"{what} is nested too deeply") from None
+        raise InputError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as e:  # int too long (sys.set_int_max_str_digits), NaN/Infinity
         raise InputError(f"{what} is not acceptable JSON: {str(e)[:120]}") from None
-    _refuse_surrogates(value, what)
+    _check_tree(value, what)
     return value
 
 
@@ -156,22 +161,22 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _refuse_surrogates(value: Any, what: str) -> None:
-    # json.loads accepts "\ud800"; such a string cannot be encoded again (UnicodeEncodeError deep in
-    # a handler, the original 500). Iterative: the depth was already bounded by the parser.
-    stack = [value]
+def _check_tree(value: Any, what: str) -> None:
+    # Iterative, so the walk itself cannot recurse too deeply. json.loads accepts "\ud800"; such a
+    # string cannot be encoded again (UnicodeEncodeError deep in a handler: the original 500).
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
         if isinstance(v, str):
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
                 raise InputError(f"{what} contains a lone surrogate (\\ud800-\\udfff) in a string") from None
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
+        elif isinstance(v, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise InputError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+            items = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+            stack.extend((item, depth + 1) for item in items)
 
 
 Handler = Callable[..., Any]
