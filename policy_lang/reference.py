@@ -13,7 +13,6 @@ Everything here is pure: bytes in, values out. Errors are located ``PolicyError`
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import re
@@ -331,6 +330,8 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
         env = json.loads(envelope_text)
     except json.JSONDecodeError as e:
         raise PolicyError(f"not valid JSON: {e.msg}", location=Location(source, e.lineno, e.colno)) from None
+    except (RecursionError, ValueError):
+        raise PolicyError("not acceptable JSON (nested too deeply or a number too long)", location=Location(source)) from None
     if not isinstance(env, Mapping) or not {"payload", "payloadType", "signatures"} <= set(env):
         raise PolicyError("not a DSSE envelope (needs payload, payloadType and signatures)", location=Location(source))
     if env["payloadType"] != DSSE_PAYLOAD_TYPE:
@@ -339,8 +340,10 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
         )
     try:
         payload = base64.b64decode(env["payload"], validate=True)
-    except (binascii.Error, TypeError):
+    except (ValueError, TypeError):  # binascii.Error, and non-ASCII text
         raise PolicyError("DSSE payload is not valid base64", location=Location(source)) from None
+    if not isinstance(env["payloadType"], str):
+        raise PolicyError("DSSE payloadType is not a string", location=Location(source))
     pae = _pae(env["payloadType"], payload)
     sigs = env["signatures"] if isinstance(env["signatures"], list) else []
     for entry in sigs:
@@ -348,7 +351,7 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
             continue
         try:
             sig = base64.b64decode(entry["sig"], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text
             continue
         try:
             if isinstance(key, ec.EllipticCurvePublicKey):

@@ -45,6 +45,7 @@ from floodlight_trust.evidence.sgx_quote import (
     parse_quote,
     split_pem,
 )
+from floodlight_trust.evidence.x509_input import certificates_from_pem, crl_from_der
 
 __all__ = [
     "Collateral",
@@ -220,10 +221,7 @@ def _cert_window(c: x509.Certificate, what: str) -> _Window:
 
 
 def _load_chain(pem: bytes, what: str) -> list[x509.Certificate]:
-    try:
-        return [x509.load_pem_x509_certificate(b) for b in split_pem(pem)]
-    except ValueError as e:
-        raise ParseError(f"{what}: a certificate is not valid PEM/DER: {e}") from None
+    return [c for b in split_pem(pem) for c in certificates_from_pem(b, what)]
 
 
 def _issued_by(child: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
@@ -274,10 +272,7 @@ def _signed_json(
 
 
 def _crl(der: bytes, issuer: x509.Certificate, what: str) -> tuple[frozenset[int], _Window]:
-    try:
-        crl = x509.load_der_x509_crl(der)
-    except ValueError as e:
-        raise ParseError(f"{what} is not a valid DER CRL: {e}") from None
+    crl = crl_from_der(der, what)
     if crl.issuer != issuer.subject:
         raise CrlIssuerError(
             f"{what} is issued by {crl.issuer.rfc4514_string()}, expected {issuer.subject.rfc4514_string()}"
@@ -399,11 +394,8 @@ def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datet
 
 
 def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: TrustAnchor) -> _Pck:
-    try:
-        leaf = x509.load_pem_x509_certificate(leaf_pem)
-        ca = x509.load_pem_x509_certificate(ca_pem)
-    except ValueError as e:
-        raise ParseError(f"PCK certificate chain in the quote is not valid PEM: {e}") from None
+    leaf = certificates_from_pem(leaf_pem, "PCK certificate in the quote")[0]
+    ca = certificates_from_pem(ca_pem, "PCK CA certificate in the quote")[0]
     if ca.public_bytes(Encoding.DER) != vc.pck_ca_der:
         # Not the CA the collateral's PCK CRL covers: check it against the anchor, then refuse the CRL.
         _issued_by(ca, anchor.certificate, "PCK CA certificate")

@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from floodlight_trust.claims import SignatureStatus
+from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.ima.templates import DIGEST_SIZES, KERNEL_HASH_ALGOS
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -86,8 +87,20 @@ class SignatureHeader(NamedTuple):
     signature: bytes
 
 
+class SignatureFormatError(ParseError, ValueError):
+    """A malformed ``sig`` or ``modsig`` field: the project's ParseError (and a ValueError, which
+    the appraisal code here catches to turn it into a finding)."""
+
+
 def parse_signature(sig: bytes) -> SignatureHeader:
-    """Parse a ``sig`` field; ValueError says what is wrong."""
+    """Parse a ``sig`` field; SignatureFormatError (a ParseError and a ValueError) says what is wrong."""
+    try:
+        return _parse_signature(sig)
+    except (ValueError, IndexError) as e:
+        raise SignatureFormatError(str(e)) from None
+
+
+def _parse_signature(sig: bytes) -> SignatureHeader:
     if len(sig) < 9:
         raise ValueError(f"signature field has {len(sig)} bytes, a v2/v3 header needs 9")
     xtype, version, algo_id = sig[0], sig[1], sig[2]
@@ -359,7 +372,15 @@ def _name_text(der: bytes) -> str:
 
 
 def parse_module_signature(der: bytes) -> ModuleSignature:
-    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); ValueError if malformed."""
+    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); SignatureFormatError
+    (a ParseError and a ValueError) if malformed."""
+    try:
+        return _parse_module_signature(der)
+    except (ValueError, IndexError) as e:
+        raise SignatureFormatError(str(e) or "malformed PKCS#7 message") from None
+
+
+def _parse_module_signature(der: bytes) -> ModuleSignature:
     end = len(der)
     _, s, e = _tlv(der, 0, end)
     if e != end:
