@@ -1,69 +1,214 @@
-"""IMA appraisal speed (issue 4): a generated 100,000-entry ima-ng list, ASCII and binary.
+"""IMA appraisal on the anchor's work, side by side with Keylime 7.14's figures (issue 15).
 
-Measures parse + template-hash check + PCR 10 replay of one bank (the list's own, sha1), the same
-with both banks, an incremental round over 1,000 entries appended to 100,000, and peak memory.
-Targets: >= 500,000 entries/s (binary no slower), incremental round < 5 ms. The machine's load
-average is reported with them: on a shared machine, other processes slow these figures down.
+The anchor work is Keylime's: a 100,000-entry ima-ng ASCII list parsed, every template hash
+recomputed, PCR 10 replayed into the sha256 bank and every entry judged against a 100,000-entry
+Keylime runtime policy. The headline row runs it through the Verification Manager's own entry point
+(``HostAttestation.appraise_ima``, what every host attestation calls), which does more than the
+anchor: it checks the sha1 template hashes and replays both the sha1 and sha256 banks. Keylime
+cannot be re-run here, so its figures are quoted constants (``benchmarks.anchors``).
+
+Memory is the peak RSS of a fresh process that loads the policy, reads the list and appraises it
+(interpreter and imports included, as Keylime's figure). Set FTRUST_BENCH_1M=1 for the 1,000,000-entry
+rows (about a minute and 1 GiB).
 """
 
 from __future__ import annotations
 
-import gc
-import hashlib
 import os
+import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import Any
 
-from benchmarks import Result
-from floodlight_trust.evidence.ima import appraise_measurement_list, make_entry, serialize_ascii, serialize_binary
+from benchmarks import Result, fresh_process, interleaved, load_average, ratio
+from benchmarks.anchors import (
+    KEYLIME_IMA_100K_MS,
+    KEYLIME_IMA_US_PER_ENTRY,
+    KEYLIME_RSS_1M_MIB,
+    KEYLIME_RSS_100K_MIB,
+)
+from benchmarks.fixtures import binary_list, ima_lines, write_ima_setup
 
 N = 100_000
 NEW = 1_000
+ROUNDS = 5
 
 
-def _entries(n: int, start: int = 0) -> list:
+def _vm(policy: Any, tmp: Path) -> Any:
+    """A Verification Manager around ``policy`` (no CA, no agents: only the appraisal is called)."""
+    from floodlight_trust.manager.workflow import VerificationManager
+    from floodlight_trust.storage.database import Database
+
+    return VerificationManager(db=Database(tmp / "state.sqlite3"), ca=None, policy=policy, anchors=[])
+
+
+def _appraise_via_vm(vm: Any, data: bytes) -> int:
+    from floodlight_trust import clock
+    from floodlight_trust.manager.verdicts import denials
+
+    _, entries, reasons = vm.host_attestation.appraise_ima(None, "bench", "h", data, clock.now())
+    if denials(reasons):
+        raise RuntimeError(f"the generated list is not trusted: {reasons[:3]}")
+    return int(entries)
+
+
+def _sha256_bank_library(policy: Any, data: bytes) -> None:
+    """The anchor's work through the library: sha256 bank only, then the host policy."""
+    from floodlight_trust import clock
+    from floodlight_trust.claims import ClaimSet
+    from floodlight_trust.evidence.ima import appraise_measurement_list
+
+    appraisal = appraise_measurement_list(data, banks=("sha256",))
+    decision, _ = policy.evaluate_host_round("h", ClaimSet(verified_at=clock.now(), ima=appraisal.claims))
+    if not (appraisal.ok and decision.allowed):
+        raise RuntimeError("the generated list is not trusted")
+
+
+def fresh_appraisal(directory: str, log: str) -> dict[str, float]:
+    """In a fresh process (``benchmarks._fresh``): load the policy, read the list, appraise it through
+    the VM's entry point. Returns seconds and entries; the caller gets the process's peak RSS."""
+    from policy_lang import load_policy
+
+    root = Path(directory)
+    t0 = time.perf_counter()
+    policy = load_policy(root / "host.policy")
+    data = (root / log).read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        entries = _appraise_via_vm(_vm(policy, Path(tmp)), data)
+    return {"seconds": time.perf_counter() - t0, "entries": entries}
+
+
+def _e2e_rows(tmp: Path) -> list[Result]:
+    from policy_lang import load_policy
+
+    files = write_ima_setup(tmp / "100k", N)
+    data = Path(files["log"]).read_bytes()
+    binary = binary_list(N)
+    policy = load_policy(files["policy"])
+    vm = _vm(policy, tmp)
+    reload_vm = _vm(policy, tmp / "100k")
+
+    def vm_with_policy_load() -> None:
+        reload_vm.policy = load_policy(files["policy"])  # unchanged policy, loaded again
+        _appraise_via_vm(reload_vm, data)
+
+    assert _appraise_via_vm(vm, data) == N + 1 and _appraise_via_vm(vm, binary) == N + 1
+    t = interleaved(
+        {
+            "vm": partial(_appraise_via_vm, vm, data),
+            "library": partial(_sha256_bank_library, policy, data),
+            "with_load": vm_with_policy_load,
+            "binary": partial(_appraise_via_vm, vm, binary),
+        },
+        rounds=ROUNDS,
+    )
+    keylime_s = KEYLIME_IMA_100K_MS.value / 1000
+    e2e = ratio(t["vm"], keylime_s)
+    per_att = ratio(t["with_load"], keylime_s)
+    lib = ratio(t["library"], keylime_s)
+    anchor = KEYLIME_IMA_100K_MS.label()
     return [
-        make_entry(f"/usr/lib/x86_64-linux-gnu/lib{i}-component.so.{i % 7}", hashlib.sha256(b"%d" % i).digest())
-        for i in range(start, start + n)
+        Result(
+            "IMA end-to-end, 100k ima-ng ASCII, VM entry point",
+            t["vm"] * 1000,
+            "ms",
+            ">= 6x Keylime",
+            e2e >= 6,
+            work="parse + sha1 template hash check + PCR 10 replay sha1 AND sha256 + host policy "
+            "(100k-entry Keylime runtime policy, compiled before) via HostAttestation.appraise_ima",
+            anchor=f"{anchor}: {e2e:.2f}x",
+        ),
+        Result(
+            "IMA anchor work, 100k, library calls",
+            t["library"] * 1000,
+            "ms",
+            work="appraise_measurement_list(banks=sha256): parse + template hash + PCR 10 sha256, "
+            "then Policy.evaluate_host_round with the Keylime runtime policy",
+            anchor=f"{anchor}: {lib:.2f}x",
+        ),
+        Result(
+            "per attestation incl. policy load, 100k",
+            t["with_load"] * 1000,
+            "ms",
+            ">= 5x Keylime",
+            per_att >= 5,
+            work="load_policy of the unchanged policy (its 100k-entry Keylime runtime policy included) "
+            "+ the VM entry point's appraisal as above",
+            anchor=f"{anchor} (appraisal only; conservative): {per_att:.2f}x",
+        ),
+        Result(
+            "IMA end-to-end, 100k ima-ng binary, VM entry point",
+            t["binary"] * 1000,
+            "ms",
+            work="as the ASCII row, on the binary_runtime_measurements form of the same list",
+        ),
     ]
 
 
-def _best(fn: Callable[[], object], repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def _incremental_row(tmp: Path) -> Result:
+    from floodlight_trust.evidence.ima import appraise_measurement_list
+
+    base = (tmp / "100k" / "ima.log").read_bytes()
+    grown = base + ima_lines(N, N + NEW)
+    state = appraise_measurement_list(base).state
+    t = interleaved({"inc": partial(appraise_measurement_list, grown, state=state)}, rounds=ROUNDS, calls=10)
+    return Result(
+        f"IMA library, +{NEW:,} entries on {N:,}, in-memory state",
+        t["inc"] * 1000,
+        "ms",
+        work="appraise_measurement_list only (prefix memcmp, 1k entries parsed and replayed in both banks); "
+        "no policy, no quote, no storage: the VM's round is in the reattest suite",
+    )
+
+
+def _rss_rows(tmp: Path) -> list[Result]:
+    out = []
+    scales = [(N, KEYLIME_RSS_100K_MIB)]
+    if os.environ.get("FTRUST_BENCH_1M") == "1":
+        write_ima_setup(tmp / "1m", 1_000_000)
+        scales.append((1_000_000, KEYLIME_RSS_1M_MIB))
+    for n, anchor in scales:
+        sub = "100k" if n == N else "1m"
+        doc = fresh_process("benchmarks.bench_ima:fresh_appraisal", str(tmp / sub), "ima.log")
+        rss = doc["peak_rss_mib"]
+        out.append(
+            Result(
+                f"peak RSS, fresh process, {n:,} entries",
+                rss,
+                "MiB",
+                f"< {anchor.value:,.0f} (Keylime)",
+                rss < anchor.value,
+                work="load policy + read list + VM-entry-point appraisal in a new interpreter (ru_maxrss)",
+                anchor=f"{anchor.label()}: {anchor.value / rss:.2f}x less",
+            )
+        )
+        if n != N:
+            us = doc["result"]["seconds"] / n * 1e6
+            out.append(
+                Result(
+                    f"IMA end-to-end per entry at {n:,} (incl. policy load), fresh process",
+                    us,
+                    "us/entry",
+                    work="as the RSS row; one run (it takes a minute)",
+                    anchor=f"{KEYLIME_IMA_US_PER_ENTRY.label()}: {KEYLIME_IMA_US_PER_ENTRY.value / us:.2f}x",
+                )
+            )
+    return out
 
 
 def run() -> list[Result]:
-    base, extra = _entries(N), _entries(NEW, N)
-    results: list[Result] = []
-    for kind, serialize in (("ascii", serialize_ascii), ("binary", serialize_binary)):
-        data = serialize(base)
-        grown = data + serialize(extra)
-        one = _best(partial(appraise_measurement_list, data, banks=("sha1",)))
-        results.append(
-            Result(f"{kind} 100k ima-ng: parse+hash+replay sha1", N / one, "entries/s", ">= 500000", N / one >= 500_000)
-        )
-        two = _best(partial(appraise_measurement_list, data, banks=("sha1", "sha256")), repeat=3)
-        results.append(Result(f"{kind} 100k ima-ng: both banks", N / two, "entries/s"))
-        state = appraise_measurement_list(data, banks=("sha1",)).state
-        inc = _best(partial(appraise_measurement_list, grown, state=state, banks=("sha1",)), repeat=20)
-        results.append(Result(f"{kind} +1000 on 100k: incremental round", inc * 1000, "ms", "< 5", inc < 0.005))
-        restored = type(state).from_json(state.to_json())
-        cold = _best(partial(appraise_measurement_list, grown, state=restored, banks=("sha1",)), repeat=5)
-        results.append(Result(f"{kind} +1000 on 100k: round from JSON state", cold * 1000, "ms"))
-        gc.collect()
-        tracemalloc.start()
-        a = appraise_measurement_list(data, banks=("sha1",))
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        del a
-        results.append(Result(f"{kind} 100k: peak memory (list {len(data) / 1e6:.1f} MB)", peak / 1e6, "MB"))
-    results.append(Result("load average (1 min) at the end", os.getloadavg()[0], "processes"))
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        results = _e2e_rows(tmp)
+        results.append(_incremental_row(tmp))
+        results += _rss_rows(tmp)
+    results.append(Result("load average (1, 5, 15 min) after the IMA suite", os.getloadavg()[0], "", load_average()))
     return results
+
+
+def _allocate(mib: int) -> int:
+    """Hold ``mib`` MiB once (the harness's test checks a fresh process's peak RSS sees it)."""
+    block = bytearray(mib * 2**20)
+    block[::4096] = b"\x01" * len(block[::4096])
+    return len(block) // 2**20

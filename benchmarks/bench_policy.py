@@ -1,23 +1,21 @@
 """Policy language at Keylime scale: 100,000-entry reference lists and measurement lists.
 
-Anchor (issue 3): Keylime's verifier spends 0.2 s loading a 100,000-entry runtime policy (1.1 s
-validating its schema) and 0.87 s checking a 100,000-entry log.
+These rows isolate the policy stage: compiling reference lists, and evaluating PRE-BUILT claims (no
+list parsing, no hashing, no PCR replay). They are not comparable with Keylime's end-to-end figures
+(its 0.87 s for a 100,000-entry log includes parsing and hashing): the like-for-like comparison is
+the ima suite. Memory is the peak RSS of a fresh process. Timings are medians of interleaved rounds.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import tempfile
-import time
-import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from benchmarks import Result
+from benchmarks import Result, fresh_process, interleaved
 from floodlight_trust.claims import ClaimSet, ImaClaims, SignatureStatus
 from policy_lang import load_policy
 
@@ -101,14 +99,19 @@ def _split(claims: ClaimSet, at: int) -> tuple[ClaimSet, ClaimSet]:
     return parts[0], parts[1]
 
 
-def _best(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
-    best, value = float("inf"), None
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
+def _clear_reference_cache() -> None:
+    from policy_lang import reference
+
+    clear = getattr(reference, "clear_cache", None)
+    if clear is not None:
+        clear()
+
+
+def fresh_compile_evaluate(directory: str) -> bool:
+    """In a fresh process: compile the sha256sum policy and evaluate the 100k claims with it."""
+    from policy_lang import load_policy
+
+    return bool(load_policy(Path(directory) / "host.policy").evaluate_host("h", _claims()).allowed)
 
 
 def run() -> list[Result]:
@@ -116,8 +119,8 @@ def run() -> list[Result]:
         root = Path(tmp)
         _write_fixtures(root)
         claims = _claims()
-        t_compile, policy = _best(lambda: load_policy(root / "host.policy"))
-        t_eval, decision = _best(lambda: policy.evaluate_host("h", claims))
+        policy = load_policy(root / "host.policy")
+        decision = policy.evaluate_host("h", claims)
         assert decision.allowed, decision.reasons[:3]
         ima = claims.ima
         assert ima is not None
@@ -132,31 +135,97 @@ def run() -> list[Result]:
                 signature_key_ids=ima.signature_key_ids,
             ),
         )
-        t_deny, denial = _best(lambda: policy.evaluate_host("h", bad))
+        denial = policy.evaluate_host("h", bad)
         assert not denial.allowed and "/usr/bin/xyz" in denial.reasons[0].message
-        t_keylime, _ = _best(lambda: load_policy(root / "keylime.policy"), repeat=3)
         # Re-attestation: the first 99,000 entries judged in full, then a round of 1,000 appended
         # entries judged with the whole-list state (require measured seen in the first round).
         head, tail = _split(claims, N - 1_000)
         first, state = policy.evaluate_host_round("h", head)
         assert first.allowed and state is not None, first.reasons[:3]
-        t_round, (later, _) = _best(lambda: policy.evaluate_host_round("h", tail, state))
+        later, _ = policy.evaluate_host_round("h", tail, state)
         assert later.allowed and not later.reasons, later.reasons[:3]
+        load_policy(root / "keylime.policy")
 
-        del policy
-        gc.collect()
-        tracemalloc.start()
-        policy = load_policy(root / "host.policy")
-        policy.evaluate_host("h", claims)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        def cold(name: str) -> Callable[[], object]:
+            def load() -> object:
+                _clear_reference_cache()
+                return load_policy(root / name)
+
+            return load
+
+        t = interleaved({"compile": cold("host.policy"), "keylime_cold": cold("keylime.policy")}, rounds=5)
+        load_policy(root / "host.policy")  # both lists compiled once: the rows below load them unchanged
+        load_policy(root / "keylime.policy")
+        t |= interleaved(
+            {
+                "keylime_unchanged": lambda: load_policy(root / "keylime.policy"),
+                "sha256sum_unchanged": lambda: load_policy(root / "host.policy"),
+                "eval": lambda: policy.evaluate_host("h", claims),
+                "deny": lambda: policy.evaluate_host("h", bad),
+                "round": lambda: policy.evaluate_host_round("h", tail, state),
+            },
+            rounds=5,
+        )
+        rss = fresh_process("benchmarks.bench_policy:fresh_compile_evaluate", str(root))
+        assert rss["result"] is True
+    peak = rss["peak_rss_mib"]
+    claims_only = "pre-built claims (no parsing, no hashing, no PCR replay): not comparable with Keylime"
     return [
         Result(
-            "compile 100k-entry sha256sum reference list (+50 excludes)", t_compile, "s", "< 0.3 s", t_compile < 0.3
+            "compile 100k-entry sha256sum reference list (+50 excludes), cold",
+            t["compile"],
+            "s",
+            "< 0.3 s",
+            t["compile"] < 0.3,
+            work="read + parse policy and list, compile (reference-list cache cleared first)",
         ),
-        Result("evaluate 100k-entry measurement list (allowlist + 50 excludes)", t_eval, "s", "< 0.1 s", t_eval < 0.1),
-        Result("evaluate the same list with one unknown file (deny)", t_deny, "s", "< 0.1 s", t_deny < 0.1),
-        Result("compile 100k-entry Keylime runtime policy (JSON + schema)", t_keylime, "s"),
-        Result("incremental round: 1k appended entries with the whole-list state", t_round, "s"),
-        Result("peak memory: compile + evaluate (tracemalloc)", peak / 2**20, "MB", "< 150 MB", peak < 150 * 2**20),
+        Result(
+            "compile 100k-entry Keylime runtime policy, cold",
+            t["keylime_cold"],
+            "s",
+            work="read + JSON + Keylime schema + compile (reference-list cache cleared first)",
+        ),
+        Result(
+            "load the unchanged 100k-entry Keylime runtime policy again",
+            t["keylime_unchanged"],
+            "s",
+            "< 0.05 s",
+            t["keylime_unchanged"] < 0.05,
+            work="load_policy as a reload or a fresh attestation does: read + hash every file, compiled "
+            "reference lists reused when their content hash is unchanged",
+        ),
+        Result(
+            "load the unchanged 100k-entry sha256sum policy again",
+            t["sha256sum_unchanged"],
+            "s",
+            work="as above, for the sha256sum list with 50 excludes and 10 require rules",
+        ),
+        Result(
+            "evaluate 100k-entry claims (allowlist + 50 excludes)",
+            t["eval"],
+            "s",
+            "< 0.1 s",
+            t["eval"] < 0.1,
+            work="Policy.evaluate_host on " + claims_only,
+        ),
+        Result(
+            "evaluate the same claims with one unknown file (deny)",
+            t["deny"],
+            "s",
+            "< 0.1 s",
+            t["deny"] < 0.1,
+            work="as above, denied with its reason",
+        ),
+        Result(
+            "incremental round: 1k appended entries with the whole-list state",
+            t["round"],
+            "s",
+            work="Policy.evaluate_host_round on " + claims_only,
+        ),
+        Result(
+            "peak RSS, fresh process: compile + evaluate 100k",
+            peak,
+            "MiB",
+            work="new interpreter: imports + compile the sha256sum policy + build and evaluate 100k claims (ru_maxrss)",
+        ),
     ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import resource
 import statistics
 import tempfile
 import threading
@@ -32,8 +33,11 @@ IMAGE = b"benchmark VNF image"
 FILES = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": hashlib.sha256(b"a").digest()}
 
 
-def _load(platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix: str) -> dict[str, Any]:
-    """The agents' side: attest the host, then enroll ENROLLMENTS VNFs from CLIENTS threads."""
+def _load(
+    platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix: str, *, on_start: Any = None
+) -> dict[str, Any]:
+    """The agents' side: attest the host, then enroll ENROLLMENTS VNFs from CLIENTS threads.
+    ``on_start`` is called just before the timed enrollments (the parent then reads its CPU time)."""
     from floodlight_trust.agent.backends.sim import SimBackend
     from floodlight_trust.agent.imasource import ImaSource
     from floodlight_trust.agent.service import Agent, enroll_via_vm
@@ -66,6 +70,8 @@ def _load(platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix:
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(one, warm))  # TLS sessions and caches warm, outside the clock
         latencies.clear()
+        if on_start is not None:
+            on_start()
         start = time.perf_counter()
         list(pool.map(one, names))
         elapsed = time.perf_counter() - start
@@ -74,7 +80,7 @@ def _load(platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix:
 
 def _child(conn: Any, *args: str) -> None:
     try:
-        conn.send(_load(*args))
+        conn.send(_load(*args, on_start=lambda: conn.send("start")))
     except BaseException as e:  # reported to the parent, which fails the benchmark
         conn.send({"error": repr(e)})
     finally:
@@ -88,11 +94,15 @@ def _results(label: str, doc: dict[str, Any], *, target: bool) -> list[Result]:
     lat = sorted(doc["latencies"])
     p50 = statistics.median(lat) * 1000
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    work = (
+        f"{ENROLLMENTS} enrollments over HTTPS (nonce, sim quote, POST, verify, issue, record, install), "
+        f"one run after a warm-up"
+    )
     return [
-        Result(f"enrollments/s ({CLIENTS} clients, {label})", rate, "1/s", ">= 200", rate >= 200)
+        Result(f"enrollments/s ({CLIENTS} clients, {label})", rate, "1/s", ">= 200", rate >= 200, work=work)
         if target
-        else Result(f"enrollments/s ({CLIENTS} clients, {label})", rate, "1/s"),
-        Result(f"enrollment latency p50 ({label})", p50, "ms"),
+        else Result(f"enrollments/s ({CLIENTS} clients, {label})", rate, "1/s", work=work),
+        Result(f"enrollment latency p50 ({label})", p50, "ms", work="client-side, nonce request to installed"),
         Result(f"enrollment latency p99 ({label})", p99, "ms"),
     ]
 
@@ -125,6 +135,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
     )
     password = Secret("benchmark password", "bench")
     results: list[Result] = []
+    cpu_ms = float("nan")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         platform = SimulatedPlatform.create(tmp / "platform")
@@ -152,11 +163,29 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
             proc.start()
             child.close()
             doc = parent.recv()
+            if doc == "start":  # the VM's CPU (this process: its service threads) during the enrollments
+                before = resource.getrusage(resource.RUSAGE_SELF)
+                doc = parent.recv()
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                cpu_ms = cpu / ENROLLMENTS * 1000
             proc.join(timeout=30)
             # The target is the deployment's shape: agents run on other machines (here: another
             # process). With the agents' quoting and TLS inside the VM's own process both share one
             # interpreter lock; that figure is kept as a reference, not judged against the target.
             results += _results("agents in another process", doc, target=True)
+            results.append(
+                Result(
+                    "VM CPU per enrollment (getrusage, VM process)",
+                    cpu_ms,
+                    "ms",
+                    "<= 1.5 ms",
+                    cpu_ms <= 1.5,
+                    work="user + system CPU of the VM's process during the timed enrollments / enrollments: "
+                    "TLS, HTTP, schema checks, DCAP (sim root) + binding + policy, certificate issue, "
+                    "one fsync'ed transaction per group commit",
+                )
+            )
             results += _results("agents in the VM's process", _load(*args, "t"), target=False)
         finally:
             service.stop()

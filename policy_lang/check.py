@@ -56,6 +56,19 @@ def hex_bytes(type_name: str) -> int | None:
     return int(type_name[3:]) if type_name.startswith("hex") and len(type_name) > 3 else None
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def hex_problem(text: str) -> str | None:
+    """Why ``text`` is not a whole number of hex bytes (None: it is), saying what was found."""
+    bad = next((c for c in text if c not in _HEX_DIGITS), None)
+    if bad is not None:
+        return f"is not hex: {bad!r} at position {text.index(bad) + 1} is not a hex digit"
+    if len(text) % 2:
+        return f"has {len(text)} hex digits, an odd number (two digits per byte)"
+    return None
+
+
 def is_hex(type_name: str) -> bool:
     return type_name.startswith("hex")
 
@@ -95,6 +108,7 @@ class Program:
     sources: dict[str, bytes]  # file name -> exact bytes (policy files and reference lists)
     symbols: dict[str, Symbol] = field(default_factory=dict)
     errors: list[PolicyError] = field(default_factory=list)
+    base_dirs: dict[str, Path | None] = field(default_factory=dict)  # file -> where its imports resolve
 
     def error(self, message: str, pos: ast.Pos, hint: str | None = None) -> None:
         self.errors.append(PolicyError(message, location=_loc(pos), hint=hint))
@@ -125,8 +139,16 @@ def load_program(
     text: str, filename: str, base_dir: Path | None, read: Reader = _read_file, source_bytes: bytes | None = None
 ) -> Program:
     """Parse ``text`` and everything it imports (relative to ``base_dir``); collect syntax errors."""
+    return load_programs([(text, filename, base_dir, source_bytes)], read)
+
+
+Root = tuple[str, str, Path | None, bytes | None]  # text, file name, base directory, exact bytes
+
+
+def load_programs(roots: list[Root], read: Reader = _read_file) -> Program:
+    """One program from several root files (a policy directory) and everything they import; a file
+    reached twice is loaded once, so the roots share one namespace as imports do."""
     program = Program([], {})
-    program.sources[filename] = source_bytes if source_bytes is not None else text.encode("utf-8")
     seen: set[str] = set()
 
     def visit(text: str, filename: str, directory: Path | None, stack: tuple[str, ...]) -> None:
@@ -140,6 +162,7 @@ def load_program(
             program.errors.append(e)
             return
         program.modules.append(module)
+        program.base_dirs[filename] = directory
         for decl in module.decls:
             if not isinstance(decl, ast.Import):
                 continue
@@ -166,7 +189,11 @@ def load_program(
             program.sources[name] = data
             visit(sub, name, target.parent, (*stack, name))
 
-    visit(text, filename, base_dir, (filename,))
+    for text, filename, base_dir, source_bytes in roots:
+        if filename in seen:
+            continue
+        program.sources[filename] = source_bytes if source_bytes is not None else text.encode("utf-8")
+        visit(text, filename, base_dir, (filename,))
     return program
 
 
@@ -259,11 +286,11 @@ class Checker:
         ids = set()
         for v in values:
             text = str(v).lower()
-            try:
-                raw = bytes.fromhex(text)
-            except ValueError:
-                self.p.error(f"key id {v!r} is not hex", typed.node.pos)
+            problem = hex_problem(text)
+            if problem is not None:
+                self.p.error(f"key id {v!r} {problem}", typed.node.pos)
                 continue
+            raw = bytes.fromhex(text)
             if len(raw) != 4:
                 self.p.error(
                     f"key id {v!r} has {len(raw)} bytes; IMA signature key ids are 4 bytes (8 hex digits)",
@@ -406,12 +433,14 @@ class Checker:
             text = str(v).lower()
             if text.startswith("0x"):
                 text = text[2:]
-            try:
-                raw = bytes.fromhex(text)
-            except ValueError:
-                self.p.error(f"{v!r} is not hex", node.pos)
-                return None
             want = hex_bytes(target)
+            problem = hex_problem(text)
+            if problem is not None and want is not None and problem.startswith("has"):
+                problem = f"has {len(text)} hex digits; expected {2 * want} hex digits ({want} bytes)"
+            if problem is not None:
+                self.p.error(f"{v!r} {problem}", node.pos)
+                return None
+            raw = bytes.fromhex(text)
             if want is not None and len(raw) != want:
                 self.p.error(f"{v!r} has {len(raw)} bytes; expected {want} bytes ({2 * want} hex digits)", node.pos)
                 return None

@@ -17,14 +17,12 @@ from floodlight_trust.claims import ClaimSet
 from floodlight_trust.errors import FtrustError, Location, PolicyError
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
 from policy_lang import ast
-from policy_lang.check import Checker, Program, TExpr, check, load_program, suggest
+from policy_lang.check import Checker, Program, Root, TExpr, check, load_program, load_programs, suggest
 from policy_lang.evaluate import Decision, HostMeasuredState, evaluate_enclave, evaluate_host, evaluate_host_round
 from policy_lang.reference import (
     Digests,
     ReferenceList,
-    parse_keylime,
-    parse_keylime_envelope,
-    parse_sha256sum,
+    compiled_reference,
     union,
 )
 
@@ -296,17 +294,17 @@ class Compiler:
         name = _display(target)
         try:
             data = self.read(target)
-            text = data.decode("utf-8")
             self.p.sources[name] = data
+            # Compiled lists are reused by content hash: an unchanged 100k-entry list is not parsed again.
             if isinstance(stmt, ast.IncludeSha256sum):
-                return parse_sha256sum(text, name)
+                return compiled_reference("sha256sum", data, name)
             if stmt.verify_with is None:
-                return parse_keylime(text, name)
+                return compiled_reference("keylime", data, name)
             key_path = directory / stmt.verify_with.value
             key_name = _display(key_path)
             key = self.read(key_path)
             self.p.sources[key_name] = key
-            return parse_keylime_envelope(text, key, name, key_name)
+            return compiled_reference("keylime-dsse", data, name, key, key_name)
         except PolicyError as e:
             self.p.errors.append(e)
         except FtrustError as e:  # a missing or unreadable file: point at the include statement
@@ -625,17 +623,29 @@ def compile_policy_text(
 
     Raises :class:`~policy_lang.check.PolicyErrors` (a PolicyError) listing every error found.
     """
-    return _compile(load_program(text, filename, base_dir, read), base_dir, read)
+    return _compile(load_program(text, filename, base_dir, read), read)
 
 
-def _compile(program: Program, base_dir: Path | None, read: Reader) -> Policy:
+def compile_policy_bytes(
+    data: bytes, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = _read_file
+) -> Policy:
+    """:func:`compile_policy_text` on exact bytes (standard input): they count in the version."""
+    text = _decode(data, filename)
+    return _compile(load_program(text, filename, base_dir, read, source_bytes=data), read)
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PolicyError("policy file is not UTF-8 text", location=Location(name, offset=e.start)) from None
+
+
+def _compile(program: Program, read: Reader) -> Policy:
     if program.errors and not program.modules:
         program.raise_if_errors()
     checker = check(program)
-    base_dirs: dict[str, Path | None] = {}
-    for i, module in enumerate(program.modules):
-        base_dirs[module.file] = base_dir if i == 0 else Path(module.file).parent
-    compiler = Compiler(program, checker, read, base_dirs)
+    compiler = Compiler(program, checker, read, dict(program.base_dirs))
     compiler.run()
     program.raise_if_errors()
     return Policy(
@@ -649,14 +659,16 @@ def _compile(program: Program, base_dir: Path | None, read: Reader) -> Policy:
 
 def load_policy(path: str | Path, *, read: Reader = _read_file) -> Policy:
     """Load a policy file with its imports and reference lists; check and compile it."""
-    target = Path(path)
+    return load_policy_files([Path(path)], read=read)
+
+
+def load_policy_files(paths: list[Path], *, read: Reader = _read_file) -> Policy:
+    """Load several policy files as one policy (a policy directory): their declarations share one
+    namespace, as if one file imported the others; a file they both import is loaded once."""
     from floodlight_trust.fileio import read_bytes
 
-    data = read_bytes(target, what="policy file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise PolicyError("policy file is not UTF-8 text", location=Location(str(path), offset=e.start)) from None
-    name = _display(target)
-    program = load_program(text, name, target.parent, read, source_bytes=data)
-    return _compile(program, target.parent, read)
+    roots: list[Root] = []
+    for target in paths:
+        data = read_bytes(target, what="policy file")
+        roots.append((_decode(data, str(target)), _display(target), target.parent, data))
+    return _compile(load_programs(roots, read), read)

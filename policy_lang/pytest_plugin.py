@@ -1,6 +1,7 @@
 """pytest plugin (entry point ``pytest11``): collect ``*.policytest.toml`` files, one item per case.
 
-Without the installed entry point, enable it with ``pytest -p policy_lang.pytest_plugin``.
+The entry point has the module's name, so ``pytest -p policy_lang.pytest_plugin`` (needed only where
+entry points are not autoloaded) and the installed entry point are one plugin, registered once.
 """
 
 from __future__ import annotations

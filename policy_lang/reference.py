@@ -8,14 +8,19 @@ Formats:
   envelope whose signature is verified against a given public key.
 
 Everything here is pure: bytes in, values out. Errors are located ``PolicyError``\\ s.
+:func:`compiled_reference` is the entry point the compiler uses: it reuses the parsed list of an
+earlier call with the same inputs (content hash, format, names, verification key).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -378,3 +383,64 @@ def parse_keylime_envelope(envelope_text: str, public_key_pem: bytes, source: st
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise PolicyError("signed payload is not JSON", location=Location(source)) from None
     return keylime_from_document(doc, text, f"{source} (signed payload)")
+
+
+# ---- the compiled-reference cache ------------------------------------------------------------
+
+ReferenceFormat = str  # "sha256sum", "keylime" or "keylime-dsse"
+_FORMATS = ("sha256sum", "keylime", "keylime-dsse")
+_CacheKey = tuple[str, bytes, str, bytes | None, str | None]
+_cache: OrderedDict[_CacheKey, ReferenceList] = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_MAX_LISTS = 16
+_CACHE_MAX_ENTRIES = 2_000_000  # paths over all cached lists (a 100k-entry list is ~30 MiB)
+
+
+def clear_cache() -> None:
+    """Forget every compiled reference list (tests and benchmarks)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def compiled_reference(
+    fmt: ReferenceFormat, data: bytes, source: str, key: bytes | None = None, key_source: str | None = None
+) -> ReferenceList:
+    """Parse a reference list file (``fmt``: ``sha256sum``, ``keylime``, or ``keylime-dsse`` with the
+    verification ``key``), or return the list parsed by an earlier call with the same inputs.
+
+    The cache is keyed by everything the result depends on: the format, SHA-256 of ``data``, SHA-256
+    of ``key``, and the names ``source`` and ``key_source`` (they appear in locations and reasons).
+    Only successes are kept; a failing file is parsed, and fails, every time. The result is shared
+    between policies: never mutate it. Raises PolicyError, or UnicodeDecodeError for non-UTF-8 text.
+    """
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown reference list format {fmt!r}")
+    if (fmt == "keylime-dsse") != (key is not None):
+        raise ValueError("a verification key goes with keylime-dsse, and only with it")
+    cache_key = (
+        fmt,
+        hashlib.sha256(data).digest(),
+        source,
+        hashlib.sha256(key).digest() if key is not None else None,
+        key_source,
+    )
+    with _cache_lock:
+        hit = _cache.get(cache_key)
+        if hit is not None:
+            _cache.move_to_end(cache_key)
+            return hit
+    text = data.decode("utf-8")
+    if fmt == "sha256sum":
+        ref = parse_sha256sum(text, source)
+    elif key is None:
+        ref = parse_keylime(text, source)
+    else:
+        ref = parse_keylime_envelope(text, key, source, key_source or "<key>")
+    with _cache_lock:
+        _cache[cache_key] = ref
+        _cache.move_to_end(cache_key)
+        while len(_cache) > _CACHE_MAX_LISTS or (
+            len(_cache) > 1 and sum(len(r) for r in _cache.values()) > _CACHE_MAX_ENTRIES
+        ):
+            _cache.popitem(last=False)
+    return ref

@@ -17,16 +17,25 @@ from floodlight_trust.errors import ExitCode, FtrustError, InputError, Location,
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
 
-    p = sub.add_parser("check", help="parse and check policy files; report every error with its location")
-    p.add_argument("files", nargs="+", metavar="POLICY")
+    p = sub.add_parser(
+        "check",
+        help="parse and check policy files; report every error with its location",
+        description="Check each policy file (a directory: every *.policy file below it; '-': standard input) "
+        "with its imports and reference lists; report every error at FILE:LINE:COL (exit 2).",
+    )
+    p.add_argument("files", nargs="+", metavar="POLICY", help="policy file, directory of *.policy files, or -")
     add_json(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("fmt", help="rewrite policy files in canonical form")
-    p.add_argument("files", nargs="+", metavar="POLICY")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="only report files that are not formatted (exit 1)")
-    mode.add_argument("--diff", action="store_true", help="print a unified diff instead of rewriting")
+    p = sub.add_parser(
+        "fmt",
+        help="rewrite policy files in canonical form",
+        description="Rewrite policy files in canonical form ('-': format standard input to standard output). "
+        "--check and --diff change nothing and exit 1 when a file is not formatted.",
+    )
+    p.add_argument("files", nargs="+", metavar="POLICY", help="policy file, directory of *.policy files, or -")
+    p.add_argument("--check", action="store_true", help="only report files that are not formatted (exit 1)")
+    p.add_argument("--diff", action="store_true", help="print a unified diff instead of rewriting (exit 1 if any)")
     p.set_defaults(func=cmd_fmt)
 
     p = sub.add_parser("test", help="run policy test files (*.policytest.toml)")
@@ -89,20 +98,60 @@ def render_errors(e: PolicyError) -> str:
     return "\n".join(out)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from policy_lang import load_policy
+STDIN = "-"
+STDIN_NAME = "<stdin>"
 
+
+def policy_files(names: list[str]) -> list[str]:
+    """The policy files named on the command line: a directory stands for every ``*.policy`` file
+    below it (sorted), ``-`` for standard input (at most once)."""
+    out: list[str] = []
+    for name in names:
+        if name == STDIN:
+            if STDIN in out:
+                raise InputError("standard input ('-') can be given only once")
+            out.append(name)
+            continue
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*.policy") if p.is_file())
+            if not found:
+                raise InputError("no *.policy files in this directory", location=Location(name))
+            out.extend(found)
+        else:
+            out.append(name)
+    return out
+
+
+def _read_stdin() -> bytes:
+    return sys.stdin.buffer.read()
+
+
+def load_policy_arg(name: str) -> Any:
+    """Load the policy a command names: a file, a directory (every ``*.policy`` file below it, as
+    one policy) or ``-`` (standard input; imports and includes relative to the working directory)."""
+    from policy_lang.compile import compile_policy_bytes, load_policy, load_policy_files
+
+    if name == STDIN:
+        return compile_policy_bytes(_read_stdin(), filename=STDIN_NAME, base_dir=Path.cwd())
+    if Path(name).is_dir():
+        return load_policy_files([Path(f) for f in policy_files([name])])
+    return load_policy(name)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     failed = 0
-    for name in args.files:
+    for name in policy_files(args.files):
+        shown = STDIN_NAME if name == STDIN else name
         try:
-            policy = load_policy(name)
+            policy = load_policy_arg(name)
         except PolicyError as e:
             failed += 1
             errors = _errors_of(e)
             results.append(
                 {
-                    "file": name,
+                    "file": shown,
                     "ok": False,
                     "errors": [
                         {"location": str(x.location or ""), "message": x.message, "hint": x.hint} for x in errors
@@ -111,11 +160,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
             if not args.json:
                 print(render_errors(e), file=sys.stderr)
-                print(f"{name}: {len(errors)} error{'s' if len(errors) != 1 else ''}", file=sys.stderr)
+                print(f"{shown}: {len(errors)} error{'s' if len(errors) != 1 else ''}", file=sys.stderr)
             continue
         results.append(
             {
-                "file": name,
+                "file": shown,
                 "ok": True,
                 "version": policy.version,
                 "hosts": policy.host_policies,
@@ -125,7 +174,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         if not args.json:
             print(
-                f"ok: {name}: {len(policy.hosts)} host, {len(policy.enclaves)} enclave policies, "
+                f"ok: {shown}: {len(policy.hosts)} host, {len(policy.enclaves)} enclave policies, "
                 f"{len(policy.enrolls)} enroll rules; version {policy.version[:16]}"
             )
     if args.json:
@@ -141,25 +190,36 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     from policy_lang.fmt import format_text
 
     unformatted = 0
-    for name in args.files:
-        text = read_text(name, what="policy file")
-        formatted = format_text(text, name)
+    for name in policy_files(args.files):
+        stdin = name == STDIN
+        shown = STDIN_NAME if stdin else name
+        if stdin:
+            try:
+                text = _read_stdin().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError("standard input is not UTF-8 text", location=Location(shown, offset=e.start)) from None
+        else:
+            text = read_text(name, what="policy file")
+        formatted = format_text(text, shown)
+        if stdin and not (args.check or args.diff):
+            sys.stdout.write(formatted)  # a filter, as gofmt and opa fmt are on standard input
+            continue
         if formatted == text:
             continue
         unformatted += 1
         if args.check:
-            print(f"would reformat {name}")
-        elif args.diff:
+            print(f"would reformat {shown}")
+        if args.diff:
             sys.stdout.writelines(
                 difflib.unified_diff(
-                    text.splitlines(keepends=True), formatted.splitlines(keepends=True), name, f"{name} (formatted)"
+                    text.splitlines(keepends=True), formatted.splitlines(keepends=True), shown, f"{shown} (formatted)"
                 )
             )
-        else:
+        if not (args.check or args.diff):
             mode = Path(name).stat().st_mode & 0o777
             atomic_write(name, formatted, mode=mode)
-            print(f"reformatted {name}")
-    if args.check and unformatted:
+            print(f"reformatted {shown}")
+    if (args.check or args.diff) and unformatted:
         return int(ExitCode.DENIED)
     return 0
 
@@ -187,9 +247,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from floodlight_trust.claims import claimset_from_json
     from floodlight_trust.fileio import read_bytes
-    from policy_lang import Decision, load_policy
+    from policy_lang import Decision
 
-    policy = load_policy(args.policy)
+    policy = load_policy_arg(args.policy)
     try:
         doc = json.loads(read_bytes(args.claims, what="claims file"))
     except json.JSONDecodeError as e:

@@ -91,6 +91,13 @@ def report_signing_ca() -> bytes:
 
 
 def _certs(data: bytes, what: str) -> list[x509.Certificate]:
+    # DER is binary: its last byte may be 0x20 or 0x0a, so only text forms (PEM, the URL-encoded
+    # header) are stripped. A DER certificate starts with a SEQUENCE tag.
+    if data[:1] == b"\x30":
+        try:
+            return [x509.load_der_x509_certificate(data)]
+        except ValueError as e:
+            raise ParseError(f"{what} is not a valid certificate: {e}") from None
     text = data.strip()
     if b"%20" in text or b"%0A" in text:
         text = urllib.parse.unquote_to_bytes(text)  # the header form is URL-encoded PEM

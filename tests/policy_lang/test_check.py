@@ -60,8 +60,16 @@ def test_type_errors() -> None:
         "p.policy:2:8: cannot compare claim isv_svn (int) with a str value",
         "p.policy:3:8: '>' compares integers; claim tcb_status (tcb_status) is not one",
         "p.policy:4:8: rule 'c' must be a condition, not a int",
-        "p.policy:5:22: 'x' is not hex",
+        "p.policy:5:22: 'x' is not hex: 'x' at position 1 is not a hex digit",
         "p.policy:6:26: max_collateral_age is a duration such as 30d or 12h",
+    ]
+
+
+def test_hex_of_odd_length_says_its_length() -> None:
+    digits63 = "3" * 63
+    assert errors_of(f'key k = "{"a" * 7}"\nenclave e {{\n    id: mrenclave == "{digits63}"\n}}\n') == [
+        "p.policy:1:9: key id 'aaaaaaa' has 7 hex digits, an odd number (two digits per byte)",
+        f"p.policy:3:22: '{digits63}' has 63 hex digits; expected 64 hex digits (32 bytes)",
     ]
 
 

@@ -14,12 +14,13 @@ POLICY = str(CONFIGS / "floodlight.policy")
 FIXTURES = CONFIGS / "tests" / "fixtures"
 
 
-def ftrust(*argv: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def ftrust(*argv: str, cwd: Path = REPO, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "floodlight_trust", "policy", *argv],
         capture_output=True,
         text=True,
         cwd=cwd,
+        input=stdin if stdin is not None else "",
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},  # this tree's code, from any working directory
     )
@@ -118,8 +119,11 @@ def test_fmt_check_diff_and_rewrite(tmp_path: Path) -> None:
     f.write_text("const   x=1\n")
     r = ftrust("fmt", "--check", str(f))
     assert r.returncode == 1 and r.stdout == f"would reformat {f}\n"
-    r = ftrust("fmt", "--diff", str(f))
-    assert r.returncode == 0 and "-const   x=1\n+const x = 1\n" in r.stdout
+    r = ftrust("fmt", "--diff", str(f))  # a difference is a failure, as `opa fmt --fail` says
+    assert r.returncode == 1 and "-const   x=1\n+const x = 1\n" in r.stdout
+    r = ftrust("fmt", "--check", "--diff", str(f))  # both: the file named and the diff, exit 1
+    assert r.returncode == 1
+    assert r.stdout.startswith(f"would reformat {f}\n--- {f}\n") and "+const x = 1\n" in r.stdout
     assert f.read_text() == "const   x=1\n"
     r = ftrust("fmt", str(f))
     assert r.returncode == 0 and f.read_text() == "const x = 1\n"
@@ -127,6 +131,35 @@ def test_fmt_check_diff_and_rewrite(tmp_path: Path) -> None:
     f.write_text("const x = \n")
     r = ftrust("fmt", str(f))
     assert r.returncode == 2 and r.stderr.startswith(f"ftrust: error: {f}:2:1: unexpected end of file")
+
+
+def test_directories_and_stdin_wherever_a_policy_is_named(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.policy").write_text('import "sub/b.policy"\nconst x = 1\n')
+    (tmp_path / "sub" / "b.policy").write_text("const  y=2\n")
+    (tmp_path / "notes.txt").write_text("not a policy")
+    r = ftrust("check", ".", cwd=tmp_path)  # recursively, *.policy only, each file with its imports
+    assert r.returncode == 0, r.stderr
+    assert [line.split(":")[1].strip() for line in r.stdout.splitlines()] == ["a.policy", "sub/b.policy"]
+    r = ftrust("fmt", "--check", ".", cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (1, "would reformat sub/b.policy\n")
+    assert ftrust("fmt", ".", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "sub" / "b.policy").read_text() == "const y = 2\n"
+    assert ftrust("fmt", "--check", str(tmp_path)).returncode == 0
+    # '-': standard input, imports relative to the working directory; fmt is then a filter.
+    r = ftrust("check", "-", cwd=tmp_path, stdin='import "a.policy"\nconst z = x\n')
+    assert r.returncode == 0 and r.stdout.startswith("ok: <stdin>: "), r.stderr
+    r = ftrust("check", "-", cwd=tmp_path, stdin="const = 1\n")
+    assert r.returncode == 2 and r.stderr.startswith("<stdin>:1:7: unexpected '='")
+    r = ftrust("fmt", "-", stdin="const   x=1\n")
+    assert (r.returncode, r.stdout) == (0, "const x = 1\n")
+    r = ftrust("fmt", "--diff", "-", stdin="const   x=1\n")
+    assert r.returncode == 1 and "--- <stdin>\n" in r.stdout
+    r = ftrust("check", "-", "-", stdin="")
+    assert r.returncode == 2 and "only once" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = ftrust("check", "empty", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == "ftrust: error: empty: no *.policy files in this directory\n"
 
 
 def test_test_command_summary_and_coverage() -> None:

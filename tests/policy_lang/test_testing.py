@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,23 @@ def test_ftrust_policy_test_with_a_missing_fixture_is_one_located_line(tmp_path:
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith(f"ftrust: error: {test}:6:1: ima_log: ")
     assert r.stderr.count("\n") == 1
+
+
+def test_pytest_plugin_as_documented_with_p(tmp_path: Path) -> None:
+    """`pytest -p policy_lang.pytest_plugin` (the documented way, needed when entry points are not
+    autoloaded) works both on top of the installed entry point and without it: one plugin, once."""
+    (tmp_path / "p.policy").write_text("enclave e {\n    svn: isv_svn >= 1\n}\n")
+    (tmp_path / "c.json").write_text((CONFIGS / "tests" / "fixtures" / "host-clean.json").read_text())
+    (tmp_path / "e.policytest.toml").write_text(
+        'policy = "p.policy"\n\n[[case]]\nname = "no enclave evidence is refused"\nenclave = "e"\n'
+        'claims = "c.json"\nexpect = "deny"\nreasons = ["evidence: no enclave evidence"]\n'
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "--rootdir", str(tmp_path), "-c", "/dev/null"]
+    command += ["-p", "no:cacheprovider", "-p", "policy_lang.pytest_plugin", str(tmp_path)]
+    for autoload in ("", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+        if autoload:
+            env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
+        r = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "1 passed" in r.stdout and "already registered" not in r.stdout + r.stderr

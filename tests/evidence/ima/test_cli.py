@@ -68,3 +68,19 @@ def test_user_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "measurement list not found" in missing.stderr
     badarg = ftrust("verify", log, "--expect-pcr", "md5=00")
     assert badarg.returncode == 2 and "expected BANK=HEX" in badarg.stderr
+
+
+def test_verify_text_prints_every_finding_that_json_reports(tmp_path: Path) -> None:
+    """Plain text hides nothing: a template hash mismatch, a violation and a partial trailing
+    record are each printed, as `--json` and `ima show` report them."""
+    es = [make_entry(f"/bin/t{i}", hashlib.sha256(b"%d" % i).digest()) for i in range(4)]
+    data = serialize_ascii(es).replace(b"/bin/t1", b"/bin/X1")
+    log = tmp_path / "ascii_runtime_measurements"
+    log.write_bytes(data + data.splitlines(keepends=True)[2][:40])  # cut short: no newline
+    r = ftrust("verify", log)
+    j = json.loads(ftrust("verify", log, "--json").stdout)
+    kinds = [f["kind"] for f in j["findings"]]
+    assert "partial-record" in kinds and "template-hash" in "".join(kinds), kinds
+    assert r.returncode == 1
+    for f in j["findings"]:
+        assert f"{f['kind']}: " in r.stdout and f["message"] in r.stdout

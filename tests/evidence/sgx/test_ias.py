@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from floodlight_trust.claims import EvidenceType, TcbStatus
 from floodlight_trust.clock import now, parse_time
@@ -156,3 +164,55 @@ def test_rejected_status(testdata: Path) -> None:
             ias.verify_report(resp.body, resp.signature_b64, resp.signing_cert_pem, s.ca_der, at=now())
     finally:
         s.stop()
+
+
+REPORT_AT = parse_time("2021-11-24T00:00:00Z")  # sn_ok_production's report is of 2021-11-23
+
+
+def _rsa_cert_ending_in(last: int, subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool) -> x509.Certificate:
+    """A certificate whose DER ends in the byte ``last`` (RSA PKCS#1 v1.5 is deterministic, so
+    stepping the serial number walks through signatures; 1 in 256 ends in any given byte)."""
+    for serial in range(1, 20_000):
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(REPORT_AT - timedelta(days=1))
+            .not_valid_after(REPORT_AT + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256())
+        )
+        if cert.public_bytes(Encoding.DER)[-1] == last:
+            return cert
+    raise AssertionError(f"no certificate ending in {last:#04x}")  # (255/256)^20000: never
+
+
+def test_der_certificates_ending_in_whitespace_bytes(testdata: Path, tmp_path: Path) -> None:
+    """DER is binary: a certificate whose last byte is 0x20 or 0x0a is still that certificate
+    (``_certs`` once stripped it as if it were PEM text and refused about 1 in 50 certificates)."""
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = _rsa_cert_ending_in(0x0A, "test IAS CA", ca_key, "test IAS CA", ca_key, True)
+    signer = _rsa_cert_ending_in(0x20, "test IAS signer", signer_key, "test IAS CA", ca_key, False)
+    ca_der, signer_der = ca.public_bytes(Encoding.DER), signer.public_bytes(Encoding.DER)
+    assert ca_der[-1:] == b"\n" and signer_der[-1:] == b" "
+    body = (testdata / "ias/sn_ok_production/report.json").read_bytes()
+    signature = base64.b64encode(signer_key.sign(body, padding.PKCS1v15(), hashes.SHA256()))
+    for leaf in (signer_der, signer.public_bytes(Encoding.PEM)):
+        result = ias.verify_report(body, signature, leaf, ca_der, at=REPORT_AT)
+        assert result.claims.tcb_status is TcbStatus.UP_TO_DATE
+    # The command line reads the same bytes from files: --anchor F.der with a DER ending in 0x0a.
+    (tmp_path / "report.json").write_bytes(body)
+    (tmp_path / "sig.b64").write_bytes(signature)
+    (tmp_path / "signer.der").write_bytes(signer_der)
+    (tmp_path / "anchor.der").write_bytes(ca_der)
+    r = subprocess.run(
+        [sys.executable, "-m", "floodlight_trust", "ias", "verify-report", "--report", str(tmp_path / "report.json"),
+         "--signature", str(tmp_path / "sig.b64"), "--cert", str(tmp_path / "signer.der"),
+         "--anchor", str(tmp_path / "anchor.der"), "--at", "2021-11-24T00:00:00Z"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("valid: IAS report")

@@ -1,0 +1,87 @@
+"""The command line as a user waits for it: fresh ``ftrust`` processes, wall time, median of rounds.
+
+``ftrust --version`` and ``--help`` (issue 15: under 0.25 s), and ``ftrust policy eval POLICY
+--ima-log LOG`` on the 100,000-entry list and Keylime runtime policy of the ima suite, against the
+library call doing the same work in this process (load the policy, appraise the list through the
+VM's entry point; issue 15: within 1.5x). The eval row is skipped, and says so, while the command
+has no --ima-log.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import Result
+from benchmarks.fixtures import write_ima_setup
+
+ROUNDS = 7
+N = 100_000
+
+
+def _ftrust() -> list[str]:
+    return [str(Path(sys.executable).with_name("ftrust"))]
+
+
+def _wall(argv: list[str], rounds: int = ROUNDS, ok: tuple[int, ...] = (0,)) -> float:
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, check=False)
+        samples.append(time.perf_counter() - t0)
+        if proc.returncode not in ok:
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
+    return statistics.median(samples)
+
+
+def run() -> list[Result]:
+    from benchmarks.bench_ima import fresh_appraisal
+
+    results = []
+    for flag in ("--version", "--help"):
+        t = _wall([*_ftrust(), flag])
+        results.append(
+            Result(
+                f"ftrust {flag}",
+                t,
+                "s",
+                "< 0.25 s",
+                t < 0.25,
+                work="a fresh process: interpreter start, imports, argument parsing, output",
+            )
+        )
+    usage = subprocess.run([*_ftrust(), "policy", "eval", "--help"], capture_output=True, text=True, check=False)
+    if "--ima-log" not in usage.stdout:
+        results.append(
+            Result(
+                "ftrust policy eval --ima-log (not measured: the command has no --ima-log yet)",
+                float("nan"),
+                "s",
+                "<= 1.5x library",
+            )
+        )
+        return results
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_ima_setup(Path(tmp), N)
+        argv = [*_ftrust(), "policy", "eval", files["policy"], "--ima-log", files["log"], "--host", "h"]
+        samples_cli, samples_lib = [], []
+        for _ in range(3):  # interleaved: command, then the library call in this process
+            samples_cli.append(_wall(argv, rounds=1))
+            samples_lib.append(fresh_appraisal(tmp, "ima.log")["seconds"])
+    cli, lib = statistics.median(samples_cli), statistics.median(samples_lib)
+    results.append(
+        Result(
+            f"ftrust policy eval --ima-log, {N:,} entries",
+            cli,
+            "s",
+            "<= 1.5x library",
+            cli <= 1.5 * lib,
+            work="fresh process: load the policy (100k-entry Keylime runtime policy), appraise the list, judge it",
+            anchor=f"library call (load_policy + VM entry point, in process) {lib:.3f} s: {cli / lib:.2f}x",
+        )
+    )
+    return results

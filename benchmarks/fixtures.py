@@ -1,0 +1,70 @@
+"""Generated evidence at scale, shared by the benchmarks: an ima-ng ASCII measurement list and the
+Keylime runtime policy (and sha256sum reference list) that allow every entry of it.
+
+This is the setup issue 15 measured Keylime 7.14 with: one generated list and allowlist for both
+verifiers. Generation is never inside a timed region.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+BOOT_DIGEST = hashlib.sha256(b"boot").digest()
+
+
+def digest(i: int) -> bytes:
+    return hashlib.sha256(i.to_bytes(8, "big")).digest()
+
+
+def path(i: int) -> str:
+    return f"/usr/lib/pkg{i % 997}/sub{i % 31}/file{i}.so"
+
+
+def ima_lines(lo: int, hi: int) -> bytes:
+    """ASCII lines (ima-ng, sha256 file digests, sha1 template hashes) of entries ``lo`` to ``hi``."""
+    from floodlight_trust.evidence.ima import format_ascii_line, make_entry
+
+    return "".join(format_ascii_line(make_entry(path(i), digest(i)), "sha1") for i in range(lo, hi)).encode()
+
+
+def boot_line() -> bytes:
+    from floodlight_trust.evidence.ima import format_ascii_line, make_entry
+
+    return format_ascii_line(make_entry("boot_aggregate", BOOT_DIGEST), "sha1").encode()
+
+
+def binary_list(n: int) -> bytes:
+    from floodlight_trust.evidence.ima import make_entry, serialize_binary
+
+    return serialize_binary(
+        [make_entry("boot_aggregate", BOOT_DIGEST)] + [make_entry(path(i), digest(i)) for i in range(n)]
+    )
+
+
+def keylime_runtime_policy(n: int) -> str:
+    """A Keylime runtime policy (format version 1) allowing entries ``0..n`` and boot_aggregate."""
+    digests = {path(i): [digest(i).hex()] for i in range(n)}
+    digests["boot_aggregate"] = [BOOT_DIGEST.hex()]
+    doc = {
+        "meta": {"version": 1, "generator": 3},
+        "release": 0,
+        "digests": digests,
+        "excludes": [],
+        "keyrings": {},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha256", "dm_policy": None},
+        "ima-buf": {},
+        "verification-keys": "",
+    }
+    return json.dumps(doc)
+
+
+def write_ima_setup(root: Path, n: int) -> dict[str, str]:
+    """Write ``ima.log`` (boot_aggregate + n entries), ``rp.json`` (Keylime runtime policy for them) and
+    ``host.policy`` (one host policy including it) under ``root``; return their paths."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ima.log").write_bytes(boot_line() + ima_lines(0, n))
+    (root / "rp.json").write_text(keylime_runtime_policy(n))
+    (root / "host.policy").write_text('host h {\n    template in {"ima-ng"}\n    include keylime "rp.json"\n}\n')
+    return {k: str(root / f) for k, f in (("log", "ima.log"), ("keylime", "rp.json"), ("policy", "host.policy"))}

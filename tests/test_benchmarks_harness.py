@@ -1,0 +1,20 @@
+"""The benchmark harness measures what it says (behaviour only: no figure is asserted)."""
+
+from __future__ import annotations
+
+from benchmarks import fresh_process, interleaved
+
+
+def test_interleaved_rotates_the_order_and_runs_every_call() -> None:
+    order: list[str] = []
+    cases = {name: (lambda n=name: order.append(n)) for name in ("a", "b", "c")}
+    medians = interleaved(cases, rounds=3, calls={"a": 2, "b": 1, "c": 1})
+    assert set(medians) == {"a", "b", "c"} and all(v >= 0 for v in medians.values())
+    # Round 0 starts with a, round 1 with b, round 2 with c; a runs twice per batch.
+    assert order == ["a", "a", "b", "c", "b", "c", "a", "a", "c", "a", "a", "b"]
+
+
+def test_fresh_process_returns_the_result_and_its_own_peak_rss() -> None:
+    doc = fresh_process("benchmarks.bench_ima:_allocate", 64)
+    assert doc["result"] == 64
+    assert doc["peak_rss_mib"] > 64  # the interpreter plus the 64 MiB it held
