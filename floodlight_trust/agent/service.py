@@ -6,6 +6,7 @@ Endpoints (messages in ``floodlight_trust/protocol/schemas``, documented in docs
     POST /v1/host/evidence              challenge -> host_evidence
     POST /v1/vnfs/{vnf}/evidence        challenge -> enclave_evidence
     POST /v1/vnfs/{vnf}/credentials     credentials -> credentials_ack
+    GET  /v1/health, GET /metrics       liveness and Prometheus metrics (as on every listener)
 
 The agent trusts nothing the VM sends beyond what the enclave checks itself: a certificate is
 installed only for the enclave's own key, a sealed key only opens with the enclave's key.

@@ -14,7 +14,7 @@ Endpoints (docs/openapi.yaml):
       GET  /v1/admin/reattest, POST /v1/admin/reattest {host?}      (issue 8: continuous re-attestation)
       POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
     public
-      GET  /v1/health, GET /v1/ca.pem
+      GET  /v1/health, GET /v1/ca.pem, GET /metrics (Prometheus)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from cryptography import x509
 
-from floodlight_trust import clock
+from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location
 from floodlight_trust.manager.client import AgentClient, check_agent_url
@@ -350,6 +350,11 @@ def build_service(
         require_linkable_epid=vc["require_linkable_epid"],
         renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
     )
+    def soonest_expiry() -> Any:
+        ends = [clock.parse_time(e.not_after) for e in vm.state.enrollments(active_only=True)]
+        return min(ends) if ends else None
+
+    metrics.watch_expiry(soonest_expiry, lambda: ca.certificate.not_valid_after_utc, now)
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds

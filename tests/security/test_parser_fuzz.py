@@ -321,3 +321,52 @@ def test_the_seeds_are_real_and_valid() -> None:
     assert parse_sha256sum(SHA256SUM.decode(), "x").digests
     assert parse_keylime(KEYLIME.decode(), "x").digests
     assert base64.b64decode(json.loads(SIGNED)["payload"])
+
+
+# -- the whole path, over HTTPS: mutated real evidence pushed to a running VM -----------------------
+@st.composite
+def damaged_evidence(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(doc))
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(sorted(out)))
+        if key in ("quote", "ima_list", "public_key") and draw(st.booleans()):
+            raw = base64.b64decode(out[key])
+            out[key] = base64.b64encode(draw(mutated(raw, max_edits=2))).decode()
+        elif key == "collateral" and isinstance(out[key], dict) and out[key]:
+            field = draw(st.sampled_from(sorted(out[key])))
+            out[key][field] = draw(text_of(mutated(str(out[key][field]).encode(), max_edits=2)))
+        else:
+            out[key] = draw(json_values)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["host", "enclave"])
+def test_mutated_evidence_pushed_over_https_is_never_a_500(deployment: Any, kind: str) -> None:
+    import requests
+
+    host = deployment.start_host()
+    host.add_vnf("vnf-fw-fuzz")
+    if kind == "host":
+        genuine = host.agent.host_evidence(deployment.anonymous.nonce("host", host.name))
+        path = "/v1/attest/host"
+    else:
+        assert deployment.admin.attest(host.name)["trusted"]
+        genuine = host.agent.enclave_evidence("vnf-fw-fuzz", deployment.anonymous.nonce("enclave", host.name, "vnf-fw-fuzz"))
+        path = "/v1/enroll"
+    session = requests.Session()
+
+    @settings(max_examples=max(EXAMPLES // 3, 10), deadline=None, derandomize=bool(os.environ.get("CI")),
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(doc=damaged_evidence(genuine))
+    def push(doc: dict[str, Any]) -> None:
+        r = session.post(
+            deployment.service.api_url + path,
+            data=json.dumps(doc),
+            headers={"Content-Type": "application/json"},
+            verify=str(deployment.service.tls_certificate),
+            timeout=30,
+        )
+        assert r.status_code < 500, (r.status_code, r.text[:300])
+        assert len(r.content) < 64 * 1024
+
+    push()
