@@ -1,4 +1,4 @@
-"""The Verification Manager's HTTPS API (cheroot + TLS) and its plain-HTTP CRL/OCSP publisher.
+"""The Verification Manager's HTTPS API and its plain-HTTP CRL/OCSP publisher (protocol/http.py).
 
 Endpoints (docs/openapi.yaml):
 

@@ -42,7 +42,7 @@ def streaming(tmp_path: Path) -> Iterator[tuple[HttpServer, queue.Queue[bytes | 
 
     @app.route("GET", "/ping")
     def ping(request: Request) -> dict[str, str]:
-        return {"pong": request.client_certificate_pem is None and "anonymous" or "with certificate"}
+        return {"pong": (request.client_certificate_pem is None and "anonymous") or "with certificate"}
 
     cert, key, _ = self_signed(tmp_path, "stream")
     ctx = server_tls_context()
