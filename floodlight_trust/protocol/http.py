@@ -292,6 +292,27 @@ def server_tls_context() -> ssl.SSLContext:
 # -- the server ----------------------------------------------------------------------------------
 
 
+class _OneLineClientErrors(logging.Filter):
+    """aiohttp logs a malformed request (bad request line, header or chunk) as an ERROR with a
+    traceback; it is the client's error: one INFO line with the reason. (Handlers never raise into
+    aiohttp: JsonApp.handle answers every exception itself.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message = record.getMessage()
+            record.msg = "%s: %s: %s"
+            record.args = (message, type(error).__name__, _cut(str(error).replace("\n", " "), 200))
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_protocol_log = logging.getLogger("floodlight_trust.http.protocol")
+_protocol_log.addFilter(_OneLineClientErrors())
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Per-connection limits, in seconds (see the module docstring for what each bounds)."""
@@ -397,6 +418,7 @@ class HttpServer:
             access_log=access,
             access_log_format='%a "%r" %s %b %Tfs',
             handler_cancellation=True,
+            logger=_protocol_log,
         )
         runner = web.ServerRunner(server, shutdown_timeout=2.0, handle_signals=False)
         await runner.setup()

@@ -194,3 +194,28 @@ def test_a_malformed_agent_url_is_refused_at_registration(deployment: World, no_
         deployment.admin.add_host(name, url)
     assert "agent_url" in str(refused.value)
     assert name not in [h["name"] for h in deployment.admin.hosts()]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"BREW /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"POST /v1/attest/host HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /v1/attest/host HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+    ],
+)
+def test_malformed_http_is_a_400_without_a_traceback(deployment: World, no_tracebacks: Any, raw: bytes) -> None:
+    import socket
+
+    from .conftest import insecure_client_context
+
+    for port, tls in ((deployment.service.api.port, True), (deployment.service.publish.port, False)):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if tls:
+            sock = insecure_client_context().wrap_socket(sock, server_hostname="127.0.0.1")
+        sock.sendall(raw)
+        answer = sock.recv(200)
+        sock.close()
+        assert answer.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"431"), answer[:80]
