@@ -107,7 +107,9 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         def add_host(name: str, ima: bytes, vnfs: int = 0) -> Path:
             path = tmp / f"{name}.ima"
             path.write_bytes(ima)
-            backend = SimBackend(platform, {})
+            # One machine per host (one platform belongs to one registered host), sharing the anchor.
+            machine = platform if name == "big" else SimulatedPlatform.create(tmp / f"{name}-pf", authority=platform)
+            backend = SimBackend(machine, {})
             for k in range(vnfs):
                 backend.add_enclave(f"vnf-{name}-{k}", image)
             agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))

@@ -153,6 +153,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         service = build_service(
             config, password=password, policy=policy, anchors=[platform.anchor()], threads=16
         ).start()
+        service.vm.state.add_host("bench-host", "http://127.0.0.1:9", None, at=clock.now())  # as an admin would
         ima = tmp / "ima.log"
         ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in FILES.items()).encode())
         args = (str(platform.directory), str(ima), service.api_url, str(service.tls_certificate))

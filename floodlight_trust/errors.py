@@ -83,6 +83,26 @@ class InputError(FtrustError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class NotFoundError(InputError):
+    """The request names something that does not exist (an unregistered host or VNF): exit 2, HTTP 404.
+
+    ``code`` is a stable reason code (``host.unregistered``) for metrics and tests."""
+
+    http_status = 404
+
+    def __init__(
+        self, message: str, *, code: str = "not_found", location: Location | None = None, hint: str | None = None
+    ):
+        super().__init__(message, location=location, hint=hint)
+        self.code = code
+
+
+class ConflictError(InputError):
+    """The request conflicts with what exists (a host name already registered): exit 2, HTTP 409."""
+
+    http_status = 409
+
+
 class ParseError(InputError):
     """Bytes or text could not be parsed; ``location`` points at the offending place."""
 
@@ -103,6 +123,18 @@ class VerificationError(FtrustError):
     """Evidence was well-formed but did not verify: signatures, chains, bindings, freshness (exit 1)."""
 
     exit_code = ExitCode.DENIED
+
+
+class UnauthenticatedEvidence(VerificationError):
+    """Evidence that proves nothing (unknown or spent nonce, a quote that does not verify or bind):
+    refused with HTTP 403 and recorded nowhere, only counted (``reasons`` carries every reason)."""
+
+    def __init__(
+        self, message: str, *, code: str, reasons: list[dict[str, object]] | None = None, hint: str | None = None
+    ):
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.reasons = reasons or []
 
 
 class PolicyDenied(VerificationError):

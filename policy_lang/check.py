@@ -9,6 +9,7 @@ wrong types and malformed literals (hex of the wrong length, unknown TCB statuse
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from floodlight_trust.claims import CLAIM_TYPES, EvidenceType, TcbStatus
 from floodlight_trust.errors import FtrustError, Location, PolicyError
 from policy_lang import ast
 from policy_lang.parser import PolicyErrors as PolicyErrors  # re-exported: its home used to be here
-from policy_lang.parser import parse
+from policy_lang.parser import parse_recovering
 
 
 def _loc(pos: ast.Pos) -> Location:
@@ -109,14 +110,27 @@ class Program:
     symbols: dict[str, Symbol] = field(default_factory=dict)
     errors: list[PolicyError] = field(default_factory=list)
     base_dirs: dict[str, Path | None] = field(default_factory=dict)  # file -> where its imports resolve
+    syntax_errors: int = 0  # how many of ``errors`` are syntax errors (their files checked as far as they parsed)
+    skipped: list[str] = field(default_factory=list)  # source text that syntax recovery dropped
 
     def error(self, message: str, pos: ast.Pos, hint: str | None = None) -> None:
         self.errors.append(PolicyError(message, location=_loc(pos), hint=hint))
 
+    def _echo(self, e: PolicyError) -> bool:
+        """A semantic error caused by a syntax error: a name declared or a setting written in text
+        that syntax recovery skipped is not unknown or missing, only unreadable."""
+        if not self.skipped:
+            return False
+        m = _ECHO.search(e.message)
+        if m is None:
+            return False
+        name = m.group(1) or m.group(2)
+        return any(re.search(rf"\b{re.escape(name)}\b", text) for text in self.skipped)
+
     def raise_if_errors(self) -> None:
         if self.errors:
             errors = sorted(
-                self.errors,
+                (e for e in self.errors if not self._echo(e)),
                 key=lambda e: (
                     (e.location.file or "") if e.location else "",
                     (e.location.line or 0) if e.location else 0,
@@ -125,6 +139,8 @@ class Program:
             )
             raise PolicyErrors(errors)
 
+
+_ECHO = re.compile(r"^unknown (?:name|host policy|enclave policy|key) '([^']+)'|needs '(\w+) = \.\.\.'")
 
 Reader = Callable[[Path], bytes]
 
@@ -153,13 +169,12 @@ def load_programs(roots: list[Root], read: Reader = _read_file) -> Program:
 
     def visit(text: str, filename: str, directory: Path | None, stack: tuple[str, ...]) -> None:
         seen.add(filename)
-        try:
-            module = parse(text, filename)
-        except PolicyErrors as e:
-            program.errors.extend(e.errors)
-            return
-        except PolicyError as e:
-            program.errors.append(e)
+        parsed = parse_recovering(text, filename)
+        program.errors.extend(parsed.errors)
+        program.syntax_errors += len(parsed.errors)
+        program.skipped.extend(parsed.skipped)
+        module = parsed.module
+        if module is None:
             return
         program.modules.append(module)
         program.base_dirs[filename] = directory

@@ -14,11 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from floodlight_trust.claims import ClaimSet
-from floodlight_trust.errors import FtrustError, Location, PolicyError
-from floodlight_trust.pki.profile import CertificateProfile, KeyType
+from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
+from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, CertificateProfile, KeyType, fill, placeholders_in
 from policy_lang import ast
 from policy_lang.check import Checker, Program, Root, TExpr, check, load_program, load_programs, suggest
-from policy_lang.evaluate import Decision, HostMeasuredState, evaluate_enclave, evaluate_host, evaluate_host_round
+from policy_lang.evaluate import (
+    Decision,
+    EnrollDecision,
+    HostMeasuredState,
+    TraceStep,
+    evaluate_enclave,
+    evaluate_host,
+    evaluate_host_round,
+    trace_enclave,
+    trace_host,
+)
 from policy_lang.reference import (
     Digests,
     ReferenceList,
@@ -214,6 +224,46 @@ class Policy:
         """Judge ``claims.enclave`` (at ``claims.verified_at``) with the named enclave policy."""
         return evaluate_enclave(self._enclave(enclave_policy), claims, self.version)
 
+    def evaluate_enroll(self, vnf_name: str, claims: ClaimSet) -> EnrollDecision:
+        """Judge a VNF's enrollment: its enroll rule's host policy on ``claims.ima`` and enclave
+        policy on ``claims.enclave``. Both are needed: missing evidence is an InputError naming what
+        is missing (never an enrollment judged on the enclave alone)."""
+        rule = self.enroll_rule(vnf_name)
+        if rule is None:
+            raise PolicyError(
+                f"no enroll rule matches VNF {vnf_name!r}", hint=suggest(vnf_name, [r.pattern for r in self.enrolls])
+            )
+        missing = [
+            what
+            for what, present in (
+                (f"host evidence (an IMA measurement list) for host policy {rule.host_policy}", claims.ima is not None),
+                (
+                    f"enclave evidence (an SGX quote or IAS report) for enclave policy {rule.enclave_policy}",
+                    claims.enclave is not None,
+                ),
+            )
+            if not present
+        ]
+        if missing:
+            raise InputError(
+                f"enroll rule {rule.name} ({rule.location}) judges the host and the enclave: missing "
+                + " and ".join(missing)
+            )
+        return EnrollDecision(
+            rule.name,
+            rule.location,
+            self.evaluate_host(rule.host_policy, claims),
+            self.evaluate_enclave(rule.enclave_policy, claims),
+        )
+
+    def trace_host(self, host_policy: str, claims: ClaimSet, decision: Decision) -> tuple[TraceStep, ...]:
+        """What each statement of the host policy evaluated and matched (``--explain``)."""
+        return trace_host(self._host(host_policy), claims, decision)
+
+    def trace_enclave(self, enclave_policy: str, claims: ClaimSet, decision: Decision) -> tuple[TraceStep, ...]:
+        """What each statement of the enclave policy evaluated and matched (``--explain``)."""
+        return trace_enclave(self._enclave(enclave_policy), claims, decision)
+
     def rules(self) -> list[tuple[str, str, str]]:
         """Every rule as (policy, rule name, "file:line"), for test coverage."""
         out: list[tuple[str, str, str]] = []
@@ -306,7 +356,7 @@ class Compiler:
             self.p.sources[key_name] = key
             return compiled_reference("keylime-dsse", data, name, key, key_name)
         except PolicyError as e:
-            self.p.errors.append(e)
+            self.p.errors.extend(getattr(e, "errors", (e,)))
         except FtrustError as e:  # a missing or unreadable file: point at the include statement
             what = e.location.file if e.location and e.location.file else name
             self.p.error(f"cannot include {what}: {e.message}", stmt.path.pos)
@@ -539,6 +589,34 @@ class Compiler:
                 EnrollRule(d.name, d.pattern.value, refs["host"], refs["enclave"], profile, d.pos.short)
             )
 
+    def placeholders_ok(self, template: str, what: str, pos: ast.Pos) -> bool:
+        unknown = [p for p in placeholders_in(template) if p not in PLACEHOLDERS]
+        for name in unknown:
+            self.p.error(
+                f"{what}: unknown placeholder {{{name}}} in {template!r}",
+                pos,
+                suggest(name, PLACEHOLDERS) or "placeholders: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS),
+            )
+        return not unknown
+
+    def subject_ok(self, template: str, pos: ast.Pos) -> bool:
+        """The subject parses as an RFC 4514 name once its placeholders are filled in, as the CA
+        will parse it when a VNF enrolls."""
+        from cryptography import x509
+
+        if not self.placeholders_ok(template, "subject", pos):
+            return False
+        try:
+            name = x509.Name.from_rfc4514_string(fill(template, **SAMPLE_NAMES))
+        except ValueError as e:
+            detail = f": {e}" if str(e) else ""
+            self.p.error(f"subject {template!r} is not an RFC 4514 name{detail}", pos, hint='e.g. "CN={vnf},O=example"')
+            return False
+        if len(name) == 0:
+            self.p.error("subject is empty", pos, hint='e.g. "CN={vnf},O=example"')
+            return False
+        return True
+
     def certificate(self, block: ast.CertificateBlock) -> CertificateProfile | None:
         values: dict[str, object] = {}
         ok = True
@@ -560,6 +638,9 @@ class Compiler:
                     self.p.error(f"{s.name} is a string", s.value.pos)
                     ok = False
                     continue
+                if s.name == "subject" and not self.subject_ok(t.value, s.value.pos):
+                    ok = False
+                    continue
                 if s.name == "key_type" and t.value not in {k.value for k in KeyType}:
                     self.p.error(
                         f"unknown key type {t.value!r}", s.value.pos, suggest(t.value, [k.value for k in KeyType])
@@ -576,10 +657,22 @@ class Compiler:
                     self.p.error(f"{s.name} is a list of strings", s.value.pos)
                     ok = False
                     continue
-                values[s.name] = (t.value,) if t.type == "str" else tuple(t.value)
+                items = (t.value,) if t.type == "str" else tuple(t.value)
+                if not all(self.placeholders_ok(str(v), s.name, s.value.pos) for v in items):
+                    ok = False
+                    continue
+                values[s.name] = items
             else:  # validity
                 if t.type != "duration":
                     self.p.error("validity is a duration such as 1h or 30d", s.value.pos)
+                    ok = False
+                    continue
+                if t.value <= 0:
+                    self.p.error(
+                        f"validity {format_duration(int(t.value))} issues certificates that are never valid",
+                        s.value.pos,
+                        hint="give a positive duration such as 1h",
+                    )
                     ok = False
                     continue
                 values[s.name] = t.value
@@ -593,6 +686,13 @@ class Compiler:
             validity_seconds=int(values.get("validity", default.validity_seconds)),  # type: ignore[call-overload]
             key_type=KeyType(str(values.get("key_type", default.key_type))),
         )
+
+
+def format_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _display(path: Path) -> str:

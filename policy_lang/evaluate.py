@@ -626,3 +626,180 @@ def evaluate_host_round(
 
 def decision_json(decision: Decision) -> str:
     return json.dumps(decision.to_json(), indent=2)
+
+
+# ---- enroll decisions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollDecision:
+    """An enroll rule's verdict on a VNF: its host policy on the host's IMA list and its enclave
+    policy on the VNF's enclave, both judged (neither can be skipped for lack of evidence)."""
+
+    rule: str
+    location: str
+    host: Decision
+    enclave: Decision
+
+    @property
+    def allowed(self) -> bool:
+        return self.host.allowed and self.enclave.allowed
+
+    @property
+    def decisions(self) -> tuple[Decision, Decision]:
+        return (self.host, self.enclave)
+
+    def combined(self) -> Decision:
+        """One Decision (host reasons, then enclave reasons), as policy tests judge it."""
+        return Decision(
+            self.allowed, f"enroll {self.rule}", self.host.policy_version, self.host.reasons + self.enclave.reasons
+        )
+
+
+# ---- traces (--explain): which rules were evaluated and what matched --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One rule of a policy as evaluated: ``outcome`` is "pass", "deny" or "note"."""
+
+    rule: str
+    location: str
+    outcome: str
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"rule": self.rule, "location": self.location, "outcome": self.outcome, "detail": self.detail}
+
+
+def _claims_of(t: TExpr) -> list[str]:
+    if t.kind == "claim":
+        return [t.name]
+    out: list[str] = []
+    for a in t.args:
+        for name in _claims_of(a):
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def trace_enclave(e: CompiledEnclave, claims: ClaimSet, decision: Decision) -> tuple[TraceStep, ...]:
+    """Every statement of an enclave policy with its outcome and the claim values it looked at."""
+    enclave = claims.enclave
+    if enclave is None:
+        return (TraceStep("evidence", e.pos.short, "deny", "no enclave evidence in the claims"),)
+    denied = {(r.rule, r.location) for r in decision.failures}
+    steps: list[TraceStep] = []
+    for name, value, switch in (
+        ("simulated", enclave.simulated, e.allow_simulated),
+        ("debug", enclave.debug, e.allow_debug),
+    ):
+        where = (switch or e.pos).short
+        outcome = "deny" if (name, e.pos.short) in denied else ("note" if value else "pass")
+        steps.append(
+            TraceStep(name, where, outcome, f"{name} is {show(value)}" + (f"; allow_{name} = true" if switch else ""))
+        )
+    for rule in e.rules:
+        where = rule.pos.short
+        outcome = "deny" if (rule.name, where) in denied else "pass"
+        if rule.kind == "expr":
+            assert rule.expr is not None
+            looked = ", ".join(f"{n} = {show(claim_value(enclave, n))}" for n in _claims_of(rule.expr))
+            detail = f"{label(rule.expr)}" + (f" ({looked})" if looked else "")
+        elif rule.kind in ("deny_advisories", "tolerate_advisories"):
+            detail = f"advisories {show(list(enclave.advisory_ids))}; {rule.kind.split('_')[0]} {show(rule.values)}"
+        else:
+            age = (claims.verified_at - enclave.collateral_issued_at).total_seconds()
+            detail = f"collateral issued {_human(age)} before verification; at most {_human(rule.seconds)}"
+        steps.append(TraceStep(rule.name, where, outcome, detail))
+    return tuple(steps)
+
+
+def trace_host(h: CompiledHost, claims: ClaimSet, decision: Decision) -> tuple[TraceStep, ...]:
+    """Every statement of a host policy with its outcome and what it matched in the list."""
+    ima = claims.ima
+    if ima is None:
+        return (TraceStep("evidence", h.pos.short, "deny", "no IMA measurement list in the claims"),)
+    denied = {r.rule for r in decision.failures}
+    steps: list[TraceStep] = []
+    paths, digests = ima.paths, ima.digests
+    for check, column in ((h.templates, ima.templates), (h.algorithms, ima.digest_algorithms)):
+        if check is not None:
+            allowed, pos, name = check
+            steps.append(
+                TraceStep(
+                    name,
+                    pos.short,
+                    "deny" if name in denied else "pass",
+                    f"used {show(set(column))}; allowed {show(allowed)}",
+                )
+            )
+    if h.boot_aggregates is not None:
+        steps.append(
+            TraceStep(
+                "boot_aggregate",
+                h.boot_aggregates[1].short,
+                "deny" if "boot_aggregate" in denied else "pass",
+                f"boot_aggregate {show(ima.boot_aggregate)}",
+            )
+        )
+    exact = any_digest = excluded = globbed = violations = refused = 0
+    for i, (p, d) in enumerate(zip(paths, digests, strict=True)):
+        allowed_here = h.exact.get(p)
+        if i in ima.violations:
+            violations += 1
+        elif allowed_here is not None and d in as_set(allowed_here):
+            exact += 1
+        elif d in h.any_digests:
+            any_digest += 1
+        elif h.exclude is not None and h.exclude.match(p):
+            excluded += 1
+        elif any(g.regex.match(p) and d in g.digests for g in h.globs):
+            globbed += 1
+        else:
+            refused += 1
+    sources = ", ".join(f"{name} ({n} entries)" for name, n in h.references)
+    steps.append(
+        TraceStep(
+            "allowlist",
+            h.pos.short,
+            "deny" if "allowlist" in denied else "pass",
+            f"{len(paths)} entries: {exact} on the allowlist with their digest, {any_digest} by 'allow any digest', "
+            f"{excluded} excluded, {globbed} by allow globs, {refused} refused"
+            + (f"; reference lists {sources}" if sources else ""),
+        )
+    )
+    if violations or h.allow_violations is None:
+        where = (h.allow_violations or h.pos).short
+        outcome = "deny" if "violation" in denied else ("note" if violations else "pass")
+        steps.append(TraceStep("violation", where, outcome, f"{violations} measurement violations"))
+    for req in h.required:
+        hit = next(
+            (
+                ima.first_index + i
+                for i, p in enumerate(paths)
+                if (req.regex.match(p) if req.regex else p == req.pattern)
+            ),
+            None,
+        )
+        steps.append(
+            TraceStep(
+                "require_measured",
+                req.pos.short,
+                "pass" if hit is not None else ("deny" if "require_measured" in denied else "note"),
+                f"{req.pattern} measured at entry {hit}" if hit is not None else f"{req.pattern} not in this list",
+            )
+        )
+    for sig in h.signatures:
+        matching = [i for i, p in enumerate(paths) if sig.regex.match(p) and i not in ima.violations]
+        steps.append(
+            TraceStep(
+                "require_signature",
+                sig.pos.short,
+                "deny"
+                if any(r.rule == "require_signature" and r.location == sig.pos.short for r in decision.failures)
+                else "pass",
+                f"{len(matching)} entries match {sig.pattern}; signatures by {sig.key_name} {show(sig.key_ids)} required",
+            )
+        )
+    return tuple(steps)

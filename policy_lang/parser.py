@@ -7,6 +7,7 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -65,6 +66,7 @@ class _Build(Transformer[Token, Any]):
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+        self.errors: list[PolicyError] = []  # malformed literals: reported, the tree still built
 
     def _pos(self, meta: Any) -> ast.Pos:
         if getattr(meta, "empty", True) and not hasattr(meta, "line"):
@@ -90,6 +92,23 @@ class _Build(Transformer[Token, Any]):
     def duration(self, children: list[Token]) -> ast.Duration:
         text = str(children[0])
         return ast.Duration(int(text[:-1]) * _DURATION_UNITS[text[-1]], text, pos=self._tpos(children[0]))
+
+    def bad_number(self, children: list[Token]) -> ast.Int | ast.Duration:
+        tok = children[0]
+        text, pos = str(tok), self._tpos(tok)
+        where = Location(self.file, pos.line, pos.column)
+        if text[:2].lower() == "0x":
+            self.errors.append(PolicyError(f"{text!r} is not a hex integer", location=where, hint="e.g. 0x1f"))
+            return ast.Int(0, text, pos=pos)
+        digits = len(text) - len(text.lstrip("0123456789"))
+        self.errors.append(
+            PolicyError(
+                f"{text!r} is not a duration: the unit {text[digits:]!r} is not one of s, m, h, d",
+                location=where,
+                hint=f"e.g. {text[:digits]}d (days), {text[:digits]}h (hours)",
+            )
+        )
+        return ast.Duration(0, text, pos=pos)  # a duration was meant: no second error where one is expected
 
     @v_args(meta=True)
     def true(self, meta: Any, children: list[Any]) -> ast.Bool:
@@ -414,6 +433,7 @@ class _Recovery:
         self.file = file
         self.errors: list[PolicyError] = []
         self.resumed_at = -1  # offset where parsing resumed after the last error
+        self.skipped: list[str] = []  # the source text each resumption dropped
 
     def _echo(self, offset: int) -> bool:
         between = self.text[self.resumed_at : offset] if 0 <= self.resumed_at <= offset else None
@@ -503,14 +523,31 @@ class _Recovery:
             counter.line_start_pos = self.text.rfind("\n", 0, at) + 1
             counter.line = line or self.text.count("\n", 0, at) + 1
             counter.column = at - counter.line_start_pos + 1
+            self.skipped.append(self.text[line_start:at])
             self.resumed_at = at
             return True
         return False
 
 
-def parse(text: str, file: str = "<policy>") -> ast.Module:
-    """Parse one policy file. Raises :class:`PolicyError` (located) on a syntax error; with several
-    independent syntax errors, a :class:`PolicyErrors` holding each of them in source order."""
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """What a recovering parse found: the declarations it could read (None when the file could not be
+    read to its end), every error in source order, and the text each recovery skipped."""
+
+    module: ast.Module | None
+    errors: tuple[PolicyError, ...]
+    skipped: tuple[str, ...]
+
+
+def _order(e: PolicyError) -> tuple[int, int]:
+    loc = e.location
+    return ((loc.line or 0) if loc else 0, (loc.column or 0) if loc else 0)
+
+
+def parse_recovering(text: str, file: str = "<policy>") -> ParseResult:
+    """Parse one policy file, resuming after syntax errors; the module holds every declaration that
+    parsed, so that the checker can still judge them (as ``opa check`` reports type errors beside
+    parse errors)."""
     recovery = _Recovery(text, file)
     try:
         tree = _lark().parse(text, on_error=recovery)
@@ -518,13 +555,28 @@ def parse(text: str, file: str = "<policy>") -> ast.Module:
         if not recovery.errors:
             recovery.errors.append(_syntax_error(e, text, file))
         tree = None
-    if recovery.errors:
-        if len(recovery.errors) == 1:
-            raise recovery.errors[0]
-        raise PolicyErrors(recovery.errors)
-    assert tree is not None
-    try:
-        decls = _Build(file).transform(tree).children
-    except VisitError as e:  # a bug in the tree builder, not in the user's text
-        raise e.orig_exc from None
-    return ast.Module(file, tuple(decls), scan_comments(text))
+    module = None
+    errors = list(recovery.errors)
+    if tree is not None:
+        build = _Build(file)
+        try:
+            decls = build.transform(tree).children
+        except VisitError as e:
+            if not errors:  # a bug in the tree builder, not in the user's text
+                raise e.orig_exc from None
+        else:  # after a recovery the tree holds what parsed; a builder failure there means no tree
+            module = ast.Module(file, tuple(decls), scan_comments(text))
+            errors.extend(build.errors)
+    return ParseResult(module, tuple(sorted(errors, key=_order)), tuple(recovery.skipped))
+
+
+def parse(text: str, file: str = "<policy>") -> ast.Module:
+    """Parse one policy file. Raises :class:`PolicyError` (located) on a syntax error; with several
+    independent errors, a :class:`PolicyErrors` holding each of them in source order."""
+    result = parse_recovering(text, file)
+    if result.errors:
+        if len(result.errors) == 1:
+            raise result.errors[0]
+        raise PolicyErrors(result.errors)
+    assert result.module is not None
+    return result.module

@@ -28,6 +28,7 @@ from typing import Any
 
 from floodlight_trust.claims import ImaClaims
 from floodlight_trust.errors import Location, PolicyError
+from policy_lang.parser import PolicyErrors
 
 _DIGEST_LENGTHS = frozenset((40, 64, 96, 128))
 _LOWER_HEX = re.compile(r"[0-9a-f]*")
@@ -110,6 +111,7 @@ def _parse_sha256sum_lines(text: str, source: str) -> ReferenceList:
     acc: dict[str, Any] = {}
     digests: list[str] = []
     dup = False
+    errors: list[PolicyError] = []  # every malformed line, as a syntax error report lists each
     # Only "\n" ends a line (str.splitlines would also split on \x1c, \x85, ... inside names).
     for lineno, line in enumerate(text.split("\n"), start=1):
         if line and line[-1] == "\r":  # tolerate CRLF files; a real CR in a name is written as \r
@@ -123,11 +125,15 @@ def _parse_sha256sum_lines(text: str, source: str) -> ReferenceList:
         if len(digest) not in _DIGEST_LENGTHS or len(path) < 2 or path[0] not in " *":
             if not line.strip():
                 continue
-            raise PolicyError(
-                "malformed reference list line: expected '<hex digest>  <path>'",
-                location=Location(source, lineno, 1),
-                hint="the format of sha256sum output: 40, 64, 96 or 128 hex digits, two spaces, the path",
+            errors.append(
+                PolicyError(
+                    "malformed reference list line: expected '<hex digest>  <path>'"
+                    + (f" (the digest has {len(digest)} characters)" if path[:1] in (" ", "*") and digest else ""),
+                    location=Location(source, lineno, 1),
+                    hint="the format of sha256sum output: 40, 64, 96 or 128 hex digits, two spaces, the path",
+                )
             )
+            continue
         path = path[1:]
         if escaped:
             path = _unescape_sha256sum(path)
@@ -141,10 +147,14 @@ def _parse_sha256sum_lines(text: str, source: str) -> ReferenceList:
                 acc[path] = [prev, digest]
             else:
                 prev.append(digest)
-    # Validate all hex digits at once (C speed); find the culprit line only on failure.
+    # Validate all hex digits at once (C speed); find the culprit lines only on failure.
     joined = "".join(digests)
     if not _LOWER_HEX.fullmatch(joined):
-        _find_bad_hex(text, source)
+        errors.extend(_find_bad_hex(text, source))
+    if errors:
+        errors.sort(key=lambda e: e.location.line or 0 if e.location else 0)
+        raise errors[0] if len(errors) == 1 else PolicyErrors(errors)
+    if not _LOWER_HEX.fullmatch(joined):
         joined_lower = joined.lower()
         if _LOWER_HEX.fullmatch(joined_lower):  # uppercase hex is fine, normalise it
             return parse_sha256sum(_lower_digests(text), source)
@@ -166,18 +176,24 @@ def _lower_digests(text: str) -> str:
     return "\n".join(out)
 
 
-def _find_bad_hex(text: str, source: str) -> None:
+def _find_bad_hex(text: str, source: str) -> list[PolicyError]:
+    found: list[PolicyError] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line or line[0] == "#":
             continue
-        digest = line.lstrip("\\").partition(" ")[0]
+        digest, _, path = line.lstrip("\\").partition(" ")
+        if len(digest) not in _DIGEST_LENGTHS or len(path) < 2 or path[0] not in " *":
+            continue  # malformed otherwise: reported as such
         try:
             bytes.fromhex(digest)
         except ValueError:
-            raise PolicyError(
-                f"malformed reference list line: {digest[:16]!r}... is not a hex digest",
-                location=Location(source, lineno, 1),
-            ) from None
+            found.append(
+                PolicyError(
+                    f"malformed reference list line: {digest[:16]!r}... is not a hex digest",
+                    location=Location(source, lineno, 1),
+                )
+            )
+    return found
 
 
 def _sha256sum_line(digest: str, path: str) -> str:
@@ -240,18 +256,48 @@ def _json_line(text: str, needle: str) -> int | None:
     return text.count("\n", 0, at) + 1 if at >= 0 else None
 
 
+def _json_position(text: str, path: list[Any], instance: Any) -> tuple[int | None, int | None]:
+    """(line, column) of the failing value in the JSON text: the value itself when it is a scalar
+    found after its key, else its key. A minified policy is one long line; the column (and the
+    excerpt the command line shows around it) finds the field in it."""
+    at = -1
+    keys = [p for p in path if isinstance(p, str)]
+    if keys:
+        at = text.find(json.dumps(keys[-1]) + ":")
+        if at < 0:
+            at = text.find(json.dumps(keys[-1]))
+    if isinstance(instance, str | int | float | bool) and instance is not None:
+        value_at = text.find(json.dumps(instance), max(at, 0))
+        if value_at >= 0:
+            at = value_at
+    if at < 0:
+        return None, None
+    line_start = text.rfind("\n", 0, at) + 1
+    return text.count("\n", 0, at) + 1, at - line_start + 1
+
+
+def _excerpt(instance: Any, limit: int = 80) -> str:
+    text = repr(instance) if isinstance(instance, str) else json.dumps(instance)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _schema_error(doc: Any, text: str, source: str) -> PolicyError:
     errors = sorted(_full_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     err = errors[0]
-    where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in err.absolute_path) or "(top level)"
-    line = None
-    if err.absolute_path:
-        last = [p for p in err.absolute_path if isinstance(p, str)]
-        if last:
-            line = _json_line(text, json.dumps(last[-1]))
+    path = list(err.absolute_path)
+    where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in path) or "(top level)"
+    line, column = _json_position(text, path, err.instance)
+    # jsonschema's message repeats the whole failing value (a 2 KB object for a wrong top level);
+    # the field path and a short excerpt say the same.
+    message = err.message
+    full = json.dumps(err.instance)
+    if len(full) > 80:
+        message = message.replace(repr(err.instance), _excerpt(err.instance)).replace(full, _excerpt(err.instance))
+    if len(message) > 200:
+        message = f"{err.validator} check failed on {_excerpt(err.instance)}"
     return PolicyError(
-        f"Keylime runtime policy fails the schema at {where}: {err.message}",
-        location=Location(source, line),
+        f"Keylime runtime policy fails the schema at {where}: {message}",
+        location=Location(source, line, column),
     )
 
 

@@ -33,6 +33,8 @@ the reason ``evidence: MESSAGE``. A missing or malformed fixture is an error loc
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -41,9 +43,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from floodlight_trust.claims import ClaimSet, claimset_from_json, claimset_to_json
+from floodlight_trust.claims import (
+    ClaimSet,
+    EnclaveClaims,
+    ImaEntry,
+    PlatformIdentity,
+    claimset_from_json,
+    claimset_to_json,
+)
 from floodlight_trust.clock import format_time
-from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError, VerificationError
+from floodlight_trust.errors import FtrustError, InputError, Location, VerificationError
 from floodlight_trust.fileio import read_bytes, read_text
 from policy_lang.compile import Policy, load_policy
 from policy_lang.evaluate import Decision, Reason
@@ -112,26 +121,76 @@ class TestReport:
         return len(self.results) - self.passed
 
 
-def _set_path(doc: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+def _names(cls: Any, *, without: tuple[str, ...] = ()) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.name not in without)
+
+
+# The fields of the claims document (floodlight_trust.claims' JSON form), by dotted parent path
+# ("*" for a list item), so that a misspelt `set` key is an error, not a new field nobody reads.
+CLAIM_FIELDS: Mapping[str, frozenset[str]] = {
+    "": frozenset(("verified_at", "subject", "ima", "enclave")),
+    "ima": frozenset(("first_index", "boot_aggregate", "pcr_values", "entries")),
+    "ima.entries.*": _names(ImaEntry, without=("index",)),
+    "enclave": _names(EnclaveClaims),
+    "enclave.platform": _names(PlatformIdentity),
+}
+IMA_ENTRY_KEYS = CLAIM_FIELDS["ima.entries.*"]
+TOP_KEYS = ("policy", "case")
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _set_path(doc: dict[str, Any], dotted: str, value: Any, where: Location) -> None:
     parts = dotted.split(".")
     node: Any = doc
-    for part in parts[:-1]:
+    parent: list[str] = []
+
+    def fail(message: str, hint: str | None = None) -> InputError:
+        return InputError(f"set {dotted!r}: {message}", location=where, hint=hint)
+
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
         if isinstance(node, list):
             try:
-                node = node[int(part)]
+                index = int(part)
+                node[index]
             except (ValueError, IndexError):
-                raise InputError(f"{where}: set {dotted!r}: no item {part!r}") from None
+                raise fail(f"no item {part!r} ({len(node)} items)") from None
+            if last:
+                node[index] = value
+                return
+            node = node[index]
+            parent.append("*")
             continue
-        if not isinstance(node, dict) or part not in node:
-            raise InputError(f"{where}: set {dotted!r}: no field {part!r} in the claims")
+        if not isinstance(node, dict):
+            raise fail(f"cannot set a field of a {type(node).__name__}")
+        known = CLAIM_FIELDS.get(".".join(parent), frozenset(node))
+        if part not in known:
+            raise fail(
+                f"no claim field {part!r} in {'.'.join(parent) or 'the claims'}",
+                _did_you_mean(part, known) or "fields: " + ", ".join(sorted(known)),
+            )
+        if last:
+            node[part] = value
+            return
+        if part not in node or node[part] is None:
+            raise fail(f"the claims have no {'.'.join((*parent, part))} to set a field in")
         node = node[part]
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise InputError(f"{where}: set {dotted!r}: cannot set a field of a {type(node).__name__}")
+        parent.append(part)
+
+
+def _key_location(text: str, file: str, key: str) -> Location:
+    """Where a top-level key is written (before the first table)."""
+    for i, line in enumerate(text.split("\n")):
+        stripped = line.lstrip()
+        if stripped.startswith("["):
+            break
+        if stripped.startswith(key) and stripped[len(key) :].lstrip().startswith("="):
+            return Location(file, i + 1, len(line) - len(stripped) + 1)
+    return Location(file)
 
 
 def _case_location(text: str, file: str, case: int, needle: str | None) -> Location:
@@ -192,9 +251,7 @@ class _Evidence:
             raise self.fail("at", e.message) from None
 
     def ima(self) -> Any:
-        from cryptography import x509
-
-        from floodlight_trust.evidence.ima import appraise_measurement_list
+        from floodlight_trust.evidence.verify import load_keyring, verify_ima
 
         log_name = self.name("ima_log")
         data = self.read("ima_log")
@@ -203,29 +260,20 @@ class _Evidence:
         if not isinstance(keyring, list) or not all(isinstance(k, str) for k in keyring):
             raise self.fail("keyring", "keyring is a list of certificate files")
         for k in keyring:
-            pem = self.read("keyring", k)
             try:
-                certs.extend(
-                    x509.load_pem_x509_certificates(pem)
-                    if b"-----BEGIN" in pem
-                    else [x509.load_der_x509_certificate(pem)]
-                )
-            except ValueError as e:
-                raise self.fail("keyring", f"keyring: {k} is not a certificate: {e}") from None
+                certs.extend(load_keyring(self.read("keyring", k), f"keyring: {k}"))
+            except InputError as e:
+                raise self.fail("keyring", e.message) from None
         try:
-            appraisal = appraise_measurement_list(data, keyring=certs, source=str(self.dir / log_name))
+            return verify_ima(data, keyring=certs, source=str(self.dir / log_name))
         except VerificationError as e:
-            return e.message
+            return e.message.replace(str(self.dir / log_name), log_name, 1)
         except FtrustError as e:
             raise self.fail("ima_log", f"ima_log: {e}") from None
-        if not appraisal.ok:
-            problem = appraisal.first_problem()
-            return f"IMA list {log_name} does not verify: {problem.message if problem else 'see findings'}"
-        return appraisal.claims
 
     def dcap(self, at: datetime) -> Any:
         from floodlight_trust.evidence.collateral import load_collateral
-        from floodlight_trust.evidence.dcap import TrustAnchor, verify_quote
+        from floodlight_trust.evidence.verify import Evidence, verify_enclave
 
         quote = self.read("quote")
         if "collateral" not in self.raw:
@@ -239,20 +287,20 @@ class _Evidence:
         if not isinstance(unsafe, bool):
             raise self.fail("unsafe_allow_expired_crls", "unsafe_allow_expired_crls is true or false")
         try:
-            return verify_quote(quote, collateral, TrustAnchor.intel(), at=at, unsafe_allow_expired_crls=unsafe).claims
+            return verify_enclave(Evidence(quote=quote, collateral=collateral), at=at, unsafe_allow_expired_crls=unsafe)
         except VerificationError as e:
             return e.message
         except FtrustError as e:
             raise self.fail("quote", f"quote {self.name('quote')}: {e}") from None
 
     def ias(self, at: datetime) -> Any:
-        from floodlight_trust.evidence.ias import report_signing_ca, verify_report
+        from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, verify_enclave
 
         folder = self.name("ias_report")
         files = ("report.json", "x-iasreport-signature.b64", "x-iasreport-signing-certificate.pem")
         body, signature, certificate = (self.read("ias_report", f"{folder}/{f}") for f in files)
         try:
-            return verify_report(body, signature, certificate, report_signing_ca(), at=at).claims
+            return verify_enclave(Evidence(ias_report=IasReportEvidence(body, signature, certificate)), at=at)
         except VerificationError as e:
             return e.message
         except FtrustError as e:
@@ -300,6 +348,13 @@ def load_test_file(path: Path) -> TestFile:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"not valid TOML: {e}", location=Location(name)) from None
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise InputError(
+                f"unknown key {key!r}",
+                location=_key_location(text, name, key),
+                hint=_did_you_mean(key, TOP_KEYS) or 'a test file holds policy = "FILE" and [[case]] tables',
+            )
     if not isinstance(doc.get("policy"), str):
         raise InputError('missing policy = "FILE"', location=Location(name))
     policy = load_policy(path.parent / doc["policy"])
@@ -310,10 +365,11 @@ def load_test_file(path: Path) -> TestFile:
     fixtures: dict[str, dict[str, Any]] = {}
     for n, raw in enumerate(raw_cases, start=1):
         where = f"{name}: case {n}"
-        unknown = set(raw) - CASE_KEYS
-        if unknown:
+        for key in sorted(set(raw) - CASE_KEYS):
             raise InputError(
-                f"{where}: unknown key {sorted(unknown)[0]!r}", hint="keys: " + ", ".join(sorted(CASE_KEYS))
+                f"case {n}: unknown key {key!r}",
+                location=_case_location(text, name, n, key),
+                hint=_did_you_mean(key, CASE_KEYS) or "keys: " + ", ".join(sorted(CASE_KEYS)),
             )
         targets = [k for k in ("host", "enclave", "vnf") if k in raw]
         if len(targets) != 1:
@@ -345,10 +401,31 @@ def load_test_file(path: Path) -> TestFile:
         else:
             claims = copy.deepcopy(base) if base is not None else {}
         for dotted, value in (raw.get("set") or {}).items():
-            _set_path(claims, dotted, value, where)
+            _set_path(claims, dotted, value, _case_location(text, name, n, "set"))
         for entry in raw.get("add_ima") or []:
+            for key in entry:
+                if key not in IMA_ENTRY_KEYS:
+                    raise InputError(
+                        f"case {n}: add_ima: unknown entry field {key!r}",
+                        location=_case_location(text, name, n, "add_ima"),
+                        hint=_did_you_mean(key, IMA_ENTRY_KEYS) or "fields: " + ", ".join(sorted(IMA_ENTRY_KEYS)),
+                    )
             ima = claims.setdefault("ima", {"entries": []})
             ima["entries"].append({"template": "ima-ng", "digest_algorithm": "sha256", "signature": "none", **entry})
+        if targets[0] == "vnf" and failure is None:
+            missing = [k for k in ("ima", "enclave") if claims.get(k) is None]
+            if missing:
+                raise InputError(
+                    f"case {n}: vnf = {raw['vnf']!r} is an enroll decision, which judges the host and the enclave: "
+                    + " and ".join(
+                        {
+                            "ima": "no host evidence (ima_log, or claims with an ima part)",
+                            "enclave": "no enclave evidence (quote, ias_report, or claims with an enclave part)",
+                        }[k]
+                        for k in missing
+                    ),
+                    location=_case_location(text, name, n, "vnf"),
+                )
         reasons = raw.get("reasons", [])
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise InputError(f"{where}: reasons is a list of strings")
@@ -376,16 +453,10 @@ def evaluate_case(policy: Policy, case: Case) -> Decision:
         return policy.evaluate_host(case.target, claims)
     if case.target_kind == "enclave":
         return policy.evaluate_enclave(case.target, claims)
-    rule = policy.enroll_rule(case.target)
-    if rule is None:
-        raise PolicyError(f"{case.location}: no enroll rule matches VNF {case.target!r}")
-    decision = policy.evaluate_enclave(rule.enclave_policy, claims)
-    if claims.ima is not None:
-        host = policy.evaluate_host(rule.host_policy, claims)
-        decision = Decision(
-            decision.allowed and host.allowed, f"enroll {rule.name}", policy.version, host.reasons + decision.reasons
-        )
-    return decision
+    try:
+        return policy.evaluate_enroll(case.target, claims).combined()
+    except FtrustError as e:
+        raise type(e)(f"{case.location}: {e.message}", location=e.location, hint=e.hint) from None
 
 
 def _describe(r: Reason) -> str:

@@ -45,14 +45,28 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     add_json(p)
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("eval", help="evaluate claims against a policy (exit 0 allowed, 1 denied)")
-    p.add_argument("policy", metavar="POLICY")
-    p.add_argument("--claims", required=True, metavar="FILE", help="claims document (JSON)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate claims or evidence against a policy (exit 0 allowed, 1 denied)",
+        description="Judge a claims document (--claims) and/or evidence verified here as the Verification "
+        "Manager verifies it (--ima-log, --quote with --collateral, --ias-report; they replace the document's "
+        "ima / enclave parts). --vnf judges its enroll rule: host and enclave, both needed.",
+    )
+    p.add_argument("policy", metavar="POLICY", help="policy file, directory of *.policy files, or -")
+    p.add_argument("--claims", metavar="FILE", help="claims document (JSON)")
+    p.add_argument("--ima-log", metavar="LOG", help="IMA measurement list (binary or ASCII), appraised here")
+    p.add_argument(
+        "--keyring", metavar="CERT", action="append", default=[], help="certificate for ima-sig (repeatable)"
+    )
+    p.add_argument("--quote", metavar="FILE", help="DCAP quote, verified against the pinned Intel root")
+    p.add_argument("--collateral", metavar="FILE|DIR", help="the quote's collateral (dcap-qvl JSON or a directory)")
+    p.add_argument("--ias-report", metavar="DIR", help="IAS report directory (report.json and its two headers)")
+    p.add_argument("--at", metavar="TIME", help="verification time (ISO 8601; default: now)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--host", metavar="NAME", help="host policy to apply to the claims' IMA list")
     target.add_argument("--enclave", metavar="NAME", help="enclave policy to apply to the claims' enclave")
-    target.add_argument("--vnf", metavar="NAME", help="VNF name: apply its enroll rule's policies")
-    p.add_argument("--explain", action="store_true", help="also print notes and the evidence of each reason")
+    target.add_argument("--vnf", metavar="NAME", help="VNF name: apply its enroll rule's host and enclave policies")
+    p.add_argument("--explain", action="store_true", help="show every rule evaluated and what it matched, and notes")
     add_json(p)
     p.set_defaults(func=cmd_eval)
 
@@ -63,6 +77,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
 
 # ---- check -----------------------------------------------------------------------------------
+
+
+EXCERPT = 100  # longest source line shown under an error
 
 
 def _source_line(loc: Location | None, cache: dict[str, list[str]]) -> str | None:
@@ -77,8 +94,14 @@ def _source_line(loc: Location | None, cache: dict[str, list[str]]) -> str | Non
     if loc.line > len(lines):
         return None
     text = lines[loc.line - 1].rstrip("\n")
-    caret = " " * max((loc.column or 1) - 1, 0) + "^"
-    return f"    {text}\n    {caret}"
+    column = max((loc.column or 1) - 1, 0)
+    if len(text) > EXCERPT:  # a minified JSON line: a short excerpt around the column
+        start = max(0, min(column - EXCERPT // 2, len(text) - EXCERPT))
+        end = start + EXCERPT
+        excerpt = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+        column = column - start + (1 if start else 0)
+        text = excerpt
+    return f"    {text}\n    {' ' * column}^"
 
 
 def _errors_of(e: PolicyError) -> tuple[PolicyError, ...]:
@@ -244,63 +267,130 @@ def cmd_test(args: argparse.Namespace) -> int:
 # ---- eval ------------------------------------------------------------------------------------
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from floodlight_trust.claims import claimset_from_json
+def _claims_for_eval(args: argparse.Namespace) -> Any:
+    """The claims ``eval`` judges: the --claims document, with its ima / enclave parts replaced by
+    the evidence given, verified by :mod:`floodlight_trust.evidence.verify` (the VM's path)."""
+    import dataclasses
+
+    from floodlight_trust import clock
+    from floodlight_trust.claims import ClaimSet, claimset_from_json
+    from floodlight_trust.evidence.collateral import load_collateral
+    from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, load_keyring, verify_evidence
     from floodlight_trust.fileio import read_bytes
+
+    if not (args.claims or args.ima_log or args.quote or args.ias_report):
+        raise InputError("give --claims FILE and/or evidence: --ima-log, --quote with --collateral, --ias-report")
+    if args.quote and not args.collateral:
+        raise InputError("--quote needs --collateral FILE|DIR")
+    if args.collateral and not args.quote:
+        raise InputError("--collateral goes with --quote")
+    if args.keyring and not args.ima_log:
+        raise InputError("--keyring goes with --ima-log")
+    base: ClaimSet | None = None
+    if args.claims:
+        try:
+            doc = json.loads(read_bytes(args.claims, what="claims file"))
+        except json.JSONDecodeError as e:
+            raise InputError(f"not valid JSON: {e.msg}", location=Location(args.claims, e.lineno, e.colno)) from None
+        try:
+            base = claimset_from_json(doc)
+        except InputError as e:
+            raise e.with_file(args.claims) if not e.location else e from None
+    at = clock.parse_time(args.at, what="--at") if args.at else (base.verified_at if base else clock.now())
+    keyring = []
+    for name in args.keyring:
+        try:
+            keyring.extend(load_keyring(read_bytes(name, what="keyring certificate"), "keyring certificate"))
+        except InputError as e:
+            raise e.with_file(name) from None
+    ias_report = None
+    if args.ias_report:
+        folder = Path(args.ias_report)
+        ias_report = IasReportEvidence(
+            *(
+                read_bytes(folder / f, what="IAS report file")
+                for f in ("report.json", "x-iasreport-signature.b64", "x-iasreport-signing-certificate.pem")
+            )
+        )
+    evidence = Evidence(
+        ima_log=read_bytes(args.ima_log, what="IMA measurement list") if args.ima_log else None,
+        ima_source=args.ima_log,
+        keyring=tuple(keyring),
+        quote=read_bytes(args.quote, what="quote") if args.quote else None,
+        collateral=load_collateral(args.collateral) if args.collateral else None,
+        ias_report=ias_report,
+    )
+    verified = verify_evidence(evidence, at=at)  # a VerificationError is exit 1 with its message
+    if base is None:
+        return verified
+    return dataclasses.replace(
+        base,
+        verified_at=at,
+        ima=verified.ima if verified.ima is not None else base.ima,
+        enclave=verified.enclave if verified.enclave is not None else base.enclave,
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
     from policy_lang import Decision
 
     policy = load_policy_arg(args.policy)
-    try:
-        doc = json.loads(read_bytes(args.claims, what="claims file"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", location=Location(args.claims, e.lineno, e.colno)) from None
-    try:
-        claims = claimset_from_json(doc)
-    except InputError as e:
-        raise e.with_file(args.claims) if not e.location else e from None
-    decisions: list[Decision] = []
+    claims = _claims_for_eval(args)
+    judged: list[tuple[str, str, Decision]] = []  # (kind, policy name, decision)
+    enroll_rule: str | None = None
     if args.host:
-        decisions.append(policy.evaluate_host(args.host, claims))
+        target = {"kind": "host", "name": args.host}
+        judged.append(("host", args.host, policy.evaluate_host(args.host, claims)))
     elif args.enclave:
-        decisions.append(policy.evaluate_enclave(args.enclave, claims))
+        target = {"kind": "enclave", "name": args.enclave}
+        judged.append(("enclave", args.enclave, policy.evaluate_enclave(args.enclave, claims)))
     else:
         vnf = args.vnf or claims.subject
-        rule = policy.enroll_rule(vnf) if vnf else None
-        if rule is None:
-            raise InputError(
-                f"no enroll rule matches {vnf!r}" if vnf else "say which policy: --host, --enclave or --vnf",
-                location=Location(args.policy),
-            )
-        if claims.ima is not None:
-            decisions.append(policy.evaluate_host(rule.host_policy, claims))
-        decisions.append(policy.evaluate_enclave(rule.enclave_policy, claims))
-    allowed = all(d.allowed for d in decisions)
+        if not vnf:
+            raise InputError("say which policy: --host, --enclave or --vnf", location=Location(args.policy))
+        target = {"kind": "vnf", "name": vnf}
+        enroll = policy.evaluate_enroll(vnf, claims)
+        rule = policy.enroll_rule(vnf)
+        assert rule is not None
+        enroll_rule = enroll.rule
+        judged.append(("host", rule.host_policy, enroll.host))
+        judged.append(("enclave", rule.enclave_policy, enroll.enclave))
+    allowed = all(d.allowed for _, _, d in judged)
+    traces = [
+        (policy.trace_host if kind == "host" else policy.trace_enclave)(name, claims, d) if args.explain else ()
+        for kind, name, d in judged
+    ]
 
     def text() -> str:
         out: list[str] = []
-        for d in decisions:
-            out.append(f"{'allowed' if d.allowed else 'denied'}: {d.policy} (policy version {d.policy_version[:16]})")
+        if enroll_rule is not None:
+            out.append(f"{'allowed' if allowed else 'denied'}: enroll {enroll_rule} for {target['name']}")
+        for (kind, _, d), trace in zip(judged, traces, strict=True):
+            out.append(
+                f"{'allowed' if d.allowed else 'denied'}: {kind} {d.policy} (policy version {d.policy_version[:16]})"
+            )
+            for step in trace:
+                out.append(f"  {step.outcome:<4}  {step.location}: {step.rule}: {step.detail}")
             for r in d.reasons:
                 if r.level != "deny" and not args.explain:
                     continue
                 out.append(f"  {r.location}: {r.rule}: {r.message}" + ("" if r.level == "deny" else " [note]"))
                 if args.explain and r.evidence:
-                    out.append("      evidence: " + json.dumps(dict(r.evidence), default=_jsonable, sort_keys=True))
+                    out.append("      evidence: " + json.dumps(r.to_json()["evidence"], sort_keys=True))
         return "\n".join(out)
 
-    data = (
-        decisions[0].to_json()
-        if len(decisions) == 1
-        else {"allowed": allowed, "decisions": [d.to_json() for d in decisions]}
-    )
+    data = {
+        "allowed": allowed,
+        "target": target,
+        "enroll_rule": enroll_rule,
+        "policy_version": policy.version,
+        "decisions": [
+            {"kind": kind, **d.to_json(), "trace": [s.to_json() for s in trace]}
+            for (kind, _, d), trace in zip(judged, traces, strict=True)
+        ],
+    }
     emit(args, data, text)
     return 0 if allowed else int(ExitCode.DENIED)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, frozenset | set):
-        return sorted(value)
-    return str(value)
 
 
 # ---- generate --------------------------------------------------------------------------------

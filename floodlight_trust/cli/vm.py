@@ -141,8 +141,24 @@ def _hosts_add(args: argparse.Namespace) -> int:
         from floodlight_trust.fileio import read_text
 
         pin = read_text(args.agent_cert, what="agent TLS certificate")
-    doc = _client(args).add_host(args.name, args.agent, args.host_policy, pin)
-    emit(args, doc, f"registered host {doc['name']} at {doc['agent_url']}")
+    doc = _client(args).add_host(args.name, args.agent, args.host_policy, pin, replace=args.replace)
+    emit(args, doc, f"{'re-registered' if args.replace else 'registered'} host {doc['name']} at {doc['agent_url']}")
+    return 0
+
+
+def _hosts_remove(args: argparse.Namespace) -> int:
+    doc = _client(args).remove_host(args.name, reason=args.reason)
+    emit(args, doc, f"removed host {doc['host']}; revoked {len(doc['revoked_serials'])} certificate(s)")
+    return 0
+
+
+def _hosts_repin(args: argparse.Namespace) -> int:
+    doc = _client(args).repin_host(args.name, reason=args.reason)
+    emit(
+        args,
+        doc,
+        f"host {doc['name']}: its next trusted quote may pin another platform (now {doc.get('platform') or 'none'})",
+    )
     return 0
 
 
@@ -310,8 +326,27 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             ap.add_argument(
                 "--agent-cert", metavar="PEM", help="pin the agent's TLS certificate (or its CA) for an https agent URL"
             )
+            ap.add_argument(
+                "--replace",
+                action="store_true",
+                help="change the agent URL/policy/pin of a host already registered (else refused)",
+            )
             _add_client_options(ap)
             ap.set_defaults(func=_hosts_add)
+            rp = verbs.add_parser(
+                "remove", help="unregister a host; every certificate issued to it or on its platform is revoked"
+            )
+            rp.add_argument("name", help="the registered host")
+            rp.add_argument("--reason", required=True, help="why (recorded in the audit log and the revocations)")
+            _add_client_options(rp)
+            rp.set_defaults(func=_hosts_remove)
+            pp = verbs.add_parser(
+                "repin", help="let the host's next trusted quote pin another platform (after a PCK re-issue; audited)"
+            )
+            pp.add_argument("name", help="the registered host")
+            pp.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+            _add_client_options(pp)
+            pp.set_defaults(func=_hosts_repin)
 
     p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
     p.add_argument("host")

@@ -235,13 +235,31 @@ class VmClient(JsonClient):
 
     # -- admin -----------------------------------------------------------------------------------
     def add_host(
-        self, name: str, agent_url: str, host_policy: str | None = None, agent_certificate: str | None = None
+        self,
+        name: str,
+        agent_url: str,
+        host_policy: str | None = None,
+        agent_certificate: str | None = None,
+        *,
+        replace: bool = False,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "agent_url": agent_url, "host_policy": host_policy}
         if agent_certificate:
             body["agent_certificate"] = agent_certificate
+        if replace:
+            body["replace"] = True
         validate_outbound("admin_host", body)
         return dict(self.request("POST", "/v1/admin/hosts", body))
+
+    def remove_host(self, name: str, *, reason: str) -> dict[str, Any]:
+        """Unregister a host; every certificate issued to it or on its platform is revoked."""
+        return dict(self.request("DELETE", f"/v1/admin/hosts/{quote(name)}", params={"reason": reason}))
+
+    def repin_host(self, name: str, *, reason: str) -> dict[str, Any]:
+        """Let the host's next trusted quote pin another platform (audited)."""
+        body = {"reason": reason}
+        validate_outbound("admin_repin", body)
+        return dict(self.request("POST", f"/v1/admin/hosts/{quote(name)}/repin", body))
 
     def hosts(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/admin/hosts")["hosts"])

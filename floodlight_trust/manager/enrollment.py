@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,10 +23,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust import clock
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, enclave_to_json
-from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
+from floodlight_trust.errors import (
+    FtrustError,
+    InputError,
+    NotFoundError,
+    ServiceError,
+    UnauthenticatedEvidence,
+    VerificationError,
+)
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.platform_checks import same_platform
+from floodlight_trust.manager.platform_checks import platform_key, same_platform
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import (
@@ -36,6 +43,7 @@ from floodlight_trust.manager.verdicts import (
     EnrollmentResult,
     Reason,
     decision_reasons,
+    denial_summary,
     denials,
     error_reason,
     reasons_json,
@@ -92,12 +100,17 @@ class Enrollment:
         actor: str,
         key_mode: str | None = None,
         renew_before: timedelta | None = None,
+        authoritative: bool = False,
     ) -> EnrollmentResult:
         """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction).
 
-        With ``renew_before`` (re-attestation), an allowed VNF whose active certificate is for the
-        same enclave key, MRENCLAVE and policy version and has more than ``renew_before`` left keeps
-        it: the decision is recorded, nothing is issued (``EnrollmentResult.kept``).
+        Only a registered host's VNFs are judged (else NotFoundError, nothing recorded).
+        ``authoritative``: the VM fetched the evidence from the host's registered agent. Pushed
+        evidence that proves nothing (nonce, quote or binding fails) is an UnauthenticatedEvidence
+        error and records nothing. With ``renew_before`` (re-attestation), an allowed VNF whose active
+        certificate is for the same enclave key, MRENCLAVE and policy version and has more than
+        ``renew_before`` left keeps it: the decision is recorded, nothing is issued
+        (``EnrollmentResult.kept``).
         """
         ctx = self.ctx
         at = ctx.now()
@@ -106,24 +119,53 @@ class Enrollment:
         mode = key_mode or evidence.get("key_mode") or ctx.key_mode
         if mode not in KEY_MODES:
             raise InputError(f"unknown key mode {mode!r}")
+        record = ctx.state.find_host(host)
+        if record is None:
+            raise NotFoundError(
+                f"host {host!r} is not registered: enclave evidence for it is refused and nothing is recorded",
+                code="host.unregistered",
+                hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
+            )
         attempt = _Attempt(host, vnf, mode, at, actor)
         info: dict[str, Any] = {"key_mode": mode}
         claims: EnclaveClaims | None = None
         spki = b""
         nonce: bytes | None = None
+        binding: Reason | None = None  # the quote does not bind the nonce and key (VM-fetched only)
         try:
-            quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
-            spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
-            info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
-            fresh = bytes.fromhex(evidence["nonce"])
             try:
-                ctx.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
-            except VerificationError as e:
-                raise Denied(error_reason("protocol.nonce", e)) from None
-            nonce = fresh
-            record = ctx.state.find_host(host)
+                quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
+                spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
+                info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
+                fresh = bytes.fromhex(evidence["nonce"])
+                try:
+                    ctx.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
+                except VerificationError as e:
+                    raise Denied(error_reason("protocol.nonce", e)) from None
+                nonce = fresh
+                vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
+                claims = vq.claims
+                info |= {
+                    "mrenclave": claims.mrenclave,
+                    "mrsigner": claims.mrsigner,
+                    "platform": platform_json(claims),
+                }
+                try:
+                    check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
+                except VerificationError as e:
+                    binding = error_reason("protocol.binding", e)
+                    if not authoritative:
+                        raise Denied(binding) from None
+            except Denied as d:
+                if authoritative:
+                    raise
+                self._refuse_unauthenticated(attempt, d.reasons, nonce)
+            except FtrustError as e:
+                if authoritative:
+                    raise
+                self._refuse_unauthenticated(attempt, [error_reason("protocol.evidence", e)], nonce)
+            assert claims is not None
             self._require_trusted_host(record, host, at)
-            assert record is not None
             rule = ctx.policy.enroll_rule(vnf) if ctx.policy is not None else None
             if rule is None:
                 raise Denied(
@@ -139,14 +181,9 @@ class Enrollment:
                         f"host {host!r} is judged by {host_policy!r}",
                     )
                 )
-            vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
-            claims = vq.claims
-            info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": platform_json(claims)}
             reasons = same_platform(record, claims, require_linkable_epid=ctx.require_linkable_epid)
-            try:
-                check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
-            except VerificationError as e:
-                reasons.append(error_reason("protocol.binding", e))
+            if binding is not None:
+                reasons.append(binding)
             decision = ctx.policy.evaluate_enclave(
                 rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
             )
@@ -165,14 +202,31 @@ class Enrollment:
                 reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
             if denials(reasons):
                 raise Denied(*reasons)
+            assert nonce is not None
             current = self._current_certificate(attempt, spki, claims, renew_before)
             if current is not None:
-                return self._keep(attempt, current, claims, info, fresh, reasons)
-            return self._issue(attempt, profile, enclave_key, spki, claims, info, fresh, reasons)
+                return self._keep(attempt, current, claims, info, nonce, reasons)
+            return self._issue(attempt, profile, enclave_key, spki, claims, info, nonce, reasons)
         except Denied as d:
             return self._deny(attempt, d.reasons, claims, spki, info, nonce)
+        except UnauthenticatedEvidence:
+            raise  # recorded nowhere
         except FtrustError as e:
             return self._deny(attempt, [error_reason("protocol.evidence", e)], claims, spki, info, nonce)
+
+    def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
+        """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
+        if nonce is not None:
+            with self.ctx.db.transaction(durable=False) as tx:
+                self.ctx.nonces.burn(tx, nonce, at=a.at)
+        denied = denials(reasons)
+        raise UnauthenticatedEvidence(
+            f"enclave evidence for {a.vnf!r} on host {a.host!r} proves nothing (refused, not recorded): "
+            + denial_summary(reasons),
+            code=denied[0].rule if denied else "protocol.evidence",
+            reasons=reasons_json(reasons),
+            hint="ask for a fresh nonce and send the quote that binds it and the enclave's key",
+        )
 
     def enroll(
         self, host: str, vnf: str, *, actor: str, key_mode: str | None = None, renew_before: timedelta | None = None
@@ -197,7 +251,9 @@ class Enrollment:
         agent = ctx.agent(record)
         nonce = ctx.nonces.issue("enclave", host, vnf, at=ctx.now())
         evidence = agent.enclave_evidence(vnf, nonce.value)
-        result = self.enroll_evidence(evidence, actor=actor, key_mode=key_mode, renew_before=renew_before)
+        result = self.enroll_evidence(
+            evidence, actor=actor, key_mode=key_mode, renew_before=renew_before, authoritative=True
+        )
         if result.allowed and not result.kept:
             ack = agent.install_credentials(vnf, result.credentials_message())
             leaf = x509.load_pem_x509_certificate(result.certificate_chain[0].encode())
@@ -386,6 +442,7 @@ class Enrollment:
                 issued_at=a.at,
                 not_after=cert.not_valid_after_utc,
                 enclave_claims=enclave_to_json(claims),
+                platform_key=platform_key(claims),
             )
 
         audit_id = self._record_allowed(

@@ -16,9 +16,9 @@ from typing import Any
 
 from floodlight_trust import clock
 from floodlight_trust.claims import ClaimSet, EnclaveClaims
-from floodlight_trust.errors import FtrustError, VerificationError
+from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence, VerificationError
 from floodlight_trust.manager.context import ManagerContext
-from floodlight_trust.manager.platform_checks import pinned_platform
+from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.revocation import Revocation
 from floodlight_trust.manager.state import HostRecord
@@ -62,6 +62,11 @@ class HostAttestation:
         # restarted VM asks for the whole list once.
         self._ima_transfer: dict[str, tuple[bytes, Any]] = {}
 
+    def forget(self, host: str) -> None:
+        """Drop what memory holds of a removed host (IMA state and transfer prefix)."""
+        self._ima_states.pop(host, None)
+        self._ima_transfer.pop(host, None)
+
     def ima_offset(self, host: str) -> int:
         """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
         held = self._ima_transfer.get(host)
@@ -90,15 +95,24 @@ class HostAttestation:
     ) -> HostVerdict:
         """Verify host evidence and record the verdict.
 
-        ``authoritative`` is True when the VM itself fetched the evidence from the host's registered
-        agent (admin attest, re-attestation): only then does a failed verdict make a trusted host
-        untrusted and revoke its VNFs. Evidence pushed by anyone else can only make a host trusted,
-        so a stranger cannot get a host's VNFs revoked by sending garbage in its name.
+        Only a registered host is judged: evidence for any other name is a NotFoundError and leaves
+        no row. ``authoritative`` is True when the VM itself fetched the evidence from the host's
+        registered agent (admin attest, re-attestation): only then does a failed verdict make a
+        trusted host untrusted and revoke its VNFs. Evidence pushed by anyone else that proves
+        nothing (nonce, quote or binding fails) is an UnauthenticatedEvidence error recording
+        nothing; pushed evidence that verifies can only make a host trusted, so a stranger can
+        neither grow the state nor get a host's VNFs revoked by sending garbage in its name.
         """
         at = self.ctx.now()
         validate("host_evidence", evidence)
         name = evidence["host"]
         record = self.ctx.state.find_host(name)
+        if record is None:
+            raise NotFoundError(
+                f"host {name!r} is not registered: its evidence is refused and nothing is recorded",
+                code="host.unregistered",
+                hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
+            )
         host_policy = self.ctx.host_policy(record)
         reasons: list[Reason] = []
         digest_info: dict[str, Any] = {"host_policy": host_policy}
@@ -109,7 +123,10 @@ class HostAttestation:
         list_hasher: Any = None
         ima_list = b""
         nonce_ok = False
+        verified = False  # the nonce is fresh, the quote verifies and binds it and this IMA list
         nonce = b""
+        repin = record.repin_requested_by is not None
+        key: str | None = None
         try:
             quote = b64decode(evidence["quote"], what="host_evidence.quote")
             sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
@@ -140,7 +157,11 @@ class HostAttestation:
                 if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
                     raise _TailMismatch(nonce) from None
                 raise Denied(error_reason("protocol.binding", e)) from None
-            if record is not None:
+            verified = True
+            key = platform_key(claims)
+            if repin:
+                digest_info |= {"repin_requested_by": record.repin_requested_by, "repinned_from": record.platform_key}
+            else:
                 pinned = pinned_platform(record, claims, require_linkable_epid=self.ctx.require_linkable_epid)
                 if pinned:
                     raise Denied(*pinned)
@@ -151,6 +172,8 @@ class HostAttestation:
             reasons.extend(d.reasons)
         except FtrustError as e:
             reasons.append(error_reason("protocol.evidence", e))
+        if not verified and not authoritative:
+            self._refuse_unauthenticated(name, reasons, nonce if nonce_ok else None, at)
         simulated = bool(claims and claims.simulated)
         if simulated:
             digest_info["warning"] = SIMULATED_WARNING
@@ -160,6 +183,11 @@ class HostAttestation:
             if nonce_ok and not self.ctx.nonces.burn(tx, nonce, at=at):
                 reasons.append(NONCE_REPLAYED)
                 nonce_ok = False
+            # One platform, one registered host: checked where the pin is written, so two hosts
+            # presenting one machine at once cannot both pass.
+            owner = self.ctx.state.platform_owner(tx, key, other_than=name) if (verified and key) else None
+            if owner is not None and key is not None:
+                reasons.append(platform_in_use(name, key, owner))
             trusted = not denials(reasons)
             audit_id = self.ctx.audit.record(
                 tx,
@@ -173,7 +201,7 @@ class HostAttestation:
                 evidence=digest_info,
                 reasons=[r.to_json() for r in reasons],
             )
-            change_state = trusted or (authoritative and nonce_ok) or record is None
+            change_state = trusted or (authoritative and nonce_ok)
             if change_state:
                 self.ctx.state.record_host_attestation(
                     tx,
@@ -188,19 +216,36 @@ class HostAttestation:
                     ima_entries=ima_entries,
                     ima_list_sha256=list_sha if trusted else None,
                     simulated=simulated,
+                    platform_key=key if trusted else None,
+                    repin=repin and trusted,
                 )
-            if not trusted and authoritative and nonce_ok and record is not None and record.status == "trusted":
+            if not trusted and authoritative and nonce_ok and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
                     tx, host=name, vnf=None, reason="keyCompromise", why=why, at=at, actor=actor
                 )
+        # Only a verified quote that changed the recorded state moves the incremental IMA transfer.
         if trusted and list_hasher is not None:
             self._ima_transfer[name] = (ima_list, list_hasher)
-        else:
+        elif change_state:
             self._ima_transfer.pop(name, None)
         self.revocation.notify(revoked)
         return HostVerdict(
             name, trusted, reasons, self.ctx.policy_version, audit_id, simulated, at, ima_entries, revoked
+        )
+
+    def _refuse_unauthenticated(self, name: str, reasons: list[Reason], nonce: bytes | None, at: datetime) -> None:
+        """Pushed evidence that proves nothing: spend its nonce (no retry with it), record nothing."""
+        if nonce is not None:
+            with self.ctx.db.transaction(durable=False) as tx:
+                self.ctx.nonces.burn(tx, nonce, at=at)
+        denied = denials(reasons)
+        code = denied[0].rule if denied else "protocol.evidence"
+        raise UnauthenticatedEvidence(
+            f"evidence for host {name!r} proves nothing (refused, not recorded): " + denial_summary(reasons),
+            code=code,
+            reasons=[r.to_json() for r in reasons],
+            hint="ask for a fresh nonce and send the quote that binds it",
         )
 
     def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:

@@ -46,6 +46,7 @@ class NonceStore:
     def __init__(self, db: Database, *, ttl_seconds: int):
         self.db = db
         self.ttl = timedelta(seconds=ttl_seconds)
+        self._purged_at: datetime | None = None
 
     def issue(self, purpose: str, host: str, vnf: str | None = None, *, at: datetime) -> IssuedNonce:
         if purpose not in PURPOSES:
@@ -53,16 +54,25 @@ class NonceStore:
         value = secrets.token_bytes(NONCE_BYTES)
         selector, verifier = _digest(value)
         expires = at + self.ttl
-        # Not fsync'ed (and group-committed with concurrent writes): a nonce lost in a power
-        # failure only makes that one attestation fail, and an unknown nonce is refused.
-        self.db.write(
-            lambda tx: tx.execute(
+        # Expired nonces are forgotten once they are a TTL past expiry (until then a late answer is
+        # told "expired", not "unknown"): at most once per TTL, in the same write as an issue.
+        purge = self._purged_at is None or at - self._purged_at >= self.ttl
+        if purge:
+            self._purged_at = at
+        horizon = (at - self.ttl).timestamp()
+
+        def insert(tx: sqlite3.Connection) -> None:
+            if purge:
+                tx.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (horizon,))
+            tx.execute(
                 "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (selector, verifier, purpose, host, vnf, at.timestamp(), expires.timestamp()),
-            ),
-            durable=False,
-        )
+            )
+
+        # Not fsync'ed (and group-committed with concurrent writes): a nonce lost in a power
+        # failure only makes that one attestation fail, and an unknown nonce is refused.
+        self.db.write(insert, durable=False)
         return IssuedNonce(value, purpose, host, vnf, expires)
 
     def check(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:

@@ -8,6 +8,40 @@ from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import Reason
 
 
+def platform_key(claims: EnclaveClaims) -> str | None:
+    """The one name of the machine that produced a quote: ``dcap-pck:<SHA-256 of the PCK leaf>`` for
+    DCAP, ``epid:<group>:<pseudonym>`` for linkable EPID (``epid:<group>:`` when unlinkable: the group
+    is all IAS tells, so every unlinkable member of a group counts as one platform). None when the
+    evidence names no platform. A registered host holds at most one platform and a platform belongs
+    to at most one registered host (``ManagerState.platform_owner``)."""
+    p = claims.platform
+    if claims.evidence_type is EvidenceType.DCAP:
+        return f"dcap-pck:{p.pck_certificate_sha256}" if p.pck_certificate_sha256 else None
+    if claims.evidence_type is EvidenceType.IAS and p.epid_group_id:
+        return f"epid:{p.epid_group_id}:{p.epid_pseudonym or ''}"
+    return None
+
+
+def describe_platform(key: str) -> str:
+    """A short human form of a :func:`platform_key` for reasons."""
+    kind, _, rest = key.partition(":")
+    if kind == "dcap-pck":
+        return f"PCK {rest[:16]}..."
+    gid, _, pseudonym = rest.partition(":")
+    return f"EPID group {gid}" + (f" pseudonym {pseudonym[:16]}..." if pseudonym else " (unlinkable)")
+
+
+def platform_in_use(name: str, key: str, owner: str) -> Reason:
+    """The reason a host is refused on a platform another registered host holds (both names given)."""
+    return Reason(
+        "host.platform_in_use",
+        f"this quote comes from platform {describe_platform(key)}, which belongs to registered host {owner!r}: "
+        f"host {name!r} cannot be trusted on it (one platform, one host; `ftrust vm hosts remove {owner}` first "
+        "if the machine really changed hands)",
+        evidence={"host": name, "platform_owner": owner, "platform": key},
+    )
+
+
 def pinned_platform(record: HostRecord, claims: EnclaveClaims, *, require_linkable_epid: bool) -> list[Reason]:
     """A host stays on the platform of its first trusted quote: DCAP hosts on their PCK
     certificate, IAS (EPID) hosts on their EPID group (and, with ``vm.require_linkable_epid``,

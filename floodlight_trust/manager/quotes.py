@@ -44,7 +44,7 @@ class QuoteVerifier:
         if evidence_type != "DCAP":
             raise Denied(Reason("sgx.evidence_type", f"unknown evidence type {evidence_type!r} (DCAP or IAS)"))
         from floodlight_trust.evidence.collateral import collateral_from_json
-        from floodlight_trust.evidence.dcap import CertificateChainError, verify_quote
+        from floodlight_trust.evidence.verify import verify_dcap
 
         try:
             if collateral_doc is not None:
@@ -57,19 +57,11 @@ class QuoteVerifier:
                 )
         except FtrustError as e:
             raise Denied(error_reason("sgx.collateral", e)) from None
-        last: FtrustError | None = None
-        for anchor in self.anchors:
-            try:
-                result = verify_quote(quote, collateral, anchor, at=at)
-            except CertificateChainError as e:  # another root: try the next anchor
-                last = e
-                continue
-            except FtrustError as e:
-                raise Denied(error_reason("sgx.quote", e)) from None
-            return VerifiedQuote(result.claims, tuple(result.warnings))
-        raise Denied(
-            error_reason("sgx.quote", last) if last else Reason("sgx.quote", "no SGX trust anchor is configured")
-        )
+        try:  # the one path from a quote to claims, shared with `ftrust policy eval` and policy tests
+            result = verify_dcap(quote, collateral, self.anchors, at=at)
+        except FtrustError as e:
+            raise Denied(error_reason("sgx.quote", e)) from None
+        return VerifiedQuote(result.claims, tuple(result.warnings))
 
     def _verify_epid(self, quote: bytes, at: datetime) -> VerifiedQuote:
         """An EPID quote, judged by IAS: the signed report gives the same claims DCAP gives."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from floodlight_trust import metrics
-from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.verdicts import Reason
 
@@ -35,12 +35,16 @@ class Revocation:
         at: datetime,
         actor: str,
     ) -> list[str]:
-        """Inside ``tx``: revoke every live certificate of ``vnf`` and/or ``host``, and audit it."""
+        """Inside ``tx``: revoke every live certificate of ``vnf`` and/or ``host``, and audit it.
+
+        A whole host (``vnf`` None) loses every certificate issued on its platform as well, under
+        whatever host name it was issued: distrusting a machine distrusts all it ever enrolled."""
         from floodlight_trust.pki.records import parse_serial
 
         ctx = self.ctx
         serials = []
-        for e in ctx.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=at):
+        platform = ctx.state.host_platform_tx(tx, host) if (host is not None and vnf is None) else None
+        for e in ctx.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=at, platform_key=platform):
             ctx.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
             ctx.state.mark_revoked(tx, e.serial, at=at, reason=why)
             ctx.state.record_vnf(
@@ -65,7 +69,7 @@ class Revocation:
             host=host,
             vnf=vnf,
             policy_version=ctx.policy_version,
-            evidence={"serials": serials, "crl_reason": reason},
+            evidence={"serials": serials, "crl_reason": reason, "platform": platform},
             reasons=[Reason("revocation", why).to_json()],
         )
         return serials
@@ -82,6 +86,13 @@ class Revocation:
         at = ctx.now()
         if host is not None:
             ctx.state.host(host)
+        if vnf is not None and not ctx.state.vnf_known(vnf, host=host):
+            where = f" on host {host!r}" if host else ""
+            raise NotFoundError(
+                f"unknown VNF {vnf!r}{where}: it was never registered or enrolled; nothing revoked",
+                code="vnf.unknown",
+                hint="see `ftrust vm vnfs list`",
+            )
         with ctx.db.transaction() as tx:
             serials = self.revoke_tx(
                 tx,

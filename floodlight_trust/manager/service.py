@@ -7,7 +7,8 @@ Endpoints (docs/openapi.yaml):
       POST /v1/attest/host            host_evidence -> host_verdict
       POST /v1/enroll                 enclave_evidence -> enrollment
     admin, client certificate from the VM's CA with a SAN URI ``urn:ftrust:admin:NAME``
-      GET  /v1/admin/hosts, POST /v1/admin/hosts, POST /v1/admin/hosts/{host}/attest
+      GET  /v1/admin/hosts, POST /v1/admin/hosts {replace?}, DELETE /v1/admin/hosts/{host}?reason=
+      POST /v1/admin/hosts/{host}/attest, POST /v1/admin/hosts/{host}/repin {reason?}
       POST /v1/admin/hosts/{host}/vnfs/{vnf}/enroll
       GET  /v1/admin/vnfs, GET /v1/admin/enrollments, GET /v1/admin/audit?since=
       POST /v1/admin/revoke
@@ -20,6 +21,7 @@ Endpoints (docs/openapi.yaml):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from cryptography import x509
 
 from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
-from floodlight_trust.errors import ConfigError, InputError, Location
+from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundError, UnauthenticatedEvidence
 from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
@@ -79,6 +81,15 @@ def admin_identity(request: Request, ca: Any) -> str:
     return f"admin:{admins[0]}"
 
 
+def _counted(endpoint: str, call: Callable[[], Any]) -> Any:
+    """Run an agent-facing call; a refusal that records nothing is counted under its reason code."""
+    try:
+        return call()
+    except (NotFoundError, UnauthenticatedEvidence) as e:
+        metrics.count_unauthenticated(endpoint, e.code)
+        raise
+
+
 def make_api(
     vm: VerificationManager,
     *,
@@ -111,19 +122,23 @@ def make_api(
         return RawResponse(200, "application/x-pem-file", vm.ca.certificate_pem)
 
     # -- agent-facing ----------------------------------------------------------------------------
+    # Anyone may call these: a request for an unregistered name, or evidence that proves nothing,
+    # is refused (404 / 403) and only counted (metrics.count_unauthenticated), never stored.
     @app.route("POST", "/v1/nonces")
     def nonces(request: Request) -> Any:
         body = request.json()
         validate("nonce_request", body)
-        return vm.issue_nonce(body["purpose"], body["host"], body.get("vnf"))
+        return _counted("/v1/nonces", lambda: vm.issue_nonce(body["purpose"], body["host"], body.get("vnf")))
 
     @app.route("POST", "/v1/attest/host")
     def attest_host(request: Request) -> Any:
-        return vm.attest_host_evidence(request.json(), actor="agent").to_json()
+        body = request.json()
+        return _counted("/v1/attest/host", lambda: vm.attest_host_evidence(body, actor="agent").to_json())
 
     @app.route("POST", "/v1/enroll")
     def enroll(request: Request) -> Any:
-        return vm.enroll_evidence(request.json(), actor="agent").to_json()
+        body = request.json()
+        return _counted("/v1/enroll", lambda: vm.enroll_evidence(body, actor="agent").to_json())
 
     # -- admin -----------------------------------------------------------------------------------
     @app.route("GET", "/v1/admin/hosts")
@@ -142,11 +157,45 @@ def make_api(
                 x509.load_pem_x509_certificates(pin.encode())
             except ValueError:
                 raise InputError("agent_certificate is not a PEM certificate") from None
+        replace = bool(body.get("replace"))
         record = vm.state.add_host(
-            body["name"], check_agent_url(body["agent_url"]), body.get("host_policy"), at=vm.now(), agent_tls_pem=pin
+            body["name"],
+            check_agent_url(body["agent_url"]),
+            body.get("host_policy"),
+            at=vm.now(),
+            agent_tls_pem=pin,
+            replace=replace,
         )
+        with vm.db.transaction() as tx:
+            vm.audit.record(
+                tx,
+                at=vm.now(),
+                actor=who,
+                action="register-host",
+                allowed=True,
+                host=record.name,
+                policy_version=vm.policy_version,
+                evidence={"agent_url": record.agent_url, "host_policy": record.host_policy, "replace": replace},
+            )
         log.info("%s registered host %s at %s", who, record.name, record.agent_url)
         return 201, record.to_json()
+
+    @app.route("DELETE", "/v1/admin/hosts/{host}")
+    def remove_host(request: Request, host: str) -> Any:
+        who = admin(request)
+        reason = request.query.get("reason") or "removed by an admin"
+        serials = vm.remove_host(host, actor=who, reason=reason[:500])
+        log.info("%s removed host %s (%d certificate(s) revoked)", who, host, len(serials))
+        return {"host": host, "removed": True, "revoked_serials": serials}
+
+    @app.route("POST", "/v1/admin/hosts/{host}/repin")
+    def repin_host(request: Request, host: str) -> Any:
+        who = admin(request)
+        body = request.json() if request.body else {}
+        validate("admin_repin", body)
+        record = vm.request_repin(host, actor=who, reason=body.get("reason") or "PCK certificate re-issued")
+        log.warning("%s allowed host %s to re-pin its platform on its next trusted quote", who, host)
+        return record.to_json()
 
     @app.route("POST", "/v1/admin/hosts/{host}/attest")
     def attest(request: Request, host: str) -> Any:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from floodlight_trust.clock import format_time
-from floodlight_trust.errors import InputError
+from floodlight_trust.errors import ConflictError, NotFoundError
 from floodlight_trust.storage.database import Database, Migration
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -63,6 +63,25 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # A component of its own, so it orders independently of other "manager" migrations.
     Migration("manager-agent-tls", 1, "ALTER TABLE manager_hosts ADD COLUMN agent_tls_pem TEXT"),
+    # Issue 11: hosts exist only by registration and each holds one platform (platform_checks.
+    # platform_key); every certificate records the platform it was issued on, so distrusting a host
+    # revokes whatever was issued on its machine, under any name. Re-pinning is an admin request.
+    Migration(
+        "manager-platforms",
+        1,
+        """
+        ALTER TABLE manager_hosts ADD COLUMN platform_key TEXT;
+        ALTER TABLE manager_hosts ADD COLUMN repin_requested_by TEXT;
+        ALTER TABLE manager_hosts ADD COLUMN repin_requested_at TEXT;
+        UPDATE manager_hosts SET platform_key = 'dcap-pck:' || platform_pck_sha256 WHERE platform_pck_sha256 IS NOT NULL;
+        UPDATE manager_hosts SET platform_key = 'epid:' || json_extract(platform_json, '$.epid_group_id') || ':'
+            || COALESCE(json_extract(platform_json, '$.epid_pseudonym'), '')
+            WHERE platform_key IS NULL AND json_extract(platform_json, '$.epid_group_id') IS NOT NULL;
+        CREATE INDEX manager_hosts_platform ON manager_hosts (platform_key);
+        ALTER TABLE manager_enrollments ADD COLUMN platform_key TEXT;
+        CREATE INDEX manager_enrollments_platform ON manager_enrollments (platform_key, status)
+        """,
+    ),
 )
 
 
@@ -83,9 +102,12 @@ class HostRecord:
     simulated: bool
     platform: dict[str, Any] | None = None  # the platform identity of the last trusted host quote
     agent_tls_pem: str | None = None  # pinned TLS certificate (or CA) of the agent, for https agent URLs
+    platform_key: str | None = None  # the platform this host is pinned to (platform_checks.platform_key)
+    repin_requested_by: str | None = None  # an admin allowed the next trusted quote to re-pin the platform
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> HostRecord:
+        keys = r.keys()
         return cls(
             r["name"],
             r["agent_url"],
@@ -101,7 +123,9 @@ class HostRecord:
             r["ima_entries"],
             bool(r["simulated"]),
             json.loads(r["platform_json"]) if r["platform_json"] else None,
-            r["agent_tls_pem"] if "agent_tls_pem" in r.keys() else None,
+            r["agent_tls_pem"] if "agent_tls_pem" in keys else None,
+            r["platform_key"] if "platform_key" in keys else None,
+            r["repin_requested_by"] if "repin_requested_by" in keys else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +141,8 @@ class HostRecord:
             "ima_entries": self.ima_entries,
             "simulated": self.simulated,
             "reasons": self.reasons,
+            "platform": self.platform_key,
+            "repin_requested_by": self.repin_requested_by,
         }
 
 
@@ -164,9 +190,19 @@ class ManagerState:
         *,
         at: datetime,
         agent_tls_pem: str | None = None,
+        replace: bool = False,
     ) -> HostRecord:
-        """Register (or update) a host; ``agent_tls_pem`` pins its agent's TLS certificate or CA."""
+        """Register a host (the only way a host comes to exist); ``agent_tls_pem`` pins its agent's
+        TLS certificate or CA. A name already registered is a ConflictError unless ``replace``, which
+        changes its agent URL, host policy and pin but keeps its platform and its certificates."""
         with self.db.transaction() as tx:
+            exists = tx.execute("SELECT 1 FROM manager_hosts WHERE name = ?", (name,)).fetchone()
+            if exists and not replace:
+                raise ConflictError(
+                    f"host {name!r} is already registered",
+                    hint="`ftrust vm hosts add NAME --replace ...` changes its agent URL; "
+                    "`ftrust vm hosts remove NAME` removes it",
+                )
             tx.execute(
                 "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at, agent_tls_pem)"
                 " VALUES (?, ?, ?, ?, ?)"
@@ -177,10 +213,29 @@ class ManagerState:
             )
         return self.host(name)
 
-    def ensure_host(self, tx: sqlite3.Connection, name: str, *, at: datetime) -> None:
+    def remove_host(self, tx: sqlite3.Connection, name: str) -> None:
+        """Forget a registered host and its VNF rows (its enrollments stay, for the audit trail)."""
+        tx.execute("DELETE FROM manager_vnfs WHERE host = ?", (name,))
+        tx.execute("DELETE FROM manager_hosts WHERE name = ?", (name,))
+
+    def platform_owner(self, tx: sqlite3.Connection, key: str, *, other_than: str) -> str | None:
+        """The registered host other than ``other_than`` that holds platform ``key``, if any."""
+        row = tx.execute(
+            "SELECT name FROM manager_hosts WHERE platform_key = ? AND name != ? ORDER BY name LIMIT 1",
+            (key, other_than),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def host_platform_tx(self, tx: sqlite3.Connection, name: str) -> str | None:
+        """The platform ``name`` is pinned to (None: not yet trusted, or unknown)."""
+        row = tx.execute("SELECT platform_key FROM manager_hosts WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def request_repin(self, tx: sqlite3.Connection, name: str, *, by: str, at: datetime) -> None:
+        """Let the next trusted quote of ``name`` pin another platform (a legitimate PCK re-issue)."""
         tx.execute(
-            "INSERT OR IGNORE INTO manager_hosts (name, created_at) VALUES (?, ?)",
-            (name, format_time(at)),
+            "UPDATE manager_hosts SET repin_requested_by = ?, repin_requested_at = ? WHERE name = ?",
+            (by, format_time(at), name),
         )
 
     def find_host(self, name: str) -> HostRecord | None:
@@ -190,7 +245,9 @@ class ManagerState:
     def host(self, name: str) -> HostRecord:
         found = self.find_host(name)
         if found is None:
-            raise InputError(f"unknown host {name!r}", hint="register it with `ftrust vm hosts add NAME --agent URL`")
+            raise NotFoundError(
+                f"unknown host {name!r}: not registered", hint="register it with `ftrust vm hosts add NAME --agent URL`"
+            )
         return found
 
     def hosts(self) -> list[HostRecord]:
@@ -211,9 +268,23 @@ class ManagerState:
         ima_entries: int,
         ima_list_sha256: str | None,
         simulated: bool,
+        platform_key: str | None = None,
+        repin: bool = False,
     ) -> None:
-        self.ensure_host(tx, name, at=at)
+        """Record a verdict on a registered host (a host row is never created here). Its platform is
+        pinned by its first trusted quote; ``repin`` (an admin's request) replaces the pin."""
         t = format_time(at)
+        if repin and platform_key:
+            tx.execute(
+                "UPDATE manager_hosts SET platform_key = ?, platform_pck_sha256 = ?, platform_json = ?,"
+                " repin_requested_by = NULL, repin_requested_at = NULL WHERE name = ?",
+                (platform_key, platform_pck_sha256, json.dumps(platform_json) if platform_json else None, name),
+            )
+        elif platform_key:
+            tx.execute(
+                "UPDATE manager_hosts SET platform_key = COALESCE(platform_key, ?) WHERE name = ?",
+                (platform_key, name),
+            )
         tx.execute(
             "UPDATE manager_hosts SET status = ?, last_attested_at = ?, last_contact_at = ?,"
             " last_trusted_at = CASE WHEN ? THEN ? ELSE last_trusted_at END,"
@@ -272,6 +343,15 @@ class ManagerState:
             (host, vnf, mrenclave, status, format_time(at), public_key_sha256, json.dumps(reasons)),
         )
 
+    def vnf_known(self, name: str, *, host: str | None = None) -> bool:
+        """Whether ``name`` (on ``host`` if given) has a VNF row or an enrollment."""
+        rows = self.db.query(
+            "SELECT 1 FROM manager_vnfs WHERE name = ? AND (? IS NULL OR host = ?)"
+            " UNION ALL SELECT 1 FROM manager_enrollments WHERE vnf = ? AND (? IS NULL OR host = ?) LIMIT 1",
+            (name, host, host, name, host, host),
+        )
+        return bool(rows)
+
     def vnfs(self, host: str | None = None) -> list[dict[str, Any]]:
         sql = (
             "SELECT v.*, (SELECT COUNT(*) FROM manager_enrollments e WHERE e.host = v.host AND e.vnf = v.name"
@@ -311,6 +391,7 @@ class ManagerState:
         issued_at: datetime,
         not_after: datetime,
         enclave_claims: dict[str, Any] | None = None,
+        platform_key: str | None = None,
     ) -> int:
         """Record a new certificate of ``vnf`` on ``host``; an earlier active one is superseded (same tx)."""
         tx.execute(
@@ -320,8 +401,8 @@ class ManagerState:
         )
         cur = tx.execute(
             "INSERT INTO manager_enrollments (host, vnf, serial, certificate_sha256, public_key_sha256, key_mode,"
-            " mrenclave, policy_version, audit_id, issued_at, not_after, enclave_claims_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " mrenclave, policy_version, audit_id, issued_at, not_after, enclave_claims_json, platform_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 host,
                 vnf,
@@ -335,6 +416,7 @@ class ManagerState:
                 format_time(issued_at),
                 format_time(not_after),
                 json.dumps(enclave_claims, sort_keys=True) if enclave_claims is not None else None,
+                platform_key,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -357,16 +439,24 @@ class ManagerState:
         return [EnrollmentRecord.from_row(r) for r in rows]
 
     def live_enrollments_tx(
-        self, tx: sqlite3.Connection, *, host: str | None, vnf: str | None, at: datetime
+        self,
+        tx: sqlite3.Connection,
+        *,
+        host: str | None,
+        vnf: str | None,
+        at: datetime,
+        platform_key: str | None = None,
     ) -> list[EnrollmentRecord]:
         """Every certificate that still works: active ones and superseded ones not yet expired.
 
-        A revocation must reach both: a renewed VNF still holds its previous certificate.
+        A revocation must reach both: a renewed VNF still holds its previous certificate. With
+        ``platform_key``, also every live certificate issued on that platform, under any host name.
         """
         rows = tx.execute(
-            "SELECT * FROM manager_enrollments WHERE (? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)"
+            "SELECT * FROM manager_enrollments WHERE"
+            " (((? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)) OR (? IS NOT NULL AND platform_key = ?))"
             " AND (status = 'active' OR (status = 'superseded' AND not_after > ?)) ORDER BY id",
-            (host, host, vnf, vnf, format_time(at)),
+            (host, host, vnf, vnf, platform_key, platform_key, format_time(at)),
         )
         return [EnrollmentRecord.from_row(r) for r in rows]
 

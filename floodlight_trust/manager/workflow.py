@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from floodlight_trust import clock, metrics
-from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import AgentConnection, ManagerContext
 from floodlight_trust.manager.enrollment import ADMIN_URI_PREFIX, KEY_MODES, Enrollment
 from floodlight_trust.manager.host_attestation import HostAttestation
@@ -108,7 +108,67 @@ class VerificationManager(ManagerContext):
 
     # -- step 1-2: host (host_attestation.py) ----------------------------------------------------
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
+        """A nonce for agent-initiated attestation: only for a registered host (else NotFoundError,
+        and no row is written)."""
+        if self.state.find_host(host) is None:
+            raise NotFoundError(
+                f"host {host!r} is not registered: no nonce is issued for it",
+                code="host.unregistered",
+                hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
+            )
         return self.nonces.issue(purpose, host, vnf, at=self.now()).to_json()
+
+    # -- registration (admins) -------------------------------------------------------------------
+    def remove_host(self, host: str, *, actor: str, reason: str) -> list[str]:
+        """Unregister ``host``: every live certificate issued to it or on its platform is revoked
+        and the removal audited, in one transaction. Returns the revoked serials."""
+        self.state.host(host)
+        at = self.now()
+        with self.db.transaction() as tx:
+            serials = self.revocation.revoke_tx(
+                tx,
+                host=host,
+                vnf=None,
+                reason="cessationOfOperation",
+                why=f"host removed: {reason}",
+                at=at,
+                actor=actor,
+            )
+            self.state.remove_host(tx, host)
+            self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="remove-host",
+                allowed=True,
+                host=host,
+                policy_version=self.policy_version,
+                evidence={"revoked_serials": serials},
+                reasons=[Reason("registration", f"host {host!r} removed by {actor}: {reason}").to_json()],
+            )
+        self.revocation.notify(serials)
+        self.host_attestation.forget(host)
+        return serials
+
+    def request_repin(self, host: str, *, actor: str, reason: str) -> HostRecord:
+        """Allow the next trusted quote of ``host`` to pin another platform (a PCK re-issued after a
+        TCB recovery). Audited; the new platform must still belong to no other registered host."""
+        record = self.state.host(host)
+        at = self.now()
+        with self.db.transaction() as tx:
+            self.state.request_repin(tx, host, by=actor, at=at)
+            self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="repin-host",
+                allowed=True,
+                host=host,
+                policy_version=self.policy_version,
+                evidence={"pinned_platform": record.platform_key},
+                reasons=[Reason("registration", f"re-pin of {host!r} requested by {actor}: {reason}").to_json()],
+            )
+        return self.state.host(host)
 
     def ima_offset(self, host: str) -> int:
         """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
@@ -116,7 +176,9 @@ class VerificationManager(ManagerContext):
 
     def attest_host_evidence(self, evidence: Any, *, actor: str, authoritative: bool = False) -> HostVerdict:
         """Verify host evidence and record the verdict (see :meth:`HostAttestation.attest_host_evidence`)."""
-        return _counted_host(self.host_attestation.attest_host_evidence(evidence, actor=actor, authoritative=authoritative))
+        return _counted_host(
+            self.host_attestation.attest_host_evidence(evidence, actor=actor, authoritative=authoritative)
+        )
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""

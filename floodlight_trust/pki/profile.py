@@ -5,8 +5,24 @@ Shared by the policy language (which writes them) and the CA (which follows them
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+# The placeholders render() fills in; anything else in braces is a mistake the policy checker names.
+PLACEHOLDERS = ("vnf", "host")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# Names to render a template with when checking it before any VNF exists.
+SAMPLE_NAMES = {"vnf": "vnf-example-1", "host": "host-example-1"}
+
+
+def placeholders_in(template: str) -> list[str]:
+    """The ``{name}`` placeholders of a template, in order (known or not)."""
+    return _PLACEHOLDER.findall(template)
+
+
+def fill(template: str, *, vnf: str, host: str) -> str:
+    return template.replace("{vnf}", vnf).replace("{host}", host)
 
 
 class KeyType(StrEnum):
@@ -33,7 +49,7 @@ class CertificateProfile:
 
     def render(self, *, vnf: str, host: str) -> CertificateProfile:
         def sub(text: str) -> str:
-            return text.replace("{vnf}", vnf).replace("{host}", host)
+            return fill(text, vnf=vnf, host=host)
 
         return CertificateProfile(
             subject=sub(self.subject),

@@ -28,6 +28,7 @@ SCHEMA_NAMES = (
     "admin_host",
     "admin_reattest",
     "admin_reload",
+    "admin_repin",
     "admin_revoke",
     "agent_info",
     "challenge",

@@ -231,6 +231,7 @@ class JsonApp:
             return _json_response(e.status, _error_doc(e.kind, e.message, e.hint))
         except FtrustError as e:
             status = 403 if isinstance(e, VerificationError) else 502 if isinstance(e, ServiceError) else 400
+            status = int(getattr(e, "http_status", status))  # NotFoundError 404, ConflictError 409
             if not isinstance(e, InputError | VerificationError | ServiceError):
                 status = 500
             doc = _error_doc(type(e).__name__, str(e), e.hint)

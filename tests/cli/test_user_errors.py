@@ -88,6 +88,8 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "vm admin-cert": [*cfg, "vm", "admin-cert", "admin"],
         "vm hosts list": [*cfg, "vm", "hosts", "list"],
         "vm hosts add": [*cfg, "vm", "hosts", "add", "h1", "--agent", "http://127.0.0.1:9"],
+        "vm hosts remove": [*cfg, "vm", "hosts", "remove", "h1", "--reason", "test"],
+        "vm hosts repin": [*cfg, "vm", "hosts", "repin", "h1", "--reason", "test"],
         "vm vnfs list": [*cfg, "vm", "vnfs", "list"],
         "vm enrollments list": [*cfg, "vm", "enrollments", "list"],
         "vm attest": [*cfg, "vm", "attest", "h1"],

@@ -140,11 +140,22 @@ class World:
         self.counter += 1
         return f"{prefix}-{self.counter:03d}"
 
-    def start_host(self, *, platform: int = 0, files: dict[str, bytes] | None = None, register: bool = True) -> Host:
+    def start_host(
+        self,
+        *,
+        platform: int = 0,
+        files: dict[str, bytes] | None = None,
+        register: bool = True,
+        machine: SimulatedPlatform | None = None,
+    ) -> Host:
+        """A new host with its agent, on a machine of its own (a new PCK under simulated authority
+        ``platform``: one platform belongs to one registered host) unless ``machine`` is given."""
         name = self.unique("host")
         ima_file = self.tmp / f"{name}.ima"
         ima_file.write_bytes(ima_list(files if files is not None else HOST_FILES))
-        backend = SimBackend(self.platforms[platform], {})
+        if machine is None:
+            machine = SimulatedPlatform.create(self.tmp / f"{name}-platform", authority=self.platforms[platform])
+        backend = SimBackend(machine, {})
         agent = Agent(name, backend, ImaSource(None, ima_file))
         server = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=8, name=f"agent-{name}").start()
         host = Host(name, backend, agent, server, ima_file)

@@ -12,10 +12,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from floodlight_trust import clock
 from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, enroll_via_vm
 from floodlight_trust.config import from_mapping
+from floodlight_trust.errors import VerificationError
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import VmService, build_service
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
@@ -67,12 +69,16 @@ class EpidWorld:
     group_b: SimulatedPlatform  # ... and one of group B
     counter: int = 0
 
-    def agent(self, platform: SimulatedPlatform) -> Agent:
+    def agent(self, group: SimulatedPlatform) -> Agent:
+        """A registered host on a machine of its own in ``group``'s EPID group (its own pseudonym:
+        one platform belongs to one registered host)."""
         self.counter += 1
         name = f"epid-host-{self.counter}"
         ima = self.tmp / f"{name}.ima"
         ima.write_bytes(ima_list(HOST_FILES))
-        backend = SimBackend(platform, {}, evidence="epid")
+        machine = SimulatedPlatform.create(self.tmp / f"{name}-machine", epid_group=group)
+        self.service.vm.state.add_host(name, "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
+        backend = SimBackend(machine, {}, evidence="epid")
         backend.add_enclave(f"vnf-fw-{self.counter}", GOOD_IMAGE)
         return Agent(name, backend, ImaSource(None, ima))
 
@@ -176,18 +182,21 @@ def test_wrong_nonce_in_the_ias_report_is_refused(epid: EpidWorld) -> None:
     agent = epid.agent(epid.group_a)
     epid.ias.nonce_override = "0" * 32  # IAS (or someone in between) answers with another request's report
     try:
-        verdict = epid.vm.submit_host_evidence(agent.host_evidence(epid.vm.nonce("host", agent.host)))
+        # Pushed evidence that does not verify proves nothing: refused (403) and recorded nowhere.
+        with pytest.raises(VerificationError) as refused:
+            epid.vm.submit_host_evidence(agent.host_evidence(epid.vm.nonce("host", agent.host)))
     finally:
         epid.ias.nonce_override = None
-    assert not verdict["trusted"]
+    verdict = {"reasons": refused.value.reasons}  # type: ignore[attr-defined]
     assert any(r["rule"] == "sgx.ias" and "nonce" in r["message"] for r in verdict["reasons"]), messages(verdict)
 
 
 def test_a_quote_ias_finds_invalid_is_refused(epid: EpidWorld) -> None:
     stranger = SimulatedPlatform.create(epid.tmp / "unknown-group")  # a group IAS does not know
     agent = epid.agent(stranger)
-    verdict = epid.vm.submit_host_evidence(agent.host_evidence(epid.vm.nonce("host", agent.host)))
-    assert not verdict["trusted"]
+    with pytest.raises(VerificationError) as refused:
+        epid.vm.submit_host_evidence(agent.host_evidence(epid.vm.nonce("host", agent.host)))
+    verdict = {"reasons": refused.value.reasons}  # type: ignore[attr-defined]
     assert any("SIGNATURE_INVALID" in r["message"] for r in verdict["reasons"]), messages(verdict)
 
 

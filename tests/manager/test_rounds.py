@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE
+from floodlight_trust.errors import UnauthenticatedEvidence
 from floodlight_trust.sgxsim import measure_enclave_image
 from tests.manager.inproc import FILES, Deployment, deployment, policy_text
 
@@ -139,9 +140,10 @@ def test_pushed_evidence_with_an_unknown_offset_is_refused(dep: Deployment) -> N
     agent = dep.add_host("h1", FILES)
     nonce = bytes.fromhex(dep.vm.issue_nonce("host", "h1")["nonce"])
     evidence = agent.agent.host_evidence(nonce, 10)
-    verdict = dep.vm.attest_host_evidence(evidence, actor="agent")
-    assert not verdict.trusted
-    assert [r.rule for r in verdict.reasons] == ["protocol.ima_offset"]
+    # Pushed evidence that proves nothing is refused and recorded nowhere.
+    with pytest.raises(UnauthenticatedEvidence) as refused:
+        dep.vm.attest_host_evidence(evidence, actor="agent")
+    assert [r["rule"] for r in refused.value.reasons] == ["protocol.ima_offset"]
 
 
 def test_rounds_re_attest_every_vnf_but_renew_only_when_little_validity_is_left(tmp_path: Path) -> None:

@@ -117,15 +117,29 @@ def test_imports_share_names_and_version_covers_every_file(tmp_path: Path, monke
 
 def test_missing_include_and_malformed_reference_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "ref.sha256sum").write_text("ab" * 32 + "  /usr/bin/a\n" + "ab" * 31 + "  /usr/bin/b\n")
+    (tmp_path / "ref.sha256sum").write_text(
+        "ab" * 32
+        + "  /usr/bin/a\n"
+        + "ab" * 31
+        + "  /usr/bin/b\n"
+        + "ab" * 32
+        + " /usr/bin/c\n"
+        + "zz" * 32
+        + "  /usr/bin/d\n"
+        + "ab" * 32
+        + "  /usr/bin/e\n"
+    )
     (tmp_path / "p.policy").write_text(
         'host h {\n    include sha256sum "ref.sha256sum"\n    include sha256sum "nope.sha256sum"\n}\n'
     )
     with pytest.raises(PolicyError) as info:
         load_policy("p.policy")
+    # Every malformed line, not only the first (as every syntax error of a policy file).
     assert str(info.value).split("\n") == [
         "p.policy:3:23: cannot include nope.sha256sum: file not found",
-        "ref.sha256sum:2:1: malformed reference list line: expected '<hex digest>  <path>'",
+        "ref.sha256sum:2:1: malformed reference list line: expected '<hex digest>  <path>' (the digest has 62 characters)",
+        "ref.sha256sum:3:1: malformed reference list line: expected '<hex digest>  <path>'",
+        "ref.sha256sum:4:1: malformed reference list line: 'zzzzzzzzzzzzzzzz'... is not a hex digest",
     ]
 
 
@@ -165,3 +179,83 @@ def test_constants_hold_literals_not_claims() -> None:
     assert errors_of("const c = advisory_ids\n") == [
         "p.policy:1:11: a const holds literal values, not claim advisory_ids (list)"
     ]
+
+
+def test_a_bad_duration_is_reported_where_it_is() -> None:
+    # "30w" once lexed as 30 and a name 'w', reported on the next line as "unexpected 'svn'".
+    lines = errors_of("enclave e {\n    max_collateral_age = 30w\n    svn: isv_svn >= 1\n}\n")
+    assert lines == ["p.policy:2:26: '30w' is not a duration: the unit 'w' is not one of s, m, h, d"]
+    assert errors_of("const c = 0xg1\n") == ["p.policy:1:11: '0xg1' is not a hex integer"]
+
+
+def test_semantic_errors_are_reported_beside_syntax_errors() -> None:
+    lines = errors_of(
+        "const a = 1 1\n"  # syntax error
+        "enclave e {\n"
+        "    svn: isv_svn >= a\n"
+        "    t: tcb_stat == UpToDate\n"  # semantic error, still found
+        '    id: mrenclave == "ab"\n'  # semantic error, still found
+        "}\n"
+        'enroll r for "v" {\n'
+        "    host = \n"  # syntax error: its 'host' is not reported missing again
+        "    enclave = e\n"
+        "}\n"
+    )
+    assert lines == [
+        "p.policy:1:13: unexpected '1'; expected '&', ')', ',', ']', '}', a comparison, a name",
+        "p.policy:4:8: unknown name 'tcb_stat'",
+        "p.policy:5:22: 'ab' has 1 bytes; expected 32 bytes (64 hex digits)",
+        "p.policy:8:10: nothing after '=': the expression is incomplete",
+    ]
+    assert not any("needs 'host" in line for line in lines)
+
+
+CERTIFICATE_POLICY = 'host h {\n}\nenclave e {\n}\nenroll r for "v" {\n    host = h\n    enclave = e\n    certificate {\n        %s\n    }\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("setting", "error", "hint"),
+    [
+        (
+            'subject = "not an RFC4514 name"',
+            "p.policy:9:19: subject 'not an RFC4514 name' is not an RFC 4514 name",
+            'e.g. "CN={vnf},O=example"',
+        ),
+        (
+            'subject = "CN={vnff},O=x"',
+            "p.policy:9:19: subject: unknown placeholder {vnff} in 'CN={vnff},O=x'",
+            "did you mean 'vnf'?",
+        ),
+        (
+            'san_uri = ["urn:x:{hots}"]',
+            "p.policy:9:19: san_uri: unknown placeholder {hots} in 'urn:x:{hots}'",
+            "did you mean 'host'?",
+        ),
+        (
+            'san_dns = ["{id}.vnf.local"]',
+            "p.policy:9:19: san_dns: unknown placeholder {id} in '{id}.vnf.local'",
+            "placeholders: {vnf}, {host}",
+        ),
+        (
+            "validity = 0s",
+            "p.policy:9:20: validity 0s issues certificates that are never valid",
+            "give a positive duration such as 1h",
+        ),
+    ],
+)
+def test_certificate_settings_are_checked_before_any_vnf_enrolls(setting: str, error: str, hint: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        compile_policy_text(CERTIFICATE_POLICY % setting, filename="p.policy")
+    assert str(info.value) == error
+    assert info.value.hint == hint
+
+
+def test_a_valid_certificate_block_compiles_with_its_placeholders() -> None:
+    policy = compile_policy_text(
+        CERTIFICATE_POLICY
+        % 'subject = "CN={vnf},OU={host},O=x"\n        san_dns = ["{vnf}.local"]\n        validity = 2h',
+        filename="p.policy",
+    )
+    rule = policy.enroll_rule("v")
+    assert rule is not None and rule.profile.validity_seconds == 7200
+    assert rule.profile.render(vnf="vnf-1", host="h-1").subject == "CN=vnf-1,OU=h-1,O=x"

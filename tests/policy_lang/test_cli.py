@@ -87,24 +87,107 @@ def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_eval_allowed_and_denied() -> None:
     r = ftrust("eval", POLICY, "--claims", str(FIXTURES / "vnf-firewall-phala.json"))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("allowed: firewall_vnf")
+    assert r.stdout.splitlines()[:3] == [
+        "allowed: enroll firewall for vnf-firewall-1",
+        r.stdout.splitlines()[1],
+        r.stdout.splitlines()[2],
+    ]
+    assert r.stdout.splitlines()[1].startswith("allowed: host container_host")
+    assert r.stdout.splitlines()[2].startswith("allowed: enclave firewall_vnf")
     r = ftrust("eval", POLICY, "--claims", str(FIXTURES / "vnf-occlum-debug.json"), "--enclave", "firewall_vnf")
     assert r.returncode == 1
     assert "debug: debug enclave refused" in r.stdout
     assert "identity: mrenclave is 8f173e4613ff05c52aaf04162d234edae8c9977eae47eb2299ae16a553011c68" in r.stdout
 
 
-def test_eval_json_and_explain(tmp_path: Path) -> None:
+def test_an_enroll_decision_without_host_evidence_is_an_error(tmp_path: Path) -> None:
+    doc = json.loads((FIXTURES / "vnf-firewall-phala.json").read_text())
+    del doc["ima"]
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    r = ftrust("eval", POLICY, "--claims", str(tmp_path / "c.json"), "--vnf", "vnf-firewall-1")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("ftrust: error: enroll rule firewall (")
+    assert r.stderr.rstrip().endswith(
+        "judges the host and the enclave: missing host evidence (an IMA measurement list) for host policy container_host"
+    )
+
+
+EVAL_KEYS = ["allowed", "target", "enroll_rule", "policy_version", "decisions"]
+DECISION_KEYS = ["kind", "allowed", "policy", "policy_version", "reasons", "trace"]
+
+
+def test_eval_json_has_one_shape_for_every_target_and_explain_traces_allowed_decisions(tmp_path: Path) -> None:
     doc = json.loads((FIXTURES / "host-clean.json").read_text())
     doc["ima"]["entries"].append({"path": "/usr/bin/xyz", "digest": "ab" * 32})
     (tmp_path / "claims.json").write_text(json.dumps(doc))
     r = ftrust("eval", POLICY, "--claims", str(tmp_path / "claims.json"), "--host", "container_host", "--json")
     assert r.returncode == 1
     data = json.loads(r.stdout)
-    assert data["allowed"] is False and data["policy"] == "container_host"
-    assert data["reasons"][0]["message"] == f"unknown file /usr/bin/xyz (sha256:{'ab' * 32}) is not in the allowlist"
+    assert list(data) == EVAL_KEYS and [list(d) for d in data["decisions"]] == [DECISION_KEYS]
+    assert data["allowed"] is False and data["target"] == {"kind": "host", "name": "container_host"}
+    (host,) = data["decisions"]
+    assert host["policy"] == "container_host" and host["trace"] == []
+    assert host["reasons"][0]["message"] == f"unknown file /usr/bin/xyz (sha256:{'ab' * 32}) is not in the allowlist"
     r = ftrust("eval", POLICY, "--claims", str(tmp_path / "claims.json"), "--host", "container_host", "--explain")
     assert '"path": "/usr/bin/xyz"' in r.stdout
+    # The same shape for an enroll decision (two decisions) and an enclave; --explain fills "trace".
+    r = ftrust("eval", POLICY, "--claims", str(FIXTURES / "vnf-firewall-phala.json"), "--json", "--explain")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert list(data) == EVAL_KEYS and [list(d) for d in data["decisions"]] == [DECISION_KEYS] * 2
+    assert data["enroll_rule"] == "firewall" and [d["kind"] for d in data["decisions"]] == ["host", "enclave"]
+    enclave_trace = {s["rule"]: s for s in data["decisions"][1]["trace"]}
+    assert enclave_trace["identity"]["outcome"] == "pass"
+    assert (
+        "mrenclave = 33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+        in enclave_trace["identity"]["detail"]
+    )
+    host_trace = {s["rule"]: s for s in data["decisions"][0]["trace"]}
+    assert (
+        host_trace["allowlist"]["outcome"] == "pass"
+        and "23 entries: 21 on the allowlist with their digest, 0 by 'allow any digest', 2 excluded"
+        in host_trace["allowlist"]["detail"]
+    )
+    # An allowed decision explained in text: every rule evaluated, what it matched.
+    r = ftrust("eval", POLICY, "--claims", str(FIXTURES / "vnf-firewall-phala.json"), "--explain")
+    assert r.returncode == 0
+    assert (
+        "  pass  " in r.stdout and ": identity: mrenclave in firewall_builds and mrsigner in vnf_signers (" in r.stdout
+    )
+    assert ": tcb: acceptable_tcb (tcb_status = ConfigurationAndSWHardeningNeeded)" in r.stdout
+    r = ftrust(
+        "eval", POLICY, "--claims", str(FIXTURES / "vnf-firewall-phala.json"), "--enclave", "firewall_vnf", "--json"
+    )
+    data = json.loads(r.stdout)
+    assert (
+        list(data) == EVAL_KEYS
+        and data["enroll_rule"] is None
+        and [d["kind"] for d in data["decisions"]] == ["enclave"]
+    )
+
+
+def test_eval_judges_evidence_directly(tmp_path: Path) -> None:
+    """--ima-log / --quote + --collateral: verified as the VM verifies them (evidence/verify.py),
+    no claims JSON round trip; the quote's time window is the collateral's."""
+    phala = FIXTURES / "sgx-dcap" / "phala"
+    quote = ["--quote", str(phala / "sgx_quote"), "--collateral", str(phala / "sgx_quote_collateral.json")]
+    r = ftrust("eval", POLICY, *quote, "--at", "2025-06-20T00:00:00Z", "--enclave", "firewall_vnf", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["allowed"] is True
+    r = ftrust("eval", POLICY, *quote, "--at", "2025-08-01T00:00:00Z", "--enclave", "firewall_vnf")
+    assert r.returncode == 1 and "TCB info expired at 2025-07-19T10:56:11Z" in r.stderr
+    # Host evidence from the claims document, the enclave from the quote: an enroll decision.
+    host = ["--claims", str(FIXTURES / "host-clean.json"), "--at", "2025-06-20T00:00:00Z"]
+    r = ftrust("eval", POLICY, *host, *quote, "--vnf", "vnf-firewall-1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("allowed: enroll firewall for vnf-firewall-1")
+    vtpm = str(CONFIGS / "tests" / "vtpm-host.policy")
+    log = str(FIXTURES / "ima" / "ibmtss-sha256-head.log")
+    r = ftrust("eval", vtpm, "--ima-log", log, "--host", "vtpm_host", "--explain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("allowed: host vtpm_host") and "135 entries" in r.stdout
+    r = ftrust("eval", vtpm, "--quote", str(phala / "sgx_quote"), "--host", "vtpm_host")
+    assert r.returncode == 2 and r.stderr == "ftrust: error: --quote needs --collateral FILE|DIR\n"
 
 
 def test_eval_bad_claims_is_located(tmp_path: Path) -> None:
@@ -189,3 +272,21 @@ def test_generate_from_a_real_log(testdata: Path, tmp_path: Path) -> None:
     assert lines and all(len(line.split("  ", 1)[0]) in (40, 64) for line in lines)
     (tmp_path / "p.policy").write_text('host h {\n    include sha256sum "ref.sha256sum"\n}\n')
     assert ftrust("check", str(tmp_path / "p.policy")).returncode == 0
+
+
+def test_keylime_schema_failure_shows_the_field_path_and_a_short_excerpt(testdata: Path, tmp_path: Path) -> None:
+    doc = json.loads((testdata / "ima/keylime/runtime-policy-test.json").read_text())
+    doc["digests"]["boot_aggregate"] = ["ab" * 32]
+    doc["ima"]["log_hash_alg"] = "sha257"
+    minified = json.dumps(doc, separators=(",", ":"))
+    assert len(minified) > 1500  # one long line, as keylime-policy writes it
+    (tmp_path / "rp.json").write_text(minified)
+    (tmp_path / "p.policy").write_text('host h {\n    include keylime "rp.json"\n}\n')
+    r = ftrust("check", "p.policy", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("rp.json:1:") and "fails the schema at ['ima']['log_hash_alg']" in lines[0]
+    assert "'sha257' is not one of" in lines[0]
+    excerpt, caret = lines[1], lines[2]
+    assert len(excerpt) < 110 and excerpt.startswith("    …") and '"sha257"' in excerpt
+    assert excerpt[len(caret) - 1 :].startswith('"sha257"')  # the caret points at the value

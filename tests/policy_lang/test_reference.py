@@ -50,7 +50,7 @@ def test_keylime_policy_with_prefixed_digest_fails_schema(keylime: Path) -> None
     with pytest.raises(PolicyError) as info:
         parse_keylime((keylime / "runtime-policy-test.json").read_text(), "rp.json")
     assert str(info.value).startswith(
-        "rp.json:1: Keylime runtime policy fails the schema at ['digests']['boot_aggregate'][0]"
+        "rp.json:1:130: Keylime runtime policy fails the schema at ['digests']['boot_aggregate'][0]"
     )
 
 

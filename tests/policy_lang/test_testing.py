@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from policy_lang.testing import format_report, run_tests
 
@@ -155,3 +158,65 @@ def test_pytest_plugin_as_documented_with_p(tmp_path: Path) -> None:
         r = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "1 passed" in r.stdout and "already registered" not in r.stdout + r.stderr
+
+
+def _test_file(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "p.policy").write_text(
+        'host h {\n    exclude regex ".*"\n}\n'
+        "enclave e {\n    svn: isv_svn >= 0\n}\n"
+        'enroll r for "vnf-*" {\n    host = h\n    enclave = e\n}\n'
+    )
+    for name in ("host-clean.json", "vnf-firewall-phala.json"):
+        shutil.copy(CONFIGS / "tests" / "fixtures" / name, tmp_path / name)
+    target = tmp_path / "t.policytest.toml"
+    target.write_text(body)
+    return target
+
+
+def _load_error(path: Path) -> tuple[str, str | None]:
+    from floodlight_trust.errors import FtrustError
+    from policy_lang.testing import load_test_file
+
+    with pytest.raises(FtrustError) as info:
+        load_test_file(path)
+    return str(info.value), info.value.hint
+
+
+def test_typos_in_test_files_are_errors_with_did_you_mean(tmp_path: Path) -> None:
+    case = '[[case]]\nname = "c"\nenclave = "e"\nclaims = "vnf-firewall-phala.json"\nexpect = "allow"\n'
+    f = _test_file(tmp_path, 'polcy = "p.policy"\n\n' + case)
+    assert _load_error(f) == (f"{f}:1:1: unknown key 'polcy'", "did you mean 'policy'?")
+    f = _test_file(tmp_path, 'policy = "p.policy"\n\n' + case.replace("expect =", "expcet ="))
+    assert _load_error(f) == (f"{f}:7:1: case 1: unknown key 'expcet'", "did you mean 'expect'?")
+    # A misspelt claim in `set` once set a field nobody reads, and the case passed.
+    f = _test_file(tmp_path, 'policy = "p.policy"\n\n' + case + 'set = {"enclave.mrenclav" = "00"}\n')
+    assert _load_error(f) == (
+        f"{f}:8:1: set 'enclave.mrenclav': no claim field 'mrenclav' in enclave",
+        "did you mean 'mrenclave'?",
+    )
+    f = _test_file(tmp_path, 'policy = "p.policy"\n\n' + case + 'set = {"enclave.platform.fmpsc" = "00"}\n')
+    assert _load_error(f)[1] == "did you mean 'fmspc'?"
+    f = _test_file(tmp_path, 'policy = "p.policy"\n\n' + case + 'add_ima = [{ path = "/x", digset = "00" }]\n')
+    assert _load_error(f) == (f"{f}:8:1: case 1: add_ima: unknown entry field 'digset'", "did you mean 'digest'?")
+
+
+def test_an_enroll_case_needs_host_and_enclave_evidence(tmp_path: Path) -> None:
+    from policy_lang.testing import load_test_file, run_case
+
+    body = (
+        'policy = "p.policy"\n\n[[case]]\nname = "enclave only"\nvnf = "vnf-1"\nclaims = "vnf.json"\nexpect = "allow"\n'
+    )
+    f = _test_file(tmp_path, body)
+    doc = json.loads((tmp_path / "vnf-firewall-phala.json").read_text())
+    del doc["ima"]
+    (tmp_path / "vnf.json").write_text(json.dumps(doc))
+    message, _ = _load_error(f)
+    assert message == (
+        f"{f}:5:1: case 1: vnf = 'vnf-1' is an enroll decision, which judges the host and the enclave: "
+        "no host evidence (ima_log, or claims with an ima part)"
+    )
+    (tmp_path / "vnf.json").write_text((tmp_path / "vnf-firewall-phala.json").read_text())  # host and enclave
+    test = load_test_file(f)
+    result = run_case(test, test.cases[0])
+    assert result.passed, result.problems
+    assert result.decision is not None and result.decision.policy == "enroll r"

@@ -21,6 +21,7 @@ from floodlight_trust.agent.backends.sim import SimBackend, SimEnclave
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.sgxsim import SimulatedPlatform
 from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, ima_list
 
 from .conftest import World
@@ -55,7 +56,8 @@ def hostile(deployment: World) -> Iterator[HostileAgent]:
     name = "host-000-hostile"  # sorted before every other host: the round must go on after it
     ima = deployment.tmp / f"{name}.ima"
     ima.write_bytes(ima_list(HOST_FILES))
-    backend = SimBackend(deployment.platforms[0], {})
+    machine = SimulatedPlatform.create(deployment.tmp / f"{name}-platform", authority=deployment.platforms[0])  # its own PCK
+    backend = SimBackend(machine, {})
     enclave = backend.add_enclave("vnf-fw-hostile", GOOD_IMAGE)
     agent = Agent(name, backend, ImaSource(None, ima))
     real = make_app(agent)
