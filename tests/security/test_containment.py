@@ -53,7 +53,7 @@ def crafted(agent: Agent, mode: str, request: Request) -> RawResponse:
 
 @pytest.fixture
 def hostile(deployment: World) -> Iterator[HostileAgent]:
-    name = "host-000-hostile"  # sorted before every other host: the round must go on after it
+    name = deployment.unique("host-000-hostile")  # sorted before every other host: the round goes on after it
     ima = deployment.tmp / f"{name}.ima"
     ima.write_bytes(ima_list(HOST_FILES))
     machine = SimulatedPlatform.create(deployment.tmp / f"{name}-platform", authority=deployment.platforms[0])  # its own PCK

@@ -329,7 +329,7 @@ def damaged_evidence(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(doc))
     for _ in range(draw(st.integers(1, 3))):
         key = draw(st.sampled_from(sorted(out)))
-        if key in ("quote", "ima_list", "public_key") and draw(st.booleans()):
+        if key in ("quote", "ima_list", "public_key") and isinstance(out[key], str) and draw(st.booleans()):
             raw = base64.b64decode(out[key])
             out[key] = base64.b64encode(draw(mutated(raw, max_edits=2))).decode()
         elif key == "collateral" and isinstance(out[key], dict) and out[key]:
