@@ -14,6 +14,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from floodlight_trust.errors import ParseError
 
 
+def touch_certificate(cert: x509.Certificate) -> x509.Certificate:
+    """Parse every field a verifier reads; ValueError (only) if one is malformed."""
+    try:
+        return _touch_certificate(cert)
+    except (TypeError, UnsupportedAlgorithm) as e:
+        raise ValueError(str(e)) from None
+
+
 def _touch_certificate(cert: x509.Certificate) -> x509.Certificate:
     cert.subject  # noqa: B018  (each access parses; a malformed field raises here)
     cert.issuer  # noqa: B018

@@ -30,9 +30,13 @@ from typing import Any
 from floodlight_trust import metrics
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.logs import StateChangeLog
 from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
+# A host whose agent stays down fails every round: say so when it starts failing (or fails
+# differently) and when it works again, not every round.
+failures = StateChangeLog(log)
 
 ACTOR = "reattest"
 
@@ -167,18 +171,22 @@ class ReattestScheduler:
         t0 = time.perf_counter()
         try:
             verdict = self.vm.attest_host(host, actor=ACTOR)
-        except Exception as e:
+        except Exception as e:  # any failure is contained to this host; the round goes on
             metrics.REATTEST_HOST_FAILURES.labels(error=type(e).__name__).inc()
-            if isinstance(e, FtrustError):
-                log.error("re-attestation of %s failed: %s", host, e)
-            else:  # a bug reached by this host's data: its traceback for the developers, once per failure
-                log.error("re-attestation of %s failed: %s: %s", host, type(e).__name__, e, exc_info=e)
+            message = e.message if isinstance(e, FtrustError) else f"{type(e).__name__}: {str(e)[:200]}"
+            # Logged when it starts failing (or fails differently), not every round; a bug reached by
+            # this host's data keeps its traceback for the developers.
+            if failures.report(("host", host), message, "re-attestation of %s failed: %s", host, message,
+                               level=logging.ERROR) and not isinstance(e, FtrustError):  # fmt: skip
+                log.debug("re-attestation of %s: traceback", host, exc_info=e)
             try:
                 verdict = self.vm.host_attestation.judging_failed(host, e, actor=ACTOR)
             except Exception as again:
                 log.error("recording the failed re-attestation of %s failed too: %s", host, again)
-                reason = Reason("host.judging_failed", f"{type(e).__name__}: {str(e)[:200]}")
+                reason = Reason("host.judging_failed", message)
                 return HostRound(host, False, [reason], None, 0, seconds=time.perf_counter() - t0)
+        else:
+            failures.clear(("host", host), "re-attestation of %s works again", host)
         result = HostRound(
             host,
             verdict.trusted,
@@ -210,8 +218,9 @@ class ReattestScheduler:
             except Exception as e:  # agent down mid-round, install failed, a bug: contained to this VNF
                 message = e.message if isinstance(e, FtrustError) else f"{type(e).__name__}: {str(e)[:200]}"
                 result.failed[vnf] = message
-                log.warning("renewal of %s on %s failed: %s", vnf, host, message, exc_info=not isinstance(e, FtrustError))
+                failures.report(("renew", host, vnf), message, "renewal of %s on %s failed: %s", vnf, host, message)
                 continue
+            failures.clear(("renew", host, vnf), "renewal of %s on %s works again", vnf, host)
             if enrolled.allowed:
                 assert enrolled.serial is not None
                 (result.kept if enrolled.kept else result.renewed)[vnf] = enrolled.serial
