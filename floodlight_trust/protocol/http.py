@@ -62,8 +62,9 @@ _STATUS_TEXT = {
     503: "Service Unavailable",
 }
 
-# Long error messages are cut here: a reply never echoes a large part of what the client sent.
-MAX_ERROR_MESSAGE = 400
+# Long error messages are cut here (every reason of a refusal fits; a reply never echoes a large
+# part of what the client sent: schema errors quote at most a short prefix, protocol.MAX_ECHO).
+MAX_ERROR_MESSAGE = 4000
 
 
 class HttpError(Exception):

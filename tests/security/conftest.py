@@ -22,9 +22,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from floodlight_trust.agent.backends.sim import SimBackend, SimEnclave
+from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app, tls_context
+from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
 from tests.floodlight.conftest import bridge_jar  # noqa: F401  (the fixture, for the controller tests)
@@ -141,7 +142,7 @@ class TlsAgent:
     name: str
     server: HttpServer
     certificate_pem: str
-    enclaves: dict[str, SimEnclave]
+    enclaves: dict[str, EnclaveRuntime]
 
 
 def start_tls_agent(world: World, vnfs: tuple[str, ...] = ()) -> TlsAgent:
@@ -150,7 +151,7 @@ def start_tls_agent(world: World, vnfs: tuple[str, ...] = ()) -> TlsAgent:
     ima = world.tmp / f"{name}.ima"
     ima.write_bytes(ima_list(HOST_FILES))
     machine = SimulatedPlatform.create(world.tmp / f"{name}-platform", authority=world.platforms[0])  # its own PCK
-    backend = SimBackend(machine, {})
+    backend = SimBackend(machine, vm_ca=world.ca.certificate)
     enclaves = {vnf: backend.add_enclave(vnf, GOOD_IMAGE) for vnf in vnfs}
     cert, key, pem = self_signed(world.tmp, name)
     server = HttpServer(

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import requests
 
-from floodlight_trust.agent.backends.sim import SimBackend, SimEnclave
+from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
+from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.sgxsim import SimulatedPlatform
 from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, ima_list
@@ -33,7 +34,7 @@ class HostileAgent:
 
     name: str
     server: HttpServer
-    enclave: SimEnclave
+    enclave: EnclaveRuntime
     mode: str | None = None
 
 
@@ -57,7 +58,7 @@ def hostile(deployment: World) -> Iterator[HostileAgent]:
     ima = deployment.tmp / f"{name}.ima"
     ima.write_bytes(ima_list(HOST_FILES))
     machine = SimulatedPlatform.create(deployment.tmp / f"{name}-platform", authority=deployment.platforms[0])  # its own PCK
-    backend = SimBackend(machine, {})
+    backend = SimBackend(machine, vm_ca=deployment.ca.certificate)
     enclave = backend.add_enclave("vnf-fw-hostile", GOOD_IMAGE)
     agent = Agent(name, backend, ImaSource(None, ima))
     real = make_app(agent)

@@ -65,10 +65,10 @@ def test_idle_and_slow_header_connections_on_every_port_do_not_stop_legitimate_c
     assert enrolled["allowed"], enrolled["reasons"]
     cert, key = tmp_path / "vnf.pem", tmp_path / "vnf.key"
     cert.write_text(enrolled["certificate_chain"][0])
+    identity = agent.enclaves["vnf-fw-dos"].tls_identity()  # the test plays the VNF's TLS stack
+    assert identity is not None
     key.write_bytes(
-        agent.enclaves["vnf-fw-dos"].key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        identity[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     keystore, server_pem = write_keystore(tmp_path, world.ca)
     with bridge.FloodlightEndpoint(
