@@ -88,4 +88,4 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         default="ocsp",
         help="how the controller checks revocation: OCSP (recommended, default) or CRLs only (up to 40 s)",
     )
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_demo, progress=False)  # narrated step by step: no progress line

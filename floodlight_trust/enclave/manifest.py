@@ -10,6 +10,7 @@ and what the policy expects, each check a reason (codes ``manifest.*``), all of 
   on those claims (``product: isv_prod_id == 0``, ``svn: isv_svn >= 1``...);
 - ``manifest.trusted_files``: every trusted file exists on this machine (Gramine's own files are a
   note when Gramine is not installed here);
+- ``manifest.mounts``: no two mounts at one path, none hidden by a later mount above it;
 - ``manifest.libraries``: every shared library the interpreter and its extension modules load
   (computed with ``ldd``, not by hand) is a trusted file; glibc's come from Gramine's runtime;
 - VNF enclaves (argv runs ``enclave serve``): ``manifest.sealing`` (an encrypted mount keyed
@@ -353,8 +354,17 @@ def check_manifest(
                 )
             )
 
+    mounts = [m for m in fs.get("mounts", []) if isinstance(m, dict)] if isinstance(fs.get("mounts"), list) else []
+    paths = [str(m.get("path", "")).rstrip("/") or "/" for m in mounts]
+    for i, path in enumerate(paths):
+        if path in paths[:i]:
+            reasons.append(Reason("manifest.mounts", f"two mounts at {path}: Gramine refuses the manifest"))
+        for later in paths[i + 1 :]:
+            if later != path and path.startswith(later.rstrip("/") + "/"):
+                reasons.append(
+                    Reason("manifest.mounts", f"the mount at {path} is hidden by the later mount at {later}")
+                )
     if is_vnf:
-        mounts = [m for m in fs.get("mounts", []) if isinstance(m, dict)] if isinstance(fs.get("mounts"), list) else []
         sealed = [m for m in mounts if m.get("type") == "encrypted"]
         if not sealed:
             reasons.append(

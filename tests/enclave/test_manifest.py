@@ -142,3 +142,28 @@ def test_a_vnf_manifest_without_sealed_storage_or_pin_is_caught(
     assert r.returncode == 1
     assert "manifest.sealing: encrypted mount '/sealed' has key_name 'my_key'" in r.stdout
     assert "manifest.pin: the pinned VM CA" in r.stdout
+
+
+def test_duplicate_and_hidden_mounts_are_caught(layout: InterpreterLayout) -> None:
+    from floodlight_trust.enclave.manifest import check_manifest
+
+    doc = {
+        "sgx": {"remote_attestation": "dcap", "debug": False},
+        "fs": {
+            "mounts": [
+                {"path": "/usr", "uri": "file:/usr"},
+                {"path": "/opt/vnf", "uri": "file:/opt/vnf"},
+                {"path": "/usr", "uri": "file:/usr"},
+                {"type": "tmpfs", "path": "/opt"},
+            ]
+        },
+    }
+    messages = [
+        r.message
+        for r in check_manifest(doc, layout=layout, exists=lambda p: True, gramine_installed=False)
+        if r.rule == "manifest.mounts"
+    ]
+    assert messages == [
+        "the mount at /opt/vnf is hidden by the later mount at /opt",
+        "two mounts at /usr: Gramine refuses the manifest",
+    ]

@@ -161,6 +161,8 @@ def test_the_agent_relays_to_each_enclave_and_both_enroll(model: Model) -> None:
         assert model.enclaves[vnf].info()["certificate_sha256"] is not None
     keys = {model.enclaves[v].info()["public_key"] for v in (A, B)}
     assert len(keys) == 2  # one key per enclave process, same image
+    r = ftrust(model.config(A), "enclave", "info", "--json")  # another process of A's image: same key
+    assert r.returncode == 0 and json.loads(r.stdout)["public_key"] == model.enclaves[A].info()["public_key"]
     for vnf in (A, B):  # sealed on disk, never in the clear
         for f in (model.tmp / "enclaves" / vnf / "sealed").iterdir():
             assert b"PRIVATE KEY" not in f.read_bytes() and b"CERTIFICATE" not in f.read_bytes()
