@@ -20,7 +20,7 @@ from floodlight_trust.evidence.ima import make_entry, serialize_ascii, template_
 from floodlight_trust.evidence.tpm.ek import read_certificates
 from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
 from floodlight_trust.manager.tpm_attestation import TpmSettings
-from floodlight_trust.protocol.wsgi import HttpServer
+from floodlight_trust.protocol.http import HttpServer
 from tests.manager.conftest import HOST_FILES, World
 from tests.tpm_support import SimulatedKernel
 
