@@ -16,17 +16,37 @@ from floodlight_trust.protocol.http import HttpServer, JsonApp, Request, Streami
 from tests.manager.test_agent_tls import self_signed
 
 
+class Broadcast:
+    """Events for every open stream (each stream has its own queue)."""
+
+    def __init__(self) -> None:
+        self.queues: list[queue.Queue[bytes | None]] = []
+        self.lock = threading.Lock()
+
+    def subscribe(self) -> queue.Queue[bytes | None]:
+        q: queue.Queue[bytes | None] = queue.Queue()
+        with self.lock:
+            self.queues.append(q)
+        return q
+
+    def put(self, item: bytes | None) -> None:
+        with self.lock:
+            for q in self.queues:
+                q.put(item)
+
+
 @pytest.fixture
-def streaming(tmp_path: Path) -> Iterator[tuple[HttpServer, queue.Queue[bytes | None], threading.Event, Path]]:
-    events: queue.Queue[bytes | None] = queue.Queue()
+def streaming(tmp_path: Path) -> Iterator[tuple[HttpServer, Broadcast, threading.Event, Path]]:
+    events = Broadcast()
     closed = threading.Event()
     app = JsonApp(name="stream-test")
 
     def chunks() -> Iterator[bytes]:
+        mine = events.subscribe()
         try:
             while True:
                 try:
-                    item = events.get(timeout=0.2)
+                    item = mine.get(timeout=0.2)
                 except queue.Empty:
                     yield b": heartbeat\n\n"  # lets the server notice a closed client or a stop
                     continue
@@ -56,7 +76,7 @@ def streaming(tmp_path: Path) -> Iterator[tuple[HttpServer, queue.Queue[bytes | 
 
 
 def test_a_long_lived_stream_does_not_block_other_clients(
-    streaming: tuple[HttpServer, queue.Queue[bytes | None], threading.Event, Path],
+    streaming: tuple[HttpServer, Broadcast, threading.Event, Path],
 ) -> None:
     server, events, closed, cert = streaming
     streams = [requests.get(f"{server.url}/stream", stream=True, verify=str(cert), timeout=10) for _ in range(3)]
@@ -68,19 +88,20 @@ def test_a_long_lived_stream_does_not_block_other_clients(
         assert requests.get(f"{server.url}/ping", verify=str(cert), timeout=5).json() == {"pong": "anonymous"}
     assert time.monotonic() - t0 < 2
     events.put(b"data: revoked 1234\n\n")
-    got = b""
-    for chunk in streams[0].iter_content(chunk_size=None):
-        got += chunk
-        if b"revoked 1234" in got:
-            break
-    assert b"data: revoked 1234" in got
+    for s in streams:  # every stream gets the event (bounded: heartbeats keep the reads short)
+        got, deadline = b"", time.monotonic() + 10
+        for chunk in s.iter_content(chunk_size=None):
+            got += chunk
+            if b"revoked 1234" in got or time.monotonic() > deadline:
+                break
+        assert b"data: revoked 1234" in got
     for s in streams:
         s.close()
     assert closed.wait(10), "the stream's iterator was not closed when its client went away"
 
 
 def test_streams_past_the_limit_are_refused_with_503(
-    streaming: tuple[HttpServer, queue.Queue[bytes | None], threading.Event, Path],
+    streaming: tuple[HttpServer, Broadcast, threading.Event, Path],
 ) -> None:
     server, _, _, cert = streaming
     held = [requests.get(f"{server.url}/stream", stream=True, verify=str(cert), timeout=10) for _ in range(4)]
@@ -94,7 +115,7 @@ def test_streams_past_the_limit_are_refused_with_503(
 
 
 def test_errors_are_one_line_json_and_bodies_are_limited(
-    streaming: tuple[HttpServer, queue.Queue[bytes | None], threading.Event, Path],
+    streaming: tuple[HttpServer, Broadcast, threading.Event, Path],
 ) -> None:
     server, _, _, cert = streaming
     r = requests.get(f"{server.url}/nowhere/" + "x" * 5000, verify=str(cert), timeout=5)
