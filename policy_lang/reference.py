@@ -369,14 +369,14 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
 
     Raises PolicyError if the envelope is malformed or no signature verifies.
     """
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
     try:
         key = serialization.load_pem_public_key(public_key_pem)
-    except ValueError:
-        raise PolicyError("not a PEM public key", location=Location(key_source)) from None
+    except (ValueError, UnsupportedAlgorithm):  # damaged PEM, or a curve OID nobody knows
+        raise PolicyError("not a PEM public key (or of an unsupported type)", location=Location(key_source)) from None
     try:
         env = json.loads(envelope_text)
     except json.JSONDecodeError as e:
