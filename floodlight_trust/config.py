@@ -26,6 +26,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     },
     "ca": {
         "dir": (str, "ca"),  # relative to state.dir
+        "admin_dir": (str, "admin-ca"),  # the admin CA (admin client certificates only), relative to state.dir
         "key_type": (str, "ec-p256"),  # or "rsa-3072"
         "subject": (str, "CN=floodlight-trust VNF CA"),
         "password_env": (str, "FTRUST_CA_PASSWORD"),
@@ -66,6 +67,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "tls_handshake_timeout_seconds": ((int, float), 5),
         "header_timeout_seconds": ((int, float), 10),
         "body_timeout_seconds": ((int, float), 30),
+        # Enroll rules that register a VNF name themselves on its first enrollment (else an admin's
+        # `ftrust vm vnfs add HOST VNF` is needed); such registrations are named after the rule.
+        "self_registering_enroll_rules": (list, []),
     },
     "agent": {
         "host": (str, "127.0.0.1"),

@@ -15,7 +15,7 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from floodlight_trust import clock
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, parse_quote
 from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
@@ -55,7 +56,7 @@ class SimulatedIas:
         self.group_status: dict[bytes, str] = {}
         self.nonce_override: str | None = None
         self.requests = 0
-        now = datetime.now(UTC)
+        now = clock.now()
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -114,7 +115,7 @@ class SimulatedIas:
             return self._plain(400)
         report: dict[str, Any] = {
             "id": str(secrets.randbits(120)),
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+            "timestamp": clock.now().strftime("%Y-%m-%dT%H:%M:%S.%f"),
             "version": version,
             "isvEnclaveQuoteStatus": self._status(quote),
             "isvEnclaveQuoteBody": base64.b64encode(quote.raw[:SIGNED_SIZE]).decode(),

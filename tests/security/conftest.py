@@ -137,6 +137,29 @@ def crl_serials(world: World) -> set[int]:
     return {r.serial_number for r in crl}
 
 
+def write_config(world: World) -> Path:
+    """A config file for `ftrust` commands on the running VM's own state store (as on the VM host)."""
+    path = world.tmp / "vm.toml"
+    if not path.exists():
+        vm = world.service.vm
+        path.write_text(
+            f"""[state]
+dir = "{world.tmp / "state"}"
+[ca]
+crl_url = "{vm.ca.crl_url}"
+ocsp_url = "{vm.ca.ocsp_url}"
+"""
+        )
+    return path
+
+
+def ca_cli(world: World, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`ftrust ca ...` on the VM host's state (the CA password from the environment)."""
+    from tests.manager.conftest import PASSWORD
+
+    return ftrust("--config", str(write_config(world)), "ca", *argv, env={"FTRUST_CA_PASSWORD": PASSWORD.reveal()})
+
+
 @dataclass
 class TlsAgent:
     name: str
