@@ -185,6 +185,8 @@ def start_tls_agent(world: World, vnfs: tuple[str, ...] = ()) -> TlsAgent:
         name="agent",
     ).start()
     world.admin.add_host(name, server.url, agent_certificate=pem)
+    for vnf in vnfs:
+        world.admin.add_vnf(name, vnf)  # registered as an admin would (host, name)
     return TlsAgent(name, server, pem, enclaves)
 
 

@@ -76,6 +76,7 @@ def hostile(deployment: World) -> Iterator[HostileAgent]:
     server = HttpServer(app, host="127.0.0.1", port=0, name="agent").start()
     holder.append(HostileAgent(name, server, enclave))
     deployment.admin.add_host(name, server.url)
+    deployment.admin.add_vnf(name, "vnf-fw-hostile")
     try:
         yield holder[0]
     finally:
