@@ -109,7 +109,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
             path.write_bytes(ima)
             # One machine per host (one platform belongs to one registered host), sharing the anchor.
             machine = platform if name == "big" else SimulatedPlatform.create(tmp / f"{name}-pf", authority=platform)
-            backend = SimBackend(machine, {})
+            backend = SimBackend(machine, vm_ca=ca.certificate)
             for k in range(vnfs):
                 backend.add_enclave(f"vnf-{name}-{k}", image)
             agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))

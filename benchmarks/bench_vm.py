@@ -34,7 +34,14 @@ FILES = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": h
 
 
 def _load(
-    platform_dir: str, ima_path: str, api_url: str, tls_cert: str, prefix: str, *, on_start: Any = None
+    platform_dir: str,
+    ima_path: str,
+    api_url: str,
+    tls_cert: str,
+    ca_dir: str,
+    prefix: str,
+    *,
+    on_start: Any = None,
 ) -> dict[str, Any]:
     """The agents' side: attest the host, then enroll ENROLLMENTS VNFs from CLIENTS threads.
     ``on_start`` is called just before the timed enrollments (the parent then reads its CPU time)."""
@@ -42,9 +49,11 @@ def _load(
     from floodlight_trust.agent.imasource import ImaSource
     from floodlight_trust.agent.service import Agent, enroll_via_vm
     from floodlight_trust.manager.client import VmClient
+    from floodlight_trust.pki.ca import load_ca_certificate
     from floodlight_trust.sgxsim import SimulatedPlatform
 
-    backend = SimBackend(SimulatedPlatform.load(Path(platform_dir)), {})
+    # In-process enclave runtimes pinning the VM CA (the enclaves' work, as in a deployment).
+    backend = SimBackend(SimulatedPlatform.load(Path(platform_dir)), vm_ca=load_ca_certificate(Path(ca_dir)))
     agent = Agent("bench-host", backend, ImaSource(None, Path(ima_path)))
     names = [f"vnf-{prefix}{i:04d}" for i in range(ENROLLMENTS)]
     warm = [f"vnf-{prefix}warm-{i}" for i in range(CLIENTS)]
@@ -156,7 +165,13 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         service.vm.state.add_host("bench-host", "http://127.0.0.1:9", None, at=clock.now())  # as an admin would
         ima = tmp / "ima.log"
         ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in FILES.items()).encode())
-        args = (str(platform.directory), str(ima), service.api_url, str(service.tls_certificate))
+        args = (
+            str(platform.directory),
+            str(ima),
+            service.api_url,
+            str(service.tls_certificate),
+            str(config.state_path("ca", "dir")),
+        )
         try:
             ctx = multiprocessing.get_context("spawn")
             parent, child = ctx.Pipe(duplex=False)

@@ -71,14 +71,25 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "gramine_root": (str, "/dev/attestation"),
         "ima_log": (str, "/sys/kernel/security/ima/ascii_runtime_measurements"),
         "ima_log_fallback": (str, None),
-        "vnf_dir": (str, None),
         "sim_platform_dir": (str, None),
-        "credentials_dir": (str, None),  # sim backend: where installed VNF credentials are written
+        "enclave_socket_dir": (str, None),  # one Unix socket per VNF enclave process: <vnf>.sock
         "vm_url": (str, None),  # agent-initiated enrollment: the VM's HTTPS API
         "vm_certificate": (str, None),  # the VM's pinned TLS certificate
         "sim_evidence": (str, "dcap"),  # sim backend: "dcap" or "epid" (quotes for IAS)
         "tls_certificate": (str, None),  # serve HTTPS with this certificate (PEM) ...
         "tls_key": (str, None),  # ... and key (PEM, 0600)
+    },
+    # One VNF enclave process (`ftrust enclave serve`): where and as which VNF it runs. WHAT it is
+    # (its code, the pinned VM CA) is its image, measured into its MRENCLAVE.
+    "enclave": {
+        "vnf": (str, None),  # the VNF this enclave runs as (the VM binds the name to the enclave's key)
+        "platform": (str, "sim"),  # "sim" (simulated SGX) or "gramine" (inside a Gramine enclave)
+        "image": (str, None),  # the enclave image directory (enclave.toml, the pinned VM CA, the VNF code)
+        "socket": (str, None),  # the agent reaches this enclave here: agent.enclave_socket_dir/<vnf>.sock
+        "sealed_dir": (str, None),  # sim: sealed files (default state.dir/enclave-<vnf>); gramine: the encrypted mount
+        "sim_platform_dir": (str, None),  # sim: the host's simulated platform (the agent's sim_platform_dir)
+        "sim_evidence": (str, "dcap"),  # sim: "dcap" or "epid"
+        "attestation_root": (str, "/dev/attestation"),  # gramine: this enclave's own attestation files
     },
     "ias": {
         "url": (str, "https://api.trustedservices.intel.com/sgx/attestation"),
@@ -94,6 +105,61 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "cache_dir": (str, "pcs-cache"),  # relative to state.dir
         "timeout_seconds": (int, 20),
     },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """An integer setting's allowed values, ``low`` to ``high`` inclusive (None: unbounded)."""
+
+    low: int
+    high: int | None = None
+    why: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        if value < self.low or (self.high is not None and value > self.high):
+            bounds = f"{self.low}-{self.high}" if self.high is not None else f"at least {self.low}"
+            return f"must be {bounds}" + (f" ({self.why})" if self.why else "")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """A string setting's closed set of values."""
+
+    values: tuple[str, ...]
+
+    def problem(self, value: Any) -> str | None:
+        if value not in self.values:
+            return "must be one of " + ", ".join(repr(v) for v in self.values)
+        return None
+
+
+_PORT = Range(0, 65535, "0 picks a free port")
+_SECONDS = Range(1)
+# Checked at load, after the types: a value out of range fails here, located at its line, not when
+# the service that uses it starts.
+CONSTRAINTS: dict[tuple[str, str], Range | OneOf] = {
+    ("ca", "key_type"): OneOf(("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")),  # pki.profile.KeyType
+    ("ca", "crl_next_update_seconds"): _SECONDS,
+    ("ca", "certificate_validity_seconds"): _SECONDS,
+    ("floodlight", "keystore_type"): OneOf(("JKS", "PKCS12")),
+    ("vm", "port"): _PORT,
+    ("vm", "crl_port"): _PORT,
+    ("vm", "nonce_ttl_seconds"): _SECONDS,
+    ("vm", "reattest_interval_seconds"): Range(0, None, "0 turns re-attestation off"),
+    ("vm", "grace_period_seconds"): Range(0),
+    ("vm", "renew_before_seconds"): Range(0),
+    ("vm", "max_request_bytes"): Range(1024),
+    ("vm", "request_timeout_seconds"): _SECONDS,
+    ("vm", "key_mode"): OneOf(("enclave", "vm-generated")),
+    ("agent", "port"): _PORT,
+    ("agent", "backend"): OneOf(("sim", "gramine")),  # agent.backends.create: add a new backend's name here
+    ("agent", "sim_evidence"): OneOf(("dcap", "epid")),
+    ("ias", "api_version"): Range(4, 5, "IAS API v4 or v5"),
+    ("ias", "max_report_age_seconds"): _SECONDS,
+    ("ias", "timeout_seconds"): _SECONDS,
+    ("pcs", "timeout_seconds"): _SECONDS,
 }
 
 
@@ -176,6 +242,10 @@ def from_mapping(
             if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
                 want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
                 raise ConfigError(f"{section}.{key} must be a {want}, got {type(value).__name__}", location=loc)
+            check = CONSTRAINTS.get((section, key))
+            problem = check.problem(str(value) if isinstance(check, OneOf) else value) if check else None
+            if problem:
+                raise ConfigError(f"{section}.{key} = {value!r} {problem}", location=loc)
             values[section][key] = value
     return Config(values, source, base_dir)
 

@@ -7,8 +7,8 @@ Endpoints (messages in ``floodlight_trust/protocol/schemas``, documented in docs
     POST /v1/vnfs/{vnf}/evidence        challenge -> enclave_evidence
     POST /v1/vnfs/{vnf}/credentials     credentials -> credentials_ack
 
-The agent trusts nothing the VM sends beyond what the enclave checks itself: a certificate is
-installed only for the enclave's own key, a sealed key only opens with the enclave's key.
+The agent relays to each VNF's own enclave process (``agent/backends``): the enclave quotes over
+its own key and judges the credentials itself; the agent holds no VNF key.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from floodlight_trust.agent.backends import EnclaveBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.errors import InputError
 from floodlight_trust.protocol import b64encode, validate, validate_outbound
-from floodlight_trust.protocol.binding import host_report_data_for_digest, key_report_data
-from floodlight_trust.protocol.keywrap import WrappedKey
+from floodlight_trust.protocol.binding import host_report_data_for_digest
 from floodlight_trust.protocol.wsgi import JsonApp, Request
 
 log = logging.getLogger("floodlight_trust.agent")
@@ -58,7 +57,7 @@ class Agent:
             "host": self.host,
             "backend": self.backend.name,
             "simulated": self.backend.simulated,
-            "enclaves": [{"vnf": e.vnf, "mrenclave": e.mrenclave} for e in self.backend.enclaves()],
+            "enclaves": [{"vnf": e.vnf, "mrenclave": e.mrenclave} for e in self.backend.vnfs.infos()],
         }
         validate_outbound("agent_info", doc)
         return doc
@@ -84,16 +83,17 @@ class Agent:
         return doc
 
     def enclave_evidence(self, vnf: str, nonce: bytes, key_mode: str | None = None) -> dict[str, Any]:
-        spki = self.backend.enclave_public_key(vnf)
-        ev = self.backend.enclave_evidence(vnf, key_report_data(nonce, spki))
+        """Relay the VM's nonce to the VNF's own enclave and its quote back: the enclave computes
+        REPORTDATA from the nonce and its own key; the agent adds only who it is."""
+        quote = self.backend.vnfs.get(vnf).evidence(nonce)
         doc: dict[str, Any] = {
             "host": self.host,
             "vnf": vnf,
             "nonce": nonce.hex(),
-            "evidence_type": ev.evidence_type,
-            "quote": b64encode(ev.quote),
-            "collateral": ev.collateral,
-            "public_key": b64encode(spki),
+            "evidence_type": quote["evidence_type"],
+            "quote": quote["quote"],
+            "collateral": quote["collateral"],
+            "public_key": quote["public_key"],
         }
         if key_mode:
             doc["key_mode"] = key_mode
@@ -101,16 +101,18 @@ class Agent:
         return doc
 
     def install(self, vnf: str, message: dict[str, Any], *, validated: bool = False) -> dict[str, Any]:
-        """Install credentials the VM sent; ``validated`` when the caller already checked the message
+        """Relay credentials the VM sent to the VNF's enclave, which judges them itself (pinned VM
+        CA, its own key, the VM's provisioning signature) and refuses with its reasons
+        (``CredentialsRefused``, a 403). ``validated`` when the caller already checked the message
         (it was built from an ``enrollment`` document validated on arrival)."""
         if not validated:
             validate("credentials", message)
         if message["vnf"] != vnf or message["host"] != self.host:
             raise InputError(f"credentials for {message['host']}/{message['vnf']} sent to {self.host}/{vnf}")
-        wrapped = WrappedKey.from_json(message["wrapped_key"]) if message["wrapped_key"] else None
-        creds = self.backend.install_credentials(vnf, list(message["certificate_chain"]), wrapped)
-        log.info("installed certificate %s for %s", message["serial"], vnf)
-        ack = {"vnf": vnf, "installed": True, "certificate_sha256": creds.certificate_sha256}
+        ack = self.backend.vnfs.get(vnf).install(message)
+        if ack.get("vnf") != vnf:
+            raise InputError(f"the enclave of {vnf} acknowledged credentials for {ack.get('vnf')!r}")
+        log.info("enclave %s installed certificate %s", vnf, message["serial"][:40])
         validate_outbound("credentials_ack", ack)
         return ack
 
@@ -197,6 +199,7 @@ def enroll_via_vm(
                 "serial": result["serial"],
                 "certificate_chain": result["certificate_chain"],
                 "wrapped_key": result.get("wrapped_key"),
+                **({"provisioning": result["provisioning"]} if result.get("provisioning") else {}),
             },
             validated=True,  # built from the enrollment document VmClient validated on arrival
         )

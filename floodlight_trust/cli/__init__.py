@@ -3,18 +3,21 @@
 Each group module exposes ``register(subparsers)``; each command sets ``func(args) -> int``.
 Commands parse arguments, call one function of the core or the shell, and format its result.
 Errors raised as :class:`~floodlight_trust.errors.FtrustError` become one line on stderr.
+
+Only the group being run is imported (``ftrust --version`` and ``ftrust --help`` import none):
+the others are listed by name and help text alone, so start-up does not pay for every group's
+dependencies (cryptography, lark, jsonschema, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from floodlight_trust import __version__
-from floodlight_trust.cli.output import report_error
+from floodlight_trust import __version__, logs
 from floodlight_trust.errors import ExitCode, FtrustError
 
 # (module, help) in the order --help lists them.
@@ -27,8 +30,12 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("floodlight", "provision and check the Floodlight controller's keystore and properties"),
     ("vm", "run and administer the Verification Manager"),
     ("agent", "run the container-host agent"),
+    ("enclave", "run a VNF enclave, call the controller from it, check Gramine manifests"),
     ("demo", "run the end-to-end demonstration on embedded defaults"),
+    ("completion", "print a shell completion script (bash, zsh, tcsh)"),
 )
+# Global options that take a value (to find the group's name in argv without parsing it).
+_VALUE_OPTIONS = frozenset({"--config", "--log-format", "--log-level"})
 
 EPILOG = """exit codes:
   0  success / allowed
@@ -38,7 +45,9 @@ EPILOG = """exit codes:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every group's commands (``groups`` None), or only those of ``groups``: the
+    others are placeholders with their help text, never run."""
     parser = argparse.ArgumentParser(
         prog="ftrust",
         description="Attestation-gated access to the Floodlight controller for SGX VNFs.",
@@ -48,21 +57,69 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ftrust {__version__}")
     parser.add_argument("--config", metavar="FILE", help="configuration file (TOML); see configs/ftrust.toml")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=os.environ.get("FTRUST_LOG_FORMAT") or "text",
+        help="log lines as text or JSON objects, each with a UTC timestamp and the level"
+        " (default: $FTRUST_LOG_FORMAT, else text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=logs.LEVELS,
+        default=os.environ.get("FTRUST_LOG_LEVEL") or "warning",
+        help="least severe level logged (default: $FTRUST_LOG_LEVEL, else warning; --debug: debug)",
+    )
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     for name, help_text in GROUPS:
-        module = importlib.import_module(f"floodlight_trust.cli.{name}")
-        module.register(sub, name, help_text)
+        if groups is None or name in groups:
+            module = importlib.import_module(f"floodlight_trust.cli.{name}")
+            module.register(sub, name, help_text)
+        else:
+            sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+    describe_commands(parser)
     return parser
 
 
+def describe_commands(parser: argparse.ArgumentParser) -> None:
+    """Give every command without a description its one-line help as description (what
+    ``ftrust GROUP COMMAND --help`` shows first); one place, so no command can lack one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in action._choices_actions}
+            for name, child in action.choices.items():
+                if not child.description and helps.get(name):
+                    child.description = helps[name]
+                describe_commands(child)
+
+
+def group_named(argv: Sequence[str]) -> str | None:
+    """The command group ``argv`` runs (its first word that is not a global option), if any."""
+    names = {name for name, _ in GROUPS}
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _VALUE_OPTIONS:
+            skip = True
+        elif word == "--":
+            return None
+        elif not word.startswith("-"):
+            return word if word in names else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="ftrust: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    words = list(sys.argv[1:] if argv is None else argv)
+    group = group_named(words)
+    parser = build_parser(() if group is None else (group,))
+    args = parser.parse_args(words)
+    # A default from the environment is not checked by argparse's choices: check it here.
+    for var, value, allowed in (("FTRUST_LOG_FORMAT", args.log_format, logs.FORMATS),
+                                ("FTRUST_LOG_LEVEL", args.log_level, logs.LEVELS)):  # fmt: skip
+        if value not in allowed:
+            parser.error(f"{var}={value!r} must be one of {', '.join(allowed)}")
+    logs.configure("debug" if args.debug else args.log_level, args.log_format)
     func = getattr(args, "func", None)
     if func is None:
         # A group without a command: show that group's help.
@@ -72,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except FtrustError as e:
+        from floodlight_trust.cli.output import report_error
+
         report_error(e)
         if args.debug:
             raise

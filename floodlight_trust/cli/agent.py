@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
-import sys
-from pathlib import Path
 from typing import Any
 
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config
@@ -25,13 +24,14 @@ def build_agent(config: Config) -> Any:
         backend = load_backend(
             "sim",
             platform_dir=platform_dir,
-            vnf_dir=config.path("agent", "vnf_dir"),
-            credentials_dir=config.path("agent", "credentials_dir"),
+            socket_dir=config.path("agent", "enclave_socket_dir"),
             evidence=a["sim_evidence"],
         )
     elif a["backend"] == "gramine":
         backend = load_backend(
-            "gramine", root=config.path("agent", "gramine_root"), vnf_dir=config.path("agent", "vnf_dir")
+            "gramine",
+            root=config.path("agent", "gramine_root"),
+            socket_dir=config.path("agent", "enclave_socket_dir"),
         )
     else:
         raise ConfigError(
@@ -59,11 +59,12 @@ def _serve(args: argparse.Namespace) -> int:
         name="agent",
     ).start()
     if context is None:
-        print("ftrust: note: agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS", file=sys.stderr)
-    if agent.backend.simulated:
-        print("ftrust: WARNING: sim backend: SIMULATED SGX quotes prove nothing about real hardware", file=sys.stderr)
+        logging.getLogger("floodlight_trust.agent").warning(
+            "agent serves plain HTTP; set agent.tls_certificate/tls_key for HTTPS"
+        )
+    # A simulated backend is warned about once, by the backend itself (agent.backends.sim).
     print(
-        f"agent {agent.host} ({agent.backend.name}) on {server.url}; {len(agent.backend.enclaves())} VNF enclave(s)",
+        f"agent {agent.host} ({agent.backend.name}) on {server.url}; VNF enclave sockets in {agent.backend.vnfs.socket_dir or '(none)'}",
         flush=True,
     )
     try:
@@ -93,42 +94,16 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0 if doc["allowed"] else int(ExitCode.DENIED)
 
 
-def _vnf_call(args: argparse.Namespace) -> int:
-    from floodlight_trust.agent.vnf import call_controller, sim_credentials
-
-    config = load_config(args)
-    url = args.controller or config.get("floodlight", "url")
-    result = call_controller(
-        sim_credentials(config, args.vnf),
-        url,
-        path=args.path,
-        controller_ca=Path(args.controller_ca) if args.controller_ca else None,
-    )
-    ok = result.accepted and result.status is not None and 200 <= result.status < 300
-    if result.accepted:
-        text = f"{args.vnf}: GET {args.path} -> HTTP {result.status} over {result.tls_version}"
-    else:
-        text = f"{args.vnf}: GET {args.path} REFUSED by the controller: {result.reason}"
-    emit(args, {"vnf": args.vnf, "path": args.path, **result.to_json()}, text)
-    return 0 if ok else int(ExitCode.DENIED)
-
-
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
     p = sub.add_parser("serve", help="serve host and VNF evidence to the VM and install credentials")
     p.set_defaults(func=_serve)
     p = sub.add_parser("enroll", help="agent-initiated: attest this host and enroll one VNF at agent.vm_url")
-    p.add_argument("vnf")
-    p.add_argument("--key-mode", choices=("enclave", "vm-generated"))
+    p.add_argument("vnf", help="the VNF to enroll (its enclave listens in agent.enclave_socket_dir)")
+    p.add_argument(
+        "--key-mode",
+        choices=("enclave", "vm-generated"),
+        help="key generated in the enclave (default) or by the VM and sealed to the enclave",
+    )
     add_json(p)
     p.set_defaults(func=_enroll)
-    p = sub.add_parser(
-        "vnf-call",
-        help="as a VNF: GET a controller REST path over mutual TLS with the VNF's sealed credentials (sim)",
-    )
-    p.add_argument("vnf")
-    p.add_argument("--controller", metavar="URL", help="controller base URL (default: floodlight.url)")
-    p.add_argument("--path", default="/wm/core/controller/switches/json", help="REST path (default: %(default)s)")
-    p.add_argument("--controller-ca", metavar="PEM", help="verify the controller's certificate against this PEM")
-    add_json(p)
-    p.set_defaults(func=_vnf_call)

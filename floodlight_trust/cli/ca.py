@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust import clock, fileio
-from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config, positive_int, table
 from floodlight_trust.config import Config
 from floodlight_trust.errors import InputError, Location
 from floodlight_trust.pki.ca import CertificateAuthority
@@ -95,7 +95,7 @@ def _issue(args: argparse.Namespace) -> int:
         subject=args.subject,
         san_dns=tuple(args.san_dns or ()),
         san_uris=tuple(args.san_uri or ()),
-        validity_seconds=args.validity or cfg.get("ca", "certificate_validity_seconds"),
+        validity_seconds=args.validity if args.validity is not None else cfg.get("ca", "certificate_validity_seconds"),
         key_type=KeyType(args.key_type),
     )
     for out in (args.generate_key, args.out):
@@ -207,14 +207,19 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--subject", required=True, help="RFC 4514 subject, e.g. CN=vnf-a")
     p.add_argument("--san-uri", action="append", metavar="URI", help="SAN URI (repeatable)")
     p.add_argument("--san-dns", action="append", metavar="NAME", help="SAN DNS name (repeatable)")
-    p.add_argument("--validity", type=int, metavar="SECONDS", help="default: ca.certificate_validity_seconds")
+    p.add_argument(
+        "--validity",
+        type=positive_int,
+        metavar="SECONDS",
+        help="validity in seconds, at least 1 (default: ca.certificate_validity_seconds)",
+    )
     p.add_argument("--key-type", default="ec-p256", choices=[k.value for k in KeyType], help="for --generate-key")
     p.add_argument("--out", metavar="FILE", help="write the certificate (PEM) here instead of stdout")
     add_json(p)
     p.set_defaults(func=_issue)
 
     p = sub.add_parser("revoke", help="revoke a certificate by serial (hex, as `ftrust ca list` shows it)")
-    p.add_argument("serial")
+    p.add_argument("serial", help="the certificate's serial number (hex)")
     p.add_argument("--reason", required=True, help="one of: " + ", ".join(REASONS))
     add_json(p)
     p.set_defaults(func=_revoke)

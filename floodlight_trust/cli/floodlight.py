@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-from floodlight_trust import clock
-from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
+from floodlight_trust import clock, fileio
+from floodlight_trust.cli.output import add_group, add_json, emit, load_config, port_number, table
 from floodlight_trust.config import Config
 from floodlight_trust.errors import InputError, Location, VerificationError
 from floodlight_trust.floodlight import bridge, client
 from floodlight_trust.floodlight.keystore import FloodlightKeystore
 from floodlight_trust.floodlight.properties import (
+    PREFIX,
     PropertiesFile,
     configure_rest_https,
     rest_settings,
@@ -60,12 +62,22 @@ def _provision(args: argparse.Namespace) -> int:
     password = _store_password(cfg)
     store_type = _store_type(args, cfg)
     props = PropertiesFile.load(props_path)
-    ca_cert = load_ca_certificate(cfg.state_path("ca", "dir"))
+    # The CA certificate alone is all the Floodlight host needs (never the CA's key or state).
+    ca_cert = _read_cert(args.ca_cert) if args.ca_cert else load_ca_certificate(cfg.state_path("ca", "dir"))
     alias = cfg.get("floodlight", "ca_alias")
     if keystore.exists():
         store = FloodlightKeystore.load(keystore, password, store_type)
     else:
         store = FloodlightKeystore.new(password, store_type)
+    undone = store.rotated_out(alias, ca_cert)
+    if undone:
+        current = store.certificate(alias)
+        raise InputError(
+            f"the keystore trusts a newer CA under {alias!r} ({current.subject.rfc4514_string()}, put there by"
+            f" `keystore rotate-ca`); provision would put back the CA it replaced (kept as {undone!r})",
+            location=Location(str(keystore)),
+            hint="give the CA in force with --ca-cert FILE; `keystore remove` the old one when the overlap ends",
+        )
     rotated = store.rotate_ca(alias, ca_cert)
     created = store.ensure_server_key(
         args.server_alias, args.server_subject, args.server_san or ["localhost", "127.0.0.1"], at=clock.now()
@@ -83,6 +95,14 @@ def _provision(args: argparse.Namespace) -> int:
                 f"Java cannot load the keystore written: {java_view.get('error')}", location=Location(str(keystore))
             )
     flags = bridge.revocation_jvm_flags()
+    security: Path | None = None
+    if args.revocation == "ocsp":
+        # OCSP is a security property, not a system property: it needs a file named by a flag.
+        security = keystore.parent / "ftrust-ocsp.security"
+        if not security.exists() or security.read_text(errors="replace") != bridge.OCSP_SECURITY_PROPERTIES:
+            fileio.atomic_write(security, bridge.OCSP_SECURITY_PROPERTIES, mode=0o644)
+        flags += bridge.ocsp_jvm_flags(security)
+    command = bridge.floodlight_command(flags, props_path.resolve())
     data = {
         "keystore": str(keystore),
         "keystore_backup": str(backup) if backup else None,
@@ -94,6 +114,9 @@ def _provision(args: argparse.Namespace) -> int:
         "properties_backup": str(props_backup) if props_backup else None,
         "java_check": java_view.get("ok") if java_view else None,
         "jvm_flags": flags,
+        "revocation": args.revocation,
+        "security_properties": str(security) if security else None,
+        "restart_command": command,
         "restart_required": True,
     }
 
@@ -108,8 +131,15 @@ def _provision(args: argparse.Namespace) -> int:
             lines.append("  Java loads it as Floodlight will: ok")
         lines.append(f"properties {props_path}: " + (", ".join(changed) if changed else "already set"))
         lines.append("  (the keystore password is in this file; Floodlight also logs it at INFO: protect both)")
-        lines.append("start Floodlight's JVM with these flags to check client certificates against the CA's CRL:")
-        lines.append("  " + " ".join(flags))
+        if security is not None:
+            lines.append(
+                f"start Floodlight with these flags (recommended): OCSP on every handshake ({security}),"
+                " the CA's CRL as the fallback:"
+            )
+        else:
+            lines.append("start Floodlight with these flags to check client certificates against the CA's CRL only:")
+        lines.append("  " + command)
+        lines.append("  (from Floodlight's directory; on JDK 11+ add a JAXB API jar, see docs/floodlight.md)")
         lines.append(RESTART)
         lines.append(STARTED)
         return "\n".join(lines)
@@ -248,26 +278,85 @@ def _ks_change(args: argparse.Namespace, what: str) -> int:
         note = f"previous CA kept as {kept!r} for the overlap; " if kept else ""
     elif what == "remove":
         store.remove(args.alias)
-    elif what == "change-password":
+    props: PropertiesFile | None = None
+    if what == "change-password":
         new = load_secret(env=args.new_password_env, file=args.new_password_file, what="new keystore password")
+        props = _properties_for_password_change(args, cfg, store)
         store.change_password(new)
     backup = store.save()
+    props_backup: Path | None = None
+    if props is not None:
+        # The keystore is written first: if this write failed, the store's backup and the old
+        # properties still match, and the error names the file.
+        props.set(PREFIX + "keyStorePassword", new.reveal())
+        props_backup = props.save()
+        note = f"keyStorePassword updated in {props.path}; "
     emit(
         args,
         {
             "keystore": str(store.path),
             "backup": str(backup) if backup else None,
             "entries": [e.to_json() for e in store.entries()],
+            "properties": str(props.path) if props is not None else None,
+            "properties_backup": str(props_backup) if props_backup else None,
         },
         f"{what}: {note}saved {store.path}"
         + (f" (backup {backup})" if backup else "")
         + f"\n{RESTART}"
         + (
-            "\nUpdate keyStorePassword in Floodlight's properties to the new password."
+            "\nftrust itself reads the keystore password from floodlight.password_env / password_file:"
+            " give it the new one there."
             if what == "change-password"
             else ""
         ),
     )
+    return 0
+
+
+def _properties_for_password_change(
+    args: argparse.Namespace, cfg: Config, store: FloodlightKeystore
+) -> PropertiesFile | None:
+    """The properties file whose keyStorePassword must change with the keystore's, checked to name
+    this keystore; refuses (before anything is written) when it is unknown or names another."""
+    if args.keystore_only:
+        return None
+    path = Path(args.properties) if args.properties else cfg.path("floodlight", "properties")
+    if path is None:
+        raise InputError(
+            "Floodlight's properties hold the keystore password too, and no properties file is given:"
+            " changing only the keystore would stop Floodlight from loading it",
+            location=Location(str(store.path)),
+            hint="use --properties FILE (or set floodlight.properties), or --keystore-only if no Floodlight uses it",
+        )
+    props = PropertiesFile.load(path)
+    named = props.get(PREFIX + "keyStorePath")
+    if not named or store.path is None or Path(named).resolve() != store.path.resolve():
+        raise InputError(
+            f"keyStorePath there is {named!r}, not this keystore ({store.path}): refusing to change a password"
+            " Floodlight would not use",
+            location=Location(str(path), props.line_of(PREFIX + "keyStorePath")),
+        )
+    return props
+
+
+def _export_cert(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    cfg = load_config(args)
+    store = _ks_load(args, cfg)
+    cert = store.certificate(args.alias)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    if args.out and args.out != "-":
+        fileio.atomic_write(args.out, pem, mode=0o644)
+    entry = next(e for e in store.entries() if e.alias == args.alias.lower())
+    data = {"alias": entry.alias, "subject": entry.subject, "sha256": entry.sha256,
+            "not_after": clock.format_time(entry.not_after), "out": args.out if args.out != "-" else None}  # fmt: skip
+    if args.out in (None, "-") and not args.json:
+        sys.stdout.write(pem.decode())
+        return 0
+    if args.out in (None, "-"):
+        data["pem"] = pem.decode()
+    emit(args, data, f"wrote {args.alias!r} ({entry.subject}, sha256 {entry.sha256[:16]}...) to {args.out}")
     return 0
 
 
@@ -281,14 +370,28 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--server-alias", default="floodlight", help="alias of Floodlight's HTTPS key (default: floodlight)")
     p.add_argument("--server-subject", default="CN=floodlight", help="subject of a newly created server certificate")
     p.add_argument("--server-san", action="append", metavar="NAME_OR_IP", help="server certificate SAN (repeatable)")
-    p.add_argument("--https-port", type=int, default=8081)
+    p.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="the CA certificate to trust (default: the CA of the config's state dir); all the Floodlight host needs",
+    )
+    p.add_argument(
+        "--https-port", type=port_number, default=8081, metavar="PORT", help="httpsPort to set (default 8081)"
+    )
+    p.add_argument(
+        "--revocation",
+        choices=("ocsp", "crl"),
+        default="ocsp",
+        help="flags to print: OCSP first with the CRL as fallback (recommended, default; writes"
+        " ftrust-ocsp.security beside the keystore) or CRL only",
+    )
     p.add_argument("--keep-http", action="store_true", help="leave plain HTTP (useHttp) as it is")
     p.add_argument("--no-java-check", action="store_true", help="do not load the result with the JDK")
     add_json(p)
     p.set_defaults(func=_provision)
 
     p = sub.add_parser("status", help="what Floodlight will load with these properties, checked as Java would")
-    p.add_argument("--properties", metavar="FILE")
+    p.add_argument("--properties", metavar="FILE", help="Floodlight properties file (default: floodlight.properties)")
     p.add_argument("--no-java-check", action="store_true", help="do not load the keystore with the JDK")
     add_json(p)
     p.set_defaults(func=_status)
@@ -298,10 +401,22 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--cert", metavar="PEM", help="client certificate (omit to test a connection without one)")
     p.add_argument("--key", metavar="PEM", help="client private key (unencrypted PEM)")
     p.add_argument("--ca", metavar="PEM", help="verify the server's certificate against this PEM")
-    p.add_argument("--path", default=client.HEALTH_PATH)
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--path", default=client.HEALTH_PATH, help="REST path to GET (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="connect and read timeout (default 10)"
+    )
     add_json(p)
     p.set_defaults(func=_check)
+
+    p = sub.add_parser(
+        "export-cert", help="write the controller's HTTPS certificate (PEM), for clients to verify the controller"
+    )
+    p.add_argument("--keystore", metavar="FILE", help="default: floodlight.keystore")
+    p.add_argument("--type", choices=("JKS", "PKCS12"), help="keystore type (default: floodlight.keystore_type)")
+    p.add_argument("--alias", default="floodlight", help="the entry to export (default: floodlight, provision's key)")
+    p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    add_json(p)
+    p.set_defaults(func=_export_cert)
 
     ks = sub.add_parser("keystore", help="list and change Floodlight's keystore")
     ks.set_defaults(group_parser=ks)
@@ -309,28 +424,41 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--keystore", metavar="FILE", help="default: floodlight.keystore")
-        q.add_argument("--type", choices=("JKS", "PKCS12"))
+        q.add_argument("--type", choices=("JKS", "PKCS12"), help="keystore type (default: floodlight.keystore_type)")
         add_json(q)
 
     q = kss.add_parser("list", help="entries, and every reason Floodlight could not load the store")
     common(q)
     q.set_defaults(func=_ks_list)
     q = kss.add_parser("add-ca", help="trust a CA certificate")
-    q.add_argument("alias")
-    q.add_argument("cert", metavar="CERT")
+    q.add_argument("alias", help="alias of the new trustedCertEntry")
+    q.add_argument("cert", metavar="CERT", help="CA certificate (PEM or DER)")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "add-ca"))
     q = kss.add_parser("rotate-ca", help="replace a trusted CA, keeping the old one during the overlap")
-    q.add_argument("alias")
-    q.add_argument("cert", metavar="CERT")
+    q.add_argument("alias", help="alias of the CA to replace (e.g. ftrust-ca)")
+    q.add_argument("cert", metavar="CERT", help="the new CA certificate (PEM or DER)")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "rotate-ca"))
     q = kss.add_parser("remove", help="remove an entry")
-    q.add_argument("alias")
+    q.add_argument("alias", help="the entry to remove")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "remove"))
-    q = kss.add_parser("change-password", help="new password for the store and every key")
-    q.add_argument("--new-password-env", default="FTRUST_NEW_KEYSTORE_PASSWORD", metavar="VAR")
-    q.add_argument("--new-password-file", metavar="FILE")
+    q = kss.add_parser(
+        "change-password", help="new password for the store and every key, and keyStorePassword in the properties"
+    )
+    q.add_argument(
+        "--new-password-env",
+        default="FTRUST_NEW_KEYSTORE_PASSWORD",
+        metavar="VAR",
+        help="environment variable holding the new password (default FTRUST_NEW_KEYSTORE_PASSWORD)",
+    )
+    q.add_argument("--new-password-file", metavar="FILE", help="read the new password from this file instead")
+    q.add_argument(
+        "--properties",
+        metavar="FILE",
+        help="Floodlight properties naming this keystore (default: floodlight.properties)",
+    )
+    q.add_argument("--keystore-only", action="store_true", help="change the keystore alone (no Floodlight loads it)")
     common(q)
     q.set_defaults(func=lambda a: _ks_change(a, "change-password"))

@@ -24,7 +24,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     show.set_defaults(func=_show)
 
     replay = sub.add_parser("replay", help="replay PCR 10 from a measurement list", description="Replay PCR 10.")
-    replay.add_argument("log", metavar="LOG")
+    replay.add_argument("log", metavar="LOG", help="ascii_ or binary_runtime_measurements file")
     replay.add_argument("--bank", choices=BANKS, default="sha256", help="PCR bank (default sha256)")
     replay.add_argument("--expect", metavar="HEX", help="exit 1 unless PCR 10 replays to this value")
     add_json(replay)
@@ -36,7 +36,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         description="Check every template hash (exit 1 naming the first bad entry), signatures against "
         "--keyring certificates and PCR 10 against --expect-pcr values.",
     )
-    verify.add_argument("log", metavar="LOG")
+    verify.add_argument("log", metavar="LOG", help="ascii_ or binary_runtime_measurements file")
     verify.add_argument(
         "--expect-pcr", metavar="BANK=HEX", action="append", default=[], help="expected PCR 10 value (repeatable)"
     )

@@ -43,7 +43,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("fetch-collateral", help="fetch a quote's collateral from PCS/PCCS (dcap-qvl JSON)")
-    p.add_argument("quote", metavar="QUOTE")
+    p.add_argument("quote", metavar="QUOTE", help="quote file (DCAP v3)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the collateral JSON")
     p.add_argument("--pcs", metavar="URL", help="PCS/PCCS base URL (default: config pcs.url)")
     add_json(p)

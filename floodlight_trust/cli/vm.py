@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     service = build_service(
         config, password=password, policy=policy, policy_path=policy_path, reattest_interval_seconds=interval
     ).start()
-    if service.vm.simulated:
-        print(
-            "ftrust: WARNING: trust_simulated_sgx = true: SIMULATED SGX quotes are accepted; never in production",
-            file=sys.stderr,
-        )
+    # Simulated SGX is warned about once, by the Verification Manager itself (manager.workflow).
     print(f"Verification Manager API on {service.api_url} (TLS certificate {service.tls_certificate})")
     print(f"CRL and OCSP on http://{config.get('vm', 'host')}:{service.publish.port}")
     print(f"policy version {service.vm.policy_version}")
@@ -255,6 +250,16 @@ def _reload_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_reasons_cell(reasons: list[dict[str, Any]], width: int = 100) -> str:
+    """The audit table's reasons: denials first, notes last (a long note must never hide a
+    denial), cut to ``width`` with the number of reasons left out."""
+    ordered = sorted(reasons, key=_is_note)  # stable: each level keeps its order
+    text = "; ".join(("note: " if _is_note(x) else "") + x["message"] for x in ordered)
+    if len(text) <= width:
+        return text
+    return text[: width - 3] + f"... ({len(reasons)} reasons, --json for all)"
+
+
 def _audit(args: argparse.Namespace) -> int:
     if args.since:
         clock.parse_time(args.since, what="--since")
@@ -268,7 +273,7 @@ def _audit(args: argparse.Namespace) -> int:
             r["host"] or "",
             r["vnf"] or "",
             "allowed" if r["allowed"] else "DENIED",
-            "; ".join(("note: " if _is_note(x) else "") + x["message"] for x in r["reasons"])[:80],
+            audit_reasons_cell(r["reasons"]),
         )
         for r in records
     ]
@@ -316,7 +321,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         lp.set_defaults(func=fn)
         if noun == "hosts":
             ap = verbs.add_parser("add", help="register a container host and its agent URL")
-            ap.add_argument("name")
+            ap.add_argument("name", help="the host's name (as VNFs and the audit log name it)")
             ap.add_argument("--agent", required=True, metavar="URL", help="the host agent's URL")
             ap.add_argument("--host-policy", help="host policy that judges it (default: the policy's only one)")
             ap.add_argument(
@@ -345,19 +350,19 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             pp.set_defaults(func=_hosts_repin)
 
     p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
-    p.add_argument("host")
+    p.add_argument("host", help="a registered host's name")
     _add_client_options(p)
     p.set_defaults(func=_attest)
 
     p = sub.add_parser("enroll", help="attest a VNF enclave on a host and provision its certificate")
-    p.add_argument("host")
-    p.add_argument("vnf")
+    p.add_argument("host", help="the registered host the VNF runs on")
+    p.add_argument("vnf", help="the VNF to attest and enroll")
     p.add_argument("--key-mode", choices=("enclave", "vm-generated"), help="default: vm.key_mode")
     _add_client_options(p)
     p.set_defaults(func=_enroll)
 
     p = sub.add_parser("revoke", help="revoke a VNF's certificates, or those of every VNF on a host")
-    p.add_argument("target", metavar="VNF|HOST")
+    p.add_argument("target", metavar="VNF|HOST", help="a VNF's name, or a host's with --host")
     p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     p.add_argument("--host", dest="host_flag", action="store_true", help="TARGET is a host (else looked up)")
     _add_client_options(p)

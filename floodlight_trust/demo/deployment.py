@@ -103,8 +103,14 @@ class Deployment:
         return self.root / "host" / "sgx-platform"
 
     @property
-    def credentials_dir(self) -> Path:
-        return self.root / "host" / "enclave-credentials"
+    def socket_dir(self) -> Path:
+        return self.root / "host" / "enclave-sockets"
+
+    def enclave_config(self, vnf: str) -> Path:
+        return self.root / f"enclave-{vnf}.toml"
+
+    def image_dir(self, vnf: str) -> Path:
+        return self.root / "host" / "vnfs" / vnf
 
     @property
     def vm_url(self) -> str:
@@ -173,11 +179,63 @@ port = {self.agent_port}
 name = "{HOST}"
 backend = "sim"
 ima_log = "host/ima/ascii_runtime_measurements"
-vnf_dir = "host/vnfs"
 sim_platform_dir = "host/sgx-platform"
-credentials_dir = "host/enclave-credentials"
+enclave_socket_dir = "host/enclave-sockets"
 """
         )
+
+    def build_images(self, vnfs: tuple[str, ...]) -> dict[str, str]:
+        """Complete each VNF's enclave image with the VM CA it pins (so the pin is part of its
+        MRENCLAVE), write its enclave process's configuration, and put the reviewed build's
+        MRENCLAVE (vnf-a's) into the policy. Returns each image's MRENCLAVE."""
+        import re
+
+        from cryptography.hazmat.primitives import serialization
+
+        from floodlight_trust.enclave.image import build_image
+        from floodlight_trust.pki.ca import load_ca_certificate
+        from floodlight_trust.sgxsim import measure_enclave_image
+
+        ca_pem = load_ca_certificate(self.state / "ca").public_bytes(serialization.Encoding.PEM)
+        measured = {}
+        for vnf in vnfs:
+            build_image(self.image_dir(vnf), ca_pem)
+            measured[vnf] = bytes(measure_enclave_image(self.image_dir(vnf))).hex()
+            self.enclave_config(vnf).write_text(
+                f"""# written by ftrust demo: the enclave process of {vnf}
+[state]
+dir = "host/enclaves/{vnf}"
+
+[enclave]
+vnf = "{vnf}"
+platform = "sim"
+image = "host/vnfs/{vnf}"
+socket = "host/enclave-sockets/{vnf}.sock"
+sim_platform_dir = "host/sgx-platform"
+sealed_dir = "host/enclaves/{vnf}/sealed"
+"""
+            )
+        policy = self.root / "policy" / "demo.policy"
+        text, n = re.subn(
+            r'^set firewall_builds = \{"[0-9a-f]{64}"\}$',
+            f'set firewall_builds = {{"{measured[vnfs[0]]}"}}',
+            policy.read_text(),
+            flags=re.M,
+        )
+        if n != 1:
+            raise InternalError("demo.policy has no `set firewall_builds = {...}` line to fill in")
+        policy.write_text(text)
+        return measured
+
+    def wait_socket(self, proc: Process, path: Path, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise ServiceError(f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.tail()}")
+            if path.exists():
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"{proc.name} did not listen on {path} within {timeout:.0f} s:\n{proc.tail()}")
 
     # -- processes ---------------------------------------------------------------------------------
     def ftrust(self, config: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -2,19 +2,19 @@
 
 1. the VM's CA is created and Floodlight is provisioned with it (keystore + properties);
 2. the controller runs with HTTPS, client authentication and PKIX revocation checking;
-3. the VM and the container host's agent (sim backend, two VNF enclaves) start;
+3. the VM, the container host's agent (sim backend) and the two VNF enclaves (each its own
+   enclave-runtime process, its key born and sealed there) start;
 4. the host is attested (integrity-enclave quote binding the nonce and the IMA list, appraised);
 5. VNF A is attested and enrolled; 6. VNF A calls the controller over mutual TLS and gets 200;
 7. VNF B (image differs by one byte) is refused with the reason;
 8. a connection without a client certificate is refused by the controller;
 9. an unknown binary appears in the host's IMA list and the next re-attestation round revokes VNF A;
-10. VNF A's next call to the controller is refused.
+10. VNF A's next call to the controller is refused; its enclave reports the revocation (OCSP).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +71,9 @@ def url_host(address: str) -> str:
 
 def restart_command(jvm_flags: list[str], properties: Path) -> str:
     """The exact command line that starts Floodlight 1.2 on these properties with these flags."""
-    return " ".join(["java", *(shlex.quote(f) for f in jvm_flags), "-jar", "target/floodlight.jar",
-                     "-cf", shlex.quote(str(properties))])  # fmt: skip
+    from floodlight_trust.floodlight.bridge import floodlight_command
+
+    return floodlight_command(jvm_flags, properties)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Demo:
         ) as step:
             self.d.write_files()
             _ran(step, "ca init", self.d.ftrust(self.d.vm_config, "ca", "init", "--json"))
+            self.mrenclaves = self.d.build_images((VNF_A, VNF_B))  # the CA pin is part of each image
             _ran(step, "vm admin-cert", self.d.ftrust(self.d.vm_config, "vm", "admin-cert", "admin", "--json"))
             controller = self.d.root / "controller"
             controller.mkdir()
@@ -164,6 +166,7 @@ class Demo:
             )
             if self.real_floodlight is not None:
                 self._note_created(keystore)
+                self._note_created(keystore.parent / "ftrust-ocsp.security")  # provision's OCSP file
             doc = _ran(
                 step,
                 "floodlight provision",
@@ -179,6 +182,8 @@ class Demo:
                     self.controller_address,
                     "--https-port",
                     str(self.d.controller_port),
+                    "--revocation",
+                    self.revocation,
                     "--json",
                 ),
             )
@@ -240,6 +245,7 @@ class Demo:
         from floodlight_trust.floodlight.bridge import (
             OCSP_SECURITY_PROPERTIES,
             FloodlightEndpoint,
+            ocsp_jvm_flags,
             revocation_jvm_flags,
         )
 
@@ -256,7 +262,7 @@ class Demo:
                     security = self.properties.parent / "ftrust-ocsp.security"
                     self._note_created(security)
                     security.write_text(OCSP_SECURITY_PROPERTIES)
-                    flags += [f"-Djava.security.properties={security}", "-Dcom.sun.security.ocsp.timeout=5"]
+                    flags += ocsp_jvm_flags(security)
                 command = restart_command(flags, self.properties)
                 step.details["jvm_flags"] = flags
                 step.details["restart_command"] = command
@@ -311,8 +317,14 @@ class Demo:
             SimulatedPlatform.create(self.d.platform_dir)
             vm = self.d.start("vm", self.d.vm_config, "vm", "serve")
             agent = self.d.start("agent", self.d.agent_config, "agent", "serve")
+            # Each VNF enclave is its own process: its key is born and sealed there.
+            enclaves = {
+                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve") for v in (VNF_A, VNF_B)
+            }
             self.d.wait_port(vm, self.d.vm_port)
             self.d.wait_port(agent, self.d.agent_port)
+            for v, proc in enclaves.items():
+                self.d.wait_socket(proc, self.d.socket_dir / f"{v}.sock")
             from floodlight_trust.manager.client import VmClient
 
             self.admin = VmClient(
@@ -323,7 +335,14 @@ class Demo:
             )
             self.admin.add_host(HOST, f"http://127.0.0.1:{self.d.agent_port}")
             warned = "SIMULATED" in vm.tail(50)
-            step.details = {"vm": self.d.vm_url, "agent": f"http://127.0.0.1:{self.d.agent_port}"}
+            step.details = {
+                "vm": self.d.vm_url,
+                "agent": f"http://127.0.0.1:{self.d.agent_port}",
+                "enclaves": {
+                    v: {"socket": str(self.d.socket_dir / f"{v}.sock"), "mrenclave": self.mrenclaves[v]}
+                    for v in enclaves
+                },
+            }
             if not warned:
                 raise StepFailed("the VM did not warn that simulated SGX is trusted")
             step.ok = True
@@ -360,21 +379,20 @@ class Demo:
             step.observed = f"certificate serial {self.serial_a[:16]}..., valid until {doc.get('not_after')}"
 
     def vnf_call(self, vnf: str) -> dict[str, Any]:
+        """``ftrust enclave call`` as the VNF's enclave (a process of its image, opening its sealed key)."""
         r = self.d.ftrust(
-            self.d.agent_config,
-            "agent",
-            "vnf-call",
-            vnf,
+            self.d.enclave_config(vnf),
+            "enclave",
+            "call",
+            SWITCHES,
             "--controller",
             self.controller_url,
-            "--path",
-            SWITCHES,
             "--controller-ca",
             str(self.controller_cert),
             "--json",
         )
         if r.returncode not in (0, 1):
-            raise StepFailed(f"`ftrust agent vnf-call {vnf}` failed ({r.returncode}): {r.stderr.strip()}")
+            raise StepFailed(f"`ftrust enclave call` as {vnf} failed ({r.returncode}): {r.stderr.strip()}")
         doc: dict[str, Any] = json.loads(r.stdout)
         return doc
 
@@ -387,8 +405,8 @@ class Demo:
         ) as step:
             doc = self.vnf_call(VNF_A)
             step.details = doc
-            if not doc.get("accepted") or doc.get("status") != 200:
-                raise StepFailed(f"not accepted: status {doc.get('status')}, {doc.get('reason')}")
+            if doc.get("revoked") or doc.get("status") != 200:
+                raise StepFailed(f"not accepted: status {doc.get('status')}, {doc.get('message')}")
             step.ok = True
             step.observed = (
                 f"HTTP {doc['status']} over {doc.get('tls_version')}, body {json.dumps(doc.get('body'))[:60]}"
@@ -484,7 +502,7 @@ class Demo:
             def refused() -> bool:
                 nonlocal last
                 last = self.vnf_call(VNF_A)
-                return not last.get("accepted")
+                return bool(last.get("revoked"))
 
             ok, _ = self.n.wait(
                 f"waiting for the controller to refuse the revoked certificate ({self.revocation.upper()})",
@@ -502,7 +520,7 @@ class Demo:
             if not ok:
                 raise StepFailed(f"still accepted {delay:.1f} s after the revocation (HTTP {last.get('status')})")
             step.ok = True
-            step.observed = f"refused {delay:.1f} s after the revocation: {last.get('reason')}"
+            step.observed = f"refused {delay:.1f} s after the revocation: {last.get('message')}"
 
     def run(self) -> bool:
         steps = (

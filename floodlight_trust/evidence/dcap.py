@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_simulated_roots_seen: set[str] = set()  # warn once per simulated root and process, not per use
 
 INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 _SGX_EXT = x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
@@ -141,7 +142,8 @@ class TrustAnchor:
     def unsafe_simulated(cls, certificate: x509.Certificate | bytes) -> TrustAnchor:
         """A SIMULATED root (floodlight_trust.sgxsim): quotes verified under it prove nothing.
 
-        Logs a warning every time it is created; claims verified under it carry ``simulated=True``.
+        Logs a warning the first time each simulated root is made an anchor in this process;
+        claims verified under it carry ``simulated=True``.
         """
         if isinstance(certificate, bytes):
             certificate = (
@@ -150,7 +152,9 @@ class TrustAnchor:
                 else x509.load_der_x509_certificate(certificate)
             )
         digest = hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
-        log.warning("using a SIMULATED SGX root CA (%s): its quotes prove nothing about real hardware", digest[:16])
+        if digest not in _simulated_roots_seen:
+            _simulated_roots_seen.add(digest)
+            log.warning("using a SIMULATED SGX root CA (%s): its quotes prove nothing about real hardware", digest[:16])
         return cls(certificate, f"SIMULATED SGX root {digest[:16]}", True, digest)
 
     def __post_init__(self) -> None:

@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-import requests
+import urllib3
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from floodlight_trust import httpclient
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import ParseError, ServiceError, VerificationError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, enclave_claims, parse_quote
@@ -237,7 +238,7 @@ class IasClient:
         url: str = DEFAULT_URL,
         api_version: int = 5,
         timeout: float = 20.0,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
     ) -> None:
         if api_version not in (4, 5):
             raise ValueError("IAS API version must be 4 or 5")
@@ -245,7 +246,7 @@ class IasClient:
         self.url = url.rstrip("/")
         self.api_version = api_version
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.pool = pool if pool is not None else httpclient.new_pool(timeout=timeout)
 
     def report(self, quote: bytes, nonce: str | None = None) -> IasResponse:
         """Submit a quote; return the report with its signature headers (verify with :func:`verify_report`)."""
@@ -255,21 +256,20 @@ class IasClient:
                 raise ValueError("an IAS nonce has at most 32 characters")
             payload["nonce"] = nonce
         endpoint = f"{self.url}/v{self.api_version}/report"
-        try:
-            r = self.session.post(
-                endpoint,
-                json=payload,
-                headers={"Ocp-Apim-Subscription-Key": self._key.reveal()},
-                timeout=self.timeout,
-            )
-        except requests.RequestException as e:
-            raise ServiceError(f"IAS at {endpoint} is unreachable: {type(e).__name__}") from None
+        r = httpclient.send(
+            self.pool,
+            "POST",
+            endpoint,
+            what="IAS",
+            body=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", "Ocp-Apim-Subscription-Key": self._key.reveal()},
+        )
         rid = r.headers.get("Request-ID")
-        if r.status_code != 200:
-            reason = {400: "the quote is invalid", 401: "the subscription key was refused"}.get(r.status_code, r.reason)
-            raise ServiceError(f"IAS answered HTTP {r.status_code} ({reason}), request id {rid}")
+        if r.status != 200:
+            reason = {400: "the quote is invalid", 401: "the subscription key was refused"}.get(r.status, r.reason)
+            raise ServiceError(f"IAS answered HTTP {r.status} ({reason}), request id {rid}")
         sig = r.headers.get("X-IASReport-Signature")
         cert = r.headers.get("X-IASReport-Signing-Certificate")
         if not sig or not cert:
             raise ServiceError("IAS response lacks the X-IASReport-Signature / -Signing-Certificate headers")
-        return IasResponse(r.content, sig.encode(), urllib.parse.unquote(cert).encode(), rid)
+        return IasResponse(r.data, sig.encode(), urllib.parse.unquote(cert).encode(), rid)

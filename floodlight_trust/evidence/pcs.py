@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import requests
+import urllib3
 from cryptography import x509
 
-from floodlight_trust import clock
+from floodlight_trust import clock, httpclient
 from floodlight_trust.errors import ConfigError, ParseError, ServiceError
 from floodlight_trust.evidence.collateral import Collateral, crl_to_der, split_signed_json
 from floodlight_trust.evidence.sgx_quote import SGX_EXTENSIONS_OID, QuoteV3, parse_pck_extensions, parse_quote
@@ -42,7 +42,7 @@ class PcsClient:
         cache_dir: Path | None = None,
         root_ca_crl_url: str | None = None,
         timeout: float = 20.0,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         now: Callable[[], datetime] = clock.now,
     ) -> None:
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
@@ -51,7 +51,7 @@ class PcsClient:
         self.cache_dir = cache_dir
         self.root_ca_crl_url = root_ca_crl_url or (INTEL_ROOT_CRL if self.url == INTEL_PCS else f"{self.url}/rootcacrl")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.pool = pool if pool is not None else httpclient.new_pool(timeout=timeout)
         self._now = now
 
     # -- one document each -------------------------------------------------------------------------
@@ -117,20 +117,20 @@ class PcsClient:
             except (ValueError, KeyError, OSError):
                 pass  # a damaged cache entry is refetched
         try:
-            r = self.session.get(url, timeout=self.timeout)
-        except requests.RequestException as e:
-            raise ServiceError(f"cannot fetch {what} from {url}: {type(e).__name__}") from None
-        if r.status_code == 404:
+            r = httpclient.send(self.pool, "GET", url, what="the PCS/PCCS")
+        except ServiceError as e:
+            raise ServiceError(f"cannot fetch {what}: {e.message}") from None
+        if r.status == 404:
             raise ServiceError(f"{what}: the service has none (HTTP 404 from {url})", hint="check the FMSPC / CA type")
-        if r.status_code != 200:
-            raise ServiceError(f"cannot fetch {what}: HTTP {r.status_code} {r.reason} from {url}")
+        if r.status != 200:
+            raise ServiceError(f"cannot fetch {what}: HTTP {r.status} {r.reason} from {url}")
         chain = b""
         if chain_headers:
             value = next((r.headers[h] for h in chain_headers if h in r.headers), None)
             if value is None:
                 raise ServiceError(f"{what}: response lacks the issuer chain header ({chain_headers[0]})")
             chain = urllib.parse.unquote(value).encode()
-        body = r.content
+        body = r.data
         if cached is not None and self.cache_dir is not None:
             next_update = _next_update(body, kind)
             if next_update is not None:

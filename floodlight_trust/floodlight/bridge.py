@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import ssl
@@ -77,6 +78,22 @@ def revocation_jvm_flags(crl_timeout_seconds: int | None = 5) -> list[str]:
         flags.append(f"-Dcom.sun.security.crl.timeout={int(crl_timeout_seconds)}")
         flags.append(f"-Dcom.sun.security.crl.readtimeout={int(crl_timeout_seconds)}")
     return flags
+
+
+def ocsp_jvm_flags(security_properties: str | Path, ocsp_timeout_seconds: int = 5) -> list[str]:
+    """The flags that add OCSP (recommended) to :func:`revocation_jvm_flags`: the security
+    properties file with ``ocsp.enable=true`` and a bounded OCSP request timeout."""
+    return [
+        f"-Djava.security.properties={security_properties}",
+        f"-Dcom.sun.security.ocsp.timeout={ocsp_timeout_seconds}",
+    ]
+
+
+def floodlight_command(jvm_flags: Sequence[str], properties: str | Path) -> str:
+    """The exact command line (shell-quoted) that starts Floodlight 1.2 from its source tree on
+    ``properties`` with ``jvm_flags``."""
+    words = ["java", *jvm_flags, "-jar", "target/floodlight.jar", "-cf", str(properties)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _tool(name: str) -> str:

@@ -264,6 +264,18 @@ class FloodlightKeystore:
         self._trusted[a] = der
         return kept
 
+    def rotated_out(self, alias: str, cert: x509.Certificate) -> str | None:
+        """If ``cert`` is a CA that ``rotate_ca`` replaced under ``alias`` (kept as an ``-old-``
+        entry while ``alias`` holds another), the alias it is kept under; putting it back would undo
+        the rotation. None otherwise."""
+        a = alias.strip().lower()
+        der = cert.public_bytes(serialization.Encoding.DER)
+        current = self._trusted.get(a)
+        if current is None or current == der:
+            return None
+        kept = f"{a}-old-{_fingerprint(der)[:12]}"
+        return kept if self._trusted.get(kept) == der else None
+
     def remove(self, alias: str) -> None:
         a = alias.lower()
         if a not in self._trusted and a not in self._keys:

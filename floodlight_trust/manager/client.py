@@ -4,10 +4,11 @@ Every message is validated against its schema on the way in (and on the way out 
 ``protocol.CHECK_OUTBOUND`` is on). Errors of the other side (JSON documents of schema ``error``)
 become the project's typed errors with the server's message, so the CLI prints one line.
 
-The transport is urllib3 with one TLS context per client and kept-alive connections: requests'
-per-call preparation (settings merging, cookies, hooks) cost more CPU than the TLS itself on the
-enrollment path. TLS is configured explicitly (pinned CA file or the system store, optional client
-certificate); nothing is taken from the environment (no proxy, no REQUESTS_CA_BUNDLE).
+The transport is the project's one HTTP stack (``floodlight_trust.httpclient``, urllib3) with one
+TLS context per client and kept-alive connections: requests' per-call preparation (settings
+merging, cookies, hooks) cost more CPU than the TLS itself on the enrollment path. TLS is
+configured explicitly (pinned CA file or the system store, optional client certificate); nothing
+is taken from the environment (no proxy, no REQUESTS_CA_BUNDLE).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import urllib3
-
-from floodlight_trust.errors import FtrustError, InputError, ServiceError, VerificationError
+from floodlight_trust import httpclient
+from floodlight_trust.errors import FtrustError, InputError, Location, ServiceError, VerificationError
 from floodlight_trust.protocol import validate, validate_outbound
 from floodlight_trust.secrets import Secret
 
@@ -41,12 +41,59 @@ def tls_context(
             context = ssl.create_default_context(cafile=str(verify))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert is not None:
-            context.load_cert_chain(
-                cert[0], cert[1], password=key_password.reveal_bytes() if key_password is not None else None
-            )
+            try:
+                # Without a password, a callable that gives none: OpenSSL must never prompt on a terminal.
+                context.load_cert_chain(
+                    cert[0], cert[1], password=key_password.reveal_bytes() if key_password is not None else _no_password
+                )
+            except ssl.SSLError:
+                raise client_key_error(cert[0], cert[1], key_password) from None
     except (OSError, ssl.SSLError) as e:
         raise InputError(f"cannot load TLS certificates ({verify if cert is None else cert[0]}): {e}") from None
     return context
+
+
+def _no_password() -> bytes:
+    return b""
+
+
+def client_key_error(cert_path: str, key_path: str, password: Secret | None) -> InputError:
+    """Why a client certificate and key did not load, in words naming the file (OpenSSL's own
+    message is ``[SSL] PEM lib``): a wrong or missing password, a damaged key, or a key that is
+    not the certificate's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    where = Location(key_path)
+    try:
+        data = Path(key_path).read_bytes()
+    except OSError as e:
+        return InputError(f"cannot read the private key: {e.strerror}", location=where)
+    try:
+        key = serialization.load_pem_private_key(data, password.reveal_bytes() if password is not None else None)
+    except TypeError:
+        if password is None:
+            return InputError("the private key is encrypted and no password was given", location=where)
+        return InputError(
+            f"the private key is not encrypted, but a password was given ({password.source})", location=where
+        )
+    except ValueError:
+        if password is None:
+            return InputError("not a PEM private key (or a damaged one)", location=where)
+        return InputError(
+            f"cannot decrypt the private key: the password from {password.source} is wrong (or the file is damaged)",
+            location=where,
+        )
+    try:
+        cert_key = x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).public_key()
+    except (OSError, ValueError):
+        return InputError("not a PEM certificate", location=Location(cert_path))
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert_key.public_bytes(
+        serialization.Encoding.DER, spki
+    ):
+        return InputError(f"the private key is not the key of the certificate {cert_path}", location=where)
+    return InputError("OpenSSL cannot load this certificate and key", location=where)
 
 
 class JsonClient:
@@ -64,12 +111,8 @@ class JsonClient:
         self.timeout = timeout
         self.what = what
         https = urlsplit(self.base_url).scheme == "https"
-        self.pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=16,  # threads sharing one client keep their connections alive too
-            retries=False,
-            timeout=urllib3.Timeout(total=timeout),
-            ssl_context=tls_context(verify, cert, key_password) if https else None,
+        self.pool = httpclient.new_pool(
+            timeout=timeout, ssl_context=tls_context(verify, cert, key_password) if https else None
         )
 
     def close(self) -> None:
@@ -77,19 +120,15 @@ class JsonClient:
 
     def request(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None) -> Any:
         url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
-        try:
-            r = self.pool.request(
-                method,
-                url,
-                body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
-                headers={"Content-Type": "application/json"} if body is not None else None,
-            )
-        except urllib3.exceptions.SSLError as e:
-            raise ServiceError(
-                f"TLS with {self.what} at {url} failed: {e}", hint="check the pinned certificate"
-            ) from None
-        except urllib3.exceptions.HTTPError as e:
-            raise ServiceError(f"cannot reach {self.what} at {url}: {type(e).__name__}") from None
+        r = httpclient.send(
+            self.pool,
+            method,
+            url,
+            what=self.what,
+            body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            tls_hint="check the pinned certificate",
+        )
         try:
             doc = json.loads(r.data)
         except ValueError:

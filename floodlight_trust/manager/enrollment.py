@@ -10,6 +10,7 @@ in ONE transaction; a denial is recorded the same way.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -51,7 +52,8 @@ from floodlight_trust.manager.verdicts import (
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.protocol import b64decode, validate
 from floodlight_trust.protocol.binding import check_report_data, key_report_data
-from floodlight_trust.protocol.keywrap import wrap_private_key
+from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
+from floodlight_trust.protocol.provisioning import provisioning_statement
 
 KEY_MODES = ("enclave", "vm-generated")
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
@@ -403,6 +405,7 @@ class Enrollment:
     ) -> EnrollmentResult:
         ca = self.ctx.ca
         wrapped = None
+        wrapped_key: WrappedKey | None = None
         subject_key = enclave_key
         if a.mode == "vm-generated":
             private = generate_private_key(profile.key_type)
@@ -410,7 +413,8 @@ class Enrollment:
             der = private.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            wrapped = wrap_private_key(der, spki, context=f"vnf:{a.vnf}".encode()).to_json()
+            wrapped_key = wrap_private_key(der, spki, context=f"vnf:{a.vnf}".encode())
+            wrapped = wrapped_key.to_json()
         subject_spki = subject_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -457,6 +461,10 @@ class Enrollment:
             also=record_certificate,
         )
         chain = [cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), ca.certificate_pem.decode("ascii")]
+        # The enclave pins the CA: this signature tells it the credentials answer ITS quote (nonce)
+        # for ITS key, and that a wrapped key comes from the VM (issue 11, item 4).
+        statement = provisioning_statement(nonce=nonce, vnf=a.vnf, enclave_spki=spki, leaf_der=der, wrapped=wrapped_key)
+        provisioning = {"nonce": nonce.hex(), "signature": base64.b64encode(ca.sign_provisioning(statement)).decode()}
         return EnrollmentResult(
             a.host,
             a.vnf,
@@ -470,6 +478,7 @@ class Enrollment:
             cert.not_valid_after_utc,
             chain,
             wrapped,
+            provisioning=provisioning,
         )
 
     def _deny(

@@ -30,9 +30,13 @@ from typing import Any
 from floodlight_trust import metrics
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.logs import StateChangeLog
 from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
+# A host whose agent stays down fails every round: say so when it starts failing (or fails
+# differently) and when it works again, not every round.
+failures = StateChangeLog(log)
 
 ACTOR = "reattest"
 
@@ -168,8 +172,9 @@ class ReattestScheduler:
         try:
             verdict = self.vm.attest_host(host, actor=ACTOR)
         except FtrustError as e:  # e.g. no agent URL: nothing judged, nothing revoked
-            log.error("re-attestation of %s failed: %s", host, e)
+            failures.report(("host", host), e.message, "re-attestation of %s failed: %s", host, e, level=logging.ERROR)
             return HostRound(host, False, [Reason("reattest", e.message)], None, 0, seconds=time.perf_counter() - t0)
+        failures.clear(("host", host), "re-attestation of %s works again", host)
         result = HostRound(
             host,
             verdict.trusted,
@@ -200,8 +205,9 @@ class ReattestScheduler:
                 enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode, renew_before=self.vm.renew_before)
             except FtrustError as e:  # agent down mid-round, install failed: the grace period decides
                 result.failed[vnf] = e.message
-                log.warning("renewal of %s on %s failed: %s", vnf, host, e.message)
+                failures.report(("renew", host, vnf), e.message, "renewal of %s on %s failed: %s", vnf, host, e.message)
                 continue
+            failures.clear(("renew", host, vnf), "renewal of %s on %s works again", vnf, host)
             if enrolled.allowed:
                 assert enrolled.serial is not None
                 (result.kept if enrolled.kept else result.renewed)[vnf] = enrolled.serial

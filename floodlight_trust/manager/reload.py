@@ -213,9 +213,17 @@ def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor:
                 evidence={"old_policy_version": old, "revoked_serials": report.revoked_serials},
                 reasons=[Reason("reload", r["why"]).to_json() for r in revocations],
             )
-        log.warning(
-            "policy %s replaced by %s; %d certificate(s) revoked", old, policy.version, len(report.revoked_serials)
-        )
+        if old == str(policy.version):
+            log.info("policy %s reloaded: unchanged", old)
+        else:
+            # A change that revoked is worth an operator's attention; one that did not is routine.
+            log.log(
+                logging.WARNING if report.revoked_serials else logging.INFO,
+                "policy %s replaced by %s; %d certificate(s) revoked",
+                old,
+                policy.version,
+                len(report.revoked_serials),
+            )
     return report
 
 

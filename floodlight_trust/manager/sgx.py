@@ -100,7 +100,6 @@ class IasVerifier:
                 self._client = IasClient(
                     self._key_loader(), url=self.url, api_version=self.api_version, timeout=self.timeout
                 )
-                self._client.session.trust_env = False  # no proxy or CA bundle from the environment
             return self._client
 
     def verify(self, quote: bytes, *, at: datetime) -> EnclaveClaims:
@@ -145,7 +144,6 @@ class CollateralFetcher:
             cache_dir=config.state_path("pcs", "cache_dir"),
             timeout=float(config.get("pcs", "timeout_seconds")),
         )
-        client.session.trust_env = False
         return cls(client)
 
     def collateral_for_quote(self, quote: bytes) -> Collateral:

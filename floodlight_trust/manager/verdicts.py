@@ -6,9 +6,12 @@ reasons and is turned into a recorded denial by the step that raised it (it neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from floodlight_trust.clock import format_time
@@ -76,16 +79,25 @@ class Denied(Exception):
 
 
 def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+    """``value`` as JSON types only (for the audit log, ``--json`` and the API): any mapping
+    (a policy reason's evidence is a read-only MappingProxyType) becomes an object, sets become
+    sorted arrays, enums their values, bytes hex, times RFC 3339; never a Python repr of a container."""
+    if value is None or isinstance(value, str | bool | int | float):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Enum):
+        return _json_safe(value.value)
+    if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, set | frozenset):
+        return sorted((_json_safe(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if isinstance(value, bytes):
-        return value.hex()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
     if isinstance(value, datetime):
         return format_time(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return str(value)
 
 
@@ -154,6 +166,8 @@ class EnrollmentResult:
     certificate_chain: list[str] = field(default_factory=list)
     wrapped_key: dict[str, Any] | None = None
     kept: bool = False  # re-attested, and its current certificate kept (``renew_before``): nothing issued
+    # The VM's signature binding these credentials to the enrollment nonce (protocol/provisioning.py).
+    provisioning: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -174,6 +188,8 @@ class EnrollmentResult:
                 "wrapped_key": self.wrapped_key,
                 "certificate_kept": self.kept,
             }
+            if self.provisioning is not None:
+                doc["provisioning"] = self.provisioning
         validate_outbound("enrollment", doc)
         return doc
 
@@ -185,5 +201,7 @@ class EnrollmentResult:
             "certificate_chain": self.certificate_chain,
             "wrapped_key": self.wrapped_key,
         }
+        if self.provisioning is not None:
+            msg["provisioning"] = self.provisioning
         validate_outbound("credentials", msg)
         return msg

@@ -318,6 +318,13 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(self._key, signing_hash(self._key))
 
+    def sign_provisioning(self, statement: bytes) -> bytes:
+        """Sign a provisioning statement (``protocol/provisioning.py``): the enclave, pinning this CA,
+        checks that the credentials it receives were issued for its own enrollment."""
+        from floodlight_trust.protocol.provisioning import sign_statement
+
+        return sign_statement(self._key, statement)
+
     def revoke(
         self, serial: int, reason: str, *, at: datetime, tx: sqlite3.Connection | None = None
     ) -> CertificateRecord:

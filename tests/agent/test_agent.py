@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust.agent.backends.gramine import GramineBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
+from floodlight_trust.enclave.channel import EnclaveResponder, socket_path
+from floodlight_trust.enclave.platform import GramineEnclave
+from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import InputError
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.protocol import b64decode
@@ -38,22 +39,32 @@ def test_ima_source_prefers_the_kernel_list_and_falls_back(tmp_path: Path) -> No
 
 def test_gramine_backend_writes_report_data_and_reads_the_quote(tmp_path: Path) -> None:
     root = gramine_dir(tmp_path / "attestation")
-    vnfs = tmp_path / "vnfs"
-    gramine_dir(vnfs / "vnf-a" / "attestation")
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    (vnfs / "vnf-a" / "public_key.der").write_bytes(spki)
+    vnf_root = gramine_dir(tmp_path / "vnf-a" / "attestation")  # the VNF enclave's OWN /dev/attestation
+    (vnf_root / "my_target_info").write_bytes(b"\x5a" * 32 + bytes(480))
+    (tmp_path / "vnf-a" / "sealed").mkdir()
+    runtime = EnclaveRuntime.start(
+        "vnf-a", GramineEnclave(attestation_root=vnf_root, sealed_dir=tmp_path / "vnf-a" / "sealed"), None
+    )
+    sockets = tmp_path / "sockets"
+    responder = EnclaveResponder(runtime, socket_path(sockets, "vnf-a")).start()
     ima = tmp_path / "ima.log"
     ima.write_bytes(b"10 abc ima-ng sha256:00 boot_aggregate\n")
-    agent = Agent("gh", GramineBackend(root=root, vnf_dir=vnfs), ImaSource(None, ima))
-    nonce = bytes(range(32))
-    doc = agent.host_evidence(nonce)
-    assert doc["evidence_type"] == "DCAP" and b64decode(doc["quote"], what="q") == b"QUOTE-BYTES"
-    assert (root / "user_report_data").read_bytes() == host_report_data(nonce, ima.read_bytes())
-    enclave = agent.enclave_evidence("vnf-a", nonce)
-    assert (vnfs / "vnf-a" / "attestation" / "user_report_data").read_bytes() == key_report_data(nonce, spki)
-    assert b64decode(enclave["public_key"], what="k") == spki
-    assert [e.vnf for e in agent.backend.enclaves()] == ["vnf-a"]
+    agent = Agent("gh", GramineBackend(root=root, socket_dir=sockets), ImaSource(None, ima))
+    try:
+        nonce = bytes(range(32))
+        doc = agent.host_evidence(nonce)
+        assert doc["evidence_type"] == "DCAP" and b64decode(doc["quote"], what="q") == b"QUOTE-BYTES"
+        assert (root / "user_report_data").read_bytes() == host_report_data(nonce, ima.read_bytes())
+        enclave = agent.enclave_evidence("vnf-a", nonce)
+        spki = runtime.public_key_der
+        assert (vnf_root / "user_report_data").read_bytes() == key_report_data(nonce, spki)
+        assert b64decode(enclave["public_key"], what="k") == spki
+        assert (root / "user_report_data").read_bytes() != key_report_data(nonce, spki)  # not the agent's
+        assert [(e.vnf, e.mrenclave) for e in agent.backend.vnfs.infos()] == [("vnf-a", "5a" * 32)]
+        # The key was born in the enclave and sealed on its encrypted mount.
+        assert (tmp_path / "vnf-a" / "sealed" / "enclave-key").exists()
+    finally:
+        responder.stop()
 
 
 def test_gramine_backend_refuses_an_unknown_attestation_type(tmp_path: Path) -> None:
@@ -86,7 +97,7 @@ def test_host_evidence_binds_the_whole_list_and_sends_the_tail_asked_for(tmp_pat
     ima = tmp_path / "ima.log"
     first = b"10 abc ima-ng sha256:00 boot_aggregate\n"
     ima.write_bytes(first)
-    agent = Agent("gh", GramineBackend(root=root, vnf_dir=tmp_path / "vnfs"), ImaSource(None, ima))
+    agent = Agent("gh", GramineBackend(root=root, socket_dir=tmp_path / "sockets"), ImaSource(None, ima))
     nonce = bytes(range(32))
     agent.host_evidence(nonce)
     with ima.open("ab") as fh:

@@ -100,8 +100,13 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "vm audit": [*cfg, "vm", "audit"],
         "agent serve": [*cfg, "agent", "serve"],
         "agent enroll": [*cfg, "agent", "enroll", "vnf-a"],
-        "agent vnf-call": [*cfg, "agent", "vnf-call", "vnf-a"],
+        "enclave serve": [*cfg, "enclave", "serve"],
+        "enclave info": [*cfg, "enclave", "info"],
+        "enclave call": [*cfg, "enclave", "call", "/wm/core/health/json"],
+        "enclave measure": ["enclave", "measure", str(i["missing"])],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
+        "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
+        "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
     }
 
 

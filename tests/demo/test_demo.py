@@ -66,7 +66,7 @@ def test_vnf_a_enrolled_and_accepted_by_the_controller(transcript: dict[str, Any
     assert enrolled["details"]["allowed"] is True
     call = step(transcript, "vnf-a-call")
     assert call["details"]["status"] == 200
-    assert call["details"]["client_cert_requested"] is True
+    assert call["details"]["serial"] == enrolled["details"]["serial"]  # the call used its own certificate
     assert isinstance(call["details"]["body"], list)  # the switches JSON
 
 
@@ -94,6 +94,7 @@ def test_revoked_vnf_a_refused_within_the_bound(transcript: dict[str, Any]) -> N
     from floodlight_trust.floodlight.bridge import ocsp_revocation_bound_seconds
 
     s = step(transcript, "vnf-a-refused")
-    assert s["details"]["last_call"]["accepted"] is False
+    assert s["details"]["last_call"]["revoked"] is True  # the enclave's typed RevokedError
+    assert "revoked by the Verification Manager" in s["details"]["last_call"]["message"]
     assert s["details"]["revocation"] == "ocsp"
     assert s["details"]["delay_seconds"] <= ocsp_revocation_bound_seconds()

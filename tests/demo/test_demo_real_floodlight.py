@@ -69,7 +69,9 @@ def test_real_floodlight_run_prompts_on_stderr_and_restores_the_properties(tmp_p
         endpoint = FloodlightEndpoint(
             keystore, Secret(password, "properties"), pkix_revocation=True, ocsp=True, port=port
         ).start()
-        out, _ = proc.communicate(timeout=420)
+        # communicate() reads stderr too: what it took from the reader thread is kept as well.
+        out, rest = proc.communicate(timeout=420)
+        stderr_lines.append(rest or "")
     finally:
         if endpoint is not None:
             endpoint.stop()

@@ -40,8 +40,10 @@ def enrolled_vnf(world: World, tmp: Path, vnf: str) -> tuple[Path, Path]:
     assert enclave.credentials is not None
     cert, key = tmp / f"{vnf}.pem", tmp / f"{vnf}.key"
     cert.write_text(enclave.credentials.chain_pem[0])
+    identity = enclave.tls_identity()  # an in-process test enclave: the test plays the VNF's TLS stack
+    assert identity is not None
     key.write_bytes(
-        enclave.key.private_bytes(
+        identity[1].private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust import clock, protocol
-from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend, SimEnclave
+from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import Config, from_mapping
+from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
 from floodlight_trust.manager.client import AgentClient, VmClient
 from floodlight_trust.manager.service import VmService, build_service, issue_admin_certificate
@@ -120,7 +121,7 @@ class Host:
     def url(self) -> str:
         return self.server.url
 
-    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE) -> SimEnclave:
+    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE) -> EnclaveRuntime:
         return self.backend.add_enclave(vnf, image)
 
 
@@ -155,7 +156,7 @@ class World:
         ima_file.write_bytes(ima_list(files if files is not None else HOST_FILES))
         if machine is None:
             machine = SimulatedPlatform.create(self.tmp / f"{name}-platform", authority=self.platforms[platform])
-        backend = SimBackend(machine, {})
+        backend = SimBackend(machine, vm_ca=self.ca.certificate)
         agent = Agent(name, backend, ImaSource(None, ima_file))
         server = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=8, name=f"agent-{name}").start()
         host = Host(name, backend, agent, server, ima_file)

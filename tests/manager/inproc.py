@@ -85,7 +85,7 @@ class Deployment:
     def add_host(self, name: str, files: dict[str, bytes] = FILES, *vnfs: str) -> InProcessAgent:
         path = self.tmp / f"{name}.ima"
         path.write_bytes(b"".join(line(p, d) for p, d in files.items()))
-        backend = SimBackend(self.platform, {})
+        backend = SimBackend(self.platform, vm_ca=self.vm.ca.certificate)
         for v in vnfs:
             backend.add_enclave(v, IMAGE)
         self.agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))

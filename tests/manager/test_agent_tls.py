@@ -53,7 +53,7 @@ def tls_agent(world: World, platform: int = 0) -> tuple[str, HttpServer, str]:
     name = world.unique("tls-host")
     ima = world.tmp / f"{name}.ima"
     ima.write_bytes(ima_list(HOST_FILES))
-    backend = SimBackend(world.platforms[platform], {})
+    backend = SimBackend(world.platforms[platform], vm_ca=world.ca.certificate)
     backend.add_enclave("vnf-fw-tls", b"vnf-firewall enclave image: code v1.2 + config {rate: 100}\n")
     cert, key, pem = self_signed(world.tmp, name)
     server = HttpServer(

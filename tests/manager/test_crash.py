@@ -23,7 +23,7 @@ from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import load
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import issue_admin_certificate, open_ca
-from floodlight_trust.pki.ca import CertificateAuthority
+from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.protocol.wsgi import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
@@ -66,16 +66,16 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
             open_ca(config, PASSWORD, db), "root", tmp / "admin", at=clock.now(), password=PASSWORD
         )
         db.close()
-        self.backend = SimBackend(platform, {})
+        self.backend = SimBackend(platform, vm_ca=load_ca_certificate(config.state_path("ca", "dir")))
         for vnf in VNFS:
-            self.backend.add_enclave(vnf, b"vnf-firewall enclave image: code v1.2 + config {rate: 100}\n")
-        install = self.backend.install_credentials
+            enclave = self.backend.add_enclave(vnf, b"vnf-firewall enclave image: code v1.2 + config {rate: 100}\n")
+            install = enclave.install
 
-        def slow_install(*args: Any) -> Any:  # widen the window in which renewals are in flight
-            time.sleep(0.05)
-            return install(*args)
+            def slow_install(*args: Any, _install: Any = install) -> Any:  # widen the window of renewals in flight
+                time.sleep(0.05)
+                return _install(*args)
 
-        self.backend.install_credentials = slow_install  # type: ignore[method-assign]
+            enclave.install = slow_install  # type: ignore[method-assign]
         agent = Agent("crash-host", self.backend, ImaSource(None, tmp / "host.ima"))
         self.agent = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=8, name="agent").start()
         self.proc: subprocess.Popen[str] | None = None

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust.agent.service import enroll_via_vm
+from floodlight_trust.enclave.credentials import CredentialsRefused
 from floodlight_trust.errors import VerificationError
-from floodlight_trust.protocol.keywrap import WrappedKey
 from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, World
 
 
@@ -135,10 +135,18 @@ def test_vm_generated_key_opens_only_in_the_enclave_holding_the_bound_key(world:
         serialization.Encoding.DER, spki
     ) == leaf.public_key().public_bytes(serialization.Encoding.DER, spki)
     assert leaf.public_key().public_bytes(serialization.Encoding.DER, spki) != enclave.public_key_der
-    with pytest.raises(VerificationError, match="another enclave"):
-        host.backend.install_credentials(
-            "vnf-fw-other", result["certificate_chain"], WrappedKey.from_json(result["wrapped_key"])
-        )
+    relabelled = {
+        "host": host.name,
+        "vnf": "vnf-fw-other",
+        "serial": result["serial"],
+        "certificate_chain": result["certificate_chain"],
+        "wrapped_key": result["wrapped_key"],
+        "provisioning": result["provisioning"],
+    }
+    with pytest.raises(CredentialsRefused, match="another enclave") as refused:
+        host.agent.install("vnf-fw-other", relabelled)
+    rules = {r.rule for r in refused.value.refusal}
+    assert rules == {"enclave.credentials.provisioning", "enclave.credentials.wrapped_key"}, refused.value
     assert other.credentials is None
 
 

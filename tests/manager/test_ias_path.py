@@ -78,7 +78,7 @@ class EpidWorld:
         ima.write_bytes(ima_list(HOST_FILES))
         machine = SimulatedPlatform.create(self.tmp / f"{name}-machine", epid_group=group)
         self.service.vm.state.add_host(name, "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
-        backend = SimBackend(machine, {}, evidence="epid")
+        backend = SimBackend(machine, evidence="epid", vm_ca=self.service.vm.ca.certificate)
         backend.add_enclave(f"vnf-fw-{self.counter}", GOOD_IMAGE)
         return Agent(name, backend, ImaSource(None, ima))
 
@@ -138,7 +138,7 @@ def test_host_and_vnf_enroll_through_ias(epid: EpidWorld) -> None:
     ca = x509.load_pem_x509_certificate(doc["certificate_chain"][1].encode())
     leaf.verify_directly_issued_by(ca)
     spki = leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert spki == agent.backend.enclave_public_key(f"vnf-fw-{epid.counter}")
+    assert spki == agent.backend.enclave(f"vnf-fw-{epid.counter}").public_key_der
 
 
 def test_group_out_of_date_maps_to_out_of_date_and_the_policy_refuses_it(epid: EpidWorld) -> None:

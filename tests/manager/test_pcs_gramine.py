@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 from cheroot import wsgi
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust import clock
 from floodlight_trust.agent.backends.gramine import GramineBackend
@@ -26,6 +24,9 @@ from floodlight_trust.agent.backends.sim import SIM_SIGNER
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, enroll_via_vm
 from floodlight_trust.config import from_mapping
+from floodlight_trust.enclave.channel import EnclaveResponder, socket_path
+from floodlight_trust.enclave.platform import GramineEnclave
+from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import build_service
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
@@ -44,6 +45,7 @@ class GramineEmulator:
     def __init__(self, root: Path, platform: SimulatedPlatform, mrenclave: bytes):
         root.mkdir(parents=True)
         (root / "attestation_type").write_text("dcap\n")
+        (root / "my_target_info").write_bytes(mrenclave + bytes(480))  # sgx_target_info_t: MRENCLAVE first
         os.mkfifo(root / "user_report_data")
         os.mkfifo(root / "quote")
         self.root, self.platform, self.mrenclave = root, platform, mrenclave
@@ -137,20 +139,18 @@ def test_gramine_quotes_are_verified_with_collateral_fetched_from_pcs_and_cached
     service, pcs, tmp, platform = deployment
     host_dev = GramineEmulator(tmp / "dev-attestation", platform, measure_enclave_image(INTEGRITY_IMAGE))
     emulators = [host_dev]
-    vnfs = tmp / "vnfs"
-    keys = {}
+    # Each VNF is its own enclave (the runtime on its own /dev/attestation), reached over its socket.
+    sockets = tmp / "enclave-sockets"
+    runtimes, responders = {}, []
     for vnf in ("vnf-fw-g1", "vnf-fw-g2"):
-        emulators.append(GramineEmulator(vnfs / vnf / "attestation", platform, measure_enclave_image(GOOD_IMAGE)))
-        keys[vnf] = ec.generate_private_key(ec.SECP256R1())
-        spki = (
-            keys[vnf]
-            .public_key()
-            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-        (vnfs / vnf / "public_key.der").write_bytes(spki)
+        emulators.append(GramineEmulator(tmp / vnf / "attestation", platform, measure_enclave_image(GOOD_IMAGE)))
+        (tmp / vnf / "sealed").mkdir()
+        enclave = GramineEnclave(attestation_root=tmp / vnf / "attestation", sealed_dir=tmp / vnf / "sealed")
+        runtimes[vnf] = EnclaveRuntime.start(vnf, enclave, service.vm.ca.certificate)
+        responders.append(EnclaveResponder(runtimes[vnf], socket_path(sockets, vnf)).start())
     ima = tmp / "ima.log"
     ima.write_bytes(ima_list(HOST_FILES))
-    agent = Agent("gramine-host", GramineBackend(root=tmp / "dev-attestation", vnf_dir=vnfs), ImaSource(None, ima))
+    agent = Agent("gramine-host", GramineBackend(root=tmp / "dev-attestation", socket_dir=sockets), ImaSource(None, ima))
     service.vm.state.add_host("gramine-host", "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
     vm = VmClient(service.api_url, server_certificate=service.tls_certificate)
     try:
@@ -163,9 +163,12 @@ def test_gramine_quotes_are_verified_with_collateral_fetched_from_pcs_and_cached
         assert second["allowed"], second["reasons"]
         assert len(pcs.requests) == 4
         assert len(list((tmp / "state" / "pcs-cache").iterdir())) == 4
-        chain = (vnfs / "vnf-fw-g2" / "credentials" / "chain.pem").read_text()
-        assert chain.startswith(second["certificate_chain"][0])
+        installed = runtimes["vnf-fw-g2"].credentials
+        assert installed is not None and installed.chain_pem[0] == second["certificate_chain"][0]
+        assert (tmp / "vnf-fw-g2" / "sealed" / "credentials").exists()  # on the encrypted mount
     finally:
         vm.close()
+        for r in responders:
+            r.stop()
         for e in emulators:
             e.stop()

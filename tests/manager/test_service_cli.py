@@ -59,8 +59,10 @@ def test_a_vnf_certificate_from_the_same_ca_is_not_an_admin(world: World, tmp_pa
     assert result["allowed"]
     cert, key = tmp_path / "vnf.pem", tmp_path / "vnf.key"
     cert.write_text("".join(result["certificate_chain"]))
+    identity = enclave.tls_identity()  # an in-process test enclave: the test plays the VNF's TLS stack
+    assert identity is not None
     key.write_bytes(
-        enclave.key.private_bytes(
+        identity[1].private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )

@@ -1,72 +1,96 @@
-"""Enclave backends of the agent: where quotes come from (``sim`` or ``gramine``).
+"""Enclave backends of the agent: the host's integrity enclave, and the relay to VNF enclaves.
 
-A backend hosts the host's integrity enclave and the VNF enclaves. It never decides anything: it
-produces quotes over the REPORTDATA it is given and installs credentials the VM sends.
+A backend produces the integrity enclave's quotes (the agent itself runs in it: ``sim`` or
+``gramine``) and reaches each VNF enclave, which runs in its OWN process with its own attestation
+and key (``floodlight_trust/enclave/``). The agent relays: it passes the VM's nonce to the VNF
+enclave and its quote back, and the VM's credentials to the enclave, which judges them itself. The
+agent never holds a VNF's key, never quotes for a VNF, and decides nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from floodlight_trust.enclave.platform import Evidence
+from floodlight_trust.errors import FtrustError, InputError
 
-from floodlight_trust.errors import InputError
-from floodlight_trust.protocol.keywrap import WrappedKey
+log = logging.getLogger("floodlight_trust.agent.backends")
 
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    evidence_type: str  # "DCAP" or "IAS"
-    quote: bytes
-    collateral: dict[str, Any] | None  # DCAP collateral JSON the VM verifies, or None (VM fetches it)
+__all__ = ["EnclaveBackend", "EnclaveInfo", "Evidence", "VnfEnclave", "VnfEnclaves", "load_backend"]
 
 
 @dataclass(frozen=True, slots=True)
 class EnclaveInfo:
     vnf: str
-    mrenclave: str  # hex
+    mrenclave: str  # hex, as the enclave's platform measured it
 
 
-@dataclass(frozen=True, slots=True)
-class InstalledCredentials:
-    vnf: str
-    certificate_sha256: str
-    chain_pem: tuple[str, ...]
+class VnfEnclave(Protocol):
+    """One VNF enclave as the agent reaches it: over its socket (``EnclaveChannel``), or, in a test
+    process, the ``EnclaveRuntime`` itself. Every answer was made by the enclave."""
+
+    def info(self) -> dict[str, Any]: ...
+
+    def evidence(self, nonce: bytes) -> dict[str, Any]: ...
+
+    def install(self, message: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class VnfEnclaves:
+    """The VNF enclaves of this host: one Unix socket per enclave in ``socket_dir``
+    (``<vnf>.sock``), plus enclaves living in this process (tests only, :meth:`add`)."""
+
+    def __init__(self, socket_dir: Path | None = None):
+        self.socket_dir = socket_dir
+        self._local: dict[str, VnfEnclave] = {}
+
+    def add(self, vnf: str, enclave: VnfEnclave) -> None:
+        self._local[vnf] = enclave
+
+    def local(self, vnf: str) -> VnfEnclave | None:
+        return self._local.get(vnf)
+
+    def names(self) -> list[str]:
+        from floodlight_trust.enclave.channel import SOCKET_SUFFIX
+
+        names = set(self._local)
+        if self.socket_dir is not None and self.socket_dir.is_dir():
+            names |= {p.name[: -len(SOCKET_SUFFIX)] for p in self.socket_dir.glob(f"*{SOCKET_SUFFIX}")}
+        return sorted(names)
+
+    def get(self, vnf: str) -> VnfEnclave:
+        from floodlight_trust.enclave.channel import EnclaveChannel, socket_path
+
+        if vnf in self._local:
+            return self._local[vnf]
+        if self.socket_dir is not None:
+            path = socket_path(self.socket_dir, vnf)
+            if path.exists():
+                return EnclaveChannel(vnf, path)
+        raise InputError(
+            f"no VNF enclave {vnf!r} on this host",
+            hint="known: " + (", ".join(self.names()) or "none") + " (each enclave runs `ftrust enclave serve`)",
+        )
+
+    def infos(self) -> list[EnclaveInfo]:
+        out = []
+        for vnf in self.names():
+            try:
+                out.append(EnclaveInfo(vnf, self.get(vnf).info()["mrenclave"]))
+            except FtrustError as e:  # one enclave down does not hide the others
+                log.warning("enclave %s: %s", vnf, e)
+        return out
 
 
 class EnclaveBackend(Protocol):
     name: str
     simulated: bool
+    vnfs: VnfEnclaves
 
     def host_evidence(self, report_data: bytes) -> Evidence: ...
-
-    def enclaves(self) -> list[EnclaveInfo]: ...
-
-    def enclave_public_key(self, vnf: str) -> bytes: ...
-
-    def enclave_evidence(self, vnf: str, report_data: bytes) -> Evidence: ...
-
-    def install_credentials(
-        self, vnf: str, chain_pem: list[str], wrapped: WrappedKey | None
-    ) -> InstalledCredentials: ...
-
-
-def parse_chain(chain_pem: list[str]) -> list[x509.Certificate]:
-    try:
-        return [x509.load_pem_x509_certificate(p.encode()) for p in chain_pem]
-    except ValueError as e:
-        raise InputError(f"certificate chain: not PEM certificates ({e})") from None
-
-
-def certificate_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def spki_der(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_backend(name: str, **options: Any) -> EnclaveBackend:

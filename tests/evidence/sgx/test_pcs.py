@@ -100,3 +100,13 @@ def test_unknown_fmspc_and_http_errors(pcs: tuple[FakePcs, str]) -> None:
         client._get(url + "/broken", (), "thing", "json")
     with pytest.raises(ServiceError, match="cannot fetch"):
         PcsClient("http://127.0.0.1:9/x", timeout=2).qe_identity()
+
+
+def test_proxy_variables_are_ignored(pcs: tuple[FakePcs, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one HTTP stack (floodlight_trust.httpclient) takes nothing from the environment: a proxy
+    # variable pointing nowhere changes nothing.
+    _, url = pcs
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    raw, _sig, chain = PcsClient(url).qe_identity()
+    assert raw.startswith(b"{") and b"BEGIN CERTIFICATE" in chain

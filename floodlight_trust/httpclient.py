@@ -1,0 +1,64 @@
+"""The project's one HTTP client stack: urllib3, for the VM's and agents' JSON clients
+(``manager/client.py``) and the IAS and PCS/PCCS clients (``evidence/ias.py``, ``evidence/pcs.py``).
+
+One pool per client keeps connections alive; TLS is what the caller configures (a pinned CA file,
+the system store, a client certificate), never taken from the environment (no proxy variables,
+no REQUESTS_CA_BUNDLE); no retries (a caller decides); a transport failure is a ServiceError that
+names what was being fetched and where.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import urllib3
+
+from floodlight_trust.errors import ServiceError
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    reason: str
+    headers: Mapping[str, str]  # case-insensitive (urllib3's HTTPHeaderDict)
+    data: bytes
+
+
+def system_tls_context() -> ssl.SSLContext:
+    """Verify servers against the system's CA store, TLS 1.2 or later (Intel's IAS and PCS)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def new_pool(*, timeout: float, ssl_context: ssl.SSLContext | None = None, maxsize: int = 16) -> urllib3.PoolManager:
+    """A keep-alive pool; ``maxsize`` connections per host so threads sharing a client reuse theirs."""
+    return urllib3.PoolManager(
+        num_pools=4,
+        maxsize=maxsize,
+        retries=False,
+        timeout=urllib3.Timeout(total=timeout),
+        ssl_context=ssl_context if ssl_context is not None else system_tls_context(),
+    )
+
+
+def send(
+    pool: urllib3.PoolManager,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    tls_hint: str | None = None,
+) -> Response:
+    """One request; a TLS or transport failure is a ServiceError naming ``what`` and ``url``."""
+    try:
+        r = pool.request(method, url, body=body, headers=dict(headers) if headers else None, redirect=False)
+    except urllib3.exceptions.SSLError as e:
+        raise ServiceError(f"TLS with {what} at {url} failed: {e}", hint=tls_hint) from None
+    except urllib3.exceptions.HTTPError as e:
+        raise ServiceError(f"{what} at {url} is unreachable: {type(e).__name__}") from None
+    return Response(r.status, r.reason or "", r.headers, r.data)
