@@ -15,7 +15,9 @@ def _completion(args: argparse.Namespace) -> int:
 
     from floodlight_trust.cli import build_parser
 
-    script = shtab.complete(build_parser(), shell=args.shell)
+    parser = build_parser()
+    _complete_paths(parser, shtab.FILE, shtab.DIRECTORY)
+    script = shtab.complete(parser, shell=args.shell)
     if args.out:
         from floodlight_trust import fileio
 
@@ -23,6 +25,23 @@ def _completion(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(script)
     return 0
+
+
+# Arguments whose metavar names a file (or a directory) complete as paths.
+FILE_METAVARS = frozenset({"FILE", "PEM", "CERT", "LOG", "QUOTE", "POLICY", "KEY_OUT", "FILE|DIR"})
+DIR_METAVARS = frozenset({"DIR"})
+
+
+def _complete_paths(parser: argparse.ArgumentParser, file: Any, directory: Any) -> None:
+    for action in parser._actions:
+        metavar = action.metavar if isinstance(action.metavar, str) else None
+        if metavar in FILE_METAVARS:
+            action.complete = file  # type: ignore[attr-defined]
+        elif metavar in DIR_METAVARS:
+            action.complete = directory  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _complete_paths(child, file, directory)
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:

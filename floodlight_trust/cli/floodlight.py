@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from floodlight_trust.pki.ca import load_ca_certificate
 from floodlight_trust.secrets import Secret, load_secret
 
 RESTART = "Floodlight loads its keystore and trust only at startup: restart the controller now."
-STARTED = "After the restart, check that HTTPS is really up by connecting (a failed start can leave the JVM running without the REST port): `ftrust floodlight check URL --cert C --key K`."
+STARTED = "After the restart, check that HTTPS is really up by connecting (a failed start can leave the JVM running without the REST port): `ftrust floodlight export-cert --out server.pem`, then `ftrust floodlight check URL --cert C --key K --ca server.pem`."
 
 
 def _keystore_path(args: argparse.Namespace, cfg: Config) -> Path:
@@ -69,15 +70,7 @@ def _provision(args: argparse.Namespace) -> int:
         store = FloodlightKeystore.load(keystore, password, store_type)
     else:
         store = FloodlightKeystore.new(password, store_type)
-    undone = store.rotated_out(alias, ca_cert)
-    if undone:
-        current = store.certificate(alias)
-        raise InputError(
-            f"the keystore trusts a newer CA under {alias!r} ({current.subject.rfc4514_string()}, put there by"
-            f" `keystore rotate-ca`); provision would put back the CA it replaced (kept as {undone!r})",
-            location=Location(str(keystore)),
-            hint="give the CA in force with --ca-cert FILE; `keystore remove` the old one when the overlap ends",
-        )
+    _refuse_ca_replacement(store, alias, ca_cert, keystore)
     rotated = store.rotate_ca(alias, ca_cert)
     created = store.ensure_server_key(
         args.server_alias, args.server_subject, args.server_san or ["localhost", "127.0.0.1"], at=clock.now()
@@ -146,6 +139,36 @@ def _provision(args: argparse.Namespace) -> int:
 
     emit(args, data, text)
     return 0
+
+
+def _refuse_ca_replacement(store: FloodlightKeystore, alias: str, ca_cert: Any, keystore: Path) -> None:
+    """provision never changes which CA the keystore trusts under ``alias``: putting back a CA that
+    `keystore rotate-ca` replaced (or that was removed after the overlap) would make the controller
+    accept the retired CA's certificates again. A rotation is done on purpose with rotate-ca."""
+    if alias.lower() not in store.aliases():
+        return
+    current = store.certificate(alias)
+    if current == ca_cert:
+        return
+    undone = store.rotated_out(alias, ca_cert)
+    what = (
+        f"provision would put back the CA it replaced (kept as {undone!r})"
+        if undone
+        else f"provision would replace it with {ca_cert.subject.rfc4514_string()}"
+    )
+    raise InputError(
+        f"the keystore trusts another CA under {alias!r} ({current.subject.rfc4514_string()}, sha256"
+        f" {_sha256(current)[:16]}...); {what}",
+        location=Location(str(keystore)),
+        hint="give the CA in force with --ca-cert FILE; to change CA on purpose use `ftrust floodlight keystore"
+        " rotate-ca` (it keeps the old one for the overlap)",
+    )
+
+
+def _sha256(cert: Any) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    return bytes(cert.fingerprint(hashes.SHA256())).hex()
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -286,8 +309,8 @@ def _ks_change(args: argparse.Namespace, what: str) -> int:
     backup = store.save()
     props_backup: Path | None = None
     if props is not None:
-        # The keystore is written first: if this write failed, the store's backup and the old
-        # properties still match, and the error names the file.
+        # Both files were checked writable before the keystore was written; should this write
+        # still fail, the error names the file and the keystore's backup matches the old properties.
         props.set(PREFIX + "keyStorePassword", new.reveal())
         props_backup = props.save()
         note = f"keyStorePassword updated in {props.path}; "
@@ -336,6 +359,9 @@ def _properties_for_password_change(
             " Floodlight would not use",
             location=Location(str(path), props.line_of(PREFIX + "keyStorePath")),
         )
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        raise InputError("properties file (or its directory) is not writable: refusing to change only the keystore",
+                         location=Location(str(path)))  # fmt: skip
     return props
 
 

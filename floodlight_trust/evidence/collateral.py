@@ -135,6 +135,9 @@ def _advisories(d: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(x) for x in ids)
 
 
+_JSON_INTS = frozenset((int, bool))  # the types json.loads gives that isinstance(v, int) accepts
+
+
 def parse_tcb_info(raw: bytes) -> TcbInfo:
     """Decode the exact ``tcbInfo`` JSON value (versions 2 and 3, SGX)."""
     what = "TCB info"
@@ -150,11 +153,13 @@ def parse_tcb_info(raw: bytes) -> TcbInfo:
         tcb = lv["tcb"]
         if version >= 3:
             comps_raw = _field(tcb, "sgxtcbcomponents", list, w)
-            if len(comps_raw) != 16 or not all(
-                isinstance(c, dict) and isinstance(c.get("svn"), int) for c in comps_raw
-            ):
+            try:  # JSON values: c["svn"] succeeds exactly when c is an object with an svn
+                svns = [c["svn"] for c in comps_raw]
+            except (TypeError, KeyError):
+                svns = []
+            if len(svns) != 16 or not set(map(type, svns)) <= _JSON_INTS:
                 raise ParseError(f"{w}: sgxtcbcomponents must be 16 objects with an integer svn")
-            comps = tuple(int(c["svn"]) for c in comps_raw)
+            comps = tuple(map(int, svns))
         else:
             comps = tuple(int(_field(tcb, f"sgxtcbcomp{n:02d}svn", int, w)) for n in range(1, 17))
         status = lv.get("tcbStatus") or lv.get("status")

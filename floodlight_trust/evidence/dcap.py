@@ -9,6 +9,8 @@ signatures.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import threading
@@ -158,10 +160,21 @@ class TrustAnchor:
         return cls(certificate, f"SIMULATED SGX root {digest[:16]}", True, digest)
 
     def __post_init__(self) -> None:
+        der = self.certificate.public_bytes(Encoding.DER)
         if not self.fingerprint:
-            object.__setattr__(
-                self, "fingerprint", hashlib.sha256(self.certificate.public_bytes(Encoding.DER)).hexdigest()
-            )
+            object.__setattr__(self, "fingerprint", hashlib.sha256(der).hexdigest())
+        object.__setattr__(self, "_der", der)
+        object.__setattr__(self, "_subject_der", _name_ders(der, crl=False)[1])
+
+    @property
+    def der(self) -> bytes:
+        """The root certificate's DER."""
+        return self._der  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def subject_der(self) -> bytes | None:
+        """The DER of the root's subject (issuer names are compared as bytes, as X.509 path building does)."""
+        return self._subject_der  # type: ignore[attr-defined, no-any-return]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +209,9 @@ class _VerifiedCollateral:
     crl_windows: tuple[_Window, ...]  # CRL windows (may be relaxed by allow_expired_crls)
 
 
-_cache: dict[tuple[bytes, str], _VerifiedCollateral] = {}
+# Keyed by (collateral content hash, anchor fingerprint, the TCB signers chosen at the verification time).
+_cache: dict[tuple[bytes, str, tuple[int, int]], _VerifiedCollateral] = {}
+_signers_cache: dict[tuple[bytes, str], _CollateralSigners] = {}  # only filled with verified collateral
 _cache_lock = threading.Lock()
 _CACHE_MAX = 64
 
@@ -205,7 +220,9 @@ def clear_cache() -> None:
     """Forget verified collateral and PCK certificates (tests and benchmarks)."""
     with _cache_lock:
         _cache.clear()
+        _signers_cache.clear()
         _pck_cache.clear()
+        _attestation_keys.clear()
 
 
 def _check_window(w: _Window, at: datetime) -> None:
@@ -223,9 +240,93 @@ def _cert_window(c: x509.Certificate, what: str) -> _Window:
     return _Window(what, c.not_valid_before_utc, c.not_valid_after_utc)
 
 
-def _load_chain(pem: bytes, what: str) -> list[x509.Certificate]:
+def _der_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end) of the DER TLV at ``pos`` (IndexError/ValueError if malformed)."""
+    tag, n = data[pos], data[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if not 0 < k <= 4:
+            raise ValueError("bad DER length")
+        n = int.from_bytes(data[pos : pos + k], "big")
+        pos += k
+    if pos + n > len(data):
+        raise ValueError("DER value runs past the end")
+    return tag, pos, pos + n
+
+
+def _name_ders(der: bytes, *, crl: bool) -> tuple[bytes | None, bytes | None]:
+    """The DER of the issuer and subject names of a certificate (subject None for a CRL), sliced
+    from its encoding; (None, None) if the structure is not the expected one (then names are
+    compared as x509.Name). Comparing the bytes is what X.509 path building (and dcap-qvl) does."""
     try:
-        return [x509.load_pem_x509_certificate(b) for b in split_pem(pem)]
+        _, pos, _ = _der_tlv(der, 0)  # Certificate / CertificateList
+        _, pos, _ = _der_tlv(der, pos)  # tbsCertificate / tbsCertList
+        tag, _, end = _der_tlv(der, pos)
+        if tag == (0x02 if crl else 0xA0):  # optional version
+            pos = end
+        if not crl:
+            _, _, pos = _der_tlv(der, pos)  # serialNumber
+        _, _, pos = _der_tlv(der, pos)  # signature algorithm
+        tag, _, end = _der_tlv(der, pos)
+        issuer = der[pos:end]
+        if tag != 0x30:
+            return None, None
+        if crl:
+            return issuer, None
+        _, _, pos = _der_tlv(der, end)  # validity
+        tag, _, end = _der_tlv(der, pos)
+        return (issuer, der[pos:end]) if tag == 0x30 else (None, None)
+    except (IndexError, ValueError):
+        return None, None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cert:
+    """A certificate of a chain with its DER and the DER of its names."""
+
+    cert: x509.Certificate
+    der: bytes
+    issuer_der: bytes | None
+    subject_der: bytes | None
+
+    def issued_by_name(self, subject_der: bytes | None, subject: x509.Name) -> bool:
+        if self.issuer_der is not None and subject_der is not None:
+            return self.issuer_der == subject_der
+        return self.cert.issuer == subject
+
+    def self_issued(self) -> bool:
+        if self.issuer_der is not None and self.subject_der is not None:
+            return self.issuer_der == self.subject_der
+        return self.cert.issuer == self.cert.subject
+
+
+_PEM_BEGIN, _PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+
+
+def _pem_der(block: bytes) -> bytes | None:
+    """The DER inside one PEM block, when it is plain base64 (else None: the PEM loader decides)."""
+    start, end = block.find(_PEM_BEGIN), block.rfind(_PEM_END)
+    if start < 0 or end < start:
+        return None
+    try:
+        return base64.b64decode(b"".join(block[start + len(_PEM_BEGIN) : end].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _load_cert(block: bytes) -> _Cert:
+    der = _pem_der(block)
+    cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
+    if der is None:
+        der = cert.public_bytes(Encoding.DER)
+    issuer, subject = _name_ders(der, crl=False)
+    return _Cert(cert, der, issuer, subject)
+
+
+def _load_chain(pem: bytes, what: str) -> list[_Cert]:
+    try:
+        return [_load_cert(b) for b in split_pem(pem)]
     except ValueError as e:
         raise ParseError(f"{what}: a certificate is not valid PEM/DER: {e}") from None
 
@@ -257,32 +358,64 @@ def _ec_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _signed_json(
-    raw: bytes, sig: bytes, chain_pem: bytes, anchor: TrustAnchor, at: datetime, what: str
-) -> tuple[x509.Certificate, _Window]:
-    """Check ``raw`` is signed by a TCB signing certificate of ``chain_pem`` issued by the anchor.
-
-    Intel re-issued the TCB signing certificate with the same key, so a chain may list several:
-    the one valid at ``at`` is used.
-    """
-    chain = _load_chain(chain_pem, f"{what} issuer chain")
-    signers = [c for c in chain if c.issuer == anchor.certificate.subject and c.subject != c.issuer]
+def _signers(chain_pem: bytes, anchor: TrustAnchor, what: str) -> list[x509.Certificate]:
+    """The certificates of ``chain_pem`` issued by the anchor (not self-issued), in chain order.
+    A block that is the anchor itself is recognised by its DER without being parsed."""
+    signers = []
+    for block in split_pem(chain_pem):
+        if _pem_der(block) == anchor.der:
+            continue  # the root: self-issued, never a signer
+        try:
+            c = _load_cert(block)
+        except ValueError as e:
+            raise ParseError(f"{what} issuer chain: a certificate is not valid PEM/DER: {e}") from None
+        if c.issued_by_name(anchor.subject_der, anchor.certificate.subject) and not c.self_issued():
+            signers.append(c.cert)
     if not signers:
         raise CertificateChainError(f"{what} issuer chain has no certificate issued by {anchor.name}")
-    current = [c for c in signers if c.not_valid_before_utc <= at <= c.not_valid_after_utc] or signers
-    signer = current[0]
-    _issued_by(signer, anchor.certificate, f"{what} signing certificate")
+    return signers
+
+
+def _signer_index(windows: tuple[_Window, ...], at: datetime) -> int:
+    """Which signer is used at ``at``: the first valid at ``at``, else the first (it then fails its window)."""
+    for i, w in enumerate(windows):
+        if w.not_before <= at <= w.not_after:
+            return i
+    return 0
+
+
+def _signed_json(
+    raw: bytes, sig: bytes, signers: list[x509.Certificate], index: int, anchor: TrustAnchor, what: str,
+    issued: set[int],
+) -> _Window:  # fmt: skip
+    """Check ``raw`` is signed by ``signers[index]`` (a TCB signing certificate issued by the anchor).
+
+    Intel re-issued the TCB signing certificate with the same key, so a chain may list several:
+    the one valid at the verification time is used (``_signer_index``). ``issued`` remembers the
+    signers whose issuance this call already checked (TCB info and QE identity share one).
+    """
+    signer = signers[index]
+    if id(signer) not in issued:
+        _issued_by(signer, anchor.certificate, f"{what} signing certificate")
+        issued.add(id(signer))
     if not _verify_raw(_ec_key(signer, f"{what} signing certificate"), sig, raw):
         raise CollateralSignatureError(f"{what} signature is not valid (signed by {signer.subject.rfc4514_string()})")
-    return signer, _cert_window(signer, f"{what} signing certificate")
+    return _cert_window(signer, f"{what} signing certificate")
 
 
-def _crl(der: bytes, issuer: x509.Certificate, what: str) -> tuple[frozenset[int], _Window]:
+def _crl(
+    der: bytes, issuer: x509.Certificate, issuer_subject_der: bytes | None, what: str
+) -> tuple[frozenset[int], _Window]:
     try:
         crl = x509.load_der_x509_crl(der)
     except ValueError as e:
         raise ParseError(f"{what} is not a valid DER CRL: {e}") from None
-    if crl.issuer != issuer.subject:
+    crl_issuer_der = _name_ders(der, crl=True)[0]
+    if crl_issuer_der is not None and issuer_subject_der is not None:
+        same_issuer = crl_issuer_der == issuer_subject_der
+    else:
+        same_issuer = crl.issuer == issuer.subject
+    if not same_issuer:
         raise CrlIssuerError(
             f"{what} is issued by {crl.issuer.rfc4514_string()}, expected {issuer.subject.rfc4514_string()}"
         )
@@ -293,26 +426,58 @@ def _crl(der: bytes, issuer: x509.Certificate, what: str) -> tuple[frozenset[int
     return frozenset(r.serial_number for r in crl), _Window(what, crl.last_update_utc, crl.next_update_utc)
 
 
-def _verify_collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _VerifiedCollateral:
+@dataclass(frozen=True, slots=True)
+class _CollateralSigners:
+    """The TCB signing certificates of a collateral's two chains, with their validity windows."""
+
+    tcb: list[x509.Certificate]
+    qe: list[x509.Certificate]
+    tcb_windows: tuple[_Window, ...]
+    qe_windows: tuple[_Window, ...]
+    qe_error: DcapError | ParseError | None = None  # raised after the TCB info check, in QVL's order
+
+    def choice(self, at: datetime) -> tuple[int, int]:
+        return _signer_index(self.tcb_windows, at), _signer_index(self.qe_windows, at)
+
+
+def _collateral_signers(c: Collateral, anchor: TrustAnchor) -> _CollateralSigners:
+    tcb = _signers(c.tcb_info_issuer_chain, anchor, "TCB info")
+    qe, qe_error = tcb, None
+    if c.qe_identity_issuer_chain != c.tcb_info_issuer_chain:  # usually the very same text: parsed once
+        try:
+            qe = _signers(c.qe_identity_issuer_chain, anchor, "QE identity")
+        except (DcapError, ParseError) as e:
+            qe, qe_error = [], e
+    return _CollateralSigners(
+        tcb, qe, tuple(_cert_window(x, "") for x in tcb), tuple(_cert_window(x, "") for x in qe), qe_error
+    )
+
+
+def _verify_collateral(
+    c: Collateral, anchor: TrustAnchor, signers: _CollateralSigners, choice: tuple[int, int]
+) -> _VerifiedCollateral:
+    """Verify every piece of collateral, with the TCB signers ``choice`` (from the verification time)."""
     root = anchor.certificate
     root_window = _cert_window(root, anchor.name)
     tcb_raw, qe_raw = c.tcb_info, c.qe_identity
-    _, tcb_signer_w = _signed_json(tcb_raw, c.tcb_info_signature, c.tcb_info_issuer_chain, anchor, at, "TCB info")
-    _, qe_signer_w = _signed_json(
-        qe_raw, c.qe_identity_signature, c.qe_identity_issuer_chain, anchor, at, "QE identity"
-    )
+    issued: set[int] = set()
+    tcb_signer_w = _signed_json(tcb_raw, c.tcb_info_signature, signers.tcb, choice[0], anchor, "TCB info", issued)
+    if signers.qe_error is not None:
+        raise signers.qe_error
+    qe_signer_w = _signed_json(qe_raw, c.qe_identity_signature, signers.qe, choice[1], anchor, "QE identity", issued)
     tcb = parse_tcb_info(tcb_raw)
     qe = parse_qe_identity(qe_raw)
     pck_chain = _load_chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain")
-    cas = [x for x in pck_chain if x.issuer == root.subject and x.subject != x.issuer]
+    cas = [x for x in pck_chain if x.issued_by_name(anchor.subject_der, root.subject) and not x.self_issued()]
     if not cas:
         raise CertificateChainError(f"PCK CRL issuer chain has no CA issued by {anchor.name}")
-    pck_ca = cas[0]
+    pck_ca_entry = cas[0]
+    pck_ca = pck_ca_entry.cert
     _issued_by(pck_ca, root, "PCK CA certificate")
-    root_revoked, root_crl_w = _crl(c.root_ca_crl, root, "root CA CRL")
+    root_revoked, root_crl_w = _crl(c.root_ca_crl, root, anchor.subject_der, "root CA CRL")
     if pck_ca.serial_number in root_revoked:
         raise PckRevoked(f"PCK CA certificate {pck_ca.subject.rfc4514_string()} is revoked by the root CA CRL")
-    pck_revoked, pck_crl_w = _crl(c.pck_crl, pck_ca, "PCK CRL (" + _cn(pck_ca) + ")")
+    pck_revoked, pck_crl_w = _crl(c.pck_crl, pck_ca, pck_ca_entry.subject_der, "PCK CRL (" + _cn_of(pck_ca_entry) + ")")
     windows = (
         root_window,
         tcb_signer_w,
@@ -322,8 +487,25 @@ def _verify_collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _Ver
         _Window("QE identity", qe.issue_date, qe.next_update),
     )
     return _VerifiedCollateral(
-        tcb, qe, pck_ca, pck_ca.public_bytes(Encoding.DER), pck_revoked, root_revoked, windows, (root_crl_w, pck_crl_w)
+        tcb, qe, pck_ca, pck_ca_entry.der, pck_revoked, root_revoked, windows, (root_crl_w, pck_crl_w)
     )
+
+
+_CN_OID_DER = b"\x06\x03\x55\x04\x03"  # OID 2.5.4.3 (commonName), as it appears in a Name
+
+
+def _cn_of(entry: _Cert) -> str:
+    """The first common name of a certificate's subject, read from its DER (as :func:`_cn`)."""
+    subject = entry.subject_der
+    at = subject.find(_CN_OID_DER) if subject is not None else -1
+    if subject is not None and at >= 0:
+        try:
+            tag, start, end = _der_tlv(subject, at + len(_CN_OID_DER))
+            if tag in (0x0C, 0x13):  # UTF8String, PrintableString
+                return subject[start:end].decode("utf-8")
+        except (IndexError, ValueError, UnicodeDecodeError):
+            pass
+    return _cn(entry.cert)
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -332,15 +514,27 @@ def _cn(cert: x509.Certificate) -> str:
 
 
 def _collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _VerifiedCollateral:
-    key = (c.content_hash, anchor.fingerprint)
+    """The verified collateral, from the cache when this content was verified under this anchor
+    with the same TCB signers as the verification time ``at`` selects (the only way ``at`` enters
+    the verification; validity windows are checked by the caller on every call)."""
+    content = (c.content_hash, anchor.fingerprint)
+    with _cache_lock:
+        signers = _signers_cache.get(content)
+    if signers is None:
+        signers = _collateral_signers(c, anchor)
+    choice = signers.choice(at)
+    key = (*content, choice)
     with _cache_lock:
         vc = _cache.get(key)
     if vc is None:
-        vc = _verify_collateral(c, anchor, at)
+        vc = _verify_collateral(c, anchor, signers, choice)
         with _cache_lock:
             if len(_cache) >= _CACHE_MAX:
                 _cache.pop(next(iter(_cache)))
             _cache[key] = vc
+            if len(_signers_cache) >= _CACHE_MAX:
+                _signers_cache.pop(next(iter(_signers_cache)))
+            _signers_cache[content] = signers
     return vc
 
 
@@ -356,13 +550,16 @@ _QE_MERGE = {
 }
 
 
+_STATUS_BY_TEXT = {"OutOfDateConfigurationNeeded": TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED} | {
+    s.value: s for s in TcbStatus
+}
+
+
 def _status(text: str, what: str) -> TcbStatus:
-    for s in TcbStatus:
-        if s.value == text:
-            return s
-    if text == "OutOfDateConfigurationNeeded":
-        return TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED
-    raise ParseError(f"{what}: unknown TCB status {text!r}")
+    status = _STATUS_BY_TEXT.get(text)
+    if status is None:
+        raise ParseError(f"{what}: unknown TCB status {text!r}")
+    return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,10 +571,38 @@ class _Pck:
     sha256: str
     ext: PckExtensions
     window: _Window
+    # QE reports whose signature by this PCK key was checked, as (report bytes, signature bytes):
+    # a platform's QE report is the same in all its quotes until the attestation key changes.
+    qe_reports: set[tuple[bytes, bytes]] = field(default_factory=set, compare=False)
+
+    def check_qe_report(self, report: bytes, signature: bytes) -> None:
+        if (report, signature) in self.qe_reports:
+            return
+        if not _verify_raw(self.key, signature, report):
+            raise QeReportSignatureError("QE report signature is not valid for the PCK certificate's key")
+        if len(self.qe_reports) >= _QE_REPORTS_MAX:
+            self.qe_reports.clear()
+        self.qe_reports.add((report, signature))
 
 
 _pck_cache: dict[tuple[bytes, bytes, bytes], _Pck] = {}
 _PCK_CACHE_MAX = 4096
+_QE_REPORTS_MAX = 16
+# Attestation keys (64-byte points) already checked to be on P-256, as key objects.
+_attestation_keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+
+
+def _attestation_key(point: bytes) -> ec.EllipticCurvePublicKey:
+    key = _attestation_keys.get(point)
+    if key is None:
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + point)
+        except ValueError:
+            raise QuoteSignatureError("the attestation key is not a P-256 point") from None
+        if len(_attestation_keys) >= _PCK_CACHE_MAX:
+            _attestation_keys.clear()
+        _attestation_keys[point] = key
+    return key
 
 
 def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datetime) -> _Pck:
@@ -404,11 +629,11 @@ def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datet
 
 def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: TrustAnchor) -> _Pck:
     try:
-        leaf = x509.load_pem_x509_certificate(leaf_pem)
-        ca = x509.load_pem_x509_certificate(ca_pem)
+        leaf_entry, ca_entry = _load_cert(leaf_pem), _load_cert(ca_pem)
     except ValueError as e:
         raise ParseError(f"PCK certificate chain in the quote is not valid PEM: {e}") from None
-    if ca.public_bytes(Encoding.DER) != vc.pck_ca_der:
+    leaf, ca = leaf_entry.cert, ca_entry.cert
+    if ca_entry.der != vc.pck_ca_der:
         # Not the CA the collateral's PCK CRL covers: check it against the anchor, then refuse the CRL.
         _issued_by(ca, anchor.certificate, "PCK CA certificate")
         raise CrlIssuerError(
@@ -423,7 +648,7 @@ def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: 
     return _Pck(
         cert=leaf,
         key=_ec_key(leaf, "PCK certificate"),
-        sha256=hashlib.sha256(leaf.public_bytes(Encoding.DER)).hexdigest(),
+        sha256=hashlib.sha256(leaf_entry.der).hexdigest(),
         ext=parse_pck_extensions(ext.value),  # type: ignore[attr-defined]
         window=_cert_window(leaf, "PCK certificate"),
     )
@@ -470,18 +695,13 @@ def verify_quote(
 
     leaf = _pck(q, vc, anchor, at)
     pck = leaf.ext
-    if not _verify_raw(leaf.key, q.qe_report_signature, q.qe_report_raw):
-        raise QeReportSignatureError("QE report signature is not valid for the PCK certificate's key")
+    leaf.check_qe_report(q.qe_report_raw, q.qe_report_signature)
     expected = hashlib.sha256(q.attestation_key + q.qe_auth_data).digest()
     if q.qe_report.report_data[:32] != expected or any(q.qe_report.report_data[32:]):
         raise QeReportDataMismatch(
             "QE report data is not SHA-256(attestation key || QE authentication data) followed by zeros"
         )
-    try:
-        att_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + q.attestation_key)
-    except ValueError:
-        raise QuoteSignatureError("the attestation key is not a P-256 point") from None
-    if not _verify_raw(att_key, q.signature, q.signed_region):
+    if not _verify_raw(_attestation_key(q.attestation_key), q.signature, q.signed_region):
         raise QuoteSignatureError("quote signature is not valid for the attestation key")
 
     qe_status, qe_advisories = _qe_status(q, vc.qe)
@@ -518,9 +738,14 @@ def _qe_status(q: QuoteV3, ident: QeIdentity) -> tuple[TcbStatus, tuple[str, ...
     if rep.misc_select & ident.misc_select_mask != ident.misc_select & ident.misc_select_mask:
         raise QeIdentityMismatch("QE MISCSELECT does not match the QE identity")
     mask = ident.attributes_mask
-    if bytes(a & m for a, m in zip(rep.attributes, mask, strict=False)) != bytes(
-        a & m for a, m in zip(ident.attributes, mask, strict=False)
-    ):
+    if len(rep.attributes) == len(ident.attributes) == len(mask):
+        m = int.from_bytes(mask, "big")
+        same = int.from_bytes(rep.attributes, "big") & m == int.from_bytes(ident.attributes, "big") & m
+    else:
+        same = bytes(a & m for a, m in zip(rep.attributes, mask, strict=False)) == bytes(
+            a & m for a, m in zip(ident.attributes, mask, strict=False)
+        )
+    if not same:
         raise QeIdentityMismatch("QE ATTRIBUTES do not match the QE identity")
     for level in ident.levels:
         if rep.isv_svn >= level.isv_svn:

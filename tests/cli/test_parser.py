@@ -78,6 +78,8 @@ def test_completion_scripts_cover_every_group() -> None:
         for name, _ in GROUPS:
             assert name in r.stdout, f"{shell}: {name} missing"
         assert "export-cert" in r.stdout and "change-password" in r.stdout
+        if shell == "bash":  # --properties FILE completes as a path
+            assert "_shtab_ftrust_floodlight_provision___properties_COMPGEN=_shtab_compgen_files" in r.stdout
     bash = subprocess.run([sys.executable, "-m", "floodlight_trust", "completion", "bash"],
                           capture_output=True, text=True, timeout=60).stdout  # fmt: skip
     syntax = subprocess.run(["bash", "-n"], input=bash, capture_output=True, text=True, timeout=30)

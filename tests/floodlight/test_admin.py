@@ -82,7 +82,7 @@ def test_provision_after_rotate_ca_refuses_to_put_the_old_ca_back(tmp_path: Path
     before = keystore.read_bytes()
     again = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(old_pem))
     assert again.returncode == 2
-    assert f"ftrust: error: {keystore}: the keystore trusts a newer CA under 'ftrust-ca' (CN=New CA" in again.stderr
+    assert f"ftrust: error: {keystore}: the keystore trusts another CA under 'ftrust-ca' (CN=New CA" in again.stderr
     assert "provision would put back the CA it replaced (kept as 'ftrust-ca-old-" in again.stderr
     assert keystore.read_bytes() == before  # nothing written
     current = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(new_pem), "--json")
