@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	@scripts/ensure-jdk.sh
+	@scripts/ensure-tpm.sh
 
 demo: setup
 	$(BIN)/ftrust demo

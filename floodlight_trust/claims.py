@@ -76,6 +76,21 @@ class ImaEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class TpmClaims:
+    """What a verified TPM quote of a host says, for the host policy's ``tpm`` and ``boot_pcrs``.
+
+    ``anchored``: this round's quote verified with the AK pinned at registration, bound to the nonce
+    and the SGX quote, and PCR 10 matched the IMA list. ``pcrs``: the quoted values (bank -> PCR ->
+    hex), only when their digest matched the quote. ``registered_pcrs``: those of the first verified
+    quote after the TPM was registered (the baseline of ``boot_pcrs = "unchanged"``).
+    """
+
+    anchored: bool
+    pcrs: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    registered_pcrs: Mapping[str, Mapping[int, str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ImaClaims:
     """A compact, columnar view of a verified IMA measurement list.
 

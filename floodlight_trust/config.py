@@ -78,6 +78,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "sim_evidence": (str, "dcap"),  # sim backend: "dcap" or "epid" (quotes for IAS)
         "tls_certificate": (str, None),  # serve HTTPS with this certificate (PEM) ...
         "tls_key": (str, None),  # ... and key (PEM, 0600)
+        "tpm": (str, None),  # anchor host evidence in a TPM: "device" (/dev/tpmrm0), "swtpm" or a TCTI string
+        "tpm_state_dir": (str, None),  # tpm = "swtpm": the simulated TPM's state directory
+    },
+    "tpm": {
+        "manufacturer_roots": (str, None),  # directory of TPM vendor CA certificates (PEM/DER)
+        "pinned_ek_spki_sha256": (list, None),  # EK public keys the operator vouches for (SHA-256 of the SPKI)
+        "unsafe_accept_ek_without_certificate": (bool, False),  # UNSAFE: any EK without a certificate
     },
     # One VNF enclave process (`ftrust enclave serve`): where and as which VNF it runs. WHAT it is
     # (its code, the pinned VM CA) is its image, measured into its MRENCLAVE.

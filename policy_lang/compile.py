@@ -37,7 +37,10 @@ from policy_lang.reference import (
 )
 
 KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
-HOST_SETTINGS = ("allow_violations", "integrity_enclave")
+HOST_SETTINGS = ("allow_violations", "integrity_enclave", "tpm", "boot_pcrs")
+# boot_pcrs: the PCRs firmware and boot loader measure (IMA's PCR 10 is judged by the IMA list).
+BOOT_PCRS = range(0, 10)
+PCR_BANKS = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 ENCLAVE_SETTINGS = ("allow_debug", "allow_simulated", "max_collateral_age")
 ENROLL_SETTINGS = ("host", "enclave")
 CERTIFICATE_SETTINGS = ("subject", "san_dns", "san_uri", "validity", "key_type")
@@ -121,6 +124,9 @@ class CompiledHost:
     signatures: list[SignatureRule] = field(default_factory=list)
     signatures_any: re.Pattern[str] | None = None
     integrity_enclave: str | None = None
+    tpm_required: ast.Pos | None = None  # tpm = true: evidence must be anchored in the host's TPM
+    # boot_pcrs = {"sha256:0=<hex>", ...} (expected values) or "unchanged" (as at registration)
+    boot_pcrs: tuple[dict[str, dict[int, str]], bool, ast.Pos] | None = None
     references: list[tuple[str, int]] = field(default_factory=list)  # (file, entries)
     # Keylime's ima.log_hash_alg of an included runtime policy: (algorithm, "file:line", include)
     log_hash_alg: tuple[str, str, ast.Pos] | None = None
@@ -188,6 +194,12 @@ class Policy:
             if rule.matches(vnf_name):
                 return rule
         return None
+
+    def evaluate_host_tpm(self, host_policy: str, tpm: object) -> Decision:
+        """Judge a host's TPM facts (``claims.TpmClaims`` or None) with its ``tpm`` and ``boot_pcrs``."""
+        from policy_lang.evaluate import evaluate_host_tpm
+
+        return evaluate_host_tpm(self._host(host_policy), tpm, self.version)
 
     def host_integrity_enclave(self, host_policy: str) -> str | None:
         return self._host(host_policy).integrity_enclave
@@ -328,6 +340,44 @@ class Compiler:
                 continue
             out.add(text)
         return frozenset(out)
+
+    def boot_pcrs(self, s: ast.Setting) -> tuple[dict[str, dict[int, str]], bool, ast.Pos] | None:
+        """``"unchanged"`` or a set of ``"BANK:PCR=HEX"`` strings, each checked with its position."""
+        v = s.value
+        if isinstance(v, ast.Str):
+            if v.value != "unchanged":
+                self.p.error('boot_pcrs is "unchanged" or a set of "bank:pcr=hex" values', v.pos)
+                return None
+            return {}, True, s.pos
+        items = getattr(v, "items", None)
+        if not isinstance(v, ast.SetLit) or items is None:
+            self.p.error('boot_pcrs is "unchanged" or a set of "bank:pcr=hex" values', v.pos)
+            return None
+        out: dict[str, dict[int, str]] = {}
+        for item in items:
+            text = item.value if isinstance(item, ast.Str) else None
+            bank, _, rest = (text or "").partition(":")
+            pcr_text, _, value = rest.partition("=")
+            value = value.lower().removeprefix("0x")
+            if text is None or bank not in PCR_BANKS or not pcr_text.isdigit():
+                self.p.error(
+                    f'boot_pcrs entry must be "bank:pcr=hex" with bank one of {", ".join(PCR_BANKS)}', item.pos
+                )
+                continue
+            pcr = int(pcr_text)
+            if pcr not in BOOT_PCRS or pcr == 10:
+                self.p.error(
+                    f"boot_pcrs: PCR {pcr} is not a boot PCR (0-9; PCR 10 is judged by the IMA list)", item.pos
+                )
+                continue
+            if len(value) != 2 * PCR_BANKS[bank] or not all(c in "0123456789abcdef" for c in value):
+                self.p.error(f"boot_pcrs: {bank} PCR {pcr} must be {PCR_BANKS[bank]} bytes of hex", item.pos)
+                continue
+            if pcr in out.get(bank, {}):
+                self.p.error(f"boot_pcrs: {bank} PCR {pcr} is given twice", item.pos)
+                continue
+            out.setdefault(bank, {})[pcr] = value
+        return out, False, s.pos
 
     def bool_literal(self, s: ast.Setting) -> bool | None:
         if not isinstance(s.value, ast.Bool):
@@ -478,6 +528,11 @@ class Compiler:
                         )
                         continue
                     h.integrity_enclave = s.value.name
+                elif s.name == "tpm":
+                    if self.bool_literal(s):
+                        h.tpm_required = s.pos
+                elif s.name == "boot_pcrs":
+                    h.boot_pcrs = self.boot_pcrs(s)
                 else:
                     self.p.error(
                         f"unknown host setting {s.name!r}",

@@ -640,6 +640,62 @@ def decision_json(decision: Decision) -> str:
     return json.dumps(decision.to_json(), indent=2)
 
 
+def evaluate_host_tpm(h: CompiledHost, tpm: Any, version: str) -> Decision:
+    """``tpm = true`` and ``boot_pcrs`` of host policy ``h`` on a host's TPM facts (a
+    ``claims.TpmClaims``, or None when the host's evidence was not anchored in a registered TPM)."""
+    reasons: list[Reason] = []
+    anchored = bool(tpm is not None and tpm.anchored)
+    if h.tpm_required is not None and not anchored:
+        reasons.append(
+            Reason(
+                "tpm",
+                h.tpm_required.short,
+                "the host policy requires TPM anchoring, but this round's evidence is not anchored in a registered TPM"
+                + ("" if tpm is not None else " (no TPM registered for the host, or no TPM quote)"),
+            )
+        )
+    if h.boot_pcrs is not None:
+        expected, unchanged, pos = h.boot_pcrs
+        if not anchored:
+            reasons.append(
+                Reason("boot_pcrs", pos.short, "boot PCRs cannot be judged: no verified TPM quote this round")
+            )
+        elif unchanged:
+            baseline = tpm.registered_pcrs
+            if baseline is None:
+                reasons.append(
+                    Reason("boot_pcrs", pos.short, "no boot PCR values were recorded when the TPM was registered")
+                )
+            else:
+                for bank, values in sorted(baseline.items()):
+                    for pcr, want in sorted(values.items()):
+                        got = tpm.pcrs.get(bank, {}).get(pcr)
+                        if pcr != 10 and got != want:
+                            reasons.append(
+                                Reason(
+                                    "boot_pcrs",
+                                    pos.short,
+                                    f"{bank} PCR {pcr} is {show(got)}, at registration it was {want}",
+                                    {"bank": bank, "pcr": pcr, "found": got, "registered": want},
+                                )
+                            )
+        else:
+            for bank, values in sorted(expected.items()):
+                for pcr, want in sorted(values.items()):
+                    got = tpm.pcrs.get(bank, {}).get(pcr)
+                    if got != want:
+                        reasons.append(
+                            Reason(
+                                "boot_pcrs",
+                                pos.short,
+                                f"{bank} PCR {pcr} is {show(got)}, the policy expects {want}"
+                                + (" (not quoted)" if got is None else ""),
+                                {"bank": bank, "pcr": pcr, "found": got, "expected": want},
+                            )
+                        )
+    return _decision(h.name, version, reasons)
+
+
 # ---- enroll decisions ------------------------------------------------------------------------
 
 

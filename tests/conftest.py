@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+# swtpm fixtures (a simulated TPM on a temporary state directory) for every test that asks for one.
+pytest_plugins = ["tests.tpm_support"]
+
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"
 

@@ -6,6 +6,8 @@ Endpoints (messages in ``floodlight_trust/protocol/schemas``, documented in docs
     POST /v1/host/evidence              challenge -> host_evidence
     POST /v1/vnfs/{vnf}/evidence        challenge -> enclave_evidence
     POST /v1/vnfs/{vnf}/credentials     credentials -> credentials_ack
+    GET  /v1/tpm/registration           -> tpm_registration (EK, EK certificate, AK), with a TPM
+    POST /v1/tpm/activate               tpm_activation -> tpm_activated (TPM2_ActivateCredential)
 
 The agent relays to each VNF's own enclave process (``agent/backends``): the enclave quotes over
 its own key and judges the credentials itself; the agent holds no VNF key.
@@ -22,21 +24,30 @@ from typing import Any
 
 from floodlight_trust.agent.backends import EnclaveBackend
 from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.agent.tpm import Tpm
 from floodlight_trust.errors import InputError
 from floodlight_trust.protocol import b64encode, validate, validate_outbound
-from floodlight_trust.protocol.binding import host_report_data_for_digest
+from floodlight_trust.protocol.binding import (
+    host_report_data_for_digest,
+    host_report_data_with_tpm,
+    tpm_qualifying_data,
+)
 from floodlight_trust.protocol.wsgi import JsonApp, Request
 
 log = logging.getLogger("floodlight_trust.agent")
+
+# What a TPM-anchored host quotes: PCR 10 (IMA) and the boot PCRs 0-7, in the sha256 bank.
+TPM_SELECTION: dict[str, tuple[int, ...]] = {"sha256": (0, 1, 2, 3, 4, 5, 6, 7, 10)}
 
 
 class Agent:
     """The agent's behaviour, independent of HTTP (the service and agent-initiated enrollment use it)."""
 
-    def __init__(self, host: str, backend: EnclaveBackend, ima: ImaSource):
+    def __init__(self, host: str, backend: EnclaveBackend, ima: ImaSource, *, tpm: Tpm | None = None):
         self.host = host
         self.backend = backend
         self.ima = ima
+        self.tpm = tpm  # with a TPM, host evidence is anchored in it (docs/protocol.md)
         # The list read last time and a running SHA-256 over it: the next read that extends it
         # (memcmp) hashes only the new bytes. Whatever the VM receives is bound to the SHA-256 of the
         # exact bytes read now either way.
@@ -66,8 +77,14 @@ class Agent:
         """Host evidence: a quote binding the nonce and the WHOLE IMA list; the list is sent from
         byte ``ima_offset`` on (the VM holds the bytes before it), or whole when the list is shorter
         than that (it was truncated: the VM then names what changed)."""
-        ima_list, source = self.ima.read()
-        ev = self.backend.host_evidence(host_report_data_for_digest(nonce, self._ima_list_digest(ima_list)))
+        tpm_doc: dict[str, Any] | None = None
+        if self.tpm is None:
+            ima_list, source = self.ima.read()
+            report_data = host_report_data_for_digest(nonce, self._ima_list_digest(ima_list))
+        else:
+            ima_list, source, tpm_doc, attest = self._tpm_quote(nonce)
+            report_data = host_report_data_with_tpm(nonce, self._ima_list_digest(ima_list), attest)
+        ev = self.backend.host_evidence(report_data)
         offset = ima_offset if 0 < ima_offset <= len(ima_list) else 0
         doc = {
             "host": self.host,
@@ -79,7 +96,50 @@ class Agent:
             "ima_offset": offset,
             "ima_source": source,
         }
+        if tpm_doc is not None:
+            doc["tpm"] = tpm_doc
         validate_outbound("host_evidence", doc)
+        return doc
+
+    def _tpm_quote(self, nonce: bytes) -> tuple[bytes, str, dict[str, Any], bytes]:
+        """A TPM quote of PCR 10 and the boot PCRs over the nonce's qualifying data, and the IMA list
+        it covers: read before and after the quote, again when the kernel measured in between."""
+        from floodlight_trust.evidence.tpm.structures import parse_attest, parse_pcr_file, pcrs_to_json
+
+        assert self.tpm is not None
+        for _ in range(5):
+            before, source = self.ima.read()
+            quote = self.tpm.quote(tpm_qualifying_data(nonce), TPM_SELECTION)
+            after, source = self.ima.read()
+            if after == before:
+                break
+        # Parsed here only to send the PCR values in the protocol's form; the VM judges the bytes.
+        pcrs = parse_pcr_file(quote.pcrs, parse_attest(quote.attest).quote.selections)
+        doc = {"attest": b64encode(quote.attest), "signature": b64encode(quote.signature), "pcrs": pcrs_to_json(pcrs)}
+        return after, source, doc, quote.attest
+
+    def tpm_registration(self) -> dict[str, Any]:
+        if self.tpm is None:
+            raise InputError(f"the agent of {self.host} has no TPM configured (agent.tpm)")
+        endorsement = self.tpm.endorsement()
+        doc = {
+            "host": self.host,
+            "ek_public": b64encode(endorsement.ek_public),
+            "ek_certificate": b64encode(endorsement.ek_certificate) if endorsement.ek_certificate else None,
+            "ak_public": b64encode(self.tpm.attestation_key()),
+        }
+        validate_outbound("tpm_registration", doc)
+        return doc
+
+    def tpm_activate(self, message: dict[str, Any]) -> dict[str, Any]:
+        from floodlight_trust.protocol import b64decode
+
+        validate("tpm_activation", message)
+        if self.tpm is None:
+            raise InputError(f"the agent of {self.host} has no TPM configured (agent.tpm)")
+        secret = self.tpm.activate_credential(b64decode(message["credential"], what="tpm_activation.credential"))
+        doc = {"host": self.host, "secret": b64encode(secret)}
+        validate_outbound("tpm_activated", doc)
         return doc
 
     def enclave_evidence(self, vnf: str, nonce: bytes, key_mode: str | None = None) -> dict[str, Any]:
@@ -145,6 +205,14 @@ def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
     @app.route("POST", "/v1/vnfs/{vnf}/credentials")
     def credentials(request: Request, vnf: str) -> Any:
         return agent.install(vnf, request.json())
+
+    @app.route("GET", "/v1/tpm/registration")
+    def tpm_registration(request: Request) -> Any:
+        return agent.tpm_registration()
+
+    @app.route("POST", "/v1/tpm/activate")
+    def tpm_activate(request: Request) -> Any:
+        return agent.tpm_activate(request.json())
 
     return app
 

@@ -26,6 +26,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("ima", "inspect, verify and replay Linux IMA measurement lists"),
     ("sgx", "inspect and verify SGX quotes (DCAP) and fetch collateral"),
     ("ias", "verify Intel Attestation Service reports (EPID)"),
+    ("tpm", "show and verify TPM 2.0 quotes, check EK certificates"),
     ("ca", "the Verification Manager's certificate authority"),
     ("floodlight", "provision and check the Floodlight controller's keystore and properties"),
     ("vm", "run and administer the Verification Manager"),

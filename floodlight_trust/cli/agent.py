@@ -37,7 +37,31 @@ def build_agent(config: Config) -> Any:
         raise ConfigError(
             f"unknown agent.backend {a['backend']!r}", location=Location(config.source), hint="'sim' or 'gramine'"
         )
-    return Agent(name, backend, ImaSource(config.path("agent", "ima_log"), config.path("agent", "ima_log_fallback")))
+    ima = ImaSource(config.path("agent", "ima_log"), config.path("agent", "ima_log_fallback"))
+    return Agent(name, backend, ima, tpm=build_tpm(config, ima))
+
+
+def build_tpm(config: Any, ima: Any) -> Any:
+    """The host's TPM per ``agent.tpm``: the kernel device, a SIMULATED swtpm (started here and
+    stopped with the agent), or any tpm2-tools TCTI; None without the setting."""
+    from floodlight_trust.agent.tpm import DEVICE_TCTI, Tpm2ToolsTpm
+
+    setting = config.get("agent", "tpm")
+    if not setting:
+        return None
+    if setting == "device":
+        return Tpm2ToolsTpm(DEVICE_TCTI)
+    if setting == "swtpm":
+        import sys
+
+        from floodlight_trust.agent import swtpm
+
+        state = config.path("agent", "tpm_state_dir") or config.state_dir / "swtpm"
+        sim = swtpm.Swtpm(state).start()
+        print("ftrust: WARNING: agent.tpm = swtpm: a SIMULATED TPM proves nothing about real hardware", file=sys.stderr)
+        # The simulated host's kernel extends its IMA list into the simulated TPM's PCR 10.
+        return swtpm.KernelSimulatingTpm(Tpm2ToolsTpm(sim.tcti), ima, sim)  # stopped with the agent
+    return Tpm2ToolsTpm(setting)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -71,6 +95,9 @@ def _serve(args: argparse.Namespace) -> int:
         wait_for_signal()
     finally:
         server.stop()
+        simulator = getattr(agent.tpm, "simulator", None)
+        if simulator is not None:
+            simulator.stop()
     return 0
 
 

@@ -83,6 +83,61 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variables(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    from floodlight_trust.enclave.manifest import interpreter_layout, template_variables
+
+    layout = interpreter_layout(args.python or sys.executable)
+    variables = template_variables(layout)
+    for item in args.define or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-D expects NAME=VALUE, got {item[:80]!r}")
+        variables[key] = value
+    return layout, variables
+
+
+def _manifest_vars(args: argparse.Namespace) -> int:
+    _, variables = _variables(args)
+    for key, value in variables.items():
+        if any(c.isspace() for c in value):
+            raise ConfigError(f"{key} contains white space; pass it to gramine-manifest by hand: {value[:80]!r}")
+    emit(args, variables, " ".join(f"-D{k}={v}" for k, v in variables.items()))
+    return 0
+
+
+def _check_manifest(args: argparse.Namespace) -> int:
+    import os
+
+    from floodlight_trust.enclave.manifest import GRAMINE_LIBOS, check_manifest, load_manifest, policy_expectation
+    from floodlight_trust.manager.verdicts import NOTE
+
+    if (args.policy is None) != (args.enclave is None):
+        raise ConfigError("--policy and --enclave go together (the enclave policy that judges this enclave)")
+    layout, variables = _variables(args)
+    manifest = Path(args.manifest)
+    doc = load_manifest(manifest, variables)
+    expectation = policy_expectation(Path(args.policy), args.enclave) if args.policy else None
+    reasons = check_manifest(
+        doc,
+        layout=layout,
+        exists=os.path.exists,
+        gramine_installed=os.path.exists(GRAMINE_LIBOS),
+        expectation=expectation,
+    )
+    failures = [r for r in reasons if r.level != NOTE]
+    result = {
+        "manifest": str(manifest),
+        "ok": not failures,
+        "reasons": [r.to_json() for r in reasons],
+        "libraries": list(layout.libraries),
+    }
+    lines = [f"{manifest}: {'OK' if not failures else 'REFUSED'} ({len(layout.libraries)} libraries checked)"]
+    lines += [f"  - {r.rule}: {r.message}" for r in failures]
+    lines += [f"  note {r.rule}: {r.message}" for r in reasons if r.level == NOTE]
+    emit(args, result, "\n".join(lines))
+    return 0 if not failures else int(ExitCode.DENIED)
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
     p = sub.add_parser("serve", help="run this VNF enclave: its key, its quotes, its credentials, on enclave.socket")
@@ -100,3 +155,24 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("image", metavar="IMAGE", help="the enclave image directory (enclave.toml, vm-ca.pem, code)")
     add_json(p)
     p.set_defaults(func=_measure)
+    for cmd, helptext, func in (
+        (
+            "check-manifest",
+            "check a Gramine manifest (or template) against the runtime and the policy",
+            _check_manifest,
+        ),
+        (
+            "manifest-vars",
+            "the -D variables of the shipped Gramine templates, computed from an interpreter",
+            _manifest_vars,
+        ),
+    ):
+        p = sub.add_parser(cmd, help=helptext)
+        if cmd == "check-manifest":
+            p.add_argument("manifest", metavar="MANIFEST", help="a Gramine manifest, or a template (*.template)")
+            p.add_argument("--policy", metavar="FILE", help="the VM's policy")
+            p.add_argument("--enclave", metavar="NAME", help="the enclave policy judging this enclave")
+        p.add_argument("--python", metavar="PATH", help="the interpreter the enclave runs (default: this one)")
+        p.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="a template variable")
+        add_json(p)
+        p.set_defaults(func=func)

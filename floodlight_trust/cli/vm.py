@@ -153,6 +153,14 @@ def _hosts_repin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hosts_tpm_register(args: argparse.Namespace) -> int:
+    doc = _client(args).register_tpm(args.name)
+    text = f"host {doc['host']}: TPM registered, AK {doc['ak_name']} pinned (EK trusted by {doc['ek']['how']})"
+    text += "".join(f"\n  note: {n}" for n in doc.get("notes", []))
+    emit(args, doc, text)
+    return 0
+
+
 def _vnfs_list(args: argparse.Namespace) -> int:
     vnfs = _client(args).vnfs()
     rows = [
@@ -334,6 +342,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             )
             _add_client_options(ap)
             ap.set_defaults(func=_hosts_add)
+            tp = verbs.add_parser(
+                "tpm-register",
+                help="register a host's TPM: EK trust, AK proven resident (ActivateCredential), AK pinned",
+            )
+            tp.add_argument("name", help="a registered host")
+            _add_client_options(tp)
+            tp.set_defaults(func=_hosts_tpm_register)
             rp = verbs.add_parser(
                 "remove", help="unregister a host; every certificate issued to it or on its platform is revoked"
             )

@@ -522,6 +522,28 @@ class Demo:
             step.ok = True
             step.observed = f"refused {delay:.1f} s after the revocation: {last.get('message')}"
 
+    def tpm_exposes_rewrite(self) -> None:
+        """The paper's future work: a root that rewrites the IMA list cannot rewrite PCR 10."""
+        from floodlight_trust.agent import swtpm
+        from floodlight_trust.agent.tpm import tools_available
+
+        if not (swtpm.available() and tools_available()):
+            self.n.say(
+                "\n[-] TPM anchoring step skipped: swtpm, swtpm-tools or tpm2-tools are not installed (make setup installs them)"
+            )
+            return
+        with self.n.step(
+            "tpm-exposes-rewrite",
+            "root hides the binary: PCR 10 exposes it",
+            f"Root on {HOST} rewrites its IMA list to hide {UNKNOWN_BINARY}; the host's TPM (swtpm) quotes PCR 10",
+            "the rewritten list is self-consistent, but it does not replay to the TPM's PCR 10: the hidden entry is named",
+        ) as step:
+            step.details = tpm_rewrite_check(self.d.root / "host" / "tpm", self.d.ima_log, UNKNOWN_BINARY)
+            if not step.details["exposed"]:
+                raise StepFailed("the TPM quote did not expose the rewritten list: " + step.details["observed"])
+            step.ok = True
+            step.observed = step.details["observed"]
+
     def run(self) -> bool:
         steps = (
             self.provision,
@@ -534,6 +556,7 @@ class Demo:
             self.refuse_anonymous,
             self.compromise_host,
             self.refuse_revoked,
+            self.tpm_exposes_rewrite,
         )
         for run_step in steps:
             try:
@@ -541,3 +564,68 @@ class Demo:
             except (StepFailed, FtrustError):
                 return False
         return True
+
+
+def tpm_rewrite_check(state_dir: Path, ima_log: Path, hidden_path: str) -> dict[str, Any]:
+    """Run the attack against a simulated TPM: the kernel extends each measurement into PCR 10 of
+    swtpm; a round with the list up to the hidden binary is verified; the kernel measures the
+    binary; root deletes its line; the next round's list is self-consistent but not what PCR 10 says.
+    The checks are the VM's (evidence/tpm/quote.py with the IMA appraisal), on the TPM's own bytes."""
+    import os
+
+    from floodlight_trust.agent import swtpm
+    from floodlight_trust.agent.tpm import Tpm2ToolsTpm
+    from floodlight_trust.evidence.ima import appraise_measurement_list, parse_line, template_hash
+    from floodlight_trust.evidence.tpm.keys import load_key
+    from floodlight_trust.evidence.tpm.quote import TpmCheck, verify_quote
+    from floodlight_trust.evidence.tpm.structures import parse_attest, parse_pcr_file, parse_signature
+    from floodlight_trust.protocol.binding import tpm_qualifying_data
+
+    lines = ima_log.read_bytes().splitlines(keepends=True)
+    hidden = next(i for i, line in enumerate(lines) if hidden_path.encode() in line)
+    honest, rewritten = b"".join(lines), b"".join(line for line in lines if hidden_path.encode() not in line)
+    with swtpm.Swtpm(state_dir) as sim:
+        tpm = Tpm2ToolsTpm(sim.tcti)
+        ak = load_key(tpm.attestation_key())
+
+        def measure(line: bytes, number: int) -> None:
+            record, _ = parse_line(line.rstrip(b"\n"), number, number - 1)
+            # a violation is logged as zeros and extended as all 0xFF, as the kernel does
+            size = {"sha1": 20, "sha256": 32}
+            tpm.extend(10, {b: b"\xff" * size[b] if record.violation else template_hash(record, b) for b in size})
+
+        def quote() -> tuple[Any, ...]:
+            nonce = os.urandom(32)
+            q = tpm.quote(tpm_qualifying_data(nonce), {"sha256": (10,)})
+            attest = parse_attest(q.attest)
+            return attest, parse_signature(q.signature), parse_pcr_file(q.pcrs, attest.quote.selections), nonce
+
+        for number, line in enumerate(lines[:hidden], 1):
+            measure(line, number)
+        attest, sig, pcrs, nonce = quote()
+        before = appraise_measurement_list(b"".join(lines[:hidden]), banks=("sha256",))
+        first = verify_quote(attest, sig, ak, pcrs, tpm_qualifying_data(nonce), ima=before)
+        for number, line in enumerate(lines[hidden:], hidden + 1):  # the kernel measures the binary
+            measure(line, number)
+        attest2, sig2, pcrs2, nonce2 = quote()
+    after = appraise_measurement_list(rewritten, state=before.state, banks=("sha256",))
+    second = verify_quote(attest2, sig2, ak, pcrs2, tpm_qualifying_data(nonce2), ima=after, previous=attest.clock_info)
+    truth = appraise_measurement_list(honest, state=before.state, banks=("sha256",))
+    denial = next((f for f in second.denials() if f.code is TpmCheck.IMA_PCR), None)
+    exposed = first.ok and after.ok and denial is not None and denial.evidence["first_differing_entry"] == hidden
+    exposed = exposed and verify_quote(attest2, sig2, ak, pcrs2, tpm_qualifying_data(nonce2), ima=truth).ok
+    observed = (
+        f"round 1 verified ({before.entry_count} entries); after the rewrite the list has {after.entry_count} entries "
+        f"and every template hash recomputes, yet {denial.message}"
+        if denial
+        else "no PCR 10 mismatch"
+    )
+    return {
+        "exposed": exposed,
+        "observed": observed,
+        "hidden_entry": hidden,
+        "pcr10_sha256_quoted": pcrs2["sha256"][10].hex(),
+        "pcr10_sha256_rewritten_list": after.state.pcr_values["sha256"],
+        "pcr10_sha256_honest_list": truth.state.pcr_values["sha256"],
+        "tpm": "SIMULATED (swtpm)",
+    }

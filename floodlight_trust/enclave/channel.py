@@ -3,8 +3,13 @@
 The enclave process serves (:class:`EnclaveResponder`); the agent connects (:class:`EnclaveChannel`)
 and relays the VM's challenges and credentials. Requests are ``enclave_request`` messages, answers
 ``enclave_response`` with a result (``enclave_info``, ``enclave_quote``, ``credentials_ack``) or an
-error carrying the enclave's reasons. Each side validates what it receives (docs/protocol.md). The
-socket is created 0600 inside a 0700 directory: only the agent's user reaches it.
+error carrying the enclave's reasons. Each side validates what it receives (docs/protocol.md). A
+Unix socket is created 0600 inside a 0700 directory: only the agent's user reaches it.
+
+Gramine names Unix sockets per Gramine instance (gramine PR #1761), so two independent enclaves
+cannot share one: under Gramine the enclave listens on loopback TCP instead (``tcp://127.0.0.1:PORT``;
+the agent finds the address in ``<socket_dir>/<vnf>.tcp``). Nothing on the channel needs secrecy
+or a trusted peer: the VM verifies the quotes, the enclave judges the credentials.
 """
 
 from __future__ import annotations
@@ -31,11 +36,22 @@ log = logging.getLogger("floodlight_trust.enclave.channel")
 MAX_LINE_BYTES = 1024 * 1024  # a credentials message is a few KiB; DCAP collateral ~ 20 KiB
 IO_TIMEOUT_SECONDS = 10.0
 SOCKET_SUFFIX = ".sock"
+TCP_SUFFIX = ".tcp"  # a file holding an enclave's loopback TCP address (Gramine)
 
 
 def socket_path(directory: Path, vnf: str) -> Path:
     """Where the enclave of ``vnf`` listens in the agent's enclave socket directory."""
     return directory / f"{vnf}{SOCKET_SUFFIX}"
+
+
+def tcp_address(text: str) -> tuple[str, int] | None:
+    """``tcp://HOST:PORT`` as (host, port); None when ``text`` is a socket path."""
+    if not text.startswith("tcp://"):
+        return None
+    host, _, port = text[len("tcp://") :].rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
+        raise InputError(f"not a tcp://HOST:PORT address: {text[:80]!r}")
+    return host.strip("[]"), int(port)
 
 
 def _decode(line: bytes, what: str) -> Any:
@@ -85,8 +101,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 return  # framing is lost: close
 
 
-class _Server(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
+class _Answering:
     runtime: EnclaveRuntime
 
     def answer(self, line: bytes) -> dict[str, Any]:
@@ -108,16 +123,41 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             return _error(FtrustError("internal error in the enclave runtime"))
 
 
-class EnclaveResponder:
-    """Serve one enclave runtime on a Unix socket (created 0600; its directory 0700 when new)."""
+class _Server(_Answering, socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
 
-    def __init__(self, runtime: EnclaveRuntime, path: Path):
+
+class _TcpServer(_Answering, socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class EnclaveResponder:
+    """Serve one enclave runtime on a Unix socket (created 0600; its directory 0700 when new), or
+    on ``tcp://HOST:PORT`` (Gramine)."""
+
+    def __init__(self, runtime: EnclaveRuntime, path: Path | str):
         self.runtime = runtime
-        self.path = path
-        self._server: _Server | None = None
+        self.tcp = tcp_address(str(path))
+        self.path = Path(path)
+        self._server: _Server | _TcpServer | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def address(self) -> str:
+        if isinstance(self._server, _TcpServer):
+            host, port = self._server.socket.getsockname()[:2]
+            return f"tcp://{host}:{port}"
+        return str(self.path)
+
     def start(self) -> EnclaveResponder:
+        if self.tcp is not None:
+            try:
+                tcp = _TcpServer(self.tcp, _Handler)
+            except OSError as e:
+                raise InputError(f"cannot listen on {self.tcp[0]}:{self.tcp[1]}: {e.strerror}") from None
+            tcp.runtime = self.runtime
+            return self._run(tcp)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.path.exists() or self.path.is_symlink():
             if not stat.S_ISSOCK(self.path.lstat().st_mode):
@@ -131,6 +171,9 @@ class EnclaveResponder:
         finally:
             os.umask(old)
         server.runtime = self.runtime
+        return self._run(server)
+
+    def _run(self, server: _Server | _TcpServer) -> EnclaveResponder:
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name=f"enclave-{self.runtime.vnf}", daemon=True)
         self._thread.start()
@@ -141,25 +184,31 @@ class EnclaveResponder:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.tcp is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
 
 class EnclaveChannel:
     """The agent's end: one request, one answer, on a fresh connection each time."""
 
-    def __init__(self, vnf: str, path: Path, *, timeout: float = IO_TIMEOUT_SECONDS):
+    def __init__(self, vnf: str, path: Path | str, *, timeout: float = IO_TIMEOUT_SECONDS):
         self.vnf = vnf
         self.path = path
+        self.tcp = tcp_address(str(path))
         self.timeout = timeout
 
     def request(self, request: dict[str, Any], result_schema: str) -> dict[str, Any]:
         validate("enclave_request", request)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = (
+            socket.socket(socket.AF_INET6 if self.tcp and ":" in self.tcp[0] else socket.AF_INET)
+            if self.tcp
+            else (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        )
         sock.settimeout(self.timeout)
         try:
             try:
-                sock.connect(str(self.path))
+                sock.connect(self.tcp if self.tcp else str(self.path))
             except (FileNotFoundError, ConnectionRefusedError):
                 raise ServiceError(
                     f"the enclave of VNF {self.vnf!r} is not running (no listener at {self.path})",

@@ -164,7 +164,7 @@ class ControllerClient:
         self.controller_ca = controller_ca
         self.timeout = timeout
         self._context: ssl.SSLContext | None = None
-        self._pool: urllib3.PoolManager | None = None  # kept-alive connections for one set of credentials
+        self._pool: urllib3.PoolManager | None = None  # the TLS context of one set of credentials
         self._generation = -1
         self._leaf: x509.Certificate | None = None
 
@@ -228,7 +228,9 @@ class ControllerClient:
         pool, leaf = self._current()
         serial = f"{leaf.serial_number:x}"
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Accept": "application/json"}
+        # A fresh TLS session per call: the controller checks revocation at each handshake (its
+        # documented bound, docs/floodlight.md), so a kept-alive session would outlive a revocation.
+        headers = {"Accept": "application/json", "Connection": "close"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:

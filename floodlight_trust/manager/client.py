@@ -181,6 +181,17 @@ class AgentClient(JsonClient):
         validate("enclave_evidence", doc)
         return dict(doc)
 
+    def tpm_registration(self) -> dict[str, Any]:
+        doc = self.request("GET", "/v1/tpm/registration")
+        validate("tpm_registration", doc)
+        return dict(doc)
+
+    def tpm_activate(self, message: dict[str, Any]) -> dict[str, Any]:
+        validate_outbound("tpm_activation", message)
+        doc = self.request("POST", "/v1/tpm/activate", message)
+        validate("tpm_activated", doc)
+        return dict(doc)
+
     def install_credentials(self, vnf: str, message: dict[str, Any]) -> dict[str, Any]:
         validate_outbound("credentials", message)
         doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/credentials", message)
@@ -265,6 +276,9 @@ class VmClient(JsonClient):
 
     def enrollments(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/admin/enrollments")["enrollments"])
+
+    def register_tpm(self, host: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/admin/hosts/{quote(host)}/tpm", {}))
 
     def attest(self, host: str) -> dict[str, Any]:
         doc = self.request("POST", f"/v1/admin/hosts/{quote(host)}/attest", {})

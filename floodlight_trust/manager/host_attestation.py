@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from floodlight_trust import clock
-from floodlight_trust.claims import ClaimSet, EnclaveClaims
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, TpmClaims
 from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence, VerificationError
+from floodlight_trust.evidence.tpm.quote import TpmCheck
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
@@ -33,7 +34,12 @@ from floodlight_trust.manager.verdicts import (
     error_reason,
 )
 from floodlight_trust.protocol import b64decode, validate
-from floodlight_trust.protocol.binding import check_report_data, host_report_data_for_digest
+from floodlight_trust.protocol.binding import (
+    check_report_data,
+    host_report_data_for_digest,
+    host_report_data_with_tpm,
+    tpm_qualifying_data,
+)
 from policy_lang.evaluate import HostMeasuredState
 
 log = logging.getLogger("floodlight_trust.manager")
@@ -55,6 +61,9 @@ class HostAttestation:
         self.ctx = ctx
         self.quotes = quotes
         self.revocation = revocation
+        from floodlight_trust.manager.tpm_attestation import TpmRegistry
+
+        self.tpm_registry = TpmRegistry(ctx.db)  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, the running
@@ -125,6 +134,8 @@ class HostAttestation:
         nonce_ok = False
         verified = False  # the nonce is fresh, the quote verifies and binds it and this IMA list
         nonce = b""
+        tpm_ev: Any = None
+        pin: Any = None
         repin = record.repin_requested_by is not None
         key: str | None = None
         try:
@@ -146,13 +157,17 @@ class HostAttestation:
             except VerificationError as e:
                 raise Denied(error_reason("protocol.nonce", e)) from None
             nonce_ok = True
+            pin, tpm_ev, fresh_boot = self._tpm_evidence(name, record, evidence, digest_info)
             vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
             claims = vq.claims
             digest_info |= {"mrenclave": claims.mrenclave, "platform": platform_json(claims)}
             try:
-                check_report_data(
-                    host_report_data_for_digest(nonce, list_hasher.digest()), claims.report_data, what="host quote"
+                expected = (
+                    host_report_data_with_tpm(nonce, list_hasher.digest(), tpm_ev.attest_bytes)
+                    if tpm_ev is not None
+                    else host_report_data_for_digest(nonce, list_hasher.digest())
                 )
+                check_report_data(expected, claims.report_data, what="host quote")
             except VerificationError as e:
                 if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
                     raise _TailMismatch(nonce) from None
@@ -166,8 +181,29 @@ class HostAttestation:
                 if pinned:
                     raise Denied(*pinned)
             reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
-            ima_state_json, ima_entries, ima_reasons = self.appraise_ima(record, name, host_policy, ima_list, at)
+            appraised: list[Any] = []
+            ima_state_json, ima_entries, ima_reasons = self.appraise_ima(
+                record, name, host_policy, ima_list, at, fresh=fresh_boot, out=appraised
+            )
             reasons.extend(ima_reasons)
+            tpm_claims: TpmClaims | None = None
+            if pin is not None and tpm_ev is not None:
+                from floodlight_trust.manager.tpm_attestation import judge_host_tpm
+
+                tpm_result, tpm_reasons = judge_host_tpm(
+                    pin, tpm_ev, tpm_qualifying_data(nonce), appraised[0] if appraised else None
+                )
+                reasons.extend(tpm_reasons)
+                tpm_claims = TpmClaims(
+                    anchored=tpm_result.ok,
+                    pcrs={} if tpm_result.failed(TpmCheck.PCR_DIGEST) else {b: {p: v.hex() for p, v in vals.items()}
+                                                                            for b, vals in tpm_ev.pcrs.items()},
+                    # the first verified round after registration records the baseline (tpm_attestation.py)
+                    registered_pcrs=pin.boot_pcrs if pin.boot_pcrs is not None else tpm_ev.boot_pcrs(),
+                )  # fmt: skip
+                digest_info["tpm"] = {"boot": tpm_result.round.change.value, "ima_bank": tpm_result.ima_bank,
+                                      "attest_sha256": hashlib.sha256(tpm_ev.attest_bytes).hexdigest()}  # fmt: skip
+            reasons.extend(self._check_host_tpm_policy(host_policy, tpm_claims))
         except Denied as d:
             reasons.extend(d.reasons)
         except FtrustError as e:
@@ -219,6 +255,8 @@ class HostAttestation:
                     platform_key=key if trusted else None,
                     repin=repin and trusted,
                 )
+            if trusted and tpm_ev is not None and pin is not None:
+                self.tpm_registry.record_round(tx, name, tpm_ev)
             if not trusted and authoritative and nonce_ok and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
@@ -233,6 +271,33 @@ class HostAttestation:
         return HostVerdict(
             name, trusted, reasons, self.ctx.policy_version, audit_id, simulated, at, ima_entries, revoked
         )
+
+    def _check_host_tpm_policy(self, host_policy: str, claims: TpmClaims | None) -> list[Reason]:
+        """The host policy's ``tpm`` and ``boot_pcrs`` settings, judged like its other rules."""
+        evaluate = getattr(self.ctx.policy, "evaluate_host_tpm", None)
+        if evaluate is None:
+            return []
+        return decision_reasons(evaluate(host_policy, claims))
+
+    def _tpm_evidence(
+        self, name: str, record: HostRecord | None, evidence: Any, info: dict[str, Any]
+    ) -> tuple[Any, Any, bool]:
+        """The host's pinned TPM (if registered), its parsed TPM quote, and whether it rebooted since
+        the last verified round (then the IMA list is appraised from its start)."""
+        from floodlight_trust.evidence.tpm.quote import compare_rounds
+        from floodlight_trust.manager.tpm_attestation import HostTpmEvidence
+
+        pin = self.tpm_registry.get(name) if record is not None else None
+        tpm_ev = HostTpmEvidence.from_json(evidence["tpm"]) if evidence.get("tpm") else None
+        if pin is not None and tpm_ev is None:
+            raise Denied(
+                Reason("host.tpm.missing", f"host {name!r} has a registered TPM, but its evidence carries no TPM quote")
+            )
+        if pin is None and tpm_ev is not None:
+            info["tpm"] = {"checked": False, "why": "the host's TPM is not registered"}
+            return None, tpm_ev, False
+        fresh = bool(pin and tpm_ev and compare_rounds(pin.last_clock, tpm_ev.attest.clock_info).rebooted)
+        return pin, tpm_ev, fresh
 
     def _refuse_unauthenticated(self, name: str, reasons: list[Reason], nonce: bytes | None, at: datetime) -> None:
         """Pushed evidence that proves nothing: spend its nonce (no retry with it), record nothing."""
@@ -258,17 +323,28 @@ class HostAttestation:
         return decision_reasons(decision, "integrity-enclave: ")  # notes too: kept with the verdict
 
     def appraise_ima(
-        self, record: HostRecord | None, name: str, host_policy: str, ima_list: bytes, at: datetime
+        self,
+        record: HostRecord | None,
+        name: str,
+        host_policy: str,
+        ima_list: bytes,
+        at: datetime,
+        *,
+        fresh: bool = False,
+        out: list[Any] | None = None,
     ) -> tuple[str | None, int, list[Reason]]:
         """Appraise the whole IMA list of ``name`` with its host policy, incrementally from the state
         of its last trusted round under this policy version. Returns (state JSON to persist, entry
-        count, every reason including notes); a changed prefix is an ``ima.prefix`` reason."""
+        count, every reason including notes); a changed prefix is an ``ima.prefix`` reason. ``fresh``
+        (the TPM says the host rebooted) appraises the list from its start; ``out`` receives the
+        appraisal (for the TPM's PCR 10 comparison)."""
         from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
 
         previous = None
         whole_list: HostMeasuredState | None = None  # what the host policy saw of the list so far
         if (
             record is not None
+            and not fresh
             and record.status == "trusted"
             and record.ima_state_json
             # Entries appraised under another policy version are judged again in full by this one.
@@ -293,6 +369,8 @@ class HostAttestation:
             return None, 0, [error_reason("ima.prefix", e)]
         except FtrustError as e:
             return None, 0, [error_reason("ima.list", e)]
+        if out is not None:
+            out.append(appraisal)
         reasons = []
         if not appraisal.ok:
             for f in appraisal.findings:

@@ -173,6 +173,10 @@ def make_api(
         log.info("%s registered host %s at %s", who, record.name, record.agent_url)
         return 201, record.to_json()
 
+    @app.route("POST", "/v1/admin/hosts/{host}/tpm")
+    def register_tpm(request: Request, host: str) -> Any:
+        return vm.register_tpm(host, actor=admin(request))
+
     @app.route("DELETE", "/v1/admin/hosts/{host}")
     def remove_host(request: Request, host: str) -> Any:
         who = admin(request)
@@ -387,6 +391,7 @@ def build_service(
         require_linkable_epid=vc["require_linkable_epid"],
         renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
     )
+    vm.tpm_settings = tpm_settings(config)
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
@@ -474,3 +479,22 @@ def issue_admin_certificate(
     atomic_write(key_path, pem, mode=0o600)
     atomic_write(cert_path, issued.pem, mode=0o644)
     return cert_path, key_path
+
+
+def tpm_settings(config: Config) -> Any:
+    """The ``[tpm]`` section: manufacturer roots directory, pinned EKs, the UNSAFE EK setting."""
+    from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
+    from floodlight_trust.evidence.tpm.roots import read_roots_directory
+    from floodlight_trust.manager.tpm_attestation import TpmSettings
+
+    roots_dir = config.path("tpm", "manufacturer_roots")
+    unsafe = bool(config.get("tpm", "unsafe_accept_ek_without_certificate"))
+    if unsafe:
+        log.warning("tpm.unsafe_accept_ek_without_certificate is set: TPMs without an EK certificate are trusted")
+    return TpmSettings(
+        EndorsementPolicy(
+            manufacturer_cas=read_roots_directory(roots_dir) if roots_dir else (),
+            pinned_ek_spki_sha256=frozenset(config.get("tpm", "pinned_ek_spki_sha256") or ()),
+            unsafe_accept_ek_without_certificate=unsafe,
+        )
+    )

@@ -91,6 +91,9 @@ class VerificationManager(ManagerContext):
         self.quotes = QuoteVerifier(self.anchors, ias, collateral)
         self.revocation = Revocation(self)
         self.host_attestation = HostAttestation(self, self.quotes, self.revocation)
+        from floodlight_trust.manager.tpm_attestation import TpmSettings
+
+        self.tpm_settings = TpmSettings()  # the operator's [tpm] settings (build_service sets them)
         self.enrollment = Enrollment(self, self.quotes, self.host_attestation)
         self.revocation_listeners = self.revocation.listeners  # the same list: append to subscribe
         self._policy_lock = threading.Lock()
@@ -107,6 +110,12 @@ class VerificationManager(ManagerContext):
             self.policy = policy
 
     # -- step 1-2: host (host_attestation.py) ----------------------------------------------------
+    def register_tpm(self, host: str, *, actor: str) -> dict[str, Any]:
+        """Register ``host``'s TPM through its agent: EK trust, AK residency, AK pinned (tpm_attestation.py)."""
+        from floodlight_trust.manager.tpm_attestation import register_tpm
+
+        return register_tpm(self, self.host_attestation.tpm_registry, self.tpm_settings, host, actor=actor)
+
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
         """A nonce for agent-initiated attestation: only for a registered host (else NotFoundError,
         and no row is written)."""

@@ -45,6 +45,9 @@ SCHEMA_NAMES = (
     "host_verdict",
     "nonce_request",
     "nonce_response",
+    "tpm_activated",
+    "tpm_activation",
+    "tpm_registration",
 )
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from floodlight_trust.agent.swtpm import available as swtpm_available
+from floodlight_trust.agent.tpm import tools_available
+
 STEPS = [
     "provision",
     "controller",
@@ -21,6 +24,10 @@ STEPS = [
     "host-compromised",
     "vnf-a-refused",
 ]
+# With swtpm installed (make setup installs it) the demo ends with the TPM anchoring step.
+TPM_STEP = "tpm-exposes-rewrite"
+if swtpm_available() and tools_available():
+    STEPS.append(TPM_STEP)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +105,15 @@ def test_revoked_vnf_a_refused_within_the_bound(transcript: dict[str, Any]) -> N
     assert "revoked by the Verification Manager" in s["details"]["last_call"]["message"]
     assert s["details"]["revocation"] == "ocsp"
     assert s["details"]["delay_seconds"] <= ocsp_revocation_bound_seconds()
+
+
+def test_tpm_quote_exposes_the_rewritten_ima_list(transcript: dict[str, Any]) -> None:
+    from tests.tpm_support import require_swtpm
+
+    require_swtpm()
+    s = step(transcript, TPM_STEP)
+    d = s["details"]
+    assert d["exposed"] is True and d["tpm"] == "SIMULATED (swtpm)"
+    assert d["pcr10_sha256_quoted"] == d["pcr10_sha256_honest_list"] != d["pcr10_sha256_rewritten_list"]
+    assert f"first differing entry: entry {d['hidden_entry']}" in s["observed"]
+    assert "every template hash recomputes" in s["observed"]

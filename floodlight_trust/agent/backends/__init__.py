@@ -54,15 +54,17 @@ class VnfEnclaves:
         return self._local.get(vnf)
 
     def names(self) -> list[str]:
-        from floodlight_trust.enclave.channel import SOCKET_SUFFIX
+        from floodlight_trust.enclave.channel import SOCKET_SUFFIX, TCP_SUFFIX
 
         names = set(self._local)
         if self.socket_dir is not None and self.socket_dir.is_dir():
-            names |= {p.name[: -len(SOCKET_SUFFIX)] for p in self.socket_dir.glob(f"*{SOCKET_SUFFIX}")}
+            for suffix in (SOCKET_SUFFIX, TCP_SUFFIX):
+                names |= {p.name[: -len(suffix)] for p in self.socket_dir.glob(f"*{suffix}")}
         return sorted(names)
 
     def get(self, vnf: str) -> VnfEnclave:
-        from floodlight_trust.enclave.channel import EnclaveChannel, socket_path
+        from floodlight_trust.enclave.channel import TCP_SUFFIX, EnclaveChannel, socket_path
+        from floodlight_trust.fileio import read_bytes
 
         if vnf in self._local:
             return self._local[vnf]
@@ -70,6 +72,10 @@ class VnfEnclaves:
             path = socket_path(self.socket_dir, vnf)
             if path.exists():
                 return EnclaveChannel(vnf, path)
+            tcp = self.socket_dir / f"{vnf}{TCP_SUFFIX}"
+            if tcp.exists():  # Gramine: the enclave's loopback TCP address
+                text = read_bytes(tcp, what="enclave address").decode("utf-8", "replace").strip()
+                return EnclaveChannel(vnf, text if text.startswith("tcp://") else f"tcp://{text}")
         raise InputError(
             f"no VNF enclave {vnf!r} on this host",
             hint="known: " + (", ".join(self.names()) or "none") + " (each enclave runs `ftrust enclave serve`)",

@@ -358,12 +358,14 @@ def _check_ima(
         first = broken.location.index
     else:
         first = first_new
-        span = (
-            "the whole list"
-            if first_new == 0
-            else f"entries {first_new}..{ima.entry_count - 1}, those since the last verified quote"
-        )
-        where = f"entry {first_new}, the first of {span} not backed by the TPM"
+        count = ima.entry_count
+        if first_new == 0:
+            where = "entry 0 (no earlier verified quote: the whole list is in question)"
+        elif count > first_new:
+            where = f"entry {first_new}, the first of entries {first_new}..{count - 1} since the last verified quote"
+        else:
+            where = (f"entry {first_new}: the list ends where the last verified quote did, so the entries "
+                     "the TPM measured since were removed")  # fmt: skip
     found.append(TpmFinding(
         TpmCheck.IMA_PCR,
         f"PCR 10 ({bank}) in the quote is {want}, the IMA list ({ima.entry_count} entries) replays to {got}: "
