@@ -47,16 +47,18 @@ def interleaved(
     rounds: int,
     calls: int | Mapping[str, int] = 1,
     before: Callable[[], object] | None = None,
+    first_round: int = 0,
 ) -> dict[str, float]:
     """Median seconds per call of each case over ``rounds`` interleaved rounds.
 
     Each round runs every case once (``calls`` calls each, timed together), in an order that rotates
     from round to round, so that load on the machine falls on every case alike. ``before`` runs
-    before each timed batch, outside the clock.
+    before each timed batch, outside the clock; ``first_round`` continues a rotation (a caller that
+    interleaves cases of its own between rounds calls this once per round).
     """
     names = list(cases)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
+    for r in range(first_round, first_round + rounds):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
             n = calls if isinstance(calls, int) else calls[name]

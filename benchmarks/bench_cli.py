@@ -40,6 +40,7 @@ def _wall(argv: list[str], rounds: int = ROUNDS, ok: tuple[int, ...] = (0,)) -> 
 
 def run() -> list[Result]:
     from benchmarks.bench_ima import fresh_appraisal
+    from policy_lang import reference
 
     results = []
     for flag in ("--version", "--help"):
@@ -71,6 +72,7 @@ def run() -> list[Result]:
         samples_cli, samples_lib = [], []
         for _ in range(3):  # interleaved: command, then the library call in this process
             samples_cli.append(_wall(argv, rounds=1))
+            reference.clear_cache()  # the command compiles the policy cold: so does the library call
             samples_lib.append(fresh_appraisal(tmp, "ima.log")["seconds"])
     cli, lib = statistics.median(samples_cli), statistics.median(samples_lib)
     results.append(
@@ -81,7 +83,7 @@ def run() -> list[Result]:
             "<= 1.5x library",
             cli <= 1.5 * lib,
             work="fresh process: load the policy (100k-entry Keylime runtime policy), appraise the list, judge it",
-            anchor=f"library call (load_policy + VM entry point, in process) {lib:.3f} s: {cli / lib:.2f}x",
+            anchor=f"library call (load_policy cold + VM entry point, in this process) {lib:.3f} s: {cli / lib:.2f}x",
         )
     )
     return results

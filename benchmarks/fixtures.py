@@ -53,7 +53,7 @@ def keylime_runtime_policy(n: int) -> str:
         "digests": digests,
         "excludes": [],
         "keyrings": {},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},  # template hashes: sha1
         "ima-buf": {},
         "verification-keys": "",
     }

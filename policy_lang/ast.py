@@ -191,6 +191,15 @@ class Advisories(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Grant(Node):
+    """``grant METHOD "/path/pattern"`` in an enroll rule: one REST call the VNF may make."""
+
+    method: str
+    method_pos: Pos = field(compare=False)
+    pattern: Str
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateBlock(Node):
     settings: tuple[Setting, ...]
 

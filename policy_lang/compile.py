@@ -6,6 +6,7 @@ rest stays pure) and turns every pattern into one combined regular expression pe
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from floodlight_trust.claims import ClaimSet
 from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
+from floodlight_trust.pki.grants import HttpMethod, RestGrant, check_pattern
 from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, CertificateProfile, KeyType, fill, placeholders_in
 from policy_lang import ast
 from policy_lang.check import Checker, Program, Root, TExpr, check, load_program, load_programs, suggest
@@ -620,7 +622,15 @@ class Compiler:
         refs: dict[str, str] = {}
         profile = CertificateProfile()
         seen: dict[str, ast.Pos] = {}
+        grants: dict[RestGrant, ast.Pos] = {}
         for s in d.body:
+            if isinstance(s, ast.Grant):
+                grant = self.grant(s)
+                if grant is not None and grant in grants:
+                    self.p.error(f"grant {grant} is already given at {grants[grant]}", s.pos)
+                elif grant is not None:
+                    grants[grant] = s.pos
+                continue
             if isinstance(s, ast.CertificateBlock):
                 if "certificate" in seen:
                     self.p.error(f"certificate is already given at {seen['certificate']}", s.pos)
@@ -635,7 +645,8 @@ class Compiler:
                 self.p.error(
                     f"unknown enroll setting {s.name!r}",
                     s.pos,
-                    suggest(s.name, ENROLL_SETTINGS) or "settings: host, enclave, certificate { ... }",
+                    suggest(s.name, ENROLL_SETTINGS)
+                    or 'settings: host, enclave, certificate { ... }, grant METHOD "/path"',
                 )
                 continue
             if s.name in seen:
@@ -653,10 +664,29 @@ class Compiler:
         for needed in ENROLL_SETTINGS:
             if needed not in seen:
                 self.p.error(f"enroll {d.name} needs '{needed} = ...'", d.pos)
+        if grants:
+            profile = dataclasses.replace(profile, rest_grants=tuple(grants))
         if len(refs) == 2:
             self.enrolls.append(
                 EnrollRule(d.name, d.pattern.value, refs["host"], refs["enclave"], profile, d.pos.short)
             )
+
+    def grant(self, s: ast.Grant) -> RestGrant | None:
+        """``grant METHOD "/pattern"``: every problem of the method and the pattern, located."""
+        methods = [m.value for m in HttpMethod]
+        ok = True
+        if s.method not in methods:
+            hint = suggest(s.method, methods) or "methods: " + ", ".join(methods)
+            self.p.error(f"unknown HTTP method {s.method!r} in grant", s.method_pos, hint)
+            ok = False
+        for problem in check_pattern(s.pattern.value):
+            self.p.error(
+                f"malformed path pattern {s.pattern.value!r}: {problem}",
+                s.pattern.pos,
+                'e.g. "/wm/core/**" (any path below), "/wm/device/" (exactly), "/wm/*/json" (one segment)',
+            )
+            ok = False
+        return RestGrant(HttpMethod(s.method), s.pattern.value) if ok else None
 
     def placeholders_ok(self, template: str, what: str, pos: ast.Pos) -> bool:
         unknown = [p for p in placeholders_in(template) if p not in PLACEHOLDERS]

@@ -169,6 +169,8 @@ class Formatter:
             lines = [f"{s.name}: {format_expr(s.expr)}"]
         elif isinstance(s, ast.Advisories):
             lines = self.value(s.value, indent, f"{s.mode} advisories ")
+        elif isinstance(s, ast.Grant):
+            lines = [f"grant {s.method} {_quote(s.pattern)}"]
         elif isinstance(s, ast.CertificateBlock):
             self.block("certificate", s.settings, s, indent)
             return

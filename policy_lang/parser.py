@@ -21,7 +21,7 @@ from policy_lang import ast
 KEYWORDS = (
     "import const set key rule host enclave enroll for allow any digest in not and or include sha256sum "
     "keylime verify_with exclude regex require measured signature by template hash_algorithm "
-    "boot_aggregate deny tolerate advisories certificate true false"
+    "boot_aggregate deny tolerate advisories certificate grant true false"
 ).split()
 
 _TOKEN_NAMES = {
@@ -251,6 +251,10 @@ class _Build(Transformer[Token, Any]):
     @v_args(meta=True)
     def enroll_enclave(self, meta: Any, c: list[Any]) -> ast.Setting:
         return ast.Setting("enclave", c[0], pos=self._pos(meta))
+
+    @v_args(meta=True)
+    def enroll_grant(self, meta: Any, c: list[Any]) -> ast.Grant:
+        return ast.Grant(str(c[0]), self._tpos(c[0]), self._str(c[1]), pos=self._pos(meta))
 
     # enclave statements
     @v_args(meta=True)

@@ -110,6 +110,16 @@ def group_named(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _command_label(args: argparse.Namespace, argv: list[str]) -> str:
+    """``ftrust GROUP COMMAND`` as typed (for the progress line)."""
+    group = str(getattr(args, "group", "") or "")
+    words = [w for w in argv if not w.startswith("-")]
+    if group in words:
+        after = words[words.index(group) + 1 :]
+        return " ".join(["ftrust", group, *after[:1]])
+    return "ftrust"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     group = group_named(words)
@@ -128,7 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.print_help(sys.stderr)
         return int(ExitCode.BAD_INPUT)
     try:
-        return int(func(args))
+        if not getattr(args, "progress", True):
+            return int(func(args))
+        from floodlight_trust.cli.progress import Progress
+
+        with Progress(_command_label(args, words)):
+            return int(func(args))
     except FtrustError as e:
         from floodlight_trust.cli.output import report_error
 

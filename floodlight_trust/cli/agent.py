@@ -124,7 +124,7 @@ def _enroll(args: argparse.Namespace) -> int:
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
     p = sub.add_parser("serve", help="serve host and VNF evidence to the VM and install credentials")
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, progress=False)  # a service: no progress line
     p = sub.add_parser("enroll", help="agent-initiated: attest this host and enroll one VNF at agent.vm_url")
     p.add_argument("vnf", help="the VNF to enroll (its enclave listens in agent.enclave_socket_dir)")
     p.add_argument(

@@ -12,8 +12,8 @@ from typing import Any
 from floodlight_trust import clock, fileio
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config, port_number, table
 from floodlight_trust.config import Config
-from floodlight_trust.errors import InputError, Location, VerificationError
-from floodlight_trust.floodlight import bridge, client
+from floodlight_trust.errors import InputError, Location, ParseError, VerificationError
+from floodlight_trust.floodlight import bridge, client, plugin
 from floodlight_trust.floodlight.keystore import FloodlightKeystore
 from floodlight_trust.floodlight.properties import (
     PREFIX,
@@ -22,6 +22,7 @@ from floodlight_trust.floodlight.properties import (
     rest_settings,
 )
 from floodlight_trust.pki.ca import load_ca_certificate
+from floodlight_trust.pki.grants import REST_GRANTS_OID, RestGrant, allowed, decode_grants
 from floodlight_trust.secrets import Secret, load_secret
 
 RESTART = "Floodlight loads its keystore and trust only at startup: restart the controller now."
@@ -87,6 +88,7 @@ def _provision(args: argparse.Namespace) -> int:
             raise VerificationError(
                 f"Java cannot load the keystore written: {java_view.get('error')}", location=Location(str(keystore))
             )
+    installed = _install_plugin(args, cfg, props, ca_cert) if args.floodlight_home else None
     flags = bridge.revocation_jvm_flags()
     security: Path | None = None
     if args.revocation == "ocsp":
@@ -111,6 +113,7 @@ def _provision(args: argparse.Namespace) -> int:
         "security_properties": str(security) if security else None,
         "restart_command": command,
         "restart_required": True,
+        "plugin": installed.to_json() if installed else None,
     }
 
     def text() -> str:
@@ -124,15 +127,18 @@ def _provision(args: argparse.Namespace) -> int:
             lines.append("  Java loads it as Floodlight will: ok")
         lines.append(f"properties {props_path}: " + (", ".join(changed) if changed else "already set"))
         lines.append("  (the keystore password is in this file; Floodlight also logs it at INFO: protect both)")
-        if security is not None:
+        if installed:
+            lines += _plugin_lines(installed)
+        elif security is not None:
             lines.append(
                 f"start Floodlight with these flags (recommended): OCSP on every handshake ({security}),"
                 " the CA's CRL as the fallback:"
             )
         else:
             lines.append("start Floodlight with these flags to check client certificates against the CA's CRL only:")
-        lines.append("  " + command)
-        lines.append("  (from Floodlight's directory; on JDK 11+ add a JAXB API jar, see docs/floodlight.md)")
+        if not installed:
+            lines.append("  " + command)
+            lines.append("  (from Floodlight's directory; on JDK 11+ add a JAXB API jar, see docs/floodlight.md)")
         lines.append(RESTART)
         lines.append(STARTED)
         return "\n".join(lines)
@@ -203,8 +209,11 @@ def _status(args: argparse.Namespace) -> int:
                     f"Java fails to load it ({java_view.get('stage')}): {java_view.get('error')}"
                     " (Floodlight 1.2 would exit with code 1 at startup)"
                 )
+    plug = plugin.status(props)
+    problems += [f"plugin: {p}" for p in plug.problems]
     data = {"properties": str(props_path), "settings": settings.to_json(), "entries": entries,
-            "java_ok": java_view.get("ok") if java_view else None, "problems": problems}  # fmt: skip
+            "java_ok": java_view.get("ok") if java_view else None, "plugin": plug.to_json(),
+            "problems": problems}  # fmt: skip
 
     def text() -> str:
         s = settings
@@ -230,6 +239,7 @@ def _status(args: argparse.Namespace) -> int:
                 "Java: "
                 + ("loads it as Floodlight will" if java_view.get("ok") else "FAILS: " + str(java_view.get("error")))
             )
+        lines += _plugin_status_lines(plug)
         lines += [f"problem: {p}" for p in problems] or ["no problems found"]
         return "\n".join(lines)
 
@@ -239,6 +249,15 @@ def _status(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     result = client.check(args.url, args.cert, args.key, args.ca, path=args.path, timeout=args.timeout)
+    grants = _certificate_grants(args.cert) if args.cert else None
+    honoured: dict[str, Any] | None = None
+    if args.grants and grants is None:
+        raise InputError("--grants needs a VNF certificate with REST grants (--cert)")
+    if args.grants and grants is not None and result.accepted:
+        expected = "allowed" if allowed(grants, "GET", args.path) else "refused"
+        seen = "refused" if result.status == 403 else "allowed"
+        honoured = {"method": "GET", "path": args.path, "expected": expected, "seen": seen, "status": result.status,
+                    "honoured": expected == seen}  # fmt: skip
 
     def text() -> str:
         requested = {True: "yes", False: "no", None: "unknown"}[result.client_cert_requested]
@@ -252,10 +271,136 @@ def _check(args: argparse.Namespace) -> int:
             lines.append(f"  accepted: HTTP {result.status} {result.body}")
         else:
             lines.append(f"  refused: {result.reason}")
+        if grants is not None:
+            lines.append(
+                "  REST grants in the certificate: " + (", ".join(map(str, grants)) or "none (no REST access)")
+            )
+        if honoured is not None:
+            lines.append(
+                f"  the controller {'honours' if honoured['honoured'] else 'does NOT honour'} them: GET {args.path} "
+                f"should be {honoured['expected']}, was {honoured['seen']} (HTTP {honoured['status']})"
+            )
         return "\n".join(lines)
 
-    emit(args, result.to_json(), text)
+    doc = result.to_json()
+    doc["grants"] = [g.to_json() for g in grants] if grants is not None else None
+    doc["grants_honoured"] = honoured
+    emit(args, doc, text)
+    if honoured is not None and not honoured["honoured"]:
+        return 1
+    if honoured is not None and honoured["expected"] == "refused":
+        return 0  # refused as the grants say
     return 0 if result.accepted and result.status == 200 else 1
+
+
+# -- the plugin (issue 17) -----------------------------------------------------------------------
+
+CONTROLLER_KEY_PASSWORD_ENV = "FTRUST_CONTROLLER_KEY_PASSWORD"  # noqa: S105 (a variable name)
+
+
+def _install_plugin(args: argparse.Namespace, cfg: Config, props: PropertiesFile, ca_cert: Any) -> plugin.PluginInstall:
+    from cryptography.hazmat.primitives import serialization
+
+    from floodlight_trust import fileio
+
+    home = Path(args.floodlight_home).resolve()
+    mode = plugin.RevocationMode(args.revocation_mode)
+    state = cfg.state_dir
+    vm_url = args.vm_url or f"https://{cfg.get('vm', 'host')}:{cfg.get('vm', 'port')}"
+    vm_cert = Path(args.vm_certificate) if args.vm_certificate else state / "vm-tls" / "server.pem"
+    credential = (
+        Path(args.controller_credential) if args.controller_credential else state / "controller" / "floodlight.p12"
+    )
+    stream = mode is plugin.RevocationMode.STREAM
+    for what, path in (("VM certificate", vm_cert), ("controller credential", credential)):
+        if stream and not path.is_file():
+            raise InputError(
+                f"{what} not found", location=Location(str(path)),
+                hint="--vm-certificate PEM (the VM's TLS certificate) and --controller-credential P12 "
+                "(`ftrust floodlight controller-cert NAME` on the VM host)",
+            )  # fmt: skip
+    bundle = (
+        fileio.read_bytes(args.trust_bundle, what="trust bundle")
+        if args.trust_bundle
+        else ca_cert.public_bytes(serialization.Encoding.PEM)
+    )
+    password = load_secret(env=CONTROLLER_KEY_PASSWORD_ENV, what="controller credential password") if stream else None
+    assert props.path is not None
+    directory = Path(args.plugin_dir).resolve() if args.plugin_dir else props.path.resolve().parent / "ftrust-plugin"
+    java = shutil.which("java") or "java"
+    jars = [bridge.build_jar(), bridge.build_floodlight_module(home)]
+    return plugin.install(
+        floodlight_home=home, properties=props, directory=directory, jars=jars, bundle_pem=bundle, mode=mode,
+        vm_url=vm_url if stream else None, vm_certificate=vm_cert if stream else None,
+        controller_p12=credential if stream else None, controller_password=password,
+        staleness_seconds=args.staleness, slot=bridge.provider_slot(java), java=java,
+        extra_classpath=[Path(p) for p in args.extra_classpath or []],
+    )  # fmt: skip
+
+
+def _plugin_lines(installed: plugin.PluginInstall) -> list[str]:
+    return [
+        f"plugin installed in {installed.directory}:",
+        "  jars: " + ", ".join(str(j) for j in installed.jars),
+        f"  trust provider configuration: {installed.config}",
+        f"  logging configuration (RestApiServer at WARN: the keystore password stays out of the log): {installed.logback}",
+        "  properties: " + (", ".join(installed.properties_changed) or "already set"),
+        "start Floodlight with exactly this command (no secret in it):",
+        "  " + plugin.shell_line(installed.command),
+    ]
+
+
+def _plugin_status_lines(plug: plugin.PluginStatus) -> list[str]:
+    if not plug.module_listed:
+        return ["plugin: not configured (trust loaded at startup only, revocation at handshakes, no REST grants)"]
+    c = plug.config
+    lines = [f"plugin: {plugin.MODULE_CLASS} listed; trust provider configuration {plug.config_path or '(unset)'}"]
+    if c is not None:
+        follows = (
+            f"follows the VM at {c.vm_url} (revocation stream"
+            if c.mode is plugin.RevocationMode.STREAM
+            else "asks OCSP ("
+        )
+        lines.append(f"  {follows}, fail closed past {c.staleness_seconds:g} s); trust bundle {c.trust_bundle}")
+        lines += [f"  trusted CA: {s}" for s in plug.bundle_subjects]
+    return lines
+
+
+def _certificate_grants(path: str) -> tuple[RestGrant, ...] | None:
+    """The REST grants of a VNF certificate (None: not a VNF certificate of this project)."""
+    from cryptography import x509
+
+    cert = _read_cert(path)
+    try:
+        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(REST_GRANTS_OID))
+    except x509.ExtensionNotFound:
+        return None
+    try:
+        return decode_grants(ext.value.value)
+    except ParseError as e:
+        raise InputError(f"the certificate's REST grants are malformed: {e}", location=Location(path)) from None
+
+
+def _controller_cert(args: argparse.Namespace) -> int:
+    from floodlight_trust.manager.revocation_feed import issue_controller_credential
+    from floodlight_trust.manager.service import open_ca
+    from floodlight_trust.storage.database import Database
+
+    config = load_config(args)
+    password = load_secret(env=CONTROLLER_KEY_PASSWORD_ENV, what="controller credential password")
+    if len(password.reveal()) < 8:
+        raise InputError(f"the controller credential password from {password.source} is shorter than 8 characters")
+    db = Database(config.state_dir / "ftrust.sqlite3")
+    ca = open_ca(config, config.secret("ca", what="CA key password"), db)
+    out = Path(args.out) if args.out else config.state_dir / "controller"
+    p12, cert = issue_controller_credential(ca, args.name, out, at=clock.now(), password=password)
+    emit(
+        args,
+        {"credential": str(p12), "certificate": str(cert)},
+        f"controller credential {p12} (PKCS#12, password from {password.source})\ncertificate           {cert}\n"
+        "copy both to the Floodlight host; `ftrust floodlight provision --floodlight-home DIR --controller-credential P12`",
+    )
+    return 0
 
 
 # -- keystore sub-commands -----------------------------------------------------------------------
@@ -413,8 +558,32 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     p.add_argument("--keep-http", action="store_true", help="leave plain HTTP (useHttp) as it is")
     p.add_argument("--no-java-check", action="store_true", help="do not load the result with the JDK")
+    g = p.add_argument_group("the plugin (trust provider + REST enforcement module; docs/floodlight.md)")
+    g.add_argument("--floodlight-home", metavar="DIR", help="install the plugin for the Floodlight 1.2 in DIR")
+    g.add_argument(
+        "--plugin-dir", metavar="DIR", help="where its files go (default: ftrust-plugin/ beside the properties)"
+    )
+    g.add_argument("--vm-url", metavar="URL", help="the VM's https URL (default from vm.host and vm.port)")
+    g.add_argument(
+        "--vm-certificate", metavar="PEM", help="the VM's TLS certificate (default <state>/vm-tls/server.pem)"
+    )
+    g.add_argument("--controller-credential", metavar="P12", help="from `floodlight controller-cert` (password: "
+                   f"{CONTROLLER_KEY_PASSWORD_ENV}; default <state>/controller/floodlight.p12)")  # fmt: skip
+    g.add_argument("--trust-bundle", metavar="PEM", help="the VM's issuing CA(s) (default: the CA certificate)")
+    g.add_argument("--revocation-mode", choices=[m.value for m in plugin.RevocationMode], default="stream",
+                   help="the trust provider follows the VM's revocation stream (default; OCSP past the bound)"
+                   " or asks OCSP on every check")  # fmt: skip
+    g.add_argument("--staleness", type=float, default=plugin.DEFAULT_STALENESS_SECONDS, metavar="SECONDS",
+                   help="fail closed when the revocation knowledge is older (default 5)")  # fmt: skip
+    g.add_argument("--extra-classpath", action="append", metavar="JAR", help="e.g. a JAXB API jar on JDK 11+")
     add_json(p)
     p.set_defaults(func=_provision)
+
+    p = sub.add_parser("controller-cert", help="issue the controller's revocation-stream credential (on the VM host)")
+    p.add_argument("name", help="the controller's name (SAN URI urn:ftrust:controller:NAME)")
+    p.add_argument("--out", metavar="DIR", help="default <state>/controller")
+    add_json(p)
+    p.set_defaults(func=_controller_cert)
 
     p = sub.add_parser("status", help="what Floodlight will load with these properties, checked as Java would")
     p.add_argument("--properties", metavar="FILE", help="Floodlight properties file (default: floodlight.properties)")
@@ -431,6 +600,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="connect and read timeout (default 10)"
     )
+    p.add_argument("--grants", action="store_true",
+                   help="judge whether the controller honours the certificate's REST grants for GET --path "
+                   "(403 exactly when not granted); exit 1 if not")  # fmt: skip
     add_json(p)
     p.set_defaults(func=_check)
 

@@ -308,7 +308,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         metavar="SECONDS",
         help="re-attest every trusted host this often (default vm.reattest_interval_seconds; 0 = off)",
     )
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, progress=False)  # a service: no progress line
 
     p = sub.add_parser("admin-cert", help="issue an admin client certificate from the VM's CA (local)")
     p.add_argument("name", help="admin name (default file names use it; e.g. admin)")

@@ -73,6 +73,7 @@ class Deployment:
     ca_password: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(24), "generated"))
     keystore_password: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(18), "generated"))
     admin_key_password: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(18), "generated"))
+    controller_key_password: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(18), "generated"))
     vm_port: int = field(default_factory=free_port)
     crl_port: int = field(default_factory=free_port)
     agent_port: int = field(default_factory=free_port)
@@ -129,6 +130,7 @@ class Deployment:
         env["FTRUST_CA_PASSWORD"] = self.ca_password.reveal()
         env["FTRUST_KEYSTORE_PASSWORD"] = self.keystore_password.reveal()
         env["FTRUST_ADMIN_KEY_PASSWORD"] = self.admin_key_password.reveal()
+        env["FTRUST_CONTROLLER_KEY_PASSWORD"] = self.controller_key_password.reveal()
         env.pop("REQUESTS_CA_BUNDLE", None)
         return env
 

@@ -10,6 +10,10 @@
 8. a connection without a client certificate is refused by the controller;
 9. an unknown binary appears in the host's IMA list and the next re-attestation round revokes VNF A;
 10. VNF A's next call to the controller is refused; its enclave reports the revocation (OCSP).
+
+Beside the main controller, a second one runs the floodlight-trust plugin (demo/plugin_chapter.py):
+REST grants (403 without the flow-push grant, 200 with it), the revoked VNF's resumed TLS session
+and open keep-alive connection refused, and a CA rotation followed without a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from floodlight_trust import clock
 from floodlight_trust.demo.deployment import HOST, Deployment
 from floodlight_trust.demo.narration import Narrator, Step, StepFailed
+from floodlight_trust.demo.plugin_chapter import VNFS as PLUGIN_VNFS
 from floodlight_trust.errors import FtrustError
 
 VNF_A = "vnf-a"
@@ -127,6 +132,7 @@ class Demo:
         floodlight_properties: Path | None = None,
         revocation: str = "ocsp",
         controller_address: str = "127.0.0.1",
+        floodlight_home: Path | None = None,
     ):
         self.d = deployment
         self.n = narrator
@@ -140,6 +146,9 @@ class Demo:
         self.controller_cert = self.d.root / "controller" / "server.pem"
         self.admin: Any = None
         self.revoked_at_monotonic = 0.0
+        from floodlight_trust.demo.plugin_chapter import PluginChapter
+
+        self.plugin = PluginChapter(self, floodlight_home)
 
     # -- setup -------------------------------------------------------------------------------------
     def provision(self) -> None:
@@ -151,7 +160,8 @@ class Demo:
         ) as step:
             self.d.write_files()
             _ran(step, "ca init", self.d.ftrust(self.d.vm_config, "ca", "init", "--json"))
-            self.mrenclaves = self.d.build_images((VNF_A, VNF_B))  # the CA pin is part of each image
+            # The CA pin is part of each image; the plugin chapter's VNFs run vnf-a's reviewed image.
+            self.mrenclaves = self.d.build_images((VNF_A, VNF_B, *PLUGIN_VNFS))
             _ran(step, "vm admin-cert", self.d.ftrust(self.d.vm_config, "vm", "admin-cert", "admin", "--json"))
             controller = self.d.root / "controller"
             controller.mkdir()
@@ -319,7 +329,8 @@ class Demo:
             agent = self.d.start("agent", self.d.agent_config, "agent", "serve")
             # Each VNF enclave is its own process: its key is born and sealed there.
             enclaves = {
-                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve") for v in (VNF_A, VNF_B)
+                v: self.d.start(f"enclave-{v}", self.d.enclave_config(v), "enclave", "serve")
+                for v in (VNF_A, VNF_B, *PLUGIN_VNFS)
             }
             self.d.wait_port(vm, self.d.vm_port)
             self.d.wait_port(agent, self.d.agent_port)
@@ -552,10 +563,14 @@ class Demo:
             self.attest_host,
             self.enroll_a,
             self.call_a,
+            self.plugin.start_controller,
+            self.plugin.grants,
             self.refuse_b,
             self.refuse_anonymous,
             self.compromise_host,
+            self.plugin.refuse_after_revocation,
             self.refuse_revoked,
+            self.plugin.rotate,
             self.tpm_exposes_rewrite,
         )
         for run_step in steps:

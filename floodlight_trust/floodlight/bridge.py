@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from floodlight_trust.errors import ConfigError, InputError, ServiceError
+from floodlight_trust.floodlight import plugin
 from floodlight_trust.secrets import Secret
 
 BRIDGE_DIR = Path(__file__).resolve().parents[2] / "java-bridge"
@@ -142,6 +143,46 @@ def build_jar(root: Path | None = None) -> Path:
     return jar
 
 
+_SLOTS: dict[str, int] = {}
+
+
+def provider_slot(java: str | None = None) -> int:
+    """The first free ``security.provider.N`` of this JDK (asked once per java binary)."""
+    java = java or _tool("java")
+    if java not in _SLOTS:
+        result = subprocess.run(
+            [java, *_QUICK_JVM, "-cp", str(build_jar()), "ftrust.bridge.ProviderSlot"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise ServiceError(f"cannot ask the JDK for its provider list: {result.stderr.strip()[-500:]}")
+        _SLOTS[java] = int(result.stdout.strip())
+    return _SLOTS[java]
+
+
+def build_floodlight_module(floodlight_home: Path, root: Path | None = None) -> Path:
+    """Build the Floodlight module jar against an operator's Floodlight (``FLOODLIGHT_HOME``) with
+    ``java-bridge/build.sh``; returns ``ftrust-floodlight.jar`` (next to the bridge jar, per home)."""
+    src = root or BRIDGE_DIR
+    _tool("javac")
+    home = Path(floodlight_home).resolve()
+    tag = hashlib.sha256(str(home).encode()).hexdigest()[:8]
+    out_dir = src / "build" / f"floodlight-{_sources_hash(src)}-{tag}"
+    module = out_dir / "ftrust-floodlight.jar"
+    sources = sorted(src.joinpath("floodlight").rglob("*"))
+    newest = max((f.stat().st_mtime for f in sources if f.is_file()), default=0.0)
+    if module.is_file() and module.stat().st_mtime >= newest:
+        return module
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["bash", str(src / "build.sh"), str(out_dir / "ftrust-bridge.jar")],
+        capture_output=True, text=True, timeout=300, check=False, env=dict(os.environ, FLOODLIGHT_HOME=str(home)),
+    )  # fmt: skip
+    if result.returncode != 0 or not module.is_file():
+        raise ServiceError(f"building the Floodlight module failed: {result.stderr.strip()[-2000:]}")
+    return module
+
+
 def _java_env(password: Secret) -> dict[str, str]:
     return dict(os.environ, **{PASSWORD_ENV: password.reveal()})
 
@@ -203,6 +244,11 @@ class FloodlightEndpoint:
     ``pkix_revocation``) also sets the security property ``ocsp.enable=true`` through a
     ``-Djava.security.properties`` file, as recommended for Floodlight: OCSP first, CRL as fallback;
     ``ocsp_timeout_seconds`` bounds each OCSP request (``com.sun.security.ocsp.timeout``).
+
+    ``trust_config`` (a trust provider configuration, :mod:`floodlight_trust.floodlight.plugin`)
+    runs the endpoint as Floodlight runs with the plugin: the floodlight-trust trust provider
+    loaded through its JVM flags and the enforcement point (grants, per-request revocation
+    status) in front of every route. Its log lines are in :meth:`log_text`.
     """
 
     def __init__(
@@ -220,6 +266,7 @@ class FloodlightEndpoint:
         port: int = 0,
         jvm_flags: Sequence[str] = (),
         startup_timeout: float = 30.0,
+        trust_config: str | Path | None = None,
     ):
         self.keystore = Path(keystore)
         self._password = password
@@ -231,6 +278,9 @@ class FloodlightEndpoint:
             raise InputError("OCSP checking needs pkix_revocation (the PKIX trust manager checks revocation)")
         self.ocsp = ocsp
         self.ocsp_timeout_seconds = ocsp_timeout_seconds
+        self.trust_config = Path(trust_config).resolve() if trust_config is not None else None
+        if self.trust_config is not None and pkix_revocation:
+            raise InputError("the trust provider replaces the PKIX revocation flags: give one or the other")
         self._security_dir: tempfile.TemporaryDirectory[str] | None = None
         self.host = host
         self._requested_port = port
@@ -254,7 +304,14 @@ class FloodlightEndpoint:
         if self.ocsp:
             flags.append(f"-Djava.security.properties={self.security_properties_path}")
             flags.append(f"-Dcom.sun.security.ocsp.timeout={int(self.ocsp_timeout_seconds)}")
+        if self.trust_config is not None:
+            flags += plugin.provider_jvm_flags(self.trust_config, self.provider_properties_path)
         return flags + list(self.extra_jvm_flags)
+
+    @property
+    def provider_properties_path(self) -> Path:
+        """The ``-Djava.security.properties`` file installing the trust provider (with ``trust_config``)."""
+        return self.security_properties_path.with_name("ftrust-provider.security")
 
     @property
     def security_properties_path(self) -> Path:
@@ -279,12 +336,14 @@ class FloodlightEndpoint:
         jar = build_jar()
         if self.ocsp:
             self.security_properties_path.write_text(OCSP_SECURITY_PROPERTIES)
+        if self.trust_config is not None:
+            self.provider_properties_path.write_text(plugin.security_properties(provider_slot(java)))
         port = self._requested_port or _free_port(self.host)
         cmd = [
             java, *self.jvm_flags, "-cp", str(jar), "ftrust.bridge.FloodlightEndpoint",
             "--keystore", str(self.keystore), "--type", self.keystore_type, "--host", self.host,
             "--port", str(port), "--need-client-auth", "true" if self.need_client_auth else "false",
-            "--password-env", PASSWORD_ENV,
+            "--enforce", "true" if self.trust_config is not None else "false", "--password-env", PASSWORD_ENV,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             cmd,

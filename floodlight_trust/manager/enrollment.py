@@ -56,6 +56,7 @@ from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement
 
 KEY_MODES = ("enclave", "vm-generated")
+CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
 
 
@@ -195,6 +196,13 @@ class Enrollment:
                 reasons.append(
                     Reason(
                         "policy.profile", f"a VNF certificate may not carry an admin identity ({ADMIN_URI_PREFIX}...)"
+                    )
+                )
+            if any(u.startswith(CONTROLLER_URI_PREFIX) for u in profile.san_uris):
+                reasons.append(
+                    Reason(
+                        "policy.profile",
+                        f"a VNF certificate may not carry a controller identity ({CONTROLLER_URI_PREFIX}...)",
                     )
                 )
             enclave_key = _load_spki(spki)

@@ -17,6 +17,7 @@ from typing import Any
 from floodlight_trust import clock
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, TpmClaims
 from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence, VerificationError
+from floodlight_trust.evidence.ima.appraise import ListBytes
 from floodlight_trust.evidence.tpm.quote import TpmCheck
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
@@ -66,10 +67,10 @@ class HostAttestation:
         self.tpm_registry = TpmRegistry(ctx.db)  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
-        # Incremental transfer: host -> (the whole IMA list of its last trusted round, the running
-        # SHA-256 over it). The next challenge asks only for what follows; memory only, so a
-        # restarted VM asks for the whole list once.
-        self._ima_transfer: dict[str, tuple[bytes, Any]] = {}
+        # Incremental transfer: host -> (the whole IMA list of its last trusted round, as the chunks
+        # it arrived in, and the running SHA-256 over it). The next challenge asks only for what
+        # follows; memory only, so a restarted VM asks for the whole list once.
+        self._ima_transfer: dict[str, tuple[ListBytes, Any]] = {}
 
     def forget(self, host: str) -> None:
         """Drop what memory holds of a removed host (IMA state and transfer prefix)."""
@@ -81,10 +82,11 @@ class HostAttestation:
         held = self._ima_transfer.get(host)
         return len(held[0]) if held else 0
 
-    def _whole_ima_list(self, name: str, offset: int, sent: bytes) -> tuple[bytes, Any]:
-        """The whole list (the prefix the VM holds + the tail sent) and a SHA-256 object over it."""
+    def _whole_ima_list(self, name: str, offset: int, sent: bytes) -> tuple[ListBytes, Any]:
+        """The whole list (the prefix the VM holds + the tail sent, never copied: the appraisal of
+        the held state reads only the tail) and a SHA-256 object over it."""
         if offset == 0:
-            return sent, hashlib.sha256(sent)
+            return ListBytes((sent,)), hashlib.sha256(sent)
         held = self._ima_transfer.get(name)
         if held is None or len(held[0]) != offset:
             raise Denied(
@@ -97,7 +99,7 @@ class HostAttestation:
         prefix, hasher = held
         hasher = hasher.copy()  # the running hash over the prefix, extended by the tail only
         hasher.update(sent)
-        return prefix + sent, hasher
+        return prefix.append(sent), hasher
 
     def attest_host_evidence(
         self, evidence: Any, *, actor: str, authoritative: bool = False, _tail_retry: bool = False
@@ -130,7 +132,7 @@ class HostAttestation:
         claims: EnclaveClaims | None = None
         list_sha: str | None = None
         list_hasher: Any = None
-        ima_list = b""
+        ima_list = ListBytes((b"",))
         nonce_ok = False
         verified = False  # the nonce is fresh, the quote verifies and binds it and this IMA list
         nonce = b""
@@ -327,7 +329,7 @@ class HostAttestation:
         record: HostRecord | None,
         name: str,
         host_policy: str,
-        ima_list: bytes,
+        ima_list: bytes | ListBytes,
         at: datetime,
         *,
         fresh: bool = False,

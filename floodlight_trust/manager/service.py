@@ -16,6 +16,8 @@ Endpoints (docs/openapi.yaml):
       POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
     public
       GET  /v1/health, GET /v1/ca.pem
+    controller (client certificate with SAN URI ``urn:ftrust:controller:NAME``, or an admin's)
+      GET  /v1/revocations/stream     long-lived NDJSON: each revocation as it commits (revocation_feed.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundE
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
+from floodlight_trust.manager.revocation_feed import (
+    RevocationFeed,
+    add_stream_route,
+    revoked_serials,
+    subscriber_identity,
+)
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
@@ -96,12 +104,19 @@ def make_api(
     max_body_bytes: int,
     scheduler: ReattestScheduler | None = None,
     policy_path: Path | None = None,
+    feed: RevocationFeed | None = None,
 ) -> JsonApp:
     app = JsonApp(max_body_bytes=max_body_bytes, name="vm")
     scheduler = scheduler or ReattestScheduler(vm, interval_seconds=0)
+    if feed is None:  # build_service passes the one it stops; otherwise one of our own
+        feed = RevocationFeed(lambda: revoked_serials(vm.ca))
+        if vm is not None:
+            vm.revocation_listeners.append(feed.publish)
 
     def admin(request: Request) -> str:
         return admin_identity(request, vm.ca)
+
+    add_stream_route(app, feed, lambda request: subscriber_identity(request, admin, vm.ca))
 
     @app.route("GET", "/v1/health")
     def health(request: Request) -> Any:
@@ -271,6 +286,7 @@ class VmService:
     publisher: CrlPublisher
     tls_certificate: Path
     scheduler: ReattestScheduler
+    feed: RevocationFeed | None = None
 
     def start(self) -> VmService:
         self.publish.start()
@@ -280,6 +296,8 @@ class VmService:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        if self.feed is not None:
+            self.feed.close()  # ends the long-lived subscriptions so the API can stop
         self.api.stop()
         self.publish.stop()
 
@@ -394,6 +412,8 @@ def build_service(
     vm.tpm_settings = tpm_settings(config)
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
+    feed = RevocationFeed.for_ca(ca)
+    vm.revocation_listeners.append(feed.publish)
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
     scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
@@ -403,6 +423,7 @@ def build_service(
             max_body_bytes=vc["max_request_bytes"],
             scheduler=scheduler,
             policy_path=policy_path if policy_path is not None else config.path("vm", "policy"),
+            feed=feed,
         ),
         host=vc["host"],
         port=vc["port"],
@@ -420,7 +441,7 @@ def build_service(
         timeout=10,
         name="vm-publish",
     )
-    return VmService(vm, api, publish, publisher, cert, scheduler)
+    return VmService(vm, api, publish, publisher, cert, scheduler, feed)
 
 
 def check_renew_before(value: int, config: Config) -> int:

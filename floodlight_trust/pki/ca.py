@@ -22,6 +22,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from floodlight_trust import fileio
 from floodlight_trust.errors import InputError, Location, SecretError
 from floodlight_trust.pki.crl import build_crl
+from floodlight_trust.pki.grants import REST_GRANTS_OID, VNF_POLICY_OID, encode_grants
 from floodlight_trust.pki.keys import (
     PrivateKey,
     check_subject_key,
@@ -235,7 +236,8 @@ class CertificateAuthority:
         """Sign a TLS client certificate for ``public_key`` following ``profile``; record it (in ``tx``).
 
         Serial: 159 random bits. Extensions: clientAuth EKU, SANs from the profile, CRL distribution
-        point and AIA OCSP at this CA's URLs. Validity never exceeds the CA's own.
+        point and AIA OCSP at this CA's URLs; for a VNF profile also the VNF certificate policy and the
+        REST grants extension (``pki/grants.py``). Validity never exceeds the CA's own.
         """
         cert = self.sign(public_key, profile, at=at)
         record = self._records().record_issued(cert, at=at, tx=tx)
@@ -316,6 +318,14 @@ class CertificateAuthority:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if profile.vnf:  # the controller's proof that this is a VNF certificate, and what it may call
+            builder = builder.add_extension(
+                x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
+                critical=False,
+            ).add_extension(
+                x509.UnrecognizedExtension(x509.ObjectIdentifier(REST_GRANTS_OID), encode_grants(profile.rest_grants)),
+                critical=False,
+            )
         return builder.sign(self._key, signing_hash(self._key))
 
     def sign_provisioning(self, statement: bytes) -> bytes:

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from floodlight_trust.pki.grants import RestGrant
+
 # The placeholders render() fills in; anything else in braces is a mistake the policy checker names.
 PLACEHOLDERS = ("vnf", "host")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -39,6 +41,11 @@ class CertificateProfile:
     ``subject`` is an RFC 4514 string (``CN=vnf-firewall,O=example``); ``{vnf}`` and ``{host}`` in the
     subject and SANs are replaced by the enrolled VNF's and host's names. The VNF's identity goes in a
     SAN URI (``spiffe://...`` or ``urn:ftrust:vnf:...``) so Floodlight-side tooling can read it.
+
+    ``rest_grants`` are the enroll rule's REST grants (``floodlight_trust.pki.grants``). ``vnf`` is
+    true for the profile of an enrolled VNF (what :meth:`render` returns): the CA then marks the
+    certificate with the VNF certificate policy and writes the grants extension, so the controller
+    can tell a VNF certificate from any other certificate of the same CA.
     """
 
     subject: str = "CN={vnf}"
@@ -46,6 +53,8 @@ class CertificateProfile:
     san_uris: tuple[str, ...] = ("urn:ftrust:vnf:{vnf}",)
     validity_seconds: int = 3600
     key_type: KeyType = KeyType.EC_P256
+    rest_grants: tuple[RestGrant, ...] = ()
+    vnf: bool = False
 
     def render(self, *, vnf: str, host: str) -> CertificateProfile:
         def sub(text: str) -> str:
@@ -57,4 +66,6 @@ class CertificateProfile:
             san_uris=tuple(sub(s) for s in self.san_uris),
             validity_seconds=self.validity_seconds,
             key_type=self.key_type,
+            rest_grants=self.rest_grants,
+            vnf=True,
         )

@@ -91,6 +91,13 @@ def validate_outbound(name: str, document: Any) -> None:
 def b64decode(text: str, *, what: str) -> bytes:
     """Strict base64 decoding with an InputError naming the field."""
     try:
+        # C-speed strict decoding first (an IMA list is megabytes; the regex check of
+        # b64decode(validate=True) runs at a fraction of that speed). Whatever strict mode accepts,
+        # the reference path below accepts too, with the same bytes; anything else goes there.
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InputError(f"{what} is not valid base64") from None

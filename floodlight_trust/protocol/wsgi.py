@@ -15,7 +15,7 @@ import logging
 import re
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,6 +41,7 @@ _STATUS_TEXT = {
     415: "Unsupported Media Type",
     500: "Internal Server Error",
     502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
@@ -60,6 +61,17 @@ class RawResponse:
     status: int
     content_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamingResponse:
+    """A long-lived response: each chunk is sent as soon as the iterator yields it (no length).
+    It should yield now and then (a heartbeat) so a closed client or a stopping server is noticed."""
+
+    status: int
+    content_type: str
+    chunks: Iterator[bytes]
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -141,6 +153,12 @@ class JsonApp:
             result = handler(request, **params)
             if isinstance(result, RawResponse):
                 return self._send(start_response, result.status, result.content_type, result.body, result.headers)
+            if isinstance(result, StreamingResponse):
+                start_response(
+                    f"{result.status} {_STATUS_TEXT.get(result.status, 'Status')}",
+                    [("Content-Type", result.content_type), *result.headers],
+                )
+                return result.chunks
             status, value = result if isinstance(result, tuple) else (200, result)
             return self._json(start_response, status, value)
         except HttpError as e:

@@ -115,6 +115,7 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "enclave manifest-vars": ["enclave", "manifest-vars", "--python", str(i["missing"])],
         "demo": ["demo", "--floodlight-properties", str(i["missing"])],
         "floodlight export-cert": [*cfg, "floodlight", "export-cert"],
+        "floodlight controller-cert": [*cfg, "floodlight", "controller-cert", "floodlight-1"],
         "completion": ["completion", "bash", "--out", str(i["missing"] / "ftrust")],
     }
 

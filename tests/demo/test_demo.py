@@ -19,10 +19,14 @@ STEPS = [
     "host-attested",
     "vnf-a-enrolled",
     "vnf-a-call",
+    "plugin-controller",
+    "grants",
     "vnf-b-refused",
     "no-certificate-refused",
     "host-compromised",
+    "plugin-revoked",
     "vnf-a-refused",
+    "ca-rotated",
 ]
 # With swtpm installed (make setup installs it) the demo ends with the TPM anchoring step.
 TPM_STEP = "tpm-exposes-rewrite"
@@ -105,6 +109,21 @@ def test_revoked_vnf_a_refused_within_the_bound(transcript: dict[str, Any]) -> N
     assert "revoked by the Verification Manager" in s["details"]["last_call"]["message"]
     assert s["details"]["revocation"] == "ocsp"
     assert s["details"]["delay_seconds"] <= ocsp_revocation_bound_seconds()
+
+
+def test_plugin_chapter_grants_revocation_and_rotation(transcript: dict[str, Any]) -> None:
+    started = step(transcript, "plugin-controller")
+    assert started["details"]["url"].startswith("https://")
+    grants = step(transcript, "grants")
+    assert grants["details"]["vnf-mon"] == 403 and grants["details"]["vnf-flow"] == 200
+    assert grants["details"]["resumed_before_revocation"] is True
+    revoked = step(transcript, "plugin-revoked")
+    assert revoked["details"]["keep_alive_refused_after_seconds"] is not None
+    assert revoked["details"]["resumed_refused_after_seconds"] is not None
+    assert revoked["details"]["resumed_again"] is False
+    rotated = step(transcript, "ca-rotated")
+    assert rotated["details"]["before"] != 200 and rotated["details"]["after"] == 200
+    assert rotated["details"]["pid"] == started["details"]["pid"] is not None  # never restarted
 
 
 def test_tpm_quote_exposes_the_rewritten_ima_list(transcript: dict[str, Any]) -> None:

@@ -10,7 +10,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "floodlight_trust"
 OTHER_CLIENTS = {"requests", "httpx", "aiohttp", "http.client", "urllib.request"}
 # `ftrust floodlight check` is a probe of ONE fresh TLS handshake (was a client certificate
 # requested? refused by alert?), read at the socket level: not an HTTP client of a service.
-PROBES = {"floodlight/client.py": {"http.client"}}
+# The demo's plugin chapter probes what the plugin must refuse: a RESUMED TLS session (the ssl
+# session of an earlier connection) and one kept-alive connection reused across a revocation; both
+# need the socket in hand, which a pooling client hides on purpose.
+PROBES = {"floodlight/client.py": {"http.client"}, "demo/plugin_chapter.py": {"http.client"}}
 
 
 def test_no_second_http_client_in_the_package() -> None:

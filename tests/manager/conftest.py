@@ -171,9 +171,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from make_world(tmp_path_factory.mktemp("vm"))
 
 
-def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
+def make_world(tmp: Path, *, crl_port: int | None = None, extra_policy: str = "") -> Iterator[World]:
     """A running deployment; with ``crl_port`` the CRL and OCSP are really served at the URLs the
-    certificates name (``http://127.0.0.1:PORT/crl.der`` and ``/ocsp``)."""
+    certificates name (``http://127.0.0.1:PORT/crl.der`` and ``/ocsp``). ``extra_policy`` is
+    appended to the test policy (more enroll rules, e.g. with REST grants)."""
     base = f"http://127.0.0.1:{crl_port or 1}"
     platforms = [SimulatedPlatform.create(tmp / "platform-a"), SimulatedPlatform.create(tmp / "platform-b")]
     config = from_mapping(
@@ -195,8 +196,8 @@ def make_world(tmp: Path, *, crl_port: int | None = None) -> Iterator[World]:
     init_test_ca(config)
     fake = FakeClock()
     policy_file = tmp / "site.policy"  # what `reload-policy` reads again
-    policy_file.write_text(policy_text())
-    policy = compile_policy_text(policy_text())
+    policy_file.write_text(policy_text() + extra_policy)
+    policy = compile_policy_text(policy_text() + extra_policy)
     service = build_service(
         config,
         password=PASSWORD,

@@ -13,7 +13,9 @@ credentials it had.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +33,8 @@ from floodlight_trust import clock
 from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app, tls_context
+from floodlight_trust.errors import VerificationError
+from floodlight_trust.protocol.binding import key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement, sign_statement
 from floodlight_trust.protocol.wsgi import HttpServer
@@ -225,3 +229,34 @@ def test_replayed_vm_credentials_are_refused_after_a_renewal(target: Target) -> 
     text = refusal(target.post(replay))
     assert "enclave.credentials.provisioning: nonce" in text and "not one this enclave quoted over" in text
     assert target.installed() == current
+
+
+def test_a_compromised_agent_cannot_get_a_vnf_quote_over_a_key_of_its_choosing(target: Target) -> None:
+    """The enclave computes REPORTDATA from the nonce and ITS OWN key: a relaying agent can neither
+    pass report data in nor pair the enclave's quote with its own key."""
+    attacker = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(*SPKI)
+    nonce = target.world.anonymous.nonce("enclave", target.host, VNF)
+    # 1. Report data of the agent's choosing is not part of the channel's protocol.
+    request = {"op": "evidence", "nonce": nonce.hex(), "report_data": key_report_data(nonce, attacker).hex()}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(target.enclave.socket))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        with s.makefile("rb") as f:
+            answer = json.loads(f.readline())
+    assert answer["ok"] is False and "invalid enclave_request message" in answer["error"]["message"]
+    # 2. The enclave's genuine quote, relabelled with the agent's key, does not bind it: refused.
+    quote = target.enclave.channel.evidence(nonce)
+    rows = target.rows()
+    evidence = {
+        "host": target.host,
+        "vnf": VNF,
+        "nonce": nonce.hex(),
+        "evidence_type": quote["evidence_type"],
+        "quote": quote["quote"],
+        "collateral": quote["collateral"],
+        "public_key": base64.b64encode(attacker).decode(),
+    }
+    with pytest.raises(VerificationError, match="REPORTDATA"):
+        target.world.anonymous.submit_enclave_evidence(evidence)
+    assert target.rows() == rows  # no certificate for the agent's key

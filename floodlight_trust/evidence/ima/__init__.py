@@ -12,6 +12,7 @@ from floodlight_trust.evidence.ima.appraise import (
     ImaFinding,
     ImaPrefixChanged,
     ImaState,
+    ListBytes,
     appraise_measurement_list,
 )
 from floodlight_trust.evidence.ima.ascii import format_ascii_line, parse_line, serialize_ascii
@@ -26,6 +27,7 @@ __all__ = [
     "ImaPrefixChanged",
     "ImaRecord",
     "ImaState",
+    "ListBytes",
     "appraise_measurement_list",
     "format_ascii_line",
     "key_ids",

@@ -70,6 +70,44 @@ class ImaFinding:
         return {"kind": self.kind.value, "message": self.message, **{k: v for k, v in loc.items() if v is not None}}
 
 
+class ListBytes:
+    """An IMA list held as the chunks it arrived in (a verifier that receives only what was appended
+    each round), joined only when one contiguous copy is needed. Chunks are immutable ``bytes``: a
+    list that holds the very chunk objects of another, first, provably starts with its bytes."""
+
+    __slots__ = ("_joined", "_length", "chunks")
+    MAX_CHUNKS = 64  # then the next append joins them (once every 64 rounds)
+
+    def __init__(self, chunks: tuple[bytes, ...]):
+        self.chunks = chunks
+        self._length = sum(map(len, chunks))
+        self._joined: bytes | None = chunks[0] if len(chunks) == 1 else None
+
+    def __len__(self) -> int:
+        return self._length
+
+    def join(self) -> bytes:
+        if self._joined is None:
+            self._joined = b"".join(self.chunks)
+        return self._joined
+
+    def append(self, tail: bytes) -> ListBytes:
+        """This list followed by ``tail`` (the chunks are shared, not copied)."""
+        if len(self.chunks) >= self.MAX_CHUNKS:
+            return ListBytes((self.join(), tail))
+        return ListBytes((*self.chunks, tail))
+
+    def extends(self, prefix: ListBytes) -> bool:
+        """True if this list starts with exactly ``prefix``'s chunk objects (so with its bytes)."""
+        k = len(prefix.chunks)
+        return len(self.chunks) >= k and all(a is b for a, b in zip(self.chunks, prefix.chunks, strict=False))
+
+    def after(self, prefix: ListBytes) -> bytes:
+        """The bytes following ``prefix`` (which this list ``extends``)."""
+        rest = self.chunks[len(prefix.chunks) :]
+        return rest[0] if len(rest) == 1 else b"".join(rest)
+
+
 @dataclass(frozen=True)
 class ImaState:
     """Where the previous round stopped. Keep it between rounds; ``to_json`` to persist it."""
@@ -83,7 +121,7 @@ class ImaState:
     boot_aggregate: str | None = None
     # In memory only: the previous list (for an exact, memcmp-speed prefix check) and the running
     # SHA-256 over the consumed bytes (extended next round without re-hashing the prefix).
-    _previous: bytes | None = field(default=None, compare=False, repr=False)
+    _previous: bytes | ListBytes | None = field(default=None, compare=False, repr=False)
     _hasher: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -138,7 +176,7 @@ class ImaAppraisal:
 
 
 def appraise_measurement_list(
-    data: bytes,
+    data: bytes | ListBytes,
     *,
     state: ImaState | None = None,
     banks: Sequence[str] = ("sha1", "sha256"),
@@ -154,8 +192,24 @@ def appraise_measurement_list(
     signatures are checked against ``keyring``; with ``state``, raises :class:`ImaPrefixChanged`
     if the already appraised bytes changed. Malformed input raises ParseError located by line or
     byte offset and entry index; ``source`` names the file in locations.
+
+    ``data`` may be a :class:`ListBytes`: when it holds the chunks of the list ``state`` was
+    appraised from (and that round consumed all of it), the prefix is known unchanged without
+    comparing it and only the new chunks are read, so a round costs O(new bytes).
     """
     try:
+        if isinstance(data, ListBytes):
+            previous = state._previous if state is not None else None
+            if (
+                state is not None
+                and isinstance(previous, ListBytes)
+                and state._hasher is not None
+                and len(previous) == state.byte_length
+                and data.extends(previous)
+            ):
+                tail = data.after(previous)
+                return _appraise(tail, state, banks, keyring, expected_pcrs, source, whole=data, tail_only=True)
+            return _appraise(data.join(), state, banks, keyring, expected_pcrs, source, whole=data)
         return _appraise(bytes(data), state, banks, keyring, expected_pcrs, source)
     except FtrustError as e:
         if source:
@@ -170,7 +224,11 @@ def _appraise(
     keyring_certs: Sequence[x509.Certificate],
     expected_pcrs: Mapping[str, str] | None,
     source: str | None,
+    whole: ListBytes | None = None,
+    tail_only: bool = False,
 ) -> ImaAppraisal:
+    """Appraise ``data``: the whole list, or (``tail_only``) exactly the bytes of ``whole`` after the
+    ``state.byte_length`` bytes ``state`` consumed, ``whole`` holding the chunks of that prefix."""
     banks = tuple(dict.fromkeys(banks))
     for bank in banks:
         if bank not in BANKS:
@@ -189,11 +247,16 @@ def _appraise(
                 f"the saved IMA state has no running value for bank {missing[0]}",
                 hint="appraise the whole list again (without the state) to add a bank",
             )
-    hasher = _check_prefix(data, state, source)
+    n0 = state.byte_length
+    # Tail only: data holds the bytes after the n0 the state consumed (offsets stay whole-list ones).
+    skip = 0 if tail_only else n0
+    if tail_only:
+        hasher = state._hasher.copy()  # the prefix is made of whole's own chunks: unchanged by construction
+    else:
+        hasher = _check_prefix(data, state, source)
 
     fmt = state.format or ("binary" if binary_list.looks_binary(data) else "ascii")
     hash_size = state.hash_size
-    n0 = state.byte_length
     if fmt == "binary":
         if not hash_size:
             hash_size = binary_list.detect_hash_size(data) or 0
@@ -202,10 +265,16 @@ def _appraise(
                     "not an IMA measurement list: no known template name after a 20, 32, 48 or 64-byte hash",
                     location=Location(offset=0, index=0),
                 )
-        batches = binary_list.parse_binary(data, hash_size=hash_size, start=n0, first_index=state.entry_count)
+        batches = binary_list.parse_binary(
+            data, hash_size=hash_size, base=n0 - skip, start=skip, first_index=state.entry_count
+        )
     else:
         batches = ascii_list.parse_ascii(
-            data[n0:], base=n0, first_index=state.entry_count, first_line=state.entry_count + 1, hash_size=hash_size
+            data[skip:] if skip else data,
+            base=n0,
+            first_index=state.entry_count,
+            first_line=state.entry_count + 1,
+            hash_size=hash_size,
         )
 
     keyring = Keyring(keyring_certs)
@@ -232,7 +301,7 @@ def _appraise(
                 )
             )
 
-    hasher.update(memoryview(data)[n0:end])
+    hasher.update(memoryview(data)[n0 - (n0 - skip) : end - (n0 - skip)])
     pcr_hex = {p: {b: v.hex() for b, v in bv.items()} for p, bv in pcrs.items()}
     for bank in banks:  # an empty list still has PCR 10 at its reset value
         pcr_hex.setdefault(PCR, {}).setdefault(bank, bytes(DIGEST_SIZES[bank]).hex())
@@ -255,7 +324,7 @@ def _appraise(
         format=fmt,
         hash_size=hash_size,
         boot_aggregate=boot_aggregate,
-        _previous=data,
+        _previous=whole if whole is not None else data,
         _hasher=hasher,
     )
     claims = ImaClaims(
@@ -293,6 +362,8 @@ def _check_prefix(data: bytes, state: ImaState, source: str | None) -> Any:
             location=Location(file=source),
         )
     previous = state._previous
+    if isinstance(previous, ListBytes):
+        previous = previous.join()
     if previous is not None and len(previous) >= n and state._hasher is not None:
         if data.startswith(memoryview(previous)[:n]):
             return state._hasher.copy()

@@ -1,15 +1,21 @@
 package ftrust.bridge;
 
+import com.sun.net.httpserver.Filter;
+import com.sun.net.httpserver.HttpContext;
 import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpHandler;
 import com.sun.net.httpserver.HttpsConfigurator;
 import com.sun.net.httpserver.HttpsExchange;
 import com.sun.net.httpserver.HttpsParameters;
 import com.sun.net.httpserver.HttpsServer;
+import ftrust.trust.RestEnforcer;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.security.cert.Certificate;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -27,8 +33,15 @@ import javax.net.ssl.SSLPeerUnverifiedException;
  * httpsNeedClientAuthentication=YES), the JVM's trust manager algorithm and revocation flags
  * applying as they do on Floodlight's JVM. Serves Floodlight's read-only health endpoints.
  *
+ * With --enforce true every request first passes the floodlight-trust enforcement point
+ * ({@link ftrust.trust.RestEnforcer}, the same class the Floodlight module's Restlet filter uses):
+ * revocation status now and the certificate's REST grants, else 403 with a short reason; each call
+ * is logged with the VNF identity, method, path and status. It also serves stand-ins for the
+ * write endpoints the grants protect (static flow pusher, firewall rules).
+ *
  * Usage: FloodlightEndpoint --keystore PATH [--type JKS] [--host 127.0.0.1] [--port 0]
- *        [--need-client-auth true|false] [--password-env NAME]   (else password on stdin)
+ *        [--need-client-auth true|false] [--enforce false|true] [--password-env NAME]
+ *        (else password on stdin)
  * Prints "LISTENING <port>" once bound. "Started" must still be checked by connecting.
  */
 public final class FloodlightEndpoint {
@@ -36,12 +49,13 @@ public final class FloodlightEndpoint {
 
     public static void main(String[] args) throws Exception {
         Options options = Options.parse(args, "--keystore", null, "--type", "JKS", "--host", "127.0.0.1",
-                "--port", "0", "--need-client-auth", "true", "--password-env", null);
+                "--port", "0", "--need-client-auth", "true", "--enforce", "false", "--password-env", null);
         String path = options.required("--keystore");
         String type = options.get("--type");
         String host = options.get("--host");
         int port = Integer.parseInt(options.get("--port"));
         boolean needClientAuth = Boolean.parseBoolean(options.get("--need-client-auth"));
+        boolean enforce = Boolean.parseBoolean(options.get("--enforce"));
         char[] password = Password.read(options.get("--password-env"));
         final SSLContext ctx = FloodlightTls.context(path, type, password);
         final boolean need = needClientAuth;
@@ -55,19 +69,37 @@ public final class FloodlightEndpoint {
             }
         });
         final long started = System.currentTimeMillis();
-        server.createContext("/wm/core/health/json", exchange -> {
+        final Filter enforcement = enforce ? new Enforcement(new RestEnforcer()) : null;
+        createContext(server, enforcement, "/wm/staticflowpusher/json", exchange -> {
+            drain(exchange);
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("status", exchange.getRequestMethod().equals("DELETE") ? "Entry deleted" : "Entry pushed");
+            respond(exchange, 200, body);
+        });
+        createContext(server, enforcement, "/wm/firewall/rules/json", exchange -> {
+            drain(exchange);
+            if (exchange.getRequestMethod().equals("GET")) {
+                respond(exchange, 200, new ArrayList<>());
+                return;
+            }
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("status", "Rule added");
+            respond(exchange, 200, body);
+        });
+        createContext(server, enforcement, "/wm/device/", exchange -> respond(exchange, 200, new ArrayList<>()));
+        createContext(server, enforcement, "/wm/core/health/json", exchange -> {
             Map<String, Object> body = new LinkedHashMap<>();
             body.put("healthy", true);
             respond(exchange, 200, body);
         });
-        server.createContext("/wm/core/memory/json", exchange -> {
+        createContext(server, enforcement, "/wm/core/memory/json", exchange -> {
             Runtime rt = Runtime.getRuntime();
             Map<String, Object> body = new LinkedHashMap<>();
             body.put("total", rt.totalMemory());
             body.put("free", rt.freeMemory());
             respond(exchange, 200, body);
         });
-        server.createContext("/wm/core/controller/switches/json", exchange -> {
+        createContext(server, enforcement, "/wm/core/controller/switches/json", exchange -> {
             List<Object> switches = new ArrayList<>();
             Map<String, Object> sw = new LinkedHashMap<>();
             sw.put("switchDPID", "00:00:00:00:00:00:00:01");
@@ -76,7 +108,7 @@ public final class FloodlightEndpoint {
             switches.add(sw);
             respond(exchange, 200, switches);
         });
-        server.createContext("/", exchange -> {
+        createContext(server, enforcement, "/", exchange -> {
             Map<String, Object> body = new LinkedHashMap<>();
             body.put("code", 404);
             body.put("description", "The server has not found anything matching the request URI");
@@ -91,6 +123,59 @@ public final class FloodlightEndpoint {
         }));
         System.out.println("LISTENING " + server.getAddress().getPort());
         System.out.flush();
+    }
+
+    private static void createContext(HttpsServer server, Filter enforcement, String path, HttpHandler handler) {
+        HttpContext context = server.createContext(path, handler);
+        if (enforcement != null) {
+            context.getFilters().add(enforcement);
+        }
+    }
+
+    private static void drain(HttpExchange exchange) throws IOException {
+        try (InputStream in = exchange.getRequestBody()) {
+            in.transferTo(OutputStream.nullOutputStream());
+        }
+    }
+
+    /** The enforcement point in front of every route: 403 with a reason, or the route; one log line each. */
+    private static final class Enforcement extends Filter {
+        private final RestEnforcer enforcer;
+
+        Enforcement(RestEnforcer enforcer) {
+            this.enforcer = enforcer;
+        }
+
+        @Override
+        public String description() {
+            return "floodlight-trust REST enforcement";
+        }
+
+        @Override
+        public void doFilter(HttpExchange exchange, Chain chain) throws IOException {
+            Certificate[] peer = null;
+            if (exchange instanceof HttpsExchange) {
+                try {
+                    peer = ((HttpsExchange) exchange).getSSLSession().getPeerCertificates();
+                } catch (SSLPeerUnverifiedException e) {
+                    peer = null;
+                }
+            }
+            String method = exchange.getRequestMethod();
+            String path = exchange.getRequestURI().getRawPath();
+            RestEnforcer.Decision d = enforcer.decide(peer, method, path);
+            if (!d.allowed) {
+                drain(exchange);
+                Map<String, Object> body = new LinkedHashMap<>();
+                body.put("code", 403);
+                body.put("description", "ftrust: " + d.reason);
+                RestEnforcer.log(d, method, path, 403);
+                respond(exchange, 403, body);
+                return;
+            }
+            chain.doFilter(exchange);
+            RestEnforcer.log(d, method, path, exchange.getResponseCode());
+        }
     }
 
     private static void respond(HttpExchange exchange, int status, Object body) throws IOException {
