@@ -54,7 +54,7 @@ class InProcessAgent:
 
 def run() -> list[Result]:
     from floodlight_trust import clock
-    from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend
+    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER, SimBackend
     from floodlight_trust.agent.imasource import ImaSource
     from floodlight_trust.agent.service import Agent
     from floodlight_trust.evidence import dcap
@@ -79,6 +79,11 @@ def run() -> list[Result]:
 host h {{
     template in {{"ima-ng"}}
     include sha256sum "ref.sha256sum"
+    integrity_enclave = hi
+}}
+enclave hi {{
+    identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
+    allow_simulated = true
 }}
 enclave e {{
     identity: mrenclave in {{"{measure_enclave_image(image).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
@@ -114,6 +119,8 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
                 backend.add_enclave(f"vnf-{name}-{k}", image)
             agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))
             vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+            for k in range(vnfs):  # as an admin registers them
+                vm.register_vnf(name, f"vnf-{name}-{k}", actor="admin:bench")
             return path
 
         big = add_host("big", boot_line() + ima_lines(0, BASE_ENTRIES))

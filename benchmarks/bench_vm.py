@@ -118,7 +118,7 @@ def _results(label: str, doc: dict[str, Any], *, target: bool) -> list[Result]:
 
 def run() -> list[Result]:
     from floodlight_trust import clock
-    from floodlight_trust.agent.backends.sim import SIM_SIGNER
+    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER
     from floodlight_trust.config import from_mapping
     from floodlight_trust.evidence.ima import format_ascii_line, make_entry
     from floodlight_trust.manager.service import build_service
@@ -134,6 +134,11 @@ def run() -> list[Result]:
         f"""
 host h {{
 {allow}
+  integrity_enclave = hi
+}}
+enclave hi {{
+  identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
+  allow_simulated = true
 }}
 enclave e {{
   identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
@@ -148,7 +153,9 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         platform = SimulatedPlatform.create(tmp / "platform")
-        config = from_mapping({"state": {"dir": str(tmp / "state")}, "vm": {"port": 0, "crl_port": 0}})
+        # The benchmark's VNF names are registered by their enroll rule on first enrollment (opted in).
+        vm_settings = {"port": 0, "crl_port": 0, "self_registering_enroll_rules": ["r"]}
+        config = from_mapping({"state": {"dir": str(tmp / "state")}, "vm": vm_settings})
         db = Database(config.state_dir / "ftrust.sqlite3")
         CertificateAuthority.init(
             config.state_path("ca", "dir"),

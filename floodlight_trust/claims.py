@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from floodlight_trust.clock import format_time, parse_time
-from floodlight_trust.errors import InputError
+from floodlight_trust.errors import InputError, ParseError
 
 
 class EvidenceType(StrEnum):
@@ -42,11 +42,15 @@ class TcbStatus(StrEnum):
     REVOKED = "Revoked"
 
     @classmethod
-    def parse(cls, text: str) -> TcbStatus:
-        for member in cls:
-            if member.value == text:
-                return member
-        raise InputError(f"unknown TCB status {text!r}", hint="one of " + ", ".join(m.value for m in cls))
+    def parse(cls, text: str, *, what: str | None = None) -> TcbStatus:
+        """The status named ``text`` (Intel's exact spelling); ParseError naming ``what`` otherwise."""
+        try:
+            return cls(text)
+        except ValueError:
+            prefix = f"{what}: " if what else ""
+            raise ParseError(
+                f"{prefix}unknown TCB status {text!r}", hint="one of " + ", ".join(m.value for m in cls)
+            ) from None
 
 
 class SignatureStatus(StrEnum):

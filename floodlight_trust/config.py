@@ -26,6 +26,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     },
     "ca": {
         "dir": (str, "ca"),  # relative to state.dir
+        "admin_dir": (str, "admin-ca"),  # the admin CA (admin client certificates only), relative to state.dir
         "key_type": (str, "ec-p256"),  # or "rsa-3072"
         "subject": (str, "CN=floodlight-trust VNF CA"),
         "password_env": (str, "FTRUST_CA_PASSWORD"),
@@ -62,6 +63,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "admin_key_password_env": (str, "FTRUST_ADMIN_KEY_PASSWORD"),
         "admin_key_password_file": (str, None),  # "enclave" (key stays in enclave) or "vm-generated"
         "require_linkable_epid": (bool, False),  # IAS: VNF and host quotes must carry the same pseudonym
+        # Enroll rules that register a VNF name themselves on its first enrollment (else an admin's
+        # `ftrust vm vnfs add HOST VNF` is needed); such registrations are named after the rule.
+        "self_registering_enroll_rules": (list, []),
     },
     "agent": {
         "host": (str, "127.0.0.1"),

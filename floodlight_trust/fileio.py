@@ -11,9 +11,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
+from floodlight_trust import clock
 from floodlight_trust.errors import InputError, Location
 
 # Test hook: called after the temporary file is complete and before the rename, so tests can
@@ -44,7 +44,7 @@ def read_text(path: str | os.PathLike[str], *, what: str = "file") -> str:
 
 
 def backup_name(path: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = clock.now().strftime("%Y%m%dT%H%M%S")
     candidate = path.with_name(f"{path.name}.{stamp}.bak")
     n = 1
     while candidate.exists():

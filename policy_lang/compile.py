@@ -39,7 +39,7 @@ from policy_lang.reference import (
 )
 
 KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
-HOST_SETTINGS = ("allow_violations", "integrity_enclave", "tpm", "boot_pcrs")
+HOST_SETTINGS = ("allow_violations", "integrity_enclave", "tpm", "boot_pcrs", "UNSAFE_any_integrity_enclave")
 # boot_pcrs: the PCRs firmware and boot loader measure (IMA's PCR 10 is judged by the IMA list).
 BOOT_PCRS = range(0, 10)
 PCR_BANKS = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
@@ -126,6 +126,8 @@ class CompiledHost:
     signatures: list[SignatureRule] = field(default_factory=list)
     signatures_any: re.Pattern[str] | None = None
     integrity_enclave: str | None = None
+    # Set (where) when the host policy opts out of judging its integrity enclave: NEVER in production.
+    unsafe_any_integrity_enclave: ast.Pos | None = None
     tpm_required: ast.Pos | None = None  # tpm = true: evidence must be anchored in the host's TPM
     # boot_pcrs = {"sha256:0=<hex>", ...} (expected values) or "unchanged" (as at registration)
     boot_pcrs: tuple[dict[str, dict[int, str]], bool, ast.Pos] | None = None
@@ -205,6 +207,11 @@ class Policy:
 
     def host_integrity_enclave(self, host_policy: str) -> str | None:
         return self._host(host_policy).integrity_enclave
+
+    def host_unsafe_any_integrity_enclave(self, host_policy: str) -> str | None:
+        """``file:line`` of ``UNSAFE_any_integrity_enclave = true`` in the host policy, else None."""
+        pos = self._host(host_policy).unsafe_any_integrity_enclave
+        return pos.short if pos is not None else None
 
     def _host(self, name: str) -> CompiledHost:
         try:
@@ -518,6 +525,9 @@ class Compiler:
                 if s.name == "allow_violations":
                     if self.bool_literal(s):
                         h.allow_violations = s.pos
+                elif s.name == "UNSAFE_any_integrity_enclave":
+                    if self.bool_literal(s):
+                        h.unsafe_any_integrity_enclave = s.pos
                 elif s.name == "integrity_enclave":
                     if not isinstance(s.value, ast.Ref):
                         self.p.error("integrity_enclave names an enclave policy", s.value.pos)

@@ -11,7 +11,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from floodlight_trust import clock, fileio
+from floodlight_trust import clock, fileio, statestore
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config, positive_int, table
 from floodlight_trust.config import Config
 from floodlight_trust.errors import InputError, Location
@@ -19,26 +19,18 @@ from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.crl import crl_der, crl_pem
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
-from floodlight_trust.pki.records import REASONS, CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.pki.records import ADMIN_TABLE, REASONS, VNF_TABLE, CertificateRecords, parse_serial, serial_hex
 from floodlight_trust.storage import Database
-
-STATE_DB = "ftrust.db"  # in state.dir, shared with the Verification Manager
 
 
 def state_database(cfg: Config) -> Database:
-    return Database(cfg.state_dir / STATE_DB)
+    """The deployment's one state store, the VM's too (statestore.py)."""
+    return statestore.open_state(cfg)
 
 
-def open_ca(cfg: Config) -> CertificateAuthority:
-    password = cfg.secret("ca", what="CA key password")
-    records = CertificateRecords(state_database(cfg))
-    return CertificateAuthority.open(
-        cfg.state_path("ca", "dir"),
-        password,
-        records,
-        crl_url=cfg.get("ca", "crl_url"),
-        ocsp_url=cfg.get("ca", "ocsp_url"),
-    )
+def _vnf_ca(cfg: Config) -> CertificateAuthority:
+    """The VNF CA on the one state store (the records the VM's CRL and OCSP answer from)."""
+    return statestore.open_ca(cfg, cfg.secret("ca", what="CA key password"), state_database(cfg))
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -53,17 +45,21 @@ def _init(args: argparse.Namespace) -> int:
         ocsp_url=cfg.get("ca", "ocsp_url"),
         at=clock.now(),
     )
+    # The admin CA beside it: admin client certificates only, never given to Floodlight.
+    admin = statestore.open_admin_ca(cfg, password, state_database(cfg), create_at=clock.now())
     data = {
         "directory": str(ca.directory),
         "certificate": str(ca.cert_path),
         "key": str(ca.key_path),
         "subject": ca.certificate.subject.rfc4514_string(),
         "not_after": clock.format_time(ca.certificate.not_valid_after_utc),
+        "admin_ca_certificate": str(admin.cert_path),
     }
     emit(
         args,
         data,
-        f"created CA {data['subject']}\n  certificate: {data['certificate']}\n  key (encrypted, 0600): {data['key']}",
+        f"created CA {data['subject']}\n  certificate: {data['certificate']}\n  key (encrypted, 0600): {data['key']}"
+        f"\n  admin CA (admin client certificates only; never give it to Floodlight): {data['admin_ca_certificate']}",
     )
     return 0
 
@@ -102,7 +98,7 @@ def _issue(args: argparse.Namespace) -> int:
         # Checked before issuing: a recorded certificate whose key could not be written is useless.
         if out and not Path(out).resolve().parent.is_dir():
             raise InputError("output directory does not exist", location=Location(str(Path(out).parent)))
-    ca = open_ca(cfg)
+    ca = _vnf_ca(cfg)
     key_pem: bytes | None = None
     if args.generate_key:
         private = generate_private_key(profile.key_type)
@@ -131,20 +127,50 @@ def _issue(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    ca = open_ca(cfg)
-    record = ca.revoke(parse_serial(args.serial), args.reason, at=clock.now())
+    serial = parse_serial(args.serial)
+    db = state_database(cfg)
+    vnf_records, admin_records = CertificateRecords(db), CertificateRecords(db, table=ADMIN_TABLE)
+    records = vnf_records if vnf_records.get(serial) is not None else admin_records
+    if records.get(serial) is None:
+        raise InputError(f"no certificate with serial {serial_hex(serial)}", hint="see `ftrust ca list` (--admin)")
+    now = clock.now()
+    from floodlight_trust.manager.audit import AuditLog
+    from floodlight_trust.manager.state import ManagerState
+
+    state, audit = ManagerState(db), AuditLog(db)  # (their tables exist before the transaction)
+    with db.transaction() as tx:
+        # One transaction: the certificate, its enrollment (so re-attestation does not renew it) and
+        # the audit record. The VM's OCSP answers from these records and its CRL is re-signed when
+        # they change, so a running VM refuses the certificate at once.
+        record = records.revoke(serial, args.reason, now, tx=tx)
+        enrollment = next((e for e in state.enrollments_by_serial_tx(tx, serial_hex(serial))), None)
+        if enrollment is not None:
+            state.mark_revoked(tx, enrollment.serial, at=now, reason=f"ftrust ca revoke: {record.revocation_reason}")
+        audit.record(
+            tx,
+            at=now,
+            actor="cli:ca revoke",
+            action="revoke",
+            allowed=True,
+            host=enrollment.host if enrollment else None,
+            vnf=enrollment.vnf if enrollment else None,
+            evidence={"serials": [serial_hex(serial)], "crl_reason": record.revocation_reason,
+                      "admin_certificate": records is admin_records},
+        )  # fmt: skip
+    kind = "admin certificate" if records is admin_records else "certificate"
     emit(
         args,
-        record.to_json(),
-        f"revoked {serial_hex(record.serial)} ({record.subject}) at {clock.format_time(record.revoked_at or clock.now())}"
-        f", reason {record.revocation_reason}; publish a new CRL (`ftrust ca crl`)",
+        record.to_json() | {"admin": records is admin_records},
+        f"revoked {kind} {serial_hex(record.serial)} ({record.subject}) at "
+        f"{clock.format_time(record.revoked_at or now)}, reason {record.revocation_reason}; a running VM's OCSP "
+        "and CRL show it at once",
     )
     return 0
 
 
 def _crl(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    ca = open_ca(cfg)
+    ca = _vnf_ca(cfg)
     seconds = args.next_update or cfg.get("ca", "crl_next_update_seconds")
     crl = ca.crl(at=clock.now(), next_update=timedelta(seconds=seconds))
     if args.out:
@@ -170,7 +196,7 @@ def _crl(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    records = CertificateRecords(state_database(cfg))
+    records = CertificateRecords(state_database(cfg), table=ADMIN_TABLE if args.admin else VNF_TABLE)
     now = clock.now()
     rows = records.list(revoked=True if args.revoked else None)
     data = [r.to_json(now) for r in rows]
@@ -233,5 +259,6 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
     p = sub.add_parser("list", help="list issued certificates and their status")
     p.add_argument("--revoked", action="store_true", help="only revoked certificates")
+    p.add_argument("--admin", action="store_true", help="the admin CA's certificates instead of the VNF CA's")
     add_json(p)
     p.set_defaults(func=_list)

@@ -383,15 +383,13 @@ def _certificate_grants(path: str) -> tuple[RestGrant, ...] | None:
 
 def _controller_cert(args: argparse.Namespace) -> int:
     from floodlight_trust.manager.revocation_feed import issue_controller_credential
-    from floodlight_trust.manager.service import open_ca
-    from floodlight_trust.storage.database import Database
+    from floodlight_trust.statestore import open_ca, open_state
 
     config = load_config(args)
     password = load_secret(env=CONTROLLER_KEY_PASSWORD_ENV, what="controller credential password")
     if len(password.reveal()) < 8:
         raise InputError(f"the controller credential password from {password.source} is shorter than 8 characters")
-    db = Database(config.state_dir / "ftrust.sqlite3")
-    ca = open_ca(config, config.secret("ca", what="CA key password"), db)
+    ca = open_ca(config, config.secret("ca", what="CA key password"), open_state(config))
     out = Path(args.out) if args.out else config.state_dir / "controller"
     p12, cert = issue_controller_credential(ca, args.name, out, at=clock.now(), password=password)
     emit(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cryptography import x509
-
 from floodlight_trust.claims import ima_to_json
 from floodlight_trust.cli.output import add_group, add_json, emit, table
 from floodlight_trust.errors import InputError, Location, VerificationError
 from floodlight_trust.evidence.ima import ImaAppraisal, appraise_measurement_list
+from floodlight_trust.evidence.ima.signatures import KeyringEntry
 from floodlight_trust.evidence.ima.templates import BANKS
+from floodlight_trust.evidence.verify import load_keyring
 from floodlight_trust.fileio import read_bytes
 
 
@@ -34,13 +34,15 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "verify",
         help="check every template hash, signatures and optional PCR 10 values",
         description="Check every template hash (exit 1 naming the first bad entry), signatures against "
-        "--keyring certificates and PCR 10 against --expect-pcr values.",
+        "--keyring certificates or public keys and PCR 10 against --expect-pcr values.",
     )
     verify.add_argument("log", metavar="LOG", help="ascii_ or binary_runtime_measurements file")
     verify.add_argument(
         "--expect-pcr", metavar="BANK=HEX", action="append", default=[], help="expected PCR 10 value (repeatable)"
     )
-    verify.add_argument("--keyring", metavar="CERT", nargs="+", default=[], help="X.509 certificates (PEM or DER)")
+    verify.add_argument(
+        "--keyring", metavar="CERT", nargs="+", default=[], help="X.509 certificates or public keys (PEM or DER)"
+    )
     add_json(verify)
     verify.set_defaults(func=_verify)
 
@@ -87,7 +89,7 @@ def _verify(args: argparse.Namespace) -> int:
         if not sep or bank not in BANKS:
             raise InputError(f"--expect-pcr {item!r}: expected BANK=HEX with BANK one of {', '.join(BANKS)}")
         expected[bank] = _hex(value, f"--expect-pcr {bank}")
-    keyring = [_load_cert(p) for p in args.keyring]
+    keyring = [k for p in args.keyring for k in _load_keys(p)]
     banks = tuple(dict.fromkeys(("sha1", "sha256", *expected)))
     a = _appraise(args.log, banks=banks, keyring=keyring, expected_pcrs=expected)
     counts: dict[str, int] = {}
@@ -131,11 +133,8 @@ def _hex(value: str, what: str) -> str:
     return value
 
 
-def _load_cert(path: str) -> x509.Certificate:
-    data = read_bytes(path, what="certificate")
+def _load_keys(path: str) -> list[KeyringEntry]:
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as e:
-        raise InputError(f"not an X.509 certificate: {e}", location=Location(path)) from None
+        return load_keyring(read_bytes(path, what="keyring file"), path)
+    except InputError as e:
+        raise InputError(e.message, location=Location(path)) from None

@@ -201,20 +201,53 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(render_errors(e), file=sys.stderr)
                 print(f"{shown}: {len(errors)} error{'s' if len(errors) != 1 else ''}", file=sys.stderr)
             continue
-        results.append(
-            {
-                "file": shown,
-                "ok": True,
-                "version": policy.version,
-                "hosts": policy.host_policies,
-                "enclaves": policy.enclave_policies,
-                "enroll": [r.name for r in policy.enrolls],
-            }
-        )
+        # Where the policy's silence means "anything goes" (policy_lang/lint.py): errors fail the check.
+        from policy_lang.lint import open_ended
+        from policy_lang.parser import PolicyErrors
+
+        findings = open_ended(policy)
+        open_errors = [f for f in findings if f.level == "error"]
+        warnings = [f for f in findings if f.level != "error"]
+        if open_errors:
+            failed += 1
+            results.append(
+                {
+                    "file": shown,
+                    "ok": False,
+                    "errors": [
+                        {"location": str(f.location), "message": f.message, "hint": f.hint, "code": f.code}
+                        for f in open_errors
+                    ],
+                    "warnings": [f.to_json() for f in warnings],
+                }
+            )
+        else:
+            results.append(
+                {
+                    "file": shown,
+                    "ok": True,
+                    "version": policy.version,
+                    "hosts": policy.host_policies,
+                    "enclaves": policy.enclave_policies,
+                    "enroll": [r.name for r in policy.enrolls],
+                    "warnings": [f.to_json() for f in warnings],
+                }
+            )
         if not args.json:
+            if open_errors:
+                print(render_errors(PolicyErrors([f.error() for f in open_errors])), file=sys.stderr)
+            for w in warnings:
+                print(
+                    f"{w.location}: warning: {w.message}" + (f"\n    hint: {w.hint}" if w.hint else ""), file=sys.stderr
+                )
+            if open_errors:
+                n = len(open_errors)
+                print(f"{shown}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+                continue
             print(
                 f"ok: {shown}: {len(policy.hosts)} host, {len(policy.enclaves)} enclave policies, "
                 f"{len(policy.enrolls)} enroll rules; version {policy.version[:16]}"
+                + (f"; {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else "")
             )
     if args.json:
         emit(args, results)

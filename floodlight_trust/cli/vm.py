@@ -52,15 +52,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _admin_cert(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import issue_admin_certificate, open_ca
-    from floodlight_trust.storage.database import Database
+    from floodlight_trust.manager.service import issue_admin_certificate
+    from floodlight_trust.statestore import open_admin_ca, open_state
 
     config = load_config(args)
-    db = Database(config.state_dir / "ftrust.sqlite3")
-    ca = open_ca(config, config.secret("ca", what="CA key password"), db)
+    password = config.secret("ca", what="CA key password")
+    key_password = _admin_key_password(config)
+    now = clock.now()
+    admin_ca = open_admin_ca(config, password, open_state(config), create_at=now)
     out = Path(args.out) if args.out else config.state_dir / "admin"
-    cert, key = issue_admin_certificate(ca, args.name, out, at=clock.now(), password=_admin_key_password(config))
-    emit(args, {"certificate": str(cert), "key": str(key)}, f"admin certificate {cert}\nadmin key         {key}")
+    cert, key = issue_admin_certificate(
+        admin_ca, args.name, out, at=now, password=key_password, validity_days=args.days
+    )
+    doc = {"certificate": str(cert), "key": str(key), "issuer": str(admin_ca.cert_path), "days": args.days}
+    emit(
+        args,
+        doc,
+        f"admin certificate {cert} (admin CA {admin_ca.cert_path}, {args.days} days)\nadmin key         {key}",
+    )
     return 0
 
 
@@ -168,6 +177,33 @@ def _vnfs_list(args: argparse.Namespace) -> int:
         for v in vnfs
     ]
     emit(args, vnfs, lambda: table(("host", "vnf", "status", "mrenclave", "active certs", "last attested"), rows))
+    return 0
+
+
+def _vnfs_add(args: argparse.Namespace) -> int:
+    doc = _client(args).add_vnf(args.host, args.vnf, enroll_rule=args.enroll_rule, mrenclave=args.mrenclave)
+    emit(args, doc, f"registered VNF {doc['vnf']} on host {doc['host']} (enroll rule {doc['enroll_rule']})")
+    return 0
+
+
+def _vnfs_release(args: argparse.Namespace) -> int:
+    doc = _client(args).release_vnf(args.host, args.vnf, reason=args.reason)
+    emit(
+        args,
+        doc,
+        f"released VNF {doc['vnf']} on host {doc['host']} from its enclave; "
+        f"revoked {len(doc['revoked_serials'])} certificate(s)",
+    )
+    return 0
+
+
+def _vnfs_remove(args: argparse.Namespace) -> int:
+    doc = _client(args).remove_vnf(args.host, args.vnf, reason=args.reason)
+    emit(
+        args,
+        doc,
+        f"removed VNF {doc['vnf']} on host {doc['host']}; revoked {len(doc['revoked_serials'])} certificate(s)",
+    )
     return 0
 
 
@@ -310,9 +346,12 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     p.set_defaults(func=_serve, progress=False)  # a service: no progress line
 
-    p = sub.add_parser("admin-cert", help="issue an admin client certificate from the VM's CA (local)")
+    p = sub.add_parser(
+        "admin-cert", help="issue an admin client certificate from the VM's admin CA (local; never a VNF credential)"
+    )
     p.add_argument("name", help="admin name (default file names use it; e.g. admin)")
     p.add_argument("--out", help="output directory (default <state>/admin)")
+    p.add_argument("--days", type=int, default=30, metavar="N", help="lifetime in days (default 30, at most 365)")
     add_json(p)
     p.set_defaults(func=_admin_cert)
 
@@ -363,6 +402,26 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             pp.add_argument("--reason", required=True, help="why (recorded in the audit log)")
             _add_client_options(pp)
             pp.set_defaults(func=_hosts_repin)
+        if noun == "vnfs":
+            ap = verbs.add_parser("add", help="register a VNF identity: host, VNF name, enroll rule")
+            ap.add_argument("host", help="the registered host it runs on")
+            ap.add_argument("vnf", help="the VNF name (its certificate's identity)")
+            ap.add_argument(
+                "--enroll-rule", help="the policy's enroll rule for it (default: the rule matching the name)"
+            )
+            ap.add_argument("--mrenclave", metavar="HEX", help="only an enclave with this MRENCLAVE may hold the name")
+            _add_client_options(ap)
+            ap.set_defaults(func=_vnfs_add)
+            for verb, fn, what in (
+                ("release", _vnfs_release, "free the name from its bound enclave (its certificates are revoked)"),
+                ("remove", _vnfs_remove, "unregister a VNF (its certificates are revoked)"),
+            ):
+                rp = verbs.add_parser(verb, help=what)
+                rp.add_argument("host", help="the host it is registered on")
+                rp.add_argument("vnf", help="the VNF name")
+                rp.add_argument("--reason", required=True, help="why (recorded in the audit log and the revocations)")
+                _add_client_options(rp)
+                rp.set_defaults(func=fn)
 
     p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
     p.add_argument("host", help="a registered host's name")

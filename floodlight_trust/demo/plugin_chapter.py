@@ -264,6 +264,7 @@ class PluginChapter:
             from floodlight_trust.demo.scenario import HOST
 
             for vnf in (VNF_MON, VNF_FLOW):
+                self.demo.admin.add_vnf(HOST, vnf)  # its identity, as an admin registers it
                 doc = self.demo.admin.enroll(HOST, vnf)
                 if not doc.get("allowed"):
                     raise StepFailed(f"{vnf} refused: " + "; ".join(r["message"] for r in doc.get("reasons", [])))

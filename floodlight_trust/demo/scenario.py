@@ -344,7 +344,10 @@ class Demo:
                 client_certificate=self.d.admin_certificate,
                 client_key_password=self.d.admin_key_password,
             )
+            # As an admin registers them: the host, then each VNF identity (host, name, enroll rule).
             self.admin.add_host(HOST, f"http://127.0.0.1:{self.d.agent_port}")
+            for vnf in (VNF_A, VNF_B):
+                self.admin.add_vnf(HOST, vnf)
             warned = "SIMULATED" in vm.tail(50)
             step.details = {
                 "vm": self.d.vm_url,

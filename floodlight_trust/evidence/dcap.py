@@ -37,6 +37,8 @@ from floodlight_trust.evidence.collateral import (
     parse_qe_identity,
     parse_tcb_info,
 )
+from floodlight_trust.evidence.der import DerError
+from floodlight_trust.evidence.der import tlv as der_tlv
 from floodlight_trust.evidence.sgx_quote import (
     SGX_EXTENSIONS_OID,
     EpidQuote,
@@ -240,44 +242,29 @@ def _cert_window(c: x509.Certificate, what: str) -> _Window:
     return _Window(what, c.not_valid_before_utc, c.not_valid_after_utc)
 
 
-def _der_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of content, end) of the DER TLV at ``pos`` (IndexError/ValueError if malformed)."""
-    tag, n = data[pos], data[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if not 0 < k <= 4:
-            raise ValueError("bad DER length")
-        n = int.from_bytes(data[pos : pos + k], "big")
-        pos += k
-    if pos + n > len(data):
-        raise ValueError("DER value runs past the end")
-    return tag, pos, pos + n
-
-
 def _name_ders(der: bytes, *, crl: bool) -> tuple[bytes | None, bytes | None]:
     """The DER of the issuer and subject names of a certificate (subject None for a CRL), sliced
     from its encoding; (None, None) if the structure is not the expected one (then names are
     compared as x509.Name). Comparing the bytes is what X.509 path building (and dcap-qvl) does."""
     try:
-        _, pos, _ = _der_tlv(der, 0)  # Certificate / CertificateList
-        _, pos, _ = _der_tlv(der, pos)  # tbsCertificate / tbsCertList
-        tag, _, end = _der_tlv(der, pos)
+        _, pos, _ = der_tlv(der, 0)  # Certificate / CertificateList
+        _, pos, _ = der_tlv(der, pos)  # tbsCertificate / tbsCertList
+        tag, _, end = der_tlv(der, pos)
         if tag == (0x02 if crl else 0xA0):  # optional version
             pos = end
         if not crl:
-            _, _, pos = _der_tlv(der, pos)  # serialNumber
-        _, _, pos = _der_tlv(der, pos)  # signature algorithm
-        tag, _, end = _der_tlv(der, pos)
+            _, _, pos = der_tlv(der, pos)  # serialNumber
+        _, _, pos = der_tlv(der, pos)  # signature algorithm
+        tag, _, end = der_tlv(der, pos)
         issuer = der[pos:end]
         if tag != 0x30:
             return None, None
         if crl:
             return issuer, None
-        _, _, pos = _der_tlv(der, end)  # validity
-        tag, _, end = _der_tlv(der, pos)
+        _, _, pos = der_tlv(der, end)  # validity
+        tag, _, end = der_tlv(der, pos)
         return (issuer, der[pos:end]) if tag == 0x30 else (None, None)
-    except (IndexError, ValueError):
+    except DerError:
         return None, None
 
 
@@ -500,10 +487,10 @@ def _cn_of(entry: _Cert) -> str:
     at = subject.find(_CN_OID_DER) if subject is not None else -1
     if subject is not None and at >= 0:
         try:
-            tag, start, end = _der_tlv(subject, at + len(_CN_OID_DER))
+            tag, start, end = der_tlv(subject, at + len(_CN_OID_DER))
             if tag in (0x0C, 0x13):  # UTF8String, PrintableString
                 return subject[start:end].decode("utf-8")
-        except (IndexError, ValueError, UnicodeDecodeError):
+        except (DerError, UnicodeDecodeError):
             pass
     return _cn(entry.cert)
 
@@ -548,18 +535,6 @@ _QE_MERGE = {
     TcbStatus.CONFIGURATION_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
     TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
 }
-
-
-_STATUS_BY_TEXT = {"OutOfDateConfigurationNeeded": TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED} | {
-    s.value: s for s in TcbStatus
-}
-
-
-def _status(text: str, what: str) -> TcbStatus:
-    status = _STATUS_BY_TEXT.get(text)
-    if status is None:
-        raise ParseError(f"{what}: unknown TCB status {text!r}")
-    return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,7 +724,7 @@ def _qe_status(q: QuoteV3, ident: QeIdentity) -> tuple[TcbStatus, tuple[str, ...
         raise QeIdentityMismatch("QE ATTRIBUTES do not match the QE identity")
     for level in ident.levels:
         if rep.isv_svn >= level.isv_svn:
-            return _status(level.status, "QE identity"), level.advisory_ids
+            return TcbStatus.parse(level.status, what="QE identity"), level.advisory_ids
     raise QeIdentityMismatch(f"QE ISVSVN {rep.isv_svn} is below every TCB level of the QE identity")
 
 
@@ -762,7 +737,7 @@ def _tcb_status(pck: PckExtensions, tcb: TcbInfo) -> tuple[TcbStatus, tuple[str,
         if pck.pce_svn >= level.pce_svn and all(
             c >= lc for c, lc in zip(pck.cpu_svn_components, level.components, strict=True)
         ):
-            return _status(level.status, "TCB info"), level.advisory_ids, level.tcb_date
+            return TcbStatus.parse(level.status, what="TCB info"), level.advisory_ids, level.tcb_date
     raise TcbLevelNotFound(
         f"no TCB level for FMSPC {pck.fmspc.hex()} matches the platform "
         f"(CPUSVN components {list(pck.cpu_svn_components)}, PCESVN {pck.pce_svn})"

@@ -3,7 +3,7 @@
 Parsing checks structure only (sizes, versions, key and certification-data types); it verifies no
 signature. Every :class:`~floodlight_trust.errors.ParseError` carries the byte offset of the problem.
 The PCK certificate's SGX extensions (OID 1.2.840.113741.1.13.1) are decoded here too, with a small
-DER reader, because they are part of what a quote says about its platform.
+DER reader (:mod:`floodlight_trust.evidence.der`), because they are part of what a quote says about its platform.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import datetime
 
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import Location, ParseError
+from floodlight_trust.evidence import der
 
 HEADER_SIZE = 48
 REPORT_BODY_SIZE = 384
@@ -314,34 +315,6 @@ class PckExtensions:
     sgx_type: int
 
 
-def _der_read(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of content, end of content) of the TLV at ``pos``."""
-    if pos + 2 > len(data):
-        raise _fail("truncated DER in SGX extension", pos)
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 4 or pos + n > len(data):
-            raise _fail("bad DER length in SGX extension", pos - 1)
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > len(data):
-        raise _fail("DER value runs past the end of the SGX extension", pos)
-    return tag, pos, pos + length
-
-
-def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    items = []
-    pos = start
-    while pos < end:
-        item = _der_read(data, pos)
-        items.append(item)
-        pos = item[2]
-    return items
-
-
 def oid_der(text: str) -> bytes:
     """The DER content bytes of a dotted OID (to compare raw OIDs without decoding each one).
 
@@ -362,13 +335,13 @@ def oid_der(text: str) -> bytes:
 def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int]]:
     """SEQUENCE OF SEQUENCE { OID, value } -> {raw OID: value TLV}."""
     out: dict[bytes, tuple[int, int, int]] = {}
-    for tag, s, e in _der_items(data, start, end):
+    for tag, _, s, e in der.children(data, start, end):
         if tag != 0x30:
             raise _fail("SGX extension entry is not a SEQUENCE", s)
-        inner = _der_items(data, s, e)
+        inner = der.children(data, s, e)
         if len(inner) != 2 or inner[0][0] != 0x06:
             raise _fail("SGX extension entry is not (OID, value)", s)
-        out[data[inner[0][1] : inner[0][2]]] = inner[1]
+        out[data[inner[0][2] : inner[0][3]]] = inner[1][0], inner[1][2], inner[1][3]
     return out
 
 
@@ -379,7 +352,7 @@ _TCB_OID = {i: oid_der(f"{_BASE}.2.{i}") for i in range(1, 19)}
 
 def parse_pck_extensions(ext_value: bytes) -> PckExtensions:
     """Decode the DER value of extension 1.2.840.113741.1.13.1."""
-    tag, s, e = _der_read(ext_value, 0)
+    tag, s, e = der.tlv(ext_value, 0)
     if tag != 0x30:
         raise _fail("SGX extension is not a SEQUENCE", 0)
     top = _pairs(ext_value, s, e)

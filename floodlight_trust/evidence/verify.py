@@ -10,16 +10,22 @@ denial); any other :class:`~floodlight_trust.errors.FtrustError` means it is mal
 
 from __future__ import annotations
 
+import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, ImaClaims
 from floodlight_trust.errors import InputError, VerificationError
 from floodlight_trust.evidence.collateral import Collateral
 from floodlight_trust.evidence.dcap import CertificateChainError, DcapResult, TrustAnchor, verify_quote
+from floodlight_trust.evidence.ima.signatures import KeyringEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +43,43 @@ class Evidence:
 
     ima_log: bytes | None = None
     ima_source: str | None = None  # names the list in locations and messages
-    keyring: tuple[x509.Certificate, ...] = ()  # certificates for ima-sig signatures
+    keyring: tuple[KeyringEntry, ...] = ()  # certificates and public keys for ima-sig signatures
     quote: bytes | None = None
     collateral: Collateral | None = None
     ias_report: IasReportEvidence | None = None
 
 
-def load_keyring(data: bytes, what: str) -> list[x509.Certificate]:
-    """Certificates from one file: PEM (one or more) or DER."""
+def load_keyring(data: bytes, what: str) -> list[KeyringEntry]:
+    """Certificates and public keys from one file: PEM (any number of CERTIFICATE and PUBLIC KEY
+    blocks, as Keylime's IMA keyrings hold) or DER (a certificate or a SubjectPublicKeyInfo)."""
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificates(data)
-        return [x509.load_der_x509_certificate(data)]
-    except ValueError as e:
-        raise InputError(f"{what} is not a certificate: {e}") from None
+            entries: list[KeyringEntry] = []
+            for m in re.finditer(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", data, re.S):
+                if m.group(1) == b"CERTIFICATE":
+                    entries.append(x509.load_pem_x509_certificate(m.group(0)))
+                elif m.group(1) == b"PUBLIC KEY":
+                    entries.append(_public_key(serialization.load_pem_public_key(m.group(0))))
+                else:
+                    raise ValueError(f"a {m.group(1).decode()} block is neither a CERTIFICATE nor a PUBLIC KEY")
+            if not entries:
+                raise ValueError("no PEM block")
+            return entries
+        try:
+            return [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            return [_public_key(serialization.load_der_public_key(data))]
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise InputError(f"{what} is not a certificate or public key: {e}") from None
 
 
-def verify_ima(data: bytes, *, keyring: Sequence[x509.Certificate] = (), source: str | None = None) -> ImaClaims:
+def _public_key(key: object) -> CertificatePublicKeyTypes:
+    if not isinstance(key, typing.get_args(CertificatePublicKeyTypes)):
+        raise ValueError(f"a {type(key).__name__} cannot sign IMA signatures")
+    return key  # type: ignore[return-value]
+
+
+def verify_ima(data: bytes, *, keyring: Sequence[KeyringEntry] = (), source: str | None = None) -> ImaClaims:
     """Appraise a whole measurement list (template hashes recomputed, PCR 10 replayed, signatures
     checked against ``keyring``); a template hash that does not match is a VerificationError."""
     from floodlight_trust.evidence.ima import appraise_measurement_list

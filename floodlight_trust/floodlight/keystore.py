@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from floodlight_trust import fileio
+from floodlight_trust import clock, fileio
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import InputError, Location, ParseError, SecretError
 from floodlight_trust.pki.keys import generate_private_key, signing_hash
@@ -304,7 +304,7 @@ class FloodlightKeystore:
         from floodlight_trust.pki.ca import parse_name
 
         name = parse_name(subject, what="server subject")
-        now = (at or datetime.now(UTC)).astimezone(UTC)
+        now = (at or clock.now()).astimezone(UTC)
         key = generate_private_key(key_type)
         general: list[x509.GeneralName] = []
         for san in sans:

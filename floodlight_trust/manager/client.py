@@ -274,6 +274,30 @@ class VmClient(JsonClient):
     def vnfs(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/admin/vnfs")["vnfs"])
 
+    def add_vnf(
+        self, host: str, vnf: str, *, enroll_rule: str | None = None, mrenclave: str | None = None
+    ) -> dict[str, Any]:
+        """Register a VNF identity (host, name, enroll rule); its name binds to its first enclave."""
+        body: dict[str, Any] = {"host": host, "vnf": vnf}
+        if enroll_rule:
+            body["enroll_rule"] = enroll_rule
+        if mrenclave:
+            body["mrenclave"] = mrenclave
+        validate_outbound("admin_vnf", body)
+        return dict(self.request("POST", "/v1/admin/vnfs", body))
+
+    def release_vnf(self, host: str, vnf: str, *, reason: str) -> dict[str, Any]:
+        """Free a VNF name from its enclave (its live certificates are revoked)."""
+        body = {"reason": reason}
+        validate_outbound("admin_repin", body)
+        return dict(self.request("POST", f"/v1/admin/hosts/{quote(host)}/vnfs/{quote(vnf)}/release", body))
+
+    def remove_vnf(self, host: str, vnf: str, *, reason: str) -> dict[str, Any]:
+        """Unregister a VNF (its live certificates are revoked)."""
+        return dict(
+            self.request("DELETE", f"/v1/admin/hosts/{quote(host)}/vnfs/{quote(vnf)}", params={"reason": reason})
+        )
+
     def enrollments(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/admin/enrollments")["enrollments"])
 

@@ -47,6 +47,7 @@ class ManagerContext:
         now: Callable[[], datetime],
         require_linkable_epid: bool,
         renew_before_seconds: int | None,
+        self_registering_rules: Sequence[str] = (),
     ):
         self.db = db
         self.state = ManagerState(db)
@@ -64,6 +65,9 @@ class ManagerContext:
         # Re-attestation renews a VNF's certificate only when less than this is left of it
         # (None: every round). The enclave evidence is checked every round either way.
         self.renew_before = timedelta(seconds=renew_before_seconds) if renew_before_seconds is not None else None
+        # Enroll rules the operator lets register a VNF name on its first enrollment
+        # (vm.self_registering_enroll_rules); every other VNF name needs an admin's registration.
+        self.self_registering_rules = frozenset(self_registering_rules)
 
     @property
     def policy_version(self) -> str | None:

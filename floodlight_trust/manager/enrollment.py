@@ -14,7 +14,7 @@ import base64
 import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -36,7 +36,7 @@ from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
 from floodlight_trust.manager.platform_checks import platform_key, same_platform
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
-from floodlight_trust.manager.state import HostRecord
+from floodlight_trust.manager.state import HostRecord, VnfRegistration
 from floodlight_trust.manager.verdicts import (
     NONCE_REPLAYED,
     NOTE,
@@ -56,6 +56,14 @@ from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement
 
 KEY_MODES = ("enclave", "vm-generated")
+SELF_REGISTERING_SETTING = "vm.self_registering_enroll_rules"
+
+
+def self_registration_actor(rule: str) -> str:
+    """How a registration made by an enroll rule itself is named (the operator opted in)."""
+    return f"enroll rule {rule} ({SELF_REGISTERING_SETTING})"
+
+
 CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
 
@@ -86,6 +94,73 @@ class _Attempt:
     mode: str
     at: datetime
     actor: str
+    self_register: str | None = None  # the enroll rule that registers this VNF name on first enrollment
+    enclave_key: str = ""  # SHA-256 of the enclave's quote-bound key (what the name is bound to)
+
+
+def identity_reasons(
+    registration: VnfRegistration | None,
+    rule: str,
+    enclave_key: str,
+    mrenclave: str,
+    key_holder: tuple[str, str] | None,
+    host: str,
+    vnf: str,
+) -> list[Reason]:
+    """Is this enclave the one the VNF name stands for? The registered enroll rule must be the one
+    that admits it, a name bound to an enclave (key and MRENCLAVE of its first enrollment) takes no
+    other until an admin releases it, an enclave key holds one name, and an MRENCLAVE the admin
+    named at registration must match. Every failing check is reported."""
+    out: list[Reason] = []
+    release = f"`ftrust vm vnfs release {host} {vnf}`"
+    if registration is not None:
+        if registration.enroll_rule and registration.enroll_rule != rule:
+            out.append(
+                Reason(
+                    "vnf.enroll_rule",
+                    f"VNF {vnf!r} is registered under enroll rule {registration.enroll_rule!r}, but the policy's "
+                    f"rule for that name is {rule!r}",
+                )
+            )
+        if registration.expected_mrenclave and registration.expected_mrenclave != mrenclave:
+            out.append(
+                Reason(
+                    "vnf.binding",
+                    f"VNF {vnf!r} was registered for MRENCLAVE {registration.expected_mrenclave[:16]}..., this "
+                    f"enclave is {mrenclave[:16]}...",
+                    evidence={"registered_mrenclave": registration.expected_mrenclave, "mrenclave": mrenclave},
+                )
+            )
+        bound_key, bound_mre = registration.bound_public_key_sha256, registration.bound_mrenclave
+        if bound_key is not None and (bound_key != enclave_key or bound_mre != mrenclave):
+            what = " and ".join(
+                w for w, same in (("key", bound_key == enclave_key), ("MRENCLAVE", bound_mre == mrenclave)) if not same
+            )
+            out.append(
+                Reason(
+                    "vnf.binding",
+                    f"the name {vnf!r} on host {host!r} is bound to the enclave of its first enrollment "
+                    f"(key {bound_key[:16]}..., MRENCLAVE {str(bound_mre)[:16]}..., since {registration.bound_at}); "
+                    f"this enclave's {what} differs: another enclave cannot take the name until an admin runs "
+                    f"{release}",
+                    evidence={
+                        "bound_public_key_sha256": bound_key,
+                        "bound_mrenclave": bound_mre,
+                        "public_key_sha256": enclave_key,
+                        "mrenclave": mrenclave,
+                    },
+                )
+            )
+    if key_holder is not None and key_holder != (host, vnf):
+        out.append(
+            Reason(
+                "vnf.binding",
+                f"this enclave key is bound to VNF {key_holder[1]!r} on host {key_holder[0]!r}: one enclave holds "
+                f"one name (it cannot also enroll as {vnf!r})",
+                evidence={"bound_to": list(key_holder), "public_key_sha256": enclave_key},
+            )
+        )
+    return out
 
 
 class Enrollment:
@@ -129,7 +204,8 @@ class Enrollment:
                 code="host.unregistered",
                 hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
             )
-        attempt = _Attempt(host, vnf, mode, at, actor)
+        registration, self_register = self.require_registered(host, vnf)
+        attempt = _Attempt(host, vnf, mode, at, actor, self_register)
         info: dict[str, Any] = {"key_mode": mode}
         claims: EnclaveClaims | None = None
         spki = b""
@@ -140,6 +216,7 @@ class Enrollment:
                 quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
                 spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
                 info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
+                attempt = replace(attempt, enclave_key=spki_sha256(spki))
                 fresh = bytes.fromhex(evidence["nonce"])
                 try:
                     ctx.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
@@ -187,6 +264,12 @@ class Enrollment:
             reasons = same_platform(record, claims, require_linkable_epid=ctx.require_linkable_epid)
             if binding is not None:
                 reasons.append(binding)
+            holder = ctx.state.name_bound_to_key_now(attempt.enclave_key)
+            reasons += identity_reasons(
+                registration, rule.name, attempt.enclave_key, claims.mrenclave, holder, host, vnf
+            )
+            if self_register:
+                info["registered_by"] = self_registration_actor(self_register)
             decision = ctx.policy.evaluate_enclave(
                 rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
             )
@@ -247,6 +330,7 @@ class Enrollment:
         validity left; nothing is installed then)."""
         ctx = self.ctx
         record = ctx.state.host(host)
+        self.require_registered(host, vnf)
         if (
             record.status != "trusted"
             or not record.last_trusted_at
@@ -271,6 +355,21 @@ class Enrollment:
             if ack.get("certificate_sha256") != want:
                 raise ServiceError(f"agent of {host} acknowledged another certificate than the one issued")
         return result
+
+    def require_registered(self, host: str, vnf: str) -> tuple[VnfRegistration | None, str | None]:
+        """The registration of ``vnf`` on ``host``, or (None, the self-registering enroll rule that
+        admits the name); NotFoundError (nothing recorded) when neither exists."""
+        registration = self.ctx.state.vnf_registration(host, vnf)
+        if registration is not None:
+            return registration, None
+        rule = self.ctx.policy.enroll_rule(vnf) if self.ctx.policy is not None else None
+        if rule is not None and rule.name in self.ctx.self_registering_rules:
+            return None, str(rule.name)
+        raise NotFoundError(
+            f"VNF {vnf!r} is not registered on host {host!r}: nothing is enrolled or recorded",
+            code="vnf.unregistered",
+            hint=f"an admin registers it with `ftrust vm vnfs add {host} {vnf}`",
+        )
 
     def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
         if record is None or record.status != "trusted" or not record.last_trusted_at:
@@ -332,6 +431,19 @@ class Enrollment:
         def record(tx: sqlite3.Connection) -> int:
             if not self.ctx.nonces.burn(tx, nonce, at=a.at):  # rolls back this enrollment: nothing issued
                 raise Denied(NONCE_REPLAYED)
+            # The name's binding is written (first enrollment) or re-checked where the certificate is
+            # recorded: two enclaves enrolling one name at once cannot both get it.
+            if a.self_register is not None and self.ctx.state.vnf_registration(a.host, a.vnf, tx) is None:
+                self.ctx.state.register_vnf(
+                    tx, a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at
+                )
+            holder = self.ctx.state.name_bound_to_key(tx, a.enclave_key)
+            if (holder is not None and holder != (a.host, a.vnf)) or not self.ctx.state.bind_vnf(
+                tx, a.host, a.vnf, key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
+            ):
+                raise Denied(
+                    Reason("vnf.binding", f"the name {a.vnf!r} or this enclave key was bound concurrently to another")
+                )
             audit_id = self.ctx.audit.record(
                 tx,
                 at=a.at,

@@ -26,6 +26,7 @@ from floodlight_trust.manager.revocation import Revocation
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import (
     NONCE_REPLAYED,
+    NOTE,
     Denied,
     HostVerdict,
     Reason,
@@ -320,7 +321,27 @@ class HostAttestation:
             return [Reason("policy", "no policy is loaded: nothing is trusted")]
         enclave_policy = self.ctx.policy.host_integrity_enclave(host_policy)
         if enclave_policy is None:
-            return []
+            # Fail closed: without an identity check any enclave's quote (a debug one too) would vouch
+            # for the IMA list. Only a setting named UNSAFE lets it through, noted on every verdict.
+            unsafe = getattr(self.ctx.policy, "host_unsafe_any_integrity_enclave", lambda _: None)(host_policy)
+            if unsafe is None:
+                return [
+                    Reason(
+                        "host.integrity_enclave",
+                        f"host policy {host_policy!r} names no integrity enclave policy: this quote's enclave "
+                        f"(MRENCLAVE {claims.mrenclave[:16]}...) is not judged, so nothing it says counts "
+                        "(`ftrust policy check` reports it)",
+                    )
+                ]
+            return [
+                Reason(
+                    "host.integrity_enclave",
+                    f"INSECURE: the integrity enclave (MRENCLAVE {claims.mrenclave[:16]}...) is not judged: "
+                    "UNSAFE_any_integrity_enclave = true",
+                    location=unsafe,
+                    level=NOTE,
+                )
+            ]
         decision = self.ctx.policy.evaluate_enclave(enclave_policy, ClaimSet(verified_at=at, enclave=claims))
         return decision_reasons(decision, "integrity-enclave: ")  # notes too: kept with the verdict
 

@@ -28,15 +28,21 @@ class CrlPublisher:
         self.now = now
         self._lock = threading.Lock()
         self._cached: tuple[datetime, bytes] | None = None
+        self._marker: tuple[int, str | None] | None = None
         self.generation = 0  # how many CRLs were signed (tests, the demo's narration)
         self.ocsp_answers = 0  # how many OCSP requests were answered
 
     def crl_der(self) -> bytes:
         at = self.now()
+        # A revocation made by another process on the same state store (`ftrust ca revoke`) changes
+        # the records' revocation marker: the next CRL request re-signs, so it shows at once.
+        records = getattr(self.ca, "records", None)
+        marker = records.revocation_marker() if records is not None else None
         with self._lock:
-            if self._cached is None or at - self._cached[0] >= self.next_update / 3:
+            if self._cached is None or at - self._cached[0] >= self.next_update / 3 or marker != self._marker:
                 crl = self.ca.crl(at=at, next_update=self.next_update)
                 self._cached = (at, crl.public_bytes(serialization.Encoding.DER))
+                self._marker = marker
                 self.generation += 1
             return self._cached[1]
 

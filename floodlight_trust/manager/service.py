@@ -10,7 +10,9 @@ Endpoints (docs/openapi.yaml):
       GET  /v1/admin/hosts, POST /v1/admin/hosts {replace?}, DELETE /v1/admin/hosts/{host}?reason=
       POST /v1/admin/hosts/{host}/attest, POST /v1/admin/hosts/{host}/repin {reason?}
       POST /v1/admin/hosts/{host}/vnfs/{vnf}/enroll
-      GET  /v1/admin/vnfs, GET /v1/admin/enrollments, GET /v1/admin/audit?since=
+      GET  /v1/admin/vnfs, POST /v1/admin/vnfs {host, vnf, enroll_rule?, mrenclave?}
+      POST /v1/admin/hosts/{host}/vnfs/{vnf}/release {reason?}, DELETE /v1/admin/hosts/{host}/vnfs/{vnf}?reason=
+      GET  /v1/admin/enrollments, GET /v1/admin/audit?since=
       POST /v1/admin/revoke
       GET  /v1/admin/reattest, POST /v1/admin/reattest {host?}      (issue 8: continuous re-attestation)
       POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
@@ -22,6 +24,7 @@ Endpoints (docs/openapi.yaml):
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
@@ -47,21 +51,23 @@ from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
+from floodlight_trust.pki.records import ADMIN_TABLE
 from floodlight_trust.protocol import validate
 from floodlight_trust.protocol.wsgi import HttpError, HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.secrets import Secret
-from floodlight_trust.storage.database import Database
+from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
 
 log = logging.getLogger("floodlight_trust.manager.service")
 
-DB_FILE = "ftrust.sqlite3"
+DB_FILE = STATE_DB  # the one state store (statestore.py)
 
 
-def admin_identity(request: Request, ca: Any) -> str:
+def admin_identity(request: Request, admin_ca: Any) -> str:
     """The admin name of the request's client certificate, or HttpError 401/403.
 
-    The TLS layer already checked that the certificate chains to the VM's CA; here it must carry an
-    admin SAN URI and must not be revoked.
+    The TLS layer checked that the certificate chains to a CA of this VM; here it must carry an
+    admin SAN URI, be on record as issued by the admin CA (the very certificate: serial and
+    fingerprint) and not be revoked. A certificate of the VNF CA is never an admin.
     """
     pem = request.client_certificate_pem
     if not pem:
@@ -81,11 +87,18 @@ def admin_identity(request: Request, ca: Any) -> str:
     admins = [u[len(ADMIN_URI_PREFIX) :] for u in uris if u.startswith(ADMIN_URI_PREFIX)]
     if not admins:
         raise HttpError(403, "client certificate has no admin role (SAN URI urn:ftrust:admin:NAME)", kind="Forbidden")
-    records = getattr(ca, "records", None)
-    if records is not None:
-        record = records.get(cert.serial_number)
-        if record is not None and record.revoked:
-            raise HttpError(403, "admin certificate is revoked", kind="Forbidden")
+    records = getattr(admin_ca, "records", None)
+    record = records.get(cert.serial_number) if records is not None else None
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    if record is None or not hmac.compare_digest(record.sha256, fingerprint):
+        raise HttpError(
+            403,
+            "admin certificate has no record at this VM: only certificates its admin CA issued are admins",
+            kind="Forbidden",
+            hint="issue one with `ftrust vm admin-cert NAME` on the VM host",
+        )
+    if record.revoked:
+        raise HttpError(403, "admin certificate is revoked", kind="Forbidden")
     return f"admin:{admins[0]}"
 
 
@@ -104,8 +117,10 @@ def make_api(
     max_body_bytes: int,
     scheduler: ReattestScheduler | None = None,
     policy_path: Path | None = None,
+    admin_ca: Any = None,
     feed: RevocationFeed | None = None,
 ) -> JsonApp:
+    """The VM's API; only certificates of ``admin_ca`` on record are admins (None: no admin)."""
     app = JsonApp(max_body_bytes=max_body_bytes, name="vm")
     scheduler = scheduler or ReattestScheduler(vm, interval_seconds=0)
     if feed is None:  # build_service passes the one it stops; otherwise one of our own
@@ -114,7 +129,7 @@ def make_api(
             vm.revocation_listeners.append(feed.publish)
 
     def admin(request: Request) -> str:
-        return admin_identity(request, vm.ca)
+        return admin_identity(request, admin_ca)
 
     add_stream_route(app, feed, lambda request: subscriber_identity(request, admin, vm.ca))
 
@@ -225,6 +240,33 @@ def make_api(
         admin(request)
         return {"vnfs": vm.state.vnfs()}
 
+    @app.route("POST", "/v1/admin/vnfs")
+    def add_vnf(request: Request) -> Any:
+        who = admin(request)
+        body = request.json()
+        validate("admin_vnf", body)
+        doc = vm.register_vnf(
+            body["host"], body["vnf"], actor=who, enroll_rule=body.get("enroll_rule"), mrenclave=body.get("mrenclave")
+        )
+        log.info("%s registered VNF %s on %s (enroll rule %s)", who, doc["vnf"], doc["host"], doc["enroll_rule"])
+        return 201, doc
+
+    @app.route("POST", "/v1/admin/hosts/{host}/vnfs/{vnf}/release")
+    def release_vnf(request: Request, host: str, vnf: str) -> Any:
+        who = admin(request)
+        body = request.json() if request.body else {}
+        validate("admin_repin", body)
+        serials = vm.release_vnf(host, vnf, actor=who, reason=body.get("reason") or "released by an admin")
+        log.warning("%s released VNF %s on %s from its enclave (%d revoked)", who, vnf, host, len(serials))
+        return {"host": host, "vnf": vnf, "released": True, "revoked_serials": serials}
+
+    @app.route("DELETE", "/v1/admin/hosts/{host}/vnfs/{vnf}")
+    def remove_vnf(request: Request, host: str, vnf: str) -> Any:
+        who = admin(request)
+        reason = (request.query.get("reason") or "removed by an admin")[:500]
+        serials = vm.release_vnf(host, vnf, actor=who, reason=reason, remove=True)
+        return {"host": host, "vnf": vnf, "removed": True, "revoked_serials": serials}
+
     @app.route("GET", "/v1/admin/enrollments")
     def enrollments(request: Request) -> Any:
         admin(request)
@@ -286,6 +328,7 @@ class VmService:
     publisher: CrlPublisher
     tls_certificate: Path
     scheduler: ReattestScheduler
+    admin_ca: Any = None  # issues the admin client certificates (never given to Floodlight)
     feed: RevocationFeed | None = None
 
     def start(self) -> VmService:
@@ -318,19 +361,6 @@ def agent_trust(state_dir: Path, record: HostRecord) -> Path | bool:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(path, record.agent_tls_pem, mode=0o644)
     return path
-
-
-def open_ca(config: Config, password: Secret, db: Database) -> Any:
-    from floodlight_trust.pki.ca import CertificateAuthority
-    from floodlight_trust.pki.records import CertificateRecords
-
-    return CertificateAuthority.open(
-        config.state_path("ca", "dir"),
-        password,
-        CertificateRecords(db),
-        crl_url=config.get("ca", "crl_url"),
-        ocsp_url=config.get("ca", "ocsp_url"),
-    )
 
 
 def load_anchors(config: Config) -> list[Any]:
@@ -375,10 +405,16 @@ def build_service(
     ``policy_path`` (default ``vm.policy``) is the file ``reload-policy`` reads again;
     ``reattest_interval_seconds`` overrides ``vm.reattest_interval_seconds`` (0 disables the loop).
     """
-    db = Database(config.state_dir / DB_FILE)
+    db = open_state(config)
     ca = open_ca(config, password, db)
+    admin_ca = open_admin_ca(config, password, db, create_at=clock.now())
     vc = config.values["vm"]
     timeout = float(vc["request_timeout_seconds"])
+    if not all(isinstance(r, str) for r in vc["self_registering_enroll_rules"]):
+        raise ConfigError(
+            "vm.self_registering_enroll_rules must be a list of enroll rule names",
+            location=Location(config.source),
+        )
 
     agents: dict[tuple[str, str | None], AgentClient] = {}
 
@@ -408,6 +444,7 @@ def build_service(
         collateral=CollateralFetcher.from_config(config),
         require_linkable_epid=vc["require_linkable_epid"],
         renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
+        self_registering_rules=vc["self_registering_enroll_rules"],
     )
     vm.tpm_settings = tpm_settings(config)
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
@@ -423,11 +460,14 @@ def build_service(
             max_body_bytes=vc["max_request_bytes"],
             scheduler=scheduler,
             policy_path=policy_path if policy_path is not None else config.path("vm", "policy"),
+            admin_ca=admin_ca,
             feed=feed,
         ),
         host=vc["host"],
         port=vc["port"],
-        ssl_context=server_context(cert, key, ca.certificate_pem, password),
+        # A client certificate may chain to either CA at the TLS layer; admin_identity then admits
+        # only the admin CA's certificates on record (a VNF certificate gets a 403, not a TLS alert).
+        ssl_context=server_context(cert, key, admin_ca.certificate_pem + ca.certificate_pem, password),
         threads=threads,
         timeout=int(timeout),
         max_body_bytes=vc["max_request_bytes"],
@@ -441,7 +481,7 @@ def build_service(
         timeout=10,
         name="vm-publish",
     )
-    return VmService(vm, api, publish, publisher, cert, scheduler, feed)
+    return VmService(vm, api, publish, publisher, cert, scheduler, admin_ca=admin_ca, feed=feed)
 
 
 def check_renew_before(value: int, config: Config) -> int:
@@ -471,11 +511,27 @@ def check_policy_path(config: Config) -> Path:
     return p
 
 
+ADMIN_CERTIFICATE_DAYS = 30  # default lifetime of an admin certificate (issue 11: at most 30 days)
+MAX_ADMIN_CERTIFICATE_DAYS = 365
+
+
 def issue_admin_certificate(
-    ca: Any, name: str, out_dir: Path, *, at: Any, password: Secret, validity_days: int = 365
+    admin_ca: Any,
+    name: str,
+    out_dir: Path,
+    *,
+    at: Any,
+    password: Secret,
+    validity_days: int = ADMIN_CERTIFICATE_DAYS,
 ) -> tuple[Path, Path]:
-    """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) and its key, written to
-    ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600, encrypted with ``password``)."""
+    """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) from the admin CA and its
+    key, written to ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600, encrypted with ``password``)."""
+    if not 1 <= validity_days <= MAX_ADMIN_CERTIFICATE_DAYS:
+        raise InputError(
+            f"admin certificate lifetime must be 1..{MAX_ADMIN_CERTIFICATE_DAYS} days, got {validity_days}"
+        )
+    if getattr(admin_ca.records, "table", None) != ADMIN_TABLE:
+        raise InputError("admin certificates are issued only by the admin CA (statestore.open_admin_ca)")
     from cryptography.hazmat.primitives import serialization
 
     from floodlight_trust.fileio import atomic_write
@@ -489,7 +545,7 @@ def issue_admin_certificate(
         validity_seconds=validity_days * 86400,
         key_type=KeyType.EC_P256,
     )
-    issued = ca.issue(key.public_key(), profile, at=at)
+    issued = admin_ca.issue(key.public_key(), profile, at=at)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
     pem = key.private_bytes(

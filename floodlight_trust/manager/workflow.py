@@ -71,6 +71,7 @@ class VerificationManager(ManagerContext):
         collateral: Any = None,
         require_linkable_epid: bool = False,
         renew_before_seconds: int | None = None,
+        self_registering_rules: Sequence[str] = (),
     ):
         if key_mode not in KEY_MODES:
             raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
@@ -87,6 +88,7 @@ class VerificationManager(ManagerContext):
             now=now,
             require_linkable_epid=require_linkable_epid,
             renew_before_seconds=renew_before_seconds,
+            self_registering_rules=self_registering_rules,
         )
         self.quotes = QuoteVerifier(self.anchors, ias, collateral)
         self.revocation = Revocation(self)
@@ -125,7 +127,80 @@ class VerificationManager(ManagerContext):
                 code="host.unregistered",
                 hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
             )
+        if purpose == "enclave" and vnf is not None:
+            self.enrollment.require_registered(host, vnf)
         return self.nonces.issue(purpose, host, vnf, at=self.now()).to_json()
+
+    def register_vnf(
+        self, host: str, vnf: str, *, actor: str, enroll_rule: str | None = None, mrenclave: str | None = None
+    ) -> dict[str, Any]:
+        """Register VNF ``vnf`` on ``host`` under an enroll rule of the policy in force (default: the
+        rule that admits the name), optionally for one MRENCLAVE. Audited. The name binds to the
+        enclave of its first enrollment."""
+        self.state.host(host)
+        rule = self.policy.enroll_rule(vnf) if self.policy is not None else None
+        if enroll_rule is not None and (rule is None or rule.name != enroll_rule):
+            names = sorted(r.name for r in getattr(self.policy, "enrolls", ()))
+            raise InputError(
+                f"enroll rule {enroll_rule!r} does not admit VNF {vnf!r}"
+                + (f" (the policy's rule for it is {rule.name!r})" if rule is not None else ""),
+                hint="enroll rules: " + (", ".join(names) or "none"),
+            )
+        if rule is None:
+            raise InputError(
+                f"no enroll rule of policy {self.policy_version} admits VNF {vnf!r}",
+                hint='add an `enroll NAME for "PATTERN" {...}` rule for it first',
+            )
+        if mrenclave is not None and (len(mrenclave) != 64 or any(c not in "0123456789abcdef" for c in mrenclave)):
+            raise InputError(f"--mrenclave must be 64 lowercase hex digits, got {mrenclave[:80]!r}")
+        at = self.now()
+        with self.db.transaction() as tx:
+            self.state.register_vnf(
+                tx, host, vnf, enroll_rule=str(rule.name), by=actor, at=at, expected_mrenclave=mrenclave
+            )
+            self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action="register-vnf",
+                allowed=True,
+                host=host,
+                vnf=vnf,
+                policy_version=self.policy_version,
+                evidence={"enroll_rule": rule.name, "mrenclave": mrenclave},
+            )
+        return {"host": host, "vnf": vnf, "enroll_rule": rule.name, "registered_by": actor, "mrenclave": mrenclave}
+
+    def release_vnf(self, host: str, vnf: str, *, actor: str, reason: str, remove: bool = False) -> list[str]:
+        """Free a VNF name from its enclave binding (``remove``: unregister it too): its live
+        certificates are revoked in the same transaction, so two enclaves never hold the name at once.
+        Audited. Returns the revoked serials."""
+        if self.state.vnf_registration(host, vnf) is None:
+            raise NotFoundError(f"VNF {vnf!r} is not registered on host {host!r}", code="vnf.unregistered")
+        at = self.now()
+        action = "remove-vnf" if remove else "release-vnf"
+        with self.db.transaction() as tx:
+            serials = self.revocation.revoke_tx(
+                tx, host=host, vnf=vnf, reason="superseded", why=f"{action}: {reason}", at=at, actor=actor
+            )
+            if remove:
+                self.state.remove_vnf(tx, host, vnf)
+            else:
+                self.state.release_vnf(tx, host, vnf)
+            self.audit.record(
+                tx,
+                at=at,
+                actor=actor,
+                action=action,
+                allowed=True,
+                host=host,
+                vnf=vnf,
+                policy_version=self.policy_version,
+                evidence={"revoked_serials": serials},
+                reasons=[Reason("registration", f"{action} by {actor}: {reason}").to_json()],
+            )
+        self.revocation.notify(serials)
+        return serials
 
     # -- registration (admins) -------------------------------------------------------------------
     def remove_host(self, host: str, *, actor: str, reason: str) -> list[str]:

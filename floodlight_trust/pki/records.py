@@ -40,7 +40,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX pki_certificates_revoked ON pki_certificates (revoked_at)
         """,
     ),
+    # Issue 11: admin client certificates come from a CA of their own (never trusted by Floodlight),
+    # whose records live apart, so the VNF CA's CRL never lists them and the admin API can require one.
+    Migration(
+        "pki-admin",
+        1,
+        """
+        CREATE TABLE pki_admin_certificates (
+            serial TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            not_before TEXT NOT NULL,
+            not_after TEXT NOT NULL,
+            issued_at TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            pem TEXT NOT NULL,
+            revoked_at TEXT,
+            revocation_reason TEXT
+        );
+        CREATE INDEX pki_admin_certificates_revoked ON pki_admin_certificates (revoked_at)
+        """,
+    ),
 )
+
+VNF_TABLE = "pki_certificates"
+ADMIN_TABLE = "pki_admin_certificates"
 
 # RFC 5280 CRLReason values accepted for revocation, by their canonical (cryptography) names.
 # removeFromCRL only exists in delta CRLs, which this CA does not publish.
@@ -141,9 +164,25 @@ def _iso(value: datetime) -> str:
 class CertificateRecords:
     """Issued certificates and revocations of one CA, in the deployment's :class:`Database`."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, *, table: str = VNF_TABLE):
+        """The records of the VNF CA (default) or, with ``table=ADMIN_TABLE``, of the admin CA."""
+        if table not in (VNF_TABLE, ADMIN_TABLE):
+            raise ValueError(f"no certificate table {table!r}")
         self.db = db
+        self.table = table
         db.migrate(MIGRATIONS)
+
+    def _sql(self, statement: str) -> str:
+        # The table name comes from the closed set checked in __init__, never from input.
+        return statement.replace(VNF_TABLE, self.table)
+
+    def revocation_marker(self) -> tuple[int, str | None]:
+        """How many certificates are revoked and the latest revocation time: changes with every
+        revocation, whichever process made it (the CRL publisher re-signs when it does)."""
+        row = self.db.query(
+            self._sql("SELECT COUNT(*), MAX(revoked_at) FROM pki_certificates WHERE revoked_at IS NOT NULL")
+        )[0]
+        return int(row[0]), row[1]
 
     def _write(self, tx: sqlite3.Connection | None, fn: Callable[[sqlite3.Connection], T]) -> T:
         if tx is not None:
@@ -168,8 +207,10 @@ class CertificateRecords:
         def insert(c: sqlite3.Connection) -> CertificateRecord:
             try:
                 c.execute(
-                    "INSERT INTO pki_certificates"
-                    " (serial, subject, not_before, not_after, issued_at, sha256, pem) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    self._sql(
+                        "INSERT INTO pki_certificates"
+                        " (serial, subject, not_before, not_after, issued_at, sha256, pem) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ),
                     (
                         serial_hex(record.serial),
                         record.subject,
@@ -191,26 +232,27 @@ class CertificateRecords:
         canonical = normalize_reason(reason)
 
         def update(c: sqlite3.Connection) -> CertificateRecord:
-            row = c.execute("SELECT * FROM pki_certificates WHERE serial = ?", (serial_hex(serial),)).fetchone()
+            select = self._sql("SELECT * FROM pki_certificates WHERE serial = ?")
+            row = c.execute(select, (serial_hex(serial),)).fetchone()
             if row is None:
                 raise InputError(f"no certificate with serial {serial_hex(serial)}", hint="see `ftrust ca list`")
             if row["revoked_at"] is None:
                 c.execute(
-                    "UPDATE pki_certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?",
+                    self._sql("UPDATE pki_certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?"),
                     (_iso(at), canonical, serial_hex(serial)),
                 )
-                row = c.execute("SELECT * FROM pki_certificates WHERE serial = ?", (serial_hex(serial),)).fetchone()
+                row = c.execute(select, (serial_hex(serial),)).fetchone()
             return _row_to_record(row)
 
         return self._write(tx, update)
 
     def get(self, serial: int) -> CertificateRecord | None:
-        rows = self.db.query("SELECT * FROM pki_certificates WHERE serial = ?", (serial_hex(serial),))
+        rows = self.db.query(self._sql("SELECT * FROM pki_certificates WHERE serial = ?"), (serial_hex(serial),))
         return _row_to_record(rows[0]) if rows else None
 
     def list(self, *, revoked: bool | None = None, subject: str | None = None) -> builtins.list[CertificateRecord]:
         """Every record (oldest first), optionally only revoked / unrevoked ones or one subject."""
-        sql = "SELECT * FROM pki_certificates"
+        sql = self._sql("SELECT * FROM pki_certificates")
         where: builtins.list[str] = []
         params: builtins.list[object] = []
         if revoked is True:

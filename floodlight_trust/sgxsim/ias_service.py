@@ -16,7 +16,7 @@ import secrets
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from cheroot import wsgi
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from floodlight_trust import clock
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, parse_quote
 
@@ -56,7 +57,7 @@ class SimulatedIas:
         self.group_status: dict[bytes, str] = {}
         self.nonce_override: str | None = None
         self.requests = 0
-        now = datetime.now(UTC)
+        now = clock.now()
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -117,7 +118,7 @@ class SimulatedIas:
             return self._plain(start_response, "400 Bad Request")
         report: dict[str, Any] = {
             "id": str(secrets.randbits(120)),
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+            "timestamp": clock.now().strftime("%Y-%m-%dT%H:%M:%S.%f"),
             "version": version,
             "isvEnclaveQuoteStatus": self._status(quote),
             "isvEnclaveQuoteBody": base64.b64encode(quote.raw[:SIGNED_SIZE]).decode(),

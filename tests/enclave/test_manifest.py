@@ -18,6 +18,7 @@ import pytest
 from floodlight_trust.enclave.manifest import (
     InterpreterLayout,
     interpreter_layout,
+    parse_manifest,
     render_template,
     template_variables,
 )
@@ -167,3 +168,22 @@ def test_duplicate_and_hidden_mounts_are_caught(layout: InterpreterLayout) -> No
         "the mount at /opt/vnf is hidden by the later mount at /opt",
         "two mounts at /usr: Gramine refuses the manifest",
     ]
+
+
+@pytest.mark.parametrize("template", [AGENT, VNF], ids=["agent", "vnf"])
+def test_templates_mount_tmpfs_before_anything_that_may_live_under_tmp(
+    template: Path, layout: InterpreterLayout, deployment: dict[str, str]
+) -> None:
+    """A checkout (and its venv) under /tmp, as CI's clean clones may be: the enclave's tmpfs /tmp
+    must not hide the interpreter, the venv, the image or the config (it once hid the VNF's venv)."""
+    from floodlight_trust.enclave.manifest import check_manifest
+
+    under_tmp = {"venv": "/tmp/ci/p/.venv", "python_prefix": "/tmp/py", "image": "/tmp/ci/image"}
+    variables = template_variables(layout) | deployment | under_tmp
+    doc = parse_manifest(render_template(template.read_text(), variables), source=str(template))
+    messages = [
+        r.message
+        for r in check_manifest(doc, layout=layout, exists=lambda p: True, gramine_installed=False)
+        if r.rule == "manifest.mounts"
+    ]
+    assert messages == []

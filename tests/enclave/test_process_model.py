@@ -134,6 +134,8 @@ def model(tmp_path_factory: pytest.TempPathFactory, bridge_jar: Path) -> Iterato
                 assert time.monotonic() < deadline, "the agent did not start"
                 time.sleep(0.1)
         world.admin.add_host("proc-host", url)
+        for vnf in (A, B):  # their identities, as an admin registers them
+            world.admin.add_vnf("proc-host", vnf)
         keystore, controller_pem = write_keystore(tmp, world.ca)
         endpoint = bridge.FloodlightEndpoint(
             keystore, STORE_PASSWORD, pkix_revocation=True, ocsp=True, ocsp_timeout_seconds=5

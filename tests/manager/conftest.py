@@ -116,13 +116,18 @@ class Host:
     agent: Agent
     server: HttpServer
     ima_file: Path
+    admin: VmClient | None = None  # set when the host is registered: its VNFs are registered too
 
     @property
     def url(self) -> str:
         return self.server.url
 
-    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE) -> EnclaveRuntime:
-        return self.backend.add_enclave(vnf, image)
+    def add_vnf(self, vnf: str, image: bytes = GOOD_IMAGE, *, register: bool = True) -> EnclaveRuntime:
+        """A VNF enclave on this host, registered with the VM as an admin would (host, name, rule)."""
+        enclave = self.backend.add_enclave(vnf, image)
+        if register and self.admin is not None:
+            self.admin.add_vnf(self.name, vnf)
+        return enclave
 
 
 @dataclass
@@ -163,6 +168,7 @@ class World:
         self.hosts.append(host)
         if register:
             self.admin.add_host(name, host.url)
+            host.admin = self.admin
         return host
 
 
@@ -207,7 +213,7 @@ def make_world(tmp: Path, *, crl_port: int | None = None, extra_policy: str = ""
         policy_path=policy_file,
     ).start()
     admin_password = ADMIN_KEY_PASSWORD
-    cert, key = issue_admin_certificate(service.vm.ca, "alice", tmp / "admin", at=clock.now(), password=admin_password)
+    cert, key = issue_admin_certificate(service.admin_ca, "alice", tmp / "admin", at=clock.now(), password=admin_password)
     admin = VmClient(
         service.api_url,
         server_certificate=service.tls_certificate,

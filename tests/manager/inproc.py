@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from floodlight_trust import clock
-from floodlight_trust.agent.backends.sim import SIM_SIGNER, SimBackend
+from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER, SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
@@ -39,11 +39,18 @@ def line(path: str, digest: bytes) -> bytes:
 
 def policy_text(extra_host_rules: str = "") -> str:
     allow = "\n".join(f'    allow "{p}" digest in {{"{d.hex()}"}}' for p, d in FILES.items())
+    # The sim backend's integrity enclave, unless the caller names its own.
+    integrity = "" if "integrity_enclave" in extra_host_rules else "    integrity_enclave = host_integrity"
     return f"""
 host h {{
     template in {{"ima-ng"}}
 {allow}
 {extra_host_rules}
+{integrity}
+}}
+enclave host_integrity {{
+    identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
+    allow_simulated = true
 }}
 enclave e {{
     identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
@@ -92,6 +99,8 @@ class Deployment:
         self.ima_files[name] = path
         self.backends[name] = backend
         self.vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+        for v in vnfs:  # registered as an admin would
+            self.vm.register_vnf(name, v, actor="admin:test")
         return self.agents[name]
 
     def append(self, host: str, path: str, digest: bytes) -> None:

@@ -71,6 +71,7 @@ def test_vm_reaches_an_https_agent_through_its_pinned_certificate(world: World) 
     try:
         assert server.url.startswith("https://")
         world.admin.add_host(name, server.url, agent_certificate=pem)
+        world.admin.add_vnf(name, "vnf-fw-tls")
         verdict = world.admin.attest(name)
         assert verdict["trusted"], verdict["reasons"]
         doc = world.admin.enroll(name, "vnf-fw-tls")

@@ -22,11 +22,12 @@ from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import load
 from floodlight_trust.manager.client import VmClient
-from floodlight_trust.manager.service import issue_admin_certificate, open_ca
+from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.protocol.wsgi import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
+from floodlight_trust.statestore import open_admin_ca
 from floodlight_trust.storage.database import Database
 from tests.manager.conftest import HOST_FILES, PASSWORD, ima_list, policy_text
 
@@ -63,7 +64,7 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
             at=clock.now(), records=CertificateRecords(db),
         )  # fmt: skip
         self.admin_cert, self.admin_key = issue_admin_certificate(
-            open_ca(config, PASSWORD, db), "root", tmp / "admin", at=clock.now(), password=PASSWORD
+            open_admin_ca(config, PASSWORD, db, create_at=clock.now()), "root", tmp / "admin", at=clock.now(), password=PASSWORD
         )
         db.close()
         self.backend = SimBackend(platform, vm_ca=load_ca_certificate(config.state_path("ca", "dir")))
@@ -141,6 +142,7 @@ def test_sigkill_mid_round_loses_no_enrollment_and_issues_no_duplicate(deploymen
     vm = deployment.start_vm()
     vm.add_host("crash-host", deployment.agent.url)
     for vnf in VNFS:
+        vm.add_vnf("crash-host", vnf)
         assert vm.enroll("crash-host", vnf)["allowed"]
     vm.close()
     for _ in range(3):

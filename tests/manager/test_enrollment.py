@@ -97,6 +97,7 @@ def test_vnf_quote_from_another_platform_is_refused(world: World) -> None:
     host = world.start_host(platform=0)
     elsewhere = world.start_host(platform=1, register=False)
     elsewhere.add_vnf("vnf-fw-borrowed")
+    world.admin.add_vnf(host.name, "vnf-fw-borrowed")  # the name is registered on the trusted host
     vm = world.anonymous
     assert vm.submit_host_evidence(host.agent.host_evidence(vm.nonce("host", host.name)))["trusted"]
     # The VNF runs on another machine but claims to be on the trusted host.

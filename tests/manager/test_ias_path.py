@@ -80,6 +80,7 @@ class EpidWorld:
         self.service.vm.state.add_host(name, "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
         backend = SimBackend(machine, evidence="epid", vm_ca=self.service.vm.ca.certificate)
         backend.add_enclave(f"vnf-fw-{self.counter}", GOOD_IMAGE)
+        self.service.vm.register_vnf(name, f"vnf-fw-{self.counter}", actor="admin:test")
         return Agent(name, backend, ImaSource(None, ima))
 
 
@@ -159,6 +160,7 @@ def test_vnf_quote_from_another_epid_group_is_refused(epid: EpidWorld) -> None:
     assert epid.vm.submit_host_evidence(host.host_evidence(epid.vm.nonce("host", host.host)))["trusted"]
     intruder = epid.agent(epid.group_b)  # a VNF on a machine of another EPID group claims to be on `host`
     vnf = f"vnf-fw-{epid.counter}"
+    epid.service.vm.register_vnf(host.host, vnf, actor="admin:test")  # the name is registered on `host`
     evidence = intruder.enclave_evidence(vnf, epid.vm.nonce("enclave", host.host, vnf))
     evidence["host"] = host.host
     doc = epid.vm.submit_enclave_evidence(evidence)
@@ -171,6 +173,7 @@ def test_same_group_other_machine_is_refused_when_linkable_epid_is_required(epid
     assert epid.vm.submit_host_evidence(host.host_evidence(epid.vm.nonce("host", host.host)))["trusted"]
     neighbour = epid.agent(epid.group_a2)  # same EPID group, another machine: another pseudonym
     vnf = f"vnf-fw-{epid.counter}"
+    epid.service.vm.register_vnf(host.host, vnf, actor="admin:test")
     evidence = neighbour.enclave_evidence(vnf, epid.vm.nonce("enclave", host.host, vnf))
     evidence["host"] = host.host
     doc = epid.vm.submit_enclave_evidence(evidence)

@@ -55,6 +55,6 @@ def test_a_plaintext_key_from_an_older_version_is_re_encrypted(tmp_path: Path) -
 
 def test_admin_key_is_encrypted(world: World, tmp_path: Path) -> None:
     password = Secret("bob's key password", "test")
-    cert, key = issue_admin_certificate(world.ca, "bob", tmp_path, at=clock.now(), password=password)
+    cert, key = issue_admin_certificate(world.service.admin_ca, "bob", tmp_path, at=clock.now(), password=password)
     assert_encrypted_0600(key, password)
     assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")

@@ -271,8 +271,12 @@ def test_generate_from_a_real_log(testdata: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     lines = out.read_text().splitlines()
     assert lines and all(len(line.split("  ", 1)[0]) in (40, 64) for line in lines)
-    (tmp_path / "p.policy").write_text('host h {\n    include sha256sum "ref.sha256sum"\n}\n')
-    assert ftrust("check", str(tmp_path / "p.policy")).returncode == 0
+    (tmp_path / "p.policy").write_text(
+        'host h {\n    include sha256sum "ref.sha256sum"\n    integrity_enclave = ie\n}\n'
+        f'enclave ie {{\n    identity: mrenclave in {{"{"ab" * 32}"}}\n}}\n'
+    )
+    r = ftrust("check", str(tmp_path / "p.policy"))
+    assert r.returncode == 0, r.stderr
 
 
 def test_keylime_schema_failure_shows_the_field_path_and_a_short_excerpt(testdata: Path, tmp_path: Path) -> None:

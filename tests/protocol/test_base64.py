@@ -48,3 +48,19 @@ def test_edge_cases_match_the_reference(text: str) -> None:
 def test_refusal_names_the_field() -> None:
     with pytest.raises(InputError, match=r"host_evidence\.ima_list is not valid base64"):
         b64decode("not base64!", what="host_evidence.ima_list")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", max_size=40))
+def test_same_outcome_as_the_reference_on_base64_alphabet_text(text: str) -> None:
+    assert _ours(text) == _reference(text)
+
+
+def test_encode_is_the_standard_encoding() -> None:
+    from floodlight_trust.protocol import b64encode
+
+    data = bytes(range(256)) * 3
+    assert (
+        b64encode(data) == base64.b64encode(data).decode()
+        and b64encode(memoryview(data)[5:]) == base64.b64encode(data[5:]).decode()
+    )

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from tests.floodlight.conftest import bridge_jar  # noqa: F401  (the JDK fixture, for the controller cases)
 from tests.manager.conftest import ADMIN_KEY_PASSWORD, World, make_world
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,3 +118,26 @@ def crl_serials(world: World) -> set[int]:
     """The serials on the CRL the VM publishes now."""
     crl = x509.load_der_x509_crl(requests.get(world.service.publish.url + "/crl.der", timeout=10).content)
     return {r.serial_number for r in crl}
+
+
+def write_config(world: World) -> Path:
+    """A config file for `ftrust` commands on the running VM's own state store (as on the VM host)."""
+    path = world.tmp / "vm.toml"
+    if not path.exists():
+        vm = world.service.vm
+        path.write_text(
+            f"""[state]
+dir = "{world.tmp / "state"}"
+[ca]
+crl_url = "{vm.ca.crl_url}"
+ocsp_url = "{vm.ca.ocsp_url}"
+"""
+        )
+    return path
+
+
+def ca_cli(world: World, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`ftrust ca ...` on the VM host's state (the CA password from the environment)."""
+    from tests.manager.conftest import PASSWORD
+
+    return ftrust("--config", str(write_config(world)), "ca", *argv, env={"FTRUST_CA_PASSWORD": PASSWORD.reveal()})

@@ -24,12 +24,13 @@ def plugged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ps.Plugged]:
 
 
 def test_an_admin_certificate_of_the_vms_ca_is_refused_by_the_controller(plugged: ps.Plugged, tmp_path: Path) -> None:
+    # Admin certificates come from the VM's admin CA, which the controller's trust bundle never holds.
     cert, key = issue_admin_certificate(
-        plugged.world.ca, "mallory", tmp_path, at=clock.now(), password=ADMIN_KEY_PASSWORD
+        plugged.world.service.admin_ca, "mallory", tmp_path, at=clock.now(), password=ADMIN_KEY_PASSWORD
     )
     c = ps.TlsClient(plugged.endpoint.url, cert, key, plugged.files.server_pem, key_password=ADMIN_KEY_PASSWORD)
     assert c.request("GET", "/wm/core/health/json") == 0
-    ps.wait_for_log(plugged.endpoint, "not a VNF certificate (no VNF certificate policy", timeout=5)
+    ps.wait_for_log(plugged.endpoint, "does not chain to a CA of the trust bundle", timeout=5)
 
 
 def test_the_controllers_stream_credential_is_no_vnf_certificate(plugged: ps.Plugged, tmp_path: Path) -> None:

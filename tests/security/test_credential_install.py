@@ -92,6 +92,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             make_app(agent), host="127.0.0.1", port=0, ssl_context=tls_context(cert, key), name="agent"
         ).start()
         world.admin.add_host(name, server.url, agent_certificate=pem)
+        world.admin.add_vnf(name, VNF)  # its identity, as an admin registers it
         legit = world.admin.enroll(name, VNF)
         assert legit["allowed"], legit["reasons"]
         yield Target(world, name, server.url, cert, procs[0], legit)

@@ -28,6 +28,7 @@ from tests.security.conftest import (
 
 def test_relabelled_evidence_for_an_unregistered_ghost_is_refused_and_leaves_no_row(world: World) -> None:
     host = world.start_host()
+    host.add_vnf("vnf-fw-ghost")
     assert world.admin.attest(host.name)["trusted"]
     before = table_sizes(world)
     rejected = unauthenticated_rejects("/v1/nonces", "host.unregistered")
@@ -46,7 +47,6 @@ def test_relabelled_evidence_for_an_unregistered_ghost_is_refused_and_leaves_no_
     assert "host 'ghost-1' is not registered" in r.json()["error"]["message"]
 
     # 3. Enclave evidence in the ghost's name: refused the same way.
-    host.add_vnf("vnf-fw-ghost")
     enclave_nonce = bytes.fromhex(
         post(world, "/v1/nonces", {"purpose": "enclave", "host": host.name, "vnf": "vnf-fw-ghost"}).json()["nonce"]
     )

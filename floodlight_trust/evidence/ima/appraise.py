@@ -23,14 +23,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cryptography import x509
-
 from floodlight_trust.claims import ImaClaims, SignatureStatus
 from floodlight_trust.errors import FtrustError, InputError, Location, ParseError, VerificationError
 from floodlight_trust.evidence.ima import ascii as ascii_list
 from floodlight_trust.evidence.ima import binary as binary_list
 from floodlight_trust.evidence.ima.batch import Batch
-from floodlight_trust.evidence.ima.signatures import Keyring
+from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
 from floodlight_trust.evidence.ima.templates import (
     BANK_BY_SIZE,
     BANKS,
@@ -53,7 +51,15 @@ class FindingKind(StrEnum):
     VIOLATION = "violation"
     PARTIAL_RECORD = "partial-record"
     PCR_MISMATCH = "pcr-mismatch"
-    SIGNATURE_INVALID = "signature-invalid"
+    SIGNATURE_INVALID = "signature-invalid"  # a key with the signature's id does not verify it
+    SIGNATURE_MALFORMED = "signature-malformed"  # the header is wrong (e.g. its length is not the bytes that follow)
+    SIGNATURE_UNSUPPORTED = "signature-unsupported"  # the key type or hash cannot be verified here
+
+
+_PROBLEM_KINDS = {
+    SignatureProblem.MALFORMED: FindingKind.SIGNATURE_MALFORMED,
+    SignatureProblem.UNSUPPORTED: FindingKind.SIGNATURE_UNSUPPORTED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +186,7 @@ def appraise_measurement_list(
     *,
     state: ImaState | None = None,
     banks: Sequence[str] = ("sha1", "sha256"),
-    keyring: Sequence[x509.Certificate] = (),
+    keyring: Sequence[KeyringEntry] = (),
     expected_pcrs: Mapping[str, str] | None = None,
     source: str | None = None,
 ) -> ImaAppraisal:
@@ -189,7 +195,7 @@ def appraise_measurement_list(
 
     Guarantees: every new entry's template hash is recomputed and compared (a mismatch is a finding
     and makes ``ok`` false); PCR 10 is replayed into ``banks`` (violations extend all-0xFF);
-    signatures are checked against ``keyring``; with ``state``, raises :class:`ImaPrefixChanged`
+    signatures are checked against ``keyring`` (certificates and bare public keys); with ``state``, raises :class:`ImaPrefixChanged`
     if the already appraised bytes changed. Malformed input raises ParseError located by line or
     byte offset and entry index; ``source`` names the file in locations.
 
@@ -221,7 +227,7 @@ def _appraise(
     data: bytes,
     state: ImaState | None,
     banks: Sequence[str],
-    keyring_certs: Sequence[x509.Certificate],
+    keyring_certs: Sequence[KeyringEntry],
     expected_pcrs: Mapping[str, str] | None,
     source: str | None,
     whole: ListBytes | None = None,
@@ -493,26 +499,26 @@ def _appraise_batch(
     other = set(batch.other_sigs)
     for i in range(n):
         sig = sigs[i]
-        status, key_id, reason = SignatureStatus.NONE, None, ""
+        check = SignatureCheck(SignatureStatus.NONE, None, "")
         if sig:
-            status, key_id, reason = keyring.verify(sig, batch.algos[i], bytes.fromhex(batch.digests[i]))
-        if i in other and (not sig or status is SignatureStatus.UNKNOWN_KEY):
+            check = keyring.verify(sig, batch.algos[i], bytes.fromhex(batch.digests[i]))
+        if i in other and (not sig or check.status is SignatureStatus.UNKNOWN_KEY):
             # As the kernel does: an appended signature counts when there is no file signature or
             # its key is unknown; an evm-sig entry's signature is the one it has.
-            status, key_id, reason = _other_signature(batch.templates[i], batch.inputs[i], keyring)
-        out.signatures.append(status)
-        out.key_ids.append(key_id)
-        if status is SignatureStatus.INVALID:
+            check = _other_signature(batch.templates[i], batch.inputs[i], keyring)
+        out.signatures.append(check.status)
+        out.key_ids.append(check.key_id)
+        if check.status is SignatureStatus.INVALID:
             findings.append(
                 ImaFinding(
-                    FindingKind.SIGNATURE_INVALID,
-                    f"signature of {batch.paths[i]!r}: {reason}",
+                    _PROBLEM_KINDS.get(check.problem, FindingKind.SIGNATURE_INVALID),
+                    f"signature of {batch.paths[i]!r}: {check.reason}",
                     _loc(fmt, source, batch.positions[i], batch.first_index + i),
                 )
             )
 
 
-def _other_signature(template: str, data: bytes, keyring: Keyring) -> tuple[SignatureStatus, str | None, str]:
+def _other_signature(template: str, data: bytes, keyring: Keyring) -> SignatureCheck:
     """The ``modsig`` or ``evmsig`` of an entry, from its template data."""
     ids = template_fields(template)
     assert ids is not None  # the readers only pass known templates
@@ -523,12 +529,14 @@ def _other_signature(template: str, data: bytes, keyring: Keyring) -> tuple[Sign
     sig = f["evmsig"]
     missing = [k for k in ("xattrvalues", "iuid", "igid", "imode") if k not in f]
     if missing:
-        return SignatureStatus.UNCHECKED, None, f"the template does not record {', '.join(missing)}"
+        return SignatureCheck(SignatureStatus.UNCHECKED, None, f"the template does not record {', '.join(missing)}")
     values, lengths = f["xattrvalues"], f.get("xattrlengths", b"")
     if len(lengths) % 4 or sum(int.from_bytes(lengths[k : k + 4], "little") for k in range(0, len(lengths), 4)) != len(
         values
     ):
-        return SignatureStatus.INVALID, None, "xattrlengths do not add up to the xattrvalues"
+        return SignatureCheck(
+            SignatureStatus.INVALID, None, "xattrlengths do not add up to the xattrvalues", SignatureProblem.MALFORMED
+        )
     uid, gid, mode = (int.from_bytes(f[k], "little") for k in ("iuid", "igid", "imode"))
     return keyring.verify_evmsig(sig, values, uid, gid, mode)
 

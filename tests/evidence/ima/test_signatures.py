@@ -302,5 +302,5 @@ def test_corrupted_appended_signatures_never_raise(rsa_key, data: st.DataObject)
     for _ in range(data.draw(st.integers(1, 3))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     raw = raw[: data.draw(st.integers(0, len(raw)))]
-    status, _, reason = Keyring([cert]).verify_modsig(bytes(raw), "sha256", hashlib.sha256(b"module").digest())
+    status, _, reason, _ = Keyring([cert]).verify_modsig(bytes(raw), "sha256", hashlib.sha256(b"module").digest())
     assert status in (SignatureStatus.VALID, SignatureStatus.INVALID, SignatureStatus.UNKNOWN_KEY) and reason

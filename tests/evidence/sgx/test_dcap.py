@@ -213,3 +213,15 @@ def test_bad_collateral_file_is_located(tmp_path: Path) -> None:
 def test_times_are_aware(phala: tuple[bytes, Collateral], intel: dcap.TrustAnchor) -> None:
     r = dcap.verify_quote(phala[0], phala[1], intel, at=PHALA_AT)
     assert isinstance(r.claims.collateral_issued_at, datetime) and r.claims.collateral_issued_at.tzinfo
+
+
+def test_one_tcb_status_parser_for_collateral_and_claims() -> None:
+    """Intel's names, spelled exactly, parse to TcbStatus wherever they come from; anything else is
+    a ParseError naming the document (TCB info, QE identity) it came from."""
+    from floodlight_trust.claims import TcbStatus
+    from floodlight_trust.errors import ParseError
+
+    assert [TcbStatus.parse(s.value) for s in TcbStatus] == list(TcbStatus)
+    with pytest.raises(ParseError, match=r"^TCB info: unknown TCB status 'upToDate'$") as e:
+        TcbStatus.parse("upToDate", what="TCB info")
+    assert e.value.hint is not None and "OutOfDateConfigurationNeeded" in e.value.hint
