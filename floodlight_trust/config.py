@@ -63,6 +63,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "admin_key_password_env": (str, "FTRUST_ADMIN_KEY_PASSWORD"),
         "admin_key_password_file": (str, None),  # "enclave" (key stays in enclave) or "vm-generated"
         "require_linkable_epid": (bool, False),  # IAS: VNF and host quotes must carry the same pseudonym
+        # Per-connection limits of both VM listeners (protocol/http.py Timeouts; operator guide).
+        "tls_handshake_timeout_seconds": ((int, float), 5),
+        "header_timeout_seconds": ((int, float), 10),
+        "body_timeout_seconds": ((int, float), 30),
         # Enroll rules that register a VNF name themselves on its first enrollment (else an admin's
         # `ftrust vm vnfs add HOST VNF` is needed); such registrations are named after the rule.
         "self_registering_enroll_rules": (list, []),
@@ -70,6 +74,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "agent": {
         "host": (str, "127.0.0.1"),
         "port": (int, 8444),
+        "tls_handshake_timeout_seconds": ((int, float), 5),
+        "header_timeout_seconds": ((int, float), 10),
+        "body_timeout_seconds": ((int, float), 30),
         "name": (str, None),
         "backend": (str, "sim"),  # "sim" or "gramine"
         "gramine_root": (str, "/dev/attestation"),

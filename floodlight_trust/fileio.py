@@ -33,6 +33,8 @@ def read_bytes(path: str | os.PathLike[str], *, what: str = "file") -> bytes:
         raise InputError(f"{what} is not readable (permission denied)", location=Location(str(path))) from None
     except OSError as e:
         raise InputError(f"cannot read {what}: {e.strerror}", location=Location(str(path))) from None
+    except ValueError:  # a NUL in the path (e.g. a policy's import or include string)
+        raise InputError(f"{what} path contains a NUL character", location=Location(repr(str(path))[1:-1])) from None
 
 
 def read_text(path: str | os.PathLike[str], *, what: str = "file") -> str:

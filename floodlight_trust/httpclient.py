@@ -53,12 +53,33 @@ def send(
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     tls_hint: str | None = None,
+    max_bytes: int | None = None,
 ) -> Response:
-    """One request; a TLS or transport failure is a ServiceError naming ``what`` and ``url``."""
+    """One request; a TLS or transport failure is a ServiceError naming ``what`` and ``url``.
+
+    With ``max_bytes``, an answer longer than that is refused (ServiceError) without buffering
+    more of it: a hostile peer cannot make the caller hold an unbounded body."""
     try:
-        r = pool.request(method, url, body=body, headers=dict(headers) if headers else None, redirect=False)
+        r = pool.request(
+            method,
+            url,
+            body=body,
+            headers=dict(headers) if headers else None,
+            redirect=False,
+            preload_content=max_bytes is None,
+        )
     except urllib3.exceptions.SSLError as e:
         raise ServiceError(f"TLS with {what} at {url} failed: {e}", hint=tls_hint) from None
     except urllib3.exceptions.HTTPError as e:
         raise ServiceError(f"{what} at {url} is unreachable: {type(e).__name__}") from None
-    return Response(r.status, r.reason or "", r.headers, r.data)
+    if max_bytes is None:
+        return Response(r.status, r.reason or "", r.headers, r.data)
+    try:
+        data = r.read(max_bytes + 1)
+    except urllib3.exceptions.HTTPError as e:
+        raise ServiceError(f"reading the answer of {what} at {url} failed: {type(e).__name__}") from None
+    finally:
+        r.release_conn()
+    if len(data) > max_bytes:
+        raise ServiceError(f"{what} at {url} answered more than {max_bytes} bytes")
+    return Response(r.status, r.reason or "", r.headers, data)

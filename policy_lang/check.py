@@ -215,9 +215,13 @@ def load_programs(roots: list[Root], read: Reader = _read_file) -> Program:
 def _display(path: Path) -> str:
     """A stable, readable name for a file: relative to the working directory when below it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        resolved = path.resolve()
+    except (ValueError, OSError):  # a NUL in an import/include path: shown as written; reading it fails, located
+        return str(path).replace("\0", "\\0")
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path.resolve())
+        return str(resolved)
 
 
 # ---- checking --------------------------------------------------------------------------------

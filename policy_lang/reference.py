@@ -15,7 +15,6 @@ earlier call with the same inputs (content hash, format, names, verification key
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -504,18 +503,20 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
 
     Raises PolicyError if the envelope is malformed or no signature verifies.
     """
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
     try:
         key = serialization.load_pem_public_key(public_key_pem)
-    except ValueError:
-        raise PolicyError("not a PEM public key", location=Location(key_source)) from None
+    except (ValueError, UnsupportedAlgorithm):  # damaged PEM, or a curve OID nobody knows
+        raise PolicyError("not a PEM public key (or of an unsupported type)", location=Location(key_source)) from None
     try:
         env = json.loads(envelope_text)
     except json.JSONDecodeError as e:
         raise PolicyError(f"not valid JSON: {e.msg}", location=Location(source, e.lineno, e.colno)) from None
+    except (RecursionError, ValueError):
+        raise PolicyError("not acceptable JSON (nested too deeply or a number too long)", location=Location(source)) from None
     if not isinstance(env, Mapping) or not {"payload", "payloadType", "signatures"} <= set(env):
         raise PolicyError("not a DSSE envelope (needs payload, payloadType and signatures)", location=Location(source))
     if env["payloadType"] != DSSE_PAYLOAD_TYPE:
@@ -524,8 +525,10 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
         )
     try:
         payload = base64.b64decode(env["payload"], validate=True)
-    except (binascii.Error, TypeError):
+    except (ValueError, TypeError):  # binascii.Error, and non-ASCII text
         raise PolicyError("DSSE payload is not valid base64", location=Location(source)) from None
+    if not isinstance(env["payloadType"], str):
+        raise PolicyError("DSSE payloadType is not a string", location=Location(source))
     pae = _pae(env["payloadType"], payload)
     sigs = env["signatures"] if isinstance(env["signatures"], list) else []
     for entry in sigs:
@@ -533,7 +536,7 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
             continue
         try:
             sig = base64.b64decode(entry["sig"], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text
             continue
         try:
             if isinstance(key, ec.EllipticCurvePublicKey):

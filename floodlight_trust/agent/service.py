@@ -8,6 +8,7 @@ Endpoints (messages in ``floodlight_trust/protocol/schemas``, documented in docs
     POST /v1/vnfs/{vnf}/credentials     credentials -> credentials_ack
     GET  /v1/tpm/registration           -> tpm_registration (EK, EK certificate, AK), with a TPM
     POST /v1/tpm/activate               tpm_activation -> tpm_activated (TPM2_ActivateCredential)
+    GET  /v1/health, GET /metrics       liveness and Prometheus metrics (as on every listener)
 
 The agent relays to each VNF's own enclave process (``agent/backends``): the enclave quotes over
 its own key and judges the credentials itself; the agent holds no VNF key.
@@ -32,7 +33,7 @@ from floodlight_trust.protocol.binding import (
     host_report_data_with_tpm,
     tpm_qualifying_data,
 )
-from floodlight_trust.protocol.wsgi import JsonApp, Request
+from floodlight_trust.protocol.http import JsonApp, Request, server_tls_context
 
 log = logging.getLogger("floodlight_trust.agent")
 
@@ -214,11 +215,13 @@ def make_app(agent: Agent, *, max_body_bytes: int = 4 * 1024 * 1024) -> JsonApp:
     def tpm_activate(request: Request) -> Any:
         return agent.tpm_activate(request.json())
 
+    app.add_operational_routes(lambda: {"status": "ok", "host": agent.host, "backend": agent.backend.name})
     return app
 
 
 def tls_context(certificate: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
-    """Server-side TLS (1.2+) for the agent with its certificate and key (PEM files)."""
+    """Server-side TLS for the agent with its certificate and key (PEM files): TLS 1.2+, 1.2 with
+    ECDHE and AEAD only."""
     from floodlight_trust.errors import Location, SecretError
 
     key_path = Path(key)
@@ -228,8 +231,7 @@ def tls_context(certificate: str | os.PathLike[str], key: str | os.PathLike[str]
             location=Location(str(key_path)),
             hint=f"chmod 600 {key_path}",
         )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = server_tls_context()
     try:
         context.load_cert_chain(str(certificate), str(key_path))
     except (OSError, ssl.SSLError) as e:

@@ -67,7 +67,8 @@ def build_tpm(config: Any, ima: Any) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     from floodlight_trust.agent.service import make_app, tls_context
     from floodlight_trust.cli.vm import wait_for_signal
-    from floodlight_trust.protocol.wsgi import HttpServer
+    from floodlight_trust.manager.service import listener_timeouts
+    from floodlight_trust.protocol.http import HttpServer
 
     config = load_config(args)
     agent = build_agent(config)
@@ -75,11 +76,13 @@ def _serve(args: argparse.Namespace) -> int:
     if (cert is None) != (key is None):
         raise ConfigError("agent.tls_certificate and agent.tls_key go together", location=Location(config.source))
     context = tls_context(cert, key) if cert is not None and key is not None else None
+    logging.getLogger("floodlight_trust.access").setLevel(logging.INFO)
     server = HttpServer(
         make_app(agent),
         host=config.get("agent", "host"),
         port=config.get("agent", "port"),
         ssl_context=context,
+        timeouts=listener_timeouts(config, "agent"),
         name="agent",
     ).start()
     if context is None:
@@ -91,9 +94,13 @@ def _serve(args: argparse.Namespace) -> int:
         f"agent {agent.host} ({agent.backend.name}) on {server.url}; VNF enclave sockets in {agent.backend.vnfs.socket_dir or '(none)'}",
         flush=True,
     )
+    from floodlight_trust import systemd
+
+    systemd.notify("READY=1")  # Type=notify: the listener is up
     try:
         wait_for_signal()
     finally:
+        systemd.notify("STOPPING=1")
         server.stop()
         simulator = getattr(agent.tpm, "simulator", None)
         if simulator is not None:

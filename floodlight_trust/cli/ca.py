@@ -20,7 +20,10 @@ from floodlight_trust.pki.crl import crl_der, crl_pem
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
 from floodlight_trust.pki.records import ADMIN_TABLE, REASONS, VNF_TABLE, CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.secrets import load_secret
 from floodlight_trust.storage import Database
+
+KEY_PASSWORD_ENV = "FTRUST_KEY_PASSWORD"  # noqa: S105  (a variable name, not a password); encrypts the key `ca issue --generate-key` writes
 
 
 def state_database(cfg: Config) -> Database:
@@ -98,14 +101,24 @@ def _issue(args: argparse.Namespace) -> int:
         # Checked before issuing: a recorded certificate whose key could not be written is useless.
         if out and not Path(out).resolve().parent.is_dir():
             raise InputError("output directory does not exist", location=Location(str(Path(out).parent)))
+    key_password = None
+    if args.generate_key and not args.unsafe_unencrypted_key:
+        # Every key is encrypted at rest: the password is asked for before anything is issued.
+        key_password = load_secret(env=KEY_PASSWORD_ENV, file=args.key_password_file, what="key password")
     ca = _vnf_ca(cfg)
     key_pem: bytes | None = None
     if args.generate_key:
         private = generate_private_key(profile.key_type)
         public_key: Any = private.public_key()
-        key_pem = private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(key_password.reveal_bytes())
+            if key_password is not None
+            else serialization.NoEncryption()
         )
+        if key_password is None:
+            print(f"ftrust: WARNING: {args.generate_key}: key written UNENCRYPTED (--unsafe-unencrypted-key)",
+                  file=sys.stderr)  # fmt: skip
+        key_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     else:
         public_key = _load_public_key(args.public_key)
     issued = ca.issue(public_key, profile, at=clock.now())
@@ -229,7 +242,18 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
     p = sub.add_parser("issue", help="issue a TLS client certificate (clientAuth, CRL DP, OCSP AIA)")
     p.add_argument("--public-key", metavar="FILE", help="subject public key (PEM/DER) or a PEM CSR")
-    p.add_argument("--generate-key", metavar="KEY_OUT", help="generate the key pair here (written 0600)")
+    p.add_argument(
+        "--generate-key",
+        metavar="KEY_OUT",
+        help=f"generate the key pair here (written 0600, encrypted with the password in ${KEY_PASSWORD_ENV} "
+        "or --key-password-file)",
+    )
+    p.add_argument("--key-password-file", metavar="FILE", help="a 0600 file holding the password for --generate-key")
+    p.add_argument(
+        "--unsafe-unencrypted-key",
+        action="store_true",
+        help="UNSAFE: write the --generate-key key without encryption (for tools that cannot read encrypted keys)",
+    )
     p.add_argument("--subject", required=True, help="RFC 4514 subject, e.g. CN=vnf-a")
     p.add_argument("--san-uri", action="append", metavar="URI", help="SAN URI (repeatable)")
     p.add_argument("--san-dns", action="append", metavar="NAME", help="SAN DNS name (repeatable)")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
-from floodlight_trust import clock
+from floodlight_trust import clock, systemd
 from floodlight_trust.cli.output import add_group, add_json, emit, load_config, table
 from floodlight_trust.config import Config
 from floodlight_trust.errors import ExitCode, InputError
@@ -35,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         from floodlight_trust.manager.reattest import check_interval
 
         interval = check_interval(args.reattest_interval)
+    logging.getLogger("floodlight_trust.access").setLevel(logging.INFO)  # the API's access log
     service = build_service(
         config, password=password, policy=policy, policy_path=policy_path, reattest_interval_seconds=interval
     ).start()
@@ -44,9 +46,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"policy version {service.vm.policy_version}")
     every = service.scheduler.interval
     print(f"re-attesting trusted hosts every {every:g} s" if every > 0 else "re-attestation loop off", flush=True)
+    systemd.notify("READY=1")  # Type=notify: both listeners are up
     try:
         wait_for_signal()
     finally:
+        systemd.notify("STOPPING=1")
         service.stop()
     return 0
 

@@ -282,8 +282,8 @@ def collateral_from_json(data: Mapping[str, Any] | str | bytes) -> Collateral:
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ParseError(f"collateral is not valid JSON: {e}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise ParseError(f"collateral is not valid JSON: {str(e)[:160]}") from None
     if not isinstance(data, Mapping):
         raise ParseError("collateral JSON must be an object")
     missing = [k for k in _JSON_KEYS if not isinstance(data.get(k), str)]
@@ -296,11 +296,17 @@ def collateral_from_json(data: Mapping[str, Any] | str | bytes) -> Collateral:
         except ValueError:
             raise ParseError(f"collateral JSON: {key!r} is not hex") from None
 
+    def utf8(key: str) -> bytes:
+        try:
+            return bytes(data[key].encode("utf-8"))
+        except UnicodeEncodeError as e:  # a lone surrogate ("\ud800"): the original re-attestation abort
+            raise ParseError(f"collateral JSON: {key!r} has a lone surrogate at character {e.start}") from None
+
     return Collateral(
-        tcb_info=data["tcb_info"].encode("utf-8"),
+        tcb_info=utf8("tcb_info"),
         tcb_info_signature=hexval("tcb_info_signature"),
         tcb_info_issuer_chain=data["tcb_info_issuer_chain"].encode("ascii", "replace"),
-        qe_identity=data["qe_identity"].encode("utf-8"),
+        qe_identity=utf8("qe_identity"),
         qe_identity_signature=hexval("qe_identity_signature"),
         qe_identity_issuer_chain=data["qe_identity_issuer_chain"].encode("ascii", "replace"),
         root_ca_crl=hexval("root_ca_crl"),

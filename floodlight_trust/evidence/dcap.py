@@ -49,6 +49,7 @@ from floodlight_trust.evidence.sgx_quote import (
     parse_quote,
     split_pem,
 )
+from floodlight_trust.evidence.x509_input import crl_from_der, touch_certificate
 
 __all__ = [
     "Collateral",
@@ -305,6 +306,7 @@ def _pem_der(block: bytes) -> bytes | None:
 def _load_cert(block: bytes) -> _Cert:
     der = _pem_der(block)
     cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
+    touch_certificate(cert)  # cryptography parses fields lazily: a malformed one fails here, not later
     if der is None:
         der = cert.public_bytes(Encoding.DER)
     issuer, subject = _name_ders(der, crl=False)
@@ -393,10 +395,7 @@ def _signed_json(
 def _crl(
     der: bytes, issuer: x509.Certificate, issuer_subject_der: bytes | None, what: str
 ) -> tuple[frozenset[int], _Window]:
-    try:
-        crl = x509.load_der_x509_crl(der)
-    except ValueError as e:
-        raise ParseError(f"{what} is not a valid DER CRL: {e}") from None
+    crl = crl_from_der(der, what)
     crl_issuer_der = _name_ders(der, crl=True)[0]
     if crl_issuer_der is not None and issuer_subject_der is not None:
         same_issuer = crl_issuer_der == issuer_subject_der

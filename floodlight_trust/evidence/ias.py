@@ -27,6 +27,7 @@ from floodlight_trust import httpclient
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import ParseError, ServiceError, VerificationError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, enclave_claims, parse_quote
+from floodlight_trust.evidence.x509_input import certificate_from_der, certificates_from_pem
 from floodlight_trust.secrets import Secret
 
 DEFAULT_URL = "https://api.trustedservices.intel.com/sgx/attestation"
@@ -101,20 +102,17 @@ def _certs(data: bytes, what: str) -> list[x509.Certificate]:
     text = data.strip()
     if b"%20" in text or b"%0A" in text:
         text = urllib.parse.unquote_to_bytes(text)  # the header form is URL-encoded PEM
-    try:
-        if b"-----BEGIN CERTIFICATE-----" in text:
-            return x509.load_pem_x509_certificates(text)
-        return [x509.load_der_x509_certificate(text)]
-    except ValueError as e:
-        raise ParseError(f"{what} is not a valid certificate: {e}") from None
+    if b"-----BEGIN CERTIFICATE-----" in text:
+        return certificates_from_pem(text, what)
+    return [certificate_from_der(text, what)]
 
 
 def parse_report(body: bytes) -> IasReport:
     """Decode an IAS attestation verification report body (API v3-v5)."""
     try:
         d = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ParseError(f"IAS report is not valid JSON: {e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ParseError(f"IAS report is not valid JSON: {str(e)[:160]}") from None
     if not isinstance(d, dict):
         raise ParseError("IAS report is not a JSON object")
     for key in ("id", "timestamp", "isvEnclaveQuoteStatus", "isvEnclaveQuoteBody"):
@@ -129,12 +127,21 @@ def parse_report(body: bytes) -> IasReport:
         quote_body = base64.b64decode(d["isvEnclaveQuoteBody"], validate=True)
     except (binascii.Error, ValueError):
         raise ParseError("IAS report isvEnclaveQuoteBody is not base64") from None
+    version = d.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ParseError(f"IAS report version is not an integer: {str(version)[:40]!r}")
+    advisories = d.get("advisoryIDs") or ()
+    if not isinstance(advisories, list | tuple) or not all(isinstance(x, str) for x in advisories):
+        raise ParseError("IAS report advisoryIDs is not a list of strings")
+    for key in ("nonce", "epidPseudonym", "platformInfoBlob"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise ParseError(f"IAS report {key} is not a string")
     return IasReport(
         id=d["id"],
         timestamp=ts,
-        version=int(d.get("version", 0)),
+        version=version,
         status=d["isvEnclaveQuoteStatus"],
-        advisory_ids=tuple(str(x) for x in d.get("advisoryIDs") or ()),
+        advisory_ids=tuple(advisories),
         nonce=d.get("nonce"),
         epid_pseudonym=d.get("epidPseudonym"),
         platform_info_blob=d.get("platformInfoBlob"),

@@ -22,7 +22,12 @@ from urllib.parse import quote, urlencode, urlsplit
 from floodlight_trust import httpclient
 from floodlight_trust.errors import FtrustError, InputError, Location, ServiceError, VerificationError
 from floodlight_trust.protocol import validate, validate_outbound
+from floodlight_trust.protocol.http import parse_json
 from floodlight_trust.secrets import Secret
+
+# An agent's answer carries at most its IMA list and a quote with collateral; anything larger is refused
+# before it is parsed (a hostile agent cannot make the VM buffer without bound).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def tls_context(
@@ -128,11 +133,12 @@ class JsonClient:
             body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
             headers={"Content-Type": "application/json"} if body is not None else None,
             tls_hint="check the pinned certificate",
+            max_bytes=MAX_RESPONSE_BYTES,
         )
         try:
-            doc = json.loads(r.data)
-        except ValueError:
-            raise ServiceError(f"{self.what} answered {r.status} without JSON") from None
+            doc = parse_json(r.data, what=f"the answer of {self.what}")
+        except InputError as e:  # a peer's malformed answer: typed, one line, never a traceback
+            raise ServiceError(f"{e.message} (HTTP {r.status})") from None
         if r.status >= 400:
             raise _error_from(doc, r.status, self.what)
         return doc
@@ -155,6 +161,35 @@ def _error_from(doc: Any, status: int, what: str) -> FtrustError:
     if reasons:
         e.reasons = reasons  # type: ignore[attr-defined]
     return e
+
+
+def check_agent_url(url: str) -> str:
+    """An agent's base URL as registered: ``http(s)://host[:port]`` with an optional path, nothing else
+    (no credentials, query, fragment, whitespace or control characters). InputError naming why."""
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"agent_url {url[:80]!r} is not usable: {why}", hint="e.g. https://host-1.example:8444")
+
+    if len(url) > 2048:
+        raise refuse("longer than 2048 characters")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise refuse("it contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise refuse(str(e)) from None
+    if parts.scheme not in ("http", "https"):
+        raise refuse("the scheme must be http or https")
+    if not parts.hostname:
+        raise refuse("it names no host")
+    if parts.username is not None or parts.password is not None:
+        raise refuse("credentials do not belong in the URL")
+    if parts.query or parts.fragment:
+        raise refuse("no query or fragment")
+    if port == 0:
+        raise refuse("port 0")
+    return url.rstrip("/")
 
 
 class AgentClient(JsonClient):

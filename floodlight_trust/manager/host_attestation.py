@@ -442,13 +442,32 @@ class HostAttestation:
             return self._unreachable(record, e, actor=actor)
         return self.attest_host_evidence(evidence, actor=actor, authoritative=True)
 
-    def _unreachable(self, record: HostRecord, error: FtrustError, *, actor: str) -> HostVerdict:
+    def judging_failed(self, host: str, error: BaseException, *, actor: str) -> HostVerdict:
+        """A failure of any kind while judging ``host`` (a parser bug reached by its agent's data, a
+        storage error...): recorded like an unreachable agent, so it counts toward the grace period
+        and revokes the host's VNFs past it. The caller's round goes on with the next host."""
+        record = self.ctx.state.host(host)
+        message = f"{type(error).__name__}: {str(error)[:200]}" if not isinstance(error, FtrustError) else error.message
+        return self._unreachable(
+            record, error, actor=actor, rule="host.judging_failed", what=f"could not be judged ({message})"
+        )
+
+    def _unreachable(
+        self,
+        record: HostRecord,
+        error: BaseException,
+        *,
+        actor: str,
+        rule: str = "agent.unreachable",
+        what: str | None = None,
+    ) -> HostVerdict:
         at = self.ctx.now()
         last = record.last_contact_at
         within_grace = last is not None and at - clock.parse_time(last) <= self.ctx.grace
+        detail = what or f"did not answer: {getattr(error, 'message', error)}"
         reason = Reason(
-            "agent.unreachable",
-            f"agent of {record.name} did not answer: {error.message}"
+            rule,
+            f"agent of {record.name} {detail}"
             + (" (within the grace period)" if within_grace else " (past the grace period)"),
         )
         revoked: list[str] = []

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust import clock
-from floodlight_trust.protocol.wsgi import HttpError, JsonApp, RawResponse, Request
+from floodlight_trust.protocol.http import HttpError, JsonApp, RawResponse, Request
 
 
 class CrlPublisher:
@@ -88,4 +88,5 @@ def make_publish_app(publisher: CrlPublisher, *, crl_url: str, ocsp_url: str) ->
     def ca_pem(request: Request) -> RawResponse:
         return RawResponse(200, "application/x-pem-file", publisher.ca.certificate_pem)
 
+    app.add_operational_routes(lambda: {"status": "ok", "crls_signed": publisher.generation})
     return app

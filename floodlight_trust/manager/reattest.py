@@ -171,10 +171,22 @@ class ReattestScheduler:
         t0 = time.perf_counter()
         try:
             verdict = self.vm.attest_host(host, actor=ACTOR)
-        except FtrustError as e:  # e.g. no agent URL: nothing judged, nothing revoked
-            failures.report(("host", host), e.message, "re-attestation of %s failed: %s", host, e, level=logging.ERROR)
-            return HostRound(host, False, [Reason("reattest", e.message)], None, 0, seconds=time.perf_counter() - t0)
-        failures.clear(("host", host), "re-attestation of %s works again", host)
+        except Exception as e:  # any failure is contained to this host; the round goes on
+            metrics.REATTEST_HOST_FAILURES.labels(error=type(e).__name__).inc()
+            message = e.message if isinstance(e, FtrustError) else f"{type(e).__name__}: {str(e)[:200]}"
+            # Logged when it starts failing (or fails differently), not every round; a bug reached by
+            # this host's data keeps its traceback for the developers.
+            if failures.report(("host", host), message, "re-attestation of %s failed: %s", host, message,
+                               level=logging.ERROR) and not isinstance(e, FtrustError):  # fmt: skip
+                log.debug("re-attestation of %s: traceback", host, exc_info=e)
+            try:
+                verdict = self.vm.host_attestation.judging_failed(host, e, actor=ACTOR)
+            except Exception as again:
+                log.error("recording the failed re-attestation of %s failed too: %s", host, again)
+                reason = Reason("host.judging_failed", message)
+                return HostRound(host, False, [reason], None, 0, seconds=time.perf_counter() - t0)
+        else:
+            failures.clear(("host", host), "re-attestation of %s works again", host)
         result = HostRound(
             host,
             verdict.trusted,
@@ -203,9 +215,10 @@ class ReattestScheduler:
         for vnf, key_mode in sorted(latest.items()):
             try:
                 enrolled = self.vm.enroll(host, vnf, actor=ACTOR, key_mode=key_mode, renew_before=self.vm.renew_before)
-            except FtrustError as e:  # agent down mid-round, install failed: the grace period decides
-                result.failed[vnf] = e.message
-                failures.report(("renew", host, vnf), e.message, "renewal of %s on %s failed: %s", vnf, host, e.message)
+            except Exception as e:  # agent down mid-round, install failed, a bug: contained to this VNF
+                message = e.message if isinstance(e, FtrustError) else f"{type(e).__name__}: {str(e)[:200]}"
+                result.failed[vnf] = message
+                failures.report(("renew", host, vnf), message, "renewal of %s on %s failed: %s", vnf, host, message)
                 continue
             failures.clear(("renew", host, vnf), "renewal of %s on %s works again", vnf, host)
             if enrolled.allowed:

@@ -1,4 +1,4 @@
-"""The Verification Manager's HTTPS API (cheroot + TLS) and its plain-HTTP CRL/OCSP publisher.
+"""The Verification Manager's HTTPS API and its plain-HTTP CRL/OCSP publisher (protocol/http.py).
 
 Endpoints (docs/openapi.yaml):
 
@@ -17,7 +17,7 @@ Endpoints (docs/openapi.yaml):
       GET  /v1/admin/reattest, POST /v1/admin/reattest {host?}      (issue 8: continuous re-attestation)
       POST /v1/admin/policy/reload {dry_run}                        (issue 8: reload-policy)
     public
-      GET  /v1/health, GET /v1/ca.pem
+      GET  /v1/health, GET /v1/ca.pem, GET /metrics (Prometheus)
     controller (client certificate with SAN URI ``urn:ftrust:controller:NAME``, or an admin's)
       GET  /v1/revocations/stream     long-lived NDJSON: each revocation as it commits (revocation_feed.py)
 """
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundError, UnauthenticatedEvidence
-from floodlight_trust.manager.client import AgentClient
+from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
 from floodlight_trust.manager.revocation_feed import (
@@ -53,7 +53,7 @@ from floodlight_trust.manager.tls import ensure_server_certificate, server_conte
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
 from floodlight_trust.pki.records import ADMIN_TABLE
 from floodlight_trust.protocol import validate
-from floodlight_trust.protocol.wsgi import HttpError, HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.protocol.http import HttpError, HttpServer, JsonApp, RawResponse, Request, Timeouts
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
 
@@ -145,6 +145,8 @@ def make_api(
             doc["warning"] = SIMULATED_WARNING
         return doc
 
+    app.add_operational_routes()  # GET /metrics (GET /v1/health is above)
+
     @app.route("GET", "/v1/ca.pem")
     def ca_pem(request: Request) -> RawResponse:
         return RawResponse(200, "application/x-pem-file", vm.ca.certificate_pem)
@@ -187,7 +189,12 @@ def make_api(
                 raise InputError("agent_certificate is not a PEM certificate") from None
         replace = bool(body.get("replace"))
         record = vm.state.add_host(
-            body["name"], body["agent_url"], body.get("host_policy"), at=vm.now(), agent_tls_pem=pin, replace=replace
+            body["name"],
+            check_agent_url(body["agent_url"]),
+            body.get("host_policy"),
+            at=vm.now(),
+            agent_tls_pem=pin,
+            replace=replace,
         )
         with vm.db.transaction() as tx:
             vm.audit.record(
@@ -332,9 +339,14 @@ class VmService:
     feed: RevocationFeed | None = None
 
     def start(self) -> VmService:
-        self.publish.start()
-        self.api.start()
-        self.scheduler.start()
+        """Start both listeners and the re-attestation loop; on any failure, stop what started."""
+        try:
+            self.publish.start()
+            self.api.start()
+            self.scheduler.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -447,6 +459,11 @@ def build_service(
         self_registering_rules=vc["self_registering_enroll_rules"],
     )
     vm.tpm_settings = tpm_settings(config)
+    def soonest_expiry() -> Any:
+        ends = [clock.parse_time(e.not_after) for e in vm.state.enrollments(active_only=True)]
+        return min(ends) if ends else None
+
+    metrics.watch_expiry(soonest_expiry, lambda: ca.certificate.not_valid_after_utc, now)
     publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
     vm.revocation_listeners.append(publisher.invalidate)
     feed = RevocationFeed.for_ca(ca)
@@ -454,6 +471,7 @@ def build_service(
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
     scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
+    timeouts = listener_timeouts(config, "vm")
     api = HttpServer(
         make_api(
             vm,
@@ -469,19 +487,36 @@ def build_service(
         # only the admin CA's certificates on record (a VNF certificate gets a 403, not a TLS alert).
         ssl_context=server_context(cert, key, admin_ca.certificate_pem + ca.certificate_pem, password),
         threads=threads,
-        timeout=int(timeout),
+        timeouts=timeouts,
         max_body_bytes=vc["max_request_bytes"],
         name="vm-api",
     )
-    publish = HttpServer(
-        make_publish_app(publisher, crl_url=config.get("ca", "crl_url"), ocsp_url=config.get("ca", "ocsp_url")),
-        host=vc["host"],
-        port=vc["crl_port"],
-        threads=4,
-        timeout=10,
-        name="vm-publish",
-    )
+    try:
+        publish = HttpServer(
+            make_publish_app(publisher, crl_url=config.get("ca", "crl_url"), ocsp_url=config.get("ca", "ocsp_url")),
+            host=vc["host"],
+            port=vc["crl_port"],
+            threads=4,
+            timeouts=timeouts,
+            name="vm-publish",
+        )
+    except BaseException:
+        api.stop()  # no listener stays open when the service cannot be built
+        raise
     return VmService(vm, api, publish, publisher, cert, scheduler, admin_ca=admin_ca, feed=feed)
+
+
+def listener_timeouts(config: Config, section: str) -> Timeouts:
+    """The per-connection timeouts of ``section`` (``vm`` or ``agent``), located when out of range."""
+    values = config.values[section]
+    try:
+        return Timeouts(
+            handshake=float(values["tls_handshake_timeout_seconds"]),
+            header=float(values["header_timeout_seconds"]),
+            body=float(values["body_timeout_seconds"]),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{section}: {e.message}", location=Location(config.source)) from None
 
 
 def check_renew_before(value: int, config: Config) -> int:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from floodlight_trust.fileio import atomic_write
+from floodlight_trust.protocol.http import server_tls_context
 from floodlight_trust.secrets import Secret
 
 CERT_FILE = "server.pem"
@@ -49,8 +50,8 @@ def ensure_server_certificate(
             if b"ENCRYPTED" not in pem:
                 old = serialization.load_pem_private_key(pem, password=None)
                 atomic_write(key_path, _encrypted_pem(old, password), mode=0o600)
-            if cert.not_valid_after_utc - at > timedelta(days=7):
-                return cert_path, key_path
+            if cert.not_valid_after_utc - at > timedelta(days=7) and not _is_ca(cert):
+                return cert_path, key_path  # (an older CA:TRUE certificate is replaced)
         except ValueError:
             pass  # damaged, or encrypted under another password: make a new one
     key = ec.generate_private_key(ec.SECP256R1())
@@ -70,8 +71,23 @@ def ensure_server_certificate(
         .not_valid_before(at - timedelta(minutes=5))
         .not_valid_after(at + timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        # Pinned as its own trust anchor: OpenSSL only accepts a self-signed anchor marked CA.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # Pinned as its own trust anchor (OpenSSL accepts a self-signed end-entity certificate in the
+        # trust store), but never a CA: its key must not be able to vouch for any other certificate.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -80,11 +96,18 @@ def ensure_server_certificate(
     return cert_path, key_path
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def server_context(cert_path: Path, key_path: Path, client_ca_pem: bytes, password: Secret) -> ssl.SSLContext:
-    """TLS 1.2+; a client certificate is optional at the TLS layer but, when sent, must chain to the
-    VNF CA (admins' certificates); the API decides per endpoint whether one is required."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    """TLS 1.2+ (1.2 with ECDHE and AEAD only); a client certificate is optional at the TLS layer but,
+    when sent, must chain to the VNF CA (admins' certificates); the API decides per endpoint whether
+    one is required."""
+    ctx = server_tls_context()
     ctx.load_cert_chain(str(cert_path), str(key_path), password=password.reveal_bytes())
     ctx.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
     ctx.verify_mode = ssl.CERT_OPTIONAL

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
@@ -51,13 +52,15 @@ def build_ocsp_response(
     A malformed request gets ``malformedRequest``; a request about another issuer gets
     ``unauthorized`` (this responder only speaks for its own CA).
     """
+    malformed = ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     try:
         request = ocsp.load_der_ocsp_request(request_der)
-    except ValueError:
-        return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
-            serialization.Encoding.DER
-        )
-    digest = _HASHES.get(request.hash_algorithm.name)
+        algorithm = request.hash_algorithm.name
+    except (ValueError, UnsupportedAlgorithm):  # not DER, or a CertID hash OID nobody knows
+        return malformed.public_bytes(serialization.Encoding.DER)
+    if request.serial_number <= 0:  # RFC 5280 4.1.2.2: serials are positive
+        return malformed.public_bytes(serialization.Encoding.DER)
+    digest = _HASHES.get(algorithm)
     if (
         digest is None
         or request.issuer_name_hash != digest(issuer.subject.public_bytes())

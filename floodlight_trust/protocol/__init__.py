@@ -76,9 +76,14 @@ def validate(name: str, document: Any) -> None:
     errors = sorted(_validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
-        path = "/" + "/".join(str(p) for p in e.absolute_path)
+        path = "/" + "/".join(str(p) for p in e.absolute_path)[:MAX_ECHO]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InputError(f"invalid {name} message at {path}: {e.message}{more}")
+        # jsonschema's message quotes the offending value: only a short prefix of it is echoed.
+        message = e.message if len(e.message) <= MAX_ECHO else e.message[:MAX_ECHO] + "..."
+        raise InputError(f"invalid {name} message at {path}: {message}{more}")
+
+
+MAX_ECHO = 120  # characters of an offending value a schema error may echo
 
 
 CHECK_OUTBOUND = os.environ.get("FTRUST_CHECK_OUTBOUND", "") not in ("", "0")

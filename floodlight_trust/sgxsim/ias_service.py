@@ -13,13 +13,11 @@ import binascii
 import hmac
 import json
 import secrets
-import threading
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from cheroot import wsgi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -28,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from floodlight_trust import clock
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, parse_quote
+from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
 
 
 def _name(cn: str) -> x509.Name:
@@ -77,8 +76,7 @@ class SimulatedIas:
         self.ca = cert("SIMULATED Attestation Report Signing CA", ca_key, True)
         self.signer = cert("SIMULATED Attestation Report Signing", self._key, False)
         self.ca_der = self.ca.public_bytes(serialization.Encoding.DER)
-        self._server: wsgi.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: HttpServer | None = None
 
     def register_group(self, platform: Any, *, status: str | None = None) -> None:
         """Know ``platform``'s simulated EPID group (a :class:`SimulatedPlatform`); optionally its status."""
@@ -96,26 +94,25 @@ class SimulatedIas:
             return "SIGNATURE_INVALID"
         return self.group_status.get(quote.epid_group_id, self.status)
 
-    # -- WSGI ----------------------------------------------------------------------------------
+    # -- HTTP ----------------------------------------------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def handle(self, request: Request) -> RawResponse:
+        """One IAS request (any path: unknown ones are 404 as IAS answers them)."""
         self.requests += 1
-        path = environ.get("PATH_INFO", "")
-        version = next((v for v in (4, 5) if path == f"/sgx/attestation/v{v}/report"), None)
-        if environ.get("REQUEST_METHOD") != "POST" or version is None:
-            return self._plain(start_response, "404 Not Found")
-        given = environ.get("HTTP_OCP_APIM_SUBSCRIPTION_KEY", "").encode("latin-1")
+        version = next((v for v in (4, 5) if request.path == f"/sgx/attestation/v{v}/report"), None)
+        if request.method != "POST" or version is None:
+            return self._plain(404)
+        given = request.headers.get("ocp-apim-subscription-key", "").encode("latin-1", "replace")
         if not hmac.compare_digest(given, self.subscription_key.encode("utf-8")):
-            return self._plain(start_response, "401 Unauthorized")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+            return self._plain(401)
         try:
-            request = json.loads(environ["wsgi.input"].read(length))
-            quote = parse_quote(base64.b64decode(request["isvEnclaveQuote"], validate=True))
-            nonce = request.get("nonce")
-        except (ValueError, KeyError, TypeError, binascii.Error, ParseError):
-            return self._plain(start_response, "400 Bad Request")
+            payload = json.loads(request.body)
+            quote = parse_quote(base64.b64decode(payload["isvEnclaveQuote"], validate=True))
+            nonce = payload.get("nonce")
+        except (ValueError, KeyError, TypeError, binascii.Error, ParseError, RecursionError):
+            return self._plain(400)
         if not isinstance(quote, EpidQuote) or quote.signature is None:
-            return self._plain(start_response, "400 Bad Request")
+            return self._plain(400)
         report: dict[str, Any] = {
             "id": str(secrets.randbits(120)),
             "timestamp": clock.now().strftime("%Y-%m-%dT%H:%M:%S.%f"),
@@ -137,38 +134,33 @@ class SimulatedIas:
         chain = (
             self.signer.public_bytes(serialization.Encoding.PEM) + self.ca.public_bytes(serialization.Encoding.PEM)
         ).decode()
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
+        return RawResponse(
+            200,
+            "application/json",
+            body,
+            (
                 ("Request-ID", secrets.token_hex(16)),
                 ("X-IASReport-Signature", signature.decode()),
                 ("X-IASReport-Signing-Certificate", urllib.parse.quote(chain)),
-            ],
+            ),
         )
-        return [body]
 
     @staticmethod
-    def _plain(start_response: Callable[..., Any], status: str) -> list[bytes]:
-        start_response(status, [("Content-Length", "0"), ("Request-ID", secrets.token_hex(16))])
-        return [b""]
+    def _plain(status: int) -> RawResponse:
+        return RawResponse(status, "text/plain", b"", (("Request-ID", secrets.token_hex(16)),))
 
     # -- serving ---------------------------------------------------------------------------------
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (0 = a free port) in a thread; return the base URL for IasClient."""
-        server = wsgi.Server((host, port), self, numthreads=2)
-        server.prepare()
+        app = JsonApp(name="simulated-ias")
+        for version in (4, 5):
+            app.route("POST", f"/sgx/attestation/v{version}/report")(lambda request: self.handle(request))
+        server = HttpServer(app, host=host, port=port, threads=2, name="simulated-ias", access_log=False).start()
         self._server = server
-        self._thread = threading.Thread(target=server.serve, name="simulated-ias", daemon=True)
-        self._thread.start()
-        bound = server.bind_addr
-        return f"http://{bound[0]}:{bound[1]}/sgx/attestation"
+        return f"http://{host}:{server.port}/sgx/attestation"
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+        self._server = None

@@ -17,7 +17,7 @@ from floodlight_trust.errors import InputError
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.protocol import b64decode
 from floodlight_trust.protocol.binding import host_report_data, key_report_data
-from floodlight_trust.protocol.wsgi import HttpServer
+from floodlight_trust.protocol.http import HttpServer
 
 
 def gramine_dir(root: Path, kind: str = "dcap") -> Path:

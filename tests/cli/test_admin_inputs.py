@@ -17,7 +17,7 @@ def ftrust(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
         capture_output=True, text=True, timeout=60, cwd=REPO,
-        env=dict(os.environ, FTRUST_CA_PASSWORD="cli password 1"),
+        env=dict(os.environ, FTRUST_CA_PASSWORD="cli password 1", FTRUST_KEY_PASSWORD="vnf key password"),
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.pki.records import CertificateRecords
-from floodlight_trust.protocol.wsgi import HttpServer
+from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_admin_ca
 from floodlight_trust.storage.database import Database

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cheroot import wsgi
 
 from floodlight_trust import clock
 from floodlight_trust.agent.backends.gramine import GramineBackend
@@ -29,6 +28,7 @@ from floodlight_trust.enclave.platform import GramineEnclave
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import build_service
+from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from policy_lang import compile_policy_text
 
@@ -94,20 +94,18 @@ class LocalPcs:
             "/sgx/certification/v4/rootcacrl": (c.root_ca_crl, []),
         }
         self.requests: list[str] = []
-        self.server = wsgi.Server(("127.0.0.1", 0), self, numthreads=2)
-        self.server.prepare()
-        threading.Thread(target=self.server.serve, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.bind_addr[1]}/sgx/certification/v4"
+        router = JsonApp(name="local-pcs")
+        router.route("GET", "/{rest*}")(self)
+        self.server = HttpServer(router, host="127.0.0.1", port=0, threads=2, name="local-pcs").start()
+        self.url = f"http://127.0.0.1:{self.server.port}/sgx/certification/v4"
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        path = environ["PATH_INFO"]
-        self.requests.append(path + "?" + environ.get("QUERY_STRING", ""))
+    def __call__(self, request: Request, rest: str = "") -> RawResponse:
+        path = request.path
+        self.requests.append(path + "?" + request.query_string)
         if path not in self.routes:
-            start_response("404 Not Found", [("Content-Length", "0")])
-            return [b""]
+            return RawResponse(404, "text/plain", b"")
         body, headers = self.routes[path]
-        start_response("200 OK", [("Content-Length", str(len(body))), *headers])
-        return [body]
+        return RawResponse(200, "application/octet-stream", body, tuple(headers))
 
 
 @pytest.fixture

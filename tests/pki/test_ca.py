@@ -165,7 +165,7 @@ def ftrust(tmp_path: Path, *argv: str, env: dict[str, str]) -> subprocess.Comple
 def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
     import os
 
-    env = dict(os.environ, FTRUST_CA_PASSWORD="cli password 1")
+    env = dict(os.environ, FTRUST_CA_PASSWORD="cli password 1", FTRUST_KEY_PASSWORD="vnf key password")
     assert ftrust(tmp_path, "ca", "init", env=env).returncode == 0
     again = ftrust(tmp_path, "ca", "init", env=env)
     assert again.returncode == 2 and "Traceback" not in again.stderr

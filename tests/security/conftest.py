@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from tests.floodlight.conftest import bridge_jar  # noqa: F401  (the JDK fixture, for the controller cases)
-from tests.manager.conftest import ADMIN_KEY_PASSWORD, World, make_world
+from floodlight_trust.agent.backends.sim import SimBackend
+from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.agent.service import Agent, make_app, tls_context
+from floodlight_trust.enclave.runtime import EnclaveRuntime
+from floodlight_trust.protocol.http import HttpServer
+from floodlight_trust.sgxsim import SimulatedPlatform
+from tests.floodlight.conftest import bridge_jar  # noqa: F401  (the fixture, for the controller tests)
+from tests.manager.conftest import ADMIN_KEY_PASSWORD, GOOD_IMAGE, HOST_FILES, World, ima_list, make_world
+from tests.manager.test_agent_tls import self_signed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +45,12 @@ def free_port() -> int:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A VM whose certificates name the CRL and OCSP URLs it really serves."""
     yield from make_world(tmp_path_factory.mktemp("attack"), crl_port=free_port())
+
+
+@pytest.fixture(scope="module")
+def deployment(world: World) -> World:
+    """The same running VM (the robustness tests' name for it)."""
+    return world
 
 
 def count(world: World, sql: str, *params: Any) -> int:
@@ -141,3 +158,110 @@ def ca_cli(world: World, *argv: str) -> subprocess.CompletedProcess[str]:
     from tests.manager.conftest import PASSWORD
 
     return ftrust("--config", str(write_config(world)), "ca", *argv, env={"FTRUST_CA_PASSWORD": PASSWORD.reveal()})
+
+
+@dataclass
+class TlsAgent:
+    name: str
+    server: HttpServer
+    certificate_pem: str
+    enclaves: dict[str, EnclaveRuntime]
+
+
+def start_tls_agent(world: World, vnfs: tuple[str, ...] = ()) -> TlsAgent:
+    """A sim-backend agent serving HTTPS, registered with the VM (its certificate pinned)."""
+    name = world.unique("sec-host")
+    ima = world.tmp / f"{name}.ima"
+    ima.write_bytes(ima_list(HOST_FILES))
+    machine = SimulatedPlatform.create(world.tmp / f"{name}-platform", authority=world.platforms[0])  # its own PCK
+    backend = SimBackend(machine, vm_ca=world.ca.certificate)
+    enclaves = {vnf: backend.add_enclave(vnf, GOOD_IMAGE) for vnf in vnfs}
+    cert, key, pem = self_signed(world.tmp, name)
+    server = HttpServer(
+        make_app(Agent(name, backend, ImaSource(None, ima))),
+        host="127.0.0.1",
+        port=0,
+        ssl_context=tls_context(cert, key),
+        name="agent",
+    ).start()
+    world.admin.add_host(name, server.url, agent_certificate=pem)
+    for vnf in vnfs:
+        world.admin.add_vnf(name, vnf)  # registered as an admin would (host, name)
+    return TlsAgent(name, server, pem, enclaves)
+
+
+def insecure_client_context() -> ssl.SSLContext:
+    """An attacker's TLS client: completes handshakes with anything (it only wants to hold a slot)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass
+class SlowClients:
+    """Connections an unauthenticated attacker holds open on one port: ``idle`` ones that never send
+    a byte (not even a TLS ClientHello) and ``slow`` ones that finished the handshake (TLS ports)
+    and then trickle a request's headers one byte at a time, never ending them."""
+
+    port: int
+    tls: bool
+    idle: list[socket.socket] = field(default_factory=list)
+    slow: list[socket.socket] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    bytes_sent: int = 0
+
+    def open(self, idle: int, slow: int) -> SlowClients:
+        for _ in range(idle):
+            self.idle.append(socket.create_connection(("127.0.0.1", self.port), timeout=5))
+        ctx = insecure_client_context()
+        for _ in range(slow):
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            if self.tls:
+                sock = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+            sock.sendall(b"POST /v1/attest/host HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            self.slow.append(sock)
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self._thread.start()
+        return self
+
+    def _trickle(self) -> None:
+        deadline = time.monotonic() + 120  # bounded, whatever happens to the test
+        while not self._stop.wait(0.25) and time.monotonic() < deadline:
+            for sock in list(self.slow):
+                try:
+                    sock.send(b"a")
+                    self.bytes_sent += 1
+                except OSError:  # the server closed it (header timeout)
+                    self.slow.remove(sock)
+
+    def still_open(self) -> int:
+        """How many of the attacker's connections the server has not closed yet."""
+        alive = 0
+        for sock in self.idle + self.slow:
+            try:
+                sock.setblocking(False)
+                data = sock.recv(1, socket.MSG_PEEK) if not isinstance(sock, ssl.SSLSocket) else sock.recv(1)
+                alive += 0 if data == b"" else 1
+            except (BlockingIOError, ssl.SSLWantReadError):
+                alive += 1
+            except OSError:
+                pass
+            finally:
+                try:
+                    sock.setblocking(True)
+                    sock.settimeout(5)
+                except OSError:
+                    pass
+        return alive
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for sock in self.idle + self.slow:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -70,6 +70,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa, uti
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from floodlight_trust.claims import SignatureStatus
+from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.der import DerError
 from floodlight_trust.evidence.der import children as der_children
 from floodlight_trust.evidence.der import expect as der_expect
@@ -124,8 +125,20 @@ class SignatureHeader(NamedTuple):
     signature: bytes
 
 
+class SignatureFormatError(ParseError, ValueError):
+    """A malformed ``sig`` or ``modsig`` field: the project's ParseError (and a ValueError, which
+    the appraisal code here catches to turn it into a finding)."""
+
+
 def parse_signature(sig: bytes) -> SignatureHeader:
-    """Parse a ``sig`` field; ValueError says what is wrong."""
+    """Parse a ``sig`` field; SignatureFormatError (a ParseError and a ValueError) says what is wrong."""
+    try:
+        return _parse_signature(sig)
+    except (ValueError, IndexError) as e:
+        raise SignatureFormatError(str(e)) from None
+
+
+def _parse_signature(sig: bytes) -> SignatureHeader:
     if len(sig) < 9:
         raise ValueError(f"signature field has {len(sig)} bytes, a v2/v3 header needs 9")
     xtype, version, algo_id = sig[0], sig[1], sig[2]
@@ -454,8 +467,15 @@ def _name_text(der: bytes) -> str:
 
 
 def parse_module_signature(der: bytes) -> ModuleSignature:
-    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); DerError (located) or
-    ValueError if malformed."""
+    """Parse the ``modsig`` field (a DER PKCS#7 ContentInfo with SignedData); SignatureFormatError
+    (a ParseError and a ValueError; DerError, located, where the DER reader finds it) if malformed."""
+    try:
+        return _parse_module_signature(der)
+    except (ValueError, IndexError) as e:
+        raise SignatureFormatError(str(e) or "malformed PKCS#7 message") from None
+
+
+def _parse_module_signature(der: bytes) -> ModuleSignature:
     end = len(der)
     _, s, e = der_tlv(der, 0, end)
     if e != end:

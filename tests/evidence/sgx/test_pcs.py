@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cheroot import wsgi
 
 from floodlight_trust.claims import TcbStatus
 from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import ServiceError
 from floodlight_trust.evidence import dcap
 from floodlight_trust.evidence.pcs import PcsClient
+from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
 
 AT = parse_time("2025-06-20T00:00:00Z")
 
@@ -46,33 +45,25 @@ class FakePcs:
             "/sgx/certification/v4/rootcacrl": (c["root_ca_crl"].encode(), []),  # PCCS serves hex
         }
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        path = environ["PATH_INFO"] + ("?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
+    def __call__(self, request: Request, rest: str = "") -> RawResponse:
+        path = request.path + ("?" + request.query_string if request.query_string else "")
         self.hits.append(path)
         if path == "/sgx/certification/v4/broken":
-            start_response("500 Internal Server Error", [("Content-Length", "0")])
-            return [b""]
+            return RawResponse(500, "text/plain", b"")
         if path not in self.routes:
-            start_response("404 Not Found", [("Content-Length", "0")])
-            return [b""]
+            return RawResponse(404, "text/plain", b"")
         body, headers = self.routes[path]
-        start_response("200 OK", [("Content-Length", str(len(body))), *headers])
-        return [body]
+        return RawResponse(200, "application/octet-stream", body, tuple(headers))
 
 
 @pytest.fixture
 def pcs(testdata: Path) -> Iterator[tuple[FakePcs, str]]:
     app = FakePcs(json.loads((testdata / "sgx-dcap/phala/sgx_quote_collateral.json").read_text()))
-    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=2)
-    server.prepare()
-    import threading
-
-    t = threading.Thread(target=server.serve, daemon=True)
-    t.start()
-    host, port = server.bind_addr
-    yield app, f"http://{host}:{port}/sgx/certification/v4"
+    router = JsonApp(name="fake-pcs")
+    router.route("GET", "/{rest*}")(app)
+    server = HttpServer(router, host="127.0.0.1", port=0, threads=2, name="fake-pcs").start()
+    yield app, f"http://127.0.0.1:{server.port}/sgx/certification/v4"
     server.stop()
-    t.join(timeout=5)
 
 
 def test_fetch_collateral_and_verify(pcs: tuple[FakePcs, str], testdata: Path, tmp_path: Path) -> None:

@@ -1,0 +1,63 @@
+"""Certificates and CRLs from untrusted bytes, parsed eagerly into the project's errors.
+
+``cryptography`` parses a certificate's fields lazily: ``load_pem_x509_certificate`` succeeds on a
+certificate whose issuer is malformed and the ValueError comes later, from ``cert.issuer`` deep in a
+verifier (a fuzzed collateral chain did exactly that). Here every field a verifier reads is touched
+once, where the bytes arrive, and any failure is a located :class:`ParseError`.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from floodlight_trust.errors import ParseError
+
+
+def touch_certificate(cert: x509.Certificate) -> x509.Certificate:
+    """Parse every field a verifier reads; ValueError (only) if one is malformed."""
+    try:
+        return _touch_certificate(cert)
+    except (TypeError, UnsupportedAlgorithm) as e:
+        raise ValueError(str(e)) from None
+
+
+def _touch_certificate(cert: x509.Certificate) -> x509.Certificate:
+    cert.subject  # noqa: B018  (each access parses; a malformed field raises here)
+    cert.issuer  # noqa: B018
+    cert.serial_number  # noqa: B018
+    cert.not_valid_before_utc  # noqa: B018
+    cert.not_valid_after_utc  # noqa: B018
+    list(cert.extensions)
+    cert.public_key()
+    cert.signature_hash_algorithm  # noqa: B018
+    return cert
+
+
+def certificates_from_pem(pem: bytes, what: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle, fully parsed; ParseError naming ``what`` otherwise."""
+    try:
+        return [_touch_certificate(c) for c in x509.load_pem_x509_certificates(pem)]
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise ParseError(f"{what}: a certificate is not valid: {str(e)[:160]}") from None
+
+
+def certificate_from_der(der: bytes, what: str) -> x509.Certificate:
+    try:
+        return _touch_certificate(x509.load_der_x509_certificate(der))
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise ParseError(f"{what} is not a valid certificate: {str(e)[:160]}") from None
+
+
+def crl_from_der(der: bytes, what: str) -> x509.CertificateRevocationList:
+    try:
+        crl = x509.load_der_x509_crl(der)
+        crl.issuer  # noqa: B018
+        crl.last_update_utc  # noqa: B018
+        crl.next_update_utc  # noqa: B018
+        list(crl.extensions)
+        [r.serial_number for r in crl]
+        crl.signature_hash_algorithm  # noqa: B018
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise ParseError(f"{what} is not a valid DER CRL: {str(e)[:160]}") from None
+    return crl
