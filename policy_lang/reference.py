@@ -465,7 +465,7 @@ def _keylime_key_ids(value: str) -> list[str] | None:
                 digest.update(der)
                 ids.append(digest.finalize()[-4:].hex())
         return ids
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
         return None
 
 
