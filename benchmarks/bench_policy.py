@@ -52,7 +52,7 @@ def _write_fixtures(root: Path) -> None:
         "digests": {_path(i): [_digest(i)] for i in range(N)},
         "excludes": [],
         "keyrings": {},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha256", "dm_policy": None},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
         "ima-buf": {},
         "verification-keys": "",
     }
@@ -73,6 +73,7 @@ def _claims() -> ClaimSet:
         digests=digests,
         signatures=[SignatureStatus.NONE] * N,
         signature_key_ids=[None] * N,
+        log_hash_algorithm="sha1",  # as the appraisal of a classic (sha1 template hash) list says
     )
     return ClaimSet(verified_at=datetime(2025, 6, 20, tzinfo=UTC), ima=ima)
 
@@ -93,6 +94,7 @@ def _split(claims: ClaimSet, at: int) -> tuple[ClaimSet, ClaimSet]:
                     signatures=ima.signatures[lo:hi],
                     signature_key_ids=ima.signature_key_ids[lo:hi],
                     first_index=lo,
+                    log_hash_algorithm=ima.log_hash_algorithm,
                 ),
             )
         )
@@ -133,6 +135,7 @@ def run() -> list[Result]:
                 digests=ima.digests,
                 signatures=ima.signatures,
                 signature_key_ids=ima.signature_key_ids,
+                log_hash_algorithm=ima.log_hash_algorithm,
             ),
         )
         denial = policy.evaluate_host("h", bad)

@@ -114,6 +114,9 @@ class ImaClaims:
     first_index: int = 0  # index of the first entry in the whole list (incremental appraisal)
     boot_aggregate: str | None = None  # hex digest of the boot_aggregate entry, if present
     pcr_values: Mapping[str, str] = field(default_factory=dict)  # bank -> replayed PCR 10 (hex)
+    # The algorithm of the list's template hashes (its PCR bank: sha1 for the classic lists,
+    # sha256 for ascii_runtime_measurements_sha256); None when not known (claims written by hand).
+    log_hash_algorithm: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -144,6 +147,7 @@ class ImaClaims:
         *,
         boot_aggregate: str | None = None,
         pcr_values: Mapping[str, str] | None = None,
+        log_hash_algorithm: str | None = None,
     ) -> ImaClaims:
         first = entries[0].index if entries else 0
         return cls(
@@ -157,6 +161,7 @@ class ImaClaims:
             first_index=first,
             boot_aggregate=boot_aggregate,
             pcr_values=dict(pcr_values or {}),
+            log_hash_algorithm=log_hash_algorithm,
         )
 
 
@@ -342,6 +347,7 @@ def ima_to_json(c: ImaClaims) -> dict[str, Any]:
         "first_index": c.first_index,
         "boot_aggregate": c.boot_aggregate,
         "pcr_values": dict(c.pcr_values),
+        "log_hash_algorithm": c.log_hash_algorithm,
         "entries": [
             {
                 "template": e.template,
@@ -383,8 +389,14 @@ def ima_from_json(d: Mapping[str, Any], where: str = "ima") -> ImaClaims:
                 violation=bool(row.get("violation", False)),
             )
         )
+    log_hash = d.get("log_hash_algorithm")
+    if log_hash is not None and not isinstance(log_hash, str):
+        raise InputError(f'{where}.log_hash_algorithm: expected a string such as "sha1" or null')
     claims = ImaClaims.from_entries(
-        entries, boot_aggregate=d.get("boot_aggregate"), pcr_values=d.get("pcr_values") or {}
+        entries,
+        boot_aggregate=d.get("boot_aggregate"),
+        pcr_values=d.get("pcr_values") or {},
+        log_hash_algorithm=log_hash,
     )
     if not entries and first:
         claims = ImaClaims([], [], [], [], [], [], first_index=first)

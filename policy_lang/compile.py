@@ -143,6 +143,8 @@ class CompiledHost:
     # boot_pcrs = {"sha256:0=<hex>", ...} (expected values) or "unchanged" (as at registration)
     boot_pcrs: tuple[dict[str, dict[int, str]], bool, ast.Pos] | None = None
     references: list[tuple[str, int]] = field(default_factory=list)  # (file, entries)
+    # Keylime's ima.log_hash_alg of an included runtime policy: (algorithm, "file:line", include)
+    log_hash_alg: tuple[str, str, ast.Pos] | None = None
     rules: list[tuple[str, ast.Pos]] = field(default_factory=list)  # for test coverage
 
 
@@ -469,6 +471,16 @@ class Compiler:
                     references.append(ref)
                     h.references.append((ref.source, len(ref)))
                     excludes.extend(ref.exclude_regexes)
+                    if ref.log_hash_alg is not None:
+                        where = f"{ref.source}:{ref.log_hash_alg_line or 1}"
+                        if h.log_hash_alg is not None and h.log_hash_alg[0] != ref.log_hash_alg:
+                            self.p.error(
+                                f"Keylime runtime policies disagree on ima.log_hash_alg: {ref.log_hash_alg} "
+                                f"({where}) and {h.log_hash_alg[0]} ({h.log_hash_alg[1]})",
+                                s.path.pos,
+                            )
+                        else:
+                            h.log_hash_alg = (ref.log_hash_alg, where, s.pos)
             elif isinstance(s, ast.Exclude):
                 if s.regex:
                     r = self.regex(s.pattern.value, s.pattern.pos)
@@ -568,6 +580,8 @@ class Compiler:
             h.exclude = re.compile("|".join(f"(?:{x})" for x in excludes))
         if h.signatures:
             h.signatures_any = re.compile("|".join(f"(?:{r.regex.pattern})" for r in h.signatures))
+        if h.log_hash_alg is not None:
+            h.rules.append(("log_hash_alg", h.log_hash_alg[2]))
         h.rules.append(("allowlist", d.pos))
         if not h.allow_violations:
             h.rules.append(("violation", d.pos))

@@ -429,6 +429,18 @@ def evaluate_host_round(
         else:
             whole = previous
 
+    if h.log_hash_alg is not None and ima.log_hash_algorithm != h.log_hash_alg[0]:
+        wanted, source, include = h.log_hash_alg
+        found = ima.log_hash_algorithm
+        reasons.append(
+            Reason(
+                "log_hash_alg",
+                include.short,
+                f"the list's template hashes are {found if found else 'of an unknown algorithm (the claims do not say)'}"
+                f"; the Keylime runtime policy ({source}) says ima.log_hash_alg {wanted}",
+                {"found": found, "expected": wanted},
+            )
+        )
     for check, column in ((h.templates, ima.templates), (h.algorithms, algs)):
         if check is None:
             continue
@@ -781,6 +793,16 @@ def trace_host(h: CompiledHost, claims: ClaimSet, decision: Decision) -> tuple[T
                 h.boot_aggregates[1].short,
                 "deny" if "boot_aggregate" in denied else "pass",
                 f"boot_aggregate {show(ima.boot_aggregate)}",
+            )
+        )
+    if h.log_hash_alg is not None:
+        wanted, source, include = h.log_hash_alg
+        steps.append(
+            TraceStep(
+                "log_hash_alg",
+                include.short,
+                "deny" if "log_hash_alg" in denied else "pass",
+                f"template hashes {show(ima.log_hash_algorithm)}; {source} says {wanted}",
             )
         )
     exact = any_digest = excluded = globbed = violations = refused = 0

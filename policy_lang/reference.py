@@ -45,6 +45,9 @@ class ReferenceList:
     digests: dict[str, Digests]
     exclude_regexes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Keylime's ima.log_hash_alg: the template-hash algorithm the measurement list must use.
+    log_hash_alg: str | None = None
+    log_hash_alg_line: int | None = None
 
     def __len__(self) -> int:
         return len(self.digests)
@@ -218,6 +221,71 @@ def generate_reference_list(claims: ImaClaims) -> str:
     return "".join(_sha256sum_line(d, p) for p, d in sorted(pairs))
 
 
+def generate_keylime_policy(claims: ImaClaims) -> tuple[str, int]:
+    """A Keylime runtime policy (format version 1, as ``keylime-policy create runtime`` writes) of
+    every measured (path, digest) of a known-good host, and how many entries it left out.
+
+    Files go to ``digests``, measured buffers (``ima-buf``) to ``ima-buf``, keys measured onto a
+    keyring (an ima-buf entry named ``.ima``, ``.builtin_trusted_keys``, ...) to ``keyrings``;
+    violations and digests shorter than the schema allows (md5) are left out. No timestamp and
+    sorted keys, so the same host gives the same bytes; ``ima.log_hash_alg`` is the list's.
+    """
+    violations = claims.violations
+    maps: dict[str, dict[str, set[str]]] = {"digests": {}, "ima-buf": {}, "keyrings": {}}
+    skipped = 0
+    for i, (template, path, digest) in enumerate(zip(claims.templates, claims.paths, claims.digests, strict=True)):
+        if i in violations or not digest.strip("0"):
+            continue
+        if not _KEYLIME_DIGEST.fullmatch(digest):
+            skipped += 1
+            continue
+        kind = "digests" if template != "ima-buf" else ("keyrings" if path.startswith(".") else "ima-buf")
+        maps[kind].setdefault(path, set()).add(digest)
+    doc = {
+        "meta": {"version": 1, "generator": 0},
+        "release": 0,
+        "digests": {p: sorted(v) for p, v in sorted(maps["digests"].items())},
+        "excludes": [],
+        "keyrings": {p: sorted(v) for p, v in sorted(maps["keyrings"].items())},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": claims.log_hash_algorithm or "sha1", "dm_policy": None},
+        "ima-buf": {p: sorted(v) for p, v in sorted(maps["ima-buf"].items())},
+        "verification-keys": "",
+    }
+    return json.dumps(doc, indent=1) + "\n", skipped
+
+
+def sign_dsse_envelope(payload: bytes, private_key_pem: bytes, password: bytes | None = None) -> str:
+    """A DSSE envelope (as ``keylime-policy sign`` writes) over ``payload`` with an ECDSA P-256
+    (SHA-256, DER signature) or RSA (PSS, SHA-256) private key; :func:`verify_dsse_envelope` and
+    Keylime read it. Raises PolicyError for a key it cannot use."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    try:
+        key = serialization.load_pem_private_key(private_key_pem, password=password)
+    except TypeError:
+        raise PolicyError(
+            "the signing key is encrypted and no password was given"
+            if password is None
+            else "the signing key is not encrypted, but a password was given"
+        ) from None
+    except ValueError:
+        raise PolicyError("not a PEM private key, or the password is wrong") from None
+    pae = _pae(DSSE_PAYLOAD_TYPE, payload)
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1":
+        sig = key.sign(pae, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(pae, padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH), hashes.SHA256())
+    else:
+        raise PolicyError("the signing key must be ECDSA P-256 or RSA")
+    envelope = {
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "payloadType": DSSE_PAYLOAD_TYPE,
+        "signatures": [{"keyid": "", "sig": base64.b64encode(sig).decode("ascii")}],
+    }
+    return json.dumps(envelope) + "\n"
+
+
 # ---- Keylime runtime policies ----------------------------------------------------------------
 
 DSSE_PAYLOAD_TYPE = "application/vnd.keylime+json"
@@ -349,6 +417,9 @@ def keylime_from_document(doc: Any, text: str, source: str) -> ReferenceList:
                 f"Keylime runtime policy exclude {regex!r} is not a valid regular expression: {e}",
                 location=Location(source, _json_line(text, json.dumps(regex))),
             ) from None
+    _refuse_verification_keys(doc["verification-keys"], text, source)
+    # ima.dm_policy: Keylime's schema admits only null (device-mapper policies are not part of the
+    # format's version 1), so the schema check above has already refused anything else, by name.
     excludes = list(doc["excludes"])
     # ima.ignored_keyrings: keys loaded onto these keyrings are not appraised. Keylime recognises a
     # keyring entry by parsing the buffer as a key; claims carry no buffer, so "*" ignores every
@@ -356,7 +427,70 @@ def keylime_from_document(doc: Any, text: str, source: str) -> ReferenceList:
     # ima-buf names such as "kexec-cmdline" or "dm_table_load" do not).
     for name in doc["ima"]["ignored_keyrings"]:
         excludes.append(r"\.[^/]*\Z" if name == "*" else re.escape(name) + r"\Z")
-    return ReferenceList(source, allowed, excludes)
+    return ReferenceList(
+        source,
+        allowed,
+        excludes,
+        log_hash_alg=doc["ima"]["log_hash_alg"],
+        log_hash_alg_line=_json_line(text, '"log_hash_alg"'),
+    )
+
+
+def _keylime_key_ids(value: str) -> list[str] | None:
+    """The key ids in Keylime's ``verification-keys`` (a JSON string of ``{keyring: JSON string of
+    {"pubkeys": [base64 DER], "keyids": [int]}}``, possibly encoded twice); None if malformed."""
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    try:
+        rings = json.loads(value)
+        if isinstance(rings, str):
+            rings = json.loads(rings)
+        if isinstance(rings, list) and not rings:
+            return []
+        if not isinstance(rings, dict):
+            return None
+        ids: list[str] = []
+        for ring in rings.values():
+            obj = json.loads(ring) if isinstance(ring, str) else ring
+            if not isinstance(obj, dict):
+                return None
+            keyids = obj.get("keyids") or []
+            for n, b64 in enumerate(obj.get("pubkeys") or []):
+                if n < len(keyids) and isinstance(keyids[n], int):
+                    ids.append(f"{keyids[n]:08x}")
+                    continue
+                key = serialization.load_der_public_key(base64.b64decode(b64))
+                der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                digest = hashes.Hash(hashes.SHA1())  # noqa: S303 - Keylime's key id, an identifier
+                digest.update(der)
+                ids.append(digest.finalize()[-4:].hex())
+        return ids
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
+        return None
+
+
+def _refuse_verification_keys(value: str, text: str, source: str) -> None:
+    """Keylime's ``verification-keys`` (IMA signature keys carried in the policy) would accept any
+    file signed by them. The Verification Manager verifies IMA signatures only with the keyring its
+    operator configures, so a policy bringing its own keys is refused by name, never ignored."""
+    if not value.strip():
+        return
+    ids = _keylime_key_ids(value)
+    line = _json_line(text, '"verification-keys"')
+    if ids is None:
+        raise PolicyError(
+            "Keylime runtime policy verification-keys is not Keylime's keyrings form "
+            '(a JSON string of {"KEYRING": {"pubkeys": [...], "keyids": [...]}})',
+            location=Location(source, line),
+        )
+    if ids:
+        raise PolicyError(
+            f"Keylime runtime policy verification-keys holds {len(ids)} IMA signature key(s) "
+            f"(key ids {', '.join(ids)}): floodlight-trust does not take signature keys from a runtime policy",
+            location=Location(source, line),
+            hint='give their certificates to the VM\'s IMA keyring, declare `key k = "ID"` and write '
+            '`require signature "PATTERN" by k` in the host policy; leave verification-keys empty',
+        )
 
 
 def _pae(payload_type: str, payload: bytes) -> bytes:

@@ -129,7 +129,7 @@ def _names(cls: Any, *, without: tuple[str, ...] = ()) -> frozenset[str]:
 # ("*" for a list item), so that a misspelt `set` key is an error, not a new field nobody reads.
 CLAIM_FIELDS: Mapping[str, frozenset[str]] = {
     "": frozenset(("verified_at", "subject", "ima", "enclave")),
-    "ima": frozenset(("first_index", "boot_aggregate", "pcr_values", "entries")),
+    "ima": frozenset(("first_index", "boot_aggregate", "pcr_values", "log_hash_algorithm", "entries")),
     "ima.entries.*": _names(ImaEntry, without=("index",)),
     "enclave": _names(EnclaveClaims),
     "enclave.platform": _names(PlatformIdentity),

@@ -13,6 +13,9 @@ from typing import Any
 from floodlight_trust.cli.output import add_group, add_json, emit
 from floodlight_trust.errors import ExitCode, FtrustError, InputError, Location, PolicyError
 
+# The password of an encrypted --sign-key comes from this variable, never from argv.
+SIGN_KEY_PASSWORD_ENV = "FTRUST_POLICY_SIGN_KEY_PASSWORD"  # noqa: S105 - a variable's name, not a password
+
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
@@ -70,8 +73,21 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     add_json(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("generate", help="write a reference list (sha256sum format) from a known-good host")
+    p = sub.add_parser(
+        "generate",
+        help="write a reference list (sha256sum, or a Keylime runtime policy) from a known-good host",
+        description="Write every measured (path, digest) of a known-good host's IMA list: in sha256sum format "
+        "(default), or as a Keylime runtime policy (--format keylime, as `keylime-policy create runtime`), "
+        "optionally DSSE-signed with --sign-key (as `keylime-policy sign`; include it with verify_with).",
+    )
     p.add_argument("--ima-log", required=True, metavar="LOG", help="IMA measurement list (binary or ASCII)")
+    p.add_argument("--format", choices=("sha256sum", "keylime"), default="sha256sum", help="output format")
+    p.add_argument(
+        "--sign-key",
+        metavar="KEY",
+        help="PEM private key (ECDSA P-256 or RSA) to sign the Keylime policy with (DSSE); "
+        f"an encrypted key's password is read from ${SIGN_KEY_PASSWORD_ENV}",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     p.set_defaults(func=cmd_generate)
 
@@ -430,9 +446,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from floodlight_trust.fileio import atomic_write, read_bytes
-    from policy_lang.reference import generate_reference_list
+    import os
 
+    from floodlight_trust.fileio import atomic_write, read_bytes
+    from policy_lang.reference import generate_keylime_policy, generate_reference_list, sign_dsse_envelope
+
+    if args.sign_key and args.format != "keylime":
+        raise InputError("--sign-key signs a Keylime runtime policy: add --format keylime")
     data = read_bytes(args.ima_log, what="IMA measurement list")
     try:
         ima = importlib.import_module("floodlight_trust.evidence.ima")
@@ -442,10 +462,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
         claims = ima.appraise_measurement_list(data).claims
     except FtrustError as e:
         raise e.with_file(args.ima_log) from None
-    text = generate_reference_list(claims)
+    if args.format == "sha256sum":
+        text = generate_reference_list(claims)
+        summary = f"{text.count(chr(10))} entries"
+    else:
+        text, skipped = generate_keylime_policy(claims)
+        doc = json.loads(text)
+        summary = f"a Keylime runtime policy of {len(doc['digests'])} files" + (
+            f" ({skipped} entries with digests shorter than Keylime's schema allows left out)" if skipped else ""
+        )
+        if args.sign_key:
+            password = os.environ.get(SIGN_KEY_PASSWORD_ENV)
+            try:
+                text = sign_dsse_envelope(
+                    text.encode("utf-8"),
+                    read_bytes(args.sign_key, what="signing key"),
+                    password.encode("utf-8") if password else None,
+                )
+            except PolicyError as e:
+                raise InputError(e.message, location=Location(args.sign_key)) from None
+            summary += ", DSSE-signed"
     if args.output:
         atomic_write(args.output, text, mode=0o644)
-        print(f"wrote {text.count(chr(10))} entries to {args.output}", file=sys.stderr)
+        print(f"wrote {summary} to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -56,6 +56,8 @@ SIM_FMSPC = bytes.fromhex("00f0d1500000")
 SIM_PCE_ID = bytes.fromhex("0000")
 SIM_PCE_SVN = 13
 SIM_COMPONENTS = (15, 15, 2, 4, 1, 128, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+# Where the simulated CAs say their CRLs are published (never fetched: the collateral carries them).
+SIM_CRL_URL = "https://sgx-simulated.invalid/crl"
 # The service provider's basename (from its SPID) for linkable EPID quotes: quotes of one platform
 # with one basename carry the same pseudonym.
 SIM_EPID_BASENAME = hashlib.sha256(b"floodlight-trust SIMULATED SPID basename").digest()
@@ -576,6 +578,26 @@ def _cert(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        # Intel's profile: every certificate names its issuer's key and where its CRL is published
+        # (independent verifiers such as dcap-qvl expect both).
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [
+                            x509.UniformResourceIdentifier(
+                                f"{SIM_CRL_URL}/{_crl_file(issuer.subject if issuer else subject)}"
+                            )
+                        ],
+                        None,
+                        None,
+                        None,
+                    )
+                ]
+            ),
+            critical=False,
+        )
     )
     if sgx is not None:
         builder = builder.add_extension(
@@ -587,12 +609,27 @@ def _cert(
 def _crl(
     key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate, this: datetime, next_: datetime, revoked: list[int]
 ) -> bytes:
-    builder = x509.CertificateRevocationListBuilder().issuer_name(issuer.subject).last_update(this).next_update(next_)
+    # Intel's CRL profile (v2 CRLs with CRL Number and Authority Key Identifier): dcap-qvl refuses a
+    # CRL without them (MalformedExtensions). The number grows with the issue time, as a CRL's must.
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(this)
+        .next_update(next_)
+        .add_extension(x509.CRLNumber(int(this.timestamp())), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+    )
     for serial in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(this).build()
         )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _crl_file(issuer: x509.Name) -> str:
+    """The CRL file a simulated CA publishes, named after it as Intel names its CRLs."""
+    cn = issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    return str(cn).replace("SIMULATED ", "").replace(" ", "") + ".crl"
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -53,6 +53,7 @@ def ima(
     signatures: list[tuple[SignatureStatus, str | None]] | None = None,
     boot_aggregate: str | None = None,
     first_index: int = 0,
+    log_hash_algorithm: str | None = "sha1",  # what the appraisal of a classic list says
 ) -> ImaClaims:
     n = len(rows)
     sigs = signatures or [(SignatureStatus.NONE, None)] * n
@@ -66,6 +67,7 @@ def ima(
         violations=violations,
         first_index=first_index,
         boot_aggregate=boot_aggregate,
+        log_hash_algorithm=log_hash_algorithm,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -294,3 +295,59 @@ def test_keylime_schema_failure_shows_the_field_path_and_a_short_excerpt(testdat
     excerpt, caret = lines[1], lines[2]
     assert len(excerpt) < 110 and excerpt.startswith("    …") and '"sha257"' in excerpt
     assert excerpt[len(caret) - 1 :].startswith('"sha257"')  # the caret points at the value
+
+
+def test_generate_keylime_runtime_policy_plain_and_dsse_signed(testdata: Path, tmp_path: Path) -> None:
+    """`generate --format keylime` writes a runtime policy Keylime's schema accepts and the host
+    policy includes; with --sign-key, a DSSE envelope that `include keylime ... verify_with` verifies
+    (and refuses once changed). The real list passes the policy made from it, via eval --ima-log."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    log = str(testdata / "ima" / "ibmtss" / "sha1.log")
+    r = ftrust("generate", "--ima-log", log, "--format", "keylime", "-o", str(tmp_path / "rp.json"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("wrote a Keylime runtime policy of ") and r.stderr.rstrip().endswith(
+        f"{tmp_path / 'rp.json'}"
+    )
+    doc = json.loads((tmp_path / "rp.json").read_text())
+    assert doc["ima"] == {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None}
+    assert doc["verification-keys"] == "" and "boot_aggregate" in doc["digests"]
+    assert ftrust("generate", "--ima-log", log, "--format", "keylime").stdout == (tmp_path / "rp.json").read_text()
+    (tmp_path / "p.policy").write_text('host h {\n    include keylime "rp.json"\n}\n')
+    r = ftrust("eval", "p.policy", "--ima-log", log, "--host", "h", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "sign.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (tmp_path / "sign.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    r = ftrust(
+        "generate",
+        "--ima-log",
+        log,
+        "--format",
+        "keylime",
+        "--sign-key",
+        "sign.pem",
+        "-o",
+        "rp.signed.json",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0 and "DSSE-signed" in r.stderr, r.stderr
+    envelope = json.loads((tmp_path / "rp.signed.json").read_text())
+    assert envelope["payloadType"] == "application/vnd.keylime+json"
+    (tmp_path / "s.policy").write_text('host h {\n    include keylime "rp.signed.json" verify_with "sign.pub"\n}\n')
+    r = ftrust("eval", "s.policy", "--ima-log", log, "--host", "h", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    payload["digests"]["/usr/bin/evil"] = ["ab" * 32]
+    envelope["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    (tmp_path / "rp.signed.json").write_text(json.dumps(envelope))
+    r = ftrust("check", "s.policy", cwd=tmp_path)
+    assert r.returncode == 2 and "rp.signed.json: DSSE signature does not verify with the key in sign.pub" in r.stderr
+    r = ftrust("generate", "--ima-log", log, "--sign-key", "sign.pem", cwd=tmp_path)
+    assert r.returncode == 2 and "add --format keylime" in r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,7 +25,7 @@ from policy_lang.reference import (
     verify_dsse_envelope,
 )
 
-from .helpers import d, host_claims, ima
+from .helpers import AT, d, host_claims, ima
 
 
 @pytest.fixture
@@ -106,13 +107,86 @@ def test_keylime_excludes_become_exclude_regexes(tmp_path: Path) -> None:
         "digests": {"/bin/a": [d(1)]},
         "excludes": ["/proc/.*"],
         "keyrings": {},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha256", "dm_policy": None},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
         "ima-buf": {},
         "verification-keys": "",
     }
     (tmp_path / "rp.json").write_text(json.dumps(doc))
     policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
     assert policy.evaluate_host("h", host_claims([("/bin/a", d(1)), ("/proc/1/x", d(2))])).allowed
+
+
+def _keylime_doc(**ima: Any) -> dict[str, Any]:
+    return {
+        "meta": {"version": 1, "generator": 3},
+        "release": 0,
+        "digests": {},
+        "excludes": [".*"],
+        "keyrings": {},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None, **ima},
+        "ima-buf": {},
+        "verification-keys": "",
+    }
+
+
+def test_keylime_log_hash_alg_is_honoured(testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ima.log_hash_alg says which template-hash algorithm the list uses: a sha1 list (the real
+    ibmtss list) passes a sha1 policy and is refused by a sha256 one, naming the field."""
+    from floodlight_trust.claims import ClaimSet
+    from floodlight_trust.evidence.ima import appraise_measurement_list
+
+    claims = ClaimSet(
+        verified_at=AT, ima=appraise_measurement_list((testdata / "ima/ibmtss/sha1.log").read_bytes()).claims
+    )
+    assert claims.ima is not None and claims.ima.log_hash_algorithm == "sha1"
+    monkeypatch.chdir(tmp_path)
+    for alg, allowed in (("sha1", True), ("sha256", False)):
+        text = json.dumps(_keylime_doc(log_hash_alg=alg), indent=1)
+        line = 1 + text.split("\n").index(next(x for x in text.split("\n") if '"log_hash_alg"' in x))
+        (tmp_path / "rp.json").write_text(text)
+        policy = compile_policy_text(
+            'host h {\n    include keylime "rp.json"\n}\n', filename="p.policy", base_dir=tmp_path
+        )
+        decision = policy.evaluate_host("h", claims)
+        assert decision.allowed is allowed
+        if not allowed:
+            (reason,) = decision.failures
+            assert (reason.rule, reason.location) == ("log_hash_alg", "p.policy:2")
+            assert reason.message == (
+                f"the list's template hashes are sha1; the Keylime runtime policy (rp.json:{line}) says ima.log_hash_alg sha256"
+            )
+    # Claims that do not say (hand-written) are refused too: fail closed.
+    unknown = host_claims([("/bin/a", d(1))], log_hash_algorithm=None)
+    assert "of an unknown algorithm" in policy.evaluate_host("h", unknown).failures[0].message
+
+
+def test_keylime_verification_keys_and_dm_policy_are_refused_by_name(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    ring = json.dumps({"pubkeys": [base64.b64encode(key).decode()], "keyids": [0x1A2B3C4D]})
+    doc = _keylime_doc()
+    doc["verification-keys"] = json.dumps({"ima": ring})  # Keylime's ImaKeyrings string form
+    with pytest.raises(PolicyError) as info:
+        parse_keylime(json.dumps(doc, indent=1), "rp.json")
+    assert str(info.value) == (
+        "rp.json:18: Keylime runtime policy verification-keys holds 1 IMA signature key(s) (key ids 1a2b3c4d): "
+        "floodlight-trust does not take signature keys from a runtime policy"
+    )
+    assert info.value.hint is not None and "require signature" in info.value.hint
+    doc["verification-keys"] = "not json"
+    with pytest.raises(PolicyError, match="verification-keys is not Keylime's keyrings form"):
+        parse_keylime(json.dumps(doc), "rp.json")
+    doc["verification-keys"] = ""
+    parse_keylime(json.dumps(doc), "rp.json")  # empty: nothing to apply
+    doc["ima"]["dm_policy"] = {"rules": []}
+    with pytest.raises(PolicyError, match=r"fails the schema at \['ima'\]\['dm_policy'\]: .* is not of type 'null'"):
+        parse_keylime(json.dumps(doc), "rp.json")
 
 
 def test_sha256sum_format_details() -> None:
@@ -160,7 +234,7 @@ def test_keylime_keyrings_are_enforced_on_keyring_measurements(tmp_path: Path) -
         "digests": {"/bin/a": [d(1)]},
         "excludes": [],
         "keyrings": {".ima": [d(7)]},
-        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha256", "dm_policy": None},
+        "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
         "ima-buf": {},
         "verification-keys": "",
     }
@@ -179,7 +253,7 @@ def test_keylime_keyrings_are_enforced_on_keyring_measurements(tmp_path: Path) -
 
     # ignored_keyrings: the named keyring (or, with "*", every keyring name) is not appraised.
     for ignored, allowed in ((["*"], True), ([".evm"], True), ([".ima"], False)):
-        doc["ima"] = {"ignored_keyrings": ignored, "log_hash_alg": "sha256", "dm_policy": None}
+        doc["ima"] = {"ignored_keyrings": ignored, "log_hash_alg": "sha1", "dm_policy": None}
         (tmp_path / "rp.json").write_text(json.dumps(doc))
         policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
         claims = host_claims([(".ima", d(7)), (".evm", d(9))], template="ima-buf")

@@ -49,7 +49,7 @@ def _keylime_doc(digests: dict[str, list[str]]) -> str:
             "digests": digests,
             "excludes": [],
             "keyrings": {},
-            "ima": {"ignored_keyrings": [], "log_hash_alg": "sha256", "dm_policy": None},
+            "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": None},
             "ima-buf": {},
             "verification-keys": "",
         }

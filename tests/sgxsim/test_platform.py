@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,59 @@ def test_no_tcb_level_for_platform(platform: SimulatedPlatform) -> None:
 def test_report_data_too_long(platform: SimulatedPlatform) -> None:
     with pytest.raises(InputError, match="at most 64"):
         platform.quote(mrenclave=bytes(32), mrsigner=bytes(32), report_data=bytes(65))
+
+
+def _extensions(obj: x509.Certificate | x509.CertificateRevocationList) -> set[str]:
+    return {e.oid.dotted_string for e in obj.extensions}
+
+
+def test_sim_certificates_and_crls_follow_intels_profiles(platform: SimulatedPlatform, testdata: Path) -> None:
+    """The same extensions as Intel's real root CA, PCK CA, TCB signing certificate and CRLs (the
+    phala collateral): CRL Number and Authority Key Identifier on CRLs; AKI, SKI, CRL distribution
+    point, key usage and basic constraints on certificates."""
+    from floodlight_trust.evidence.collateral import load_collateral
+
+    real = load_collateral(testdata / "sgx-dcap/phala/sgx_quote_collateral.json")
+    sim = platform.collateral(AT)
+    for name in ("root_ca_crl", "pck_crl"):
+        ours, intels = x509.load_der_x509_crl(getattr(sim, name)), x509.load_der_x509_crl(getattr(real, name))
+        assert _extensions(ours) == _extensions(intels), name
+        ours_aki = ours.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        issuer = platform.root_cert if name == "root_ca_crl" else platform.pck_ca_cert
+        assert ours_aki == issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    intel_root = x509.load_der_x509_certificate((testdata / "sgx-dcap/phala/TrustedRootCA.der").read_bytes())
+    for cert in (platform.root_cert, platform.pck_ca_cert, platform.tcb_cert):
+        assert _extensions(cert) == _extensions(intel_root), cert.subject.rfc4514_string()
+    assert _extensions(platform.pck_cert) == _extensions(intel_root) | {SGX_EXTENSIONS_OID}
+    later = x509.load_der_x509_crl(platform.collateral(AT + timedelta(days=1)).pck_crl)
+    number = x509.load_der_x509_crl(sim.pck_crl).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert later.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > number
+
+
+def test_an_independent_verifier_accepts_sim_quotes_and_refuses_a_changed_byte(platform: SimulatedPlatform) -> None:
+    """dcap-qvl (Phala's Rust implementation of Intel's QVL, in the test extra) verifies the sim's
+    quotes with their collateral under the sim's root, as our verifier does, and refuses a quote
+    with one byte changed."""
+    import dcap_qvl
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from floodlight_trust.evidence.collateral import collateral_to_json
+
+    quote = make_quote(platform, isv_prod_id=7, isv_svn=3)
+    collateral = dcap_qvl.QuoteCollateralV3.from_json(json.dumps(collateral_to_json(platform.collateral(AT))))
+    root = platform.root_cert.public_bytes(Encoding.DER)
+    at = int(AT.timestamp())
+    report = dcap_qvl.verify_with_root_ca(quote, collateral, root, at)
+    assert report.status == "UpToDate"
+    assert (
+        dcap.verify_quote(quote, platform.collateral(AT), platform.anchor(), at=AT).claims.tcb_status
+        is TcbStatus.UP_TO_DATE
+    )
+    changed = bytearray(quote)
+    changed[112 + 64] ^= 0x01  # a byte of MRENCLAVE in the report body
+    with pytest.raises(ValueError, match="signature is invalid"):
+        dcap_qvl.verify_with_root_ca(bytes(changed), collateral, root, at)
+    # Under another root (Intel's), the sim's quote is refused by dcap-qvl too.
+    other = SimulatedPlatform.create(Path(platform.directory).parent / "other-root")
+    with pytest.raises(ValueError):
+        dcap_qvl.verify_with_root_ca(quote, collateral, other.root_cert.public_bytes(Encoding.DER), at)

@@ -344,6 +344,7 @@ def _appraise(
         first_index=state.entry_count,
         boot_aggregate=boot_aggregate,
         pcr_values=dict(running),
+        log_hash_algorithm=BANK_BY_SIZE.get(hash_size),
     )
     ok = not any(f.kind in (FindingKind.TEMPLATE_HASH_MISMATCH, FindingKind.PCR_MISMATCH) for f in findings)
     return ImaAppraisal(claims=claims, state=new_state, findings=tuple(findings), ok=ok, entry_count=count)
