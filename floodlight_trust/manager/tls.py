@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from floodlight_trust.fileio import atomic_write
+from floodlight_trust.pki.profile import end_entity_key_usage
 from floodlight_trust.protocol.http import server_tls_context
 from floodlight_trust.secrets import Secret
 
@@ -74,20 +75,7 @@ def ensure_server_certificate(
         # Pinned as its own trust anchor (OpenSSL accepts a self-signed end-entity certificate in the
         # trust store), but never a CA: its key must not be able to vouch for any other certificate.
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(end_entity_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )

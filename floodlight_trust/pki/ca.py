@@ -31,7 +31,7 @@ from floodlight_trust.pki.keys import (
     signing_hash,
 )
 from floodlight_trust.pki.ocsp import build_ocsp_response
-from floodlight_trust.pki.profile import CertificateProfile, KeyType
+from floodlight_trust.pki.profile import CertificateProfile, KeyType, end_entity_key_usage
 from floodlight_trust.pki.records import CertificateRecord, CertificateRecords
 from floodlight_trust.secrets import Secret
 
@@ -272,20 +272,7 @@ class CertificateAuthority:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=is_rsa,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(end_entity_key_usage(key_encipherment=is_rsa), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
             .add_extension(

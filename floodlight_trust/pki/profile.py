@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cryptography import x509
+
 from floodlight_trust.pki.grants import RestGrant
 
 # The placeholders render() fills in; anything else in braces is a mistake the policy checker names.
@@ -69,3 +71,19 @@ class CertificateProfile:
             rest_grants=self.rest_grants,
             vnf=True,
         )
+
+
+def end_entity_key_usage(*, key_encipherment: bool = False) -> x509.KeyUsage:
+    """The key usage of every end-entity certificate the project issues (VNF clients, the VM's TLS
+    server): signing only, never certificate or CRL signing; key encipherment only for RSA keys."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
