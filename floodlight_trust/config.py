@@ -70,6 +70,11 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         # Enroll rules that register a VNF name themselves on its first enrollment (else an admin's
         # `ftrust vm vnfs add HOST VNF` is needed); such registrations are named after the rule.
         "self_registering_enroll_rules": (list, []),
+        # Replicas on one database (docs/operator-guide.md, "Replicas"): a re-attestation lease lasts
+        # this long (0: half the interval, at least 1 s); revocations made through other replicas
+        # reach this one's revocation stream within revocation_poll_seconds.
+        "reattest_lease_seconds": (int, 0),
+        "revocation_poll_seconds": ((int, float), 0.5),
     },
     "agent": {
         "host": (str, "127.0.0.1"),
@@ -169,6 +174,7 @@ CONSTRAINTS: dict[tuple[str, str], Range | OneOf] = {
     ("vm", "grace_period_seconds"): Range(0),
     ("vm", "renew_before_seconds"): Range(0),
     ("vm", "max_request_bytes"): Range(1024),
+    ("vm", "reattest_lease_seconds"): Range(0, None, "0 means half the re-attestation interval"),
     ("vm", "request_timeout_seconds"): _SECONDS,
     ("vm", "key_mode"): OneOf(("enclave", "vm-generated")),
     ("agent", "port"): _PORT,

@@ -16,22 +16,35 @@ One round for one host (:meth:`ReattestScheduler.run_host`):
 
 Rounds never overlap: the loop and an admin-triggered round (``POST /v1/admin/reattest``,
 ``ftrust vm reattest [HOST]``) take the same lock, so "the next round" is deterministic for the demo.
+
+Replicas (several ``vm serve`` on one database) share the work through leases
+(``storage/leases.py``): every tick the loop claims a batch of hosts that are due and not held by
+a live lease of another replica, attests them, and completes each (due again one interval after
+its claim, lease freed). So each host is attested once per interval by exactly one replica, and the
+hosts of a replica that dies are claimed by another once its leases expire: a lease lasts half an
+interval (``lease_seconds``), so a host is taken over within one interval. Batches are sized from
+the time hosts took so far so that a batch finishes well inside its lease. An admin's round claims
+the hosts it names (or every trusted host) the same way, leaving out those another replica holds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from floodlight_trust import metrics
 from floodlight_trust.clock import format_time
-from floodlight_trust.errors import FtrustError, InputError
+from floodlight_trust.errors import ConflictError, FtrustError, InputError
 from floodlight_trust.logs import StateChangeLog
 from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
+from floodlight_trust.storage.leases import LeaseStore, lease_store
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
 # A host whose agent stays down fails every round: say so when it starts failing (or fails
@@ -39,6 +52,12 @@ log = logging.getLogger("floodlight_trust.manager.reattest")
 failures = StateChangeLog(log)
 
 ACTOR = "reattest"
+MAX_BATCH = 64  # hosts claimed at once (at most; see ReattestScheduler._batch_size)
+
+
+def replica_id() -> str:
+    """This process's name in the lease table: host name, process id and a random tag."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -79,6 +98,7 @@ class RoundReport:
     started_at: datetime
     hosts: list[HostRound]
     seconds: float
+    skipped: dict[str, str] = field(default_factory=dict)  # host -> why not attested here (another replica)
 
     @property
     def revoked_serials(self) -> list[str]:
@@ -91,6 +111,7 @@ class RoundReport:
             "seconds": round(self.seconds, 4),
             "hosts": [h.to_json() for h in self.hosts],
             "revoked_serials": self.revoked_serials,
+            "skipped": self.skipped,
         }
 
 
@@ -99,12 +120,28 @@ class ReattestScheduler:
 
     ``interval_seconds`` <= 0 disables the loop (rounds still run on request). ``renew`` renews the
     certificates of the VNFs on each trusted host every round (short-lived certificates).
+    ``leases`` (default: the lease table of the VM's database) is shared with the other replicas;
+    ``owner`` names this replica in it.
     """
 
-    def __init__(self, vm: VerificationManager, *, interval_seconds: float, renew: bool = True):
+    def __init__(
+        self,
+        vm: VerificationManager,
+        *,
+        interval_seconds: float,
+        renew: bool = True,
+        leases: LeaseStore | None = None,
+        owner: str | None = None,
+        lease_seconds: float | None = None,
+    ):
         self.vm = vm
         self.interval = float(interval_seconds)
         self.renew = renew
+        self.leases = leases if leases is not None else lease_store(vm.db)
+        self.owner = owner or replica_id()
+        self.lease = timedelta(seconds=lease_seconds if lease_seconds else max(self.interval / 2, 1.0))
+        self.tick = min(max(self.interval / 10, 0.05), 1.0)  # how often the loop looks for due hosts
+        self._host_seconds = 0.0  # moving average of one host's round (sizes the batches)
         self._round_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,54 +155,101 @@ class ReattestScheduler:
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="reattest", daemon=True)
         self._thread.start()
-        log.info("re-attesting every trusted host every %s s", self.interval)
+        log.info("re-attesting every trusted host every %s s (replica %s)", self.interval, self.owner)
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Stop the loop; a round in progress finishes its current host first (no half decisions)."""
+        """Stop the loop; a round in progress finishes its current host first (no half decisions).
+        The leases this replica still holds are freed, so the others need not wait for them."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
+        try:
+            self.leases.release(self.owner)
+        except FtrustError as e:  # the database is gone: the leases expire by themselves
+            log.warning("could not free the re-attestation leases of %s: %s", self.owner, e.message)
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
-        # Fixed cadence on the monotonic clock (a wait, not a time of day: clock.py is not involved).
-        next_at = time.monotonic() + self.interval
-        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+        while not self._stop.is_set():
             try:
-                self.run_round()
-            except Exception:  # the loop must outlive any one bad round; the error is logged in full
-                log.exception("re-attestation round failed")
-            next_at = max(next_at + self.interval, time.monotonic())
+                worked = self.run_due() is not None
+            except Exception as e:  # the loop must outlive any one bad round (and a database outage)
+                if isinstance(e, FtrustError):
+                    failures.report("loop", e.message, "re-attestation round failed: %s", e.message)
+                else:
+                    log.exception("re-attestation round failed")
+                worked = False
+            else:
+                failures.clear("loop", "re-attestation rounds work again")
+            if not worked:
+                self._stop.wait(self.tick)
 
     # -- rounds ----------------------------------------------------------------------------------
     def hosts_due(self) -> list[str]:
         """Hosts re-attested each round: every trusted host with a registered agent."""
         return [h.name for h in self.vm.state.hosts() if h.agent_url and h.status == "trusted"]
 
-    def run_round(self, hosts: list[str] | None = None) -> RoundReport:
-        """One round now, over ``hosts`` (default :meth:`hosts_due`). Waits for a running round first."""
+    def _batch_size(self) -> int:
+        # Half a lease's worth of hosts at the pace seen so far: a batch ends well before its lease.
+        if self._host_seconds <= 0:
+            return 1
+        return max(1, min(MAX_BATCH, int(self.lease.total_seconds() / 2 / self._host_seconds)))
+
+    def run_due(self) -> RoundReport | None:
+        """Claim the hosts that are due (up to one batch) and attest them; None when none was due."""
         with self._round_lock:
-            started, t0 = self.vm.now(), time.perf_counter()
-            results = []
-            for host in hosts if hosts is not None else self.hosts_due():
-                if self._stop.is_set() and hosts is None:
-                    break
-                results.append(self._run_host_locked(host))
-            self.rounds += 1
-            report = RoundReport(self.rounds, started, results, time.perf_counter() - t0)
-            metrics.REATTEST_ROUND_SECONDS.observe(report.seconds)
-            self.last = report
-            return report
+            at = self.vm.now()
+            self.leases.sync(self.hosts_due(), at=at, first_due=at + timedelta(seconds=self.interval))
+            claimed = self.leases.claim_due(self.owner, at=at, until=at + self.lease, limit=self._batch_size())
+            if not claimed:
+                return None
+            return self._round(claimed, at, {})
+
+    def run_round(self, hosts: list[str] | None = None) -> RoundReport:
+        """One round now, over ``hosts`` (default :meth:`hosts_due`), whether due or not, leaving out
+        the hosts another replica holds a lease on (``skipped``). Waits for a running round first."""
+        with self._round_lock:
+            at = self.vm.now()
+            wanted = hosts if hosts is not None else self.hosts_due()
+            claimed = self.leases.claim(self.owner, wanted, at=at, until=at + self.lease) if wanted else []
+            held = set(claimed)
+            skipped = {h: "another replica holds its lease" for h in wanted if h not in held}
+            return self._round(claimed, at, skipped, explicit=hosts is not None)
+
+    def _round(
+        self, hosts: list[str], claimed_at: datetime, skipped: dict[str, str], *, explicit: bool = False
+    ) -> RoundReport:
+        started, t0 = self.vm.now(), time.perf_counter()
+        results = []
+        next_due = claimed_at + timedelta(seconds=self.interval)
+        for host in hosts:
+            if self._stop.is_set() and not explicit:
+                self.leases.release(self.owner)  # stopping mid-batch: the rest go back to the others now
+                break
+            result = self._run_host_locked(host)
+            results.append(result)
+            average = self._host_seconds
+            self._host_seconds = result.seconds if not average else 0.8 * average + 0.2 * result.seconds
+            if not self.leases.complete(self.owner, host, at=self.vm.now(), next_due=next_due):
+                log.warning("the lease on %s expired during its round: another replica may have attested it too", host)
+        self.rounds += 1
+        report = RoundReport(self.rounds, started, results, time.perf_counter() - t0, skipped)
+        metrics.REATTEST_ROUND_SECONDS.observe(report.seconds)
+        self.last = report
+        return report
 
     def run_host(self, host: str) -> HostRound:
         """One round for one host now (any status: an admin may bring an untrusted host back)."""
         self.vm.state.host(host)  # InputError for an unknown host
-        return self.run_round([host]).hosts[0]
+        report = self.run_round([host])
+        if not report.hosts:
+            raise ConflictError(f"host {host!r} is being re-attested by another replica", hint="try again shortly")
+        return report.hosts[0]
 
     def _run_host_locked(self, host: str) -> HostRound:
         t0 = time.perf_counter()
@@ -237,6 +321,8 @@ class ReattestScheduler:
             "running": self.running,
             "renew": self.renew,
             "rounds": self.rounds,
+            "replica": self.owner,
+            "lease_seconds": self.lease.total_seconds(),
             "last_round": self.last.to_json() if self.last else None,
         }
 

@@ -13,6 +13,15 @@ listener, like the CRL publisher); a heartbeat follows every ``heartbeat_seconds
 subscriber always knows how old its knowledge is (the controller's trust provider fails closed past
 its staleness bound). A subscriber that fell behind the kept history gets a fresh snapshot.
 
+Every replica (``vm serve`` on the shared database) serves the stream from the shared state: a
+revocation committed through this replica is pushed at once (the listener), and one committed
+through any other replica (or by ``ftrust ca revoke``) is found by polling the records' revocation
+marker every ``poll_seconds`` (a one-row query; the revoked serials are read only when it moved),
+so it reaches this replica's subscribers within ``poll_seconds`` plus one query. ``seq`` numbers are
+this replica's own: a subscriber that moves to another replica starts from its snapshot. When the
+state cannot be read, the replica stops vouching for freshness: new subscriptions get 503 and open
+ones end (no heartbeat from a replica that cannot see revocations), so the controller moves on.
+
 The feed is plain data and threads: the route (``add_stream_route``) sits behind the app/route
 plumbing of ``protocol.wsgi`` and returns a :class:`~floodlight_trust.protocol.wsgi.StreamingResponse`.
 """
@@ -22,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -32,6 +42,8 @@ from typing import Any
 from cryptography import x509
 
 from floodlight_trust import clock
+from floodlight_trust.errors import FtrustError
+from floodlight_trust.logs import StateChangeLog
 from floodlight_trust.manager.enrollment import CONTROLLER_URI_PREFIX
 from floodlight_trust.pki.records import serial_hex
 from floodlight_trust.protocol.wsgi import HttpError, JsonApp, Request, StreamingResponse
@@ -42,6 +54,9 @@ STREAM_PATH = "/v1/revocations/stream"
 HEARTBEAT_SECONDS = 1.0
 HISTORY = 1024  # revocation events kept for subscribers that are momentarily behind
 MAX_SUBSCRIBERS = 8  # each subscription holds one server thread
+POLL_SECONDS = 0.5  # how often the shared state is read for revocations made through other replicas
+
+failures = StateChangeLog(log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +80,17 @@ class RevocationFeed:
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         max_subscribers: int = MAX_SUBSCRIBERS,
         now: Callable[[], datetime] = clock.now,
+        marker: Callable[[], object] | None = None,
+        poll_seconds: float = POLL_SECONDS,
     ):
+        """``marker`` (the records' revocation marker, changed by every committed revocation) turns on
+        polling the shared state every ``poll_seconds`` once :meth:`start` is called."""
         self._revoked_serials = revoked_serials
+        self._marker = marker
+        self.poll_seconds = poll_seconds
+        self._known: set[str] = set()  # serials already announced (snapshot, local, polled)
+        self._fresh = time.monotonic()  # when the shared state was last read successfully
+        self._poller: threading.Thread | None = None
         self.heartbeat_seconds = heartbeat_seconds
         self.max_subscribers = max_subscribers
         self.now = now
@@ -79,28 +103,86 @@ class RevocationFeed:
 
     @classmethod
     def for_ca(cls, ca: Any, **kw: Any) -> RevocationFeed:
-        return cls(partial(revoked_serials, ca), **kw)
+        """The feed of ``ca``'s records, polling their revocation marker (shared state)."""
+        return cls(partial(revoked_serials, ca), marker=ca.records.revocation_marker, **kw)
 
     def publish(self, serials: list[str]) -> None:
         """A revocation listener: called after the revocation committed."""
-        if not serials:
-            return
         with self._cond:
-            self._seq += 1
-            self._events.append(RevocationEvent(self._seq, self.now(), tuple(serials)))
-            self._cond.notify_all()
+            self._announce(serials)
+
+    def _announce(self, serials: list[str]) -> None:  # holding _cond
+        fresh = [s for s in dict.fromkeys(serials) if s not in self._known]
+        if not fresh:
+            return
+        self._known.update(fresh)
+        self._seq += 1
+        self._events.append(RevocationEvent(self._seq, self.now(), tuple(fresh)))
+        self._cond.notify_all()
+
+    # -- the shared state -------------------------------------------------------------------------
+    def start(self) -> RevocationFeed:
+        """Start polling the shared state (with a ``marker``); the first read happens before this returns."""
+        if self._marker is None or self._poller is not None:
+            return self
+        last = self._poll(None, announce=False)  # what is revoked already is in every snapshot
+        self._poller = threading.Thread(target=self._poll_loop, args=(last,), name="revocation-poll", daemon=True)
+        self._poller.start()
+        return self
+
+    def _poll_loop(self, last: object) -> None:
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closed, timeout=self.poll_seconds):
+                    return
+            last = self._poll(last)
+
+    def _poll(self, last: object, *, announce: bool = True) -> object:
+        """Read the marker; when it moved, announce the revoked serials not yet announced."""
+        assert self._marker is not None
+        try:
+            marker = self._marker()
+            current = self._revoked_serials() if marker != last else None
+        except FtrustError as e:
+            failures.report(("state", id(self)), e.message, "revocation stream: cannot read the shared state: %s", e.message)
+            with self._cond:
+                self._cond.notify_all()  # open subscriptions notice they are stale
+            return last
+        except Exception as e:  # a driver error not mapped to StorageUnavailable: same treatment, logged once
+            message = f"{type(e).__name__}: {str(e)[:200]}"
+            failures.report(("state", id(self)), message, "revocation stream: cannot read the shared state: %s", message)
+            return last
+        failures.clear(("state", id(self)), "revocation stream: the shared state is readable again")
+        with self._cond:
+            self._fresh = time.monotonic()
+            if current is not None:
+                if announce:
+                    self._announce(current)
+                # Forget serials that left the list (expired), but not the ones of recent events.
+                self._known = set(current) | {s for e in self._events for s in e.serials}
+        return marker
+
+    @property
+    def stale(self) -> bool:
+        """True when polling the shared state has failed for more than two poll periods."""
+        return self._marker is not None and time.monotonic() - self._fresh > 2 * self.poll_seconds + 1.0
 
     def close(self) -> None:
-        """End every subscription (the service is stopping)."""
+        """End every subscription and the polling (the service is stopping)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.join(10)
 
     def subscribe(self, who: str) -> Iterator[bytes]:
         """The lines of one subscription; raises HttpError 503 when too many are open."""
         with self._cond:
             if self._closed:
                 raise HttpError(503, "the Verification Manager is stopping", kind="Unavailable")
+            if self.stale:
+                raise HttpError(503, "this replica cannot read the shared state", kind="Unavailable")
             if self.subscribers >= self.max_subscribers:
                 raise HttpError(
                     503, f"too many revocation stream subscribers (at most {self.max_subscribers})", kind="Unavailable"
@@ -116,6 +198,9 @@ class RevocationFeed:
                 with self._cond:
                     self._cond.wait_for(partial(self._moved, last), timeout=self.heartbeat_seconds)
                     if self._closed:
+                        return
+                    if self.stale:  # a heartbeat would vouch for state this replica cannot see
+                        log.warning("revocation stream: ending %s's subscription: shared state unreadable", who)
                         return
                     pending = [e for e in self._events if e.seq > last]
                     behind = bool(pending) and pending[0].seq > last + 1

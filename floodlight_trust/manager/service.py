@@ -37,7 +37,14 @@ from cryptography.hazmat.primitives import hashes
 
 from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
-from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundError, UnauthenticatedEvidence
+from floodlight_trust.errors import (
+    ConfigError,
+    InputError,
+    Location,
+    NotFoundError,
+    StorageUnavailable,
+    UnauthenticatedEvidence,
+)
 from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
@@ -135,14 +142,19 @@ def make_api(
 
     @app.route("GET", "/v1/health")
     def health(request: Request) -> Any:
-        doc = {
+        doc: dict[str, Any] = {
             "status": "ok",
             "policy_version": vm.policy_version,
             "simulated_sgx": vm.simulated,
-            "reattest": {"interval_seconds": scheduler.interval, "rounds": scheduler.rounds},
+            "reattest": {"interval_seconds": scheduler.interval, "rounds": scheduler.rounds, "replica": scheduler.owner},
         }
         if vm.simulated:
             doc["warning"] = SIMULATED_WARNING
+        try:  # a replica that cannot reach the shared database is unhealthy: take it out of rotation
+            vm.db.check()
+        except StorageUnavailable as e:
+            doc.update(status="unavailable", reason=e.message)
+            return 503, doc
         return doc
 
     app.add_operational_routes()  # GET /metrics (GET /v1/health is above)
@@ -341,6 +353,8 @@ class VmService:
     def start(self) -> VmService:
         """Start both listeners and the re-attestation loop; on any failure, stop what started."""
         try:
+            if self.feed is not None:
+                self.feed.start()  # polls the shared state for revocations made through other replicas
             self.publish.start()
             self.api.start()
             self.scheduler.start()
@@ -464,12 +478,16 @@ def build_service(
         return min(ends) if ends else None
 
     metrics.watch_expiry(soonest_expiry, lambda: ca.certificate.not_valid_after_utc, now)
-    publisher = CrlPublisher(ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now)
+    publisher = CrlPublisher(
+        ca, next_update=timedelta(seconds=config.get("ca", "crl_next_update_seconds")), now=now, check=db.check
+    )
     vm.revocation_listeners.append(publisher.invalidate)
-    feed = RevocationFeed.for_ca(ca)
+    feed = RevocationFeed.for_ca(ca, poll_seconds=check_poll_seconds(vc["revocation_poll_seconds"], config))
     vm.revocation_listeners.append(feed.publish)
     interval = vc["reattest_interval_seconds"] if reattest_interval_seconds is None else reattest_interval_seconds
-    scheduler = ReattestScheduler(vm, interval_seconds=check_interval(interval))
+    scheduler = ReattestScheduler(
+        vm, interval_seconds=check_interval(interval), lease_seconds=vc["reattest_lease_seconds"] or None
+    )
     cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
     timeouts = listener_timeouts(config, "vm")
     api = HttpServer(
@@ -517,6 +535,16 @@ def listener_timeouts(config: Config, section: str) -> Timeouts:
         )
     except ConfigError as e:
         raise ConfigError(f"{section}: {e.message}", location=Location(config.source)) from None
+
+
+def check_poll_seconds(value: float, config: Config) -> float:
+    if not 0.05 <= value <= 60:
+        raise ConfigError(
+            f"vm.revocation_poll_seconds must be 0.05-60, got {value}",
+            location=Location(config.source),
+            hint="how soon a revocation made through another replica reaches this one's stream",
+        )
+    return float(value)
 
 
 def check_renew_before(value: int, config: Config) -> int:

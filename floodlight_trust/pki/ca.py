@@ -329,12 +329,18 @@ class CertificateAuthority:
         return self._records().revoke(serial, reason, at, tx=tx)
 
     def crl(self, *, at: datetime, next_update: timedelta) -> x509.CertificateRevocationList:
-        """A fresh full CRL signed at ``at``, valid until ``at + next_update``."""
-        return build_crl(
-            self.certificate, self._key, self._records().revoked(unexpired_at=at), at=at, next_update=next_update
-        )
+        """The full CRL of ``at`` (whole seconds), valid until ``at + next_update``: the same bytes for
+        the same records and ``at``, whichever process signs it (``pki/crl.py``)."""
+        return build_crl(self.certificate, self._key, self._records().revoked(), at=at, next_update=next_update)
 
-    def ocsp_response(self, request_der: bytes, *, at: datetime, validity: timedelta = timedelta(minutes=1)) -> bytes:
+    def ocsp_response(
+        self,
+        request_der: bytes,
+        *,
+        at: datetime,
+        validity: timedelta = timedelta(minutes=1),
+        refresh: timedelta | None = None,
+    ) -> bytes:
         """The DER OCSP response to ``request_der`` (see :func:`build_ocsp_response`)."""
         return build_ocsp_response(
             request_der,
@@ -343,6 +349,7 @@ class CertificateAuthority:
             lookup=self._records().get,
             at=at,
             validity=validity,
+            refresh=refresh,
         )
 
 

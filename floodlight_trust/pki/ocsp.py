@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import OCSPExtensionOID
 
+from floodlight_trust.pki.crl import publication_time
 from floodlight_trust.pki.keys import PrivateKey, signing_hash
 from floodlight_trust.pki.records import CertificateRecord
 
@@ -46,11 +47,14 @@ def build_ocsp_response(
     lookup: Callable[[int], CertificateRecord | None],
     at: datetime,
     validity: timedelta = timedelta(minutes=1),
+    refresh: timedelta | None = None,
 ) -> bytes:
-    """Answer one OCSP request: good, revoked (with time and reason) or unknown.
+    """Answer one OCSP request: good, revoked (with time and reason) or unknown, as of ``at``.
 
     A malformed request gets ``malformedRequest``; a request about another issuer gets
-    ``unauthorized`` (this responder only speaks for its own CA).
+    ``unauthorized`` (this responder only speaks for its own CA). With ``refresh``, ``thisUpdate`` is
+    the start of the refresh period holding ``at`` (or the certificate's revocation, if later:
+    :func:`~floodlight_trust.pki.crl.publication_time`), so replicas answer alike; without it, ``at``.
     """
     malformed = ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     try:
@@ -74,13 +78,16 @@ def build_ocsp_response(
     revocation_reason: x509.ReasonFlags | None = None
     if record is None:
         status = ocsp.OCSPCertStatus.UNKNOWN
-    elif record.revoked_at is not None and record.revoked_at <= at:
+    # With ``refresh`` (a replica answering from shared state) a committed revocation counts at once,
+    # even when it is dated by a replica whose clock runs ahead of this one's.
+    elif record.revoked_at is not None and (refresh is not None or record.revoked_at <= at):
         status = ocsp.OCSPCertStatus.REVOKED
         revocation_time = record.revoked_at
         if record.revocation_reason and record.revocation_reason != "unspecified":
             revocation_reason = x509.ReasonFlags(record.revocation_reason)
     else:
         status = ocsp.OCSPCertStatus.GOOD
+    this_update = at if refresh is None else publication_time(at, revocation_time, refresh)
     builder = (
         ocsp.OCSPResponseBuilder()
         .add_response_by_hash(
@@ -89,8 +96,8 @@ def build_ocsp_response(
             serial_number=request.serial_number,
             algorithm=request.hash_algorithm,
             cert_status=status,
-            this_update=at,
-            next_update=at + validity,
+            this_update=this_update,
+            next_update=this_update + validity,
             revocation_time=revocation_time,
             revocation_reason=revocation_reason,
         )

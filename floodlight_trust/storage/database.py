@@ -6,6 +6,8 @@ either all of it or none of it on disk.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -13,10 +15,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from floodlight_trust.errors import InputError, Location
+from floodlight_trust.errors import InputError, Location, StorageUnavailable
 
 T = TypeVar("T")
+
+# SQLite result codes (low byte) that mean the database cannot be used, not that a statement is wrong.
+_UNAVAILABLE = {5: "busy", 6: "locked", 8: "read-only", 10: "disk I/O error", 11: "corrupt", 13: "disk full",
+                14: "cannot open", 15: "locking protocol", 26: "not a database"}  # fmt: skip
+
+
+def _unavailable(path: Path, e: sqlite3.Error) -> StorageUnavailable | None:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _UNAVAILABLE:
+        return None
+    return StorageUnavailable(f"state database {path} unavailable: {e}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +53,7 @@ class Database:
         # steps of up to 100 ms when BEGIN IMMEDIATE finds the database locked by another thread.
         self._write_lock = threading.RLock()
         self._group = _GroupCommit(self)
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened first
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self.transaction() as tx:
@@ -52,8 +67,14 @@ class Database:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+                # Once open, never create: a new thread must not make an empty database where it was.
+                target = f"file:{quote(str(self.path))}?mode=rw" if self._file is not None else str(self.path)
+                conn = sqlite3.connect(
+                    target, timeout=30, isolation_level=None, check_same_thread=True, uri=self._file is not None
+                )
             except sqlite3.Error as e:
+                if self._file is not None:  # it was open before: the database went away, not a bad path
+                    raise StorageUnavailable(f"state database {self.path} unavailable: {e}") from None
                 raise InputError(f"cannot open state database: {e}", location=Location(str(self.path))) from None
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
@@ -63,7 +84,30 @@ class Database:
             self._local.conn = conn
             if str(self.path) != ":memory:":
                 self.path.chmod(0o600)
+                if self._file is None:
+                    st = self.path.stat()
+                    self._file = (st.st_dev, st.st_ino)
         return conn
+
+    def check(self) -> None:
+        """Raise :class:`StorageUnavailable` unless the database answers and is still the file that was
+        opened (an open SQLite connection keeps reading and writing a file deleted or replaced under
+        it: a replica on such a file would serve stale state and lose what it writes)."""
+        conn = self._connect()
+        self._check_file()
+        try:
+            conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as e:
+            raise _unavailable(self.path, e) or StorageUnavailable(f"state database {self.path}: {e}") from None
+
+    def _check_file(self) -> None:
+        if self._file is not None:
+            try:
+                st = os.stat(self.path)
+            except OSError as e:
+                raise StorageUnavailable(f"state database {self.path} is gone: {e.strerror}") from None
+            if (st.st_dev, st.st_ino) != self._file:
+                raise StorageUnavailable(f"state database {self.path} was replaced by another file") from None
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -75,19 +119,30 @@ class Database:
         """
         conn = self._connect()
         with self._write_lock:
-            if not durable:
-                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            finally:
+                self._check_file()  # never commit into a file that is no longer the database
                 if not durable:
-                    conn.execute("PRAGMA synchronous=FULL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                finally:
+                    if not durable:
+                        conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as e:
+                failed = _unavailable(self.path, e)
+                if failed is None:
+                    raise
+                if conn.in_transaction:  # COMMIT failed: nothing of it is on disk
+                    with contextlib.suppress(sqlite3.Error):  # the database is gone: so is the transaction
+                        conn.execute("ROLLBACK")
+                raise failed from None
 
     def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run ``fn(tx)`` in a transaction shared with writes of other threads (group commit).
@@ -101,7 +156,10 @@ class Database:
         return self._group.run(fn, durable)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        return list(self._connect().execute(sql, params))
+        try:
+            return list(self._connect().execute(sql, params))
+        except sqlite3.Error as e:
+            raise _unavailable(self.path, e) or e from None
 
     def migrate(self, migrations: Sequence[Migration]) -> None:
         with self._lock, self.transaction() as tx:

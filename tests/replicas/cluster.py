@@ -1,0 +1,245 @@
+"""Several `ftrust vm serve` processes on one state database, and agents for them (sim backend).
+
+The replicas are real processes (``python -m floodlight_trust vm serve``) started from one config
+file with free ports; the agents run in the test process over HTTP on loopback. Each replica has
+an admin client and an anonymous (agent-facing) client. Everything started is stopped by
+:meth:`Cluster.close`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from floodlight_trust import clock
+from floodlight_trust.agent.backends.sim import SimBackend
+from floodlight_trust.agent.imasource import ImaSource
+from floodlight_trust.agent.service import Agent, make_app
+from floodlight_trust.config import load
+from floodlight_trust.manager.client import VmClient
+from floodlight_trust.manager.service import issue_admin_certificate
+from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
+from floodlight_trust.pki.records import CertificateRecords
+from floodlight_trust.protocol.http import HttpServer
+from floodlight_trust.sgxsim import SimulatedPlatform
+from floodlight_trust.statestore import open_admin_ca, open_ca, open_state
+from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true; its value. Fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@dataclass
+class Replica:
+    name: str
+    proc: subprocess.Popen[str]
+    api_url: str
+    publish_url: str
+    admin: VmClient
+    anonymous: VmClient
+    server_certificate: Path
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind (leases stay held, transactions in flight are cut)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._close_clients()
+
+    def stop(self) -> int:
+        if self.alive:
+            self.proc.terminate()
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait(timeout=30)
+        else:
+            code = self.proc.returncode
+        self._close_clients()
+        return code
+
+    def _close_clients(self) -> None:
+        self.admin.close()
+        self.anonymous.close()
+
+    def crl(self) -> requests.Response:
+        return requests.get(self.publish_url + "/crl.der", timeout=10)
+
+    def health(self) -> requests.Response:
+        return requests.get(self.api_url + "/v1/health", verify=str(self.server_certificate), timeout=10)
+
+
+@dataclass
+class Host:
+    name: str
+    backend: SimBackend
+    agent: Agent
+    server: HttpServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+class Cluster:
+    """One deployment (CA, admin CA, policy, simulated platform) served by several replicas."""
+
+    def __init__(self, tmp: Path, *, reattest_interval: float = 0, extra_config: str = "", database_url: str = ""):
+        self.tmp = tmp
+        self.platform = SimulatedPlatform.create(tmp / "platform")
+        (tmp / "site.policy").write_text(policy_text())
+        (tmp / "host.ima").write_bytes(ima_list(HOST_FILES))
+        storage = f'[storage]\nurl = "{database_url}"\n' if database_url else ""
+        self.config_path = tmp / "ftrust.toml"
+        self.config_path.write_text(
+            f"""
+{storage}[state]
+dir = "{tmp / "state"}"
+[vm]
+port = 0
+crl_port = 0
+policy = "site.policy"
+trust_simulated_sgx = true
+simulated_sgx_roots = "{tmp / "platform"}"
+renew_before_seconds = 3600
+revocation_poll_seconds = 0.2
+{extra_config}
+"""
+        )
+        self.config = load(self.config_path)
+        db = open_state(self.config)
+        CertificateAuthority.init(
+            self.config.state_path("ca", "dir"), PASSWORD, subject="CN=replica test CA",
+            crl_url=self.config.get("ca", "crl_url"), ocsp_url=self.config.get("ca", "ocsp_url"),
+            at=clock.now(), records=CertificateRecords(db),
+        )  # fmt: skip
+        self.admin_cert, self.admin_key = issue_admin_certificate(
+            open_admin_ca(self.config, PASSWORD, db, create_at=clock.now()), "root", tmp / "admin",
+            at=clock.now(), password=PASSWORD,
+        )  # fmt: skip
+        db.close()
+        self.ca_certificate = load_ca_certificate(self.config.state_path("ca", "dir"))
+        self.reattest_interval = reattest_interval
+        self.replicas: list[Replica] = []
+        self.hosts: list[Host] = []
+        self._count = 0
+
+    # -- replicas --------------------------------------------------------------------------------
+    def start_replica(self, name: str, *, reattest_interval: float | None = None) -> Replica:
+        interval = self.reattest_interval if reattest_interval is None else reattest_interval
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), "vm", "serve",
+             "--reattest-interval", str(interval)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            env={**os.environ, "FTRUST_CA_PASSWORD": PASSWORD.reveal()},
+        )  # fmt: skip
+        assert proc.stdout is not None
+        lines: list[str] = []
+        api = publish = ""
+        deadline = time.monotonic() + 60
+        while not (api and publish):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, f"replica {name} exited: {''.join(lines)}"
+            assert time.monotonic() < deadline, f"replica {name} did not start: {''.join(lines)}"
+            lines.append(line)
+            if line.startswith("Verification Manager API on "):
+                api = line.split()[4]
+            elif line.startswith("CRL and OCSP on "):
+                publish = line.split()[4]
+        # Keep draining its output so the replica never blocks on a full pipe.
+        threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True).start()
+        server = self.tmp / "state" / "vm-tls" / "server.pem"
+        admin = VmClient(
+            api, server_certificate=server, client_certificate=(str(self.admin_cert), str(self.admin_key)),
+            client_key_password=PASSWORD,
+        )  # fmt: skip
+        replica = Replica(name, proc, api, publish, admin, VmClient(api, server_certificate=server), server, lines)
+        self.replicas.append(replica)
+        return replica
+
+    # -- hosts -----------------------------------------------------------------------------------
+    def unique(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}-{os.getpid() % 1000}-{self._count:03d}"
+
+    def start_host(self, *, host_evidence_delay: float = 0.0) -> Host:
+        """A host with its agent on a machine of its own (a PCK of the cluster's simulated authority)."""
+        name = self.unique("host")
+        machine = SimulatedPlatform.create(self.tmp / f"{name}-platform", authority=self.platform)
+        backend = SimBackend(machine, vm_ca=self.ca_certificate)
+        ima = self.tmp / f"{name}.ima"
+        ima.write_bytes(ima_list(HOST_FILES))
+        agent = Agent(name, backend, ImaSource(None, ima))
+        if host_evidence_delay:
+            evidence = agent.host_evidence
+
+            def slow(*args: Any, **kw: Any) -> Any:  # a round takes a while: a kill lands inside it
+                time.sleep(host_evidence_delay)
+                return evidence(*args, **kw)
+
+            agent.host_evidence = slow  # type: ignore[method-assign]
+        server = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=16, name=f"agent-{name}").start()
+        host = Host(name, backend, agent, server)
+        self.hosts.append(host)
+        return host
+
+    def add_vnf(self, host: Host, vnf: str) -> None:
+        host.backend.add_enclave(vnf, GOOD_IMAGE)
+
+    # -- the shared state, read directly -----------------------------------------------------------
+    def open_ca(self) -> CertificateAuthority:
+        """The VNF CA on the shared state, as `ftrust ca` opens it (another process of the deployment)."""
+        return open_ca(self.config, PASSWORD, open_state(self.config))
+
+    def controller_credential(self, name: str) -> tuple[str, str]:
+        """A controller's client certificate and (unencrypted, test-only) key for the revocation stream."""
+        from floodlight_trust.manager.revocation_feed import issue_controller_credential
+
+        ca = self.open_ca()
+        out = self.tmp / "controllers"
+        p12, _ = issue_controller_credential(ca, name, out, at=clock.now(), password=PASSWORD)
+        key, cert, _ = pkcs12.load_key_and_certificates(p12.read_bytes(), PASSWORD.reveal_bytes())
+        assert key is not None and cert is not None
+        cert_path, key_path = out / f"{name}.cert.pem", out / f"{name}.key.pem"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        key_path.chmod(0o600)
+        return str(cert_path), str(key_path)
+
+    def close(self) -> None:
+        for r in self.replicas:
+            if r.alive:
+                r.kill()
+        for h in self.hosts:
+            h.server.stop()
