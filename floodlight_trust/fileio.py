@@ -7,10 +7,12 @@ With ``backup=True`` the previous content is first kept as ``NAME.YYYYmmddTHHMMS
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from floodlight_trust import clock
@@ -112,3 +114,16 @@ def atomic_write(
     finally:
         os.close(dir_fd)
     return saved
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created 0600) for the block: processes on one machine
+    that check-then-create the same files (replicas starting at once) take turns."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

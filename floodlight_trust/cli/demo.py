@@ -24,10 +24,18 @@ def _demo(args: argparse.Namespace) -> int:
         raise InputError("Floodlight home not found", location=Location(args.floodlight_home))
     if args.reattest_interval < 1:
         raise InputError(f"--reattest-interval must be at least 1 second, not {args.reattest_interval}")
+    if not 1 <= args.replicas <= 4:
+        raise InputError(f"--replicas must be 1-4, not {args.replicas}")
+    database = check_database_url(args.database) if args.database else ""
     root = Path(tempfile.mkdtemp(prefix="ftrust-demo-"))
     narrator = Narrator(sys.stdout, quiet=args.json)
     narrator.say(f"floodlight-trust demo in {root} (simulated SGX; nothing here needs root)")
-    deployment = Deployment(root, reattest_interval=args.reattest_interval)
+    if args.replicas > 1:
+        where = "PostgreSQL" if database else "one shared SQLite file"
+        narrator.say(f"{args.replicas} Verification Manager replicas on {where}, behind one address")
+    deployment = Deployment(
+        root, reattest_interval=args.reattest_interval, replicas=args.replicas, database_url=database
+    )
     demo = Demo(
         deployment,
         narrator,
@@ -66,6 +74,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else int(ExitCode.DENIED)
 
 
+def check_database_url(url: str) -> str:
+    """A PostgreSQL URL without a password (a command line is visible to every user of the machine:
+    libpq reads the password from PGPASSWORD or ~/.pgpass instead)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as e:
+        raise InputError(f"--database is not a URL: {e}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InputError(
+            f"--database must be a postgresql:// URL, not {parts.scheme or url[:20]!r}",
+            hint="without --database the demo uses its SQLite file (shared by the replicas)",
+        )
+    if parts.password:
+        raise InputError(
+            "--database must not carry a password (every user can read a command line)",
+            hint="put it in PGPASSWORD or ~/.pgpass; libpq reads it from there",
+        )
+    return url
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     p.add_argument("--json", action="store_true", help="print a machine-readable transcript instead of the story")
@@ -96,5 +127,19 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         metavar="DIR",
         help="run the plugin chapter against a real Floodlight 1.2 in DIR (built or installed), which the demo"
         " provisions in its own directory, starts and stops itself (nothing in DIR is changed)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N Verification Manager replicas on one database behind one address, and kill one with"
+        " SIGKILL between the enrollment and the re-attestation round (default 1)",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="keep the VM's state in this PostgreSQL database (postgresql://user@host:port/db, no password:"
+        " PGPASSWORD or ~/.pgpass) instead of the demo's SQLite file",
     )
     p.set_defaults(func=_demo, progress=False)  # narrated step by step: no progress line

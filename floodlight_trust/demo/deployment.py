@@ -81,6 +81,11 @@ class Deployment:
     reattest_interval: int = 2
     processes: list[Process] = field(default_factory=list)
     endpoints: list[Any] = field(default_factory=list)
+    # Replicas: several `vm serve` on one database (database_url, or the shared SQLite file), each on
+    # ports of its own behind a TCP front on vm_port and crl_port (demo/balancer.py).
+    replicas: int = 1
+    database_url: str = ""
+    replica_ports: list[tuple[int, int]] = field(default_factory=list)
 
     # -- layout ------------------------------------------------------------------------------------
     @property
@@ -90,6 +95,10 @@ class Deployment:
     @property
     def vm_config(self) -> Path:
         return self.root / "vm.toml"
+
+    def replica_config(self, index: int) -> Path:
+        """The config of replica ``index`` (1-based): vm.toml with the replica's own ports."""
+        return self.root / f"vm-replica-{index}.toml"
 
     @property
     def agent_config(self) -> Path:
@@ -144,9 +153,9 @@ class Deployment:
         self.ima_log.parent.mkdir(parents=True)
         shutil.copy(assets / "host-ima.log", self.ima_log)
         crl = f"http://127.0.0.1:{self.crl_port}"
-        self.vm_config.write_text(
-            f"""# written by ftrust demo
-[state]
+        storage = f'[storage]\nurl = "{self.database_url}"\n\n' if self.database_url else ""
+        vm_toml = f"""# written by ftrust demo
+{storage}[state]
 dir = "state"
 
 [ca]
@@ -169,7 +178,14 @@ grace_period_seconds = 10
 [floodlight]
 password_env = "FTRUST_KEYSTORE_PASSWORD"
 """
-        )
+        self.vm_config.write_text(vm_toml)
+        if self.replicas > 1:
+            self.replica_ports = [(free_port(), free_port()) for _ in range(self.replicas)]
+            for i, (api, publish) in enumerate(self.replica_ports, 1):
+                own = vm_toml.replace(f"\nport = {self.vm_port}\n", f"\nport = {api}\n", 1).replace(
+                    f"\ncrl_port = {self.crl_port}\n", f"\ncrl_port = {publish}\n", 1
+                )
+                self.replica_config(i).write_text(own)
         self.agent_config.write_text(
             f"""# written by ftrust demo
 [state]

@@ -145,6 +145,7 @@ class Demo:
         self.controller_url = ""
         self.controller_cert = self.d.root / "controller" / "server.pem"
         self.admin: Any = None
+        self.replicas: list[Any] = []  # the `vm serve` processes when the deployment has replicas
         self.revoked_at_monotonic = 0.0
         from floodlight_trust.demo.plugin_chapter import PluginChapter
 
@@ -325,7 +326,10 @@ class Demo:
             from floodlight_trust.sgxsim import SimulatedPlatform
 
             SimulatedPlatform.create(self.d.platform_dir)
-            vm = self.d.start("vm", self.d.vm_config, "vm", "serve")
+            if self.d.replicas > 1:
+                vm = self._start_replicas(step)
+            else:
+                vm = self.d.start("vm", self.d.vm_config, "vm", "serve")
             agent = self.d.start("agent", self.d.agent_config, "agent", "serve")
             # Each VNF enclave is its own process: its key is born and sealed there.
             enclaves = {
@@ -349,7 +353,7 @@ class Demo:
             for vnf in (VNF_A, VNF_B):
                 self.admin.add_vnf(HOST, vnf)
             warned = "SIMULATED" in vm.tail(50)
-            step.details = {
+            step.details |= {
                 "vm": self.d.vm_url,
                 "agent": f"http://127.0.0.1:{self.d.agent_port}",
                 "enclaves": {
@@ -361,6 +365,65 @@ class Demo:
                 raise StepFailed("the VM did not warn that simulated SGX is trusted")
             step.ok = True
             step.observed = f"VM on {self.d.vm_url}, agent on port {self.d.agent_port}, simulated-SGX warning shown"
+
+    def _start_replicas(self, step: Step) -> Any:
+        """Start every replica on the shared database, then the TCP fronts (the demo's load balancer)
+        on the ports the rest of the story uses. Returns the first replica's process."""
+        from floodlight_trust.demo.balancer import TcpFront
+
+        self.replicas = [
+            self.d.start(f"vm-{i}", self.d.replica_config(i), "vm", "serve") for i in range(1, self.d.replicas + 1)
+        ]
+        for proc, (api, publish) in zip(self.replicas, self.d.replica_ports, strict=True):
+            self.d.wait_port(proc, api)
+            self.d.wait_port(proc, publish)
+        for port, backends, name in (
+            (self.d.vm_port, [a for a, _ in self.d.replica_ports], "vm-api"),
+            (self.d.crl_port, [p for _, p in self.d.replica_ports], "vm-publish"),
+        ):
+            self.d.endpoints.append(TcpFront(port, backends, name=name).start())
+        step.details["replicas"] = {
+            p.name: {"api_port": a, "crl_port": c} for p, (a, c) in zip(self.replicas, self.d.replica_ports, strict=True)
+        }
+        step.details["database"] = _redacted(self.d.database_url) if self.d.database_url else "state/ftrust.sqlite3"
+        return self.replicas[0]
+
+    def kill_replica(self) -> None:
+        """Replicas only: SIGKILL one replica between the enrollment and the re-attestation round."""
+        if self.d.replicas < 2:
+            return
+        with self.n.step(
+            "replica-killed",
+            "a VM replica killed (SIGKILL)",
+            f"{self.replicas[0].name} is killed with SIGKILL; {self.d.replicas - 1} replica(s) on the same database go on",
+            "the survivors answer at the same address; the next re-attestation round runs on them",
+        ) as step:
+            import signal
+
+            from floodlight_trust.manager.client import VmClient
+
+            victim = self.replicas[0]
+            victim.popen.send_signal(signal.SIGKILL)
+            victim.popen.wait(10)
+            survivors = []
+            for proc, (api, _) in zip(self.replicas[1:], self.d.replica_ports[1:], strict=True):
+                client = VmClient(f"https://127.0.0.1:{api}", server_certificate=self.d.vm_certificate)
+                try:
+                    health = client.request("GET", "/v1/health")
+                finally:
+                    client.close()
+                if health.get("status") != "ok":
+                    raise StepFailed(f"{proc.name} is not healthy: {health}")
+                survivors.append(proc.name)
+            enrollments = self.admin.enrollments()  # through the front: answered by a survivor
+            if not any(e["serial"] == self.serial_a for e in enrollments):
+                raise StepFailed(f"{VNF_A}'s enrollment is not visible through the survivors")
+            step.details = {"killed": victim.name, "exit": victim.popen.returncode, "survivors": survivors}
+            step.ok = True
+            step.observed = (
+                f"{victim.name} exited {victim.popen.returncode}; healthy on the same database:"
+                f" {', '.join(survivors)}, answering at the same address with {VNF_A}'s enrollment"
+            )
 
     # -- the story ---------------------------------------------------------------------------------
     def attest_host(self) -> None:
@@ -570,6 +633,7 @@ class Demo:
             self.plugin.grants,
             self.refuse_b,
             self.refuse_anonymous,
+            self.kill_replica,
             self.compromise_host,
             self.plugin.refuse_after_revocation,
             self.refuse_revoked,
@@ -582,6 +646,17 @@ class Demo:
             except (StepFailed, FtrustError):
                 return False
         return True
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password (never printed)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
 
 
 def tpm_rewrite_check(state_dir: Path, ima_log: Path, hidden_path: str) -> dict[str, Any]:

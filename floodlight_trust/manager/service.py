@@ -433,7 +433,15 @@ def build_service(
     """
     db = open_state(config)
     ca = open_ca(config, password, db)
-    admin_ca = open_admin_ca(config, password, db, create_at=clock.now())
+    from floodlight_trust.fileio import exclusive_lock
+
+    # Replicas starting at once on one state directory: one creates the admin CA and the TLS
+    # identity, the others wait and use them (else two keys race for one certificate file).
+    with exclusive_lock(config.state_dir / "vm-start.lock"):
+        admin_ca = open_admin_ca(config, password, db, create_at=clock.now())
+        cert, key = ensure_server_certificate(
+            config.state_dir / "vm-tls", [config.get("vm", "host")], at=clock.now(), password=password
+        )
     vc = config.values["vm"]
     timeout = float(vc["request_timeout_seconds"])
     if not all(isinstance(r, str) for r in vc["self_registering_enroll_rules"]):
@@ -488,7 +496,6 @@ def build_service(
     scheduler = ReattestScheduler(
         vm, interval_seconds=check_interval(interval), lease_seconds=vc["reattest_lease_seconds"] or None
     )
-    cert, key = ensure_server_certificate(config.state_dir / "vm-tls", [vc["host"]], at=clock.now(), password=password)
     timeouts = listener_timeouts(config, "vm")
     api = HttpServer(
         make_api(

@@ -237,6 +237,17 @@ revocation_poll_seconds = 0.2
         key_path.chmod(0o600)
         return str(cert_path), str(key_path)
 
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of the shared database, read directly (what is really on disk, not what a replica says)."""
+        import sqlite3
+
+        con = sqlite3.connect(self.tmp / "state" / "ftrust.sqlite3", timeout=30)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute(sql)]
+        finally:
+            con.close()
+
     def close(self) -> None:
         for r in self.replicas:
             if r.alive:
