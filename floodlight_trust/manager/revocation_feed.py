@@ -163,9 +163,16 @@ class RevocationFeed:
         return marker
 
     @property
+    def behind(self) -> bool:
+        """True when the last successful read of the shared state is older than two poll periods
+        (and 1 s): no heartbeat then, since a heartbeat says "nothing revoked that you do not know"."""
+        return self._poller is not None and time.monotonic() - self._fresh > 2 * self.poll_seconds + 1.0
+
+    @property
     def stale(self) -> bool:
-        """True when polling the shared state has failed for more than two poll periods."""
-        return self._marker is not None and time.monotonic() - self._fresh > 2 * self.poll_seconds + 1.0
+        """True when polling the shared state (once started) has failed for five poll periods and 3 s
+        more (slack for a starved thread on a loaded machine: a false alarm ends subscriptions)."""
+        return self._poller is not None and time.monotonic() - self._fresh > 5 * self.poll_seconds + 3.0
 
     def close(self) -> None:
         """End every subscription and the polling (the service is stopping)."""
@@ -207,7 +214,7 @@ class RevocationFeed:
                 if behind:
                     last = yield from self._snapshot()
                     continue
-                if not pending:
+                if not pending and not self.behind:
                     yield _line({"type": "heartbeat", "seq": last, "at": clock.format_time(self.now())})
                 for e in pending:
                     yield _line(

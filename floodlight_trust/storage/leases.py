@@ -15,10 +15,11 @@ Times are stored as seconds since the epoch (UTC), read back as aware datetimes.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from floodlight_trust.storage.database import Database, Migration
 
@@ -174,6 +175,109 @@ class SqliteLeaseStore:
                 rounds=int(r["rounds"]),
             )
             for r in self.db.query("SELECT * FROM reattest_leases ORDER BY host")
+        ]
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------
+
+POSTGRES_DDL = """
+CREATE TABLE reattest_leases (
+    host TEXT PRIMARY KEY,
+    due_at DOUBLE PRECISION NOT NULL,
+    owner TEXT,
+    lease_until DOUBLE PRECISION,
+    attested_at DOUBLE PRECISION,
+    attested_by TEXT,
+    rounds INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX reattest_leases_due ON reattest_leases (due_at)
+"""
+
+
+class PostgresLeaseStore:
+    """:class:`LeaseStore` on PostgreSQL. ``transaction`` opens one transaction on a connection of
+    the engine's pool (a psycopg connection, dict rows). Claims take the due rows with
+    ``FOR UPDATE SKIP LOCKED``: two replicas claiming at once each get other hosts, none waits."""
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Any]]):
+        self._transaction = transaction
+        self._synced: frozenset[str] | None = None
+
+    def sync(self, hosts: Collection[str], *, at: datetime, first_due: datetime) -> None:
+        wanted = frozenset(hosts)
+        if wanted == self._synced:
+            return
+        names = sorted(wanted)
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO reattest_leases (host, due_at) SELECT unnest(%s::text[]), %s ON CONFLICT DO NOTHING",
+                (names, _ts(first_due)),
+            )
+            c.execute(
+                "DELETE FROM reattest_leases WHERE NOT (host = ANY(%s::text[]))"
+                " AND (lease_until IS NULL OR lease_until <= %s)",
+                (names, _ts(at)),
+            )
+        self._synced = wanted
+
+    def claim_due(self, owner: str, *, at: datetime, until: datetime, limit: int) -> list[str]:
+        with self._transaction() as c:
+            rows = c.execute(
+                "WITH due AS (SELECT host FROM reattest_leases WHERE due_at <= %s"
+                " AND (lease_until IS NULL OR lease_until <= %s) ORDER BY due_at, host LIMIT %s"
+                " FOR UPDATE SKIP LOCKED)"
+                " UPDATE reattest_leases l SET owner = %s, lease_until = %s FROM due WHERE l.host = due.host"
+                " RETURNING l.host",
+                (_ts(at), _ts(at), max(0, limit), owner, _ts(until)),
+            ).fetchall()
+        return sorted(r["host"] for r in rows)
+
+    def claim(self, owner: str, hosts: Sequence[str], *, at: datetime, until: datetime) -> list[str]:
+        names = list(dict.fromkeys(hosts))
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO reattest_leases (host, due_at) SELECT unnest(%s::text[]), %s ON CONFLICT DO NOTHING",
+                (names, _ts(until)),
+            )
+            rows = c.execute(
+                "WITH free AS (SELECT host FROM reattest_leases WHERE host = ANY(%s::text[])"
+                " AND (lease_until IS NULL OR lease_until <= %s OR owner = %s) FOR UPDATE SKIP LOCKED)"
+                " UPDATE reattest_leases l SET owner = %s, lease_until = %s FROM free WHERE l.host = free.host"
+                " RETURNING l.host",
+                (names, _ts(at), owner, owner, _ts(until)),
+            ).fetchall()
+        held = {r["host"] for r in rows}
+        return [h for h in names if h in held]
+
+    def complete(self, owner: str, host: str, *, at: datetime, next_due: datetime) -> bool:
+        with self._transaction() as c:
+            done = c.execute(
+                "UPDATE reattest_leases SET due_at = %s, owner = NULL, lease_until = NULL, attested_at = %s,"
+                " attested_by = %s, rounds = rounds + 1 WHERE host = %s AND owner = %s",
+                (_ts(next_due), _ts(at), owner, host, owner),
+            ).rowcount
+        return bool(done == 1)
+
+    def release(self, owner: str) -> int:
+        with self._transaction() as c:
+            return int(
+                c.execute("UPDATE reattest_leases SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,)).rowcount
+            )
+
+    def leases(self) -> list[Lease]:
+        with self._transaction() as c:
+            rows = c.execute("SELECT * FROM reattest_leases ORDER BY host").fetchall()
+        return [
+            Lease(
+                host=r["host"],
+                due_at=datetime.fromtimestamp(r["due_at"], UTC),
+                owner=r["owner"],
+                lease_until=_dt(r["lease_until"]),
+                attested_at=_dt(r["attested_at"]),
+                attested_by=r["attested_by"],
+                rounds=int(r["rounds"]),
+            )
+            for r in rows
         ]
 
 
