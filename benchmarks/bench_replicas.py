@@ -269,14 +269,15 @@ def _loader(conn: Any, platform_dir: str, ima: str, host: str, api_urls: list[st
 @contextmanager
 def postgres() -> Iterator[Any]:
     """A throwaway PostgreSQL cluster with fsync ON, or None when its binaries are missing."""
-    sys.path.insert(0, str(ROOT))
-    from tests.support.postgres import LocalCluster, find_bindir
+    import importlib
 
-    bindir = find_bindir()
+    sys.path.insert(0, str(ROOT))
+    support = importlib.import_module("tests.support.postgres")  # the tests' throwaway cluster
+    bindir = support.find_bindir()
     if bindir is None:
         yield None
         return
-    cluster = LocalCluster(bindir, durable=True)
+    cluster = support.LocalCluster(bindir, durable=True)
     cluster.start()
     try:
         yield cluster
