@@ -142,6 +142,7 @@ class ReattestScheduler:
         self.lease = timedelta(seconds=lease_seconds if lease_seconds else max(self.interval / 2, 1.0))
         self.tick = min(max(self.interval / 10, 0.05), 1.0)  # how often the loop looks for due hosts
         self._host_seconds = 0.0  # moving average of one host's round (sizes the batches)
+        self._synced_at: float | None = None  # when the lease table last got the trusted hosts (monotonic)
         self._round_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -204,11 +205,14 @@ class ReattestScheduler:
         """Claim the hosts that are due (up to one batch) and attest them; None when none was due."""
         with self._round_lock:
             at = self.vm.now()
-            self.leases.sync(self.hosts_due(), at=at, first_due=at + timedelta(seconds=self.interval))
+            # The trusted hosts are read (all of them) at most every few seconds, not every tick.
+            if self._synced_at is None or time.monotonic() - self._synced_at >= min(self.interval, 5.0):
+                self.leases.sync(self.hosts_due(), at=at, first_due=at + timedelta(seconds=self.interval))
+                self._synced_at = time.monotonic()
             claimed = self.leases.claim_due(self.owner, at=at, until=at + self.lease, limit=self._batch_size())
             if not claimed:
                 return None
-            return self._round(claimed, at, {})
+            return self._round(claimed, at, {}, only_trusted=True)
 
     def run_round(self, hosts: list[str] | None = None) -> RoundReport:
         """One round now, over ``hosts`` (default :meth:`hosts_due`), whether due or not, leaving out
@@ -222,7 +226,13 @@ class ReattestScheduler:
             return self._round(claimed, at, skipped, explicit=hosts is not None)
 
     def _round(
-        self, hosts: list[str], claimed_at: datetime, skipped: dict[str, str], *, explicit: bool = False
+        self,
+        hosts: list[str],
+        claimed_at: datetime,
+        skipped: dict[str, str],
+        *,
+        explicit: bool = False,
+        only_trusted: bool = False,
     ) -> RoundReport:
         started, t0 = self.vm.now(), time.perf_counter()
         results = []
@@ -231,6 +241,10 @@ class ReattestScheduler:
             if self._stop.is_set() and not explicit:
                 self.leases.release(self.owner)  # stopping mid-batch: the rest go back to the others now
                 break
+            if only_trusted and not self._still_due(host):  # distrusted or removed since the last sync
+                self.leases.complete(self.owner, host, at=self.vm.now(), next_due=next_due)
+                skipped[host] = "no longer trusted"
+                continue
             result = self._run_host_locked(host)
             results.append(result)
             average = self._host_seconds
@@ -242,6 +256,10 @@ class ReattestScheduler:
         metrics.REATTEST_ROUND_SECONDS.observe(report.seconds)
         self.last = report
         return report
+
+    def _still_due(self, host: str) -> bool:
+        record = self.vm.state.find_host(host)
+        return record is not None and bool(record.agent_url) and record.status == "trusted"
 
     def run_host(self, host: str) -> HostRound:
         """One round for one host now (any status: an admin may bring an untrusted host back)."""
