@@ -22,12 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from floodlight_trust.claims import claimset_from_json
+from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.errors import FtrustError
 from floodlight_trust.evidence import ias
 from floodlight_trust.evidence.collateral import (
     collateral_from_json,
     crl_to_der,
-    load_collateral,
     parse_qe_identity,
     parse_tcb_info,
 )
@@ -35,8 +35,8 @@ from floodlight_trust.evidence.dcap import TrustAnchor, verify_quote
 from floodlight_trust.evidence.ima import ImaState, appraise_measurement_list
 from floodlight_trust.evidence.ima.signatures import parse_module_signature, parse_signature
 from floodlight_trust.evidence.sgx_quote import parse_quote
+from floodlight_trust.http.peer_json import parse_json
 from floodlight_trust.protocol import SCHEMA_NAMES, validate
-from floodlight_trust.protocol.http import parse_json
 from policy_lang import compile_policy_text
 from policy_lang.evaluate import HostMeasuredState
 from policy_lang.reference import parse_keylime, parse_sha256sum, verify_dsse_envelope
