@@ -306,6 +306,22 @@ def test_keystores(real_keystore: bytes, data: st.DataObject, tmp_path_factory: 
     only_project_errors(lambda: FloodlightKeystore.load(path, STORE_PASSWORD))
 
 
+
+def test_keystore_with_a_damaged_encrypted_key_is_a_parse_error(real_keystore: bytes, tmp_path: Path) -> None:
+    """Found by test_keystores: a private key entry whose EncryptedPrivateKeyInfo carries a wrong tag
+    for its encrypted data (OCTET STRING 0x04 -> 0x00) raised pyasn1's error through pyjks."""
+    from floodlight_trust.errors import ParseError
+    from floodlight_trust.floodlight.keystore import FloodlightKeystore
+    from tests.floodlight.conftest import STORE_PASSWORD
+
+    algorithm = bytes.fromhex("060a2b060104012a021101010500")  # Sun's JKS key protector OID, NULL
+    at = real_keystore.index(algorithm) + len(algorithm)
+    assert real_keystore[at] == 0x04
+    path = tmp_path / "store.jks"
+    path.write_bytes(real_keystore[:at] + b"\x00" + real_keystore[at + 1 :])
+    with pytest.raises(ParseError, match="damaged keystore"):
+        FloodlightKeystore.load(path, STORE_PASSWORD)
+
 # -- the protocol: JSON from peers and every message schema -----------------------------------------
 @FUZZ
 @given(body=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()), name=st.sampled_from(SCHEMA_NAMES))
