@@ -68,8 +68,8 @@ def _fleet(conn: Any, platforms: str, root_platform: str, ca_dir: str, ima: str,
         from floodlight_trust.agent.backends.sim import SimBackend
         from floodlight_trust.agent.imasource import ImaSource
         from floodlight_trust.agent.service import Agent
+        from floodlight_trust.http.server import HttpServer, JsonApp, Request
         from floodlight_trust.pki.ca import load_ca_certificate
-        from floodlight_trust.protocol.http import HttpServer, JsonApp, Request
         from floodlight_trust.sgxsim import SimulatedPlatform
 
         authority = SimulatedPlatform.load(Path(root_platform))

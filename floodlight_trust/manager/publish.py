@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust import clock
 from floodlight_trust.errors import StorageUnavailable
+from floodlight_trust.http.server import HttpError, JsonApp, RawResponse, Request
 from floodlight_trust.pki.crl import publication_time
-from floodlight_trust.protocol.http import HttpError, JsonApp, RawResponse, Request
 
 log = logging.getLogger("floodlight_trust.manager.publish")
 

@@ -23,7 +23,7 @@ state cannot be read, the replica stops vouching for freshness: new subscription
 ones end (no heartbeat from a replica that cannot see revocations), so the controller moves on.
 
 The feed is plain data and threads: the route (``add_stream_route``) sits behind the app/route
-plumbing of ``protocol.wsgi`` and returns a :class:`~floodlight_trust.protocol.wsgi.StreamingResponse`.
+plumbing of ``floodlight_trust.http`` and returns a :class:`~floodlight_trust.http.server.StreamingResponse`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from cryptography import x509
 
 from floodlight_trust import clock
 from floodlight_trust.errors import FtrustError
+from floodlight_trust.http.server import HttpError, JsonApp, Request, StreamingResponse
 from floodlight_trust.logs import StateChangeLog
 from floodlight_trust.manager.enrollment import CONTROLLER_URI_PREFIX
 from floodlight_trust.pki.records import serial_hex
-from floodlight_trust.protocol.http import HttpError, JsonApp, Request, StreamingResponse
 
 log = logging.getLogger("floodlight_trust.manager.revocation_feed")
 
