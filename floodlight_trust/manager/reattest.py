@@ -137,7 +137,7 @@ class ReattestScheduler:
         self.vm = vm
         self.interval = float(interval_seconds)
         self.renew = renew
-        self.leases = leases if leases is not None else lease_store(vm.db)
+        self._leases = leases  # default: the lease table of the VM's database, opened on first use
         self.owner = owner or replica_id()
         self.lease = timedelta(seconds=lease_seconds if lease_seconds else max(self.interval / 2, 1.0))
         self.tick = min(max(self.interval / 10, 0.05), 1.0)  # how often the loop looks for due hosts
@@ -148,6 +148,12 @@ class ReattestScheduler:
         self._thread: threading.Thread | None = None
         self.rounds = 0
         self.last: RoundReport | None = None
+
+    @property
+    def leases(self) -> LeaseStore:
+        if self._leases is None:
+            self._leases = lease_store(self.vm.db)
+        return self._leases
 
     # -- the loop --------------------------------------------------------------------------------
     def start(self) -> ReattestScheduler:
@@ -167,7 +173,8 @@ class ReattestScheduler:
         if thread is not None:
             thread.join(timeout)
         try:
-            self.leases.release(self.owner)
+            if self._leases is not None:
+                self._leases.release(self.owner)
         except FtrustError as e:  # the database is gone: the leases expire by themselves
             log.warning("could not free the re-attestation leases of %s: %s", self.owner, e.message)
 

@@ -111,8 +111,19 @@ class Host:
 class Cluster:
     """One deployment (CA, admin CA, policy, simulated platform) served by several replicas."""
 
-    def __init__(self, tmp: Path, *, reattest_interval: float = 0, extra_config: str = "", database_url: str = ""):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        reattest_interval: float = 0,
+        extra_config: str = "",
+        database_url: str = "",
+        env: dict[str, str] | None = None,
+    ):
+        """``database_url`` (no password in it: ``env`` carries PGPASSWORD) puts the state on PostgreSQL."""
         self.tmp = tmp
+        self.database_url = database_url
+        self.env = env or {}
         self.platform = SimulatedPlatform.create(tmp / "platform")
         (tmp / "site.policy").write_text(policy_text())
         (tmp / "host.ima").write_bytes(ima_list(HOST_FILES))
@@ -134,6 +145,7 @@ revocation_poll_seconds = 0.2
 """
         )
         self.config = load(self.config_path)
+        os.environ.update(self.env)  # this process opens the state too (CA records, admin CA)
         db = open_state(self.config)
         CertificateAuthority.init(
             self.config.state_path("ca", "dir"), PASSWORD, subject="CN=replica test CA",
@@ -158,7 +170,7 @@ revocation_poll_seconds = 0.2
             [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), "vm", "serve",
              "--reattest-interval", str(interval)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-            env={**os.environ, "FTRUST_CA_PASSWORD": PASSWORD.reveal()},
+            env={**os.environ, **self.env, "FTRUST_CA_PASSWORD": PASSWORD.reveal()},
         )  # fmt: skip
         assert proc.stdout is not None
         lines: list[str] = []
@@ -239,6 +251,12 @@ revocation_poll_seconds = 0.2
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         """Rows of the shared database, read directly (what is really on disk, not what a replica says)."""
+        if self.database_url:
+            import psycopg
+            from psycopg.rows import dict_row
+
+            with psycopg.connect(self.database_url, row_factory=dict_row, **self._password()) as conn:
+                return [dict(r) for r in conn.execute(sql.encode())]
         import sqlite3
 
         con = sqlite3.connect(self.tmp / "state" / "ftrust.sqlite3", timeout=30)
@@ -247,6 +265,9 @@ revocation_poll_seconds = 0.2
             return [dict(r) for r in con.execute(sql)]
         finally:
             con.close()
+
+    def _password(self) -> dict[str, str]:
+        return {"password": self.env["PGPASSWORD"]} if "PGPASSWORD" in self.env else {}
 
     def close(self) -> None:
         for r in self.replicas:
