@@ -27,6 +27,7 @@ from floodlight_trust.claims import ImaClaims, SignatureStatus
 from floodlight_trust.errors import FtrustError, InputError, Location, ParseError, VerificationError
 from floodlight_trust.evidence.ima import ascii as ascii_list
 from floodlight_trust.evidence.ima import binary as binary_list
+from floodlight_trust.evidence.ima import bulkhash
 from floodlight_trust.evidence.ima.batch import Batch
 from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
 from floodlight_trust.evidence.ima.templates import (
@@ -442,15 +443,28 @@ def _appraise_batch(
 ) -> None:
     n = len(batch)
     log_bank = BANK_BY_SIZE[hash_size]
-    h = HASHERS[log_bank]
-    computed = [h(x).digest() for x in batch.inputs]
+    prefix = batch.hash_prefix
+    # Every template hash of the batch, laid out as the logged ones: one comparison checks them all.
+    computed = bulkhash.digests(log_bank, batch.inputs, prefix)
     violations: list[int] = []
-    hashes = computed  # equal to the logged ones unless a check below fails
-    if not batch.hashes_match(computed):
+    if computed == batch.hashes and batch.pcrs.count(PCR) == n:
+        # The common case: every hash as logged, every entry in PCR 10. Each bank is replayed in one
+        # call, the log's bank from the checked hashes, any other from its own template hashes.
+        bank_values = pcrs.setdefault(PCR, {})
+        for bank in banks:
+            value = bank_values.get(bank) or bytes(DIGEST_SIZES[bank])
+            if bank == log_bank:
+                value = bulkhash.extend(bank, value, computed, len(prefix) + hash_size, len(prefix))
+            else:
+                value = bulkhash.replay(bank, value, batch.inputs)
+            bank_values[bank] = value
+    else:
+        step = len(prefix) + hash_size
+        mine = [computed[k : k + hash_size] for k in range(len(prefix), len(computed), step)]
         hashes = batch.logged(hash_size)
         zero = bytes(hash_size)
-        for i, (logged, mine) in enumerate(zip(hashes, computed, strict=True)):
-            if logged == mine:
+        for i, (logged, ours) in enumerate(zip(hashes, mine, strict=True)):
+            if logged == ours:
                 continue
             index = batch.first_index + i
             where = _loc(fmt, source, batch.positions[i], index)
@@ -468,22 +482,21 @@ def _appraise_batch(
                     ImaFinding(
                         FindingKind.TEMPLATE_HASH_MISMATCH,
                         f"template hash mismatch for {batch.paths[i]!r}: the log says {logged.hex()}, "
-                        f"the template data hashes to {mine.hex()}",
+                        f"the template data hashes to {ours.hex()}",
                         where,
                     )
                 )
-    for bank in banks:
-        if bank == log_bank:
-            values = hashes
-        else:
-            hb = HASHERS[bank]
-            values = [hb(x).digest() for x in batch.inputs]
-        if violations:
-            values = list(values)
+        for bank in banks:
+            if bank == log_bank:
+                values = list(hashes)  # the logged ones (equal to ours but where a finding says otherwise)
+            else:
+                size = DIGEST_SIZES[bank]
+                joined = bulkhash.digests(bank, batch.inputs)
+                values = [joined[k : k + size] for k in range(0, len(joined), size)]
             ff = b"\xff" * DIGEST_SIZES[bank]
             for i in violations:
                 values[i] = ff
-        _extend(pcrs, bank, batch.pcrs, values)
+            _extend(pcrs, bank, batch.pcrs, values)
 
     out.templates.extend(batch.templates)
     out.paths.extend(batch.paths)
