@@ -82,13 +82,34 @@ class ListBytes:
     each round), joined only when one contiguous copy is needed. Chunks are immutable ``bytes``: a
     list that holds the very chunk objects of another, first, provably starts with its bytes."""
 
-    __slots__ = ("_joined", "_length", "chunks")
+    __slots__ = ("_joined", "_length", "_prefix_hash", "chunks")
     MAX_CHUNKS = 64  # then the next append joins them (once every 64 rounds)
 
     def __init__(self, chunks: tuple[bytes, ...]):
         self.chunks = chunks
         self._length = sum(map(len, chunks))
         self._joined: bytes | None = chunks[0] if len(chunks) == 1 else None
+        self._prefix_hash: tuple[int, Any] | None = None  # (n, SHA-256 over the first n bytes)
+
+    def sha256(self, *, snapshot_at: int | None = None) -> Any:
+        """A SHA-256 object over the whole list. With ``snapshot_at`` (the ``byte_length`` of a
+        persisted :class:`ImaState`), the same pass keeps the hash of that prefix, and an appraisal
+        of this list from that state uses it instead of hashing the prefix again: a verifier that
+        hashes the whole list anyway (to check the quote's binding) reads it once after a restart."""
+        data = self.join()
+        n = snapshot_at
+        if n is None or not 0 < n <= len(data):
+            return hashlib.sha256(data)
+        view = memoryview(data)
+        h = hashlib.sha256(view[:n])
+        self._prefix_hash = (n, h.copy())
+        h.update(view[n:])
+        return h
+
+    def prefix_sha256(self, n: int) -> Any | None:
+        """The SHA-256 object over the first ``n`` bytes kept by :meth:`sha256`, if it kept that one."""
+        held = self._prefix_hash
+        return held[1].copy() if held is not None and held[0] == n else None
 
     def __len__(self) -> int:
         return self._length
@@ -260,7 +281,7 @@ def _appraise(
     if tail_only:
         hasher = state._hasher.copy()  # the prefix is made of whole's own chunks: unchanged by construction
     else:
-        hasher = _check_prefix(data, state, source)
+        hasher = _check_prefix(data, state, source, whole)
 
     fmt = state.format or ("binary" if binary_list.looks_binary(data) else "ascii")
     hash_size = state.hash_size
@@ -357,8 +378,9 @@ def _loc(fmt: str, source: str | None, position: int | None, index: int) -> Loca
     return Location(file=source, offset=position, index=index)
 
 
-def _check_prefix(data: bytes, state: ImaState, source: str | None) -> Any:
-    """A SHA-256 object over the already appraised prefix, after checking it is unchanged."""
+def _check_prefix(data: bytes, state: ImaState, source: str | None, whole: ListBytes | None = None) -> Any:
+    """A SHA-256 object over the already appraised prefix, after checking it is unchanged. ``whole``
+    (the ListBytes ``data`` was joined from) may hold that prefix's hash already."""
     n = state.byte_length
     if n == 0:
         return hashlib.sha256()
@@ -375,7 +397,8 @@ def _check_prefix(data: bytes, state: ImaState, source: str | None) -> Any:
         if data.startswith(memoryview(previous)[:n]):
             return state._hasher.copy()
         raise _changed_at(data, previous, n, state, source)
-    hasher = hashlib.sha256(memoryview(data)[:n])
+    held = whole.prefix_sha256(n) if whole is not None and whole.join() is data else None
+    hasher = held if held is not None else hashlib.sha256(memoryview(data)[:n])
     if hasher.hexdigest() != state.prefix_sha256:
         raise ImaPrefixChanged(
             f"the first {state.entry_count} entries ({n} bytes) appraised before have changed: their SHA-256 "
