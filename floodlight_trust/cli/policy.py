@@ -323,7 +323,6 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
 
     from floodlight_trust import clock
     from floodlight_trust.claims import ClaimSet, claimset_from_json
-    from floodlight_trust.evidence.collateral import load_collateral
     from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, load_keyring, verify_evidence
     from floodlight_trust.fileio import read_bytes
 
@@ -366,7 +365,7 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
         ima_source=args.ima_log,
         keyring=tuple(keyring),
         quote=read_bytes(args.quote, what="quote") if args.quote else None,
-        collateral=load_collateral(args.collateral) if args.collateral else None,
+        collateral=_collateral(args.collateral) if args.collateral else None,
         ias_report=ias_report,
     )
     verified = verify_evidence(evidence, at=at)  # a VerificationError is exit 1 with its message
@@ -378,6 +377,12 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
         ima=verified.ima if verified.ima is not None else base.ima,
         enclave=verified.enclave if verified.enclave is not None else base.enclave,
     )
+
+
+def _collateral(path: str) -> Any:
+    from floodlight_trust.evidence.collateral import load_collateral  # only with --quote: a fresh process's import
+
+    return load_collateral(path)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodlight_trust.claims import ImaClaims, SignatureStatus
 from floodlight_trust.errors import FtrustError, InputError, Location, ParseError, VerificationError
@@ -29,7 +29,6 @@ from floodlight_trust.evidence.ima import ascii as ascii_list
 from floodlight_trust.evidence.ima import binary as binary_list
 from floodlight_trust.evidence.ima import bulkhash
 from floodlight_trust.evidence.ima.batch import Batch
-from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
 from floodlight_trust.evidence.ima.templates import (
     BANK_BY_SIZE,
     BANKS,
@@ -39,6 +38,9 @@ from floodlight_trust.evidence.ima.templates import (
     template_fields,
     unpack_template_data,
 )
+
+if TYPE_CHECKING:  # signatures.py (and cryptography) is imported on the first entry with a signature
+    from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
 
 PCR = 10  # the IMA PCR whose values are reported and compared
 
@@ -57,10 +59,31 @@ class FindingKind(StrEnum):
     SIGNATURE_UNSUPPORTED = "signature-unsupported"  # the key type or hash cannot be verified here
 
 
-_PROBLEM_KINDS = {
-    SignatureProblem.MALFORMED: FindingKind.SIGNATURE_MALFORMED,
-    SignatureProblem.UNSUPPORTED: FindingKind.SIGNATURE_UNSUPPORTED,
-}
+def _problem_kind(problem: SignatureProblem | None) -> FindingKind:
+    from floodlight_trust.evidence.ima.signatures import SignatureProblem
+
+    if problem is SignatureProblem.MALFORMED:
+        return FindingKind.SIGNATURE_MALFORMED
+    if problem is SignatureProblem.UNSUPPORTED:
+        return FindingKind.SIGNATURE_UNSUPPORTED
+    return FindingKind.SIGNATURE_INVALID
+
+
+class _KeyringOnce:
+    """The keyring of one appraisal, built on the first entry that has a signature to check."""
+
+    __slots__ = ("_entries", "_keyring")
+
+    def __init__(self, entries: Sequence[KeyringEntry]):
+        self._entries = entries
+        self._keyring: Keyring | None = None
+
+    def get(self) -> Keyring:
+        if self._keyring is None:
+            from floodlight_trust.evidence.ima.signatures import Keyring
+
+            self._keyring = Keyring(self._entries)
+        return self._keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +328,7 @@ def _appraise(
             hash_size=hash_size,
         )
 
-    keyring = Keyring(keyring_certs)
+    keyring = _KeyringOnce(keyring_certs)
     out = _Columns()
     findings: list[ImaFinding] = []
     boot_aggregate = state.boot_aggregate
@@ -459,7 +482,7 @@ def _appraise_batch(
     hash_size: int,
     banks: Sequence[str],
     pcrs: dict[int, dict[str, bytes]],
-    keyring: Keyring,
+    keyring_once: _KeyringOnce,
     out: _Columns,
     findings: list[ImaFinding],
     source: str | None,
@@ -532,6 +555,9 @@ def _appraise_batch(
         out.signatures.extend([SignatureStatus.NONE] * n)
         out.key_ids.extend([None] * n)
         return
+    from floodlight_trust.evidence.ima.signatures import SignatureCheck
+
+    keyring = keyring_once.get()
     other = set(batch.other_sigs)
     for i in range(n):
         sig = sigs[i]
@@ -547,7 +573,7 @@ def _appraise_batch(
         if check.status is SignatureStatus.INVALID:
             findings.append(
                 ImaFinding(
-                    _PROBLEM_KINDS.get(check.problem, FindingKind.SIGNATURE_INVALID),
+                    _problem_kind(check.problem),
                     f"signature of {batch.paths[i]!r}: {check.reason}",
                     _loc(fmt, source, batch.positions[i], batch.first_index + i),
                 )
@@ -556,6 +582,8 @@ def _appraise_batch(
 
 def _other_signature(template: str, data: bytes, keyring: Keyring) -> SignatureCheck:
     """The ``modsig`` or ``evmsig`` of an entry, from its template data."""
+    from floodlight_trust.evidence.ima.signatures import SignatureCheck, SignatureProblem
+
     ids = template_fields(template)
     assert ids is not None  # the readers only pass known templates
     f = dict(zip(ids, unpack_template_data(data, len(ids)), strict=True))

@@ -67,7 +67,7 @@ digests: Callable[..., bytes]
 extend: Callable[..., bytes]
 replay: Callable[[str, bytes, Sequence[bytes]], bytes]
 try:
-    from floodlight_trust.evidence.ima import _bulkhash  # type: ignore[attr-defined]
+    from floodlight_trust.evidence.ima import _bulkhash
 except ImportError:  # not built (an install without a C compiler): the reference, at Python speed
     digests, extend, replay, NATIVE = digests_py, extend_py, replay_py, False
 else:
