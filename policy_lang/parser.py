@@ -6,11 +6,9 @@ import difflib
 import functools
 import itertools
 import re
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
@@ -40,36 +38,23 @@ _TOKEN_NAMES = {
 @functools.cache
 def _lark() -> Lark:
     text = resources.files("policy_lang").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True, **_tables_cache("parser"))
+    cache = {"cache": _tables_file} if _tables_file else {}
+    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True, **cache)
 
 
-def _tables_cache(name: str, package: Path | None = None) -> dict[str, str]:
-    """Lark's ``cache`` option for the parse tables, kept beside this package's bytecode.
+_tables_file: str | None = None
 
-    Building the LALR tables took a third of a fresh ``ftrust policy`` command's own start-up; lark
-    keeps them in the file named here, under a SHA-256 of the grammar, the options and lark's
-    version, and builds them again when any of those changed. The file is a pickle, so it is used
-    only where the interpreter keeps this package's own bytecode (``__pycache__``, which holds code
-    as well): a directory owned by the package directory's owner and writable by nobody else. With
-    bytecode writing off (``PYTHONDONTWRITEBYTECODE``) no file is written, an existing one is read.
+
+def keep_tables_in(path: str | None) -> None:
+    """Have lark keep the parser's LALR tables in ``path`` between processes (before the first parse).
+
+    Building them took a third of a fresh ``ftrust policy`` command's own start-up. Lark writes the
+    file under a SHA-256 of the grammar, its options and lark's version, and builds the tables
+    again when any of those changed. The file is a pickle: the shell chooses a path only its
+    owner can write (``cli/policy.py``: beside the package's bytecode); this module opens no file.
     """
-    package = package or Path(__file__).resolve().parent
-    directory = package / "__pycache__"
-    path = directory / f"policy_lang.{name}.lark-cache"
-    try:
-        owner = package.stat().st_uid
-        d = directory.stat()
-        if d.st_uid != owner or d.st_mode & 0o022:
-            return {}
-        f = path.stat()
-        if f.st_uid != owner or f.st_mode & 0o022:
-            return {}
-    except FileNotFoundError:
-        if sys.dont_write_bytecode or not directory.is_dir():
-            return {}
-    except OSError:
-        return {}
-    return {"cache": str(path)}
+    global _tables_file
+    _tables_file = path
 
 
 def _unquote(text: str) -> str:

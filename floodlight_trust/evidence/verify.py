@@ -11,7 +11,6 @@ denial); any other :class:`~floodlight_trust.errors.FtrustError` means it is mal
 from __future__ import annotations
 
 import re
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,7 @@ from floodlight_trust.errors import InputError, VerificationError
 # The SGX verifiers and cryptography are imported where they are used: `ftrust policy eval
 # --ima-log` starts in a fresh process, and needs neither.
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
 
     from floodlight_trust.evidence.collateral import Collateral
     from floodlight_trust.evidence.dcap import DcapResult, TrustAnchor
@@ -79,12 +78,13 @@ def load_keyring(data: bytes, what: str) -> list[KeyringEntry]:
         raise InputError(f"{what} is not a certificate or public key: {e}") from None
 
 
-def _public_key(key: object) -> CertificatePublicKeyTypes:
-    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+def _public_key(key: PublicKeyTypes) -> CertificatePublicKeyTypes:
+    from cryptography.hazmat.primitives.asymmetric import dh
 
-    if not isinstance(key, typing.get_args(CertificatePublicKeyTypes)):
+    # Every public key type but Diffie-Hellman can stand in a certificate.
+    if isinstance(key, dh.DHPublicKey):
         raise ValueError(f"a {type(key).__name__} cannot sign IMA signatures")
-    return key  # type: ignore[return-value]
+    return key
 
 
 def verify_ima(data: bytes, *, keyring: Sequence[KeyringEntry] = (), source: str | None = None) -> ImaClaims:
