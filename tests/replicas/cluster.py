@@ -30,11 +30,9 @@ from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import load
 from floodlight_trust.http.server import HttpServer
 from floodlight_trust.manager.client import VmClient
-from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.sgxsim import SimulatedPlatform
-from floodlight_trust.statestore import open_admin_ca, open_ca, open_state
+from floodlight_trust.statestore import open_ca, open_state
 from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,23 +143,27 @@ revocation_poll_seconds = 0.2
 """
         )
         self.config = load(self.config_path)
-        os.environ.update(self.env)  # this process opens the state too (CA records, admin CA)
-        db = open_state(self.config)
-        CertificateAuthority.init(
-            self.config.state_path("ca", "dir"), PASSWORD, subject="CN=replica test CA",
-            crl_url=self.config.get("ca", "crl_url"), ocsp_url=self.config.get("ca", "ocsp_url"),
-            at=clock.now(), records=CertificateRecords(db),
-        )  # fmt: skip
-        self.admin_cert, self.admin_key = issue_admin_certificate(
-            open_admin_ca(self.config, PASSWORD, db, create_at=clock.now()), "root", tmp / "admin",
-            at=clock.now(), password=PASSWORD,
-        )  # fmt: skip
-        db.close()
+        # As an operator sets a deployment up: `ftrust ca init`, `ftrust vm admin-cert` (any engine).
+        self.ftrust("ca", "init", "--subject", "CN=replica test CA")
+        self.ftrust("vm", "admin-cert", "root", "--out", str(tmp / "admin"))
+        self.admin_cert, self.admin_key = tmp / "admin" / "root.pem", tmp / "admin" / "root.key"
         self.ca_certificate = load_ca_certificate(self.config.state_path("ca", "dir"))
         self.reattest_interval = reattest_interval
         self.replicas: list[Replica] = []
         self.hosts: list[Host] = []
         self._count = 0
+
+    def process_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env, "FTRUST_CA_PASSWORD": PASSWORD.reveal(),
+                "FTRUST_ADMIN_KEY_PASSWORD": PASSWORD.reveal()}  # fmt: skip
+
+    def ftrust(self, *argv: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), *argv],
+            capture_output=True, text=True, env=self.process_env(), cwd=ROOT, timeout=120, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, f"ftrust {' '.join(argv)}: {r.stderr}"
+        return r.stdout
 
     # -- replicas --------------------------------------------------------------------------------
     def start_replica(self, name: str, *, reattest_interval: float | None = None) -> Replica:
@@ -170,7 +172,7 @@ revocation_poll_seconds = 0.2
             [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), "vm", "serve",
              "--reattest-interval", str(interval)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-            env={**os.environ, **self.env, "FTRUST_CA_PASSWORD": PASSWORD.reveal()},
+            env=self.process_env(),
         )  # fmt: skip
         assert proc.stdout is not None
         lines: list[str] = []
