@@ -366,12 +366,14 @@ def _pem_der(block: bytes) -> bytes | None:
         return None
 
 
-def _load_cert(block: bytes, *, extensions: bool = False) -> _Cert:
+def _load_cert(block: bytes, der: bytes | None = None, *, extensions: bool = False) -> _Cert:
     """One certificate of a chain, with every field this verifier reads parsed now (cryptography
     parses lazily: a malformed field fails here, not later). Names are compared as DER bytes and
     never read as ``x509.Name`` (messages use :func:`subject_text`), unless they cannot be sliced;
-    extensions are read only from the PCK leaf (``extensions=True``)."""
-    der = _pem_der(block)
+    extensions are read only from the PCK leaf (``extensions=True``). ``der``: the block's DER
+    when the caller already decoded it."""
+    if der is None:
+        der = _pem_der(block)
     cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
     if der is None:
         der = cert.public_bytes(Encoding.DER)
@@ -385,7 +387,8 @@ def _load_cert(block: bytes, *, extensions: bool = False) -> _Cert:
 def _load_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[_Cert]:
     """The certificates of ``pem`` other than the anchor itself (recognised by its DER, not parsed)."""
     try:
-        return [_load_cert(b) for b in split_pem(pem) if _pem_der(b) != anchor.der]
+        ders = [(b, _pem_der(b)) for b in split_pem(pem)]
+        return [_load_cert(b, der) for b, der in ders if der != anchor.der]
     except ValueError as e:
         raise ParseError(f"{what}: a certificate is not valid PEM/DER: {e}") from None
 
@@ -455,10 +458,11 @@ def _signers(chain_pem: bytes, anchor: TrustAnchor, what: str) -> list[_Cert]:
     A block that is the anchor itself is recognised by its DER without being parsed."""
     signers = []
     for block in split_pem(chain_pem):
-        if _pem_der(block) == anchor.der:
+        der = _pem_der(block)
+        if der == anchor.der:
             continue  # the root: self-issued, never a signer
         try:
-            c = _load_cert(block)
+            c = _load_cert(block, der)
         except ValueError as e:
             raise ParseError(f"{what} issuer chain: a certificate is not valid PEM/DER: {e}") from None
         if c.issued_by_name(anchor.subject_der, anchor.certificate) and not c.self_issued():
@@ -727,7 +731,8 @@ def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: 
     try:
         leaf_entry = _load_cert(leaf_pem, extensions=True)
         # The CA the collateral's PCK CRL covers (the usual case) was loaded and checked with it.
-        ca_entry = None if _pem_der(ca_pem) == vc.pck_ca_der else _load_cert(ca_pem)
+        ca_der = _pem_der(ca_pem)
+        ca_entry = None if ca_der == vc.pck_ca_der else _load_cert(ca_pem, ca_der)
     except ValueError as e:
         raise ParseError(f"PCK certificate chain in the quote is not valid PEM: {e}") from None
     leaf = leaf_entry.cert
