@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence import dcap, der
-from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.evidence.sgx_quote import QuoteV3, _pairs, oid_der, parse_quote, split_pem
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sgx-dcap"
