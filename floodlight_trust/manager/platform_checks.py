@@ -4,8 +4,8 @@ from its host's platform. Otherwise a quote from another machine could stand in 
 from __future__ import annotations
 
 from floodlight_trust.claims import EnclaveClaims, EvidenceType
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import Reason
+from floodlight_trust.storage.records import HostRecord
 
 
 def platform_key(claims: EnclaveClaims) -> str | None:

@@ -26,7 +26,7 @@ def tpm_host(world: World, swtpm_state: Path) -> Iterator[TpmHost]:
 
 
 def _audit_rows(world: World, host: str, action: str) -> list[dict]:  # type: ignore[type-arg]
-    with world.service.vm.db.transaction() as tx:
+    with world.service.vm.storage.transaction() as tx:
         rows = tx.execute(
             "SELECT allowed, reasons_json FROM manager_audit WHERE host = ? AND action = ?", (host, action)
         ).fetchall()
