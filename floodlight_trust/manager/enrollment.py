@@ -437,8 +437,7 @@ class Enrollment:
                 tx.enrollments.register_vnf(
                     a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at
                 )
-            holder = tx.enrollments.bound_name(a.enclave_key)
-            if (holder is not None and holder != (a.host, a.vnf)) or not tx.enrollments.bind(
+            if not tx.enrollments.bind(
                 a.host, a.vnf, public_key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
             ):
                 raise Denied(

@@ -133,10 +133,11 @@ class Database:
         """Run ``fn(tx)`` in a transaction shared with writes of other threads (group commit).
 
         Writes arriving together run one after another in ONE transaction with one COMMIT (one
-        fsync when any of them is durable); each sits in a savepoint of its own, so an exception
-        from ``fn`` undoes only its own writes and is raised to its caller. ``write`` returns only
-        after the COMMIT has succeeded: nothing is acknowledged before it is on disk. ``fn`` may
-        run in another thread: it must use only ``tx`` and values computed before the call.
+        fsync when any of them is durable); an exception from ``fn`` undoes only its own writes and
+        is raised to its caller. ``write`` returns only after the COMMIT has succeeded: nothing is
+        acknowledged before it is on disk. ``fn`` may run in another thread, and more than once (a
+        group in which another write failed runs again without it): it must use only ``tx`` and
+        values computed before the call, and have no effect outside ``tx``.
         """
         return self._group.run(fn, durable)
 
@@ -182,7 +183,9 @@ class _GroupCommit:
     No background thread: a caller that finds no commit in progress becomes the leader, takes the
     queue, commits it, and hands leadership to the oldest waiting writer (which then commits the
     writes that queued meanwhile, its own among them), so every caller waits at most two commits.
-    A group of one write needs no savepoint: its exception rolls the whole transaction back.
+    A group runs without savepoints (two statements less per write); when a write raises, the
+    transaction is rolled back, that write gets its exception, and the rest of the group runs
+    again, each write in a savepoint of its own (so a group runs at most twice).
     """
 
     MAX_GROUP = 256
@@ -211,10 +214,9 @@ class _GroupCommit:
         with self._mutex:
             group, self._queue = self._queue[: self.MAX_GROUP], self._queue[self.MAX_GROUP :]
         try:
-            if len(group) == 1:
-                self._commit_one(group[0])
-            else:
-                self._commit(group)
+            rest = self._commit_plain(group)
+            if rest:
+                self._commit(rest)
         finally:
             with self._mutex:
                 if self._queue:
@@ -226,12 +228,27 @@ class _GroupCommit:
             for w in group:
                 w.done.set()
 
-    def _commit_one(self, w: _Write) -> None:
+    def _commit_plain(self, group: list[_Write]) -> list[_Write]:
+        """Commit the group in one transaction without savepoints; the writes to run again if one
+        of them raised (it gets its exception; nothing of the group is on disk then)."""
+        failed: _Write | None = None
         try:
-            with self.db.transaction(durable=w.durable) as tx:
-                w.result = w.fn(tx)
-        except Exception as e:  # the caller gets it; nothing of it is on disk
-            w.result, w.error = None, e
+            with self.db.transaction(durable=any(w.durable for w in group)) as tx:
+                for w in group:
+                    try:
+                        w.result = w.fn(tx)
+                    except Exception as e:
+                        w.result, w.error, failed = None, e, w
+                        raise
+        except BaseException as e:
+            if failed is not None and isinstance(e, Exception):
+                return [w for w in group if w is not failed]
+            for w in group:  # BEGIN or COMMIT failed: nothing of the group is on disk
+                if w.error is None:
+                    w.result, w.error = None, e
+            if not isinstance(e, Exception):
+                raise
+        return []
 
     def _commit(self, group: list[_Write]) -> None:
         durable = any(w.durable for w in group)
@@ -661,15 +678,18 @@ class _Enrollments:
         return (str(row[0]), str(row[1])) if row else None
 
     def bind(self, host: str, vnf: str, *, public_key_sha256: str, mrenclave: str, at: datetime) -> bool:
-        # One statement: bind while unbound, and read back what the name is bound to.
+        # One statement: bind while unbound (and while no other name holds the key), and read back
+        # what the name is bound to.
         with self._s.write() as c:
             row = c.execute(
                 "UPDATE manager_vnfs SET"
                 " bound_at = CASE WHEN bound_public_key_sha256 IS NULL THEN ? ELSE bound_at END,"
                 " bound_mrenclave = CASE WHEN bound_public_key_sha256 IS NULL THEN ? ELSE bound_mrenclave END,"
                 " bound_public_key_sha256 = COALESCE(bound_public_key_sha256, ?)"
-                " WHERE host = ? AND name = ? RETURNING bound_public_key_sha256, bound_mrenclave",
-                (format_time(at), mrenclave, public_key_sha256, host, vnf),
+                " WHERE host = ? AND name = ? AND NOT EXISTS (SELECT 1 FROM manager_vnfs o"
+                " WHERE o.bound_public_key_sha256 = ? AND (o.host != ? OR o.name != ?))"
+                " RETURNING bound_public_key_sha256, bound_mrenclave",
+                (format_time(at), mrenclave, public_key_sha256, host, vnf, public_key_sha256, host, vnf),
             ).fetchone()
         return bool(row) and row[0] == public_key_sha256 and row[1] == mrenclave
 

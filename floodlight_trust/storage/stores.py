@@ -134,9 +134,12 @@ class EnrollmentStore(Protocol):
 
     def bind(self, host: str, vnf: str, *, public_key_sha256: str, mrenclave: str, at: datetime) -> bool:
         """Bind an unbound name to its first enclave; True if the name is (now) bound to exactly
-        this key and MRENCLAVE. Race: two enclaves enrolling one name at once: a conditional update
-        (bind only while unbound) then a read of the binding, in one transaction; PostgreSQL: the
-        row lock the UPDATE takes makes the second see the first's binding."""
+        this key and MRENCLAVE and no other name is bound to this key. False (nothing changed) if the
+        name is bound to another enclave, the key to another name, or the name is not registered.
+        Race: two enclaves enrolling one name, or one enclave two names, at once: a conditional update
+        (bind only while unbound and while no other row holds the key) that reads back the binding;
+        PostgreSQL: the row lock the UPDATE takes makes the second see the first's binding, and the
+        key check over other rows needs SERIALIZABLE (or a unique index on the bound key)."""
         ...
 
     def release(self, host: str, vnf: str) -> None:

@@ -13,11 +13,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from floodlight_trust.storage.records import HostRecord
-
 from floodlight_trust.claims import ClaimSet
 from floodlight_trust.evidence.ima import ImaState, appraise_measurement_list, format_ascii_line, make_entry
 from floodlight_trust.manager.workflow import VerificationManager
+from floodlight_trust.storage.records import HostRecord
 from floodlight_trust.storage.sqlite import SqliteStorage
 from policy_lang import HostMeasuredState, compile_policy_text
 

@@ -143,11 +143,17 @@ def test_a_name_binds_to_its_first_enclave_only(storage: Storage) -> None:
     assert not storage.enrollments.bind("h1", "fw", public_key_sha256="k2", mrenclave="m1", at=AT)
     assert not storage.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m2", at=AT)
     assert not storage.enrollments.bind("h1", "nope", public_key_sha256="k1", mrenclave="m1", at=AT)
+    storage.enrollments.register_vnf("h1", "ids", enroll_rule="r", by="admin", at=AT)
+    assert not storage.enrollments.bind("h1", "ids", public_key_sha256="k1", mrenclave="m1", at=AT)  # key taken
+    taken = storage.enrollments.registration("h1", "ids")
+    assert taken is not None and taken.bound_public_key_sha256 is None
     reg = storage.enrollments.registration("h1", "fw")
     assert reg is not None and (reg.bound_public_key_sha256, reg.bound_mrenclave, reg.bound_at) == ("k1", "m1", AT)
     assert storage.enrollments.bound_name("k1") == ("h1", "fw") and storage.enrollments.bound_name("k2") is None
     storage.enrollments.release("h1", "fw")
     assert storage.enrollments.bound_name("k1") is None
+    assert storage.enrollments.bind("h1", "ids", public_key_sha256="k1", mrenclave="m1", at=AT)  # free again
+    storage.enrollments.release("h1", "ids")
     assert storage.enrollments.bind("h1", "fw", public_key_sha256="k2", mrenclave="m2", at=AT)
     storage.enrollments.remove_vnf("h1", "fw")
     assert storage.enrollments.registration("h1", "fw") is None
