@@ -433,10 +433,11 @@ class Enrollment:
                 raise Denied(NONCE_REPLAYED)
             # The name's binding is written (first enrollment) or re-checked where the certificate is
             # recorded: two enclaves enrolling one name at once cannot both get it.
-            if a.self_register is not None and tx.enrollments.registration(a.host, a.vnf) is None:
+            if a.self_register is not None:  # unless an admin registered it meanwhile
                 tx.enrollments.register_vnf(
-                    a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at
-                )
+                    a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at,
+                    if_absent=True,
+                )  # fmt: skip
             if not tx.enrollments.bind(
                 a.host, a.vnf, public_key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
             ):

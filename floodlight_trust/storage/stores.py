@@ -119,10 +119,20 @@ class EnrollmentStore(Protocol):
 
     # -- registrations and bindings ---------------------------------------------------------------
     def register_vnf(
-        self, host: str, vnf: str, *, enroll_rule: str, by: str, at: datetime, expected_mrenclave: str | None = None
-    ) -> None:
-        """Register ``vnf`` on ``host`` under ``enroll_rule``; ConflictError if it is registered.
-        Race: an admin and a self-registering enrollment at once: the primary key decides."""
+        self,
+        host: str,
+        vnf: str,
+        *,
+        enroll_rule: str,
+        by: str,
+        at: datetime,
+        expected_mrenclave: str | None = None,
+        if_absent: bool = False,
+    ) -> bool:
+        """Register ``vnf`` on ``host`` under ``enroll_rule``; True if this call registered it. A name
+        already registered is a ConflictError, or with ``if_absent`` (a self-registering enrollment)
+        left as it is (False). Race: an admin and a self-registering enrollment at once: the primary
+        key decides (insert-or-nothing, one statement)."""
         ...
 
     def registration(self, host: str, vnf: str) -> VnfRegistration | None: ...

@@ -135,6 +135,9 @@ def test_a_name_binds_to_its_first_enclave_only(storage: Storage) -> None:
     storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT, expected_mrenclave="e" * 64)
     with pytest.raises(ConflictError, match="already registered"):
         storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="other", at=AT)
+    assert not storage.enrollments.register_vnf("h1", "fw", enroll_rule="self", by="rule", at=AT, if_absent=True)
+    assert storage.enrollments.register_vnf("h1", "new", enroll_rule="self", by="rule", at=AT, if_absent=True)
+    storage.enrollments.remove_vnf("h1", "new")
     reg = storage.enrollments.registration("h1", "fw")
     assert reg is not None and (reg.enroll_rule, reg.registered_by, reg.expected_mrenclave) == ("r", "admin", "e" * 64)
     assert reg.bound_public_key_sha256 is None and reg.bound_at is None
