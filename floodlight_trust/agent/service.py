@@ -27,13 +27,13 @@ from floodlight_trust.agent.backends import EnclaveBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.tpm import Tpm
 from floodlight_trust.errors import InputError
+from floodlight_trust.http.server import JsonApp, Request, server_tls_context
 from floodlight_trust.protocol import b64encode, validate, validate_outbound
 from floodlight_trust.protocol.binding import (
     host_report_data_for_digest,
     host_report_data_with_tpm,
     tpm_qualifying_data,
 )
-from floodlight_trust.protocol.http import JsonApp, Request, server_tls_context
 
 log = logging.getLogger("floodlight_trust.agent")
 
@@ -52,7 +52,7 @@ class Agent:
         # The list read last time and a running SHA-256 over it: the next read that extends it
         # (memcmp) hashes only the new bytes. Whatever the VM receives is bound to the SHA-256 of the
         # exact bytes read now either way.
-        self._ima_hash: tuple[bytes, Any] | None = None
+        self._ima_hash: tuple[bytes, hashlib._Hash] | None = None
 
     def _ima_list_digest(self, data: bytes) -> bytes:
         held = self._ima_hash

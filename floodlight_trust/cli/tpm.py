@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from floodlight_trust import clock
 from floodlight_trust.cli.output import add_group, add_json, emit
+from floodlight_trust.clients.tpm_roots import read_roots_directory
 from floodlight_trust.errors import ExitCode, FtrustError, InputError, Location, ParseError
 from floodlight_trust.evidence.ima import ImaAppraisal, appraise_measurement_list
 from floodlight_trust.evidence.ima.templates import BANKS
 from floodlight_trust.evidence.tpm.ek import read_certificate, verify_ek_certificate
 from floodlight_trust.evidence.tpm.keys import load_key
 from floodlight_trust.evidence.tpm.quote import quoted_ima_banks, verify_quote
-from floodlight_trust.evidence.tpm.roots import read_roots_directory
 from floodlight_trust.evidence.tpm.structures import (
     Attest,
     PcrSelection,
@@ -68,7 +69,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     ek.set_defaults(func=_ek_check)
 
 
-def _read(path: str, what: str, parser: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _read(path: str, what: str, parser: Callable[[bytes], _T]) -> _T:
     try:
         return parser(read_bytes(path, what=what))
     except FtrustError as e:
@@ -76,7 +80,7 @@ def _read(path: str, what: str, parser: Any) -> Any:
 
 
 def _quote(path: str) -> Attest:
-    return _read(path, "quote", parse_attest)  # type: ignore[no-any-return]
+    return _read(path, "quote", parse_attest)
 
 
 def _selection_text(s: PcrSelection) -> str:
