@@ -152,7 +152,7 @@ class ReattestScheduler:
     @property
     def leases(self) -> LeaseStore:
         if self._leases is None:
-            self._leases = lease_store(self.vm.db)
+            self._leases = lease_store(self.vm.storage)
         return self._leases
 
     # -- the loop --------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ class ReattestScheduler:
     # -- rounds ----------------------------------------------------------------------------------
     def hosts_due(self) -> list[str]:
         """Hosts re-attested each round: every trusted host with a registered agent."""
-        return [h.name for h in self.vm.state.hosts() if h.agent_url and h.status == "trusted"]
+        return [h.name for h in self.vm.storage.hosts.all() if h.agent_url and h.status == "trusted"]
 
     def _batch_size(self) -> int:
         # Half a lease's worth of hosts at the pace seen so far: a batch ends well before its lease.
@@ -265,12 +265,12 @@ class ReattestScheduler:
         return report
 
     def _still_due(self, host: str) -> bool:
-        record = self.vm.state.find_host(host)
+        record = self.vm.storage.hosts.find(host)
         return record is not None and bool(record.agent_url) and record.status == "trusted"
 
     def run_host(self, host: str) -> HostRound:
         """One round for one host now (any status: an admin may bring an untrusted host back)."""
-        self.vm.state.host(host)  # InputError for an unknown host
+        self.vm.storage.hosts.get(host)  # InputError for an unknown host
         report = self.run_round([host])
         if not report.hosts:
             raise ConflictError(f"host {host!r} is being re-attested by another replica", hint="try again shortly")
@@ -318,7 +318,7 @@ class ReattestScheduler:
 
     def _renew(self, host: str, result: HostRound) -> None:
         latest: dict[str, str] = {}
-        for e in self.vm.state.enrollments(host=host, active_only=True):
+        for e in self.vm.storage.enrollments.enrollments(host=host, active_only=True):
             latest[e.vnf] = e.key_mode
         refused: list[tuple[str, str | None, str]] = []
         for vnf, key_mode in sorted(latest.items()):

@@ -8,7 +8,9 @@ completes each, which moves ``due_at`` one interval on and frees the lease. A cl
 ``SELECT ... FOR UPDATE SKIP LOCKED``), so two replicas never hold the same host; a replica that
 dies holds its hosts only until its leases expire, then any other replica claims them.
 
-:class:`LeaseStore` is the seam (a Protocol); :class:`SqliteLeaseStore` the SQLite engine.
+:class:`LeaseStore` is the seam (a Protocol); :class:`SqliteLeaseStore` and
+:class:`PostgresLeaseStore` the engines (their SQL is here, beside the Protocol, so the lease
+table is one module; the schema is the step ``("reattest-leases", 1)`` of storage/migrations.py).
 Times are stored as seconds since the epoch (UTC), read back as aware datetimes.
 """
 
@@ -19,28 +21,26 @@ from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from floodlight_trust.storage.database import Database, Migration
+if TYPE_CHECKING:
+    from floodlight_trust.storage.sqlite import Database
+    from floodlight_trust.storage.stores import Storage
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        "leases",
-        1,
-        """
-        CREATE TABLE reattest_leases (
-            host TEXT PRIMARY KEY,
-            due_at REAL NOT NULL,
-            owner TEXT,
-            lease_until REAL,
-            attested_at REAL,
-            attested_by TEXT,
-            rounds INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX reattest_leases_due ON reattest_leases (due_at)
-        """,
-    ),
-)
+# The schema of the step ("reattest-leases", 1) of storage/migrations.py, per engine (the engine
+# modules' DDL maps take it from here).
+SQLITE_DDL = """
+    CREATE TABLE reattest_leases (
+        host TEXT PRIMARY KEY,
+        due_at REAL NOT NULL,
+        owner TEXT,
+        lease_until REAL,
+        attested_at REAL,
+        attested_by TEXT,
+        rounds INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX reattest_leases_due ON reattest_leases (due_at)
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,6 @@ class SqliteLeaseStore:
 
     def __init__(self, db: Database):
         self.db = db
-        db.migrate(MIGRATIONS)
         self._synced: frozenset[str] | None = None  # what this process last wrote (skip idle rewrites)
 
     def sync(self, hosts: Collection[str], *, at: datetime, first_due: datetime) -> None:
@@ -281,6 +280,10 @@ class PostgresLeaseStore:
         ]
 
 
-def lease_store(db: Database) -> LeaseStore:
-    """The lease store of ``db``'s engine."""
-    return SqliteLeaseStore(db)
+def lease_store(storage: Storage) -> LeaseStore:
+    """The lease store on ``storage``'s engine (the same database as every other store)."""
+    from floodlight_trust.storage.sqlite import SqliteStorage
+
+    if isinstance(storage, SqliteStorage):
+        return SqliteLeaseStore(storage.db)
+    raise TypeError(f"no lease store for {type(storage).__name__}")

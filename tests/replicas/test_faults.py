@@ -18,8 +18,8 @@ from typing import Any
 from floodlight_trust import clock
 from floodlight_trust.agent.service import enroll_via_vm
 from floodlight_trust.errors import FtrustError
-from floodlight_trust.storage.database import Database
-from floodlight_trust.storage.leases import SqliteLeaseStore
+from floodlight_trust.storage.leases import lease_store
+from floodlight_trust.storage.sqlite import SqliteStorage
 from tests.replicas.cluster import Cluster, Host, Replica, wait_for
 
 HOSTS, VNFS_PER_HOST = 10, 5  # 50 enrollments
@@ -145,7 +145,7 @@ def test_kill_one_replica_during_a_round_the_survivor_finishes_it(tmp_path: Path
                 a.admin.add_vnf(h.name, vnf)
                 assert a.admin.enroll(h.name, vnf)["allowed"]
         b = c.start_replica("b")
-        store = SqliteLeaseStore(Database(tmp_path / "state" / "ftrust.sqlite3"))
+        store = lease_store(SqliteStorage(tmp_path / "state" / "ftrust.sqlite3"))
         owner_a = a.health().json()["reattest"]["replica"]
         owner_b = b.health().json()["reattest"]["replica"]
         held = wait_for(lambda: [x.host for x in store.leases() if x.owner == owner_a], what="A to hold a lease")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust import clock
-from floodlight_trust.storage.database import Database
-from floodlight_trust.storage.leases import SqliteLeaseStore
+from floodlight_trust.storage.leases import LeaseStore, lease_store
+from floodlight_trust.storage.sqlite import SqliteStorage
 from tests.replicas.cluster import Cluster, wait_for
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -21,15 +21,15 @@ LEASE = timedelta(seconds=10)
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[SqliteLeaseStore, SqliteLeaseStore]]:
+def stores(tmp_path: Path) -> Iterator[tuple[LeaseStore, LeaseStore]]:
     # Two Database objects: two connections to one file, as two replicas have.
-    one, two = Database(tmp_path / "s.sqlite3"), Database(tmp_path / "s.sqlite3")
-    yield SqliteLeaseStore(one), SqliteLeaseStore(two)
+    one, two = SqliteStorage(tmp_path / "s.sqlite3"), SqliteStorage(tmp_path / "s.sqlite3")
+    yield lease_store(one), lease_store(two)
     one.close()
     two.close()
 
 
-def test_a_due_host_is_claimed_by_exactly_one_replica(stores: tuple[SqliteLeaseStore, SqliteLeaseStore]) -> None:
+def test_a_due_host_is_claimed_by_exactly_one_replica(stores: tuple[LeaseStore, LeaseStore]) -> None:
     a, b = stores
     hosts = [f"h{i}" for i in range(10)]
     a.sync(hosts, at=T0, first_due=T0)
@@ -47,7 +47,7 @@ def test_a_due_host_is_claimed_by_exactly_one_replica(stores: tuple[SqliteLeaseS
     assert sorted(b.claim_due("B", at=T0 + timedelta(seconds=30), until=T0 + timedelta(seconds=40), limit=100)) == sorted(first)
 
 
-def test_a_dead_replicas_leases_expire_and_are_taken_over(stores: tuple[SqliteLeaseStore, SqliteLeaseStore]) -> None:
+def test_a_dead_replicas_leases_expire_and_are_taken_over(stores: tuple[LeaseStore, LeaseStore]) -> None:
     a, b = stores
     a.sync(["x", "y"], at=T0, first_due=T0)
     assert a.claim_due("A", at=T0, until=T0 + LEASE, limit=10) == ["x", "y"]
@@ -62,7 +62,7 @@ def test_a_dead_replicas_leases_expire_and_are_taken_over(stores: tuple[SqliteLe
     assert rows["y"].owner == "B"
 
 
-def test_an_admin_round_skips_hosts_another_replica_holds(stores: tuple[SqliteLeaseStore, SqliteLeaseStore]) -> None:
+def test_an_admin_round_skips_hosts_another_replica_holds(stores: tuple[LeaseStore, LeaseStore]) -> None:
     a, b = stores
     a.sync(["p", "q"], at=T0, first_due=T0 + timedelta(seconds=30))
     assert a.claim("A", ["p"], at=T0, until=T0 + LEASE) == ["p"]  # not due: an admin's round anyway
@@ -71,7 +71,7 @@ def test_an_admin_round_skips_hosts_another_replica_holds(stores: tuple[SqliteLe
     assert b.claim("B", ["p"], at=T0, until=T0 + LEASE) == ["p"]
 
 
-def test_sync_drops_hosts_no_longer_trusted_unless_leased(stores: tuple[SqliteLeaseStore, SqliteLeaseStore]) -> None:
+def test_sync_drops_hosts_no_longer_trusted_unless_leased(stores: tuple[LeaseStore, LeaseStore]) -> None:
     a, b = stores
     a.sync(["m", "n", "o"], at=T0, first_due=T0)
     assert b.claim_due("B", at=T0, until=T0 + LEASE, limit=1) == ["m"]
@@ -80,7 +80,7 @@ def test_sync_drops_hosts_no_longer_trusted_unless_leased(stores: tuple[SqliteLe
 
 
 def _claimer(path: str, owner: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    store = SqliteLeaseStore(Database(path))
+    store = lease_store(SqliteStorage(path))
     got: list[str] = []
     at = T0
     while True:
@@ -94,7 +94,7 @@ def _claimer(path: str, owner: str, out: multiprocessing.Queue) -> None:  # type
 def test_concurrent_claims_from_processes_never_overlap(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite3"
     hosts = [f"host-{i:03d}" for i in range(300)]
-    SqliteLeaseStore(Database(path)).sync(hosts, at=T0, first_due=T0)
+    lease_store(SqliteStorage(path)).sync(hosts, at=T0, first_due=T0)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_claimer, args=(str(path), f"P{i}", out)) for i in range(4)]
@@ -118,7 +118,7 @@ def test_two_replicas_share_rounds_and_a_killed_ones_hosts_are_taken_over(tmp_pa
             a.admin.add_host(h.name, h.url)
             assert a.admin.attest(h.name)["trusted"]
         b = c.start_replica("b")
-        store = SqliteLeaseStore(Database(tmp_path / "state" / "ftrust.sqlite3"))
+        store = lease_store(SqliteStorage(tmp_path / "state" / "ftrust.sqlite3"))
         owners = {r.health().json()["reattest"]["replica"]: r for r in (a, b)}
         owner_a = next(o for o, r in owners.items() if r is a)
         owner_b = next(o for o, r in owners.items() if r is b)
