@@ -395,7 +395,7 @@ class Demo:
         step.details["replicas"] = {
             p.name: {"api_port": a, "crl_port": c} for p, (a, c) in zip(self.replicas, self.d.replica_ports, strict=True)
         }
-        step.details["database"] = _redacted(self.d.database_url) if self.d.database_url else "state/ftrust.sqlite3"
+        step.details["database"] = _redacted(self.d.database_url) if self.d.database_url else "the SQLite file in state/"
         return self.replicas[0]
 
     def kill_replica(self) -> None:
