@@ -25,7 +25,8 @@ def wait_for_signal() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import build_service, check_policy_path, load_policy_file
+    from floodlight_trust.manager.service import build_service
+    from floodlight_trust.policy_files import check_policy_path, load_policy_file
 
     config = load_config(args)
     policy_path = Path(args.policy) if args.policy else check_policy_path(config)
