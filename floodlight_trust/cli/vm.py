@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _admin_cert(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import issue_admin_certificate
+    from floodlight_trust.manager.admins import issue_admin_certificate
     from floodlight_trust.statestore import open_admin_ca, open_state
 
     config = load_config(args)

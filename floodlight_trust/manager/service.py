@@ -50,8 +50,7 @@ from floodlight_trust.manager.revocation_feed import (
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.trust_anchors import load_anchors, tpm_settings
-from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
-from floodlight_trust.pki.records import CertificateAuthorityKind
+from floodlight_trust.manager.workflow import SIMULATED_WARNING, VerificationManager
 from floodlight_trust.protocol import validate
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
@@ -461,50 +460,3 @@ def check_renew_before(value: int, config: Config) -> int:
             hint="renew a VNF certificate when less than this is left of it (0: only once expired)",
         )
     return value
-
-
-ADMIN_CERTIFICATE_DAYS = 30  # default lifetime of an admin certificate (issue 11: at most 30 days)
-MAX_ADMIN_CERTIFICATE_DAYS = 365
-
-
-def issue_admin_certificate(
-    admin_ca: Any,
-    name: str,
-    out_dir: Path,
-    *,
-    at: Any,
-    password: Secret,
-    validity_days: int = ADMIN_CERTIFICATE_DAYS,
-) -> tuple[Path, Path]:
-    """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) from the admin CA and its
-    key, written to ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600, encrypted with ``password``)."""
-    if not 1 <= validity_days <= MAX_ADMIN_CERTIFICATE_DAYS:
-        raise InputError(
-            f"admin certificate lifetime must be 1..{MAX_ADMIN_CERTIFICATE_DAYS} days, got {validity_days}"
-        )
-    if getattr(admin_ca.records, "kind", None) != CertificateAuthorityKind.ADMIN:
-        raise InputError("admin certificates are issued only by the admin CA (statestore.open_admin_ca)")
-    from cryptography.hazmat.primitives import serialization
-
-    from floodlight_trust.fileio import atomic_write
-    from floodlight_trust.pki.keys import generate_private_key
-    from floodlight_trust.pki.profile import CertificateProfile, KeyType
-
-    key = generate_private_key(KeyType.EC_P256)
-    profile = CertificateProfile(
-        subject=f"CN={name},OU=ftrust-admin",
-        san_uris=(f"{ADMIN_URI_PREFIX}{name}",),
-        validity_seconds=validity_days * 86400,
-        key_type=KeyType.EC_P256,
-    )
-    issued = admin_ca.issue(key.public_key(), profile, at=at)
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password.reveal_bytes()),
-    )
-    atomic_write(key_path, pem, mode=0o600)
-    atomic_write(cert_path, issued.pem, mode=0o644)
-    return cert_path, key_path
