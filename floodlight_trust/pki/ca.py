@@ -120,6 +120,7 @@ class CertificateAuthority:
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
         self._fixed: _FixedExtensions | None = None
+        self._pem: tuple[x509.Certificate, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r}, dir={str(self.directory)!r})"
@@ -134,7 +135,11 @@ class CertificateAuthority:
 
     @property
     def certificate_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
+        """The CA certificate's PEM (sent with every issued certificate: encoded once per certificate)."""
+        cached = self._pem
+        if cached is None or cached[0] is not self.certificate:
+            cached = self._pem = (self.certificate, self.certificate.public_bytes(serialization.Encoding.PEM))
+        return cached[1]
 
     # -- creation and opening -------------------------------------------------------------------
 

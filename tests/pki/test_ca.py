@@ -290,3 +290,9 @@ def test_a_ca_whose_urls_change_writes_the_new_ones(ca: CertificateAuthority) ->
     assert [n.value for n in dp[0].full_name] == ["http://127.0.0.1:9999/crl.der"]
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     assert [a.access_location.value for a in aia] == ["http://127.0.0.1:9999/ocsp"]
+
+
+def test_certificate_pem_is_the_certificates_pem(ca: CertificateAuthority, tmp_path: Path) -> None:
+    assert ca.certificate_pem == (tmp_path / "ca" / "ca.cert.pem").read_bytes()
+    assert ca.certificate_pem is ca.certificate_pem  # encoded once, not for every issued certificate
+    x509.load_pem_x509_certificate(ca.certificate_pem).verify_directly_issued_by(ca.certificate)
