@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@scripts/ensure-jdk.sh
 	@scripts/ensure-tpm.sh
+	@scripts/ensure-postgres.sh
 
 demo: setup
 	$(BIN)/ftrust demo

@@ -12,19 +12,40 @@ given the admin CA, so an admin certificate is no VNF credential at the controll
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime
 
 from floodlight_trust.config import Config
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.records import ADMIN_TABLE, CertificateRecords
-from floodlight_trust.secrets import Secret
+from floodlight_trust.secrets import Secret, load_secret
 from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.url import SqliteUrl, StorageUrl, parse_storage_url
 
 log = logging.getLogger("floodlight_trust.statestore")
 
 STATE_DB = "ftrust.sqlite3"
 LEGACY_CA_DB = "ftrust.db"  # where `ftrust ca` kept its records before there was one store
 ADMIN_CA_SUBJECT = "CN=floodlight-trust admin CA,OU=ftrust-admin"
+
+
+def storage_url(config: Config) -> StorageUrl:
+    """Where ``config``'s state lives: ``storage.url``, or SQLite at ``<state.dir>/ftrust.sqlite3``.
+
+    A PostgreSQL password comes from the URL (in a 0600 config, checked at load), else from
+    ``storage.password_env`` when that variable is set, else from ``storage.password_file``; with
+    none of them libpq's own sources apply (PGPASSWORD, ~/.pgpass, peer or certificate auth).
+    """
+    text = config.get("storage", "url")
+    if text is None:
+        return SqliteUrl(config.state_dir / STATE_DB)
+    url = parse_storage_url(text, base_dir=config.base_dir)
+    if isinstance(url, SqliteUrl) or url.password is not None:
+        return url
+    env, file = config.get("storage", "password_env"), config.path("storage", "password_file")
+    if (env and os.environ.get(env)) or file is not None:
+        return url.with_password(load_secret(env=env, file=file, what="database password"))
+    return url
 
 
 def open_state(config: Config) -> Database:
