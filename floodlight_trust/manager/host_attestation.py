@@ -56,6 +56,17 @@ class _TailMismatch(Exception):
         self.nonce = nonce
 
 
+def _persisted_ima_length(record: HostRecord | None) -> int | None:
+    """The byte length the host's persisted IMA state covers, if it has one."""
+    if record is None or not record.ima_state_json:
+        return None
+    try:
+        n = json.loads(record.ima_state_json).get("byte_length")
+    except (ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) else None
+
+
 class HostAttestation:
     """Judge host evidence and record the verdict; keeps each host's IMA state between rounds."""
 
@@ -83,11 +94,16 @@ class HostAttestation:
         held = self._ima_transfer.get(host)
         return len(held[0]) if held else 0
 
-    def _whole_ima_list(self, name: str, offset: int, sent: bytes) -> tuple[ListBytes, Any]:
+    def _whole_ima_list(
+        self, name: str, offset: int, sent: bytes, record: HostRecord | None = None
+    ) -> tuple[ListBytes, Any]:
         """The whole list (the prefix the VM holds + the tail sent, never copied: the appraisal of
-        the held state reads only the tail) and a SHA-256 object over it."""
+        the held state reads only the tail) and a SHA-256 object over it. A whole list sent again
+        (after a VM restart) is hashed once: the same pass keeps the hash of the prefix the
+        persisted IMA state covers, which the appraisal checks."""
         if offset == 0:
-            return ListBytes((sent,)), hashlib.sha256(sent)
+            whole = ListBytes((sent,))
+            return whole, whole.sha256(snapshot_at=_persisted_ima_length(record))
         held = self._ima_transfer.get(name)
         if held is None or len(held[0]) != offset:
             raise Denied(
@@ -146,7 +162,7 @@ class HostAttestation:
             sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
             offset = int(evidence.get("ima_offset", 0))
             digest_info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "ima_source": evidence.get("ima_source")}
-            ima_list, list_hasher = self._whole_ima_list(name, offset, sent)
+            ima_list, list_hasher = self._whole_ima_list(name, offset, sent, record)
             list_sha = list_hasher.hexdigest()
             digest_info |= {
                 "ima_list_sha256": list_sha,
