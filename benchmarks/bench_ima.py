@@ -77,7 +77,7 @@ def _sha256_bank_library(policy: Any, data: bytes) -> None:
 def fresh_appraisal(directory: str, log: str) -> dict[str, float]:
     """In a fresh process (``benchmarks._fresh``): load the policy, read the list, appraise it through
     the VM's entry point. Returns seconds and entries; the caller gets the process's peak RSS."""
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     root = Path(directory)
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def _run_keylime(keylime: tuple[str, str], directory: Path, pcr: str) -> dict[st
 
 
 def _e2e_rows(tmp: Path) -> list[Result]:
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     files = write_ima_setup(tmp / "100k", N)
     data = Path(files["log"]).read_bytes()

@@ -64,10 +64,10 @@ def run() -> list[Result]:
     from floodlight_trust.manager.workflow import VerificationManager
     from floodlight_trust.pki.ca import CertificateAuthority
     from floodlight_trust.pki.records import CertificateRecords
+    from floodlight_trust.policy_files import load_policy
     from floodlight_trust.secrets import Secret
     from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
     from floodlight_trust.storage.database import Database
-    from policy_lang import load_policy
 
     total = BASE_ENTRIES + 2 * ROUNDS * NEW_ENTRIES
     image = b"benchmark VNF image"

@@ -35,7 +35,7 @@ from floodlight_trust.errors import (
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
 from floodlight_trust.manager.platform_checks import platform_key, same_platform
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.state import HostRecord, VnfRegistration
 from floodlight_trust.manager.verdicts import (
     NONCE_REPLAYED,

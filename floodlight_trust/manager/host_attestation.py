@@ -21,7 +21,7 @@ from floodlight_trust.evidence.ima.appraise import ListBytes
 from floodlight_trust.evidence.tpm.quote import TpmCheck
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.revocation import Revocation
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import (

@@ -532,7 +532,7 @@ def check_renew_before(value: int, config: Config) -> int:
 def load_policy_file(path: Path | None) -> Any:
     if path is None:
         raise ConfigError("no policy configured", hint="set vm.policy to the site policy file")
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     return load_policy(path)
 

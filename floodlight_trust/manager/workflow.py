@@ -34,7 +34,7 @@ from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import AgentConnection, ManagerContext
 from floodlight_trust.manager.enrollment import ADMIN_URI_PREFIX, KEY_MODES, Enrollment
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import (
