@@ -47,9 +47,9 @@ ROUNDS = 5
 def _vm(policy: Any, tmp: Path) -> Any:
     """A Verification Manager around ``policy`` (no CA, no agents: only the appraisal is called)."""
     from floodlight_trust.manager.workflow import VerificationManager
-    from floodlight_trust.storage.database import Database
+    from floodlight_trust.storage.sqlite import SqliteStorage
 
-    return VerificationManager(db=Database(tmp / "state.sqlite3"), ca=None, policy=policy, anchors=[])
+    return VerificationManager(storage=SqliteStorage(tmp / "state.sqlite3"), ca=None, policy=policy, anchors=[])
 
 
 def _appraise_via_vm(vm: Any, data: bytes) -> int:
