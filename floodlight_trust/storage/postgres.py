@@ -53,6 +53,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from floodlight_trust.errors import ConflictError, InputError, NotFoundError, StorageUnavailable
 from floodlight_trust.evidence.tpm.structures import ClockInfo
+from floodlight_trust.storage.leases import POSTGRES_DDL as LEASES_DDL
 from floodlight_trust.storage.migrations import STEPS, Step
 from floodlight_trust.storage.records import (
     AuditRecord,
@@ -176,6 +177,7 @@ DDL: Mapping[tuple[str, int], str] = {
             revoked_at TIMESTAMPTZ, revocation_reason TEXT);
         CREATE INDEX pki_admin_certificates_revoked ON pki_admin_certificates (revoked_at)
         """,
+    ("reattest-leases", 1): LEASES_DDL,
 }
 
 
@@ -951,6 +953,9 @@ class PostgresTransaction:
         return _Certificates(self._session, kind)
 
 
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
 def _unavailable(url: PostgresUrl, error: BaseException) -> StorageUnavailable:
     # libpq's messages name host, port and user, never the password.
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -1095,6 +1100,22 @@ class PostgresStorage(PostgresTransaction):
         for step in applied:
             log.info("applied migration %s %d: %s", step.component, step.version, step.purpose)
         return applied
+
+    def check(self) -> None:
+        """StorageUnavailable unless the database answers within HEALTH_TIMEOUT_SECONDS (a replica's
+        health: answered quickly, not after the pool's full connect timeout)."""
+        pool = self._pool or self._open_pool()
+        try:
+            with pool.connection(timeout=HEALTH_TIMEOUT_SECONDS) as conn:
+                conn.execute("SELECT 1").fetchone()
+        except (PoolTimeout, psycopg.OperationalError) as e:
+            raise _unavailable(self.url, e) from None
+
+    @contextmanager
+    def lease_transaction(self) -> Iterator[Connection]:
+        """One transaction for the re-attestation leases (storage/leases.py keeps their SQL)."""
+        with self._transaction() as conn:
+            yield conn
 
     def close(self) -> None:
         """Close the pool's connections; the next use opens a new pool (as the Protocol asks)."""

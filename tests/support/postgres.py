@@ -92,8 +92,11 @@ class LocalCluster:
     with it (scram-sha-256), as a production server would; the Unix socket trusts the local user.
     """
 
-    def __init__(self, bindir: Path, root: Path | None = None) -> None:
+    def __init__(self, bindir: Path, root: Path | None = None, *, durable: bool = False) -> None:
+        """``durable``: fsync and synchronous commits on, as on a server (benchmarks); the tests'
+        clusters keep them off (nothing in them has to survive a crash of the machine)."""
         self.bindir = bindir
+        self.durable = durable
         self._run_as = _RunAs.for_current_user()
         self.root = root or Path(tempfile.mkdtemp(prefix="ftrust-pg-"))
         self.data = self.root / "data"
@@ -126,28 +129,40 @@ class LocalCluster:
         last = ""
         for _ in range(3):
             self.port = _free_port()
-            options = " ".join(
-                (
-                    f"-c port={self.port}",
-                    "-c listen_addresses=127.0.0.1",
-                    f"-c unix_socket_directories={self.socket_dir}",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
-                    "-c max_connections=200",
-                    "-c shared_buffers=32MB",
-                    "-c log_min_messages=warning",
-                )
-            )
-            started = self._pg(
-                "pg_ctl", "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_SECONDS),
-                "-l", str(self.root / "server.log"), "-o", options,
-            )  # fmt: skip
-            if started.returncode == 0:
-                self._started = True
+            if self._start_server():
                 return self
-            last = self.log_tail() or started.stderr.strip()
+            last = self.log_tail()
         raise ClusterError(f"pg_ctl start failed: {last}")
+
+    def _start_server(self) -> bool:
+        unsafe = () if self.durable else ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+        options = " ".join(
+            (
+                f"-c port={self.port}",
+                "-c listen_addresses=127.0.0.1",
+                f"-c unix_socket_directories={self.socket_dir}",
+                *unsafe,
+                "-c max_connections=200",
+                "-c shared_buffers=32MB",
+                "-c log_min_messages=warning",
+            )
+        )
+        started = self._pg(
+            "pg_ctl", "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_SECONDS),
+            "-l", str(self.root / "server.log"), "-o", options,
+        )  # fmt: skip
+        self._started = started.returncode == 0
+        return self._started
+
+    def stop_server(self) -> None:
+        """Stop the server, fast shutdown (open connections are cut, nothing committed is lost), keep
+        its data: :meth:`start_server` brings it back on the same port (a database restart)."""
+        self._pg("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
+        self._started = False
+
+    def start_server(self) -> None:
+        if not self._start_server():
+            raise ClusterError(f"pg_ctl start failed: {self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
