@@ -198,7 +198,7 @@ def run() -> list[Result]:
         ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in FILES.items()).encode())
         database = pg.create_database() if pg is not None else ""
         url = pg.url(database, password=False) if pg is not None else ""
-        fleet = Fleet(tmp, url, {"PGPASSWORD": pg.password} if pg is not None else {}, root_platform.directory)
+        fleet = Fleet(tmp, url, {"FTRUST_DB_PASSWORD": pg.password} if pg is not None else {}, root_platform.directory)
         engine = "PostgreSQL" if pg is not None else "SQLite"
         if url:
             fleet.ftrust("vm", "migrate")

@@ -306,7 +306,7 @@ def run() -> list[Result]:
                 db = pg.create_database()
                 cases.append(
                     Case(name, tmp / f"pg{n}", n, storage_url=pg.url(db, password=False),
-                         extra_env={"PGPASSWORD": pg.password})
+                         extra_env={"FTRUST_DB_PASSWORD": pg.password})
                 )  # fmt: skip
         try:
             for case in cases:

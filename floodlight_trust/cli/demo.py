@@ -76,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def check_database_url(url: str) -> str:
     """A PostgreSQL URL without a password (a command line is visible to every user of the machine:
-    libpq reads the password from PGPASSWORD or ~/.pgpass instead)."""
+    the password comes from FTRUST_DB_PASSWORD (storage.password_env), PGPASSWORD or ~/.pgpass)."""
     from urllib.parse import urlsplit
 
     try:
@@ -92,7 +92,7 @@ def check_database_url(url: str) -> str:
     if parts.password:
         raise InputError(
             "--database must not carry a password (every user can read a command line)",
-            hint="put it in PGPASSWORD or ~/.pgpass; libpq reads it from there",
+            hint="put it in FTRUST_DB_PASSWORD (or PGPASSWORD, or ~/.pgpass)",
         )
     return url
 
@@ -140,6 +140,6 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "--database",
         metavar="URL",
         help="keep the VM's state in this PostgreSQL database (postgresql://user@host:port/db, no password:"
-        " PGPASSWORD or ~/.pgpass) instead of the demo's SQLite file",
+        " FTRUST_DB_PASSWORD, PGPASSWORD or ~/.pgpass) instead of the demo's SQLite file",
     )
     p.set_defaults(func=_demo, progress=False)  # narrated step by step: no progress line

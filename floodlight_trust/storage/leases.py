@@ -286,4 +286,8 @@ def lease_store(storage: Storage) -> LeaseStore:
 
     if isinstance(storage, SqliteStorage):
         return SqliteLeaseStore(storage.db)
+    from floodlight_trust.storage.postgres import PostgresStorage
+
+    if isinstance(storage, PostgresStorage):
+        return PostgresLeaseStore(storage.lease_transaction)
     raise TypeError(f"no lease store for {type(storage).__name__}")

@@ -36,6 +36,7 @@ from floodlight_trust.statestore import open_ca, open_state
 from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
+DB_PASSWORD = "FTRUST_DB_PASSWORD"  # storage.password_env's default
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -118,7 +119,7 @@ class Cluster:
         database_url: str = "",
         env: dict[str, str] | None = None,
     ):
-        """``database_url`` (no password in it: ``env`` carries PGPASSWORD) puts the state on PostgreSQL."""
+        """``database_url`` (no password in it: ``env`` carries FTRUST_DB_PASSWORD) puts the state on PostgreSQL."""
         self.tmp = tmp
         self.database_url = database_url
         self.env = env or {}
@@ -230,7 +231,16 @@ revocation_poll_seconds = 0.2
     # -- the shared state, read directly -----------------------------------------------------------
     def open_ca(self) -> CertificateAuthority:
         """The VNF CA on the shared state, as `ftrust ca` opens it (another process of the deployment)."""
-        return open_ca(self.config, PASSWORD, open_state(self.config))
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)  # the database password, as the processes of the deployment get it
+        try:
+            return open_ca(self.config, PASSWORD, open_state(self.config))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def controller_credential(self, name: str) -> tuple[str, str]:
         """A controller's client certificate and (unencrypted, test-only) key for the revocation stream."""
@@ -269,7 +279,7 @@ revocation_poll_seconds = 0.2
             con.close()
 
     def _password(self) -> dict[str, str]:
-        return {"password": self.env["PGPASSWORD"]} if "PGPASSWORD" in self.env else {}
+        return {"password": self.env[DB_PASSWORD]} if DB_PASSWORD in self.env else {}
 
     def close(self) -> None:
         for r in self.replicas:

@@ -21,12 +21,22 @@ from cryptography.x509 import ocsp
 
 from floodlight_trust.agent.service import enroll_via_vm
 from floodlight_trust.pki.records import parse_serial
-from tests.replicas.cluster import Cluster, Host, Replica, wait_for
+from tests.replicas.cluster import DB_PASSWORD, Cluster, Host, Replica, wait_for
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("replicas"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two replicas on one SQLite file, or on one PostgreSQL database of the session's cluster."""
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_cluster")
+        name = pg.create_database()
+        c = Cluster(
+            tmp_path_factory.mktemp("replicas-pg"),
+            database_url=pg.url(name, password=False),
+            env={DB_PASSWORD: pg.password},
+        )
+    else:
+        c = Cluster(tmp_path_factory.mktemp("replicas"))
     try:
         c.start_replica("a")
         c.start_replica("b")
