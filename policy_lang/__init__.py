@@ -9,9 +9,10 @@ types) -> :mod:`~policy_lang.compile` (lookup tables, :class:`Policy`) ->
 
 from __future__ import annotations
 
+from floodlight_trust.reasons import Reason
 from policy_lang.check import PolicyErrors
 from policy_lang.compile import EnrollRule, Policy, compile_policy_text, load_policy
-from policy_lang.evaluate import Decision, HostMeasuredState, Reason
+from policy_lang.evaluate import Decision, HostMeasuredState
 
 __all__ = [
     "Decision",

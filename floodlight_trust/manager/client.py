@@ -203,13 +203,13 @@ class AgentClient(JsonClient):
         validate("agent_info", doc)
         return dict(doc)
 
-    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]:
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> Any:
+        """The agent's evidence document, as it came: the VM validates and parses it once, where it
+        judges it (``protocol.evidence.HostEvidence``)."""
         body: dict[str, Any] = {"nonce": nonce.hex()}
         if ima_offset:
             body["ima_offset"] = ima_offset
-        doc = self.request("POST", "/v1/host/evidence", body)
-        validate("host_evidence", doc)
-        return dict(doc)
+        return self.request("POST", "/v1/host/evidence", body)
 
     def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]:
         doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/evidence", {"nonce": nonce.hex()})

@@ -8,21 +8,23 @@ steps (host attestation, enrollment, revocation) hold it and read the policy liv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from floodlight_trust.errors import InputError
+from floodlight_trust.judges.host import HostSettings, host_policy_of
 from floodlight_trust.manager.audit import AuditLog
 from floodlight_trust.manager.nonces import NonceStore
 from floodlight_trust.manager.state import HostRecord, ManagerState
+from floodlight_trust.protocol.evidence import HostEvidence
 from floodlight_trust.storage.database import Database
 
 
 class AgentConnection(Protocol):
     """What the VM needs from an agent (``manager.client.AgentClient`` over HTTP)."""
 
-    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]: ...
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> HostEvidence | Mapping[str, Any]: ...
 
     def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]: ...
 
@@ -74,14 +76,12 @@ class ManagerContext:
         return str(self.policy.version) if self.policy is not None else None
 
     def host_policy(self, host: HostRecord | None) -> str:
-        """The host policy that judges ``host``: its own, else the policy's only one, else ``default``."""
-        if host is not None and host.host_policy:
-            return host.host_policy
-        found = getattr(self.policy, "host_policies", None) if self.policy is not None else None
-        names = list((found() if callable(found) else found) or [])
-        if len(names) == 1:
-            return str(names[0])
-        return "default"
+        """The host policy that judges ``host`` (``judges.host.host_policy_of``)."""
+        return host_policy_of(host, self.policy)
+
+    @property
+    def host_settings(self) -> HostSettings:
+        return HostSettings(require_linkable_epid=self.require_linkable_epid)
 
     def agent(self, record: HostRecord) -> AgentConnection:
         if self.connect is None or not record.agent_url:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust import clock
-from floodlight_trust.claims import ClaimSet, EnclaveClaims, enclave_to_json
+from floodlight_trust.claims import ClaimSet, EnclaveClaims, EvidenceType, enclave_to_json
 from floodlight_trust.errors import (
     FtrustError,
     InputError,
@@ -32,28 +32,21 @@ from floodlight_trust.errors import (
     UnauthenticatedEvidence,
     VerificationError,
 )
+from floodlight_trust.judges.platform import platform_identity as platform_json
+from floodlight_trust.judges.platform import platform_key, same_platform
+from floodlight_trust.judges.protocol import check_nonce
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.platform_checks import platform_key, same_platform
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
+from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.state import HostRecord, VnfRegistration
-from floodlight_trust.manager.verdicts import (
-    NONCE_REPLAYED,
-    NOTE,
-    Denied,
-    EnrollmentResult,
-    Reason,
-    decision_reasons,
-    denial_summary,
-    denials,
-    error_reason,
-    reasons_json,
-)
+from floodlight_trust.manager.verdicts import NONCE_REPLAYED, Denied, EnrollmentResult
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.protocol import b64decode, validate
 from floodlight_trust.protocol.binding import check_report_data, key_report_data
+from floodlight_trust.protocol.evidence import KeyMode
 from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement
+from floodlight_trust.reasons import Reason, ReasonLevel, denial_summary, denials, reasons_json
 
 KEY_MODES = ("enclave", "vm-generated")
 SELF_REGISTERING_SETTING = "vm.self_registering_enroll_rules"
@@ -66,6 +59,18 @@ def self_registration_actor(rule: str) -> str:
 
 CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
 ADMIN_URI_PREFIX = "urn:ftrust:admin:"
+
+
+def _collateral(doc: Any) -> Any:
+    from floodlight_trust.evidence.collateral import collateral_from_json
+    from floodlight_trust.protocol.evidence import Unparsed
+
+    if doc is None:
+        return None
+    try:
+        return collateral_from_json(doc)
+    except FtrustError as e:
+        return Unparsed("enclave_evidence.collateral", e)
 
 
 def spki_sha256(spki: bytes) -> str:
@@ -218,13 +223,15 @@ class Enrollment:
                 info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
                 attempt = replace(attempt, enclave_key=spki_sha256(spki))
                 fresh = bytes.fromhex(evidence["nonce"])
-                try:
-                    ctx.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
-                except VerificationError as e:
-                    raise Denied(error_reason("protocol.nonce", e)) from None
+                stale = check_nonce(ctx.nonces.find(fresh), fresh, purpose="enclave", host=host, vnf=vnf, at=at)
+                if stale:
+                    raise Denied(*stale)
                 nonce = fresh
-                vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
-                claims = vq.claims
+                collateral = _collateral(evidence["collateral"])
+                outcome = self.quotes.verify(EvidenceType(evidence["evidence_type"]), quote, collateral, at)
+                if isinstance(outcome, Reason):
+                    raise Denied(outcome)
+                claims = outcome
                 info |= {
                     "mrenclave": claims.mrenclave,
                     "mrsigner": claims.mrsigner,
@@ -233,7 +240,7 @@ class Enrollment:
                 try:
                     check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
                 except VerificationError as e:
-                    binding = error_reason("protocol.binding", e)
+                    binding = Reason.from_error("protocol.binding", e)
                     if not authoritative:
                         raise Denied(binding) from None
             except Denied as d:
@@ -243,7 +250,7 @@ class Enrollment:
             except FtrustError as e:
                 if authoritative:
                     raise
-                self._refuse_unauthenticated(attempt, [error_reason("protocol.evidence", e)], nonce)
+                self._refuse_unauthenticated(attempt, [Reason.from_error("protocol.evidence", e)], nonce)
             assert claims is not None
             self._require_trusted_host(record, host, at)
             rule = ctx.policy.enroll_rule(vnf) if ctx.policy is not None else None
@@ -273,7 +280,7 @@ class Enrollment:
             decision = ctx.policy.evaluate_enclave(
                 rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
             )
-            reasons.extend(decision_reasons(decision))  # notes too: kept with the decision
+            reasons.extend(decision.reasons)  # notes too: kept with the decision
             profile = rule.profile.render(vnf=vnf, host=host)
             if any(u.startswith(ADMIN_URI_PREFIX) for u in profile.san_uris):
                 reasons.append(
@@ -305,7 +312,7 @@ class Enrollment:
         except UnauthenticatedEvidence:
             raise  # recorded nowhere
         except FtrustError as e:
-            return self._deny(attempt, [error_reason("protocol.evidence", e)], claims, spki, info, nonce)
+            return self._deny(attempt, [Reason.from_error("protocol.evidence", e)], claims, spki, info, nonce)
 
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
@@ -373,7 +380,7 @@ class Enrollment:
 
     def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
         if record is None or record.status != "trusted" or not record.last_trusted_at:
-            why = "; ".join(r.get("message", "") for r in (record.reasons if record else []) if r.get("level") != NOTE)[
+            why = "; ".join(r.get("message", "") for r in (record.reasons if record else []) if r.get("level") != ReasonLevel.NOTE)[
                 :300
             ]
             raise Denied(
@@ -499,16 +506,16 @@ class Enrollment:
             public_key_sha256=current.public_key_sha256,
         )
         return EnrollmentResult(
-            a.host,
-            a.vnf,
-            True,
-            list(notes),
-            policy_version,
-            audit_id,
-            claims.simulated,
-            a.mode,
-            current.serial,
-            clock.parse_time(current.not_after),
+            host=a.host,
+            vnf=a.vnf,
+            allowed=True,
+            reasons=list(notes),
+            policy_version=policy_version,
+            audit_id=audit_id,
+            simulated=claims.simulated,
+            key_mode=KeyMode(a.mode),
+            serial=current.serial,
+            not_after=clock.parse_time(current.not_after),
             kept=True,
         )
 
@@ -586,18 +593,18 @@ class Enrollment:
         statement = provisioning_statement(nonce=nonce, vnf=a.vnf, enclave_spki=spki, leaf_der=der, wrapped=wrapped_key)
         provisioning = {"nonce": nonce.hex(), "signature": base64.b64encode(ca.sign_provisioning(statement)).decode()}
         return EnrollmentResult(
-            a.host,
-            a.vnf,
-            True,
-            list(notes),
-            self.ctx.policy_version,
-            audit_id,
-            claims.simulated,
-            a.mode,
-            serial,
-            cert.not_valid_after_utc,
-            chain,
-            wrapped,
+            host=a.host,
+            vnf=a.vnf,
+            allowed=True,
+            reasons=list(notes),
+            policy_version=self.ctx.policy_version,
+            audit_id=audit_id,
+            simulated=claims.simulated,
+            key_mode=KeyMode(a.mode),
+            serial=serial,
+            not_after=cert.not_valid_after_utc,
+            certificate_chain=chain,
+            wrapped_key=wrapped,
             provisioning=provisioning,
         )
 
@@ -644,4 +651,13 @@ class Enrollment:
             return audit_id
 
         audit_id = self.ctx.db.write(record)
-        return EnrollmentResult(a.host, a.vnf, False, reasons, policy_version, audit_id, simulated, a.mode)
+        return EnrollmentResult(
+            host=a.host,
+            vnf=a.vnf,
+            allowed=False,
+            reasons=reasons,
+            policy_version=policy_version,
+            audit_id=audit_id,
+            simulated=simulated,
+            key_mode=KeyMode(a.mode),
+        )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from floodlight_trust.clock import format_time
-from floodlight_trust.errors import VerificationError
 from floodlight_trust.protocol.binding import NONCE_BYTES
 from floodlight_trust.storage.database import Database
 
@@ -33,6 +32,17 @@ class IssuedNonce:
 
     def to_json(self) -> dict[str, str]:
         return {"nonce": self.value.hex(), "purpose": self.purpose, "expires_at": format_time(self.expires_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class NonceRecord:
+    """What the VM remembers of a nonce it issued (never the nonce itself)."""
+
+    purpose: str
+    host: str
+    vnf: str | None
+    expires_at: datetime
+    used_at: datetime | None
 
 
 def _digest(nonce: bytes) -> tuple[str, bytes]:
@@ -75,29 +85,26 @@ class NonceStore:
         self.db.write(insert, durable=False)
         return IssuedNonce(value, purpose, host, vnf, expires)
 
-    def check(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
-        """Raise VerificationError unless ``nonce`` is a fresh, unused nonce for this purpose/host/VNF.
-
-        Does not use it up: :meth:`burn` does that inside the transaction that records the decision,
-        so a decision and the consumption of its nonce are one atomic step.
-        """
+    def find(self, nonce: bytes) -> NonceRecord | None:
+        """The stored record of ``nonce`` (None when this VM never issued it, or purged it). Does
+        not use it up: :meth:`burn` does that inside the transaction that records the decision, so
+        a decision and the consumption of its nonce are one atomic step; the judges check the
+        record (``judges.protocol.check_nonce``)."""
         if len(nonce) != NONCE_BYTES:
-            raise VerificationError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
+            return None
         selector, verifier = _digest(nonce)
         rows = self.db.query("SELECT * FROM manager_nonces WHERE selector = ?", (selector,))
         row = rows[0] if rows else None
         if row is None or not hmac.compare_digest(bytes(row["verifier"]), verifier):
-            raise VerificationError(
-                "nonce unknown: it was not issued by this Verification Manager (or was purged)",
-                hint="ask for a fresh nonce and attest again",
-            )
-        if row["used_at"] is not None:
-            used = datetime.fromtimestamp(row["used_at"], UTC)
-            raise VerificationError(
-                f"nonce replayed: it was already used at {format_time(used)}",
-                hint="every attestation needs a fresh nonce",
-            )
-        self._check(row, purpose=purpose, host=host, vnf=vnf, at=at)
+            return None
+        used = row["used_at"]
+        return NonceRecord(
+            purpose=row["purpose"],
+            host=row["host"],
+            vnf=row["vnf"],
+            expires_at=datetime.fromtimestamp(row["expires_at"], UTC),
+            used_at=datetime.fromtimestamp(used, UTC) if used is not None else None,
+        )
 
     def burn(self, tx: sqlite3.Connection, nonce: bytes, *, at: datetime) -> bool:
         """Mark ``nonce`` used inside ``tx``; False if it was already used (a concurrent replay)."""
@@ -106,21 +113,6 @@ class NonceStore:
             "UPDATE manager_nonces SET used_at = ? WHERE selector = ? AND used_at IS NULL", (at.timestamp(), selector)
         )
         return cur.rowcount == 1
-
-    @staticmethod
-    def _check(row: sqlite3.Row, *, purpose: str, host: str, vnf: str | None, at: datetime) -> None:
-        expires = datetime.fromtimestamp(row["expires_at"], UTC)
-        if at.timestamp() >= row["expires_at"]:
-            raise VerificationError(
-                f"nonce expired at {format_time(expires)} (verification at {format_time(at)})",
-                hint="evidence must come back within vm.nonce_ttl_seconds",
-            )
-        if row["purpose"] != purpose:
-            raise VerificationError(f"nonce was issued for {row['purpose']} evidence, not {purpose} evidence")
-        if row["host"] != host:
-            raise VerificationError(f"nonce was issued for host {row['host']!r}, not {host!r}")
-        if purpose == "enclave" and row["vnf"] is not None and row["vnf"] != vnf:
-            raise VerificationError(f"nonce was issued for VNF {row['vnf']!r}, not {vnf!r}")
 
     def purge(self, *, before: datetime) -> int:
         """Forget nonces that expired before ``before``; returns how many."""

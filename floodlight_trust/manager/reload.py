@@ -25,13 +25,8 @@ from typing import Any
 
 from floodlight_trust.claims import ClaimSet, enclave_from_json
 from floodlight_trust.errors import FtrustError
-from floodlight_trust.manager.workflow import (
-    Reason,
-    VerificationManager,
-    decision_reasons,
-    denial_summary,
-    denials,
-)
+from floodlight_trust.manager.workflow import VerificationManager
+from floodlight_trust.reasons import Reason, denial_summary, denials
 from floodlight_trust.storage.database import Database
 
 log = logging.getLogger("floodlight_trust.manager.reload")
@@ -125,7 +120,7 @@ def judge_vnfs(vm: VerificationManager, policy: Any) -> list[VnfJudgement]:
                 decision = policy.evaluate_enclave(
                     rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=e.vnf)
                 )
-                reasons.extend(decision_reasons(decision))  # notes too (simulated SGX allowed, ...)
+                reasons.extend(decision.reasons)  # notes too (simulated SGX allowed, ...)
             except FtrustError as err:
                 reasons.append(Reason("reload.claims", err.message))
         out.append(VnfJudgement(e.host, e.vnf, e.serial, not denials(reasons), reasons))

@@ -14,7 +14,7 @@ from datetime import datetime
 from floodlight_trust import metrics
 from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import ManagerContext
-from floodlight_trust.manager.verdicts import Reason
+from floodlight_trust.reasons import Reason
 
 log = logging.getLogger("floodlight_trust.manager")
 

@@ -37,14 +37,8 @@ from floodlight_trust.manager.host_attestation import HostAttestation
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
 from floodlight_trust.manager.state import HostRecord
-from floodlight_trust.manager.verdicts import (
-    EnrollmentResult,
-    HostVerdict,
-    Reason,
-    decision_reasons,
-    denial_summary,
-    denials,
-)
+from floodlight_trust.manager.verdicts import EnrollmentResult, HostVerdict
+from floodlight_trust.reasons import Reason, denial_summary, denials
 from floodlight_trust.storage.database import Database
 
 log = logging.getLogger("floodlight_trust.manager")
@@ -340,7 +334,6 @@ __all__ = [
     "HostVerdict",
     "Reason",
     "VerificationManager",
-    "decision_reasons",
     "denial_summary",
     "denials",
 ]

@@ -38,6 +38,7 @@ from floodlight_trust.evidence.ima.templates import (
     template_fields,
     unpack_template_data,
 )
+from floodlight_trust.reasons import Reason
 
 PCR = 10  # the IMA PCR whose values are reported and compared
 
@@ -74,6 +75,10 @@ class ImaFinding:
     def to_json(self) -> dict[str, Any]:
         loc = {k: getattr(self.location, k) for k in ("file", "line", "offset", "index")}
         return {"kind": self.kind.value, "message": self.message, **{k: v for k, v in loc.items() if v is not None}}
+
+    def reason(self) -> Reason:
+        """This finding as a deny-level reason, coded ``ima.<kind>``."""
+        return Reason(f"ima.{self.kind.value}", self.message, str(self.location) or None, self.to_json())
 
 
 class ListBytes:
