@@ -306,6 +306,13 @@ def judge_admission(
     )
 
 
+def gate(case: EnrollmentCase, *, at: datetime) -> bool:
+    """Is the quote of this evidence worth verifying (its nonce is fresh)? The manager asks before
+    it verifies (IAS or PCS may be called)."""
+    e = case.evidence
+    return not check_nonce(case.nonce, e.nonce, purpose="enclave", host=e.host, vnf=e.vnf, at=at)
+
+
 def judge_enrollment(
     case: EnrollmentCase, policy: Policy | None, settings: EnrollmentSettings, *, at: datetime
 ) -> EnrollmentJudgement:

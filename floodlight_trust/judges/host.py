@@ -143,6 +143,22 @@ class HostJudgement:
     def trusted(self) -> bool:
         return not denials(self.reasons)
 
+    @classmethod
+    def undecodable(cls, host: str, host_policy: str, error: FtrustError) -> HostJudgement:
+        """The verdict on evidence whose quote or list does not even decode (nothing else is judged)."""
+        return cls(
+            host=host,
+            host_policy=host_policy,
+            reasons=(Reason.from_error("protocol.evidence", error),),
+            checks=("protocol.evidence",),
+            nonce_fresh=False,
+            gate_passed=False,
+            verified=False,
+            claims=None,
+            platform_key=None,
+            evidence_info={"host_policy": host_policy},
+        )
+
     @property
     def simulated(self) -> bool:
         return bool(self.claims and self.claims.simulated)

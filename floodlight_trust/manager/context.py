@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from floodlight_trust.errors import InputError
+from floodlight_trust.judges.enrollment import EnrollmentSettings
 from floodlight_trust.judges.host import HostSettings, host_policy_of
 from floodlight_trust.manager.audit import AuditLog
 from floodlight_trust.manager.nonces import NonceStore
@@ -82,6 +83,10 @@ class ManagerContext:
     @property
     def host_settings(self) -> HostSettings:
         return HostSettings(require_linkable_epid=self.require_linkable_epid)
+
+    @property
+    def enrollment_settings(self) -> EnrollmentSettings:
+        return EnrollmentSettings(host_trust=self.host_trust, require_linkable_epid=self.require_linkable_epid)
 
     def agent(self, record: HostRecord) -> AgentConnection:
         if self.connect is None or not record.agent_url:

@@ -8,12 +8,14 @@ on evidence the VM fetched itself makes a trusted host untrusted and revokes its
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from floodlight_trust import clock
 from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence
@@ -26,17 +28,23 @@ from floodlight_trust.judges.host import (
     ImaRound,
     appraise_host_ima,
     gate,
+    host_policy_of,
     judge_host,
 )
 from floodlight_trust.judges.platform import platform_identity, platform_in_use
 from floodlight_trust.manager.context import ManagerContext
+from floodlight_trust.manager.nonces import NonceRecord
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
 from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import NONCE_REPLAYED, HostVerdict
+from floodlight_trust.protocol.binding import NONCE_BYTES
 from floodlight_trust.protocol.evidence import EvidenceParseError, HostEvidence, host_evidence
 from floodlight_trust.reasons import Reason, denial_summary, denials, reasons_json
 from policy_lang.evaluate import HostMeasuredState
+
+if TYPE_CHECKING:
+    from policy_lang.compile import Policy
 
 log = logging.getLogger("floodlight_trust.manager")
 
@@ -120,6 +128,27 @@ class HostAttestation:
         self._keep_ima_state(parsed.host, judgement.ima)
         fresh = parsed.nonce if judgement.nonce_fresh else None
         return self._act(record, judgement, list(judgement.reasons), fresh, actor, authoritative, at)
+
+    def judge_again(self, record: HostRecord, policy: Policy) -> HostJudgement:
+        """Challenge ``record``'s agent for its whole IMA list and judge it in full under ``policy``
+        (``reload-policy``), recording nothing: the nonce is this call's own, never stored, so the
+        evidence answers only it. FtrustError when the agent does not answer."""
+        at = self.ctx.now()
+        value = secrets.token_bytes(NONCE_BYTES)
+        mine = NonceRecord(
+            purpose="host", host=record.name, vnf=None, expires_at=at + self.ctx.nonces.ttl, used_at=None
+        )
+        try:
+            parsed = host_evidence(self.ctx.agent(record).host_evidence(value, 0))
+        except EvidenceParseError as e:
+            return HostJudgement.undecodable(record.name, host_policy_of(record, policy), e)
+        answers = hmac.compare_digest(parsed.nonce, value)  # else: an unknown nonce, the judge says so
+        case = HostCase(
+            evidence=parsed, record=record, nonce=mine if answers else None, tpm_pin=self.tpm_registry.get(record.name)
+        )
+        if gate(case, at=at):
+            case = replace(case, quote=self.quotes.verify(parsed.evidence_type, parsed.quote, parsed.collateral, at))
+        return judge_host(case, policy, self.ctx.host_settings, at=at)
 
     def _registered(self, name: str) -> HostRecord:
         record = self.ctx.state.find_host(name)

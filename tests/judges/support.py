@@ -122,16 +122,15 @@ def record(name: str = "h1", **changes: Any) -> HostRecord:
 def trusted_record(name: str = "h1", **changes: Any) -> HostRecord:
     """A host trusted a minute before ``AT`` on platform ``PCK``."""
     at = (AT - timedelta(seconds=60)).isoformat()
-    return record(
-        name,
-        status="trusted",
-        platform_pck_sha256=PCK,
-        last_attested_at=at,
-        last_trusted_at=at,
-        platform={"pck_certificate_sha256": PCK},
-        platform_key=f"dcap-pck:{PCK}",
-        **changes,
-    )
+    trusted: dict[str, Any] = {
+        "status": "trusted",
+        "platform_pck_sha256": PCK,
+        "last_attested_at": at,
+        "last_trusted_at": at,
+        "platform": {"pck_certificate_sha256": PCK},
+        "platform_key": f"dcap-pck:{PCK}",
+    }
+    return record(name, **(trusted | changes))
 
 
 def nonce(purpose: str = "host", host: str = "h1", vnf: str | None = None, **changes: Any) -> NonceRecord:
