@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from floodlight_trust.clock import format_time, parse_time
 from floodlight_trust.errors import InputError, ParseError
@@ -272,12 +272,15 @@ def enclave_to_json(c: EnclaveClaims) -> dict[str, Any]:
         "advisory_ids": list(c.advisory_ids),
         "qe_identity_status": c.qe_identity_status.value if c.qe_identity_status else None,
         "collateral_issued_at": format_time(c.collateral_issued_at),
-        "platform": {k: getattr(c.platform, k) for k in PlatformIdentity.__slots__},  # type: ignore[attr-defined]
+        "platform": {k: getattr(c.platform, k) for k in PlatformIdentity.__slots__},
         "simulated": c.simulated,
     }
 
 
-def _need(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+_T = TypeVar("_T")
+
+
+def _need(d: Mapping[str, Any], key: str, kind: type[_T], where: str) -> _T:
     if key not in d:
         raise InputError(f"{where}: missing claim {key!r}")
     value = d[key]
@@ -307,7 +310,7 @@ def enclave_from_json(d: Mapping[str, Any], where: str = "enclave") -> EnclaveCl
     platform = d.get("platform") or {}
     if not isinstance(platform, Mapping):
         raise InputError(f"{where}.platform: expected an object")
-    known = set(PlatformIdentity.__slots__)  # type: ignore[attr-defined]
+    known = set(PlatformIdentity.__slots__)
     unknown = set(platform) - known
     if unknown:
         raise InputError(f"{where}.platform: unknown key {sorted(unknown)[0]!r}")

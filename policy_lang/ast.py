@@ -174,8 +174,17 @@ class EntryFieldIn(Node):
     value: Expr
 
 
-HostStmt = Allow | AllowAny | IncludeSha256sum | IncludeKeylime | Exclude | RequireMeasured | RequireSignature
-HostStmt = HostStmt | EntryFieldIn | Setting  # type: ignore[misc]
+HostStmt = (
+    Allow
+    | AllowAny
+    | IncludeSha256sum
+    | IncludeKeylime
+    | Exclude
+    | RequireMeasured
+    | RequireSignature
+    | EntryFieldIn
+    | Setting
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ class Agent:
         # The list read last time and a running SHA-256 over it: the next read that extends it
         # (memcmp) hashes only the new bytes. Whatever the VM receives is bound to the SHA-256 of the
         # exact bytes read now either way.
-        self._ima_hash: tuple[bytes, Any] | None = None
+        self._ima_hash: tuple[bytes, hashlib._Hash] | None = None
 
     def _ima_list_digest(self, data: bytes) -> bytes:
         held = self._ima_hash

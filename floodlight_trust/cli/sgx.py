@@ -15,7 +15,14 @@ from floodlight_trust.cli.output import add_group, add_json, emit, load_config, 
 from floodlight_trust.errors import FtrustError, InputError, Location, VerificationError
 from floodlight_trust.evidence import dcap
 from floodlight_trust.evidence.collateral import collateral_to_json
-from floodlight_trust.evidence.sgx_quote import EpidQuote, QuoteV3, ReportBody, parse_quote
+from floodlight_trust.evidence.sgx_quote import (
+    SGX_EXTENSIONS_OID,
+    EpidQuote,
+    QuoteV3,
+    ReportBody,
+    parse_pck_extensions,
+    parse_quote,
+)
 from floodlight_trust.fileio import atomic_write, read_bytes
 
 
@@ -109,8 +116,10 @@ def quote_json(q: QuoteV3 | EpidQuote) -> dict[str, Any]:
     pck: dict[str, Any] = {}
     try:
         leaf = x509.load_pem_x509_certificate(q.pck_chain_pem()[0])
-        ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(dcap.SGX_EXTENSIONS_OID)).value
-        e = dcap.parse_pck_extensions(ext.value)  # type: ignore[attr-defined]
+        ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSIONS_OID)).value
+        if not isinstance(ext, x509.UnrecognizedExtension):
+            raise ValueError("the PCK certificate's SGX extension is not an opaque extension")
+        e = parse_pck_extensions(ext.value)
         pck = {
             "subject": leaf.subject.rfc4514_string(),
             "issuer": leaf.issuer.rfc4514_string(),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from floodlight_trust import clock
 from floodlight_trust.cli.output import add_group, add_json, emit
@@ -68,7 +69,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     ek.set_defaults(func=_ek_check)
 
 
-def _read(path: str, what: str, parser: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _read(path: str, what: str, parser: Callable[[bytes], _T]) -> _T:
     try:
         return parser(read_bytes(path, what=what))
     except FtrustError as e:
@@ -76,7 +80,7 @@ def _read(path: str, what: str, parser: Any) -> Any:
 
 
 def _quote(path: str) -> Attest:
-    return _read(path, "quote", parse_attest)  # type: ignore[no-any-return]
+    return _read(path, "quote", parse_attest)
 
 
 def _selection_text(s: PcrSelection) -> str:

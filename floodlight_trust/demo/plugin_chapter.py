@@ -75,7 +75,7 @@ class VnfClient:
                         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
                         + payload
                     )
-                    response = http.client.HTTPResponse(s)  # type: ignore[arg-type]
+                    response = http.client.HTTPResponse(s)
                     response.begin()
                     response.read()
                     self.session = s.session
@@ -261,7 +261,7 @@ class PluginChapter:
             f"enroll and push a flow",
             f"{VNF_MON} gets 403 with the reason, {VNF_FLOW} gets 200; both calls are in the controller's log",
         ) as step:
-            from floodlight_trust.demo.scenario import HOST
+            from floodlight_trust.demo.deployment import HOST
 
             for vnf in (VNF_MON, VNF_FLOW):
                 self.demo.admin.add_vnf(HOST, vnf)  # its identity, as an admin registers it
@@ -305,7 +305,7 @@ class PluginChapter:
                     time.sleep(0.02)
                 return None
 
-            kept = first(lambda: kept_status(self.kept, HEALTH))  # type: ignore[arg-type]
+            kept = first(lambda: kept_status(self.kept, HEALTH))
 
             def resumed() -> int:
                 assert self.mon is not None

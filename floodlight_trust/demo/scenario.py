@@ -22,13 +22,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodlight_trust import clock
 from floodlight_trust.demo.deployment import HOST, Deployment
 from floodlight_trust.demo.narration import Narrator, Step, StepFailed
 from floodlight_trust.demo.plugin_chapter import VNFS as PLUGIN_VNFS
 from floodlight_trust.errors import FtrustError
+
+if TYPE_CHECKING:
+    from floodlight_trust.manager.client import VmClient
 
 VNF_A = "vnf-a"
 VNF_B = "vnf-b"
@@ -144,11 +147,18 @@ class Demo:
         self._created_beside: list[Path] = []
         self.controller_url = ""
         self.controller_cert = self.d.root / "controller" / "server.pem"
-        self.admin: Any = None
+        self._admin: VmClient | None = None
         self.revoked_at_monotonic = 0.0
         from floodlight_trust.demo.plugin_chapter import PluginChapter
 
         self.plugin = PluginChapter(self, floodlight_home)
+
+    @property
+    def admin(self) -> VmClient:
+        """The admin's client of the VM, once the services have started."""
+        if self._admin is None:
+            raise StepFailed("the Verification Manager has not been started yet")
+        return self._admin
 
     # -- setup -------------------------------------------------------------------------------------
     def provision(self) -> None:
@@ -338,7 +348,7 @@ class Demo:
                 self.d.wait_socket(proc, self.d.socket_dir / f"{v}.sock")
             from floodlight_trust.manager.client import VmClient
 
-            self.admin = VmClient(
+            self._admin = VmClient(
                 self.d.vm_url,
                 server_certificate=self.d.vm_certificate,
                 client_certificate=self.d.admin_certificate,

@@ -11,7 +11,6 @@ denial); any other :class:`~floodlight_trust.errors.FtrustError` means it is mal
 from __future__ import annotations
 
 import re
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,8 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import dh
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, ImaClaims
 from floodlight_trust.errors import InputError, VerificationError
@@ -73,10 +73,11 @@ def load_keyring(data: bytes, what: str) -> list[KeyringEntry]:
         raise InputError(f"{what} is not a certificate or public key: {e}") from None
 
 
-def _public_key(key: object) -> CertificatePublicKeyTypes:
-    if not isinstance(key, typing.get_args(CertificatePublicKeyTypes)):
+def _public_key(key: PublicKeyTypes) -> CertificatePublicKeyTypes:
+    # Every public key type but Diffie-Hellman can stand in a certificate.
+    if isinstance(key, dh.DHPublicKey):
         raise ValueError(f"a {type(key).__name__} cannot sign IMA signatures")
-    return key  # type: ignore[return-value]
+    return key
 
 
 def verify_ima(data: bytes, *, keyring: Sequence[KeyringEntry] = (), source: str | None = None) -> ImaClaims:

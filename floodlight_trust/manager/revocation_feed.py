@@ -34,7 +34,7 @@ from cryptography import x509
 from floodlight_trust import clock
 from floodlight_trust.manager.enrollment import CONTROLLER_URI_PREFIX
 from floodlight_trust.pki.records import serial_hex
-from floodlight_trust.protocol.wsgi import HttpError, JsonApp, Request, StreamingResponse
+from floodlight_trust.protocol.http import HttpError, JsonApp, Request, StreamingResponse
 
 log = logging.getLogger("floodlight_trust.manager.revocation_feed")
 

@@ -220,10 +220,10 @@ class EnrollmentRecord:
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> EnrollmentRecord:
-        return cls(*(r[k] for k in cls.__slots__))  # type: ignore[attr-defined]
+        return cls(*(r[k] for k in cls.__slots__))
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class ManagerState:

@@ -203,7 +203,7 @@ class CertificateAuthority:
                 f"cannot decrypt the CA key with the password from {password.source} (wrong password or damaged file)",
                 location=Location(str(key_path)),
             ) from None
-        if not isinstance(key, PrivateKey):  # type: ignore[misc,arg-type]
+        if not isinstance(key, PrivateKey):
             raise InputError("CA key is neither EC nor RSA", location=Location(str(key_path)))
         pub = serialization.PublicFormat.SubjectPublicKeyInfo
         if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(
@@ -216,7 +216,7 @@ class CertificateAuthority:
                 location=Location(str(key_path)),
                 hint=f"chmod 600 {key_path}",
             )
-        return cls(directory, cert, key, records, crl_url=crl_url, ocsp_url=ocsp_url)  # type: ignore[arg-type]
+        return cls(directory, cert, key, records, crl_url=crl_url, ocsp_url=ocsp_url)
 
     # -- issuing and revoking -------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ class CertificateAuthority:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.certificate.public_key()),  # type: ignore[arg-type]
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
                 critical=False,
             )
             .add_extension(

@@ -41,7 +41,7 @@ def build_crl(
         .next_update((at + next_update).astimezone(UTC))
         .add_extension(x509.CRLNumber(crl_number(at)), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
     )

@@ -68,7 +68,7 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     s = schema(name)
     cls = jsonschema.validators.validator_for(s)
     cls.check_schema(s)
-    return cls(s)  # type: ignore[no-any-return]
+    return cls(s)
 
 
 def validate(name: str, document: Any) -> None:

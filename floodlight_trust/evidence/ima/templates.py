@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 # Digest algorithms by name: size in bytes. Banks a PCR can be replayed into are a subset.
 DIGEST_SIZES: dict[str, int] = {
@@ -29,7 +29,7 @@ DIGEST_SIZES: dict[str, int] = {
 }
 BANKS: tuple[str, ...] = ("sha1", "sha256", "sha384", "sha512")
 BANK_BY_SIZE: dict[int, str] = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
-HASHERS: dict[str, Callable[..., Any]] = {
+HASHERS: dict[str, Callable[..., hashlib._Hash]] = {
     "sha1": hashlib.sha1,
     "sha256": hashlib.sha256,
     "sha384": hashlib.sha384,

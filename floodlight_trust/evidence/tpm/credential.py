@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 try:  # CFB moved to "decrepit" in cryptography 47; the TPM's credential protection still uses it
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
 except ImportError:  # pragma: no cover - cryptography < 47
-    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[assignment,no-redef]
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 from floodlight_trust.errors import InputError, Location, ParseError
 from floodlight_trust.evidence.tpm.keys import public_key_of

@@ -96,7 +96,7 @@ HASH_NAMES: dict[int, str] = {
 }
 HASH_IDS: dict[str, int] = {v: k for k, v in HASH_NAMES.items()}
 DIGEST_SIZES: dict[str, int] = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64, "sm3-256": 32}
-HASHERS: dict[str, Callable[..., Any]] = {
+HASHERS: dict[str, Callable[..., hashlib._Hash]] = {
     "sha1": hashlib.sha1,
     "sha256": hashlib.sha256,
     "sha384": hashlib.sha384,
