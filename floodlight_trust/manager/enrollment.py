@@ -132,7 +132,7 @@ class Enrollment:
             quote = self.quotes.verify(e.evidence_type, e.quote, e.collateral, at)
             holder = ctx.state.name_bound_to_key_now(attempt.enclave_key) if isinstance(quote, EnclaveClaims) else None
             case = replace(case, quote=quote, key_holder=holder)
-        j = judge_enrollment(case, ctx.policy, ctx.enrollment_settings, at=at)
+        j = judge_enrollment(case, ctx.policy, ctx.settings.enrollments, at=at)
         nonce = e.nonce if j.nonce_fresh else None
         reasons = list(j.reasons)
         if not j.authentic and not authoritative:
@@ -365,7 +365,7 @@ class Enrollment:
         nonce: bytes,
         notes: Sequence[Reason] = (),
     ) -> EnrollmentResult:
-        ca = self.ctx.ca
+        ca = self.ctx.issuer
         wrapped = None
         wrapped_key: WrappedKey | None = None
         subject_key: Any = serialization.load_der_public_key(spki)  # judged: an SPKI DER
@@ -392,8 +392,12 @@ class Enrollment:
         evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
         policy_version = self.ctx.policy_version
 
+        records = ca.records
+        if records is None:
+            raise ServiceError("the CA was opened without certificate records: it cannot issue")
+
         def record_certificate(tx: sqlite3.Connection, audit_id: int) -> None:
-            ca.records.record_issued(cert, at=a.at, tx=tx)
+            records.record_issued(cert, at=a.at, tx=tx)
             self.ctx.state.record_enrollment(
                 tx,
                 host=a.host,

@@ -122,7 +122,7 @@ class HostAttestation:
         )
         if gate(case, at=at):  # only then is the quote worth verifying (IAS or PCS may be asked)
             case = replace(case, quote=self.quotes.verify(parsed.evidence_type, parsed.quote, parsed.collateral, at))
-        judgement = judge_host(case, self.ctx.policy, self.ctx.host_settings, at=at)
+        judgement = judge_host(case, self.ctx.policy, self.ctx.settings.hosts, at=at)
         if judgement.tail_mismatch:  # the list no longer extends the prefix: ask for all of it
             raise _TailMismatch(parsed.nonce)
         self._keep_ima_state(parsed.host, judgement.ima)
@@ -148,7 +148,7 @@ class HostAttestation:
         )
         if gate(case, at=at):
             case = replace(case, quote=self.quotes.verify(parsed.evidence_type, parsed.quote, parsed.collateral, at))
-        return judge_host(case, policy, self.ctx.host_settings, at=at)
+        return judge_host(case, policy, self.ctx.settings.hosts, at=at)
 
     def _registered(self, name: str) -> HostRecord:
         record = self.ctx.state.find_host(name)

@@ -230,7 +230,7 @@ class ReattestScheduler:
                 why = f"re-attestation of VNF {vnf} refused: " + denial_summary(enrolled.reasons)
                 refused.append((host, vnf, why))
         if refused:
-            result.revoked_serials += self.vm.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)
+            result.revoked_serials += self.vm.revocation.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)
 
     def status(self) -> dict[str, Any]:
         return {

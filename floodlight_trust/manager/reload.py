@@ -121,7 +121,7 @@ def judge_vnfs(vm: VerificationManager, policy: Policy) -> list[VnfJudgement]:
             except FtrustError as err:
                 reasons.append(Reason("reload.claims", err.message))
             else:
-                judged = judge_admission(admission, policy, vm.enrollment_settings, at=at)
+                judged = judge_admission(admission, policy, vm.settings.enrollments, at=at)
                 reasons.extend(judged.reasons)  # notes too (simulated SGX allowed, ...)
         out.append(VnfJudgement(e.host, e.vnf, e.serial, not denials(reasons), reasons))
     return out
@@ -195,7 +195,7 @@ def reload_policy(vm: VerificationManager, policy: Policy, *, dry_run: bool, act
     report = ReloadReport(dry_run, old, str(policy.version), hosts, vnfs, revocations)
     if not dry_run:
         report.revoked_serials = (
-            vm.revoke_batch(targets, crl_reason="privilegeWithdrawn", actor=actor) if targets else []
+            vm.revocation.revoke_batch(targets, crl_reason="privilegeWithdrawn", actor=actor) if targets else []
         )
         with vm.db.transaction() as tx:
             vm.audit.record(

@@ -45,7 +45,7 @@ class Revocation:
         serials = []
         platform = ctx.state.host_platform_tx(tx, host) if (host is not None and vnf is None) else None
         for e in ctx.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=at, platform_key=platform):
-            ctx.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
+            ctx.issuer.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
             ctx.state.mark_revoked(tx, e.serial, at=at, reason=why)
             ctx.state.record_vnf(
                 tx,
