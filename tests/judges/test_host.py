@@ -164,3 +164,16 @@ def test_a_tail_continues_the_held_prefix_and_a_tail_that_does_not_bind_asks_for
     stale = host_claims(first + b"another tail\n")  # the quote binds another list
     j = judge_host(case(evidence=e, held=held, quote=stale, tail_retry=True), policy(), SETTINGS, at=AT)
     assert j.tail_mismatch and not j.verified
+
+
+def test_the_host_policys_tpm_rule_passes_an_anchored_host_and_denies_an_unanchored_one() -> None:
+    from floodlight_trust.claims import TpmClaims
+    from floodlight_trust.judges.host import check_tpm_policy
+
+    strict = policy(extra_host="    tpm = true")
+    assert check_tpm_policy(strict, "h", TpmClaims(anchored=True)) == []
+    [r] = check_tpm_policy(strict, "h", None)
+    assert r.rule == "tpm" and r.denies
+    assert check_tpm_policy(None, "default", None) == []  # no policy: the integrity check already denied
+    j = judge_host(case(), strict, SETTINGS, at=AT)  # evidence without a TPM quote, judged in full
+    assert rules(j.reasons) == ["tpm"] and j.verified
