@@ -15,7 +15,7 @@ from floodlight_trust import clock
 from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app, tls_context
-from floodlight_trust.protocol.http import HttpServer
+from floodlight_trust.http.server import HttpServer
 
 from .conftest import HOST_FILES, World, ima_list
 

@@ -26,9 +26,9 @@ from floodlight_trust.config import from_mapping
 from floodlight_trust.enclave.channel import EnclaveResponder, socket_path
 from floodlight_trust.enclave.platform import GramineEnclave
 from floodlight_trust.enclave.runtime import EnclaveRuntime
+from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import build_service
-from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from policy_lang import compile_policy_text
 

@@ -26,7 +26,7 @@ from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app, tls_context
 from floodlight_trust.enclave.runtime import EnclaveRuntime
-from floodlight_trust.protocol.http import HttpServer
+from floodlight_trust.http.server import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
 from tests.floodlight.conftest import bridge_jar  # noqa: F401  (the fixture, for the controller tests)
 from tests.manager.conftest import ADMIN_KEY_PASSWORD, GOOD_IMAGE, HOST_FILES, World, ima_list, make_world
