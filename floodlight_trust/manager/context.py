@@ -26,7 +26,7 @@ from floodlight_trust.manager.audit import AuditLog
 from floodlight_trust.manager.nonces import NonceStore
 from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.state import HostRecord, ManagerState
-from floodlight_trust.manager.tpm_attestation import TpmSettings
+from floodlight_trust.manager.tpm_attestation import TpmRegistry, TpmSettings
 from floodlight_trust.protocol.evidence import HostEvidence, KeyMode
 from floodlight_trust.storage.database import Database
 
@@ -126,6 +126,7 @@ class ManagerContext:
         self.now = now
         self.quotes = QuoteVerifier(self.anchors, ias, collateral)
         self.tpm_settings = TpmSettings()  # the operator's [tpm] settings (build_service sets them)
+        self.tpm_registry = TpmRegistry(db)  # hosts whose evidence must be anchored in their TPM (its table)
         self._policy_lock = threading.Lock()
         self.simulated = self.quotes.simulated
         if self.simulated:

@@ -65,9 +65,7 @@ class HostAttestation:
         self.ctx = ctx
         self.quotes = quotes
         self.revocation = revocation
-        from floodlight_trust.manager.tpm_attestation import TpmRegistry
-
-        self.tpm_registry = TpmRegistry(ctx.db)  # hosts whose evidence must be anchored in their TPM
+        self.tpm_registry = ctx.tpm_registry  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, ImaState, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, as the chunks
