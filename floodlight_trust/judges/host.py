@@ -233,11 +233,25 @@ def gate(case: HostCase, *, at: datetime) -> bool:
 
 
 # -- stage 2: authenticity -----------------------------------------------------------------------
-def whole_ima_list(e: HostEvidence, held: HeldList | None) -> HeldList:
+def persisted_ima_length(record: HostRecord | None) -> int | None:
+    """The byte length the host's persisted IMA state covers, if it has one."""
+    if record is None or not record.ima_state_json:
+        return None
+    try:
+        n = json.loads(record.ima_state_json).get("byte_length")
+    except (ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) else None
+
+
+def whole_ima_list(e: HostEvidence, held: HeldList | None, record: HostRecord | None = None) -> HeldList:
     """The whole list (the held chunks + the tail sent, never copied: the appraisal of the held
-    state reads only the tail) and its SHA-256 (the held running hash, extended by the tail)."""
+    state reads only the tail) and its SHA-256 (the held running hash, extended by the tail). A
+    whole list sent again (after a VM restart) is hashed once: the same pass keeps the hash of the
+    prefix the persisted IMA state covers, which the appraisal checks."""
     if e.ima_offset == 0 or held is None:
-        return HeldList(ListBytes((e.ima_list,)), hashlib.sha256(e.ima_list))
+        whole = ListBytes((e.ima_list,))
+        return HeldList(whole, whole.sha256(snapshot_at=persisted_ima_length(record)))
     hasher = held.sha256.copy()
     hasher.update(e.ima_list)
     return HeldList(held.data.append(e.ima_list), hasher)
@@ -384,7 +398,7 @@ def judge_host(case: HostCase, policy: Policy | None, settings: HostSettings, *,
     repin = record.repin_requested_by is not None
     # stage 2
     if gate:
-        r.whole = whole_ima_list(e, case.held)
+        r.whole = whole_ima_list(e, case.held, record)
         r.info |= {
             "ima_list_sha256": r.whole.sha256.hexdigest(),
             "ima_list_bytes": len(r.whole),
