@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims
-from floodlight_trust.clock import parse_time
+from floodlight_trust.clock import format_time
 from floodlight_trust.errors import VerificationError
 from floodlight_trust.judges.host import host_policy_of
 from floodlight_trust.judges.platform import platform_identity, same_platform
@@ -37,8 +37,7 @@ from floodlight_trust.protocol.evidence import EnclaveEvidence, KeyMode
 from floodlight_trust.reasons import Reason, ReasonLevel, denials
 
 if TYPE_CHECKING:
-    from floodlight_trust.manager.nonces import NonceRecord
-    from floodlight_trust.manager.state import HostRecord, VnfRegistration
+    from floodlight_trust.storage.records import HostRecord, NonceRecord, VnfRegistration
     from policy_lang.compile import EnrollRule, Policy
 
 CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
@@ -129,7 +128,7 @@ def check_host_trusted(record: HostRecord | None, host: str, host_trust: timedel
                 + (f" ({record.status}{': ' + why if why else ''})" if record else " (never attested)"),
             )
         ]
-    age = at - parse_time(record.last_trusted_at)
+    age = at - record.last_trusted_at
     if age > host_trust:
         return [
             Reason(
@@ -200,7 +199,8 @@ def check_identity(a: Admission, rule: str) -> list[Reason]:
                 Reason(
                     "vnf.binding",
                     f"the name {vnf!r} on host {host!r} is bound to the enclave of its first enrollment "
-                    f"(key {bound_key[:16]}..., MRENCLAVE {str(bound_mre)[:16]}..., since {registration.bound_at}); "
+                    f"(key {bound_key[:16]}..., MRENCLAVE {str(bound_mre)[:16]}..., since "
+                    f"{format_time(registration.bound_at) if registration.bound_at else None}); "
                     f"this enclave's {what} differs: another enclave cannot take the name until an admin runs "
                     f"{release}",
                     evidence={

@@ -48,9 +48,7 @@ from floodlight_trust.reasons import Reason, ReasonLevel, denials
 from policy_lang.evaluate import HostMeasuredState
 
 if TYPE_CHECKING:
-    from floodlight_trust.manager.nonces import NonceRecord
-    from floodlight_trust.manager.state import HostRecord
-    from floodlight_trust.manager.tpm_attestation import TpmPin
+    from floodlight_trust.storage.records import HostRecord, NonceRecord, TpmPin
     from policy_lang.compile import Policy
 
 DEFAULT_HOST_POLICY = "default"

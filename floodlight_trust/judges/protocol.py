@@ -13,7 +13,7 @@ from floodlight_trust.reasons import Reason, denials
 
 if TYPE_CHECKING:
     from floodlight_trust.claims import EnclaveClaims
-    from floodlight_trust.manager.nonces import NonceRecord
+    from floodlight_trust.storage.records import NonceRecord
 
 
 class Checks:

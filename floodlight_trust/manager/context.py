@@ -22,13 +22,12 @@ from floodlight_trust import clock
 from floodlight_trust.errors import InputError, ServiceError
 from floodlight_trust.judges.enrollment import EnrollmentSettings
 from floodlight_trust.judges.host import HostSettings, host_policy_of
-from floodlight_trust.manager.audit import AuditLog
-from floodlight_trust.manager.nonces import NonceStore
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
-from floodlight_trust.manager.state import HostRecord, ManagerState
-from floodlight_trust.manager.tpm_attestation import TpmRegistry, TpmSettings
+from floodlight_trust.manager.nonces import Nonces
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
+from floodlight_trust.manager.tpm_attestation import TpmSettings
 from floodlight_trust.protocol.evidence import HostEvidence, KeyMode
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.records import HostRecord
+from floodlight_trust.storage.stores import Storage
 
 if TYPE_CHECKING:
     from floodlight_trust.evidence.dcap import TrustAnchor
@@ -104,7 +103,7 @@ class ManagerContext:
     def __init__(
         self,
         *,
-        db: Database,
+        storage: Storage,
         ca: CertificateAuthority | None,
         policy: Policy | None,
         anchors: Sequence[TrustAnchor],
@@ -115,10 +114,8 @@ class ManagerContext:
         collateral: CollateralFetcher | None = None,
     ):
         self.settings = settings or ManagerSettings()
-        self.db = db
-        self.state = ManagerState(db)
-        self.audit = AuditLog(db)
-        self.nonces = NonceStore(db, ttl_seconds=self.settings.nonce_ttl_seconds)
+        self.storage = storage  # every record goes through its stores (storage/stores.py)
+        self.nonces = Nonces(storage, ttl_seconds=self.settings.nonce_ttl_seconds)
         self.ca = ca
         self.policy = policy
         self.anchors = list(anchors)
@@ -126,7 +123,6 @@ class ManagerContext:
         self.now = now
         self.quotes = QuoteVerifier(self.anchors, ias, collateral)
         self.tpm_settings = TpmSettings()  # the operator's [tpm] settings (build_service sets them)
-        self.tpm_registry = TpmRegistry(db)  # hosts whose evidence must be anchored in their TPM (its table)
         self._policy_lock = threading.Lock()
         self.simulated = self.quotes.simulated
         if self.simulated:

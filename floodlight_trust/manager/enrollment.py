@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -21,7 +20,6 @@ from typing import Any, NoReturn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from floodlight_trust import clock
 from floodlight_trust.claims import EnclaveClaims, enclave_to_json
 from floodlight_trust.errors import FtrustError, InputError, NotFoundError, ServiceError, UnauthenticatedEvidence
 from floodlight_trust.judges.enrollment import (
@@ -35,8 +33,7 @@ from floodlight_trust.judges.enrollment import (
 from floodlight_trust.judges.platform import platform_key
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
-from floodlight_trust.manager.state import HostRecord, VnfRegistration
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.verdicts import NONCE_REPLAYED, Denied, EnrollmentResult
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.protocol import b64encode
@@ -44,6 +41,8 @@ from floodlight_trust.protocol.evidence import EnclaveEvidence, EvidenceParseErr
 from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement
 from floodlight_trust.reasons import Reason, denial_summary, denials, reasons_json
+from floodlight_trust.storage.records import HostRecord, NewEnrollment, VnfRegistration, VnfStatus
+from floodlight_trust.storage.stores import Transaction
 
 __all__ = ["ADMIN_URI_PREFIX", "CONTROLLER_URI_PREFIX", "KEY_MODES", "Enrollment"]
 
@@ -130,7 +129,7 @@ class Enrollment:
         )
         if gate(case, at=at):  # only a fresh nonce's quote is worth verifying (IAS or PCS may be asked)
             quote = self.quotes.verify(e.evidence_type, e.quote, e.collateral, at)
-            holder = ctx.state.name_bound_to_key_now(attempt.enclave_key) if isinstance(quote, EnclaveClaims) else None
+            holder = ctx.storage.enrollments.bound_name(attempt.enclave_key) if isinstance(quote, EnclaveClaims) else None
             case = replace(case, quote=quote, key_holder=holder)
         j = judge_enrollment(case, ctx.policy, ctx.settings.enrollments, at=at)
         nonce = e.nonce if j.nonce_fresh else None
@@ -163,7 +162,7 @@ class Enrollment:
             raise InputError(f"unknown key mode {mode!r}") from None
 
     def _registered_host(self, host: str) -> HostRecord:
-        record = self.ctx.state.find_host(host)
+        record = self.ctx.storage.hosts.find(host)
         if record is None:
             raise NotFoundError(
                 f"host {host!r} is not registered: enclave evidence for it is refused and nothing is recorded",
@@ -175,7 +174,7 @@ class Enrollment:
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
         if nonce is not None:
-            with self.ctx.db.transaction(durable=False) as tx:
+            with self.ctx.storage.transaction(durable=False) as tx:
                 self.ctx.nonces.burn(tx, nonce, at=a.at)
         denied = denials(reasons)
         raise UnauthenticatedEvidence(
@@ -194,19 +193,19 @@ class Enrollment:
         ``renew_before``: see :meth:`enroll_evidence` (re-attestation keeps a certificate with enough
         validity left; nothing is installed then)."""
         ctx = self.ctx
-        record = ctx.state.host(host)
+        record = ctx.storage.hosts.get(host)
         self.require_registered(host, vnf)
         if (
             record.status != "trusted"
             or not record.last_trusted_at
-            or (ctx.now() - clock.parse_time(record.last_trusted_at) > ctx.host_trust / 2)
+            or (ctx.now() - record.last_trusted_at > ctx.host_trust / 2)
         ):
             verdict = self.hosts.attest_host(host, actor=actor)
             if not verdict.trusted:
                 attempt = _Attempt(host, vnf, self._key_mode(key_mode, None), ctx.now(), actor)
                 reasons = [Reason("host.trust", f"host {host!r} is not trusted"), *verdict.reasons]
                 return self._deny(attempt, reasons, None, b"", {"host_audit_id": verdict.audit_id})
-            record = ctx.state.host(host)
+            record = ctx.storage.hosts.get(host)
         agent = ctx.agent(record)
         nonce = ctx.nonces.issue("enclave", host, vnf, at=ctx.now())
         evidence = agent.enclave_evidence(vnf, nonce.value)
@@ -224,7 +223,7 @@ class Enrollment:
     def require_registered(self, host: str, vnf: str) -> tuple[VnfRegistration | None, str | None]:
         """The registration of ``vnf`` on ``host``, or (None, the self-registering enroll rule that
         admits the name); NotFoundError (nothing recorded) when neither exists."""
-        registration = self.ctx.state.vnf_registration(host, vnf)
+        registration = self.ctx.storage.enrollments.registration(host, vnf)
         if registration is not None:
             return registration, None
         rule = self.ctx.policy.enroll_rule(vnf) if self.ctx.policy is not None else None
@@ -242,14 +241,14 @@ class Enrollment:
         """The active enrollment a re-attested VNF may keep, or None (then a certificate is issued)."""
         if renew_before is None or a.mode is not KeyMode.ENCLAVE:  # vm-generated: a new key pair each time
             return None
-        for e in self.ctx.state.enrollments(host=a.host, vnf=a.vnf, active_only=True):
+        for e in self.ctx.storage.enrollments.enrollments(host=a.host, vnf=a.vnf, active_only=True):
             if (
                 e.status == "active"
                 and e.key_mode == "enclave"
                 and e.public_key_sha256 == spki_sha256(spki)
                 and e.mrenclave == claims.mrenclave
                 and e.policy_version == self.ctx.policy_version
-                and clock.parse_time(e.not_after) - a.at > renew_before
+                and e.not_after - a.at > renew_before
             ):
                 return e
         return None
@@ -265,30 +264,29 @@ class Enrollment:
         nonce: bytes,
         policy_version: str | None,
         public_key_sha256: str,
-        also: Callable[[sqlite3.Connection, int], None] | None = None,
+        also: Callable[[Transaction, int], None] | None = None,
     ) -> int:
         """Record an allowed decision in one transaction: spend the nonce (a concurrent replay rolls
         everything back: :class:`Denied`), audit it, run ``also`` (the certificate and enrollment of
         an issue) and mark the VNF enrolled. Returns the audit id, after the durable commit."""
 
-        def record(tx: sqlite3.Connection) -> int:
+        def record(tx: Transaction) -> int:
             if not self.ctx.nonces.burn(tx, nonce, at=a.at):  # rolls back this enrollment: nothing issued
                 raise Denied(NONCE_REPLAYED)
             # The name's binding is written (first enrollment) or re-checked where the certificate is
             # recorded: two enclaves enrolling one name at once cannot both get it.
-            if a.self_register is not None and self.ctx.state.vnf_registration(a.host, a.vnf, tx) is None:
-                self.ctx.state.register_vnf(
-                    tx, a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at
-                )
-            holder = self.ctx.state.name_bound_to_key(tx, a.enclave_key)
-            if (holder is not None and holder != (a.host, a.vnf)) or not self.ctx.state.bind_vnf(
-                tx, a.host, a.vnf, key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
+            if a.self_register is not None:  # unless an admin registered it meanwhile
+                tx.enrollments.register_vnf(
+                    a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at,
+                    if_absent=True,
+                )  # fmt: skip
+            if not tx.enrollments.bind(
+                a.host, a.vnf, public_key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
             ):
                 raise Denied(
                     Reason("vnf.binding", f"the name {a.vnf!r} or this enclave key was bound concurrently to another")
                 )
-            audit_id = self.ctx.audit.record(
-                tx,
+            audit_id = tx.audit.record(
                 at=a.at,
                 actor=a.actor,
                 action=action,
@@ -302,11 +300,10 @@ class Enrollment:
             )
             if also is not None:
                 also(tx, audit_id)
-            self.ctx.state.record_vnf(
-                tx,
+            tx.enrollments.record_vnf(
                 a.host,
                 a.vnf,
-                status="enrolled",
+                status=VnfStatus.ENROLLED,
                 at=a.at,
                 mrenclave=claims.mrenclave,
                 public_key_sha256=public_key_sha256,
@@ -315,8 +312,8 @@ class Enrollment:
             return audit_id
 
         # Group commit: decisions arriving together share one durable COMMIT; this returns only
-        # after it (Database.write).
-        return self.ctx.db.write(record)
+        # after it (Storage.write).
+        return self.ctx.storage.write(record)
 
     def _keep(
         self,
@@ -351,7 +348,7 @@ class Enrollment:
             simulated=claims.simulated,
             key_mode=KeyMode(a.mode),
             serial=current.serial,
-            not_after=clock.parse_time(current.not_after),
+            not_after=current.not_after,
             kept=True,
         )
 
@@ -396,10 +393,9 @@ class Enrollment:
         if records is None:
             raise ServiceError("the CA was opened without certificate records: it cannot issue")
 
-        def record_certificate(tx: sqlite3.Connection, audit_id: int) -> None:
-            records.record_issued(cert, at=a.at, tx=tx)
-            self.ctx.state.record_enrollment(
-                tx,
+        def record_certificate(tx: Transaction, audit_id: int) -> None:
+            tx.certificates(records.kind).record_issued(cert, at=a.at)
+            tx.enrollments.record_enrollment(NewEnrollment(
                 host=a.host,
                 vnf=a.vnf,
                 serial=serial,
@@ -414,7 +410,7 @@ class Enrollment:
                 # with the enclave's key: reload-policy judges the key type again (judge_admission)
                 enclave_claims=enclave_to_json(claims) | {ENCLAVE_KEY_FIELD: b64encode(spki)},
                 platform_key=platform_key(claims),
-            )
+            ))  # fmt: skip
 
         audit_id = self._record_allowed(
             a,
@@ -458,14 +454,13 @@ class Enrollment:
         nonce: bytes | None = None,
     ) -> EnrollmentResult:
         simulated = bool(claims and claims.simulated)
-        known_host = self.ctx.state.find_host(a.host) is not None
+        known_host = self.ctx.storage.hosts.find(a.host) is not None
         policy_version = self.ctx.policy_version
 
-        def record(tx: sqlite3.Connection) -> int:
+        def record(tx: Transaction) -> int:
             if nonce is not None:
                 self.ctx.nonces.burn(tx, nonce, at=a.at)  # a nonce presented once is spent, allowed or not
-            audit_id = self.ctx.audit.record(
-                tx,
+            audit_id = tx.audit.record(
                 at=a.at,
                 actor=a.actor,
                 action="enroll",
@@ -478,11 +473,10 @@ class Enrollment:
                 reasons=reasons_json(reasons),
             )
             if known_host:
-                self.ctx.state.record_vnf(
-                    tx,
+                tx.enrollments.record_vnf(
                     a.host,
                     a.vnf,
-                    status="denied",
+                    status=VnfStatus.DENIED,
                     at=a.at,
                     mrenclave=claims.mrenclave if claims else None,
                     public_key_sha256=spki_sha256(spki) if spki else None,
@@ -490,7 +484,7 @@ class Enrollment:
                 )
             return audit_id
 
-        audit_id = self.ctx.db.write(record)
+        audit_id = self.ctx.storage.write(record)
         return EnrollmentResult(
             host=a.host,
             vnf=a.vnf,

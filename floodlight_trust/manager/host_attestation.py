@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from floodlight_trust import clock
 from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence
 from floodlight_trust.evidence.ima.appraise import ImaState, ListBytes
 from floodlight_trust.judges.host import (
@@ -33,14 +32,13 @@ from floodlight_trust.judges.host import (
 )
 from floodlight_trust.judges.platform import platform_identity, platform_in_use
 from floodlight_trust.manager.context import ManagerContext
-from floodlight_trust.manager.nonces import NonceRecord
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import NONCE_REPLAYED, HostVerdict
 from floodlight_trust.protocol.binding import NONCE_BYTES
 from floodlight_trust.protocol.evidence import EvidenceParseError, HostEvidence, host_evidence
 from floodlight_trust.reasons import Reason, denial_summary, denials, reasons_json
+from floodlight_trust.storage.records import HostAttestationRecord, HostRecord, NoncePurpose, NonceRecord
 from policy_lang.evaluate import HostMeasuredState
 
 if TYPE_CHECKING:
@@ -65,7 +63,7 @@ class HostAttestation:
         self.ctx = ctx
         self.quotes = quotes
         self.revocation = revocation
-        self.tpm_registry = ctx.tpm_registry  # hosts whose evidence must be anchored in their TPM
+        self.tpm_registry = ctx.storage.tpm  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, ImaState, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, as the chunks
@@ -134,8 +132,9 @@ class HostAttestation:
         at = self.ctx.now()
         value = secrets.token_bytes(NONCE_BYTES)
         mine = NonceRecord(
-            purpose="host", host=record.name, vnf=None, expires_at=at + self.ctx.nonces.ttl, used_at=None
-        )
+            selector="", verifier=b"", purpose=NoncePurpose.HOST, host=record.name, vnf=None, issued_at=at,
+            expires_at=at + self.ctx.nonces.ttl,
+        )  # fmt: skip
         try:
             parsed = host_evidence(self.ctx.agent(record).host_evidence(value, 0))
         except EvidenceParseError as e:
@@ -149,7 +148,7 @@ class HostAttestation:
         return judge_host(case, policy, self.ctx.settings.hosts, at=at)
 
     def _registered(self, name: str) -> HostRecord:
-        record = self.ctx.state.find_host(name)
+        record = self.ctx.storage.hosts.find(name)
         if record is None:
             raise NotFoundError(
                 f"host {name!r} is not registered: its evidence is refused and nothing is recorded",
@@ -182,19 +181,18 @@ class HostAttestation:
         key = j.platform_key if j is not None else None
         ima = j.ima if j is not None else None
         revoked: list[str] = []
-        with self.ctx.db.transaction() as tx:
+        with self.ctx.storage.transaction() as tx:
             # The nonce is used up in the transaction that records the decision: atomic.
             if nonce is not None and not self.ctx.nonces.burn(tx, nonce, at=at):
                 reasons.append(NONCE_REPLAYED)
                 nonce = None
             # One platform, one registered host: checked where the pin is written, so two hosts
             # presenting one machine at once cannot both pass.
-            owner = self.ctx.state.platform_owner(tx, key, other_than=name) if (verified and key) else None
+            owner = tx.hosts.platform_owner(key, other_than=name) if (verified and key) else None
             if owner is not None and key is not None:
                 reasons.append(platform_in_use(name, key, owner))
             trusted = not denials(reasons)
-            audit_id = self.ctx.audit.record(
-                tx,
+            audit_id = tx.audit.record(
                 at=at,
                 actor=actor,
                 action="attest-host",
@@ -207,24 +205,28 @@ class HostAttestation:
             )
             change_state = trusted or (authoritative and nonce is not None)
             if change_state:
-                self.ctx.state.record_host_attestation(
-                    tx,
+                tx.hosts.record_attestation(
                     name,
-                    trusted=trusted,
-                    at=at,
-                    reasons=reasons_json(reasons),
-                    policy_version=self.ctx.policy_version,
-                    platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
-                    platform_json=platform_identity(claims) if (claims and trusted) else None,
-                    ima_state_json=ima.state_json if ima is not None else None,
-                    ima_entries=ima.entries if ima is not None else 0,
-                    ima_list_sha256=j.list_sha256 if (j is not None and trusted) else None,
-                    simulated=simulated,
-                    platform_key=key if trusted else None,
-                    repin=bool(j is not None and j.repin and trusted),
+                    HostAttestationRecord(
+                        trusted=trusted,
+                        at=at,
+                        reasons=tuple(reasons_json(reasons)),
+                        policy_version=self.ctx.policy_version,
+                        platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
+                        platform=platform_identity(claims) if (claims and trusted) else None,
+                        ima_state_json=ima.state_json if ima is not None else None,
+                        ima_entries=ima.entries if ima is not None else 0,
+                        ima_list_sha256=j.list_sha256 if (j is not None and trusted) else None,
+                        simulated=simulated,
+                        platform_key=key if trusted else None,
+                        repin=bool(j is not None and j.repin and trusted),
+                    ),
                 )
             if trusted and j is not None and j.tpm_evidence is not None:
-                self.tpm_registry.record_round(tx, name, j.tpm_evidence)
+                tpm = j.tpm_evidence
+                tx.tpm.record_round(
+                    name, clock=tpm.attest.clock_info, firmware=tpm.attest.firmware_version, boot_pcrs=tpm.boot_pcrs()
+                )
             if not trusted and authoritative and nonce is not None and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
@@ -251,7 +253,7 @@ class HostAttestation:
     def _refuse_unauthenticated(self, name: str, reasons: list[Reason], nonce: bytes | None, at: datetime) -> NoReturn:
         """Pushed evidence that proves nothing: spend its nonce (no retry with it), record nothing."""
         if nonce is not None:
-            with self.ctx.db.transaction(durable=False) as tx:
+            with self.ctx.storage.transaction(durable=False) as tx:
                 self.ctx.nonces.burn(tx, nonce, at=at)
         denied = denials(reasons)
         code = denied[0].rule if denied else "protocol.evidence"
@@ -311,7 +313,7 @@ class HostAttestation:
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
-        record = self.ctx.state.host(host)
+        record = self.ctx.storage.hosts.get(host)
         agent = self.ctx.agent(record)
         offset = self.ima_offset(host)
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
@@ -329,7 +331,7 @@ class HostAttestation:
             # list, whose appraisal names what changed.
             log.warning("IMA list of %s no longer extends the prefix held by the VM: asking for the whole list", host)
             self._ima_transfer.pop(host, None)
-            with self.ctx.db.transaction() as tx:
+            with self.ctx.storage.transaction() as tx:
                 self.ctx.nonces.burn(tx, mismatch.nonce, at=self.ctx.now())
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
         try:
@@ -349,7 +351,7 @@ class HostAttestation:
         """A failure of any kind while judging ``host`` (a parser bug reached by its agent's data, a
         storage error...): recorded like an unreachable agent, so it counts toward the grace period
         and revokes the host's VNFs past it. The caller's round goes on with the next host."""
-        record = self.ctx.state.host(host)
+        record = self.ctx.storage.hosts.get(host)
         message = f"{type(error).__name__}: {str(error)[:200]}" if not isinstance(error, FtrustError) else error.message
         return self._unreachable(
             record, error, actor=actor, rule="host.judging_failed", what=f"could not be judged ({message})"
@@ -366,7 +368,7 @@ class HostAttestation:
     ) -> HostVerdict:
         at = self.ctx.now()
         last = record.last_contact_at
-        within_grace = last is not None and at - clock.parse_time(last) <= self.ctx.grace
+        within_grace = last is not None and at - last <= self.ctx.grace
         detail = what or f"did not answer: {getattr(error, 'message', error)}"
         reason = Reason(
             rule,
@@ -374,9 +376,8 @@ class HostAttestation:
             + (" (within the grace period)" if within_grace else " (past the grace period)"),
         )
         revoked: list[str] = []
-        with self.ctx.db.transaction() as tx:
-            audit_id = self.ctx.audit.record(
-                tx,
+        with self.ctx.storage.transaction() as tx:
+            audit_id = tx.audit.record(
                 at=at,
                 actor=actor,
                 action="attest-host",
@@ -387,7 +388,7 @@ class HostAttestation:
                 reasons=[reason.to_json()],
             )
             if not within_grace and record.status == "trusted":
-                self.ctx.state.mark_host_untrusted(tx, record.name, [reason.to_json()])
+                tx.hosts.mark_untrusted(record.name, [reason.to_json()])
                 revoked = self.revocation.revoke_tx(
                     tx,
                     host=record.name,

@@ -28,11 +28,11 @@ from floodlight_trust.claims import EnclaveClaims, enclave_from_json
 from floodlight_trust.errors import FtrustError
 from floodlight_trust.judges.enrollment import Admission, judge_admission, spki_sha256
 from floodlight_trust.manager.enrollment import ENCLAVE_KEY_FIELD
-from floodlight_trust.manager.state import EnrollmentRecord, HostRecord
 from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.protocol import b64decode
 from floodlight_trust.protocol.evidence import KeyMode
 from floodlight_trust.reasons import Reason, denial_summary, denials
+from floodlight_trust.storage.records import EnrollmentRecord, HostRecord
 from policy_lang.compile import Policy
 
 log = logging.getLogger("floodlight_trust.manager.reload")
@@ -102,10 +102,10 @@ def judge_vnfs(vm: VerificationManager, policy: Policy) -> list[VnfJudgement]:
     (no I/O beyond the state)."""
     at = vm.now()
     out = []
-    hosts = {h.name: h for h in vm.state.hosts()}
-    for e in vm.state.enrollments(active_only=True):
+    hosts = {h.name: h for h in vm.storage.hosts.all()}
+    for e in vm.storage.enrollments.enrollments(active_only=True):
         reasons: list[Reason] = []
-        stored = vm.state.enclave_claims(e.serial)
+        stored = vm.storage.enrollments.enclave_claims(e.serial)
         if stored is None:
             if policy.enroll_rule(e.vnf) is None:
                 reasons.append(
@@ -147,8 +147,8 @@ def _admission(
         public_key=spki,
         claims=claims,
         host_record=host,
-        registration=vm.state.vnf_registration(e.host, e.vnf),
-        key_holder=vm.state.name_bound_to_key_now(spki_sha256(spki)) if spki is not None else None,
+        registration=vm.storage.enrollments.registration(e.host, e.vnf),
+        key_holder=vm.storage.enrollments.bound_name(spki_sha256(spki)) if spki is not None else None,
     )
 
 
@@ -156,7 +156,7 @@ def judge_hosts(vm: VerificationManager, policy: Policy) -> list[HostJudgement]:
     """Fresh evidence of every trusted host, judged in full under ``policy`` by the host judge
     (``HostAttestation.judge_again``): nothing is recorded, so a dry run changes nothing."""
     out = []
-    for h in vm.state.hosts():
+    for h in vm.storage.hosts.all():
         if h.status != "trusted":
             continue
         if not h.agent_url:
@@ -197,9 +197,8 @@ def reload_policy(vm: VerificationManager, policy: Policy, *, dry_run: bool, act
         report.revoked_serials = (
             vm.revocation.revoke_batch(targets, crl_reason="privilegeWithdrawn", actor=actor) if targets else []
         )
-        with vm.db.transaction() as tx:
-            vm.audit.record(
-                tx,
+        with vm.storage.transaction() as tx:
+            tx.audit.record(
                 at=vm.now(),
                 actor=actor,
                 action="reload-policy",
@@ -223,5 +222,4 @@ def reload_policy(vm: VerificationManager, policy: Policy, *, dry_run: bool, act
 
 
 def _live(vm: VerificationManager, host: str, vnf: str | None) -> list[str]:
-    with vm.db.transaction() as tx:
-        return [e.serial for e in vm.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=vm.now())]
+    return [e.serial for e in vm.storage.enrollments.live(host=host, vnf=vnf, at=vm.now())]

@@ -43,7 +43,7 @@ from floodlight_trust.judges.enrollment import ADMIN_URI_PREFIX
 from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.context import ManagerSettings
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
-from floodlight_trust.manager.quotes import SIMULATED_WARNING
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
 from floodlight_trust.manager.revocation_feed import (
     RevocationFeed,
@@ -52,13 +52,13 @@ from floodlight_trust.manager.revocation_feed import (
     subscriber_identity,
 )
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import VerificationManager
-from floodlight_trust.pki.records import ADMIN_TABLE
+from floodlight_trust.pki.records import CertificateAuthorityKind
 from floodlight_trust.protocol import validate
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
+from floodlight_trust.storage.records import HostRecord
 
 log = logging.getLogger("floodlight_trust.manager.service")
 
@@ -177,7 +177,7 @@ def make_api(
     @app.route("GET", "/v1/admin/hosts")
     def hosts(request: Request) -> Any:
         admin(request)
-        return {"hosts": [h.to_json() for h in vm.state.hosts()]}
+        return {"hosts": [h.to_json() for h in vm.storage.hosts.all()]}
 
     @app.route("POST", "/v1/admin/hosts")
     def add_host(request: Request) -> Any:
@@ -191,17 +191,16 @@ def make_api(
             except ValueError:
                 raise InputError("agent_certificate is not a PEM certificate") from None
         replace = bool(body.get("replace"))
-        record = vm.state.add_host(
-            body["name"],
-            check_agent_url(body["agent_url"]),
-            body.get("host_policy"),
-            at=vm.now(),
-            agent_tls_pem=pin,
-            replace=replace,
-        )
-        with vm.db.transaction() as tx:
-            vm.audit.record(
-                tx,
+        with vm.storage.transaction() as tx:  # the registration and its audit record: one transaction
+            record = tx.hosts.add(
+                body["name"],
+                check_agent_url(body["agent_url"]),
+                body.get("host_policy"),
+                at=vm.now(),
+                agent_tls_pem=pin,
+                replace=replace,
+            )
+            tx.audit.record(
                 at=vm.now(),
                 actor=who,
                 action="register-host",
@@ -248,7 +247,7 @@ def make_api(
     @app.route("GET", "/v1/admin/vnfs")
     def vnfs(request: Request) -> Any:
         admin(request)
-        return {"vnfs": vm.state.vnfs()}
+        return {"vnfs": [v.to_json() for v in vm.storage.enrollments.vnfs()]}
 
     @app.route("POST", "/v1/admin/vnfs")
     def add_vnf(request: Request) -> Any:
@@ -280,7 +279,7 @@ def make_api(
     @app.route("GET", "/v1/admin/enrollments")
     def enrollments(request: Request) -> Any:
         admin(request)
-        return {"enrollments": [e.to_json() for e in vm.state.enrollments()]}
+        return {"enrollments": [e.to_json() for e in vm.storage.enrollments.enrollments()]}
 
     @app.route("POST", "/v1/admin/revoke")
     def revoke(request: Request) -> Any:
@@ -304,7 +303,7 @@ def make_api(
         validate("admin_reattest", body)
         host = body.get("host")
         if host:
-            vm.state.host(host)
+            vm.storage.hosts.get(host)
         log.info("%s triggered a re-attestation round (%s)", who, host or "every trusted host")
         return scheduler.run_round([host] if host else None).to_json()
 
@@ -323,7 +322,7 @@ def make_api(
         admin(request)
         since = request.query.get("since")
         at = clock.parse_time(since, what="since") if since else None
-        return {"records": [r.to_json() for r in vm.audit.records(since=at)]}
+        return {"records": [r.to_json() for r in vm.storage.audit.records(since=at)]}
 
     return app
 
@@ -454,7 +453,7 @@ def build_service(
         self_registering_rules=frozenset(vc["self_registering_enroll_rules"]),
     )
     vm = VerificationManager(
-        db=db,
+        storage=db,
         ca=ca,
         policy=policy,
         anchors=anchors if anchors is not None else load_anchors(config),
@@ -466,7 +465,7 @@ def build_service(
     )
     vm.tpm_settings = tpm_settings(config)
     def soonest_expiry() -> Any:
-        ends = [clock.parse_time(e.not_after) for e in vm.state.enrollments(active_only=True)]
+        ends = [e.not_after for e in vm.storage.enrollments.enrollments(active_only=True)]
         return min(ends) if ends else None
 
     metrics.watch_expiry(soonest_expiry, lambda: ca.certificate.not_valid_after_utc, now)
@@ -538,7 +537,7 @@ def check_renew_before(value: int, config: Config) -> int:
 def load_policy_file(path: Path | None) -> Any:
     if path is None:
         raise ConfigError("no policy configured", hint="set vm.policy to the site policy file")
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     return load_policy(path)
 
@@ -571,7 +570,7 @@ def issue_admin_certificate(
         raise InputError(
             f"admin certificate lifetime must be 1..{MAX_ADMIN_CERTIFICATE_DAYS} days, got {validity_days}"
         )
-    if getattr(admin_ca.records, "table", None) != ADMIN_TABLE:
+    if getattr(admin_ca.records, "kind", None) != CertificateAuthorityKind.ADMIN:
         raise InputError("admin certificates are issued only by the admin CA (statestore.open_admin_ca)")
     from cryptography.hazmat.primitives import serialization
 

@@ -13,10 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
-from floodlight_trust.manager.nonces import NonceRecord
-from floodlight_trust.manager.state import HostRecord, VnfRegistration
 from floodlight_trust.protocol.binding import host_report_data_for_digest, key_report_data
 from floodlight_trust.protocol.evidence import EnclaveEvidence, HostEvidence, KeyMode
+from floodlight_trust.storage.records import HostRecord, HostStatus, NoncePurpose, NonceRecord, VnfRegistration
 from policy_lang import Policy, compile_policy_text
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -105,13 +104,13 @@ def record(name: str = "h1", **changes: Any) -> HostRecord:
         name=name,
         agent_url=f"https://{name}.example:8443",
         host_policy=None,
-        status="unknown",
+        status=HostStatus.UNKNOWN,
         platform_pck_sha256=None,
         last_attested_at=None,
         last_trusted_at=None,
         last_contact_at=None,
         policy_version=None,
-        reasons=[],
+        reasons=(),
         ima_state_json=None,
         ima_entries=0,
         simulated=False,
@@ -121,9 +120,9 @@ def record(name: str = "h1", **changes: Any) -> HostRecord:
 
 def trusted_record(name: str = "h1", **changes: Any) -> HostRecord:
     """A host trusted a minute before ``AT`` on platform ``PCK``."""
-    at = (AT - timedelta(seconds=60)).isoformat()
+    at = AT - timedelta(seconds=60)
     trusted: dict[str, Any] = {
-        "status": "trusted",
+        "status": HostStatus.TRUSTED,
         "platform_pck_sha256": PCK,
         "last_attested_at": at,
         "last_trusted_at": at,
@@ -134,7 +133,15 @@ def trusted_record(name: str = "h1", **changes: Any) -> HostRecord:
 
 
 def nonce(purpose: str = "host", host: str = "h1", vnf: str | None = None, **changes: Any) -> NonceRecord:
-    n = NonceRecord(purpose=purpose, host=host, vnf=vnf, expires_at=AT + timedelta(seconds=60), used_at=None)
+    n = NonceRecord(
+        selector="00" * 8,
+        verifier=bytes(32),
+        purpose=NoncePurpose(purpose),
+        host=host,
+        vnf=vnf,
+        issued_at=AT - timedelta(seconds=1),
+        expires_at=AT + timedelta(seconds=60),
+    )
     return replace(n, **changes)
 
 

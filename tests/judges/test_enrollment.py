@@ -26,6 +26,7 @@ from floodlight_trust.manager.reload import stored_enclave
 from floodlight_trust.protocol import b64encode
 from floodlight_trust.protocol.evidence import KeyMode
 from floodlight_trust.reasons import Reason, ReasonLevel
+from floodlight_trust.storage.records import HostStatus
 from policy_lang import Policy
 from tests.judges.support import (
     AT,
@@ -98,9 +99,9 @@ def test_a_quote_for_another_key_fails_the_binding_but_every_other_check_still_r
 
 
 def test_the_host_must_be_trusted_and_recently() -> None:
-    j = judge_enrollment(case(host_record=trusted_record(status="untrusted")), policy(), SETTINGS, at=AT)
+    j = judge_enrollment(case(host_record=trusted_record(status=HostStatus.UNTRUSTED)), policy(), SETTINGS, at=AT)
     assert denied(j.reasons) == ["host.trust"] and "not trusted" in j.reasons[0].message
-    stale = (AT - timedelta(seconds=600)).isoformat()
+    stale = AT - timedelta(seconds=600)
     j = judge_enrollment(case(host_record=trusted_record(last_trusted_at=stale)), policy(), SETTINGS, at=AT)
     assert denied(j.reasons) == ["host.trust"] and "600 s ago" in j.reasons[0].message
 

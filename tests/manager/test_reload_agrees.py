@@ -48,11 +48,11 @@ def test_reload_of_the_same_policy_admits_what_enrollment_admits_and_records_not
     vm = dep.vm
     assert vm.attest_host("h1", actor="test").trusted
     assert vm.enroll("h1", "vnf-a", actor="test").allowed
-    audit_before = len(vm.audit.records())
+    audit_before = len(vm.storage.audit.records())
     [host] = judge_hosts(vm, vm.policy)  # fresh evidence, judged by the host judge, nothing recorded
     assert host.trusted and host.ima_entries == len(FILES)
     [vnf] = judge_vnfs(vm, vm.policy)
     assert vnf.allowed and not [r for r in vnf.reasons if r.denies]
-    assert len(vm.audit.records()) == audit_before
+    assert len(vm.storage.audit.records()) == audit_before
     report = reload_policy(vm, vm.policy, dry_run=True, actor="test")
-    assert report.revocations == [] and len(vm.audit.records()) == audit_before
+    assert report.revocations == [] and len(vm.storage.audit.records()) == audit_before
