@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust.claims import EnclaveClaims, enclave_to_json
+from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError, NotFoundError, ServiceError, UnauthenticatedEvidence
 from floodlight_trust.judges.enrollment import (
     ADMIN_URI_PREFIX,
@@ -326,7 +327,11 @@ class Enrollment:
     ) -> EnrollmentResult:
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
-        evidence = info | {"serial": current.serial, "certificate_kept": True, "not_after": current.not_after}
+        evidence = info | {
+            "serial": current.serial,
+            "certificate_kept": True,
+            "not_after": format_time(current.not_after),
+        }
         policy_version = self.ctx.policy_version
         audit_id = self._record_allowed(
             a,
