@@ -43,7 +43,8 @@ from floodlight_trust import metrics
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import ConflictError, FtrustError, InputError
 from floodlight_trust.logs import StateChangeLog
-from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
+from floodlight_trust.manager.workflow import VerificationManager
+from floodlight_trust.reasons import Reason, denial_summary
 from floodlight_trust.storage.leases import LeaseStore, lease_store
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
@@ -338,7 +339,7 @@ class ReattestScheduler:
                 why = f"re-attestation of VNF {vnf} refused: " + denial_summary(enrolled.reasons)
                 refused.append((host, vnf, why))
         if refused:
-            result.revoked_serials += self.vm.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)
+            result.revoked_serials += self.vm.revocation.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)
 
     def status(self) -> dict[str, Any]:
         return {
