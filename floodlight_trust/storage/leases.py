@@ -289,5 +289,5 @@ def lease_store(storage: Storage) -> LeaseStore:
     from floodlight_trust.storage.postgres import PostgresStorage
 
     if isinstance(storage, PostgresStorage):
-        return PostgresLeaseStore(storage.lease_transaction)
+        return PostgresLeaseStore(storage.connection_transaction)
     raise TypeError(f"no lease store for {type(storage).__name__}")

@@ -1048,11 +1048,6 @@ class PostgresStorage(PostgresTransaction):
         beyond the stores (the re-attestation leases); driver errors as in :meth:`transaction`."""
         return self._transaction(durable=durable)
 
-    def check(self) -> None:
-        """Raise :class:`~floodlight_trust.errors.StorageUnavailable` unless the database answers now."""
-        with self._connection() as conn:
-            conn.execute("SELECT 1")
-
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[PostgresTransaction]:
         try:
@@ -1120,12 +1115,6 @@ class PostgresStorage(PostgresTransaction):
                 conn.execute("SELECT 1").fetchone()
         except (PoolTimeout, psycopg.OperationalError) as e:
             raise _unavailable(self.url, e) from None
-
-    @contextmanager
-    def lease_transaction(self) -> Iterator[Connection]:
-        """One transaction for the re-attestation leases (storage/leases.py keeps their SQL)."""
-        with self._transaction() as conn:
-            yield conn
 
     def close(self) -> None:
         """Close the pool's connections; the next use opens a new pool (as the Protocol asks)."""
