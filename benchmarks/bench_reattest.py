@@ -63,11 +63,10 @@ def run() -> list[Result]:
     from floodlight_trust.manager.reattest import ReattestScheduler
     from floodlight_trust.manager.workflow import VerificationManager
     from floodlight_trust.pki.ca import CertificateAuthority
-    from floodlight_trust.pki.records import CertificateRecords
+    from floodlight_trust.policy_files import load_policy
     from floodlight_trust.secrets import Secret
     from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
-    from floodlight_trust.storage.database import Database
-    from policy_lang import load_policy
+    from floodlight_trust.storage.sqlite import SqliteStorage
 
     total = BASE_ENTRIES + 2 * ROUNDS * NEW_ENTRIES
     image = b"benchmark VNF image"
@@ -96,17 +95,17 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         )
         policy = load_policy(tmp / "site.policy")
         platform = SimulatedPlatform.create(tmp / "platform")
-        db = Database(tmp / "state.sqlite3")
+        db = SqliteStorage(tmp / "state.sqlite3")
         password = Secret("benchmark password", "bench")
         ca = CertificateAuthority.init(
             tmp / "ca", password, subject="CN=bench CA", crl_url="http://127.0.0.1:9/crl.der",
-            ocsp_url="http://127.0.0.1:9/ocsp", at=clock.now(), records=CertificateRecords(db),
+            ocsp_url="http://127.0.0.1:9/ocsp", at=clock.now(), records=db.certificates(),
         )  # fmt: skip
         agents: dict[str, InProcessAgent] = {}
 
         def new_vm() -> VerificationManager:
             return VerificationManager(
-                db=db, ca=ca, policy=policy, anchors=[platform.anchor()], connect=lambda record: agents[record.name]
+                storage=db, ca=ca, policy=policy, anchors=[platform.anchor()], connect=lambda record: agents[record.name]
             )
 
         vm = new_vm()
@@ -120,7 +119,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
             for k in range(vnfs):
                 backend.add_enclave(f"vnf-{name}-{k}", image)
             agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))
-            vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+            vm.storage.hosts.add(name, f"inproc://{name}", None, at=clock.now())
             for k in range(vnfs):  # as an admin registers them
                 vm.register_vnf(name, f"vnf-{name}-{k}", actor="admin:bench")
             return path

@@ -199,13 +199,14 @@ def parse_tables_file(package: Path | None = None) -> str | None:
 def load_policy_arg(name: str) -> Any:
     """Load the policy a command names: a file, a directory (every ``*.policy`` file below it, as
     one policy) or ``-`` (standard input; imports and includes relative to the working directory)."""
-    from policy_lang.compile import compile_policy_bytes, load_policy, load_policy_files
+    from floodlight_trust.policy_files import FILES, load_policy, load_policy_files
+    from policy_lang.compile import compile_policy_bytes
     from policy_lang.parser import keep_tables_in
 
     keep_tables_in(parse_tables_file())
 
     if name == STDIN:
-        return compile_policy_bytes(_read_stdin(), filename=STDIN_NAME, base_dir=Path.cwd())
+        return compile_policy_bytes(_read_stdin(), filename=STDIN_NAME, base_dir=Path.cwd(), sources=FILES)
     if Path(name).is_dir():
         return load_policy_files([Path(f) for f in policy_files([name])])
     return load_policy(name)

@@ -1,6 +1,6 @@
 """Evidence to claims: the one path from evidence bytes to a :class:`~floodlight_trust.claims.ClaimSet`.
 
-The Verification Manager's quote verification (``manager/quotes.py``), the evidence fixtures of
+The Verification Manager's quote verification (``manager/quote_verification.py``), the evidence fixtures of
 policy tests (``policy_lang/testing.py``) and ``ftrust policy eval --ima-log/--quote/--ias-report``
 all verify evidence here, so a policy judged at the command line sees exactly the claims the VM
 would judge. Pure: bytes, trust roots and the time in, claims out. A

@@ -2,22 +2,22 @@
 
 A directory holds ``ca.key.pem`` (PKCS#8, encrypted with the CA password, mode 0600) and
 ``ca.cert.pem`` (self-signed). Issued certificates and revocations live in
-:class:`~floodlight_trust.pki.records.CertificateRecords`. Every certificate carries a CRL
+:class:`~floodlight_trust.storage.stores.CertificateStore` of the deployment's storage. Every certificate carries a CRL
 distribution point (Floodlight's JVM, started with the revocation flags, refuses a client
 certificate without one) and an AIA OCSP URL.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
 
 from floodlight_trust import fileio
 from floodlight_trust.errors import InputError, Location, SecretError
@@ -32,8 +32,9 @@ from floodlight_trust.pki.keys import (
 )
 from floodlight_trust.pki.ocsp import build_ocsp_response
 from floodlight_trust.pki.profile import CertificateProfile, KeyType, end_entity_key_usage
-from floodlight_trust.pki.records import CertificateRecord, CertificateRecords
+from floodlight_trust.pki.records import CertificateRecord
 from floodlight_trust.secrets import Secret
+from floodlight_trust.storage.stores import CertificateStore, Transaction
 
 __all__ = ["CertificateAuthority", "IssuedCertificate", "generate_private_key"]
 
@@ -53,6 +54,32 @@ def parse_name(text: str, *, what: str = "subject") -> x509.Name:
     if len(name) == 0:
         raise InputError(f"{what} must not be empty")
     return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_name(text: str) -> x509.Name:
+    """A profile's rendered subject as a Name (immutable: parsed once per VNF name, not per issue)."""
+    return parse_name(text)
+
+
+def _encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    """``value`` as an extension whose DER is computed now (the same bytes the builder would write)."""
+    return x509.Extension(value.oid, critical, x509.UnrecognizedExtension(value.oid, value.public_bytes()))
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedExtensions:
+    crl_url: str  # what they were encoded from: a CA whose URLs change encodes them again
+    ocsp_url: str
+    issuer: x509.Name
+    basic_constraints: x509.Extension[x509.ExtensionType]
+    key_usage: x509.Extension[x509.ExtensionType]
+    key_usage_rsa: x509.Extension[x509.ExtensionType]
+    extended_key_usage: x509.Extension[x509.ExtensionType]
+    authority_key_identifier: x509.Extension[x509.ExtensionType]
+    crl_distribution_points: x509.Extension[x509.ExtensionType]
+    authority_information_access: x509.Extension[x509.ExtensionType]
+    vnf_policy: x509.Extension[x509.ExtensionType]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +108,7 @@ class CertificateAuthority:
         directory: Path,
         certificate: x509.Certificate,
         key: PrivateKey,
-        records: CertificateRecords | None,
+        records: CertificateStore | None,
         *,
         crl_url: str,
         ocsp_url: str,
@@ -92,6 +119,8 @@ class CertificateAuthority:
         self.records = records
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
+        self._fixed: _FixedExtensions | None = None
+        self._pem: tuple[x509.Certificate, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r}, dir={str(self.directory)!r})"
@@ -106,7 +135,11 @@ class CertificateAuthority:
 
     @property
     def certificate_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
+        """The CA certificate's PEM (sent with every issued certificate: encoded once per certificate)."""
+        cached = self._pem
+        if cached is None or cached[0] is not self.certificate:
+            cached = self._pem = (self.certificate, self.certificate.public_bytes(serialization.Encoding.PEM))
+        return cached[1]
 
     # -- creation and opening -------------------------------------------------------------------
 
@@ -121,7 +154,7 @@ class CertificateAuthority:
         crl_url: str,
         ocsp_url: str,
         at: datetime,
-        records: CertificateRecords | None = None,
+        records: CertificateStore | None = None,
     ) -> CertificateAuthority:
         """Create a new CA in ``directory``; refuses if a CA (key or certificate) is already there."""
         directory = Path(directory)
@@ -186,7 +219,7 @@ class CertificateAuthority:
         cls,
         directory: Path,
         password: Secret,
-        records: CertificateRecords | None,
+        records: CertificateStore | None,
         *,
         crl_url: str,
         ocsp_url: str,
@@ -220,10 +253,11 @@ class CertificateAuthority:
 
     # -- issuing and revoking -------------------------------------------------------------------
 
-    def _records(self) -> CertificateRecords:
+    def _records(self, tx: Transaction | None = None) -> CertificateStore:
+        """This CA's records, in ``tx`` when given (then they commit or roll back with it)."""
         if self.records is None:
             raise InputError("this CA was opened without certificate records; cannot issue or revoke")
-        return self.records
+        return tx.certificates(self.records.kind) if tx is not None else self.records
 
     def issue(
         self,
@@ -231,7 +265,7 @@ class CertificateAuthority:
         profile: CertificateProfile,
         *,
         at: datetime,
-        tx: sqlite3.Connection | None = None,
+        tx: Transaction | None = None,
     ) -> IssuedCertificate:
         """Sign a TLS client certificate for ``public_key`` following ``profile``; record it (in ``tx``).
 
@@ -240,14 +274,14 @@ class CertificateAuthority:
         REST grants extension (``pki/grants.py``). Validity never exceeds the CA's own.
         """
         cert = self.sign(public_key, profile, at=at)
-        record = self._records().record_issued(cert, at=at, tx=tx)
+        record = self._records(tx).record_issued(cert, at=at)
         return IssuedCertificate(cert, record)
 
     def sign(self, public_key: object, profile: CertificateProfile, *, at: datetime) -> x509.Certificate:
         """The certificate :meth:`issue` would issue, signed but NOT recorded.
 
         For callers that sign outside their write transaction and record the certificate inside it
-        (``records.record_issued(cert, tx=tx)``): such a certificate must not leave the process
+        (``tx.certificates(kind).record_issued(cert, at=...)``): such a certificate must not leave the process
         unless that transaction committed.
         """
         self._records()
@@ -262,58 +296,78 @@ class CertificateAuthority:
             raise InputError("the CA certificate has expired; cannot issue", location=Location(str(self.cert_path)))
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in profile.san_dns]
         sans += [x509.UniformResourceIdentifier(u) for u in profile.san_uris]
-        is_rsa = not hasattr(subject_key, "curve")
+        fixed = self._fixed_extensions()
+        extensions = [
+            fixed.basic_constraints,
+            fixed.key_usage_rsa if not hasattr(subject_key, "curve") else fixed.key_usage,
+            fixed.extended_key_usage,
+            x509.Extension(
+                ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, x509.SubjectKeyIdentifier.from_public_key(subject_key)
+            ),
+            fixed.authority_key_identifier,
+            fixed.crl_distribution_points,
+            fixed.authority_information_access,
+        ]
+        if sans:
+            extensions.append(
+                x509.Extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, False, x509.SubjectAlternativeName(sans))
+            )
+        if profile.vnf:  # the controller's proof that this is a VNF certificate, and what it may call
+            grants = x509.ObjectIdentifier(REST_GRANTS_OID)
+            extensions += [
+                fixed.vnf_policy,
+                x509.Extension(grants, False, x509.UnrecognizedExtension(grants, encode_grants(profile.rest_grants))),
+            ]
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(parse_name(profile.subject))
-            .issuer_name(self.certificate.subject)
+            x509.CertificateBuilder(extensions=extensions)  # each OID once, by construction
+            .subject_name(_subject_name(profile.subject))
+            .issuer_name(fixed.issuer)
             .public_key(subject_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(end_entity_key_usage(key_encipherment=is_rsa), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .add_extension(
-                x509.CRLDistributionPoints(
-                    [
-                        x509.DistributionPoint(
-                            full_name=[x509.UniformResourceIdentifier(self.crl_url)],
-                            relative_name=None,
-                            reasons=None,
-                            crl_issuer=None,
-                        )
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityInformationAccess(
-                    [
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
-                        )
-                    ]
-                ),
-                critical=False,
-            )
         )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        if profile.vnf:  # the controller's proof that this is a VNF certificate, and what it may call
-            builder = builder.add_extension(
+        return builder.sign(self._key, signing_hash(self._key))
+
+    def _fixed_extensions(self) -> _FixedExtensions:
+        """The extensions every certificate of this CA carries alike, encoded once: the builder
+        then copies their DER instead of encoding the same objects for every enrollment."""
+        fixed = self._fixed
+        if fixed is not None and fixed.crl_url == self.crl_url and fixed.ocsp_url == self.ocsp_url:
+            return fixed
+        crl_dp = x509.CRLDistributionPoints(
+            [
+                x509.DistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                    relative_name=None,
+                    reasons=None,
+                    crl_issuer=None,
+                )
+            ]
+        )
+        aia = x509.AuthorityInformationAccess(
+            [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url))]
+        )
+        fixed = _FixedExtensions(
+            crl_url=self.crl_url,
+            ocsp_url=self.ocsp_url,
+            issuer=self.certificate.subject,
+            basic_constraints=_encoded(x509.BasicConstraints(ca=False, path_length=None), critical=True),
+            key_usage=_encoded(end_entity_key_usage(key_encipherment=False), critical=True),
+            key_usage_rsa=_encoded(end_entity_key_usage(key_encipherment=True), critical=True),
+            extended_key_usage=_encoded(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False),
+            authority_key_identifier=_encoded(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
+            ),
+            crl_distribution_points=_encoded(crl_dp, critical=False),
+            authority_information_access=_encoded(aia, critical=False),
+            vnf_policy=_encoded(
                 x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
                 critical=False,
-            ).add_extension(
-                x509.UnrecognizedExtension(x509.ObjectIdentifier(REST_GRANTS_OID), encode_grants(profile.rest_grants)),
-                critical=False,
-            )
-        return builder.sign(self._key, signing_hash(self._key))
+            ),
+        )
+        self._fixed = fixed
+        return fixed
 
     def sign_provisioning(self, statement: bytes) -> bytes:
         """Sign a provisioning statement (``protocol/provisioning.py``): the enclave, pinning this CA,
@@ -322,11 +376,9 @@ class CertificateAuthority:
 
         return sign_statement(self._key, statement)
 
-    def revoke(
-        self, serial: int, reason: str, *, at: datetime, tx: sqlite3.Connection | None = None
-    ) -> CertificateRecord:
-        """Revoke ``serial``; it appears on every CRL signed from ``at`` on."""
-        return self._records().revoke(serial, reason, at, tx=tx)
+    def revoke(self, serial: int, reason: str, *, at: datetime, tx: Transaction | None = None) -> CertificateRecord:
+        """Revoke ``serial`` (in ``tx`` when given); it appears on every CRL signed from ``at`` on."""
+        return self._records(tx).revoke(serial, reason, at)
 
     def crl(self, *, at: datetime, next_update: timedelta) -> x509.CertificateRevocationList:
         """A fresh full CRL signed at ``at``, valid until ``at + next_update``."""

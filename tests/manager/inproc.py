@@ -19,10 +19,9 @@ from floodlight_trust.agent.service import Agent
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
 from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.pki.ca import CertificateAuthority
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.secrets import Secret
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 from policy_lang import compile_policy_text
 
 IMAGE = b"in-process test VNF image"
@@ -98,7 +97,7 @@ class Deployment:
         self.agents[name] = InProcessAgent(Agent(name, backend, ImaSource(None, path)))
         self.ima_files[name] = path
         self.backends[name] = backend
-        self.vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+        self.vm.storage.hosts.add(name, f"inproc://{name}", None, at=clock.now())
         for v in vnfs:  # registered as an admin would
             self.vm.register_vnf(name, v, actor="admin:test")
         return self.agents[name]
@@ -110,7 +109,7 @@ class Deployment:
     def restart(self, **kwargs: Any) -> VerificationManager:
         """A new VerificationManager over the same state (what a VM restart keeps)."""
         self.vm = VerificationManager(
-            db=self.vm.db,
+            storage=self.vm.storage,
             ca=self.vm.ca,
             policy=self.vm.policy,
             anchors=self.vm.anchors,
@@ -122,7 +121,7 @@ class Deployment:
 
 def deployment(tmp: Path, policy: str | None = None, **kwargs: Any) -> Deployment:
     platform = SimulatedPlatform.create(tmp / "platform")
-    db = Database(tmp / "state.sqlite3")
+    db = SqliteStorage(tmp / "state.sqlite3")
     ca = CertificateAuthority.init(
         tmp / "ca",
         Secret("in-process test password", "test"),
@@ -130,11 +129,11 @@ def deployment(tmp: Path, policy: str | None = None, **kwargs: Any) -> Deploymen
         crl_url="http://127.0.0.1:9/crl.der",
         ocsp_url="http://127.0.0.1:9/ocsp",
         at=clock.now(),
-        records=CertificateRecords(db),
+        records=db.certificates(),
     )
     agents: dict[str, InProcessAgent] = {}
     vm = VerificationManager(
-        db=db,
+        storage=db,
         ca=ca,
         policy=compile_policy_text(policy or policy_text()),
         anchors=[platform.anchor()],

@@ -25,10 +25,9 @@ from floodlight_trust.http.server import HttpServer
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_admin_ca
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 from tests.manager.conftest import HOST_FILES, PASSWORD, ima_list, policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,11 +56,11 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
         )
         config = load(self.config_path)
         self.db_path = config.state_dir / "ftrust.sqlite3"
-        db = Database(self.db_path)
+        db = SqliteStorage(self.db_path)
         CertificateAuthority.init(
             config.state_path("ca", "dir"), PASSWORD, subject="CN=crash test CA",
             crl_url=config.get("ca", "crl_url"), ocsp_url=config.get("ca", "ocsp_url"),
-            at=clock.now(), records=CertificateRecords(db),
+            at=clock.now(), records=db.certificates(),
         )  # fmt: skip
         self.admin_cert, self.admin_key = issue_admin_certificate(
             open_admin_ca(config, PASSWORD, db, create_at=clock.now()), "root", tmp / "admin", at=clock.now(), password=PASSWORD

@@ -19,9 +19,10 @@ from floodlight_trust.errors import InputError, SecretError
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.crl import crl_der, crl_pem, load_crl
 from floodlight_trust.pki.profile import CertificateProfile
-from floodlight_trust.pki.records import CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.pki.records import parse_serial, serial_hex
 from floodlight_trust.secrets import Secret
-from floodlight_trust.storage import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
+from floodlight_trust.storage.stores import CertificateStore
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PASSWORD = Secret("correct horse battery", "env:TEST")
@@ -31,12 +32,17 @@ PROFILE = CertificateProfile(san_uris=("urn:ftrust:vnf:{vnf}",), san_dns=("{vnf}
 
 
 @pytest.fixture
-def records(tmp_path: Path) -> CertificateRecords:
-    return CertificateRecords(Database(tmp_path / "state.db"))
+def storage(tmp_path: Path) -> SqliteStorage:
+    return SqliteStorage(tmp_path / "state.db")
 
 
 @pytest.fixture
-def ca(tmp_path: Path, records: CertificateRecords) -> CertificateAuthority:
+def records(storage: SqliteStorage) -> CertificateStore:
+    return storage.certificates()
+
+
+@pytest.fixture
+def ca(tmp_path: Path, records: CertificateStore) -> CertificateAuthority:
     return CertificateAuthority.init(
         tmp_path / "ca", PASSWORD, subject="CN=Test VNF CA", crl_url=CRL_URL, ocsp_url=OCSP_URL, at=AT, records=records
     )
@@ -55,7 +61,7 @@ def test_init_writes_encrypted_key_0600_and_refuses_overwrite(tmp_path: Path, ca
 
 
 def test_wrong_password_names_the_key_file(
-    tmp_path: Path, ca: CertificateAuthority, records: CertificateRecords
+    tmp_path: Path, ca: CertificateAuthority, records: CertificateStore
 ) -> None:
     with pytest.raises(SecretError) as info:
         CertificateAuthority.open(tmp_path / "ca", Secret("wrong password", "env:X"), records, crl_url="", ocsp_url="")
@@ -86,7 +92,77 @@ def test_issued_certificate_has_the_profile_and_urls_and_is_recorded(ca: Certifi
     assert record.sha256 == cert.fingerprint(hashes.SHA256()).hex()
 
 
-def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateRecords) -> None:
+def _reference_tbs(ca: CertificateAuthority, cert: x509.Certificate, profile: CertificateProfile) -> bytes:
+    """The to-be-signed part the plain cryptography builder writes for the same certificate (the
+    code ``CertificateAuthority.sign`` ran before it pre-encoded the CA's fixed extensions)."""
+    from cryptography.x509.oid import ExtensionOID as Oid
+
+    from floodlight_trust.pki.grants import REST_GRANTS_OID, VNF_POLICY_OID, encode_grants
+    from floodlight_trust.pki.profile import end_entity_key_usage
+
+    key = cert.public_key()
+    issuer_key = ca.certificate.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(profile.subject))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key)  # type: ignore[arg-type]
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(end_entity_key_usage(key_encipherment=not hasattr(key, "curve")), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False)  # type: ignore[arg-type]
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(CRL_URL)], None, None, None)]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(OCSP_URL))]
+            ),
+            critical=False,
+        )
+    )
+    sans = [x509.DNSName(d) for d in profile.san_dns] + [x509.UniformResourceIdentifier(u) for u in profile.san_uris]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if profile.vnf:
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
+            critical=False,
+        ).add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(REST_GRANTS_OID), encode_grants(profile.rest_grants)),
+            critical=False,
+        )
+    reference = builder.sign(ca._key, hashes.SHA256())
+    assert reference.extensions.get_extension_for_oid(Oid.BASIC_CONSTRAINTS).critical
+    return reference.tbs_certificate_bytes
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "rsa-2048"])
+@pytest.mark.parametrize("vnf", [True, False])
+def test_issued_certificate_is_what_the_plain_builder_writes(
+    ca: CertificateAuthority, key_type: str, vnf: bool
+) -> None:
+    """Issue 15 pre-encodes the extensions every certificate of a CA shares: the signed bytes are
+    the same as the plain builder's, extension for extension (order, criticality, encoding)."""
+    from floodlight_trust.pki.grants import HttpMethod, RestGrant
+
+    profile = CertificateProfile(san_dns=("{vnf}.example",), rest_grants=(RestGrant(HttpMethod.GET, "/wm/core/**"),))
+    profile = profile.render(vnf="fw", host="h1") if vnf else profile
+    if not vnf:
+        profile = CertificateProfile(subject="CN=admin,O=example", san_uris=())
+    cert = ca.issue(generate_private_key(key_type).public_key(), profile, at=AT).certificate
+    cert.verify_directly_issued_by(ca.certificate)
+    assert cert.tbs_certificate_bytes == _reference_tbs(ca, cert, profile)
+
+
+def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateStore) -> None:
     ca = CertificateAuthority.init(
         tmp_path / "rsa", PASSWORD, key_type="rsa-3072", subject="CN=RSA CA", crl_url=CRL_URL, ocsp_url=OCSP_URL,
         at=AT, records=records,
@@ -96,9 +172,9 @@ def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateRec
     issued.certificate.verify_directly_issued_by(ca.certificate)
 
 
-def test_issue_in_a_rolled_back_transaction_leaves_no_record(ca: CertificateAuthority) -> None:
+def test_issue_in_a_rolled_back_transaction_leaves_no_record(ca: CertificateAuthority, storage: SqliteStorage) -> None:
     assert ca.records is not None
-    with pytest.raises(RuntimeError), ca.records.db.transaction() as tx:
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
         issued = ca.issue(generate_private_key().public_key(), PROFILE, at=AT, tx=tx)
         raise RuntimeError("crash after issuing, before the enrollment is recorded")
     assert ca.records.get(issued.serial) is None
@@ -202,3 +278,21 @@ def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
         r.returncode == 2 and r.stderr.splitlines()[0] == "ftrust: error: subject 'not a name' is not an RFC 4514 name"
     )
     assert not (tmp_path / "b.pem").exists()
+
+
+def test_a_ca_whose_urls_change_writes_the_new_ones(ca: CertificateAuthority) -> None:
+    """The CA encodes its fixed extensions once; new CRL / OCSP URLs are encoded again, not kept stale."""
+    key = generate_private_key("ec-p256").public_key()
+    ca.issue(key, PROFILE, at=AT)
+    ca.crl_url, ca.ocsp_url = "http://127.0.0.1:9999/crl.der", "http://127.0.0.1:9999/ocsp"
+    cert = ca.issue(key, PROFILE, at=AT).certificate
+    dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+    assert [n.value for n in dp[0].full_name] == ["http://127.0.0.1:9999/crl.der"]
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [a.access_location.value for a in aia] == ["http://127.0.0.1:9999/ocsp"]
+
+
+def test_certificate_pem_is_the_certificates_pem(ca: CertificateAuthority, tmp_path: Path) -> None:
+    assert ca.certificate_pem == (tmp_path / "ca" / "ca.cert.pem").read_bytes()
+    assert ca.certificate_pem is ca.certificate_pem  # encoded once, not for every issued certificate
+    x509.load_pem_x509_certificate(ca.certificate_pem).verify_directly_issued_by(ca.certificate)
