@@ -25,7 +25,8 @@ def wait_for_signal() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import build_service, check_policy_path, load_policy_file
+    from floodlight_trust.manager.service import build_service
+    from floodlight_trust.policy_files import check_policy_path, load_policy_file
 
     config = load_config(args)
     policy_path = Path(args.policy) if args.policy else check_policy_path(config)
@@ -56,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _admin_cert(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import issue_admin_certificate
+    from floodlight_trust.manager.admins import issue_admin_certificate
     from floodlight_trust.statestore import open_admin_ca, open_state
 
     config = load_config(args)
@@ -74,6 +75,19 @@ def _admin_cert(args: argparse.Namespace) -> int:
         doc,
         f"admin certificate {cert} (admin CA {admin_ca.cert_path}, {args.days} days)\nadmin key         {key}",
     )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from floodlight_trust.statestore import migrate_state
+
+    report = migrate_state(load_config(args))
+    if report.applied:
+        lines = [f"applied {len(report.applied)} migration(s) to {report.database}:"]
+        lines += [f"  {s.component} {s.version}: {s.purpose}" for s in report.applied]
+    else:
+        lines = [f"{report.database} is up to date ({report.total} migrations)"]
+    emit(args, report.to_json(), "\n".join(lines))
     return 0
 
 
@@ -349,6 +363,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         help="re-attest every trusted host this often (default vm.reattest_interval_seconds; 0 = off)",
     )
     p.set_defaults(func=_serve, progress=False)  # a service: no progress line
+
+    p = sub.add_parser(
+        "migrate",
+        help="apply the state database's pending schema migrations (storage.url; `vm serve` does it at start too)",
+    )
+    add_json(p)
+    p.set_defaults(func=_migrate)
 
     p = sub.add_parser(
         "admin-cert", help="issue an admin client certificate from the VM's admin CA (local; never a VNF credential)"
