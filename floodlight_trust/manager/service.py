@@ -40,6 +40,7 @@ from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Reque
 from floodlight_trust.manager.admins import admin_identity
 from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
+from floodlight_trust.manager.quote_verification import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
 from floodlight_trust.manager.revocation_feed import (
     RevocationFeed,
@@ -47,7 +48,6 @@ from floodlight_trust.manager.revocation_feed import (
     revoked_serials,
     subscriber_identity,
 )
-from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.trust_anchors import load_anchors, tpm_settings
 from floodlight_trust.manager.workflow import SIMULATED_WARNING, VerificationManager
