@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-# swtpm fixtures (a simulated TPM on a temporary state directory) for every test that asks for one.
-pytest_plugins = ["tests.tpm_support"]
+# swtpm fixtures (a simulated TPM on a temporary state directory) and a throwaway PostgreSQL cluster
+# (tests/support/postgres.py) for every test that asks for one.
+pytest_plugins = ["tests.tpm_support", "tests.support.postgres"]
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"

@@ -36,6 +36,7 @@ from floodlight_trust.errors import InputError, NotFoundError, UnauthenticatedEv
 from floodlight_trust.http.server import JsonApp, RawResponse, Request
 from floodlight_trust.manager.admins import admin_identity
 from floodlight_trust.manager.client import check_agent_url
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING
 from floodlight_trust.manager.reattest import ReattestScheduler
 from floodlight_trust.manager.revocation_feed import (
     RevocationFeed,
@@ -43,7 +44,7 @@ from floodlight_trust.manager.revocation_feed import (
     revoked_serials,
     subscriber_identity,
 )
-from floodlight_trust.manager.workflow import SIMULATED_WARNING, VerificationManager
+from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.protocol import validate
 
 log = logging.getLogger("floodlight_trust.manager.api")
@@ -96,7 +97,7 @@ def make_api(
 
     @app.route("GET", "/v1/ca.pem")
     def ca_pem(request: Request) -> RawResponse:
-        return RawResponse(200, "application/x-pem-file", vm.ca.certificate_pem)
+        return RawResponse(200, "application/x-pem-file", vm.issuer.certificate_pem)
 
     # -- agent-facing ----------------------------------------------------------------------------
     # Anyone may call these: a request for an unregistered name, or evidence that proves nothing,
@@ -232,7 +233,7 @@ def make_api(
         validate("admin_revoke", body)
         if not body.get("host") and not body.get("vnf"):
             raise InputError("say which VNF or host to revoke")
-        serials = vm.revoke(host=body.get("host"), vnf=body.get("vnf"), reason=body["reason"], actor=who)
+        serials = vm.revocation.revoke(host=body.get("host"), vnf=body.get("vnf"), reason=body["reason"], actor=who)
         return {"revoked_serials": serials}
 
     @app.route("GET", "/v1/admin/reattest")

@@ -5,6 +5,7 @@ revocation feed, wired from the config (state, CAs, anchors, IAS and PCS, agent 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from floodlight_trust.errors import ConfigError, Location
 from floodlight_trust.http.server import HttpServer, Timeouts
 from floodlight_trust.manager.api import make_api
 from floodlight_trust.manager.client import AgentClient
+from floodlight_trust.manager.context import ManagerSettings
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.quote_verification import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
@@ -28,6 +30,8 @@ from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
 from floodlight_trust.storage.records import HostRecord
+
+log = logging.getLogger("floodlight_trust.manager.service")
 
 DB_FILE = STATE_DB  # the one state store (statestore.py)
 
@@ -122,22 +126,25 @@ def build_service(
             agents[key] = client
         return client
 
+    settings = ManagerSettings(
+        nonce_ttl_seconds=vc["nonce_ttl_seconds"],
+        host_trust_seconds=vc["reattest_interval_seconds"] + vc["grace_period_seconds"],
+        grace_period_seconds=vc["grace_period_seconds"],
+        key_mode=vc["key_mode"],
+        require_linkable_epid=vc["require_linkable_epid"],
+        renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
+        self_registering_rules=frozenset(vc["self_registering_enroll_rules"]),
+    )
     vm = VerificationManager(
         storage=db,
         ca=ca,
         policy=policy,
         anchors=anchors if anchors is not None else load_anchors(config),
-        nonce_ttl_seconds=vc["nonce_ttl_seconds"],
-        host_trust_seconds=vc["reattest_interval_seconds"] + vc["grace_period_seconds"],
-        grace_period_seconds=vc["grace_period_seconds"],
-        key_mode=vc["key_mode"],
+        settings=settings,
         connect=connect,
         now=now,
         ias=IasVerifier.from_config(config),
         collateral=CollateralFetcher.from_config(config),
-        require_linkable_epid=vc["require_linkable_epid"],
-        renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
-        self_registering_rules=vc["self_registering_enroll_rules"],
     )
     vm.tpm_settings = tpm_settings(config)
     def soonest_expiry() -> Any:
