@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,8 @@ from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_admin_ca
 from floodlight_trust.storage.database import Database
-from tests.manager.conftest import HOST_FILES, PASSWORD, ima_list, policy_text
+from tests.support.cli import ftrust_command
+from tests.support.world import HOST_FILES, PASSWORD, ima_list, policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
 VNFS = ("vnf-fw-c1", "vnf-fw-c2", "vnf-fw-c3")
@@ -84,8 +84,7 @@ renew_before_seconds = 3600  # renew at every round (the enroll rule's validity 
 
     def start_vm(self) -> VmClient:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), "vm", "serve",
-             "--reattest-interval", "0.3"],
+            ftrust_command("--config", str(self.config_path), "vm", "serve", "--reattest-interval", "0.3"),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
             env={**os.environ, "FTRUST_CA_PASSWORD": PASSWORD.reveal()},
         )  # fmt: skip
