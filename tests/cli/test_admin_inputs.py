@@ -17,36 +17,15 @@ def test_ca_issue_validity_zero_is_refused(tmp_path: Path) -> None:
         ("-5", "must be at least 1, not -5"),
         ("1h", "not a whole number"),
     ):
-        r = ftrust(
-            "ca",
-            "issue",
-            "--subject",
-            "CN=v",
-            "--generate-key",
-            str(tmp_path / "k.pem"),
-            "--validity",
-            bad,
-            config=state_config(tmp_path),
-            env=CLI_PASSWORDS,
-        )
+        r = ftrust("ca", "issue", "--subject", "CN=v", "--generate-key", str(tmp_path / "k.pem"),
+                   "--validity", bad, config=state_config(tmp_path), env=CLI_PASSWORDS)  # fmt: skip
         assert r.returncode == 2, r.stderr
         assert f"argument --validity: {why}" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "k.pem").exists()
     listing = ftrust("ca", "list", "--json", config=state_config(tmp_path), env=CLI_PASSWORDS)
     assert json.loads(listing.stdout) in ([], {"certificates": []}) or "CN=v" not in listing.stdout
-    ok = ftrust(
-        "ca",
-        "issue",
-        "--subject",
-        "CN=v",
-        "--generate-key",
-        str(tmp_path / "k.pem"),
-        "--validity",
-        "60",
-        "--json",
-        config=state_config(tmp_path),
-        env=CLI_PASSWORDS,
-    )
+    ok = ftrust("ca", "issue", "--subject", "CN=v", "--generate-key", str(tmp_path / "k.pem"),
+                "--validity", "60", "--json", config=state_config(tmp_path), env=CLI_PASSWORDS)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     doc = json.loads(ok.stdout)
     assert doc["not_after"] != doc["not_before"]

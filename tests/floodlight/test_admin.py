@@ -36,17 +36,8 @@ def test_provision_with_the_ca_certificate_alone_and_ocsp_flags(tmp_path: Path, 
     cfg, props, keystore = floodlight_host(tmp_path)
     ca_pem = tmp_path / "ca.cert.pem"
     ca_pem.write_bytes((tmp_path / "vm" / "ca" / "ca.cert.pem").read_bytes())
-    r = ftrust(
-        "floodlight",
-        "provision",
-        "--properties",
-        str(props),
-        "--ca-cert",
-        str(ca_pem),
-        "--json",
-        config=cfg,
-        env=KEYSTORE_ENV,
-    )
+    r = ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem), "--json",
+               config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     store = FloodlightKeystore.load(keystore, STORE_PASSWORD)
@@ -63,19 +54,8 @@ def test_provision_with_the_ca_certificate_alone_and_ocsp_flags(tmp_path: Path, 
     assert text.returncode == 0, text.stderr
     assert "OCSP on every handshake" in text.stdout and f"-Djava.security.properties={security}" in text.stdout
     assert f"-cf {props.resolve()}" in text.stdout
-    crl = ftrust(
-        "floodlight",
-        "provision",
-        "--properties",
-        str(props),
-        "--ca-cert",
-        str(ca_pem),
-        "--revocation",
-        "crl",
-        "--json",
-        config=cfg,
-        env=KEYSTORE_ENV,
-    )
+    crl = ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
+                 "--revocation", "crl", "--json", config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert crl.returncode == 0, crl.stderr
     assert json.loads(crl.stdout)["jvm_flags"] == bridge.revocation_jvm_flags()
     # Without --ca-cert and without CA state: a located error.
@@ -88,19 +68,8 @@ def test_provision_after_rotate_ca_refuses_to_put_the_old_ca_back(tmp_path: Path
     make_ca(tmp_path / "new", name="CN=New CA")
     old_pem, new_pem = tmp_path / "old" / "ca" / "ca.cert.pem", tmp_path / "new" / "ca" / "ca.cert.pem"
     cfg, props, keystore = floodlight_host(tmp_path)
-    assert (
-        ftrust(
-            "floodlight",
-            "provision",
-            "--properties",
-            str(props),
-            "--ca-cert",
-            str(old_pem),
-            config=cfg,
-            env=KEYSTORE_ENV,
-        ).returncode
-        == 0
-    )
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(old_pem),
+                  config=cfg, env=KEYSTORE_ENV).returncode == 0  # fmt: skip
     rotated = ftrust("floodlight", "keystore", "rotate-ca", "ftrust-ca", str(new_pem), config=cfg, env=KEYSTORE_ENV)
     assert rotated.returncode == 0, rotated.stderr
     before = keystore.read_bytes()
@@ -111,17 +80,8 @@ def test_provision_after_rotate_ca_refuses_to_put_the_old_ca_back(tmp_path: Path
     assert f"ftrust: error: {keystore}: the keystore trusts another CA under 'ftrust-ca' (CN=New CA" in again.stderr
     assert "provision would put back the CA it replaced (kept as 'ftrust-ca-old-" in again.stderr
     assert keystore.read_bytes() == before  # nothing written
-    current = ftrust(
-        "floodlight",
-        "provision",
-        "--properties",
-        str(props),
-        "--ca-cert",
-        str(new_pem),
-        "--json",
-        config=cfg,
-        env=KEYSTORE_ENV,
-    )
+    current = ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(new_pem),
+                     "--json", config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert current.returncode == 0, current.stderr
     store = FloodlightKeystore.load(keystore, STORE_PASSWORD)
     assert store.certificate("ftrust-ca").subject.rfc4514_string() == "CN=New CA"
@@ -131,56 +91,25 @@ def test_change_password_updates_the_properties_too(tmp_path: Path, bridge_jar: 
     make_ca(tmp_path / "vm")
     cfg, props, keystore = floodlight_host(tmp_path)
     ca_pem = tmp_path / "vm" / "ca" / "ca.cert.pem"
-    assert (
-        ftrust(
-            "floodlight",
-            "provision",
-            "--properties",
-            str(props),
-            "--ca-cert",
-            str(ca_pem),
-            config=cfg,
-            env=KEYSTORE_ENV,
-        ).returncode
-        == 0
-    )
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
+                  config=cfg, env=KEYSTORE_ENV).returncode == 0  # fmt: skip
     before_store, before_props = keystore.read_bytes(), props.read_bytes()
 
     # No properties file known: refused before anything is written, saying why.
-    alone = ftrust(
-        "floodlight",
-        "keystore",
-        "change-password",
-        config=cfg,
-        env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD},
-    )
+    alone = ftrust("floodlight", "keystore", "change-password", config=cfg, env={**KEYSTORE_ENV,
+                   "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD})  # fmt: skip
     assert alone.returncode == 2
     assert "no properties file is given" in alone.stderr and "--keystore-only" in alone.stderr
     # A properties file naming another keystore: refused, located at its keyStorePath line.
     other = tmp_path / "other.properties"
     other.write_text(f"{PREFIX}keyStorePath=/elsewhere.jks\n")
-    wrong = ftrust(
-        "floodlight",
-        "keystore",
-        "change-password",
-        "--properties",
-        str(other),
-        config=cfg,
-        env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD},
-    )
+    wrong = ftrust("floodlight", "keystore", "change-password", "--properties", str(other), config=cfg,
+                   env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD})  # fmt: skip
     assert wrong.returncode == 2 and f"{other}:1: keyStorePath there is '/elsewhere.jks'" in wrong.stderr
     assert keystore.read_bytes() == before_store and props.read_bytes() == before_props
 
-    ok = ftrust(
-        "floodlight",
-        "keystore",
-        "change-password",
-        "--properties",
-        str(props),
-        "--json",
-        config=cfg,
-        env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD},
-    )
+    ok = ftrust("floodlight", "keystore", "change-password", "--properties", str(props), "--json",
+                config=cfg, env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD})  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert PropertiesFile.load(props).get(PREFIX + "keyStorePassword") == NEW_PASSWORD
     assert FloodlightKeystore.load(keystore, Secret(NEW_PASSWORD, "t")).certificate("ftrust-ca")
@@ -194,19 +123,8 @@ def test_export_cert_lets_a_client_verify_the_controller(tmp_path: Path, bridge_
     ca = make_ca(tmp_path / "vm")
     cfg, props, keystore = floodlight_host(tmp_path)
     ca_pem = tmp_path / "vm" / "ca" / "ca.cert.pem"
-    assert (
-        ftrust(
-            "floodlight",
-            "provision",
-            "--properties",
-            str(props),
-            "--ca-cert",
-            str(ca_pem),
-            config=cfg,
-            env=KEYSTORE_ENV,
-        ).returncode
-        == 0
-    )
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
+                  config=cfg, env=KEYSTORE_ENV).returncode == 0  # fmt: skip
     server_pem = tmp_path / "server.pem"
     r = ftrust("floodlight", "export-cert", "--out", str(server_pem), "--json", config=cfg, env=KEYSTORE_ENV)
     assert r.returncode == 0, r.stderr
@@ -221,18 +139,7 @@ def test_export_cert_lets_a_client_verify_the_controller(tmp_path: Path, bridge_
     # docs/floodlight.md's check: --ca server.pem verifies the controller, the client gets 200.
     client_cert, client_key, _ = issue_client(ca, tmp_path, "vnf-a")
     with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD) as endpoint:
-        ok = ftrust(
-            "floodlight",
-            "check",
-            endpoint.url,
-            "--cert",
-            str(client_cert),
-            "--key",
-            str(client_key),
-            "--ca",
-            str(server_pem),
-            config=cfg,
-            env=KEYSTORE_ENV,
-        )
+        ok = ftrust("floodlight", "check", endpoint.url, "--cert", str(client_cert), "--key",
+                    str(client_key), "--ca", str(server_pem), config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "server certificate verified" in ok.stdout and "accepted: HTTP 200" in ok.stdout

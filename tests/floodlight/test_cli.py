@@ -53,15 +53,8 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     assert missing.stderr == f"ftrust: error: {tmp_path / 'nope.properties'}: properties file not found\n"
     unreachable = ftrust("floodlight", "check", "http://127.0.0.1:1", config=cfg)
     assert unreachable.returncode == 2 and unreachable.stderr.startswith("ftrust: error: not an https URL")
-    no_password = ftrust(
-        "floodlight",
-        "keystore",
-        "list",
-        "--keystore",
-        str(tmp_path / "k.jks"),
-        config=cfg,
-        env={"FTRUST_KEYSTORE_PASSWORD": ""},
-    )
+    no_password = ftrust("floodlight", "keystore", "list", "--keystore", str(tmp_path / "k.jks"),
+                         config=cfg, env={"FTRUST_KEYSTORE_PASSWORD": ""})  # fmt: skip
     assert no_password.returncode == 2 and "keystore password not given" in no_password.stderr
 
 

@@ -59,17 +59,9 @@ def test_cli_admin_with_a_wrong_key_password(tmp_path: Path) -> None:
     assert ftrust("ca", "init", config=cfg, env=env).returncode == 0
     made = ftrust("vm", "admin-cert", "admin", config=cfg, env=env)
     assert made.returncode == 0, made.stderr
-    r = ftrust(
-        "vm",
-        "hosts",
-        "list",
-        "--vm-url",
-        "https://127.0.0.1:9",
-        "--vm-certificate",
-        str(tmp_path / "state" / "admin" / "admin.pem"),
-        config=cfg,
-        env={**env, "FTRUST_ADMIN_KEY_PASSWORD": "wrong password"},
-    )
+    r = ftrust("vm", "hosts", "list", "--vm-url", "https://127.0.0.1:9", "--vm-certificate",
+               str(tmp_path / "state" / "admin" / "admin.pem"), config=cfg, env={**env,
+               "FTRUST_ADMIN_KEY_PASSWORD": "wrong password"})  # fmt: skip
     key = tmp_path / "state" / "admin" / "admin.key"
     assert r.returncode == 2, r.stderr
     assert r.stderr.splitlines()[0] == (

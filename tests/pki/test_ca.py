@@ -161,30 +161,15 @@ def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.startswith("ftrust: error: ") and "a CA already exists here" in again.stderr
     out = tmp_path / "vnf.pem"
-    r = ftrust(
-        "ca",
-        "issue",
-        "--subject",
-        "CN=vnf-a",
-        "--generate-key",
-        str(tmp_path / "k.pem"),
-        "--out",
-        str(out),
-        "--json",
-        config=state_config(tmp_path),
-        env=env,
-    )
+    r = ftrust("ca", "issue", "--subject", "CN=vnf-a", "--generate-key", str(tmp_path / "k.pem"),
+               "--out", str(out), "--json", config=state_config(tmp_path), env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr
     import json
 
     serial = json.loads(r.stdout)["serial"]
     assert x509.load_pem_x509_certificate(out.read_bytes()).serial_number == int(serial, 16)
-    assert (
-        ftrust(
-            "ca", "revoke", serial, "--reason", "cessation-of-operation", config=state_config(tmp_path), env=env
-        ).returncode
-        == 0
-    )
+    assert ftrust("ca", "revoke", serial, "--reason", "cessation-of-operation",
+                  config=state_config(tmp_path), env=env).returncode == 0  # fmt: skip
     crl_file = tmp_path / "crl.der"
     assert ftrust("ca", "crl", "--out", str(crl_file), config=state_config(tmp_path), env=env).returncode == 0
     assert load_crl(crl_file.read_bytes()).get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
@@ -207,16 +192,8 @@ def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and r.stderr == f"ftrust: error: {nowhere.parent}: output directory does not exist\n"
     assert "CN=vnf-b" not in ftrust("ca", "list", config=state_config(tmp_path), env=env).stdout
-    r = ftrust(
-        "ca",
-        "issue",
-        "--subject",
-        "not a name",
-        "--generate-key",
-        str(tmp_path / "b.pem"),
-        config=state_config(tmp_path),
-        env=env,
-    )
+    r = ftrust("ca", "issue", "--subject", "not a name", "--generate-key", str(tmp_path / "b.pem"),
+               config=state_config(tmp_path), env=env)  # fmt: skip
     assert (
         r.returncode == 2 and r.stderr.splitlines()[0] == "ftrust: error: subject 'not a name' is not an RFC 4514 name"
     )

@@ -29,10 +29,8 @@ def test_provision_cannot_bring_back_a_retired_ca(tmp_path: Path) -> None:
     cfg.write_text(f'[state]\ndir = "{tmp_path / "old"}"\n[floodlight]\nkeystore = "{keystore}"\n')
     env = {"FTRUST_KEYSTORE_PASSWORD": STORE_PASSWORD.reveal()}
 
-    assert (
-        ftrust("floodlight", "provision", "--properties", str(props), "--no-java-check", config=cfg, env=env).returncode
-        == 0
-    )
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--no-java-check", config=cfg,
+                  env=env).returncode == 0  # fmt: skip
     assert ftrust("floodlight", "keystore", "rotate-ca", "ftrust-ca", str(new_pem), config=cfg, env=env).returncode == 0
     listed = json.loads(ftrust("floodlight", "keystore", "list", "--json", config=cfg, env=env).stdout)
     old_alias = next(e["alias"] for e in listed["entries"] if e["alias"].startswith("ftrust-ca-old-"))
@@ -57,29 +55,9 @@ def test_provision_cannot_bring_back_a_retired_ca(tmp_path: Path) -> None:
     old_cert, old_key, _ = issue_client(old_ca, tmp_path, "vnf-old")
     new_cert, new_key, _ = issue_client(new_ca, tmp_path, "vnf-new")
     with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD) as endpoint:
-        refused = ftrust(
-            "floodlight",
-            "check",
-            endpoint.url,
-            "--cert",
-            str(old_cert),
-            "--key",
-            str(old_key),
-            "--json",
-            config=cfg,
-            env=env,
-        )
-        accepted = ftrust(
-            "floodlight",
-            "check",
-            endpoint.url,
-            "--cert",
-            str(new_cert),
-            "--key",
-            str(new_key),
-            "--json",
-            config=cfg,
-            env=env,
-        )
+        refused = ftrust("floodlight", "check", endpoint.url, "--cert", str(old_cert), "--key",
+                         str(old_key), "--json", config=cfg, env=env)  # fmt: skip
+        accepted = ftrust("floodlight", "check", endpoint.url, "--cert", str(new_cert), "--key",
+                          str(new_key), "--json", config=cfg, env=env)  # fmt: skip
     assert refused.returncode == 1 and json.loads(refused.stdout)["accepted"] is False, refused.stdout
     assert accepted.returncode == 0 and json.loads(accepted.stdout)["status"] == 200, accepted.stdout

@@ -207,20 +207,8 @@ def test_der_certificates_ending_in_whitespace_bytes(testdata: Path, tmp_path: P
     (tmp_path / "sig.b64").write_bytes(signature)
     (tmp_path / "signer.der").write_bytes(signer_der)
     (tmp_path / "anchor.der").write_bytes(ca_der)
-    r = ftrust(
-        "ias",
-        "verify-report",
-        "--report",
-        str(tmp_path / "report.json"),
-        "--signature",
-        str(tmp_path / "sig.b64"),
-        "--cert",
-        str(tmp_path / "signer.der"),
-        "--anchor",
-        str(tmp_path / "anchor.der"),
-        "--at",
-        "2021-11-24T00:00:00Z",
-        timeout=120,
-    )
+    r = ftrust("ias", "verify-report", "--report", str(tmp_path / "report.json"), "--signature",
+               str(tmp_path / "sig.b64"), "--cert", str(tmp_path / "signer.der"), "--anchor",
+               str(tmp_path / "anchor.der"), "--at", "2021-11-24T00:00:00Z", timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("valid: IAS report")
