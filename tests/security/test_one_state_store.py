@@ -120,11 +120,11 @@ def test_admin_certificates_come_from_their_own_ca_with_a_short_lifetime(world: 
     r = vm_cli(world, "hosts", "list")  # (the admin alice works)
     assert r.returncode == 0, r.stderr
     from tests.support.cli import ftrust
-    from tests.support.world import write_config
+    from tests.support.world import ADMIN_KEY_ENV, write_config
 
     r = ftrust(
         "--config", str(write_config(world)), "vm", "admin-cert", "carol", "--out", str(out), "--json",
-        env={"FTRUST_CA_PASSWORD": "correct horse battery"},
+        env={**ADMIN_KEY_ENV, "FTRUST_CA_PASSWORD": "correct horse battery"},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     cert = x509.load_pem_x509_certificate((out / "carol.pem").read_bytes())

@@ -270,7 +270,9 @@ ocsp_url = "{vm.ca.ocsp_url}"
 
 def ca_cli(world: World, *argv: str) -> subprocess.CompletedProcess[str]:
     """`ftrust ca ...` on the VM host's state (the CA password from the environment)."""
-    return ftrust("ca", *argv, config=write_config(world), env={"FTRUST_CA_PASSWORD": PASSWORD.reveal()})
+    return ftrust(
+        "ca", *argv, config=write_config(world), env={**ADMIN_KEY_ENV, "FTRUST_CA_PASSWORD": PASSWORD.reveal()}
+    )
 
 
 def free_port() -> int:
