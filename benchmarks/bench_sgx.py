@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from benchmarks import Result, interleaved, ratio
+from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.clock import parse_time
 from floodlight_trust.evidence import dcap
 
@@ -27,7 +28,7 @@ ROUNDS = 7
 
 def run() -> list[Result]:
     quote = (DATA / "sgx_quote").read_bytes()
-    collateral = dcap.load_collateral(DATA / "sgx_quote_collateral.json")
+    collateral = load_collateral(DATA / "sgx_quote_collateral.json")
     anchor = dcap.TrustAnchor.intel()
     dcap.clear_cache()
     dcap.verify_quote(quote, collateral, anchor, at=AT)

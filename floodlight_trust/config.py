@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "admin_key_password_env": (str, "FTRUST_ADMIN_KEY_PASSWORD"),
         "admin_key_password_file": (str, None),  # "enclave" (key stays in enclave) or "vm-generated"
         "require_linkable_epid": (bool, False),  # IAS: VNF and host quotes must carry the same pseudonym
-        # Per-connection limits of both VM listeners (protocol/http.py Timeouts; operator guide).
+        # Per-connection limits of both VM listeners (http/server.py Timeouts; operator guide).
         "tls_handshake_timeout_seconds": ((int, float), 5),
         "header_timeout_seconds": ((int, float), 10),
         "body_timeout_seconds": ((int, float), 30),

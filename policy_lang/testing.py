@@ -272,7 +272,7 @@ class _Evidence:
             raise self.fail("ima_log", f"ima_log: {e}") from None
 
     def dcap(self, at: datetime) -> Any:
-        from floodlight_trust.evidence.collateral import load_collateral
+        from floodlight_trust.clients.collateral_files import load_collateral
         from floodlight_trust.evidence.verify import Evidence, verify_enclave
 
         quote = self.read("quote")

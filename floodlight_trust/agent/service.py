@@ -27,13 +27,13 @@ from floodlight_trust.agent.backends import EnclaveBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.tpm import Tpm
 from floodlight_trust.errors import InputError
+from floodlight_trust.http.server import JsonApp, Request, server_tls_context
 from floodlight_trust.protocol import b64encode, validate, validate_outbound
 from floodlight_trust.protocol.binding import (
     host_report_data_for_digest,
     host_report_data_with_tpm,
     tpm_qualifying_data,
 )
-from floodlight_trust.protocol.http import JsonApp, Request, server_tls_context
 
 log = logging.getLogger("floodlight_trust.agent")
 

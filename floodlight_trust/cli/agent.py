@@ -67,8 +67,8 @@ def build_tpm(config: Any, ima: Any) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     from floodlight_trust.agent.service import make_app, tls_context
     from floodlight_trust.cli.vm import wait_for_signal
+    from floodlight_trust.http.server import HttpServer
     from floodlight_trust.manager.service import listener_timeouts
-    from floodlight_trust.protocol.http import HttpServer
 
     config = load_config(args)
     agent = build_agent(config)

@@ -323,7 +323,7 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
 
     from floodlight_trust import clock
     from floodlight_trust.claims import ClaimSet, claimset_from_json
-    from floodlight_trust.evidence.collateral import load_collateral
+    from floodlight_trust.clients.collateral_files import load_collateral
     from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, load_keyring, verify_evidence
     from floodlight_trust.fileio import read_bytes
 

@@ -165,7 +165,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     quote = read_quote(args.quote)
     at = clock.parse_time(args.at, what="--at") if args.at else clock.now()
-    collateral = dcap.load_collateral(args.collateral)
+    from floodlight_trust.clients.collateral_files import load_collateral
+
+    collateral = load_collateral(args.collateral)
     if args.unsafe_simulated_root:
         anchor = dcap.TrustAnchor.unsafe_simulated(read_bytes(args.unsafe_simulated_root, what="simulated root"))
     else:
@@ -203,7 +205,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from floodlight_trust.evidence.pcs import PcsClient
+    from floodlight_trust.clients.pcs import PcsClient
 
     cfg = load_config(args)
     out = Path(args.out)

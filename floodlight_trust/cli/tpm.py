@@ -14,13 +14,13 @@ from typing import Any, TypeVar
 
 from floodlight_trust import clock
 from floodlight_trust.cli.output import add_group, add_json, emit
+from floodlight_trust.clients.tpm_roots import read_roots_directory
 from floodlight_trust.errors import ExitCode, FtrustError, InputError, Location, ParseError
 from floodlight_trust.evidence.ima import ImaAppraisal, appraise_measurement_list
 from floodlight_trust.evidence.ima.templates import BANKS
 from floodlight_trust.evidence.tpm.ek import read_certificate, verify_ek_certificate
 from floodlight_trust.evidence.tpm.keys import load_key
 from floodlight_trust.evidence.tpm.quote import quoted_ima_banks, verify_quote
-from floodlight_trust.evidence.tpm.roots import read_roots_directory
 from floodlight_trust.evidence.tpm.structures import (
     Attest,
     PcrSelection,

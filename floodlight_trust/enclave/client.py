@@ -36,7 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from floodlight_trust import clock, httpclient
+from floodlight_trust import clock
+from floodlight_trust.clients import httpclient
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import InputError, ServiceError
 

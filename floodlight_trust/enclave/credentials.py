@@ -44,7 +44,7 @@ _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKey
 
 class CredentialsRefused(VerificationError):
     """The enclave refused offered credentials; ``refusal`` says why (every failed check), and
-    ``reasons`` is the same as JSON for an HTTP error document (``protocol/http.py``)."""
+    ``reasons`` is the same as JSON for an HTTP error document (``http/server.py``)."""
 
     def __init__(self, vnf: str, reasons: list[Reason]):
         text = "; ".join(f"{r.rule}: {r.message}" for r in reasons)

@@ -3,18 +3,18 @@
 Collateral is data; :mod:`floodlight_trust.evidence.dcap` verifies it. The signed JSON bodies are kept
 as the exact bytes that were signed (Intel signs the ``"tcbInfo"`` / ``"enclaveIdentity"`` value as it
 appears in the response), so nothing here ever re-serialises them. Sources: dcap-qvl's collateral JSON
-(hex CRLs, PEM chains), or a directory of PCS responses and certificate/CRL files.
+(hex CRLs, PEM chains), or the files of a directory of PCS responses and certificates/CRLs (read by
+:mod:`floodlight_trust.clients.collateral_files`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import InputError, Location, ParseError
-from floodlight_trust.fileio import read_bytes
 
 
 @dataclass(frozen=True)
@@ -339,29 +338,21 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.PEM)
 
 
-def load_collateral(path: str | Path) -> Collateral:
-    """Load collateral from a dcap-qvl JSON file, or from a directory of PCS responses and files.
+def collateral_from_files(files: Sequence[tuple[str, bytes]], where: str) -> Collateral:
+    """Collateral from the files of a directory of PCS responses, as ``(name, bytes)`` pairs.
 
-    A directory may hold: the TCB info response (JSON with ``tcbInfo``), the QE identity response
+    The files may be: the TCB info response (JSON with ``tcbInfo``), the QE identity response
     (JSON with ``enclaveIdentity``), certificates in PEM (root CA, PCK CA, TCB signing certificate;
     PCK leaf certificates are ignored), CRLs in DER/PEM (the root CA CRL is the one issued by the
-    self-signed root; the other is the PCK CRL), or one dcap-qvl JSON file.
+    self-signed root; the other is the PCK CRL), or one dcap-qvl JSON file. Errors are located at
+    the file's name, or at ``where`` (the directory) for what is missing. Reading the directory is
+    the shell's: :func:`floodlight_trust.clients.collateral_files.load_collateral`.
     """
-    p = Path(path)
-    if not p.is_dir():
-        raw = read_bytes(p, what="collateral file")
-        try:
-            return collateral_from_json(raw)
-        except ParseError as e:
-            raise e.with_file(str(p)) from None
     tcb: tuple[bytes, bytes] | None = None
     qe: tuple[bytes, bytes] | None = None
     certs: list[x509.Certificate] = []
-    crls: list[tuple[Path, bytes, x509.CertificateRevocationList]] = []
-    for f in sorted(p.iterdir()):
-        if not f.is_file() or f.name.startswith(".") or f.suffix in (".md", ".txt", ".dat"):
-            continue
-        raw = read_bytes(f, what="collateral file")
+    crls: list[tuple[str, bytes, x509.CertificateRevocationList]] = []
+    for f, raw in files:
         try:
             if raw.lstrip().startswith(b"{"):
                 head = raw[:4096]
@@ -387,17 +378,17 @@ def load_collateral(path: str | Path) -> Collateral:
                 except ValueError:
                     raise ParseError("not a DER CRL or certificate") from None
         except ParseError as e:
-            raise e.with_file(str(f)) from None
+            raise e.with_file(f) from None
         except ValueError as e:
-            raise ParseError(f"cannot read certificates: {e}", location=Location(str(f))) from None
-    where = Location(str(p))
+            raise ParseError(f"cannot read certificates: {e}", location=Location(f)) from None
+    location = Location(where)
     if tcb is None or qe is None:
         raise InputError(
-            f"collateral directory lacks the {'TCB info' if tcb is None else 'QE identity'} JSON", location=where
+            f"collateral directory lacks the {'TCB info' if tcb is None else 'QE identity'} JSON", location=location
         )
     roots = [c for c in certs if c.issuer == c.subject]
     if not roots:
-        raise InputError("collateral directory lacks the root CA certificate (PEM)", location=where)
+        raise InputError("collateral directory lacks the root CA certificate (PEM)", location=location)
     root = roots[0]
 
     def is_ca(c: x509.Certificate) -> bool:
@@ -409,15 +400,17 @@ def load_collateral(path: str | Path) -> Collateral:
     signers = [c for c in certs if c.issuer == root.subject and c is not root and not is_ca(c)]
     pck_cas = [c for c in certs if c.issuer == root.subject and c is not root and is_ca(c)]
     if not signers:
-        raise InputError("collateral directory lacks the TCB signing certificate", location=where)
+        raise InputError("collateral directory lacks the TCB signing certificate", location=location)
     root_crls = [der for _, der, crl in crls if crl.issuer == root.subject]
     pck_crls = [der for _, der, crl in crls if crl.issuer != root.subject]
     if not root_crls or not pck_crls:
-        raise InputError(f"collateral directory lacks the {'root CA' if not root_crls else 'PCK'} CRL", location=where)
+        raise InputError(
+            f"collateral directory lacks the {'root CA' if not root_crls else 'PCK'} CRL", location=location
+        )
     pck_crl = x509.load_der_x509_crl(pck_crls[0])
     issuers = [c for c in pck_cas if c.subject == pck_crl.issuer] or pck_cas
     if not issuers:
-        raise InputError("collateral directory lacks the PCK CA certificate (issuer of the PCK CRL)", location=where)
+        raise InputError("collateral directory lacks the PCK CA certificate (issuer of the PCK CRL)", location=location)
     signing_chain = b"".join(_pem(c) for c in signers) + _pem(root)
     return Collateral(
         tcb_info=tcb[0],

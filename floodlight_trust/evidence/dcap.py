@@ -33,7 +33,6 @@ from floodlight_trust.evidence.collateral import (
     TcbInfo,
     collateral_from_json,
     collateral_to_json,
-    load_collateral,
     parse_qe_identity,
     parse_tcb_info,
 )
@@ -57,7 +56,6 @@ __all__ = [
     "TrustAnchor",
     "collateral_from_json",
     "collateral_to_json",
-    "load_collateral",
     "verify_quote",
 ]
 

@@ -1,4 +1,4 @@
-"""Intel Attestation Service (EPID): report verification (pure) and an API v4/v5 client (shell).
+"""Intel Attestation Service (EPID): report verification (pure; the API client is :mod:`floodlight_trust.clients.ias`).
 
 :func:`verify_report` checks the X-IASReport-Signature (RSA PKCS#1 v1.5, SHA-256) over the exact body
 bytes by the X-IASReport-Signing-Certificate, that certificate's issuance by the pinned Attestation
@@ -15,22 +15,16 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any
 
-import urllib3
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from floodlight_trust import httpclient
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
-from floodlight_trust.errors import ParseError, ServiceError, VerificationError
+from floodlight_trust.errors import ParseError, VerificationError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, enclave_claims, parse_quote
 from floodlight_trust.evidence.x509_input import certificate_from_der, certificates_from_pem
-from floodlight_trust.secrets import Secret
-
-DEFAULT_URL = "https://api.trustedservices.intel.com/sgx/attestation"
 
 # isvEnclaveQuoteStatus -> the DCAP status name. Statuses absent here mean the quote was rejected.
 STATUS_MAP: dict[str, TcbStatus] = {
@@ -221,62 +215,3 @@ def verify_report(
         ),
     )
     return IasResult(claims, report, body_quote, ())
-
-
-# ---------------------------------------------------------------------------------------------
-# Client (shell).
-
-
-@dataclass(frozen=True, slots=True)
-class IasResponse:
-    body: bytes
-    signature_b64: bytes
-    signing_cert_pem: bytes
-    request_id: str | None
-
-
-class IasClient:
-    """IAS API v4/v5: ``POST {url}/v{N}/report`` with the quote and a nonce."""
-
-    def __init__(
-        self,
-        subscription_key: Secret,
-        *,
-        url: str = DEFAULT_URL,
-        api_version: int = 5,
-        timeout: float = 20.0,
-        pool: urllib3.PoolManager | None = None,
-    ) -> None:
-        if api_version not in (4, 5):
-            raise ValueError("IAS API version must be 4 or 5")
-        self._key = subscription_key
-        self.url = url.rstrip("/")
-        self.api_version = api_version
-        self.timeout = timeout
-        self.pool = pool if pool is not None else httpclient.new_pool(timeout=timeout)
-
-    def report(self, quote: bytes, nonce: str | None = None) -> IasResponse:
-        """Submit a quote; return the report with its signature headers (verify with :func:`verify_report`)."""
-        payload: dict[str, Any] = {"isvEnclaveQuote": base64.b64encode(quote).decode()}
-        if nonce is not None:
-            if len(nonce) > 32:
-                raise ValueError("an IAS nonce has at most 32 characters")
-            payload["nonce"] = nonce
-        endpoint = f"{self.url}/v{self.api_version}/report"
-        r = httpclient.send(
-            self.pool,
-            "POST",
-            endpoint,
-            what="IAS",
-            body=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json", "Ocp-Apim-Subscription-Key": self._key.reveal()},
-        )
-        rid = r.headers.get("Request-ID")
-        if r.status != 200:
-            reason = {400: "the quote is invalid", 401: "the subscription key was refused"}.get(r.status, r.reason)
-            raise ServiceError(f"IAS answered HTTP {r.status} ({reason}), request id {rid}")
-        sig = r.headers.get("X-IASReport-Signature")
-        cert = r.headers.get("X-IASReport-Signing-Certificate")
-        if not sig or not cert:
-            raise ServiceError("IAS response lacks the X-IASReport-Signature / -Signing-Certificate headers")
-        return IasResponse(r.data, sig.encode(), urllib.parse.unquote(cert).encode(), rid)

@@ -30,6 +30,7 @@ import jks
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from pyasn1.error import PyAsn1Error
 
 from floodlight_trust import clock, fileio
 from floodlight_trust.clock import format_time
@@ -138,7 +139,8 @@ class FloodlightKeystore:
                 f"keystore password from {self.password.source} is wrong (integrity check failed)",
                 location=Location(str(p)),
             ) from None
-        except (jks.util.KeystoreException, ValueError, IndexError) as e:
+        except (jks.util.KeystoreException, ValueError, IndexError, PyAsn1Error) as e:
+            # pyjks decodes the encrypted key's ASN.1 with pyasn1, whose errors are not ValueErrors.
             raise ParseError(f"damaged keystore: {e}", location=Location(str(p))) from None
         for alias, entry in ks.entries.items():
             if isinstance(entry, jks.PrivateKeyEntry):

@@ -4,7 +4,7 @@ Every message is validated against its schema on the way in (and on the way out 
 ``protocol.CHECK_OUTBOUND`` is on). Errors of the other side (JSON documents of schema ``error``)
 become the project's typed errors with the server's message, so the CLI prints one line.
 
-The transport is the project's one HTTP stack (``floodlight_trust.httpclient``, urllib3) with one
+The transport is the project's one HTTP stack (``floodlight_trust.clients.httpclient``, urllib3) with one
 TLS context per client and kept-alive connections: requests' per-call preparation (settings
 merging, cookies, hooks) cost more CPU than the TLS itself on the enrollment path. TLS is
 configured explicitly (pinned CA file or the system store, optional client certificate); nothing
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from floodlight_trust import httpclient
+from floodlight_trust.clients import httpclient
 from floodlight_trust.errors import FtrustError, InputError, Location, ServiceError, VerificationError
+from floodlight_trust.http.peer_json import parse_json
 from floodlight_trust.protocol import validate, validate_outbound
-from floodlight_trust.protocol.http import parse_json
 from floodlight_trust.secrets import Secret
 
 # An agent's answer carries at most its IMA list and a quote with collateral; anything larger is refused

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust import clock
-from floodlight_trust.protocol.http import HttpError, JsonApp, RawResponse, Request
+from floodlight_trust.http.server import HttpError, JsonApp, RawResponse, Request
 
 
 class CrlPublisher:

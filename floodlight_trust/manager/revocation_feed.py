@@ -14,7 +14,7 @@ subscriber always knows how old its knowledge is (the controller's trust provide
 its staleness bound). A subscriber that fell behind the kept history gets a fresh snapshot.
 
 The feed is plain data and threads: the route (``add_stream_route``) sits behind the app/route
-plumbing of ``protocol.wsgi`` and returns a :class:`~floodlight_trust.protocol.wsgi.StreamingResponse`.
+plumbing of ``floodlight_trust.http`` and returns a :class:`~floodlight_trust.http.server.StreamingResponse`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any
 from cryptography import x509
 
 from floodlight_trust import clock
+from floodlight_trust.http.server import HttpError, JsonApp, Request, StreamingResponse
 from floodlight_trust.manager.enrollment import CONTROLLER_URI_PREFIX
 from floodlight_trust.pki.records import serial_hex
-from floodlight_trust.protocol.http import HttpError, JsonApp, Request, StreamingResponse
 
 log = logging.getLogger("floodlight_trust.manager.revocation_feed")
 

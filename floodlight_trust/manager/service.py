@@ -1,4 +1,4 @@
-"""The Verification Manager's HTTPS API and its plain-HTTP CRL/OCSP publisher (protocol/http.py).
+"""The Verification Manager's HTTPS API and its plain-HTTP CRL/OCSP publisher (http/server.py).
 
 Endpoints (docs/openapi.yaml):
 
@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundError, UnauthenticatedEvidence
+from floodlight_trust.http.server import HttpError, HttpServer, JsonApp, RawResponse, Request, Timeouts
 from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
@@ -53,7 +54,6 @@ from floodlight_trust.manager.tls import ensure_server_certificate, server_conte
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
 from floodlight_trust.pki.records import ADMIN_TABLE
 from floodlight_trust.protocol import validate
-from floodlight_trust.protocol.http import HttpError, HttpServer, JsonApp, RawResponse, Request, Timeouts
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
 
@@ -595,8 +595,8 @@ def issue_admin_certificate(
 
 def tpm_settings(config: Config) -> Any:
     """The ``[tpm]`` section: manufacturer roots directory, pinned EKs, the UNSAFE EK setting."""
+    from floodlight_trust.clients.tpm_roots import read_roots_directory
     from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
-    from floodlight_trust.evidence.tpm.roots import read_roots_directory
     from floodlight_trust.manager.tpm_attestation import TpmSettings
 
     roots_dir = config.path("tpm", "manufacturer_roots")

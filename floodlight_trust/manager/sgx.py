@@ -1,6 +1,6 @@
 """Where the VM gets what a quote alone does not carry: IAS reports for EPID quotes, PCS collateral
-for DCAP quotes sent without it. Thin shell around :mod:`floodlight_trust.evidence.ias` and
-:mod:`floodlight_trust.evidence.pcs`; the verification itself stays in the pure core.
+for DCAP quotes sent without it. Thin shell around :mod:`floodlight_trust.clients.ias` and
+:mod:`floodlight_trust.clients.pcs`; the verification itself stays in the pure core.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class IasVerifier:
         return self.unsafe_anchor is not None
 
     def _ias(self) -> Any:
-        from floodlight_trust.evidence.ias import IasClient
+        from floodlight_trust.clients.ias import IasClient
 
         with self._lock:
             if self._client is None:
@@ -137,7 +137,7 @@ class CollateralFetcher:
 
     @classmethod
     def from_config(cls, config: Config) -> CollateralFetcher:
-        from floodlight_trust.evidence.pcs import PcsClient
+        from floodlight_trust.clients.pcs import PcsClient
 
         client = PcsClient(
             config.get("pcs", "url"),

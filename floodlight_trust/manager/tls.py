@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from floodlight_trust.fileio import atomic_write
+from floodlight_trust.http.server import server_tls_context
 from floodlight_trust.pki.profile import end_entity_key_usage
-from floodlight_trust.protocol.http import server_tls_context
 from floodlight_trust.secrets import Secret
 
 CERT_FILE = "server.pem"

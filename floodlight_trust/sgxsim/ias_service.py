@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from floodlight_trust import clock
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence.sgx_quote import SIGNED_SIZE, EpidQuote, parse_quote
-from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
 
 
 def _name(cn: str) -> x509.Name:

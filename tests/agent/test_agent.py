@@ -14,10 +14,10 @@ from floodlight_trust.enclave.channel import EnclaveResponder, socket_path
 from floodlight_trust.enclave.platform import GramineEnclave
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import InputError
+from floodlight_trust.http.server import HttpServer
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.protocol import b64decode
 from floodlight_trust.protocol.binding import host_report_data, key_report_data
-from floodlight_trust.protocol.http import HttpServer
 
 
 def gramine_dir(root: Path, kind: str = "dcap") -> Path:

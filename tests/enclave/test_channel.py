@@ -23,9 +23,9 @@ from floodlight_trust.enclave.channel import MAX_LINE_BYTES, EnclaveChannel, Enc
 from floodlight_trust.enclave.platform import GramineEnclave
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import InputError, ServiceError
+from floodlight_trust.http.server import HttpServer
 from floodlight_trust.manager.client import AgentClient
 from floodlight_trust.protocol.binding import key_report_data
-from floodlight_trust.protocol.http import HttpServer
 
 
 def attestation_dir(root: Path, mrenclave: bytes) -> Path:

@@ -1,5 +1,5 @@
 """One HTTP client stack: no module of the package imports requests (or another client library);
-every client goes through floodlight_trust.httpclient (urllib3)."""
+every client goes through floodlight_trust.clients.httpclient (urllib3)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ OTHER_CLIENTS = {"requests", "httpx", "aiohttp", "http.client", "urllib.request"
 # session of an earlier connection) and one kept-alive connection reused across a revocation; both
 # need the socket in hand, which a pooling client hides on purpose.
 PROBES = {"floodlight/client.py": {"http.client"}, "demo/plugin_chapter.py": {"http.client"}}
-# The listeners are aiohttp's SERVER (protocol/http.py: handshakes and request reading on an event
+# The listeners are aiohttp's SERVER (http/server.py: handshakes and request reading on an event
 # loop); its client is never used.
-SERVERS = {"protocol/http.py": {"aiohttp"}}
+SERVERS = {"http/server.py": {"aiohttp"}}
 
 
 def test_no_second_http_client_in_the_package() -> None:
@@ -38,4 +38,4 @@ def test_no_second_http_client_in_the_package() -> None:
                 if name.split(".")[0] == "urllib3":
                     urllib3_users.append(path.relative_to(PACKAGE).as_posix())
     assert found == []
-    assert "httpclient.py" in urllib3_users
+    assert "clients/httpclient.py" in urllib3_users

@@ -20,11 +20,11 @@ from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import load
+from floodlight_trust.http.server import HttpServer
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.pki.records import CertificateRecords
-from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_admin_ca
 from floodlight_trust.storage.database import Database

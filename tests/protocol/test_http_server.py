@@ -1,4 +1,4 @@
-"""protocol/http.py: the server both services use. Long-lived streams next to ordinary requests,
+"""http/server.py: the server both services use. Long-lived streams next to ordinary requests,
 client-certificate authentication, limits, and errors as one-line JSON documents."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from floodlight_trust.protocol.http import HttpServer, JsonApp, Request, StreamingResponse, server_tls_context
+from floodlight_trust.http.server import HttpServer, JsonApp, Request, StreamingResponse, server_tls_context
 from tests.support.tls import self_signed
 
 

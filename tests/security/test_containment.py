@@ -21,7 +21,7 @@ from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.enclave.runtime import EnclaveRuntime
-from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.sgxsim import SimulatedPlatform
 from tests.support.world import GOOD_IMAGE, HOST_FILES, World, ima_list
 

@@ -34,8 +34,8 @@ from floodlight_trust.agent.backends.sim import SimBackend
 from floodlight_trust.agent.imasource import ImaSource
 from floodlight_trust.agent.service import Agent, make_app, tls_context
 from floodlight_trust.errors import VerificationError
+from floodlight_trust.http.server import HttpServer
 from floodlight_trust.protocol.binding import key_report_data
-from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement, sign_statement
 from tests.support.enclaves import EnclaveProcess, enclave_policy, make_image, start_enclave, write_enclave_config

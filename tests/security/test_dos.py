@@ -3,7 +3,7 @@
 Before: cheroot did the TLS handshake in its accept thread, so one idle TCP connection to the API
 port stalled every new client for ~30 s, and 4 slow-header connections stopped the CRL/OCSP port;
 the controller, failing closed on OCSP, then refused every VNF. Now handshakes and request reading
-run on an event loop with per-connection timeouts (protocol/http.py): while an attacker holds 50
+run on an event loop with per-connection timeouts (http/server.py): while an attacker holds 50
 idle and 50 slow-header connections on each port (VM API, CRL/OCSP, agent), a legitimate client is
 answered within 1 s and the controller's OCSP checks keep succeeding.
 """
@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from floodlight_trust.config import from_mapping
 from floodlight_trust.errors import ConfigError
 from floodlight_trust.floodlight import bridge, client
+from floodlight_trust.http.server import HttpServer, JsonApp, Request, Timeouts, server_tls_context
 from floodlight_trust.manager.service import listener_timeouts
-from floodlight_trust.protocol.http import HttpServer, JsonApp, Request, Timeouts, server_tls_context
 from tests.support.attacks import SlowClients, insecure_client_context
 from tests.support.floodlight import STORE_PASSWORD, write_keystore
 from tests.support.tls import self_signed

@@ -22,12 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from floodlight_trust.claims import claimset_from_json
+from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.errors import FtrustError
 from floodlight_trust.evidence import ias
 from floodlight_trust.evidence.collateral import (
     collateral_from_json,
     crl_to_der,
-    load_collateral,
     parse_qe_identity,
     parse_tcb_info,
 )
@@ -35,8 +35,8 @@ from floodlight_trust.evidence.dcap import TrustAnchor, verify_quote
 from floodlight_trust.evidence.ima import ImaState, appraise_measurement_list
 from floodlight_trust.evidence.ima.signatures import parse_module_signature, parse_signature
 from floodlight_trust.evidence.sgx_quote import parse_quote
+from floodlight_trust.http.peer_json import parse_json
 from floodlight_trust.protocol import SCHEMA_NAMES, validate
-from floodlight_trust.protocol.http import parse_json
 from policy_lang import compile_policy_text
 from policy_lang.evaluate import HostMeasuredState
 from policy_lang.reference import parse_keylime, parse_sha256sum, verify_dsse_envelope
@@ -304,6 +304,22 @@ def test_keystores(real_keystore: bytes, data: st.DataObject, tmp_path_factory: 
     path.write_bytes(data.draw(mutated(real_keystore)))
     only_project_errors(lambda: FloodlightKeystore.load(path, STORE_PASSWORD))
 
+
+
+def test_keystore_with_a_damaged_encrypted_key_is_a_parse_error(real_keystore: bytes, tmp_path: Path) -> None:
+    """Found by test_keystores: a private key entry whose EncryptedPrivateKeyInfo carries a wrong tag
+    for its encrypted data (OCTET STRING 0x04 -> 0x00) raised pyasn1's error through pyjks."""
+    from floodlight_trust.errors import ParseError
+    from floodlight_trust.floodlight.keystore import FloodlightKeystore
+    from tests.support.floodlight import STORE_PASSWORD
+
+    algorithm = bytes.fromhex("060a2b060104012a021101010500")  # Sun's JKS key protector OID, NULL
+    at = real_keystore.index(algorithm) + len(algorithm)
+    assert real_keystore[at] == 0x04
+    path = tmp_path / "store.jks"
+    path.write_bytes(real_keystore[:at] + b"\x00" + real_keystore[at + 1 :])
+    with pytest.raises(ParseError, match="damaged keystore"):
+        FloodlightKeystore.load(path, STORE_PASSWORD)
 
 # -- the protocol: JSON from peers and every message schema -----------------------------------------
 @FUZZ

@@ -163,7 +163,7 @@ def test_sim_certificates_and_crls_follow_intels_profiles(platform: SimulatedPla
     """The same extensions as Intel's real root CA, PCK CA, TCB signing certificate and CRLs (the
     phala collateral): CRL Number and Authority Key Identifier on CRLs; AKI, SKI, CRL distribution
     point, key usage and basic constraints on certificates."""
-    from floodlight_trust.evidence.collateral import load_collateral
+    from floodlight_trust.clients.collateral_files import load_collateral
 
     real = load_collateral(testdata / "sgx-dcap/phala/sgx_quote_collateral.json")
     sim = platform.collateral(AT)

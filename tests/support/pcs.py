@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
 
-from floodlight_trust.protocol.http import HttpServer, JsonApp, RawResponse, Request
+from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.sgxsim import SIM_FMSPC, SimulatedPlatform
 
 PREFIX = "/sgx/certification/v4"

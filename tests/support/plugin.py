@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from floodlight_trust import clock
 from floodlight_trust.floodlight import bridge
 from floodlight_trust.floodlight.plugin import RevocationMode, TrustProviderConfig
+from floodlight_trust.http.server import HttpServer
 from floodlight_trust.manager.revocation_feed import RevocationFeed, issue_controller_credential
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.grants import RestGrant
 from floodlight_trust.pki.profile import CertificateProfile
-from floodlight_trust.protocol.http import HttpServer
 from floodlight_trust.secrets import Secret
 from tests.support.floodlight import STORE_PASSWORD, write_keystore
 from tests.support.world import World, enrolled_vnf
@@ -239,9 +239,9 @@ class StreamServer:
 
 
 def stream_server(ca: CertificateAuthority, directory: Path) -> StreamServer:
+    from floodlight_trust.http.server import HttpError, JsonApp
     from floodlight_trust.manager.revocation_feed import add_stream_route, subscriber_identity
     from floodlight_trust.manager.tls import ensure_server_certificate, server_context
-    from floodlight_trust.protocol.wsgi import HttpError, JsonApp
 
     def no_admins(request: object) -> str:
         raise HttpError(403, "no admin role here", kind="Forbidden")

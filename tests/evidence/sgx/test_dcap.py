@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust.claims import EvidenceType, TcbStatus
+from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import ParseError, VerificationError
 from floodlight_trust.evidence import dcap
-from floodlight_trust.evidence.collateral import Collateral, collateral_from_json, collateral_to_json, load_collateral
+from floodlight_trust.evidence.collateral import Collateral, collateral_from_json, collateral_to_json
 
 PHALA_AT = parse_time("2025-06-20T00:00:00Z")
 MC_AT = parse_time("2023-07-12T20:48:25Z")

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.evidence import dcap
 from floodlight_trust.sgxsim import SimulatedPlatform
 
@@ -140,7 +141,7 @@ def test_a_warm_cache_still_checks_every_byte_of_the_quotes_signature_data(
     """The QE report whose signature was checked once is remembered by its exact bytes and
     signature: a quote with any other QE report, signature or attestation key is checked again."""
     d = testdata / "sgx-dcap" / "phala"
-    quote, collateral = (d / "sgx_quote").read_bytes(), dcap.load_collateral(d / "sgx_quote_collateral.json")
+    quote, collateral = (d / "sgx_quote").read_bytes(), load_collateral(d / "sgx_quote_collateral.json")
     anchor, at = dcap.TrustAnchor.intel(), datetime(2025, 6, 20, tzinfo=UTC)
     for _ in range(2):  # warm: collateral, PCK leaf, QE report, attestation key
         dcap.verify_quote(quote, collateral, anchor, at=at)

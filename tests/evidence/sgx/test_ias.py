@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from floodlight_trust.claims import EvidenceType, TcbStatus
+from floodlight_trust.clients.ias import IasClient
 from floodlight_trust.clock import now, parse_time
 from floodlight_trust.errors import ParseError, ServiceError
 from floodlight_trust.evidence import ias
@@ -123,7 +124,7 @@ def server() -> Iterator[tuple[SimulatedIas, str]]:
 def test_client_round_trip_with_local_ias(server: tuple[SimulatedIas, str], testdata: Path, version: int) -> None:
     s, url = server
     quote = base64.b64decode((testdata / "sgx-epid/mobilecoin/core_to_ias.txt").read_text())
-    client = ias.IasClient(Secret("sub-key", "test"), url=url, api_version=version)
+    client = IasClient(Secret("sub-key", "test"), url=url, api_version=version)
     resp = client.report(quote, nonce="0123456789abcdef")
     r = ias.verify_report(
         resp.body,
@@ -146,11 +147,11 @@ def test_client_errors(server: tuple[SimulatedIas, str], testdata: Path) -> None
     _, url = server
     quote = base64.b64decode((testdata / "sgx-epid/mobilecoin/core_to_ias.txt").read_text())
     with pytest.raises(ServiceError, match="HTTP 401"):
-        ias.IasClient(Secret("wrong", "test"), url=url).report(quote)
+        IasClient(Secret("wrong", "test"), url=url).report(quote)
     with pytest.raises(ServiceError, match="HTTP 400"):
-        ias.IasClient(Secret("sub-key", "test"), url=url).report(b"not a quote")
+        IasClient(Secret("sub-key", "test"), url=url).report(b"not a quote")
     with pytest.raises(ServiceError, match="unreachable"):
-        ias.IasClient(Secret("k", "t"), url="http://127.0.0.1:9", timeout=2).report(quote)
+        IasClient(Secret("k", "t"), url="http://127.0.0.1:9", timeout=2).report(quote)
 
 
 def test_rejected_status(testdata: Path) -> None:
@@ -158,7 +159,7 @@ def test_rejected_status(testdata: Path) -> None:
     url = s.start()
     try:
         quote = base64.b64decode((testdata / "sgx-epid/mobilecoin/core_to_ias.txt").read_text())
-        resp = ias.IasClient(Secret("k", "t"), url=url).report(quote)
+        resp = IasClient(Secret("k", "t"), url=url).report(quote)
         with pytest.raises(ias.IasQuoteRejected, match="SIGNATURE_INVALID"):
             ias.verify_report(resp.body, resp.signature_b64, resp.signing_cert_pem, s.ca_der, at=now())
     finally:

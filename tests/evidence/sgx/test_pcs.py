@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust.claims import TcbStatus
+from floodlight_trust.clients.pcs import PcsClient
 from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import ServiceError
 from floodlight_trust.evidence import dcap
-from floodlight_trust.evidence.pcs import PcsClient
 from tests.support.pcs import FakePcs
 
 AT = parse_time("2025-06-20T00:00:00Z")
@@ -53,7 +53,7 @@ def test_unknown_fmspc_and_http_errors(pcs: tuple[FakePcs, str]) -> None:
 
 
 def test_proxy_variables_are_ignored(pcs: tuple[FakePcs, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    # The one HTTP stack (floodlight_trust.httpclient) takes nothing from the environment: a proxy
+    # The one HTTP stack (floodlight_trust.clients.httpclient) takes nothing from the environment: a proxy
     # variable pointing nowhere changes nothing.
     _, url = pcs
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):

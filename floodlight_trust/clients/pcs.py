@@ -18,7 +18,8 @@ from pathlib import Path
 import urllib3
 from cryptography import x509
 
-from floodlight_trust import clock, httpclient
+from floodlight_trust import clock
+from floodlight_trust.clients import httpclient
 from floodlight_trust.errors import ConfigError, ParseError, ServiceError
 from floodlight_trust.evidence.collateral import Collateral, crl_to_der, split_signed_json
 from floodlight_trust.evidence.sgx_quote import SGX_EXTENSIONS_OID, QuoteV3, parse_pck_extensions, parse_quote

@@ -1,5 +1,5 @@
 """The project's one HTTP client stack: urllib3, for the VM's and agents' JSON clients
-(``manager/client.py``) and the IAS and PCS/PCCS clients (``evidence/ias.py``, ``evidence/pcs.py``).
+(``manager/client.py``) and the IAS and PCS/PCCS clients (``clients/ias.py``, ``clients/pcs.py``).
 
 One pool per client keeps connections alive; TLS is what the caller configures (a pinned CA file,
 the system store, a client certificate), never taken from the environment (no proxy variables,
