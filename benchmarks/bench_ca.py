@@ -13,9 +13,8 @@ from pathlib import Path
 from benchmarks import Result, interleaved
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.secrets import Secret
-from floodlight_trust.storage import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 
 N = 100
 ROUNDS = 5
@@ -24,7 +23,7 @@ ROUNDS = 5
 def run() -> list[Result]:
     at = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
-        records = CertificateRecords(Database(Path(tmp) / "state.db"))
+        records = SqliteStorage(Path(tmp) / "state.db").certificates()
         ca = CertificateAuthority.init(
             Path(tmp) / "ca", Secret("bench password", "env:B"), subject="CN=bench CA",
             crl_url="http://127.0.0.1/crl.der", ocsp_url="http://127.0.0.1/ocsp", at=at, records=records,

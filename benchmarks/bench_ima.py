@@ -47,9 +47,9 @@ ROUNDS = 5
 def _vm(policy: Any, tmp: Path) -> Any:
     """A Verification Manager around ``policy`` (no CA, no agents: only the appraisal is called)."""
     from floodlight_trust.manager.workflow import VerificationManager
-    from floodlight_trust.storage.database import Database
+    from floodlight_trust.storage.sqlite import SqliteStorage
 
-    return VerificationManager(db=Database(tmp / "state.sqlite3"), ca=None, policy=policy, anchors=[])
+    return VerificationManager(storage=SqliteStorage(tmp / "state.sqlite3"), ca=None, policy=policy, anchors=[])
 
 
 def _appraise_via_vm(vm: Any, data: bytes) -> int:
@@ -77,7 +77,7 @@ def _sha256_bank_library(policy: Any, data: bytes) -> None:
 def fresh_appraisal(directory: str, log: str) -> dict[str, float]:
     """In a fresh process (``benchmarks._fresh``): load the policy, read the list, appraise it through
     the VM's entry point. Returns seconds and entries; the caller gets the process's peak RSS."""
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     root = Path(directory)
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def _run_keylime(keylime: tuple[str, str], directory: Path, pcr: str) -> dict[st
 
 
 def _e2e_rows(tmp: Path) -> list[Result]:
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     files = write_ima_setup(tmp / "100k", N)
     data = Path(files["log"]).read_bytes()

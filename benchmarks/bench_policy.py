@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks import Result, fresh_process, interleaved
 from floodlight_trust.claims import ClaimSet, ImaClaims, SignatureStatus
-from policy_lang import load_policy
+from floodlight_trust.policy_files import load_policy
 
 N = 100_000
 EXCLUDED = 1_000  # entries of the measurement list that fall under exclude patterns
@@ -111,7 +111,7 @@ def _clear_reference_cache() -> None:
 
 def fresh_compile_evaluate(directory: str) -> bool:
     """In a fresh process: compile the sha256sum policy and evaluate the 100k claims with it."""
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     return bool(load_policy(Path(directory) / "host.policy").evaluate_host("h", _claims()).allowed)
 

@@ -123,10 +123,9 @@ def run() -> list[Result]:
     from floodlight_trust.evidence.ima import format_ascii_line, make_entry
     from floodlight_trust.manager.service import build_service
     from floodlight_trust.pki.ca import CertificateAuthority
-    from floodlight_trust.pki.records import CertificateRecords
     from floodlight_trust.secrets import Secret
     from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
-    from floodlight_trust.storage.database import Database
+    from floodlight_trust.storage.sqlite import SqliteStorage
     from policy_lang import compile_policy_text
 
     allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in FILES.items())
@@ -156,7 +155,7 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
         # The benchmark's VNF names are registered by their enroll rule on first enrollment (opted in).
         vm_settings = {"port": 0, "crl_port": 0, "self_registering_enroll_rules": ["r"]}
         config = from_mapping({"state": {"dir": str(tmp / "state")}, "vm": vm_settings})
-        db = Database(config.state_dir / "ftrust.sqlite3")
+        db = SqliteStorage(config.state_dir / "ftrust.sqlite3")
         CertificateAuthority.init(
             config.state_path("ca", "dir"),
             password,
@@ -164,12 +163,12 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
             crl_url="http://127.0.0.1:8990/crl.der",
             ocsp_url="http://127.0.0.1:8990/ocsp",
             at=clock.now(),
-            records=CertificateRecords(db),
+            records=db.certificates(),
         )
         service = build_service(
             config, password=password, policy=policy, anchors=[platform.anchor()], threads=16
         ).start()
-        service.vm.state.add_host("bench-host", "http://127.0.0.1:9", None, at=clock.now())  # as an admin would
+        service.vm.storage.hosts.add("bench-host", "http://127.0.0.1:9", None, at=clock.now())  # as an admin would
         ima = tmp / "ima.log"
         ima.write_bytes("".join(format_ascii_line(make_entry(p, d), "sha1") for p, d in FILES.items()).encode())
         args = (

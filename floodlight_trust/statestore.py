@@ -1,8 +1,9 @@
 """The deployment's one state store, and the two CAs opened on it.
 
-Every command and the VM open the same SQLite file (``<state.dir>/ftrust.sqlite3``): `ftrust ca`
-revokes in the very records the VM's CRL and OCSP answer from, and `ftrust ca list` shows what the
-VM issued. An older `ftrust ca` kept its records in ``ftrust.db``; they are merged in once.
+Every command and the VM open the same storage (the state file ``storage.sqlite.STATE_FILE`` in
+``state.dir``): `ftrust ca` revokes in the very records the VM's CRL and OCSP answer from, and
+`ftrust ca list` shows what the VM issued. An older `ftrust ca` kept its records in a file of its
+own (``storage.sqlite.LEGACY_CA_FILE``); they are merged in once.
 
 Two issuing CAs: the VNF CA (``ca.dir``) whose certificate Floodlight trusts, and the admin CA
 (``ca.admin_dir``) that issues only admin client certificates for the VM's API. Floodlight is never
@@ -16,61 +17,53 @@ from datetime import datetime
 
 from floodlight_trust.config import Config
 from floodlight_trust.pki.ca import CertificateAuthority
-from floodlight_trust.pki.records import ADMIN_TABLE, CertificateRecords
 from floodlight_trust.secrets import Secret
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.records import CertificateAuthorityKind
+from floodlight_trust.storage.sqlite import LEGACY_CA_FILE, STATE_FILE, SqliteStorage
+from floodlight_trust.storage.stores import Storage
 
 log = logging.getLogger("floodlight_trust.statestore")
 
-STATE_DB = "ftrust.sqlite3"
-LEGACY_CA_DB = "ftrust.db"  # where `ftrust ca` kept its records before there was one store
+STATE_DB = STATE_FILE
+LEGACY_CA_DB = LEGACY_CA_FILE  # where `ftrust ca` kept its records before there was one store
 ADMIN_CA_SUBJECT = "CN=floodlight-trust admin CA,OU=ftrust-admin"
 
 
-def open_state(config: Config) -> Database:
-    """The state store of ``config``'s deployment (created on first use, 0600)."""
-    db = Database(config.state_dir / STATE_DB)
-    _merge_legacy(config, db)
-    return db
+def open_state(config: Config) -> SqliteStorage:
+    """The state store of ``config``'s deployment (created and migrated on first use, 0600)."""
+    storage = SqliteStorage(config.state_dir / STATE_DB)
+    _merge_legacy(config, storage)
+    return storage
 
 
-def _merge_legacy(config: Config, db: Database) -> None:
+def _merge_legacy(config: Config, storage: SqliteStorage) -> None:
     legacy = config.state_dir / LEGACY_CA_DB
     if not legacy.is_file():
         return
-    CertificateRecords(db)  # the table exists
-    db.query("ATTACH DATABASE ? AS legacy", (str(legacy),))  # SQLite attaches outside a transaction only
-    with db.transaction() as tx:
-        has = tx.execute("SELECT 1 FROM legacy.sqlite_master WHERE name = 'pki_certificates'").fetchone()
-        merged = (
-            tx.execute("INSERT OR IGNORE INTO pki_certificates SELECT * FROM legacy.pki_certificates").rowcount
-            if has
-            else 0
-        )
-    db.query("DETACH DATABASE legacy")
+    merged = storage.merge_legacy_certificates(legacy)
     done = legacy.with_name(LEGACY_CA_DB + ".merged")
     legacy.rename(done)
     log.warning("merged %d certificate record(s) from %s into %s (old file kept as %s)", merged, legacy, STATE_DB, done)
 
 
-def open_ca(config: Config, password: Secret, db: Database) -> CertificateAuthority:
+def open_ca(config: Config, password: Secret, db: Storage) -> CertificateAuthority:
     """The VNF CA of ``config`` with its records in ``db`` (the only way any command opens it)."""
     return CertificateAuthority.open(
         config.state_path("ca", "dir"),
         password,
-        CertificateRecords(db),
+        db.certificates(CertificateAuthorityKind.VNF),
         crl_url=config.get("ca", "crl_url"),
         ocsp_url=config.get("ca", "ocsp_url"),
     )
 
 
 def open_admin_ca(
-    config: Config, password: Secret, db: Database, *, create_at: datetime | None = None
+    config: Config, password: Secret, db: Storage, *, create_at: datetime | None = None
 ) -> CertificateAuthority:
     """The admin CA of ``config`` (records in ``db``'s admin table); with ``create_at``, created
     first if it does not exist yet (same key type and password as the VNF CA)."""
     directory = config.state_path("ca", "admin_dir")
-    records = CertificateRecords(db, table=ADMIN_TABLE)
+    records = db.certificates(CertificateAuthorityKind.ADMIN)
     urls = {"crl_url": config.get("ca", "crl_url"), "ocsp_url": config.get("ca", "ocsp_url")}
     if create_at is not None and not (directory / "ca.cert.pem").exists():
         return CertificateAuthority.init(

@@ -12,8 +12,8 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import PurePath
+from typing import Any, Protocol
 
 from floodlight_trust.claims import CLAIM_TYPES, EvidenceType, TcbStatus
 from floodlight_trust.errors import FtrustError, Location, PolicyError
@@ -109,7 +109,7 @@ class Program:
     sources: dict[str, bytes]  # file name -> exact bytes (policy files and reference lists)
     symbols: dict[str, Symbol] = field(default_factory=dict)
     errors: list[PolicyError] = field(default_factory=list)
-    base_dirs: dict[str, Path | None] = field(default_factory=dict)  # file -> where its imports resolve
+    base_dirs: dict[str, PurePath | None] = field(default_factory=dict)  # file -> where its imports resolve
     syntax_errors: int = 0  # how many of ``errors`` are syntax errors (their files checked as far as they parsed)
     skipped: list[str] = field(default_factory=list)  # source text that syntax recovery dropped
 
@@ -142,34 +142,42 @@ class Program:
 
 _ECHO = re.compile(r"^unknown (?:name|host policy|enclave policy|key) '([^']+)'|needs '(\w+) = \.\.\.'")
 
-Reader = Callable[[Path], bytes]
+class PolicySources(Protocol):
+    """Where the files a policy names (imports, reference lists, keys) come from. The language
+    reads nothing itself: the shell hands it :class:`floodlight_trust.policy_files.PolicyFiles`
+    (the disk), a test may hand it a dictionary's worth of bytes."""
 
+    def read(self, path: PurePath) -> bytes:
+        """The exact bytes of ``path``, or an FtrustError (located) when it cannot be read."""
+        ...
 
-def read_file(path: Path) -> bytes:
-    """The shell's reader of policy files, imports, reference lists and keys (a located InputError
-    if unreadable); the loaders take another ``read`` to load from memory."""
-    from floodlight_trust.fileio import read_bytes
-
-    return read_bytes(path, what="file")
+    def name(self, path: PurePath) -> str:
+        """The stable name of ``path`` in locations, cycle checks and the policy version."""
+        ...
 
 
 def load_program(
-    text: str, filename: str, base_dir: Path | None, read: Reader = read_file, source_bytes: bytes | None = None
+    text: str,
+    filename: str,
+    base_dir: PurePath | None,
+    sources: PolicySources | None = None,
+    source_bytes: bytes | None = None,
 ) -> Program:
-    """Parse ``text`` and everything it imports (relative to ``base_dir``); collect syntax errors."""
-    return load_programs([(text, filename, base_dir, source_bytes)], read)
+    """Parse ``text`` and everything it imports (relative to ``base_dir``, read from ``sources``;
+    without them an import is a located error); collect syntax errors."""
+    return load_programs([(text, filename, base_dir, source_bytes)], sources)
 
 
-Root = tuple[str, str, Path | None, bytes | None]  # text, file name, base directory, exact bytes
+Root = tuple[str, str, PurePath | None, bytes | None]  # text, file name, base directory, exact bytes
 
 
-def load_programs(roots: list[Root], read: Reader = read_file) -> Program:
+def load_programs(roots: list[Root], sources: PolicySources | None = None) -> Program:
     """One program from several root files (a policy directory) and everything they import; a file
     reached twice is loaded once, so the roots share one namespace as imports do."""
     program = Program([], {})
     seen: set[str] = set()
 
-    def visit(text: str, filename: str, directory: Path | None, stack: tuple[str, ...]) -> None:
+    def visit(text: str, filename: str, directory: PurePath | None, stack: tuple[str, ...]) -> None:
         seen.add(filename)
         parsed = parse_recovering(text, filename)
         program.errors.extend(parsed.errors)
@@ -183,11 +191,11 @@ def load_programs(roots: list[Root], read: Reader = read_file) -> Program:
         for decl in module.decls:
             if not isinstance(decl, ast.Import):
                 continue
-            if directory is None:
+            if directory is None or sources is None:
                 program.error("import needs a base directory (compile from a file)", decl.pos)
                 continue
             target = directory / decl.path.value
-            name = _display(target)
+            name = sources.name(target)
             if name in stack:
                 cycle = " -> ".join((*stack[stack.index(name) :], name))
                 program.error(f"import cycle: {cycle}", decl.path.pos)
@@ -195,7 +203,7 @@ def load_programs(roots: list[Root], read: Reader = read_file) -> Program:
             if name in seen:
                 continue
             try:
-                data = read(target)
+                data = sources.read(target)
                 sub = data.decode("utf-8")
             except FtrustError as e:
                 program.error(f"cannot import {decl.path.value!r}: {e.message}", decl.path.pos)
@@ -212,18 +220,6 @@ def load_programs(roots: list[Root], read: Reader = read_file) -> Program:
         program.sources[filename] = source_bytes if source_bytes is not None else text.encode("utf-8")
         visit(text, filename, base_dir, (filename,))
     return program
-
-
-def _display(path: Path) -> str:
-    """A stable, readable name for a file: relative to the working directory when below it."""
-    try:
-        resolved = path.resolve()
-    except (ValueError, OSError):  # a NUL in an import/include path: shown as written; reading it fails, located
-        return str(path).replace("\0", "\\0")
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 # ---- checking --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 
 from floodlight_trust.claims import ClaimSet
 from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
@@ -21,14 +21,13 @@ from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, Certificate
 from policy_lang import ast
 from policy_lang.check import (
     Checker,
+    PolicySources,
     Program,
-    Reader,
     Root,
     TExpr,
     check,
     load_program,
     load_programs,
-    read_file,
     suggest,
 )
 from policy_lang.evaluate import (
@@ -310,10 +309,16 @@ class Policy:
 
 
 class Compiler:
-    def __init__(self, program: Program, checker: Checker, read: Reader, base_dirs: dict[str, Path | None]):
+    def __init__(
+        self,
+        program: Program,
+        checker: Checker,
+        sources: PolicySources | None,
+        base_dirs: dict[str, PurePath | None],
+    ):
         self.p = program
         self.c = checker
-        self.read = read
+        self.sources = sources
         self.base_dirs = base_dirs
         self.hosts: dict[str, CompiledHost] = {}
         self.enclaves: dict[str, CompiledEnclave] = {}
@@ -406,13 +411,14 @@ class Compiler:
 
     def reference(self, stmt: ast.IncludeSha256sum | ast.IncludeKeylime) -> ReferenceList | None:
         directory = self.base_dirs.get(stmt.pos.file)
-        if directory is None:
+        sources = self.sources
+        if directory is None or sources is None:
             self.p.error("include needs a base directory (compile from a file)", stmt.pos)
             return None
         target = directory / stmt.path.value
-        name = _display(target)
+        name = sources.name(target)
         try:
-            data = self.read(target)
+            data = sources.read(target)
             self.p.sources[name] = data
             # Compiled lists are reused by content hash: an unchanged 100k-entry list is not parsed again.
             if isinstance(stmt, ast.IncludeSha256sum):
@@ -420,8 +426,8 @@ class Compiler:
             if stmt.verify_with is None:
                 return compiled_reference("keylime", data, name)
             key_path = directory / stmt.verify_with.value
-            key_name = _display(key_path)
-            key = self.read(key_path)
+            key_name = sources.name(key_path)
+            key = sources.read(key_path)
             self.p.sources[key_name] = key
             return compiled_reference("keylime-dsse", data, name, key, key_name)
         except PolicyError as e:
@@ -812,12 +818,6 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _display(path: Path) -> str:
-    from policy_lang.check import _display as display
-
-    return display(path)
-
-
 def _version(sources: Mapping[str, bytes]) -> str:
     h = hashlib.sha256()
     for name in sorted(sources):
@@ -828,35 +828,53 @@ def _version(sources: Mapping[str, bytes]) -> str:
 
 
 def compile_policy_text(
-    text: str, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = read_file
+    text: str,
+    *,
+    filename: str = "<policy>",
+    base_dir: PurePath | None = None,
+    sources: PolicySources | None = None,
 ) -> Policy:
-    """Parse, check and compile policy text. Imports and includes resolve relative to ``base_dir``.
+    """Parse, check and compile policy text; ``filename`` names it in every location. Imports and
+    includes resolve relative to ``base_dir`` and are read from ``sources`` (the shell's files:
+    :mod:`floodlight_trust.policy_files`); without both, an import or include is a located error.
 
     Raises :class:`~policy_lang.check.PolicyErrors` (a PolicyError) listing every error found.
     """
-    return _compile(load_program(text, filename, base_dir, read), read)
+    return _compile(load_program(text, filename, base_dir, sources), sources)
 
 
 def compile_policy_bytes(
-    data: bytes, *, filename: str = "<policy>", base_dir: Path | None = None, read: Reader = read_file
+    data: bytes,
+    *,
+    filename: str = "<policy>",
+    base_dir: PurePath | None = None,
+    sources: PolicySources | None = None,
 ) -> Policy:
     """:func:`compile_policy_text` on exact bytes (standard input): they count in the version."""
-    text = _decode(data, filename)
-    return _compile(load_program(text, filename, base_dir, read, source_bytes=data), read)
+    text = decode_policy(data, filename)
+    return _compile(load_program(text, filename, base_dir, sources, source_bytes=data), sources)
 
 
-def _decode(data: bytes, name: str) -> str:
+def compile_policy_roots(roots: list[Root], sources: PolicySources | None) -> Policy:
+    """Several root files (text, name, base directory, exact bytes) compiled as one policy (a policy
+    directory): their declarations share one namespace, as if one file imported the others; a file
+    they both import is loaded once."""
+    return _compile(load_programs(roots, sources), sources)
+
+
+def decode_policy(data: bytes, name: str) -> str:
+    """Policy bytes as text, or a PolicyError located at the first byte that is not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise PolicyError("policy file is not UTF-8 text", location=Location(name, offset=e.start)) from None
 
 
-def _compile(program: Program, read: Reader) -> Policy:
+def _compile(program: Program, sources: PolicySources | None) -> Policy:
     if program.errors and not program.modules:
         program.raise_if_errors()
     checker = check(program)
-    compiler = Compiler(program, checker, read, dict(program.base_dirs))
+    compiler = Compiler(program, checker, sources, dict(program.base_dirs))
     compiler.run()
     program.raise_if_errors()
     return Policy(
@@ -866,20 +884,3 @@ def _compile(program: Program, read: Reader) -> Policy:
         enclaves=dict(compiler.enclaves),
         enrolls=tuple(compiler.enrolls),
     )
-
-
-def load_policy(path: str | Path, *, read: Reader = read_file) -> Policy:
-    """Load a policy file with its imports and reference lists; check and compile it."""
-    return load_policy_files([Path(path)], read=read)
-
-
-def load_policy_files(paths: list[Path], *, read: Reader = read_file) -> Policy:
-    """Load several policy files as one policy (a policy directory): their declarations share one
-    namespace, as if one file imported the others; a file they both import is loaded once."""
-    from floodlight_trust.fileio import read_bytes
-
-    roots: list[Root] = []
-    for target in paths:
-        data = read_bytes(target, what="policy file")
-        roots.append((_decode(data, str(target)), _display(target), target.parent, data))
-    return _compile(load_programs(roots, read), read)

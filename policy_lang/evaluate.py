@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import compress
+from operator import ne
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -499,14 +501,19 @@ def evaluate_host_round(
                 )
             )
 
-    # The hot loop: most entries are on the allowlist, found with one dict lookup.
+    # The hot path: most entries are on the allowlist with their one allowed digest, so the allowed
+    # values looked up for every path (one C-level map) equal the measured digests, and only the
+    # entries where they differ are looked at (a set of allowed digests, or not allowed).
     get = h.exact.get
+    looked_up = list(map(get, paths))  # ImaClaims guarantees the columns have one length
     slow: list[int] = []
-    for i, (p, d) in enumerate(zip(paths, digests, strict=True)):
-        s = get(p)
-        # s is the one allowed digest (a str) or a frozenset of them
-        if s is None or (s != d and (s.__class__ is str or d not in s)):
-            slow.append(i)
+    if looked_up != (digests if isinstance(digests, list) else list(digests)):
+        for i in compress(range(n), map(ne, looked_up, digests)):
+            s, d = looked_up[i], digests[i]
+            # s is the one allowed digest (a str) or a frozenset of them
+            if s is None or s.__class__ is str or d not in s:
+                slow.append(i)
+    del looked_up
     any_digests = h.any_digests
     excluded = h.exclude.match if h.exclude is not None else None
     globs_any = h.globs_any.match if h.globs_any is not None else None

@@ -38,7 +38,23 @@ _TOKEN_NAMES = {
 @functools.cache
 def _lark() -> Lark:
     text = resources.files("policy_lang").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    cache = {"cache": _tables_file} if _tables_file else {}
+    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True, **cache)
+
+
+_tables_file: str | None = None
+
+
+def keep_tables_in(path: str | None) -> None:
+    """Have lark keep the parser's LALR tables in ``path`` between processes (before the first parse).
+
+    Building them took a third of a fresh ``ftrust policy`` command's own start-up. Lark writes the
+    file under a SHA-256 of the grammar, its options and lark's version, and builds the tables
+    again when any of those changed. The file is a pickle: the shell chooses a path only its
+    owner can write (``cli/policy.py``: beside the package's bytecode); this module opens no file.
+    """
+    global _tables_file
+    _tables_file = path
 
 
 def _unquote(text: str) -> str:

@@ -24,6 +24,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from floodlight_trust.claims import ImaClaims
@@ -372,6 +374,15 @@ def _schema_error(doc: Any, text: str, source: str) -> PolicyError:
 def _check_digests_object(obj: Any) -> bool:
     if not isinstance(obj, dict):
         return False
+    values = list(obj.values())
+    if values and set(map(type, values)) == {list} and 0 not in set(map(len, values)):
+        # Column-wise first (C-level passes over all the digests at once): every item a str of 40
+        # to 128 characters, all of them lowercase hex, is every item matching the pattern.
+        flat = list(chain.from_iterable(values))
+        if set(map(type, flat)) == {str}:
+            lengths = set(map(len, flat))
+            if min(lengths) >= 40 and max(lengths) <= 128:
+                return _LOWER_HEX.fullmatch("".join(flat)) is not None
     match = _KEYLIME_DIGEST.fullmatch
     for values in obj.values():
         if type(values) is not list or not values:
@@ -397,12 +408,62 @@ def parse_keylime(text: str, source: str) -> ReferenceList:
     return keylime_from_document(doc, text, source)
 
 
+_REQUIRED = ("meta", "release", "digests", "excludes", "keyrings", "ima", "ima-buf", "verification-keys")
+_LOG_HASH_ALGS = frozenset(("sha1", "sha256", "sha384", "sha512"))
+
+
+def _nonneg_int(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _str_list(v: Any) -> bool:
+    return type(v) is list and all(type(x) is str for x in v)
+
+
+def _plainly_valid_skeleton(doc: Any) -> bool:
+    """True only for a document that plainly meets the schema outside its digests objects, checked
+    without jsonschema (whose import and validator build were a third of a fresh process's policy
+    load): every value of the exact JSON type the schema asks (``int``, not a float with an integral
+    value). False means "ask jsonschema", never "invalid": the schema stays the authority, and the
+    tests check that whatever this accepts, jsonschema accepts."""
+    if type(doc) is not dict or not all(k in doc for k in _REQUIRED):
+        return False
+    meta, ima = doc["meta"], doc["ima"]
+    if type(meta) is not dict or not (_nonneg_int(meta.get("version")) and _nonneg_int(meta.get("generator"))):
+        return False
+    if meta["generator"] > 3 or ("timestamp" in meta and type(meta["timestamp"]) is not str):
+        return False
+    if type(ima) is not dict or not all(k in ima for k in ("ignored_keyrings", "log_hash_alg", "dm_policy")):
+        return False
+    return (
+        all(type(doc[k]) is dict for k in ("digests", "keyrings", "ima-buf"))
+        and _nonneg_int(doc["release"])
+        and _str_list(doc["excludes"])
+        and type(doc["verification-keys"]) is str
+        and _str_list(ima["ignored_keyrings"])
+        and type(ima["log_hash_alg"]) is str
+        and ima["log_hash_alg"] in _LOG_HASH_ALGS
+        and ima["dm_policy"] is None
+    )
+
+
+def _valid_skeleton(doc: Any) -> bool:
+    if _plainly_valid_skeleton(doc):
+        return True
+    return next(iter(_skeleton_validator().iter_errors(doc)), None) is None
+
+
 def keylime_from_document(doc: Any, text: str, source: str) -> ReferenceList:
-    if next(iter(_skeleton_validator().iter_errors(doc)), None) is not None or not all(
+    if not _valid_skeleton(doc) or not all(
         _check_digests_object(doc.get(k)) for k in ("digests", "keyrings", "ima-buf")
     ):
         raise _schema_error(doc, text, source)
-    allowed: dict[str, Digests] = {p: v[0] if len(v) == 1 else frozenset(v) for p, v in doc["digests"].items()}
+    files = doc["digests"]
+    allowed: dict[str, Digests]
+    if set(map(len, files.values())) <= {1}:  # one digest per file, the common case: no loop in Python
+        allowed = dict(zip(files, map(itemgetter(0), files.values()), strict=True))
+    else:
+        allowed = {p: v[0] if len(v) == 1 else frozenset(v) for p, v in files.items()}
     # ima-buf entries are keyed by their name; file paths are absolute, so names never collide
     # with files. A keyring measurement (KEY_CHECK) is an ima-buf entry named after the keyring
     # (".ima", ".builtin_trusted_keys", ...) whose digest is that of the key: Keylime's `keyrings`
@@ -516,7 +577,9 @@ def verify_dsse_envelope(envelope_text: str, public_key_pem: bytes, source: str,
     except json.JSONDecodeError as e:
         raise PolicyError(f"not valid JSON: {e.msg}", location=Location(source, e.lineno, e.colno)) from None
     except (RecursionError, ValueError):
-        raise PolicyError("not acceptable JSON (nested too deeply or a number too long)", location=Location(source)) from None
+        raise PolicyError(
+            "not acceptable JSON (nested too deeply or a number too long)", location=Location(source)
+        ) from None
     if not isinstance(env, Mapping) or not {"payload", "payloadType", "signatures"} <= set(env):
         raise PolicyError("not a DSSE envelope (needs payload, payloadType and signatures)", location=Location(source))
     if env["payloadType"] != DSSE_PAYLOAD_TYPE:

@@ -54,7 +54,8 @@ from floodlight_trust.claims import (
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError, Location, VerificationError
 from floodlight_trust.fileio import read_bytes, read_text
-from policy_lang.compile import Policy, load_policy
+from floodlight_trust.policy_files import load_policy
+from policy_lang.compile import Policy
 from policy_lang.evaluate import Decision, Reason
 
 TEST_SUFFIX = ".policytest.toml"

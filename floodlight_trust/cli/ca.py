@@ -19,14 +19,14 @@ from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.crl import crl_der, crl_pem
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
-from floodlight_trust.pki.records import ADMIN_TABLE, REASONS, VNF_TABLE, CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.pki.records import REASONS, CertificateAuthorityKind, parse_serial, serial_hex
 from floodlight_trust.secrets import load_secret
-from floodlight_trust.storage import Database
+from floodlight_trust.storage.stores import Storage
 
 KEY_PASSWORD_ENV = "FTRUST_KEY_PASSWORD"  # noqa: S105  (a variable name, not a password); encrypts the key `ca issue --generate-key` writes
 
 
-def state_database(cfg: Config) -> Database:
+def state_database(cfg: Config) -> Storage:
     """The deployment's one state store, the VM's too (statestore.py)."""
     return statestore.open_state(cfg)
 
@@ -142,25 +142,23 @@ def _revoke(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     serial = parse_serial(args.serial)
     db = state_database(cfg)
-    vnf_records, admin_records = CertificateRecords(db), CertificateRecords(db, table=ADMIN_TABLE)
-    records = vnf_records if vnf_records.get(serial) is not None else admin_records
-    if records.get(serial) is None:
+    vnf_records = db.certificates(CertificateAuthorityKind.VNF)
+    admin = vnf_records.get(serial) is None
+    kind_of = CertificateAuthorityKind.ADMIN if admin else CertificateAuthorityKind.VNF
+    if admin and db.certificates(kind_of).get(serial) is None:
         raise InputError(f"no certificate with serial {serial_hex(serial)}", hint="see `ftrust ca list` (--admin)")
     now = clock.now()
-    from floodlight_trust.manager.audit import AuditLog
-    from floodlight_trust.manager.state import ManagerState
-
-    state, audit = ManagerState(db), AuditLog(db)  # (their tables exist before the transaction)
     with db.transaction() as tx:
         # One transaction: the certificate, its enrollment (so re-attestation does not renew it) and
         # the audit record. The VM's OCSP answers from these records and its CRL is re-signed when
         # they change, so a running VM refuses the certificate at once.
-        record = records.revoke(serial, args.reason, now, tx=tx)
-        enrollment = next((e for e in state.enrollments_by_serial_tx(tx, serial_hex(serial))), None)
+        record = tx.certificates(kind_of).revoke(serial, args.reason, now)
+        enrollment = tx.enrollments.by_serial(serial_hex(serial))
         if enrollment is not None:
-            state.mark_revoked(tx, enrollment.serial, at=now, reason=f"ftrust ca revoke: {record.revocation_reason}")
-        audit.record(
-            tx,
+            tx.enrollments.mark_revoked(
+                enrollment.serial, at=now, reason=f"ftrust ca revoke: {record.revocation_reason}"
+            )
+        tx.audit.record(
             at=now,
             actor="cli:ca revoke",
             action="revoke",
@@ -168,12 +166,12 @@ def _revoke(args: argparse.Namespace) -> int:
             host=enrollment.host if enrollment else None,
             vnf=enrollment.vnf if enrollment else None,
             evidence={"serials": [serial_hex(serial)], "crl_reason": record.revocation_reason,
-                      "admin_certificate": records is admin_records},
+                      "admin_certificate": admin},
         )  # fmt: skip
-    kind = "admin certificate" if records is admin_records else "certificate"
+    kind = "admin certificate" if admin else "certificate"
     emit(
         args,
-        record.to_json() | {"admin": records is admin_records},
+        record.to_json() | {"admin": admin},
         f"revoked {kind} {serial_hex(record.serial)} ({record.subject}) at "
         f"{clock.format_time(record.revoked_at or now)}, reason {record.revocation_reason}; a running VM's OCSP "
         "and CRL show it at once",
@@ -209,7 +207,9 @@ def _crl(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    records = CertificateRecords(state_database(cfg), table=ADMIN_TABLE if args.admin else VNF_TABLE)
+    records = state_database(cfg).certificates(
+        CertificateAuthorityKind.ADMIN if args.admin else CertificateAuthorityKind.VNF
+    )
     now = clock.now()
     rows = records.list(revoked=True if args.revoked else None)
     data = [r.to_json(now) for r in rows]

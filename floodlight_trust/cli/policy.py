@@ -166,13 +166,47 @@ def _read_stdin() -> bytes:
     return sys.stdin.buffer.read()
 
 
+def parse_tables_file(package: Path | None = None) -> str | None:
+    """Where lark may keep the policy parser's tables between commands (``policy_lang.parser.
+    keep_tables_in``): beside the policy_lang package's bytecode, because the file is a pickle and
+    ``__pycache__`` holds code already. Only a directory owned by the package directory's owner and
+    writable by nobody else, and a file likewise; with bytecode writing off
+    (``PYTHONDONTWRITEBYTECODE``) only a file that is there already (nothing is written)."""
+    import sys
+
+    if package is None:
+        import policy_lang
+
+        package = Path(policy_lang.__file__).resolve().parent
+    directory = package / "__pycache__"
+    path = directory / "policy_lang.parser.lark-cache"
+    try:
+        owner = package.stat().st_uid
+        d = directory.stat()
+        if d.st_uid != owner or d.st_mode & 0o022:
+            return None
+        f = path.stat()
+        if f.st_uid != owner or f.st_mode & 0o022:
+            return None
+    except FileNotFoundError:
+        if sys.dont_write_bytecode or not directory.is_dir():
+            return None
+    except OSError:
+        return None
+    return str(path)
+
+
 def load_policy_arg(name: str) -> Any:
     """Load the policy a command names: a file, a directory (every ``*.policy`` file below it, as
     one policy) or ``-`` (standard input; imports and includes relative to the working directory)."""
-    from policy_lang.compile import compile_policy_bytes, load_policy, load_policy_files
+    from floodlight_trust.policy_files import FILES, load_policy, load_policy_files
+    from policy_lang.compile import compile_policy_bytes
+    from policy_lang.parser import keep_tables_in
+
+    keep_tables_in(parse_tables_file())
 
     if name == STDIN:
-        return compile_policy_bytes(_read_stdin(), filename=STDIN_NAME, base_dir=Path.cwd())
+        return compile_policy_bytes(_read_stdin(), filename=STDIN_NAME, base_dir=Path.cwd(), sources=FILES)
     if Path(name).is_dir():
         return load_policy_files([Path(f) for f in policy_files([name])])
     return load_policy(name)
@@ -323,7 +357,6 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
 
     from floodlight_trust import clock
     from floodlight_trust.claims import ClaimSet, claimset_from_json
-    from floodlight_trust.clients.collateral_files import load_collateral
     from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, load_keyring, verify_evidence
     from floodlight_trust.fileio import read_bytes
 
@@ -366,7 +399,7 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
         ima_source=args.ima_log,
         keyring=tuple(keyring),
         quote=read_bytes(args.quote, what="quote") if args.quote else None,
-        collateral=load_collateral(args.collateral) if args.collateral else None,
+        collateral=_collateral(args.collateral) if args.collateral else None,
         ias_report=ias_report,
     )
     verified = verify_evidence(evidence, at=at)  # a VerificationError is exit 1 with its message
@@ -378,6 +411,12 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
         ima=verified.ima if verified.ima is not None else base.ima,
         enclave=verified.enclave if verified.enclave is not None else base.enclave,
     )
+
+
+def _collateral(path: str) -> Any:
+    from floodlight_trust.clients.collateral_files import load_collateral  # only with --quote: a fresh process's import
+
+    return load_collateral(path)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

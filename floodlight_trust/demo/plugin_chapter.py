@@ -336,14 +336,13 @@ class PluginChapter:
             from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
             from floodlight_trust.pki.grants import HttpMethod, RestGrant
             from floodlight_trust.pki.profile import CertificateProfile
-            from floodlight_trust.pki.records import CertificateRecords
-            from floodlight_trust.storage.database import Database
+            from floodlight_trust.storage.sqlite import SqliteStorage
 
             rotated = self.dir / "next-ca"
             new_ca = CertificateAuthority.init(
                 rotated, Secret(secrets.token_urlsafe(18), "generated"), subject="CN=floodlight-trust VNF CA 2",
                 crl_url=f"http://127.0.0.1:{self.d.crl_port}/crl.der", ocsp_url=f"http://127.0.0.1:{self.d.crl_port}/ocsp",
-                at=clock.now(), records=CertificateRecords(Database(rotated / "records.sqlite3")),
+                at=clock.now(), records=SqliteStorage(rotated / "records.db").certificates(),
             )  # fmt: skip
             key = generate_private_key("ec-p256")
             profile = CertificateProfile(rest_grants=(RestGrant(HttpMethod.GET, "/wm/core/**"),)).render(

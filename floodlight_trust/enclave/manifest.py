@@ -197,7 +197,7 @@ _MANIFEST_CLAIMS = {"isv_prod_id", "isv_svn", "debug", "evidence_type"}
 
 def policy_expectation(policy_path: Path, enclave: str) -> PolicyExpectation:
     """Read ``enclave``'s rules on isv_prod_id, isv_svn and debug from a policy file."""
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
     from policy_lang.evaluate import failures
 
     policy = load_policy(policy_path)

@@ -1,6 +1,6 @@
 """Evidence to claims: the one path from evidence bytes to a :class:`~floodlight_trust.claims.ClaimSet`.
 
-The Verification Manager's quote verification (``manager/quotes.py``), the evidence fixtures of
+The Verification Manager's quote verification (``manager/quote_verification.py``), the evidence fixtures of
 policy tests (``policy_lang/testing.py``) and ``ftrust policy eval --ima-log/--quote/--ias-report``
 all verify evidence here, so a policy judged at the command line sees exactly the claims the VM
 would judge. Pure: bytes, trust roots and the time in, claims out. A
@@ -14,18 +14,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dh
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
+from typing import TYPE_CHECKING
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, ImaClaims
 from floodlight_trust.errors import InputError, VerificationError
-from floodlight_trust.evidence.collateral import Collateral
-from floodlight_trust.evidence.dcap import CertificateChainError, DcapResult, TrustAnchor, verify_quote
-from floodlight_trust.evidence.ima.signatures import KeyringEntry
+
+# The SGX verifiers and cryptography are imported where they are used: `ftrust policy eval
+# --ima-log` starts in a fresh process, and needs neither.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
+
+    from floodlight_trust.evidence.collateral import Collateral
+    from floodlight_trust.evidence.dcap import DcapResult, TrustAnchor
+    from floodlight_trust.evidence.ima.signatures import KeyringEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,10 @@ class Evidence:
 def load_keyring(data: bytes, what: str) -> list[KeyringEntry]:
     """Certificates and public keys from one file: PEM (any number of CERTIFICATE and PUBLIC KEY
     blocks, as Keylime's IMA keyrings hold) or DER (a certificate or a SubjectPublicKeyInfo)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         if b"-----BEGIN" in data:
             entries: list[KeyringEntry] = []
@@ -74,6 +79,8 @@ def load_keyring(data: bytes, what: str) -> list[KeyringEntry]:
 
 
 def _public_key(key: PublicKeyTypes) -> CertificatePublicKeyTypes:
+    from cryptography.hazmat.primitives.asymmetric import dh
+
     # Every public key type but Diffie-Hellman can stand in a certificate.
     if isinstance(key, dh.DHPublicKey):
         raise ValueError(f"a {type(key).__name__} cannot sign IMA signatures")
@@ -104,6 +111,8 @@ def verify_dcap(
     """Verify a DCAP quote under the first of ``anchors`` its PCK chain reaches (the VM may pin the
     Intel root and, when its operator says so, the simulated one). Raises the last chain error when
     no anchor fits, any other verification error at once."""
+    from floodlight_trust.evidence.dcap import CertificateChainError, verify_quote
+
     last: CertificateChainError | None = None
     for anchor in anchors:
         try:
@@ -131,6 +140,8 @@ def verify_enclave(
     if evidence.quote is not None:
         if evidence.collateral is None:
             raise InputError("a DCAP quote needs its collateral")
+        from floodlight_trust.evidence.dcap import TrustAnchor
+
         roots = list(anchors) if anchors is not None else [TrustAnchor.intel()]
         return verify_dcap(
             evidence.quote, evidence.collateral, roots, at=at, unsafe_allow_expired_crls=unsafe_allow_expired_crls

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from floodlight_trust.errors import InputError
-from floodlight_trust.manager.audit import AuditLog
-from floodlight_trust.manager.nonces import NonceStore
-from floodlight_trust.manager.state import HostRecord, ManagerState
-from floodlight_trust.storage.database import Database
+from floodlight_trust.manager.nonces import Nonces
+from floodlight_trust.storage.records import HostRecord
+from floodlight_trust.storage.stores import Storage
 
 
 class AgentConnection(Protocol):
@@ -35,7 +34,7 @@ class ManagerContext:
     def __init__(
         self,
         *,
-        db: Database,
+        storage: Storage,
         ca: Any,
         policy: Any,
         anchors: Sequence[Any],
@@ -49,10 +48,8 @@ class ManagerContext:
         renew_before_seconds: int | None,
         self_registering_rules: Sequence[str] = (),
     ):
-        self.db = db
-        self.state = ManagerState(db)
-        self.audit = AuditLog(db)
-        self.nonces = NonceStore(db, ttl_seconds=nonce_ttl_seconds)
+        self.storage = storage  # every record goes through its stores (storage/stores.py)
+        self.nonces = Nonces(storage, ttl_seconds=nonce_ttl_seconds)
         self.ca = ca
         self.policy = policy
         self.anchors = list(anchors)

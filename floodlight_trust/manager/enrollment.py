@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -35,8 +34,7 @@ from floodlight_trust.errors import (
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
 from floodlight_trust.manager.platform_checks import platform_key, same_platform
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
-from floodlight_trust.manager.state import HostRecord, VnfRegistration
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.verdicts import (
     NONCE_REPLAYED,
     NOTE,
@@ -54,6 +52,8 @@ from floodlight_trust.protocol import b64decode, validate
 from floodlight_trust.protocol.binding import check_report_data, key_report_data
 from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement
+from floodlight_trust.storage.records import HostRecord, NewEnrollment, VnfRegistration, VnfStatus
+from floodlight_trust.storage.stores import Transaction
 
 KEY_MODES = ("enclave", "vm-generated")
 SELF_REGISTERING_SETTING = "vm.self_registering_enroll_rules"
@@ -140,7 +140,7 @@ def identity_reasons(
                 Reason(
                     "vnf.binding",
                     f"the name {vnf!r} on host {host!r} is bound to the enclave of its first enrollment "
-                    f"(key {bound_key[:16]}..., MRENCLAVE {str(bound_mre)[:16]}..., since {registration.bound_at}); "
+                    f"(key {bound_key[:16]}..., MRENCLAVE {str(bound_mre)[:16]}..., since {clock.format_time(registration.bound_at) if registration.bound_at else None}); "
                     f"this enclave's {what} differs: another enclave cannot take the name until an admin runs "
                     f"{release}",
                     evidence={
@@ -197,7 +197,7 @@ class Enrollment:
         mode = key_mode or evidence.get("key_mode") or ctx.key_mode
         if mode not in KEY_MODES:
             raise InputError(f"unknown key mode {mode!r}")
-        record = ctx.state.find_host(host)
+        record = ctx.storage.hosts.find(host)
         if record is None:
             raise NotFoundError(
                 f"host {host!r} is not registered: enclave evidence for it is refused and nothing is recorded",
@@ -264,7 +264,7 @@ class Enrollment:
             reasons = same_platform(record, claims, require_linkable_epid=ctx.require_linkable_epid)
             if binding is not None:
                 reasons.append(binding)
-            holder = ctx.state.name_bound_to_key_now(attempt.enclave_key)
+            holder = ctx.storage.enrollments.bound_name(attempt.enclave_key)
             reasons += identity_reasons(
                 registration, rule.name, attempt.enclave_key, claims.mrenclave, holder, host, vnf
             )
@@ -310,7 +310,7 @@ class Enrollment:
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
         if nonce is not None:
-            with self.ctx.db.transaction(durable=False) as tx:
+            with self.ctx.storage.transaction(durable=False) as tx:
                 self.ctx.nonces.burn(tx, nonce, at=a.at)
         denied = denials(reasons)
         raise UnauthenticatedEvidence(
@@ -329,19 +329,19 @@ class Enrollment:
         ``renew_before``: see :meth:`enroll_evidence` (re-attestation keeps a certificate with enough
         validity left; nothing is installed then)."""
         ctx = self.ctx
-        record = ctx.state.host(host)
+        record = ctx.storage.hosts.get(host)
         self.require_registered(host, vnf)
         if (
             record.status != "trusted"
             or not record.last_trusted_at
-            or (ctx.now() - clock.parse_time(record.last_trusted_at) > ctx.host_trust / 2)
+            or (ctx.now() - record.last_trusted_at > ctx.host_trust / 2)
         ):
             verdict = self.hosts.attest_host(host, actor=actor)
             if not verdict.trusted:
                 attempt = _Attempt(host, vnf, key_mode or ctx.key_mode, ctx.now(), actor)
                 reasons = [Reason("host.trust", f"host {host!r} is not trusted"), *verdict.reasons]
                 return self._deny(attempt, reasons, None, b"", {"host_audit_id": verdict.audit_id})
-            record = ctx.state.host(host)
+            record = ctx.storage.hosts.get(host)
         agent = ctx.agent(record)
         nonce = ctx.nonces.issue("enclave", host, vnf, at=ctx.now())
         evidence = agent.enclave_evidence(vnf, nonce.value)
@@ -359,7 +359,7 @@ class Enrollment:
     def require_registered(self, host: str, vnf: str) -> tuple[VnfRegistration | None, str | None]:
         """The registration of ``vnf`` on ``host``, or (None, the self-registering enroll rule that
         admits the name); NotFoundError (nothing recorded) when neither exists."""
-        registration = self.ctx.state.vnf_registration(host, vnf)
+        registration = self.ctx.storage.enrollments.registration(host, vnf)
         if registration is not None:
             return registration, None
         rule = self.ctx.policy.enroll_rule(vnf) if self.ctx.policy is not None else None
@@ -383,7 +383,7 @@ class Enrollment:
                     + (f" ({record.status}{': ' + why if why else ''})" if record else " (never attested)"),
                 )
             )
-        age = at - clock.parse_time(record.last_trusted_at)
+        age = at - record.last_trusted_at
         if age > self.ctx.host_trust:
             raise Denied(
                 Reason(
@@ -399,14 +399,14 @@ class Enrollment:
         """The active enrollment a re-attested VNF may keep, or None (then a certificate is issued)."""
         if renew_before is None or a.mode != "enclave":  # vm-generated: a new key pair each time
             return None
-        for e in self.ctx.state.enrollments(host=a.host, vnf=a.vnf, active_only=True):
+        for e in self.ctx.storage.enrollments.enrollments(host=a.host, vnf=a.vnf, active_only=True):
             if (
                 e.status == "active"
                 and e.key_mode == "enclave"
                 and e.public_key_sha256 == spki_sha256(spki)
                 and e.mrenclave == claims.mrenclave
                 and e.policy_version == self.ctx.policy_version
-                and clock.parse_time(e.not_after) - a.at > renew_before
+                and e.not_after - a.at > renew_before
             ):
                 return e
         return None
@@ -422,30 +422,29 @@ class Enrollment:
         nonce: bytes,
         policy_version: str | None,
         public_key_sha256: str,
-        also: Callable[[sqlite3.Connection, int], None] | None = None,
+        also: Callable[[Transaction, int], None] | None = None,
     ) -> int:
         """Record an allowed decision in one transaction: spend the nonce (a concurrent replay rolls
         everything back: :class:`Denied`), audit it, run ``also`` (the certificate and enrollment of
         an issue) and mark the VNF enrolled. Returns the audit id, after the durable commit."""
 
-        def record(tx: sqlite3.Connection) -> int:
+        def record(tx: Transaction) -> int:
             if not self.ctx.nonces.burn(tx, nonce, at=a.at):  # rolls back this enrollment: nothing issued
                 raise Denied(NONCE_REPLAYED)
             # The name's binding is written (first enrollment) or re-checked where the certificate is
             # recorded: two enclaves enrolling one name at once cannot both get it.
-            if a.self_register is not None and self.ctx.state.vnf_registration(a.host, a.vnf, tx) is None:
-                self.ctx.state.register_vnf(
-                    tx, a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at
-                )
-            holder = self.ctx.state.name_bound_to_key(tx, a.enclave_key)
-            if (holder is not None and holder != (a.host, a.vnf)) or not self.ctx.state.bind_vnf(
-                tx, a.host, a.vnf, key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
+            if a.self_register is not None:  # unless an admin registered it meanwhile
+                tx.enrollments.register_vnf(
+                    a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at,
+                    if_absent=True,
+                )  # fmt: skip
+            if not tx.enrollments.bind(
+                a.host, a.vnf, public_key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
             ):
                 raise Denied(
                     Reason("vnf.binding", f"the name {a.vnf!r} or this enclave key was bound concurrently to another")
                 )
-            audit_id = self.ctx.audit.record(
-                tx,
+            audit_id = tx.audit.record(
                 at=a.at,
                 actor=a.actor,
                 action=action,
@@ -459,11 +458,10 @@ class Enrollment:
             )
             if also is not None:
                 also(tx, audit_id)
-            self.ctx.state.record_vnf(
-                tx,
+            tx.enrollments.record_vnf(
                 a.host,
                 a.vnf,
-                status="enrolled",
+                status=VnfStatus.ENROLLED,
                 at=a.at,
                 mrenclave=claims.mrenclave,
                 public_key_sha256=public_key_sha256,
@@ -472,8 +470,8 @@ class Enrollment:
             return audit_id
 
         # Group commit: decisions arriving together share one durable COMMIT; this returns only
-        # after it (Database.write).
-        return self.ctx.db.write(record)
+        # after it (Storage.write).
+        return self.ctx.storage.write(record)
 
     def _keep(
         self,
@@ -486,7 +484,8 @@ class Enrollment:
     ) -> EnrollmentResult:
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
-        evidence = info | {"serial": current.serial, "certificate_kept": True, "not_after": current.not_after}
+        evidence = info | {"serial": current.serial, "certificate_kept": True,
+                           "not_after": clock.format_time(current.not_after)}  # fmt: skip
         policy_version = self.ctx.policy_version
         audit_id = self._record_allowed(
             a,
@@ -508,7 +507,7 @@ class Enrollment:
             claims.simulated,
             a.mode,
             current.serial,
-            clock.parse_time(current.not_after),
+            current.not_after,
             kept=True,
         )
 
@@ -550,23 +549,24 @@ class Enrollment:
         evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
         policy_version = self.ctx.policy_version
 
-        def record_certificate(tx: sqlite3.Connection, audit_id: int) -> None:
-            ca.records.record_issued(cert, at=a.at, tx=tx)
-            self.ctx.state.record_enrollment(
-                tx,
-                host=a.host,
-                vnf=a.vnf,
-                serial=serial,
-                certificate_sha256=cert_sha,
-                public_key_sha256=spki_sha256(subject_spki),
-                key_mode=a.mode,
-                mrenclave=claims.mrenclave,
-                policy_version=policy_version,
-                audit_id=audit_id,
-                issued_at=a.at,
-                not_after=cert.not_valid_after_utc,
-                enclave_claims=enclave_to_json(claims),
-                platform_key=platform_key(claims),
+        def record_certificate(tx: Transaction, audit_id: int) -> None:
+            tx.certificates(ca.records.kind).record_issued(cert, at=a.at)
+            tx.enrollments.record_enrollment(
+                NewEnrollment(
+                    host=a.host,
+                    vnf=a.vnf,
+                    serial=serial,
+                    certificate_sha256=cert_sha,
+                    public_key_sha256=spki_sha256(subject_spki),
+                    key_mode=a.mode,
+                    mrenclave=claims.mrenclave,
+                    policy_version=policy_version,
+                    audit_id=audit_id,
+                    issued_at=a.at,
+                    not_after=cert.not_valid_after_utc,
+                    enclave_claims=enclave_to_json(claims),
+                    platform_key=platform_key(claims),
+                )
             )
 
         audit_id = self._record_allowed(
@@ -611,14 +611,13 @@ class Enrollment:
         nonce: bytes | None = None,
     ) -> EnrollmentResult:
         simulated = bool(claims and claims.simulated)
-        known_host = self.ctx.state.find_host(a.host) is not None
+        known_host = self.ctx.storage.hosts.find(a.host) is not None
         policy_version = self.ctx.policy_version
 
-        def record(tx: sqlite3.Connection) -> int:
+        def record(tx: Transaction) -> int:
             if nonce is not None:
                 self.ctx.nonces.burn(tx, nonce, at=a.at)  # a nonce presented once is spent, allowed or not
-            audit_id = self.ctx.audit.record(
-                tx,
+            audit_id = tx.audit.record(
                 at=a.at,
                 actor=a.actor,
                 action="enroll",
@@ -631,11 +630,10 @@ class Enrollment:
                 reasons=reasons_json(reasons),
             )
             if known_host:
-                self.ctx.state.record_vnf(
-                    tx,
+                tx.enrollments.record_vnf(
                     a.host,
                     a.vnf,
-                    status="denied",
+                    status=VnfStatus.DENIED,
                     at=a.at,
                     mrenclave=claims.mrenclave if claims else None,
                     public_key_sha256=spki_sha256(spki) if spki else None,
@@ -643,5 +641,5 @@ class Enrollment:
                 )
             return audit_id
 
-        audit_id = self.ctx.db.write(record)
+        audit_id = self.ctx.storage.write(record)
         return EnrollmentResult(a.host, a.vnf, False, reasons, policy_version, audit_id, simulated, a.mode)

@@ -14,16 +14,14 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from floodlight_trust import clock
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, TpmClaims
 from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence, VerificationError
 from floodlight_trust.evidence.ima.appraise import ListBytes
 from floodlight_trust.evidence.tpm.quote import TpmCheck
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier, platform_json
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier, platform_json
 from floodlight_trust.manager.revocation import Revocation
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import (
     NONCE_REPLAYED,
     NOTE,
@@ -42,6 +40,7 @@ from floodlight_trust.protocol.binding import (
     host_report_data_with_tpm,
     tpm_qualifying_data,
 )
+from floodlight_trust.storage.records import HostAttestationRecord, HostRecord
 from policy_lang.evaluate import HostMeasuredState
 
 log = logging.getLogger("floodlight_trust.manager")
@@ -56,6 +55,17 @@ class _TailMismatch(Exception):
         self.nonce = nonce
 
 
+def _persisted_ima_length(record: HostRecord | None) -> int | None:
+    """The byte length the host's persisted IMA state covers, if it has one."""
+    if record is None or not record.ima_state_json:
+        return None
+    try:
+        n = json.loads(record.ima_state_json).get("byte_length")
+    except (ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) else None
+
+
 class HostAttestation:
     """Judge host evidence and record the verdict; keeps each host's IMA state between rounds."""
 
@@ -63,9 +73,7 @@ class HostAttestation:
         self.ctx = ctx
         self.quotes = quotes
         self.revocation = revocation
-        from floodlight_trust.manager.tpm_attestation import TpmRegistry
-
-        self.tpm_registry = TpmRegistry(ctx.db)  # hosts whose evidence must be anchored in their TPM
+        self.tpm_registry = ctx.storage.tpm  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
         self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, as the chunks
@@ -83,11 +91,16 @@ class HostAttestation:
         held = self._ima_transfer.get(host)
         return len(held[0]) if held else 0
 
-    def _whole_ima_list(self, name: str, offset: int, sent: bytes) -> tuple[ListBytes, Any]:
+    def _whole_ima_list(
+        self, name: str, offset: int, sent: bytes, record: HostRecord | None = None
+    ) -> tuple[ListBytes, Any]:
         """The whole list (the prefix the VM holds + the tail sent, never copied: the appraisal of
-        the held state reads only the tail) and a SHA-256 object over it."""
+        the held state reads only the tail) and a SHA-256 object over it. A whole list sent again
+        (after a VM restart) is hashed once: the same pass keeps the hash of the prefix the
+        persisted IMA state covers, which the appraisal checks."""
         if offset == 0:
-            return ListBytes((sent,)), hashlib.sha256(sent)
+            whole = ListBytes((sent,))
+            return whole, whole.sha256(snapshot_at=_persisted_ima_length(record))
         held = self._ima_transfer.get(name)
         if held is None or len(held[0]) != offset:
             raise Denied(
@@ -118,7 +131,7 @@ class HostAttestation:
         at = self.ctx.now()
         validate("host_evidence", evidence)
         name = evidence["host"]
-        record = self.ctx.state.find_host(name)
+        record = self.ctx.storage.hosts.find(name)
         if record is None:
             raise NotFoundError(
                 f"host {name!r} is not registered: its evidence is refused and nothing is recorded",
@@ -146,7 +159,7 @@ class HostAttestation:
             sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
             offset = int(evidence.get("ima_offset", 0))
             digest_info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "ima_source": evidence.get("ima_source")}
-            ima_list, list_hasher = self._whole_ima_list(name, offset, sent)
+            ima_list, list_hasher = self._whole_ima_list(name, offset, sent, record)
             list_sha = list_hasher.hexdigest()
             digest_info |= {
                 "ima_list_sha256": list_sha,
@@ -217,19 +230,18 @@ class HostAttestation:
         if simulated:
             digest_info["warning"] = SIMULATED_WARNING
         revoked: list[str] = []
-        with self.ctx.db.transaction() as tx:
+        with self.ctx.storage.transaction() as tx:
             # The nonce is used up in the transaction that records the decision: atomic.
             if nonce_ok and not self.ctx.nonces.burn(tx, nonce, at=at):
                 reasons.append(NONCE_REPLAYED)
                 nonce_ok = False
             # One platform, one registered host: checked where the pin is written, so two hosts
             # presenting one machine at once cannot both pass.
-            owner = self.ctx.state.platform_owner(tx, key, other_than=name) if (verified and key) else None
+            owner = tx.hosts.platform_owner(key, other_than=name) if (verified and key) else None
             if owner is not None and key is not None:
                 reasons.append(platform_in_use(name, key, owner))
             trusted = not denials(reasons)
-            audit_id = self.ctx.audit.record(
-                tx,
+            audit_id = tx.audit.record(
                 at=at,
                 actor=actor,
                 action="attest-host",
@@ -242,24 +254,28 @@ class HostAttestation:
             )
             change_state = trusted or (authoritative and nonce_ok)
             if change_state:
-                self.ctx.state.record_host_attestation(
-                    tx,
+                tx.hosts.record_attestation(
                     name,
-                    trusted=trusted,
-                    at=at,
-                    reasons=[r.to_json() for r in reasons],
-                    policy_version=self.ctx.policy_version,
-                    platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
-                    platform_json=platform_json(claims) if (claims and trusted) else None,
-                    ima_state_json=ima_state_json,
-                    ima_entries=ima_entries,
-                    ima_list_sha256=list_sha if trusted else None,
-                    simulated=simulated,
-                    platform_key=key if trusted else None,
-                    repin=repin and trusted,
+                    HostAttestationRecord(
+                        trusted=trusted,
+                        at=at,
+                        reasons=tuple(r.to_json() for r in reasons),
+                        policy_version=self.ctx.policy_version,
+                        platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
+                        platform=platform_json(claims) if (claims and trusted) else None,
+                        ima_state_json=ima_state_json,
+                        ima_entries=ima_entries,
+                        ima_list_sha256=list_sha if trusted else None,
+                        simulated=simulated,
+                        platform_key=key if trusted else None,
+                        repin=repin and trusted,
+                    ),
                 )
             if trusted and tpm_ev is not None and pin is not None:
-                self.tpm_registry.record_round(tx, name, tpm_ev)
+                tx.tpm.record_round(
+                    name, clock=tpm_ev.attest.clock_info, firmware=tpm_ev.attest.firmware_version,
+                    boot_pcrs=tpm_ev.boot_pcrs(),
+                )  # fmt: skip
             if not trusted and authoritative and nonce_ok and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
@@ -305,7 +321,7 @@ class HostAttestation:
     def _refuse_unauthenticated(self, name: str, reasons: list[Reason], nonce: bytes | None, at: datetime) -> None:
         """Pushed evidence that proves nothing: spend its nonce (no retry with it), record nothing."""
         if nonce is not None:
-            with self.ctx.db.transaction(durable=False) as tx:
+            with self.ctx.storage.transaction(durable=False) as tx:
                 self.ctx.nonces.burn(tx, nonce, at=at)
         denied = denials(reasons)
         code = denied[0].rule if denied else "protocol.evidence"
@@ -417,7 +433,7 @@ class HostAttestation:
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
-        record = self.ctx.state.host(host)
+        record = self.ctx.storage.hosts.get(host)
         agent = self.ctx.agent(record)
         offset = self.ima_offset(host)
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
@@ -433,7 +449,7 @@ class HostAttestation:
             # list, whose appraisal names what changed.
             log.warning("IMA list of %s no longer extends the prefix held by the VM: asking for the whole list", host)
             self._ima_transfer.pop(host, None)
-            with self.ctx.db.transaction() as tx:
+            with self.ctx.storage.transaction() as tx:
                 self.ctx.nonces.burn(tx, mismatch.nonce, at=self.ctx.now())
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
         try:
@@ -446,7 +462,7 @@ class HostAttestation:
         """A failure of any kind while judging ``host`` (a parser bug reached by its agent's data, a
         storage error...): recorded like an unreachable agent, so it counts toward the grace period
         and revokes the host's VNFs past it. The caller's round goes on with the next host."""
-        record = self.ctx.state.host(host)
+        record = self.ctx.storage.hosts.get(host)
         message = f"{type(error).__name__}: {str(error)[:200]}" if not isinstance(error, FtrustError) else error.message
         return self._unreachable(
             record, error, actor=actor, rule="host.judging_failed", what=f"could not be judged ({message})"
@@ -463,7 +479,7 @@ class HostAttestation:
     ) -> HostVerdict:
         at = self.ctx.now()
         last = record.last_contact_at
-        within_grace = last is not None and at - clock.parse_time(last) <= self.ctx.grace
+        within_grace = last is not None and at - last <= self.ctx.grace
         detail = what or f"did not answer: {getattr(error, 'message', error)}"
         reason = Reason(
             rule,
@@ -471,9 +487,8 @@ class HostAttestation:
             + (" (within the grace period)" if within_grace else " (past the grace period)"),
         )
         revoked: list[str] = []
-        with self.ctx.db.transaction() as tx:
-            audit_id = self.ctx.audit.record(
-                tx,
+        with self.ctx.storage.transaction() as tx:
+            audit_id = tx.audit.record(
                 at=at,
                 actor=actor,
                 action="attest-host",
@@ -484,7 +499,7 @@ class HostAttestation:
                 reasons=[reason.to_json()],
             )
             if not within_grace and record.status == "trusted":
-                self.ctx.state.mark_host_untrusted(tx, record.name, [reason.to_json()])
+                tx.hosts.mark_untrusted(record.name, [reason.to_json()])
                 revoked = self.revocation.revoke_tx(
                     tx,
                     host=record.name,

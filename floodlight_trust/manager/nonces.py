@@ -11,28 +11,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import VerificationError
 from floodlight_trust.protocol.binding import NONCE_BYTES
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.records import NoncePurpose, NonceRecord
+from floodlight_trust.storage.stores import Storage, Transaction
 
-PURPOSES = ("host", "enclave")
+PURPOSES = tuple(p.value for p in NoncePurpose)
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedNonce:
     value: bytes
-    purpose: str
+    purpose: NoncePurpose
     host: str
     vnf: str | None
     expires_at: datetime
 
     def to_json(self) -> dict[str, str]:
-        return {"nonce": self.value.hex(), "purpose": self.purpose, "expires_at": format_time(self.expires_at)}
+        return {"nonce": self.value.hex(), "purpose": str(self.purpose), "expires_at": format_time(self.expires_at)}
 
 
 def _digest(nonce: bytes) -> tuple[str, bytes]:
@@ -40,17 +40,18 @@ def _digest(nonce: bytes) -> tuple[str, bytes]:
     return d[:8].hex(), d
 
 
-class NonceStore:
-    """Issue and consume nonces in the ``manager_nonces`` table (see :mod:`manager.state`)."""
+class Nonces:
+    """Issue, check and spend challenge nonces, kept in the storage's :class:`NonceStore`."""
 
-    def __init__(self, db: Database, *, ttl_seconds: int):
-        self.db = db
+    def __init__(self, storage: Storage, *, ttl_seconds: int):
+        self.storage = storage
         self.ttl = timedelta(seconds=ttl_seconds)
         self._purged_at: datetime | None = None
 
     def issue(self, purpose: str, host: str, vnf: str | None = None, *, at: datetime) -> IssuedNonce:
         if purpose not in PURPOSES:
             raise ValueError(f"nonce purpose {purpose!r}")
+        kind = NoncePurpose(purpose)
         value = secrets.token_bytes(NONCE_BYTES)
         selector, verifier = _digest(value)
         expires = at + self.ttl
@@ -59,21 +60,12 @@ class NonceStore:
         purge = self._purged_at is None or at - self._purged_at >= self.ttl
         if purge:
             self._purged_at = at
-        horizon = (at - self.ttl).timestamp()
-
-        def insert(tx: sqlite3.Connection) -> None:
-            if purge:
-                tx.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (horizon,))
-            tx.execute(
-                "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (selector, verifier, purpose, host, vnf, at.timestamp(), expires.timestamp()),
-            )
-
+        record = NonceRecord(selector, verifier, kind, host, vnf, at, expires)
+        horizon = at - self.ttl if purge else None
         # Not fsync'ed (and group-committed with concurrent writes): a nonce lost in a power
         # failure only makes that one attestation fail, and an unknown nonce is refused.
-        self.db.write(insert, durable=False)
-        return IssuedNonce(value, purpose, host, vnf, expires)
+        self.storage.write(lambda tx: tx.nonces.add(record, purge_expired_before=horizon), durable=False)
+        return IssuedNonce(value, kind, host, vnf, expires)
 
     def check(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
         """Raise VerificationError unless ``nonce`` is a fresh, unused nonce for this purpose/host/VNF.
@@ -84,45 +76,38 @@ class NonceStore:
         if len(nonce) != NONCE_BYTES:
             raise VerificationError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
         selector, verifier = _digest(nonce)
-        rows = self.db.query("SELECT * FROM manager_nonces WHERE selector = ?", (selector,))
-        row = rows[0] if rows else None
-        if row is None or not hmac.compare_digest(bytes(row["verifier"]), verifier):
+        row = self.storage.nonces.find(selector)
+        if row is None or not hmac.compare_digest(row.verifier, verifier):
             raise VerificationError(
                 "nonce unknown: it was not issued by this Verification Manager (or was purged)",
                 hint="ask for a fresh nonce and attest again",
             )
-        if row["used_at"] is not None:
-            used = datetime.fromtimestamp(row["used_at"], UTC)
+        if row.used_at is not None:
             raise VerificationError(
-                f"nonce replayed: it was already used at {format_time(used)}",
+                f"nonce replayed: it was already used at {format_time(row.used_at)}",
                 hint="every attestation needs a fresh nonce",
             )
         self._check(row, purpose=purpose, host=host, vnf=vnf, at=at)
 
-    def burn(self, tx: sqlite3.Connection, nonce: bytes, *, at: datetime) -> bool:
+    def burn(self, tx: Transaction, nonce: bytes, *, at: datetime) -> bool:
         """Mark ``nonce`` used inside ``tx``; False if it was already used (a concurrent replay)."""
         selector, _ = _digest(nonce)
-        cur = tx.execute(
-            "UPDATE manager_nonces SET used_at = ? WHERE selector = ? AND used_at IS NULL", (at.timestamp(), selector)
-        )
-        return cur.rowcount == 1
+        return tx.nonces.burn(selector, at=at)
 
     @staticmethod
-    def _check(row: sqlite3.Row, *, purpose: str, host: str, vnf: str | None, at: datetime) -> None:
-        expires = datetime.fromtimestamp(row["expires_at"], UTC)
-        if at.timestamp() >= row["expires_at"]:
+    def _check(row: NonceRecord, *, purpose: str, host: str, vnf: str | None, at: datetime) -> None:
+        if at >= row.expires_at:
             raise VerificationError(
-                f"nonce expired at {format_time(expires)} (verification at {format_time(at)})",
+                f"nonce expired at {format_time(row.expires_at)} (verification at {format_time(at)})",
                 hint="evidence must come back within vm.nonce_ttl_seconds",
             )
-        if row["purpose"] != purpose:
-            raise VerificationError(f"nonce was issued for {row['purpose']} evidence, not {purpose} evidence")
-        if row["host"] != host:
-            raise VerificationError(f"nonce was issued for host {row['host']!r}, not {host!r}")
-        if purpose == "enclave" and row["vnf"] is not None and row["vnf"] != vnf:
-            raise VerificationError(f"nonce was issued for VNF {row['vnf']!r}, not {vnf!r}")
+        if row.purpose != purpose:
+            raise VerificationError(f"nonce was issued for {row.purpose} evidence, not {purpose} evidence")
+        if row.host != host:
+            raise VerificationError(f"nonce was issued for host {row.host!r}, not {host!r}")
+        if purpose == NoncePurpose.ENCLAVE and row.vnf is not None and row.vnf != vnf:
+            raise VerificationError(f"nonce was issued for VNF {row.vnf!r}, not {vnf!r}")
 
     def purge(self, *, before: datetime) -> int:
         """Forget nonces that expired before ``before``; returns how many."""
-        with self.db.transaction() as tx:
-            return tx.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (before.timestamp(),)).rowcount
+        return self.storage.nonces.purge(expired_before=before)

@@ -4,8 +4,8 @@ from its host's platform. Otherwise a quote from another machine could stand in 
 from __future__ import annotations
 
 from floodlight_trust.claims import EnclaveClaims, EvidenceType
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import Reason
+from floodlight_trust.storage.records import HostRecord
 
 
 def platform_key(claims: EnclaveClaims) -> str | None:
@@ -13,7 +13,7 @@ def platform_key(claims: EnclaveClaims) -> str | None:
     DCAP, ``epid:<group>:<pseudonym>`` for linkable EPID (``epid:<group>:`` when unlinkable: the group
     is all IAS tells, so every unlinkable member of a group counts as one platform). None when the
     evidence names no platform. A registered host holds at most one platform and a platform belongs
-    to at most one registered host (``ManagerState.platform_owner``)."""
+    to at most one registered host (``HostStore.platform_owner``)."""
     p = claims.platform
     if claims.evidence_type is EvidenceType.DCAP:
         return f"dcap-pck:{p.pck_certificate_sha256}" if p.pck_certificate_sha256 else None

@@ -28,7 +28,7 @@ class CrlPublisher:
         self.now = now
         self._lock = threading.Lock()
         self._cached: tuple[datetime, bytes] | None = None
-        self._marker: tuple[int, str | None] | None = None
+        self._marker: tuple[int, datetime | None] | None = None
         self.generation = 0  # how many CRLs were signed (tests, the demo's narration)
         self.ocsp_answers = 0  # how many OCSP requests were answered
 

@@ -145,7 +145,7 @@ class ReattestScheduler:
     # -- rounds ----------------------------------------------------------------------------------
     def hosts_due(self) -> list[str]:
         """Hosts re-attested each round: every trusted host with a registered agent."""
-        return [h.name for h in self.vm.state.hosts() if h.agent_url and h.status == "trusted"]
+        return [h.name for h in self.vm.storage.hosts.all() if h.agent_url and h.status == "trusted"]
 
     def run_round(self, hosts: list[str] | None = None) -> RoundReport:
         """One round now, over ``hosts`` (default :meth:`hosts_due`). Waits for a running round first."""
@@ -164,7 +164,7 @@ class ReattestScheduler:
 
     def run_host(self, host: str) -> HostRound:
         """One round for one host now (any status: an admin may bring an untrusted host back)."""
-        self.vm.state.host(host)  # InputError for an unknown host
+        self.vm.storage.hosts.get(host)  # InputError for an unknown host
         return self.run_round([host]).hosts[0]
 
     def _run_host_locked(self, host: str) -> HostRound:
@@ -209,7 +209,7 @@ class ReattestScheduler:
 
     def _renew(self, host: str, result: HostRound) -> None:
         latest: dict[str, str] = {}
-        for e in self.vm.state.enrollments(host=host, active_only=True):
+        for e in self.vm.storage.enrollments.enrollments(host=host, active_only=True):
             latest[e.vnf] = e.key_mode
         refused: list[tuple[str, str | None, str]] = []
         for vnf, key_mode in sorted(latest.items()):

@@ -18,9 +18,8 @@ belonged to the old one).
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from floodlight_trust.claims import ClaimSet, enclave_from_json
@@ -32,7 +31,8 @@ from floodlight_trust.manager.workflow import (
     denial_summary,
     denials,
 )
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.records import HostAttestationRecord, HostRecord
+from floodlight_trust.storage.sqlite import SqliteStorage
 
 log = logging.getLogger("floodlight_trust.manager.reload")
 
@@ -98,10 +98,10 @@ def judge_vnfs(vm: VerificationManager, policy: Any) -> list[VnfJudgement]:
     """Every active enrollment's stored enclave claims under ``policy`` (no I/O beyond the state)."""
     at = vm.now()
     out = []
-    hosts = {h.name: h for h in vm.state.hosts()}
-    for e in vm.state.enrollments(active_only=True):
+    hosts = {h.name: h for h in vm.storage.hosts.all()}
+    for e in vm.storage.enrollments.enrollments(active_only=True):
         reasons: list[Reason] = []
-        stored = vm.state.enclave_claims(e.serial)
+        stored = vm.storage.enrollments.enclave_claims(e.serial)
         rule = policy.enroll_rule(e.vnf)
         if rule is None:
             reasons.append(Reason("policy.enroll", f"no enroll rule of policy {policy.version} admits VNF {e.vnf!r}"))
@@ -139,13 +139,13 @@ def _only_host_policy(policy: Any) -> str | None:
 
 def judge_hosts(vm: VerificationManager, policy: Any) -> list[HostJudgement]:
     """Fresh evidence of every trusted host, judged in full under ``policy`` in a scratch VM."""
-    hosts = [h for h in vm.state.hosts() if h.status == "trusted"]
+    hosts = [h for h in vm.storage.hosts.all() if h.status == "trusted"]
     if not hosts:
         return []
     out = []
-    with tempfile.TemporaryDirectory(prefix="ftrust-reload-") as tmp:
+    if True:  # a scratch VM on a throwaway in-memory store
         scratch = VerificationManager(
-            db=Database(Path(tmp) / "scratch.sqlite3"),
+            storage=SqliteStorage(":memory:"),
             ca=None,
             policy=policy,
             anchors=vm.anchors,
@@ -159,11 +159,8 @@ def judge_hosts(vm: VerificationManager, policy: Any) -> list[HostJudgement]:
                     HostJudgement(h.name, False, [Reason("reload.host", "no agent URL: cannot be re-judged")], 0)
                 )
                 continue
-            scratch.state.add_host(h.name, h.agent_url, h.host_policy, at=vm.now())
-            with scratch.db.transaction() as tx:  # keep the platform pinned as in the real state
-                tx.execute(
-                    "UPDATE manager_hosts SET platform_pck_sha256 = ? WHERE name = ?", (h.platform_pck_sha256, h.name)
-                )
+            scratch.storage.hosts.add(h.name, h.agent_url, h.host_policy, at=vm.now())
+            scratch.storage.hosts.record_attestation(h.name, _pinned_as(h))  # the platform pinned as in the real state
             try:
                 verdict = scratch.attest_host(h.name, actor="reload-policy")
             except FtrustError as e:
@@ -174,7 +171,7 @@ def judge_hosts(vm: VerificationManager, policy: Any) -> list[HostJudgement]:
                 out.append(HostJudgement(h.name, True, list(verdict.reasons), 0))
                 continue
             out.append(HostJudgement(h.name, verdict.trusted, list(verdict.reasons), verdict.ima_entries))
-        scratch.db.close()
+        scratch.storage.close()
     return out
 
 
@@ -202,9 +199,8 @@ def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor:
         report.revoked_serials = (
             vm.revoke_batch(targets, crl_reason="privilegeWithdrawn", actor=actor) if targets else []
         )
-        with vm.db.transaction() as tx:
-            vm.audit.record(
-                tx,
+        with vm.storage.transaction() as tx:
+            tx.audit.record(
                 at=vm.now(),
                 actor=actor,
                 action="reload-policy",
@@ -228,5 +224,13 @@ def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor:
 
 
 def _live(vm: VerificationManager, host: str, vnf: str | None) -> list[str]:
-    with vm.db.transaction() as tx:
-        return [e.serial for e in vm.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=vm.now())]
+    return [e.serial for e in vm.storage.enrollments.live(host=host, vnf=vnf, at=vm.now())]
+
+
+def _pinned_as(h: HostRecord) -> HostAttestationRecord:
+    """The scratch copy of ``h``: not trusted until judged, the real record's PCK pinned, last
+    contacted when the real host was (the grace period reads the same)."""
+    return HostAttestationRecord(
+        trusted=False, at=h.last_contact_at or datetime(1970, 1, 1, tzinfo=UTC), reasons=(),
+        policy_version=None, platform_pck_sha256=h.platform_pck_sha256,
+    )  # fmt: skip

@@ -7,7 +7,6 @@ republish is logged and never undoes a committed revocation.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -15,6 +14,8 @@ from floodlight_trust import metrics
 from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.verdicts import Reason
+from floodlight_trust.storage.records import VnfStatus
+from floodlight_trust.storage.stores import Transaction
 
 log = logging.getLogger("floodlight_trust.manager")
 
@@ -26,7 +27,7 @@ class Revocation:
 
     def revoke_tx(
         self,
-        tx: sqlite3.Connection,
+        tx: Transaction,
         *,
         host: str | None,
         vnf: str | None,
@@ -43,15 +44,14 @@ class Revocation:
 
         ctx = self.ctx
         serials = []
-        platform = ctx.state.host_platform_tx(tx, host) if (host is not None and vnf is None) else None
-        for e in ctx.state.live_enrollments_tx(tx, host=host, vnf=vnf, at=at, platform_key=platform):
+        platform = tx.hosts.platform_of(host) if (host is not None and vnf is None) else None
+        for e in tx.enrollments.live(host=host, vnf=vnf, at=at, platform_key=platform):
             ctx.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
-            ctx.state.mark_revoked(tx, e.serial, at=at, reason=why)
-            ctx.state.record_vnf(
-                tx,
+            tx.enrollments.mark_revoked(e.serial, at=at, reason=why)
+            tx.enrollments.record_vnf(
                 e.host,
                 e.vnf,
-                status="revoked",
+                status=VnfStatus.REVOKED,
                 at=at,
                 mrenclave=None,
                 public_key_sha256=None,
@@ -60,8 +60,7 @@ class Revocation:
             serials.append(e.serial)
         if serials:
             metrics.REVOCATIONS.labels(cause=reason).inc(len(serials))
-        ctx.audit.record(
-            tx,
+        tx.audit.record(
             at=at,
             actor=actor,
             action="revoke",
@@ -85,15 +84,15 @@ class Revocation:
         ctx = self.ctx
         at = ctx.now()
         if host is not None:
-            ctx.state.host(host)
-        if vnf is not None and not ctx.state.vnf_known(vnf, host=host):
+            ctx.storage.hosts.get(host)
+        if vnf is not None and not ctx.storage.enrollments.vnf_known(vnf, host=host):
             where = f" on host {host!r}" if host else ""
             raise NotFoundError(
                 f"unknown VNF {vnf!r}{where}: it was never registered or enrolled; nothing revoked",
                 code="vnf.unknown",
                 hint="see `ftrust vm vnfs list`",
             )
-        with ctx.db.transaction() as tx:
+        with ctx.storage.transaction() as tx:
             serials = self.revoke_tx(
                 tx,
                 host=host,
@@ -104,8 +103,8 @@ class Revocation:
                 actor=actor,
             )
             if host is not None and vnf is None:
-                ctx.state.mark_host_untrusted(
-                    tx, host, [Reason("revocation", f"revoked by {actor}: {reason}").to_json()]
+                tx.hosts.mark_untrusted(
+                    host, [Reason("revocation", f"revoked by {actor}: {reason}").to_json()]
                 )
         self.notify(serials)
         return serials
@@ -119,11 +118,11 @@ class Revocation:
         ctx = self.ctx
         at = ctx.now()
         serials: list[str] = []
-        with ctx.db.transaction() as tx:
+        with ctx.storage.transaction() as tx:
             for host, vnf, why in targets:
                 serials += self.revoke_tx(tx, host=host, vnf=vnf, reason=crl_reason, why=why, at=at, actor=actor)
                 if vnf is None:
-                    ctx.state.mark_host_untrusted(tx, host, [Reason("revocation", why).to_json()])
+                    tx.hosts.mark_untrusted(host, [Reason("revocation", why).to_json()])
         self.notify(serials)
         return serials
 

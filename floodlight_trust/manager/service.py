@@ -49,13 +49,13 @@ from floodlight_trust.manager.revocation_feed import (
     subscriber_identity,
 )
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
-from floodlight_trust.pki.records import ADMIN_TABLE
+from floodlight_trust.pki.records import CertificateAuthorityKind
 from floodlight_trust.protocol import validate
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
+from floodlight_trust.storage.records import HostRecord
 
 log = logging.getLogger("floodlight_trust.manager.service")
 
@@ -174,7 +174,7 @@ def make_api(
     @app.route("GET", "/v1/admin/hosts")
     def hosts(request: Request) -> Any:
         admin(request)
-        return {"hosts": [h.to_json() for h in vm.state.hosts()]}
+        return {"hosts": [h.to_json() for h in vm.storage.hosts.all()]}
 
     @app.route("POST", "/v1/admin/hosts")
     def add_host(request: Request) -> Any:
@@ -188,17 +188,16 @@ def make_api(
             except ValueError:
                 raise InputError("agent_certificate is not a PEM certificate") from None
         replace = bool(body.get("replace"))
-        record = vm.state.add_host(
-            body["name"],
-            check_agent_url(body["agent_url"]),
-            body.get("host_policy"),
-            at=vm.now(),
-            agent_tls_pem=pin,
-            replace=replace,
-        )
-        with vm.db.transaction() as tx:
-            vm.audit.record(
-                tx,
+        with vm.storage.transaction() as tx:  # the registration and its audit record: one transaction
+            record = tx.hosts.add(
+                body["name"],
+                check_agent_url(body["agent_url"]),
+                body.get("host_policy"),
+                at=vm.now(),
+                agent_tls_pem=pin,
+                replace=replace,
+            )
+            tx.audit.record(
                 at=vm.now(),
                 actor=who,
                 action="register-host",
@@ -245,7 +244,7 @@ def make_api(
     @app.route("GET", "/v1/admin/vnfs")
     def vnfs(request: Request) -> Any:
         admin(request)
-        return {"vnfs": vm.state.vnfs()}
+        return {"vnfs": [v.to_json() for v in vm.storage.enrollments.vnfs()]}
 
     @app.route("POST", "/v1/admin/vnfs")
     def add_vnf(request: Request) -> Any:
@@ -277,7 +276,7 @@ def make_api(
     @app.route("GET", "/v1/admin/enrollments")
     def enrollments(request: Request) -> Any:
         admin(request)
-        return {"enrollments": [e.to_json() for e in vm.state.enrollments()]}
+        return {"enrollments": [e.to_json() for e in vm.storage.enrollments.enrollments()]}
 
     @app.route("POST", "/v1/admin/revoke")
     def revoke(request: Request) -> Any:
@@ -301,7 +300,7 @@ def make_api(
         validate("admin_reattest", body)
         host = body.get("host")
         if host:
-            vm.state.host(host)
+            vm.storage.hosts.get(host)
         log.info("%s triggered a re-attestation round (%s)", who, host or "every trusted host")
         return scheduler.run_round([host] if host else None).to_json()
 
@@ -320,7 +319,7 @@ def make_api(
         admin(request)
         since = request.query.get("since")
         at = clock.parse_time(since, what="since") if since else None
-        return {"records": [r.to_json() for r in vm.audit.records(since=at)]}
+        return {"records": [r.to_json() for r in vm.storage.audit.records(since=at)]}
 
     return app
 
@@ -442,7 +441,7 @@ def build_service(
         return client
 
     vm = VerificationManager(
-        db=db,
+        storage=db,
         ca=ca,
         policy=policy,
         anchors=anchors if anchors is not None else load_anchors(config),
@@ -460,7 +459,7 @@ def build_service(
     )
     vm.tpm_settings = tpm_settings(config)
     def soonest_expiry() -> Any:
-        ends = [clock.parse_time(e.not_after) for e in vm.state.enrollments(active_only=True)]
+        ends = [e.not_after for e in vm.storage.enrollments.enrollments(active_only=True)]
         return min(ends) if ends else None
 
     metrics.watch_expiry(soonest_expiry, lambda: ca.certificate.not_valid_after_utc, now)
@@ -532,7 +531,7 @@ def check_renew_before(value: int, config: Config) -> int:
 def load_policy_file(path: Path | None) -> Any:
     if path is None:
         raise ConfigError("no policy configured", hint="set vm.policy to the site policy file")
-    from policy_lang import load_policy
+    from floodlight_trust.policy_files import load_policy
 
     return load_policy(path)
 
@@ -565,7 +564,7 @@ def issue_admin_certificate(
         raise InputError(
             f"admin certificate lifetime must be 1..{MAX_ADMIN_CERTIFICATE_DAYS} days, got {validity_days}"
         )
-    if getattr(admin_ca.records, "table", None) != ADMIN_TABLE:
+    if getattr(admin_ca.records, "kind", None) != CertificateAuthorityKind.ADMIN:
         raise InputError("admin certificates are issued only by the admin CA (statestore.open_admin_ca)")
     from cryptography.hazmat.primitives import serialization
 

@@ -34,9 +34,8 @@ from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import AgentConnection, ManagerContext
 from floodlight_trust.manager.enrollment import ADMIN_URI_PREFIX, KEY_MODES, Enrollment
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.quotes import SIMULATED_WARNING, QuoteVerifier
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.verdicts import (
     EnrollmentResult,
     HostVerdict,
@@ -45,7 +44,8 @@ from floodlight_trust.manager.verdicts import (
     denial_summary,
     denials,
 )
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.records import HostRecord
+from floodlight_trust.storage.stores import Storage
 
 log = logging.getLogger("floodlight_trust.manager")
 
@@ -57,7 +57,7 @@ class VerificationManager(ManagerContext):
     def __init__(
         self,
         *,
-        db: Database,
+        storage: Storage,
         ca: Any,
         policy: Any,
         anchors: Sequence[Any],
@@ -76,7 +76,7 @@ class VerificationManager(ManagerContext):
         if key_mode not in KEY_MODES:
             raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
         super().__init__(
-            db=db,
+            storage=storage,
             ca=ca,
             policy=policy,
             anchors=anchors,
@@ -116,12 +116,12 @@ class VerificationManager(ManagerContext):
         """Register ``host``'s TPM through its agent: EK trust, AK residency, AK pinned (tpm_attestation.py)."""
         from floodlight_trust.manager.tpm_attestation import register_tpm
 
-        return register_tpm(self, self.host_attestation.tpm_registry, self.tpm_settings, host, actor=actor)
+        return register_tpm(self, self.tpm_settings, host, actor=actor)
 
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
         """A nonce for agent-initiated attestation: only for a registered host (else NotFoundError,
         and no row is written)."""
-        if self.state.find_host(host) is None:
+        if self.storage.hosts.find(host) is None:
             raise NotFoundError(
                 f"host {host!r} is not registered: no nonce is issued for it",
                 code="host.unregistered",
@@ -137,7 +137,7 @@ class VerificationManager(ManagerContext):
         """Register VNF ``vnf`` on ``host`` under an enroll rule of the policy in force (default: the
         rule that admits the name), optionally for one MRENCLAVE. Audited. The name binds to the
         enclave of its first enrollment."""
-        self.state.host(host)
+        self.storage.hosts.get(host)
         rule = self.policy.enroll_rule(vnf) if self.policy is not None else None
         if enroll_rule is not None and (rule is None or rule.name != enroll_rule):
             names = sorted(r.name for r in getattr(self.policy, "enrolls", ()))
@@ -154,12 +154,11 @@ class VerificationManager(ManagerContext):
         if mrenclave is not None and (len(mrenclave) != 64 or any(c not in "0123456789abcdef" for c in mrenclave)):
             raise InputError(f"--mrenclave must be 64 lowercase hex digits, got {mrenclave[:80]!r}")
         at = self.now()
-        with self.db.transaction() as tx:
-            self.state.register_vnf(
-                tx, host, vnf, enroll_rule=str(rule.name), by=actor, at=at, expected_mrenclave=mrenclave
+        with self.storage.transaction() as tx:
+            tx.enrollments.register_vnf(
+                host, vnf, enroll_rule=str(rule.name), by=actor, at=at, expected_mrenclave=mrenclave
             )
-            self.audit.record(
-                tx,
+            tx.audit.record(
                 at=at,
                 actor=actor,
                 action="register-vnf",
@@ -175,20 +174,19 @@ class VerificationManager(ManagerContext):
         """Free a VNF name from its enclave binding (``remove``: unregister it too): its live
         certificates are revoked in the same transaction, so two enclaves never hold the name at once.
         Audited. Returns the revoked serials."""
-        if self.state.vnf_registration(host, vnf) is None:
+        if self.storage.enrollments.registration(host, vnf) is None:
             raise NotFoundError(f"VNF {vnf!r} is not registered on host {host!r}", code="vnf.unregistered")
         at = self.now()
         action = "remove-vnf" if remove else "release-vnf"
-        with self.db.transaction() as tx:
+        with self.storage.transaction() as tx:
             serials = self.revocation.revoke_tx(
                 tx, host=host, vnf=vnf, reason="superseded", why=f"{action}: {reason}", at=at, actor=actor
             )
             if remove:
-                self.state.remove_vnf(tx, host, vnf)
+                tx.enrollments.remove_vnf(host, vnf)
             else:
-                self.state.release_vnf(tx, host, vnf)
-            self.audit.record(
-                tx,
+                tx.enrollments.release(host, vnf)
+            tx.audit.record(
                 at=at,
                 actor=actor,
                 action=action,
@@ -206,9 +204,9 @@ class VerificationManager(ManagerContext):
     def remove_host(self, host: str, *, actor: str, reason: str) -> list[str]:
         """Unregister ``host``: every live certificate issued to it or on its platform is revoked
         and the removal audited, in one transaction. Returns the revoked serials."""
-        self.state.host(host)
+        self.storage.hosts.get(host)
         at = self.now()
-        with self.db.transaction() as tx:
+        with self.storage.transaction() as tx:
             serials = self.revocation.revoke_tx(
                 tx,
                 host=host,
@@ -218,9 +216,8 @@ class VerificationManager(ManagerContext):
                 at=at,
                 actor=actor,
             )
-            self.state.remove_host(tx, host)
-            self.audit.record(
-                tx,
+            tx.hosts.remove(host)
+            tx.audit.record(
                 at=at,
                 actor=actor,
                 action="remove-host",
@@ -237,12 +234,11 @@ class VerificationManager(ManagerContext):
     def request_repin(self, host: str, *, actor: str, reason: str) -> HostRecord:
         """Allow the next trusted quote of ``host`` to pin another platform (a PCK re-issued after a
         TCB recovery). Audited; the new platform must still belong to no other registered host."""
-        record = self.state.host(host)
+        record = self.storage.hosts.get(host)
         at = self.now()
-        with self.db.transaction() as tx:
-            self.state.request_repin(tx, host, by=actor, at=at)
-            self.audit.record(
-                tx,
+        with self.storage.transaction() as tx:
+            tx.hosts.request_repin(host, by=actor, at=at)
+            tx.audit.record(
                 at=at,
                 actor=actor,
                 action="repin-host",
@@ -252,7 +248,7 @@ class VerificationManager(ManagerContext):
                 evidence={"pinned_platform": record.platform_key},
                 reasons=[Reason("registration", f"re-pin of {host!r} requested by {actor}: {reason}").to_json()],
             )
-        return self.state.host(host)
+        return self.storage.hosts.get(host)
 
     def ima_offset(self, host: str) -> int:
         """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
@@ -278,7 +274,7 @@ class VerificationManager(ManagerContext):
         """
         verdict = self.attest_host(host, actor=actor)
         if verdict.trusted and renew:
-            for vnf in sorted({e.vnf for e in self.state.enrollments(host=host, active_only=True)}):
+            for vnf in sorted({e.vnf for e in self.storage.enrollments.enrollments(host=host, active_only=True)}):
                 try:
                     self.enroll(host, vnf, actor=actor)
                 except FtrustError as e:

@@ -2,7 +2,7 @@
 
 A directory holds ``ca.key.pem`` (PKCS#8, encrypted with the CA password, mode 0600) and
 ``ca.cert.pem`` (self-signed). Issued certificates and revocations live in
-:class:`~floodlight_trust.pki.records.CertificateRecords`. Every certificate carries a CRL
+:class:`~floodlight_trust.storage.stores.CertificateStore` of the deployment's storage. Every certificate carries a CRL
 distribution point (Floodlight's JVM, started with the revocation flags, refuses a client
 certificate without one) and an AIA OCSP URL.
 """
@@ -10,7 +10,6 @@ certificate without one) and an AIA OCSP URL.
 from __future__ import annotations
 
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,8 +31,9 @@ from floodlight_trust.pki.keys import (
 )
 from floodlight_trust.pki.ocsp import build_ocsp_response
 from floodlight_trust.pki.profile import CertificateProfile, KeyType, end_entity_key_usage
-from floodlight_trust.pki.records import CertificateRecord, CertificateRecords
+from floodlight_trust.pki.records import CertificateRecord
 from floodlight_trust.secrets import Secret
+from floodlight_trust.storage.stores import CertificateStore, Transaction
 
 __all__ = ["CertificateAuthority", "IssuedCertificate", "generate_private_key"]
 
@@ -81,7 +81,7 @@ class CertificateAuthority:
         directory: Path,
         certificate: x509.Certificate,
         key: PrivateKey,
-        records: CertificateRecords | None,
+        records: CertificateStore | None,
         *,
         crl_url: str,
         ocsp_url: str,
@@ -121,7 +121,7 @@ class CertificateAuthority:
         crl_url: str,
         ocsp_url: str,
         at: datetime,
-        records: CertificateRecords | None = None,
+        records: CertificateStore | None = None,
     ) -> CertificateAuthority:
         """Create a new CA in ``directory``; refuses if a CA (key or certificate) is already there."""
         directory = Path(directory)
@@ -186,7 +186,7 @@ class CertificateAuthority:
         cls,
         directory: Path,
         password: Secret,
-        records: CertificateRecords | None,
+        records: CertificateStore | None,
         *,
         crl_url: str,
         ocsp_url: str,
@@ -220,10 +220,11 @@ class CertificateAuthority:
 
     # -- issuing and revoking -------------------------------------------------------------------
 
-    def _records(self) -> CertificateRecords:
+    def _records(self, tx: Transaction | None = None) -> CertificateStore:
+        """This CA's records, in ``tx`` when given (then they commit or roll back with it)."""
         if self.records is None:
             raise InputError("this CA was opened without certificate records; cannot issue or revoke")
-        return self.records
+        return tx.certificates(self.records.kind) if tx is not None else self.records
 
     def issue(
         self,
@@ -231,7 +232,7 @@ class CertificateAuthority:
         profile: CertificateProfile,
         *,
         at: datetime,
-        tx: sqlite3.Connection | None = None,
+        tx: Transaction | None = None,
     ) -> IssuedCertificate:
         """Sign a TLS client certificate for ``public_key`` following ``profile``; record it (in ``tx``).
 
@@ -240,14 +241,14 @@ class CertificateAuthority:
         REST grants extension (``pki/grants.py``). Validity never exceeds the CA's own.
         """
         cert = self.sign(public_key, profile, at=at)
-        record = self._records().record_issued(cert, at=at, tx=tx)
+        record = self._records(tx).record_issued(cert, at=at)
         return IssuedCertificate(cert, record)
 
     def sign(self, public_key: object, profile: CertificateProfile, *, at: datetime) -> x509.Certificate:
         """The certificate :meth:`issue` would issue, signed but NOT recorded.
 
         For callers that sign outside their write transaction and record the certificate inside it
-        (``records.record_issued(cert, tx=tx)``): such a certificate must not leave the process
+        (``tx.certificates(kind).record_issued(cert, at=...)``): such a certificate must not leave the process
         unless that transaction committed.
         """
         self._records()
@@ -323,10 +324,10 @@ class CertificateAuthority:
         return sign_statement(self._key, statement)
 
     def revoke(
-        self, serial: int, reason: str, *, at: datetime, tx: sqlite3.Connection | None = None
+        self, serial: int, reason: str, *, at: datetime, tx: Transaction | None = None
     ) -> CertificateRecord:
-        """Revoke ``serial``; it appears on every CRL signed from ``at`` on."""
-        return self._records().revoke(serial, reason, at, tx=tx)
+        """Revoke ``serial`` (in ``tx`` when given); it appears on every CRL signed from ``at`` on."""
+        return self._records(tx).revoke(serial, reason, at)
 
     def crl(self, *, at: datetime, next_update: timedelta) -> x509.CertificateRevocationList:
         """A fresh full CRL signed at ``at``, valid until ``at + next_update``."""

@@ -8,10 +8,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from floodlight_trust.pki.grants import RestGrant
+
+# cryptography is imported by the one function that builds an x509 value: compiling a policy (in a
+# fresh `ftrust policy` process) does not need it.
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # The placeholders render() fills in; anything else in braces is a mistake the policy checker names.
 PLACEHOLDERS = ("vnf", "host")
@@ -76,6 +80,8 @@ class CertificateProfile:
 def end_entity_key_usage(*, key_encipherment: bool = False) -> x509.KeyUsage:
     """The key usage of every end-entity certificate the project issues (VNF clients, the VM's TLS
     server): signing only, never certificate or CRL signing; key encipherment only for RSA keys."""
+    from cryptography import x509
+
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,

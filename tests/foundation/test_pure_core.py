@@ -26,9 +26,6 @@ SHELL: dict[str, str] = {
     "and evidence files",
     "policy_lang/pytest_plugin.py": "the pytest plugin (entry point `policy_lang.pytest_plugin`): collects "
     "policy test files through policy_lang/testing.py",
-    # Until the loaders take text (issue 13): the default file reader and the display names of files.
-    "policy_lang/check.py": "the default reader of imported files (read_file) and file display names",
-    "policy_lang/compile.py": "load_policy / load_policy_files read policy files",
 }
 
 # Modules whose import means I/O: the network, processes, databases, the project's shell packages.

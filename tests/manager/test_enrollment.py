@@ -167,7 +167,7 @@ def test_fifty_concurrent_enrollments_get_fifty_serials_and_records(world: World
     assert all(r["allowed"] for r in results), [messages(r) for r in results if not r["allowed"]]
     serials = {r["serial"] for r in results}
     assert len(serials) == 50
-    records = [e for e in world.service.vm.state.enrollments(host=host.name)]
+    records = [e for e in world.service.vm.storage.enrollments.enrollments(host=host.name)]
     assert len(records) == 50 and {r.serial for r in records} == serials
 
 

@@ -76,7 +76,7 @@ class EpidWorld:
         ima = self.tmp / f"{name}.ima"
         ima.write_bytes(ima_list(HOST_FILES))
         machine = SimulatedPlatform.create(self.tmp / f"{name}-machine", epid_group=group)
-        self.service.vm.state.add_host(name, "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
+        self.service.vm.storage.hosts.add(name, "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
         backend = SimBackend(machine, evidence="epid", vm_ca=self.service.vm.ca.certificate)
         backend.add_enclave(f"vnf-fw-{self.counter}", GOOD_IMAGE)
         self.service.vm.register_vnf(name, f"vnf-fw-{self.counter}", actor="admin:test")

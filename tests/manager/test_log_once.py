@@ -17,7 +17,7 @@ def test_an_agent_that_stays_down_is_logged_once(world: World, caplog: pytest.Lo
     # and fails the same way every round.
     host = world.unique("no-agent-host")
     vm = world.service.vm
-    vm.state.add_host(host, None, None, at=vm.now())
+    vm.storage.hosts.add(host, None, None, at=vm.now())
     caplog.set_level(logging.INFO, logger="floodlight_trust.manager.reattest")
     for _ in range(4):
         result = world.service.scheduler.run_host(host)

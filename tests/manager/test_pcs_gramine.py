@@ -111,7 +111,7 @@ def test_gramine_quotes_are_verified_with_collateral_fetched_from_pcs_and_cached
     ima = tmp / "ima.log"
     ima.write_bytes(ima_list(HOST_FILES))
     agent = Agent("gramine-host", GramineBackend(root=tmp / "dev-attestation", socket_dir=sockets), ImaSource(None, ima))
-    service.vm.state.add_host("gramine-host", "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
+    service.vm.storage.hosts.add("gramine-host", "http://127.0.0.1:1", None, at=clock.now())  # as an admin would
     for vnf in ("vnf-fw-g1", "vnf-fw-g2"):
         service.vm.register_vnf("gramine-host", vnf, actor="admin:test")
     vm = VmClient(service.api_url, server_certificate=service.tls_certificate)

@@ -40,7 +40,7 @@ def test_notes_are_kept_apart_from_denials_in_verdicts_audit_and_revocation_text
     assert all(r.level == "note" for r in verdict.reasons)
     doc = verdict.to_json()
     assert {r["level"] for r in doc["reasons"]} == {"note"}
-    [record] = [a for a in vm.audit.records() if a.id == verdict.audit_id]
+    [record] = [a for a in vm.storage.audit.records() if a.id == verdict.audit_id]
     assert any(r["level"] == "note" and "INSECURE" in r["message"] for r in record.reasons)
 
     dep.append("h1", "/usr/bin/dropper", b"\x07" * 32)
@@ -49,11 +49,11 @@ def test_notes_are_kept_apart_from_denials_in_verdicts_audit_and_revocation_text
     denied = [r for r in bad.reasons if r.level == "deny"]
     assert denied and any("/usr/bin/dropper" in r.message for r in denied)
     assert any(r.level == "note" for r in bad.reasons)  # still reported, as a note
-    [revoke] = [a for a in vm.audit.records() if a.action == "revoke"]
+    [revoke] = [a for a in vm.storage.audit.records() if a.action == "revoke"]
     text = revoke.reasons[0]["message"]
     assert text.startswith("host became untrustworthy: ") and "/usr/bin/dropper" in text
     assert "full list only" not in text and "SIMULATED" not in text
-    [enrollment] = [e for e in vm.state.enrollments(host="h1")]
+    [enrollment] = [e for e in vm.storage.enrollments.enrollments(host="h1")]
     assert enrollment.status == "revoked"
 
 
@@ -81,7 +81,7 @@ def test_later_rounds_transfer_only_the_new_tail_of_the_ima_list(dep: Deployment
     assert agent.ima_bytes_sent == [full, tail]  # only the appended entry crossed the wire
     third = vm.attest_host("h1", actor="test")  # nothing new: an empty tail
     assert third.trusted and agent.ima_bytes_sent[-1] == 0
-    [record] = [a for a in vm.audit.records() if a.id == second.audit_id]
+    [record] = [a for a in vm.storage.audit.records() if a.id == second.audit_id]
     whole = dep.ima_files["h1"].read_bytes()
     assert record.evidence["ima_offset"] == before and record.evidence["ima_bytes_sent"] == tail
     assert record.evidence["ima_list_sha256"] == hashlib.sha256(whole).hexdigest()  # the whole list
@@ -107,8 +107,8 @@ def test_a_changed_prefix_is_caught_by_the_binding_and_named_from_the_whole_list
     assert "entry 1, appraised in an earlier round, has changed" in denied[0].message
     # The tail was refused by the binding (no record), then the whole list was fetched and judged.
     assert agent.ima_bytes_sent[sent_before + 1] == path.stat().st_size
-    assert [a.allowed for a in vm.audit.records() if a.action == "attest-host"][-1] is False
-    assert len([a for a in vm.audit.records() if a.action == "attest-host"]) == 3  # no record of the tail
+    assert [a.allowed for a in vm.storage.audit.records() if a.action == "attest-host"][-1] is False
+    assert len([a for a in vm.storage.audit.records() if a.action == "attest-host"]) == 3  # no record of the tail
 
 
 def test_a_restarted_vm_asks_for_the_whole_list_once_then_tails_again(dep: Deployment) -> None:
@@ -159,11 +159,11 @@ def test_rounds_re_attest_every_vnf_but_renew_only_when_little_validity_is_left(
     assert vm.attest_host("h1", actor="test").trusted
     first = {v: vm.enroll("h1", v, actor="test").serial for v in ("vnf-a", "vnf-b")}
     rounds = ReattestScheduler(vm, interval_seconds=0)
-    issued_before = len(vm.state.enrollments(host="h1"))
+    issued_before = len(vm.storage.enrollments.enrollments(host="h1"))
     [h] = rounds.run_round().hosts
     assert h.trusted and h.renewed == {} and h.kept == first  # attested again, nothing issued
-    assert len(vm.state.enrollments(host="h1")) == issued_before
-    checks = [a for a in vm.audit.records() if a.action == "reattest-vnf"]
+    assert len(vm.storage.enrollments.enrollments(host="h1")) == issued_before
+    checks = [a for a in vm.storage.audit.records() if a.action == "reattest-vnf"]
     assert len(checks) == 2 and all(a.allowed and a.evidence["certificate_kept"] for a in checks)
     assert h.to_json()["kept"] == first
 

@@ -26,10 +26,9 @@ def tpm_host(world: World, swtpm_state: Path) -> Iterator[TpmHost]:
 
 
 def _audit_rows(world: World, host: str, action: str) -> list[dict]:  # type: ignore[type-arg]
-    with world.service.vm.db.transaction() as tx:
-        rows = tx.execute(
-            "SELECT allowed, reasons_json FROM manager_audit WHERE host = ? AND action = ?", (host, action)
-        ).fetchall()
+    rows = world.service.vm.storage.query(
+        "SELECT allowed, reasons_json FROM manager_audit WHERE host = ? AND action = ?", (host, action)
+    )
     return [{"allowed": bool(r["allowed"]), "reasons": json.loads(r["reasons_json"])} for r in rows]
 
 

@@ -17,9 +17,10 @@ from floodlight_trust.errors import InputError, SecretError
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.crl import crl_der, crl_pem, load_crl
 from floodlight_trust.pki.profile import CertificateProfile
-from floodlight_trust.pki.records import CertificateRecords, parse_serial, serial_hex
+from floodlight_trust.pki.records import parse_serial, serial_hex
 from floodlight_trust.secrets import Secret
-from floodlight_trust.storage import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
+from floodlight_trust.storage.stores import CertificateStore
 from tests.support.cli import ftrust, state_config
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -30,12 +31,17 @@ PROFILE = CertificateProfile(san_uris=("urn:ftrust:vnf:{vnf}",), san_dns=("{vnf}
 
 
 @pytest.fixture
-def records(tmp_path: Path) -> CertificateRecords:
-    return CertificateRecords(Database(tmp_path / "state.db"))
+def storage(tmp_path: Path) -> SqliteStorage:
+    return SqliteStorage(tmp_path / "state.db")
 
 
 @pytest.fixture
-def ca(tmp_path: Path, records: CertificateRecords) -> CertificateAuthority:
+def records(storage: SqliteStorage) -> CertificateStore:
+    return storage.certificates()
+
+
+@pytest.fixture
+def ca(tmp_path: Path, records: CertificateStore) -> CertificateAuthority:
     return CertificateAuthority.init(
         tmp_path / "ca", PASSWORD, subject="CN=Test VNF CA", crl_url=CRL_URL, ocsp_url=OCSP_URL, at=AT, records=records
     )
@@ -54,7 +60,7 @@ def test_init_writes_encrypted_key_0600_and_refuses_overwrite(tmp_path: Path, ca
 
 
 def test_wrong_password_names_the_key_file(
-    tmp_path: Path, ca: CertificateAuthority, records: CertificateRecords
+    tmp_path: Path, ca: CertificateAuthority, records: CertificateStore
 ) -> None:
     with pytest.raises(SecretError) as info:
         CertificateAuthority.open(tmp_path / "ca", Secret("wrong password", "env:X"), records, crl_url="", ocsp_url="")
@@ -85,7 +91,7 @@ def test_issued_certificate_has_the_profile_and_urls_and_is_recorded(ca: Certifi
     assert record.sha256 == cert.fingerprint(hashes.SHA256()).hex()
 
 
-def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateRecords) -> None:
+def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateStore) -> None:
     ca = CertificateAuthority.init(
         tmp_path / "rsa", PASSWORD, key_type="rsa-3072", subject="CN=RSA CA", crl_url=CRL_URL, ocsp_url=OCSP_URL,
         at=AT, records=records,
@@ -95,9 +101,9 @@ def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateRec
     issued.certificate.verify_directly_issued_by(ca.certificate)
 
 
-def test_issue_in_a_rolled_back_transaction_leaves_no_record(ca: CertificateAuthority) -> None:
+def test_issue_in_a_rolled_back_transaction_leaves_no_record(ca: CertificateAuthority, storage: SqliteStorage) -> None:
     assert ca.records is not None
-    with pytest.raises(RuntimeError), ca.records.db.transaction() as tx:
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
         issued = ca.issue(generate_private_key().public_key(), PROFILE, at=AT, tx=tx)
         raise RuntimeError("crash after issuing, before the enrollment is recorded")
     assert ca.records.get(issued.serial) is None

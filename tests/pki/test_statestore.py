@@ -10,20 +10,19 @@ from floodlight_trust.config import from_mapping
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import LEGACY_CA_DB, STATE_DB, open_admin_ca, open_ca, open_state
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 
 PASSWORD = Secret("state store password", "test")
 
 
 def test_records_of_an_older_ftrust_ca_database_are_merged_once(tmp_path: Path) -> None:
     config = from_mapping({"state": {"dir": str(tmp_path / "state")}})
-    legacy = Database(config.state_dir / LEGACY_CA_DB)
+    legacy = SqliteStorage(config.state_dir / LEGACY_CA_DB)
     ca = CertificateAuthority.init(
         config.state_path("ca", "dir"), PASSWORD, subject="CN=old CA", crl_url="http://127.0.0.1:9/crl.der",
-        ocsp_url="http://127.0.0.1:9/ocsp", at=clock.now(), records=CertificateRecords(legacy),
+        ocsp_url="http://127.0.0.1:9/ocsp", at=clock.now(), records=legacy.certificates(),
     )  # fmt: skip
     issued = ca.issue(generate_private_key().public_key(), CertificateProfile(subject="CN=vnf-old"), at=clock.now())
     legacy.close()
@@ -41,7 +40,7 @@ def test_the_admin_ca_is_another_ca_with_records_of_its_own(tmp_path: Path) -> N
     db = open_state(config)
     CertificateAuthority.init(
         config.state_path("ca", "dir"), PASSWORD, subject="CN=VNF CA", crl_url="http://127.0.0.1:9/crl.der",
-        ocsp_url="http://127.0.0.1:9/ocsp", at=clock.now(), records=CertificateRecords(db),
+        ocsp_url="http://127.0.0.1:9/ocsp", at=clock.now(), records=db.certificates(),
     )  # fmt: skip
     admin = open_admin_ca(config, PASSWORD, db, create_at=clock.now())
     vnf = open_ca(config, PASSWORD, db)

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust.errors import PolicyError
-from policy_lang import PolicyErrors, compile_policy_text, load_policy
+from floodlight_trust.policy_files import FILES, load_policy
+from policy_lang import PolicyErrors, compile_policy_text
 
 
 def errors_of(text: str, tmp_path: Path | None = None) -> list[str]:
     with pytest.raises(PolicyError) as info:
-        compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+        compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
     return str(info.value).split("\n")
 
 
@@ -147,7 +148,7 @@ def test_keylime_policy_failing_the_schema_names_the_field(testdata: Path, tmp_p
     src = testdata / "ima" / "keylime" / "runtime-policy-test.json"
     (tmp_path / "rp.json").write_bytes(src.read_bytes())
     with pytest.raises(PolicyError) as info:
-        compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', filename="p.policy", base_dir=tmp_path)
+        compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', filename="p.policy", base_dir=tmp_path, sources=FILES)
     message = str(info.value)
     assert "Keylime runtime policy fails the schema at ['digests']['boot_aggregate'][0]" in message
     assert "'sha256:4309217e" in message and "does not match '^[0-9a-f]{40,128}$'" in message

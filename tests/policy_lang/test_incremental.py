@@ -15,9 +15,9 @@ from pathlib import Path
 
 from floodlight_trust.claims import ClaimSet
 from floodlight_trust.evidence.ima import ImaState, appraise_measurement_list, format_ascii_line, make_entry
-from floodlight_trust.manager.state import HostRecord
 from floodlight_trust.manager.workflow import VerificationManager
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.records import HostRecord
+from floodlight_trust.storage.sqlite import SqliteStorage
 from policy_lang import HostMeasuredState, compile_policy_text
 
 AT = datetime(2025, 6, 20, tzinfo=UTC)
@@ -121,7 +121,7 @@ def _record(vm: VerificationManager, state_json: str | None) -> HostRecord:
 
 def test_the_verification_manager_carries_the_state_with_the_ima_state(tmp_path: Path) -> None:
     policy = compile_policy_text(policy_text())
-    vm = VerificationManager(db=Database(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
+    vm = VerificationManager(storage=SqliteStorage(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
     state_json, entries, reasons = vm.host_attestation.appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
     assert reasons == [] and entries == 3 and state_json is not None
     persisted = json.loads(state_json)
@@ -143,7 +143,7 @@ def test_the_verification_manager_carries_the_state_with_the_ima_state(tmp_path:
 
 def test_a_state_persisted_without_the_whole_list_facts_is_appraised_in_full_once(tmp_path: Path) -> None:
     policy = compile_policy_text(policy_text())
-    vm = VerificationManager(db=Database(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
+    vm = VerificationManager(storage=SqliteStorage(tmp_path / "vm.db"), ca=None, policy=policy, anchors=[])
     state_json, _, _ = vm.host_attestation.appraise_ima(None, "host-1", "h", listing(ROUND_1), AT)
     assert state_json is not None
     legacy = json.loads(state_json)

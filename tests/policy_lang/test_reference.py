@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from floodlight_trust.errors import PolicyError
+from floodlight_trust.policy_files import FILES
 from policy_lang import compile_policy_text
 from policy_lang.reference import (
     as_set,
@@ -91,13 +92,13 @@ def test_signed_policy_included_by_a_host_policy(keylime: Path, tmp_path: Path) 
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "rp.pub").write_bytes(pem)
     text = 'host h {\n    include keylime "rp.signed.json" verify_with "rp.pub"\n}\n'
-    policy = compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+    policy = compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
     empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert policy.evaluate_host("h", host_claims([("/usr/bin/foobar-bin", empty)])).allowed
     other = ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "rp.signed.json").write_text(_envelope(payload, other))
     with pytest.raises(PolicyError, match="DSSE signature does not verify"):
-        compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+        compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
 
 
 def test_keylime_excludes_become_exclude_regexes(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_keylime_excludes_become_exclude_regexes(tmp_path: Path) -> None:
         "verification-keys": "",
     }
     (tmp_path / "rp.json").write_text(json.dumps(doc))
-    policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
+    policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path, sources=FILES)
     assert policy.evaluate_host("h", host_claims([("/bin/a", d(1)), ("/proc/1/x", d(2))])).allowed
 
 
@@ -145,7 +146,7 @@ def test_keylime_log_hash_alg_is_honoured(testdata: Path, tmp_path: Path, monkey
         line = 1 + text.split("\n").index(next(x for x in text.split("\n") if '"log_hash_alg"' in x))
         (tmp_path / "rp.json").write_text(text)
         policy = compile_policy_text(
-            'host h {\n    include keylime "rp.json"\n}\n', filename="p.policy", base_dir=tmp_path
+            'host h {\n    include keylime "rp.json"\n}\n', filename="p.policy", base_dir=tmp_path, sources=FILES
         )
         decision = policy.evaluate_host("h", claims)
         assert decision.allowed is allowed
@@ -239,7 +240,7 @@ def test_keylime_keyrings_are_enforced_on_keyring_measurements(tmp_path: Path) -
         "verification-keys": "",
     }
     (tmp_path / "rp.json").write_text(json.dumps(doc))
-    policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
+    policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path, sources=FILES)
     # A key loaded onto .ima is measured as an ima-buf entry named after the keyring.
     assert policy.evaluate_host("h", host_claims([(".ima", d(7))], template="ima-buf")).allowed
     denied = policy.evaluate_host("h", host_claims([(".ima", d(8))], template="ima-buf"))
@@ -255,7 +256,7 @@ def test_keylime_keyrings_are_enforced_on_keyring_measurements(tmp_path: Path) -
     for ignored, allowed in ((["*"], True), ([".evm"], True), ([".ima"], False)):
         doc["ima"] = {"ignored_keyrings": ignored, "log_hash_alg": "sha1", "dm_policy": None}
         (tmp_path / "rp.json").write_text(json.dumps(doc))
-        policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path)
+        policy = compile_policy_text('host h {\n    include keylime "rp.json"\n}\n', base_dir=tmp_path, sources=FILES)
         claims = host_claims([(".ima", d(7)), (".evm", d(9))], template="ima-buf")
         decision = policy.evaluate_host("h", claims)
         assert (decision.allowed, ignored) == (allowed, ignored)

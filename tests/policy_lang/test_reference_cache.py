@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust.errors import PolicyError
-from policy_lang import compile_policy_text, load_policy, reference
+from floodlight_trust.policy_files import FILES, load_policy
+from policy_lang import compile_policy_text, reference
 from policy_lang.reference import compiled_reference
 
 from .helpers import d, host_claims
@@ -125,14 +126,14 @@ def test_signed_policy_is_verified_again_with_another_key(tmp_path: Path, parses
     (tmp_path / "rp.signed.json").write_text(_envelope(_keylime_doc({"/bin/a": [d(1)]}).encode(), signer))
     (tmp_path / "rp.pub").write_bytes(_pem(signer))
     text = 'host h {\n    include keylime "rp.signed.json" verify_with "rp.pub"\n}\n'
-    policy = compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+    policy = compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
     assert policy.evaluate_host("h", host_claims([("/bin/a", d(1))])).allowed
-    compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+    compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
     assert len(parses) == 1
     # The same envelope (cached as verified) under a key that did not sign it: verified again, refused.
     (tmp_path / "rp.pub").write_bytes(_pem(other))
     with pytest.raises(PolicyError, match="DSSE signature does not verify"):
-        compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+        compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
     assert len(parses) == 2
 
 
@@ -146,8 +147,8 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_keylime_policy_of_the_same_content_hits(tmp_path: Path, parses: list[str]) -> None:
     (tmp_path / "rp.json").write_text(_keylime_doc({"/bin/a": [d(1)], "/bin/b": [d(2), d(3)]}))
     text = 'host h {\n    include keylime "rp.json"\n}\n'
-    p1 = compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
-    p2 = compile_policy_text(text, filename="p.policy", base_dir=tmp_path)
+    p1 = compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
+    p2 = compile_policy_text(text, filename="p.policy", base_dir=tmp_path, sources=FILES)
     assert len(parses) == 1 and parses[0].startswith("parse_keylime:")
     claims = host_claims([("/bin/a", d(1)), ("/bin/b", d(3))])
     assert p1.evaluate_host("h", claims).allowed and p2.evaluate_host("h", claims).allowed

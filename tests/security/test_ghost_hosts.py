@@ -77,7 +77,7 @@ def test_a_second_registered_host_presenting_a_pinned_platform_is_refused_naming
     assert owner.name in taken["message"] and ghost.name in taken["message"]
     enrolled = world.admin.enroll(ghost.name, "vnf-fw-ghost2")
     assert not enrolled["allowed"] and "not trusted" in " ".join(x["message"] for x in enrolled["reasons"])
-    row = world.service.vm.db.query("SELECT status, platform_key FROM manager_hosts WHERE name = ?", (ghost.name,))[0]
+    row = world.service.vm.storage.query("SELECT status, platform_key FROM manager_hosts WHERE name = ?", (ghost.name,))[0]
     assert row["status"] == "untrusted" and row["platform_key"] is None
     assert count(world, "SELECT COUNT(*) FROM manager_enrollments WHERE host = ?", ghost.name) == 0
     # The owner is untouched.
@@ -122,11 +122,11 @@ def test_hosts_add_refuses_an_existing_name_unless_replace(world: World) -> None
     r = vm_cli(world, "hosts", "add", host.name, "--agent", "http://127.0.0.1:9")
     assert r.returncode == 2, r.stderr
     assert f"host {host.name!r} is already registered" in r.stderr and "Traceback" not in r.stderr
-    [row] = world.service.vm.db.query("SELECT agent_url FROM manager_hosts WHERE name = ?", (host.name,))
+    [row] = world.service.vm.storage.query("SELECT agent_url FROM manager_hosts WHERE name = ?", (host.name,))
     assert row[0] == host.url  # unchanged
     r = vm_cli(world, "hosts", "add", host.name, "--agent", "http://127.0.0.1:9", "--replace")
     assert r.returncode == 0, r.stderr
-    [row] = world.service.vm.db.query("SELECT agent_url FROM manager_hosts WHERE name = ?", (host.name,))
+    [row] = world.service.vm.storage.query("SELECT agent_url FROM manager_hosts WHERE name = ?", (host.name,))
     assert row[0] == "http://127.0.0.1:9"
     assert any(a["action"] == "register-host" and a["evidence"]["replace"] for a in world.admin.audit())
 

@@ -36,6 +36,7 @@ from floodlight_trust.evidence.ima import ImaState, appraise_measurement_list
 from floodlight_trust.evidence.ima.signatures import parse_module_signature, parse_signature
 from floodlight_trust.evidence.sgx_quote import parse_quote
 from floodlight_trust.http.peer_json import parse_json
+from floodlight_trust.policy_files import FILES
 from floodlight_trust.protocol import SCHEMA_NAMES, validate
 from policy_lang import compile_policy_text
 from policy_lang.evaluate import HostMeasuredState
@@ -235,7 +236,7 @@ POLICY = (Path(__file__).resolve().parents[2] / "configs" / "demo" / "demo.polic
 @given(text=text_of(mutated(POLICY)) | st.text(max_size=120))
 def test_policy_files(text: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.mktemp("policy")
-    only_project_errors(lambda: compile_policy_text(text, filename="fuzz.policy", base_dir=base))
+    only_project_errors(lambda: compile_policy_text(text, filename="fuzz.policy", base_dir=base, sources=FILES))
 
 
 @FUZZ
@@ -244,7 +245,7 @@ def test_policy_import_and_include_paths(name: str, kind: str, tmp_path_factory:
     base = tmp_path_factory.mktemp("imports")
     escaped = json.dumps(name)  # any character, NUL and lone surrogates included, as a policy string
     text = f"import {escaped}\n" if kind == "import" else f"host h {{\n    allow include {escaped}\n}}\n"
-    only_project_errors(lambda: compile_policy_text(text, filename="fuzz.policy", base_dir=base))
+    only_project_errors(lambda: compile_policy_text(text, filename="fuzz.policy", base_dir=base, sources=FILES))
 
 
 SHA256SUM = (Path(__file__).resolve().parents[2] / "configs" / "demo" / "reference" / "host.sha256sum").read_bytes()

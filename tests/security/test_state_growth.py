@@ -59,7 +59,7 @@ def test_garbage_for_a_registered_host_is_refused_recorded_nowhere_and_keeps_its
     # The host's state is where its last verified quote left it: same offset, still trusted, and
     # the next round transfers only the tail.
     assert vm.ima_offset(host.name) == offset
-    [row] = vm.db.query("SELECT status, ima_entries FROM manager_hosts WHERE name = ?", (host.name,))
+    [row] = vm.storage.query("SELECT status, ima_entries FROM manager_hosts WHERE name = ?", (host.name,))
     assert row["status"] == "trusted"
     verdict = world.admin.attest(host.name)
     assert verdict["trusted"]

@@ -34,7 +34,7 @@ def _deny_rules(verdict: dict) -> list[str]:  # type: ignore[type-arg]
 
 
 def _tpm_clock(world: World, host: str) -> str | None:
-    rows = world.service.vm.db.query("SELECT last_clock_json FROM manager_host_tpm WHERE host = ?", (host,))
+    rows = world.service.vm.storage.query("SELECT last_clock_json FROM manager_host_tpm WHERE host = ?", (host,))
     return rows[0][0] if rows else None
 
 
@@ -88,7 +88,7 @@ def test_dropping_the_tpm_quote_from_a_registered_host_is_refused(world: World, 
     tpm_host.agent.tpm = None  # plain SGX evidence, as before TPM anchoring
     verdict = world.admin.attest(tpm_host.name)
     assert verdict["trusted"] is False and _deny_rules(verdict) == ["host.tpm.missing"]
-    audit = world.service.vm.db.query(
+    audit = world.service.vm.storage.query(
         "SELECT allowed, reasons_json FROM manager_audit WHERE host = ? AND action = 'attest-host' ORDER BY id DESC LIMIT 1",
         (tpm_host.name,),
     )
@@ -99,8 +99,8 @@ def test_a_stranger_cannot_register_or_re_register_a_host_tpm(world: World, tpm_
     from floodlight_trust.errors import FtrustError
 
     world.admin.register_tpm(tpm_host.name)
-    pinned = world.service.vm.db.query("SELECT ak_name FROM manager_host_tpm WHERE host = ?", (tpm_host.name,))
+    pinned = world.service.vm.storage.query("SELECT ak_name FROM manager_host_tpm WHERE host = ?", (tpm_host.name,))
     with pytest.raises(FtrustError) as info:
         world.anonymous.register_tpm(tpm_host.name)
     assert info.value.exit_code != 0  # refused before anything is done (no admin certificate)
-    assert world.service.vm.db.query("SELECT ak_name FROM manager_host_tpm WHERE host = ?", (tpm_host.name,)) == pinned
+    assert world.service.vm.storage.query("SELECT ak_name FROM manager_host_tpm WHERE host = ?", (tpm_host.name,)) == pinned

@@ -118,7 +118,7 @@ def test_only_an_opted_in_enroll_rule_registers_names_itself_and_says_so(world: 
     finally:
         vm.self_registering_rules = frozenset()
     assert doc["allowed"], doc["reasons"]
-    [row] = vm.db.query("SELECT registered_by, enroll_rule FROM manager_vnfs WHERE host = ? AND name = ?",
+    [row] = vm.storage.query("SELECT registered_by, enroll_rule FROM manager_vnfs WHERE host = ? AND name = ?",
                         (host.name, "vnf-fw-auto"))  # fmt: skip
     assert row["registered_by"] == "enroll rule fw (vm.self_registering_enroll_rules)" and row["enroll_rule"] == "fw"
     # The self-made registration binds the name like any other.

@@ -15,7 +15,8 @@ from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import InputError, ParseError, VerificationError
 from floodlight_trust.evidence import dcap
 from floodlight_trust.evidence.sgx_quote import SGX_EXTENSIONS_OID, QuoteV3, parse_pck_extensions, parse_quote
-from floodlight_trust.sgxsim import SimulatedPlatform, _raw_sign, measure_enclave_image
+from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
+from floodlight_trust.sgxsim.certificates import raw_sign
 
 AT = parse_time("2026-03-01T12:00:00Z")
 MRSIGNER = bytes.fromhex("11" * 32)
@@ -140,12 +141,12 @@ def test_no_tcb_level_for_platform(platform: SimulatedPlatform) -> None:
     for level in info["tcbLevels"]:
         level["tcb"]["pcesvn"] = 99
     raw = json.dumps(info, separators=(",", ":")).encode()
-    coll = dataclasses.replace(coll, tcb_info=raw, tcb_info_signature=_raw_sign(platform.tcb_key, raw))
+    coll = dataclasses.replace(coll, tcb_info=raw, tcb_info_signature=raw_sign(platform.tcb_key, raw))
     with pytest.raises(dcap.TcbLevelNotFound, match="no TCB level for FMSPC"):
         dcap.verify_quote(make_quote(platform), coll, platform.anchor(), at=AT)
     info["fmspc"] = "AABBCCDDEEFF"
     raw = json.dumps(info, separators=(",", ":")).encode()
-    coll = dataclasses.replace(coll, tcb_info=raw, tcb_info_signature=_raw_sign(platform.tcb_key, raw))
+    coll = dataclasses.replace(coll, tcb_info=raw, tcb_info_signature=raw_sign(platform.tcb_key, raw))
     with pytest.raises(dcap.TcbLevelNotFound, match="TCB info is for FMSPC aabbccddeeff"):
         dcap.verify_quote(make_quote(platform), coll, platform.anchor(), at=AT)
 

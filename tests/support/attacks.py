@@ -20,12 +20,12 @@ from tests.support.world import World
 
 def count(world: World, sql: str, *params: Any) -> int:
     """``SELECT COUNT(*) ...`` on the VM's own database (what an attack left behind)."""
-    return int(world.service.vm.db.query(sql, params)[0][0])
+    return int(world.service.vm.storage.query(sql, params)[0][0])
 
 
 def table_sizes(world: World) -> dict[str, int]:
     """Rows per table of the VM's state store (an unauthenticated attacker must not change them)."""
-    tables = [r[0] for r in world.service.vm.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = [r[0] for r in world.service.vm.storage.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
     return {t: count(world, f"SELECT COUNT(*) FROM {t}") for t in tables if t != "sqlite_sequence"}
 
 

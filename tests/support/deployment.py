@@ -38,10 +38,9 @@ from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.pki.ca import CertificateAuthority
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from floodlight_trust.statestore import open_admin_ca
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 from policy_lang import compile_policy_text
 from tests.support.cli import REPO, ftrust_command
 from tests.support.world import PASSWORD
@@ -126,7 +125,7 @@ simulated_sgx_roots = "{tmp / "platform"}"
         )
         self.config = load(self.config_path)
         self.db_path = self.config.state_dir / "ftrust.sqlite3"
-        self.db = Database(self.db_path)
+        self.db = SqliteStorage(self.db_path)
         self.ca = CertificateAuthority.init(
             self.config.state_path("ca", "dir"),
             PASSWORD,
@@ -134,7 +133,7 @@ simulated_sgx_roots = "{tmp / "platform"}"
             crl_url=self.config.get("ca", "crl_url"),
             ocsp_url=self.config.get("ca", "ocsp_url"),
             at=clock.now(),
-            records=CertificateRecords(self.db),
+            records=self.db.certificates(),
         )
         self.vm: VerificationManager | None = None
         self.agents: dict[str, InProcessAgent] = {}
@@ -165,7 +164,7 @@ simulated_sgx_roots = "{tmp / "platform"}"
                 make_app(agent), host="127.0.0.1", port=0, threads=8, name=f"agent-{name}"
             ).start()
         if self.vm is not None:
-            self.vm.state.add_host(name, f"inproc://{name}", None, at=clock.now())
+            self.vm.storage.hosts.add(name, f"inproc://{name}", None, at=clock.now())
             for v in vnfs:  # registered as an admin would
                 self.vm.register_vnf(name, v, actor="admin:test")
         return self.agents[name]
@@ -179,7 +178,7 @@ simulated_sgx_roots = "{tmp / "platform"}"
     def start_in_process(self, **kwargs: Any) -> VerificationManager:
         """A VerificationManager on this state whose agents are called directly."""
         self.vm = VerificationManager(
-            db=self.db,
+            storage=self.db,
             ca=self.ca,
             policy=compile_policy_text(self.policy),
             anchors=[self.platform.anchor()],
@@ -192,7 +191,7 @@ simulated_sgx_roots = "{tmp / "platform"}"
         """A new VerificationManager over the same state (what a VM restart keeps)."""
         assert self.vm is not None, "start_in_process() first"
         self.vm = VerificationManager(
-            db=self.vm.db,
+            storage=self.vm.storage,
             ca=self.vm.ca,
             policy=self.vm.policy,
             anchors=self.vm.anchors,

@@ -14,9 +14,8 @@ from floodlight_trust.floodlight import bridge
 from floodlight_trust.floodlight.keystore import FloodlightKeystore
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile
-from floodlight_trust.pki.records import CertificateRecords
 from floodlight_trust.secrets import Secret
-from floodlight_trust.storage import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 
 STORE_PASSWORD = Secret("keystore-pass", "env:TEST_KEYSTORE")
 
@@ -31,7 +30,7 @@ def bridge_jar() -> Path:
 def make_ca(
     directory: Path, *, crl_url: str = "http://127.0.0.1:9/crl.der", name: str = "CN=Test VNF CA"
 ) -> CertificateAuthority:
-    records = CertificateRecords(Database(directory / "state.db"))
+    records = SqliteStorage(directory / "state.db").certificates()
     return CertificateAuthority.init(
         directory / "ca", Secret("ca password 1", "env:T"), subject=name, crl_url=crl_url,
         ocsp_url="http://127.0.0.1:9/ocsp", at=datetime.now(UTC), records=records,

@@ -30,7 +30,7 @@ from floodlight_trust.manager.service import VmService, build_service, issue_adm
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.secrets import Secret
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
-from floodlight_trust.storage.database import Database
+from floodlight_trust.storage.sqlite import SqliteStorage
 from policy_lang import compile_policy_text
 from tests.support.cli import ftrust
 from tests.support.tls import self_signed
@@ -84,9 +84,7 @@ enroll fw for "vnf-fw-*" {{
 
 def init_test_ca(config: Config) -> None:
     """The VNF CA in ``config``'s state directory, as `ftrust ca init` makes it."""
-    from floodlight_trust.pki.records import CertificateRecords
-
-    db = Database(config.state_dir / "ftrust.sqlite3")
+    db = SqliteStorage(config.state_dir / "ftrust.sqlite3")
     CertificateAuthority.init(
         config.state_path("ca", "dir"),
         PASSWORD,
@@ -94,7 +92,7 @@ def init_test_ca(config: Config) -> None:
         crl_url=config.get("ca", "crl_url"),
         ocsp_url=config.get("ca", "ocsp_url"),
         at=clock.now(),
-        records=CertificateRecords(db),
+        records=db.certificates(),
     )
     db.close()
 

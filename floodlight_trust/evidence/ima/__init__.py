@@ -6,6 +6,8 @@ and :class:`ImaFinding`; the writers are :func:`make_entry`, :func:`format_ascii
 :func:`serialize_ascii` and :func:`serialize_binary`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from floodlight_trust.evidence.ima.appraise import (
     FindingKind,
     ImaAppraisal,
@@ -17,8 +19,21 @@ from floodlight_trust.evidence.ima.appraise import (
 )
 from floodlight_trust.evidence.ima.ascii import format_ascii_line, parse_line, serialize_ascii
 from floodlight_trust.evidence.ima.binary import records_from_binary, serialize_binary
-from floodlight_trust.evidence.ima.signatures import key_ids, parse_signature
 from floodlight_trust.evidence.ima.templates import ImaRecord, make_entry, template_hash
+
+# The signature module brings cryptography: imported when first asked for (a list without signatures,
+# in a fresh `ftrust policy eval --ima-log` process, never needs it).
+if TYPE_CHECKING:
+    from floodlight_trust.evidence.ima.signatures import key_ids, parse_signature
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("key_ids", "parse_signature"):
+        from floodlight_trust.evidence.ima import signatures
+
+        return getattr(signatures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FindingKind",

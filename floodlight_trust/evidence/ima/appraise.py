@@ -21,14 +21,14 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodlight_trust.claims import ImaClaims, SignatureStatus
 from floodlight_trust.errors import FtrustError, InputError, Location, ParseError, VerificationError
 from floodlight_trust.evidence.ima import ascii as ascii_list
 from floodlight_trust.evidence.ima import binary as binary_list
+from floodlight_trust.evidence.ima import bulkhash
 from floodlight_trust.evidence.ima.batch import Batch
-from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
 from floodlight_trust.evidence.ima.templates import (
     BANK_BY_SIZE,
     BANKS,
@@ -38,6 +38,9 @@ from floodlight_trust.evidence.ima.templates import (
     template_fields,
     unpack_template_data,
 )
+
+if TYPE_CHECKING:  # signatures.py (and cryptography) is imported on the first entry with a signature
+    from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
 
 PCR = 10  # the IMA PCR whose values are reported and compared
 
@@ -56,10 +59,31 @@ class FindingKind(StrEnum):
     SIGNATURE_UNSUPPORTED = "signature-unsupported"  # the key type or hash cannot be verified here
 
 
-_PROBLEM_KINDS = {
-    SignatureProblem.MALFORMED: FindingKind.SIGNATURE_MALFORMED,
-    SignatureProblem.UNSUPPORTED: FindingKind.SIGNATURE_UNSUPPORTED,
-}
+def _problem_kind(problem: SignatureProblem | None) -> FindingKind:
+    from floodlight_trust.evidence.ima.signatures import SignatureProblem
+
+    if problem is SignatureProblem.MALFORMED:
+        return FindingKind.SIGNATURE_MALFORMED
+    if problem is SignatureProblem.UNSUPPORTED:
+        return FindingKind.SIGNATURE_UNSUPPORTED
+    return FindingKind.SIGNATURE_INVALID
+
+
+class _KeyringOnce:
+    """The keyring of one appraisal, built on the first entry that has a signature to check."""
+
+    __slots__ = ("_entries", "_keyring")
+
+    def __init__(self, entries: Sequence[KeyringEntry]):
+        self._entries = entries
+        self._keyring: Keyring | None = None
+
+    def get(self) -> Keyring:
+        if self._keyring is None:
+            from floodlight_trust.evidence.ima.signatures import Keyring
+
+            self._keyring = Keyring(self._entries)
+        return self._keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +105,34 @@ class ListBytes:
     each round), joined only when one contiguous copy is needed. Chunks are immutable ``bytes``: a
     list that holds the very chunk objects of another, first, provably starts with its bytes."""
 
-    __slots__ = ("_joined", "_length", "chunks")
+    __slots__ = ("_joined", "_length", "_prefix_hash", "chunks")
     MAX_CHUNKS = 64  # then the next append joins them (once every 64 rounds)
 
     def __init__(self, chunks: tuple[bytes, ...]):
         self.chunks = chunks
         self._length = sum(map(len, chunks))
         self._joined: bytes | None = chunks[0] if len(chunks) == 1 else None
+        self._prefix_hash: tuple[int, Any] | None = None  # (n, SHA-256 over the first n bytes)
+
+    def sha256(self, *, snapshot_at: int | None = None) -> Any:
+        """A SHA-256 object over the whole list. With ``snapshot_at`` (the ``byte_length`` of a
+        persisted :class:`ImaState`), the same pass keeps the hash of that prefix, and an appraisal
+        of this list from that state uses it instead of hashing the prefix again: a verifier that
+        hashes the whole list anyway (to check the quote's binding) reads it once after a restart."""
+        data = self.join()
+        n = snapshot_at
+        if n is None or not 0 < n <= len(data):
+            return hashlib.sha256(data)
+        view = memoryview(data)
+        h = hashlib.sha256(view[:n])
+        self._prefix_hash = (n, h.copy())
+        h.update(view[n:])
+        return h
+
+    def prefix_sha256(self, n: int) -> Any | None:
+        """The SHA-256 object over the first ``n`` bytes kept by :meth:`sha256`, if it kept that one."""
+        held = self._prefix_hash
+        return held[1].copy() if held is not None and held[0] == n else None
 
     def __len__(self) -> int:
         return self._length
@@ -259,7 +304,7 @@ def _appraise(
     if tail_only:
         hasher = state._hasher.copy()  # the prefix is made of whole's own chunks: unchanged by construction
     else:
-        hasher = _check_prefix(data, state, source)
+        hasher = _check_prefix(data, state, source, whole)
 
     fmt = state.format or ("binary" if binary_list.looks_binary(data) else "ascii")
     hash_size = state.hash_size
@@ -283,7 +328,7 @@ def _appraise(
             hash_size=hash_size,
         )
 
-    keyring = Keyring(keyring_certs)
+    keyring = _KeyringOnce(keyring_certs)
     out = _Columns()
     findings: list[ImaFinding] = []
     boot_aggregate = state.boot_aggregate
@@ -356,8 +401,9 @@ def _loc(fmt: str, source: str | None, position: int | None, index: int) -> Loca
     return Location(file=source, offset=position, index=index)
 
 
-def _check_prefix(data: bytes, state: ImaState, source: str | None) -> Any:
-    """A SHA-256 object over the already appraised prefix, after checking it is unchanged."""
+def _check_prefix(data: bytes, state: ImaState, source: str | None, whole: ListBytes | None = None) -> Any:
+    """A SHA-256 object over the already appraised prefix, after checking it is unchanged. ``whole``
+    (the ListBytes ``data`` was joined from) may hold that prefix's hash already."""
     n = state.byte_length
     if n == 0:
         return hashlib.sha256()
@@ -374,7 +420,8 @@ def _check_prefix(data: bytes, state: ImaState, source: str | None) -> Any:
         if data.startswith(memoryview(previous)[:n]):
             return state._hasher.copy()
         raise _changed_at(data, previous, n, state, source)
-    hasher = hashlib.sha256(memoryview(data)[:n])
+    held = whole.prefix_sha256(n) if whole is not None and whole.join() is data else None
+    hasher = held if held is not None else hashlib.sha256(memoryview(data)[:n])
     if hasher.hexdigest() != state.prefix_sha256:
         raise ImaPrefixChanged(
             f"the first {state.entry_count} entries ({n} bytes) appraised before have changed: their SHA-256 "
@@ -435,22 +482,35 @@ def _appraise_batch(
     hash_size: int,
     banks: Sequence[str],
     pcrs: dict[int, dict[str, bytes]],
-    keyring: Keyring,
+    keyring_once: _KeyringOnce,
     out: _Columns,
     findings: list[ImaFinding],
     source: str | None,
 ) -> None:
     n = len(batch)
     log_bank = BANK_BY_SIZE[hash_size]
-    h = HASHERS[log_bank]
-    computed = [h(x).digest() for x in batch.inputs]
+    prefix = batch.hash_prefix
+    # Every template hash of the batch, laid out as the logged ones: one comparison checks them all.
+    computed = bulkhash.digests(log_bank, batch.inputs, prefix)
     violations: list[int] = []
-    hashes = computed  # equal to the logged ones unless a check below fails
-    if not batch.hashes_match(computed):
+    if computed == batch.hashes and batch.pcrs.count(PCR) == n:
+        # The common case: every hash as logged, every entry in PCR 10. Each bank is replayed in one
+        # call, the log's bank from the checked hashes, any other from its own template hashes.
+        bank_values = pcrs.setdefault(PCR, {})
+        for bank in banks:
+            value = bank_values.get(bank) or bytes(DIGEST_SIZES[bank])
+            if bank == log_bank:
+                value = bulkhash.extend(bank, value, computed, len(prefix) + hash_size, len(prefix))
+            else:
+                value = bulkhash.replay(bank, value, batch.inputs)
+            bank_values[bank] = value
+    else:
+        step = len(prefix) + hash_size
+        mine = [computed[k : k + hash_size] for k in range(len(prefix), len(computed), step)]
         hashes = batch.logged(hash_size)
         zero = bytes(hash_size)
-        for i, (logged, mine) in enumerate(zip(hashes, computed, strict=True)):
-            if logged == mine:
+        for i, (logged, ours) in enumerate(zip(hashes, mine, strict=True)):
+            if logged == ours:
                 continue
             index = batch.first_index + i
             where = _loc(fmt, source, batch.positions[i], index)
@@ -468,22 +528,21 @@ def _appraise_batch(
                     ImaFinding(
                         FindingKind.TEMPLATE_HASH_MISMATCH,
                         f"template hash mismatch for {batch.paths[i]!r}: the log says {logged.hex()}, "
-                        f"the template data hashes to {mine.hex()}",
+                        f"the template data hashes to {ours.hex()}",
                         where,
                     )
                 )
-    for bank in banks:
-        if bank == log_bank:
-            values = hashes
-        else:
-            hb = HASHERS[bank]
-            values = [hb(x).digest() for x in batch.inputs]
-        if violations:
-            values = list(values)
+        for bank in banks:
+            if bank == log_bank:
+                values = list(hashes)  # the logged ones (equal to ours but where a finding says otherwise)
+            else:
+                size = DIGEST_SIZES[bank]
+                joined = bulkhash.digests(bank, batch.inputs)
+                values = [joined[k : k + size] for k in range(0, len(joined), size)]
             ff = b"\xff" * DIGEST_SIZES[bank]
             for i in violations:
                 values[i] = ff
-        _extend(pcrs, bank, batch.pcrs, values)
+            _extend(pcrs, bank, batch.pcrs, values)
 
     out.templates.extend(batch.templates)
     out.paths.extend(batch.paths)
@@ -496,6 +555,9 @@ def _appraise_batch(
         out.signatures.extend([SignatureStatus.NONE] * n)
         out.key_ids.extend([None] * n)
         return
+    from floodlight_trust.evidence.ima.signatures import SignatureCheck
+
+    keyring = keyring_once.get()
     other = set(batch.other_sigs)
     for i in range(n):
         sig = sigs[i]
@@ -511,7 +573,7 @@ def _appraise_batch(
         if check.status is SignatureStatus.INVALID:
             findings.append(
                 ImaFinding(
-                    _PROBLEM_KINDS.get(check.problem, FindingKind.SIGNATURE_INVALID),
+                    _problem_kind(check.problem),
                     f"signature of {batch.paths[i]!r}: {check.reason}",
                     _loc(fmt, source, batch.positions[i], batch.first_index + i),
                 )
@@ -520,6 +582,8 @@ def _appraise_batch(
 
 def _other_signature(template: str, data: bytes, keyring: Keyring) -> SignatureCheck:
     """The ``modsig`` or ``evmsig`` of an entry, from its template data."""
+    from floodlight_trust.evidence.ima.signatures import SignatureCheck, SignatureProblem
+
     ids = template_fields(template)
     assert ids is not None  # the readers only pass known templates
     f = dict(zip(ids, unpack_template_data(data, len(ids)), strict=True))

@@ -4,7 +4,7 @@ Columns, not objects per entry: the readers fill plain lists, the appraisal hash
 ``map`` and moves the policy-facing columns into the claims without copying rows. The logged
 template hashes are one bytes object (``hash_size`` bytes per entry, each maybe after a constant
 prefix), so checking a whole batch
-is one comparison; the readers guarantee every entry's hash has the list's size.
+is one comparison with the computed ones laid out the same way (``bulkhash.digests``); the readers guarantee every entry's hash has the list's size.
 """
 
 from __future__ import annotations
@@ -39,14 +39,6 @@ class Batch:
         """The logged template hashes, one item per entry."""
         h, skip = self.hashes, len(self.hash_prefix)
         return [h[i + skip : i + skip + hash_size] for i in range(0, len(h), skip + hash_size)]
-
-    def hashes_match(self, computed: list[bytes]) -> bool:
-        """Whether ``computed`` are exactly the logged hashes: one comparison for the batch."""
-        return (
-            self.hash_prefix.join([b"", *computed]) == self.hashes
-            if self.hash_prefix
-            else b"".join(computed) == self.hashes
-        )
 
 
 class Offsets(Sequence[int]):

@@ -9,6 +9,7 @@ import pytest
 
 from floodlight_trust.evidence.ima import (
     ImaPrefixChanged,
+    ImaState,
     ListBytes,
     appraise_measurement_list,
     make_entry,
@@ -44,9 +45,9 @@ def test_rounds_over_chunks_equal_rounds_over_bytes(serialize, monkeypatch: pyte
     compared: list[int] = []
     real = appraise_module._check_prefix
 
-    def spy(data: bytes, state, source):  # type: ignore[no-untyped-def]
+    def spy(data: bytes, state, source, whole=None):  # type: ignore[no-untyped-def]
         compared.append(state.byte_length)
-        return real(data, state, source)
+        return real(data, state, source, whole)
 
     monkeypatch.setattr(appraise_module, "_check_prefix", spy)
     by_bytes = _rounds(parts, chunked=False)
@@ -91,3 +92,43 @@ def test_appending_past_the_chunk_limit_joins_once() -> None:
     joined = held.append(b"c")
     assert joined.chunks == (b"a" + b"b" * (ListBytes.MAX_CHUNKS - 1), b"c") and len(joined) == ListBytes.MAX_CHUNKS + 1
     assert not joined.extends(held)  # the next round compares the prefix once, then chunks again
+
+
+@pytest.mark.parametrize("serialize", [serialize_ascii, serialize_binary])
+def test_a_restart_hashes_the_whole_list_once(serialize, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """After a restart the verifier hashes the whole list for the quote's binding; the snapshot at
+    the persisted state's length is what the prefix check uses (no second pass), with the same result."""
+    first = serialize(entries(30))
+    persisted = ImaState.from_json(appraise_measurement_list(first).state.to_json())  # no bytes held
+    grown = first + serialize(entries(5, 30))
+    whole = ListBytes((grown,))
+    assert whole.sha256(snapshot_at=persisted.byte_length).digest() == hashlib.sha256(grown).digest()
+    assert whole.prefix_sha256(persisted.byte_length).digest() == hashlib.sha256(first).digest()
+    assert whole.prefix_sha256(persisted.byte_length - 1) is None
+    hashed: list[int] = []
+    real = appraise_module.hashlib.sha256
+
+    def counting(data: bytes = b"") -> object:
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(appraise_module.hashlib, "sha256", counting)
+    resumed = appraise_measurement_list(whole, state=persisted)
+    assert hashed == []  # the prefix was not hashed again
+    monkeypatch.undo()
+    _same(resumed, appraise_measurement_list(grown, state=persisted))
+    assert resumed.entry_count == 35
+
+
+def test_a_snapshot_of_changed_bytes_still_fails_the_prefix_check() -> None:
+    first = serialize_ascii(entries(10))
+    persisted = ImaState.from_json(appraise_measurement_list(first).state.to_json())
+    changed = first.replace(b"/usr/bin/tool3", b"/usr/bin/toolX") + serialize_ascii(entries(2, 10))
+    whole = ListBytes((changed,))
+    whole.sha256(snapshot_at=persisted.byte_length)
+    with pytest.raises(ImaPrefixChanged, match="have changed"):
+        appraise_measurement_list(whole, state=persisted)
+    # A snapshot at another length (a stale state) is not used: the prefix is hashed as before.
+    other = ListBytes((first + serialize_ascii(entries(2, 10)),))
+    other.sha256(snapshot_at=persisted.byte_length - 5)
+    assert appraise_measurement_list(other, state=persisted).entry_count == 12

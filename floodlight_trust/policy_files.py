@@ -1,0 +1,49 @@
+"""The shell's policy reader: policy files from disk, with the files they import and include
+(reference lists, keys). The language (``policy_lang``) takes text and reads nothing; the CLI, the
+VM, policy tests and the enclave manifest check load policies through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+from floodlight_trust.fileio import read_bytes
+from policy_lang.check import Root
+from policy_lang.compile import Policy, compile_policy_roots, decode_policy
+
+
+class PolicyFiles:
+    """:class:`policy_lang.check.PolicySources` on the file system: the one reader of a policy's
+    imports, reference lists and keys (a located InputError when one is unreadable)."""
+
+    def read(self, path: PurePath) -> bytes:
+        return read_bytes(Path(path), what="file")
+
+    def name(self, path: PurePath) -> str:
+        """A stable, readable name for a file: relative to the working directory when below it."""
+        try:
+            resolved = Path(path).resolve()
+        except (ValueError, OSError):  # a NUL in an import/include path: shown as written; reading it fails, located
+            return str(path).replace("\0", "\\0")
+        try:
+            return str(resolved.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(resolved)
+
+
+FILES = PolicyFiles()
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load a policy file with its imports and reference lists; check and compile it."""
+    return load_policy_files([Path(path)])
+
+
+def load_policy_files(paths: list[Path]) -> Policy:
+    """Load several policy files as one policy (a policy directory): their declarations share one
+    namespace, as if one file imported the others; a file they both import is loaded once."""
+    roots: list[Root] = []
+    for target in paths:
+        data = read_bytes(target, what="policy file")
+        roots.append((decode_policy(data, str(target)), FILES.name(target), target.parent, data))
+    return compile_policy_roots(roots, FILES)

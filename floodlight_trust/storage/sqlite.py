@@ -1,0 +1,1157 @@
+"""The SQLite engine: the embedded default for one host and for the demo (one file, 0600).
+
+:class:`Database` is the connection layer (WAL journal, one connection per thread, explicit
+``BEGIN IMMEDIATE`` transactions, group commit, migrations); :class:`SqliteStorage` implements the
+storage Protocols (storage/stores.py) on it. Every SQL statement of the project is in this module.
+
+Isolation: ``BEGIN IMMEDIATE`` takes SQLite's one write lock at the start, so write transactions
+run one at a time, serializable by construction; reads outside a transaction see the last commit.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from floodlight_trust.clock import format_time, parse_time
+from floodlight_trust.errors import ConflictError, InputError, Location, NotFoundError
+from floodlight_trust.evidence.tpm.structures import ClockInfo
+from floodlight_trust.storage.migrations import STEPS
+from floodlight_trust.storage.records import (
+    AuditRecord,
+    CertificateAuthorityKind,
+    CertificateRecord,
+    EnrollmentRecord,
+    EnrollmentStatus,
+    HostAttestationRecord,
+    HostRecord,
+    HostStatus,
+    NewEnrollment,
+    NoncePurpose,
+    NonceRecord,
+    TpmPin,
+    VnfRecord,
+    VnfRegistration,
+    VnfStatus,
+    normalize_reason,
+)
+
+T = TypeVar("T")
+
+STATE_FILE = "ftrust.sqlite3"  # the deployment's state store in <state.dir> (statestore.open_state)
+LEGACY_CA_FILE = "ftrust.db"  # where `ftrust ca` kept its records before there was one store
+MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One SQLite schema step of one component: applied once, in order, recorded in ``schema_migrations``."""
+
+    component: str
+    version: int
+    sql: str
+
+
+class Database:
+    """A SQLite database file shared by every component of one deployment (the connection layer)."""
+
+    def __init__(self, path: str | Path, migrations: Sequence[Migration] = ()):
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise InputError(
+                f"SQLite {sqlite3.sqlite_version} is too old for the state store (needs 3.35 or later)",
+                hint="use a Python built against a newer SQLite",
+            )
+        self.path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # Writers of this process queue here instead of in SQLite's busy handler, which sleeps in
+        # steps of up to 100 ms when BEGIN IMMEDIATE finds the database locked by another thread.
+        self._write_lock = threading.RLock()
+        self._group = _GroupCommit(self)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))"
+            )
+        self.migrate(migrations)
+
+    def _connect(self, *, durable: bool = True) -> sqlite3.Connection:
+        """This thread's connection: the durable one (synchronous=FULL, also for reads), or the one
+        for writes that may be lost (synchronous=NORMAL). Two connections instead of switching one
+        back and forth: two PRAGMA statements less per non-durable write."""
+        attr = "conn" if durable or str(self.path) == ":memory:" else "fast_conn"
+        conn: sqlite3.Connection | None = getattr(self._local, attr, None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            except sqlite3.Error as e:
+                raise InputError(f"cannot open state database: {e}", location=Location(str(self.path))) from None
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL" if attr == "conn" else "PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            setattr(self._local, attr, conn)
+            if str(self.path) != ":memory:":
+                self.path.chmod(0o600)
+        return conn
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: committed on normal exit, rolled back on any exception.
+
+        ``durable=False`` commits without fsync (WAL, synchronous=NORMAL): safe against a crash
+        of the process, may be lost on power failure. Only for state that may be lost, such as
+        short-lived nonces; the next durable commit makes it durable too (it syncs the one WAL file).
+        """
+        conn = self._connect(durable=durable)
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``fn(tx)`` in a transaction shared with writes of other threads (group commit).
+
+        Writes arriving together run one after another in ONE transaction with one COMMIT (one
+        fsync when any of them is durable); an exception from ``fn`` undoes only its own writes and
+        is raised to its caller. ``write`` returns only after the COMMIT has succeeded: nothing is
+        acknowledged before it is on disk. ``fn`` may run in another thread, and more than once (a
+        group in which another write failed runs again without it): it must use only ``tx`` and
+        values computed before the call, and have no effect outside ``tx``.
+        """
+        return self._group.run(fn, durable)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        return list(self._connect().execute(sql, params))
+
+    def migrate(self, migrations: Sequence[Migration], *, ordered: bool = False) -> None:
+        """Apply the ``migrations`` not yet recorded; in the given order with ``ordered``, else
+        sorted by (component, version)."""
+        with self._lock, self.transaction() as tx:
+            done = {(r["component"], r["version"]) for r in tx.execute("SELECT * FROM schema_migrations")}
+            steps = migrations if ordered else sorted(migrations, key=lambda m: (m.component, m.version))
+            for m in steps:
+                if (m.component, m.version) in done:
+                    continue
+                for statement in m.sql.split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute("INSERT INTO schema_migrations VALUES (?, ?)", (m.component, m.version))
+
+    def close(self) -> None:
+        for attr in ("conn", "fast_conn"):
+            conn = getattr(self._local, attr, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, attr, None)
+
+
+class _Write:
+    __slots__ = ("done", "durable", "error", "fn", "lead", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], durable: bool):
+        self.fn = fn
+        self.durable = durable
+        self.done = threading.Event()
+        self.lead = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Leader/follower group commit: the first writer to arrive commits everything queued.
+
+    No background thread: a caller that finds no commit in progress becomes the leader, takes the
+    queue, commits it, and hands leadership to the oldest waiting writer (which then commits the
+    writes that queued meanwhile, its own among them), so every caller waits at most two commits.
+    A group runs without savepoints (two statements less per write); when a write raises, the
+    transaction is rolled back, that write gets its exception, and the rest of the group runs
+    again, each write in a savepoint of its own (so a group runs at most twice).
+    """
+
+    MAX_GROUP = 256
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._mutex = threading.Lock()
+        self._queue: list[_Write] = []
+        self._busy = False
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
+        item = _Write(fn, durable)
+        with self._mutex:
+            self._queue.append(item)
+            if not self._busy:
+                self._busy = item.lead = True
+        if not item.lead:
+            item.done.wait()
+        if item.lead:
+            self._lead()
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[no-any-return]
+
+    def _lead(self) -> None:
+        with self._mutex:
+            group, self._queue = self._queue[: self.MAX_GROUP], self._queue[self.MAX_GROUP :]
+        try:
+            rest = self._commit_plain(group)
+            if rest:
+                self._commit(rest)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    nxt = self._queue[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._busy = False
+            for w in group:
+                w.done.set()
+
+    def _commit_plain(self, group: list[_Write]) -> list[_Write]:
+        """Commit the group in one transaction without savepoints; the writes to run again if one
+        of them raised (it gets its exception; nothing of the group is on disk then)."""
+        failed: _Write | None = None
+        try:
+            with self.db.transaction(durable=any(w.durable for w in group)) as tx:
+                for w in group:
+                    try:
+                        w.result = w.fn(tx)
+                    except Exception as e:
+                        w.result, w.error, failed = None, e, w
+                        raise
+        except BaseException as e:
+            if failed is not None and isinstance(e, Exception):
+                return [w for w in group if w is not failed]
+            for w in group:  # BEGIN or COMMIT failed: nothing of the group is on disk
+                if w.error is None:
+                    w.result, w.error = None, e
+            if not isinstance(e, Exception):
+                raise
+        return []
+
+    def _commit(self, group: list[_Write]) -> None:
+        durable = any(w.durable for w in group)
+        try:
+            with self.db.transaction(durable=durable) as tx:
+                for i, w in enumerate(group):
+                    tx.execute(f"SAVEPOINT w{i}")
+                    try:
+                        w.result = w.fn(tx)
+                    except Exception as e:  # the caller gets it; the others' writes stay
+                        tx.execute(f"ROLLBACK TO w{i}")
+                        w.error = e
+                    tx.execute(f"RELEASE w{i}")
+        except BaseException as e:  # BEGIN or COMMIT failed: nothing of the group is on disk
+            for w in group:
+                if w.error is None:
+                    w.result, w.error = None, e
+            if not isinstance(e, Exception):
+                raise
+
+
+# -- the schema: one DDL per step of storage.migrations.STEPS ----------------------------------------
+DDL: Mapping[tuple[str, int], str] = {
+    ("manager", 1): """
+        CREATE TABLE manager_nonces (
+            selector TEXT PRIMARY KEY, verifier BLOB NOT NULL, purpose TEXT NOT NULL, host TEXT NOT NULL,
+            vnf TEXT, issued_at REAL NOT NULL, expires_at REAL NOT NULL, used_at REAL);
+        CREATE INDEX manager_nonces_expiry ON manager_nonces (expires_at);
+        CREATE TABLE manager_hosts (
+            name TEXT PRIMARY KEY, agent_url TEXT, host_policy TEXT,
+            status TEXT NOT NULL DEFAULT 'unknown', platform_pck_sha256 TEXT, platform_json TEXT,
+            last_attested_at TEXT, last_trusted_at TEXT, last_contact_at TEXT, policy_version TEXT,
+            reasons_json TEXT NOT NULL DEFAULT '[]', ima_state_json TEXT, ima_entries INTEGER NOT NULL DEFAULT 0,
+            ima_list_sha256 TEXT, simulated INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+        CREATE TABLE manager_vnfs (
+            host TEXT NOT NULL, name TEXT NOT NULL, mrenclave TEXT, status TEXT NOT NULL DEFAULT 'unknown',
+            last_attested_at TEXT, public_key_sha256 TEXT, reasons_json TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (host, name));
+        CREATE TABLE manager_audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, at_ts REAL NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, host TEXT, vnf TEXT, allowed INTEGER NOT NULL, policy_version TEXT,
+            simulated INTEGER NOT NULL DEFAULT 0, evidence_json TEXT NOT NULL, reasons_json TEXT NOT NULL);
+        CREATE INDEX manager_audit_time ON manager_audit (at_ts);
+        CREATE TABLE manager_enrollments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, vnf TEXT NOT NULL,
+            serial TEXT NOT NULL UNIQUE, certificate_sha256 TEXT NOT NULL, public_key_sha256 TEXT NOT NULL,
+            key_mode TEXT NOT NULL, mrenclave TEXT NOT NULL, policy_version TEXT,
+            audit_id INTEGER NOT NULL REFERENCES manager_audit (id), issued_at TEXT NOT NULL,
+            not_after TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active', revoked_at TEXT, revoke_reason TEXT);
+        CREATE INDEX manager_enrollments_vnf ON manager_enrollments (host, vnf, status)
+        """,
+    ("manager-lifecycle", 1): """
+        ALTER TABLE manager_enrollments ADD COLUMN superseded_at TEXT;
+        ALTER TABLE manager_enrollments ADD COLUMN superseded_by TEXT;
+        ALTER TABLE manager_enrollments ADD COLUMN enclave_claims_json TEXT
+        """,
+    ("manager-agent-tls", 1): "ALTER TABLE manager_hosts ADD COLUMN agent_tls_pem TEXT",
+    ("manager-platforms", 1): """
+        ALTER TABLE manager_hosts ADD COLUMN platform_key TEXT;
+        ALTER TABLE manager_hosts ADD COLUMN repin_requested_by TEXT;
+        ALTER TABLE manager_hosts ADD COLUMN repin_requested_at TEXT;
+        UPDATE manager_hosts SET platform_key = 'dcap-pck:' || platform_pck_sha256 WHERE platform_pck_sha256 IS NOT NULL;
+        UPDATE manager_hosts SET platform_key = 'epid:' || json_extract(platform_json, '$.epid_group_id') || ':'
+            || COALESCE(json_extract(platform_json, '$.epid_pseudonym'), '')
+            WHERE platform_key IS NULL AND json_extract(platform_json, '$.epid_group_id') IS NOT NULL;
+        CREATE INDEX manager_hosts_platform ON manager_hosts (platform_key);
+        ALTER TABLE manager_enrollments ADD COLUMN platform_key TEXT;
+        CREATE INDEX manager_enrollments_platform ON manager_enrollments (platform_key, status)
+        """,
+    ("manager-vnf-registry", 1): """
+        ALTER TABLE manager_vnfs ADD COLUMN enroll_rule TEXT;
+        ALTER TABLE manager_vnfs ADD COLUMN registered_by TEXT;
+        ALTER TABLE manager_vnfs ADD COLUMN registered_at TEXT;
+        ALTER TABLE manager_vnfs ADD COLUMN expected_mrenclave TEXT;
+        ALTER TABLE manager_vnfs ADD COLUMN bound_public_key_sha256 TEXT;
+        ALTER TABLE manager_vnfs ADD COLUMN bound_mrenclave TEXT;
+        ALTER TABLE manager_vnfs ADD COLUMN bound_at TEXT;
+        DELETE FROM manager_vnfs WHERE NOT EXISTS
+            (SELECT 1 FROM manager_enrollments e WHERE e.host = manager_vnfs.host AND e.vnf = manager_vnfs.name);
+        UPDATE manager_vnfs SET registered_by = 'migrated (enrolled before registration existed)',
+            registered_at = last_attested_at;
+        UPDATE manager_vnfs SET bound_public_key_sha256 = public_key_sha256, bound_mrenclave = mrenclave,
+            bound_at = last_attested_at WHERE status = 'enrolled';
+        CREATE INDEX manager_vnfs_bound_key ON manager_vnfs (bound_public_key_sha256)
+        """,
+    ("manager-tpm", 1): """
+        CREATE TABLE manager_host_tpm (
+            host TEXT PRIMARY KEY, ak_public BLOB NOT NULL, ak_name TEXT NOT NULL, ak_spki_sha256 TEXT NOT NULL,
+            ek_spki_sha256 TEXT NOT NULL, ek_trust TEXT NOT NULL, registered_at TEXT NOT NULL,
+            last_clock_json TEXT, boot_pcrs_json TEXT)
+        """,
+    ("pki", 1): """
+        CREATE TABLE pki_certificates (
+            serial TEXT PRIMARY KEY, subject TEXT NOT NULL, not_before TEXT NOT NULL, not_after TEXT NOT NULL,
+            issued_at TEXT NOT NULL, sha256 TEXT NOT NULL, pem TEXT NOT NULL, revoked_at TEXT,
+            revocation_reason TEXT);
+        CREATE INDEX pki_certificates_revoked ON pki_certificates (revoked_at)
+        """,
+    ("pki-admin", 1): """
+        CREATE TABLE pki_admin_certificates (
+            serial TEXT PRIMARY KEY, subject TEXT NOT NULL, not_before TEXT NOT NULL, not_after TEXT NOT NULL,
+            issued_at TEXT NOT NULL, sha256 TEXT NOT NULL, pem TEXT NOT NULL, revoked_at TEXT,
+            revocation_reason TEXT);
+        CREATE INDEX pki_admin_certificates_revoked ON pki_admin_certificates (revoked_at)
+        """,
+}
+
+MIGRATIONS: tuple[Migration, ...] = tuple(Migration(s.component, s.version, DDL[s.key]) for s in STEPS)
+
+
+# -- row mapping ---------------------------------------------------------------------------------------
+def _t(text: str | None) -> datetime | None:
+    return parse_time(text) if text else None
+
+
+def _ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _iso_us(value: datetime) -> str:
+    # The CA records keep microseconds (ordering exact); parse_time reads them back.
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _host(r: sqlite3.Row) -> HostRecord:
+    return HostRecord(
+        r["name"],
+        r["agent_url"],
+        r["host_policy"],
+        HostStatus(r["status"]),
+        r["platform_pck_sha256"],
+        _t(r["last_attested_at"]),
+        _t(r["last_trusted_at"]),
+        _t(r["last_contact_at"]),
+        r["policy_version"],
+        tuple(json.loads(r["reasons_json"])),
+        r["ima_state_json"],
+        r["ima_entries"],
+        bool(r["simulated"]),
+        json.loads(r["platform_json"]) if r["platform_json"] else None,
+        r["agent_tls_pem"],
+        r["platform_key"],
+        r["repin_requested_by"],
+    )
+
+
+def _registration(r: sqlite3.Row) -> VnfRegistration:
+    return VnfRegistration(
+        r["host"],
+        r["name"],
+        r["enroll_rule"],
+        r["registered_by"],
+        r["expected_mrenclave"],
+        r["bound_public_key_sha256"],
+        r["bound_mrenclave"],
+        _t(r["bound_at"]),
+    )
+
+
+def _enrollment(r: sqlite3.Row) -> EnrollmentRecord:
+    return EnrollmentRecord(
+        r["id"],
+        r["host"],
+        r["vnf"],
+        r["serial"],
+        r["certificate_sha256"],
+        r["public_key_sha256"],
+        r["key_mode"],
+        r["mrenclave"],
+        r["policy_version"],
+        r["audit_id"],
+        parse_time(r["issued_at"]),
+        parse_time(r["not_after"]),
+        EnrollmentStatus(r["status"]),
+        _t(r["revoked_at"]),
+        r["revoke_reason"],
+        _t(r["superseded_at"]),
+        r["superseded_by"],
+    )
+
+
+def _audit(r: sqlite3.Row) -> AuditRecord:
+    return AuditRecord(
+        r["id"],
+        parse_time(r["at"]),
+        r["actor"],
+        r["action"],
+        r["host"],
+        r["vnf"],
+        bool(r["allowed"]),
+        r["policy_version"],
+        bool(r["simulated"]),
+        json.loads(r["evidence_json"]),
+        tuple(json.loads(r["reasons_json"])),
+    )
+
+
+def _certificate(row: sqlite3.Row) -> CertificateRecord:
+    return CertificateRecord(
+        serial=int(row["serial"], 16),
+        subject=row["subject"],
+        not_before=parse_time(row["not_before"]),
+        not_after=parse_time(row["not_after"]),
+        issued_at=parse_time(row["issued_at"]),
+        sha256=row["sha256"],
+        pem=row["pem"],
+        revoked_at=_t(row["revoked_at"]),
+        revocation_reason=row["revocation_reason"],
+    )
+
+
+def _nonce(r: sqlite3.Row) -> NonceRecord:
+    return NonceRecord(
+        r["selector"],
+        bytes(r["verifier"]),
+        NoncePurpose(r["purpose"]),
+        r["host"],
+        r["vnf"],
+        datetime.fromtimestamp(r["issued_at"], UTC),
+        datetime.fromtimestamp(r["expires_at"], UTC),
+        _ts(r["used_at"]),
+    )
+
+
+def _tpm(row: sqlite3.Row) -> TpmPin:
+    clock, firmware = None, None
+    if row["last_clock_json"]:
+        c = json.loads(row["last_clock_json"])
+        clock = ClockInfo(int(c["clock"]), int(c["reset_count"]), int(c["restart_count"]), bool(c["safe"]))
+        firmware = int(c["firmware"])
+    boot = None
+    if row["boot_pcrs_json"]:
+        boot = {b: {int(p): str(v) for p, v in vals.items()} for b, vals in json.loads(row["boot_pcrs_json"]).items()}
+    return TpmPin(row["host"], bytes(row["ak_public"]), row["ak_name"], row["ak_spki_sha256"], row["ek_spki_sha256"],
+                  row["ek_trust"], parse_time(row["registered_at"]), clock, firmware, boot)  # fmt: skip
+
+
+# -- the stores ------------------------------------------------------------------------------------------
+class _Session:
+    """Where a store's statements run: inside one open transaction (``conn``), or, for the
+    autocommit stores of :class:`SqliteStorage`, each read on the thread's connection and each
+    write in a transaction of its own."""
+
+    __slots__ = ("conn", "db")
+
+    def __init__(self, db: Database, conn: sqlite3.Connection | None):
+        self.db = db
+        self.conn = conn
+
+    def read(self) -> sqlite3.Connection:
+        return self.conn if self.conn is not None else self.db._connect()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        if self.conn is not None:
+            yield self.conn
+        else:
+            with self.db.transaction() as conn:
+                yield conn
+
+
+class _Hosts:
+    __slots__ = ("_s",)
+
+    def __init__(self, session: _Session):
+        self._s = session
+
+    def add(
+        self,
+        name: str,
+        agent_url: str | None,
+        host_policy: str | None,
+        *,
+        at: datetime,
+        agent_tls_pem: str | None = None,
+        replace: bool = False,
+    ) -> HostRecord:
+        with self._s.write() as c:
+            exists = c.execute("SELECT 1 FROM manager_hosts WHERE name = ?", (name,)).fetchone()
+            if exists and not replace:
+                raise ConflictError(
+                    f"host {name!r} is already registered",
+                    hint="`ftrust vm hosts add NAME --replace ...` changes its agent URL; "
+                    "`ftrust vm hosts remove NAME` removes it",
+                )
+            row = c.execute(
+                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at, agent_tls_pem)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url,"
+                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy),"
+                " agent_tls_pem = COALESCE(excluded.agent_tls_pem, manager_hosts.agent_tls_pem) RETURNING *",
+                (name, agent_url, host_policy, format_time(at), agent_tls_pem),
+            ).fetchone()
+            return _host(row)
+
+    def remove(self, name: str) -> None:
+        with self._s.write() as c:
+            c.execute("DELETE FROM manager_vnfs WHERE host = ?", (name,))
+            c.execute("DELETE FROM manager_hosts WHERE name = ?", (name,))
+
+    def find(self, name: str) -> HostRecord | None:
+        row = self._s.read().execute("SELECT * FROM manager_hosts WHERE name = ?", (name,)).fetchone()
+        return _host(row) if row else None
+
+    def get(self, name: str) -> HostRecord:
+        found = self.find(name)
+        if found is None:
+            raise NotFoundError(
+                f"unknown host {name!r}: not registered", hint="register it with `ftrust vm hosts add NAME --agent URL`"
+            )
+        return found
+
+    def all(self) -> builtins.list[HostRecord]:
+        return [_host(r) for r in self._s.read().execute("SELECT * FROM manager_hosts ORDER BY name")]
+
+    def platform_owner(self, platform_key: str, *, other_than: str) -> str | None:
+        row = (
+            self._s.read()
+            .execute(
+                "SELECT name FROM manager_hosts WHERE platform_key = ? AND name != ? ORDER BY name LIMIT 1",
+                (platform_key, other_than),
+            )
+            .fetchone()
+        )
+        return str(row[0]) if row else None
+
+    def platform_of(self, name: str) -> str | None:
+        row = self._s.read().execute("SELECT platform_key FROM manager_hosts WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def request_repin(self, name: str, *, by: str, at: datetime) -> None:
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_hosts SET repin_requested_by = ?, repin_requested_at = ? WHERE name = ?",
+                (by, format_time(at), name),
+            )
+
+    def record_attestation(self, name: str, verdict: HostAttestationRecord) -> None:
+        v = verdict
+        t = format_time(v.at)
+        platform_json = json.dumps(v.platform) if v.platform else None
+        repin = bool(v.repin and v.platform_key)
+        # One statement: the pin is set when none is (or replaced on an admin's re-pin request).
+        sql = (
+            "UPDATE manager_hosts SET status = ?, last_attested_at = ?, last_contact_at = ?,"
+            " last_trusted_at = CASE WHEN ? THEN ? ELSE last_trusted_at END,"
+            " reasons_json = ?, policy_version = ?,"
+            " ima_state_json = CASE WHEN ? THEN ? ELSE ima_state_json END,"
+            " ima_entries = CASE WHEN ? THEN ? ELSE ima_entries END,"
+            " ima_list_sha256 = COALESCE(?, ima_list_sha256), simulated = ?,"
+        )
+        if repin:
+            sql += (
+                " platform_key = ?, platform_pck_sha256 = ?, platform_json = ?,"
+                " repin_requested_by = NULL, repin_requested_at = NULL WHERE name = ?"
+            )
+        else:
+            sql += (
+                " platform_key = COALESCE(platform_key, ?),"
+                " platform_pck_sha256 = COALESCE(?, platform_pck_sha256),"
+                " platform_json = COALESCE(?, platform_json) WHERE name = ?"
+            )
+        params = (
+            "trusted" if v.trusted else "untrusted",
+            t,
+            t,
+            v.trusted,
+            t,
+            json.dumps(list(v.reasons)),
+            v.policy_version,
+            v.trusted,
+            v.ima_state_json,
+            v.trusted,
+            v.ima_entries,
+            v.ima_list_sha256,
+            int(v.simulated),
+            v.platform_key,
+            v.platform_pck_sha256,
+            platform_json,
+            name,
+        )
+        with self._s.write() as c:
+            c.execute(sql, params)
+
+    def mark_untrusted(self, name: str, reasons: Sequence[dict[str, Any]]) -> None:
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
+                (json.dumps(list(reasons), sort_keys=True), name),
+            )
+
+
+class _Enrollments:
+    __slots__ = ("_s",)
+
+    def __init__(self, session: _Session):
+        self._s = session
+
+    def register_vnf(
+        self,
+        host: str,
+        vnf: str,
+        *,
+        enroll_rule: str,
+        by: str,
+        at: datetime,
+        expected_mrenclave: str | None = None,
+        if_absent: bool = False,
+    ) -> bool:
+        with self._s.write() as c:
+            cur = c.execute(
+                "INSERT INTO manager_vnfs (host, name, status, enroll_rule, registered_by, registered_at,"
+                " expected_mrenclave) VALUES (?, ?, 'registered', ?, ?, ?, ?) ON CONFLICT (host, name) DO NOTHING",
+                (host, vnf, enroll_rule, by, format_time(at), expected_mrenclave),
+            )
+            if cur.rowcount == 1:
+                return True
+            if not if_absent:
+                raise ConflictError(
+                    f"VNF {vnf!r} is already registered on host {host!r}",
+                    hint="`ftrust vm vnfs release HOST VNF` frees its enclave binding; `vnfs remove` unregisters it",
+                )
+            return False
+
+    def registration(self, host: str, vnf: str) -> VnfRegistration | None:
+        row = self._s.read().execute("SELECT * FROM manager_vnfs WHERE host = ? AND name = ?", (host, vnf)).fetchone()
+        return _registration(row) if row else None
+
+    def bound_name(self, public_key_sha256: str) -> tuple[str, str] | None:
+        row = (
+            self._s.read()
+            .execute(
+                "SELECT host, name FROM manager_vnfs WHERE bound_public_key_sha256 = ? ORDER BY host, name LIMIT 1",
+                (public_key_sha256,),
+            )
+            .fetchone()
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
+    def bind(self, host: str, vnf: str, *, public_key_sha256: str, mrenclave: str, at: datetime) -> bool:
+        # One statement: bind while unbound (and while no other name holds the key), and read back
+        # what the name is bound to.
+        with self._s.write() as c:
+            row = c.execute(
+                "UPDATE manager_vnfs SET"
+                " bound_at = CASE WHEN bound_public_key_sha256 IS NULL THEN ? ELSE bound_at END,"
+                " bound_mrenclave = CASE WHEN bound_public_key_sha256 IS NULL THEN ? ELSE bound_mrenclave END,"
+                " bound_public_key_sha256 = COALESCE(bound_public_key_sha256, ?)"
+                " WHERE host = ? AND name = ? AND NOT EXISTS (SELECT 1 FROM manager_vnfs o"
+                " WHERE o.bound_public_key_sha256 = ? AND (o.host != ? OR o.name != ?))"
+                " RETURNING bound_public_key_sha256, bound_mrenclave",
+                (format_time(at), mrenclave, public_key_sha256, host, vnf, public_key_sha256, host, vnf),
+            ).fetchone()
+        return bool(row) and row[0] == public_key_sha256 and row[1] == mrenclave
+
+    def release(self, host: str, vnf: str) -> None:
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_vnfs SET bound_public_key_sha256 = NULL, bound_mrenclave = NULL, bound_at = NULL"
+                " WHERE host = ? AND name = ?",
+                (host, vnf),
+            )
+
+    def remove_vnf(self, host: str, vnf: str) -> None:
+        with self._s.write() as c:
+            c.execute("DELETE FROM manager_vnfs WHERE host = ? AND name = ?", (host, vnf))
+
+    def record_vnf(
+        self,
+        host: str,
+        vnf: str,
+        *,
+        status: VnfStatus,
+        at: datetime,
+        mrenclave: str | None,
+        public_key_sha256: str | None,
+        reasons: Sequence[dict[str, Any]],
+    ) -> None:
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_vnfs SET mrenclave = COALESCE(?, mrenclave), status = ?, last_attested_at = ?,"
+                " public_key_sha256 = COALESCE(?, public_key_sha256), reasons_json = ? WHERE host = ? AND name = ?",
+                (mrenclave, str(status), format_time(at), public_key_sha256, json.dumps(list(reasons)), host, vnf),
+            )
+
+    def vnf_known(self, vnf: str, *, host: str | None = None) -> bool:
+        row = (
+            self._s.read()
+            .execute(
+                "SELECT 1 FROM manager_vnfs WHERE name = ? AND (? IS NULL OR host = ?)"
+                " UNION ALL SELECT 1 FROM manager_enrollments WHERE vnf = ? AND (? IS NULL OR host = ?) LIMIT 1",
+                (vnf, host, host, vnf, host, host),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def vnfs(self, host: str | None = None) -> builtins.list[VnfRecord]:
+        sql = (
+            "SELECT v.*, (SELECT COUNT(*) FROM manager_enrollments e WHERE e.host = v.host AND e.vnf = v.name"
+            " AND e.status = 'active') AS active FROM manager_vnfs v"
+        )
+        rows = self._s.read().execute(
+            sql + (" WHERE host = ?" if host else "") + " ORDER BY host, name", (host,) if host else ()
+        )
+        return [
+            VnfRecord(
+                r["host"],
+                r["name"],
+                r["mrenclave"],
+                VnfStatus(r["status"]),
+                _t(r["last_attested_at"]),
+                r["public_key_sha256"],
+                r["active"],
+                tuple(json.loads(r["reasons_json"])),
+                r["enroll_rule"],
+                r["registered_by"],
+                r["bound_public_key_sha256"],
+                r["bound_mrenclave"],
+            )
+            for r in rows
+        ]
+
+    def record_enrollment(self, enrollment: NewEnrollment) -> int:
+        e = enrollment
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_enrollments SET status = 'superseded', superseded_at = ?, superseded_by = ?"
+                " WHERE host = ? AND vnf = ? AND status = 'active'",
+                (format_time(e.issued_at), e.serial, e.host, e.vnf),
+            )
+            cur = c.execute(
+                "INSERT INTO manager_enrollments (host, vnf, serial, certificate_sha256, public_key_sha256, key_mode,"
+                " mrenclave, policy_version, audit_id, issued_at, not_after, enclave_claims_json, platform_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    e.host,
+                    e.vnf,
+                    e.serial,
+                    e.certificate_sha256,
+                    e.public_key_sha256,
+                    e.key_mode,
+                    e.mrenclave,
+                    e.policy_version,
+                    e.audit_id,
+                    format_time(e.issued_at),
+                    format_time(e.not_after),
+                    json.dumps(e.enclave_claims, sort_keys=True) if e.enclave_claims is not None else None,
+                    e.platform_key,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def enrollments(
+        self, *, host: str | None = None, vnf: str | None = None, active_only: bool = False
+    ) -> builtins.list[EnrollmentRecord]:
+        rows = self._s.read().execute(
+            "SELECT * FROM manager_enrollments WHERE (? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)"
+            " AND (? = 0 OR status = 'active') ORDER BY id",
+            (host, host, vnf, vnf, int(active_only)),
+        )
+        return [_enrollment(r) for r in rows]
+
+    def live(
+        self, *, host: str | None, vnf: str | None, at: datetime, platform_key: str | None = None
+    ) -> builtins.list[EnrollmentRecord]:
+        rows = self._s.read().execute(
+            "SELECT * FROM manager_enrollments WHERE"
+            " (((? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)) OR (? IS NOT NULL AND platform_key = ?))"
+            " AND (status = 'active' OR (status = 'superseded' AND not_after > ?)) ORDER BY id",
+            (host, host, vnf, vnf, platform_key, platform_key, format_time(at)),
+        )
+        return [_enrollment(r) for r in rows]
+
+    def by_serial(self, serial: str) -> EnrollmentRecord | None:
+        row = self._s.read().execute("SELECT * FROM manager_enrollments WHERE serial = ?", (serial,)).fetchone()
+        return _enrollment(row) if row else None
+
+    def enclave_claims(self, serial: str) -> dict[str, Any] | None:
+        row = (
+            self._s.read()
+            .execute("SELECT enclave_claims_json FROM manager_enrollments WHERE serial = ?", (serial,))
+            .fetchone()
+        )
+        if not row or row[0] is None:
+            return None
+        value: dict[str, Any] = json.loads(row[0])
+        return value
+
+    def mark_revoked(self, serial: str, *, at: datetime, reason: str) -> None:
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_enrollments SET status = 'revoked', revoked_at = ?, revoke_reason = ? WHERE serial = ?",
+                (format_time(at), reason, serial),
+            )
+
+
+_CERTIFICATE_TABLES = {
+    CertificateAuthorityKind.VNF: "pki_certificates",
+    CertificateAuthorityKind.ADMIN: "pki_admin_certificates",
+}
+
+
+class _Certificates:
+    __slots__ = ("_kind", "_s", "_sql")
+
+    def __init__(self, session: _Session, kind: CertificateAuthorityKind):
+        self._s = session
+        self._kind = CertificateAuthorityKind(kind)
+        table = _CERTIFICATE_TABLES[self._kind]  # from the closed set, never from input
+        self._sql: Callable[[str], str] = lambda statement: statement.replace("{table}", table)
+
+    @property
+    def kind(self) -> CertificateAuthorityKind:
+        return self._kind
+
+    def record_issued(self, certificate: x509.Certificate, *, at: datetime) -> CertificateRecord:
+        record = CertificateRecord(
+            serial=certificate.serial_number,
+            subject=certificate.subject.rfc4514_string(),
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+            issued_at=at.astimezone(UTC),
+            sha256=certificate.fingerprint(hashes.SHA256()).hex(),
+            pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        )
+        with self._s.write() as c:
+            try:
+                c.execute(
+                    self._sql(
+                        "INSERT INTO {table} (serial, subject, not_before, not_after, issued_at, sha256, pem)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (
+                        format(record.serial, "x"),
+                        record.subject,
+                        _iso_us(record.not_before),
+                        _iso_us(record.not_after),
+                        _iso_us(record.issued_at),
+                        record.sha256,
+                        record.pem,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise InputError(f"certificate serial {format(record.serial, 'x')} is already recorded") from None
+        return record
+
+    def revoke(self, serial: int, reason: str, at: datetime) -> CertificateRecord:
+        canonical = normalize_reason(reason)
+        hexserial = format(serial, "x")
+        with self._s.write() as c:
+            # One statement when it revokes; the first revocation stands (then it is read back).
+            row = c.execute(
+                self._sql(
+                    "UPDATE {table} SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL"
+                    " RETURNING *"
+                ),
+                (_iso_us(at), canonical, hexserial),
+            ).fetchone()
+            if row is None:
+                row = c.execute(self._sql("SELECT * FROM {table} WHERE serial = ?"), (hexserial,)).fetchone()
+            if row is None:
+                raise InputError(f"no certificate with serial {hexserial}", hint="see `ftrust ca list`")
+            return _certificate(row)
+
+    def get(self, serial: int) -> CertificateRecord | None:
+        row = (
+            self._s.read()
+            .execute(self._sql("SELECT * FROM {table} WHERE serial = ?"), (format(serial, "x"),))
+            .fetchone()
+        )
+        return _certificate(row) if row else None
+
+    def list(self, *, revoked: bool | None = None, subject: str | None = None) -> builtins.list[CertificateRecord]:
+        sql = "SELECT * FROM {table}"
+        where: builtins.list[str] = []
+        params: builtins.list[object] = []
+        if revoked is True:
+            where.append("revoked_at IS NOT NULL")
+        elif revoked is False:
+            where.append("revoked_at IS NULL")
+        if subject is not None:
+            where.append("subject = ?")
+            params.append(subject)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY issued_at, serial"
+        return [_certificate(r) for r in self._s.read().execute(self._sql(sql), params)]
+
+    def revoked(self, *, unexpired_at: datetime | None = None) -> builtins.list[CertificateRecord]:
+        records = self.list(revoked=True)
+        if unexpired_at is not None:
+            records = [r for r in records if r.not_after >= unexpired_at]
+        return records
+
+    def revocation_marker(self) -> tuple[int, datetime | None]:
+        row = (
+            self._s.read()
+            .execute(self._sql("SELECT COUNT(*), MAX(revoked_at) FROM {table} WHERE revoked_at IS NOT NULL"))
+            .fetchone()
+        )
+        return int(row[0]), _t(row[1])
+
+
+class _Nonces:
+    __slots__ = ("_s",)
+
+    def __init__(self, session: _Session):
+        self._s = session
+
+    def add(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> None:
+        n = nonce
+        with self._s.write() as c:
+            if purge_expired_before is not None:
+                c.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (purge_expired_before.timestamp(),))
+            c.execute(
+                "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    n.selector,
+                    n.verifier,
+                    str(n.purpose),
+                    n.host,
+                    n.vnf,
+                    n.issued_at.timestamp(),
+                    n.expires_at.timestamp(),
+                ),
+            )
+
+    def find(self, selector: str) -> NonceRecord | None:
+        row = self._s.read().execute("SELECT * FROM manager_nonces WHERE selector = ?", (selector,)).fetchone()
+        return _nonce(row) if row else None
+
+    def burn(self, selector: str, *, at: datetime) -> bool:
+        with self._s.write() as c:
+            cur = c.execute(
+                "UPDATE manager_nonces SET used_at = ? WHERE selector = ? AND used_at IS NULL",
+                (at.timestamp(), selector),
+            )
+            return cur.rowcount == 1
+
+    def purge(self, *, expired_before: datetime) -> int:
+        with self._s.write() as c:
+            return c.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (expired_before.timestamp(),)).rowcount
+
+
+class _Audit:
+    __slots__ = ("_s",)
+
+    def __init__(self, session: _Session):
+        self._s = session
+
+    def record(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        allowed: bool,
+        host: str | None = None,
+        vnf: str | None = None,
+        policy_version: str | None = None,
+        simulated: bool = False,
+        evidence: dict[str, Any] | None = None,
+        reasons: Sequence[dict[str, Any]] | None = None,
+    ) -> int:
+        with self._s.write() as c:
+            cur = c.execute(
+                "INSERT INTO manager_audit (at, at_ts, actor, action, host, vnf, allowed, policy_version, simulated,"
+                " evidence_json, reasons_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    format_time(at),
+                    at.timestamp(),
+                    actor,
+                    action,
+                    host,
+                    vnf,
+                    int(allowed),
+                    policy_version,
+                    int(simulated),
+                    json.dumps(evidence or {}, sort_keys=True),
+                    json.dumps(list(reasons or [])),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def records(self, *, since: datetime | None = None, limit: int = 1000) -> builtins.list[AuditRecord]:
+        c = self._s.read()
+        if since is None:
+            rows = c.execute("SELECT * FROM manager_audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = c.execute(
+                "SELECT * FROM manager_audit WHERE at_ts >= ? ORDER BY id DESC LIMIT ?", (since.timestamp(), limit)
+            ).fetchall()
+        return [_audit(r) for r in reversed(rows)]
+
+    def get(self, audit_id: int) -> AuditRecord | None:
+        row = self._s.read().execute("SELECT * FROM manager_audit WHERE id = ?", (audit_id,)).fetchone()
+        return _audit(row) if row else None
+
+
+class _Tpm:
+    __slots__ = ("_s",)
+
+    def __init__(self, session: _Session):
+        self._s = session
+
+    def get(self, host: str) -> TpmPin | None:
+        row = self._s.read().execute("SELECT * FROM manager_host_tpm WHERE host = ?", (host,)).fetchone()
+        return _tpm(row) if row else None
+
+    def pin(
+        self,
+        host: str,
+        *,
+        ak_public: bytes,
+        ak_name: str,
+        ak_spki_sha256: str,
+        ek_spki_sha256: str,
+        ek_trust: str,
+        at: datetime,
+    ) -> None:
+        with self._s.write() as c:
+            c.execute(
+                "INSERT INTO manager_host_tpm (host, ak_public, ak_name, ak_spki_sha256, ek_spki_sha256, ek_trust,"
+                " registered_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET"
+                " ak_public = excluded.ak_public, ak_name = excluded.ak_name, ak_spki_sha256 = excluded.ak_spki_sha256,"
+                " ek_spki_sha256 = excluded.ek_spki_sha256, ek_trust = excluded.ek_trust,"
+                " registered_at = excluded.registered_at, last_clock_json = NULL, boot_pcrs_json = NULL",
+                (host, ak_public, ak_name, ak_spki_sha256, ek_spki_sha256, ek_trust, at.isoformat()),
+            )
+
+    def record_round(self, host: str, *, clock: ClockInfo, firmware: int, boot_pcrs: dict[str, dict[int, str]]) -> None:
+        doc = {"clock": clock.clock, "reset_count": clock.reset_count, "restart_count": clock.restart_count,
+               "safe": clock.safe, "firmware": firmware}  # fmt: skip
+        boot = json.dumps({b: {str(p): v for p, v in vals.items()} for b, vals in boot_pcrs.items()})
+        with self._s.write() as c:
+            c.execute(
+                "UPDATE manager_host_tpm SET last_clock_json = ?, boot_pcrs_json = COALESCE(boot_pcrs_json, ?)"
+                " WHERE host = ?",
+                (json.dumps(doc), boot, host),
+            )
+
+
+class SqliteTransaction:
+    """The stores of one open SQLite transaction (or, with ``conn`` None, the autocommit stores)."""
+
+    __slots__ = ("_session", "audit", "enrollments", "hosts", "nonces", "tpm")
+
+    def __init__(self, db: Database, conn: sqlite3.Connection | None):
+        self._session = s = _Session(db, conn)
+        self.hosts = _Hosts(s)
+        self.enrollments = _Enrollments(s)
+        self.nonces = _Nonces(s)
+        self.audit = _Audit(s)
+        self.tpm = _Tpm(s)
+
+    def certificates(self, kind: CertificateAuthorityKind = CertificateAuthorityKind.VNF) -> _Certificates:
+        return _Certificates(self._session, kind)
+
+
+class SqliteStorage(SqliteTransaction):
+    """:class:`~floodlight_trust.storage.stores.Storage` on one SQLite file (migrated when opened)."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, path: str | Path | Database):
+        self.db = path if isinstance(path, Database) else Database(path)
+        super().__init__(self.db, None)
+        self.migrate()
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[SqliteTransaction]:
+        with self.db.transaction(durable=durable) as conn:
+            yield SqliteTransaction(self.db, conn)
+
+    def write(self, fn: Callable[[SqliteTransaction], T], *, durable: bool = True) -> T:
+        db = self.db
+        return db.write(lambda conn: fn(SqliteTransaction(db, conn)), durable=durable)
+
+    def migrate(self) -> None:
+        self.db.migrate(MIGRATIONS, ordered=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> builtins.list[sqlite3.Row]:
+        """Raw SQL for tests that inspect the rows (SQLite only; the project itself never calls it)."""
+        return self.db.query(sql, params)
+
+    def merge_legacy_certificates(self, legacy: Path) -> int:
+        """Copy the VNF CA records of an older `ftrust ca` file (``ftrust.db``) in, once; how many."""
+        self.db.query("ATTACH DATABASE ? AS legacy", (str(legacy),))  # SQLite attaches outside a transaction only
+        try:
+            with self.db.transaction() as c:
+                has = c.execute("SELECT 1 FROM legacy.sqlite_master WHERE name = 'pki_certificates'").fetchone()
+                return (
+                    c.execute("INSERT OR IGNORE INTO pki_certificates SELECT * FROM legacy.pki_certificates").rowcount
+                    if has
+                    else 0
+                )
+        finally:
+            self.db.query("DETACH DATABASE legacy")

@@ -1,0 +1,20 @@
+"""The one compiled part of the package; everything else is declared in pyproject.toml.
+
+``floodlight_trust.evidence.ima._bulkhash``: the IMA appraisal's bulk hashing (bulkhash.py says why),
+C over libcrypto's SHA functions. It needs gcc, the Python headers and libssl-dev, which
+``make setup`` installs when missing (scripts/ensure-cbuild.sh); bulkhash.py holds the same
+functions in Python, used when the module is not built.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "floodlight_trust.evidence.ima._bulkhash",
+            sources=["floodlight_trust/evidence/ima/_bulkhash.c"],
+            libraries=["crypto"],
+            extra_compile_args=["-O2"],
+        )
+    ]
+)

@@ -1,0 +1,411 @@
+"""The storage contract: each Protocol of floodlight_trust/storage/stores.py, through the engine.
+
+No HTTP, no manager: what any engine must do, run on every engine of conftest.ENGINES.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from floodlight_trust.errors import ConflictError, InputError, NotFoundError
+from floodlight_trust.evidence.tpm.structures import ClockInfo
+from floodlight_trust.storage.records import (
+    CertificateAuthorityKind,
+    CertificateStatus,
+    EnrollmentStatus,
+    HostAttestationRecord,
+    HostStatus,
+    NewEnrollment,
+    NoncePurpose,
+    NonceRecord,
+    VnfStatus,
+)
+from floodlight_trust.storage.stores import Storage
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def certificate(serial: int, *, days: int = 1, cn: str = "vnf-a") -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(KEY.public_key())
+        .serial_number(serial)
+        .not_valid_before(AT - timedelta(minutes=1))
+        .not_valid_after(AT + timedelta(days=days))
+        .sign(KEY, hashes.SHA256())
+    )
+
+
+def enrollment(serial: str, *, host: str = "h1", vnf: str = "fw", audit_id: int, at: datetime = AT,
+               platform_key: str | None = "dcap-pck:aa") -> NewEnrollment:  # fmt: skip
+    return NewEnrollment(
+        host=host, vnf=vnf, serial=serial, certificate_sha256="c" * 64, public_key_sha256="k" * 64,
+        key_mode="enclave", mrenclave="m" * 64, policy_version="p1", audit_id=audit_id, issued_at=at,
+        not_after=at + timedelta(hours=1), enclave_claims={"mrenclave": "m" * 64}, platform_key=platform_key,
+    )  # fmt: skip
+
+
+def audit(storage: Storage, action: str = "enroll", **kw: object) -> int:
+    return storage.audit.record(at=AT, actor="test", action=action, allowed=True, **kw)  # type: ignore[arg-type]
+
+
+# -- hosts -----------------------------------------------------------------------------------------------
+def test_a_host_exists_by_registration_only_and_a_second_registration_conflicts(storage: Storage) -> None:
+    assert storage.hosts.find("h1") is None
+    with pytest.raises(NotFoundError, match="not registered"):
+        storage.hosts.get("h1")
+    added = storage.hosts.add("h1", "https://h1:9", "base", at=AT, agent_tls_pem="PEM")
+    assert (added.name, added.agent_url, added.host_policy, added.status) == ("h1", "https://h1:9", "base", "unknown")
+    assert added.status is HostStatus.UNKNOWN and added.last_attested_at is None and added.reasons == ()
+    with pytest.raises(ConflictError, match="already registered"):
+        storage.hosts.add("h1", "https://other:9", None, at=AT)
+    replaced = storage.hosts.add("h1", "https://h1:10", None, at=AT, replace=True)
+    assert (replaced.agent_url, replaced.host_policy, replaced.agent_tls_pem) == ("https://h1:10", "base", "PEM")
+    storage.hosts.add("h0", None, None, at=AT)
+    assert [h.name for h in storage.hosts.all()] == ["h0", "h1"]
+
+
+def test_a_trusted_verdict_pins_the_platform_once_and_a_repin_replaces_it(storage: Storage) -> None:
+    storage.hosts.add("h1", "http://h1", None, at=AT)
+    storage.hosts.add("h2", "http://h2", None, at=AT)
+    trusted = HostAttestationRecord(
+        trusted=True, at=AT, reasons=({"rule": "r", "message": "note", "level": "note"},), policy_version="p1",
+        platform_pck_sha256="aa", platform={"pck_certificate_sha256": "aa"}, ima_state_json='{"s": 1}',
+        ima_entries=7, ima_list_sha256="ff", platform_key="dcap-pck:aa",
+    )  # fmt: skip
+    storage.hosts.record_attestation("h1", trusted)
+    h1 = storage.hosts.get("h1")
+    assert h1.status is HostStatus.TRUSTED and h1.last_trusted_at == h1.last_attested_at == h1.last_contact_at == AT
+    assert (h1.platform_key, h1.platform_pck_sha256, h1.platform, h1.ima_entries) == (
+        "dcap-pck:aa", "aa", {"pck_certificate_sha256": "aa"}, 7
+    )  # fmt: skip
+    assert h1.reasons == ({"rule": "r", "message": "note", "level": "note"},)
+    assert storage.hosts.platform_owner("dcap-pck:aa", other_than="h2") == "h1"
+    assert storage.hosts.platform_owner("dcap-pck:aa", other_than="h1") is None
+    assert storage.hosts.platform_of("h1") == "dcap-pck:aa" and storage.hosts.platform_of("h2") is None
+
+    later = AT + timedelta(minutes=1)
+    other = HostAttestationRecord(trusted=True, at=later, reasons=(), policy_version="p1",
+                                  platform_pck_sha256="bb", platform_key="dcap-pck:bb", ima_entries=9)  # fmt: skip
+    storage.hosts.record_attestation("h1", other)
+    assert storage.hosts.platform_of("h1") == "dcap-pck:aa"  # the first trusted quote's platform stays
+    storage.hosts.request_repin("h1", by="admin:alice", at=later)
+    assert storage.hosts.get("h1").repin_requested_by == "admin:alice"
+    storage.hosts.record_attestation("h1", HostAttestationRecord(**{**_fields(other), "repin": True}))
+    h1 = storage.hosts.get("h1")
+    assert (h1.platform_key, h1.platform_pck_sha256, h1.repin_requested_by) == ("dcap-pck:bb", "bb", None)
+
+    denied = HostAttestationRecord(trusted=False, at=later + timedelta(minutes=1), reasons=({"rule": "x"},),
+                                   policy_version="p2")  # fmt: skip
+    storage.hosts.record_attestation("h1", denied)
+    h1 = storage.hosts.get("h1")
+    assert h1.status is HostStatus.UNTRUSTED and h1.last_trusted_at == later and h1.ima_entries == 9  # kept
+    storage.hosts.mark_untrusted("h2", [{"rule": "revocation"}])
+    assert storage.hosts.get("h2").status == "untrusted" and storage.hosts.get("h2").reasons == (
+        {"rule": "revocation"},
+    )
+
+
+def _fields(record: HostAttestationRecord) -> dict[str, object]:
+    return {k: getattr(record, k) for k in record.__slots__}  # type: ignore[attr-defined]
+
+
+def test_removing_a_host_forgets_its_vnfs_but_keeps_its_enrollments(storage: Storage) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    storage.enrollments.record_enrollment(enrollment("0a", audit_id=audit(storage)))
+    storage.hosts.remove("h1")
+    assert storage.hosts.find("h1") is None and storage.enrollments.registration("h1", "fw") is None
+    assert [e.serial for e in storage.enrollments.enrollments(host="h1")] == ["0a"]
+
+
+# -- VNF registrations, bindings, enrollments ------------------------------------------------------------------
+def test_a_name_binds_to_its_first_enclave_only(storage: Storage) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT, expected_mrenclave="e" * 64)
+    with pytest.raises(ConflictError, match="already registered"):
+        storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="other", at=AT)
+    assert not storage.enrollments.register_vnf("h1", "fw", enroll_rule="self", by="rule", at=AT, if_absent=True)
+    assert storage.enrollments.register_vnf("h1", "new", enroll_rule="self", by="rule", at=AT, if_absent=True)
+    storage.enrollments.remove_vnf("h1", "new")
+    reg = storage.enrollments.registration("h1", "fw")
+    assert reg is not None and (reg.enroll_rule, reg.registered_by, reg.expected_mrenclave) == ("r", "admin", "e" * 64)
+    assert reg.bound_public_key_sha256 is None and reg.bound_at is None
+    assert storage.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m1", at=AT)
+    assert storage.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m1", at=AT + timedelta(1))
+    assert not storage.enrollments.bind("h1", "fw", public_key_sha256="k2", mrenclave="m1", at=AT)
+    assert not storage.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m2", at=AT)
+    assert not storage.enrollments.bind("h1", "nope", public_key_sha256="k1", mrenclave="m1", at=AT)
+    storage.enrollments.register_vnf("h1", "ids", enroll_rule="r", by="admin", at=AT)
+    assert not storage.enrollments.bind("h1", "ids", public_key_sha256="k1", mrenclave="m1", at=AT)  # key taken
+    taken = storage.enrollments.registration("h1", "ids")
+    assert taken is not None and taken.bound_public_key_sha256 is None
+    reg = storage.enrollments.registration("h1", "fw")
+    assert reg is not None and (reg.bound_public_key_sha256, reg.bound_mrenclave, reg.bound_at) == ("k1", "m1", AT)
+    assert storage.enrollments.bound_name("k1") == ("h1", "fw") and storage.enrollments.bound_name("k2") is None
+    storage.enrollments.release("h1", "fw")
+    assert storage.enrollments.bound_name("k1") is None
+    assert storage.enrollments.bind("h1", "ids", public_key_sha256="k1", mrenclave="m1", at=AT)  # free again
+    storage.enrollments.release("h1", "ids")
+    assert storage.enrollments.bind("h1", "fw", public_key_sha256="k2", mrenclave="m2", at=AT)
+    storage.enrollments.remove_vnf("h1", "fw")
+    assert storage.enrollments.registration("h1", "fw") is None
+
+
+def test_concurrent_binds_of_one_name_let_exactly_one_enclave_have_it(storage: Storage) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def bind(key: str) -> None:
+        def fn(tx: object) -> bool:
+            return tx.enrollments.bind("h1", "fw", public_key_sha256=key, mrenclave="m", at=AT)  # type: ignore[attr-defined]
+
+        if storage.write(fn):
+            with lock:
+                won.append(key)
+
+    threads = [threading.Thread(target=bind, args=(f"k{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reg = storage.enrollments.registration("h1", "fw")
+    assert len(won) == 1 and reg is not None and reg.bound_public_key_sha256 == won[0]
+
+
+def test_a_new_certificate_supersedes_the_active_one_and_revocation_reaches_the_live_ones(storage: Storage) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    first = storage.enrollments.record_enrollment(enrollment("0a", audit_id=audit(storage)))
+    later = AT + timedelta(minutes=10)
+    second = storage.enrollments.record_enrollment(enrollment("0b", audit_id=audit(storage), at=later))
+    assert second > first
+    old, new = storage.enrollments.enrollments(host="h1", vnf="fw")
+    assert (old.serial, old.status, old.superseded_by, old.superseded_at) == (
+        "0a",
+        EnrollmentStatus.SUPERSEDED,
+        "0b",
+        later,
+    )
+    assert (new.status, new.issued_at, new.not_after) == ("active", later, later + timedelta(hours=1))
+    assert [e.serial for e in storage.enrollments.enrollments(active_only=True)] == ["0b"]
+    # A renewed VNF still holds its previous certificate until it expires: both are live.
+    assert [e.serial for e in storage.enrollments.live(host="h1", vnf=None, at=later)] == ["0a", "0b"]
+    assert [e.serial for e in storage.enrollments.live(host="h1", vnf="fw", at=AT + timedelta(hours=2))] == ["0b"]
+    # Under another host name, the same platform's certificates are reached through the platform.
+    assert [e.serial for e in storage.enrollments.live(host="h9", vnf=None, at=later, platform_key="dcap-pck:aa")] == [
+        "0a", "0b"
+    ]  # fmt: skip
+    storage.enrollments.mark_revoked("0b", at=later, reason="keyCompromise")
+    revoked = storage.enrollments.by_serial("0b")
+    assert revoked is not None and (revoked.status, revoked.revoked_at, revoked.revoke_reason) == (
+        EnrollmentStatus.REVOKED, later, "keyCompromise"
+    )  # fmt: skip
+    assert storage.enrollments.by_serial("ff") is None
+    assert storage.enrollments.enclave_claims("0a") == {"mrenclave": "m" * 64}
+    assert storage.enrollments.enclave_claims("ff") is None
+    assert revoked.to_json()["issued_at"] == "2026-03-01T12:10:00Z" and revoked.to_json()["status"] == "revoked"
+
+
+def test_vnf_decisions_and_listing(storage: Storage) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    storage.enrollments.register_vnf("h1", "ids", enroll_rule="r", by="admin", at=AT)
+    assert storage.enrollments.vnf_known("fw") and storage.enrollments.vnf_known("fw", host="h1")
+    assert not storage.enrollments.vnf_known("fw", host="h2") and not storage.enrollments.vnf_known("nope")
+    storage.enrollments.record_vnf("h1", "fw", status=VnfStatus.ENROLLED, at=AT, mrenclave="m", public_key_sha256="k",
+                                   reasons=[])  # fmt: skip
+    storage.enrollments.record_vnf("h1", "fw", status=VnfStatus.REVOKED, at=AT, mrenclave=None, public_key_sha256=None,
+                                   reasons=[{"rule": "revocation"}])  # fmt: skip
+    storage.enrollments.record_enrollment(enrollment("0a", audit_id=audit(storage)))
+    fw, ids = sorted(storage.enrollments.vnfs("h1"), key=lambda v: v.name)
+    assert (fw.status, fw.mrenclave, fw.public_key_sha256, fw.active_certificates) == ("revoked", "m", "k", 1)
+    assert fw.reasons == ({"rule": "revocation"},) and ids.status is VnfStatus.REGISTERED
+    assert fw.to_json()["vnf"] == "fw" and fw.to_json()["last_attested_at"] == "2026-03-01T12:00:00Z"
+    assert [v.name for v in storage.enrollments.vnfs()] == ["fw", "ids"] and storage.enrollments.vnfs("h2") == []
+
+
+def test_a_serial_is_recorded_once(storage: Storage) -> None:
+    storage.enrollments.record_enrollment(enrollment("0a", audit_id=audit(storage)))
+    with pytest.raises(Exception):  # noqa: B017 (engine's integrity error: the unique index holds)
+        storage.enrollments.record_enrollment(enrollment("0a", audit_id=audit(storage), vnf="other"))
+    assert len(storage.enrollments.enrollments()) == 1
+
+
+# -- certificates --------------------------------------------------------------------------------------------
+def test_certificate_records_of_each_ca_are_apart(storage: Storage) -> None:
+    vnf, admin = storage.certificates(), storage.certificates(CertificateAuthorityKind.ADMIN)
+    assert (vnf.kind, admin.kind) == (CertificateAuthorityKind.VNF, CertificateAuthorityKind.ADMIN)
+    a = vnf.record_issued(certificate(0x0A), at=AT)
+    assert (a.serial, a.subject, a.issued_at, a.not_after) == (0x0A, "CN=vnf-a", AT, AT + timedelta(days=1))
+    assert vnf.get(0x0A) == a and admin.get(0x0A) is None
+    with pytest.raises(InputError, match="already recorded"):
+        vnf.record_issued(certificate(0x0A), at=AT)
+    admin.record_issued(certificate(0x0A, cn="admin"), at=AT)  # the other CA's serials are its own
+    assert [r.subject for r in admin.list()] == ["CN=admin"]
+
+
+def test_revocation_keeps_the_first_and_moves_the_marker(storage: Storage) -> None:
+    records = storage.certificates()
+    records.record_issued(certificate(0x0A), at=AT)
+    records.record_issued(certificate(0x0B, days=2), at=AT + timedelta(seconds=1))
+    records.record_issued(certificate(0x0C, cn="other"), at=AT + timedelta(seconds=2))
+    assert records.revocation_marker() == (0, None)
+    later = AT + timedelta(minutes=5, microseconds=123)
+    first = records.revoke(0x0A, "key-compromise", later)
+    assert (first.revoked_at, first.revocation_reason) == (later, "keyCompromise")
+    again = records.revoke(0x0A, "superseded", later + timedelta(minutes=1))
+    assert (again.revoked_at, again.revocation_reason) == (later, "keyCompromise")  # the first stands
+    assert records.revocation_marker() == (1, later)
+    records.revoke(0x0B, "superseded", later + timedelta(minutes=1))
+    assert records.revocation_marker() == (2, later + timedelta(minutes=1))
+    with pytest.raises(InputError, match="no certificate with serial ff"):
+        records.revoke(0xFF, "superseded", later)
+    with pytest.raises(InputError, match="unknown revocation reason"):
+        records.revoke(0x0C, "because", later)
+    assert [r.serial for r in records.list()] == [0x0A, 0x0B, 0x0C]
+    assert [r.serial for r in records.list(revoked=True)] == [0x0A, 0x0B]
+    assert [r.serial for r in records.list(revoked=False)] == [0x0C]
+    assert [r.serial for r in records.list(subject="CN=other")] == [0x0C]
+    assert [r.serial for r in records.revoked(unexpired_at=AT + timedelta(days=1, hours=1))] == [0x0B]
+    assert first.status(later) is CertificateStatus.REVOKED and first.status(AT) is CertificateStatus.VALID
+
+
+# -- nonces ---------------------------------------------------------------------------------------------------
+def test_a_nonce_burns_once_and_expired_ones_are_purged(storage: Storage) -> None:
+    record = NonceRecord("00" * 8, b"\x01" * 32, NoncePurpose.ENCLAVE, "h1", "fw", AT, AT + timedelta(seconds=60))
+    storage.nonces.add(record)
+    assert storage.nonces.find("00" * 8) == record and storage.nonces.find("11" * 8) is None
+    assert storage.nonces.burn("00" * 8, at=AT + timedelta(seconds=1))
+    assert not storage.nonces.burn("00" * 8, at=AT + timedelta(seconds=2))  # used once only
+    assert not storage.nonces.burn("11" * 8, at=AT)
+    used = storage.nonces.find("00" * 8)
+    assert used is not None and used.used_at == AT + timedelta(seconds=1)
+    late = NonceRecord("22" * 8, b"\x02" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(seconds=600))
+    storage.nonces.add(late, purge_expired_before=AT + timedelta(seconds=61))  # drops the first, keeps itself
+    assert storage.nonces.find("00" * 8) is None and storage.nonces.find("22" * 8) == late
+    assert storage.nonces.purge(expired_before=AT + timedelta(seconds=601)) == 1
+
+
+def test_concurrent_burns_of_one_nonce_let_exactly_one_through(storage: Storage) -> None:
+    storage.nonces.add(NonceRecord("33" * 8, b"\x03" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60)))
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def burn() -> None:
+        ok = storage.write(lambda tx: tx.nonces.burn("33" * 8, at=AT))
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=burn) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+# -- audit -----------------------------------------------------------------------------------------------------
+def test_audit_records_come_back_typed_and_in_order(storage: Storage) -> None:
+    ids = [
+        storage.audit.record(
+            at=AT + timedelta(minutes=i),
+            actor="a",
+            action=f"step-{i}",
+            allowed=i % 2 == 0,
+            host="h1",
+            vnf=None,
+            policy_version="p",
+            simulated=i == 1,
+            evidence={"i": i},
+            reasons=[{"rule": "r", "i": i}],
+        )
+        for i in range(5)
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    records = storage.audit.records()
+    assert [r.action for r in records] == [f"step-{i}" for i in range(5)]
+    assert records[1].simulated and not records[1].allowed and records[1].at == AT + timedelta(minutes=1)
+    assert records[1].evidence == {"i": 1} and records[1].reasons == ({"rule": "r", "i": 1},)
+    assert [r.action for r in storage.audit.records(since=AT + timedelta(minutes=3))] == ["step-3", "step-4"]
+    assert [r.action for r in storage.audit.records(limit=2)] == ["step-3", "step-4"]
+    got = storage.audit.get(ids[2])
+    assert got is not None and got.to_json()["at"] == "2026-03-01T12:02:00Z" and storage.audit.get(10**9) is None
+
+
+# -- TPM pins ----------------------------------------------------------------------------------------------------
+def test_a_tpm_pin_keeps_its_rounds_until_registered_again(storage: Storage) -> None:
+    assert storage.tpm.get("h1") is None
+    storage.tpm.pin("h1", ak_public=b"\x00\x01ak", ak_name="000b" + "aa" * 32, ak_spki_sha256="s" * 64,
+                    ek_spki_sha256="e" * 64, ek_trust="pinned", at=AT)  # fmt: skip
+    pin = storage.tpm.get("h1")
+    assert pin is not None and pin.ak_public == b"\x00\x01ak" and pin.registered_at == AT and pin.last_clock is None
+    clock = ClockInfo(1000, 2, 0, True)
+    storage.tpm.record_round("h1", clock=clock, firmware=7, boot_pcrs={"sha256": {0: "aa"}})
+    storage.tpm.record_round("h1", clock=ClockInfo(2000, 2, 0, True), firmware=7, boot_pcrs={"sha256": {0: "bb"}})
+    pin = storage.tpm.get("h1")
+    assert pin is not None and pin.last_clock == ClockInfo(2000, 2, 0, True) and pin.last_firmware == 7
+    assert pin.boot_pcrs == {"sha256": {0: "aa"}}  # the first verified round's baseline
+    storage.tpm.pin("h1", ak_public=b"new", ak_name="n", ak_spki_sha256="s", ek_spki_sha256="e", ek_trust="unsafe",
+                    at=AT)  # fmt: skip
+    pin = storage.tpm.get("h1")
+    assert pin is not None and pin.ak_public == b"new" and pin.last_clock is None and pin.boot_pcrs is None
+
+
+# -- transactions ----------------------------------------------------------------------------------------------
+def test_one_transaction_records_all_or_nothing(storage: Storage) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.nonces.add(NonceRecord("44" * 8, b"\x04" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60)))
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        assert tx.nonces.burn("44" * 8, at=AT)
+        audit_id = tx.audit.record(at=AT, actor="a", action="enroll", allowed=True)
+        tx.certificates().record_issued(certificate(0x0D), at=AT)
+        tx.enrollments.record_enrollment(enrollment("0d", audit_id=audit_id))
+        tx.hosts.mark_untrusted("h1", [])
+        raise RuntimeError("crash before commit")
+    assert storage.audit.records() == [] and storage.certificates().get(0x0D) is None
+    assert storage.enrollments.enrollments() == [] and storage.hosts.get("h1").status == "unknown"
+    assert storage.write(lambda tx: tx.nonces.burn("44" * 8, at=AT))  # the nonce was not spent
+    with storage.transaction() as tx:
+        tx.certificates().record_issued(certificate(0x0E), at=AT)
+        tx.enrollments.record_enrollment(enrollment("0e", audit_id=tx.audit.record(at=AT, actor="a", action="e",
+                                                                                   allowed=True)))  # fmt: skip
+    assert storage.certificates().get(0x0E) is not None and storage.enrollments.by_serial("0e") is not None
+
+
+def test_a_failing_write_undoes_only_its_own_changes(storage: Storage) -> None:
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def write(i: int) -> None:
+        def fn(tx: object) -> int:
+            audit_id: int = tx.audit.record(at=AT, actor="a", action=f"w{i}", allowed=True)  # type: ignore[attr-defined]
+            if i % 3 == 0:
+                raise ValueError(f"refused {i}")
+            return audit_id
+
+        try:
+            storage.write(fn)
+        except ValueError as e:
+            with lock:
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(1, 13)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.action for r in storage.audit.records()) == sorted(f"w{i}" for i in range(1, 13) if i % 3)
+    assert sorted(errors) == sorted(f"refused {i}" for i in (3, 6, 9, 12))
