@@ -16,8 +16,9 @@ import time
 from collections.abc import Hashable
 from typing import Any, TextIO
 
-FORMATS = ("text", "json")
-LEVELS = ("debug", "info", "warning", "error")
+from floodlight_trust.logging_names import FORMATS, LEVELS
+
+__all__ = ["FORMATS", "LEVELS", "StateChangeLog", "TextFormatter", "configure", "json_formatter"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

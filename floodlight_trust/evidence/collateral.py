@@ -129,42 +129,58 @@ def _time(d: Mapping[str, Any], key: str, what: str) -> datetime:
         raise ParseError(e.message) from None
 
 
-def _advisories(d: Mapping[str, Any]) -> tuple[str, ...]:
-    ids = d.get("advisoryIDs") or ()
-    return tuple(str(x) for x in ids)
+def _advisories(ids: Any) -> tuple[str, ...]:
+    """A level's ``advisoryIDs`` (a non-empty JSON value) as strings."""
+    if type(ids) is not list:
+        raise ParseError(f"advisoryIDs is not a list of strings: {str(ids)[:40]!r}")
+    return tuple(map(str, ids))
 
 
 _JSON_INTS = frozenset((int, bool))  # the types json.loads gives that isinstance(v, int) accepts
+_V2_COMPONENTS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 
 def parse_tcb_info(raw: bytes) -> TcbInfo:
-    """Decode the exact ``tcbInfo`` JSON value (versions 2 and 3, SGX)."""
+    """Decode the exact ``tcbInfo`` JSON value (versions 2 and 3, SGX).
+
+    Every level is checked (a malformed one anywhere is a :class:`ParseError` naming it). This runs
+    on every cold verification, so the loop checks JSON types inline and builds a level's location
+    text only for an error; tests/evidence/sgx/test_collateral_parsers.py holds it to the plain
+    reference parser on the real collateral and on fuzzed input.
+    """
     what = "TCB info"
     d = _json_obj(raw, what)
     version = _field(d, "version", int, what)
     if d.get("id", "SGX") != "SGX":
         raise ParseError(f"{what} is for {d.get('id')!r}, not SGX")
-    levels = []
+    levels: list[TcbLevel] = []
+    append = levels.append
+    v3 = version >= 3
     for i, lv in enumerate(_field(d, "tcbLevels", list, what)):
-        w = f"{what} tcbLevels[{i}]"
-        if not isinstance(lv, dict) or not isinstance(lv.get("tcb"), dict):
-            raise ParseError(f"{w}: missing 'tcb'")
-        tcb = lv["tcb"]
-        if version >= 3:
-            comps_raw = _field(tcb, "sgxtcbcomponents", list, w)
+        tcb = lv.get("tcb") if type(lv) is dict else None
+        if type(tcb) is not dict:
+            raise ParseError(f"{what} tcbLevels[{i}]: missing 'tcb'")
+        if v3:
+            comps_raw = tcb.get("sgxtcbcomponents")
+            if type(comps_raw) is not list:
+                raise ParseError(f"{what} tcbLevels[{i}]: field 'sgxtcbcomponents' is missing or not a list")
             try:  # JSON values: c["svn"] succeeds exactly when c is an object with an svn
                 svns = [c["svn"] for c in comps_raw]
             except (TypeError, KeyError):
                 svns = []
             if len(svns) != 16 or not set(map(type, svns)) <= _JSON_INTS:
-                raise ParseError(f"{w}: sgxtcbcomponents must be 16 objects with an integer svn")
+                raise ParseError(f"{what} tcbLevels[{i}]: sgxtcbcomponents must be 16 objects with an integer svn")
             comps = tuple(map(int, svns))
         else:
-            comps = tuple(int(_field(tcb, f"sgxtcbcomp{n:02d}svn", int, w)) for n in range(1, 17))
+            comps = tuple(int(_field(tcb, key, int, f"{what} tcbLevels[{i}]")) for key in _V2_COMPONENTS)
         status = lv.get("tcbStatus") or lv.get("status")
-        if not isinstance(status, str):
-            raise ParseError(f"{w}: missing tcbStatus")
-        levels.append(TcbLevel(comps, _field(tcb, "pcesvn", int, w), status, _advisories(lv), lv.get("tcbDate")))
+        if type(status) is not str:
+            raise ParseError(f"{what} tcbLevels[{i}]: missing tcbStatus")
+        pce_svn = tcb.get("pcesvn")
+        if type(pce_svn) is not int:
+            raise ParseError(f"{what} tcbLevels[{i}]: field 'pcesvn' is missing or not a int")
+        ids = lv.get("advisoryIDs")
+        append(TcbLevel(comps, pce_svn, status, _advisories(ids) if ids else (), lv.get("tcbDate")))
     return TcbInfo(
         version=version,
         issue_date=_time(d, "issueDate", what),
@@ -176,15 +192,21 @@ def parse_tcb_info(raw: bytes) -> TcbInfo:
 
 
 def parse_qe_identity(raw: bytes) -> QeIdentity:
-    """Decode the exact ``enclaveIdentity`` JSON value (version 2)."""
+    """Decode the exact ``enclaveIdentity`` JSON value (version 2); checked as :func:`parse_tcb_info`."""
     what = "QE identity"
     d = _json_obj(raw, what)
     levels = []
     for i, lv in enumerate(_field(d, "tcbLevels", list, what)):
-        w = f"{what} tcbLevels[{i}]"
-        if not isinstance(lv, dict) or not isinstance(lv.get("tcb"), dict):
-            raise ParseError(f"{w}: missing 'tcb'")
-        levels.append(QeTcbLevel(_field(lv["tcb"], "isvsvn", int, w), _field(lv, "tcbStatus", str, w), _advisories(lv)))
+        tcb = lv.get("tcb") if type(lv) is dict else None
+        if type(tcb) is not dict:
+            raise ParseError(f"{what} tcbLevels[{i}]: missing 'tcb'")
+        isv_svn, status = tcb.get("isvsvn"), lv.get("tcbStatus")
+        if type(isv_svn) is not int:
+            raise ParseError(f"{what} tcbLevels[{i}]: field 'isvsvn' is missing or not a int")
+        if type(status) is not str:
+            raise ParseError(f"{what} tcbLevels[{i}]: field 'tcbStatus' is missing or not a str")
+        ids = lv.get("advisoryIDs")
+        levels.append(QeTcbLevel(isv_svn, status, _advisories(ids) if ids else ()))
     return QeIdentity(
         id=str(d.get("id", "QE")),
         issue_date=_time(d, "issueDate", what),

@@ -19,7 +19,7 @@ from datetime import datetime
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -44,11 +44,12 @@ from floodlight_trust.evidence.sgx_quote import (
     PckExtensions,
     QuoteV3,
     enclave_claims,
+    oid_der,
     parse_pck_extensions,
     parse_quote,
     split_pem,
 )
-from floodlight_trust.evidence.x509_input import crl_from_der, touch_certificate
+from floodlight_trust.evidence.x509_input import crl_from_der, subject_text, touch_certificate
 
 __all__ = [
     "Collateral",
@@ -64,6 +65,7 @@ _simulated_roots_seen: set[str] = set()  # warn once per simulated root and proc
 
 INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 _SGX_EXT = x509.ObjectIdentifier(SGX_EXTENSIONS_OID)
+_SGX_EXT_DER = oid_der(SGX_EXTENSIONS_OID)
 _ECDSA = ec.ECDSA(hashes.SHA256())
 
 
@@ -165,7 +167,8 @@ class TrustAnchor:
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", hashlib.sha256(der).hexdigest())
         object.__setattr__(self, "_der", der)
-        object.__setattr__(self, "_subject_der", _name_ders(der, crl=False)[1])
+        layout = _layout(der, crl=False)
+        object.__setattr__(self, "_subject_der", layout.subject if layout is not None else None)
 
     @property
     def der(self) -> bytes:
@@ -204,10 +207,19 @@ class _VerifiedCollateral:
     qe: QeIdentity
     pck_ca: x509.Certificate
     pck_ca_der: bytes
+    pck_ca_subject_der: bytes | None
     pck_revoked: frozenset[int]
     root_revoked: frozenset[int]
     windows: tuple[_Window, ...]  # every validity window the collateral depends on
     crl_windows: tuple[_Window, ...]  # CRL windows (may be relaxed by allow_expired_crls)
+    # The latest start and earliest end of all those windows: inside both, every window holds.
+    valid_from: datetime = field(init=False)
+    valid_until: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        every = self.windows + self.crl_windows
+        object.__setattr__(self, "valid_from", max(w.not_before for w in every))
+        object.__setattr__(self, "valid_until", min(w.not_after for w in every))
 
 
 # Keyed by (collateral content hash, anchor fingerprint, the TCB signers chosen at the verification time).
@@ -241,49 +253,108 @@ def _cert_window(c: x509.Certificate, what: str) -> _Window:
     return _Window(what, c.not_valid_before_utc, c.not_valid_after_utc)
 
 
-def _name_ders(der: bytes, *, crl: bool) -> tuple[bytes | None, bytes | None]:
-    """The DER of the issuer and subject names of a certificate (subject None for a CRL), sliced
-    from its encoding; (None, None) if the structure is not the expected one (then names are
-    compared as x509.Name). Comparing the bytes is what X.509 path building (and dcap-qvl) does."""
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Parts of a certificate's or CRL's DER, sliced from its encoding (never re-encoded)."""
+
+    tbs: bytes  # the signed tbsCertificate / tbsCertList element
+    algorithm: bytes | None  # the signature AlgorithmIdentifier, None if inner and outer differ
+    issuer: bytes  # the issuer Name element
+    subject: bytes | None  # the subject Name element (None for a CRL)
+    extensions: bytes | None  # a certificate's Extensions contents (None: none, or a CRL)
+
+
+def _layout(der: bytes, *, crl: bool) -> _Layout | None:
+    """The layout of a certificate (or CRL), or None if its structure is not the expected one:
+    then names are compared as x509.Name and signatures checked by cryptography's own calls.
+    Comparing names as bytes is what X.509 path building (and dcap-qvl) does."""
     try:
         _, pos, _ = der_tlv(der, 0)  # Certificate / CertificateList
-        _, pos, _ = der_tlv(der, pos)  # tbsCertificate / tbsCertList
-        tag, _, end = der_tlv(der, pos)
+        _, start, tbs_end = der_tlv(der, pos)  # tbsCertificate / tbsCertList
+        _, _, alg_end = der_tlv(der, tbs_end)  # the outer signatureAlgorithm
+        outer = der[tbs_end:alg_end]
+        tag, _, end = der_tlv(der, start, tbs_end)
         if tag == (0x02 if crl else 0xA0):  # optional version
-            pos = end
+            start = end
         if not crl:
-            _, _, pos = der_tlv(der, pos)  # serialNumber
-        _, _, pos = der_tlv(der, pos)  # signature algorithm
-        tag, _, end = der_tlv(der, pos)
-        issuer = der[pos:end]
+            _, _, start = der_tlv(der, start, tbs_end)  # serialNumber
+        _, _, end = der_tlv(der, start, tbs_end)  # the inner signature algorithm
+        algorithm = outer if der[start:end] == outer else None
+        tag, _, start = der_tlv(der, end, tbs_end)
+        issuer = der[end:start]
         if tag != 0x30:
-            return None, None
+            return None
         if crl:
-            return issuer, None
-        _, _, pos = der_tlv(der, end)  # validity
-        tag, _, end = der_tlv(der, pos)
-        return (issuer, der[pos:end]) if tag == 0x30 else (None, None)
+            return _Layout(der[pos:tbs_end], algorithm, issuer, None, None)
+        _, _, end = der_tlv(der, start, tbs_end)  # validity
+        tag, _, pos_spki = der_tlv(der, end, tbs_end)
+        subject = der[end:pos_spki]
+        if tag != 0x30:
+            return None
+        _, _, at = der_tlv(der, pos_spki, tbs_end)  # subjectPublicKeyInfo
+        extensions = None
+        while at < tbs_end:  # [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions
+            tag, inner, end = der_tlv(der, at, tbs_end)
+            if tag == 0xA3:
+                tag, s, e = der_tlv(der, inner, end)
+                if tag != 0x30 or e != end:
+                    return None
+                extensions = der[s:e]
+            at = end
+        return _Layout(der[pos:tbs_end], algorithm, issuer, subject, extensions)
     except DerError:
-        return None, None
+        return None
+
+
+def _extension_value(extensions: bytes, oid: bytes) -> bytes | None:
+    """The extnValue of extension ``oid`` (its DER content bytes) in a certificate's Extensions
+    contents, None when absent; ParseError when the list is malformed or names it twice."""
+    found = None
+    at = 0
+    try:
+        while at < len(extensions):
+            tag, s, end = der_tlv(extensions, at)  # Extension ::= SEQUENCE {
+            otag, os_, oe = der_tlv(extensions, s, end)  # extnID OID,
+            vtag, vs, ve = der_tlv(extensions, oe, end)
+            if vtag == 0x01:  # critical BOOLEAN DEFAULT FALSE,
+                vtag, vs, ve = der_tlv(extensions, ve, end)
+            if tag != 0x30 or otag != 0x06 or vtag != 0x04 or ve != end:  # extnValue OCTET STRING }
+                raise ParseError(f"PCK certificate: malformed extension at offset {at} of its extensions")
+            if extensions[os_:oe] == oid:
+                if found is not None:
+                    raise ParseError("PCK certificate: the SGX extension appears twice")
+                found = extensions[vs:ve]
+            at = end
+    except DerError as e:
+        raise ParseError(f"PCK certificate: malformed extensions: {e.message}") from None
+    return found
 
 
 @dataclass(frozen=True, slots=True)
 class _Cert:
-    """A certificate of a chain with its DER and the DER of its names."""
+    """A certificate of a chain with its DER and, when it could be sliced, its layout."""
 
     cert: x509.Certificate
     der: bytes
-    issuer_der: bytes | None
-    subject_der: bytes | None
+    layout: _Layout | None
 
-    def issued_by_name(self, subject_der: bytes | None, subject: x509.Name) -> bool:
-        if self.issuer_der is not None and subject_der is not None:
-            return self.issuer_der == subject_der
-        return self.cert.issuer == subject
+    @property
+    def issuer_der(self) -> bytes | None:
+        return self.layout.issuer if self.layout is not None else None
+
+    @property
+    def subject_der(self) -> bytes | None:
+        return self.layout.subject if self.layout is not None else None
+
+    def issued_by_name(self, subject_der: bytes | None, issuer: x509.Certificate) -> bool:
+        """Is this certificate's issuer name ``issuer``'s subject (whose DER is ``subject_der``)?"""
+        if self.layout is not None and subject_der is not None:
+            return self.layout.issuer == subject_der
+        return self.cert.issuer == issuer.subject
 
     def self_issued(self) -> bool:
-        if self.issuer_der is not None and self.subject_der is not None:
-            return self.issuer_der == self.subject_der
+        if self.layout is not None:
+            return self.layout.issuer == self.layout.subject
         return self.cert.issuer == self.cert.subject
 
 
@@ -301,30 +372,73 @@ def _pem_der(block: bytes) -> bytes | None:
         return None
 
 
-def _load_cert(block: bytes) -> _Cert:
-    der = _pem_der(block)
+def _load_cert(block: bytes, der: bytes | None = None, *, extensions: bool = False) -> _Cert:
+    """One certificate of a chain, with every field this verifier reads parsed now (cryptography
+    parses lazily: a malformed field fails here, not later). Names are compared as DER bytes and
+    never read as ``x509.Name`` (messages use :func:`subject_text`), unless they cannot be sliced;
+    extensions are read only from the PCK leaf (``extensions=True``). ``der``: the block's DER
+    when the caller already decoded it."""
+    if der is None:
+        der = _pem_der(block)
     cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
-    touch_certificate(cert)  # cryptography parses fields lazily: a malformed one fails here, not later
     if der is None:
         der = cert.public_bytes(Encoding.DER)
-    issuer, subject = _name_ders(der, crl=False)
-    return _Cert(cert, der, issuer, subject)
+    layout = _layout(der, crl=False)
+    touch_certificate(
+        cert, names=layout is None, extensions=extensions and (layout is None or layout.extensions is None)
+    )
+    return _Cert(cert, der, layout)
 
 
-def _load_chain(pem: bytes, what: str) -> list[_Cert]:
+def _load_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[_Cert]:
+    """The certificates of ``pem`` other than the anchor itself (recognised by its DER, not parsed)."""
     try:
-        return [_load_cert(b) for b in split_pem(pem)]
+        ders = [(b, _pem_der(b)) for b in split_pem(pem)]
+        return [_load_cert(b, der) for b, der in ders if der != anchor.der]
     except ValueError as e:
         raise ParseError(f"{what}: a certificate is not valid PEM/DER: {e}") from None
 
 
-def _issued_by(child: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
+_ECDSA_BY_OID = {
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+}
+
+
+def _signed_by(key: object, signature: bytes, algorithm: x509.ObjectIdentifier, layout: _Layout | None) -> bool | None:
+    """Is the to-be-signed part of ``layout`` signed by ``key`` (an ECDSA signature, as all of
+    Intel's SGX PKI)? Checked on the bytes as they were signed, not a re-encoding. None when it is
+    not decided here (no layout, another algorithm or key type): then cryptography's own check runs.
+    Inner and outer signature algorithms that differ are a failure, as in cryptography."""
+    ecdsa = _ECDSA_BY_OID.get(algorithm)
+    if layout is None or ecdsa is None or not isinstance(key, ec.EllipticCurvePublicKey):
+        return None
+    if layout.algorithm is None:
+        return False
     try:
-        child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        raise CertificateChainError(
-            f"{what} ({child.subject.rfc4514_string()}) is not issued by {issuer.subject.rfc4514_string()}"
-        ) from None
+        key.verify(signature, layout.tbs, ecdsa)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _issued_by(child: _Cert, issuer: x509.Certificate, issuer_subject_der: bytes | None, what: str) -> None:
+    """``child`` names ``issuer`` (whose subject's DER is ``issuer_subject_der``) as its issuer and
+    is signed by its key: what ``verify_directly_issued_by`` checks, on the DER as it was signed."""
+    ok: bool | None = None
+    if child.layout is not None and issuer_subject_der is not None:
+        ok = child.layout.issuer == issuer_subject_der and _signed_by(
+            issuer.public_key(), child.cert.signature, child.cert.signature_algorithm_oid, child.layout
+        )
+    if ok is None:
+        try:
+            child.cert.verify_directly_issued_by(issuer)
+            ok = True
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            ok = False
+    if not ok:
+        raise CertificateChainError(f"{what} ({subject_text(child.cert)}) is not issued by {subject_text(issuer)}")
 
 
 def _verify_raw(key: ec.EllipticCurvePublicKey, rs: bytes, data: bytes) -> bool:
@@ -345,19 +459,20 @@ def _ec_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _signers(chain_pem: bytes, anchor: TrustAnchor, what: str) -> list[x509.Certificate]:
+def _signers(chain_pem: bytes, anchor: TrustAnchor, what: str) -> list[_Cert]:
     """The certificates of ``chain_pem`` issued by the anchor (not self-issued), in chain order.
     A block that is the anchor itself is recognised by its DER without being parsed."""
     signers = []
     for block in split_pem(chain_pem):
-        if _pem_der(block) == anchor.der:
+        der = _pem_der(block)
+        if der == anchor.der:
             continue  # the root: self-issued, never a signer
         try:
-            c = _load_cert(block)
+            c = _load_cert(block, der)
         except ValueError as e:
             raise ParseError(f"{what} issuer chain: a certificate is not valid PEM/DER: {e}") from None
-        if c.issued_by_name(anchor.subject_der, anchor.certificate.subject) and not c.self_issued():
-            signers.append(c.cert)
+        if c.issued_by_name(anchor.subject_der, anchor.certificate) and not c.self_issued():
+            signers.append(c)
     if not signers:
         raise CertificateChainError(f"{what} issuer chain has no certificate issued by {anchor.name}")
     return signers
@@ -372,7 +487,7 @@ def _signer_index(windows: tuple[_Window, ...], at: datetime) -> int:
 
 
 def _signed_json(
-    raw: bytes, sig: bytes, signers: list[x509.Certificate], index: int, anchor: TrustAnchor, what: str,
+    raw: bytes, sig: bytes, signers: list[_Cert], index: int, anchor: TrustAnchor, what: str,
     issued: set[int],
 ) -> _Window:  # fmt: skip
     """Check ``raw`` is signed by ``signers[index]`` (a TCB signing certificate issued by the anchor).
@@ -381,29 +496,37 @@ def _signed_json(
     the one valid at the verification time is used (``_signer_index``). ``issued`` remembers the
     signers whose issuance this call already checked (TCB info and QE identity share one).
     """
-    signer = signers[index]
-    if id(signer) not in issued:
-        _issued_by(signer, anchor.certificate, f"{what} signing certificate")
-        issued.add(id(signer))
+    entry = signers[index]
+    signer = entry.cert
+    if id(entry) not in issued:
+        _issued_by(entry, anchor.certificate, anchor.subject_der, f"{what} signing certificate")
+        issued.add(id(entry))
     if not _verify_raw(_ec_key(signer, f"{what} signing certificate"), sig, raw):
-        raise CollateralSignatureError(f"{what} signature is not valid (signed by {signer.subject.rfc4514_string()})")
+        raise CollateralSignatureError(f"{what} signature is not valid (signed by {subject_text(signer)})")
     return _cert_window(signer, f"{what} signing certificate")
 
 
 def _crl(
     der: bytes, issuer: x509.Certificate, issuer_subject_der: bytes | None, what: str
 ) -> tuple[frozenset[int], _Window]:
-    crl = crl_from_der(der, what)
-    crl_issuer_der = _name_ders(der, crl=True)[0]
-    if crl_issuer_der is not None and issuer_subject_der is not None:
-        same_issuer = crl_issuer_der == issuer_subject_der
+    layout = _layout(der, crl=True)
+    by_der = layout is not None and issuer_subject_der is not None
+    crl = crl_from_der(der, what, issuer=not by_der)  # names compared as DER bytes are never read
+    if layout is not None and issuer_subject_der is not None:
+        same_issuer = layout.issuer == issuer_subject_der
     else:
         same_issuer = crl.issuer == issuer.subject
     if not same_issuer:
-        raise CrlIssuerError(
-            f"{what} is issued by {crl.issuer.rfc4514_string()}, expected {issuer.subject.rfc4514_string()}"
-        )
-    if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        try:
+            named = crl.issuer.rfc4514_string()
+        except ValueError:
+            named = "<a malformed issuer name>"
+        raise CrlIssuerError(f"{what} is issued by {named}, expected {subject_text(issuer)}")
+    key = issuer.public_key()
+    valid = _signed_by(key, crl.signature, crl.signature_algorithm_oid, layout)
+    if valid is None:
+        valid = crl.is_signature_valid(key)  # type: ignore[arg-type]
+    if not valid:
         raise CollateralSignatureError(f"{what} signature is not valid")
     if crl.next_update_utc is None:
         raise ParseError(f"{what} has no nextUpdate")
@@ -414,8 +537,8 @@ def _crl(
 class _CollateralSigners:
     """The TCB signing certificates of a collateral's two chains, with their validity windows."""
 
-    tcb: list[x509.Certificate]
-    qe: list[x509.Certificate]
+    tcb: list[_Cert]
+    qe: list[_Cert]
     tcb_windows: tuple[_Window, ...]
     qe_windows: tuple[_Window, ...]
     qe_error: DcapError | ParseError | None = None  # raised after the TCB info check, in QVL's order
@@ -433,7 +556,7 @@ def _collateral_signers(c: Collateral, anchor: TrustAnchor) -> _CollateralSigner
         except (DcapError, ParseError) as e:
             qe, qe_error = [], e
     return _CollateralSigners(
-        tcb, qe, tuple(_cert_window(x, "") for x in tcb), tuple(_cert_window(x, "") for x in qe), qe_error
+        tcb, qe, tuple(_cert_window(x.cert, "") for x in tcb), tuple(_cert_window(x.cert, "") for x in qe), qe_error
     )
 
 
@@ -451,16 +574,16 @@ def _verify_collateral(
     qe_signer_w = _signed_json(qe_raw, c.qe_identity_signature, signers.qe, choice[1], anchor, "QE identity", issued)
     tcb = parse_tcb_info(tcb_raw)
     qe = parse_qe_identity(qe_raw)
-    pck_chain = _load_chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain")
-    cas = [x for x in pck_chain if x.issued_by_name(anchor.subject_der, root.subject) and not x.self_issued()]
+    pck_chain = _load_chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", anchor)
+    cas = [x for x in pck_chain if x.issued_by_name(anchor.subject_der, root) and not x.self_issued()]
     if not cas:
         raise CertificateChainError(f"PCK CRL issuer chain has no CA issued by {anchor.name}")
     pck_ca_entry = cas[0]
     pck_ca = pck_ca_entry.cert
-    _issued_by(pck_ca, root, "PCK CA certificate")
+    _issued_by(pck_ca_entry, root, anchor.subject_der, "PCK CA certificate")
     root_revoked, root_crl_w = _crl(c.root_ca_crl, root, anchor.subject_der, "root CA CRL")
     if pck_ca.serial_number in root_revoked:
-        raise PckRevoked(f"PCK CA certificate {pck_ca.subject.rfc4514_string()} is revoked by the root CA CRL")
+        raise PckRevoked(f"PCK CA certificate {subject_text(pck_ca)} is revoked by the root CA CRL")
     pck_revoked, pck_crl_w = _crl(c.pck_crl, pck_ca, pck_ca_entry.subject_der, "PCK CRL (" + _cn_of(pck_ca_entry) + ")")
     windows = (
         root_window,
@@ -471,7 +594,15 @@ def _verify_collateral(
         _Window("QE identity", qe.issue_date, qe.next_update),
     )
     return _VerifiedCollateral(
-        tcb, qe, pck_ca, pck_ca_entry.der, pck_revoked, root_revoked, windows, (root_crl_w, pck_crl_w)
+        tcb,
+        qe,
+        pck_ca,
+        pck_ca_entry.der,
+        pck_ca_entry.subject_der,
+        pck_revoked,
+        root_revoked,
+        windows,
+        (root_crl_w, pck_crl_w),
     )
 
 
@@ -493,8 +624,11 @@ def _cn_of(entry: _Cert) -> str:
 
 
 def _cn(cert: x509.Certificate) -> str:
-    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(names[0].value) if names else cert.subject.rfc4514_string()
+    try:
+        names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    except ValueError:
+        return subject_text(cert)
+    return str(names[0].value) if names else subject_text(cert)
 
 
 def _collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _VerifiedCollateral:
@@ -601,27 +735,38 @@ def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datet
 
 def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: TrustAnchor) -> _Pck:
     try:
-        leaf_entry, ca_entry = _load_cert(leaf_pem), _load_cert(ca_pem)
+        leaf_entry = _load_cert(leaf_pem, extensions=True)
+        # The CA the collateral's PCK CRL covers (the usual case) was loaded and checked with it.
+        ca_der = _pem_der(ca_pem)
+        ca_entry = None if ca_der == vc.pck_ca_der else _load_cert(ca_pem, ca_der)
     except ValueError as e:
         raise ParseError(f"PCK certificate chain in the quote is not valid PEM: {e}") from None
-    leaf, ca = leaf_entry.cert, ca_entry.cert
-    if ca_entry.der != vc.pck_ca_der:
+    leaf = leaf_entry.cert
+    if ca_entry is not None and ca_entry.der != vc.pck_ca_der:
         # Not the CA the collateral's PCK CRL covers: check it against the anchor, then refuse the CRL.
-        _issued_by(ca, anchor.certificate, "PCK CA certificate")
+        ca = ca_entry.cert
+        _issued_by(ca_entry, anchor.certificate, anchor.subject_der, "PCK CA certificate")
         raise CrlIssuerError(
             f"the PCK CRL is issued by {_cn(vc.pck_ca)}, but the quote's PCK certificate by {_cn(ca)}",
             hint="fetch the PCK CRL for the quote's CA (processor or platform)",
         )
-    _issued_by(leaf, vc.pck_ca, "PCK certificate")
-    try:
-        ext = leaf.extensions.get_extension_for_oid(_SGX_EXT).value
-    except x509.ExtensionNotFound:
-        raise CertificateChainError("PCK certificate lacks the SGX extensions (1.2.840.113741.1.13.1)") from None
+    _issued_by(leaf_entry, vc.pck_ca, vc.pck_ca_subject_der, "PCK certificate")
+    layout = leaf_entry.layout
+    sgx: bytes | None
+    if layout is not None and layout.extensions is not None:
+        sgx = _extension_value(layout.extensions, _SGX_EXT_DER)  # read from the DER, as the names
+    else:
+        try:
+            sgx = leaf.extensions.get_extension_for_oid(_SGX_EXT).value.value  # type: ignore[attr-defined]
+        except x509.ExtensionNotFound:
+            sgx = None
+    if sgx is None:
+        raise CertificateChainError("PCK certificate lacks the SGX extensions (1.2.840.113741.1.13.1)")
     return _Pck(
         cert=leaf,
         key=_ec_key(leaf, "PCK certificate"),
         sha256=hashlib.sha256(leaf_entry.der).hexdigest(),
-        ext=parse_pck_extensions(ext.value),  # type: ignore[attr-defined]
+        ext=parse_pck_extensions(sgx),
         window=_cert_window(leaf, "PCK certificate"),
     )
 
@@ -650,9 +795,10 @@ def verify_quote(
     if anchor.simulated:
         warnings.append(f"verified against {anchor.name}: NOT real SGX hardware")
     vc = _collateral(collateral, anchor, at)
-    for w in vc.windows:
+    inside = vc.valid_from <= at <= vc.valid_until  # the usual case: no window needs a look of its own
+    for w in () if inside else vc.windows:
         _check_window(w, at)
-    for w in vc.crl_windows:
+    for w in () if inside else vc.crl_windows:
         if unsafe_allow_expired_crls:
             try:
                 _check_window(w, at)

@@ -333,15 +333,38 @@ def oid_der(text: str) -> bytes:
 
 
 def _pairs(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int]]:
-    """SEQUENCE OF SEQUENCE { OID, value } -> {raw OID: value TLV}."""
+    """SEQUENCE OF SEQUENCE { OID, value } -> {raw OID: value TLV}.
+
+    Every cold DCAP verification walks the 23 entries of a PCK certificate's SGX extension, so
+    the short-form lengths they all use are read inline; anything else goes through ``der.tlv``.
+    """
     out: dict[bytes, tuple[int, int, int]] = {}
-    for tag, _, s, e in der.children(data, start, end):
+    while start < end:
+        if end - start >= 4 and data[start] == 0x30 and data[start + 1] < 0x80 and data[start + 2] == 0x06:
+            e = start + 2 + data[start + 1]  # SEQUENCE { OID, value }, short-form lengths and tags
+            oe = start + 4 + data[start + 3]
+            if (
+                data[start + 3] < 0x80
+                and e <= end
+                and oe + 2 <= e
+                and data[oe] & 0x1F != 0x1F
+                and data[oe + 1] < 0x80
+                and oe + 2 + data[oe + 1] == e
+            ):
+                out[data[start + 4 : oe]] = data[oe], oe + 2, e
+                start = e
+                continue
+        tag, s, e = der.tlv(data, start, end)
         if tag != 0x30:
             raise _fail("SGX extension entry is not a SEQUENCE", s)
-        inner = der.children(data, s, e)
-        if len(inner) != 2 or inner[0][0] != 0x06:
+        otag, os_, oe = der.tlv(data, s, e)
+        if otag != 0x06 or oe >= e:
             raise _fail("SGX extension entry is not (OID, value)", s)
-        out[data[inner[0][2] : inner[0][3]]] = inner[1][0], inner[1][2], inner[1][3]
+        vtag, vs, ve = der.tlv(data, oe, e)
+        if ve != e:
+            raise _fail("SGX extension entry is not (OID, value)", s)
+        out[data[os_:oe]] = vtag, vs, ve
+        start = e
     return out
 
 

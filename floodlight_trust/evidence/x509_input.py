@@ -14,21 +14,37 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from floodlight_trust.errors import ParseError
 
 
-def touch_certificate(cert: x509.Certificate) -> x509.Certificate:
-    """Parse every field a verifier reads; ValueError (only) if one is malformed."""
+def touch_certificate(cert: x509.Certificate, *, names: bool = True, extensions: bool = True) -> x509.Certificate:
+    """Parse every field a verifier reads; ValueError (only) if one is malformed.
+
+    A verifier that never reads a certificate's names as ``x509.Name`` (DCAP compares them as DER
+    bytes and renders them for messages with :func:`subject_text`) passes ``names=False``, and one
+    that never reads its extensions ``extensions=False``: building ~30 ``x509.Name`` attributes per
+    certificate was most of the cost of loading one.
+    """
     try:
-        return _touch_certificate(cert)
+        return _touch_certificate(cert, names=names, extensions=extensions)
     except (TypeError, UnsupportedAlgorithm) as e:
         raise ValueError(str(e)) from None
 
 
-def _touch_certificate(cert: x509.Certificate) -> x509.Certificate:
-    cert.subject  # noqa: B018  (each access parses; a malformed field raises here)
-    cert.issuer  # noqa: B018
+def subject_text(cert: x509.Certificate) -> str:
+    """The certificate's subject as RFC 4514 text for a message, even when the name is malformed."""
+    try:
+        return cert.subject.rfc4514_string()
+    except ValueError:
+        return "<a certificate with a malformed subject name>"
+
+
+def _touch_certificate(cert: x509.Certificate, *, names: bool = True, extensions: bool = True) -> x509.Certificate:
+    if names:
+        cert.subject  # noqa: B018  (each access parses; a malformed field raises here)
+        cert.issuer  # noqa: B018
     cert.serial_number  # noqa: B018
     cert.not_valid_before_utc  # noqa: B018
     cert.not_valid_after_utc  # noqa: B018
-    list(cert.extensions)
+    if extensions:
+        list(cert.extensions)
     cert.public_key()
     cert.signature_hash_algorithm  # noqa: B018
     return cert
@@ -49,10 +65,13 @@ def certificate_from_der(der: bytes, what: str) -> x509.Certificate:
         raise ParseError(f"{what} is not a valid certificate: {str(e)[:160]}") from None
 
 
-def crl_from_der(der: bytes, what: str) -> x509.CertificateRevocationList:
+def crl_from_der(der: bytes, what: str, *, issuer: bool = True) -> x509.CertificateRevocationList:
+    """A CRL, fully parsed (its issuer name too unless ``issuer=False``: a caller that compares the
+    issuer as DER bytes never reads it); ParseError naming ``what`` otherwise."""
     try:
         crl = x509.load_der_x509_crl(der)
-        crl.issuer  # noqa: B018
+        if issuer:
+            crl.issuer  # noqa: B018
         crl.last_update_utc  # noqa: B018
         crl.next_update_utc  # noqa: B018
         list(crl.extensions)

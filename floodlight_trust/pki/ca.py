@@ -9,6 +9,7 @@ certificate without one) and an AIA OCSP URL.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
 
 from floodlight_trust import fileio
 from floodlight_trust.errors import InputError, Location, SecretError
@@ -53,6 +54,30 @@ def parse_name(text: str, *, what: str = "subject") -> x509.Name:
     if len(name) == 0:
         raise InputError(f"{what} must not be empty")
     return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_name(text: str) -> x509.Name:
+    """A profile's rendered subject as a Name (immutable: parsed once per VNF name, not per issue)."""
+    return parse_name(text)
+
+
+def _encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    """``value`` as an extension whose DER is computed now (the same bytes the builder would write)."""
+    return x509.Extension(value.oid, critical, x509.UnrecognizedExtension(value.oid, value.public_bytes()))
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedExtensions:
+    issuer: x509.Name
+    basic_constraints: x509.Extension[x509.ExtensionType]
+    key_usage: x509.Extension[x509.ExtensionType]
+    key_usage_rsa: x509.Extension[x509.ExtensionType]
+    extended_key_usage: x509.Extension[x509.ExtensionType]
+    authority_key_identifier: x509.Extension[x509.ExtensionType]
+    crl_distribution_points: x509.Extension[x509.ExtensionType]
+    authority_information_access: x509.Extension[x509.ExtensionType]
+    vnf_policy: x509.Extension[x509.ExtensionType]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +117,7 @@ class CertificateAuthority:
         self.records = records
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
+        self._fixed: _FixedExtensions | None = None
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r}, dir={str(self.directory)!r})"
@@ -263,58 +289,77 @@ class CertificateAuthority:
             raise InputError("the CA certificate has expired; cannot issue", location=Location(str(self.cert_path)))
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in profile.san_dns]
         sans += [x509.UniformResourceIdentifier(u) for u in profile.san_uris]
-        is_rsa = not hasattr(subject_key, "curve")
+        fixed = self._fixed_extensions()
+        extensions = [
+            fixed.basic_constraints,
+            fixed.key_usage_rsa if not hasattr(subject_key, "curve") else fixed.key_usage,
+            fixed.extended_key_usage,
+            x509.Extension(
+                ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, x509.SubjectKeyIdentifier.from_public_key(subject_key)
+            ),
+            fixed.authority_key_identifier,
+            fixed.crl_distribution_points,
+            fixed.authority_information_access,
+        ]
+        if sans:
+            extensions.append(
+                x509.Extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, False, x509.SubjectAlternativeName(sans))
+            )
+        if profile.vnf:  # the controller's proof that this is a VNF certificate, and what it may call
+            grants = x509.ObjectIdentifier(REST_GRANTS_OID)
+            extensions += [
+                fixed.vnf_policy,
+                x509.Extension(grants, False, x509.UnrecognizedExtension(grants, encode_grants(profile.rest_grants))),
+            ]
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(parse_name(profile.subject))
-            .issuer_name(self.certificate.subject)
+            x509.CertificateBuilder(extensions=extensions)  # each OID once, by construction
+            .subject_name(_subject_name(profile.subject))
+            .issuer_name(fixed.issuer)
             .public_key(subject_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(end_entity_key_usage(key_encipherment=is_rsa), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .add_extension(
-                x509.CRLDistributionPoints(
-                    [
-                        x509.DistributionPoint(
-                            full_name=[x509.UniformResourceIdentifier(self.crl_url)],
-                            relative_name=None,
-                            reasons=None,
-                            crl_issuer=None,
-                        )
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityInformationAccess(
-                    [
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
-                        )
-                    ]
-                ),
-                critical=False,
-            )
         )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        if profile.vnf:  # the controller's proof that this is a VNF certificate, and what it may call
-            builder = builder.add_extension(
-                x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
-                critical=False,
-            ).add_extension(
-                x509.UnrecognizedExtension(x509.ObjectIdentifier(REST_GRANTS_OID), encode_grants(profile.rest_grants)),
-                critical=False,
-            )
         return builder.sign(self._key, signing_hash(self._key))
+
+    def _fixed_extensions(self) -> _FixedExtensions:
+        """The extensions every certificate of this CA carries alike, encoded once: the builder
+        then copies their DER instead of encoding the same objects for every enrollment."""
+        if self._fixed is None:
+            crl_dp = x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                        relative_name=None,
+                        reasons=None,
+                        crl_issuer=None,
+                    )
+                ]
+            )
+            aia = x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
+                    )
+                ]
+            )
+            self._fixed = _FixedExtensions(
+                issuer=self.certificate.subject,
+                basic_constraints=_encoded(x509.BasicConstraints(ca=False, path_length=None), critical=True),
+                key_usage=_encoded(end_entity_key_usage(key_encipherment=False), critical=True),
+                key_usage_rsa=_encoded(end_entity_key_usage(key_encipherment=True), critical=True),
+                extended_key_usage=_encoded(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False),
+                authority_key_identifier=_encoded(
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
+                ),
+                crl_distribution_points=_encoded(crl_dp, critical=False),
+                authority_information_access=_encoded(aia, critical=False),
+                vnf_policy=_encoded(
+                    x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
+                    critical=False,
+                ),
+            )
+        return self._fixed
 
     def sign_provisioning(self, statement: bytes) -> bytes:
         """Sign a provisioning statement (``protocol/provisioning.py``): the enclave, pinning this CA,

@@ -4,8 +4,11 @@ the group being run, and the shell completion script is generated from the same 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+
+import pytest
 
 from floodlight_trust.cli import GROUPS, build_parser, group_named
 from tests.support.cli import ftrust
@@ -56,6 +59,34 @@ def test_version_and_help_import_no_command_group() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "LOADED=", f"imported at start-up: {r.stdout.splitlines()[-1]}"
     assert "ftrust 0.1" in r.stdout and "completion" in r.stdout  # --version, and --help lists every group
+
+
+def test_version_and_help_start_light() -> None:
+    """Issue 15 (under 0.25 s): --version builds no parser, and neither it nor --help imports the
+    logging package, dataclasses or shutil (the help's width comes from $COLUMNS or the terminal)."""
+    code = (
+        "import sys\nfrom floodlight_trust.cli import main\n"
+        "main(['--version'])\nprint('AFTER_VERSION=' + ','.join(m for m in ('logging', 'shutil') if m in sys.modules))\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('AFTER_HELP=' + ','.join(m for m in ('logging', 'dataclasses', 'shutil') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "COLUMNS": "61"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ftrust 0.1.0" and "AFTER_VERSION=" in lines, lines[:3]
+    assert lines[-1] == "AFTER_HELP=", lines[-1]
+    assert "completion" in r.stdout
+
+
+@pytest.mark.parametrize("columns", ["61", "", "wide", "0"])
+def test_help_width_is_what_shutil_says(columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from floodlight_trust.cli import _terminal_columns
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
 
 
 def test_only_the_group_run_is_imported() -> None:

@@ -91,6 +91,76 @@ def test_issued_certificate_has_the_profile_and_urls_and_is_recorded(ca: Certifi
     assert record.sha256 == cert.fingerprint(hashes.SHA256()).hex()
 
 
+def _reference_tbs(ca: CertificateAuthority, cert: x509.Certificate, profile: CertificateProfile) -> bytes:
+    """The to-be-signed part the plain cryptography builder writes for the same certificate (the
+    code ``CertificateAuthority.sign`` ran before it pre-encoded the CA's fixed extensions)."""
+    from cryptography.x509.oid import ExtensionOID as Oid
+
+    from floodlight_trust.pki.grants import REST_GRANTS_OID, VNF_POLICY_OID, encode_grants
+    from floodlight_trust.pki.profile import end_entity_key_usage
+
+    key = cert.public_key()
+    issuer_key = ca.certificate.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(profile.subject))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key)  # type: ignore[arg-type]
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(end_entity_key_usage(key_encipherment=not hasattr(key, "curve")), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False)  # type: ignore[arg-type]
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(CRL_URL)], None, None, None)]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(OCSP_URL))]
+            ),
+            critical=False,
+        )
+    )
+    sans = [x509.DNSName(d) for d in profile.san_dns] + [x509.UniformResourceIdentifier(u) for u in profile.san_uris]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if profile.vnf:
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
+            critical=False,
+        ).add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(REST_GRANTS_OID), encode_grants(profile.rest_grants)),
+            critical=False,
+        )
+    reference = builder.sign(ca._key, hashes.SHA256())
+    assert reference.extensions.get_extension_for_oid(Oid.BASIC_CONSTRAINTS).critical
+    return reference.tbs_certificate_bytes
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "rsa-2048"])
+@pytest.mark.parametrize("vnf", [True, False])
+def test_issued_certificate_is_what_the_plain_builder_writes(
+    ca: CertificateAuthority, key_type: str, vnf: bool
+) -> None:
+    """Issue 15 pre-encodes the extensions every certificate of a CA shares: the signed bytes are
+    the same as the plain builder's, extension for extension (order, criticality, encoding)."""
+    from floodlight_trust.pki.grants import HttpMethod, RestGrant
+
+    profile = CertificateProfile(san_dns=("{vnf}.example",), rest_grants=(RestGrant(HttpMethod.GET, "/wm/core/**"),))
+    profile = profile.render(vnf="fw", host="h1") if vnf else profile
+    if not vnf:
+        profile = CertificateProfile(subject="CN=admin,O=example", san_uris=())
+    cert = ca.issue(generate_private_key(key_type).public_key(), profile, at=AT).certificate
+    cert.verify_directly_issued_by(ca.certificate)
+    assert cert.tbs_certificate_bytes == _reference_tbs(ca, cert, profile)
+
+
 def test_rsa_3072_ca_issues_for_rsa_keys(tmp_path: Path, records: CertificateStore) -> None:
     ca = CertificateAuthority.init(
         tmp_path / "rsa", PASSWORD, key_type="rsa-3072", subject="CN=RSA CA", crl_url=CRL_URL, ocsp_url=OCSP_URL,

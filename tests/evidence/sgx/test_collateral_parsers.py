@@ -1,0 +1,124 @@
+"""The fast TCB-info and QE-identity parsers agree with the plain reference parsers
+(tests/evidence/sgx/reference_collateral.py): the same values on Intel's real collateral in
+tests/data, and, on damaged collateral, the same values or the same ParseError message."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from floodlight_trust.errors import ParseError
+from floodlight_trust.evidence.collateral import parse_qe_identity, parse_tcb_info, split_signed_json
+from tests.evidence.sgx.reference_collateral import reference_qe_identity, reference_tcb_info
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "sgx-dcap"
+PHALA = json.loads((DATA / "phala" / "sgx_quote_collateral.json").read_bytes())
+MOBILECOIN = DATA / "mobilecoin-attestation"
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _real_tcb_infos() -> dict[str, bytes]:
+    mc, _ = split_signed_json((MOBILECOIN / "fmspc_00906ED50000_2023_07_12.json").read_bytes(), "tcbInfo", "x")
+    return {"phala": PHALA["tcb_info"].encode(), "mobilecoin": mc}
+
+
+def _real_qe_identities() -> dict[str, bytes]:
+    mc, _ = split_signed_json((MOBILECOIN / "qe_identity.json").read_bytes(), "enclaveIdentity", "x")
+    return {"phala": PHALA["qe_identity"].encode(), "mobilecoin": mc}
+
+
+def _as_version_2(tcb_info: bytes) -> bytes:
+    """A version-2 TCB info (sgxtcbcompNNsvn fields) with the same levels as a version-3 one."""
+    doc = json.loads(tcb_info)
+    doc["version"] = 2
+    for level in doc["tcbLevels"]:
+        comps = level["tcb"].pop("sgxtcbcomponents")
+        level["tcb"] |= {f"sgxtcbcomp{n:02d}svn": c["svn"] for n, c in enumerate(comps, 1)}
+        level["status"] = level.pop("tcbStatus")
+    return json.dumps(doc).encode()
+
+
+def _outcome(parse: Callable[[bytes], object], raw: bytes) -> tuple[str, object]:
+    try:
+        return "value", parse(raw)
+    except ParseError as e:
+        return "error", e.message
+
+
+@pytest.mark.parametrize("name", ["phala", "mobilecoin"])
+def test_real_tcb_info_agrees(name: str) -> None:
+    raw = _real_tcb_infos()[name]
+    fast = parse_tcb_info(raw)
+    assert fast == reference_tcb_info(raw)
+    assert len(fast.levels) > 5 and all(len(level.components) == 16 for level in fast.levels)
+    v2 = _as_version_2(raw)
+    assert parse_tcb_info(v2) == reference_tcb_info(v2)
+    assert parse_tcb_info(v2).levels == fast.levels  # the same levels, read from the other layout
+
+
+@pytest.mark.parametrize("name", ["phala", "mobilecoin"])
+def test_real_qe_identity_agrees(name: str) -> None:
+    raw = _real_qe_identities()[name]
+    assert parse_qe_identity(raw) == reference_qe_identity(raw)
+    assert parse_qe_identity(raw).levels
+
+
+# Values a damaged collateral may carry where the real one has something else.
+ODD_VALUES = st.sampled_from([None, 0, -1, 1, True, False, 1.5, 2**70, "", "x", "00", [], {}, [1], {"svn": 1}, ["a"]])
+
+
+@st.composite
+def damaged_json(draw: st.DrawFn, raw: bytes, under: str | None = None) -> bytes:
+    """The real document with a few values replaced by odd ones, or keys removed, at any depth
+    (below the key ``under`` when given: the levels, where most of the checks are)."""
+    doc = json.loads(raw)
+    for _ in range(draw(st.integers(1, 3))):
+        node: Any = doc if under is None else doc[under]
+        while True:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = draw(st.sampled_from(keys))
+            child = node[key]
+            if isinstance(child, dict | list) and child and draw(st.integers(0, 3)) > 0:  # mostly deep
+                node = child
+                continue
+            if isinstance(node, dict) and draw(st.integers(0, 4)) == 0:
+                del node[key]
+            else:
+                node[key] = copy.deepcopy(draw(ODD_VALUES))  # never the strategy's own list
+            break
+    return json.dumps(doc).encode()
+
+
+def _bytes_damaged(raw: bytes) -> st.SearchStrategy[bytes]:
+    return st.builds(
+        lambda at, cut, ins: raw[:at] + ins + raw[at + cut :],
+        st.integers(0, len(raw)),
+        st.integers(0, 8),
+        st.sampled_from([b"", b"0", b'"', b"{", b"]", b",", b"null", b"\xff"]),
+    )
+
+
+@FUZZ
+@given(data=st.data(), name=st.sampled_from(["phala", "mobilecoin"]), v2=st.booleans())
+def test_damaged_tcb_info_agrees(data: st.DataObject, name: str, v2: bool) -> None:
+    raw = _real_tcb_infos()[name]
+    raw = _as_version_2(raw) if v2 else raw
+    damaged = data.draw(st.one_of(damaged_json(raw), damaged_json(raw, "tcbLevels"), _bytes_damaged(raw)))
+    assert _outcome(parse_tcb_info, damaged) == _outcome(reference_tcb_info, damaged)
+
+
+@FUZZ
+@given(data=st.data(), name=st.sampled_from(["phala", "mobilecoin"]))
+def test_damaged_qe_identity_agrees(data: st.DataObject, name: str) -> None:
+    raw = _real_qe_identities()[name]
+    damaged = data.draw(st.one_of(damaged_json(raw), damaged_json(raw, "tcbLevels"), _bytes_damaged(raw)))
+    assert _outcome(parse_qe_identity, damaged) == _outcome(reference_qe_identity, damaged)
