@@ -14,7 +14,7 @@ from datetime import datetime
 from types import TracebackType
 
 from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
-from floodlight_trust.sgxsim import SIM_FMSPC, SimulatedPlatform
+from floodlight_trust.sgxsim.platform import SIM_FMSPC, SimulatedPlatform
 
 PREFIX = "/sgx/certification/v4"
 
