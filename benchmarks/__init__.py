@@ -48,16 +48,20 @@ def interleaved(
     calls: int | Mapping[str, int] = 1,
     before: Callable[[], object] | None = None,
     first_round: int = 0,
+    cpu: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Median seconds per call of each case over ``rounds`` interleaved rounds.
 
     Each round runs every case once (``calls`` calls each, timed together), in an order that rotates
     from round to round, so that load on the machine falls on every case alike. ``before`` runs
     before each timed batch, outside the clock; ``first_round`` continues a rotation (a caller that
-    interleaves cases of its own between rounds calls this once per round).
+    interleaves cases of its own between rounds calls this once per round). ``cpu``, when given, is
+    filled with the median CPU seconds per call of this thread (``time.thread_time``) of each case:
+    on a loaded machine the wall time also counts the time spent waiting for a core.
     """
     names = list(cases)
     samples: dict[str, list[float]] = {n: [] for n in names}
+    cpu_samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(first_round, first_round + rounds):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
@@ -65,10 +69,13 @@ def interleaved(
             fn = cases[name]
             if before is not None:
                 before()
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
+            cpu_samples[name].append((time.thread_time() - c0) / n)
+    if cpu is not None:
+        cpu.update({n: statistics.median(s) for n, s in cpu_samples.items()})
     return {n: statistics.median(s) for n, s in samples.items()}
 
 

@@ -6,10 +6,15 @@ VM, policy tests and the enclave manifest check load policies through here.
 from __future__ import annotations
 
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
+from floodlight_trust.errors import ConfigError, Location
 from floodlight_trust.fileio import read_bytes
 from policy_lang.check import Root
 from policy_lang.compile import Policy, compile_policy_roots, decode_policy
+
+if TYPE_CHECKING:
+    from floodlight_trust.config import Config
 
 
 class PolicyFiles:
@@ -47,3 +52,20 @@ def load_policy_files(paths: list[Path]) -> Policy:
         data = read_bytes(target, what="policy file")
         roots.append((decode_policy(data, str(target)), FILES.name(target), target.parent, data))
     return compile_policy_roots(roots, FILES)
+
+
+def check_policy_path(config: Config) -> Path:
+    """The VM's policy file (``vm.policy``): configured and present, or a located ConfigError."""
+    p = config.path("vm", "policy")
+    if p is None:
+        raise ConfigError("no policy configured", location=Location(config.source), hint="set vm.policy")
+    if not p.exists():
+        raise ConfigError("policy file not found", location=Location(str(p)))
+    return p
+
+
+def load_policy_file(path: Path | None) -> Policy:
+    """The VM's policy (at start and on every reload), or ConfigError when none is configured."""
+    if path is None:
+        raise ConfigError("no policy configured", hint="set vm.policy to the site policy file")
+    return load_policy(path)

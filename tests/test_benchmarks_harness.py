@@ -14,6 +14,20 @@ def test_interleaved_rotates_the_order_and_runs_every_call() -> None:
     assert order == ["a", "a", "b", "c", "b", "c", "a", "a", "c", "a", "a", "b"]
 
 
+def test_interleaved_reports_cpu_time_apart_from_waiting() -> None:
+    """A case that waits (here: sleeps) takes wall time but almost no CPU time; one that computes
+    takes CPU time too. The CPU figures are what a loaded machine inflates least."""
+    import time
+
+    cpu: dict[str, float] = {}
+    wall = interleaved(
+        {"wait": lambda: time.sleep(0.005), "work": lambda: sum(range(20_000))}, rounds=3, calls=2, cpu=cpu
+    )
+    assert set(cpu) == {"wait", "work"}
+    assert wall["wait"] >= 0.005 and cpu["wait"] < wall["wait"] / 2
+    assert cpu["work"] > 0
+
+
 def test_fresh_process_returns_the_result_and_its_own_peak_rss() -> None:
     doc = fresh_process("benchmarks.bench_ima:_allocate", 64)
     assert doc["result"] == 64

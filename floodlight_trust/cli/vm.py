@@ -25,7 +25,8 @@ def wait_for_signal() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import build_service, check_policy_path, load_policy_file
+    from floodlight_trust.manager.service import build_service
+    from floodlight_trust.policy_files import check_policy_path, load_policy_file
 
     config = load_config(args)
     policy_path = Path(args.policy) if args.policy else check_policy_path(config)
@@ -56,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _admin_cert(args: argparse.Namespace) -> int:
-    from floodlight_trust.manager.service import issue_admin_certificate
+    from floodlight_trust.manager.admins import issue_admin_certificate
     from floodlight_trust.statestore import open_admin_ca, open_state
 
     config = load_config(args)

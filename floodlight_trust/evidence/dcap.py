@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -194,8 +195,7 @@ class DcapResult:
     tcb_date: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Window:
+class _Window(NamedTuple):  # a dozen per cold verification: a tuple is built ~3x faster than a frozen dataclass
     what: str
     not_before: datetime
     not_after: datetime
@@ -253,8 +253,7 @@ def _cert_window(c: x509.Certificate, what: str) -> _Window:
     return _Window(what, c.not_valid_before_utc, c.not_valid_after_utc)
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
+class _Layout(NamedTuple):
     """Parts of a certificate's or CRL's DER, sliced from its encoding (never re-encoded)."""
 
     tbs: bytes  # the signed tbsCertificate / tbsCertList element

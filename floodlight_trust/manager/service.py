@@ -24,7 +24,6 @@ Endpoints (docs/openapi.yaml):
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from floodlight_trust import clock, metrics
 from floodlight_trust.config import Config
 from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundError, UnauthenticatedEvidence
-from floodlight_trust.http.server import HttpError, HttpServer, JsonApp, RawResponse, Request, Timeouts
+from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request, Timeouts
+from floodlight_trust.manager.admins import admin_identity
 from floodlight_trust.manager.client import AgentClient, check_agent_url
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
@@ -50,8 +49,8 @@ from floodlight_trust.manager.revocation_feed import (
 )
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
-from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX, SIMULATED_WARNING, VerificationManager
-from floodlight_trust.pki.records import CertificateAuthorityKind
+from floodlight_trust.manager.trust_anchors import load_anchors, tpm_settings
+from floodlight_trust.manager.workflow import SIMULATED_WARNING, VerificationManager
 from floodlight_trust.protocol import validate
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
@@ -60,46 +59,6 @@ from floodlight_trust.storage.records import HostRecord
 log = logging.getLogger("floodlight_trust.manager.service")
 
 DB_FILE = STATE_DB  # the one state store (statestore.py)
-
-
-def admin_identity(request: Request, admin_ca: Any) -> str:
-    """The admin name of the request's client certificate, or HttpError 401/403.
-
-    The TLS layer checked that the certificate chains to a CA of this VM; here it must carry an
-    admin SAN URI, be on record as issued by the admin CA (the very certificate: serial and
-    fingerprint) and not be revoked. A certificate of the VNF CA is never an admin.
-    """
-    pem = request.client_certificate_pem
-    if not pem:
-        raise HttpError(
-            401,
-            "admin endpoints need a client certificate",
-            kind="Unauthorized",
-            hint="create one with `ftrust vm admin-cert NAME`",
-        )
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    try:
-        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.UniformResourceIdentifier
-        )
-    except x509.ExtensionNotFound:
-        uris = []
-    admins = [u[len(ADMIN_URI_PREFIX) :] for u in uris if u.startswith(ADMIN_URI_PREFIX)]
-    if not admins:
-        raise HttpError(403, "client certificate has no admin role (SAN URI urn:ftrust:admin:NAME)", kind="Forbidden")
-    records = getattr(admin_ca, "records", None)
-    record = records.get(cert.serial_number) if records is not None else None
-    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
-    if record is None or not hmac.compare_digest(record.sha256, fingerprint):
-        raise HttpError(
-            403,
-            "admin certificate has no record at this VM: only certificates its admin CA issued are admins",
-            kind="Forbidden",
-            hint="issue one with `ftrust vm admin-cert NAME` on the VM host",
-        )
-    if record.revoked:
-        raise HttpError(403, "admin certificate is revoked", kind="Forbidden")
-    return f"admin:{admins[0]}"
 
 
 def _counted(endpoint: str, call: Callable[[], Any]) -> Any:
@@ -310,6 +269,7 @@ def make_api(
         body = request.json() if request.body else {}
         validate("admin_reload", body)
         from floodlight_trust.manager.reload import reload_policy
+        from floodlight_trust.policy_files import load_policy_file
 
         policy = load_policy_file(policy_path)
         return reload_policy(vm, policy, dry_run=bool(body.get("dry_run")), actor=who).to_json()
@@ -372,32 +332,6 @@ def agent_trust(state_dir: Path, record: HostRecord) -> Path | bool:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(path, record.agent_tls_pem, mode=0o644)
     return path
-
-
-def load_anchors(config: Config) -> list[Any]:
-    """Intel's root, plus the simulated roots when ``vm.trust_simulated_sgx = true`` (loudly)."""
-    from floodlight_trust.evidence.dcap import TrustAnchor
-
-    anchors = [TrustAnchor.intel()]
-    if config.get("vm", "trust_simulated_sgx"):
-        roots = config.path("vm", "simulated_sgx_roots")
-        if roots is None:
-            raise ConfigError(
-                "vm.trust_simulated_sgx = true needs vm.simulated_sgx_roots",
-                location=Location(config.source),
-                hint="a PEM file with the simulated root CA(s), or a simulated platform directory",
-            )
-        from floodlight_trust.fileio import read_bytes
-
-        if roots.is_dir():  # a simulated platform directory (floodlight_trust.sgxsim)
-            roots = roots / "sim-root-ca.pem"
-        data = read_bytes(roots, what="simulated SGX roots")
-        try:
-            certs = x509.load_pem_x509_certificates(data)
-        except ValueError as e:
-            raise ConfigError(f"not PEM certificates: {e}", location=Location(str(roots))) from None
-        anchors += [TrustAnchor.unsafe_simulated(c) for c in certs]
-    return anchors
 
 
 def build_service(
@@ -526,86 +460,3 @@ def check_renew_before(value: int, config: Config) -> int:
             hint="renew a VNF certificate when less than this is left of it (0: only once expired)",
         )
     return value
-
-
-def load_policy_file(path: Path | None) -> Any:
-    if path is None:
-        raise ConfigError("no policy configured", hint="set vm.policy to the site policy file")
-    from floodlight_trust.policy_files import load_policy
-
-    return load_policy(path)
-
-
-def check_policy_path(config: Config) -> Path:
-    p = config.path("vm", "policy")
-    if p is None:
-        raise ConfigError("no policy configured", location=Location(config.source), hint="set vm.policy")
-    if not p.exists():
-        raise ConfigError("policy file not found", location=Location(str(p)))
-    return p
-
-
-ADMIN_CERTIFICATE_DAYS = 30  # default lifetime of an admin certificate (issue 11: at most 30 days)
-MAX_ADMIN_CERTIFICATE_DAYS = 365
-
-
-def issue_admin_certificate(
-    admin_ca: Any,
-    name: str,
-    out_dir: Path,
-    *,
-    at: Any,
-    password: Secret,
-    validity_days: int = ADMIN_CERTIFICATE_DAYS,
-) -> tuple[Path, Path]:
-    """An admin client certificate (SAN URI ``urn:ftrust:admin:NAME``) from the admin CA and its
-    key, written to ``out_dir/NAME.pem`` and ``out_dir/NAME.key`` (0600, encrypted with ``password``)."""
-    if not 1 <= validity_days <= MAX_ADMIN_CERTIFICATE_DAYS:
-        raise InputError(
-            f"admin certificate lifetime must be 1..{MAX_ADMIN_CERTIFICATE_DAYS} days, got {validity_days}"
-        )
-    if getattr(admin_ca.records, "kind", None) != CertificateAuthorityKind.ADMIN:
-        raise InputError("admin certificates are issued only by the admin CA (statestore.open_admin_ca)")
-    from cryptography.hazmat.primitives import serialization
-
-    from floodlight_trust.fileio import atomic_write
-    from floodlight_trust.pki.keys import generate_private_key
-    from floodlight_trust.pki.profile import CertificateProfile, KeyType
-
-    key = generate_private_key(KeyType.EC_P256)
-    profile = CertificateProfile(
-        subject=f"CN={name},OU=ftrust-admin",
-        san_uris=(f"{ADMIN_URI_PREFIX}{name}",),
-        validity_seconds=validity_days * 86400,
-        key_type=KeyType.EC_P256,
-    )
-    issued = admin_ca.issue(key.public_key(), profile, at=at)
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password.reveal_bytes()),
-    )
-    atomic_write(key_path, pem, mode=0o600)
-    atomic_write(cert_path, issued.pem, mode=0o644)
-    return cert_path, key_path
-
-
-def tpm_settings(config: Config) -> Any:
-    """The ``[tpm]`` section: manufacturer roots directory, pinned EKs, the UNSAFE EK setting."""
-    from floodlight_trust.clients.tpm_roots import read_roots_directory
-    from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
-    from floodlight_trust.manager.tpm_attestation import TpmSettings
-
-    roots_dir = config.path("tpm", "manufacturer_roots")
-    unsafe = bool(config.get("tpm", "unsafe_accept_ek_without_certificate"))
-    if unsafe:
-        log.warning("tpm.unsafe_accept_ek_without_certificate is set: TPMs without an EK certificate are trusted")
-    return TpmSettings(
-        EndorsementPolicy(
-            manufacturer_cas=read_roots_directory(roots_dir) if roots_dir else (),
-            pinned_ek_spki_sha256=frozenset(config.get("tpm", "pinned_ek_spki_sha256") or ()),
-            unsafe_accept_ek_without_certificate=unsafe,
-        )
-    )

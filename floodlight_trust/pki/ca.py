@@ -69,6 +69,8 @@ def _encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x50
 
 @dataclass(frozen=True, slots=True)
 class _FixedExtensions:
+    crl_url: str  # what they were encoded from: a CA whose URLs change encodes them again
+    ocsp_url: str
     issuer: x509.Name
     basic_constraints: x509.Extension[x509.ExtensionType]
     key_usage: x509.Extension[x509.ExtensionType]
@@ -118,6 +120,7 @@ class CertificateAuthority:
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
         self._fixed: _FixedExtensions | None = None
+        self._pem: tuple[x509.Certificate, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r}, dir={str(self.directory)!r})"
@@ -132,7 +135,11 @@ class CertificateAuthority:
 
     @property
     def certificate_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
+        """The CA certificate's PEM (sent with every issued certificate: encoded once per certificate)."""
+        cached = self._pem
+        if cached is None or cached[0] is not self.certificate:
+            cached = self._pem = (self.certificate, self.certificate.public_bytes(serialization.Encoding.PEM))
+        return cached[1]
 
     # -- creation and opening -------------------------------------------------------------------
 
@@ -325,41 +332,42 @@ class CertificateAuthority:
     def _fixed_extensions(self) -> _FixedExtensions:
         """The extensions every certificate of this CA carries alike, encoded once: the builder
         then copies their DER instead of encoding the same objects for every enrollment."""
-        if self._fixed is None:
-            crl_dp = x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(self.crl_url)],
-                        relative_name=None,
-                        reasons=None,
-                        crl_issuer=None,
-                    )
-                ]
-            )
-            aia = x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
-                    )
-                ]
-            )
-            self._fixed = _FixedExtensions(
-                issuer=self.certificate.subject,
-                basic_constraints=_encoded(x509.BasicConstraints(ca=False, path_length=None), critical=True),
-                key_usage=_encoded(end_entity_key_usage(key_encipherment=False), critical=True),
-                key_usage_rsa=_encoded(end_entity_key_usage(key_encipherment=True), critical=True),
-                extended_key_usage=_encoded(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False),
-                authority_key_identifier=_encoded(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
-                ),
-                crl_distribution_points=_encoded(crl_dp, critical=False),
-                authority_information_access=_encoded(aia, critical=False),
-                vnf_policy=_encoded(
-                    x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
-                    critical=False,
-                ),
-            )
-        return self._fixed
+        fixed = self._fixed
+        if fixed is not None and fixed.crl_url == self.crl_url and fixed.ocsp_url == self.ocsp_url:
+            return fixed
+        crl_dp = x509.CRLDistributionPoints(
+            [
+                x509.DistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                    relative_name=None,
+                    reasons=None,
+                    crl_issuer=None,
+                )
+            ]
+        )
+        aia = x509.AuthorityInformationAccess(
+            [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url))]
+        )
+        fixed = _FixedExtensions(
+            crl_url=self.crl_url,
+            ocsp_url=self.ocsp_url,
+            issuer=self.certificate.subject,
+            basic_constraints=_encoded(x509.BasicConstraints(ca=False, path_length=None), critical=True),
+            key_usage=_encoded(end_entity_key_usage(key_encipherment=False), critical=True),
+            key_usage_rsa=_encoded(end_entity_key_usage(key_encipherment=True), critical=True),
+            extended_key_usage=_encoded(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False),
+            authority_key_identifier=_encoded(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
+            ),
+            crl_distribution_points=_encoded(crl_dp, critical=False),
+            authority_information_access=_encoded(aia, critical=False),
+            vnf_policy=_encoded(
+                x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]),
+                critical=False,
+            ),
+        )
+        self._fixed = fixed
+        return fixed
 
     def sign_provisioning(self, statement: bytes) -> bytes:
         """Sign a provisioning statement (``protocol/provisioning.py``): the enclave, pinning this CA,
@@ -368,9 +376,7 @@ class CertificateAuthority:
 
         return sign_statement(self._key, statement)
 
-    def revoke(
-        self, serial: int, reason: str, *, at: datetime, tx: Transaction | None = None
-    ) -> CertificateRecord:
+    def revoke(self, serial: int, reason: str, *, at: datetime, tx: Transaction | None = None) -> CertificateRecord:
         """Revoke ``serial`` (in ``tx`` when given); it appears on every CRL signed from ``at`` on."""
         return self._records(tx).revoke(serial, reason, at)
 

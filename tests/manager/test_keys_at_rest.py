@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from floodlight_trust import clock
-from floodlight_trust.manager.service import issue_admin_certificate
+from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.secrets import Secret
 from tests.support.world import World

@@ -274,3 +274,21 @@ def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
         r.returncode == 2 and r.stderr.splitlines()[0] == "ftrust: error: subject 'not a name' is not an RFC 4514 name"
     )
     assert not (tmp_path / "b.pem").exists()
+
+
+def test_a_ca_whose_urls_change_writes_the_new_ones(ca: CertificateAuthority) -> None:
+    """The CA encodes its fixed extensions once; new CRL / OCSP URLs are encoded again, not kept stale."""
+    key = generate_private_key("ec-p256").public_key()
+    ca.issue(key, PROFILE, at=AT)
+    ca.crl_url, ca.ocsp_url = "http://127.0.0.1:9999/crl.der", "http://127.0.0.1:9999/ocsp"
+    cert = ca.issue(key, PROFILE, at=AT).certificate
+    dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+    assert [n.value for n in dp[0].full_name] == ["http://127.0.0.1:9999/crl.der"]
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [a.access_location.value for a in aia] == ["http://127.0.0.1:9999/ocsp"]
+
+
+def test_certificate_pem_is_the_certificates_pem(ca: CertificateAuthority, tmp_path: Path) -> None:
+    assert ca.certificate_pem == (tmp_path / "ca" / "ca.cert.pem").read_bytes()
+    assert ca.certificate_pem is ca.certificate_pem  # encoded once, not for every issued certificate
+    x509.load_pem_x509_certificate(ca.certificate_pem).verify_directly_issued_by(ca.certificate)

@@ -11,7 +11,7 @@ import requests
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from floodlight_trust import clock
-from floodlight_trust.manager.service import issue_admin_certificate
+from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.pki.grants import HttpMethod, RestGrant
 from tests.support import plugin as ps
 from tests.support.floodlight import make_ca

@@ -21,8 +21,8 @@ from cryptography.x509 import ocsp
 from floodlight_trust import clock
 from floodlight_trust.errors import VerificationError
 from floodlight_trust.floodlight import bridge, client
+from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.manager.client import VmClient
-from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
 from tests.support.attacks import count, crl_serials, ocsp_status

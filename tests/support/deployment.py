@@ -34,8 +34,8 @@ from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.config import load
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
 from floodlight_trust.http.server import HttpServer
+from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.manager.client import VmClient
-from floodlight_trust.manager.service import issue_admin_certificate
 from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image

@@ -25,8 +25,9 @@ from floodlight_trust.config import Config, from_mapping
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
 from floodlight_trust.http.server import HttpServer
+from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.manager.client import VmClient
-from floodlight_trust.manager.service import VmService, build_service, issue_admin_certificate
+from floodlight_trust.manager.service import VmService, build_service
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.secrets import Secret
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
