@@ -8,7 +8,7 @@
 - ``floodlight``: the Java bridge fixture, a test VNF CA, client certificates, Floodlight's keystore;
   ``plugin``: the controller-side plugin's deployment.
 - ``enclaves``: VNF enclaves as processes; ``tpm``: swtpm fixtures and a simulated kernel;
-  ``tpm_hosts``: a container host anchored in swtpm.
+  ``tpm_hosts``: a container host anchored in swtpm; ``postgres``: a throwaway PostgreSQL cluster.
 
 Fixtures for every test directory are registered by tests/conftest.py (``pytest_plugins``).
 """
