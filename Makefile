@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml setup.py
 setup: $(STAMP)
 	@scripts/ensure-jdk.sh
 	@scripts/ensure-tpm.sh
+	@scripts/ensure-postgres.sh
 
 demo: setup
 	$(BIN)/ftrust demo

@@ -1,7 +1,8 @@
 """The one configuration file (TOML), validated against a declared set of keys.
 
 Unknown sections or keys are an error naming the key (a typo must not silently fall back to a
-default). Secrets are never values here: the config names an environment variable or a file.
+default). Secrets are never values here: the config names an environment variable or a file (the
+one exception, a password inside ``storage.url``, requires the file to be 0600).
 Each subsystem declares its own section in ``SCHEMA``; ``configs/ftrust.toml`` documents them all.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +25,15 @@ from floodlight_trust.secrets import Secret, load_secret
 SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "state": {
         "dir": (str, "./ftrust-state"),
+    },
+    # Where the state lives (floodlight_trust/storage/url.py): unset is SQLite in state.dir;
+    # "postgresql://..." lets several `ftrust vm serve` replicas share one database.
+    "storage": {
+        "url": (str, None),
+        "password_env": (str, "FTRUST_DB_PASSWORD"),  # PostgreSQL password, when not in a 0600 config's url
+        "password_file": (str, None),
+        "pool_size": (int, 10),  # PostgreSQL connections per process at most
+        "connect_timeout_seconds": (int, 10),
     },
     "ca": {
         "dir": (str, "ca"),  # relative to state.dir
@@ -153,11 +164,30 @@ class OneOf:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class StorageUrlSyntax:
+    """``storage.url``: a URL of an engine we have, in that engine's syntax (storage/url.py)."""
+
+    def problem(self, value: Any) -> str | None:
+        from floodlight_trust.storage.url import StorageUrlError, parse_storage_url
+
+        if value is None:  # unset: SQLite in state.dir
+            return None
+        try:
+            parse_storage_url(value)
+        except StorageUrlError as e:
+            return str(e)
+        return None
+
+
 _PORT = Range(0, 65535, "0 picks a free port")
 _SECONDS = Range(1)
 # Checked at load, after the types: a value out of range fails here, located at its line, not when
 # the service that uses it starts.
-CONSTRAINTS: dict[tuple[str, str], Range | OneOf] = {
+CONSTRAINTS: dict[tuple[str, str], Range | OneOf | StorageUrlSyntax] = {
+    ("storage", "url"): StorageUrlSyntax(),
+    ("storage", "pool_size"): Range(1, 1000),
+    ("storage", "connect_timeout_seconds"): _SECONDS,
     ("ca", "key_type"): OneOf(("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")),  # pki.profile.KeyType
     ("ca", "crl_next_update_seconds"): _SECONDS,
     ("ca", "certificate_validity_seconds"): _SECONDS,
@@ -263,7 +293,8 @@ def from_mapping(
             check = CONSTRAINTS.get((section, key))
             problem = check.problem(str(value) if isinstance(check, OneOf) else value) if check else None
             if problem:
-                raise ConfigError(f"{section}.{key} = {value!r} {problem}", location=loc)
+                shown = "<url with password>" if _has_password(value) else repr(value)
+                raise ConfigError(f"{section}.{key} = {shown} {problem}", location=loc)
             values[section][key] = value
     return Config(values, source, base_dir)
 
@@ -284,4 +315,27 @@ def load(path: str | os.PathLike[str] | None) -> Config:
         m = re.match(r"(.*) \(at line (\d+), column (\d+)\)$", str(e))
         msg, line, col = (m.group(1), int(m.group(2)), int(m.group(3))) if m else (str(e), None, None)
         raise ConfigError(f"invalid TOML: {msg}", location=Location(str(p), line, col)) from None
-    return from_mapping(data, source=str(p), text=text, base_dir=p.parent)
+    config = from_mapping(data, source=str(p), text=text, base_dir=p.parent)
+    _check_secret_in_file(config, p, text)
+    return config
+
+
+def _has_password(url: Any) -> bool:
+    from floodlight_trust.storage.url import url_has_password
+
+    return isinstance(url, str) and url_has_password(url)
+
+
+def _check_secret_in_file(config: Config, path: Path, text: str) -> None:
+    # The one secret a config may hold is the database password inside storage.url (libpq's URL
+    # form); then the file is a secret file, and like every secret file it must be 0600.
+    if not _has_password(config.get("storage", "url")):
+        return
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"storage.url carries a password but the config is accessible by group or others "
+            f"(mode {stat.S_IMODE(mode):04o})",
+            location=Location(str(path), _line_of(text, "storage", "url")),
+            hint=f"chmod 600 {path}, or move the password to storage.password_file or storage.password_env",
+        )

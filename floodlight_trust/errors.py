@@ -143,6 +143,15 @@ class ServiceError(FtrustError):
     exit_code = ExitCode.DENIED
 
 
+class StorageUnavailable(ServiceError):
+    """The state database cannot be reached or used (file gone, server down, disk full): HTTP 503.
+
+    Raised by the storage engines in place of their drivers' errors, so a request fails cleanly with
+    one line and nothing half-written (the transaction is rolled back or never began)."""
+
+    http_status = 503
+
+
 class InternalError(FtrustError):
     """A bug or an environment failure that the user did not cause (exit 3)."""
 

@@ -49,12 +49,30 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the object it was when
+    logging was configured: a command run in-process by a host program (or a test harness) that
+    swaps and later closes its stderr leaves no handler pointing at a closed file, which server
+    threads still running would otherwise hit ("I/O operation on closed file")."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def configure(level: str = "warning", fmt: str = "text", stream: TextIO | None = None) -> None:
-    """Send every record at ``level`` or above to ``stream`` (stderr) in ``fmt``; replaces any
-    handler set before (a process configures its logging once, at start)."""
+    """Send every record at ``level`` or above to ``stream`` (default: the current stderr) in
+    ``fmt``; replaces any handler set before (a process configures its logging once, at start)."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(json_formatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -13,14 +13,17 @@ given the admin CA, so an admin certificate is no VNF credential at the controll
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime
 
 from floodlight_trust.config import Config
 from floodlight_trust.pki.ca import CertificateAuthority
-from floodlight_trust.secrets import Secret
+from floodlight_trust.secrets import Secret, load_secret
+from floodlight_trust.storage.engine import MigrationReport, migrate_storage, open_storage
 from floodlight_trust.storage.records import CertificateAuthorityKind
 from floodlight_trust.storage.sqlite import LEGACY_CA_FILE, STATE_FILE, SqliteStorage
 from floodlight_trust.storage.stores import Storage
+from floodlight_trust.storage.url import SqliteUrl, StorageUrl, parse_storage_url
 
 log = logging.getLogger("floodlight_trust.statestore")
 
@@ -29,10 +32,36 @@ LEGACY_CA_DB = LEGACY_CA_FILE  # where `ftrust ca` kept its records before there
 ADMIN_CA_SUBJECT = "CN=floodlight-trust admin CA,OU=ftrust-admin"
 
 
-def open_state(config: Config) -> SqliteStorage:
-    """The state store of ``config``'s deployment (created and migrated on first use, 0600)."""
-    storage = SqliteStorage(config.state_dir / STATE_DB)
-    _merge_legacy(config, storage)
+def storage_url(config: Config) -> StorageUrl:
+    """Where ``config``'s state lives: ``storage.url``, or the SQLite state file in ``state.dir``.
+
+    A PostgreSQL password comes from the URL (in a 0600 config, checked at load), else from
+    ``storage.password_env`` when that variable is set, else from ``storage.password_file``; with
+    none of them libpq's own sources apply (PGPASSWORD, ~/.pgpass, peer or certificate auth).
+    """
+    text = config.get("storage", "url")
+    if text is None:
+        return SqliteUrl(config.state_dir / STATE_DB)
+    url = parse_storage_url(text, base_dir=config.base_dir)
+    if isinstance(url, SqliteUrl) or url.password is not None:
+        return url
+    env, file = config.get("storage", "password_env"), config.path("storage", "password_file")
+    if (env and os.environ.get(env)) or file is not None:
+        return url.with_password(load_secret(env=env, file=file, what="database password"))
+    return url
+
+
+def open_state(config: Config) -> Storage:
+    """The state store of ``config``'s deployment on the engine ``storage.url`` names (created and
+    migrated on first use; a SQLite file is 0600)."""
+    url = storage_url(config)
+    storage = open_storage(
+        url,
+        pool_size=config.get("storage", "pool_size"),
+        connect_timeout_seconds=config.get("storage", "connect_timeout_seconds"),
+    )
+    if isinstance(storage, SqliteStorage):
+        _merge_legacy(config, storage)
     return storage
 
 
@@ -44,6 +73,15 @@ def _merge_legacy(config: Config, storage: SqliteStorage) -> None:
     done = legacy.with_name(LEGACY_CA_DB + ".merged")
     legacy.rename(done)
     log.warning("merged %d certificate record(s) from %s into %s (old file kept as %s)", merged, legacy, STATE_DB, done)
+
+
+def migrate_state(config: Config) -> MigrationReport:
+    """`ftrust vm migrate`: apply the migrations ``config``'s database lacks (under the engine's lock)."""
+    return migrate_storage(
+        storage_url(config),
+        pool_size=config.get("storage", "pool_size"),
+        connect_timeout_seconds=config.get("storage", "connect_timeout_seconds"),
+    )
 
 
 def open_ca(config: Config, password: Secret, db: Storage) -> CertificateAuthority:

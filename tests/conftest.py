@@ -7,9 +7,9 @@ import pytest
 
 from floodlight_trust import protocol
 
-# Fixtures for every test that asks for one: swtpm (a simulated TPM on a temporary state directory)
-# and the Java bridge to the JDK's TLS stack (tests/support/).
-pytest_plugins = ["tests.support.tpm", "tests.support.floodlight"]
+# Fixtures for every test that asks for one: swtpm (a simulated TPM on a temporary state directory),
+# the Java bridge to the JDK's TLS stack and a throwaway PostgreSQL cluster (tests/support/).
+pytest_plugins = ["tests.support.tpm", "tests.support.floodlight", "tests.support.postgres"]
 
 # Tests also check what each side sends (production checks what it receives): docs/protocol.md.
 protocol.CHECK_OUTBOUND = True

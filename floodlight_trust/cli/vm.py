@@ -78,6 +78,19 @@ def _admin_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from floodlight_trust.statestore import migrate_state
+
+    report = migrate_state(load_config(args))
+    if report.applied:
+        lines = [f"applied {len(report.applied)} migration(s) to {report.database}:"]
+        lines += [f"  {s.component} {s.version}: {s.purpose}" for s in report.applied]
+    else:
+        lines = [f"{report.database} is up to date ({report.total} migrations)"]
+    emit(args, report.to_json(), "\n".join(lines))
+    return 0
+
+
 def _admin_key_password(config: Config) -> Any:
     return config.secret(
         "vm", env_key="admin_key_password_env", file_key="admin_key_password_file", what="admin key password"
@@ -350,6 +363,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         help="re-attest every trusted host this often (default vm.reattest_interval_seconds; 0 = off)",
     )
     p.set_defaults(func=_serve, progress=False)  # a service: no progress line
+
+    p = sub.add_parser(
+        "migrate",
+        help="apply the state database's pending schema migrations (storage.url; `vm serve` does it at start too)",
+    )
+    add_json(p)
+    p.set_defaults(func=_migrate)
 
     p = sub.add_parser(
         "admin-cert", help="issue an admin client certificate from the VM's admin CA (local; never a VNF credential)"

@@ -91,6 +91,7 @@ def cases(i: dict[str, Path]) -> dict[str, list[str]]:
         "floodlight keystore change-password": [*cfg, "floodlight", "keystore", "change-password"],
         "vm serve": [*cfg, "vm", "serve"],
         "vm admin-cert": [*cfg, "vm", "admin-cert", "admin"],
+        "vm migrate": [*cfg, "vm", "migrate"],
         "vm hosts list": [*cfg, "vm", "hosts", "list"],
         "vm hosts add": [*cfg, "vm", "hosts", "add", "h1", "--agent", "http://127.0.0.1:9"],
         "vm hosts tpm-register": [*cfg, "vm", "hosts", "tpm-register", "h1"],

@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 
-from floodlight_trust.logs import StateChangeLog, TextFormatter, json_formatter
+import pytest
+
+from floodlight_trust.logs import StateChangeLog, TextFormatter, configure, json_formatter
 from tests.support.cli import ftrust
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -70,3 +72,24 @@ def test_state_change_log_reports_a_repeated_condition_once() -> None:
         "re-attestation of h1 failed: timeout",
         "re-attestation of h1 works again",
     ]
+
+
+def test_default_handler_follows_the_current_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """configure() without a stream writes to sys.stderr as it is at each record: a stderr that
+    was swapped in at configure time and closed since is never written to."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        configure("info")
+        logging.getLogger("floodlight_trust.test.stderr").info("one")
+        written_first = first.getvalue()
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("floodlight_trust.test.stderr").info("two")  # no "closed file" error
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert "one" in written_first and "two" not in written_first
+    assert "two" in second.getvalue() and "one" not in second.getvalue()

@@ -345,7 +345,9 @@ def damaged_evidence(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(doc))
     for _ in range(draw(st.integers(1, 3))):
         key = draw(st.sampled_from(sorted(out)))
-        if key in ("quote", "ima_list", "public_key") and isinstance(out[key], str) and draw(st.booleans()):
+        # Byte-level mutation only while the field still holds the genuine base64 (an earlier step
+        # may have replaced it with an arbitrary JSON value, which is the test's input, not base64).
+        if key in ("quote", "ima_list", "public_key") and out[key] == doc.get(key) and isinstance(out[key], str) and draw(st.booleans()):
             raw = base64.b64decode(out[key])
             out[key] = base64.b64encode(draw(mutated(raw, max_edits=2))).decode()
         elif key == "collateral" and isinstance(out[key], dict) and out[key]:

@@ -31,7 +31,7 @@ from floodlight_trust.manager.service import VmService, build_service
 from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.secrets import Secret
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
-from floodlight_trust.storage.sqlite import SqliteStorage
+from floodlight_trust.statestore import open_state
 from policy_lang import compile_policy_text
 from tests.support.cli import ftrust
 from tests.support.tls import self_signed
@@ -85,7 +85,7 @@ enroll fw for "vnf-fw-*" {{
 
 def init_test_ca(config: Config) -> None:
     """The VNF CA in ``config``'s state directory, as `ftrust ca init` makes it."""
-    db = SqliteStorage(config.state_dir / "ftrust.sqlite3")
+    db = open_state(config)  # the engine storage.url names (SQLite in state.dir by default)
     CertificateAuthority.init(
         config.state_path("ca", "dir"),
         PASSWORD,
@@ -171,15 +171,19 @@ class World:
         return host
 
 
-def make_world(tmp: Path, *, crl_port: int | None = None, extra_policy: str = "") -> Iterator[World]:
+def make_world(
+    tmp: Path, *, crl_port: int | None = None, extra_policy: str = "", storage_url: str | None = None
+) -> Iterator[World]:
     """A running deployment; with ``crl_port`` the CRL and OCSP are really served at the URLs the
     certificates name (``http://127.0.0.1:PORT/crl.der`` and ``/ocsp``). ``extra_policy`` is
-    appended to the test policy (more enroll rules, e.g. with REST grants)."""
+    appended to the test policy (more enroll rules, e.g. with REST grants). ``storage_url`` puts the
+    state on another engine (a PostgreSQL database of the throwaway cluster)."""
     base = f"http://127.0.0.1:{crl_port or 1}"
     platforms = [SimulatedPlatform.create(tmp / "platform-a"), SimulatedPlatform.create(tmp / "platform-b")]
     config = from_mapping(
         {
             "state": {"dir": str(tmp / "state")},
+            **({"storage": {"url": storage_url}} if storage_url else {}),
             "ca": {"crl_url": f"{base}/crl.der", "ocsp_url": f"{base}/ocsp"},
             # The re-attestation loop is off here: tests run rounds themselves (test_reattest.py).
             "vm": {

@@ -208,6 +208,8 @@ class ImaState:
             raise InputError(f"IMA state: missing or malformed value ({e})") from None
         if state.format not in ("", "ascii", "binary") or state.entry_count < 0 or state.byte_length < 0:
             raise InputError("IMA state: malformed format or counts")
+        if state.hash_size and state.hash_size not in BANK_BY_SIZE:  # 0: not known yet
+            raise InputError(f"IMA state: no template-hash bank has {state.hash_size}-byte hashes")
         return state
 
 

@@ -96,3 +96,12 @@ def test_a_bank_missing_from_the_state_is_refused() -> None:
 def test_from_json_rejects_garbage() -> None:
     with pytest.raises(InputError, match="IMA state"):
         ImaState.from_json({"entry_count": 1})
+
+
+def test_a_state_with_a_hash_size_of_no_bank_is_refused() -> None:
+    """Found by tests/security/test_parser_fuzz.py::test_persisted_ima_state: ``"hash_size": true``
+    (int(True) == 1) reached the binary parser's header table as a KeyError."""
+    r1 = appraise_measurement_list(serialize_ascii(entries(3)))
+    doc = {**r1.state.to_json(), "format": "binary", "hash_size": True}
+    with pytest.raises(InputError, match="no template-hash bank has 1-byte hashes"):
+        ImaState.from_json(doc)

@@ -1,0 +1,297 @@
+"""The PostgreSQL engine beyond the contract: replicas racing on one database, migrations under a
+lock, and a database that is wrong or gone. Everything runs on the session's throwaway cluster.
+
+The races are forced, not hoped for: replica A's transaction does its write and stays open; replica
+B's competing statement is started and seen blocked in pg_locks; only then does A commit. B must
+then see A's committed row (and lose), never win a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from floodlight_trust.errors import InputError, StorageUnavailable
+from floodlight_trust.secrets import Secret
+from floodlight_trust.storage.migrations import STEPS
+from floodlight_trust.storage.postgres import DDL, PostgresStorage
+from floodlight_trust.storage.records import NewEnrollment, NoncePurpose, NonceRecord
+from floodlight_trust.storage.url import PostgresUrl, parse_storage_url
+from tests.storage.test_contract import certificate
+from tests.support.cli import ftrust, ftrust_command
+from tests.support.postgres import PgDatabase
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+BLOCK_TIMEOUT_SECONDS = 20
+
+
+def url_of(db: PgDatabase) -> PostgresUrl:
+    url = parse_storage_url(db.url)
+    assert isinstance(url, PostgresUrl)
+    return url
+
+
+@pytest.fixture()
+def replicas(pg_database: PgDatabase) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two engines on one database, as two `vm serve` processes have (two pools, two sessions)."""
+    a = PostgresStorage(url_of(pg_database), pool_size=2)
+    b = PostgresStorage(url_of(pg_database), pool_size=2)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def waiting_backends(db: PgDatabase) -> int:
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE NOT l.granted AND a.datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def race(db: PgDatabase, first: Callable[[], Any], second: Callable[[], Any], *, commit: Callable[[], None]) -> Any:
+    """Run ``first`` (in an open transaction), start ``second`` in a thread, wait until the database
+    shows it blocked behind ``first``, then ``commit``; return what ``second`` returned (or raised)."""
+    first()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = second()
+        except Exception as e:  # the test asserts on it
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + BLOCK_TIMEOUT_SECONDS
+    while waiting_backends(db) == 0:
+        assert thread.is_alive(), f"the second replica did not wait for the first: {outcome}"
+        assert time.monotonic() < deadline, "the second replica never blocked"
+        time.sleep(0.01)
+    commit()
+    thread.join(BLOCK_TIMEOUT_SECONDS)
+    assert not thread.is_alive()
+    if "error" in outcome:
+        return outcome["error"]
+    return outcome["value"]
+
+
+class OpenTransaction:
+    """A transaction of one replica held open across the race (committed by :meth:`commit`)."""
+
+    def __init__(self, storage: PostgresStorage):
+        self._cm = storage.transaction()
+        self.tx = self._cm.__enter__()
+
+    def commit(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+def test_the_ddl_covers_exactly_the_migration_steps() -> None:
+    assert set(DDL) == {s.key for s in STEPS}
+
+
+def test_two_replicas_burning_one_nonce_one_wins(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                 pg_database: PgDatabase) -> None:  # fmt: skip
+    a, b = replicas
+    a.nonces.add(NonceRecord("s1", b"v" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(minutes=1)))
+    held = OpenTransaction(a)
+    won: list[bool] = []
+    lost = race(pg_database, lambda: won.append(held.tx.nonces.burn("s1", at=AT)),
+                lambda: b.nonces.burn("s1", at=AT), commit=held.commit)  # fmt: skip
+    assert (won, lost) == ([True], False)
+    found = b.nonces.find("s1")
+    assert found is not None and found.used_at == AT
+
+
+def test_two_replicas_binding_one_name_one_enclave_gets_it(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                          pg_database: PgDatabase) -> None:  # fmt: skip
+    a, b = replicas
+    a.hosts.add("h1", None, None, at=AT)
+    a.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    held = OpenTransaction(a)
+    won: list[bool] = []
+    first = lambda: won.append(held.tx.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m1", at=AT))  # noqa: E731
+    lost = race(pg_database, first, lambda: b.enrollments.bind("h1", "fw", public_key_sha256="k2", mrenclave="m2",
+                                                              at=AT), commit=held.commit)  # fmt: skip
+    assert (won, lost) == ([True], False)
+    reg = b.enrollments.registration("h1", "fw")
+    assert reg is not None and (reg.bound_public_key_sha256, reg.bound_mrenclave) == ("k1", "m1")
+
+
+def test_two_replicas_binding_one_key_to_two_names_only_one_binds(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                                 pg_database: PgDatabase) -> None:  # fmt: skip
+    """The losing write is to ANOTHER row: the key's advisory lock orders the two transactions."""
+    a, b = replicas
+    a.hosts.add("h1", None, None, at=AT)
+    a.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    a.enrollments.register_vnf("h1", "ids", enroll_rule="r", by="admin", at=AT)
+    held = OpenTransaction(a)
+    won: list[bool] = []
+    first = lambda: won.append(held.tx.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m1", at=AT))  # noqa: E731
+    lost = race(pg_database, first, lambda: b.enrollments.bind("h1", "ids", public_key_sha256="k1", mrenclave="m1",
+                                                              at=AT), commit=held.commit)  # fmt: skip
+    assert (won, lost) == ([True], False)
+    assert b.enrollments.bound_name("k1") == ("h1", "fw")
+    ids = b.enrollments.registration("h1", "ids")
+    assert ids is not None and ids.bound_public_key_sha256 is None
+
+
+def test_two_replicas_recording_one_serial_record_it_once(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                         pg_database: PgDatabase) -> None:  # fmt: skip
+    a, b = replicas
+    cert = certificate(0x5EED)
+    held = OpenTransaction(a)
+    lost = race(pg_database, lambda: held.tx.certificates().record_issued(cert, at=AT),
+                lambda: b.certificates().record_issued(cert, at=AT), commit=held.commit)  # fmt: skip
+    assert isinstance(lost, InputError) and "5eed is already recorded" in str(lost)
+    assert [r.serial for r in b.certificates().list()] == [0x5EED]
+
+
+def test_two_replicas_enrolling_one_vnf_leave_one_active_certificate(
+    replicas: tuple[PostgresStorage, PostgresStorage], pg_database: PgDatabase
+) -> None:
+    a, b = replicas
+    audit_id = a.audit.record(at=AT, actor="t", action="enroll", allowed=True)
+
+    def new(serial: str) -> NewEnrollment:
+        return NewEnrollment(host="h1", vnf="fw", serial=serial, certificate_sha256="c", public_key_sha256="k",
+                             key_mode="enclave", mrenclave="m", policy_version=None, audit_id=audit_id, issued_at=AT,
+                             not_after=AT + timedelta(hours=1))  # fmt: skip
+
+    held = OpenTransaction(a)
+    race(pg_database, lambda: held.tx.enrollments.record_enrollment(new("0a")),
+         lambda: b.enrollments.record_enrollment(new("0b")), commit=held.commit)  # fmt: skip
+    states = {e.serial: (e.status, e.superseded_by) for e in b.enrollments.enrollments()}
+    assert states == {"0a": ("superseded", "0b"), "0b": ("active", None)}
+
+
+def test_two_replicas_pinning_one_platform_see_each_other(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                         pg_database: PgDatabase) -> None:  # fmt: skip
+    from floodlight_trust.storage.records import HostAttestationRecord
+
+    a, b = replicas
+    for host in ("h1", "h2"):
+        a.hosts.add(host, None, None, at=AT)
+    trusted = HostAttestationRecord(trusted=True, at=AT, reasons=(), policy_version=None, platform_key="dcap-pck:aa")
+    held = OpenTransaction(a)
+
+    def pin_first() -> None:
+        assert held.tx.hosts.platform_owner("dcap-pck:aa", other_than="h1") is None
+        held.tx.hosts.record_attestation("h1", trusted)
+
+    def judge_second() -> str | None:
+        with b.transaction() as tx:  # the judge's re-check inside the recording transaction
+            return tx.hosts.platform_owner("dcap-pck:aa", other_than="h2")
+
+    assert race(pg_database, pin_first, judge_second, commit=held.commit) == "h1"
+
+
+def test_a_write_callback_runs_again_after_a_deadlock(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                     pg_database: PgDatabase) -> None:  # fmt: skip
+    """Two replicas locking two rows in opposite orders: PostgreSQL aborts one; write() re-runs it."""
+    a, b = replicas
+    for host in ("h1", "h2"):
+        a.hosts.add(host, None, None, at=AT)
+    calls: list[str] = []
+    a_has_h1, b_has_h2 = threading.Event(), threading.Event()
+
+    def a_fn(tx: Any) -> None:
+        calls.append("a")
+        tx.hosts.mark_untrusted("h1", [{"by": "a"}])
+        a_has_h1.set()
+        b_has_h2.wait(BLOCK_TIMEOUT_SECONDS)
+        tx.hosts.mark_untrusted("h2", [{"by": "a"}])
+
+    def b_fn(tx: Any) -> None:
+        calls.append("b")
+        tx.hosts.mark_untrusted("h2", [{"by": "b"}])
+        b_has_h2.set()
+        a_has_h1.wait(BLOCK_TIMEOUT_SECONDS)
+        tx.hosts.mark_untrusted("h1", [{"by": "b"}])
+
+    threads = [threading.Thread(target=a.write, args=(a_fn,)), threading.Thread(target=b.write, args=(b_fn,))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(calls[:2]) == ["a", "b"] and len(calls) == 3  # both ran, and the aborted one ran again
+    winner = calls[-1]
+    assert {h.name: h.reasons for h in a.hosts.all()} == {"h1": ({"by": winner},), "h2": ({"by": winner},)}
+
+
+def test_two_processes_racing_migrations_apply_each_step_once(pg_database: PgDatabase, tmp_path: Path) -> None:
+    config = tmp_path / "ftrust.toml"
+    config.write_text(f'[state]\ndir = "state"\n[storage]\nurl = "{pg_database.url_without_password}"\n')
+    env = {**os.environ, "FTRUST_DB_PASSWORD": pg_database.password}  # never on a command line
+    argv = ftrust_command("vm", "migrate", "--json", config=config)
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    import json
+
+    applied = sorted(len(json.loads(out)["applied"]) for out, _ in outs)
+    assert applied == [0, len(STEPS)]  # one migrated, the other waited for the lock and found it done
+    with psycopg.connect(pg_database.url) as conn:
+        rows = conn.execute("SELECT component, version FROM schema_migrations").fetchall()
+    assert sorted(rows) == sorted(s.key for s in STEPS)
+    for out, err in outs:
+        assert pg_database.password not in out + err
+
+
+def test_vm_migrate_reports_then_finds_nothing_to_do(pg_database: PgDatabase, tmp_path: Path) -> None:
+    config = tmp_path / "ftrust.toml"
+    config.write_text(f'[storage]\nurl = "{pg_database.url}"\n')
+    config.chmod(0o600)  # it holds the password
+    first = ftrust("vm", "migrate", config=config)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"applied {len(STEPS)} migration(s) to {pg_database.url_without_password}:")
+    again = ftrust("vm", "migrate", config=config)
+    assert again.stdout.strip() == f"{pg_database.url_without_password} is up to date ({len(STEPS)} migrations)"
+    assert pg_database.password not in first.stdout + first.stderr + again.stdout + again.stderr
+
+
+def test_a_wrong_password_is_a_clean_error_without_the_password(pg_database: PgDatabase) -> None:
+    url = url_of(pg_database).with_password(Secret("not-" + pg_database.password, "test"))
+    with pytest.raises(StorageUnavailable) as e:
+        PostgresStorage(url)
+    assert "password authentication failed" in str(e.value)
+    assert pg_database.password not in str(e.value) and pg_database.url_without_password in str(e.value)
+
+
+def test_a_database_that_goes_away_fails_cleanly_and_comes_back(pg_database: PgDatabase) -> None:
+    storage = PostgresStorage(url_of(pg_database), pool_size=2, connect_timeout_seconds=2)
+    try:
+        storage.hosts.add("h1", None, None, at=AT)
+        with psycopg.connect(pg_database.url, autocommit=True) as admin:  # every session of ours is cut
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        # The pool checks a connection before handing it out, so the next call reconnects by itself.
+        assert storage.hosts.get("h1").name == "h1"
+        with pytest.raises(StorageUnavailable, match="database unavailable"), storage.transaction() as tx:
+            tx.hosts.add("h2", None, None, at=AT)
+            with psycopg.connect(pg_database.url, autocommit=True) as admin:  # cut mid-transaction
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            tx.hosts.add("h3", None, None, at=AT)
+        assert [h.name for h in storage.hosts.all()] == ["h1"]  # nothing of the cut transaction
+    finally:
+        storage.close()

@@ -1,0 +1,47 @@
+"""The throwaway cluster the PostgreSQL tests run on (tests/support/postgres.py) is a real server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support.postgres import LocalCluster, PgDatabase, find_bindir
+
+
+def test_cluster_serves_sql_over_tcp_with_a_password(pg_database: PgDatabase) -> None:
+    with psycopg.connect(pg_database.url) as conn:
+        version = conn.execute("SHOW server_version_num").fetchone()
+        fsync = conn.execute("SHOW fsync").fetchone()
+        db = conn.execute("SELECT current_database()").fetchone()
+    assert version is not None and int(version[0]) >= 120000
+    assert fsync == ("off",)  # throwaway: speed over durability
+    assert db == (pg_database.name,)
+
+
+def test_tcp_without_the_password_is_refused(pg_database: PgDatabase) -> None:
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(pg_database.url_without_password, connect_timeout=10).close()
+
+
+def test_each_test_gets_a_fresh_database(pg_database: PgDatabase) -> None:
+    with psycopg.connect(pg_database.url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert tables == (0,)
+
+
+def test_a_cluster_stops_and_leaves_nothing_behind(pg_cluster: LocalCluster) -> None:
+    bindir = find_bindir()
+    assert bindir is not None  # pg_cluster found it
+    cluster = LocalCluster(bindir).start()
+    root, port = cluster.root, cluster.port
+    with psycopg.connect(cluster.url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    if os.geteuid() == 0:  # initdb refuses root: the server runs as nobody
+        assert Path(cluster.data).stat().st_uid != 0
+    cluster.stop()
+    assert not root.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(f"postgresql://ftrust@127.0.0.1:{port}/postgres", connect_timeout=5).close()

@@ -1,0 +1,247 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb + pg_ctl in a temporary directory.
+
+One cluster per test session (``pg_cluster``), listening on 127.0.0.1 at a free port and on a Unix
+socket inside its own directory, with fsync off (nothing in it has to survive a crash of the
+machine); each test that asks for ``pg_url`` gets a database of its own, dropped afterwards.
+
+initdb and pg_ctl refuse to run as root, so as root (CI runs as root) the cluster is made and run
+as ``nobody`` in a directory ``nobody`` owns. The binaries come from PATH or Debian's
+/usr/lib/postgresql/<major>/bin (``make setup`` installs them, scripts/ensure-postgres.sh). When
+they are missing the tests say plainly that they are skipped; under CI (``CI`` set) they fail.
+
+:class:`LocalCluster` has no pytest in it, so benchmarks can start a cluster the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+MISSING = (
+    "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin "
+    "(make setup as root, or apt-get install postgresql)"
+)
+SUPERUSER = "ftrust"
+START_TIMEOUT_SECONDS = 60
+
+
+def find_bindir() -> Path | None:
+    """The directory holding initdb, pg_ctl and postgres: PATH first, else the newest Debian major."""
+    on_path = shutil.which("pg_ctl")
+    if on_path and shutil.which("initdb"):
+        return Path(os.path.realpath(on_path)).parent
+    candidates = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if all((p / b).exists() for b in ("initdb", "pg_ctl"))),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return candidates[-1] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class _RunAs:
+    """Who runs the server: ourselves, or ``nobody`` when we are root (initdb refuses root)."""
+
+    uid: int | None
+    gid: int | None
+
+    @classmethod
+    def for_current_user(cls) -> _RunAs:
+        if os.geteuid() != 0:
+            return cls(None, None)
+        nobody = pwd.getpwnam("nobody")
+        return cls(nobody.pw_uid, nobody.pw_gid)
+
+    def run(self, argv: list[str], *, env: dict[str, str], cwd: str) -> subprocess.CompletedProcess[str]:
+        if self.uid is None:
+            return subprocess.run(argv, capture_output=True, text=True, check=False, env=env, cwd=cwd)
+        return subprocess.run(
+            argv, capture_output=True, text=True, check=False, env=env, cwd=cwd,
+            user=self.uid, group=self.gid, extra_groups=[],
+        )  # fmt: skip
+
+    def own(self, path: Path) -> None:
+        if self.uid is not None and self.gid is not None:
+            os.chown(path, self.uid, self.gid)
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+class LocalCluster:
+    """A PostgreSQL cluster of our own in ``root`` (made there on :meth:`start`, removed on :meth:`stop`).
+
+    The superuser ``ftrust`` has a random password: TCP connections (127.0.0.1 only) authenticate
+    with it (scram-sha-256), as a production server would; the Unix socket trusts the local user.
+    """
+
+    def __init__(self, bindir: Path, root: Path | None = None) -> None:
+        self.bindir = bindir
+        self._run_as = _RunAs.for_current_user()
+        self.root = root or Path(tempfile.mkdtemp(prefix="ftrust-pg-"))
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "sock"
+        self.password = secrets.token_urlsafe(18)
+        self.port = 0
+        self._started = False
+
+    def _pg(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
+        return self._run_as.run([str(self.bindir / tool), *args], env=env, cwd=str(self.root))
+
+    def start(self) -> LocalCluster:
+        self._run_as.own(self.root)
+        self.root.chmod(0o700)
+        self.socket_dir.mkdir(mode=0o700)
+        self._run_as.own(self.socket_dir)
+        pwfile = self.root / "superuser.pass"
+        pwfile.write_text(self.password + "\n", encoding="utf-8")
+        pwfile.chmod(0o600)
+        self._run_as.own(pwfile)
+        init = self._pg(
+            "initdb", "-D", str(self.data), "-U", SUPERUSER, f"--pwfile={pwfile}",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions",
+        )  # fmt: skip
+        pwfile.unlink()
+        if init.returncode != 0:
+            raise ClusterError(f"initdb failed ({init.returncode}): {init.stderr.strip() or init.stdout.strip()}")
+        # A free port can be taken between our probe and the server's bind: try a few.
+        last = ""
+        for _ in range(3):
+            self.port = _free_port()
+            options = " ".join(
+                (
+                    f"-c port={self.port}",
+                    "-c listen_addresses=127.0.0.1",
+                    f"-c unix_socket_directories={self.socket_dir}",
+                    "-c fsync=off",
+                    "-c synchronous_commit=off",
+                    "-c full_page_writes=off",
+                    "-c max_connections=200",
+                    "-c shared_buffers=32MB",
+                    "-c log_min_messages=warning",
+                )
+            )
+            started = self._pg(
+                "pg_ctl", "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_SECONDS),
+                "-l", str(self.root / "server.log"), "-o", options,
+            )  # fmt: skip
+            if started.returncode == 0:
+                self._started = True
+                return self
+            last = self.log_tail() or started.stderr.strip()
+        raise ClusterError(f"pg_ctl start failed: {last}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join((self.root / "server.log").read_text(encoding="utf-8").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._started:
+            self._pg("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
+            self._started = False
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # Connection strings. Tests that check how a password reaches the driver use ``url(password=False)``
+    # and hand the password over separately.
+    def url(self, database: str = "postgres", *, password: bool = True) -> str:
+        auth = f"{SUPERUSER}:{quote(self.password, safe='')}" if password else SUPERUSER
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def socket_url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(self.socket_dir), safe='')}&port={self.port}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` as the superuser over the Unix socket (administration: CREATE/DROP DATABASE)."""
+        import psycopg
+
+        with psycopg.connect(self.socket_url(database), autocommit=True) as conn:
+            cur = conn.execute(sql)  # type: ignore[arg-type]  # test administration, not user input
+            return "" if cur.description is None else "\n".join("|".join(map(str, row)) for row in cur.fetchall())
+
+    def create_database(self) -> str:
+        name = "t_" + secrets.token_hex(6)
+        self.psql(f"CREATE DATABASE {name}")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def require_postgres() -> Path:
+    bindir = find_bindir()
+    if bindir is not None:
+        return bindir
+    if os.environ.get("CI"):
+        pytest.fail(MISSING)
+    pytest.skip(MISSING)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[LocalCluster]:
+    """One PostgreSQL cluster for the whole session, stopped and removed at its end."""
+    cluster = LocalCluster(require_postgres())
+    try:
+        cluster.start()
+    except ClusterError:
+        cluster.stop()
+        raise
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class PgDatabase:
+    """A fresh database on the session's cluster, for one test."""
+
+    cluster: LocalCluster
+    name: str
+
+    @property
+    def url(self) -> str:
+        """The connection URL with the password in it (as a 0600 config file may carry it)."""
+        return self.cluster.url(self.name)
+
+    @property
+    def url_without_password(self) -> str:
+        return self.cluster.url(self.name, password=False)
+
+    @property
+    def password(self) -> str:
+        return self.cluster.password
+
+
+@pytest.fixture()
+def pg_database(pg_cluster: LocalCluster) -> Iterator[PgDatabase]:
+    name = pg_cluster.create_database()
+    try:
+        yield PgDatabase(pg_cluster, name)
+    finally:
+        pg_cluster.drop_database(name)
