@@ -54,7 +54,7 @@ def _vm(policy: Any, tmp: Path) -> Any:
 
 def _appraise_via_vm(vm: Any, data: bytes) -> int:
     from floodlight_trust import clock
-    from floodlight_trust.manager.verdicts import denials
+    from floodlight_trust.reasons import denials
 
     _, entries, reasons = vm.host_attestation.appraise_ima(None, "bench", "h", data, clock.now())
     if denials(reasons):

@@ -11,9 +11,10 @@ the shell provides (``floodlight_trust.policy_files``: ``load_policy(path)``).
 
 from __future__ import annotations
 
+from floodlight_trust.reasons import Reason
 from policy_lang.check import PolicyErrors
 from policy_lang.compile import EnrollRule, Policy, compile_policy_text
-from policy_lang.evaluate import Decision, HostMeasuredState, Reason
+from policy_lang.evaluate import Decision, HostMeasuredState
 
 __all__ = [
     "Decision",

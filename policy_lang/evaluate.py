@@ -7,45 +7,20 @@ statement the measurement-list entries in list order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from itertools import compress
 from operator import ne
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims, SignatureStatus
 from floodlight_trust.errors import InputError
+from floodlight_trust.reasons import Reason, ReasonLevel
 from policy_lang.check import TExpr, hex_bytes, is_hex
 from policy_lang.reference import as_set
 
 if TYPE_CHECKING:
     from policy_lang.compile import CompiledEnclave, CompiledHost
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """Why a decision went the way it did. ``level`` is "deny" for failures, "note" for information."""
-
-    rule: str
-    location: str  # "file:line" of the policy statement
-    message: str
-    evidence: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    level: str = "deny"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.evidence, MappingProxyType):  # keep a frozen Reason read-only throughout
-            object.__setattr__(self, "evidence", MappingProxyType(dict(self.evidence)))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "location": self.location,
-            "message": self.message,
-            "evidence": _jsonable(dict(self.evidence)),
-            "level": self.level,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +34,11 @@ class Decision:
 
     @property
     def failures(self) -> tuple[Reason, ...]:
-        return tuple(r for r in self.reasons if r.level == "deny")
+        return tuple(r for r in self.reasons if r.denies)
 
     @property
     def notes(self) -> tuple[Reason, ...]:
-        return tuple(r for r in self.reasons if r.level != "deny")
+        return tuple(r for r in self.reasons if not r.denies)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,7 +53,7 @@ class Decision:
         head = f"{'ALLOWED' if self.allowed else 'DENIED'} by {self.policy} (policy {self.policy_version[:12]})"
         lines = [head]
         for r in self.reasons:
-            tag = "note" if r.level != "deny" else "deny"
+            tag = "note" if not r.denies else "deny"
             lines.append(f"  {tag}: {r.location}: {r.rule}: {r.message}")
         return "\n".join(lines)
 
@@ -129,20 +104,8 @@ class HostMeasuredState:
         return state
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, frozenset | set):
-        return sorted(_jsonable(v) for v in value)
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
-
-
 def _decision(policy: str, version: str, reasons: list[Reason]) -> Decision:
-    allowed = not any(r.level == "deny" for r in reasons)
+    allowed = not any(r.denies for r in reasons)
     return Decision(allowed, policy, version, tuple(reasons))
 
 
@@ -279,16 +242,16 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
     where = e.pos.short
     enclave = claims.enclave
     if enclave is None:
-        reasons.append(Reason("evidence", where, "no enclave evidence in the claims"))
+        reasons.append(Reason("evidence", "no enclave evidence in the claims", where))
         return _decision(e.name, version, reasons)
     if enclave.simulated:
         if e.allow_simulated is None:
             reasons.append(
                 Reason(
                     "simulated",
-                    where,
                     "evidence comes from a SIMULATED SGX platform; refused unless the enclave policy "
                     "says allow_simulated = true",
+                    where,
                     {"simulated": True},
                 )
             )
@@ -296,10 +259,10 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
             reasons.append(
                 Reason(
                     "simulated",
-                    e.allow_simulated.short,
                     "INSECURE: evidence from a SIMULATED SGX platform accepted because allow_simulated = true",
+                    e.allow_simulated.short,
                     {"simulated": True},
-                    level="note",
+                    level=ReasonLevel.NOTE,
                 )
             )
     if enclave.debug:
@@ -307,8 +270,8 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
             reasons.append(
                 Reason(
                     "debug",
-                    where,
                     "debug enclave refused: its memory can be read by the host (set allow_debug = true to accept)",
+                    where,
                     {"debug": True, "mrenclave": enclave.mrenclave},
                 )
             )
@@ -316,25 +279,25 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
             reasons.append(
                 Reason(
                     "debug",
-                    e.allow_debug.short,
                     "INSECURE: debug enclave accepted (allow_debug = true)",
+                    e.allow_debug.short,
                     {"debug": True},
-                    level="note",
+                    level=ReasonLevel.NOTE,
                 )
             )
     for rule in e.rules:
         if rule.kind == "expr":
             assert rule.expr is not None
             for message, evidence in failures(rule.expr, enclave):
-                reasons.append(Reason(rule.name, rule.pos.short, message, evidence))
+                reasons.append(Reason(rule.name, message, rule.pos.short, evidence))
         elif rule.kind == "deny_advisories":
             hit = sorted(set(enclave.advisory_ids) & rule.values)
             if hit:
                 reasons.append(
                     Reason(
                         rule.name,
-                        rule.pos.short,
                         f"platform is affected by denied advisories {', '.join(hit)}",
+                        rule.pos.short,
                         {"found": list(enclave.advisory_ids), "denied": sorted(rule.values)},
                     )
                 )
@@ -344,8 +307,8 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
                 reasons.append(
                     Reason(
                         rule.name,
-                        rule.pos.short,
                         f"platform is affected by advisories not tolerated: {', '.join(extra)}",
+                        rule.pos.short,
                         {"found": list(enclave.advisory_ids), "tolerated": sorted(rule.values)},
                     )
                 )
@@ -355,8 +318,8 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
                 reasons.append(
                     Reason(
                         rule.name,
-                        rule.pos.short,
                         f"collateral issued {_human(age)} before verification; at most {_human(rule.seconds)} allowed",
+                        rule.pos.short,
                         {"age_seconds": int(age), "max_seconds": rule.seconds},
                     )
                 )
@@ -364,8 +327,8 @@ def evaluate_enclave(e: CompiledEnclave, claims: ClaimSet, version: str) -> Deci
                 reasons.append(
                     Reason(
                         rule.name,
-                        rule.pos.short,
                         f"collateral issued {_human(-age)} after the verification time",
+                        rule.pos.short,
                         {"age_seconds": int(age)},
                     )
                 )
@@ -397,7 +360,7 @@ def evaluate_host_round(
     ima = claims.ima
     where = h.pos.short
     if ima is None:
-        reasons.append(Reason("evidence", where, "no IMA measurement list in the claims"))
+        reasons.append(Reason("evidence", "no IMA measurement list in the claims", where))
         return _decision(h.name, version, reasons), None
     paths, digests, algs = ima.paths, ima.digests, ima.digest_algorithms
     base = ima.first_index
@@ -411,10 +374,10 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "evidence",
-                    where,
                     f"the whole-list state covers {previous.entries} entries judged by {previous.host_policy} "
                     f"(policy {previous.policy_version[:12]}), but these claims start at entry {base} for "
                     f"{h.name} (policy {version[:12]}): appraise the full list",
+                    where,
                     {"state_entries": previous.entries, "first_index": base},
                 )
             )
@@ -422,9 +385,9 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "boot_aggregate",
-                    where,
                     f"boot_aggregate changed from {show(previous.boot_aggregate)} to {ima.boot_aggregate} "
                     "between rounds: not the same boot",
+                    where,
                     {"found": ima.boot_aggregate, "previous": previous.boot_aggregate},
                 )
             )
@@ -437,9 +400,9 @@ def evaluate_host_round(
         reasons.append(
             Reason(
                 "log_hash_alg",
-                include.short,
                 f"the list's template hashes are {found if found else 'of an unknown algorithm (the claims do not say)'}"
                 f"; the Keylime runtime policy ({source}) says ima.log_hash_alg {wanted}",
+                include.short,
                 {"found": found, "expected": wanted},
             )
         )
@@ -454,9 +417,9 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     field_name,
-                    pos.short,
                     f"{len(idx)} entries use {field_name} {value!r}, expected one of {show(allowed)} "
                     f"(first: entry {base + idx[0]}, {paths[idx[0]]})",
+                    pos.short,
                     {
                         "found": value,
                         "expected": allowed,
@@ -470,9 +433,9 @@ def evaluate_host_round(
         reasons.append(
             Reason(
                 "boot_aggregate",
-                h.boot_aggregates[1].short,
                 "incremental list without the state of earlier rounds: boot_aggregate is judged on the full list only",
-                level="note",
+                h.boot_aggregates[1].short,
+                level=ReasonLevel.NOTE,
             )
         )
     elif h.boot_aggregates is not None and whole is not None:
@@ -482,8 +445,8 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "boot_aggregate",
-                    pos.short,
                     f"boot_aggregate is {show(found)}, expected one of {show(allowed)}",
+                    pos.short,
                     {"found": found, "expected": allowed},
                 )
             )
@@ -494,9 +457,9 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "violation",
-                    where,
                     f"measurement violation (zeroed entry) for {paths[i]} at entry {base + i}; "
                     "refused unless the host policy says allow_violations = true",
+                    where,
                     {"path": paths[i], "index": base + i},
                 )
             )
@@ -545,8 +508,8 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "allowlist",
-                    rule_pos,
                     f"{what} {p} has digest {alg}:{d}, expected one of {show(expected)}",
+                    rule_pos,
                     {"path": p, "found": d, "digest_algorithm": alg, "expected": expected, "index": base + i},
                 )
             )
@@ -554,8 +517,8 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "allowlist",
-                    where,
                     f"unknown {what} {p} ({alg}:{d}) is not in the allowlist",
+                    where,
                     {"path": p, "found": d, "digest_algorithm": alg, "index": base + i},
                 )
             )
@@ -566,10 +529,10 @@ def evaluate_host_round(
             reasons.append(
                 Reason(
                     "require_measured",
-                    h.required[0].pos.short,
                     "incremental list without the state of earlier rounds: 'require measured' is judged "
                     "on the full list only",
-                    level="note",
+                    h.required[0].pos.short,
+                    level=ReasonLevel.NOTE,
                 )
             )
         else:
@@ -589,9 +552,9 @@ def evaluate_host_round(
                 reasons.append(
                     Reason(
                         "require_measured",
-                        req.pos.short,
                         f"required file {req.pattern} was not measured"
                         + (f" (entries 0..{base + n - 1} of the list)" if base else ""),
+                        req.pos.short,
                         {"path": req.pattern},
                     )
                 )
@@ -617,8 +580,8 @@ def evaluate_host_round(
                 reasons.append(
                     Reason(
                         "require_signature",
-                        rule.pos.short,
                         f"file {p} {why}",
+                        rule.pos.short,
                         {
                             "path": p,
                             "signature": status.value,
@@ -644,22 +607,22 @@ def evaluate_host_tpm(h: CompiledHost, tpm: Any, version: str) -> Decision:
         reasons.append(
             Reason(
                 "tpm",
-                h.tpm_required.short,
                 "the host policy requires TPM anchoring, but this round's evidence is not anchored in a registered TPM"
                 + ("" if tpm is not None else " (no TPM registered for the host, or no TPM quote)"),
+                h.tpm_required.short,
             )
         )
     if h.boot_pcrs is not None:
         expected, unchanged, pos = h.boot_pcrs
         if not anchored:
             reasons.append(
-                Reason("boot_pcrs", pos.short, "boot PCRs cannot be judged: no verified TPM quote this round")
+                Reason("boot_pcrs", "boot PCRs cannot be judged: no verified TPM quote this round", pos.short)
             )
         elif unchanged:
             baseline = tpm.registered_pcrs
             if baseline is None:
                 reasons.append(
-                    Reason("boot_pcrs", pos.short, "no boot PCR values were recorded when the TPM was registered")
+                    Reason("boot_pcrs", "no boot PCR values were recorded when the TPM was registered", pos.short)
                 )
             else:
                 for bank, values in sorted(baseline.items()):
@@ -669,8 +632,8 @@ def evaluate_host_tpm(h: CompiledHost, tpm: Any, version: str) -> Decision:
                             reasons.append(
                                 Reason(
                                     "boot_pcrs",
-                                    pos.short,
                                     f"{bank} PCR {pcr} is {show(got)}, at registration it was {want}",
+                                    pos.short,
                                     {"bank": bank, "pcr": pcr, "found": got, "registered": want},
                                 )
                             )
@@ -682,9 +645,9 @@ def evaluate_host_tpm(h: CompiledHost, tpm: Any, version: str) -> Decision:
                         reasons.append(
                             Reason(
                                 "boot_pcrs",
-                                pos.short,
                                 f"{bank} PCR {pcr} is {show(got)}, the policy expects {want}"
                                 + (" (not quoted)" if got is None else ""),
+                                pos.short,
                                 {"bank": bank, "pcr": pcr, "found": got, "expected": want},
                             )
                         )

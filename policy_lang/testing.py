@@ -55,8 +55,9 @@ from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError, Location, VerificationError
 from floodlight_trust.fileio import read_bytes, read_text
 from floodlight_trust.policy_files import load_policy
+from floodlight_trust.reasons import Reason
 from policy_lang.compile import Policy
-from policy_lang.evaluate import Decision, Reason
+from policy_lang.evaluate import Decision
 
 TEST_SUFFIX = ".policytest.toml"
 CASE_KEYS = {
@@ -447,7 +448,7 @@ def load_test_file(path: Path) -> TestFile:
 
 def evaluate_case(policy: Policy, case: Case) -> Decision:
     if case.evidence_failure is not None:  # the Verification Manager refuses unverifiable evidence
-        reason = Reason("evidence", case.location, case.evidence_failure)
+        reason = Reason("evidence", case.evidence_failure, case.location)
         return Decision(False, f"{case.target_kind} {case.target}", policy.version, (reason,))
     claims = claimset_from_json(case.claims, where=f"{case.location}: claims")
     if case.target_kind == "host":
@@ -514,7 +515,7 @@ def run_tests(paths: Iterable[str | Path]) -> TestReport:
             result = run_case(test, case)
             report.results.append(result)
             if result.decision is not None:
-                denied_by.update((r.location, r.rule) for r in result.decision.failures)
+                denied_by.update((r.location or "", r.rule) for r in result.decision.failures)
 
     # A rule is covered when some case shows it denying; the allowlist/debug checks report at the
     # policy's own location, which is how they are keyed too.

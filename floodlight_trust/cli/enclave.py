@@ -109,7 +109,7 @@ def _check_manifest(args: argparse.Namespace) -> int:
     import os
 
     from floodlight_trust.enclave.manifest import GRAMINE_LIBOS, check_manifest, load_manifest, policy_expectation
-    from floodlight_trust.manager.verdicts import NOTE
+    from floodlight_trust.reasons import ReasonLevel
 
     if (args.policy is None) != (args.enclave is None):
         raise ConfigError("--policy and --enclave go together (the enclave policy that judges this enclave)")
@@ -124,7 +124,7 @@ def _check_manifest(args: argparse.Namespace) -> int:
         gramine_installed=os.path.exists(GRAMINE_LIBOS),
         expectation=expectation,
     )
-    failures = [r for r in reasons if r.level != NOTE]
+    failures = [r for r in reasons if r.level != ReasonLevel.NOTE]
     result = {
         "manifest": str(manifest),
         "ok": not failures,
@@ -133,7 +133,7 @@ def _check_manifest(args: argparse.Namespace) -> int:
     }
     lines = [f"{manifest}: {'OK' if not failures else 'REFUSED'} ({len(layout.libraries)} libraries checked)"]
     lines += [f"  - {r.rule}: {r.message}" for r in failures]
-    lines += [f"  note {r.rule}: {r.message}" for r in reasons if r.level == NOTE]
+    lines += [f"  note {r.rule}: {r.message}" for r in reasons if r.level == ReasonLevel.NOTE]
     emit(args, result, "\n".join(lines))
     return 0 if not failures else int(ExitCode.DENIED)
 

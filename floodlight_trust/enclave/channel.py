@@ -28,8 +28,8 @@ from typing import Any
 from floodlight_trust.enclave.credentials import CredentialsRefused
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import FtrustError, InputError, Location, ServiceError, VerificationError
-from floodlight_trust.manager.verdicts import Reason
 from floodlight_trust.protocol import validate
+from floodlight_trust.reasons import Reason
 
 log = logging.getLogger("floodlight_trust.enclave.channel")
 

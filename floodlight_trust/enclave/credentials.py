@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from floodlight_trust.errors import FtrustError, InputError, VerificationError
-from floodlight_trust.manager.verdicts import Reason
 from floodlight_trust.protocol import validate
 from floodlight_trust.protocol.keywrap import WrappedKey, unwrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement, statement_signed_by
+from floodlight_trust.reasons import Reason
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from floodlight_trust.errors import InputError, Location
-from floodlight_trust.manager.verdicts import NOTE, Reason
+from floodlight_trust.reasons import Reason, ReasonLevel
 
 GRAMINE_LIBDIR = "/usr/lib/x86_64-linux-gnu/gramine"
 GRAMINE_LIBOS = f"{GRAMINE_LIBDIR}/libsysdb.so"
@@ -337,7 +337,9 @@ def check_manifest(
             continue
         if path.startswith(GRAMINE_LIBDIR) and not gramine_installed:
             reasons.append(
-                Reason("manifest.trusted_files", f"{path}: Gramine's own file, not installed here", level=NOTE)
+                Reason(
+                    "manifest.trusted_files", f"{path}: Gramine's own file, not installed here", level=ReasonLevel.NOTE
+                )
             )
         else:
             reasons.append(Reason("manifest.trusted_files", f"trusted file {path} does not exist on this machine"))

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 
 from floodlight_trust.errors import InputError
 from floodlight_trust.http.server import HttpError, Request
-from floodlight_trust.manager.workflow import ADMIN_URI_PREFIX
+from floodlight_trust.judges.enrollment import ADMIN_URI_PREFIX
 from floodlight_trust.pki.records import CertificateAuthorityKind
 from floodlight_trust.secrets import Secret
 

@@ -1,7 +1,8 @@
 """HTTP clients: the VM talking to agents, and admins or agents talking to the VM.
 
 Every message is validated against its schema on the way in (and on the way out when
-``protocol.CHECK_OUTBOUND`` is on). Errors of the other side (JSON documents of schema ``error``)
+``protocol.CHECK_OUTBOUND`` is on); host and enclave evidence once only, where the VM parses it into
+typed evidence (``protocol.evidence``). Errors of the other side (JSON documents of schema ``error``)
 become the project's typed errors with the server's message, so the CLI prints one line.
 
 The transport is the project's one HTTP stack (``floodlight_trust.clients.httpclient``, urllib3) with one
@@ -203,18 +204,18 @@ class AgentClient(JsonClient):
         validate("agent_info", doc)
         return dict(doc)
 
-    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> dict[str, Any]:
+    def host_evidence(self, nonce: bytes, ima_offset: int = 0) -> Any:
+        """The agent's evidence document, as it came: the VM validates and parses it once, where it
+        judges it (``protocol.evidence.HostEvidence``)."""
         body: dict[str, Any] = {"nonce": nonce.hex()}
         if ima_offset:
             body["ima_offset"] = ima_offset
-        doc = self.request("POST", "/v1/host/evidence", body)
-        validate("host_evidence", doc)
-        return dict(doc)
+        return self.request("POST", "/v1/host/evidence", body)
 
-    def enclave_evidence(self, vnf: str, nonce: bytes) -> dict[str, Any]:
-        doc = self.request("POST", f"/v1/vnfs/{quote(vnf)}/evidence", {"nonce": nonce.hex()})
-        validate("enclave_evidence", doc)
-        return dict(doc)
+    def enclave_evidence(self, vnf: str, nonce: bytes) -> Any:
+        """The enclave's evidence document, as it came: the VM validates and parses it once, where
+        it judges it (``protocol.evidence.EnclaveEvidence``)."""
+        return self.request("POST", f"/v1/vnfs/{quote(vnf)}/evidence", {"nonce": nonce.hex()})
 
     def tpm_registration(self) -> dict[str, Any]:
         doc = self.request("GET", "/v1/tpm/registration")

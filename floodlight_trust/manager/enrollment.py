@@ -12,50 +12,43 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from floodlight_trust import clock
-from floodlight_trust.claims import ClaimSet, EnclaveClaims, enclave_to_json
-from floodlight_trust.errors import (
-    FtrustError,
-    InputError,
-    NotFoundError,
-    ServiceError,
-    UnauthenticatedEvidence,
-    VerificationError,
+from floodlight_trust.claims import EnclaveClaims, enclave_to_json
+from floodlight_trust.clock import format_time
+from floodlight_trust.errors import FtrustError, InputError, NotFoundError, ServiceError, UnauthenticatedEvidence
+from floodlight_trust.judges.enrollment import (
+    ADMIN_URI_PREFIX,
+    CONTROLLER_URI_PREFIX,
+    EnrollmentCase,
+    gate,
+    judge_enrollment,
+    spki_sha256,
 )
+from floodlight_trust.judges.platform import platform_key
 from floodlight_trust.manager.context import ManagerContext
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.platform_checks import platform_key, same_platform
-from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier, platform_json
-from floodlight_trust.manager.verdicts import (
-    NONCE_REPLAYED,
-    NOTE,
-    Denied,
-    EnrollmentResult,
-    Reason,
-    decision_reasons,
-    denial_summary,
-    denials,
-    error_reason,
-    reasons_json,
-)
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
+from floodlight_trust.manager.verdicts import NONCE_REPLAYED, Denied, EnrollmentResult
 from floodlight_trust.pki.keys import generate_private_key
-from floodlight_trust.protocol import b64decode, validate
-from floodlight_trust.protocol.binding import check_report_data, key_report_data
+from floodlight_trust.protocol import b64encode
+from floodlight_trust.protocol.evidence import EnclaveEvidence, EvidenceParseError, KeyMode, enclave_evidence
 from floodlight_trust.protocol.keywrap import WrappedKey, wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement
+from floodlight_trust.reasons import Reason, denial_summary, denials, reasons_json
 from floodlight_trust.storage.records import HostRecord, NewEnrollment, VnfRegistration, VnfStatus
 from floodlight_trust.storage.stores import Transaction
 
-KEY_MODES = ("enclave", "vm-generated")
+__all__ = ["ADMIN_URI_PREFIX", "CONTROLLER_URI_PREFIX", "KEY_MODES", "Enrollment"]
+
+KEY_MODES = tuple(m.value for m in KeyMode)
+ENCLAVE_KEY_FIELD = "enclave_public_key"  # stored with an enrollment's enclave claims (base64 SPKI DER)
 SELF_REGISTERING_SETTING = "vm.self_registering_enroll_rules"
 
 
@@ -64,25 +57,10 @@ def self_registration_actor(rule: str) -> str:
     return f"enroll rule {rule} ({SELF_REGISTERING_SETTING})"
 
 
-CONTROLLER_URI_PREFIX = "urn:ftrust:controller:"  # the revocation stream subscriber (revocation_feed.py)
-ADMIN_URI_PREFIX = "urn:ftrust:admin:"
-
-
-def spki_sha256(spki: bytes) -> str:
-    return hashlib.sha256(spki).hexdigest()
-
-
 def serial_text(serial: int) -> str:
     from floodlight_trust.pki.records import serial_hex
 
     return str(serial_hex(serial))
-
-
-def _load_spki(spki: bytes) -> Any:
-    try:
-        return serialization.load_der_public_key(spki)
-    except ValueError:
-        raise Denied(Reason("protocol.key", "the enclave public key is not a SubjectPublicKeyInfo DER")) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,76 +69,11 @@ class _Attempt:
 
     host: str
     vnf: str
-    mode: str
+    mode: KeyMode
     at: datetime
     actor: str
     self_register: str | None = None  # the enroll rule that registers this VNF name on first enrollment
     enclave_key: str = ""  # SHA-256 of the enclave's quote-bound key (what the name is bound to)
-
-
-def identity_reasons(
-    registration: VnfRegistration | None,
-    rule: str,
-    enclave_key: str,
-    mrenclave: str,
-    key_holder: tuple[str, str] | None,
-    host: str,
-    vnf: str,
-) -> list[Reason]:
-    """Is this enclave the one the VNF name stands for? The registered enroll rule must be the one
-    that admits it, a name bound to an enclave (key and MRENCLAVE of its first enrollment) takes no
-    other until an admin releases it, an enclave key holds one name, and an MRENCLAVE the admin
-    named at registration must match. Every failing check is reported."""
-    out: list[Reason] = []
-    release = f"`ftrust vm vnfs release {host} {vnf}`"
-    if registration is not None:
-        if registration.enroll_rule and registration.enroll_rule != rule:
-            out.append(
-                Reason(
-                    "vnf.enroll_rule",
-                    f"VNF {vnf!r} is registered under enroll rule {registration.enroll_rule!r}, but the policy's "
-                    f"rule for that name is {rule!r}",
-                )
-            )
-        if registration.expected_mrenclave and registration.expected_mrenclave != mrenclave:
-            out.append(
-                Reason(
-                    "vnf.binding",
-                    f"VNF {vnf!r} was registered for MRENCLAVE {registration.expected_mrenclave[:16]}..., this "
-                    f"enclave is {mrenclave[:16]}...",
-                    evidence={"registered_mrenclave": registration.expected_mrenclave, "mrenclave": mrenclave},
-                )
-            )
-        bound_key, bound_mre = registration.bound_public_key_sha256, registration.bound_mrenclave
-        if bound_key is not None and (bound_key != enclave_key or bound_mre != mrenclave):
-            what = " and ".join(
-                w for w, same in (("key", bound_key == enclave_key), ("MRENCLAVE", bound_mre == mrenclave)) if not same
-            )
-            out.append(
-                Reason(
-                    "vnf.binding",
-                    f"the name {vnf!r} on host {host!r} is bound to the enclave of its first enrollment "
-                    f"(key {bound_key[:16]}..., MRENCLAVE {str(bound_mre)[:16]}..., since {clock.format_time(registration.bound_at) if registration.bound_at else None}); "
-                    f"this enclave's {what} differs: another enclave cannot take the name until an admin runs "
-                    f"{release}",
-                    evidence={
-                        "bound_public_key_sha256": bound_key,
-                        "bound_mrenclave": bound_mre,
-                        "public_key_sha256": enclave_key,
-                        "mrenclave": mrenclave,
-                    },
-                )
-            )
-    if key_holder is not None and key_holder != (host, vnf):
-        out.append(
-            Reason(
-                "vnf.binding",
-                f"this enclave key is bound to VNF {key_holder[1]!r} on host {key_holder[0]!r}: one enclave holds "
-                f"one name (it cannot also enroll as {vnf!r})",
-                evidence={"bound_to": list(key_holder), "public_key_sha256": enclave_key},
-            )
-        )
-    return out
 
 
 class Enrollment:
@@ -173,14 +86,15 @@ class Enrollment:
 
     def enroll_evidence(
         self,
-        evidence: Any,
+        evidence: EnclaveEvidence | Mapping[str, Any],
         *,
         actor: str,
         key_mode: str | None = None,
         renew_before: timedelta | None = None,
         authoritative: bool = False,
     ) -> EnrollmentResult:
-        """Verify a VNF enclave's evidence and, if allowed, issue its certificate (one transaction).
+        """Judge a VNF enclave's evidence (``judges.enrollment.judge_enrollment``) and act on the
+        verdict: issue (or keep) its certificate, or record the denial, in one transaction.
 
         Only a registered host's VNFs are judged (else NotFoundError, nothing recorded).
         ``authoritative``: the VM fetched the evidence from the host's registered agent. Pushed
@@ -192,120 +106,71 @@ class Enrollment:
         """
         ctx = self.ctx
         at = ctx.now()
-        validate("enclave_evidence", evidence)
-        host, vnf = evidence["host"], evidence["vnf"]
-        mode = key_mode or evidence.get("key_mode") or ctx.key_mode
-        if mode not in KEY_MODES:
-            raise InputError(f"unknown key mode {mode!r}")
-        record = ctx.storage.hosts.find(host)
+        try:
+            e = enclave_evidence(evidence)
+        except EvidenceParseError as err:
+            mode = self._key_mode(key_mode, None)
+            self._registered_host(err.host)
+            _, self_register = self.require_registered(err.host, str(err.vnf))
+            attempt = _Attempt(err.host, str(err.vnf), mode, at, actor, self_register)
+            reasons = [Reason.from_error("protocol.evidence", err)]
+            if not authoritative:
+                self._refuse_unauthenticated(attempt, reasons, None)
+            return self._deny(attempt, reasons, None, b"", {"key_mode": mode.value})
+        mode = self._key_mode(key_mode, e.key_mode)
+        record = self._registered_host(e.host)
+        registration, self_register = self.require_registered(e.host, e.vnf)
+        attempt = _Attempt(e.host, e.vnf, mode, at, actor, self_register, spki_sha256(e.public_key))
+        case = EnrollmentCase(
+            evidence=e,
+            key_mode=mode,
+            host_record=record,
+            registration=registration,
+            nonce=ctx.nonces.find(e.nonce),
+        )
+        if gate(case, at=at):  # only a fresh nonce's quote is worth verifying (IAS or PCS may be asked)
+            quote = self.quotes.verify(e.evidence_type, e.quote, e.collateral, at)
+            holder = ctx.storage.enrollments.bound_name(attempt.enclave_key) if isinstance(quote, EnclaveClaims) else None
+            case = replace(case, quote=quote, key_holder=holder)
+        j = judge_enrollment(case, ctx.policy, ctx.settings.enrollments, at=at)
+        nonce = e.nonce if j.nonce_fresh else None
+        reasons = list(j.reasons)
+        if not j.authentic and not authoritative:
+            self._refuse_unauthenticated(attempt, reasons, nonce)
+        info = dict(j.evidence_info or {})
+        if self_register:
+            info["registered_by"] = self_registration_actor(self_register)
+        claims = j.claims
+        if not j.allowed or claims is None or nonce is None:
+            return self._deny(attempt, reasons, claims, e.public_key, info, nonce)
+        try:
+            current = self._current_certificate(attempt, e.public_key, claims, renew_before)
+            if current is not None:
+                return self._keep(attempt, current, claims, info, nonce, reasons)
+            return self._issue(attempt, j.profile, e.public_key, claims, info, nonce, reasons)
+        except Denied as d:  # a commit-time check: a concurrent replay or binding
+            return self._deny(attempt, d.reasons, claims, e.public_key, info, nonce)
+        except UnauthenticatedEvidence:
+            raise
+        except FtrustError as err:
+            return self._deny(attempt, [Reason.from_error("protocol.evidence", err)], claims, e.public_key, info, nonce)
+
+    def _key_mode(self, requested: str | None, sent: KeyMode | None) -> KeyMode:
+        mode = requested or sent or self.ctx.key_mode
+        try:
+            return KeyMode(mode)
+        except ValueError:
+            raise InputError(f"unknown key mode {mode!r}") from None
+
+    def _registered_host(self, host: str) -> HostRecord:
+        record = self.ctx.storage.hosts.find(host)
         if record is None:
             raise NotFoundError(
                 f"host {host!r} is not registered: enclave evidence for it is refused and nothing is recorded",
                 code="host.unregistered",
                 hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
             )
-        registration, self_register = self.require_registered(host, vnf)
-        attempt = _Attempt(host, vnf, mode, at, actor, self_register)
-        info: dict[str, Any] = {"key_mode": mode}
-        claims: EnclaveClaims | None = None
-        spki = b""
-        nonce: bytes | None = None
-        binding: Reason | None = None  # the quote does not bind the nonce and key (VM-fetched only)
-        try:
-            try:
-                quote = b64decode(evidence["quote"], what="enclave_evidence.quote")
-                spki = b64decode(evidence["public_key"], what="enclave_evidence.public_key")
-                info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "public_key_sha256": spki_sha256(spki)}
-                attempt = replace(attempt, enclave_key=spki_sha256(spki))
-                fresh = bytes.fromhex(evidence["nonce"])
-                try:
-                    ctx.nonces.check(fresh, purpose="enclave", host=host, vnf=vnf, at=at)
-                except VerificationError as e:
-                    raise Denied(error_reason("protocol.nonce", e)) from None
-                nonce = fresh
-                vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
-                claims = vq.claims
-                info |= {
-                    "mrenclave": claims.mrenclave,
-                    "mrsigner": claims.mrsigner,
-                    "platform": platform_json(claims),
-                }
-                try:
-                    check_report_data(key_report_data(fresh, spki), claims.report_data, what="VNF quote")
-                except VerificationError as e:
-                    binding = error_reason("protocol.binding", e)
-                    if not authoritative:
-                        raise Denied(binding) from None
-            except Denied as d:
-                if authoritative:
-                    raise
-                self._refuse_unauthenticated(attempt, d.reasons, nonce)
-            except FtrustError as e:
-                if authoritative:
-                    raise
-                self._refuse_unauthenticated(attempt, [error_reason("protocol.evidence", e)], nonce)
-            assert claims is not None
-            self._require_trusted_host(record, host, at)
-            rule = ctx.policy.enroll_rule(vnf) if ctx.policy is not None else None
-            if rule is None:
-                raise Denied(
-                    Reason("policy.enroll", f"no enroll rule of policy {ctx.policy_version} admits VNF {vnf!r}")
-                )
-            info |= {"enclave_policy": rule.enclave_policy, "host_policy": rule.host_policy}
-            host_policy = ctx.host_policy(record)
-            if rule.host_policy and rule.host_policy != host_policy:
-                raise Denied(
-                    Reason(
-                        "policy.enroll",
-                        f"VNF {vnf!r} may only run on hosts trusted under host policy {rule.host_policy!r}; "
-                        f"host {host!r} is judged by {host_policy!r}",
-                    )
-                )
-            reasons = same_platform(record, claims, require_linkable_epid=ctx.require_linkable_epid)
-            if binding is not None:
-                reasons.append(binding)
-            holder = ctx.storage.enrollments.bound_name(attempt.enclave_key)
-            reasons += identity_reasons(
-                registration, rule.name, attempt.enclave_key, claims.mrenclave, holder, host, vnf
-            )
-            if self_register:
-                info["registered_by"] = self_registration_actor(self_register)
-            decision = ctx.policy.evaluate_enclave(
-                rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=vnf)
-            )
-            reasons.extend(decision_reasons(decision))  # notes too: kept with the decision
-            profile = rule.profile.render(vnf=vnf, host=host)
-            if any(u.startswith(ADMIN_URI_PREFIX) for u in profile.san_uris):
-                reasons.append(
-                    Reason(
-                        "policy.profile", f"a VNF certificate may not carry an admin identity ({ADMIN_URI_PREFIX}...)"
-                    )
-                )
-            if any(u.startswith(CONTROLLER_URI_PREFIX) for u in profile.san_uris):
-                reasons.append(
-                    Reason(
-                        "policy.profile",
-                        f"a VNF certificate may not carry a controller identity ({CONTROLLER_URI_PREFIX}...)",
-                    )
-                )
-            enclave_key = _load_spki(spki)
-            if mode == "vm-generated" and not (
-                isinstance(enclave_key, ec.EllipticCurvePublicKey) and isinstance(enclave_key.curve, ec.SECP256R1)
-            ):
-                reasons.append(Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256"))
-            if denials(reasons):
-                raise Denied(*reasons)
-            assert nonce is not None
-            current = self._current_certificate(attempt, spki, claims, renew_before)
-            if current is not None:
-                return self._keep(attempt, current, claims, info, nonce, reasons)
-            return self._issue(attempt, profile, enclave_key, spki, claims, info, nonce, reasons)
-        except Denied as d:
-            return self._deny(attempt, d.reasons, claims, spki, info, nonce)
-        except UnauthenticatedEvidence:
-            raise  # recorded nowhere
-        except FtrustError as e:
-            return self._deny(attempt, [error_reason("protocol.evidence", e)], claims, spki, info, nonce)
+        return record
 
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
@@ -338,7 +203,7 @@ class Enrollment:
         ):
             verdict = self.hosts.attest_host(host, actor=actor)
             if not verdict.trusted:
-                attempt = _Attempt(host, vnf, key_mode or ctx.key_mode, ctx.now(), actor)
+                attempt = _Attempt(host, vnf, self._key_mode(key_mode, None), ctx.now(), actor)
                 reasons = [Reason("host.trust", f"host {host!r} is not trusted"), *verdict.reasons]
                 return self._deny(attempt, reasons, None, b"", {"host_audit_id": verdict.audit_id})
             record = ctx.storage.hosts.get(host)
@@ -371,33 +236,11 @@ class Enrollment:
             hint=f"an admin registers it with `ftrust vm vnfs add {host} {vnf}`",
         )
 
-    def _require_trusted_host(self, record: HostRecord | None, host: str, at: datetime) -> None:
-        if record is None or record.status != "trusted" or not record.last_trusted_at:
-            why = "; ".join(r.get("message", "") for r in (record.reasons if record else []) if r.get("level") != NOTE)[
-                :300
-            ]
-            raise Denied(
-                Reason(
-                    "host.trust",
-                    f"host {host!r} is not trusted"
-                    + (f" ({record.status}{': ' + why if why else ''})" if record else " (never attested)"),
-                )
-            )
-        age = at - record.last_trusted_at
-        if age > self.ctx.host_trust:
-            raise Denied(
-                Reason(
-                    "host.trust",
-                    f"host {host!r} was last attested {int(age.total_seconds())} s ago, more than "
-                    f"{int(self.ctx.host_trust.total_seconds())} s: attest it again first",
-                )
-            )
-
     def _current_certificate(
         self, a: _Attempt, spki: bytes, claims: EnclaveClaims, renew_before: timedelta | None
     ) -> Any:
         """The active enrollment a re-attested VNF may keep, or None (then a certificate is issued)."""
-        if renew_before is None or a.mode != "enclave":  # vm-generated: a new key pair each time
+        if renew_before is None or a.mode is not KeyMode.ENCLAVE:  # vm-generated: a new key pair each time
             return None
         for e in self.ctx.storage.enrollments.enrollments(host=a.host, vnf=a.vnf, active_only=True):
             if (
@@ -484,8 +327,11 @@ class Enrollment:
     ) -> EnrollmentResult:
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
-        evidence = info | {"serial": current.serial, "certificate_kept": True,
-                           "not_after": clock.format_time(current.not_after)}  # fmt: skip
+        evidence = info | {
+            "serial": current.serial,
+            "certificate_kept": True,
+            "not_after": format_time(current.not_after),
+        }
         policy_version = self.ctx.policy_version
         audit_id = self._record_allowed(
             a,
@@ -498,16 +344,16 @@ class Enrollment:
             public_key_sha256=current.public_key_sha256,
         )
         return EnrollmentResult(
-            a.host,
-            a.vnf,
-            True,
-            list(notes),
-            policy_version,
-            audit_id,
-            claims.simulated,
-            a.mode,
-            current.serial,
-            current.not_after,
+            host=a.host,
+            vnf=a.vnf,
+            allowed=True,
+            reasons=list(notes),
+            policy_version=policy_version,
+            audit_id=audit_id,
+            simulated=claims.simulated,
+            key_mode=KeyMode(a.mode),
+            serial=current.serial,
+            not_after=current.not_after,
             kept=True,
         )
 
@@ -515,18 +361,17 @@ class Enrollment:
         self,
         a: _Attempt,
         profile: Any,
-        enclave_key: Any,
         spki: bytes,
         claims: EnclaveClaims,
         info: dict[str, Any],
         nonce: bytes,
         notes: Sequence[Reason] = (),
     ) -> EnrollmentResult:
-        ca = self.ctx.ca
+        ca = self.ctx.issuer
         wrapped = None
         wrapped_key: WrappedKey | None = None
-        subject_key = enclave_key
-        if a.mode == "vm-generated":
+        subject_key: Any = serialization.load_der_public_key(spki)  # judged: an SPKI DER
+        if a.mode is KeyMode.VM_GENERATED:
             private = generate_private_key(profile.key_type)
             subject_key = private.public_key()
             der = private.private_bytes(
@@ -549,25 +394,28 @@ class Enrollment:
         evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
         policy_version = self.ctx.policy_version
 
+        records = ca.records
+        if records is None:
+            raise ServiceError("the CA was opened without certificate records: it cannot issue")
+
         def record_certificate(tx: Transaction, audit_id: int) -> None:
-            tx.certificates(ca.records.kind).record_issued(cert, at=a.at)
-            tx.enrollments.record_enrollment(
-                NewEnrollment(
-                    host=a.host,
-                    vnf=a.vnf,
-                    serial=serial,
-                    certificate_sha256=cert_sha,
-                    public_key_sha256=spki_sha256(subject_spki),
-                    key_mode=a.mode,
-                    mrenclave=claims.mrenclave,
-                    policy_version=policy_version,
-                    audit_id=audit_id,
-                    issued_at=a.at,
-                    not_after=cert.not_valid_after_utc,
-                    enclave_claims=enclave_to_json(claims),
-                    platform_key=platform_key(claims),
-                )
-            )
+            tx.certificates(records.kind).record_issued(cert, at=a.at)
+            tx.enrollments.record_enrollment(NewEnrollment(
+                host=a.host,
+                vnf=a.vnf,
+                serial=serial,
+                certificate_sha256=cert_sha,
+                public_key_sha256=spki_sha256(subject_spki),
+                key_mode=a.mode.value,
+                mrenclave=claims.mrenclave,
+                policy_version=policy_version,
+                audit_id=audit_id,
+                issued_at=a.at,
+                not_after=cert.not_valid_after_utc,
+                # with the enclave's key: reload-policy judges the key type again (judge_admission)
+                enclave_claims=enclave_to_json(claims) | {ENCLAVE_KEY_FIELD: b64encode(spki)},
+                platform_key=platform_key(claims),
+            ))  # fmt: skip
 
         audit_id = self._record_allowed(
             a,
@@ -586,18 +434,18 @@ class Enrollment:
         statement = provisioning_statement(nonce=nonce, vnf=a.vnf, enclave_spki=spki, leaf_der=der, wrapped=wrapped_key)
         provisioning = {"nonce": nonce.hex(), "signature": base64.b64encode(ca.sign_provisioning(statement)).decode()}
         return EnrollmentResult(
-            a.host,
-            a.vnf,
-            True,
-            list(notes),
-            self.ctx.policy_version,
-            audit_id,
-            claims.simulated,
-            a.mode,
-            serial,
-            cert.not_valid_after_utc,
-            chain,
-            wrapped,
+            host=a.host,
+            vnf=a.vnf,
+            allowed=True,
+            reasons=list(notes),
+            policy_version=self.ctx.policy_version,
+            audit_id=audit_id,
+            simulated=claims.simulated,
+            key_mode=KeyMode(a.mode),
+            serial=serial,
+            not_after=cert.not_valid_after_utc,
+            certificate_chain=chain,
+            wrapped_key=wrapped,
             provisioning=provisioning,
         )
 
@@ -642,4 +490,13 @@ class Enrollment:
             return audit_id
 
         audit_id = self.ctx.storage.write(record)
-        return EnrollmentResult(a.host, a.vnf, False, reasons, policy_version, audit_id, simulated, a.mode)
+        return EnrollmentResult(
+            host=a.host,
+            vnf=a.vnf,
+            allowed=False,
+            reasons=reasons,
+            policy_version=policy_version,
+            audit_id=audit_id,
+            simulated=simulated,
+            key_mode=KeyMode(a.mode),
+        )

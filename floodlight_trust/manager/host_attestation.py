@@ -8,40 +8,41 @@ on evidence the VM fetched itself makes a trusted host untrusted and revokes its
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
 import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from floodlight_trust.claims import ClaimSet, EnclaveClaims, TpmClaims
-from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence, VerificationError
-from floodlight_trust.evidence.ima.appraise import ListBytes
-from floodlight_trust.evidence.tpm.quote import TpmCheck
+from floodlight_trust.errors import FtrustError, NotFoundError, UnauthenticatedEvidence
+from floodlight_trust.evidence.ima.appraise import ImaState, ListBytes
+from floodlight_trust.judges.host import (
+    HeldList,
+    HostCase,
+    HostJudgement,
+    ImaBaseline,
+    ImaRound,
+    appraise_host_ima,
+    gate,
+    host_policy_of,
+    judge_host,
+)
+from floodlight_trust.judges.platform import platform_identity, platform_in_use
 from floodlight_trust.manager.context import ManagerContext
-from floodlight_trust.manager.platform_checks import pinned_platform, platform_in_use, platform_key
-from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier, platform_json
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
-from floodlight_trust.manager.verdicts import (
-    NONCE_REPLAYED,
-    NOTE,
-    Denied,
-    HostVerdict,
-    Reason,
-    decision_reasons,
-    denial_summary,
-    denials,
-    error_reason,
-)
-from floodlight_trust.protocol import b64decode, validate
-from floodlight_trust.protocol.binding import (
-    check_report_data,
-    host_report_data_for_digest,
-    host_report_data_with_tpm,
-    tpm_qualifying_data,
-)
-from floodlight_trust.storage.records import HostAttestationRecord, HostRecord
+from floodlight_trust.manager.verdicts import NONCE_REPLAYED, HostVerdict
+from floodlight_trust.protocol.binding import NONCE_BYTES
+from floodlight_trust.protocol.evidence import EvidenceParseError, HostEvidence, host_evidence
+from floodlight_trust.reasons import Reason, denial_summary, denials, reasons_json
+from floodlight_trust.storage.records import HostAttestationRecord, HostRecord, NoncePurpose, NonceRecord
 from policy_lang.evaluate import HostMeasuredState
+
+if TYPE_CHECKING:
+    from policy_lang.compile import Policy
 
 log = logging.getLogger("floodlight_trust.manager")
 
@@ -55,17 +56,6 @@ class _TailMismatch(Exception):
         self.nonce = nonce
 
 
-def _persisted_ima_length(record: HostRecord | None) -> int | None:
-    """The byte length the host's persisted IMA state covers, if it has one."""
-    if record is None or not record.ima_state_json:
-        return None
-    try:
-        n = json.loads(record.ima_state_json).get("byte_length")
-    except (ValueError, AttributeError):
-        return None
-    return n if isinstance(n, int) else None
-
-
 class HostAttestation:
     """Judge host evidence and record the verdict; keeps each host's IMA state between rounds."""
 
@@ -75,11 +65,11 @@ class HostAttestation:
         self.revocation = revocation
         self.tpm_registry = ctx.storage.tpm  # hosts whose evidence must be anchored in their TPM
         # host -> (persisted JSON, ImaState in memory, the host policy's whole-list state)
-        self._ima_states: dict[str, tuple[str, Any, HostMeasuredState | None]] = {}
+        self._ima_states: dict[str, tuple[str, ImaState, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, as the chunks
         # it arrived in, and the running SHA-256 over it). The next challenge asks only for what
         # follows; memory only, so a restarted VM asks for the whole list once.
-        self._ima_transfer: dict[str, tuple[ListBytes, Any]] = {}
+        self._ima_transfer: dict[str, HeldList] = {}
 
     def forget(self, host: str) -> None:
         """Drop what memory holds of a removed host (IMA state and transfer prefix)."""
@@ -89,36 +79,18 @@ class HostAttestation:
     def ima_offset(self, host: str) -> int:
         """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
         held = self._ima_transfer.get(host)
-        return len(held[0]) if held else 0
-
-    def _whole_ima_list(
-        self, name: str, offset: int, sent: bytes, record: HostRecord | None = None
-    ) -> tuple[ListBytes, Any]:
-        """The whole list (the prefix the VM holds + the tail sent, never copied: the appraisal of
-        the held state reads only the tail) and a SHA-256 object over it. A whole list sent again
-        (after a VM restart) is hashed once: the same pass keeps the hash of the prefix the
-        persisted IMA state covers, which the appraisal checks."""
-        if offset == 0:
-            whole = ListBytes((sent,))
-            return whole, whole.sha256(snapshot_at=_persisted_ima_length(record))
-        held = self._ima_transfer.get(name)
-        if held is None or len(held[0]) != offset:
-            raise Denied(
-                Reason(
-                    "protocol.ima_offset",
-                    f"the agent sent the IMA list from byte {offset}, but the VM holds no such prefix of host "
-                    f"{name!r}'s list: the whole list must be sent",
-                )
-            )
-        prefix, hasher = held
-        hasher = hasher.copy()  # the running hash over the prefix, extended by the tail only
-        hasher.update(sent)
-        return prefix.append(sent), hasher
+        return len(held) if held else 0
 
     def attest_host_evidence(
-        self, evidence: Any, *, actor: str, authoritative: bool = False, _tail_retry: bool = False
+        self,
+        evidence: HostEvidence | Mapping[str, Any],
+        *,
+        actor: str,
+        authoritative: bool = False,
+        _tail_retry: bool = False,
     ) -> HostVerdict:
-        """Verify host evidence and record the verdict.
+        """Judge host evidence (``judges.host.judge_host``) and act on the verdict: record it, and
+        revoke the host's VNFs when it turns a trusted host untrusted.
 
         Only a registered host is judged: evidence for any other name is a NotFoundError and leaves
         no row. ``authoritative`` is True when the VM itself fetched the evidence from the host's
@@ -129,8 +101,53 @@ class HostAttestation:
         neither grow the state nor get a host's VNFs revoked by sending garbage in its name.
         """
         at = self.ctx.now()
-        validate("host_evidence", evidence)
-        name = evidence["host"]
+        try:
+            parsed = host_evidence(evidence)
+        except EvidenceParseError as e:
+            record = self._registered(e.host)
+            return self._act(record, None, [Reason.from_error("protocol.evidence", e)], None, actor, authoritative, at)
+        record = self._registered(parsed.host)
+        case = HostCase(
+            evidence=parsed,
+            record=record,
+            nonce=self.ctx.nonces.find(parsed.nonce),
+            held=self._ima_transfer.get(parsed.host),
+            baseline=self._baseline(parsed.host, record),
+            tpm_pin=self.tpm_registry.get(parsed.host),
+            tail_retry=_tail_retry,
+        )
+        if gate(case, at=at):  # only then is the quote worth verifying (IAS or PCS may be asked)
+            case = replace(case, quote=self.quotes.verify(parsed.evidence_type, parsed.quote, parsed.collateral, at))
+        judgement = judge_host(case, self.ctx.policy, self.ctx.settings.hosts, at=at)
+        if judgement.tail_mismatch:  # the list no longer extends the prefix: ask for all of it
+            raise _TailMismatch(parsed.nonce)
+        self._keep_ima_state(parsed.host, judgement.ima)
+        fresh = parsed.nonce if judgement.nonce_fresh else None
+        return self._act(record, judgement, list(judgement.reasons), fresh, actor, authoritative, at)
+
+    def judge_again(self, record: HostRecord, policy: Policy) -> HostJudgement:
+        """Challenge ``record``'s agent for its whole IMA list and judge it in full under ``policy``
+        (``reload-policy``), recording nothing: the nonce is this call's own, never stored, so the
+        evidence answers only it. FtrustError when the agent does not answer."""
+        at = self.ctx.now()
+        value = secrets.token_bytes(NONCE_BYTES)
+        mine = NonceRecord(
+            selector="", verifier=b"", purpose=NoncePurpose.HOST, host=record.name, vnf=None, issued_at=at,
+            expires_at=at + self.ctx.nonces.ttl,
+        )  # fmt: skip
+        try:
+            parsed = host_evidence(self.ctx.agent(record).host_evidence(value, 0))
+        except EvidenceParseError as e:
+            return HostJudgement.undecodable(record.name, host_policy_of(record, policy), e)
+        answers = hmac.compare_digest(parsed.nonce, value)  # else: an unknown nonce, the judge says so
+        case = HostCase(
+            evidence=parsed, record=record, nonce=mine if answers else None, tpm_pin=self.tpm_registry.get(record.name)
+        )
+        if gate(case, at=at):
+            case = replace(case, quote=self.quotes.verify(parsed.evidence_type, parsed.quote, parsed.collateral, at))
+        return judge_host(case, policy, self.ctx.settings.hosts, at=at)
+
+    def _registered(self, name: str) -> HostRecord:
         record = self.ctx.storage.hosts.find(name)
         if record is None:
             raise NotFoundError(
@@ -138,103 +155,37 @@ class HostAttestation:
                 code="host.unregistered",
                 hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
             )
-        host_policy = self.ctx.host_policy(record)
-        reasons: list[Reason] = []
-        digest_info: dict[str, Any] = {"host_policy": host_policy}
-        ima_state_json: str | None = None
-        ima_entries = 0
-        claims: EnclaveClaims | None = None
-        list_sha: str | None = None
-        list_hasher: Any = None
-        ima_list = ListBytes((b"",))
-        nonce_ok = False
-        verified = False  # the nonce is fresh, the quote verifies and binds it and this IMA list
-        nonce = b""
-        tpm_ev: Any = None
-        pin: Any = None
-        repin = record.repin_requested_by is not None
-        key: str | None = None
-        try:
-            quote = b64decode(evidence["quote"], what="host_evidence.quote")
-            sent = b64decode(evidence["ima_list"], what="host_evidence.ima_list")
-            offset = int(evidence.get("ima_offset", 0))
-            digest_info |= {"quote_sha256": hashlib.sha256(quote).hexdigest(), "ima_source": evidence.get("ima_source")}
-            ima_list, list_hasher = self._whole_ima_list(name, offset, sent, record)
-            list_sha = list_hasher.hexdigest()
-            digest_info |= {
-                "ima_list_sha256": list_sha,
-                "ima_list_bytes": len(ima_list),
-                "ima_offset": offset,
-                "ima_bytes_sent": len(sent),
-            }
-            nonce = bytes.fromhex(evidence["nonce"])
-            try:
-                self.ctx.nonces.check(nonce, purpose="host", host=name, at=at)
-            except VerificationError as e:
-                raise Denied(error_reason("protocol.nonce", e)) from None
-            nonce_ok = True
-            pin, tpm_ev, fresh_boot = self._tpm_evidence(name, record, evidence, digest_info)
-            vq = self.quotes.verify(evidence["evidence_type"], quote, evidence["collateral"], at)
-            claims = vq.claims
-            digest_info |= {"mrenclave": claims.mrenclave, "platform": platform_json(claims)}
-            try:
-                expected = (
-                    host_report_data_with_tpm(nonce, list_hasher.digest(), tpm_ev.attest_bytes)
-                    if tpm_ev is not None
-                    else host_report_data_for_digest(nonce, list_hasher.digest())
-                )
-                check_report_data(expected, claims.report_data, what="host quote")
-            except VerificationError as e:
-                if offset and _tail_retry:  # the list no longer extends the prefix: ask for all of it
-                    raise _TailMismatch(nonce) from None
-                raise Denied(error_reason("protocol.binding", e)) from None
-            verified = True
-            key = platform_key(claims)
-            if repin:
-                digest_info |= {"repin_requested_by": record.repin_requested_by, "repinned_from": record.platform_key}
-            else:
-                pinned = pinned_platform(record, claims, require_linkable_epid=self.ctx.require_linkable_epid)
-                if pinned:
-                    raise Denied(*pinned)
-            reasons.extend(self._check_integrity_enclave(host_policy, claims, at))
-            appraised: list[Any] = []
-            ima_state_json, ima_entries, ima_reasons = self.appraise_ima(
-                record, name, host_policy, ima_list, at, fresh=fresh_boot, out=appraised
-            )
-            reasons.extend(ima_reasons)
-            tpm_claims: TpmClaims | None = None
-            if pin is not None and tpm_ev is not None:
-                from floodlight_trust.manager.tpm_attestation import judge_host_tpm
+        return record
 
-                tpm_result, tpm_reasons = judge_host_tpm(
-                    pin, tpm_ev, tpm_qualifying_data(nonce), appraised[0] if appraised else None
-                )
-                reasons.extend(tpm_reasons)
-                tpm_claims = TpmClaims(
-                    anchored=tpm_result.ok,
-                    pcrs={} if tpm_result.failed(TpmCheck.PCR_DIGEST) else {b: {p: v.hex() for p, v in vals.items()}
-                                                                            for b, vals in tpm_ev.pcrs.items()},
-                    # the first verified round after registration records the baseline (tpm_attestation.py)
-                    registered_pcrs=pin.boot_pcrs if pin.boot_pcrs is not None else tpm_ev.boot_pcrs(),
-                )  # fmt: skip
-                digest_info["tpm"] = {"boot": tpm_result.round.change.value, "ima_bank": tpm_result.ima_bank,
-                                      "attest_sha256": hashlib.sha256(tpm_ev.attest_bytes).hexdigest()}  # fmt: skip
-            reasons.extend(self._check_host_tpm_policy(host_policy, tpm_claims))
-        except Denied as d:
-            reasons.extend(d.reasons)
-        except FtrustError as e:
-            reasons.append(error_reason("protocol.evidence", e))
+    def _act(
+        self,
+        record: HostRecord,
+        j: HostJudgement | None,
+        reasons: list[Reason],
+        nonce: bytes | None,
+        actor: str,
+        authoritative: bool,
+        at: datetime,
+    ) -> HostVerdict:
+        """Record the verdict (``j`` None: the evidence did not even decode), spend the nonce (a
+        fresh one), update the host's state, revoke; or refuse unauthenticated pushed evidence."""
+        name = record.name
+        verified = j is not None and j.verified
         if not verified and not authoritative:
-            self._refuse_unauthenticated(name, reasons, nonce if nonce_ok else None, at)
+            self._refuse_unauthenticated(name, reasons, nonce, at)
+        claims = j.claims if j is not None else None
         simulated = bool(claims and claims.simulated)
+        info = dict(j.evidence_info) if j is not None else {"host_policy": self.ctx.host_policy(record)}
         if simulated:
-            digest_info["warning"] = SIMULATED_WARNING
+            info["warning"] = SIMULATED_WARNING
+        key = j.platform_key if j is not None else None
+        ima = j.ima if j is not None else None
         revoked: list[str] = []
         with self.ctx.storage.transaction() as tx:
             # The nonce is used up in the transaction that records the decision: atomic.
-            if nonce_ok and not self.ctx.nonces.burn(tx, nonce, at=at):
+            if nonce is not None and not self.ctx.nonces.burn(tx, nonce, at=at):
                 reasons.append(NONCE_REPLAYED)
-                nonce_ok = False
+                nonce = None
             # One platform, one registered host: checked where the pin is written, so two hosts
             # presenting one machine at once cannot both pass.
             owner = tx.hosts.platform_owner(key, other_than=name) if (verified and key) else None
@@ -249,76 +200,57 @@ class HostAttestation:
                 host=name,
                 policy_version=self.ctx.policy_version,
                 simulated=simulated,
-                evidence=digest_info,
-                reasons=[r.to_json() for r in reasons],
+                evidence=info,
+                reasons=reasons_json(reasons),
             )
-            change_state = trusted or (authoritative and nonce_ok)
+            change_state = trusted or (authoritative and nonce is not None)
             if change_state:
                 tx.hosts.record_attestation(
                     name,
                     HostAttestationRecord(
                         trusted=trusted,
                         at=at,
-                        reasons=tuple(r.to_json() for r in reasons),
+                        reasons=tuple(reasons_json(reasons)),
                         policy_version=self.ctx.policy_version,
                         platform_pck_sha256=claims.platform.pck_certificate_sha256 if (claims and trusted) else None,
-                        platform=platform_json(claims) if (claims and trusted) else None,
-                        ima_state_json=ima_state_json,
-                        ima_entries=ima_entries,
-                        ima_list_sha256=list_sha if trusted else None,
+                        platform=platform_identity(claims) if (claims and trusted) else None,
+                        ima_state_json=ima.state_json if ima is not None else None,
+                        ima_entries=ima.entries if ima is not None else 0,
+                        ima_list_sha256=j.list_sha256 if (j is not None and trusted) else None,
                         simulated=simulated,
                         platform_key=key if trusted else None,
-                        repin=repin and trusted,
+                        repin=bool(j is not None and j.repin and trusted),
                     ),
                 )
-            if trusted and tpm_ev is not None and pin is not None:
+            if trusted and j is not None and j.tpm_evidence is not None:
+                tpm = j.tpm_evidence
                 tx.tpm.record_round(
-                    name, clock=tpm_ev.attest.clock_info, firmware=tpm_ev.attest.firmware_version,
-                    boot_pcrs=tpm_ev.boot_pcrs(),
-                )  # fmt: skip
-            if not trusted and authoritative and nonce_ok and record.status == "trusted":
+                    name, clock=tpm.attest.clock_info, firmware=tpm.attest.firmware_version, boot_pcrs=tpm.boot_pcrs()
+                )
+            if not trusted and authoritative and nonce is not None and record.status == "trusted":
                 why = "host became untrustworthy: " + denial_summary(reasons)
                 revoked = self.revocation.revoke_tx(
                     tx, host=name, vnf=None, reason="keyCompromise", why=why, at=at, actor=actor
                 )
         # Only a verified quote that changed the recorded state moves the incremental IMA transfer.
-        if trusted and list_hasher is not None:
-            self._ima_transfer[name] = (ima_list, list_hasher)
+        if trusted and j is not None and j.whole_list is not None:
+            self._ima_transfer[name] = j.whole_list
         elif change_state:
             self._ima_transfer.pop(name, None)
         self.revocation.notify(revoked)
         return HostVerdict(
-            name, trusted, reasons, self.ctx.policy_version, audit_id, simulated, at, ima_entries, revoked
+            host=name,
+            trusted=trusted,
+            reasons=reasons,
+            policy_version=self.ctx.policy_version,
+            audit_id=audit_id,
+            simulated=simulated,
+            attested_at=at,
+            ima_entries=ima.entries if ima is not None else 0,
+            revoked_serials=revoked,
         )
 
-    def _check_host_tpm_policy(self, host_policy: str, claims: TpmClaims | None) -> list[Reason]:
-        """The host policy's ``tpm`` and ``boot_pcrs`` settings, judged like its other rules."""
-        evaluate = getattr(self.ctx.policy, "evaluate_host_tpm", None)
-        if evaluate is None:
-            return []
-        return decision_reasons(evaluate(host_policy, claims))
-
-    def _tpm_evidence(
-        self, name: str, record: HostRecord | None, evidence: Any, info: dict[str, Any]
-    ) -> tuple[Any, Any, bool]:
-        """The host's pinned TPM (if registered), its parsed TPM quote, and whether it rebooted since
-        the last verified round (then the IMA list is appraised from its start)."""
-        from floodlight_trust.evidence.tpm.quote import compare_rounds
-        from floodlight_trust.manager.tpm_attestation import HostTpmEvidence
-
-        pin = self.tpm_registry.get(name) if record is not None else None
-        tpm_ev = HostTpmEvidence.from_json(evidence["tpm"]) if evidence.get("tpm") else None
-        if pin is not None and tpm_ev is None:
-            raise Denied(
-                Reason("host.tpm.missing", f"host {name!r} has a registered TPM, but its evidence carries no TPM quote")
-            )
-        if pin is None and tpm_ev is not None:
-            info["tpm"] = {"checked": False, "why": "the host's TPM is not registered"}
-            return None, tpm_ev, False
-        fresh = bool(pin and tpm_ev and compare_rounds(pin.last_clock, tpm_ev.attest.clock_info).rebooted)
-        return pin, tpm_ev, fresh
-
-    def _refuse_unauthenticated(self, name: str, reasons: list[Reason], nonce: bytes | None, at: datetime) -> None:
+    def _refuse_unauthenticated(self, name: str, reasons: list[Reason], nonce: bytes | None, at: datetime) -> NoReturn:
         """Pushed evidence that proves nothing: spend its nonce (no retry with it), record nothing."""
         if nonce is not None:
             with self.ctx.storage.transaction(durable=False) as tx:
@@ -328,38 +260,37 @@ class HostAttestation:
         raise UnauthenticatedEvidence(
             f"evidence for host {name!r} proves nothing (refused, not recorded): " + denial_summary(reasons),
             code=code,
-            reasons=[r.to_json() for r in reasons],
+            reasons=reasons_json(reasons),
             hint="ask for a fresh nonce and send the quote that binds it",
         )
 
-    def _check_integrity_enclave(self, host_policy: str, claims: EnclaveClaims, at: datetime) -> list[Reason]:
-        if self.ctx.policy is None:
-            return [Reason("policy", "no policy is loaded: nothing is trusted")]
-        enclave_policy = self.ctx.policy.host_integrity_enclave(host_policy)
-        if enclave_policy is None:
-            # Fail closed: without an identity check any enclave's quote (a debug one too) would vouch
-            # for the IMA list. Only a setting named UNSAFE lets it through, noted on every verdict.
-            unsafe = getattr(self.ctx.policy, "host_unsafe_any_integrity_enclave", lambda _: None)(host_policy)
-            if unsafe is None:
-                return [
-                    Reason(
-                        "host.integrity_enclave",
-                        f"host policy {host_policy!r} names no integrity enclave policy: this quote's enclave "
-                        f"(MRENCLAVE {claims.mrenclave[:16]}...) is not judged, so nothing it says counts "
-                        "(`ftrust policy check` reports it)",
-                    )
-                ]
-            return [
-                Reason(
-                    "host.integrity_enclave",
-                    f"INSECURE: the integrity enclave (MRENCLAVE {claims.mrenclave[:16]}...) is not judged: "
-                    "UNSAFE_any_integrity_enclave = true",
-                    location=unsafe,
-                    level=NOTE,
-                )
-            ]
-        decision = self.ctx.policy.evaluate_enclave(enclave_policy, ClaimSet(verified_at=at, enclave=claims))
-        return decision_reasons(decision, "integrity-enclave: ")  # notes too: kept with the verdict
+    def _baseline(self, name: str, record: HostRecord) -> ImaBaseline | None:
+        """The IMA state the host's next round continues from: that of its last trusted round under
+        this policy version (entries appraised under another are judged again in full), from memory
+        if it is the persisted one (it keeps the previous list, so the prefix check is a memcmp and
+        a changed entry is named), else from the persisted state (a VM restart: the prefix is then
+        checked by its SHA-256). None: appraise the whole list."""
+        if not (
+            record.status == "trusted" and record.ima_state_json and record.policy_version == self.ctx.policy_version
+        ):
+            return None
+        cached = self._ima_states.get(name)
+        if cached is not None and cached[0] == record.ima_state_json:
+            return ImaBaseline(cached[1], cached[2])
+        persisted = json.loads(record.ima_state_json)
+        if persisted.get("host_policy_state") is None:  # persisted without it: appraise in full once
+            return None
+        return ImaBaseline(ImaState.from_json(persisted), HostMeasuredState.from_json(persisted["host_policy_state"]))
+
+    def _keep_ima_state(self, name: str, ima: ImaRound | None) -> None:
+        """Keep an IMA state whose list and policy passed in memory (persisted only if the round is
+        trusted; a stale entry is ignored: :meth:`_baseline` compares it with the persisted one)."""
+        if ima is None:
+            return
+        if ima.passed:
+            self._ima_states[name] = (ima.state_json, ima.state, ima.whole_list)
+        else:
+            self._ima_states.pop(name, None)
 
     def appraise_ima(
         self,
@@ -370,66 +301,15 @@ class HostAttestation:
         at: datetime,
         *,
         fresh: bool = False,
-        out: list[Any] | None = None,
     ) -> tuple[str | None, int, list[Reason]]:
         """Appraise the whole IMA list of ``name`` with its host policy, incrementally from the state
-        of its last trusted round under this policy version. Returns (state JSON to persist, entry
-        count, every reason including notes); a changed prefix is an ``ima.prefix`` reason. ``fresh``
-        (the TPM says the host rebooted) appraises the list from its start; ``out`` receives the
-        appraisal (for the TPM's PCR 10 comparison)."""
-        from floodlight_trust.evidence.ima import ImaPrefixChanged, ImaState, appraise_measurement_list
-
-        previous = None
-        whole_list: HostMeasuredState | None = None  # what the host policy saw of the list so far
-        if (
-            record is not None
-            and not fresh
-            and record.status == "trusted"
-            and record.ima_state_json
-            # Entries appraised under another policy version are judged again in full by this one.
-            and record.policy_version == self.ctx.policy_version
-        ):
-            # The in-memory state of the last trusted round (it keeps the previous list, so the prefix
-            # check is a memcmp and a changed entry is named) if it is the persisted one; else resume
-            # from the persisted state (a VM restart): the prefix is then checked by its SHA-256.
-            cached = self._ima_states.get(name)
-            if cached is not None and cached[0] == record.ima_state_json:
-                previous, whole_list = cached[1], cached[2]
-            else:
-                persisted = json.loads(record.ima_state_json)
-                previous = ImaState.from_json(persisted)
-                if persisted.get("host_policy_state") is not None:
-                    whole_list = HostMeasuredState.from_json(persisted["host_policy_state"])
-                else:  # persisted without the host policy's whole-list state: appraise in full once
-                    previous = None
-        try:
-            appraisal = appraise_measurement_list(ima_list, state=previous, source=f"{name}:ima")
-        except ImaPrefixChanged as e:
-            return None, 0, [error_reason("ima.prefix", e)]
-        except FtrustError as e:
-            return None, 0, [error_reason("ima.list", e)]
-        if out is not None:
-            out.append(appraisal)
-        reasons = []
-        if not appraisal.ok:
-            for f in appraisal.findings:
-                reasons.append(
-                    Reason(f"ima.{getattr(f.kind, 'value', f.kind)}", f.message, str(f.location) or None, f.to_json())
-                )
-        claims = ClaimSet(verified_at=at, ima=appraisal.claims, subject=name)
-        decision, whole_list = self.ctx.policy.evaluate_host_round(host_policy, claims, whole_list)
-        reasons.extend(decision_reasons(decision))  # notes too: kept with the verdict
-        state = appraisal.state
-        entries = int(appraisal.entry_count)
-        persisted_state = state.to_json()
-        if whole_list is not None:  # carried with the IMA state: 'require measured' across rounds
-            persisted_state["host_policy_state"] = whole_list.to_json()
-        state_json = json.dumps(persisted_state, sort_keys=True)
-        if denials(reasons):
-            self._ima_states.pop(name, None)
-        else:  # persisted only if the round is trusted; a stale entry is ignored (compared above)
-            self._ima_states[name] = (state_json, state, whole_list)
-        return state_json, entries, reasons
+        of its last trusted round under this policy version (``judges.host.appraise_host_ima``, as
+        a host attestation does). Returns (state JSON to persist, entry count, every reason
+        including notes). ``fresh`` appraises the list from its start."""
+        baseline = None if (fresh or record is None) else self._baseline(name, record)
+        reasons, ima, _ = appraise_host_ima(self.ctx.policy, host_policy, name, ima_list, baseline, at)
+        self._keep_ima_state(name, ima)
+        return (ima.state_json if ima else None), (ima.entries if ima else 0), reasons
 
     def attest_host(self, host: str, *, actor: str) -> HostVerdict:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
@@ -438,7 +318,9 @@ class HostAttestation:
         offset = self.ima_offset(host)
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
         try:
-            evidence = agent.host_evidence(nonce.value, offset)
+            evidence = host_evidence(agent.host_evidence(nonce.value, offset))
+        except EvidenceParseError as e:
+            return self._undecodable(record, e, actor=actor)
         except FtrustError as e:
             return self._unreachable(record, e, actor=actor)
         try:
@@ -453,10 +335,17 @@ class HostAttestation:
                 self.ctx.nonces.burn(tx, mismatch.nonce, at=self.ctx.now())
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
         try:
-            evidence = agent.host_evidence(nonce.value, 0)
+            evidence = host_evidence(agent.host_evidence(nonce.value, 0))
+        except EvidenceParseError as e:
+            return self._undecodable(record, e, actor=actor)
         except FtrustError as e:
             return self._unreachable(record, e, actor=actor)
         return self.attest_host_evidence(evidence, actor=actor, authoritative=True)
+
+    def _undecodable(self, record: HostRecord, error: EvidenceParseError, *, actor: str) -> HostVerdict:
+        """The registered agent answered evidence whose quote or list does not decode: a verdict."""
+        reasons = [Reason.from_error("protocol.evidence", error)]
+        return self._act(record, None, reasons, None, actor, True, self.ctx.now())
 
     def judging_failed(self, host: str, error: BaseException, *, actor: str) -> HostVerdict:
         """A failure of any kind while judging ``host`` (a parser bug reached by its agent's data, a
@@ -510,4 +399,13 @@ class HostAttestation:
                     actor=actor,
                 )
         self.revocation.notify(revoked)
-        return HostVerdict(record.name, False, [reason], self.ctx.policy_version, audit_id, False, at, 0, revoked)
+        return HostVerdict(
+            host=record.name,
+            trusted=False,
+            reasons=[reason],
+            policy_version=self.ctx.policy_version,
+            audit_id=audit_id,
+            simulated=False,
+            attested_at=at,
+            revoked_serials=revoked,
+        )

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from floodlight_trust.clock import format_time
-from floodlight_trust.errors import VerificationError
 from floodlight_trust.protocol.binding import NONCE_BYTES
 from floodlight_trust.storage.records import NoncePurpose, NonceRecord
 from floodlight_trust.storage.stores import Storage, Transaction
@@ -67,46 +66,23 @@ class Nonces:
         self.storage.write(lambda tx: tx.nonces.add(record, purge_expired_before=horizon), durable=False)
         return IssuedNonce(value, kind, host, vnf, expires)
 
-    def check(self, nonce: bytes, *, purpose: str, host: str, vnf: str | None = None, at: datetime) -> None:
-        """Raise VerificationError unless ``nonce`` is a fresh, unused nonce for this purpose/host/VNF.
-
-        Does not use it up: :meth:`burn` does that inside the transaction that records the decision,
-        so a decision and the consumption of its nonce are one atomic step.
-        """
+    def find(self, nonce: bytes) -> NonceRecord | None:
+        """The stored record of ``nonce`` (None when this VM never issued it, or purged it), its
+        verifier compared in constant time. Does not use it up: :meth:`burn` does that inside the
+        transaction that records the decision, so a decision and the consumption of its nonce are
+        one atomic step; the judges check the record (``judges.protocol.check_nonce``)."""
         if len(nonce) != NONCE_BYTES:
-            raise VerificationError(f"nonce must be {NONCE_BYTES} bytes, got {len(nonce)}")
+            return None
         selector, verifier = _digest(nonce)
         row = self.storage.nonces.find(selector)
         if row is None or not hmac.compare_digest(row.verifier, verifier):
-            raise VerificationError(
-                "nonce unknown: it was not issued by this Verification Manager (or was purged)",
-                hint="ask for a fresh nonce and attest again",
-            )
-        if row.used_at is not None:
-            raise VerificationError(
-                f"nonce replayed: it was already used at {format_time(row.used_at)}",
-                hint="every attestation needs a fresh nonce",
-            )
-        self._check(row, purpose=purpose, host=host, vnf=vnf, at=at)
+            return None
+        return row
 
     def burn(self, tx: Transaction, nonce: bytes, *, at: datetime) -> bool:
         """Mark ``nonce`` used inside ``tx``; False if it was already used (a concurrent replay)."""
         selector, _ = _digest(nonce)
         return tx.nonces.burn(selector, at=at)
-
-    @staticmethod
-    def _check(row: NonceRecord, *, purpose: str, host: str, vnf: str | None, at: datetime) -> None:
-        if at >= row.expires_at:
-            raise VerificationError(
-                f"nonce expired at {format_time(row.expires_at)} (verification at {format_time(at)})",
-                hint="evidence must come back within vm.nonce_ttl_seconds",
-            )
-        if row.purpose != purpose:
-            raise VerificationError(f"nonce was issued for {row.purpose} evidence, not {purpose} evidence")
-        if row.host != host:
-            raise VerificationError(f"nonce was issued for host {row.host!r}, not {host!r}")
-        if purpose == NoncePurpose.ENCLAVE and row.vnf is not None and row.vnf != vnf:
-            raise VerificationError(f"nonce was issued for VNF {row.vnf!r}, not {vnf!r}")
 
     def purge(self, *, before: datetime) -> int:
         """Forget nonces that expired before ``before``; returns how many."""

@@ -31,7 +31,8 @@ from floodlight_trust import metrics
 from floodlight_trust.clock import format_time
 from floodlight_trust.errors import FtrustError, InputError
 from floodlight_trust.logs import StateChangeLog
-from floodlight_trust.manager.workflow import Reason, VerificationManager, denial_summary
+from floodlight_trust.manager.workflow import VerificationManager
+from floodlight_trust.reasons import Reason, denial_summary
 
 log = logging.getLogger("floodlight_trust.manager.reattest")
 # A host whose agent stays down fails every round: say so when it starts failing (or fails
@@ -229,7 +230,7 @@ class ReattestScheduler:
                 why = f"re-attestation of VNF {vnf} refused: " + denial_summary(enrolled.reasons)
                 refused.append((host, vnf, why))
         if refused:
-            result.revoked_serials += self.vm.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)
+            result.revoked_serials += self.vm.revocation.revoke_batch(refused, crl_reason="keyCompromise", actor=ACTOR)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -1,13 +1,15 @@
 """``ftrust vm reload-policy``: judge every enrollment again under a new policy, then revoke.
 
-- VNFs: the enclave claims each live certificate was issued on (stored with its enrollment) are
-  evaluated against the new policy's enroll rule for the VNF: no rule any more, a host policy that
-  no longer fits, or an enclave policy the claims no longer satisfy (e.g. its MRENCLAVE was removed)
-  means revocation.
+- VNFs: the enclave claims and key each live certificate was issued for (stored with its
+  enrollment) are judged again by the enrollment judge's admission checks
+  (``judges.enrollment.judge_admission``, what ``enroll`` runs after the evidence checks): no enroll
+  rule any more, a host policy that no longer fits, an enclave policy the claims no longer satisfy
+  (e.g. its MRENCLAVE was removed), a certificate profile that now carries an admin or controller
+  identity, a key the key mode cannot use, a name bound to another enclave: revocation.
 - Hosts: the IMA list judged so far under the old policy is not trusted under the new one by
-  inference. Each trusted host is challenged for fresh evidence, which is judged *in full* under the
-  new policy, in a scratch Verification Manager (a temporary database), so a dry run changes
-  nothing. An untrusted verdict means every VNF on the host is revoked.
+  inference. Each trusted host is challenged for fresh evidence, which the host judge
+  (``judges.host.judge_host``) judges *in full* under the new policy; nothing is recorded, so a dry
+  run changes nothing. An untrusted verdict means every VNF on the host is revoked.
 
 Without ``dry_run`` the new policy is swapped in first (decisions from then on use it), every
 revocation is made in ONE transaction and the CRL republished once. The next re-attestation round
@@ -18,21 +20,20 @@ belonged to the old one).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from floodlight_trust.claims import ClaimSet, enclave_from_json
+from floodlight_trust.claims import EnclaveClaims, enclave_from_json
 from floodlight_trust.errors import FtrustError
-from floodlight_trust.manager.workflow import (
-    Reason,
-    VerificationManager,
-    decision_reasons,
-    denial_summary,
-    denials,
-)
-from floodlight_trust.storage.records import HostAttestationRecord, HostRecord
-from floodlight_trust.storage.sqlite import SqliteStorage
+from floodlight_trust.judges.enrollment import Admission, judge_admission, spki_sha256
+from floodlight_trust.manager.enrollment import ENCLAVE_KEY_FIELD
+from floodlight_trust.manager.workflow import VerificationManager
+from floodlight_trust.protocol import b64decode
+from floodlight_trust.protocol.evidence import KeyMode
+from floodlight_trust.reasons import Reason, denial_summary, denials
+from floodlight_trust.storage.records import EnrollmentRecord, HostRecord
+from policy_lang.compile import Policy
 
 log = logging.getLogger("floodlight_trust.manager.reload")
 
@@ -94,88 +95,85 @@ class ReloadReport:
         }
 
 
-def judge_vnfs(vm: VerificationManager, policy: Any) -> list[VnfJudgement]:
-    """Every active enrollment's stored enclave claims under ``policy`` (no I/O beyond the state)."""
+def judge_vnfs(vm: VerificationManager, policy: Policy) -> list[VnfJudgement]:
+    """Every active enrollment judged again under ``policy`` with the enrollment judge's admission
+    checks (``judges.enrollment.judge_admission``: enroll rule, host policy, platform, identity,
+    enclave policy, certificate profile, key type), on the enclave claims and key it was issued for
+    (no I/O beyond the state)."""
     at = vm.now()
     out = []
     hosts = {h.name: h for h in vm.storage.hosts.all()}
     for e in vm.storage.enrollments.enrollments(active_only=True):
         reasons: list[Reason] = []
         stored = vm.storage.enrollments.enclave_claims(e.serial)
-        rule = policy.enroll_rule(e.vnf)
-        if rule is None:
-            reasons.append(Reason("policy.enroll", f"no enroll rule of policy {policy.version} admits VNF {e.vnf!r}"))
-        elif stored is None:
-            reasons.append(
-                Reason("reload.claims", "no enclave claims stored with this enrollment: it cannot be re-judged")
-            )
-        else:
-            host = hosts.get(e.host)
-            host_policy = host.host_policy if host and host.host_policy else _only_host_policy(policy)
-            if rule.host_policy and host_policy and rule.host_policy != host_policy:
+        if stored is None:
+            if policy.enroll_rule(e.vnf) is None:
                 reasons.append(
-                    Reason(
-                        "policy.enroll",
-                        f"VNF {e.vnf!r} may only run on hosts under host policy {rule.host_policy!r}; "
-                        f"host {e.host!r} is judged by {host_policy!r}",
-                    )
+                    Reason("policy.enroll", f"no enroll rule of policy {policy.version} admits VNF {e.vnf!r}")
                 )
+            else:
+                reasons.append(
+                    Reason("reload.claims", "no enclave claims stored with this enrollment: it cannot be re-judged")
+                )
+        else:
             try:
-                claims = enclave_from_json(stored)
-                decision = policy.evaluate_enclave(
-                    rule.enclave_policy, ClaimSet(verified_at=at, enclave=claims, subject=e.vnf)
-                )
-                reasons.extend(decision_reasons(decision))  # notes too (simulated SGX allowed, ...)
+                admission = _admission(vm, e, stored, hosts.get(e.host))
             except FtrustError as err:
                 reasons.append(Reason("reload.claims", err.message))
+            else:
+                judged = judge_admission(admission, policy, vm.settings.enrollments, at=at)
+                reasons.extend(judged.reasons)  # notes too (simulated SGX allowed, ...)
         out.append(VnfJudgement(e.host, e.vnf, e.serial, not denials(reasons), reasons))
     return out
 
 
-def _only_host_policy(policy: Any) -> str | None:
-    names = list(getattr(policy, "host_policies", []) or [])
-    return str(names[0]) if len(names) == 1 else None
+def stored_enclave(stored: Mapping[str, Any], where: str = "enclave") -> tuple[EnclaveClaims, bytes | None]:
+    """The claims and the key an enrollment was issued for, from the document stored with it
+    (enrollments made before the key was stored give None for it)."""
+    key_text = stored.get(ENCLAVE_KEY_FIELD)
+    spki = b64decode(key_text, what=f"{where}.{ENCLAVE_KEY_FIELD}") if isinstance(key_text, str) else None
+    return enclave_from_json(stored, where), spki
 
 
-def judge_hosts(vm: VerificationManager, policy: Any) -> list[HostJudgement]:
-    """Fresh evidence of every trusted host, judged in full under ``policy`` in a scratch VM."""
-    hosts = [h for h in vm.storage.hosts.all() if h.status == "trusted"]
-    if not hosts:
-        return []
+def _admission(
+    vm: VerificationManager, e: EnrollmentRecord, stored: Mapping[str, Any], host: HostRecord | None
+) -> Admission:
+    """What an enrollment was judged on when it was issued, with today's records of its host and name."""
+    claims, spki = stored_enclave(stored, f"enrollment {e.serial}")
+    return Admission(
+        host=e.host,
+        vnf=e.vnf,
+        key_mode=KeyMode(e.key_mode),
+        public_key=spki,
+        claims=claims,
+        host_record=host,
+        registration=vm.storage.enrollments.registration(e.host, e.vnf),
+        key_holder=vm.storage.enrollments.bound_name(spki_sha256(spki)) if spki is not None else None,
+    )
+
+
+def judge_hosts(vm: VerificationManager, policy: Policy) -> list[HostJudgement]:
+    """Fresh evidence of every trusted host, judged in full under ``policy`` by the host judge
+    (``HostAttestation.judge_again``): nothing is recorded, so a dry run changes nothing."""
     out = []
-    if True:  # a scratch VM on a throwaway in-memory store
-        scratch = VerificationManager(
-            storage=SqliteStorage(":memory:"),
-            ca=None,
-            policy=policy,
-            anchors=vm.anchors,
-            key_mode=vm.key_mode,
-            connect=vm.connect,
-            now=vm.now,
-        )
-        for h in hosts:
-            if not h.agent_url:
-                out.append(
-                    HostJudgement(h.name, False, [Reason("reload.host", "no agent URL: cannot be re-judged")], 0)
-                )
-                continue
-            scratch.storage.hosts.add(h.name, h.agent_url, h.host_policy, at=vm.now())
-            scratch.storage.hosts.record_attestation(h.name, _pinned_as(h))  # the platform pinned as in the real state
-            try:
-                verdict = scratch.attest_host(h.name, actor="reload-policy")
-            except FtrustError as e:
-                out.append(HostJudgement(h.name, False, [Reason("reload.host", e.message)], 0))
-                continue
-            if any(r.rule == "agent.unreachable" for r in verdict.reasons):
-                # Unreachable now is the re-attestation loop's business (grace period), not the policy's.
-                out.append(HostJudgement(h.name, True, list(verdict.reasons), 0))
-                continue
-            out.append(HostJudgement(h.name, verdict.trusted, list(verdict.reasons), verdict.ima_entries))
-        scratch.storage.close()
+    for h in vm.storage.hosts.all():
+        if h.status != "trusted":
+            continue
+        if not h.agent_url:
+            out.append(HostJudgement(h.name, False, [Reason("reload.host", "no agent URL: cannot be re-judged")], 0))
+            continue
+        try:
+            judged = vm.host_attestation.judge_again(h, policy)
+        except FtrustError as e:
+            # Unreachable now is the re-attestation loop's business (grace period), not the policy's.
+            why = Reason("agent.unreachable", f"agent of {h.name} did not answer: {e.message}")
+            out.append(HostJudgement(h.name, True, [why], 0))
+            continue
+        out.append(HostJudgement(h.name, judged.trusted, list(judged.reasons), judged.ima_entries))
     return out
 
 
-def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor: str) -> ReloadReport:
+def reload_policy(vm: VerificationManager, policy: Policy, *, dry_run: bool, actor: str) -> ReloadReport:
     """Re-evaluate every enrollment and host under ``policy``; unless ``dry_run``, swap and revoke."""
     old = vm.policy_version
     if not dry_run:
@@ -197,7 +195,7 @@ def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor:
     report = ReloadReport(dry_run, old, str(policy.version), hosts, vnfs, revocations)
     if not dry_run:
         report.revoked_serials = (
-            vm.revoke_batch(targets, crl_reason="privilegeWithdrawn", actor=actor) if targets else []
+            vm.revocation.revoke_batch(targets, crl_reason="privilegeWithdrawn", actor=actor) if targets else []
         )
         with vm.storage.transaction() as tx:
             tx.audit.record(
@@ -225,12 +223,3 @@ def reload_policy(vm: VerificationManager, policy: Any, *, dry_run: bool, actor:
 
 def _live(vm: VerificationManager, host: str, vnf: str | None) -> list[str]:
     return [e.serial for e in vm.storage.enrollments.live(host=host, vnf=vnf, at=vm.now())]
-
-
-def _pinned_as(h: HostRecord) -> HostAttestationRecord:
-    """The scratch copy of ``h``: not trusted until judged, the real record's PCK pinned, last
-    contacted when the real host was (the grace period reads the same)."""
-    return HostAttestationRecord(
-        trusted=False, at=h.last_contact_at or datetime(1970, 1, 1, tzinfo=UTC), reasons=(),
-        policy_version=None, platform_pck_sha256=h.platform_pck_sha256,
-    )  # fmt: skip

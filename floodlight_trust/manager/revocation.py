@@ -13,7 +13,7 @@ from datetime import datetime
 from floodlight_trust import metrics
 from floodlight_trust.errors import FtrustError, InputError, NotFoundError
 from floodlight_trust.manager.context import ManagerContext
-from floodlight_trust.manager.verdicts import Reason
+from floodlight_trust.reasons import Reason
 from floodlight_trust.storage.records import VnfStatus
 from floodlight_trust.storage.stores import Transaction
 
@@ -46,7 +46,7 @@ class Revocation:
         serials = []
         platform = tx.hosts.platform_of(host) if (host is not None and vnf is None) else None
         for e in tx.enrollments.live(host=host, vnf=vnf, at=at, platform_key=platform):
-            ctx.ca.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
+            ctx.issuer.revoke(parse_serial(e.serial), reason, at=at, tx=tx)
             tx.enrollments.mark_revoked(e.serial, at=at, reason=why)
             tx.enrollments.record_vnf(
                 e.host,

@@ -39,7 +39,9 @@ from floodlight_trust.errors import ConfigError, InputError, Location, NotFoundE
 from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request, Timeouts
 from floodlight_trust.manager.admins import admin_identity
 from floodlight_trust.manager.client import AgentClient, check_agent_url
+from floodlight_trust.manager.context import ManagerSettings
 from floodlight_trust.manager.publish import CrlPublisher, make_publish_app
+from floodlight_trust.manager.quote_verification import SIMULATED_WARNING
 from floodlight_trust.manager.reattest import ReattestScheduler, check_interval
 from floodlight_trust.manager.revocation_feed import (
     RevocationFeed,
@@ -50,7 +52,7 @@ from floodlight_trust.manager.revocation_feed import (
 from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.manager.trust_anchors import load_anchors, tpm_settings
-from floodlight_trust.manager.workflow import SIMULATED_WARNING, VerificationManager
+from floodlight_trust.manager.workflow import VerificationManager
 from floodlight_trust.protocol import validate
 from floodlight_trust.secrets import Secret
 from floodlight_trust.statestore import STATE_DB, open_admin_ca, open_ca, open_state
@@ -108,7 +110,7 @@ def make_api(
 
     @app.route("GET", "/v1/ca.pem")
     def ca_pem(request: Request) -> RawResponse:
-        return RawResponse(200, "application/x-pem-file", vm.ca.certificate_pem)
+        return RawResponse(200, "application/x-pem-file", vm.issuer.certificate_pem)
 
     # -- agent-facing ----------------------------------------------------------------------------
     # Anyone may call these: a request for an unregistered name, or evidence that proves nothing,
@@ -244,7 +246,7 @@ def make_api(
         validate("admin_revoke", body)
         if not body.get("host") and not body.get("vnf"):
             raise InputError("say which VNF or host to revoke")
-        serials = vm.revoke(host=body.get("host"), vnf=body.get("vnf"), reason=body["reason"], actor=who)
+        serials = vm.revocation.revoke(host=body.get("host"), vnf=body.get("vnf"), reason=body["reason"], actor=who)
         return {"revoked_serials": serials}
 
     @app.route("GET", "/v1/admin/reattest")
@@ -374,22 +376,25 @@ def build_service(
             agents[key] = client
         return client
 
+    settings = ManagerSettings(
+        nonce_ttl_seconds=vc["nonce_ttl_seconds"],
+        host_trust_seconds=vc["reattest_interval_seconds"] + vc["grace_period_seconds"],
+        grace_period_seconds=vc["grace_period_seconds"],
+        key_mode=vc["key_mode"],
+        require_linkable_epid=vc["require_linkable_epid"],
+        renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
+        self_registering_rules=frozenset(vc["self_registering_enroll_rules"]),
+    )
     vm = VerificationManager(
         storage=db,
         ca=ca,
         policy=policy,
         anchors=anchors if anchors is not None else load_anchors(config),
-        nonce_ttl_seconds=vc["nonce_ttl_seconds"],
-        host_trust_seconds=vc["reattest_interval_seconds"] + vc["grace_period_seconds"],
-        grace_period_seconds=vc["grace_period_seconds"],
-        key_mode=vc["key_mode"],
+        settings=settings,
         connect=connect,
         now=now,
         ias=IasVerifier.from_config(config),
         collateral=CollateralFetcher.from_config(config),
-        require_linkable_epid=vc["require_linkable_epid"],
-        renew_before_seconds=check_renew_before(vc["renew_before_seconds"], config),
-        self_registering_rules=vc["self_registering_enroll_rules"],
     )
     vm.tpm_settings = tpm_settings(config)
     def soonest_expiry() -> Any:

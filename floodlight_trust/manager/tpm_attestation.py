@@ -16,9 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from floodlight_trust.errors import FtrustError, VerificationError
-from floodlight_trust.evidence.ima import ImaAppraisal
 from floodlight_trust.evidence.tpm.keys import TpmKey, public_key_of
-from floodlight_trust.evidence.tpm.quote import QuoteVerification, verify_quote
 from floodlight_trust.evidence.tpm.registration import (
     EndorsementPolicy,
     activation_matches,
@@ -27,15 +25,10 @@ from floodlight_trust.evidence.tpm.registration import (
     judge_endorsement,
 )
 from floodlight_trust.evidence.tpm.structures import (
-    Attest,
-    parse_attest,
     parse_public,
-    parse_signature,
-    pcrs_from_json,
 )
-from floodlight_trust.manager.verdicts import NOTE, Reason
 from floodlight_trust.protocol import b64decode, b64encode, validate
-from floodlight_trust.storage.records import TpmPin
+from floodlight_trust.reasons import ReasonLevel
 
 
 @dataclass(frozen=True)
@@ -43,39 +36,6 @@ class TpmSettings:
     """The operator's TPM trust settings (configuration section ``[tpm]``)."""
 
     endorsement: EndorsementPolicy = field(default_factory=EndorsementPolicy)
-
-
-@dataclass(frozen=True)
-class HostTpmEvidence:
-    """The ``tpm`` object of host evidence, parsed once where it arrives."""
-
-    attest: Attest
-    attest_bytes: bytes
-    signature_bytes: bytes
-    pcrs: dict[str, dict[int, bytes]]
-
-    def boot_pcrs(self) -> dict[str, dict[int, str]]:
-        """The quoted values of every PCR but 10 (IMA's), as hex."""
-        return {b: {p: v.hex() for p, v in sorted(vals.items()) if p != 10} for b, vals in self.pcrs.items()}
-
-    @classmethod
-    def from_json(cls, doc: Any) -> HostTpmEvidence:
-        raw = b64decode(doc["attest"], what="host_evidence.tpm.attest")
-        sig = b64decode(doc["signature"], what="host_evidence.tpm.signature")
-        return cls(parse_attest(raw), raw, sig, pcrs_from_json(doc["pcrs"], "host_evidence.tpm.pcrs"))
-
-
-def judge_host_tpm(
-    pin: TpmPin, evidence: HostTpmEvidence, qualifying_data: bytes, ima: ImaAppraisal | None
-) -> tuple[QuoteVerification, list[Reason]]:
-    """Every TPM check of one round as reasons (``host.tpm.*``); notes (a reboot) stay notes."""
-    ak = TpmKey(public_key_of(parse_public(pin.ak_public)), parse_public(pin.ak_public))
-    result = verify_quote(evidence.attest, parse_signature(evidence.signature_bytes), ak, evidence.pcrs, qualifying_data,
-                          ima=ima, previous=pin.last_clock, previous_firmware=pin.last_firmware)  # fmt: skip
-    reasons = [
-        Reason(f.code.value, f.message, None, f.evidence, NOTE if not f.denies else "deny") for f in result.findings
-    ]
-    return result, reasons
 
 
 def register_tpm(ctx: Any, settings: TpmSettings, host: str, *, actor: str) -> dict[str, Any]:
@@ -113,7 +73,7 @@ def register_tpm(ctx: Any, settings: TpmSettings, host: str, *, actor: str) -> d
             at=at, actor=actor, action="register-tpm", allowed=allowed, host=host, policy_version=ctx.policy_version,
             simulated=verdict.how == "unsafe", evidence=evidence,
             reasons=[{"rule": "host.tpm.registration", "message": r, "level": "deny"} for r in reasons]
-            + [{"rule": "host.tpm.registration", "message": n, "level": NOTE} for n in verdict.notes],
+            + [{"rule": "host.tpm.registration", "message": n, "level": ReasonLevel.NOTE.value} for n in verdict.notes],
         )  # fmt: skip
         if allowed:
             assert ak.name is not None

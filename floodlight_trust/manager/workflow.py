@@ -4,11 +4,13 @@ Steps (docs/protocol.md):
 
 1. The VM issues a fresh nonce (``nonces.py``) for host evidence; the agent answers with a quote of
    the host's integrity enclave, REPORTDATA = SHA-256(nonce || SHA-256(IMA list)), and the list.
-2. :meth:`VerificationManager.attest_host_evidence` verifies the quote (DCAP, same code for real and
-   simulated roots), the binding, the integrity enclave's identity, and appraises the IMA list with
-   the host policy (incrementally after the first round). The verdict and every reason are recorded.
-3. Only on a trusted host: :meth:`enroll_evidence` verifies a VNF quote the same way, with REPORTDATA
-   binding the nonce and the enclave's public key, from the SAME platform as the host quote.
+2. :meth:`VerificationManager.attest_host_evidence`: the host judge (``judges/host.py``) checks the
+   quote (DCAP, same code for real and simulated roots), the binding, the integrity enclave's
+   identity, and appraises the IMA list with the host policy (incrementally after the first round).
+   The verdict and every reason are recorded.
+3. Only on a trusted host: :meth:`enroll_evidence`: the enrollment judge (``judges/enrollment.py``)
+   checks a VNF quote the same way, with REPORTDATA binding the nonce and the enclave's public key,
+   from the SAME platform as the host quote, and the policy's admission of the enclave.
 4. The CA signs a certificate for the enclave's key (default), or for a key the VM generates and
    seals to the enclave's key (``vm-generated``). Certificate, enrollment record and audit record
    are written in ONE transaction.
@@ -16,100 +18,56 @@ Steps (docs/protocol.md):
 Every decision is an audit record with the evidence hashes, the policy version and every reason.
 Revocations call ``revocation_listeners`` after commit, so the CRL is republished at once.
 
-This module is the facade the service, re-attestation and reload call; the steps live in
-``host_attestation.py`` (1-2), ``enrollment.py`` (3-4), ``revocation.py``, ``quotes.py`` and
-``platform_checks.py``, and speak in the types of ``verdicts.py``.
+This module is the facade the service, re-attestation and reload call: registration, and each
+verdict counted in the metrics. The steps act on the judges' verdicts: ``host_attestation.py``
+(1-2), ``enrollment.py`` (3-4), ``revocation.py`` (``vm.revocation.revoke``); they answer in the
+types of ``verdicts.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
-from floodlight_trust import clock, metrics
+from floodlight_trust import metrics
 from floodlight_trust.errors import FtrustError, InputError, NotFoundError
-from floodlight_trust.manager.context import AgentConnection, ManagerContext
-from floodlight_trust.manager.enrollment import ADMIN_URI_PREFIX, KEY_MODES, Enrollment
+from floodlight_trust.manager.context import ManagerContext
+from floodlight_trust.manager.enrollment import Enrollment
 from floodlight_trust.manager.host_attestation import HostAttestation
-from floodlight_trust.manager.quote_verification import SIMULATED_WARNING, QuoteVerifier
 from floodlight_trust.manager.revocation import Revocation
-from floodlight_trust.manager.verdicts import (
-    EnrollmentResult,
-    HostVerdict,
-    Reason,
-    decision_reasons,
-    denial_summary,
-    denials,
-)
+from floodlight_trust.manager.verdicts import EnrollmentResult, HostVerdict
+from floodlight_trust.protocol.evidence import EnclaveEvidence, HostEvidence
+from floodlight_trust.reasons import Reason, denials
 from floodlight_trust.storage.records import HostRecord
-from floodlight_trust.storage.stores import Storage
 
 log = logging.getLogger("floodlight_trust.manager")
 
 
 class VerificationManager(ManagerContext):
-    """The workflow over state, policy, trust anchors and the CA. Thread-safe: the HTTP service
-    calls it from many threads; SQLite transactions serialise the writes."""
+    """The workflow over state, policy, trust anchors and the CA (constructed as a
+    :class:`ManagerContext`). Thread-safe: the HTTP service calls it from many threads; SQLite
+    transactions serialise the writes."""
 
-    def __init__(
-        self,
-        *,
-        storage: Storage,
-        ca: Any,
-        policy: Any,
-        anchors: Sequence[Any],
-        nonce_ttl_seconds: int = 60,
-        host_trust_seconds: int = 120,
-        grace_period_seconds: int = 90,
-        key_mode: str = "enclave",
-        connect: Callable[[HostRecord], AgentConnection] | None = None,
-        now: Callable[[], datetime] = clock.now,
-        ias: Any = None,
-        collateral: Any = None,
-        require_linkable_epid: bool = False,
-        renew_before_seconds: int | None = None,
-        self_registering_rules: Sequence[str] = (),
-    ):
-        if key_mode not in KEY_MODES:
-            raise InputError(f"unknown key mode {key_mode!r}", hint="vm.key_mode is 'enclave' or 'vm-generated'")
-        super().__init__(
-            storage=storage,
-            ca=ca,
-            policy=policy,
-            anchors=anchors,
-            nonce_ttl_seconds=nonce_ttl_seconds,
-            host_trust_seconds=host_trust_seconds,
-            grace_period_seconds=grace_period_seconds,
-            key_mode=key_mode,
-            connect=connect,
-            now=now,
-            require_linkable_epid=require_linkable_epid,
-            renew_before_seconds=renew_before_seconds,
-            self_registering_rules=self_registering_rules,
-        )
-        self.quotes = QuoteVerifier(self.anchors, ias, collateral)
-        self.revocation = Revocation(self)
-        self.host_attestation = HostAttestation(self, self.quotes, self.revocation)
-        from floodlight_trust.manager.tpm_attestation import TpmSettings
+    # The steps, made on first use; each keeps the context, so a swapped policy reaches them all.
+    @cached_property
+    def revocation(self) -> Revocation:
+        return Revocation(self)
 
-        self.tpm_settings = TpmSettings()  # the operator's [tpm] settings (build_service sets them)
-        self.enrollment = Enrollment(self, self.quotes, self.host_attestation)
-        self.revocation_listeners = self.revocation.listeners  # the same list: append to subscribe
-        self._policy_lock = threading.Lock()
-        self.simulated = self.quotes.simulated
-        if self.simulated:
-            log.warning("%s: trust_simulated_sgx = true; NEVER use this in production", SIMULATED_WARNING)
+    @cached_property
+    def host_attestation(self) -> HostAttestation:
+        return HostAttestation(self, self.quotes, self.revocation)
 
-    def set_policy(self, policy: Any) -> None:
-        """Swap the policy; later decisions use it (``manager.reload`` re-evaluates and revokes first).
+    @cached_property
+    def enrollment(self) -> Enrollment:
+        return Enrollment(self, self.quotes, self.host_attestation)
 
-        The next round of each host appraises its whole IMA list again under the new policy version.
-        """
-        with self._policy_lock:
-            self.policy = policy
+    @property
+    def revocation_listeners(self) -> list[Callable[[list[str]], None]]:
+        """Called after each committed revocation with its serials: append to subscribe."""
+        return self.revocation.listeners
 
     # -- step 1-2: host (host_attestation.py) ----------------------------------------------------
     def register_tpm(self, host: str, *, actor: str) -> dict[str, Any]:
@@ -250,11 +208,9 @@ class VerificationManager(ManagerContext):
             )
         return self.storage.hosts.get(host)
 
-    def ima_offset(self, host: str) -> int:
-        """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
-        return self.host_attestation.ima_offset(host)
-
-    def attest_host_evidence(self, evidence: Any, *, actor: str, authoritative: bool = False) -> HostVerdict:
+    def attest_host_evidence(
+        self, evidence: HostEvidence | Mapping[str, Any], *, actor: str, authoritative: bool = False
+    ) -> HostVerdict:
         """Verify host evidence and record the verdict (see :meth:`HostAttestation.attest_host_evidence`)."""
         return _counted_host(
             self.host_attestation.attest_host_evidence(evidence, actor=actor, authoritative=authoritative)
@@ -284,7 +240,7 @@ class VerificationManager(ManagerContext):
     # -- step 3-4: VNF (enrollment.py) -----------------------------------------------------------
     def enroll_evidence(
         self,
-        evidence: Any,
+        evidence: EnclaveEvidence | Mapping[str, Any],
         *,
         actor: str,
         key_mode: str | None = None,
@@ -303,16 +259,6 @@ class VerificationManager(ManagerContext):
             self.enrollment.enroll(host, vnf, actor=actor, key_mode=key_mode, renew_before=renew_before)
         )
 
-    # -- revocation (revocation.py) --------------------------------------------------------------
-    def revoke(self, *, host: str | None = None, vnf: str | None = None, reason: str, actor: str) -> list[str]:
-        """Revoke a VNF's (or every VNF of a host's) active certificates; see :meth:`Revocation.revoke`."""
-        return self.revocation.revoke(host=host, vnf=vnf, reason=reason, actor=actor)
-
-    def revoke_batch(self, targets: Sequence[tuple[str, str | None, str]], *, crl_reason: str, actor: str) -> list[str]:
-        """Revoke several ``(host, vnf or None, why)`` targets in ONE transaction, then republish once."""
-        return self.revocation.revoke_batch(targets, crl_reason=crl_reason, actor=actor)
-
-
 def _counted_host(verdict: HostVerdict) -> HostVerdict:
     metrics.ATTESTATIONS.labels(kind="host", outcome="trusted" if verdict.trusted else "untrusted").inc()
     metrics.count_denials([r.rule for r in denials(verdict.reasons)])
@@ -325,18 +271,3 @@ def _counted_enrollment(result: EnrollmentResult) -> EnrollmentResult:
     metrics.count_denials([r.rule for r in denials(result.reasons)])
     return result
 
-
-# The public names of the workflow, wherever they are defined (``from ...workflow import X``).
-__all__ = [
-    "ADMIN_URI_PREFIX",
-    "KEY_MODES",
-    "SIMULATED_WARNING",
-    "AgentConnection",
-    "EnrollmentResult",
-    "HostVerdict",
-    "Reason",
-    "VerificationManager",
-    "decision_reasons",
-    "denial_summary",
-    "denials",
-]

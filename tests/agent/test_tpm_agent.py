@@ -13,9 +13,9 @@ from floodlight_trust.evidence.sgx_quote import parse_quote
 from floodlight_trust.evidence.tpm.keys import load_key
 from floodlight_trust.evidence.tpm.quote import TpmCheck, verify_quote
 from floodlight_trust.evidence.tpm.structures import parse_signature
-from floodlight_trust.manager.tpm_attestation import HostTpmEvidence
 from floodlight_trust.protocol import b64decode
 from floodlight_trust.protocol.binding import host_report_data_with_tpm, tpm_qualifying_data
+from floodlight_trust.protocol.evidence import HostTpmEvidence
 from tests.support.tpm import require_swtpm
 
 NONCE = bytes(range(32))

@@ -112,7 +112,7 @@ def test_revocation_via_the_stream_refuses_new_resumed_and_kept_alive_connection
     pushed = plugged.world.service.feed.pushed if plugged.world.service.feed else 0
 
     decided = time.monotonic()
-    assert plugged.world.service.vm.revoke(vnf=vnf, reason="plugin test", actor="test")
+    assert plugged.world.service.vm.revocation.revoke(vnf=vnf, reason="plugin test", actor="test")
     kept_delay = ps.first_refusal(lambda: ps.keep_alive_status(kept, "GET", "/wm/device/"), since=decided, within=5)
 
     def resumed() -> int:
@@ -188,7 +188,7 @@ def test_ocsp_fallback_when_the_stream_is_unavailable(plugged: Plugged, tmp_path
         assert ps.keep_alive_status(kept, "GET", "/wm/device/") == 200
         answers = plugged.world.service.publisher.ocsp_answers
         decided = time.monotonic()
-        assert plugged.world.service.vm.revoke(vnf=vnf, reason="ocsp test", actor="test")
+        assert plugged.world.service.vm.revocation.revoke(vnf=vnf, reason="ocsp test", actor="test")
         kept_delay = ps.first_refusal(lambda: ps.keep_alive_status(kept, "GET", "/wm/device/"), since=decided, within=5)
 
         def resumed() -> int:

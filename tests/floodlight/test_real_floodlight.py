@@ -189,7 +189,7 @@ def test_revocation_refuses_new_resumed_and_kept_alive_connections_on_real_flood
     assert ps.keep_alive_status(kept, "GET", "/wm/core/health/json") == 200
     fresh = ps.TlsClient(floodlight.url, *ps_paths(floodlight, vnf), floodlight.files.server_pem)
     decided = time.monotonic()
-    assert floodlight.world.service.vm.revoke(vnf=vnf, reason="real floodlight test", actor="test")
+    assert floodlight.world.service.vm.revocation.revoke(vnf=vnf, reason="real floodlight test", actor="test")
     kept_delay = ps.first_refusal(
         lambda: ps.keep_alive_status(kept, "GET", "/wm/core/health/json"), since=decided, within=5
     )

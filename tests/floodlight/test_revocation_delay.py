@@ -37,7 +37,7 @@ def refusal_delay(
     before = client.check(endpoint.url, cert, key, ca, path=client.SWITCHES_PATH)
     assert before.accepted and before.status == 200, before
     decided = time.monotonic()
-    assert world.service.vm.revoke(vnf=vnf, reason="revocation delay test", actor="test")
+    assert world.service.vm.revocation.revoke(vnf=vnf, reason="revocation delay test", actor="test")
     bound = time.monotonic() + 120
     while time.monotonic() < bound:
         result = client.check(endpoint.url, cert, key, ca, path=client.SWITCHES_PATH)

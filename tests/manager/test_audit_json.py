@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from floodlight_trust.cli.vm import audit_reasons_cell
-from floodlight_trust.manager.verdicts import _json_safe
+from floodlight_trust.reasons import json_safe as _json_safe
 from tests.support.world import HOST_FILES, World
 
 REPRS = ("mappingproxy(", "frozenset(", "{", "[", "datetime.")

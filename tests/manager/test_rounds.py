@@ -153,7 +153,9 @@ def test_rounds_re_attest_every_vnf_but_renew_only_when_little_validity_is_left(
     from floodlight_trust.manager.reattest import ReattestScheduler
 
     offset = [timedelta()]
-    dep = deployment(tmp_path, renew_before_seconds=1800, now=lambda: clock.now() + offset[0])
+    from floodlight_trust.manager.context import ManagerSettings
+
+    dep = deployment(tmp_path, settings=ManagerSettings(renew_before_seconds=1800), now=lambda: clock.now() + offset[0])
     dep.add_host("h1", FILES, "vnf-a", "vnf-b")
     vm = dep.vm
     assert vm.attest_host("h1", actor="test").trusted

@@ -121,17 +121,18 @@ def test_a_failure_of_any_type_in_a_judge_is_contained(
 ) -> None:
     """Fault injection for what no fixed parser can show any more: a RecursionError (and a plain
     bug) raised inside the host judge for one host only."""
-    judge = deployment.service.vm.host_attestation
-    original = judge.appraise_ima
+    from floodlight_trust.judges import host as judge
 
-    def failing(record: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    original = judge.appraise_host_ima
+
+    def failing(policy: Any, host_policy: str, name: str, *args: Any, **kwargs: Any) -> Any:
         if name == hostile.name:
             raise RecursionError("maximum recursion depth exceeded while decoding a JSON object")
-        return original(record, name, *args, **kwargs)
+        return original(policy, host_policy, name, *args, **kwargs)
 
     good = deployment.start_host()
     assert deployment.admin.attest(hostile.name)["trusted"] and deployment.admin.attest(good.name)["trusted"]
-    monkeypatch.setattr(judge, "appraise_ima", failing)
+    monkeypatch.setattr(judge, "appraise_host_ima", failing)
     rounds = round_of(deployment)
     assert rounds[hostile.name]["trusted"] is False
     assert rounds[hostile.name]["reasons"][0]["rule"] == "host.judging_failed"

@@ -40,7 +40,7 @@ def test_garbage_for_a_registered_host_is_refused_recorded_nowhere_and_keeps_its
     host = world.start_host()
     assert world.admin.attest(host.name)["trusted"]
     vm = world.service.vm
-    offset = vm.ima_offset(host.name)
+    offset = vm.host_attestation.ima_offset(host.name)
     assert offset > 0  # the next round asks only for the tail
     before = table_sizes(world)
     counted = unauthenticated_rejects("/v1/attest/host", "sgx.collateral")
@@ -58,7 +58,7 @@ def test_garbage_for_a_registered_host_is_refused_recorded_nowhere_and_keeps_its
     assert count(world, "SELECT COUNT(*) FROM manager_nonces WHERE host = ? AND used_at IS NULL", host.name) == 0
     # The host's state is where its last verified quote left it: same offset, still trusted, and
     # the next round transfers only the tail.
-    assert vm.ima_offset(host.name) == offset
+    assert vm.host_attestation.ima_offset(host.name) == offset
     [row] = vm.storage.query("SELECT status, ima_entries FROM manager_hosts WHERE name = ?", (host.name,))
     assert row["status"] == "trusted"
     verdict = world.admin.attest(host.name)

@@ -38,6 +38,7 @@ from floodlight_trust.evidence.ima.templates import (
     template_fields,
     unpack_template_data,
 )
+from floodlight_trust.reasons import Reason
 
 if TYPE_CHECKING:  # signatures.py (and cryptography) is imported on the first entry with a signature
     from floodlight_trust.evidence.ima.signatures import Keyring, KeyringEntry, SignatureCheck, SignatureProblem
@@ -98,6 +99,10 @@ class ImaFinding:
     def to_json(self) -> dict[str, Any]:
         loc = {k: getattr(self.location, k) for k in ("file", "line", "offset", "index")}
         return {"kind": self.kind.value, "message": self.message, **{k: v for k, v in loc.items() if v is not None}}
+
+    def reason(self) -> Reason:
+        """This finding as a deny-level reason, coded ``ima.<kind>``."""
+        return Reason(f"ima.{self.kind.value}", self.message, str(self.location) or None, self.to_json())
 
 
 class ListBytes:

@@ -3,9 +3,13 @@ from its host's platform. Otherwise a quote from another machine could stand in 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from floodlight_trust.claims import EnclaveClaims, EvidenceType
-from floodlight_trust.manager.verdicts import Reason
-from floodlight_trust.storage.records import HostRecord
+from floodlight_trust.reasons import Reason
+
+if TYPE_CHECKING:
+    from floodlight_trust.storage.records import HostRecord
 
 
 def platform_key(claims: EnclaveClaims) -> str | None:
@@ -20,6 +24,14 @@ def platform_key(claims: EnclaveClaims) -> str | None:
     if claims.evidence_type is EvidenceType.IAS and p.epid_group_id:
         return f"epid:{p.epid_group_id}:{p.epid_pseudonym or ''}"
     return None
+
+
+def platform_identity(claims: EnclaveClaims | None) -> dict[str, Any] | None:
+    """The platform identity of verified claims, as recorded with a host and in audit evidence."""
+    if claims is None:
+        return None
+    p = claims.platform
+    return {k: getattr(p, k) for k in ("fmspc", "pce_id", "pck_certificate_sha256", "epid_group_id", "epid_pseudonym")}
 
 
 def describe_platform(key: str) -> str:
