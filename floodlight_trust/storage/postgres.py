@@ -39,7 +39,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -1037,6 +1037,16 @@ class PostgresStorage(PostgresTransaction):
             if not durable:  # commit without waiting for the WAL flush (state that may be lost)
                 conn.execute("SET LOCAL synchronous_commit TO off")
             yield conn
+
+    def connection_transaction(self, *, durable: bool = True) -> AbstractContextManager[Connection]:
+        """One transaction on a pooled connection (dict rows), for the storage package's own tables
+        beyond the stores (the re-attestation leases); driver errors as in :meth:`transaction`."""
+        return self._transaction(durable=durable)
+
+    def check(self) -> None:
+        """Raise :class:`~floodlight_trust.errors.StorageUnavailable` unless the database answers now."""
+        with self._connection() as conn:
+            conn.execute("SELECT 1")
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[PostgresTransaction]:

@@ -283,6 +283,7 @@ def test_a_database_that_goes_away_fails_cleanly_and_comes_back(pg_database: PgD
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         # The pool checks a connection before handing it out, so the next call reconnects by itself.
+        storage.check()
         assert storage.hosts.get("h1").name == "h1"
         with pytest.raises(StorageUnavailable, match="database unavailable"), storage.transaction() as tx:
             tx.hosts.add("h2", None, None, at=AT)
@@ -295,3 +296,26 @@ def test_a_database_that_goes_away_fails_cleanly_and_comes_back(pg_database: PgD
         assert [h.name for h in storage.hosts.all()] == ["h1"]  # nothing of the cut transaction
     finally:
         storage.close()
+
+
+def test_a_stopped_server_is_unavailable_at_once_and_in_check(tmp_path: Path) -> None:
+    from tests.support.postgres import LocalCluster, find_bindir
+
+    bindir = find_bindir()
+    assert bindir is not None
+    cluster = LocalCluster(bindir).start()
+    try:
+        url = parse_storage_url(cluster.url())
+        assert isinstance(url, PostgresUrl)
+        storage = PostgresStorage(url, pool_size=1, connect_timeout_seconds=2)
+        storage.check()
+        cluster.stop()
+        with pytest.raises(StorageUnavailable, match="database unavailable"):
+            storage.check()
+        with pytest.raises(StorageUnavailable, match="database unavailable"):
+            storage.hosts.all()
+        storage.close()
+        with pytest.raises(StorageUnavailable, match=r"database unavailable \(postgresql://ftrust@127\.0\.0\.1"):
+            PostgresStorage(url, connect_timeout_seconds=2)
+    finally:
+        cluster.stop()

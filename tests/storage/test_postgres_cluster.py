@@ -45,3 +45,15 @@ def test_a_cluster_stops_and_leaves_nothing_behind(pg_cluster: LocalCluster) -> 
     assert not root.exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(f"postgresql://ftrust@127.0.0.1:{port}/postgres", connect_timeout=5).close()
+
+
+def test_missing_binaries_fail_under_ci_and_skip_saying_so_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support import postgres
+
+    monkeypatch.setattr(postgres, "find_bindir", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="initdb, pg_ctl"):
+        postgres.require_postgres()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install postgresql"):
+        postgres.require_postgres()

@@ -95,7 +95,10 @@ class LocalCluster:
     def __init__(self, bindir: Path, root: Path | None = None) -> None:
         self.bindir = bindir
         self._run_as = _RunAs.for_current_user()
-        self.root = root or Path(tempfile.mkdtemp(prefix="ftrust-pg-"))
+        # As root the server runs as nobody, who must reach the directory: /tmp (world-traversable)
+        # rather than a TMPDIR that may be private to root.
+        base = "/tmp" if self._run_as.uid is not None and Path("/tmp").is_dir() else None
+        self.root = root or Path(tempfile.mkdtemp(prefix="ftrust-pg-", dir=base))
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
         self.password = secrets.token_urlsafe(18)
