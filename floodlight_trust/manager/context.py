@@ -31,7 +31,7 @@ from floodlight_trust.storage.stores import Storage
 
 if TYPE_CHECKING:
     from floodlight_trust.evidence.dcap import TrustAnchor
-    from floodlight_trust.manager.sgx import CollateralFetcher, IasVerifier
+    from floodlight_trust.manager.quote_verification import CollateralFetcher, IasVerifier
     from floodlight_trust.pki.ca import CertificateAuthority
     from policy_lang.compile import Policy
 

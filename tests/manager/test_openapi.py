@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from floodlight_trust.manager.service import make_api
+from floodlight_trust.manager.api import make_api
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 
