@@ -88,7 +88,8 @@ def fresh_process(function: str, *args: Any, timeout: float = 600) -> dict[str, 
     """Run ``module:function(*args)`` (JSON-able arguments and result) in a fresh interpreter.
 
     Returns ``{"result": ..., "peak_rss_mib": ...}``: the peak resident set size of that process
-    (``ru_maxrss``), interpreter and imports included, as one measures any other verifier's RSS.
+    (``VmHWM``, not ``ru_maxrss``, which a child inherits from a larger parent on Linux), interpreter
+    and imports included, as one measures any other verifier's RSS.
     """
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))

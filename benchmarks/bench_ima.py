@@ -248,7 +248,7 @@ def _rss_rows(tmp: Path) -> list[Result]:
                 f"peak RSS, fresh process, {n:,} entries",
                 rss,
                 "MiB",
-                work="load policy + read list + VM-entry-point appraisal in a new interpreter (ru_maxrss)",
+                work="load policy + read list + VM-entry-point appraisal in a new interpreter (VmHWM)",
                 anchor=f"{label}: {theirs / rss:.2f}x ({'less' if rss < theirs else 'more'} memory: ours/theirs "
                 f"{rss / theirs:.2f})",
             )

@@ -229,6 +229,6 @@ def run() -> list[Result]:
             "peak RSS, fresh process: compile + evaluate 100k",
             peak,
             "MiB",
-            work="new interpreter: imports + compile the sha256sum policy + build and evaluate 100k claims (ru_maxrss)",
+            work="new interpreter: imports + compile the sha256sum policy + build and evaluate 100k claims (VmHWM)",
         ),
     ]

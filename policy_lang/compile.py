@@ -323,6 +323,7 @@ class Compiler:
         self.hosts: dict[str, CompiledHost] = {}
         self.enclaves: dict[str, CompiledEnclave] = {}
         self.enrolls: list[EnrollRule] = []
+        self.digests: dict[str, bytes] = {}  # SHA-256 of each reference list read, for the version
 
     def run(self) -> None:
         for sym in self.p.symbols.values():
@@ -420,16 +421,18 @@ class Compiler:
         try:
             data = sources.read(target)
             self.p.sources[name] = data
-            # Compiled lists are reused by content hash: an unchanged 100k-entry list is not parsed again.
+            # Compiled lists are reused by content hash: an unchanged 100k-entry list is not parsed
+            # again. The one hash of the file serves the cache and the policy's version.
+            digest = self.digests[name] = hashlib.sha256(data).digest()
             if isinstance(stmt, ast.IncludeSha256sum):
-                return compiled_reference("sha256sum", data, name)
+                return compiled_reference("sha256sum", data, name, data_sha256=digest)
             if stmt.verify_with is None:
-                return compiled_reference("keylime", data, name)
+                return compiled_reference("keylime", data, name, data_sha256=digest)
             key_path = directory / stmt.verify_with.value
             key_name = sources.name(key_path)
             key = sources.read(key_path)
             self.p.sources[key_name] = key
-            return compiled_reference("keylime-dsse", data, name, key, key_name)
+            return compiled_reference("keylime-dsse", data, name, key, key_name, data_sha256=digest)
         except PolicyError as e:
             self.p.errors.extend(getattr(e, "errors", (e,)))
         except FtrustError as e:  # a missing or unreadable file: point at the include statement
@@ -818,12 +821,15 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _version(sources: Mapping[str, bytes]) -> str:
+def _version(sources: Mapping[str, bytes], digests: Mapping[str, bytes]) -> str:
+    """SHA-256 over every source file: its name, its length and the SHA-256 of its bytes (computed
+    once per file: a reference list's is the one its compiled-list cache key used)."""
     h = hashlib.sha256()
     for name in sorted(sources):
         data = sources[name]
+        digest = digests.get(name) or hashlib.sha256(data).digest()
         h.update(b"%d:%s\n%d:" % (len(name.encode()), name.encode(), len(data)))
-        h.update(data)
+        h.update(digest)
     return h.hexdigest()
 
 
@@ -878,7 +884,7 @@ def _compile(program: Program, sources: PolicySources | None) -> Policy:
     compiler.run()
     program.raise_if_errors()
     return Policy(
-        version=_version(program.sources),
+        version=_version(program.sources, compiler.digests),
         sources=sorted(program.sources),
         hosts=dict(compiler.hosts),
         enclaves=dict(compiler.enclaves),

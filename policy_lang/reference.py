@@ -646,7 +646,13 @@ def clear_cache() -> None:
 
 
 def compiled_reference(
-    fmt: ReferenceFormat, data: bytes, source: str, key: bytes | None = None, key_source: str | None = None
+    fmt: ReferenceFormat,
+    data: bytes,
+    source: str,
+    key: bytes | None = None,
+    key_source: str | None = None,
+    *,
+    data_sha256: bytes | None = None,
 ) -> ReferenceList:
     """Parse a reference list file (``fmt``: ``sha256sum``, ``keylime``, or ``keylime-dsse`` with the
     verification ``key``), or return the list parsed by an earlier call with the same inputs.
@@ -654,7 +660,9 @@ def compiled_reference(
     The cache is keyed by everything the result depends on: the format, SHA-256 of ``data``, SHA-256
     of ``key``, and the names ``source`` and ``key_source`` (they appear in locations and reasons).
     Only successes are kept; a failing file is parsed, and fails, every time. The result is shared
-    between policies: never mutate it. Raises PolicyError, or UnicodeDecodeError for non-UTF-8 text.
+    between policies: never mutate it. ``data_sha256``: SHA-256 of ``data`` when the caller computed
+    it already (the compiler does, for the policy's version). Raises PolicyError, or
+    UnicodeDecodeError for non-UTF-8 text.
     """
     if fmt not in _FORMATS:
         raise ValueError(f"unknown reference list format {fmt!r}")
@@ -662,7 +670,7 @@ def compiled_reference(
         raise ValueError("a verification key goes with keylime-dsse, and only with it")
     cache_key = (
         fmt,
-        hashlib.sha256(data).digest(),
+        data_sha256 if data_sha256 is not None else hashlib.sha256(data).digest(),
         source,
         hashlib.sha256(key).digest() if key is not None else None,
         key_source,

@@ -32,3 +32,14 @@ def test_fresh_process_returns_the_result_and_its_own_peak_rss() -> None:
     doc = fresh_process("benchmarks.bench_ima:_allocate", 64)
     assert doc["result"] == 64
     assert doc["peak_rss_mib"] > 64  # the interpreter plus the 64 MiB it held
+
+
+def test_a_fresh_process_does_not_report_its_parents_memory() -> None:
+    # On Linux ru_maxrss of a child started by a larger process is the parent's peak: the harness
+    # reads the child's own high-water mark instead.
+    held = bytearray(160 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])
+    doc = fresh_process("benchmarks.bench_ima:_allocate", 16)
+    assert doc["result"] == 16
+    assert 16 < doc["peak_rss_mib"] < 120, doc  # the interpreter and its 16 MiB, not this process's 160+
+    del held
