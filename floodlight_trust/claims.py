@@ -238,15 +238,6 @@ CLAIM_TYPES: Mapping[str, str] = {
     "simulated": "bool",
 }
 
-IMA_ENTRY_FIELDS: Mapping[str, str] = {
-    "template": "str",
-    "path": "str",
-    "digest_algorithm": "str",
-    "digest": "hex",
-    "signature": "str",
-    "signature_key_id": "hex",
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # JSON form, for `ftrust policy eval --claims FILE`, policy test fixtures and the audit log.

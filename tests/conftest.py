@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-# swtpm fixtures (a simulated TPM on a temporary state directory) and a throwaway PostgreSQL cluster
-# (tests/support/postgres.py) for every test that asks for one.
-pytest_plugins = ["tests.tpm_support", "tests.support.postgres"]
+from floodlight_trust import protocol
+
+# Fixtures for every test that asks for one: swtpm (a simulated TPM on a temporary state directory),
+# the Java bridge to the JDK's TLS stack and a throwaway PostgreSQL cluster (tests/support/).
+pytest_plugins = ["tests.support.tpm", "tests.support.floodlight", "tests.support.postgres"]
+
+# Tests also check what each side sends (production checks what it receives): docs/protocol.md.
+protocol.CHECK_OUTBOUND = True
+os.environ["FTRUST_CHECK_OUTBOUND"] = "1"  # the same for services, agents and enclaves started as subprocesses
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"

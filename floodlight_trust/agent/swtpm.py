@@ -28,11 +28,6 @@ def available() -> bool:
     return all(shutil.which(b) for b in BINARIES)
 
 
-def localca_root(state_dir: Path) -> Path:
-    """The simulated manufacturer's root CA certificate (PEM) of a manufactured state directory."""
-    return Path(state_dir) / "localca" / "swtpm-localca-rootca-cert.pem"
-
-
 def manufacturer_certificates(state_dir: Path) -> list[Path]:
     """The root and the issuing CA certificate: what an operator's roots directory would hold."""
     ca = Path(state_dir) / "localca"

@@ -43,7 +43,6 @@ from floodlight_trust.reasons import Reason, ReasonLevel
 
 GRAMINE_LIBDIR = "/usr/lib/x86_64-linux-gnu/gramine"
 GRAMINE_LIBOS = f"{GRAMINE_LIBDIR}/libsysdb.so"
-GRAMINE_RUNTIME = f"{GRAMINE_LIBDIR}/runtime/glibc"
 SEALING_KEYS = ("_sgx_mrenclave", "_sgx_mrsigner")
 # Libraries Gramine's patched glibc provides from its runtime directory (not the host's copies).
 _GLIBC = re.compile(

@@ -17,7 +17,6 @@ from floodlight_trust.enclave.platform import EnclavePlatform, GramineEnclave, S
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.errors import ConfigError, Location
 
-PLATFORMS = ("sim", "gramine")
 VNF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

@@ -27,21 +27,10 @@ from floodlight_trust.errors import InputError, Location
 from floodlight_trust.secrets import Secret
 
 PREFIX = "net.floodlightcontroller.restserver.RestApiServer."
-REST_KEYS = (
-    "useHttps",
-    "useHttp",
-    "httpsPort",
-    "httpPort",
-    "keyStorePath",
-    "keyStorePassword",
-    "httpsNeedClientAuthentication",
-    "host",
-)
 TRUE_WORDS = frozenset({"yes", "true", "yep", "ja", "stimmt"})  # RestApiServer.init, compared trimmed, any case
 PROVIDER_PREFIX = "net.floodlightcontroller.core.internal.FloodlightProvider."
-# The values floodlightdefault.properties ships (RestApiServer itself has no default port).
+# The value floodlightdefault.properties ships (RestApiServer itself has no default port).
 DEFAULT_HTTPS_PORT = 8081
-DEFAULT_HTTP_PORT = 8080
 
 
 def is_true(value: str | None) -> bool:

@@ -16,7 +16,7 @@ from floodlight_trust.evidence.tpm.structures import parse_signature
 from floodlight_trust.protocol import b64decode
 from floodlight_trust.protocol.binding import host_report_data_with_tpm, tpm_qualifying_data
 from floodlight_trust.protocol.evidence import HostTpmEvidence
-from tests.tpm_support import require_swtpm
+from tests.support.tpm import require_swtpm
 
 NONCE = bytes(range(32))
 

@@ -2,42 +2,34 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from floodlight_trust.cli import GROUPS
-
-
-def run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", *argv], capture_output=True, text=True, input=stdin, timeout=120
-    )
+from tests.support.cli import ftrust
 
 
 def test_help_lists_every_group() -> None:
-    r = run("--help")
+    r = ftrust("--help")
     assert r.returncode == 0
     for name, _ in GROUPS:
         assert name in r.stdout
 
 
 def test_version() -> None:
-    r = run("--version")
+    r = ftrust("--version")
     assert r.returncode == 0
     assert r.stdout.startswith("ftrust ")
 
 
 @pytest.mark.parametrize("group", [g for g, _ in GROUPS])
 def test_help_on_every_group(group: str) -> None:
-    r = run(group, "--help")
+    r = ftrust(group, "--help")
     assert r.returncode == 0, r.stderr
     assert f"ftrust {group}" in r.stdout
 
 
 def test_unknown_command_is_usage_error() -> None:
-    r = run("no-such-group")
+    r = ftrust("no-such-group")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
 

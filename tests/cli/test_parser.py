@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from floodlight_trust.cli import GROUPS, build_parser, group_named
+from tests.support.cli import ftrust
 
 NOT_DOCUMENTED = (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction)
 
@@ -103,15 +104,13 @@ def test_only_the_group_run_is_imported() -> None:
 
 def test_completion_scripts_cover_every_group() -> None:
     for shell in ("bash", "zsh", "tcsh"):
-        r = subprocess.run([sys.executable, "-m", "floodlight_trust", "completion", shell],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        r = ftrust("completion", shell, timeout=60)
         assert r.returncode == 0, r.stderr
         for name, _ in GROUPS:
             assert name in r.stdout, f"{shell}: {name} missing"
         assert "export-cert" in r.stdout and "change-password" in r.stdout
         if shell == "bash":  # --properties FILE completes as a path
             assert "_shtab_ftrust_floodlight_provision___properties_COMPGEN=_shtab_compgen_files" in r.stdout
-    bash = subprocess.run([sys.executable, "-m", "floodlight_trust", "completion", "bash"],
-                          capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    bash = ftrust("completion", "bash", timeout=60).stdout
     syntax = subprocess.run(["bash", "-n"], input=bash, capture_output=True, text=True, timeout=30)
     assert syntax.returncode == 0, syntax.stderr

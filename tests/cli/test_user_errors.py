@@ -7,14 +7,13 @@ The table below must name every leaf command of `ftrust`; a new command without 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from floodlight_trust.cli import build_parser
+from tests.support.cli import ftrust
 
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> Iterator[str]:
@@ -138,13 +137,7 @@ COMMANDS = sorted(
 @pytest.mark.parametrize("command", COMMANDS)
 def test_user_error_is_one_located_line(command: str, inputs: dict[str, Path]) -> None:
     argv = cases(inputs)[command]
-    r = subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    r = ftrust(*argv, timeout=60)
     assert "Traceback" not in r.stderr
     assert r.returncode == 2, f"exit {r.returncode}: {r.stderr}"
     lines = r.stderr.splitlines()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from floodlight_trust.agent.swtpm import available as swtpm_available
 from floodlight_trust.agent.tpm import tools_available
+from tests.support.cli import ftrust
 
 STEPS = [
     "provision",
@@ -36,13 +35,7 @@ if swtpm_available() and tools_available():
 
 @pytest.fixture(scope="module")
 def transcript() -> dict[str, Any]:
-    r = subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "demo", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
+    r = ftrust("demo", "--json", timeout=600)
     doc: dict[str, Any] = json.loads(r.stdout)
     doc["_exit"] = r.returncode
     doc["_stderr"] = r.stderr
@@ -127,7 +120,7 @@ def test_plugin_chapter_grants_revocation_and_rotation(transcript: dict[str, Any
 
 
 def test_tpm_quote_exposes_the_rewritten_ima_list(transcript: dict[str, Any]) -> None:
-    from tests.tpm_support import require_swtpm
+    from tests.support.tpm import require_swtpm
 
     require_swtpm()
     s = step(transcript, TPM_STEP)

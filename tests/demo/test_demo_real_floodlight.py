@@ -12,7 +12,6 @@ import json
 import re
 import shlex
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from floodlight_trust.demo.scenario import PROPERTIES, restart_command, url_host
 from floodlight_trust.floodlight.bridge import FloodlightEndpoint
 from floodlight_trust.floodlight.properties import PREFIX, PropertiesFile
 from floodlight_trust.secrets import Secret
+from tests.support.cli import ftrust_command
 
 
 def test_real_floodlight_run_prompts_on_stderr_and_restores_the_properties(tmp_path: Path) -> None:
@@ -31,8 +31,7 @@ def test_real_floodlight_run_prompts_on_stderr_and_restores_the_properties(tmp_p
     properties.chmod(0o644)
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "floodlight_trust", "demo", "--json", "--floodlight-properties", str(properties),
-         "--controller-address", "localhost"],
+        ftrust_command("demo", "--json", "--floodlight-properties", properties, "--controller-address", "localhost"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     stderr_lines: list[str] = []

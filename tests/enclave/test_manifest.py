@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,17 +20,12 @@ from floodlight_trust.enclave.manifest import (
     render_template,
     template_variables,
 )
+from tests.support.cli import ftrust
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "configs" / "gramine" / "ftrust-agent.manifest.template"
 VNF = ROOT / "configs" / "gramine" / "ftrust-vnf.manifest.template"
 POLICY = ROOT / "configs" / "policies" / "floodlight.policy"
-
-
-def ftrust(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", *argv], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,18 +28,17 @@ from floodlight_trust.errors import InputError
 from floodlight_trust.floodlight import bridge
 from floodlight_trust.pki.ca import load_ca_certificate
 from floodlight_trust.sgxsim import measure_enclave_image
-from tests.floodlight.conftest import STORE_PASSWORD
-from tests.floodlight.test_java_bridge import write_keystore
-from tests.manager.conftest import HOST_FILES, World, ima_list, make_world, policy_text
+from tests.support.cli import ftrust, ftrust_command
 from tests.support.enclaves import (
     VNF_CODE,
     EnclaveProcess,
     enclave_policy,
-    ftrust,
     make_image,
     start_enclave,
     write_enclave_config,
 )
+from tests.support.floodlight import STORE_PASSWORD, write_keystore
+from tests.support.world import HOST_FILES, World, ima_list, make_world, policy_text
 
 A, B = "vnf-proc-a", "vnf-proc-b"
 SWITCHES = "/wm/core/controller/switches/json"
@@ -63,9 +61,16 @@ class Model:
 
     def call(self, vnf: str) -> tuple[int, dict]:  # type: ignore[type-arg]
         r = ftrust(
-            self.config(vnf), "enclave", "call", SWITCHES, "--controller", self.endpoint.url,
-            "--controller-ca", str(self.controller_pem), "--json",
-        )  # fmt: skip
+            "enclave",
+            "call",
+            SWITCHES,
+            "--controller",
+            self.endpoint.url,
+            "--controller-ca",
+            str(self.controller_pem),
+            "--json",
+            config=self.config(vnf),
+        )
         assert "Traceback" not in r.stderr, r.stderr
         return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {"stderr": r.stderr}
 
@@ -97,7 +102,7 @@ enclave_socket_dir = "{sockets}"
     )
     log = (tmp / "agent.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(config), "agent", "serve"],
+        ftrust_command("--config", str(config), "agent", "serve"),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -163,7 +168,7 @@ def test_the_agent_relays_to_each_enclave_and_both_enroll(model: Model) -> None:
         assert model.enclaves[vnf].info()["certificate_sha256"] is not None
     keys = {model.enclaves[v].info()["public_key"] for v in (A, B)}
     assert len(keys) == 2  # one key per enclave process, same image
-    r = ftrust(model.config(A), "enclave", "info", "--json")  # another process of A's image: same key
+    r = ftrust("enclave", "info", "--json", config=model.config(A))  # another process of A's image: same key
     assert r.returncode == 0 and json.loads(r.stdout)["public_key"] == model.enclaves[A].info()["public_key"]
     for vnf in (A, B):  # sealed on disk, never in the clear
         for f in (model.tmp / "enclaves" / vnf / "sealed").iterdir():
@@ -235,7 +240,7 @@ def test_a_tampered_image_has_another_mrenclave_and_cannot_open_the_sealed_key(m
     config = model.config(A).read_text().replace(f'image = "{model.image}"', f'image = "{tampered}"')
     tampered_config = model.tmp / "enclaves" / "tampered-a.toml"
     tampered_config.write_text(config.replace(f"{A}.sock", "tampered.sock"))
-    r = ftrust(tampered_config, "enclave", "serve", timeout=30)
+    r = ftrust("enclave", "serve", config=tampered_config, timeout=30)
     assert r.returncode == 1, r.stderr
     assert "sealed enclave-key does not open with this enclave's sealing key" in r.stderr
     assert "Traceback" not in r.stderr

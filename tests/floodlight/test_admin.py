@@ -5,9 +5,6 @@ recommended (OCSP) flags. Keystores are checked by Java (status) and served by t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -16,19 +13,11 @@ from floodlight_trust.floodlight import bridge
 from floodlight_trust.floodlight.keystore import FloodlightKeystore
 from floodlight_trust.floodlight.properties import PREFIX, PropertiesFile
 from floodlight_trust.secrets import Secret
+from tests.support.cli import ftrust
+from tests.support.floodlight import STORE_PASSWORD, issue_client, make_ca
 
-from .conftest import STORE_PASSWORD, issue_client, make_ca
-
-REPO = Path(__file__).resolve().parents[2]
 NEW_PASSWORD = "a new keystore password"
-
-
-def ftrust(cfg: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-        env=dict(os.environ, FTRUST_KEYSTORE_PASSWORD=STORE_PASSWORD.reveal(), **env),
-    )  # fmt: skip
+KEYSTORE_ENV = {"FTRUST_KEYSTORE_PASSWORD": STORE_PASSWORD.reveal()}
 
 
 def floodlight_host(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -47,7 +36,8 @@ def test_provision_with_the_ca_certificate_alone_and_ocsp_flags(tmp_path: Path, 
     cfg, props, keystore = floodlight_host(tmp_path)
     ca_pem = tmp_path / "ca.cert.pem"
     ca_pem.write_bytes((tmp_path / "vm" / "ca" / "ca.cert.pem").read_bytes())
-    r = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem), "--json")
+    r = ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem), "--json",
+               config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     store = FloodlightKeystore.load(keystore, STORE_PASSWORD)
@@ -58,16 +48,18 @@ def test_provision_with_the_ca_certificate_alone_and_ocsp_flags(tmp_path: Path, 
     assert out["revocation"] == "ocsp"
     assert out["jvm_flags"] == [*bridge.revocation_jvm_flags(), *bridge.ocsp_jvm_flags(security)]
     assert out["restart_command"] == bridge.floodlight_command(out["jvm_flags"], props.resolve())
-    text = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem))
+    text = ftrust(
+        "floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem), config=cfg, env=KEYSTORE_ENV
+    )
     assert text.returncode == 0, text.stderr
     assert "OCSP on every handshake" in text.stdout and f"-Djava.security.properties={security}" in text.stdout
     assert f"-cf {props.resolve()}" in text.stdout
-    crl = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
-                 "--revocation", "crl", "--json")  # fmt: skip
+    crl = ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
+                 "--revocation", "crl", "--json", config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert crl.returncode == 0, crl.stderr
     assert json.loads(crl.stdout)["jvm_flags"] == bridge.revocation_jvm_flags()
     # Without --ca-cert and without CA state: a located error.
-    missing = ftrust(cfg, "floodlight", "provision", "--properties", str(props))
+    missing = ftrust("floodlight", "provision", "--properties", str(props), config=cfg, env=KEYSTORE_ENV)
     assert missing.returncode == 2 and "CA certificate not found" in missing.stderr
 
 
@@ -76,16 +68,20 @@ def test_provision_after_rotate_ca_refuses_to_put_the_old_ca_back(tmp_path: Path
     make_ca(tmp_path / "new", name="CN=New CA")
     old_pem, new_pem = tmp_path / "old" / "ca" / "ca.cert.pem", tmp_path / "new" / "ca" / "ca.cert.pem"
     cfg, props, keystore = floodlight_host(tmp_path)
-    assert ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(old_pem)).returncode == 0
-    rotated = ftrust(cfg, "floodlight", "keystore", "rotate-ca", "ftrust-ca", str(new_pem))
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(old_pem),
+                  config=cfg, env=KEYSTORE_ENV).returncode == 0  # fmt: skip
+    rotated = ftrust("floodlight", "keystore", "rotate-ca", "ftrust-ca", str(new_pem), config=cfg, env=KEYSTORE_ENV)
     assert rotated.returncode == 0, rotated.stderr
     before = keystore.read_bytes()
-    again = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(old_pem))
+    again = ftrust(
+        "floodlight", "provision", "--properties", str(props), "--ca-cert", str(old_pem), config=cfg, env=KEYSTORE_ENV
+    )
     assert again.returncode == 2
     assert f"ftrust: error: {keystore}: the keystore trusts another CA under 'ftrust-ca' (CN=New CA" in again.stderr
     assert "provision would put back the CA it replaced (kept as 'ftrust-ca-old-" in again.stderr
     assert keystore.read_bytes() == before  # nothing written
-    current = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(new_pem), "--json")
+    current = ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(new_pem),
+                     "--json", config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert current.returncode == 0, current.stderr
     store = FloodlightKeystore.load(keystore, STORE_PASSWORD)
     assert store.certificate("ftrust-ca").subject.rfc4514_string() == "CN=New CA"
@@ -95,28 +91,30 @@ def test_change_password_updates_the_properties_too(tmp_path: Path, bridge_jar: 
     make_ca(tmp_path / "vm")
     cfg, props, keystore = floodlight_host(tmp_path)
     ca_pem = tmp_path / "vm" / "ca" / "ca.cert.pem"
-    assert ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem)).returncode == 0
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
+                  config=cfg, env=KEYSTORE_ENV).returncode == 0  # fmt: skip
     before_store, before_props = keystore.read_bytes(), props.read_bytes()
 
     # No properties file known: refused before anything is written, saying why.
-    alone = ftrust(cfg, "floodlight", "keystore", "change-password", FTRUST_NEW_KEYSTORE_PASSWORD=NEW_PASSWORD)
+    alone = ftrust("floodlight", "keystore", "change-password", config=cfg, env={**KEYSTORE_ENV,
+                   "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD})  # fmt: skip
     assert alone.returncode == 2
     assert "no properties file is given" in alone.stderr and "--keystore-only" in alone.stderr
     # A properties file naming another keystore: refused, located at its keyStorePath line.
     other = tmp_path / "other.properties"
     other.write_text(f"{PREFIX}keyStorePath=/elsewhere.jks\n")
-    wrong = ftrust(cfg, "floodlight", "keystore", "change-password", "--properties", str(other),
-                   FTRUST_NEW_KEYSTORE_PASSWORD=NEW_PASSWORD)  # fmt: skip
+    wrong = ftrust("floodlight", "keystore", "change-password", "--properties", str(other), config=cfg,
+                   env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD})  # fmt: skip
     assert wrong.returncode == 2 and f"{other}:1: keyStorePath there is '/elsewhere.jks'" in wrong.stderr
     assert keystore.read_bytes() == before_store and props.read_bytes() == before_props
 
-    ok = ftrust(cfg, "floodlight", "keystore", "change-password", "--properties", str(props), "--json",
-                FTRUST_NEW_KEYSTORE_PASSWORD=NEW_PASSWORD)  # fmt: skip
+    ok = ftrust("floodlight", "keystore", "change-password", "--properties", str(props), "--json",
+                config=cfg, env={**KEYSTORE_ENV, "FTRUST_NEW_KEYSTORE_PASSWORD": NEW_PASSWORD})  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert PropertiesFile.load(props).get(PREFIX + "keyStorePassword") == NEW_PASSWORD
     assert FloodlightKeystore.load(keystore, Secret(NEW_PASSWORD, "t")).certificate("ftrust-ca")
     # Java loads the store with the password the properties now hold: status is clean.
-    status = ftrust(cfg, "floodlight", "status", "--properties", str(props), "--json")
+    status = ftrust("floodlight", "status", "--properties", str(props), "--json", config=cfg, env=KEYSTORE_ENV)
     assert status.returncode == 0, status.stdout
     assert json.loads(status.stdout)["java_ok"] is True
 
@@ -125,22 +123,23 @@ def test_export_cert_lets_a_client_verify_the_controller(tmp_path: Path, bridge_
     ca = make_ca(tmp_path / "vm")
     cfg, props, keystore = floodlight_host(tmp_path)
     ca_pem = tmp_path / "vm" / "ca" / "ca.cert.pem"
-    assert ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem)).returncode == 0
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--ca-cert", str(ca_pem),
+                  config=cfg, env=KEYSTORE_ENV).returncode == 0  # fmt: skip
     server_pem = tmp_path / "server.pem"
-    r = ftrust(cfg, "floodlight", "export-cert", "--out", str(server_pem), "--json")
+    r = ftrust("floodlight", "export-cert", "--out", str(server_pem), "--json", config=cfg, env=KEYSTORE_ENV)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     cert = x509.load_pem_x509_certificate(server_pem.read_bytes())
     assert cert == FloodlightKeystore.load(keystore, STORE_PASSWORD).certificate("floodlight")
     assert doc["alias"] == "floodlight" and doc["subject"] == "CN=floodlight"
-    to_stdout = ftrust(cfg, "floodlight", "export-cert")
+    to_stdout = ftrust("floodlight", "export-cert", config=cfg, env=KEYSTORE_ENV)
     assert to_stdout.returncode == 0 and to_stdout.stdout.encode() == server_pem.read_bytes()
-    unknown = ftrust(cfg, "floodlight", "export-cert", "--alias", "nope")
+    unknown = ftrust("floodlight", "export-cert", "--alias", "nope", config=cfg, env=KEYSTORE_ENV)
     assert unknown.returncode == 2 and "no entry 'nope' in the keystore" in unknown.stderr
     # docs/floodlight.md's check: --ca server.pem verifies the controller, the client gets 200.
     client_cert, client_key, _ = issue_client(ca, tmp_path, "vnf-a")
     with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD) as endpoint:
-        ok = ftrust(cfg, "floodlight", "check", endpoint.url, "--cert", str(client_cert), "--key", str(client_key),
-                    "--ca", str(server_pem))  # fmt: skip
+        ok = ftrust("floodlight", "check", endpoint.url, "--cert", str(client_cert), "--key",
+                    str(client_key), "--ca", str(server_pem), config=cfg, env=KEYSTORE_ENV)  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "server certificate verified" in ok.stdout and "accepted: HTTP 200" in ok.stdout

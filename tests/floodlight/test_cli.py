@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from floodlight_trust.floodlight import bridge
+from tests.support.cli import ftrust
+from tests.support.floodlight import STORE_PASSWORD, issue_client, make_ca
 
-from .conftest import STORE_PASSWORD, issue_client, make_ca
-
-REPO = Path(__file__).resolve().parents[2]
 PREFIX = "net.floodlightcontroller.restserver.RestApiServer."
-
-
-def ftrust(cfg: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ, **env),
-    )  # fmt: skip
 
 
 def test_provision_status_and_check(tmp_path: Path, bridge_jar: Path) -> None:
@@ -32,7 +21,7 @@ def test_provision_status_and_check(tmp_path: Path, bridge_jar: Path) -> None:
     props.write_text(f"# mine\nfloodlight.modules=a,b\n{PREFIX}useHttps=NO\n{PREFIX}useHttp=YES\n")
     env = {"FTRUST_KEYSTORE_PASSWORD": STORE_PASSWORD.reveal()}
 
-    r = ftrust(cfg, "floodlight", "provision", "--properties", str(props), "--json", **env)
+    r = ftrust("floodlight", "provision", "--properties", str(props), "--json", config=cfg, env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["server_key_created"] and out["java_check"] is True and out["restart_required"]
@@ -41,7 +30,7 @@ def test_provision_status_and_check(tmp_path: Path, bridge_jar: Path) -> None:
     assert text.startswith("# mine\nfloodlight.modules=a,b\n")
     assert f"{PREFIX}httpsNeedClientAuthentication=YES\n" in text and f"{PREFIX}useHttp=NO\n" in text
 
-    status = ftrust(cfg, "floodlight", "status", "--properties", str(props), "--json")
+    status = ftrust("floodlight", "status", "--properties", str(props), "--json", config=cfg)
     assert status.returncode == 0, status.stdout + status.stderr
     seen = json.loads(status.stdout)
     assert seen["problems"] == [] and seen["java_ok"] is True
@@ -49,23 +38,23 @@ def test_provision_status_and_check(tmp_path: Path, bridge_jar: Path) -> None:
 
     cert, key, _ = issue_client(ca, tmp_path, "vnf-a")
     with bridge.FloodlightEndpoint(tmp_path / "keystore.jks", STORE_PASSWORD) as endpoint:
-        ok = ftrust(cfg, "floodlight", "check", endpoint.url, "--cert", str(cert), "--key", str(key))
+        ok = ftrust("floodlight", "check", endpoint.url, "--cert", str(cert), "--key", str(key), config=cfg)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "client certificate requested: yes; sent: yes" in ok.stdout and "accepted: HTTP 200" in ok.stdout
-        anonymous = ftrust(cfg, "floodlight", "check", endpoint.url)
+        anonymous = ftrust("floodlight", "check", endpoint.url, config=cfg)
         assert anonymous.returncode == 1 and "refused:" in anonymous.stdout
 
 
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "ftrust.toml"
     cfg.write_text(f'[state]\ndir = "{tmp_path}"\n')
-    missing = ftrust(cfg, "floodlight", "status", "--properties", str(tmp_path / "nope.properties"))
+    missing = ftrust("floodlight", "status", "--properties", str(tmp_path / "nope.properties"), config=cfg)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr == f"ftrust: error: {tmp_path / 'nope.properties'}: properties file not found\n"
-    unreachable = ftrust(cfg, "floodlight", "check", "http://127.0.0.1:1")
+    unreachable = ftrust("floodlight", "check", "http://127.0.0.1:1", config=cfg)
     assert unreachable.returncode == 2 and unreachable.stderr.startswith("ftrust: error: not an https URL")
-    no_password = ftrust(cfg, "floodlight", "keystore", "list", "--keystore", str(tmp_path / "k.jks"),
-                         FTRUST_KEYSTORE_PASSWORD="")  # fmt: skip
+    no_password = ftrust("floodlight", "keystore", "list", "--keystore", str(tmp_path / "k.jks"),
+                         config=cfg, env={"FTRUST_KEYSTORE_PASSWORD": ""})  # fmt: skip
     assert no_password.returncode == 2 and "keystore password not given" in no_password.stderr
 
 
@@ -88,10 +77,12 @@ def test_keystore_with_a_five_character_password_is_listed_with_the_problem_and_
     before = store.read_bytes()
     cfg = tmp_path / "ftrust.toml"
     cfg.write_text(f'[state]\ndir = "{tmp_path}"\n[floodlight]\nkeystore = "{store}"\n')
-    listed = ftrust(cfg, "floodlight", "keystore", "list", FTRUST_KEYSTORE_PASSWORD="abcde")
+    listed = ftrust("floodlight", "keystore", "list", config=cfg, env={"FTRUST_KEYSTORE_PASSWORD": "abcde"})
     assert listed.returncode == 1 and "problem: store password is shorter than 6 characters" in listed.stdout
     assert "PrivateKeyEntry" in listed.stdout  # it was really opened with the 5-character password
-    removed = ftrust(cfg, "floodlight", "keystore", "remove", "floodlight", FTRUST_KEYSTORE_PASSWORD="abcde")
+    removed = ftrust(
+        "floodlight", "keystore", "remove", "floodlight", config=cfg, env={"FTRUST_KEYSTORE_PASSWORD": "abcde"}
+    )
     assert removed.returncode == 2 and len(removed.stderr.splitlines()) == 1 and "Traceback" not in removed.stderr
     assert removed.stderr.startswith(f"ftrust: error: {store}: refusing to write a keystore Floodlight cannot load")
     assert store.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["five.jks", "ftrust.toml"]

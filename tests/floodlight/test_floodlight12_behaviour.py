@@ -7,11 +7,10 @@ docs/floodlight.md; the settings reader and the status command must behave the s
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from floodlight_trust.floodlight.properties import PREFIX, PROVIDER_PREFIX, PropertiesFile, rest_settings
+from tests.support.cli import ftrust
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "floodlight.md").read_text()
 
@@ -27,10 +26,9 @@ def _status(tmp_path: Path, text: str) -> tuple[int, dict, str]:  # type: ignore
     props.write_text(text)
     cfg = tmp_path / "ftrust.toml"
     cfg.write_text('[state]\ndir = "state"\n')
-    run = [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), "floodlight", "status",
-           "--properties", str(props), "--no-java-check"]  # fmt: skip
-    as_json = subprocess.run([*run, "--json"], capture_output=True, text=True, timeout=60)
-    as_text = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    status = ("floodlight", "status", "--properties", props, "--no-java-check")
+    as_json = ftrust(*status, "--json", config=cfg, timeout=60)
+    as_text = ftrust(*status, config=cfg, timeout=60)
     assert as_json.returncode == as_text.returncode, as_json.stderr + as_text.stderr
     return as_json.returncode, json.loads(as_json.stdout), as_text.stdout
 

@@ -13,23 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from floodlight_trust.floodlight import bridge, client
-from floodlight_trust.floodlight.keystore import FloodlightKeystore
-from floodlight_trust.pki.ca import CertificateAuthority
 from floodlight_trust.pki.crl import crl_der
-
-from .conftest import STORE_PASSWORD, issue_client, make_ca
-
-
-def write_keystore(tmp_path: Path, ca: CertificateAuthority) -> tuple[Path, Path]:
-    """Floodlight's keystore trusting ``ca``; returns (keystore, server certificate PEM)."""
-    store = FloodlightKeystore.new(STORE_PASSWORD)
-    store.add_trusted_ca("ftrust-ca", ca.certificate)
-    store.ensure_server_key("floodlight", "CN=floodlight", ["localhost", "127.0.0.1"])
-    path = tmp_path / "keystore.jks"
-    store.save(path)
-    server_pem = tmp_path / "server.pem"
-    server_pem.write_bytes(store.certificate("floodlight").public_bytes(serialization.Encoding.PEM))
-    return path, server_pem
+from tests.support.floodlight import STORE_PASSWORD, issue_client, make_ca, write_keystore
 
 
 def test_probe_loads_the_managers_keystore_as_floodlight(tmp_path: Path, bridge_jar: Path) -> None:

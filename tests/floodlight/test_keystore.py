@@ -12,8 +12,7 @@ from floodlight_trust import fileio
 from floodlight_trust.errors import SecretError
 from floodlight_trust.floodlight.keystore import FloodlightKeystore, KeystoreRefused
 from floodlight_trust.secrets import Secret
-
-from .conftest import STORE_PASSWORD, make_ca
+from tests.support.floodlight import STORE_PASSWORD, make_ca
 
 
 def keytool(*args: str, password: str = STORE_PASSWORD.reveal(), **extra_env: str) -> subprocess.CompletedProcess[str]:

@@ -20,8 +20,9 @@ from cryptography import x509
 from floodlight_trust.fileio import atomic_write
 from floodlight_trust.floodlight import bridge
 from floodlight_trust.pki.grants import REST_GRANTS_OID, VNF_POLICY_OID, HttpMethod, RestGrant, decode_grants
-from tests.floodlight import plugin_support as ps
-from tests.floodlight.conftest import make_ca
+from tests.support import plugin as ps
+from tests.support.floodlight import make_ca
+from tests.support.world import enrolled_vnf
 
 TARGET_SECONDS = 1.0
 
@@ -64,7 +65,7 @@ def test_grants_allow_and_refuse_each_call_and_every_call_is_logged(plugged: Plu
 
 
 def test_403_carries_a_short_reason(plugged: Plugged) -> None:
-    cert, key = ps.enrolled(plugged.world, plugged.tmp, "vnf-mon-reason")
+    cert, key = enrolled_vnf(plugged.world, plugged.tmp, "vnf-mon-reason")
     conn = ps.TlsClient(plugged.endpoint.url, cert, key, plugged.files.server_pem).keep_alive()
     conn.request("DELETE", "/wm/staticflowpusher/json")
     response = conn.getresponse()
@@ -75,7 +76,7 @@ def test_403_carries_a_short_reason(plugged: Plugged) -> None:
 
 
 def test_grant_extension_round_trips_from_policy_to_certificate_to_enforcement(plugged: Plugged) -> None:
-    cert_path, _ = ps.enrolled(plugged.world, plugged.tmp, "vnf-flow-roundtrip")
+    cert_path, _ = enrolled_vnf(plugged.world, plugged.tmp, "vnf-flow-roundtrip")
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(REST_GRANTS_OID))
     assert ext.critical is False
@@ -177,7 +178,7 @@ def test_ocsp_fallback_when_the_stream_is_unavailable(plugged: Plugged, tmp_path
         name="ocsp-fallback.properties", staleness_seconds=0.5,
     )  # fmt: skip
     vnf = "vnf-mon-ocsp"
-    cert, key = ps.enrolled(plugged.world, plugged.tmp, vnf)
+    cert, key = enrolled_vnf(plugged.world, plugged.tmp, vnf)
     with ps.endpoint(plugged.files, config) as ep:
         c = ps.TlsClient(ep.url, cert, key, plugged.files.server_pem)
         assert c.request("GET", "/wm/core/health/json") == 200
@@ -237,19 +238,21 @@ def test_vm_unreachable_fails_closed_after_the_staleness_bound(tmp_path: Path, b
 def test_floodlight_check_shows_the_grants_and_whether_the_controller_honours_them(
     plugged: Plugged, tmp_path: Path
 ) -> None:
-    from tests.floodlight.conftest import STORE_PASSWORD
-    from tests.floodlight.test_cli import ftrust
+    from tests.support.cli import ftrust
+    from tests.support.floodlight import STORE_PASSWORD
 
-    cert, key = ps.enrolled(plugged.world, plugged.tmp, "vnf-mon-check")
+    cert, key = enrolled_vnf(plugged.world, plugged.tmp, "vnf-mon-check")
     cfg = tmp_path / "ftrust.toml"
     cfg.write_text(f'[state]\ndir = "{tmp_path}"\n')
     common = ("--cert", str(cert), "--key", str(key), "--ca", str(plugged.files.server_pem), "--grants")
-    ok = ftrust(cfg, "floodlight", "check", plugged.endpoint.url, *common, "--json")
+    ok = ftrust("floodlight", "check", plugged.endpoint.url, *common, "--json", config=cfg)
     doc = json.loads(ok.stdout)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert doc["grants"] == [{"method": "GET", "path": "/wm/core/**"}, {"method": "GET", "path": "/wm/device/"}]
     assert doc["grants_honoured"]["honoured"] is True and doc["status"] == 200
-    refused = ftrust(cfg, "floodlight", "check", plugged.endpoint.url, *common, "--path", "/wm/staticflowpusher/json")
+    refused = ftrust(
+        "floodlight", "check", plugged.endpoint.url, *common, "--path", "/wm/staticflowpusher/json", config=cfg
+    )
     assert refused.returncode == 0, refused.stdout + refused.stderr
     assert "REST grants in the certificate: GET /wm/core/**, GET /wm/device/" in refused.stdout
     assert "the controller honours them: GET /wm/staticflowpusher/json should be refused, was refused (HTTP 403)" in (
@@ -257,5 +260,5 @@ def test_floodlight_check_shows_the_grants_and_whether_the_controller_honours_th
     )
     # A controller without the plugin does not: the same call is answered.
     with bridge.FloodlightEndpoint(plugged.files.keystore, STORE_PASSWORD) as plain:
-        r = ftrust(cfg, "floodlight", "check", plain.url, *common, "--path", "/wm/staticflowpusher/json")
+        r = ftrust("floodlight", "check", plain.url, *common, "--path", "/wm/staticflowpusher/json", config=cfg)
     assert r.returncode == 1 and "does NOT honour them" in r.stdout

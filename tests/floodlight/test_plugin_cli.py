@@ -16,8 +16,8 @@ from cryptography import x509
 from floodlight_trust.floodlight import bridge, plugin
 from floodlight_trust.floodlight.properties import PropertiesFile
 from floodlight_trust.secrets import Secret
-from tests.floodlight.conftest import make_ca
-from tests.floodlight.test_cli import ftrust
+from tests.support.cli import ftrust
+from tests.support.floodlight import make_ca
 
 PREFIX = "net.floodlightcontroller.restserver.RestApiServer."
 
@@ -93,16 +93,20 @@ def test_install_writes_every_file_and_the_exact_command(tmp_path: Path, bridge_
 
     cfg_file = tmp_path / "ftrust.toml"
     cfg_file.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
-    status = ftrust(cfg_file, "floodlight", "status", "--properties", str(props_path), "--no-java-check", "--json")
+    status = ftrust(
+        "floodlight", "status", "--properties", str(props_path), "--no-java-check", "--json", config=cfg_file
+    )
     seen = json.loads(status.stdout)["plugin"]
     assert seen["configured"] is True and seen["vm_url"] == "https://vm.example:8443"
     assert seen["revocation_mode"] == "stream" and seen["staleness_seconds"] == 3
     assert seen["trusted_cas"] == ["CN=Test VNF CA"] and seen["problems"] == []
-    text = ftrust(cfg_file, "floodlight", "status", "--properties", str(props_path), "--no-java-check").stdout
+    text = ftrust("floodlight", "status", "--properties", str(props_path), "--no-java-check", config=cfg_file).stdout
     assert "follows the VM at https://vm.example:8443 (revocation stream, fail closed past 3 s)" in text
     (d / "controller.p12").unlink()
     broken = json.loads(
-        ftrust(cfg_file, "floodlight", "status", "--properties", str(props_path), "--no-java-check", "--json").stdout
+        ftrust(
+            "floodlight", "status", "--properties", str(props_path), "--no-java-check", "--json", config=cfg_file
+        ).stdout
     )
     assert f"plugin: {d / 'controller.p12'} is missing" in broken["problems"]
 
@@ -112,13 +116,13 @@ def test_status_without_the_plugin_says_so(tmp_path: Path) -> None:
     props.write_text("floodlight.modules=a,b\n")
     cfg = tmp_path / "ftrust.toml"
     cfg.write_text(f'[state]\ndir = "{tmp_path}"\n')
-    r = ftrust(cfg, "floodlight", "status", "--properties", str(props), "--no-java-check")
+    r = ftrust("floodlight", "status", "--properties", str(props), "--no-java-check", config=cfg)
     assert "plugin: not configured" in r.stdout
 
 
 def test_install_refuses_a_bundle_that_is_not_a_ca(tmp_path: Path, bridge_jar: Path) -> None:
     from floodlight_trust.errors import ConfigError
-    from tests.floodlight.conftest import issue_client
+    from tests.support.floodlight import issue_client
 
     ca = make_ca(tmp_path)
     leaf, _, _ = issue_client(ca, tmp_path, "vnf-a")
@@ -145,7 +149,7 @@ def test_controller_cert_issues_a_pkcs12_the_jdk_loads(tmp_path: Path, bridge_ja
     cfg = tmp_path / "ftrust.toml"
     cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
     env = {"FTRUST_CA_PASSWORD": "ca password 1", "FTRUST_CONTROLLER_KEY_PASSWORD": "controller pass 1"}
-    r = ftrust(cfg, "floodlight", "controller-cert", "floodlight-1", "--json", **env)
+    r = ftrust("floodlight", "controller-cert", "floodlight-1", "--json", config=cfg, env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     p12 = Path(out["credential"])
@@ -156,5 +160,7 @@ def test_controller_cert_issues_a_pkcs12_the_jdk_loads(tmp_path: Path, bridge_ja
     assert uris.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:ftrust:controller:floodlight-1"]
     seen = bridge.keystore_probe(p12, Secret("controller pass 1", "test"), "PKCS12")
     assert seen["ok"] is True  # the JDK's KeyStore reads it as the trust provider will
-    short = ftrust(cfg, "floodlight", "controller-cert", "c2", **dict(env, FTRUST_CONTROLLER_KEY_PASSWORD="short"))
+    short = ftrust(
+        "floodlight", "controller-cert", "c2", config=cfg, env=dict(env, FTRUST_CONTROLLER_KEY_PASSWORD="short")
+    )
     assert short.returncode != 0 and "shorter than 8 characters" in short.stderr

@@ -24,10 +24,10 @@ import pytest
 from floodlight_trust import fileio
 from floodlight_trust.floodlight import bridge, plugin
 from floodlight_trust.pki.grants import HttpMethod, RestGrant
-from tests.floodlight import plugin_support as ps
-from tests.floodlight.conftest import STORE_PASSWORD, make_ca
-from tests.floodlight.test_cli import ftrust
-from tests.manager.conftest import PASSWORD, World, make_world
+from tests.support import plugin as ps
+from tests.support.cli import ftrust
+from tests.support.floodlight import STORE_PASSWORD, make_ca
+from tests.support.world import PASSWORD, World, enrolled_vnf, make_world
 
 HOME = os.environ.get("FLOODLIGHT_HOME")
 pytestmark = pytest.mark.skipif(
@@ -69,7 +69,7 @@ class RealFloodlight:
             time.sleep(0.1)
 
     def client(self, vnf: str) -> ps.TlsClient:
-        cert, key = ps.enrolled(self.world, self.files.directory, vnf)
+        cert, key = enrolled_vnf(self.world, self.files.directory, vnf)
         return ps.TlsClient(self.url, cert, key, self.files.server_pem)
 
 
@@ -106,9 +106,14 @@ def floodlight(tmp_path_factory: pytest.TempPathFactory, bridge_jar: Path) -> It
         for jar in filter(None, extra.split(":")):
             argv += ["--extra-classpath", jar]
         r = ftrust(
-            cfg, *argv, FTRUST_KEYSTORE_PASSWORD=STORE_PASSWORD.reveal(), FTRUST_CA_PASSWORD=PASSWORD.reveal(),
-            FTRUST_CONTROLLER_KEY_PASSWORD=ps.CONTROLLER_PASSWORD.reveal(),
-        )  # fmt: skip
+            *argv,
+            config=cfg,
+            env={
+                "FTRUST_KEYSTORE_PASSWORD": STORE_PASSWORD.reveal(),
+                "FTRUST_CA_PASSWORD": PASSWORD.reveal(),
+                "FTRUST_CONTROLLER_KEY_PASSWORD": ps.CONTROLLER_PASSWORD.reveal(),
+            },
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         doc = json.loads(r.stdout)
         installed = doc["plugin"]
@@ -233,14 +238,10 @@ def ps_paths(fl: RealFloodlight, vnf: str) -> tuple[Path, Path]:
 
 
 def test_demo_runs_the_plugin_chapter_against_a_real_floodlight_it_starts_and_stops() -> None:
-    import sys
 
     assert HOME is not None
     before = {p: p.stat().st_mtime_ns for p in Path(HOME).rglob("*") if p.is_file()}
-    r = subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "demo", "--floodlight-home", HOME, "--json"],
-        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    r = ftrust("demo", "--floodlight-home", HOME, "--json", timeout=900)
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["ok"] is True, [s for s in doc["steps"] if not s["ok"]]
     steps = {s["step"]: s for s in doc["steps"]}

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust.floodlight import bridge, client
-from tests.floodlight.conftest import STORE_PASSWORD
-from tests.floodlight.test_java_bridge import write_keystore
-from tests.manager.conftest import World, make_world
+from tests.support.floodlight import STORE_PASSWORD, write_keystore
+from tests.support.world import World, enrolled_vnf, make_world
 
 CRL_TIMEOUT = 5
 OCSP_TIMEOUT = 5
@@ -30,24 +28,6 @@ PROBE_EVERY = 0.25
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from make_world(tmp_path_factory.mktemp("revocation"), crl_port=bridge._free_port("127.0.0.1"))
-
-
-def enrolled_vnf(world: World, tmp: Path, vnf: str) -> tuple[Path, Path]:
-    """Enroll ``vnf`` on a fresh sim host; its certificate and (enclave) key as PEM files."""
-    host = world.start_host()
-    enclave = host.add_vnf(vnf)
-    assert world.admin.enroll(host.name, vnf)["allowed"]
-    assert enclave.credentials is not None
-    cert, key = tmp / f"{vnf}.pem", tmp / f"{vnf}.key"
-    cert.write_text(enclave.credentials.chain_pem[0])
-    identity = enclave.tls_identity()  # an in-process test enclave: the test plays the VNF's TLS stack
-    assert identity is not None
-    key.write_bytes(
-        identity[1].private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert, key
 
 
 def refusal_delay(

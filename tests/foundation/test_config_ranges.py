@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from floodlight_trust import config
 from floodlight_trust.errors import ConfigError
+from tests.support.cli import ftrust
 
 
 @pytest.mark.parametrize(
@@ -56,8 +55,7 @@ def test_every_constraint_names_a_declared_key_and_its_default_passes() -> None:
 def test_vm_serve_refuses_the_config_at_once(tmp_path: Path) -> None:
     path = tmp_path / "ftrust.toml"
     path.write_text("[vm]\nport = 70000\n")
-    r = subprocess.run([sys.executable, "-m", "floodlight_trust", "--config", str(path), "vm", "serve"],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = ftrust("--config", str(path), "vm", "serve", timeout=60)
     assert r.returncode == 2
     assert r.stderr == f"ftrust: error: {path}:2: vm.port = 70000 must be 0-65535 (0 picks a free port)\n"
 

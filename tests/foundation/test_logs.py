@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from floodlight_trust.logs import StateChangeLog, TextFormatter, configure, json_formatter
+from tests.support.cli import ftrust
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -47,8 +48,7 @@ def test_cli_log_format_json_and_level_for_a_whole_process() -> None:
     assert [d["message"] for d in logged] == ["after the command"], r.stderr
     assert logged[0]["level"] == "INFO"
     assert "ftrust: error: /nonexistent" in r.stderr  # user errors stay one plain line
-    bad = subprocess.run([sys.executable, "-m", "floodlight_trust", "ima", "show", "x"],
-                         capture_output=True, text=True, timeout=60, env={"FTRUST_LOG_FORMAT": "xml"})  # fmt: skip
+    bad = ftrust("ima", "show", "x", timeout=60, env={"FTRUST_LOG_FORMAT": "xml"})
     assert bad.returncode == 2 and "FTRUST_LOG_FORMAT='xml' must be one of text, json" in bad.stderr
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +14,7 @@ from cryptography.x509.oid import NameOID
 from floodlight_trust.errors import InputError
 from floodlight_trust.manager.client import tls_context
 from floodlight_trust.secrets import Secret
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.cli import ftrust, state_config
 
 
 def key_and_cert(tmp_path: Path, password: bytes | None, name: str = "admin") -> tuple[str, str]:
@@ -58,19 +54,14 @@ def test_key_of_another_certificate_is_named(tmp_path: Path) -> None:
 
 
 def test_cli_admin_with_a_wrong_key_password(tmp_path: Path) -> None:
-    cfg = tmp_path / "ftrust.toml"
-    cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
-    env = dict(os.environ, FTRUST_CA_PASSWORD="ca password 123", FTRUST_ADMIN_KEY_PASSWORD="admin password 1")
-
-    def ftrust(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
-                              capture_output=True, text=True, timeout=60, cwd=REPO, env={**env, **extra})  # fmt: skip
-
-    assert ftrust("ca", "init").returncode == 0
-    made = ftrust("vm", "admin-cert", "admin")
+    cfg = state_config(tmp_path)
+    env = {"FTRUST_CA_PASSWORD": "ca password 123", "FTRUST_ADMIN_KEY_PASSWORD": "admin password 1"}
+    assert ftrust("ca", "init", config=cfg, env=env).returncode == 0
+    made = ftrust("vm", "admin-cert", "admin", config=cfg, env=env)
     assert made.returncode == 0, made.stderr
     r = ftrust("vm", "hosts", "list", "--vm-url", "https://127.0.0.1:9", "--vm-certificate",
-               str(tmp_path / "state" / "admin" / "admin.pem"), FTRUST_ADMIN_KEY_PASSWORD="wrong password")  # fmt: skip
+               str(tmp_path / "state" / "admin" / "admin.pem"), config=cfg, env={**env,
+               "FTRUST_ADMIN_KEY_PASSWORD": "wrong password"})  # fmt: skip
     key = tmp_path / "state" / "admin" / "admin.key"
     assert r.returncode == 2, r.stderr
     assert r.stderr.splitlines()[0] == (

@@ -10,7 +10,7 @@ from typing import Any
 
 from floodlight_trust.cli.vm import audit_reasons_cell
 from floodlight_trust.reasons import json_safe as _json_safe
-from tests.manager.conftest import HOST_FILES, World
+from tests.support.world import HOST_FILES, World
 
 REPRS = ("mappingproxy(", "frozenset(", "{", "[", "datetime.")
 

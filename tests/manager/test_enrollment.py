@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from floodlight_trust.agent.service import enroll_via_vm
 from floodlight_trust.enclave.credentials import CredentialsRefused
 from floodlight_trust.errors import VerificationError
-from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, World
+from tests.support.world import GOOD_IMAGE, HOST_FILES, World
 
 
 def messages(doc: dict) -> str:

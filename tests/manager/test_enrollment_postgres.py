@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.manager.conftest import World, make_world
 from tests.manager.test_enrollment import (  # noqa: F401  # collected here too, on PostgreSQL
     test_clean_host_and_good_vnf_enroll_with_a_certificate_chaining_to_the_ca,
     test_expired_nonce_is_refused,
@@ -15,6 +14,7 @@ from tests.manager.test_enrollment import (  # noqa: F401  # collected here too,
     test_replayed_nonce_is_refused,
 )
 from tests.support.postgres import LocalCluster
+from tests.support.world import World, make_world
 
 
 @pytest.fixture(scope="module")

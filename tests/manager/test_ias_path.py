@@ -23,8 +23,7 @@ from floodlight_trust.manager.service import VmService, build_service
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from floodlight_trust.sgxsim.ias_service import SimulatedIas
 from policy_lang import compile_policy_text
-
-from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, init_test_ca
+from tests.support.world import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, init_test_ca
 
 SUBSCRIPTION_KEY = "0123456789abcdef0123456789abcdef"
 

@@ -14,7 +14,7 @@ from floodlight_trust import clock
 from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.manager.tls import ensure_server_certificate, server_context
 from floodlight_trust.secrets import Secret
-from tests.manager.conftest import World
+from tests.support.world import World
 
 PW = Secret("vm tls key password", "test")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from floodlight_trust.manager.reload import reload_policy
-from tests.manager.conftest import World
+from tests.support.world import World
 
 
 def test_an_agent_that_stays_down_is_logged_once(world: World, caplog: pytest.LogCaptureFixture) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.manager.conftest import World
+from tests.support.world import World
 
 
 def scrape(url: str, verify: str | bool = True) -> dict[str, float]:

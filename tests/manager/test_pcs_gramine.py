@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,12 @@ from floodlight_trust.config import from_mapping
 from floodlight_trust.enclave.channel import EnclaveResponder, socket_path
 from floodlight_trust.enclave.platform import GramineEnclave
 from floodlight_trust.enclave.runtime import EnclaveRuntime
-from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.manager.service import build_service
 from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
 from policy_lang import compile_policy_text
-
-from .conftest import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, init_test_ca, policy_text
+from tests.support.pcs import FakePcs
+from tests.support.world import GOOD_IMAGE, HOST_FILES, INTEGRITY_IMAGE, PASSWORD, ima_list, init_test_ca, policy_text
 
 
 class GramineEmulator:
@@ -70,48 +68,12 @@ class GramineEmulator:
         self.thread.join(timeout=5)
 
 
-class LocalPcs:
-    """PCS API v4 for one simulated platform: TCB info, QE identity, PCK CRL, root CA CRL, with the
-    issuer chains in the response headers (URL-encoded PEM), as Intel's service sends them."""
-
-    def __init__(self, platform: SimulatedPlatform):
-        c = platform.collateral(clock.now())
-        quote: Callable[[bytes], str] = lambda pem: urllib.parse.quote(pem.decode())  # noqa: E731
-        self.routes: dict[str, tuple[bytes, list[tuple[str, str]]]] = {
-            "/sgx/certification/v4/tcb": (
-                b'{"tcbInfo":' + c.tcb_info + b',"signature":"' + c.tcb_info_signature.hex().encode() + b'"}',
-                [("TCB-Info-Issuer-Chain", quote(c.tcb_info_issuer_chain))],
-            ),
-            "/sgx/certification/v4/qe/identity": (
-                b'{"enclaveIdentity":'
-                + c.qe_identity
-                + b',"signature":"'
-                + c.qe_identity_signature.hex().encode()
-                + b'"}',
-                [("SGX-Enclave-Identity-Issuer-Chain", quote(c.qe_identity_issuer_chain))],
-            ),
-            "/sgx/certification/v4/pckcrl": (c.pck_crl, [("SGX-PCK-CRL-Issuer-Chain", quote(c.pck_crl_issuer_chain))]),
-            "/sgx/certification/v4/rootcacrl": (c.root_ca_crl, []),
-        }
-        self.requests: list[str] = []
-        router = JsonApp(name="local-pcs")
-        router.route("GET", "/{rest*}")(self)
-        self.server = HttpServer(router, host="127.0.0.1", port=0, threads=2, name="local-pcs").start()
-        self.url = f"http://127.0.0.1:{self.server.port}/sgx/certification/v4"
-
-    def __call__(self, request: Request, rest: str = "") -> RawResponse:
-        path = request.path
-        self.requests.append(path + "?" + request.query_string)
-        if path not in self.routes:
-            return RawResponse(404, "text/plain", b"")
-        body, headers = self.routes[path]
-        return RawResponse(200, "application/octet-stream", body, tuple(headers))
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[tuple[Any, LocalPcs, Path, SimulatedPlatform]]:
+def deployment(tmp_path: Path) -> Iterator[tuple[Any, FakePcs, Path, SimulatedPlatform]]:
     platform = SimulatedPlatform.create(tmp_path / "platform")
-    pcs = LocalPcs(platform)
+    pcs = FakePcs.for_platform(platform, clock.now()).start()
     config = from_mapping(
         {
             "state": {"dir": str(tmp_path / "state")},
@@ -128,11 +90,11 @@ def deployment(tmp_path: Path) -> Iterator[tuple[Any, LocalPcs, Path, SimulatedP
         yield service, pcs, tmp_path, platform
     finally:
         service.stop()
-        pcs.server.stop()
+        pcs.stop()
 
 
 def test_gramine_quotes_are_verified_with_collateral_fetched_from_pcs_and_cached(
-    deployment: tuple[Any, LocalPcs, Path, SimulatedPlatform],
+    deployment: tuple[Any, FakePcs, Path, SimulatedPlatform],
 ) -> None:
     service, pcs, tmp, platform = deployment
     host_dev = GramineEmulator(tmp / "dev-attestation", platform, measure_enclave_image(INTEGRITY_IMAGE))

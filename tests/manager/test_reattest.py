@@ -11,7 +11,7 @@ from cryptography import x509
 
 from floodlight_trust.evidence.ima import format_ascii_line, make_entry
 from floodlight_trust.manager.reattest import ReattestScheduler
-from tests.manager.conftest import HOST_FILES, Host, World
+from tests.support.world import HOST_FILES, Host, World
 
 
 def append_entry(host: Host, path: str, digest: bytes) -> None:

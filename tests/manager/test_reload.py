@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 from floodlight_trust.sgxsim import measure_enclave_image
-from tests.manager.conftest import GOOD_IMAGE, World, policy_text
 from tests.manager.test_reattest import enrolled_host, on_crl
-from tests.manager.test_service_cli import admin_args, ftrust
+from tests.support.cli import ftrust
+from tests.support.world import ADMIN_KEY_ENV, GOOD_IMAGE, World, admin_args, policy_text
 
 NEW_IMAGE = b"vnf-firewall enclave image: code v1.3 + config {rate: 100}\n"
 
@@ -24,7 +24,7 @@ def test_dry_run_shows_what_would_be_revoked_and_why_then_apply_revokes_in_one_t
     good, new = measure_enclave_image(GOOD_IMAGE).hex(), measure_enclave_image(NEW_IMAGE).hex()
     write_policy(world, policy_text().replace(good, new))
     try:
-        dry = ftrust("vm", "reload-policy", "--dry-run", *admin_args(world))
+        dry = ftrust("vm", "reload-policy", "--dry-run", *admin_args(world), env=ADMIN_KEY_ENV)
         assert dry.returncode == 0, dry.stderr
         assert "(dry run: nothing changed)" in dry.stdout
         assert "vnf-fw-r1 on " + host.name + ": NOT ADMITTED" in dry.stdout
@@ -82,7 +82,7 @@ def test_reload_of_a_broken_policy_is_one_located_error_and_changes_nothing(worl
     old_version = world.admin.request("GET", "/v1/health")["policy_version"]
     write_policy(world, policy_text() + "\nenclave broken {\n")
     try:
-        r = ftrust("vm", "reload-policy", *admin_args(world))
+        r = ftrust("vm", "reload-policy", *admin_args(world), env=ADMIN_KEY_ENV)
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith("ftrust: error: ") and "site.policy" in r.stderr
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
@@ -93,8 +93,8 @@ def test_reload_of_a_broken_policy_is_one_located_error_and_changes_nothing(worl
 
 def test_cli_reattest_runs_a_round_and_names_the_renewals(world: World) -> None:
     host = enrolled_host(world, "vnf-fw-cli")
-    r = ftrust("vm", "reattest", host.name, *admin_args(world))
+    r = ftrust("vm", "reattest", host.name, *admin_args(world), env=ADMIN_KEY_ENV)
     assert r.returncode == 0, r.stderr
     assert f"{host.name}: TRUSTED" in r.stdout and "renewed vnf-fw-cli: serial " in r.stdout
-    unknown = ftrust("vm", "reattest", "no-such-host", *admin_args(world))
+    unknown = ftrust("vm", "reattest", "no-such-host", *admin_args(world), env=ADMIN_KEY_ENV)
     assert unknown.returncode == 2 and "unknown host" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from floodlight_trust.manager.reload import judge_hosts, judge_vnfs, reload_policy
 from policy_lang import compile_policy_text
-from tests.manager.inproc import FILES, deployment, policy_text
+from tests.support.deployment import FILES, deployment, policy_text
 
 
 def _with_profile(extra: str) -> str:

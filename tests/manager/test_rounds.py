@@ -10,7 +10,7 @@ import pytest
 from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE
 from floodlight_trust.errors import UnauthenticatedEvidence
 from floodlight_trust.sgxsim import measure_enclave_image
-from tests.manager.inproc import FILES, Deployment, deployment, policy_text
+from tests.support.deployment import FILES, Deployment, deployment, policy_text
 
 REQUIRE = '    require measured "/usr/bin/ftrust-agent"'
 

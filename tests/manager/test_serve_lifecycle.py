@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.manager.conftest import policy_text
+from tests.support.cli import ftrust, ftrust_command
+from tests.support.world import policy_text
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"FTRUST_CA_PASSWORD": "correct horse battery", "FTRUST_ADMIN_KEY_PASSWORD": "admin key password"}
@@ -51,10 +51,7 @@ ima_log_fallback = "ima.log"
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("lifecycle")
     cfg = write_config(tmp, 0, 0)
-    init = subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", *cfg, "ca", "init"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **ENV}, cwd=REPO,
-    )  # fmt: skip
+    init = ftrust(*cfg, "ca", "init", timeout=120, env=ENV)  # fmt: skip
     assert init.returncode == 0, init.stderr
     return tmp
 
@@ -76,7 +73,7 @@ def serve(cfg: list[str], role: str, notify: str | None = None) -> subprocess.Po
     if notify:
         env["NOTIFY_SOCKET"] = notify
     return subprocess.Popen(
-        [sys.executable, "-m", "floodlight_trust", *cfg, role, "serve"],
+        ftrust_command(*cfg, role, "serve"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )  # fmt: skip
 

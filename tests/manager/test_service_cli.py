@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,33 +12,8 @@ import requests
 from cryptography import x509
 
 from floodlight_trust.errors import VerificationError
-from tests.manager.conftest import ADMIN_KEY_PASSWORD, World
-
-
-def ftrust(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        # the admin key (conftest's alice) is encrypted at rest; its password comes from the environment
-        env={**os.environ, "FTRUST_ADMIN_KEY_PASSWORD": ADMIN_KEY_PASSWORD.reveal(), **(env or {})},
-        cwd=Path(__file__).resolve().parents[2],
-    )
-
-
-def admin_args(world: World) -> list[str]:
-    cert = world.tmp / "admin" / "alice.pem"
-    return [
-        "--vm-url",
-        world.service.api_url,
-        "--admin-cert",
-        str(cert),
-        "--admin-key",
-        str(cert.with_suffix(".key")),
-        "--vm-certificate",
-        str(world.service.tls_certificate),
-    ]
+from tests.support.cli import ftrust, ftrust_command
+from tests.support.world import ADMIN_KEY_ENV, World, admin_args
 
 
 def test_admin_endpoints_need_an_admin_client_certificate(world: World) -> None:
@@ -114,13 +88,13 @@ def test_cli_lists_enrolls_and_explains_denials(world: World) -> None:
     host = world.start_host()
     changed = b"tampered image"
     host.add_vnf("vnf-fw-cli-bad", changed)
-    r = ftrust("vm", "hosts", "list", "--json", *admin_args(world))
+    r = ftrust("vm", "hosts", "list", "--json", *admin_args(world), env=ADMIN_KEY_ENV)
     assert r.returncode == 0, r.stderr
     assert host.name in [h["name"] for h in json.loads(r.stdout)]
-    r = ftrust("vm", "enroll", host.name, "vnf-fw-cli-bad", *admin_args(world))
+    r = ftrust("vm", "enroll", host.name, "vnf-fw-cli-bad", *admin_args(world), env=ADMIN_KEY_ENV)
     assert r.returncode == 1, r.stderr
     assert "REFUSED" in r.stdout and "mrenclave" in r.stdout
-    r = ftrust("vm", "audit", "--json", *admin_args(world))
+    r = ftrust("vm", "audit", "--json", *admin_args(world), env=ADMIN_KEY_ENV)
     assert r.returncode == 0 and any(a["vnf"] == "vnf-fw-cli-bad" and not a["allowed"] for a in json.loads(r.stdout))
 
 
@@ -134,14 +108,14 @@ def test_cli_lists_enrolls_and_explains_denials(world: World) -> None:
 )
 def test_cli_user_errors_are_one_line_exit_2(argv: list[str], world: World) -> None:
     extra = admin_args(world) if argv[:2] == ["vm", "audit"] else []
-    r = ftrust(*argv, *extra)
+    r = ftrust(*argv, *extra, env=ADMIN_KEY_ENV)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("ftrust: error: ")
     assert "Traceback" not in r.stderr
 
 
 def test_vm_serve_and_agent_serve_run_until_terminated(tmp_path: Path, world: World) -> None:
-    from tests.manager.conftest import policy_text
+    from tests.support.world import policy_text
 
     (tmp_path / "site.policy").write_text(policy_text())
     (tmp_path / "ima.log").write_bytes((world.tmp / f"{world.hosts[0].name}.ima").read_bytes())
@@ -164,10 +138,10 @@ ima_log_fallback = "ima.log"
     )
     env = {"FTRUST_CA_PASSWORD": "correct horse battery", "FTRUST_ADMIN_KEY_PASSWORD": "admin key password"}
     cfg = ["--config", str(tmp_path / "ftrust.toml")]
-    init = ftrust(*cfg, "ca", "init", env=env)
+    init = ftrust(*cfg, "ca", "init", env={**ADMIN_KEY_ENV, **env})
     assert init.returncode == 0, init.stderr
     agent = subprocess.Popen(
-        [sys.executable, "-m", "floodlight_trust", *cfg, "agent", "serve"],
+        ftrust_command(*cfg, "agent", "serve"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -179,7 +153,7 @@ ima_log_fallback = "ima.log"
             agent.stderr.read() if agent.poll() is not None and agent.stderr else ""
         )
         vm = subprocess.Popen(
-            [sys.executable, "-m", "floodlight_trust", *cfg, "vm", "serve"],
+            ftrust_command(*cfg, "vm", "serve"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

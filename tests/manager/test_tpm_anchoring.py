@@ -14,9 +14,9 @@ from floodlight_trust.agent.tpm import Tpm2ToolsTpm
 from floodlight_trust.errors import FtrustError
 from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
 from floodlight_trust.manager.tpm_attestation import TpmSettings
-from tests.manager.conftest import HOST_FILES, World
 from tests.support.tpm_hosts import TpmHost
 from tests.support.tpm_hosts import tpm_host as make_tpm_host
+from tests.support.world import HOST_FILES, World
 
 
 @pytest.fixture()
@@ -86,7 +86,7 @@ def test_unknown_host_cannot_register_a_tpm(world: World) -> None:
 
 def test_host_policy_requiring_tpm_and_unchanged_boot_pcrs(world: World, tpm_host: TpmHost) -> None:
     from policy_lang import compile_policy_text
-    from tests.manager.conftest import policy_text
+    from tests.support.world import policy_text
 
     vm = world.service.vm
     before = vm.policy

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from floodlight_trust.pki.records import parse_serial, serial_hex
 from floodlight_trust.secrets import Secret
 from floodlight_trust.storage.sqlite import SqliteStorage
 from floodlight_trust.storage.stores import CertificateStore
+from tests.support.cli import ftrust, state_config
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PASSWORD = Secret("correct horse battery", "env:TEST")
@@ -229,51 +228,48 @@ def test_revoke_unknown_serial_and_bad_reason(ca: CertificateAuthority) -> None:
     assert parse_serial("0x" + serial_hex(issued.serial).upper()) == issued.serial
 
 
-def ftrust(tmp_path: Path, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cfg = tmp_path / "ftrust.toml"
-    cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
-        capture_output=True, text=True, env=env, timeout=60, cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
-
-
 def test_cli_lifecycle_and_one_line_errors(tmp_path: Path) -> None:
     import os
 
     env = dict(os.environ, FTRUST_CA_PASSWORD="cli password 1", FTRUST_KEY_PASSWORD="vnf key password")
-    assert ftrust(tmp_path, "ca", "init", env=env).returncode == 0
-    again = ftrust(tmp_path, "ca", "init", env=env)
+    assert ftrust("ca", "init", config=state_config(tmp_path), env=env).returncode == 0
+    again = ftrust("ca", "init", config=state_config(tmp_path), env=env)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.startswith("ftrust: error: ") and "a CA already exists here" in again.stderr
     out = tmp_path / "vnf.pem"
-    r = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-a", "--generate-key", str(tmp_path / "k.pem"),
-               "--out", str(out), "--json", env=env)  # fmt: skip
+    r = ftrust("ca", "issue", "--subject", "CN=vnf-a", "--generate-key", str(tmp_path / "k.pem"),
+               "--out", str(out), "--json", config=state_config(tmp_path), env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr
     import json
 
     serial = json.loads(r.stdout)["serial"]
     assert x509.load_pem_x509_certificate(out.read_bytes()).serial_number == int(serial, 16)
-    assert ftrust(tmp_path, "ca", "revoke", serial, "--reason", "cessation-of-operation", env=env).returncode == 0
+    assert ftrust("ca", "revoke", serial, "--reason", "cessation-of-operation",
+                  config=state_config(tmp_path), env=env).returncode == 0  # fmt: skip
     crl_file = tmp_path / "crl.der"
-    assert ftrust(tmp_path, "ca", "crl", "--out", str(crl_file), env=env).returncode == 0
+    assert ftrust("ca", "crl", "--out", str(crl_file), config=state_config(tmp_path), env=env).returncode == 0
     assert load_crl(crl_file.read_bytes()).get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
-    listing = ftrust(tmp_path, "ca", "list", env=env)
+    listing = ftrust("ca", "list", config=state_config(tmp_path), env=env)
     assert serial in listing.stdout and "revoked" in listing.stdout
-    wrong = ftrust(tmp_path, "ca", "crl", "--pem", env=dict(env, FTRUST_CA_PASSWORD="not it"))
+    wrong = ftrust(
+        "ca", "crl", "--pem", config=state_config(tmp_path), env={**(dict(env, FTRUST_CA_PASSWORD="not it"))}
+    )
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert wrong.stderr.splitlines()[0] == (
         f"ftrust: error: {tmp_path / 'state' / 'ca' / 'ca.key.pem'}: cannot decrypt the CA key with the password "
         "from env:FTRUST_CA_PASSWORD (wrong password or damaged file)"
     )
-    bad = ftrust(tmp_path, "ca", "revoke", "xyz", "--reason", "superseded", env=env)
+    bad = ftrust("ca", "revoke", "xyz", "--reason", "superseded", config=state_config(tmp_path), env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("ftrust: error: serial 'xyz' is not a hexadecimal number")
     # A key that cannot be written is refused before anything is issued or recorded.
     nowhere = tmp_path / "missing" / "k.pem"
-    r = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-b", "--generate-key", str(nowhere), env=env)
+    r = ftrust(
+        "ca", "issue", "--subject", "CN=vnf-b", "--generate-key", str(nowhere), config=state_config(tmp_path), env=env
+    )
     assert r.returncode == 2 and r.stderr == f"ftrust: error: {nowhere.parent}: output directory does not exist\n"
-    assert "CN=vnf-b" not in ftrust(tmp_path, "ca", "list", env=env).stdout
-    r = ftrust(tmp_path, "ca", "issue", "--subject", "not a name", "--generate-key", str(tmp_path / "b.pem"), env=env)
+    assert "CN=vnf-b" not in ftrust("ca", "list", config=state_config(tmp_path), env=env).stdout
+    r = ftrust("ca", "issue", "--subject", "not a name", "--generate-key", str(tmp_path / "b.pem"),
+               config=state_config(tmp_path), env=env)  # fmt: skip
     assert (
         r.returncode == 2 and r.stderr.splitlines()[0] == "ftrust: error: subject 'not a name' is not an RFC 4514 name"
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from policy_lang.testing import format_report, run_tests
+from tests.support.cli import ftrust
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "policies"
@@ -128,13 +129,7 @@ def test_errors_in_evidence_fixtures_are_located_in_the_test_file(tmp_path: Path
 
 def test_ftrust_policy_test_with_a_missing_fixture_is_one_located_line(tmp_path: Path) -> None:
     test = _evidence_case(tmp_path, 'ima_log = "fixtures/host.log"\n')
-    r = subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "policy", "test", str(test)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    r = ftrust("policy", "test", str(test), timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith(f"ftrust: error: {test}:6:1: ima_log: ")
     assert r.stderr.count("\n") == 1

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from floodlight_trust.http.server import HttpServer, JsonApp, Request, StreamingResponse, server_tls_context
-from tests.manager.test_agent_tls import self_signed
+from tests.support.tls import self_signed
 
 
 class Broadcast:

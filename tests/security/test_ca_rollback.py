@@ -7,16 +7,13 @@ real HTTPS with client authentication, keeps refusing the retired CA's certifica
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from floodlight_trust.floodlight import bridge
 from floodlight_trust.floodlight.keystore import FloodlightKeystore
-from tests.floodlight.conftest import STORE_PASSWORD, issue_client, make_ca
+from tests.support.cli import ftrust
+from tests.support.floodlight import STORE_PASSWORD, issue_client, make_ca
 
-REPO = Path(__file__).resolve().parents[2]
 PREFIX = "net.floodlightcontroller.restserver.RestApiServer."
 
 
@@ -30,23 +27,23 @@ def test_provision_cannot_bring_back_a_retired_ca(tmp_path: Path) -> None:
     # The Floodlight host's config still points at the OLD CA's state (the stale copy an attacker or
     # a careless script re-runs provision from).
     cfg.write_text(f'[state]\ndir = "{tmp_path / "old"}"\n[floodlight]\nkeystore = "{keystore}"\n')
+    env = {"FTRUST_KEYSTORE_PASSWORD": STORE_PASSWORD.reveal()}
 
-    def ftrust(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv], capture_output=True,
-            text=True, timeout=120, cwd=REPO, env=dict(os.environ, FTRUST_KEYSTORE_PASSWORD=STORE_PASSWORD.reveal()),
-        )  # fmt: skip
-
-    assert ftrust("floodlight", "provision", "--properties", str(props), "--no-java-check").returncode == 0
-    assert ftrust("floodlight", "keystore", "rotate-ca", "ftrust-ca", str(new_pem)).returncode == 0
-    listed = json.loads(ftrust("floodlight", "keystore", "list", "--json").stdout)
+    assert ftrust("floodlight", "provision", "--properties", str(props), "--no-java-check", config=cfg,
+                  env=env).returncode == 0  # fmt: skip
+    assert ftrust("floodlight", "keystore", "rotate-ca", "ftrust-ca", str(new_pem), config=cfg, env=env).returncode == 0
+    listed = json.loads(ftrust("floodlight", "keystore", "list", "--json", config=cfg, env=env).stdout)
     old_alias = next(e["alias"] for e in listed["entries"] if e["alias"].startswith("ftrust-ca-old-"))
-    assert ftrust("floodlight", "keystore", "remove", old_alias).returncode == 0  # the overlap is over
+    assert (
+        ftrust("floodlight", "keystore", "remove", old_alias, config=cfg, env=env).returncode == 0
+    )  # the overlap is over
     retired = keystore.read_bytes()
 
     # The attack: provision again from the stale state (and with the old certificate named outright).
     for extra in ([], ["--ca-cert", str(old_pem)]):
-        r = ftrust("floodlight", "provision", "--properties", str(props), "--no-java-check", *extra)
+        r = ftrust(
+            "floodlight", "provision", "--properties", str(props), "--no-java-check", *extra, config=cfg, env=env
+        )
         assert r.returncode == 2, r.stdout + r.stderr
         assert "the keystore trusts another CA under 'ftrust-ca' (CN=New CA" in r.stderr
         assert "provision would replace it with CN=Retired CA" in r.stderr
@@ -58,7 +55,9 @@ def test_provision_cannot_bring_back_a_retired_ca(tmp_path: Path) -> None:
     old_cert, old_key, _ = issue_client(old_ca, tmp_path, "vnf-old")
     new_cert, new_key, _ = issue_client(new_ca, tmp_path, "vnf-new")
     with bridge.FloodlightEndpoint(keystore, STORE_PASSWORD) as endpoint:
-        refused = ftrust("floodlight", "check", endpoint.url, "--cert", str(old_cert), "--key", str(old_key), "--json")
-        accepted = ftrust("floodlight", "check", endpoint.url, "--cert", str(new_cert), "--key", str(new_key), "--json")
+        refused = ftrust("floodlight", "check", endpoint.url, "--cert", str(old_cert), "--key",
+                         str(old_key), "--json", config=cfg, env=env)  # fmt: skip
+        accepted = ftrust("floodlight", "check", endpoint.url, "--cert", str(new_cert), "--key",
+                          str(new_key), "--json", config=cfg, env=env)  # fmt: skip
     assert refused.returncode == 1 and json.loads(refused.stdout)["accepted"] is False, refused.stdout
     assert accepted.returncode == 0 and json.loads(accepted.stdout)["status"] == 200, accepted.stdout

@@ -23,9 +23,7 @@ from floodlight_trust.agent.service import Agent, make_app
 from floodlight_trust.enclave.runtime import EnclaveRuntime
 from floodlight_trust.http.server import HttpServer, JsonApp, RawResponse, Request
 from floodlight_trust.sgxsim import SimulatedPlatform
-from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, ima_list
-
-from .conftest import World
+from tests.support.world import GOOD_IMAGE, HOST_FILES, World, ima_list
 
 
 @dataclass

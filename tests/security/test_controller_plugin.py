@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from floodlight_trust import clock
 from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.pki.grants import HttpMethod, RestGrant
-from tests.floodlight import plugin_support as ps
-from tests.floodlight.conftest import make_ca
-from tests.manager.conftest import ADMIN_KEY_PASSWORD
+from tests.support import plugin as ps
+from tests.support.floodlight import make_ca
+from tests.support.world import ADMIN_KEY_PASSWORD, enrolled_vnf
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_the_revocation_stream_needs_a_controller_or_admin_certificate(plugged: 
     verify = str(plugged.world.service.tls_certificate)
     anonymous = requests.get(url, verify=verify, timeout=10)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "Unauthorized"
-    vnf_cert, vnf_key = ps.enrolled(plugged.world, tmp_path, "vnf-mon-subscriber")
+    vnf_cert, vnf_key = enrolled_vnf(plugged.world, tmp_path, "vnf-mon-subscriber")
     as_vnf = requests.get(url, verify=verify, cert=(str(vnf_cert), str(vnf_key)), timeout=10)
     assert as_vnf.status_code == 403 and "no admin role" in as_vnf.json()["error"]["message"]
 

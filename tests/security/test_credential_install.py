@@ -38,9 +38,9 @@ from floodlight_trust.http.server import HttpServer
 from floodlight_trust.protocol.binding import key_report_data
 from floodlight_trust.protocol.keywrap import wrap_private_key
 from floodlight_trust.protocol.provisioning import provisioning_statement, sign_statement
-from tests.manager.conftest import HOST_FILES, World, ima_list, make_world, policy_text
-from tests.manager.test_agent_tls import self_signed
 from tests.support.enclaves import EnclaveProcess, enclave_policy, make_image, start_enclave, write_enclave_config
+from tests.support.tls import self_signed
+from tests.support.world import HOST_FILES, World, ima_list, make_world, policy_text
 
 VNF = "vnf-proc-a"
 SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -24,11 +24,10 @@ from floodlight_trust.errors import ConfigError
 from floodlight_trust.floodlight import bridge, client
 from floodlight_trust.http.server import HttpServer, JsonApp, Request, Timeouts, server_tls_context
 from floodlight_trust.manager.service import listener_timeouts
-from tests.floodlight.conftest import STORE_PASSWORD
-from tests.floodlight.test_java_bridge import write_keystore
-from tests.manager.test_agent_tls import self_signed
-
-from .conftest import SlowClients, TlsAgent, World, insecure_client_context, start_tls_agent
+from tests.support.attacks import SlowClients, insecure_client_context
+from tests.support.floodlight import STORE_PASSWORD, write_keystore
+from tests.support.tls import self_signed
+from tests.support.world import TlsAgent, World, start_tls_agent
 
 IDLE, SLOW = 50, 50
 

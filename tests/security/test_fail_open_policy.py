@@ -13,8 +13,9 @@ import json
 
 from floodlight_trust.enclave.platform import Evidence
 from floodlight_trust.sgxsim import measure_enclave_image
-from tests.manager.conftest import World, policy_text
-from tests.security.conftest import count, ftrust
+from tests.support.attacks import count
+from tests.support.cli import ftrust
+from tests.support.world import World, policy_text
 
 ROGUE_IMAGE = b"an arbitrary enclave the attacker built, in debug mode"
 INTEGRITY_LINE = "    integrity_enclave = host_integrity\n"

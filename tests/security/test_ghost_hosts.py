@@ -14,16 +14,8 @@ import json
 from cryptography.x509 import ocsp
 
 from floodlight_trust.sgxsim import SimulatedPlatform
-from tests.manager.conftest import World
-from tests.security.conftest import (
-    count,
-    crl_serials,
-    ocsp_status,
-    post,
-    table_sizes,
-    unauthenticated_rejects,
-    vm_cli,
-)
+from tests.support.attacks import count, crl_serials, ocsp_status, post, table_sizes, unauthenticated_rejects
+from tests.support.world import World, vm_cli
 
 
 def test_relabelled_evidence_for_an_unregistered_ghost_is_refused_and_leaves_no_row(world: World) -> None:

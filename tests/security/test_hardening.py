@@ -9,41 +9,28 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .conftest import World, start_tls_agent
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def ftrust(tmp: Path, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cfg = tmp / "ftrust.toml"
-    if not cfg.exists():
-        cfg.write_text(f'[state]\ndir = "{tmp / "state"}"\n')
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(cfg), *argv],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **env}, cwd=REPO,
-    )  # fmt: skip
+from tests.support.cli import ftrust, state_config
+from tests.support.world import World, start_tls_agent
 
 
 def test_ca_issue_generate_key_writes_an_encrypted_key_and_refuses_without_a_password(tmp_path: Path) -> None:
     env = {"FTRUST_CA_PASSWORD": "ca password 1"}
-    assert ftrust(tmp_path, "ca", "init", env=env).returncode == 0
+    cfg = state_config(tmp_path)
+    assert ftrust("ca", "init", config=cfg, env=env).returncode == 0
     key = tmp_path / "vnf.key"
-    refused = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-x", "--generate-key", str(key), env=env)
+    refused = ftrust("ca", "issue", "--subject", "CN=vnf-x", "--generate-key", str(key), config=cfg, env=env)
     assert refused.returncode == 2 and "key password not given" in refused.stderr, refused.stderr
-    assert not key.exists() and "CN=vnf-x" not in ftrust(tmp_path, "ca", "list", env=env).stdout
-    ok = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-x", "--generate-key", str(key),
-                "--out", str(tmp_path / "vnf.pem"), env={**env, "FTRUST_KEY_PASSWORD": "vnf key pw"})  # fmt: skip
+    assert not key.exists() and "CN=vnf-x" not in ftrust("ca", "list", config=cfg, env=env).stdout
+    ok = ftrust("ca", "issue", "--subject", "CN=vnf-x", "--generate-key", str(key), "--out", str(tmp_path / "vnf.pem"),
+                config=cfg, env={**env, "FTRUST_KEY_PASSWORD": "vnf key pw"})  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     pem = key.read_bytes()
     assert b"ENCRYPTED PRIVATE KEY" in pem and key.stat().st_mode & 0o777 == 0o600
@@ -54,8 +41,8 @@ def test_ca_issue_generate_key_writes_an_encrypted_key_and_refuses_without_a_pas
     assert cert.public_key().public_numbers() == private.public_key().public_numbers()  # type: ignore[union-attr]
     # Plaintext only when asked for by a flag whose name says it is unsafe, and loudly.
     plain = tmp_path / "plain.key"
-    unsafe = ftrust(tmp_path, "ca", "issue", "--subject", "CN=vnf-y", "--generate-key", str(plain),
-                    "--unsafe-unencrypted-key", env=env)  # fmt: skip
+    unsafe = ftrust("ca", "issue", "--subject", "CN=vnf-y", "--generate-key", str(plain), "--unsafe-unencrypted-key",
+                    config=cfg, env=env)  # fmt: skip
     assert unsafe.returncode == 0 and "UNENCRYPTED" in unsafe.stderr
     assert b"ENCRYPTED" not in plain.read_bytes()
 

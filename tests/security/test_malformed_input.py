@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from .conftest import World
+from tests.support.world import World
 
 
 def post(world: World, path: str, body: bytes | str, content_type: str = "application/json") -> requests.Response:
@@ -209,7 +209,7 @@ def test_a_malformed_agent_url_is_refused_at_registration(deployment: World, no_
 def test_malformed_http_is_a_400_without_a_traceback(deployment: World, no_tracebacks: Any, raw: bytes) -> None:
     import socket
 
-    from .conftest import insecure_client_context
+    from tests.support.attacks import insecure_client_context
 
     for port, tls in ((deployment.service.api.port, True), (deployment.service.publish.port, False)):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)

@@ -25,10 +25,9 @@ from floodlight_trust.manager.admins import issue_admin_certificate
 from floodlight_trust.manager.client import VmClient
 from floodlight_trust.pki.keys import generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile, KeyType
-from tests.floodlight.conftest import STORE_PASSWORD
-from tests.floodlight.test_java_bridge import write_keystore
-from tests.manager.conftest import ADMIN_KEY_PASSWORD, World
-from tests.security.conftest import ca_cli, count, crl_serials, ocsp_status, vm_cli
+from tests.support.attacks import count, crl_serials, ocsp_status
+from tests.support.floodlight import STORE_PASSWORD, write_keystore
+from tests.support.world import ADMIN_KEY_PASSWORD, World, ca_cli, vm_cli
 
 
 def enrolled(world: World, vnf: str) -> dict:  # type: ignore[type-arg]
@@ -120,11 +119,12 @@ def test_admin_certificates_come_from_their_own_ca_with_a_short_lifetime(world: 
     out = world.tmp / "admin-carol"
     r = vm_cli(world, "hosts", "list")  # (the admin alice works)
     assert r.returncode == 0, r.stderr
-    from tests.security.conftest import ftrust, write_config
+    from tests.support.cli import ftrust
+    from tests.support.world import ADMIN_KEY_ENV, write_config
 
     r = ftrust(
         "--config", str(write_config(world)), "vm", "admin-cert", "carol", "--out", str(out), "--json",
-        env={"FTRUST_CA_PASSWORD": "correct horse battery"},
+        env={**ADMIN_KEY_ENV, "FTRUST_CA_PASSWORD": "correct horse battery"},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     cert = x509.load_pem_x509_certificate((out / "carol.pem").read_bytes())
@@ -139,7 +139,7 @@ def test_an_admin_certificate_is_no_credential_at_the_controller(
     world: World, tmp_path: Path, bridge_jar: Path
 ) -> None:
     keystore, server_pem = write_keystore(tmp_path, world.ca)  # what `floodlight provision` installs: the VNF CA
-    from tests.floodlight.test_revocation_delay import enrolled_vnf
+    from tests.support.world import enrolled_vnf
 
     vnf_cert, vnf_key = enrolled_vnf(world, tmp_path, "vnf-fw-controller")
     admin_cert, admin_key = world.tmp / "admin" / "alice.pem", world.tmp / "admin" / "alice.key"

@@ -286,8 +286,7 @@ def test_non_ascii_base64_and_hex_in_reference_lists(digest: str) -> None:
 # -- keystores -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_keystore(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    from tests.floodlight.conftest import STORE_PASSWORD, make_ca
-    from tests.floodlight.test_java_bridge import write_keystore
+    from tests.support.floodlight import STORE_PASSWORD, make_ca, write_keystore
 
     tmp = tmp_path_factory.mktemp("jks")
     keystore, _ = write_keystore(tmp, make_ca(tmp))
@@ -300,7 +299,7 @@ def real_keystore(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @given(data=st.data())
 def test_keystores(real_keystore: bytes, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory) -> None:
     from floodlight_trust.floodlight.keystore import FloodlightKeystore
-    from tests.floodlight.conftest import STORE_PASSWORD
+    from tests.support.floodlight import STORE_PASSWORD
 
     path = tmp_path_factory.mktemp("ks") / "store.jks"
     path.write_bytes(data.draw(mutated(real_keystore)))
@@ -313,7 +312,7 @@ def test_keystore_with_a_damaged_encrypted_key_is_a_parse_error(real_keystore: b
     for its encrypted data (OCTET STRING 0x04 -> 0x00) raised pyasn1's error through pyjks."""
     from floodlight_trust.errors import ParseError
     from floodlight_trust.floodlight.keystore import FloodlightKeystore
-    from tests.floodlight.conftest import STORE_PASSWORD
+    from tests.support.floodlight import STORE_PASSWORD
 
     algorithm = bytes.fromhex("060a2b060104012a021101010500")  # Sun's JKS key protector OID, NULL
     at = real_keystore.index(algorithm) + len(algorithm)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
-from tests.manager.conftest import World
-from tests.security.conftest import count, post, table_sizes, unauthenticated_rejects
+from tests.support.attacks import count, post, table_sizes, unauthenticated_rejects
+from tests.support.world import World
 
 GARBAGE_POSTS = 200  # bounded; each is a real HTTPS request
 

@@ -17,10 +17,10 @@ from cryptography.x509 import ocsp
 from floodlight_trust.agent import swtpm
 from floodlight_trust.agent.tpm import Tpm2ToolsTpm
 from floodlight_trust.evidence.ima import make_entry
-from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, World
-from tests.security.conftest import count, ocsp_status
+from tests.support.attacks import count, ocsp_status
 from tests.support.tpm_hosts import TpmHost
 from tests.support.tpm_hosts import tpm_host as make_tpm_host
+from tests.support.world import GOOD_IMAGE, HOST_FILES, World
 
 
 @pytest.fixture()

@@ -12,8 +12,8 @@ import json
 
 from cryptography.x509 import ocsp
 
-from tests.manager.conftest import World
-from tests.security.conftest import count, ocsp_status, post, table_sizes, unauthenticated_rejects, vm_cli
+from tests.support.attacks import count, ocsp_status, post, table_sizes, unauthenticated_rejects
+from tests.support.world import World, vm_cli
 
 
 def nonce(world: World, host: str, vnf: str) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from floodlight_trust.storage.postgres import DDL, PostgresStorage
 from floodlight_trust.storage.records import NewEnrollment, NoncePurpose, NonceRecord
 from floodlight_trust.storage.url import PostgresUrl, parse_storage_url
 from tests.storage.test_contract import certificate
+from tests.support.cli import ftrust, ftrust_command
 from tests.support.postgres import PgDatabase
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -237,7 +237,7 @@ def test_two_processes_racing_migrations_apply_each_step_once(pg_database: PgDat
     config = tmp_path / "ftrust.toml"
     config.write_text(f'[state]\ndir = "state"\n[storage]\nurl = "{pg_database.url_without_password}"\n')
     env = {**os.environ, "FTRUST_DB_PASSWORD": pg_database.password}  # never on a command line
-    argv = [sys.executable, "-m", "floodlight_trust", "--config", str(config), "vm", "migrate", "--json"]
+    argv = ftrust_command("vm", "migrate", "--json", config=config)
     procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]  # fmt: skip
     outs = [p.communicate(timeout=120) for p in procs]
@@ -257,11 +257,10 @@ def test_vm_migrate_reports_then_finds_nothing_to_do(pg_database: PgDatabase, tm
     config = tmp_path / "ftrust.toml"
     config.write_text(f'[storage]\nurl = "{pg_database.url}"\n')
     config.chmod(0o600)  # it holds the password
-    argv = [sys.executable, "-m", "floodlight_trust", "--config", str(config), "vm", "migrate"]
-    first = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    first = ftrust("vm", "migrate", config=config)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith(f"applied {len(STEPS)} migration(s) to {pg_database.url_without_password}:")
-    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    again = ftrust("vm", "migrate", config=config)
     assert again.stdout.strip() == f"{pg_database.url_without_password} is up to date ({len(STEPS)} migrations)"
     assert pg_database.password not in first.stdout + first.stderr + again.stdout + again.stderr
 

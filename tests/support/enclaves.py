@@ -7,7 +7,6 @@ agent's socket directory; tests start what they need and stop it (``EnclaveProce
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import IO, Any
 from floodlight_trust.enclave.channel import EnclaveChannel, socket_path
 from floodlight_trust.enclave.image import build_image
 from floodlight_trust.sgxsim import measure_enclave_image
+from tests.support.cli import ftrust_command
 
 VNF_CODE = b"# a firewall VNF on the enclave runtime\nfrom floodlight_trust.enclave import ControllerClient\n"
 
@@ -98,23 +98,13 @@ sealed_dir = "{directory / name / "sealed"}"
     return config
 
 
-def ftrust(config: Path, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(config), *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def start_enclave(config: Path, vnf: str, socket_dir: Path, *, timeout: float = 30) -> EnclaveProcess:
     """Start ``ftrust enclave serve`` with ``config`` and wait until it listens."""
     sock = socket_path(socket_dir, vnf)
     log_path = config.with_suffix(".log")
     log = log_path.open("wb")
     popen = subprocess.Popen(
-        [sys.executable, "-m", "floodlight_trust", "--config", str(config), "enclave", "serve"],
+        ftrust_command("--config", str(config), "enclave", "serve"),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

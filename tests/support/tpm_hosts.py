@@ -18,7 +18,7 @@ from floodlight_trust.evidence.ima import ImaRecord, make_entry, serialize_ascii
 from floodlight_trust.evidence.tpm.ek import read_certificates
 from floodlight_trust.evidence.tpm.registration import EndorsementPolicy
 from floodlight_trust.manager.tpm_attestation import TpmSettings
-from tests.tpm_support import SimulatedKernel
+from tests.support.tpm import SimulatedKernel
 
 
 @dataclass

@@ -24,11 +24,6 @@ _CURVES: dict[int, type[ec.EllipticCurve]] = {
     EccCurve.NIST_P384: ec.SECP384R1,
     EccCurve.NIST_P521: ec.SECP521R1,
 }
-CURVE_IDS: dict[str, EccCurve] = {
-    "secp256r1": EccCurve.NIST_P256,
-    "secp384r1": EccCurve.NIST_P384,
-    "secp521r1": EccCurve.NIST_P521,
-}
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 

@@ -383,10 +383,6 @@ class SymDef:
     key_bits: int = 0
     mode: TpmAlg | int = TpmAlg.NULL
 
-    @property
-    def is_null(self) -> bool:
-        return self.algorithm == TpmAlg.NULL
-
 
 @dataclass(frozen=True, slots=True)
 class TpmPublic:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,11 @@ from floodlight_trust.claims import SignatureStatus
 from floodlight_trust.errors import InputError
 from floodlight_trust.evidence.ima import FindingKind, ImaAppraisal, appraise_measurement_list
 from floodlight_trust.evidence.verify import load_keyring
+from tests.support.cli import ftrust
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "ima-sig"
 ACS = DATA / "kgoldman-acs"
 KEYLIME = DATA / "keylime"
-FTRUST_IMA = (sys.executable, "-m", "floodlight_trust", "ima")
 PROVENANCE = (DATA / "PROVENANCE.md").read_text()
 
 # the expected files' `result` -> the project's signature status
@@ -126,12 +124,7 @@ def test_acs_without_a_keyring_checks_nothing() -> None:
 
 
 def test_acs_cli_verify_with_the_real_certificate() -> None:
-    r = subprocess.run(
-        [*FTRUST_IMA, "verify", str(ACS / "imasig.log"), "--json", "--keyring", str(ACS / "imakey.der")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = ftrust("ima", "verify", ACS / "imasig.log", "--json", "--keyring", ACS / "imakey.der")
     assert r.returncode == 1, r.stderr  # the edited entry: a template hash mismatch
     assert "template hash mismatch for '/usr/bin/xautt'" in r.stderr and "Traceback" not in r.stderr
     doc = json.loads(r.stdout)
@@ -222,12 +215,7 @@ def test_keyring_files_that_are_not_keys_are_located_errors(tmp_path: Path) -> N
         load_keyring(b"\x30\x03\x02\x01\x00", "k.der")
     bad = tmp_path / "bad.pem"
     bad.write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")
-    r = subprocess.run(
-        [*FTRUST_IMA, "verify", str(KEYLIME / "head-SIGNATURES.DERIVED.txt"), "--keyring", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = ftrust("ima", "verify", KEYLIME / "head-SIGNATURES.DERIVED.txt", "--keyring", bad)
     assert r.returncode != 0 and f"{bad}" in r.stderr and "Traceback" not in r.stderr
 
 

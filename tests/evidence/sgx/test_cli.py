@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from floodlight_trust.evidence.collateral import collateral_to_json
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", *map(str, argv)], capture_output=True, text=True, timeout=120
-    )
+from tests.support.cli import ftrust
 
 
 def test_sgx_show_json(testdata: Path) -> None:
-    r = run("sgx", "show", testdata / "sgx-dcap/occlum/occlum_quote.dat", "--json")
+    r = ftrust("sgx", "show", testdata / "sgx-dcap/occlum/occlum_quote.dat", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["type"] == "DCAP" and d["report"]["debug"] is True
@@ -28,7 +22,7 @@ def test_sgx_show_json(testdata: Path) -> None:
 
 
 def test_sgx_show_epid_base64(testdata: Path) -> None:
-    r = run("sgx", "show", testdata / "sgx-epid/mobilecoin/core_to_ias.txt")
+    r = ftrust("sgx", "show", testdata / "sgx-epid/mobilecoin/core_to_ias.txt")
     assert r.returncode == 0, r.stderr
     assert "EPID" in r.stdout and "report.debug" in r.stdout
 
@@ -36,7 +30,7 @@ def test_sgx_show_epid_base64(testdata: Path) -> None:
 def test_sgx_show_truncated_is_one_line(tmp_path: Path, testdata: Path) -> None:
     f = tmp_path / "q.bin"
     f.write_bytes((testdata / "sgx-dcap/phala/sgx_quote").read_bytes()[:500])
-    r = run("sgx", "show", f)
+    r = ftrust("sgx", "show", f)
     assert r.returncode == 2
     assert (
         r.stderr.strip()
@@ -47,7 +41,7 @@ def test_sgx_show_truncated_is_one_line(tmp_path: Path, testdata: Path) -> None:
 
 def test_sgx_verify_phala(testdata: Path) -> None:
     d = testdata / "sgx-dcap/phala"
-    r = run(
+    r = ftrust(
         "sgx",
         "verify",
         d / "sgx_quote",
@@ -65,7 +59,7 @@ def test_sgx_verify_phala(testdata: Path) -> None:
 
 def test_sgx_verify_expired_exit_1(testdata: Path) -> None:
     d = testdata / "sgx-dcap/phala"
-    r = run(
+    r = ftrust(
         "sgx",
         "verify",
         d / "sgx_quote",
@@ -81,18 +75,18 @@ def test_sgx_verify_expired_exit_1(testdata: Path) -> None:
 def test_sgx_verify_mobilecoin_dir(testdata: Path) -> None:
     d = testdata / "sgx-dcap/mobilecoin-attestation"
     args = ("sgx", "verify", d / "hw_quote.dat", "--collateral", d, "--at", "2023-07-12T20:48:25Z")
-    r = run(*args)
+    r = ftrust(*args)
     assert r.returncode == 1 and "PCK CRL (Intel SGX PCK Processor CA) expired" in r.stderr
-    r = run(*args, "--unsafe-allow-expired-crls")
+    r = ftrust(*args, "--unsafe-allow-expired-crls")
     assert r.returncode == 0, r.stderr
     assert "SWHardeningNeeded [INTEL-SA-00334, INTEL-SA-00615]" in r.stdout and "warning: PCK CRL" in r.stdout
 
 
 def test_sgx_verify_bad_time_and_missing_file(testdata: Path) -> None:
     d = testdata / "sgx-dcap/phala"
-    r = run("sgx", "verify", d / "sgx_quote", "--collateral", d / "sgx_quote_collateral.json", "--at", "yesterday")
+    r = ftrust("sgx", "verify", d / "sgx_quote", "--collateral", d / "sgx_quote_collateral.json", "--at", "yesterday")
     assert r.returncode == 2 and "--at 'yesterday' is not an ISO 8601 timestamp" in r.stderr
-    r = run("sgx", "verify", d / "nope", "--collateral", d / "sgx_quote_collateral.json")
+    r = ftrust("sgx", "verify", d / "nope", "--collateral", d / "sgx_quote_collateral.json")
     assert r.returncode == 2 and r.stderr.startswith(f"ftrust: error: {d / 'nope'}: quote file not found")
 
 
@@ -106,9 +100,9 @@ def test_sgx_verify_simulated(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text(json.dumps(collateral_to_json(p.collateral(at))))
     (tmp_path / "root.pem").write_bytes(p.root_cert.public_bytes(Encoding.PEM))
     base = ("sgx", "verify", tmp_path / "q", "--collateral", tmp_path / "c.json", "--at", "2026-01-01T00:00:00Z")
-    r = run(*base)
+    r = ftrust(*base)
     assert r.returncode == 1 and "issued by Intel SGX Root CA" in r.stderr
-    r = run(*base, "--unsafe-simulated-root", tmp_path / "root.pem", "--json")
+    r = ftrust(*base, "--unsafe-simulated-root", tmp_path / "root.pem", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["claims"]["simulated"] is True
     assert "SIMULATED" in r.stderr
@@ -116,10 +110,10 @@ def test_sgx_verify_simulated(tmp_path: Path) -> None:
 
 def test_ias_verify_report_dir_and_files(testdata: Path) -> None:
     d = testdata / "ias/sn_sw_config_needed"
-    r = run("ias", "verify-report", d, "--at", "2021-01-01T00:00:00Z")
+    r = ftrust("ias", "verify-report", d, "--at", "2021-01-01T00:00:00Z")
     assert r.returncode == 0, r.stderr
     assert "CONFIGURATION_AND_SW_HARDENING_NEEDED -> ConfigurationAndSWHardeningNeeded" in r.stdout
-    r = run(
+    r = ftrust(
         "ias",
         "verify-report",
         "--report",
@@ -138,7 +132,7 @@ def test_ias_verify_report_dir_and_files(testdata: Path) -> None:
 
 def test_ias_corrupted_cert_one_line(testdata: Path) -> None:
     d = testdata / "ias/sn_ok_production"
-    r = run(
+    r = ftrust(
         "ias",
         "verify-report",
         "--report",
@@ -154,7 +148,7 @@ def test_ias_corrupted_cert_one_line(testdata: Path) -> None:
 
 
 def test_ias_usage_error(tmp_path: Path) -> None:
-    r = run("ias", "verify-report")
+    r = ftrust("ias", "verify-report")
     assert r.returncode == 2 and "give DIR, or all of --report, --signature and --cert" in r.stderr
 
 
@@ -165,24 +159,26 @@ def test_sgx_verify_failures_name_the_file_at_fault(testdata: Path, tmp_path: Pa
     raw[100] ^= 1  # a byte of the signed report body
     tampered.write_bytes(bytes(raw))
     at = ("--at", "2025-06-20T00:00:00Z")
-    r = run("sgx", "verify", tampered, "--collateral", d / "sgx_quote_collateral.json", *at)
+    r = ftrust("sgx", "verify", tampered, "--collateral", d / "sgx_quote_collateral.json", *at)
     assert r.returncode == 1
     assert r.stderr == f"ftrust: error: {tampered}: quote signature is not valid for the attestation key\n"
     bad_crl = tmp_path / "collateral.json"
     collateral = json.loads((d / "sgx_quote_collateral.json").read_text())
     collateral["pck_crl"] = "00ff"
     bad_crl.write_text(json.dumps(collateral))
-    r = run("sgx", "verify", d / "sgx_quote", "--collateral", bad_crl, *at)
+    r = ftrust("sgx", "verify", d / "sgx_quote", "--collateral", bad_crl, *at)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
     assert r.stderr.startswith(f"ftrust: error: {bad_crl}: PCK CRL (Intel SGX PCK Processor CA) is not a valid DER CRL")
 
 
 def test_sgx_fetch_collateral_bad_output_or_url_before_any_request(testdata: Path, tmp_path: Path) -> None:
     quote = testdata / "sgx-dcap/phala/sgx_quote"
-    r = run("sgx", "fetch-collateral", quote, "--out", tmp_path / "no/such/dir/c.json", "--pcs", "http://127.0.0.1:9")
+    r = ftrust(
+        "sgx", "fetch-collateral", quote, "--out", tmp_path / "no/such/dir/c.json", "--pcs", "http://127.0.0.1:9"
+    )
     assert r.returncode == 2
     assert r.stderr == f"ftrust: error: {tmp_path / 'no/such/dir'}: output directory does not exist\n"
-    r = run("sgx", "fetch-collateral", quote, "--out", tmp_path / "c.json", "--pcs", "pccs.local:8081")
+    r = ftrust("sgx", "fetch-collateral", quote, "--out", tmp_path / "c.json", "--pcs", "pccs.local:8081")
     assert r.returncode == 2 and r.stderr.startswith(
         "ftrust: error: PCS/PCCS URL 'pccs.local:8081' is not an http(s) URL"
     )
@@ -198,7 +194,7 @@ def test_ias_failures_name_the_file_at_fault(testdata: Path, tmp_path: Path) -> 
 
     def verify(**swap: Path) -> subprocess.CompletedProcess[str]:
         argv = [x for k, v in files.items() for x in (k, swap.get(k[2:], v))]
-        return run("ias", "verify-report", *argv, "--at", "2021-01-01T00:00:00Z")
+        return ftrust("ias", "verify-report", *argv, "--at", "2021-01-01T00:00:00Z")
 
     r = verify(signature=garbage)
     assert r.returncode == 2 and r.stderr == f"ftrust: error: {garbage}: X-IASReport-Signature is not base64\n"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from floodlight_trust.errors import ParseError, ServiceError
 from floodlight_trust.evidence import ias
 from floodlight_trust.secrets import Secret
 from floodlight_trust.sgxsim.ias_service import SimulatedIas
+from tests.support.cli import ftrust
 
 AT = parse_time("2022-01-01T00:00:00Z")
 
@@ -209,11 +208,8 @@ def test_der_certificates_ending_in_whitespace_bytes(testdata: Path, tmp_path: P
     (tmp_path / "sig.b64").write_bytes(signature)
     (tmp_path / "signer.der").write_bytes(signer_der)
     (tmp_path / "anchor.der").write_bytes(ca_der)
-    r = subprocess.run(
-        [sys.executable, "-m", "floodlight_trust", "ias", "verify-report", "--report", str(tmp_path / "report.json"),
-         "--signature", str(tmp_path / "sig.b64"), "--cert", str(tmp_path / "signer.der"),
-         "--anchor", str(tmp_path / "anchor.der"), "--at", "2021-11-24T00:00:00Z"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    r = ftrust("ias", "verify-report", "--report", str(tmp_path / "report.json"), "--signature",
+               str(tmp_path / "sig.b64"), "--cert", str(tmp_path / "signer.der"), "--anchor",
+               str(tmp_path / "anchor.der"), "--at", "2021-11-24T00:00:00Z", timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("valid: IAS report")

@@ -4,8 +4,6 @@ reason printed, one-line located errors."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,8 @@ from floodlight_trust.agent import swtpm
 from floodlight_trust.agent.tpm import Tpm2ToolsTpm
 from floodlight_trust.cli import main
 from floodlight_trust.evidence.tpm.keys import load_key
-from tests.tpm_support import SimulatedKernel
+from tests.support.cli import ftrust
+from tests.support.tpm import SimulatedKernel
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
@@ -146,10 +145,6 @@ def test_verify_real_tpm2_quote_files_from_swtpm_with_the_ima_log(swtpm_state: P
     forged = kernel.ascii_list().replace(b"/usr/bin/vnf-agent", b"/usr/bin/vnf-agenx")
     (tmp_path / "forged.log").write_bytes(forged)
 
-    def cli(*argv: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "floodlight_trust", "tpm", *map(str, argv)], capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
-
     base = (
         "verify",
         tmp_path / "q.msg",
@@ -161,9 +156,9 @@ def test_verify_real_tpm2_quote_files_from_swtpm_with_the_ima_log(swtpm_state: P
         nonce.hex(),
     )
     for ak_file in ("ak.pub", "ak.pem"):
-        good = cli(*base, "--ak", tmp_path / ak_file, "--ima-log", tmp_path / "ima.log")
+        good = ftrust("tpm", *base, "--ak", tmp_path / ak_file, "--ima-log", tmp_path / "ima.log")
         assert good.returncode == 0, good.stdout + good.stderr
         assert "PCR 10 (sha256)" in good.stdout
-    bad = cli(*base, "--ak", tmp_path / "ak.pub", "--ima-log", tmp_path / "forged.log")
+    bad = ftrust("tpm", *base, "--ak", tmp_path / "ak.pub", "--ima-log", tmp_path / "forged.log")
     assert bad.returncode == 1
     assert "host.tpm.ima_pcr10" in bad.stdout and "template hash mismatch" in bad.stdout

@@ -25,7 +25,7 @@ from floodlight_trust.evidence.tpm.structures import (
     parse_public,
     parse_signature,
 )
-from tests.tpm_support import SimulatedKernel
+from tests.support.tpm import SimulatedKernel
 
 SELECTION = {"sha1": (10,), "sha256": (0, 7, 10)}
 NONCE = bytes(range(32))

@@ -1,3 +1,6 @@
+"""Floodlight's side in the tests: the Java bridge (the JDK's TLS stack and KeyStore, a fixture for
+every test that asks for ``bridge_jar``), a test VNF CA, client certificates and the keystore."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from floodlight_trust.floodlight import bridge
+from floodlight_trust.floodlight.keystore import FloodlightKeystore
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.profile import CertificateProfile
 from floodlight_trust.secrets import Secret
@@ -43,3 +47,15 @@ def issue_client(ca: CertificateAuthority, directory: Path, name: str) -> tuple[
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path, issued.serial
+
+
+def write_keystore(tmp_path: Path, ca: CertificateAuthority) -> tuple[Path, Path]:
+    """Floodlight's keystore trusting ``ca``; returns (keystore, server certificate PEM)."""
+    store = FloodlightKeystore.new(STORE_PASSWORD)
+    store.add_trusted_ca("ftrust-ca", ca.certificate)
+    store.ensure_server_key("floodlight", "CN=floodlight", ["localhost", "127.0.0.1"])
+    path = tmp_path / "keystore.jks"
+    store.save(path)
+    server_pem = tmp_path / "server.pem"
+    server_pem.write_bytes(store.certificate("floodlight").public_bytes(serialization.Encoding.PEM))
+    return path, server_pem

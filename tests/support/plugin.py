@@ -23,9 +23,8 @@ from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.grants import RestGrant
 from floodlight_trust.pki.profile import CertificateProfile
 from floodlight_trust.secrets import Secret
-from tests.floodlight.conftest import STORE_PASSWORD
-from tests.floodlight.test_java_bridge import write_keystore
-from tests.manager.conftest import World
+from tests.support.floodlight import STORE_PASSWORD, write_keystore
+from tests.support.world import World, enrolled_vnf
 
 CONTROLLER_PASSWORD = Secret("controller p12 password", "test")
 
@@ -101,25 +100,6 @@ def plugin_files(directory: Path, ca: object, controller_ca: object | None = Non
     return PluginFiles(directory, keystore, server_pem, bundle, p12, password)
 
 
-def enrolled(world: World, directory: Path, vnf: str) -> tuple[Path, Path]:
-    """Enroll ``vnf`` on a fresh sim host; its certificate and (enclave) key as PEM files."""
-    host = world.start_host()
-    enclave = host.add_vnf(vnf)
-    result = world.admin.enroll(host.name, vnf)
-    assert result["allowed"], result
-    assert enclave.credentials is not None
-    cert, key = directory / f"{vnf}.pem", directory / f"{vnf}.key"
-    cert.write_text(enclave.credentials.chain_pem[0])
-    identity = enclave.tls_identity()  # an in-process test enclave: the test plays the VNF's TLS stack
-    assert identity is not None
-    key.write_bytes(
-        identity[1].private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert, key
-
-
 def endpoint(files: PluginFiles, config: Path) -> bridge.FloodlightEndpoint:
     return bridge.FloodlightEndpoint(files.keystore, STORE_PASSWORD, trust_config=config)
 
@@ -135,12 +115,12 @@ class Plugged:
 
     def client(self, vnf: str, tls: ssl.TLSVersion | None = None) -> TlsClient:
         """A freshly enrolled VNF's client."""
-        cert, key = enrolled(self.world, self.tmp, vnf)
+        cert, key = enrolled_vnf(self.world, self.tmp, vnf)
         return TlsClient(self.endpoint.url, cert, key, self.files.server_pem, tls=tls)
 
 
 def plugged(tmp: Path) -> Iterator[Plugged]:
-    from tests.manager.conftest import make_world
+    from tests.support.world import make_world
 
     for world in make_world(tmp, crl_port=bridge._free_port("127.0.0.1"), extra_policy=GRANTS_POLICY):
         files = plugin_files(tmp / "plugin", world.ca)
