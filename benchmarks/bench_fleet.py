@@ -33,33 +33,12 @@ from typing import Any
 
 from benchmarks import Result
 from benchmarks.bench_replicas import ADMIN_PASSWORD, ROOT, cpu_seconds, env, postgres
+from benchmarks.fixtures import sim_policy_text
 
 HOSTS = int(os.environ.get("FTRUST_BENCH_FLEET", "1000"))
 WINDOW = 20.0  # seconds of the two-replica steady state
 IMAGE = b"fleet VNF image"
 FILES = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": hashlib.sha256(b"a").digest()}
-
-
-def policy_text() -> str:
-    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER
-    from floodlight_trust.sgxsim import measure_enclave_image
-
-    allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in FILES.items())
-    return f"""
-host h {{
-{allow}
-  integrity_enclave = hi
-}}
-enclave hi {{
-  identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
-  allow_simulated = true
-}}
-enclave e {{
-  identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
-  allow_simulated = true
-}}
-enroll r for "vnf-*" {{ host = h  enclave = e }}
-"""
 
 
 def _fleet(conn: Any, platforms: str, root_platform: str, ca_dir: str, ima: str, count: int) -> None:
@@ -110,7 +89,7 @@ class Fleet:
     def __init__(self, root: Path, storage_url: str, extra_env: dict[str, str], platform_dir: Path):
         self.root = root
         self.extra = extra_env
-        (root / "site.policy").write_text(policy_text())
+        (root / "site.policy").write_text(sim_policy_text(IMAGE, FILES))
         storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
         self.config = root / "ftrust.toml"
         self.config.write_text(

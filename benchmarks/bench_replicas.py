@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import Result
+from benchmarks.fixtures import sim_policy_text
 
 BURST = 200  # enrollments per case per round
 ROUNDS = 3
@@ -50,28 +51,6 @@ PASSWORD = "benchmark CA password"
 ADMIN_PASSWORD = "benchmark admin key password"
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def policy_text() -> str:
-    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER
-    from floodlight_trust.sgxsim import measure_enclave_image
-
-    allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in FILES.items())
-    return f"""
-host h {{
-{allow}
-  integrity_enclave = hi
-}}
-enclave hi {{
-  identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
-  allow_simulated = true
-}}
-enclave e {{
-  identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
-  allow_simulated = true
-}}
-enroll r for "vnf-*" {{ host = h  enclave = e }}
-"""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -111,7 +90,7 @@ class Case:
         return r.stdout
 
     def set_up(self, platform_dir: Path) -> None:
-        (self.root / "site.policy").write_text(policy_text())
+        (self.root / "site.policy").write_text(sim_policy_text(IMAGE, FILES))
         storage = f'[storage]\nurl = "{self.storage_url}"\n' if self.storage_url else ""
         (self.root / "ftrust.toml").write_text(
             f"""{storage}[state]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import Result
+from benchmarks.fixtures import sim_policy_text
 
 ENROLLMENTS = 400
 CLIENTS = 8
@@ -118,34 +119,16 @@ def _results(label: str, doc: dict[str, Any], *, target: bool) -> list[Result]:
 
 def run() -> list[Result]:
     from floodlight_trust import clock
-    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER
     from floodlight_trust.config import from_mapping
     from floodlight_trust.evidence.ima import format_ascii_line, make_entry
     from floodlight_trust.manager.service import build_service
     from floodlight_trust.pki.ca import CertificateAuthority
     from floodlight_trust.secrets import Secret
-    from floodlight_trust.sgxsim import SimulatedPlatform, measure_enclave_image
+    from floodlight_trust.sgxsim import SimulatedPlatform
     from floodlight_trust.storage.sqlite import SqliteStorage
     from policy_lang import compile_policy_text
 
-    allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in FILES.items())
-    policy = compile_policy_text(
-        f"""
-host h {{
-{allow}
-  integrity_enclave = hi
-}}
-enclave hi {{
-  identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
-  allow_simulated = true
-}}
-enclave e {{
-  identity: mrenclave in {{"{measure_enclave_image(IMAGE).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
-  allow_simulated = true
-}}
-enroll r for "vnf-*" {{ host = h  enclave = e }}
-"""
-    )
+    policy = compile_policy_text(sim_policy_text(IMAGE, FILES))
     password = Secret("benchmark password", "bench")
     results: list[Result] = []
     cpu_ms = float("nan")

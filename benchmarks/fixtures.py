@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 BOOT_DIGEST = hashlib.sha256(b"boot").digest()
@@ -68,3 +69,27 @@ def write_ima_setup(root: Path, n: int) -> dict[str, str]:
     (root / "rp.json").write_text(keylime_runtime_policy(n))
     (root / "host.policy").write_text('host h {\n    template in {"ima-ng"}\n    include keylime "rp.json"\n}\n')
     return {k: str(root / f) for k, f in (("log", "ima.log"), ("keylime", "rp.json"), ("policy", "host.policy"))}
+
+
+def sim_policy_text(image: bytes, files: Mapping[str, bytes]) -> str:
+    """The policy the VM benchmarks run under: a host allowing ``files`` (path -> sha256) with the
+    simulated integrity enclave, and VNFs ``vnf-*`` running ``image`` on the simulated signer."""
+    from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE, SIM_SIGNER
+    from floodlight_trust.sgxsim import measure_enclave_image
+
+    allow = "\n".join(f'  allow "{p}" digest in {{"{d.hex()}"}}' for p, d in files.items())
+    return f"""
+host h {{
+{allow}
+  integrity_enclave = hi
+}}
+enclave hi {{
+  identity: mrenclave in {{"{measure_enclave_image(INTEGRITY_ENCLAVE_IMAGE).hex()}"}}
+  allow_simulated = true
+}}
+enclave e {{
+  identity: mrenclave in {{"{measure_enclave_image(image).hex()}"}} and mrsigner in {{"{SIM_SIGNER.hex()}"}}
+  allow_simulated = true
+}}
+enroll r for "vnf-*" {{ host = h  enclave = e }}
+"""
