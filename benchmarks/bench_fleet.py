@@ -27,7 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,77 @@ def _db_counters(pg: Any, database: str) -> tuple[int, int]:
     return int(commits), int(rows)
 
 
+# What a transaction is for, from the tables and statements in it (first match wins): the profile
+# below counts a round's transactions by these purposes.
+PURPOSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lease: claim", ("reattest_leases", "SKIP LOCKED")),
+    ("lease: complete", ("reattest_leases", "rounds = rounds + 1")),
+    ("lease: other", ("reattest_leases",)),
+    ("host verdict (nonce spent, audit, host record)", ("manager_audit", "'attest-host'")),
+    ("VNF decision (nonce spent, audit, certificate)", ("manager_audit",)),
+    ("nonce: issue", ("INSERT INTO manager_nonces",)),
+    ("nonce: read", ("FROM manager_nonces",)),
+    ("host record: read", ("FROM manager_hosts",)),
+    ("VNF registration / enrollments: read", ("FROM manager_vnfs",)),
+    ("VNF registration / enrollments: read", ("FROM manager_enrollments",)),
+    ("TPM pin: read", ("FROM manager_host_tpm",)),
+    ("CRL / revocation marker", ("pki_certificates",)),
+)
+
+
+@contextmanager
+def statement_profile(pg: Any, database: str) -> Iterator[dict[str, list[str]]]:
+    """Log every statement while the block runs (``log_statement = all``, each line
+    tagged with its virtual transaction id), then fill the yielded dict: transaction id -> its
+    statements in ``database``. Statement logging costs the database, not the VMs; a profiled round is not timed."""
+    log_file = pg.root / "server.log"
+    start = log_file.stat().st_size
+    # ALTER SYSTEM + reload reaches the VM's open pooled sessions (ALTER DATABASE only new ones).
+    pg.psql("ALTER SYSTEM SET log_statement = 'all'")
+    pg.psql("ALTER SYSTEM SET log_line_prefix = '@@%v|%d|'")
+    pg.psql("SELECT pg_reload_conf()")
+    transactions: dict[str, list[str]] = {}
+    try:
+        yield transactions
+    finally:
+        pg.psql("ALTER SYSTEM RESET log_statement")
+        pg.psql("ALTER SYSTEM RESET log_line_prefix")
+        pg.psql("SELECT pg_reload_conf()")
+    with log_file.open("rb") as f:
+        f.seek(start)
+        text = f.read().decode("utf-8", "replace")
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            vxid, db, message = line[2:].split("|", 2)
+            current = None
+            if db != database or ": " not in message:
+                continue
+            kind, _, statement = message.partition(": ")[2].strip().partition(": ")
+            if kind.startswith(("statement", "execute")):
+                current = transactions.setdefault(vxid, [])
+                current.append(statement)
+            elif kind == "parameters" and vxid in transactions:  # the values of the last statement
+                transactions[vxid][-1] += " -- " + statement
+                current = transactions[vxid]
+        elif current is not None and current:  # a statement's continuation line
+            current[-1] += " " + line.strip()
+
+
+def purposes(transactions: dict[str, list[str]]) -> dict[str, int]:
+    """How many of ``transactions`` are for each purpose of :data:`PURPOSES` (else "other: ...")."""
+    counts: dict[str, int] = {}
+    for statements in transactions.values():
+        text = " ".join(statements)
+        if not text.strip():  # psycopg-pool's check of a connection it hands out
+            label = "pool: connection check (an empty query)"
+        else:
+            found = next((name for name, needles in PURPOSES if all(n in text for n in needles)), None)
+            label = found or "other: " + " ".join(text.split())[:80]
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def run() -> list[Result]:
     from floodlight_trust.evidence.ima import format_ascii_line, make_entry
     from floodlight_trust.sgxsim import SimulatedPlatform
@@ -234,6 +307,12 @@ def run() -> list[Result]:
                     Result("rows written per host per round", (after[1] - counters[1]) / HOSTS, "",
                            work="pg_stat_database tup_inserted + tup_updated + tup_deleted / hosts"),
                 ]  # fmt: skip
+                # The same round again with every statement logged: its transactions by purpose.
+                with statement_profile(pg, database) as transactions:
+                    admin.reattest()
+                for label, count in purposes(transactions).items():
+                    results.append(Result(f"  transactions per host-round: {label}", count / HOSTS, "",
+                                          work="profiled round (log_statement = all), by what each is for"))  # fmt: skip
             admin.close()
             fleet.stop()
             # -- two replicas, the loop on a short interval: both saturated ---------------------------
