@@ -37,6 +37,8 @@ def tls_context(
     """Client TLS: verify against ``verify`` (a PEM file of pinned certificates/CAs), the system
     store (True) or nothing (False, never used for the VM or agents in production)."""
     try:
+        if verify is True and cert is None:  # the system store, loaded once per process
+            return httpclient.system_tls_context()
         if verify is True:
             context = ssl.create_default_context()
         elif verify is False:
