@@ -18,6 +18,7 @@ and open keep-alive connection refused, and a CA rotation followed without a res
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -655,7 +656,28 @@ class Demo:
                 run_step()
             except (StepFailed, FtrustError):
                 return False
+            except Exception as e:  # a bug or an unexpected failure: still a transcript, never nothing
+                self._record_unexpected(run_step.__name__, e)
+                return False
         return True
+
+    def _record_unexpected(self, name: str, error: Exception) -> None:
+        """An exception no step expected: the step it escaped from is marked failed (Narrator.step
+        already did if it was inside one), the traceback goes to logs/demo-error.log and one line to
+        stderr, so ``--json`` still prints a transcript that names it."""
+        import traceback
+
+        where = f"{type(error).__name__}: {error}"
+        last = self.n.steps[-1] if self.n.steps else None
+        if last is None or last.ok:  # it escaped between steps: say so as a step of its own
+            with contextlib.suppress(Exception), self.n.step(name, name, f"{name} (unexpected failure)", "no error"):
+                raise StepFailed(where)
+        log = self.d.root / "logs" / "demo-error.log"
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(f"in {name}:\n" + "".join(traceback.format_exception(error)))
+        self.n.prompt(f"ftrust demo: unexpected failure in {name}: {where} (traceback in {log})")
 
 
 def _redacted(url: str) -> str:
