@@ -654,24 +654,27 @@ class Demo:
         for run_step in steps:
             try:
                 run_step()
-            except (StepFailed, FtrustError):
+            except StepFailed:
                 return False
-            except Exception as e:  # a bug or an unexpected failure: still a transcript, never nothing
-                self._record_unexpected(run_step.__name__, e)
+            except Exception as e:  # an FtrustError, or a bug: still a transcript that names it
+                self._record_failure(run_step.__name__, e)
                 return False
         return True
 
-    def _record_unexpected(self, name: str, error: Exception) -> None:
-        """An exception no step expected: the step it escaped from is marked failed (Narrator.step
-        already did if it was inside one), the traceback goes to logs/demo-error.log and one line to
-        stderr, so ``--json`` still prints a transcript that names it."""
+    def _record_failure(self, name: str, error: Exception) -> None:
+        """An exception that is not a step's own StepFailed: the step it escaped from is marked failed
+        (Narrator.step already did if it was inside one, else it is a step of its own), so ``--json``
+        still prints a transcript that names it; one no code expected (not an FtrustError) also leaves
+        its traceback in logs/demo-error.log and a line on stderr."""
         import traceback
 
-        where = f"{type(error).__name__}: {error}"
+        where = f"{type(error).__name__}: {error}" if not isinstance(error, FtrustError) else str(error)
         last = self.n.steps[-1] if self.n.steps else None
         if last is None or last.ok:  # it escaped between steps: say so as a step of its own
-            with contextlib.suppress(Exception), self.n.step(name, name, f"{name} (unexpected failure)", "no error"):
+            with contextlib.suppress(Exception), self.n.step(name, name, f"{name} (failed)", "no error"):
                 raise StepFailed(where)
+        if isinstance(error, FtrustError):
+            return
         log = self.d.root / "logs" / "demo-error.log"
         with contextlib.suppress(OSError):
             log.parent.mkdir(parents=True, exist_ok=True)
