@@ -19,8 +19,10 @@ Rounds never overlap: the loop and an admin-triggered round (``POST /v1/admin/re
 
 Replicas (several ``vm serve`` on one database) share the work through leases
 (``storage/leases.py``): every tick the loop claims a batch of hosts that are due and not held by
-a live lease of another replica, attests them, and completes each (due again one interval after
-its claim, lease freed). So each host is attested once per interval by exactly one replica, and the
+a live lease of another replica (one transaction), attests them, and completes them (due again one
+interval after their claim, lease freed; one transaction per up to COMPLETE_BATCH hosts). A
+replica that dies leaves the leases of a batch's attested but not yet completed hosts to expire:
+they are attested again early, never late. So each host is attested once per interval by exactly one replica, and the
 hosts of a replica that dies are claimed by another once its leases expire: a lease lasts half an
 interval (``lease_seconds``), so a host is taken over within one interval. Batches are sized from
 the time hosts took so far so that a batch finishes well inside its lease. An admin's round claims
@@ -54,6 +56,7 @@ failures = StateChangeLog(log)
 
 ACTOR = "reattest"
 MAX_BATCH = 64  # hosts claimed at once (at most; see ReattestScheduler._batch_size)
+COMPLETE_BATCH = 16  # attested hosts whose leases are completed in one transaction (at most)
 
 
 def replica_id() -> str:
@@ -245,25 +248,42 @@ class ReattestScheduler:
         started, t0 = self.vm.now(), time.perf_counter()
         results = []
         next_due = claimed_at + timedelta(seconds=self.interval)
+        # Hosts attested whose leases are not yet completed: completed together, every
+        # COMPLETE_BATCH hosts and at the end (one transaction, not one per host). A replica that
+        # dies in between leaves those leases to expire: their hosts are attested again, early.
+        attested: dict[str, datetime] = {}
         for host in hosts:
             if self._stop.is_set() and not explicit:
+                self._complete(attested, next_due)
                 self.leases.release(self.owner)  # stopping mid-batch: the rest go back to the others now
                 break
             if only_trusted and not self._still_due(host):  # distrusted or removed since the last sync
-                self.leases.complete(self.owner, host, at=self.vm.now(), next_due=next_due)
+                attested[host] = self.vm.now()
                 skipped[host] = "no longer trusted"
                 continue
             result = self._run_host_locked(host)
             results.append(result)
             average = self._host_seconds
             self._host_seconds = result.seconds if not average else 0.8 * average + 0.2 * result.seconds
-            if not self.leases.complete(self.owner, host, at=self.vm.now(), next_due=next_due):
-                log.warning("the lease on %s expired during its round: another replica may have attested it too", host)
+            attested[host] = self.vm.now()
+            if len(attested) >= COMPLETE_BATCH:
+                self._complete(attested, next_due)
+        self._complete(attested, next_due)
         self.rounds += 1
         report = RoundReport(self.rounds, started, results, time.perf_counter() - t0, skipped)
         metrics.REATTEST_ROUND_SECONDS.observe(report.seconds)
         self.last = report
         return report
+
+    def _complete(self, attested: dict[str, datetime], next_due: datetime) -> None:
+        """Complete the leases of ``attested`` (then cleared): due again at ``next_due``, freed."""
+        if not attested:
+            return
+        done = self.leases.complete_many(self.owner, attested, next_due=next_due)
+        for host in attested:
+            if host not in done:
+                log.warning("the lease on %s expired during its round: another replica may have attested it too", host)
+        attested.clear()
 
     def _still_due(self, host: str) -> bool:
         record = self.vm.storage.hosts.find(host)

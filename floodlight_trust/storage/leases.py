@@ -17,7 +17,7 @@ Times are stored as seconds since the epoch (UTC), read back as aware datetimes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,6 +77,11 @@ class LeaseStore(Protocol):
     def complete(self, owner: str, host: str, *, at: datetime, next_due: datetime) -> bool:
         """``owner`` attested ``host`` at ``at``: due again at ``next_due``, lease freed. False when
         ``owner`` no longer held the lease (it expired and another replica claimed the host)."""
+        ...
+
+    def complete_many(self, owner: str, attested: Mapping[str, datetime], *, next_due: datetime) -> set[str]:
+        """:meth:`complete` for each host of ``attested`` (host -> when it was attested), in ONE
+        transaction; returns the hosts completed (those ``owner`` still held)."""
         ...
 
     def release(self, owner: str) -> int:
@@ -146,13 +151,21 @@ class SqliteLeaseStore:
         return [h for h in dict.fromkeys(hosts) if h in held]
 
     def complete(self, owner: str, host: str, *, at: datetime, next_due: datetime) -> bool:
+        return host in self.complete_many(owner, {host: at}, next_due=next_due)
+
+    def complete_many(self, owner: str, attested: Mapping[str, datetime], *, next_due: datetime) -> set[str]:
+        if not attested:
+            return set()
+        done: set[str] = set()
         with self.db.transaction() as tx:
-            done = tx.execute(
-                "UPDATE reattest_leases SET due_at = ?, owner = NULL, lease_until = NULL, attested_at = ?,"
-                " attested_by = ?, rounds = rounds + 1 WHERE host = ? AND owner = ?",
-                (_ts(next_due), _ts(at), owner, host, owner),
-            ).rowcount
-        return done == 1
+            for host, at in attested.items():
+                if tx.execute(
+                    "UPDATE reattest_leases SET due_at = ?, owner = NULL, lease_until = NULL, attested_at = ?,"
+                    " attested_by = ?, rounds = rounds + 1 WHERE host = ? AND owner = ?",
+                    (_ts(next_due), _ts(at), owner, host, owner),
+                ).rowcount:
+                    done.add(host)
+        return done
 
     def release(self, owner: str) -> int:
         with self.db.transaction() as tx:
@@ -249,13 +262,21 @@ class PostgresLeaseStore:
         return [h for h in names if h in held]
 
     def complete(self, owner: str, host: str, *, at: datetime, next_due: datetime) -> bool:
+        return host in self.complete_many(owner, {host: at}, next_due=next_due)
+
+    def complete_many(self, owner: str, attested: Mapping[str, datetime], *, next_due: datetime) -> set[str]:
+        if not attested:
+            return set()
+        hosts = list(attested)
         with self._transaction() as c:
-            done = c.execute(
-                "UPDATE reattest_leases SET due_at = %s, owner = NULL, lease_until = NULL, attested_at = %s,"
-                " attested_by = %s, rounds = rounds + 1 WHERE host = %s AND owner = %s",
-                (_ts(next_due), _ts(at), owner, host, owner),
-            ).rowcount
-        return bool(done == 1)
+            rows = c.execute(
+                "UPDATE reattest_leases l SET due_at = %s, owner = NULL, lease_until = NULL, attested_at = d.at,"
+                " attested_by = %s, rounds = l.rounds + 1"
+                " FROM unnest(%s::text[], %s::double precision[]) AS d (host, at)"
+                " WHERE l.host = d.host AND l.owner = %s RETURNING l.host",
+                (_ts(next_due), owner, hosts, [_ts(attested[h]) for h in hosts], owner),
+            ).fetchall()
+        return {r["host"] for r in rows}
 
     def release(self, owner: str) -> int:
         with self._transaction() as c:
