@@ -1131,7 +1131,9 @@ def _check_idle(conn: Connection) -> None:
     the socket, so an idle connection's socket turns readable; only then is the connection checked
     with a round trip (psycopg-pool's own check: an empty query), which fails on a broken one and
     makes the pool replace it. A quiet socket answers as the round trip would, one round trip per
-    transaction cheaper (it was half of a re-attestation round's transactions)."""
+    transaction cheaper (it was half of a re-attestation round's transactions). A session cut in
+    the instant before it is handed out (its notice not yet arrived) fails that one request with
+    StorageUnavailable, as it would if cut just after a round-trip check, and is then replaced."""
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
     readable, _, _ = select.select([conn.fileno()], [], [], 0)

@@ -279,10 +279,11 @@ def test_a_database_that_goes_away_fails_cleanly_and_comes_back(pg_database: PgD
         storage.hosts.add("h1", None, None, at=AT)
         with psycopg.connect(pg_database.url, autocommit=True) as admin:  # every session of ours is cut
             admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        # The pool checks a connection before handing it out, so the next call reconnects by itself.
+            )  # (with a timeout: returns once they are gone, as after a server restart)
+        # The pool checks a connection before handing it out (a round trip once the server's
+        # termination notice is there), so the next call reconnects by itself.
         storage.check()
         assert storage.hosts.get("h1").name == "h1"
         with pytest.raises(StorageUnavailable, match="database unavailable"), storage.transaction() as tx:
