@@ -170,17 +170,17 @@ enroll r for "vnf-*" {{ host = h  enclave = e }}
             # A restarted VM: a new manager over the same database (persisted IMA state, no list bytes
             # held) and no verified collateral in memory; then a round of the VM that keeps running.
             dcap.clear_cache()
-            v = new_vm()
-            resumed.append(one_round(v))
+            restarted = new_vm()
+            resumed.append(one_round(restarted))
             sent["resumed"] = agents["big"].sent[-1]
-            incremental.append(one_round(v))
+            incremental.append(one_round(restarted))
             sent["tail"] = agents["big"].sent[-1]
             without_saved_state()
             dcap.clear_cache()
-            v = new_vm()
-            resent.append(one_round(v))
+            restarted = new_vm()
+            resent.append(one_round(restarted))
             sent["resent"] = agents["big"].sent[-1]
-            incremental.append(one_round(v))
+            incremental.append(one_round(restarted))
 
         small = boot_line() + ima_lines(0, 50)
         names = [f"h{i:03d}" for i in range(HOSTS)]

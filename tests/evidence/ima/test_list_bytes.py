@@ -15,9 +15,9 @@ from floodlight_trust.evidence.ima import (
     make_entry,
     serialize_ascii,
     serialize_binary,
+    sha256state,
 )
 from floodlight_trust.evidence.ima import appraise as appraise_module
-from floodlight_trust.evidence.ima import sha256state
 from floodlight_trust.evidence.ima.appraise import ImaPrefixNotHeld
 from floodlight_trust.evidence.ima.sha256state import Sha256State
 

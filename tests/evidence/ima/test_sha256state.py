@@ -85,7 +85,7 @@ def test_a_state_that_does_not_match_what_it_is_restored_for_is_refused() -> Non
     tampered = saved[:-1] + bytes([saved[-1] ^ 1])
     with pytest.raises(InputError, match="does not hash to"):
         Sha256State.restore(tampered, length=len(data), sha256_hex=digest)
-    with pytest.raises(InputError, match="does not cover|malformed"):
+    with pytest.raises(InputError, match=r"does not cover|malformed"):
         Sha256State.restore(saved + b"x", length=len(data), sha256_hex=digest)
     with pytest.raises(InputError):
         Sha256State.restore(b"\x00" * 8, length=0, sha256_hex=digest)
