@@ -168,7 +168,7 @@ def _db_counters(pg: Any, database: str) -> tuple[int, int]:
 # below counts a round's transactions by these purposes.
 PURPOSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lease: claim", ("reattest_leases", "SKIP LOCKED")),
-    ("lease: complete", ("reattest_leases", "rounds = rounds + 1")),
+    ("lease: complete", ("reattest_leases", "rounds + 1")),
     ("lease: other", ("reattest_leases",)),
     ("host verdict (nonce spent, audit, host record)", ("manager_audit", "'attest-host'")),
     ("VNF decision (nonce spent, audit, certificate)", ("manager_audit",)),
