@@ -233,7 +233,8 @@ def test_a_write_callback_runs_again_after_a_deadlock(replicas: tuple[PostgresSt
     assert {h.name: h.reasons for h in a.hosts.all()} == {"h1": ({"by": winner},), "h2": ({"by": winner},)}
 
 
-def test_two_processes_racing_migrations_apply_each_step_once(pg_database: PgDatabase, tmp_path: Path) -> None:
+def test_two_processes_racing_migrations_apply_each_step_once(pg_blank_database: PgDatabase, tmp_path: Path) -> None:
+    pg_database = pg_blank_database
     config = tmp_path / "ftrust.toml"
     config.write_text(f'[state]\ndir = "state"\n[storage]\nurl = "{pg_database.url_without_password}"\n')
     env = {**os.environ, "FTRUST_DB_PASSWORD": pg_database.password}  # never on a command line
@@ -253,7 +254,8 @@ def test_two_processes_racing_migrations_apply_each_step_once(pg_database: PgDat
         assert pg_database.password not in out + err
 
 
-def test_vm_migrate_reports_then_finds_nothing_to_do(pg_database: PgDatabase, tmp_path: Path) -> None:
+def test_vm_migrate_reports_then_finds_nothing_to_do(pg_blank_database: PgDatabase, tmp_path: Path) -> None:
+    pg_database = pg_blank_database
     config = tmp_path / "ftrust.toml"
     config.write_text(f'[storage]\nurl = "{pg_database.url}"\n')
     config.chmod(0o600)  # it holds the password

@@ -2,7 +2,10 @@
 
 One cluster per test session (``pg_cluster``), listening on 127.0.0.1 at a free port and on a Unix
 socket inside its own directory, with fsync off (nothing in it has to survive a crash of the
-machine); each test that asks for ``pg_url`` gets a database of its own, dropped afterwards.
+machine). Each test that asks for ``pg_database`` gets a database of its own, dropped afterwards,
+already migrated: the cluster migrates one template database once (:meth:`LocalCluster.migrated_template`)
+and each test's database is a copy of it (``CREATE DATABASE ... TEMPLATE``), so no test pays for
+the migrations' DDL. ``pg_blank_database`` is an empty one, for the tests of migrating itself.
 
 initdb and pg_ctl refuse to run as root, so as root (CI runs as root) the cluster is made and run
 as ``nobody`` in a directory ``nobody`` owns. The binaries come from PATH or Debian's
@@ -22,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -107,6 +111,8 @@ class LocalCluster:
         self.password = secrets.token_urlsafe(18)
         self.port = 0
         self._started = False
+        self._template: str | None = None
+        self._dropper: ThreadPoolExecutor | None = None
 
     def _pg(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
@@ -174,6 +180,9 @@ class LocalCluster:
             return ""
 
     def stop(self) -> None:
+        if self._dropper is not None:  # the databases still to drop go with the cluster
+            self._dropper.shutdown(wait=True, cancel_futures=True)
+            self._dropper = None
         if self._started:
             self._pg("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
             self._started = False
@@ -196,13 +205,45 @@ class LocalCluster:
             cur = conn.execute(sql)  # type: ignore[arg-type]  # test administration, not user input
             return "" if cur.description is None else "\n".join("|".join(map(str, row)) for row in cur.fetchall())
 
-    def create_database(self) -> str:
+    def create_database(self, *, template: str | None = None) -> str:
+        """A new database, empty or a copy of ``template``; its name."""
         name = "t_" + secrets.token_hex(6)
-        self.psql(f"CREATE DATABASE {name}")
+        # FILE_COPY copies the template's files (with fsync off its checkpoint is cheap) instead of
+        # writing every page of it to the WAL as PostgreSQL 15's default does.
+        clone = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+        self.psql(f"CREATE DATABASE {name}{clone}")
         return name
+
+    def migrated_template(self) -> str:
+        """A database with every migration of storage/migrations.py applied, made on first use and
+        closed to connections (a template with a session on it cannot be copied)."""
+        if self._template is None:
+            from floodlight_trust.storage.postgres import PostgresStorage
+            from floodlight_trust.storage.url import PostgresUrl, parse_storage_url
+
+            name = "ftrust_migrated"
+            self.psql(f"CREATE DATABASE {name}")
+            url = parse_storage_url(self.url(name))
+            assert isinstance(url, PostgresUrl)
+            PostgresStorage(url, pool_size=1).close()  # migrates on open
+            self.psql(f"ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+            self._template = name
+        return self._template
+
+    def create_migrated_database(self) -> str:
+        """A new database holding the current schema and no rows (a copy of :meth:`migrated_template`)."""
+        return self.create_database(template=self.migrated_template())
 
     def drop_database(self, name: str) -> None:
         self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def discard_database(self, name: str) -> None:
+        """Drop ``name`` in the background: a DROP DATABASE waits for a checkpoint, the next test
+        need not (one thread, so drops never pile up on the server). A drop still pending when the
+        cluster stops is cancelled: the cluster's directory goes with it."""
+        if self._dropper is None:
+            self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-drop")
+        self._dropper.submit(self.drop_database, name)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -258,8 +299,19 @@ class PgDatabase:
 
 @pytest.fixture()
 def pg_database(pg_cluster: LocalCluster) -> Iterator[PgDatabase]:
+    """A migrated database of its own (the current schema, no rows), dropped after the test."""
+    name = pg_cluster.create_migrated_database()
+    try:
+        yield PgDatabase(pg_cluster, name)
+    finally:
+        pg_cluster.discard_database(name)
+
+
+@pytest.fixture()
+def pg_blank_database(pg_cluster: LocalCluster) -> Iterator[PgDatabase]:
+    """An empty database of its own (no tables: nothing migrated), dropped after the test."""
     name = pg_cluster.create_database()
     try:
         yield PgDatabase(pg_cluster, name)
     finally:
-        pg_cluster.drop_database(name)
+        pg_cluster.discard_database(name)
