@@ -124,8 +124,11 @@ class Cluster:
         extra_config: str = "",
         database_url: str = "",
         env: dict[str, str] | None = None,
+        connect_timeout_seconds: int | None = None,
     ):
-        """``database_url`` (no password in it: ``env`` carries FTRUST_DB_PASSWORD) puts the state on PostgreSQL."""
+        """``database_url`` (no password in it: ``env`` carries FTRUST_DB_PASSWORD) puts the state on
+        PostgreSQL; ``connect_timeout_seconds`` is its storage setting (how long a request waits for
+        a database connection before its 503)."""
         self.tmp = tmp
         self.database_url = database_url
         self.env = env or {}
@@ -133,6 +136,8 @@ class Cluster:
         (tmp / "site.policy").write_text(policy_text())
         (tmp / "host.ima").write_bytes(ima_list(HOST_FILES))
         storage = f'[storage]\nurl = "{database_url}"\n' if database_url else ""
+        if connect_timeout_seconds is not None:
+            storage += f"{'' if database_url else '[storage]'}\nconnect_timeout_seconds = {connect_timeout_seconds}\n"
         self.config_path = tmp / "ftrust.toml"
         self.config_path.write_text(
             f"""

@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -315,3 +316,83 @@ def pg_blank_database(pg_cluster: LocalCluster) -> Iterator[PgDatabase]:
         yield PgDatabase(pg_cluster, name)
     finally:
         pg_cluster.discard_database(name)
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to ``target`` that a test can cut: the network between one replica
+    and its database, failing while the database itself (and every other replica) goes on.
+
+    :meth:`cut` closes every forwarded connection and stops listening (new connections are
+    refused, as by a host whose route is gone); :meth:`restore` listens again on the same port.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = _free_port()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+
+    def start(self) -> TcpProxy:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True, name="tcp-proxy").start()
+        return self
+
+    restore = start
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed by cut()
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass  # the other direction, or cut(), closed it
+        finally:
+            for s in (src, dst):
+                self._close(s)
+
+    def _close(self, s: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(s)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected any more
+        s.close()
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            # shutdown() first: close() alone leaves a socket that a thread blocks accept() on listening.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not every platform allows it on a listening socket; close() then suffices
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets = list(self._sockets)
+        for s in sockets:
+            self._close(s)
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` (host 127.0.0.1) through this proxy."""
+        host, port = self.target
+        assert f"@{host}:{port}/" in database_url
+        return database_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{self.port}/")
