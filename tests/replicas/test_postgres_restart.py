@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -35,17 +36,19 @@ CLEAN_503 = ("database unavailable", "database busy")
 
 def state_unavailable(replica: Replica, host: str) -> None:
     """Every request of ``replica`` that needs the state answers 503 with one line: health, CRL,
-    OCSP, a nonce."""
-    health = replica.health()
+    OCSP, a nonce (sent at once: each waits for the database up to its timeout)."""
+    with ThreadPoolExecutor(4) as pool:
+        health_f, crl_f = pool.submit(replica.health), pool.submit(replica.crl)
+        ocsp_f = pool.submit(requests.post, replica.publish_url + "/ocsp", data=b"\x30\x00", timeout=30)
+        nonce_f = pool.submit(
+            requests.post, replica.api_url + "/v1/nonces", json={"purpose": "host", "host": host},
+            verify=str(replica.server_certificate), timeout=30,
+        )  # fmt: skip
+        health, crl, ocsp, nonce = health_f.result(), crl_f.result(), ocsp_f.result(), nonce_f.result()
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
     assert "database unavailable" in health.json()["reason"]
-    assert replica.crl().status_code == 503  # no stale CRL while the state cannot be read
-    ocsp = requests.post(replica.publish_url + "/ocsp", data=b"\x30\x00", timeout=30)
+    assert crl.status_code == 503  # no stale CRL while the state cannot be read
     assert ocsp.status_code == 503
-    nonce = requests.post(
-        replica.api_url + "/v1/nonces", json={"purpose": "host", "host": host},
-        verify=str(replica.server_certificate), timeout=30,
-    )  # fmt: skip
     assert nonce.status_code == 503 and nonce.json()["error"]["type"] == "StorageUnavailable"
     assert "\n" not in nonce.json()["error"]["message"]
 
@@ -94,9 +97,9 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
             wait_for(lambda: len(acknowledged) >= 10, timeout=60, what="10 enrollments before the restart")
             pg.stop_server()  # fast shutdown: connections in use are cut
             try:
-                for replica in (a, b):
-                    wait_for(lambda r=replica: r.health().status_code == 503, what="503 health")
-                    state_unavailable(replica, hosts[0].name)
+                wait_for(lambda: a.health().status_code == b.health().status_code == 503, what="503 health")
+                with ThreadPoolExecutor(2) as pool:
+                    list(pool.map(state_unavailable, (a, b), (hosts[0].name,) * 2))
                 wait_for(lambda: failures, what="a request cut by the restart")
                 during = len(acknowledged)
             finally:
