@@ -86,6 +86,11 @@ Connection = psycopg.Connection[DictRow]
 MIGRATION_LOCK = 0x66747275_73746D67  # "ftrustmg"
 _LOCK_SEED = 0x6674  # hashtextextended seed of the row-guard locks
 WRITE_RETRIES = 8  # serialization failures / deadlocks before write() gives up
+# psycopg-pool retries a failed connection attempt with exponential backoff (1, 2, 4, 8... s) until
+# its reconnect_timeout (default 5 min): after an outage of T seconds its next attempt could come up
+# to T seconds after the database is back, the replica unhealthy all that while. Giving an attempt
+# up after a few seconds makes the next request start a fresh one (at most 2 s between attempts).
+RECONNECT_SECONDS = 5.0
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
@@ -415,6 +420,13 @@ class _Hosts:
         row = self._s.one("SELECT * FROM manager_hosts WHERE name = %s", (name,))
         return _host(row) if row else None
 
+    def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
+        host = self.find(name)
+        if host is None:
+            return None, None
+        row = self._s.one("SELECT * FROM manager_vnfs WHERE host = %s AND name = %s", (name, vnf))
+        return host, _registration(row) if row else None
+
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
         if found is None:
@@ -568,6 +580,28 @@ class _Enrollments:
             and row["bound_public_key_sha256"] == public_key_sha256
             and row["bound_mrenclave"] == mrenclave
         )
+
+    def bind_enrolled(
+        self,
+        host: str,
+        vnf: str,
+        *,
+        public_key_sha256: str,
+        mrenclave: str,
+        at: datetime,
+        register: tuple[str, str] | None = None,
+    ) -> bool:
+        # The three steps as they are (their locks and guards unchanged): on PostgreSQL the
+        # statements' round trips are the database's, not this process's CPU.
+        if register is not None:
+            self.register_vnf(host, vnf, enroll_rule=register[0], by=register[1], at=at, if_absent=True)
+        if not self.bind(host, vnf, public_key_sha256=public_key_sha256, mrenclave=mrenclave, at=at):
+            return False
+        self.record_vnf(
+            host, vnf, status=VnfStatus.ENROLLED, at=at, mrenclave=mrenclave, public_key_sha256=public_key_sha256,
+            reasons=[],
+        )  # fmt: skip
+        return True
 
     def release(self, host: str, vnf: str) -> None:
         self._s.run(
@@ -1020,6 +1054,7 @@ class PostgresStorage(PostgresTransaction):
                     # replaces the broken ones instead of failing the next requests with them.
                     check=_check_idle,
                     configure=_configure,
+                    reconnect_timeout=RECONNECT_SECONDS,
                     name="ftrust-state",
                 )
             return self._pool
