@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 
 from floodlight_trust.evidence.ima.appraise import ListBytes
+from floodlight_trust.evidence.ima.sha256state import Sha256State
 from floodlight_trust.judges.host import (
     HeldList,
     HostCase,
@@ -70,7 +71,7 @@ def test_the_host_policy_is_the_hosts_own_else_the_only_one_else_default() -> No
 
 def test_ima_offset_passes_for_the_held_prefix_and_fails_for_another() -> None:
     whole = ima_list()
-    held = HeldList(ListBytes((whole,)), hashlib.sha256(whole))
+    held = HeldList(ListBytes((whole,)), Sha256State(whole))
     assert check_ima_offset(host_evidence(b"", offset=len(whole)), held) == []
     [r] = check_ima_offset(host_evidence(b"", offset=10), held)
     assert r.rule == "protocol.ima_offset" and "byte 10" in r.message
@@ -157,7 +158,7 @@ def test_a_tail_continues_the_held_prefix_and_a_tail_that_does_not_bind_asks_for
     first = ima_list({"boot_aggregate": FILES["boot_aggregate"]})
     whole = ima_list()
     tail = whole[len(first) :]
-    held = HeldList(ListBytes((first,)), hashlib.sha256(first))
+    held = HeldList(ListBytes((first,)), Sha256State(first))
     e = host_evidence(tail, offset=len(first))
     j = judge_host(case(evidence=e, held=held, quote=host_claims(whole)), policy(), SETTINGS, at=AT)
     assert j.trusted and j.list_sha256 == hashlib.sha256(whole).hexdigest(), j.reasons

@@ -137,7 +137,7 @@ class ListBytes:
         self._root = _root if unheld else None
         self._length = unheld + sum(map(len, chunks))
         self._joined: bytes | None = chunks[0] if (len(chunks) == 1 and not unheld) else None
-        self._prefix_hash: tuple[int, Any] | None = None  # (n, SHA-256 over the first n bytes)
+        self._prefix_hash: dict[int, Sha256State] = {}  # n -> SHA-256 over the first n bytes
 
     @classmethod
     def unheld_prefix(cls, length: int) -> ListBytes:
@@ -157,17 +157,27 @@ class ListBytes:
         data = self.join()
         n = snapshot_at
         if n is None or not 0 < n <= len(data):
-            return Sha256State(data)
-        view = memoryview(data)
-        h = Sha256State(view[:n])
-        self._prefix_hash = (n, h.copy())
-        h.update(view[n:])
+            h = Sha256State(data)
+        else:
+            view = memoryview(data)
+            h = Sha256State(view[:n])
+            self._prefix_hash[n] = h.copy()
+            h.update(view[n:])
+        self._prefix_hash[len(data)] = h.copy()  # an appraisal consuming the whole list reuses it
         return h
 
+    def keep_sha256(self, whole: Sha256State) -> None:
+        """Keep ``whole``, the SHA-256 of this whole list computed by the caller (the running hash
+        extended by the last chunk), so that an appraisal consuming all of it does not hash the
+        chunk again."""
+        if whole.length != len(self):
+            raise ValueError("the SHA-256 does not cover this list")
+        self._prefix_hash[len(self)] = whole.copy()
+
     def prefix_sha256(self, n: int) -> Sha256State | None:
-        """The SHA-256 object over the first ``n`` bytes kept by :meth:`sha256`, if it kept that one."""
-        held = self._prefix_hash
-        return held[1].copy() if held is not None and held[0] == n else None
+        """The SHA-256 over the first ``n`` bytes kept by :meth:`sha256` or :meth:`keep_sha256`, if kept."""
+        held = self._prefix_hash.get(n)
+        return held.copy() if held is not None else None
 
     def __len__(self) -> int:
         return self._length
@@ -430,7 +440,11 @@ def _appraise(
                 )
             )
 
-    hasher.update(memoryview(data)[n0 - (n0 - skip) : end - (n0 - skip)])
+    kept = whole.prefix_sha256(end) if whole is not None else None
+    if kept is not None:  # the caller hashed exactly these bytes already (the quote's binding)
+        hasher = kept
+    else:
+        hasher.update(memoryview(data)[n0 - (n0 - skip) : end - (n0 - skip)])
     pcr_hex = {p: {b: v.hex() for b, v in bv.items()} for p, bv in pcrs.items()}
     for bank in banks:  # an empty list still has PCR 10 at its reset value
         pcr_hex.setdefault(PCR, {}).setdefault(bank, bytes(DIGEST_SIZES[bank]).hex())
