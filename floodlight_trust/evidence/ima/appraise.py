@@ -24,6 +24,7 @@ followed by a tail can appraise the tail alone after a restart (docs/protocol.md
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -127,7 +128,7 @@ class ListBytes:
     cannot be joined (``complete`` is False); it is what a verifier appends a received tail to after
     checking, by the quote's binding, that the whole list is that prefix followed by the tail."""
 
-    __slots__ = ("_joined", "_length", "_prefix_hash", "_root", "chunks", "unheld")
+    __slots__ = ("__weakref__", "_compacted", "_joined", "_length", "_prefix_hash", "_root", "chunks", "unheld")
     MAX_CHUNKS = 64  # then the next append joins them (once every 64 rounds)
 
     def __init__(self, chunks: tuple[bytes, ...], *, unheld: int = 0, _root: object | None = None):
@@ -135,6 +136,8 @@ class ListBytes:
         self.unheld = unheld
         # The unheld prefix's identity: one token per unheld_prefix(), shared by every list appended to it.
         self._root = _root if unheld else None
+        # The list whose chunks this one's first chunk joins (a weak reference: its bytes are not kept).
+        self._compacted: weakref.ref[ListBytes] | None = None
         self._length = unheld + sum(map(len, chunks))
         self._joined: bytes | None = chunks[0] if (len(chunks) == 1 and not unheld) else None
         self._prefix_hash: dict[int, Sha256State] = {}  # n -> SHA-256 over the first n bytes
@@ -194,17 +197,20 @@ class ListBytes:
         return self._joined
 
     def append(self, tail: bytes) -> ListBytes:
-        """This list followed by ``tail`` (the chunks are shared, not copied)."""
+        """This list followed by ``tail`` (the chunks are shared, not copied; past ``MAX_CHUNKS``
+        they are joined into one, and the new list remembers that it extends this one)."""
         if len(self.chunks) >= self.MAX_CHUNKS:
-            # The same bytes as one chunk, in this list too: a list appended to it still extends it.
-            self.chunks = (b"".join(self.chunks),)
-            self._joined = None if self.unheld else self.chunks[0]
+            joined = ListBytes((b"".join(self.chunks), tail), unheld=self.unheld, _root=self._root)
+            joined._compacted = weakref.ref(self)
+            return joined
         return ListBytes((*self.chunks, tail), unheld=self.unheld, _root=self._root)
 
     def extends(self, prefix: ListBytes) -> bool:
         """True if this list starts with exactly ``prefix``'s chunk objects (so with its bytes) and
         the same unheld prefix. An unheld prefix is the same only in lists appended to one
         :meth:`unheld_prefix` object, which is where a verifier keeps its chunks."""
+        if self._compacted is not None and self._compacted() is prefix:  # its chunks, joined into our first
+            return True
         k = len(prefix.chunks)
         if self.unheld != prefix.unheld or self._root is not prefix._root or len(self.chunks) < k:
             return False
@@ -212,7 +218,8 @@ class ListBytes:
 
     def after(self, prefix: ListBytes) -> bytes:
         """The bytes following ``prefix`` (which this list ``extends``)."""
-        rest = self.chunks[len(prefix.chunks) :]
+        compacted = self._compacted is not None and self._compacted() is prefix
+        rest = self.chunks[1:] if compacted else self.chunks[len(prefix.chunks) :]
         return rest[0] if len(rest) == 1 else b"".join(rest)
 
 
