@@ -279,3 +279,36 @@ def test_damaged_extensions_give_a_profile_or_a_located_error(cert_der: bytes, d
         dcap._profile(damaged, "a damaged certificate")
     except (ParseError, dcap.CertificateProfileError):
         pass
+
+
+def _reference_pem_der(block: bytes) -> bytes | None:
+    """The plain PEM body decoder (the standard library's strict base64), the oracle for the fast one."""
+    import base64
+    import binascii
+
+    start, end = block.find(b"-----BEGIN CERTIFICATE-----"), block.rfind(b"-----END CERTIFICATE-----")
+    if start < 0 or end < start:
+        return None
+    try:
+        return base64.b64decode(b"".join(block[start + 27 : end].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("cert_der", CERTS, ids=range(len(CERTS)))
+def test_pem_bodies_decode_as_the_standard_decoder_does(cert_der: bytes) -> None:
+    pem = x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM)
+    for block in (pem, pem.replace(b"\n", b"\r\n"), pem.replace(b"\n", b" \n")):
+        assert dcap._pem_der(block) == _reference_pem_der(block) == cert_der
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    cert_der=st.sampled_from(CERTS),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.sampled_from(b"A/+=\n\r -_!\x00")), max_size=4),
+)
+def test_damaged_pem_bodies_decode_as_the_standard_decoder_does(cert_der: bytes, edits: list[tuple[int, int]]) -> None:
+    block = bytearray(x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM))
+    for at, byte in edits:
+        block[27 + at % (len(block) - 54)] = byte
+    assert dcap._pem_der(bytes(block)) == _reference_pem_der(bytes(block))
