@@ -9,6 +9,11 @@ target: >= 200/s.
 The agents' side (quote generation, TLS client, schema checks, installing) runs in a separate
 process, as agents run on other machines: one CPython process runs one thread at a time, so a load
 generator inside the VM's process takes its CPU from the VM. The in-process figure is reported too.
+
+The VM CPU per enrollment is the median of ROUNDS timed rounds of ENROLLMENTS enrollments each
+(getrusage of the VM's process between markers the agents' process sends), so one burst of load on
+the shared machine does not decide it; every round's figure is printed in the row's work line.
+Issue 15's target: <= 1.5 ms (docs/benchmarks.md has the breakdown of where it goes).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from benchmarks import Result
 from benchmarks.fixtures import sim_policy_text
 
 ENROLLMENTS = 400
+ROUNDS = 3
+FRESH_ENROLLMENTS = 200
 CLIENTS = 8
 IMAGE = b"benchmark VNF image"
 FILES = {"boot_aggregate": hashlib.sha256(b"boot").digest(), "/usr/bin/agent": hashlib.sha256(b"a").digest()}
@@ -42,10 +49,16 @@ def _load(
     ca_dir: str,
     prefix: str,
     *,
-    on_start: Any = None,
+    rounds: int = 1,
+    on_mark: Any = None,
+    fresh: bool = False,
+    count: int = ENROLLMENTS,
 ) -> dict[str, Any]:
-    """The agents' side: attest the host, then enroll ENROLLMENTS VNFs from CLIENTS threads.
-    ``on_start`` is called just before the timed enrollments (the parent then reads its CPU time)."""
+    """The agents' side: attest the host, then ``rounds`` times enroll ENROLLMENTS VNFs from CLIENTS
+    threads. ``on_mark("start"|"stop")`` is called around each timed round (the parent then reads
+    its CPU time). ``fresh``: each enrollment on a new TLS connection (full handshake: an agent whose
+    kept-alive connection timed out since its last enrollment), ``count`` enrollments per round.
+    Returns the median round's elapsed time and latencies, and every round's elapsed time."""
     from floodlight_trust.agent.backends.sim import SimBackend
     from floodlight_trust.agent.imasource import ImaSource
     from floodlight_trust.agent.service import Agent, enroll_via_vm
@@ -56,9 +69,9 @@ def _load(
     # In-process enclave runtimes pinning the VM CA (the enclaves' work, as in a deployment).
     backend = SimBackend(SimulatedPlatform.load(Path(platform_dir)), vm_ca=load_ca_certificate(Path(ca_dir)))
     agent = Agent("bench-host", backend, ImaSource(None, Path(ima_path)))
-    names = [f"vnf-{prefix}{i:04d}" for i in range(ENROLLMENTS)]
+    batches = [[f"vnf-{prefix}{r}-{i:04d}" for i in range(count)] for r in range(rounds)]
     warm = [f"vnf-{prefix}warm-{i}" for i in range(CLIENTS)]
-    for n in names + warm:
+    for n in [n for batch in batches for n in batch] + warm:
         backend.add_enclave(n, IMAGE)
     local = threading.local()
 
@@ -72,41 +85,86 @@ def _load(
 
     def one(n: str) -> None:
         t0 = time.perf_counter()
-        doc = enroll_via_vm(agent, client(), n, attest_host=False)
+        if fresh:  # both requests of the enrollment on one new connection, as one VmClient sends them
+            vm = VmClient(api_url, server_certificate=tls_cert)
+            try:
+                doc = enroll_via_vm(agent, vm, n, attest_host=False)
+            finally:
+                vm.close()
+        else:
+            doc = enroll_via_vm(agent, client(), n, attest_host=False)
         latencies.append(time.perf_counter() - t0)
         if not doc["allowed"]:
             raise RuntimeError(f"enrollment refused: {doc['reasons']}")
 
+    elapsed: list[float] = []
+    every: list[list[float]] = []
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(one, warm))  # TLS sessions and caches warm, outside the clock
-        latencies.clear()
-        if on_start is not None:
-            on_start()
-        start = time.perf_counter()
-        list(pool.map(one, names))
-        elapsed = time.perf_counter() - start
-    return {"elapsed": elapsed, "latencies": latencies}
+        for batch in batches:
+            latencies.clear()
+            if on_mark is not None:
+                on_mark("start")
+            start = time.perf_counter()
+            list(pool.map(one, batch))
+            elapsed.append(time.perf_counter() - start)
+            if on_mark is not None:
+                on_mark("stop")
+            every.append(list(latencies))
+    # The figures of the median round (by rate) stand for the run.
+    median = sorted(range(len(elapsed)), key=lambda i: elapsed[i])[len(elapsed) // 2]
+    return {"elapsed": elapsed[median], "latencies": every[median], "rounds": elapsed}
 
 
-def _child(conn: Any, *args: str) -> None:
+def _child(conn: Any, fresh: bool, rounds: int, count: int, *args: str) -> None:
     try:
-        conn.send(_load(*args, on_start=lambda: conn.send("start")))
+        conn.send(_load(*args, rounds=rounds, on_mark=conn.send, fresh=fresh, count=count))
     except BaseException as e:  # reported to the parent, which fails the benchmark
         conn.send({"error": repr(e)})
     finally:
         conn.close()
 
 
-def _results(label: str, doc: dict[str, Any], *, target: bool) -> list[Result]:
+def _measure(args: tuple[str, ...], prefix: str, *, fresh: bool, rounds: int, count: int) -> tuple[Any, list[Any]]:
+    """Run the agents' side in another process; the VM's (this process's) user and system CPU ms per
+    enrollment in each of its rounds, and its result document."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fresh, rounds, count, *args, prefix), daemon=True)
+    proc.start()
+    child.close()
+    cpu: list[tuple[float, float]] = []
+    doc = parent.recv()
+    while doc == "start":
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        doc = parent.recv()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu.append(
+            (
+                (after.ru_utime - before.ru_utime) / count * 1000,
+                (after.ru_stime - before.ru_stime) / count * 1000,
+            )
+        )
+        if doc == "stop":
+            doc = parent.recv()
+    proc.join(timeout=30)
+    return doc, cpu
+
+
+def _rounds_text(cpu: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{u + s:.2f} ({u:.2f} user + {s:.2f} sys)" for u, s in cpu)
+
+
+def _results(label: str, doc: dict[str, Any], *, target: bool, count: int = ENROLLMENTS) -> list[Result]:
     if "error" in doc:
         raise RuntimeError(f"benchmark load failed: {doc['error']}")
-    rate = ENROLLMENTS / doc["elapsed"]
+    rate = count / doc["elapsed"]
     lat = sorted(doc["latencies"])
     p50 = statistics.median(lat) * 1000
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-    work = (
-        f"{ENROLLMENTS} enrollments over HTTPS (nonce, sim quote, POST, verify, issue, record, install), "
-        f"one run after a warm-up"
+    rounds = len(doc.get("rounds", [doc["elapsed"]]))
+    work = f"{count} enrollments over HTTPS (nonce, sim quote, POST, verify, issue, record, install), " + (
+        f"the median of {rounds} rounds after a warm-up" if rounds > 1 else "one run after a warm-up"
     )
     return [
         Result(f"enrollments/s ({CLIENTS} clients, {label})", rate, "1/s", ">= 200", rate >= 200, work=work)
@@ -162,19 +220,10 @@ def run() -> list[Result]:
             str(config.state_path("ca", "dir")),
         )
         try:
-            ctx = multiprocessing.get_context("spawn")
-            parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(child, *args, "p"), daemon=True)
-            proc.start()
-            child.close()
-            doc = parent.recv()
-            if doc == "start":  # the VM's CPU (this process: its service threads) during the enrollments
-                before = resource.getrusage(resource.RUSAGE_SELF)
-                doc = parent.recv()
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                cpu_ms = cpu / ENROLLMENTS * 1000
-            proc.join(timeout=30)
+            # The VM's CPU (this process: its service threads) during each round of enrollments.
+            doc, cpu = _measure(args, "p", fresh=False, rounds=ROUNDS, count=ENROLLMENTS)
+            if cpu:
+                cpu_ms = statistics.median(u + s for u, s in cpu)
             # The target is the deployment's shape: agents run on other machines (here: another
             # process). With the agents' quoting and TLS inside the VM's own process both share one
             # interpreter lock; that figure is kept as a reference, not judged against the target.
@@ -186,9 +235,25 @@ def run() -> list[Result]:
                     "ms",
                     "<= 1.5 ms",
                     cpu_ms <= 1.5,
-                    work="user + system CPU of the VM's process during the timed enrollments / enrollments: "
+                    work="user + system CPU of the VM's process during the timed enrollments / enrollments "
+                    f"(median of {len(cpu)} rounds; each: {_rounds_text(cpu)} ms): "
                     "TLS, HTTP, schema checks, DCAP (sim root) + binding + policy, certificate issue, "
                     "one fsync'ed transaction per group commit",
+                )
+            )
+            # An agent enrolls its VNFs at start and then every re-attestation interval: its kept-alive
+            # connection has timed out (vm.timeouts) by then, so a real enrollment often includes a
+            # full TLS handshake. Reported beside the target row, not in it.
+            fresh_doc, fresh_cpu = _measure(args, "f", fresh=True, rounds=1, count=FRESH_ENROLLMENTS)
+            if "error" in fresh_doc:
+                raise RuntimeError(f"benchmark load failed: {fresh_doc['error']}")
+            results.append(
+                Result(
+                    "VM CPU per enrollment on a new TLS connection each (handshake included)",
+                    statistics.median(u + s for u, s in fresh_cpu) if fresh_cpu else float("nan"),
+                    "ms",
+                    work=f"as the row above, {FRESH_ENROLLMENTS} enrollments, each on a new connection "
+                    f"(TLS 1.3 full handshake, P-256; {_rounds_text(fresh_cpu)} ms)",
                 )
             )
             results += _results("agents in the VM's process", _load(*args, "t"), target=False)

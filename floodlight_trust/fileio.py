@@ -116,6 +116,38 @@ def atomic_write(
     return saved
 
 
+def create_once(path: Path, data: bytes, *, mode: int = 0o600) -> bytes:
+    """Create ``path`` with ``data`` unless it exists, atomically across processes, and return what
+    it holds afterwards: ours, or what a process that created it first wrote (the file is written
+    whole under a temporary name and linked into place, and a link never replaces a file)."""
+    directory = path.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror}", location=Location(str(path))) from None
+    tmp = Path(tmp_name)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            return read_bytes(path)
+        except OSError as e:
+            raise InputError(f"cannot create: {e.strerror}", location=Location(str(path))) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return data
+
+
 @contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created 0600) for the block: processes on one machine

@@ -49,7 +49,11 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         ok = demo.run()
     finally:
-        deployment.close()
+        try:
+            deployment.close()
+        except Exception as e:  # still restore the user's file and print the transcript
+            ok = False
+            narrator.prompt(f"ftrust demo: stopping the demo's processes failed: {type(e).__name__}: {e}")
         restored = demo.restore_floodlight()
         if restored:
             narrator.prompt(f"ftrust demo: {restored}")

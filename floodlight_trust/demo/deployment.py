@@ -257,15 +257,22 @@ sealed_dir = "host/enclaves/{vnf}/sealed"
 
     # -- processes ---------------------------------------------------------------------------------
     def ftrust(self, config: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run one ftrust command to completion (its output is returned, not shown)."""
-        return subprocess.run(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(config), *argv],
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            timeout=timeout,
-            cwd=self.root,
-        )
+        """Run one ftrust command to completion (its output is returned, not shown); one that runs
+        past ``timeout`` is a ServiceError naming it and what it printed."""
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "floodlight_trust", "--config", str(config), *argv],
+                capture_output=True,
+                text=True,
+                env=self.env(),
+                timeout=timeout,
+                cwd=self.root,
+            )
+        except subprocess.TimeoutExpired as e:
+            printed = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+            raise ServiceError(
+                f"`ftrust {' '.join(argv[:3])}` did not finish within {timeout:.0f} s: {printed.strip()[-500:]}"
+            ) from None
 
     def start(self, name: str, config: Path, *argv: str) -> Process:
         log_path = self.root / "logs" / f"{name}.log"

@@ -80,7 +80,7 @@ class VnfClient:
                     response.read()
                     self.session = s.session
                     return response.status
-        except (ssl.SSLError, OSError):
+        except (ssl.SSLError, OSError, http.client.HTTPException):  # refused, or cut off mid-answer
             return 0
 
     def keep_alive(self) -> http.client.HTTPSConnection:

@@ -18,6 +18,7 @@ and open keep-alive connection refused, and a CA rotation followed without a res
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -653,9 +654,33 @@ class Demo:
         for run_step in steps:
             try:
                 run_step()
-            except (StepFailed, FtrustError):
+            except StepFailed:
+                return False
+            except Exception as e:  # an FtrustError, or a bug: still a transcript that names it
+                self._record_failure(run_step.__name__, e)
                 return False
         return True
+
+    def _record_failure(self, name: str, error: Exception) -> None:
+        """An exception that is not a step's own StepFailed: the step it escaped from is marked failed
+        (Narrator.step already did if it was inside one, else it is a step of its own), so ``--json``
+        still prints a transcript that names it; one no code expected (not an FtrustError) also leaves
+        its traceback in logs/demo-error.log and a line on stderr."""
+        import traceback
+
+        where = f"{type(error).__name__}: {error}" if not isinstance(error, FtrustError) else str(error)
+        last = self.n.steps[-1] if self.n.steps else None
+        if last is None or last.ok:  # it escaped between steps: say so as a step of its own
+            with contextlib.suppress(Exception), self.n.step(name, name, f"{name} (failed)", "no error"):
+                raise StepFailed(where)
+        if isinstance(error, FtrustError):
+            return
+        log = self.d.root / "logs" / "demo-error.log"
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(f"in {name}:\n" + "".join(traceback.format_exception(error)))
+        self.n.prompt(f"ftrust demo: unexpected failure in {name}: {where} (traceback in {log})")
 
 
 def _redacted(url: str) -> str:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from floodlight_trust import clock
 from floodlight_trust.errors import InputError, Location, VerificationError
-from floodlight_trust.fileio import atomic_write, read_bytes
+from floodlight_trust.fileio import atomic_write, create_once, read_bytes
 
 # The signer of every simulated enclave (the sim platform signs every image with this "key").
 SIM_SIGNER = hashlib.sha256(b"floodlight-trust simulated enclave signer").digest()
@@ -82,7 +82,9 @@ def platform_seal_secret(platform_dir: Path, *, create: bool = True) -> bytes:
         if not create:
             raise InputError("the simulated platform has no sealing secret", location=Location(str(path)))
         platform_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, os.urandom(32), mode=0o600)
+        # Enclaves of one host start at once: the first to create the secret wins, the others read
+        # it (replacing it would make what they sealed under the lost one unopenable).
+        create_once(path, os.urandom(32), mode=0o600)
     data = read_bytes(path, what="sealing secret")
     if len(data) != 32:
         raise InputError("sealing secret must be 32 bytes", location=Location(str(path)))

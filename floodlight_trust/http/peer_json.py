@@ -28,7 +28,11 @@ def parse_json(body: bytes, *, what: str = "request body") -> Any:
         raise InputError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as e:  # int too long (sys.set_int_max_str_digits), NaN/Infinity
         raise InputError(f"{what} is not acceptable JSON: {str(e)[:120]}") from None
-    _check_tree(value, what)
+    # A lone surrogate can only come from a backslash-u escape (strict UTF-8 has none), and a document with
+    # at most MAX_JSON_DEPTH brackets cannot nest deeper: then the walk has nothing to find.
+    escapes = "\\u" in text
+    if escapes or text.count("{") + text.count("[") > MAX_JSON_DEPTH:
+        _check_tree(value, what, strings=escapes)
     return value
 
 
@@ -36,13 +40,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_tree(value: Any, what: str) -> None:
+def _check_tree(value: Any, what: str, *, strings: bool = True) -> None:
     # Iterative, so the walk itself cannot recurse too deeply. json.loads accepts "\ud800"; such a
     # string cannot be encoded again (UnicodeEncodeError deep in a handler: the original 500).
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         v, depth = stack.pop()
         if isinstance(v, str):
+            if not strings:
+                continue
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:

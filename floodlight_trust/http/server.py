@@ -147,6 +147,11 @@ class JsonApp:
         self.name = name
         self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self._patterns: list[tuple[str, str]] = []
+        # Routes without parameters by (method, path): found with one lookup instead of trying every
+        # pattern (the agent-facing POSTs are such routes). Only for a path no parameterized route
+        # also matches, so the first registered route that matches still wins.
+        self._exact: dict[tuple[str, str], Handler] = {}
+        self._exact_paths: set[str] = set()
 
     def route_patterns(self) -> list[tuple[str, str]]:
         """(method, pattern) of every route, as registered: what docs/openapi.yaml must describe."""
@@ -159,9 +164,21 @@ class JsonApp:
         def register(fn: Handler) -> Handler:
             self._routes.append((method, regex, fn, pattern))
             self._patterns.append((method, pattern))
+            self._index()
             return fn
 
         return register
+
+    def _index(self) -> None:
+        exact: dict[tuple[str, str], Handler] = {}
+        for method, _regex, fn, pattern in self._routes:
+            if "{" in pattern:
+                continue
+            shadowed = any(r.match(pattern) for m, r, _, p in self._routes if "{" in p and m == method)
+            if not shadowed:
+                exact.setdefault((method, pattern), fn)
+        self._exact = exact
+        self._exact_paths = {path for _, path in exact}
 
     def add_operational_routes(self, health: Callable[[], dict[str, Any]] | None = None) -> None:
         """``GET /v1/health`` (unless the app has its own) and ``GET /metrics`` (Prometheus)."""
@@ -204,6 +221,9 @@ class JsonApp:
             return _json_response(500, _error_doc("InternalError", "internal error (see the server log)"))
 
     def _match(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
+        fn = self._exact.get((method, path))
+        if fn is not None:
+            return fn, {}, path
         allowed = False
         for m, regex, fn, pattern in self._routes:
             found = regex.match(path)
@@ -332,6 +352,7 @@ class HttpServer:
         self._runner: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{name}-req")
         self._streams = threading.BoundedSemaphore(max_streams)
+        self._counters: dict[int, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> HttpServer:
@@ -425,7 +446,12 @@ class HttpServer:
         from aiohttp import web
 
         response = await self._respond(raw)
-        metrics.HTTP_REQUESTS.labels(listener=self.name, status=metrics.status_class(response.status)).inc()
+        counter = self._counters.get(response.status)
+        if counter is None:  # one child per status seen (labels() takes a lock and builds a key each call)
+            counter = self._counters[response.status] = metrics.HTTP_REQUESTS.labels(
+                listener=self.name, status=metrics.status_class(response.status)
+            )
+        counter.inc()
         if isinstance(response, StreamingResponse):
             return await self._stream(raw, response)
         headers = dict(response.headers)
@@ -440,7 +466,9 @@ class HttpServer:
                 _error_doc("HttpError", f"request body of {length} bytes exceeds the limit of {self.max_body_bytes}"),
             )
         try:
-            body = await asyncio.wait_for(self._read_body(raw), self.timeouts.body)
+            # asyncio.timeout, not wait_for: no task of its own per request for the body.
+            async with asyncio.timeout(self.timeouts.body):
+                body = await self._read_body(raw)
         except TimeoutError:
             return _json_response(408, _error_doc("HttpError", f"request body not received in {self.timeouts.body} s"))
         except HttpError as e:
@@ -466,14 +494,16 @@ class HttpServer:
     async def _read_body(self, raw: Any) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        while True:
-            chunk = await raw.content.read(65536)
+        content = raw.content
+        while not content.at_eof():  # (a body read whole needs no further read to see its end)
+            chunk = await content.read(65536)
             if not chunk:
-                return b"".join(chunks)
+                break
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise HttpError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
             chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _stream(self, raw: Any, response: StreamingResponse) -> Any:
         from aiohttp import web

@@ -28,10 +28,12 @@ from floodlight_trust.errors import FtrustError, VerificationError
 from floodlight_trust.evidence.ima.appraise import (
     ImaAppraisal,
     ImaPrefixChanged,
+    ImaPrefixNotHeld,
     ImaState,
     ListBytes,
     appraise_measurement_list,
 )
+from floodlight_trust.evidence.ima.sha256state import Sha256State
 from floodlight_trust.evidence.tpm.keys import TpmKey, public_key_of
 from floodlight_trust.evidence.tpm.quote import QuoteVerification, TpmCheck, compare_rounds, verify_quote
 from floodlight_trust.evidence.tpm.structures import parse_public, parse_signature
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from policy_lang.compile import Policy
 
 DEFAULT_HOST_POLICY = "default"
+PREFIX_NOT_HELD = "protocol.ima_offset"  # the tail's prefix is needed, and only its hash is held
 
 
 def host_policy_of(record: HostRecord | None, policy: Policy | None) -> str:
@@ -66,10 +69,12 @@ def host_policy_of(record: HostRecord | None, policy: Policy | None) -> str:
 @dataclass(frozen=True, slots=True)
 class HeldList:
     """The whole IMA list of a host's last trusted round as the VM holds it (the chunks it arrived
-    in) and the running SHA-256 over it: the next challenge asks only for what follows."""
+    in) and the running SHA-256 over it: the next challenge asks only for what follows. After a VM
+    restart the list's prefix is unheld (``data.complete`` False): the VM has only the SHA-256
+    state saved with the host's appraisal state (``ImaState.resume_point``)."""
 
     data: ListBytes
-    sha256: Any  # a hashlib object; copied before it is extended
+    sha256: Sha256State  # copied before it is extended
 
     def __len__(self) -> int:
         return len(self.data)
@@ -324,6 +329,8 @@ def appraise_host_ima(
         appraisal = appraise_measurement_list(whole, state=previous, source=f"{name}:ima")
     except ImaPrefixChanged as e:
         return [Reason.from_error("ima.prefix", e)], None, None
+    except ImaPrefixNotHeld as e:  # the VM holds only the prefix's hash and must judge it: whole list
+        return [Reason.from_error(PREFIX_NOT_HELD, e)], None, None
     except FtrustError as e:
         return [Reason.from_error("ima.list", e)], None, None
     found = [] if appraisal.ok else [f.reason() for f in appraisal.findings]
@@ -341,13 +348,16 @@ def appraise_host_ima(
 
 def check_ima(
     policy: Policy | None, host_policy: str, name: str, whole: ListBytes, baseline: ImaBaseline | None, at: datetime,
-    r: _Round,
+    r: _Round, *, tail_retry: bool = False,
 ) -> list[Reason]:  # fmt: skip
     """:func:`appraise_host_ima` from the held state, or from the start when the TPM says the host
-    rebooted."""
+    rebooted. When the appraisal needs a prefix the VM holds only by its hash (``tail_retry``: the
+    VM fetched this tail), the manager asks for the whole list instead."""
     found, r.ima, r.appraisal = appraise_host_ima(
         policy, host_policy, name, whole, None if r.fresh_boot else baseline, at
     )
+    if r.ima is None and tail_retry and any(x.rule == PREFIX_NOT_HELD for x in found):
+        r.tail_mismatch = True  # e.g. the TPM says the host rebooted: appraise the whole list, sent again
     return found
 
 
@@ -424,7 +434,10 @@ def judge_host(case: HostCase, policy: Policy | None, settings: HostSettings, *,
         c.run("host.integrity_enclave", lambda: check_integrity_enclave(policy, host_policy, claims, at))
         assert r.whole is not None
         whole = r.whole.data
-        c.run("host.ima", lambda: check_ima(policy, host_policy, e.host, whole, case.baseline, at, r))
+        c.run(
+            "host.ima",
+            lambda: check_ima(policy, host_policy, e.host, whole, case.baseline, at, r, tail_retry=case.tail_retry),
+        )
         if case.tpm_pin is not None and r.tpm is not None:
             pin, tpm = case.tpm_pin, r.tpm
             c.run("host.tpm.quote", lambda: check_tpm_quote(e, pin, tpm, r))

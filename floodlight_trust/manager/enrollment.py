@@ -76,6 +76,14 @@ class _Attempt:
     enclave_key: str = ""  # SHA-256 of the enclave's quote-bound key (what the name is bound to)
 
 
+def _unregistered_host(host: str) -> NotFoundError:
+    return NotFoundError(
+        f"host {host!r} is not registered: enclave evidence for it is refused and nothing is recorded",
+        code="host.unregistered",
+        hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
+    )
+
+
 class Enrollment:
     """Enroll VNFs of trusted hosts: judge their evidence, record the decision, issue or keep."""
 
@@ -118,8 +126,7 @@ class Enrollment:
                 self._refuse_unauthenticated(attempt, reasons, None)
             return self._deny(attempt, reasons, None, b"", {"key_mode": mode.value})
         mode = self._key_mode(key_mode, e.key_mode)
-        record = self._registered_host(e.host)
-        registration, self_register = self.require_registered(e.host, e.vnf)
+        record, registration, self_register = self.registered_host_and_vnf(e.host, e.vnf)
         attempt = _Attempt(e.host, e.vnf, mode, at, actor, self_register, spki_sha256(e.public_key))
         case = EnrollmentCase(
             evidence=e,
@@ -165,12 +172,21 @@ class Enrollment:
     def _registered_host(self, host: str) -> HostRecord:
         record = self.ctx.storage.hosts.find(host)
         if record is None:
-            raise NotFoundError(
-                f"host {host!r} is not registered: enclave evidence for it is refused and nothing is recorded",
-                code="host.unregistered",
-                hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
-            )
+            raise _unregistered_host(host)
         return record
+
+    def registered_host_and_vnf(
+        self, host: str, vnf: str, *, unregistered_host: Callable[[str], NotFoundError] | None = None
+    ) -> tuple[HostRecord, VnfRegistration | None, str | None]:
+        """The registered host, and :meth:`require_registered` of ``vnf`` on it, read together;
+        NotFoundError (``unregistered_host(host)``, by default refusing enclave evidence) when the
+        host is not registered."""
+        record, registration = self.ctx.storage.hosts.find_with_vnf(host, vnf)
+        if record is None:
+            raise (unregistered_host or _unregistered_host)(host)
+        if registration is not None:
+            return record, registration, None
+        return record, None, self._self_registering_rule(host, vnf)
 
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
@@ -227,9 +243,12 @@ class Enrollment:
         registration = self.ctx.storage.enrollments.registration(host, vnf)
         if registration is not None:
             return registration, None
+        return None, self._self_registering_rule(host, vnf)
+
+    def _self_registering_rule(self, host: str, vnf: str) -> str:
         rule = self.ctx.policy.enroll_rule(vnf) if self.ctx.policy is not None else None
         if rule is not None and rule.name in self.ctx.self_registering_rules:
-            return None, str(rule.name)
+            return str(rule.name)
         raise NotFoundError(
             f"VNF {vnf!r} is not registered on host {host!r}: nothing is enrolled or recorded",
             code="vnf.unregistered",
@@ -275,18 +294,20 @@ class Enrollment:
             if not self.ctx.nonces.burn(tx, nonce, at=a.at):  # rolls back this enrollment: nothing issued
                 raise Denied(NONCE_REPLAYED)
             # The name's binding is written (first enrollment) or re-checked where the certificate is
-            # recorded: two enclaves enrolling one name at once cannot both get it.
-            if a.self_register is not None:  # unless an admin registered it meanwhile
-                tx.enrollments.register_vnf(
-                    a.host, a.vnf, enroll_rule=a.self_register, by=self_registration_actor(a.self_register), at=a.at,
-                    if_absent=True,
-                )  # fmt: skip
-            if not tx.enrollments.bind(
-                a.host, a.vnf, public_key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at
+            # recorded: two enclaves enrolling one name at once cannot both get it. The same step
+            # registers a self-registering name (unless an admin registered it meanwhile) and marks
+            # the VNF enrolled (undone with the rest if anything below fails).
+            register = None
+            if a.self_register is not None:
+                register = (a.self_register, self_registration_actor(a.self_register))
+            if not tx.enrollments.bind_enrolled(
+                a.host, a.vnf, public_key_sha256=a.enclave_key, mrenclave=claims.mrenclave, at=a.at, register=register
             ):
                 raise Denied(
                     Reason("vnf.binding", f"the name {a.vnf!r} or this enclave key was bound concurrently to another")
                 )
+            if public_key_sha256 != a.enclave_key:  # (the recorded key is the bound one: a bug otherwise)
+                raise ServiceError("the enrollment's key is not the enclave's quote-bound key")
             audit_id = tx.audit.record(
                 at=a.at,
                 actor=a.actor,
@@ -301,15 +322,6 @@ class Enrollment:
             )
             if also is not None:
                 also(tx, audit_id)
-            tx.enrollments.record_vnf(
-                a.host,
-                a.vnf,
-                status=VnfStatus.ENROLLED,
-                at=a.at,
-                mrenclave=claims.mrenclave,
-                public_key_sha256=public_key_sha256,
-                reasons=[],
-            )
             return audit_id
 
         # Group commit: decisions arriving together share one durable COMMIT; this returns only

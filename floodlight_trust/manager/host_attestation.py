@@ -1,9 +1,10 @@
 """Host attestation: challenge a host, verify its integrity enclave's quote and appraise its IMA list.
 
 Steps 1-2 of docs/protocol.md. The quote binds the nonce and the SHA-256 of the whole IMA list;
-after the first trusted round only the tail of the list is transferred (the VM holds the prefix)
-and appraised (the IMA state and the host policy's whole-list state carry over). A failed verdict
-on evidence the VM fetched itself makes a trusted host untrusted and revokes its VNFs.
+after the first trusted round only the tail of the list is transferred (the VM holds the prefix, or
+after a restart the SHA-256 state over it saved with the host's IMA state) and appraised (the IMA
+state and the host policy's whole-list state carry over). A failed verdict on evidence the VM
+fetched itself makes a trusted host untrusted and revokes its VNFs.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class HostAttestation:
         self._ima_states: dict[str, tuple[str, ImaState, HostMeasuredState | None]] = {}
         # Incremental transfer: host -> (the whole IMA list of its last trusted round, as the chunks
         # it arrived in, and the running SHA-256 over it). The next challenge asks only for what
-        # follows; memory only, so a restarted VM asks for the whole list once.
+        # follows. A restarted VM continues from the SHA-256 state persisted with the IMA state
+        # (_held), or, without one, asks for the whole list once.
         self._ima_transfer: dict[str, HeldList] = {}
 
     def forget(self, host: str) -> None:
@@ -78,8 +80,25 @@ class HostAttestation:
 
     def ima_offset(self, host: str) -> int:
         """The byte offset the next challenge of ``host`` asks its IMA list from (0: the whole list)."""
-        held = self._ima_transfer.get(host)
+        record = self.ctx.storage.hosts.find(host)
+        held = self._held(host, record) if record is not None else None
         return len(held) if held else 0
+
+    def _held(self, name: str, record: HostRecord) -> HeldList | None:
+        """The prefix of ``name``'s IMA list the next round continues: the list of its last trusted
+        round held in memory, or (a VM restart, or another replica judged the last round) the
+        SHA-256 state saved with the persisted IMA state, whose bytes the VM no longer has: the
+        quote's binding over that state and the tail then proves the list still starts with the
+        appraised prefix. None: ask for the whole list (also when the appraisal would need the
+        bytes of a prefix held only by its hash: no baseline to continue, e.g. a new policy)."""
+        baseline = self._baseline(name, record)
+        held = self._ima_transfer.get(name)
+        if held is not None and baseline is not None and baseline.state.appraised_from(held.data):
+            return held  # the usual case: the list and the state of this VM's last round
+        resume = baseline.state.resume_point() if baseline is not None else None
+        if resume is not None:
+            return HeldList(*resume)
+        return held if held is not None and held.data.complete else None
 
     def attest_host_evidence(
         self,
@@ -88,6 +107,7 @@ class HostAttestation:
         actor: str,
         authoritative: bool = False,
         _tail_retry: bool = False,
+        _held: HeldList | None = None,
     ) -> HostVerdict:
         """Judge host evidence (``judges.host.judge_host``) and act on the verdict: record it, and
         revoke the host's VNFs when it turns a trusted host untrusted.
@@ -111,7 +131,8 @@ class HostAttestation:
             evidence=parsed,
             record=record,
             nonce=self.ctx.nonces.find(parsed.nonce),
-            held=self._ima_transfer.get(parsed.host),
+            # the prefix the challenge asked from (attest_host), else the one held now (pushed evidence)
+            held=_held if _held is not None else self._held(parsed.host, record),
             baseline=self._baseline(parsed.host, record),
             tpm_pin=self.tpm_registry.get(parsed.host),
             tail_retry=_tail_retry,
@@ -280,7 +301,12 @@ class HostAttestation:
         persisted = json.loads(record.ima_state_json)
         if persisted.get("host_policy_state") is None:  # persisted without it: appraise in full once
             return None
-        return ImaBaseline(ImaState.from_json(persisted), HostMeasuredState.from_json(persisted["host_policy_state"]))
+        state = ImaState.from_json(persisted)
+        whole_list = HostMeasuredState.from_json(persisted["host_policy_state"])
+        # Kept, so that the challenge and the judgement of one round continue the same object (the
+        # unheld prefix of a resumable state is recognised by identity: ListBytes.extends).
+        self._ima_states[name] = (record.ima_state_json, state, whole_list)
+        return ImaBaseline(state, whole_list)
 
     def _keep_ima_state(self, name: str, ima: ImaRound | None) -> None:
         """Keep an IMA state whose list and policy passed in memory (persisted only if the round is
@@ -315,7 +341,8 @@ class HostAttestation:
         """VM-initiated: challenge the host's registered agent and judge its evidence."""
         record = self.ctx.storage.hosts.get(host)
         agent = self.ctx.agent(record)
-        offset = self.ima_offset(host)
+        held = self._held(host, record)
+        offset = len(held) if held is not None else 0
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
         try:
             evidence = host_evidence(agent.host_evidence(nonce.value, offset))
@@ -324,7 +351,9 @@ class HostAttestation:
         except FtrustError as e:
             return self._unreachable(record, e, actor=actor)
         try:
-            return self.attest_host_evidence(evidence, actor=actor, authoritative=True, _tail_retry=offset > 0)
+            return self.attest_host_evidence(
+                evidence, actor=actor, authoritative=True, _tail_retry=offset > 0, _held=held
+            )
         except _TailMismatch as mismatch:
             # The whole-list hash did not bind: the list no longer extends the prefix the VM holds
             # (changed or truncated) or the tail was altered. Spend that nonce and judge the WHOLE

@@ -79,14 +79,10 @@ class VerificationManager(ManagerContext):
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
         """A nonce for agent-initiated attestation: only for a registered host (else NotFoundError,
         and no row is written)."""
-        if self.storage.hosts.find(host) is None:
-            raise NotFoundError(
-                f"host {host!r} is not registered: no nonce is issued for it",
-                code="host.unregistered",
-                hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
-            )
-        if purpose == "enclave" and vnf is not None:
-            self.enrollment.require_registered(host, vnf)
+        if purpose == "enclave" and vnf is not None:  # host and VNF registration read together
+            self.enrollment.registered_host_and_vnf(host, vnf, unregistered_host=_no_nonce_for)
+        elif self.storage.hosts.find(host) is None:
+            raise _no_nonce_for(host)
         return self.nonces.issue(purpose, host, vnf, at=self.now()).to_json()
 
     def register_vnf(
@@ -258,6 +254,14 @@ class VerificationManager(ManagerContext):
         return _counted_enrollment(
             self.enrollment.enroll(host, vnf, actor=actor, key_mode=key_mode, renew_before=renew_before)
         )
+
+def _no_nonce_for(host: str) -> NotFoundError:
+    return NotFoundError(
+        f"host {host!r} is not registered: no nonce is issued for it",
+        code="host.unregistered",
+        hint="an admin registers hosts with `ftrust vm hosts add NAME --agent URL`",
+    )
+
 
 def _counted_host(verdict: HostVerdict) -> HostVerdict:
     metrics.ATTESTATIONS.labels(kind="host", outcome="trusted" if verdict.trusted else "untrusted").inc()

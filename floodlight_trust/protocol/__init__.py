@@ -23,6 +23,7 @@ import jsonschema
 import pybase64
 
 from floodlight_trust.errors import InputError
+from floodlight_trust.protocol.accept import Check, compile_schema
 
 SCHEMA_NAMES = (
     "admin_enroll",
@@ -71,8 +72,20 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return cls(s)
 
 
+@cache
+def _accept(name: str) -> Check | None:
+    s = schema(name)
+    return compile_schema(s, jsonschema.validators.validator_for(s).VALIDATORS)
+
+
 def validate(name: str, document: Any) -> None:
-    """Raise InputError unless ``document`` is a valid ``name`` message."""
+    """Raise InputError unless ``document`` is a valid ``name`` message.
+
+    A document the schema's accept-only check (``protocol/accept.py``) passes is valid; any other
+    is judged, and its first problem named, by jsonschema."""
+    accept = _accept(name)
+    if accept is not None and accept(document):
+        return
     errors = sorted(_validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]

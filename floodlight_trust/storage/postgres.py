@@ -414,6 +414,13 @@ class _Hosts:
         row = self._s.one("SELECT * FROM manager_hosts WHERE name = %s", (name,))
         return _host(row) if row else None
 
+    def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
+        host = self.find(name)
+        if host is None:
+            return None, None
+        row = self._s.one("SELECT * FROM manager_vnfs WHERE host = %s AND name = %s", (name, vnf))
+        return host, _registration(row) if row else None
+
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
         if found is None:
@@ -567,6 +574,28 @@ class _Enrollments:
             and row["bound_public_key_sha256"] == public_key_sha256
             and row["bound_mrenclave"] == mrenclave
         )
+
+    def bind_enrolled(
+        self,
+        host: str,
+        vnf: str,
+        *,
+        public_key_sha256: str,
+        mrenclave: str,
+        at: datetime,
+        register: tuple[str, str] | None = None,
+    ) -> bool:
+        # The three steps as they are (their locks and guards unchanged): on PostgreSQL the
+        # statements' round trips are the database's, not this process's CPU.
+        if register is not None:
+            self.register_vnf(host, vnf, enroll_rule=register[0], by=register[1], at=at, if_absent=True)
+        if not self.bind(host, vnf, public_key_sha256=public_key_sha256, mrenclave=mrenclave, at=at):
+            return False
+        self.record_vnf(
+            host, vnf, status=VnfStatus.ENROLLED, at=at, mrenclave=mrenclave, public_key_sha256=public_key_sha256,
+            reasons=[],
+        )  # fmt: skip
+        return True
 
     def release(self, host: str, vnf: str) -> None:
         self._s.run(

@@ -570,6 +570,15 @@ class _Session:
                 yield conn
 
 
+# A host's row and one of its VNF registrations (the columns _registration reads, prefixed v_).
+_HOST_WITH_VNF = (
+    "SELECT h.*, v.name AS v_name, v.enroll_rule AS v_enroll_rule, v.registered_by AS v_registered_by,"
+    " v.expected_mrenclave AS v_expected_mrenclave, v.bound_public_key_sha256 AS v_bound_public_key_sha256,"
+    " v.bound_mrenclave AS v_bound_mrenclave, v.bound_at AS v_bound_at"
+    " FROM manager_hosts h LEFT JOIN manager_vnfs v ON v.host = h.name AND v.name = ? WHERE h.name = ?"
+)
+
+
 class _Hosts:
     __slots__ = ("_s",)
 
@@ -612,6 +621,18 @@ class _Hosts:
     def find(self, name: str) -> HostRecord | None:
         row = self._s.read().execute("SELECT * FROM manager_hosts WHERE name = ?", (name,)).fetchone()
         return _host(row) if row else None
+
+    def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
+        row = self._s.read().execute(_HOST_WITH_VNF, (vnf, name)).fetchone()
+        if row is None:
+            return None, None
+        registration = None
+        if row["v_name"] is not None:
+            registration = VnfRegistration(
+                name, vnf, row["v_enroll_rule"], row["v_registered_by"], row["v_expected_mrenclave"],
+                row["v_bound_public_key_sha256"], row["v_bound_mrenclave"], _t(row["v_bound_at"]),
+            )  # fmt: skip
+        return _host(row), registration
 
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
@@ -762,6 +783,50 @@ class _Enrollments:
                 " RETURNING bound_public_key_sha256, bound_mrenclave",
                 (format_time(at), mrenclave, public_key_sha256, host, vnf, public_key_sha256, host, vnf),
             ).fetchone()
+        return bool(row) and row[0] == public_key_sha256 and row[1] == mrenclave
+
+    # bind_enrolled: bind (as bind) and record the enrollment (as record_vnf) in one statement; the
+    # registering form inserts the row first when absent (as register_vnf if_absent). A key another
+    # name holds makes it change nothing (no row from the SELECT, or the DO UPDATE's WHERE fails).
+    _BIND_SET = (
+        " bound_at = CASE WHEN bound_public_key_sha256 IS NULL THEN :at ELSE bound_at END,"
+        " bound_mrenclave = CASE WHEN bound_public_key_sha256 IS NULL THEN :mrenclave ELSE bound_mrenclave END,"
+        " bound_public_key_sha256 = COALESCE(bound_public_key_sha256, :key),"
+        " mrenclave = :mrenclave, status = 'enrolled', last_attested_at = :at, public_key_sha256 = :key,"
+        " reasons_json = '[]'"
+    )
+    _NO_OTHER_HOLDER = (
+        "NOT EXISTS (SELECT 1 FROM manager_vnfs o WHERE o.bound_public_key_sha256 = :key"
+        " AND (o.host != :host OR o.name != :vnf))"
+    )
+    _BIND_ENROLLED = (
+        "UPDATE manager_vnfs SET" + _BIND_SET + " WHERE host = :host AND name = :vnf AND " + _NO_OTHER_HOLDER
+        + " RETURNING bound_public_key_sha256, bound_mrenclave"
+    )  # fmt: skip
+    _REGISTER_BIND_ENROLLED = (
+        "INSERT INTO manager_vnfs (host, name, status, enroll_rule, registered_by, registered_at, expected_mrenclave,"
+        " bound_public_key_sha256, bound_mrenclave, bound_at, mrenclave, last_attested_at, public_key_sha256,"
+        " reasons_json) SELECT :host, :vnf, 'enrolled', :rule, :by, :at, NULL, :key, :mrenclave, :at, :mrenclave,"
+        " :at, :key, '[]' WHERE " + _NO_OTHER_HOLDER + " ON CONFLICT (host, name) DO UPDATE SET" + _BIND_SET
+        + " WHERE " + _NO_OTHER_HOLDER + " RETURNING bound_public_key_sha256, bound_mrenclave"
+    )  # fmt: skip
+
+    def bind_enrolled(
+        self,
+        host: str,
+        vnf: str,
+        *,
+        public_key_sha256: str,
+        mrenclave: str,
+        at: datetime,
+        register: tuple[str, str] | None = None,
+    ) -> bool:
+        params = {"host": host, "vnf": vnf, "key": public_key_sha256, "mrenclave": mrenclave, "at": format_time(at)}
+        if register is not None:
+            params["rule"], params["by"] = register
+        with self._s.write() as c:
+            sql = self._BIND_ENROLLED if register is None else self._REGISTER_BIND_ENROLLED
+            row = c.execute(sql, params).fetchone()
         return bool(row) and row[0] == public_key_sha256 and row[1] == mrenclave
 
     def release(self, host: str, vnf: str) -> None:

@@ -80,6 +80,12 @@ class HostStore(Protocol):
 
     def find(self, name: str) -> HostRecord | None: ...
 
+    def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
+        """:meth:`find` and ``enrollments.registration(name, vnf)`` (None when the host is not
+        registered), read together: SQLite reads both in one statement (an agent's every nonce
+        request and enrollment needs both)."""
+        ...
+
     def get(self, name: str) -> HostRecord:
         """The host ``name``; NotFoundError (with the `ftrust vm hosts add` hint) if not registered."""
         ...
@@ -150,6 +156,23 @@ class EnrollmentStore(Protocol):
         (bind only while unbound and while no other row holds the key) that reads back the binding;
         PostgreSQL: the row lock the UPDATE takes makes the second see the first's binding, and the
         key check over other rows needs SERIALIZABLE (or a unique index on the bound key)."""
+        ...
+
+    def bind_enrolled(
+        self,
+        host: str,
+        vnf: str,
+        *,
+        public_key_sha256: str,
+        mrenclave: str,
+        at: datetime,
+        register: tuple[str, str] | None = None,
+    ) -> bool:
+        """An allowed enrollment's writes to its VNF row, as one step: with ``register`` (enroll
+        rule, registered by) first :meth:`register_vnf` ``if_absent``; then :meth:`bind` (its
+        result is returned) and, in the same transaction, :meth:`record_vnf` as enrolled with this
+        MRENCLAVE and key and no reasons. When it returns False the caller rolls the transaction
+        back (what was written is undone). SQLite: one statement (an upsert that binds and records)."""
         ...
 
     def release(self, host: str, vnf: str) -> None:

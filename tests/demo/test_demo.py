@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from floodlight_trust.agent.swtpm import available as swtpm_available
 from floodlight_trust.agent.tpm import tools_available
-from tests.support.cli import ftrust
+from tests.support.cli import ftrust, json_transcript
 
 STEPS = [
     "provision",
@@ -36,7 +35,7 @@ if swtpm_available() and tools_available():
 @pytest.fixture(scope="module")
 def transcript() -> dict[str, Any]:
     r = ftrust("demo", "--json", timeout=600)
-    doc: dict[str, Any] = json.loads(r.stdout)
+    doc = json_transcript(r.stdout, r.stderr, r.returncode)
     doc["_exit"] = r.returncode
     doc["_stderr"] = r.stderr
     return doc

@@ -8,7 +8,6 @@ file byte for byte and removes what it added beside it.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -19,7 +18,7 @@ from floodlight_trust.demo.scenario import PROPERTIES, restart_command, url_host
 from floodlight_trust.floodlight.bridge import FloodlightEndpoint
 from floodlight_trust.floodlight.properties import PREFIX, PropertiesFile
 from floodlight_trust.secrets import Secret
-from tests.support.cli import ftrust_command
+from tests.support.cli import ftrust_command, json_transcript
 
 
 def test_real_floodlight_run_prompts_on_stderr_and_restores_the_properties(tmp_path: Path) -> None:
@@ -78,7 +77,7 @@ def test_real_floodlight_run_prompts_on_stderr_and_restores_the_properties(tmp_p
             proc.kill()
             proc.wait()
     reader.join(10)
-    doc = json.loads(out)  # stdout is the JSON transcript and nothing else
+    doc = json_transcript(out, "".join(stderr_lines), proc.returncode)  # stdout: the JSON transcript only
     assert proc.returncode == 0, "".join(stderr_lines)[-3000:]
     assert doc["ok"] is True, doc["steps"][-1]
     controller = next(s for s in doc["steps"] if s["step"] == "controller")

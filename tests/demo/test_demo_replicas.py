@@ -4,12 +4,12 @@ and the revocation still reaches the controller."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.cli import json_transcript
 from tests.support.postgres import PgDatabase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,10 +23,10 @@ def test_demo_on_two_replicas_survives_a_kill(pg_database: PgDatabase) -> None:
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO,
     )  # fmt: skip
     assert pg_database.password not in run.stdout + run.stderr  # never printed
-    doc = json.loads(run.stdout)
+    doc = json_transcript(run.stdout, run.stderr, run.returncode)
     steps = {s["step"]: s for s in doc["steps"]}
     failed = [f"{s['step']}: {s.get('observed')}" for s in doc["steps"] if not s["ok"]]
-    assert run.returncode == 0 and doc["ok"], failed
+    assert run.returncode == 0 and doc["ok"], (failed, run.stderr[-3000:])
     killed = steps["replica-killed"]
     assert killed["details"]["exit"] == -9 and killed["details"]["survivors"] == ["vm-2"]
     services = steps["services"]["details"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from floodlight_trust.agent.backends.sim import INTEGRITY_ENCLAVE_IMAGE
 from floodlight_trust.errors import UnauthenticatedEvidence
 from floodlight_trust.sgxsim import measure_enclave_image
+from policy_lang import compile_policy_text
 from tests.support.deployment import FILES, Deployment, deployment, policy_text
 
 REQUIRE = '    require measured "/usr/bin/ftrust-agent"'
@@ -111,18 +114,49 @@ def test_a_changed_prefix_is_caught_by_the_binding_and_named_from_the_whole_list
     assert len([a for a in vm.storage.audit.records() if a.action == "attest-host"]) == 3  # no record of the tail
 
 
-def test_a_restarted_vm_asks_for_the_whole_list_once_then_tails_again(dep: Deployment) -> None:
+def test_a_restarted_vm_continues_the_persisted_sha256_state_with_the_tail_only(dep: Deployment) -> None:
     agent = dep.add_host("h1", FILES)
     assert dep.vm.attest_host("h1", actor="test").trusted
+    appraised = dep.ima_files["h1"].stat().st_size
     vm = dep.restart()  # same state, empty memory
     dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
     size = dep.ima_files["h1"].stat().st_size
     first = vm.attest_host("h1", actor="test")
-    assert first.trusted and agent.ima_bytes_sent[-1] == size  # whole list, appraised incrementally
+    assert first.trusted and agent.ima_bytes_sent[-1] == size - appraised  # the tail, bound through the state
     assert first.ima_entries == len(FILES) + 1
     dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
     second = vm.attest_host("h1", actor="test")
     assert second.trusted and agent.ima_bytes_sent[-1] == dep.ima_files["h1"].stat().st_size - size
+    vm = dep.restart()  # twice in a row: the state saved by a tail-only round resumes as well
+    dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+    third = vm.attest_host("h1", actor="test")
+    assert third.trusted and third.ima_entries == len(FILES) + 3 and agent.ima_bytes_sent[-1] < appraised
+
+
+def test_a_state_persisted_without_its_sha256_state_asks_for_the_whole_list_once(dep: Deployment) -> None:
+    """As a state written before SHA-256 states were saved (or one that does not check): the whole
+    list once, appraised incrementally (prefix checked by its SHA-256), then tails again."""
+    agent = dep.add_host("h1", FILES)
+    assert dep.vm.attest_host("h1", actor="test").trusted
+    [row] = dep.rows("SELECT ima_state_json FROM manager_hosts WHERE name = 'h1'")
+    saved = json.loads(row[0])
+    assert "prefix_state" in saved
+    for bad in (None, "00" * 40, saved["prefix_state"][:-2] + "00"):  # absent, wrong length, wrong digest
+        doc = {k: v for k, v in saved.items() if k != "prefix_state"} | ({"prefix_state": bad} if bad else {})
+        con = sqlite3.connect(dep.db_path)
+        with con:
+            con.execute("UPDATE manager_hosts SET ima_state_json = ? WHERE name = 'h1'", (json.dumps(doc, sort_keys=True),))
+        con.close()
+        vm = dep.restart()
+        dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+        size = dep.ima_files["h1"].stat().st_size
+        first = vm.attest_host("h1", actor="test")
+        assert first.trusted and agent.ima_bytes_sent[-1] == size  # whole list, appraised incrementally
+        dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+        second = vm.attest_host("h1", actor="test")
+        assert second.trusted and agent.ima_bytes_sent[-1] == dep.ima_files["h1"].stat().st_size - size
+        [row] = dep.rows("SELECT ima_state_json FROM manager_hosts WHERE name = 'h1'")
+        saved = json.loads(row[0])
 
 
 def test_a_truncated_list_is_named(dep: Deployment) -> None:
@@ -182,3 +216,22 @@ def test_rounds_re_attest_every_vnf_but_renew_only_when_little_validity_is_left(
     assert set(h.renewed) == {"vnf-a"} and h.renewed["vnf-a"] != first["vnf-a"] and h.kept == {}
     [again] = rounds.run_round().hosts
     assert again.kept == h.renewed  # the fresh certificate is kept again
+
+
+def test_a_prefix_held_only_by_its_hash_is_asked_for_whole_when_it_must_be_judged_again(dep: Deployment) -> None:
+    """After a restart the VM holds the list's prefix only by its SHA-256 state; under a new policy
+    version the whole list must be judged again, so the next challenge asks for all of it."""
+    agent = dep.add_host("h1", FILES)
+    assert dep.vm.attest_host("h1", actor="test").trusted
+    vm = dep.restart()
+    dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+    assert vm.attest_host("h1", actor="test").trusted
+    size = dep.ima_files["h1"].stat().st_size
+    assert agent.ima_bytes_sent[-1] < size  # tail only: the prefix is held by its hash
+    vm.set_policy(compile_policy_text(dep.policy + "\n# version 2\n"))
+    dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+    again = vm.attest_host("h1", actor="test")
+    assert again.trusted and again.ima_entries == len(FILES) + 2
+    assert agent.ima_bytes_sent[-1] == dep.ima_files["h1"].stat().st_size  # the whole list, judged anew
+    dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+    assert vm.attest_host("h1", actor="test").trusted and agent.ima_bytes_sent[-1] < size  # tails again

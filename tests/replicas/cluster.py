@@ -33,7 +33,7 @@ from floodlight_trust.manager.client import VmClient
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_ca, open_state
-from tests.manager.conftest import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
+from tests.support.world import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DB_PASSWORD = "FTRUST_DB_PASSWORD"  # storage.password_env's default

@@ -7,25 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.attacks import count, crl_serials, ocsp_status, post, table_sizes, unauthenticated_rejects
-from tests.support.cli import ftrust
-from tests.support.world import World, ca_cli, free_port, make_world, start_tls_agent, vm_cli, write_config
-
-# The names below moved to tests/support/; they stay importable from here for the branches in flight
-# this session only (import them from tests.support.attacks, .cli and .world).
-__all__ = [
-    "ca_cli",
-    "count",
-    "crl_serials",
-    "ftrust",
-    "ocsp_status",
-    "post",
-    "start_tls_agent",
-    "table_sizes",
-    "unauthenticated_rejects",
-    "vm_cli",
-    "write_config",
-]
+from tests.support.world import World, free_port, make_world
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,9 @@ def test_idle_and_slow_header_connections_on_every_port_do_not_stop_legitimate_c
             (f"{agent.server.url}/v1/health", str(agent_pin)),
         ):
             status, seconds = timed_get(url, verify)
-            assert status == 200 and seconds < 1.0, f"{url}: {status} after {seconds:.2f} s under attack"
+            # A server that let the attackers hold it would answer after their header timeout (10 s)
+            # or never (requests gives up at 5 s); 3 s leaves room for a loaded 2-core CI machine.
+            assert status == 200 and seconds < 3.0, f"{url}: {status} after {seconds:.2f} s under attack"
         for _ in range(3):  # the controller's OCSP checks keep succeeding
             during = client.check(controller.url, cert, key, server_pem, path=client.SWITCHES_PATH)
             assert during.accepted and during.status == 200, during

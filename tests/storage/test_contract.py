@@ -162,6 +162,129 @@ def test_a_name_binds_to_its_first_enclave_only(storage: Storage) -> None:
     assert storage.enrollments.registration("h1", "fw") is None
 
 
+class _RolledBack(Exception):
+    pass
+
+
+def _bind_enrolled(storage: Storage, vnf: str, key: str, mrenclave: str, register: bool, at: datetime) -> bool:
+    """bind_enrolled as the enrollment calls it: in a write that is rolled back when it says False."""
+
+    def fn(tx: object) -> bool:
+        ok = tx.enrollments.bind_enrolled(  # type: ignore[attr-defined]
+            "h1", vnf, public_key_sha256=key, mrenclave=mrenclave, at=at, register=("self", "rule") if register else None
+        )
+        if not ok:
+            raise _RolledBack
+        return bool(ok)
+
+    try:
+        return storage.write(fn)
+    except _RolledBack:
+        return False
+
+
+def _sequence(storage: Storage, vnf: str, key: str, mrenclave: str, register: bool, at: datetime) -> bool:
+    """What bind_enrolled stands for: register (if absent), bind, record the VNF as enrolled."""
+
+    def fn(tx: object) -> bool:
+        e = tx.enrollments  # type: ignore[attr-defined]
+        if register:
+            e.register_vnf("h1", vnf, enroll_rule="self", by="rule", at=at, if_absent=True)
+        if not e.bind("h1", vnf, public_key_sha256=key, mrenclave=mrenclave, at=at):
+            raise _RolledBack
+        e.record_vnf("h1", vnf, status=VnfStatus.ENROLLED, at=at, mrenclave=mrenclave, public_key_sha256=key, reasons=[])
+        return True
+
+    try:
+        return storage.write(fn)
+    except _RolledBack:
+        return False
+
+
+def _vnf_state(storage: Storage, vnf: str) -> object:
+    rows = [r for r in storage.enrollments.vnfs("h1") if r.name == vnf]
+    return [(r.__class__.__name__, *(getattr(r, f) for f in r.__dataclass_fields__ if f != "name")) for r in rows], (
+        storage.enrollments.registration("h1", vnf)
+    )
+
+
+@pytest.mark.parametrize("register", [True, False])
+def test_bind_enrolled_does_what_register_bind_and_record_do(storage: Storage, register: bool) -> None:
+    """Two names per case, one through bind_enrolled and one through the three steps: same answers,
+    same rows (the VNF record and the registration), for every state a name can be in."""
+    storage.hosts.add("h1", None, None, at=AT)
+    storage.enrollments.register_vnf("h1", "holder", enroll_rule="r", by="admin", at=AT)
+    assert storage.enrollments.bind("h1", "holder", public_key_sha256="held", mrenclave="m", at=AT)
+    later = AT + timedelta(minutes=5)
+    cases = [  # (state before, key, mrenclave, answer)
+        ("absent", "k1", "m1", register),
+        ("registered", "k2", "m2", True),
+        ("bound-same", "k3", "m3", True),
+        ("bound-other", "k4", "m4", False),
+        ("registered", "held", "m", False),  # the key is another name's
+    ]
+    for i, (state, base_key, mrenclave, answer) in enumerate(cases):
+        for how, tag in ((_bind_enrolled, "A"), (_sequence, "B")):
+            name = f"vnf{tag}{i}"
+            key = base_key if base_key == "held" else f"{base_key}KEY{tag}"  # each name its own key
+            if state != "absent":
+                storage.enrollments.register_vnf("h1", name, enroll_rule="r", by="admin", at=AT)
+            if state == "bound-same":
+                storage.enrollments.bind("h1", name, public_key_sha256=key, mrenclave=mrenclave, at=AT)
+            if state == "bound-other":
+                storage.enrollments.bind("h1", name, public_key_sha256=f"otherKEY{tag}", mrenclave="mo", at=AT)
+            assert how(storage, name, key, mrenclave, register, later) is answer, (state, how.__name__)
+        a, b = _vnf_state(storage, f"vnfA{i}"), _vnf_state(storage, f"vnfB{i}")
+        assert repr(a).replace(f"vnfA{i}", "X").replace("KEYA", "K") == repr(b).replace(f"vnfB{i}", "X").replace(
+            "KEYB", "K"
+        ), state
+        if answer:
+            key = f"{base_key}KEYA"
+            reg = storage.enrollments.registration("h1", f"vnfA{i}")
+            assert reg is not None and (reg.bound_public_key_sha256, reg.bound_mrenclave) == (key, mrenclave)
+            (row,) = [r for r in storage.enrollments.vnfs("h1") if r.name == f"vnfA{i}"]
+            assert (row.status, row.mrenclave, row.public_key_sha256, row.last_attested_at) == (
+                VnfStatus.ENROLLED, mrenclave, key, later,
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("register", [True, False])
+def test_concurrent_bind_enrolled_of_one_name_lets_exactly_one_enclave_have_it(storage: Storage, register: bool) -> None:
+    storage.hosts.add("h1", None, None, at=AT)
+    if not register:
+        storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def bind(key: str) -> None:
+        if _bind_enrolled(storage, "fw", key, "m", register, AT):
+            with lock:
+                won.append(key)
+
+    threads = [threading.Thread(target=bind, args=(f"k{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reg = storage.enrollments.registration("h1", "fw")
+    assert len(won) == 1 and reg is not None and reg.bound_public_key_sha256 == won[0]
+
+
+def test_find_with_vnf_reads_the_host_and_the_registration(storage: Storage) -> None:
+    assert storage.hosts.find_with_vnf("h1", "fw") == (None, None)
+    storage.hosts.add("h1", "https://h1:1", None, at=AT)
+    assert storage.hosts.find_with_vnf("h1", "fw") == (storage.hosts.find("h1"), None)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT, expected_mrenclave="e" * 64)
+    storage.enrollments.bind("h1", "fw", public_key_sha256="k", mrenclave="m", at=AT)
+    storage.hosts.add("h2", None, None, at=AT)
+    storage.enrollments.register_vnf("h2", "fw", enroll_rule="other", by="admin", at=AT)
+    host, reg = storage.hosts.find_with_vnf("h1", "fw")
+    assert host == storage.hosts.find("h1") and reg == storage.enrollments.registration("h1", "fw")
+    assert reg is not None and (reg.enroll_rule, reg.bound_public_key_sha256, reg.bound_at) == ("r", "k", AT)
+    assert storage.hosts.find_with_vnf("h2", "fw")[1] == storage.enrollments.registration("h2", "fw")
+    assert storage.hosts.find_with_vnf("h1", "ids") == (storage.hosts.find("h1"), None)
+
+
 def test_concurrent_binds_of_one_name_let_exactly_one_enclave_have_it(storage: Storage) -> None:
     storage.hosts.add("h1", None, None, at=AT)
     storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)

@@ -228,8 +228,11 @@ def test_a_write_callback_runs_again_after_a_deadlock(replicas: tuple[PostgresSt
     for t in threads:
         t.join(60)
     assert not any(t.is_alive() for t in threads)
-    assert sorted(calls[:2]) == ["a", "b"] and len(calls) == 3  # both ran, and the aborted one ran again
+    # Both ran, and the aborted one ran again (on a loaded machine its retry may itself meet the
+    # winner's row locks and be aborted once more before it commits: 3 calls or more).
+    assert sorted(calls[:2]) == ["a", "b"] and len(calls) >= 3
     winner = calls[-1]
+    assert calls.count(winner) == len(calls) - 1  # only the aborted one was ever re-run
     assert {h.name: h.reasons for h in a.hosts.all()} == {"h1": ({"by": winner},), "h2": ({"by": winner},)}
 
 

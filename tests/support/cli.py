@@ -6,11 +6,13 @@ Tests that need a long-running command (``vm serve``, ``agent serve``, ``enclave
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,3 +64,16 @@ def state_config(directory: Path, extra: str = "") -> Path:
     if not path.exists():
         path.write_text(f'[state]\ndir = "{directory / "state"}"\n{extra}')
     return path
+
+
+def json_transcript(stdout: str, stderr: str, returncode: int | None) -> dict[str, Any]:
+    """A command's JSON stdout, or an assertion naming its exit code and the end of its stderr
+    (a command that printed no JSON tells why, instead of a bare JSONDecodeError)."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        raise AssertionError(
+            f"exit {returncode}, stdout is not JSON ({stdout[:200]!r}); stderr ends:\n{stderr[-4000:]}"
+        ) from None
+    assert isinstance(doc, dict), doc
+    return doc

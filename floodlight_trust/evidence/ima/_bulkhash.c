@@ -9,6 +9,15 @@
  *   extend(algo, value, data, stride=0, skip=0)    value = H(value || data[k*stride+skip :][:size])
  *   replay(algo, value, items) -> bytes            value = H(value || H(item)), for every item
  *
+ * and SHA-256 resumable from a saved intermediate state (hashlib can neither export nor import one):
+ *
+ *   sha256_resume(state, data) -> state            the state after hashing data (state: see below)
+ *   sha256_final(state) -> digest                  the SHA-256 of everything the state has hashed
+ *
+ * A state is implementation-independent: the eight chaining words after the last whole 64-byte
+ * block (big-endian, 32 bytes), the byte count hashed (8 bytes, big-endian), then the count mod 64
+ * bytes not yet compressed. sha256state.py documents it and holds the reference in Python.
+ *
  * The pure-Python reference of each is in bulkhash.py, which tests compare with this module.
  */
 #define PY_SSIZE_T_CLEAN
@@ -189,7 +198,93 @@ done:
     return result;
 }
 
+/* SHA-256 intermediate states, as documented at the top. */
+#define STATE_HEAD 40
+
+static int
+state_load(SHA256_CTX *c, const unsigned char *s, Py_ssize_t n)
+{
+    if (n < STATE_HEAD) goto bad;
+    unsigned long long total = 0;
+    for (int i = 0; i < 8; i++) total = (total << 8) | s[32 + i];
+    if (total >> 61 || (Py_ssize_t)(total % SHA256_CBLOCK) != n - STATE_HEAD) goto bad;
+    SHA256_Init(c);
+    for (int i = 0; i < 8; i++)
+        c->h[i] = ((SHA_LONG)s[4 * i] << 24) | ((SHA_LONG)s[4 * i + 1] << 16) | ((SHA_LONG)s[4 * i + 2] << 8) | s[4 * i + 3];
+    unsigned long long bits = total << 3;
+    c->Nl = (SHA_LONG)(bits & 0xffffffffu);
+    c->Nh = (SHA_LONG)(bits >> 32);
+    c->num = (unsigned int)(n - STATE_HEAD);
+    memcpy(c->data, s + STATE_HEAD, (size_t)c->num); /* libcrypto keeps the pending bytes in order here */
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "not a SHA-256 state (32-byte chaining value, 8-byte count, count mod 64 bytes)");
+    return -1;
+}
+
+static PyObject *
+state_dump(const SHA256_CTX *c)
+{
+    unsigned long long total = (((unsigned long long)c->Nh << 32) | c->Nl) >> 3;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, STATE_HEAD + c->num);
+    if (out == NULL) return NULL;
+    unsigned char *s = (unsigned char *)PyBytes_AS_STRING(out);
+    for (int i = 0; i < 8; i++) {
+        s[4 * i] = (unsigned char)(c->h[i] >> 24);
+        s[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
+        s[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
+        s[4 * i + 3] = (unsigned char)c->h[i];
+    }
+    for (int i = 0; i < 8; i++) s[32 + i] = (unsigned char)(total >> (56 - 8 * i));
+    memcpy(s + STATE_HEAD, c->data, c->num);
+    return out;
+}
+
+static PyObject *
+sha256_resume(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer state = {0}, data = {0};
+    if (!PyArg_ParseTuple(args, "y*y*", &state, &data)) return NULL;
+    PyObject *result = NULL;
+    SHA256_CTX c;
+    if (state_load(&c, state.buf, state.len) < 0) goto done;
+    if ((unsigned long long)data.len >> 60) {
+        PyErr_SetString(PyExc_OverflowError, "too much data for one SHA-256");
+        goto done;
+    }
+    if (data.len > 65536) { /* a whole list after a restart: let other threads run meanwhile */
+        Py_BEGIN_ALLOW_THREADS
+        SHA256_Update(&c, data.buf, (size_t)data.len);
+        Py_END_ALLOW_THREADS
+    } else {
+        SHA256_Update(&c, data.buf, (size_t)data.len);
+    }
+    result = state_dump(&c);
+done:
+    PyBuffer_Release(&state);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *
+sha256_final(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer state = {0};
+    if (!PyArg_ParseTuple(args, "y*", &state)) return NULL;
+    PyObject *result = NULL;
+    SHA256_CTX c;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    if (state_load(&c, state.buf, state.len) == 0) {
+        SHA256_Final(digest, &c);
+        result = PyBytes_FromStringAndSize((const char *)digest, SHA256_DIGEST_LENGTH);
+    }
+    PyBuffer_Release(&state);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"sha256_resume", sha256_resume, METH_VARARGS, "sha256_resume(state, data) -> the SHA-256 state after data"},
+    {"sha256_final", sha256_final, METH_VARARGS, "sha256_final(state) -> the SHA-256 digest of a state"},
     {"digests", (PyCFunction)(void (*)(void))bulk_digests, METH_VARARGS | METH_KEYWORDS,
      "digests(algo, items, prefix=b'') -> prefix + H(item) for every item, concatenated"},
     {"extend", (PyCFunction)(void (*)(void))bulk_extend, METH_VARARGS | METH_KEYWORDS,

@@ -13,13 +13,19 @@ the running hash object is kept with the in-memory state and extended with the n
 in-memory state also keeps a reference to the previous list so the prefix comparison is a memcmp
 and a change is located exactly; a state restored from JSON re-hashes the prefix once (C speed).
 The running PCR values alone would not do: checking them needs a replay of the whole prefix.
+
+Saved SHA-256 states. The running hash is a :class:`Sha256State`, whose state ``to_json`` keeps
+(``prefix_state``); a state restored from JSON knows its prefix only by that hash
+(:meth:`ImaState.resume_point`: a :class:`ListBytes` with an *unheld* prefix and the hash to extend),
+so a verifier that has checked, through a quote's binding, that the whole list is that prefix
+followed by a tail can appraise the tail alone after a restart (docs/protocol.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +35,7 @@ from floodlight_trust.evidence.ima import ascii as ascii_list
 from floodlight_trust.evidence.ima import binary as binary_list
 from floodlight_trust.evidence.ima import bulkhash
 from floodlight_trust.evidence.ima.batch import Batch
+from floodlight_trust.evidence.ima.sha256state import Sha256State
 from floodlight_trust.evidence.ima.templates import (
     BANK_BY_SIZE,
     BANKS,
@@ -48,6 +55,11 @@ PCR = 10  # the IMA PCR whose values are reported and compared
 
 class ImaPrefixChanged(VerificationError):
     """The part of the list appraised in an earlier round is no longer the same."""
+
+
+class ImaPrefixNotHeld(InputError):
+    """The list's first bytes are known only by their SHA-256 state and this appraisal needs them
+    (it does not continue the state they were saved with): the caller asks for the whole list."""
 
 
 class FindingKind(StrEnum):
@@ -108,33 +120,51 @@ class ImaFinding:
 class ListBytes:
     """An IMA list held as the chunks it arrived in (a verifier that receives only what was appended
     each round), joined only when one contiguous copy is needed. Chunks are immutable ``bytes``: a
-    list that holds the very chunk objects of another, first, provably starts with its bytes."""
+    list that holds the very chunk objects of another, first, provably starts with its bytes.
 
-    __slots__ = ("_joined", "_length", "_prefix_hash", "chunks")
+    A list may start with ``unheld`` bytes the holder does not have (:meth:`unheld_prefix`): those
+    of an :class:`ImaState` restored from JSON, known only by its saved SHA-256 state. Such a list
+    cannot be joined (``complete`` is False); it is what a verifier appends a received tail to after
+    checking, by the quote's binding, that the whole list is that prefix followed by the tail."""
+
+    __slots__ = ("_joined", "_length", "_prefix_hash", "_root", "chunks", "unheld")
     MAX_CHUNKS = 64  # then the next append joins them (once every 64 rounds)
 
-    def __init__(self, chunks: tuple[bytes, ...]):
+    def __init__(self, chunks: tuple[bytes, ...], *, unheld: int = 0, _root: object | None = None):
         self.chunks = chunks
-        self._length = sum(map(len, chunks))
-        self._joined: bytes | None = chunks[0] if len(chunks) == 1 else None
+        self.unheld = unheld
+        # The unheld prefix's identity: one token per unheld_prefix(), shared by every list appended to it.
+        self._root = _root if unheld else None
+        self._length = unheld + sum(map(len, chunks))
+        self._joined: bytes | None = chunks[0] if (len(chunks) == 1 and not unheld) else None
         self._prefix_hash: tuple[int, Any] | None = None  # (n, SHA-256 over the first n bytes)
 
-    def sha256(self, *, snapshot_at: int | None = None) -> Any:
-        """A SHA-256 object over the whole list. With ``snapshot_at`` (the ``byte_length`` of a
+    @classmethod
+    def unheld_prefix(cls, length: int) -> ListBytes:
+        """A list of ``length`` bytes none of which is held (appended to, it is a prefix + tails)."""
+        return cls((), unheld=length, _root=object()) if length else cls(())
+
+    @property
+    def complete(self) -> bool:
+        """Every byte is held (the list can be joined)."""
+        return not self.unheld
+
+    def sha256(self, *, snapshot_at: int | None = None) -> Sha256State:
+        """A SHA-256 over the whole list. With ``snapshot_at`` (the ``byte_length`` of a
         persisted :class:`ImaState`), the same pass keeps the hash of that prefix, and an appraisal
         of this list from that state uses it instead of hashing the prefix again: a verifier that
         hashes the whole list anyway (to check the quote's binding) reads it once after a restart."""
         data = self.join()
         n = snapshot_at
         if n is None or not 0 < n <= len(data):
-            return hashlib.sha256(data)
+            return Sha256State(data)
         view = memoryview(data)
-        h = hashlib.sha256(view[:n])
+        h = Sha256State(view[:n])
         self._prefix_hash = (n, h.copy())
         h.update(view[n:])
         return h
 
-    def prefix_sha256(self, n: int) -> Any | None:
+    def prefix_sha256(self, n: int) -> Sha256State | None:
         """The SHA-256 object over the first ``n`` bytes kept by :meth:`sha256`, if it kept that one."""
         held = self._prefix_hash
         return held[1].copy() if held is not None and held[0] == n else None
@@ -143,6 +173,12 @@ class ListBytes:
         return self._length
 
     def join(self) -> bytes:
+        """The whole list as one ``bytes``; InputError when its first bytes are not held."""
+        if self.unheld:
+            raise ImaPrefixNotHeld(
+                f"the first {self.unheld} bytes of this IMA list are known only by their SHA-256: "
+                "the whole list is needed"
+            )
         if self._joined is None:
             self._joined = b"".join(self.chunks)
         return self._joined
@@ -150,13 +186,19 @@ class ListBytes:
     def append(self, tail: bytes) -> ListBytes:
         """This list followed by ``tail`` (the chunks are shared, not copied)."""
         if len(self.chunks) >= self.MAX_CHUNKS:
-            return ListBytes((self.join(), tail))
-        return ListBytes((*self.chunks, tail))
+            # The same bytes as one chunk, in this list too: a list appended to it still extends it.
+            self.chunks = (b"".join(self.chunks),)
+            self._joined = None if self.unheld else self.chunks[0]
+        return ListBytes((*self.chunks, tail), unheld=self.unheld, _root=self._root)
 
     def extends(self, prefix: ListBytes) -> bool:
-        """True if this list starts with exactly ``prefix``'s chunk objects (so with its bytes)."""
+        """True if this list starts with exactly ``prefix``'s chunk objects (so with its bytes) and
+        the same unheld prefix. An unheld prefix is the same only in lists appended to one
+        :meth:`unheld_prefix` object, which is where a verifier keeps its chunks."""
         k = len(prefix.chunks)
-        return len(self.chunks) >= k and all(a is b for a, b in zip(self.chunks, prefix.chunks, strict=False))
+        if self.unheld != prefix.unheld or self._root is not prefix._root or len(self.chunks) < k:
+            return False
+        return all(a is b for a, b in zip(self.chunks, prefix.chunks, strict=False))
 
     def after(self, prefix: ListBytes) -> bytes:
         """The bytes following ``prefix`` (which this list ``extends``)."""
@@ -186,7 +228,7 @@ class ImaState:
         return self.pcrs.get(PCR, {})
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "entry_count": self.entry_count,
             "byte_length": self.byte_length,
             "pcrs": {str(p): dict(v) for p, v in self.pcrs.items()},
@@ -195,9 +237,29 @@ class ImaState:
             "hash_size": self.hash_size,
             "boot_aggregate": self.boot_aggregate,
         }
+        saved = self._hasher.saved if isinstance(self._hasher, Sha256State) else None
+        if saved is not None and self._hasher.length == self.byte_length:
+            doc["prefix_state"] = saved.hex()  # the SHA-256 state after the prefix: resumable
+        return doc
+
+    def appraised_from(self, data: ListBytes) -> bool:
+        """This state is the one its round left after appraising exactly ``data`` (kept in memory)."""
+        return self._previous is data
+
+    def resume_point(self) -> tuple[ListBytes, Sha256State] | None:
+        """For a state restored from JSON with its saved SHA-256 state: the list of its prefix
+        (``byte_length`` unheld bytes) and the hash over it, to which the caller appends a tail
+        once the quote's binding has shown that the whole list is that prefix and the tail.
+        :func:`appraise_measurement_list` then appraises the tail alone. None: not resumable."""
+        previous, hasher = self._previous, self._hasher
+        if isinstance(previous, ListBytes) and not previous.complete and isinstance(hasher, Sha256State):
+            return previous, hasher
+        return None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ImaState:
+        """The state ``to_json`` wrote. Its saved SHA-256 state, if any, is kept only when it
+        covers exactly ``byte_length`` bytes and hashes to ``prefix_sha256`` (:meth:`resume_point`)."""
         try:
             pcrs = {int(p): {str(b): str(v) for b, v in banks.items()} for p, banks in d["pcrs"].items()}
             state = cls(
@@ -215,6 +277,15 @@ class ImaState:
             raise InputError("IMA state: malformed format or counts")
         if state.hash_size and state.hash_size not in BANK_BY_SIZE:  # 0: not known yet
             raise InputError(f"IMA state: no template-hash bank has {state.hash_size}-byte hashes")
+        saved = d.get("prefix_state")
+        if isinstance(saved, str) and state.byte_length:
+            try:
+                hasher = Sha256State.restore(
+                    bytes.fromhex(saved), length=state.byte_length, sha256_hex=state.prefix_sha256
+                )
+            except (ValueError, InputError):
+                return state  # not usable: the prefix is checked by its SHA-256 (the whole list is needed)
+            return replace(state, _previous=ListBytes.unheld_prefix(state.byte_length), _hasher=hasher)
         return state
 
 
@@ -413,7 +484,7 @@ def _check_prefix(data: bytes, state: ImaState, source: str | None, whole: ListB
     (the ListBytes ``data`` was joined from) may hold that prefix's hash already."""
     n = state.byte_length
     if n == 0:
-        return hashlib.sha256()
+        return Sha256State()
     if len(data) < n:
         raise ImaPrefixChanged(
             f"the list has {len(data)} bytes, fewer than the {n} bytes ({state.entry_count} entries) "
@@ -422,13 +493,13 @@ def _check_prefix(data: bytes, state: ImaState, source: str | None, whole: ListB
         )
     previous = state._previous
     if isinstance(previous, ListBytes):
-        previous = previous.join()
+        previous = previous.join() if previous.complete else None  # unheld: checked by its SHA-256 below
     if previous is not None and len(previous) >= n and state._hasher is not None:
         if data.startswith(memoryview(previous)[:n]):
             return state._hasher.copy()
         raise _changed_at(data, previous, n, state, source)
     held = whole.prefix_sha256(n) if whole is not None and whole.join() is data else None
-    hasher = held if held is not None else hashlib.sha256(memoryview(data)[:n])
+    hasher = held if held is not None else Sha256State(memoryview(data)[:n])
     if hasher.hexdigest() != state.prefix_sha256:
         raise ImaPrefixChanged(
             f"the first {state.entry_count} entries ({n} bytes) appraised before have changed: their SHA-256 "

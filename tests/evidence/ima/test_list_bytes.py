@@ -15,8 +15,11 @@ from floodlight_trust.evidence.ima import (
     make_entry,
     serialize_ascii,
     serialize_binary,
+    sha256state,
 )
 from floodlight_trust.evidence.ima import appraise as appraise_module
+from floodlight_trust.evidence.ima.appraise import ImaPrefixNotHeld
+from floodlight_trust.evidence.ima.sha256state import Sha256State
 
 
 def entries(n: int, start: int = 0) -> list:
@@ -91,7 +94,8 @@ def test_appending_past_the_chunk_limit_joins_once() -> None:
     assert len(held.chunks) == ListBytes.MAX_CHUNKS
     joined = held.append(b"c")
     assert joined.chunks == (b"a" + b"b" * (ListBytes.MAX_CHUNKS - 1), b"c") and len(joined) == ListBytes.MAX_CHUNKS + 1
-    assert not joined.extends(held)  # the next round compares the prefix once, then chunks again
+    # The held list is joined in place (the same bytes), so the next round still reads only the tail.
+    assert held.chunks == joined.chunks[:1] and held.join() == joined.chunks[0] and joined.extends(held)
 
 
 @pytest.mark.parametrize("serialize", [serialize_ascii, serialize_binary])
@@ -106,13 +110,13 @@ def test_a_restart_hashes_the_whole_list_once(serialize, monkeypatch: pytest.Mon
     assert whole.prefix_sha256(persisted.byte_length).digest() == hashlib.sha256(first).digest()
     assert whole.prefix_sha256(persisted.byte_length - 1) is None
     hashed: list[int] = []
-    real = appraise_module.hashlib.sha256
 
-    def counting(data: bytes = b"") -> object:
-        hashed.append(len(data))
-        return real(data)
+    class Counting(Sha256State):
+        def __init__(self, data: bytes | memoryview = b"") -> None:
+            hashed.append(len(data))
+            super().__init__(data)
 
-    monkeypatch.setattr(appraise_module.hashlib, "sha256", counting)
+    monkeypatch.setattr(appraise_module, "Sha256State", Counting)
     resumed = appraise_measurement_list(whole, state=persisted)
     assert hashed == []  # the prefix was not hashed again
     monkeypatch.undo()
@@ -132,3 +136,27 @@ def test_a_snapshot_of_changed_bytes_still_fails_the_prefix_check() -> None:
     other = ListBytes((first + serialize_ascii(entries(2, 10)),))
     other.sha256(snapshot_at=persisted.byte_length - 5)
     assert appraise_measurement_list(other, state=persisted).entry_count == 12
+
+
+@pytest.mark.skipif(not sha256state.NATIVE, reason="saved SHA-256 states need the native module _bulkhash")
+@pytest.mark.parametrize("serialize", [serialize_ascii, serialize_binary])
+def test_a_restored_state_appraises_a_tail_after_its_unheld_prefix(serialize) -> None:  # type: ignore[no-untyped-def]
+    """A state restored from JSON with its saved SHA-256 state: the tail appended to its resume
+    point is appraised alone, exactly as the whole list would be, and the running hash is the whole
+    list's; a list that does not continue that very prefix cannot be appraised from it."""
+    first, tail = serialize(entries(30)), serialize(entries(5, 30))
+    persisted = ImaState.from_json(appraise_measurement_list(first).state.to_json())
+    resume = persisted.resume_point()
+    assert resume is not None
+    prefix, hasher = resume
+    assert len(prefix) == len(first) and not prefix.complete and hasher.digest() == hashlib.sha256(first).digest()
+    resumed = appraise_measurement_list(prefix.append(tail), state=persisted)
+    _same(resumed, appraise_measurement_list(first + tail, state=persisted))
+    assert resumed.state.prefix_sha256 == hashlib.sha256(first + tail).hexdigest()
+    again = ImaState.from_json(resumed.state.to_json())  # a tail-only round saves a resumable state too
+    assert again.resume_point() is not None
+    # Another object with the same unheld length is not that prefix: its bytes are needed, and absent.
+    with pytest.raises(ImaPrefixNotHeld):
+        appraise_measurement_list(ListBytes.unheld_prefix(len(first)).append(tail), state=persisted)
+    with pytest.raises(ImaPrefixNotHeld):
+        appraise_measurement_list(prefix.append(tail))  # no state: the whole list is needed
