@@ -636,21 +636,31 @@ def _signer_index(windows: tuple[_Window, ...], at: datetime) -> int:
 
 
 def _signer(
-    signers: list[_Cert], index: int, anchor: TrustAnchor, what: str, root_revoked: frozenset[int], issued: set[int]
+    signers: list[_Cert],
+    index: int,
+    anchor: TrustAnchor,
+    what: str,
+    root_revoked: frozenset[int],
+    issued: set[int],
+    checked: set[int],
 ) -> _Cert:
     """``signers[index]`` (a TCB signing certificate), checked as dcap-qvl's path validation checks
     it: issued by the anchor, an end entity (basicConstraints, extended key usage) and not revoked
     by the root CA CRL. Intel re-issued the TCB signing certificate with the same key, so a chain
     may list several: the one valid at the verification time is used (``_signer_index``).
-    ``issued`` remembers the signers whose signature by the anchor this call already checked (TCB
-    info and QE identity share one)."""
+    ``issued`` and ``checked`` remember the signers whose signature by the anchor, and whose profile
+    and revocation, this call already checked (TCB info and QE identity usually share one)."""
     entry = signers[index]
     if id(entry) not in issued:
         _issued_by(entry, anchor.certificate, anchor.subject_der, f"{what} signing certificate")
         issued.add(id(entry))
-    _check_profile(entry, f"{what} signing certificate", ca=False)
-    if entry.cert.serial_number in root_revoked:
-        raise CertificateRevoked(f"{what} signing certificate {subject_text(entry.cert)} is revoked by the root CA CRL")
+    if id(entry) not in checked:
+        _check_profile(entry, f"{what} signing certificate", ca=False)
+        if entry.cert.serial_number in root_revoked:
+            raise CertificateRevoked(
+                f"{what} signing certificate {subject_text(entry.cert)} is revoked by the root CA CRL"
+            )
+        checked.add(id(entry))
     return entry
 
 
@@ -734,12 +744,12 @@ def _verify_collateral(
     root_revoked, root_crl_w = _crl(c.root_ca_crl, root, anchor.subject_der, "root CA CRL")
     if anchor.serial_number in root_revoked:
         raise CertificateRevoked(f"the trust anchor {anchor.name} is revoked by its own CRL")
-    issued = {id(tcb_entry)}
-    _signer(signers.tcb, choice[0], anchor, "TCB info", root_revoked, issued)
+    issued, checked = {id(tcb_entry)}, set[int]()
+    _signer(signers.tcb, choice[0], anchor, "TCB info", root_revoked, issued, checked)
     tcb_signer_w = _signed_json(tcb_raw, c.tcb_info_signature, tcb_entry, "TCB info")
     if signers.qe_error is not None:
         raise signers.qe_error
-    qe_entry = _signer(signers.qe, choice[1], anchor, "QE identity", root_revoked, issued)
+    qe_entry = _signer(signers.qe, choice[1], anchor, "QE identity", root_revoked, issued, checked)
     qe_signer_w = _signed_json(qe_raw, c.qe_identity_signature, qe_entry, "QE identity")
     tcb = parse_tcb_info(tcb_raw)
     qe = parse_qe_identity(qe_raw)
