@@ -85,6 +85,11 @@ Connection = psycopg.Connection[DictRow]
 MIGRATION_LOCK = 0x66747275_73746D67  # "ftrustmg"
 _LOCK_SEED = 0x6674  # hashtextextended seed of the row-guard locks
 WRITE_RETRIES = 8  # serialization failures / deadlocks before write() gives up
+# psycopg-pool retries a failed connection attempt with exponential backoff (1, 2, 4, 8... s) until
+# its reconnect_timeout (default 5 min): after an outage of T seconds its next attempt could come up
+# to T seconds after the database is back, the replica unhealthy all that while. Giving an attempt
+# up after a few seconds makes the next request start a fresh one (at most 2 s between attempts).
+RECONNECT_SECONDS = 5.0
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
@@ -1048,6 +1053,7 @@ class PostgresStorage(PostgresTransaction):
                     # replaces the broken ones instead of failing the next requests with them.
                     check=ConnectionPool.check_connection,
                     configure=_configure,
+                    reconnect_timeout=RECONNECT_SECONDS,
                     name="ftrust-state",
                 )
             return self._pool

@@ -19,7 +19,7 @@ from tests.support.world import World, make_world
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, pg_cluster: LocalCluster) -> Iterator[World]:
-    database = pg_cluster.create_database()
+    database = pg_cluster.create_migrated_database()
     try:
         w = make_world(tmp_path_factory.mktemp("vm-pg"), storage_url=pg_cluster.url(database))
         yield from w

@@ -14,7 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from floodlight_trust.manager.client import VmClient
 from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_ca, open_state
+from floodlight_trust.storage.stores import Storage
 from tests.support.world import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +103,10 @@ class Host:
     backend: SimBackend
     agent: Agent
     server: HttpServer
+    asked: list[float] = field(default_factory=list)  # time.monotonic() of each host evidence request
+
+    def attestations(self, since: float) -> list[float]:
+        return [t for t in list(self.asked) if t >= since]
 
     @property
     def url(self) -> str:
@@ -118,8 +124,11 @@ class Cluster:
         extra_config: str = "",
         database_url: str = "",
         env: dict[str, str] | None = None,
+        connect_timeout_seconds: int | None = None,
     ):
-        """``database_url`` (no password in it: ``env`` carries FTRUST_DB_PASSWORD) puts the state on PostgreSQL."""
+        """``database_url`` (no password in it: ``env`` carries FTRUST_DB_PASSWORD) puts the state on
+        PostgreSQL; ``connect_timeout_seconds`` is its storage setting (how long a request waits for
+        a database connection before its 503)."""
         self.tmp = tmp
         self.database_url = database_url
         self.env = env or {}
@@ -127,6 +136,8 @@ class Cluster:
         (tmp / "site.policy").write_text(policy_text())
         (tmp / "host.ima").write_bytes(ima_list(HOST_FILES))
         storage = f'[storage]\nurl = "{database_url}"\n' if database_url else ""
+        if connect_timeout_seconds is not None:
+            storage += f"{'' if database_url else '[storage]'}\nconnect_timeout_seconds = {connect_timeout_seconds}\n"
         self.config_path = tmp / "ftrust.toml"
         self.config_path.write_text(
             f"""
@@ -152,6 +163,7 @@ revocation_poll_seconds = 0.2
         self.reattest_interval = reattest_interval
         self.replicas: list[Replica] = []
         self.hosts: list[Host] = []
+        self._opened: list[Storage] = []
         self._count = 0
 
     def process_env(self) -> dict[str, str]:
@@ -167,10 +179,20 @@ revocation_poll_seconds = 0.2
         return r.stdout
 
     # -- replicas --------------------------------------------------------------------------------
-    def start_replica(self, name: str, *, reattest_interval: float | None = None) -> Replica:
+    def start_replica(
+        self, name: str, *, reattest_interval: float | None = None, database_url: str | None = None
+    ) -> Replica:
+        """``database_url``: this replica reaches the shared database at another address (a proxy
+        the test can cut), with a config of its own that differs from the deployment's only there."""
         interval = self.reattest_interval if reattest_interval is None else reattest_interval
+        config = self.config_path
+        if database_url is not None:
+            config = self.tmp / f"ftrust-{name}.toml"
+            text = self.config_path.read_text()
+            assert self.database_url and f'url = "{self.database_url}"' in text
+            config.write_text(text.replace(f'url = "{self.database_url}"', f'url = "{database_url}"'))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), "vm", "serve",
+            [sys.executable, "-m", "floodlight_trust", "--config", str(config), "vm", "serve",
              "--reattest-interval", str(interval)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
             env=self.process_env(),
@@ -212,16 +234,18 @@ revocation_poll_seconds = 0.2
         ima = self.tmp / f"{name}.ima"
         ima.write_bytes(ima_list(HOST_FILES))
         agent = Agent(name, backend, ImaSource(None, ima))
-        if host_evidence_delay:
-            evidence = agent.host_evidence
+        asked: list[float] = []
+        evidence = agent.host_evidence
 
-            def slow(*args: Any, **kw: Any) -> Any:  # a round takes a while: a kill lands inside it
+        def observed(*args: Any, **kw: Any) -> Any:
+            asked.append(time.monotonic())  # when a VM asked this host for evidence (an attestation)
+            if host_evidence_delay:  # a round takes a while: a kill lands inside it
                 time.sleep(host_evidence_delay)
-                return evidence(*args, **kw)
+            return evidence(*args, **kw)
 
-            agent.host_evidence = slow  # type: ignore[method-assign]
+        agent.host_evidence = observed  # type: ignore[method-assign]
         server = HttpServer(make_app(agent), host="127.0.0.1", port=0, threads=16, name=f"agent-{name}").start()
-        host = Host(name, backend, agent, server)
+        host = Host(name, backend, agent, server, asked)
         self.hosts.append(host)
         return host
 
@@ -229,18 +253,29 @@ revocation_poll_seconds = 0.2
         host.backend.add_enclave(vnf, GOOD_IMAGE)
 
     # -- the shared state, read directly -----------------------------------------------------------
-    def open_ca(self) -> CertificateAuthority:
-        """The VNF CA on the shared state, as `ftrust ca` opens it (another process of the deployment)."""
+    @contextmanager
+    def _deployment_env(self) -> Iterator[None]:
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)  # the database password, as the processes of the deployment get it
         try:
-            return open_ca(self.config, PASSWORD, open_state(self.config))
+            yield
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+    def open_storage(self) -> Storage:
+        """The shared state as every process of the deployment opens it (storage.url of the config)."""
+        with self._deployment_env():
+            storage = open_state(self.config)
+        self._opened.append(storage)
+        return storage
+
+    def open_ca(self) -> CertificateAuthority:
+        """The VNF CA on the shared state, as `ftrust ca` opens it (another process of the deployment)."""
+        return open_ca(self.config, PASSWORD, self.open_storage())
 
     def controller_credential(self, name: str) -> tuple[str, str]:
         """A controller's client certificate and (unencrypted, test-only) key for the revocation stream."""
@@ -287,3 +322,5 @@ revocation_poll_seconds = 0.2
                 r.kill()
         for h in self.hosts:
             h.server.stop()
+        for storage in self._opened:
+            storage.close()

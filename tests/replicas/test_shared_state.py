@@ -29,7 +29,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """Two replicas on one SQLite file, or on one PostgreSQL database of the session's cluster."""
     if request.param == "postgresql":
         pg = request.getfixturevalue("pg_cluster")
-        name = pg.create_database()
+        name = pg.create_migrated_database()
         c = Cluster(
             tmp_path_factory.mktemp("replicas-pg"),
             database_url=pg.url(name, password=False),

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from floodlight_trust.storage.migrations import STEPS
 from tests.support.postgres import LocalCluster, PgDatabase, find_bindir
 
 
@@ -26,10 +27,30 @@ def test_tcp_without_the_password_is_refused(pg_database: PgDatabase) -> None:
         psycopg.connect(pg_database.url_without_password, connect_timeout=10).close()
 
 
-def test_each_test_gets_a_fresh_database(pg_database: PgDatabase) -> None:
+def test_each_test_gets_a_fresh_migrated_database(pg_database: PgDatabase) -> None:
+    """A copy of the cluster's migrated template: every step applied, every table empty."""
     with psycopg.connect(pg_database.url) as conn:
+        steps = {tuple(r) for r in conn.execute("SELECT component, version FROM schema_migrations")}
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        rows = {
+            t: conn.execute(f"SELECT count(*) FROM {t}".encode()).fetchone() for t in tables if t != "schema_migrations"
+        }
+    assert steps == {s.key for s in STEPS}
+    assert "manager_enrollments" in tables and "reattest_leases" in tables
+    assert set(rows.values()) == {(0,)}
+
+
+def test_a_blank_database_has_no_tables(pg_blank_database: PgDatabase) -> None:
+    with psycopg.connect(pg_blank_database.url) as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
     assert tables == (0,)
+
+
+def test_the_template_is_closed_to_connections(pg_database: PgDatabase) -> None:
+    """No session can sit on the template (which would make the next copy of it fail)."""
+    template = pg_database.cluster.migrated_template()
+    with pytest.raises(psycopg.OperationalError, match="not currently accepting connections"):
+        psycopg.connect(pg_database.cluster.url(template), connect_timeout=10).close()
 
 
 def test_a_cluster_stops_and_leaves_nothing_behind(pg_cluster: LocalCluster) -> None:

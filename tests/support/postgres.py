@@ -2,7 +2,10 @@
 
 One cluster per test session (``pg_cluster``), listening on 127.0.0.1 at a free port and on a Unix
 socket inside its own directory, with fsync off (nothing in it has to survive a crash of the
-machine); each test that asks for ``pg_url`` gets a database of its own, dropped afterwards.
+machine). Each test that asks for ``pg_database`` gets a database of its own, dropped afterwards,
+already migrated: the cluster migrates one template database once (:meth:`LocalCluster.migrated_template`)
+and each test's database is a copy of it (``CREATE DATABASE ... TEMPLATE``), so no test pays for
+the migrations' DDL. ``pg_blank_database`` is an empty one, for the tests of migrating itself.
 
 initdb and pg_ctl refuse to run as root, so as root (CI runs as root) the cluster is made and run
 as ``nobody`` in a directory ``nobody`` owns. The binaries come from PATH or Debian's
@@ -21,7 +24,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -107,6 +112,8 @@ class LocalCluster:
         self.password = secrets.token_urlsafe(18)
         self.port = 0
         self._started = False
+        self._template: str | None = None
+        self._dropper: ThreadPoolExecutor | None = None
 
     def _pg(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
@@ -174,6 +181,9 @@ class LocalCluster:
             return ""
 
     def stop(self) -> None:
+        if self._dropper is not None:  # the databases still to drop go with the cluster
+            self._dropper.shutdown(wait=True, cancel_futures=True)
+            self._dropper = None
         if self._started:
             self._pg("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
             self._started = False
@@ -196,13 +206,45 @@ class LocalCluster:
             cur = conn.execute(sql)  # type: ignore[arg-type]  # test administration, not user input
             return "" if cur.description is None else "\n".join("|".join(map(str, row)) for row in cur.fetchall())
 
-    def create_database(self) -> str:
+    def create_database(self, *, template: str | None = None) -> str:
+        """A new database, empty or a copy of ``template``; its name."""
         name = "t_" + secrets.token_hex(6)
-        self.psql(f"CREATE DATABASE {name}")
+        # FILE_COPY copies the template's files (with fsync off its checkpoint is cheap) instead of
+        # writing every page of it to the WAL as PostgreSQL 15's default does.
+        clone = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+        self.psql(f"CREATE DATABASE {name}{clone}")
         return name
+
+    def migrated_template(self) -> str:
+        """A database with every migration of storage/migrations.py applied, made on first use and
+        closed to connections (a template with a session on it cannot be copied)."""
+        if self._template is None:
+            from floodlight_trust.storage.postgres import PostgresStorage
+            from floodlight_trust.storage.url import PostgresUrl, parse_storage_url
+
+            name = "ftrust_migrated"
+            self.psql(f"CREATE DATABASE {name}")
+            url = parse_storage_url(self.url(name))
+            assert isinstance(url, PostgresUrl)
+            PostgresStorage(url, pool_size=1).close()  # migrates on open
+            self.psql(f"ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+            self._template = name
+        return self._template
+
+    def create_migrated_database(self) -> str:
+        """A new database holding the current schema and no rows (a copy of :meth:`migrated_template`)."""
+        return self.create_database(template=self.migrated_template())
 
     def drop_database(self, name: str) -> None:
         self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def discard_database(self, name: str) -> None:
+        """Drop ``name`` in the background: a DROP DATABASE waits for a checkpoint, the next test
+        need not (one thread, so drops never pile up on the server). A drop still pending when the
+        cluster stops is cancelled: the cluster's directory goes with it."""
+        if self._dropper is None:
+            self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-drop")
+        self._dropper.submit(self.drop_database, name)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -258,8 +300,99 @@ class PgDatabase:
 
 @pytest.fixture()
 def pg_database(pg_cluster: LocalCluster) -> Iterator[PgDatabase]:
+    """A migrated database of its own (the current schema, no rows), dropped after the test."""
+    name = pg_cluster.create_migrated_database()
+    try:
+        yield PgDatabase(pg_cluster, name)
+    finally:
+        pg_cluster.discard_database(name)
+
+
+@pytest.fixture()
+def pg_blank_database(pg_cluster: LocalCluster) -> Iterator[PgDatabase]:
+    """An empty database of its own (no tables: nothing migrated), dropped after the test."""
     name = pg_cluster.create_database()
     try:
         yield PgDatabase(pg_cluster, name)
     finally:
-        pg_cluster.drop_database(name)
+        pg_cluster.discard_database(name)
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to ``target`` that a test can cut: the network between one replica
+    and its database, failing while the database itself (and every other replica) goes on.
+
+    :meth:`cut` closes every forwarded connection and stops listening (new connections are
+    refused, as by a host whose route is gone); :meth:`restore` listens again on the same port.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = _free_port()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+
+    def start(self) -> TcpProxy:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True, name="tcp-proxy").start()
+        return self
+
+    restore = start
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed by cut()
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass  # the other direction, or cut(), closed it
+        finally:
+            for s in (src, dst):
+                self._close(s)
+
+    def _close(self, s: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(s)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected any more
+        s.close()
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            # shutdown() first: close() alone leaves a socket that a thread blocks accept() on listening.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not every platform allows it on a listening socket; close() then suffices
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets = list(self._sockets)
+        for s in sockets:
+            self._close(s)
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` (host 127.0.0.1) through this proxy."""
+        host, port = self.target
+        assert f"@{host}:{port}/" in database_url
+        return database_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{self.port}/")
