@@ -586,9 +586,12 @@ class Demo:
             f"refused by the controller ({self.revocation.upper()} checked) within {self.revocation_bound:.0f} s of the revocation",
         ) as step:
             last: dict[str, Any] = {}
+            started = 0.0  # when the last call began: a loaded machine's slow `ftrust enclave call`
+            # start-up is the probe's own cost, not time the controller still accepted the certificate
 
             def refused() -> bool:
-                nonlocal last
+                nonlocal last, started
+                started = time.monotonic()
                 last = self.vnf_call(VNF_A)
                 return bool(last.get("revoked"))
 
@@ -598,17 +601,18 @@ class Demo:
                 timeout=self.revocation_bound,
                 interval=0.5 if self.revocation == "ocsp" else 1.0,
             )
-            delay = time.monotonic() - self.revoked_at_monotonic
+            delay = started - self.revoked_at_monotonic  # the refused call began this long after
             step.details = {
                 "last_call": last,
                 "delay_seconds": round(delay, 2),
+                "call_seconds": round(time.monotonic() - started, 2),
                 "revocation": self.revocation,
                 "bound_seconds": self.revocation_bound,
             }
             if not ok:
                 raise StepFailed(f"still accepted {delay:.1f} s after the revocation (HTTP {last.get('status')})")
             step.ok = True
-            step.observed = f"refused {delay:.1f} s after the revocation: {last.get('message')}"
+            step.observed = f"a call begun {delay:.1f} s after the revocation was refused: {last.get('message')}"
 
     def tpm_exposes_rewrite(self) -> None:
         """The paper's future work: a root that rewrites the IMA list cannot rewrite PCR 10."""

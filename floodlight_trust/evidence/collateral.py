@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -58,8 +59,7 @@ class Collateral:
         return h.digest()
 
 
-@dataclass(frozen=True, slots=True)
-class TcbLevel:
+class TcbLevel(NamedTuple):  # a dozen per TCB info, each cold verification: a tuple is built ~4x faster
     components: tuple[int, ...]  # 16 SGX TCB component SVNs
     pce_svn: int
     status: str
@@ -77,8 +77,7 @@ class TcbInfo:
     levels: tuple[TcbLevel, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class QeTcbLevel:
+class QeTcbLevel(NamedTuple):
     isv_svn: int
     status: str
     advisory_ids: tuple[str, ...]
@@ -137,6 +136,8 @@ def _advisories(ids: Any) -> tuple[str, ...]:
 
 
 _JSON_INTS = frozenset((int, bool))  # the types json.loads gives that isinstance(v, int) accepts
+_INT_ONLY = frozenset((int,))
+_SVN = itemgetter("svn")
 _V2_COMPONENTS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 
@@ -165,12 +166,13 @@ def parse_tcb_info(raw: bytes) -> TcbInfo:
             if type(comps_raw) is not list:
                 raise ParseError(f"{what} tcbLevels[{i}]: field 'sgxtcbcomponents' is missing or not a list")
             try:  # JSON values: c["svn"] succeeds exactly when c is an object with an svn
-                svns = [c["svn"] for c in comps_raw]
+                svns = list(map(_SVN, comps_raw))
             except (TypeError, KeyError):
                 svns = []
-            if len(svns) != 16 or not set(map(type, svns)) <= _JSON_INTS:
+            types = set(map(type, svns))
+            if len(svns) != 16 or not types <= _JSON_INTS:
                 raise ParseError(f"{what} tcbLevels[{i}]: sgxtcbcomponents must be 16 objects with an integer svn")
-            comps = tuple(map(int, svns))
+            comps = tuple(svns) if types == _INT_ONLY else tuple(map(int, svns))  # bools become ints
         else:
             comps = tuple(int(_field(tcb, key, int, f"{what} tcbLevels[{i}]")) for key in _V2_COMPONENTS)
         status = lv.get("tcbStatus") or lv.get("status")

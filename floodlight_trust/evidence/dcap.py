@@ -19,6 +19,7 @@ from datetime import datetime
 from importlib import resources
 from typing import NamedTuple
 
+import pybase64
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -106,8 +107,20 @@ class CrlIssuerError(DcapError):
     """A CRL is not issued by the CA it is supposed to cover."""
 
 
-class PckRevoked(DcapError):
+class CertificateRevoked(DcapError):
+    """A certificate of a chain is revoked by its issuer's CRL (the root itself, a TCB signing
+    certificate or, as :class:`PckRevoked`, the PCK certificate or its CA)."""
+
+
+class PckRevoked(CertificateRevoked):
     """The PCK certificate or its CA is revoked."""
+
+
+class CertificateProfileError(DcapError):
+    """A certificate is used against its profile, as a path validator (webpki, under dcap-qvl)
+    refuses it: an end entity acting as a CA or the reverse (basicConstraints), a CRL signed by a
+    CA whose key usage excludes CRL signing, an extended key usage without serverAuth, or a
+    critical extension the verifier does not know."""
 
 
 class TcbLevelNotFound(DcapError):
@@ -170,11 +183,17 @@ class TrustAnchor:
         object.__setattr__(self, "_der", der)
         layout = _layout(der, crl=False)
         object.__setattr__(self, "_subject_der", layout.subject if layout is not None else None)
+        object.__setattr__(self, "_serial_number", self.certificate.serial_number)
 
     @property
     def der(self) -> bytes:
         """The root certificate's DER."""
         return self._der  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def serial_number(self) -> int:
+        """The root's serial number (a root CA CRL that lists it revokes the anchor itself)."""
+        return self._serial_number  # type: ignore[attr-defined, no-any-return]
 
     @property
     def subject_der(self) -> bytes | None:
@@ -305,28 +324,154 @@ def _layout(der: bytes, *, crl: bool) -> _Layout | None:
         return None
 
 
-def _extension_value(extensions: bytes, oid: bytes) -> bytes | None:
-    """The extnValue of extension ``oid`` (its DER content bytes) in a certificate's Extensions
-    contents, None when absent; ParseError when the list is malformed or names it twice."""
-    found = None
+def _extensions(extensions: bytes, what: str) -> dict[bytes, tuple[bool, bytes]]:
+    """A certificate's extensions (its Extensions contents, sliced by :func:`_layout`) by OID
+    content bytes, as (critical, extnValue contents); ParseError when the list is malformed or
+    names an extension twice (RFC 5280 4.2; cryptography and webpki refuse it too)."""
+    found: dict[bytes, tuple[bool, bytes]] = {}
     at = 0
     try:
         while at < len(extensions):
             tag, s, end = der_tlv(extensions, at)  # Extension ::= SEQUENCE {
             otag, os_, oe = der_tlv(extensions, s, end)  # extnID OID,
             vtag, vs, ve = der_tlv(extensions, oe, end)
+            critical = False
             if vtag == 0x01:  # critical BOOLEAN DEFAULT FALSE,
+                critical = ve == vs + 1 and extensions[vs] != 0
                 vtag, vs, ve = der_tlv(extensions, ve, end)
             if tag != 0x30 or otag != 0x06 or vtag != 0x04 or ve != end:  # extnValue OCTET STRING }
-                raise ParseError(f"PCK certificate: malformed extension at offset {at} of its extensions")
-            if extensions[os_:oe] == oid:
-                if found is not None:
-                    raise ParseError("PCK certificate: the SGX extension appears twice")
-                found = extensions[vs:ve]
+                raise ParseError(f"{what}: malformed extension at offset {at} of its extensions")
+            oid = extensions[os_:oe]
+            if oid in found:
+                name = "the SGX extension" if oid == _SGX_EXT_DER else f"extension {_oid_text(oid)}"
+                raise ParseError(f"{what}: {name} appears twice")
+            found[oid] = (critical, extensions[vs:ve])
             at = end
     except DerError as e:
-        raise ParseError(f"PCK certificate: malformed extensions: {e.message}") from None
+        raise ParseError(f"{what}: malformed extensions: {e.message}") from None
     return found
+
+
+def _extension_value(extensions: bytes, oid: bytes) -> bytes | None:
+    """The extnValue of extension ``oid`` (its DER content bytes) in a certificate's Extensions
+    contents, None when absent; ParseError when the list is malformed or names one twice."""
+    entry = _extensions(extensions, "PCK certificate").get(oid)
+    return entry[1] if entry is not None else None
+
+
+def _oid_text(oid: bytes) -> str:
+    """Dotted text of OID content bytes, for messages."""
+    arcs: list[int] = []
+    value = 0
+    for b in oid:
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        return "<empty OID>"
+    first = min(arcs[0] // 40, 2)
+    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
+
+
+# -- The certificate profile a path validator checks (rustls-webpki, under dcap-qvl) -----------------
+# Extensions webpki understands (id-ce 2.5.29.x): keyUsage, subjectAltName, basicConstraints,
+# nameConstraints, cRLDistributionPoints, extKeyUsage. Any other extension marked critical makes it
+# refuse the certificate (UnsupportedCriticalExtension), and so does this verifier.
+_KEY_USAGE, _BASIC_CONSTRAINTS, _EXT_KEY_USAGE = b"\x55\x1d\x0f", b"\x55\x1d\x13", b"\x55\x1d\x25"
+_UNDERSTOOD = frozenset(
+    (_KEY_USAGE, b"\x55\x1d\x11", _BASIC_CONSTRAINTS, b"\x55\x1d\x1e", b"\x55\x1d\x1f", _EXT_KEY_USAGE)
+)
+_SERVER_AUTH = oid_der("1.3.6.1.5.5.7.3.1")  # dcap-qvl validates every path for id-kp-serverAuth
+_CRL_SIGN = 6  # the keyUsage bit (RFC 5280 4.2.1.3)
+
+
+class _Profile(NamedTuple):
+    """What the path checks read from a certificate's extensions."""
+
+    ca: bool  # basicConstraints cA (absent: not a CA)
+    key_usage: bytes | None  # the keyUsage BIT STRING contents (unused-bits byte first), None if absent
+    eku: frozenset[bytes] | None  # extKeyUsage purposes (OID content bytes), None if absent
+    sgx: bytes | None  # the SGX extension's value (PCK certificates)
+
+
+def _profile(entry: _Cert, what: str) -> _Profile:
+    """The profile of a chain certificate, read from its DER (or, when its layout could not be
+    sliced, from cryptography's parse of the same extensions)."""
+    if entry.layout is not None:
+        exts = _extensions(entry.layout.extensions, what) if entry.layout.extensions is not None else {}
+    else:
+        try:
+            exts = {oid_der(e.oid.dotted_string): (e.critical, e.value.public_bytes()) for e in entry.cert.extensions}
+        except (ValueError, TypeError, NotImplementedError) as err:
+            raise ParseError(f"{what}: its extensions cannot be read: {str(err)[:120]}") from None
+    for oid, (critical, _) in exts.items():
+        if critical and oid not in _UNDERSTOOD and oid != _SGX_EXT_DER:
+            raise CertificateProfileError(
+                f"{what} ({subject_text(entry.cert)}) has an unsupported critical extension {_oid_text(oid)}"
+            )
+    try:
+        ca = False
+        bc = exts.get(_BASIC_CONSTRAINTS)
+        if bc is not None:  # BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLen INTEGER OPTIONAL }
+            tag, s, e = der_tlv(bc[1], 0)
+            if tag != 0x30 or e != len(bc[1]):
+                raise DerError("basicConstraints is not one SEQUENCE", 0)
+            if s < e and bc[1][s] == 0x01:
+                _, bs, be = der_tlv(bc[1], s, e)
+                ca = be == bs + 1 and bc[1][bs] != 0
+        key_usage = None
+        ku = exts.get(_KEY_USAGE)
+        if ku is not None:
+            tag, s, e = der_tlv(ku[1], 0)
+            if tag != 0x03 or e != len(ku[1]) or e == s:
+                raise DerError("keyUsage is not one BIT STRING", 0)
+            key_usage = ku[1][s:e]
+        eku = None
+        ext_ku = exts.get(_EXT_KEY_USAGE)
+        if ext_ku is not None:
+            tag, s, e = der_tlv(ext_ku[1], 0)
+            if tag != 0x30 or e != len(ext_ku[1]):
+                raise DerError("extKeyUsage is not one SEQUENCE", 0)
+            purposes = set()
+            while s < e:
+                ptag, ps, pe = der_tlv(ext_ku[1], s, e)
+                if ptag != 0x06:
+                    raise DerError("extKeyUsage holds a non-OID", s)
+                purposes.add(ext_ku[1][ps:pe])
+                s = pe
+            eku = frozenset(purposes)
+    except DerError as err:
+        raise ParseError(f"{what}: malformed extension: {err.message}") from None
+    sgx = exts.get(_SGX_EXT_DER)
+    return _Profile(ca, key_usage, eku, sgx[1] if sgx is not None else None)
+
+
+def _check_profile(entry: _Cert, what: str, *, ca: bool, crl_signer: bool = False) -> _Profile:
+    """The checks webpki makes of each certificate of a path besides its signature and validity:
+    basicConstraints for the role (``ca``: it issues the next certificate), the extended key usage
+    dcap-qvl asks for, and, for a CRL issuer, cRLSign in its key usage (when it has one)."""
+    p = _profile(entry, what)
+    if ca and not p.ca:
+        raise CertificateProfileError(
+            f"{what} ({subject_text(entry.cert)}) is not a CA (basicConstraints cA is not TRUE) but issues certificates"
+        )
+    if not ca and p.ca:
+        raise CertificateProfileError(
+            f"{what} ({subject_text(entry.cert)}) is a CA certificate (basicConstraints cA TRUE) used as an end entity"
+        )
+    if p.eku is not None and _SERVER_AUTH not in p.eku:
+        raise CertificateProfileError(
+            f"{what} ({subject_text(entry.cert)}) has an extended key usage without id-kp-serverAuth"
+        )
+    if crl_signer and p.key_usage is not None:
+        unused, bits = p.key_usage[0], p.key_usage[1:]
+        byte, bit = divmod(_CRL_SIGN, 8)
+        if unused > 7 or len(bits) <= byte or not bits[byte] & (0x80 >> bit):
+            raise CertificateProfileError(
+                f"{what} ({subject_text(entry.cert)}) signs a CRL but its key usage excludes cRLSign"
+            )
+    return p
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,8 +510,13 @@ def _pem_der(block: bytes) -> bytes | None:
     start, end = block.find(_PEM_BEGIN), block.rfind(_PEM_END)
     if start < 0 or end < start:
         return None
+    body = block[start + len(_PEM_BEGIN) : end]
+    try:  # PCS PEM: bare newlines; pybase64 is ~10x cheaper and never more lenient (what it refuses
+        return pybase64.b64decode(body.replace(b"\n", b""), validate=True)  # goes the standard way)
+    except (binascii.Error, ValueError):
+        pass
     try:
-        return base64.b64decode(b"".join(block[start + len(_PEM_BEGIN) : end].split()), validate=True)
+        return base64.b64decode(b"".join(body.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -485,21 +635,38 @@ def _signer_index(windows: tuple[_Window, ...], at: datetime) -> int:
     return 0
 
 
-def _signed_json(
-    raw: bytes, sig: bytes, signers: list[_Cert], index: int, anchor: TrustAnchor, what: str,
+def _signer(
+    signers: list[_Cert],
+    index: int,
+    anchor: TrustAnchor,
+    what: str,
+    root_revoked: frozenset[int],
     issued: set[int],
-) -> _Window:  # fmt: skip
-    """Check ``raw`` is signed by ``signers[index]`` (a TCB signing certificate issued by the anchor).
-
-    Intel re-issued the TCB signing certificate with the same key, so a chain may list several:
-    the one valid at the verification time is used (``_signer_index``). ``issued`` remembers the
-    signers whose issuance this call already checked (TCB info and QE identity share one).
-    """
+    checked: set[int],
+) -> _Cert:
+    """``signers[index]`` (a TCB signing certificate), checked as dcap-qvl's path validation checks
+    it: issued by the anchor, an end entity (basicConstraints, extended key usage) and not revoked
+    by the root CA CRL. Intel re-issued the TCB signing certificate with the same key, so a chain
+    may list several: the one valid at the verification time is used (``_signer_index``).
+    ``issued`` and ``checked`` remember the signers whose signature by the anchor, and whose profile
+    and revocation, this call already checked (TCB info and QE identity usually share one)."""
     entry = signers[index]
-    signer = entry.cert
     if id(entry) not in issued:
         _issued_by(entry, anchor.certificate, anchor.subject_der, f"{what} signing certificate")
         issued.add(id(entry))
+    if id(entry) not in checked:
+        _check_profile(entry, f"{what} signing certificate", ca=False)
+        if entry.cert.serial_number in root_revoked:
+            raise CertificateRevoked(
+                f"{what} signing certificate {subject_text(entry.cert)} is revoked by the root CA CRL"
+            )
+        checked.add(id(entry))
+    return entry
+
+
+def _signed_json(raw: bytes, sig: bytes, entry: _Cert, what: str) -> _Window:
+    """Check ``raw`` is signed by the (checked) signing certificate ``entry``."""
+    signer = entry.cert
     if not _verify_raw(_ec_key(signer, f"{what} signing certificate"), sig, raw):
         raise CollateralSignatureError(f"{what} signature is not valid (signed by {subject_text(signer)})")
     return _cert_window(signer, f"{what} signing certificate")
@@ -562,15 +729,28 @@ def _collateral_signers(c: Collateral, anchor: TrustAnchor) -> _CollateralSigner
 def _verify_collateral(
     c: Collateral, anchor: TrustAnchor, signers: _CollateralSigners, choice: tuple[int, int]
 ) -> _VerifiedCollateral:
-    """Verify every piece of collateral, with the TCB signers ``choice`` (from the verification time)."""
+    """Verify every piece of collateral, with the TCB signers ``choice`` (from the verification time).
+
+    The checks of dcap-qvl's cold path, each once: the TCB signing certificate is issued by the
+    anchor (a chain to another root is a :class:`CertificateChainError`, so the caller tries its
+    next anchor); the root CA CRL is signed by the anchor, and revokes neither the anchor, the TCB
+    signing certificate nor the PCK CA; the TCB info and QE identity signatures; the PCK CA is a
+    CA issued by the anchor, and the PCK CRL is signed by it."""
     root = anchor.certificate
     root_window = _cert_window(root, anchor.name)
     tcb_raw, qe_raw = c.tcb_info, c.qe_identity
-    issued: set[int] = set()
-    tcb_signer_w = _signed_json(tcb_raw, c.tcb_info_signature, signers.tcb, choice[0], anchor, "TCB info", issued)
+    tcb_entry = signers.tcb[choice[0]]
+    _issued_by(tcb_entry, root, anchor.subject_der, "TCB info signing certificate")
+    root_revoked, root_crl_w = _crl(c.root_ca_crl, root, anchor.subject_der, "root CA CRL")
+    if anchor.serial_number in root_revoked:
+        raise CertificateRevoked(f"the trust anchor {anchor.name} is revoked by its own CRL")
+    issued, checked = {id(tcb_entry)}, set[int]()
+    _signer(signers.tcb, choice[0], anchor, "TCB info", root_revoked, issued, checked)
+    tcb_signer_w = _signed_json(tcb_raw, c.tcb_info_signature, tcb_entry, "TCB info")
     if signers.qe_error is not None:
         raise signers.qe_error
-    qe_signer_w = _signed_json(qe_raw, c.qe_identity_signature, signers.qe, choice[1], anchor, "QE identity", issued)
+    qe_entry = _signer(signers.qe, choice[1], anchor, "QE identity", root_revoked, issued, checked)
+    qe_signer_w = _signed_json(qe_raw, c.qe_identity_signature, qe_entry, "QE identity")
     tcb = parse_tcb_info(tcb_raw)
     qe = parse_qe_identity(qe_raw)
     pck_chain = _load_chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", anchor)
@@ -580,7 +760,7 @@ def _verify_collateral(
     pck_ca_entry = cas[0]
     pck_ca = pck_ca_entry.cert
     _issued_by(pck_ca_entry, root, anchor.subject_der, "PCK CA certificate")
-    root_revoked, root_crl_w = _crl(c.root_ca_crl, root, anchor.subject_der, "root CA CRL")
+    _check_profile(pck_ca_entry, "PCK CA certificate", ca=True, crl_signer=True)
     if pck_ca.serial_number in root_revoked:
         raise PckRevoked(f"PCK CA certificate {subject_text(pck_ca)} is revoked by the root CA CRL")
     pck_revoked, pck_crl_w = _crl(c.pck_crl, pck_ca, pck_ca_entry.subject_der, "PCK CRL (" + _cn_of(pck_ca_entry) + ")")
@@ -750,15 +930,7 @@ def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: 
             hint="fetch the PCK CRL for the quote's CA (processor or platform)",
         )
     _issued_by(leaf_entry, vc.pck_ca, vc.pck_ca_subject_der, "PCK certificate")
-    layout = leaf_entry.layout
-    sgx: bytes | None
-    if layout is not None and layout.extensions is not None:
-        sgx = _extension_value(layout.extensions, _SGX_EXT_DER)  # read from the DER, as the names
-    else:
-        try:
-            sgx = leaf.extensions.get_extension_for_oid(_SGX_EXT).value.value  # type: ignore[attr-defined]
-        except x509.ExtensionNotFound:
-            sgx = None
+    sgx = _check_profile(leaf_entry, "PCK certificate", ca=False).sgx  # read from the DER, as the names
     if sgx is None:
         raise CertificateChainError("PCK certificate lacks the SGX extensions (1.2.840.113741.1.13.1)")
     return _Pck(

@@ -257,7 +257,9 @@ def whole_ima_list(e: HostEvidence, held: HeldList | None, record: HostRecord | 
         return HeldList(whole, whole.sha256(snapshot_at=persisted_ima_length(record)))
     hasher = held.sha256.copy()
     hasher.update(e.ima_list)
-    return HeldList(held.data.append(e.ima_list), hasher)
+    whole = held.data.append(e.ima_list)
+    whole.keep_sha256(hasher)  # the appraisal of the tail continues this hash, not a second pass
+    return HeldList(whole, hasher)
 
 
 def check_binding(e: HostEvidence, claims: EnclaveClaims, r: _Round, *, tail_retry: bool) -> list[Reason]:

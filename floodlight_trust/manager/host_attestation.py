@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("floodlight_trust.manager")
 
 
+class _NotRoutine(Exception):
+    """Internal: a round committed without a flush turned out to deny; it is made durably instead."""
+
+
 class _TailMismatch(Exception):
     """Internal: a tail-only IMA transfer did not bind (the list no longer extends the prefix the VM
     holds); the caller asks for the whole list with a fresh nonce. Never recorded, never escapes."""
@@ -108,6 +112,7 @@ class HostAttestation:
         authoritative: bool = False,
         _tail_retry: bool = False,
         _held: HeldList | None = None,
+        _record: HostRecord | None = None,
     ) -> HostVerdict:
         """Judge host evidence (``judges.host.judge_host``) and act on the verdict: record it, and
         revoke the host's VNFs when it turns a trusted host untrusted.
@@ -126,7 +131,8 @@ class HostAttestation:
         except EvidenceParseError as e:
             record = self._registered(e.host)
             return self._act(record, None, [Reason.from_error("protocol.evidence", e)], None, actor, authoritative, at)
-        record = self._registered(parsed.host)
+        # attest_host read the record it challenged (one read per round); pushed evidence names its host
+        record = _record if _record is not None and _record.name == parsed.host else self._registered(parsed.host)
         case = HostCase(
             evidence=parsed,
             record=record,
@@ -200,9 +206,39 @@ class HostAttestation:
         if simulated:
             info["warning"] = SIMULATED_WARNING
         key = j.platform_key if j is not None else None
+        # A routine round (trusted before and after, on its pinned platform, no TPM round to record)
+        # only moves the host's IMA state and times forward: committed without waiting for the
+        # flush to stable storage (docs/protocol.md, "Decisions and audit"). If the transaction
+        # finds otherwise (a replayed nonce, a platform in use), it is undone and made durably.
+        routine = (
+            j is not None and j.verified and not denials(reasons) and record.status == "trusted"
+            and not j.repin and key is not None and key == record.platform_key and j.tpm_evidence is None
+        )  # fmt: skip
+        try:
+            return self._record(record, j, list(reasons), nonce, actor, authoritative, at, info, simulated, routine)
+        except _NotRoutine:
+            return self._record(record, j, list(reasons), nonce, actor, authoritative, at, info, simulated, False)
+
+    def _record(
+        self,
+        record: HostRecord,
+        j: HostJudgement | None,
+        reasons: list[Reason],
+        nonce: bytes | None,
+        actor: str,
+        authoritative: bool,
+        at: datetime,
+        info: dict[str, Any],
+        simulated: bool,
+        routine: bool,
+    ) -> HostVerdict:
+        name = record.name
+        verified = j is not None and j.verified
+        claims = j.claims if j is not None else None
+        key = j.platform_key if j is not None else None
         ima = j.ima if j is not None else None
         revoked: list[str] = []
-        with self.ctx.storage.transaction() as tx:
+        with self.ctx.storage.transaction(durable=not routine) as tx:
             # The nonce is used up in the transaction that records the decision: atomic.
             if nonce is not None and not self.ctx.nonces.burn(tx, nonce, at=at):
                 reasons.append(NONCE_REPLAYED)
@@ -213,6 +249,8 @@ class HostAttestation:
             if owner is not None and key is not None:
                 reasons.append(platform_in_use(name, key, owner))
             trusted = not denials(reasons)
+            if routine and not trusted:
+                raise _NotRoutine  # rolls this transaction back
             audit_id = tx.audit.record(
                 at=at,
                 actor=actor,
@@ -352,7 +390,7 @@ class HostAttestation:
             return self._unreachable(record, e, actor=actor)
         try:
             return self.attest_host_evidence(
-                evidence, actor=actor, authoritative=True, _tail_retry=offset > 0, _held=held
+                evidence, actor=actor, authoritative=True, _tail_retry=offset > 0, _held=held, _record=record
             )
         except _TailMismatch as mismatch:
             # The whole-list hash did not bind: the list no longer extends the prefix the VM holds

@@ -91,6 +91,12 @@ WRITE_RETRIES = 8  # serialization failures / deadlocks before write() gives up
 # to T seconds after the database is back, the replica unhealthy all that while. Giving an attempt
 # up after a few seconds makes the next request start a fresh one (at most 2 s between attempts).
 RECONNECT_SECONDS = 5.0
+# The server ends a session idle inside a transaction this long, releasing its locks. A replica whose
+# machine dies mid-transaction sends no FIN: without this its session would hold its row and advisory
+# locks until TCP keepalive notices (two hours by default), every other replica's write to those rows
+# waiting as long and every lease claim skipping those hosts. No transaction of ours waits for its
+# own client that long between two statements (signing and agent calls happen outside them).
+IDLE_IN_TRANSACTION_SECONDS = 10.0
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
@@ -1008,7 +1014,7 @@ class PostgresStorage(PostgresTransaction):
     503 and reports itself unhealthy); the pool replaces broken connections by itself.
     """
 
-    __slots__ = ("_kwargs", "_pool", "_pool_lock", "_pool_options", "url")
+    __slots__ = ("_idle_in_transaction_ms", "_kwargs", "_pool", "_pool_lock", "_pool_options", "url")
 
     def __init__(
         self,
@@ -1017,8 +1023,10 @@ class PostgresStorage(PostgresTransaction):
         pool_size: int = 10,
         connect_timeout_seconds: int = 10,
         migrate: bool = True,
+        idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS,
     ) -> None:
         self.url = url
+        self._idle_in_transaction_ms = int(idle_in_transaction_seconds * 1000)
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
@@ -1053,7 +1061,7 @@ class PostgresStorage(PostgresTransaction):
                     # A connection is checked when handed out: after a database restart the pool
                     # replaces the broken ones instead of failing the next requests with them.
                     check=_check_idle,
-                    configure=_configure,
+                    configure=self._configure,
                     reconnect_timeout=RECONNECT_SECONDS,
                     name="ftrust-state",
                 )
@@ -1142,6 +1150,15 @@ class PostgresStorage(PostgresTransaction):
             log.info("applied migration %s %d: %s", step.component, step.version, step.purpose)
         return applied
 
+    def _configure(self, conn: Connection) -> None:
+        # Times come back in UTC whatever the server's default zone (records are compared across
+        # replicas); a session idle inside a transaction ends (IDLE_IN_TRANSACTION_SECONDS).
+        conn.execute(
+            "SELECT set_config('TimeZone', 'UTC', false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            (str(self._idle_in_transaction_ms),),
+        )
+
     def check(self) -> None:
         """StorageUnavailable unless the database answers within HEALTH_TIMEOUT_SECONDS (a replica's
         health: answered quickly, not after the pool's full connect timeout)."""
@@ -1174,8 +1191,3 @@ def _check_idle(conn: Connection) -> None:
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
     if readable:
         ConnectionPool.check_connection(conn)
-
-
-def _configure(conn: Connection) -> None:
-    # Times come back in UTC whatever the server's default zone (records are compared across replicas).
-    conn.execute("SET TIME ZONE 'UTC'")

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 
 from floodlight_trust.evidence.ima.appraise import ListBytes
+from floodlight_trust.evidence.ima.sha256state import Sha256State
 from floodlight_trust.judges.host import (
     HeldList,
     HostCase,
@@ -70,7 +71,7 @@ def test_the_host_policy_is_the_hosts_own_else_the_only_one_else_default() -> No
 
 def test_ima_offset_passes_for_the_held_prefix_and_fails_for_another() -> None:
     whole = ima_list()
-    held = HeldList(ListBytes((whole,)), hashlib.sha256(whole))
+    held = HeldList(ListBytes((whole,)), Sha256State(whole))
     assert check_ima_offset(host_evidence(b"", offset=len(whole)), held) == []
     [r] = check_ima_offset(host_evidence(b"", offset=10), held)
     assert r.rule == "protocol.ima_offset" and "byte 10" in r.message
@@ -157,7 +158,7 @@ def test_a_tail_continues_the_held_prefix_and_a_tail_that_does_not_bind_asks_for
     first = ima_list({"boot_aggregate": FILES["boot_aggregate"]})
     whole = ima_list()
     tail = whole[len(first) :]
-    held = HeldList(ListBytes((first,)), hashlib.sha256(first))
+    held = HeldList(ListBytes((first,)), Sha256State(first))
     e = host_evidence(tail, offset=len(first))
     j = judge_host(case(evidence=e, held=held, quote=host_claims(whole)), policy(), SETTINGS, at=AT)
     assert j.trusted and j.list_sha256 == hashlib.sha256(whole).hexdigest(), j.reasons
@@ -177,3 +178,29 @@ def test_the_host_policys_tpm_rule_passes_an_anchored_host_and_denies_an_unancho
     assert check_tpm_policy(None, "default", None) == []  # no policy: the integrity check already denied
     j = judge_host(case(), strict, SETTINGS, at=AT)  # evidence without a TPM quote, judged in full
     assert rules(j.reasons) == ["tpm"] and j.verified
+
+
+def test_a_tail_bound_through_a_saved_state_is_appraised_and_one_that_needs_its_prefix_asks_for_the_whole_list() -> None:
+    """A restarted VM holds the prefix only by its saved SHA-256 state: a tail that binds through it
+    is appraised from the baseline; without a baseline to continue (e.g. a new policy, or the TPM
+    saying the host rebooted) the prefix's bytes are needed, so a tail the VM fetched is asked for
+    again whole, and pushed evidence is refused (protocol.ima_offset)."""
+    from floodlight_trust.evidence.ima.appraise import ImaState, appraise_measurement_list
+    from floodlight_trust.judges.host import ImaBaseline
+
+    first = ima_list({"boot_aggregate": FILES["boot_aggregate"]})
+    whole = ima_list()
+    state = ImaState.from_json(appraise_measurement_list(first).state.to_json())
+    resume = state.resume_point()
+    assert resume is not None
+    held = HeldList(*resume)
+    e = host_evidence(whole[len(first) :], offset=len(first))
+    baseline = ImaBaseline(state, None)
+    j = judge_host(case(evidence=e, held=held, baseline=baseline, quote=host_claims(whole)), policy(), SETTINGS, at=AT)
+    assert j.verified and j.ima is not None and j.ima.entries == len(FILES), j.reasons
+    assert j.list_sha256 == hashlib.sha256(whole).hexdigest()
+    fetched = case(evidence=e, held=HeldList(*resume), quote=host_claims(whole), tail_retry=True)
+    j = judge_host(fetched, policy(), SETTINGS, at=AT)
+    assert j.tail_mismatch and j.verified  # the binding held; the appraisal needs the whole list
+    j = judge_host(replace(fetched, tail_retry=False), policy(), SETTINGS, at=AT)
+    assert not j.tail_mismatch and rules(j.reasons) == ["protocol.ima_offset"] and j.ima is None

@@ -235,3 +235,34 @@ def test_a_prefix_held_only_by_its_hash_is_asked_for_whole_when_it_must_be_judge
     assert agent.ima_bytes_sent[-1] == dep.ima_files["h1"].stat().st_size  # the whole list, judged anew
     dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
     assert vm.attest_host("h1", actor="test").trusted and agent.ima_bytes_sent[-1] < size  # tails again
+
+
+def test_routine_rounds_commit_without_a_flush_and_every_change_of_trust_with_one(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trusted host's next trusted round only moves its IMA state forward: committed without
+    waiting for the flush (a power failure loses at most that, and the VM resumes from the round
+    before). Its first trusted round, and a round that turns it untrusted and revokes, wait for it."""
+    dep.add_host("h1", FILES, "vnf-a")
+    vm = dep.vm
+    flushed: list[bool] = []
+    engine = type(vm.storage)
+    real = engine.transaction
+
+    def transaction(self, *, durable: bool = True):  # type: ignore[no-untyped-def]
+        flushed.append(durable)
+        return real(self, durable=durable)
+
+    monkeypatch.setattr(engine, "transaction", transaction)
+    assert vm.attest_host("h1", actor="test").trusted
+    first = flushed[-1]
+    assert vm.enroll("h1", "vnf-a", actor="test").allowed
+    dep.append("h1", "/usr/bin/runc", FILES["/usr/bin/runc"])
+    assert vm.attest_host("h1", actor="test").trusted
+    routine = flushed[-1]
+    dep.append("h1", "/usr/bin/dropper", hashlib.sha256(b"dropper").digest())
+    verdict = vm.attest_host("h1", actor="test")
+    assert not verdict.trusted and verdict.revoked_serials
+    assert (first, routine, flushed[-1]) == (True, False, True)
+    [row] = dep.rows("SELECT status FROM manager_hosts WHERE name = 'h1'")
+    assert row["status"] == "untrusted"

@@ -20,10 +20,11 @@ def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
     """A factory of :class:`Cluster` (keyword arguments as its own) on the parametrized engine;
     every cluster made is closed after the test."""
     made: list[Cluster] = []
+    # Asked for now, not in make(): the database is then set up before and dropped after the clusters.
+    db: PgDatabase | None = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
 
     def make(**kw: Any) -> Cluster:
-        if request.param == "postgresql":
-            db: PgDatabase = request.getfixturevalue("pg_database")
+        if db is not None:
             kw = {"database_url": db.url_without_password, "env": {DB_PASSWORD: db.password}, **kw}
         root = tmp_path / f"deployment-{len(made)}"
         root.mkdir()

@@ -360,3 +360,33 @@ def test_after_a_long_outage_the_engine_reconnects_within_seconds_of_the_return(
     finally:
         proxy.cut()
         storage.close()
+
+
+def test_a_replica_that_vanishes_mid_transaction_does_not_keep_its_locks(
+    replicas: tuple[PostgresStorage, PostgresStorage], pg_database: PgDatabase
+) -> None:
+    """Replica A's machine dies (power, network) while its transaction holds a row lock. No FIN
+    reaches PostgreSQL, whose session would wait for its client (until TCP keepalive, two hours by
+    default) holding the lock: every other replica's write to that row would wait as long (a nonce,
+    an enrollment's guard, a host's lease skipped by every claim). The engine's sessions end
+    themselves once idle inside a transaction for IDLE_IN_TRANSACTION_SECONDS: B's write goes on."""
+    _, b = replicas
+    proxy = TcpProxy(("127.0.0.1", pg_database.cluster.port)).start()
+    url = parse_storage_url(proxy.url(pg_database.url))
+    assert isinstance(url, PostgresUrl)
+    a = PostgresStorage(url, pool_size=1, idle_in_transaction_seconds=1)
+    try:
+        b.nonces.add(NonceRecord("s1", b"v" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(minutes=1)))
+        held = OpenTransaction(a)
+        assert held.tx.nonces.burn("s1", at=AT)  # A holds the row's lock, uncommitted
+        proxy.freeze()  # A is gone without a word
+        t0 = time.monotonic()
+        burnt: list[bool] = []  # B waits for A's session to end, then burns the nonce (A's burn rolled back)
+        writer = threading.Thread(target=lambda: burnt.append(b.nonces.burn("s1", at=AT)), daemon=True)
+        writer.start()
+        writer.join(BLOCK_TIMEOUT_SECONDS)
+        assert burnt == [True], f"B's write still waits for A's lock {BLOCK_TIMEOUT_SECONDS} s after A vanished"
+        print(f"B's write went on {time.monotonic() - t0:.2f} s after A vanished")
+    finally:
+        proxy.cut()
+        a.close()

@@ -116,26 +116,19 @@ class SlowClients:
                     self.bytes_sent += 1
                 except OSError:  # the server closed it (header timeout)
                     self.slow.remove(sock)
+            # An idle connection the server dropped at its handshake timeout is opened again, as an
+            # attacker keeping the pressure on does.
+            for i, sock in enumerate(list(self.idle)):
+                if not _is_open(sock):
+                    sock.close()
+                    try:
+                        self.idle[i] = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                    except OSError:
+                        pass
 
     def still_open(self) -> int:
         """How many of the attacker's connections the server has not closed yet."""
-        alive = 0
-        for sock in self.idle + self.slow:
-            try:
-                sock.setblocking(False)
-                data = sock.recv(1, socket.MSG_PEEK) if not isinstance(sock, ssl.SSLSocket) else sock.recv(1)
-                alive += 0 if data == b"" else 1
-            except (BlockingIOError, ssl.SSLWantReadError):
-                alive += 1
-            except OSError:
-                pass
-            finally:
-                try:
-                    sock.setblocking(True)
-                    sock.settimeout(5)
-                except OSError:
-                    pass
-        return alive
+        return sum(_is_open(sock) for sock in self.idle + self.slow)
 
     def close(self) -> None:
         self._stop.set()
@@ -146,3 +139,21 @@ class SlowClients:
                 sock.close()
             except OSError:
                 pass
+
+
+def _is_open(sock: socket.socket) -> bool:
+    """The peer has not closed ``sock`` (nothing to read yet, or data waiting)."""
+    try:
+        sock.setblocking(False)
+        data = sock.recv(1, socket.MSG_PEEK) if not isinstance(sock, ssl.SSLSocket) else sock.recv(1)
+        return data != b""
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            sock.setblocking(True)
+            sock.settimeout(5)
+        except OSError:
+            pass

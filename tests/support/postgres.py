@@ -332,6 +332,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
@@ -361,6 +363,7 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass  # the other direction, or cut(), closed it
@@ -377,6 +380,11 @@ class TcpProxy:
             pass  # not connected any more
         s.close()
 
+    def freeze(self) -> None:
+        """Nothing passes any more and nothing is closed: to the database the peer went silent, as
+        when its machine loses power (no FIN, no RST ever reaches the server)."""
+        self._flowing.clear()
+
     def cut(self) -> None:
         if self._listener is not None:
             # shutdown() first: close() alone leaves a socket that a thread blocks accept() on listening.
@@ -390,6 +398,7 @@ class TcpProxy:
             sockets = list(self._sockets)
         for s in sockets:
             self._close(s)
+        self._flowing.set()  # the pumps blocked by freeze() end on their closed sockets
 
     def url(self, database_url: str) -> str:
         """``database_url`` (host 127.0.0.1) through this proxy."""

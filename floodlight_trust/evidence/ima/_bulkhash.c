@@ -9,6 +9,10 @@
  *   extend(algo, value, data, stride=0, skip=0)    value = H(value || data[k*stride+skip :][:size])
  *   replay(algo, value, items) -> bytes            value = H(value || H(item)), for every item
  *
+ * the columns of a chunk of ASCII ima-ng lines (ascii.py's fast reader; no hashing):
+ *
+ *   ascii_ng_columns(lines, h_end, colon, d_end, head) -> (hashes, inputs, paths, digests) | None
+ *
  * and SHA-256 resumable from a saved intermediate state (hashlib can neither export nor import one):
  *
  *   sha256_resume(state, data) -> state            the state after hashing data (state: see below)
@@ -198,6 +202,110 @@ done:
     return result;
 }
 
+/* The columns of a chunk of ASCII ima-ng lines (ascii.py's _fast, after it read the layout from the
+ * first line): every line "10 " HASH MID DIGEST " " PATH, where MID (first[h_end:colon+1], e.g.
+ * " ima-ng sha256:") is the first line's, HASH and DIGEST lowercase hex of its widths. Returns
+ * (hashes, inputs, paths, digests) as _fast builds them, or None when any line differs in any way
+ * (the caller then reads the chunk line by line, which names the defect). No hashing here. */
+static int
+lower_hex(const unsigned char *p, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+    }
+    return 1;
+}
+
+static unsigned char
+nibble(unsigned char c)
+{
+    return (unsigned char)(c <= '9' ? c - '0' : c - 'a' + 10);
+}
+
+static PyObject *
+ascii_ng_columns(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *lines;
+    Py_ssize_t h_end, colon, d_end;
+    Py_buffer head = {0};
+    if (!PyArg_ParseTuple(args, "Onnny*", &lines, &h_end, &colon, &d_end, &head)) return NULL;
+    PyObject *result = NULL, *inputs = NULL, *paths = NULL, *digests = NULL, *hashes = NULL;
+    if (!PyList_Check(lines) || PyList_GET_SIZE(lines) == 0 || h_end < 4 || (h_end - 3) % 2 || colon <= h_end ||
+        d_end <= colon + 1 || (d_end - colon - 1) % 2) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(lines), hsize = (h_end - 3) / 2, dsize = (d_end - colon - 1) / 2;
+    PyObject *first = PyList_GET_ITEM(lines, 0);
+    if (!PyBytes_Check(first) || PyBytes_GET_SIZE(first) <= d_end) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    const char *mid = PyBytes_AS_STRING(first) + h_end;
+    Py_ssize_t mid_len = colon + 1 - h_end;
+    inputs = PyList_New(n);
+    paths = PyList_New(n);
+    digests = PyList_New(n);
+    hashes = PyBytes_FromStringAndSize(NULL, n * (1 + hsize));
+    if (!inputs || !paths || !digests || !hashes) goto done;
+    unsigned char *hout = (unsigned char *)PyBytes_AS_STRING(hashes);
+    int fits = 1;
+    for (Py_ssize_t i = 0; i < n && fits; i++) {
+        PyObject *item = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(item)) { fits = 0; break; }
+        const unsigned char *l = (const unsigned char *)PyBytes_AS_STRING(item);
+        Py_ssize_t len = PyBytes_GET_SIZE(item);
+        Py_ssize_t plen = len - d_end - 1;
+        if (len <= d_end || l[0] != '1' || l[1] != '0' || l[2] != ' ' || !lower_hex(l + 3, h_end - 3) ||
+            memcmp(l + h_end, mid, (size_t)mid_len) != 0 || !lower_hex(l + colon + 1, d_end - colon - 1) ||
+            l[d_end] != ' ' || plen + 1 >= 8192) {
+            fits = 0;
+            break;
+        }
+        *hout++ = 0x10;
+        for (Py_ssize_t k = 0; k < hsize; k++) *hout++ = (unsigned char)(nibble(l[3 + 2 * k]) << 4 | nibble(l[4 + 2 * k]));
+        /* inputs: head + digest + LEN4(len(path) + 1) + path + NUL */
+        PyObject *in = PyBytes_FromStringAndSize(NULL, head.len + dsize + 4 + plen + 1);
+        if (in == NULL) goto done;
+        unsigned char *o = (unsigned char *)PyBytes_AS_STRING(in);
+        memcpy(o, head.buf, (size_t)head.len);
+        o += head.len;
+        for (Py_ssize_t k = 0; k < dsize; k++) *o++ = (unsigned char)(nibble(l[colon + 1 + 2 * k]) << 4 | nibble(l[colon + 2 + 2 * k]));
+        unsigned long nl = (unsigned long)(plen + 1);
+        *o++ = (unsigned char)(nl & 0xff); *o++ = (unsigned char)((nl >> 8) & 0xff);
+        *o++ = (unsigned char)((nl >> 16) & 0xff); *o++ = (unsigned char)((nl >> 24) & 0xff);
+        memcpy(o, l + d_end + 1, (size_t)plen);
+        o[plen] = 0;
+        PyList_SET_ITEM(inputs, i, in);
+        PyObject *path = PyUnicode_DecodeUTF8((const char *)l + d_end + 1, plen, NULL);
+        if (path == NULL) { /* as _fast: not UTF-8, shown with backslash escapes */
+            PyErr_Clear();
+            path = PyUnicode_DecodeUTF8((const char *)l + d_end + 1, plen, "backslashreplace");
+            if (path == NULL) goto done;
+        }
+        PyList_SET_ITEM(paths, i, path);
+        PyObject *digest = PyUnicode_DecodeASCII((const char *)l + colon + 1, d_end - colon - 1, NULL);
+        if (digest == NULL) goto done;
+        PyList_SET_ITEM(digests, i, digest);
+    }
+    if (!fits) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    result = PyTuple_Pack(4, hashes, inputs, paths, digests);
+done:
+    Py_XDECREF(inputs);
+    Py_XDECREF(paths);
+    Py_XDECREF(digests);
+    Py_XDECREF(hashes);
+    PyBuffer_Release(&head);
+    return result;
+}
+
 /* SHA-256 intermediate states, as documented at the top. */
 #define STATE_HEAD 40
 
@@ -283,6 +391,8 @@ sha256_final(PyObject *Py_UNUSED(self), PyObject *args)
 }
 
 static PyMethodDef methods[] = {
+    {"ascii_ng_columns", ascii_ng_columns, METH_VARARGS,
+     "ascii_ng_columns(lines, h_end, colon, d_end, head) -> (hashes, inputs, paths, digests) or None"},
     {"sha256_resume", sha256_resume, METH_VARARGS, "sha256_resume(state, data) -> the SHA-256 state after data"},
     {"sha256_final", sha256_final, METH_VARARGS, "sha256_final(state) -> the SHA-256 digest of a state"},
     {"digests", (PyCFunction)(void (*)(void))bulk_digests, METH_VARARGS | METH_KEYWORDS,

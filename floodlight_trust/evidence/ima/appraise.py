@@ -24,6 +24,7 @@ followed by a tail can appraise the tail alone after a restart (docs/protocol.md
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -127,7 +128,7 @@ class ListBytes:
     cannot be joined (``complete`` is False); it is what a verifier appends a received tail to after
     checking, by the quote's binding, that the whole list is that prefix followed by the tail."""
 
-    __slots__ = ("_joined", "_length", "_prefix_hash", "_root", "chunks", "unheld")
+    __slots__ = ("__weakref__", "_compacted", "_joined", "_length", "_prefix_hash", "_root", "chunks", "unheld")
     MAX_CHUNKS = 64  # then the next append joins them (once every 64 rounds)
 
     def __init__(self, chunks: tuple[bytes, ...], *, unheld: int = 0, _root: object | None = None):
@@ -135,9 +136,11 @@ class ListBytes:
         self.unheld = unheld
         # The unheld prefix's identity: one token per unheld_prefix(), shared by every list appended to it.
         self._root = _root if unheld else None
+        # The list whose chunks this one's first chunk joins (a weak reference: its bytes are not kept).
+        self._compacted: weakref.ref[ListBytes] | None = None
         self._length = unheld + sum(map(len, chunks))
         self._joined: bytes | None = chunks[0] if (len(chunks) == 1 and not unheld) else None
-        self._prefix_hash: tuple[int, Any] | None = None  # (n, SHA-256 over the first n bytes)
+        self._prefix_hash: dict[int, Sha256State] = {}  # n -> SHA-256 over the first n bytes
 
     @classmethod
     def unheld_prefix(cls, length: int) -> ListBytes:
@@ -157,17 +160,27 @@ class ListBytes:
         data = self.join()
         n = snapshot_at
         if n is None or not 0 < n <= len(data):
-            return Sha256State(data)
-        view = memoryview(data)
-        h = Sha256State(view[:n])
-        self._prefix_hash = (n, h.copy())
-        h.update(view[n:])
+            h = Sha256State(data)
+        else:
+            view = memoryview(data)
+            h = Sha256State(view[:n])
+            self._prefix_hash[n] = h.copy()
+            h.update(view[n:])
+        self._prefix_hash[len(data)] = h.copy()  # an appraisal consuming the whole list reuses it
         return h
 
+    def keep_sha256(self, whole: Sha256State) -> None:
+        """Keep ``whole``, the SHA-256 of this whole list computed by the caller (the running hash
+        extended by the last chunk), so that an appraisal consuming all of it does not hash the
+        chunk again."""
+        if whole.length != len(self):
+            raise ValueError("the SHA-256 does not cover this list")
+        self._prefix_hash[len(self)] = whole.copy()
+
     def prefix_sha256(self, n: int) -> Sha256State | None:
-        """The SHA-256 object over the first ``n`` bytes kept by :meth:`sha256`, if it kept that one."""
-        held = self._prefix_hash
-        return held[1].copy() if held is not None and held[0] == n else None
+        """The SHA-256 over the first ``n`` bytes kept by :meth:`sha256` or :meth:`keep_sha256`, if kept."""
+        held = self._prefix_hash.get(n)
+        return held.copy() if held is not None else None
 
     def __len__(self) -> int:
         return self._length
@@ -184,17 +197,20 @@ class ListBytes:
         return self._joined
 
     def append(self, tail: bytes) -> ListBytes:
-        """This list followed by ``tail`` (the chunks are shared, not copied)."""
+        """This list followed by ``tail`` (the chunks are shared, not copied; past ``MAX_CHUNKS``
+        they are joined into one, and the new list remembers that it extends this one)."""
         if len(self.chunks) >= self.MAX_CHUNKS:
-            # The same bytes as one chunk, in this list too: a list appended to it still extends it.
-            self.chunks = (b"".join(self.chunks),)
-            self._joined = None if self.unheld else self.chunks[0]
+            joined = ListBytes((b"".join(self.chunks), tail), unheld=self.unheld, _root=self._root)
+            joined._compacted = weakref.ref(self)
+            return joined
         return ListBytes((*self.chunks, tail), unheld=self.unheld, _root=self._root)
 
     def extends(self, prefix: ListBytes) -> bool:
         """True if this list starts with exactly ``prefix``'s chunk objects (so with its bytes) and
         the same unheld prefix. An unheld prefix is the same only in lists appended to one
         :meth:`unheld_prefix` object, which is where a verifier keeps its chunks."""
+        if self._compacted is not None and self._compacted() is prefix:  # its chunks, joined into our first
+            return True
         k = len(prefix.chunks)
         if self.unheld != prefix.unheld or self._root is not prefix._root or len(self.chunks) < k:
             return False
@@ -202,7 +218,8 @@ class ListBytes:
 
     def after(self, prefix: ListBytes) -> bytes:
         """The bytes following ``prefix`` (which this list ``extends``)."""
-        rest = self.chunks[len(prefix.chunks) :]
+        compacted = self._compacted is not None and self._compacted() is prefix
+        rest = self.chunks[1:] if compacted else self.chunks[len(prefix.chunks) :]
         return rest[0] if len(rest) == 1 else b"".join(rest)
 
 
@@ -430,7 +447,11 @@ def _appraise(
                 )
             )
 
-    hasher.update(memoryview(data)[n0 - (n0 - skip) : end - (n0 - skip)])
+    kept = whole.prefix_sha256(end) if whole is not None else None
+    if kept is not None:  # the caller hashed exactly these bytes already (the quote's binding)
+        hasher = kept
+    else:
+        hasher.update(memoryview(data)[n0 - (n0 - skip) : end - (n0 - skip)])
     pcr_hex = {p: {b: v.hex() for b, v in bv.items()} for p, bv in pcrs.items()}
     for bank in banks:  # an empty list still has PCR 10 at its reset value
         pcr_hex.setdefault(PCR, {}).setdefault(bank, bytes(DIGEST_SIZES[bank]).hex())

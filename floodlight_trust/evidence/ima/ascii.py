@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from binascii import Error as HexError
 from binascii import unhexlify
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import itemgetter, methodcaller
 
@@ -46,6 +46,15 @@ _rpart_space = methodcaller("rpartition", b" ")
 _decode = bytes.decode
 _join = b"".join
 _decode_path = methodcaller("decode", "utf-8", "backslashreplace")
+
+_NgColumns = Callable[[list[bytes], int, int, int, bytes], tuple[bytes, list[bytes], list[str], list[str]] | None]
+_ng_columns: _NgColumns | None
+try:  # the ima-ng columns in C (bulkhash.py's native module); else the map-based reader below
+    from floodlight_trust.evidence.ima._bulkhash import ascii_ng_columns
+except ImportError:
+    _ng_columns = None
+else:
+    _ng_columns = ascii_ng_columns
 
 
 def _err(message: str, line: int, index: int, column: int | None = None, hint: str | None = None) -> ParseError:
@@ -202,6 +211,15 @@ def _fast(batch: Batch, lines: list[bytes], first_line: int, hash_size: int) -> 
     if hash_size and hex_len != 2 * hash_size:
         return False
     d_end = colon + 1 + 2 * size
+    head = _LEN4[len(prefix) + 2 + size] + prefix + b":\0"
+    if not has_sig and _ng_columns is not None:
+        # The same checks and columns as below, in C: this is most of an incremental round's parsing.
+        columns = _ng_columns(lines, h_end, colon, d_end, head)
+        if columns is None:
+            return False
+        hashes, inputs, path_text, digest_text = columns
+        _fill(batch, first_line, n, hashes, name, inputs, path_text, algo, digest_text, [b""] * n)
+        return True
     # "10 " HASH on every line: the constant bytes by strided slices of the joined column, the
     # rest lowercase hex (nothing else is left when hex digits are deleted). bytes.fromhex skips
     # the spaces, so it yields 0x10 and the hash for every line.
@@ -234,7 +252,6 @@ def _fast(batch: Batch, lines: list[bytes], first_line: int, hash_size: int) -> 
         else:
             paths, sigs = tails, [b""] * n
         name_lens = list(map(_LEN4_NUL.__getitem__, map(len, paths)))
-        head = _LEN4[len(prefix) + 2 + size] + prefix + b":\0"
         digests = map(unhexlify, digest_hex)
         if has_sig:
             sig_lens = list(map(_LEN4.__getitem__, map(len, sigs)))
@@ -248,17 +265,25 @@ def _fast(batch: Batch, lines: list[bytes], first_line: int, hash_size: int) -> 
         path_text = list(map(_decode, paths))
     except UnicodeDecodeError:
         path_text = list(map(_decode_path, paths))
+    hashes = bytes.fromhex(hash_column.decode("ascii"))
+    _fill(batch, first_line, n, hashes, name, inputs, path_text, algo, list(map(_decode, digest_hex)), sigs)
+    return True
+
+
+def _fill(
+    batch: Batch, first_line: int, n: int, hashes: bytes, name: str, inputs: list[bytes], paths: list[str],
+    algo: str, digests: list[str], sigs: list[bytes],
+) -> None:  # fmt: skip
     batch.positions = range(first_line, first_line + n)
     batch.pcrs = [10] * n
-    batch.hashes = bytes.fromhex(hash_column.decode("ascii"))
+    batch.hashes = hashes
     batch.hash_prefix = b"\x10"
     batch.templates = [name] * n
     batch.inputs = inputs
-    batch.paths = path_text
+    batch.paths = paths
     batch.algos = [algo] * n
-    batch.digests = list(map(_decode, digest_hex))
+    batch.digests = digests
     batch.sigs = sigs
-    return True
 
 
 def parse_ascii(

@@ -184,3 +184,46 @@ def test_incremental_rounds_agree_with_the_reference(monkeypatch: pytest.MonkeyP
         first_ref = appraise_measurement_list(b"".join(lines[:100]))
         assert first_ref.state.to_json() == first.state.to_json()
         assert _outcome(b"".join(lines), ("sha1", "sha256"), first_ref.state) == ours
+
+
+def _read(lines: list[bytes]) -> tuple[bool, tuple[object, ...] | None]:
+    from floodlight_trust.evidence.ima import ascii as ascii_list
+    from floodlight_trust.evidence.ima.batch import Batch
+
+    batch = Batch(first_index=0)
+    ok = ascii_list._fast(batch, lines, 1, 0)
+    fields = (batch.hashes, batch.inputs, batch.paths, batch.digests, batch.algos, batch.templates, batch.sigs)
+    return ok, fields if ok else None
+
+
+NG_LINES = [
+    line.encode()
+    for line in serialize_ascii(
+        [make_entry(f"/usr/lib/t\u00e9st/{i} x", hashlib.sha256(b"%d" % i).digest()) for i in range(6)]
+    ).decode().splitlines()
+]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    at=st.tuples(st.integers(0, len(NG_LINES) - 1), st.integers(0, 200)),
+    byte=st.sampled_from([b"A", b"g", b" ", b"0", b"\xff", b"\xc3", b""]),
+)
+def test_the_native_ima_ng_columns_read_exactly_what_the_reference_reads(at: tuple[int, int], byte: bytes) -> None:
+    """ascii._fast with the C columns and with the map-based reference, on ima-ng lines with one
+    byte replaced or removed anywhere (hash, template, digest, path, not UTF-8): the same verdict
+    (fits or not) and the same columns."""
+    from floodlight_trust.evidence.ima import ascii as ascii_list
+
+    native()
+    k, pos = at
+    lines = list(NG_LINES)
+    line = lines[k]
+    pos = min(pos, len(line) - 1)
+    lines[k] = line[:pos] + byte + line[pos + 1 :]
+    with_c = _read(lines)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ascii_list, "_ng_columns", None)
+        reference = _read(lines)
+    assert with_c == reference
+    assert _read(list(NG_LINES))[0]  # the undamaged lines fit the fast reader

@@ -94,8 +94,9 @@ def test_appending_past_the_chunk_limit_joins_once() -> None:
     assert len(held.chunks) == ListBytes.MAX_CHUNKS
     joined = held.append(b"c")
     assert joined.chunks == (b"a" + b"b" * (ListBytes.MAX_CHUNKS - 1), b"c") and len(joined) == ListBytes.MAX_CHUNKS + 1
-    # The held list is joined in place (the same bytes), so the next round still reads only the tail.
-    assert held.chunks == joined.chunks[:1] and held.join() == joined.chunks[0] and joined.extends(held)
+    # The held list is left as it is; the new one knows it extends it: the next round reads only the tail.
+    assert len(held.chunks) == ListBytes.MAX_CHUNKS and joined.extends(held) and joined.after(held) == b"c"
+    assert joined.append(b"d").extends(joined) and not joined.extends(ListBytes((b"a",)))
 
 
 @pytest.mark.parametrize("serialize", [serialize_ascii, serialize_binary])

@@ -231,3 +231,84 @@ def test_sgx_extension_pairs_agree_with_the_plain_reader(edits: list[tuple[int, 
     damaged = bytes(data[: len(data) - cut])
     assert _pairs_outcome(_pairs, damaged) == _pairs_outcome(_reference_pairs, damaged)
     assert _pairs_outcome(_pairs, SGX_BODY) == _reference_pairs(SGX_BODY, 0, len(SGX_BODY))
+
+
+@pytest.mark.parametrize("cert_der", CERTS, ids=range(len(CERTS)))
+def test_certificate_profile_read_from_the_der_is_what_cryptography_reads(cert_der: bytes) -> None:
+    """The path checks (basicConstraints, key usage, extended key usage, the SGX extension) read
+    from the DER agree with cryptography's parse, and with the fallback built on it."""
+    cert = x509.load_der_x509_certificate(cert_der)
+    entry = _entry(cert_der)
+    profile = dcap._profile(entry, "a real certificate")
+    fallback = dcap._profile(dcap._Cert(cert, cert_der, None), "a real certificate")
+    assert profile == fallback
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        ca = False
+    assert profile.ca is ca
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+        assert profile.key_usage == ku.value.public_bytes()[2:]  # the BIT STRING's contents
+        crl_sign: bool | None = ku.value.crl_sign
+    except x509.ExtensionNotFound:
+        assert profile.key_usage is None
+        crl_sign = None
+    assert profile.eku is None  # Intel's certificates name no extended key usage
+    try:
+        sgx = cert.extensions.get_extension_for_oid(dcap._SGX_EXT).value.value  # type: ignore[attr-defined]
+    except x509.ExtensionNotFound:
+        sgx = None
+    assert profile.sgx == sgx
+    role = "CA" if ca else "end entity"
+    dcap._check_profile(entry, role, ca=ca, crl_signer=bool(crl_sign))  # Intel's own chains pass
+    with pytest.raises(dcap.CertificateProfileError, match="CA" if not ca else "end entity"):
+        dcap._check_profile(entry, role, ca=not ca)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(cert_der=st.sampled_from(CERTS), data=st.data())
+def test_damaged_extensions_give_a_profile_or_a_located_error(cert_der: bytes, data: st.DataObject) -> None:
+    layout = dcap._layout(cert_der, crl=False)
+    assert layout is not None and layout.extensions is not None
+    exts = bytearray(layout.extensions)
+    at = data.draw(st.integers(0, len(exts) - 1))
+    exts[at] = data.draw(st.integers(0, 255))
+    damaged = dcap._Cert(x509.load_der_x509_certificate(cert_der), cert_der, layout._replace(extensions=bytes(exts)))
+    try:
+        dcap._profile(damaged, "a damaged certificate")
+    except (ParseError, dcap.CertificateProfileError):
+        pass
+
+
+def _reference_pem_der(block: bytes) -> bytes | None:
+    """The plain PEM body decoder (the standard library's strict base64), the oracle for the fast one."""
+    import base64
+    import binascii
+
+    start, end = block.find(b"-----BEGIN CERTIFICATE-----"), block.rfind(b"-----END CERTIFICATE-----")
+    if start < 0 or end < start:
+        return None
+    try:
+        return base64.b64decode(b"".join(block[start + 27 : end].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("cert_der", CERTS, ids=range(len(CERTS)))
+def test_pem_bodies_decode_as_the_standard_decoder_does(cert_der: bytes) -> None:
+    pem = x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM)
+    for block in (pem, pem.replace(b"\n", b"\r\n"), pem.replace(b"\n", b" \n")):
+        assert dcap._pem_der(block) == _reference_pem_der(block) == cert_der
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    cert_der=st.sampled_from(CERTS),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.sampled_from(b"A/+=\n\r -_!\x00")), max_size=4),
+)
+def test_damaged_pem_bodies_decode_as_the_standard_decoder_does(cert_der: bytes, edits: list[tuple[int, int]]) -> None:
+    block = bytearray(x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM))
+    for at, byte in edits:
+        block[27 + at % (len(block) - 54)] = byte
+    assert dcap._pem_der(bytes(block)) == _reference_pem_der(bytes(block))

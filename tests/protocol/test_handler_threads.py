@@ -1,0 +1,76 @@
+"""The server's request handler threads (http/server.py _Handlers): at most ``threads`` of them,
+requests beyond that wait for a free one, a handler's exception is a 500 without internals, and a
+stopped server's pool refuses new work (the server answers 503 "server is stopping")."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from floodlight_trust.http.server import HttpServer, JsonApp, Request, _Handlers
+
+
+def test_at_most_threads_run_at_once_and_every_request_is_answered() -> None:
+    app = JsonApp()
+    lock = threading.Lock()
+    running, peak, names = [0], [0], set()
+    release = threading.Event()
+
+    @app.route("GET", "/slow")
+    def slow(request: Request) -> dict[str, int]:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            names.add(threading.current_thread().name)
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+        return {"ok": 1}
+
+    @app.route("GET", "/bug")
+    def bug(request: Request) -> None:
+        raise RuntimeError("secret internals")
+
+    server = HttpServer(app, host="127.0.0.1", port=0, threads=3, access_log=False).start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = [pool.submit(requests.get, f"{server.url}/slow", timeout=10) for _ in range(8)]
+            threading.Timer(0.5, release.set).start()
+            assert [a.result().status_code for a in answers] == [200] * 8
+        assert peak[0] <= 3 and len(names) <= 3
+        r = requests.get(f"{server.url}/bug", timeout=5)
+        assert r.status_code == 500 and "secret" not in r.text and r.json()["error"]["type"] == "InternalError"
+    finally:
+        server.stop()
+
+
+def test_a_shut_down_pool_refuses_work_and_cancels_what_was_queued() -> None:
+    pool = _Handlers(1, "t")
+    loop = asyncio.new_event_loop()
+    try:
+        gate, started = threading.Event(), threading.Event()
+
+        def hold(_: object) -> bool:
+            started.set()
+            return gate.wait(5)
+
+        first = pool.run(loop, hold, None)
+        assert started.wait(5)  # the one thread runs the first request
+        queued = pool.run(loop, lambda _: "never", None)
+        pool.shutdown()
+        gate.set()
+        loop.run_until_complete(asyncio.wait_for(first, 5))
+        loop.run_until_complete(asyncio.sleep(0.1))
+        assert first.result() is True
+        assert queued.cancelled()
+        try:
+            pool.run(loop, lambda _: None, None)
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("a shut-down pool accepted work")
+    finally:
+        loop.close()
