@@ -85,20 +85,8 @@ def atomic_write(
     if backup and target.exists():
         saved = backup_name(target)
         _copy_private(target, saved, mode)
+    tmp = _written_beside(target, data, mode)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise InputError(f"cannot write here: {e.strerror}", location=Location(str(target))) from None
-    tmp = Path(tmp_name)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as e:
-            raise InputError(f"cannot write: {e.strerror}", location=Location(str(target))) from None
         if _before_rename is not None:
             _before_rename(tmp)
         try:
@@ -108,43 +96,52 @@ def atomic_write(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_directory(directory)
+    return saved
+
+
+def _written_beside(target: Path, data: bytes, mode: int) -> Path:
+    """A temporary file in ``target``'s directory holding ``data`` with ``mode``, fsync'ed (removed
+    again if writing it fails)."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror}", location=Location(str(target))) from None
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write: {e.strerror}", location=Location(str(target))) from None
+    return tmp
+
+
+def _fsync_directory(directory: Path) -> None:
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return saved
 
 
 def create_once(path: Path, data: bytes, *, mode: int = 0o600) -> bytes:
     """Create ``path`` with ``data`` unless it exists, atomically across processes, and return what
     it holds afterwards: ours, or what a process that created it first wrote (the file is written
     whole under a temporary name and linked into place, and a link never replaces a file)."""
-    directory = path.parent
+    tmp = _written_beside(path, data, mode)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        os.link(tmp, path)
+    except FileExistsError:
+        return read_bytes(path)
     except OSError as e:
-        raise InputError(f"cannot write here: {e.strerror}", location=Location(str(path))) from None
-    tmp = Path(tmp_name)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(tmp, path)
-        except FileExistsError:
-            return read_bytes(path)
-        except OSError as e:
-            raise InputError(f"cannot create: {e.strerror}", location=Location(str(path))) from None
+        raise InputError(f"cannot create: {e.strerror}", location=Location(str(path))) from None
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_directory(path.parent)
     return data
 
 

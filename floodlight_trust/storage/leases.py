@@ -101,6 +101,19 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+def _lease(r: Any) -> Lease:
+    """A lease row of either engine (sqlite3.Row or psycopg's dict row) as a :class:`Lease`."""
+    return Lease(
+        host=r["host"],
+        due_at=datetime.fromtimestamp(r["due_at"], UTC),
+        owner=r["owner"],
+        lease_until=_dt(r["lease_until"]),
+        attested_at=_dt(r["attested_at"]),
+        attested_by=r["attested_by"],
+        rounds=int(r["rounds"]),
+    )
+
+
 class SqliteLeaseStore:
     """:class:`LeaseStore` on the deployment's SQLite :class:`Database`."""
 
@@ -176,18 +189,7 @@ class SqliteLeaseStore:
             )
 
     def leases(self) -> list[Lease]:
-        return [
-            Lease(
-                host=r["host"],
-                due_at=datetime.fromtimestamp(r["due_at"], UTC),
-                owner=r["owner"],
-                lease_until=_dt(r["lease_until"]),
-                attested_at=_dt(r["attested_at"]),
-                attested_by=r["attested_by"],
-                rounds=int(r["rounds"]),
-            )
-            for r in self.db.query("SELECT * FROM reattest_leases ORDER BY host")
-        ]
+        return [_lease(r) for r in self.db.query("SELECT * FROM reattest_leases ORDER BY host")]
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------
@@ -287,18 +289,7 @@ class PostgresLeaseStore:
     def leases(self) -> list[Lease]:
         with self._transaction() as c:
             rows = c.execute("SELECT * FROM reattest_leases ORDER BY host").fetchall()
-        return [
-            Lease(
-                host=r["host"],
-                due_at=datetime.fromtimestamp(r["due_at"], UTC),
-                owner=r["owner"],
-                lease_until=_dt(r["lease_until"]),
-                attested_at=_dt(r["attested_at"]),
-                attested_by=r["attested_by"],
-                rounds=int(r["rounds"]),
-            )
-            for r in rows
-        ]
+        return [_lease(r) for r in rows]
 
 
 def lease_store(storage: Storage) -> LeaseStore:
