@@ -122,3 +122,61 @@ def test_damaged_qe_identity_agrees(data: st.DataObject, name: str) -> None:
     raw = _real_qe_identities()[name]
     damaged = data.draw(st.one_of(damaged_json(raw), damaged_json(raw, "tcbLevels"), _bytes_damaged(raw)))
     assert _outcome(parse_qe_identity, damaged) == _outcome(reference_qe_identity, damaged)
+
+
+def _edit_tcb_info(edit: Callable[[dict[str, Any]], object]) -> bytes:
+    doc = json.loads(_real_tcb_infos()["phala"])
+    edit(doc)
+    return json.dumps(doc).encode()
+
+
+def _set_first_level(key: str, value: object) -> Callable[[dict[str, Any]], object]:
+    return lambda d: d["tcbLevels"][0].__setitem__(key, value)
+
+
+def _set_first_svn(value: object) -> Callable[[dict[str, Any]], object]:
+    return lambda d: d["tcbLevels"][0]["tcb"].__setitem__("pcesvn", value)
+
+
+# Where orjson (the fast reading) and json.loads (the reference) differ: orjson reads an integer
+# beyond 64 bits as a float and refuses NaN, Infinity and lone surrogates. The parser must give
+# json.loads' answer on each, value or error.
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(_edit_tcb_info(_set_first_svn(2**70)), id="pcesvn-beyond-64-bits"),
+        pytest.param(_edit_tcb_info(lambda d: d.__setitem__("version", 2**70)), id="version-beyond-64-bits"),
+        pytest.param(_edit_tcb_info(lambda d: d.__setitem__("tcbEvaluationDataNumber", 2**70)), id="unread-big-int"),
+        pytest.param(_edit_tcb_info(_set_first_level("advisoryIDs", [2**70])), id="advisory-big-int"),
+        pytest.param(_edit_tcb_info(_set_first_level("advisoryIDs", ["INTEL-SA-1", 7])), id="advisory-not-str"),
+        pytest.param(_edit_tcb_info(_set_first_level("tcbDate", 2**70)), id="tcbdate-big-int"),
+        pytest.param(_edit_tcb_info(_set_first_level("tcbDate", None)), id="tcbdate-null"),
+        pytest.param(_edit_tcb_info(lambda d: d.__setitem__("x", float("nan"))), id="nan"),
+        pytest.param(_edit_tcb_info(lambda d: d.__setitem__("x", float("inf"))), id="infinity"),
+        pytest.param(_edit_tcb_info(lambda d: d.__setitem__("x", "\ud800")), id="lone-surrogate"),
+        pytest.param(
+            _edit_tcb_info(lambda d: d["tcbLevels"][0].__setitem__("tcbStatus", "\ud800")), id="status-surrogate"
+        ),
+        pytest.param(b'{"version": 3, "version": 2}', id="duplicate-key"),
+        pytest.param(b"[" * 5000 + b"]" * 5000, id="deep-nesting"),
+    ],
+)
+def test_fast_json_reading_gives_the_reference_answer(raw: bytes) -> None:
+    assert _outcome(parse_tcb_info, raw) == _outcome(reference_tcb_info, raw)
+
+
+def test_big_integers_are_read_exactly_not_as_floats() -> None:
+    raw = _edit_tcb_info(_set_first_svn(2**70))
+    assert parse_tcb_info(raw).levels[0].pce_svn == 2**70  # orjson alone would give 1.18e21 and fail
+    qe = json.loads(_real_qe_identities()["phala"])
+    qe["tcbLevels"][0]["tcb"]["isvsvn"] = 2**64
+    assert parse_qe_identity(json.dumps(qe).encode()).levels[0].isv_svn == 2**64
+
+
+@pytest.mark.parametrize("field,value", [("id", 2**70), ("id", 5), ("id", None)])
+def test_qe_identity_id_must_be_a_string(field: str, value: object) -> None:
+    qe = json.loads(_real_qe_identities()["phala"])
+    qe[field] = value
+    raw = json.dumps(qe).encode()
+    assert _outcome(parse_qe_identity, raw) == ("error", "QE identity: field 'id' is not a string")
+    assert _outcome(reference_qe_identity, raw) == ("error", "QE identity: field 'id' is not a string")
