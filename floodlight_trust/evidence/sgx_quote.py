@@ -15,6 +15,7 @@ from datetime import datetime
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import Location, ParseError
 from floodlight_trust.evidence import der
+from floodlight_trust.evidence.x509_der import sgx_extension
 
 HEADER_SIZE = 48
 REPORT_BODY_SIZE = 384
@@ -375,7 +376,20 @@ _TCB_COMPONENT_OIDS = tuple(_TCB_OID[i] for i in range(1, 17))
 
 
 def parse_pck_extensions(ext_value: bytes) -> PckExtensions:
-    """Decode the DER value of extension 1.2.840.113741.1.13.1."""
+    """Decode the DER value of extension 1.2.840.113741.1.13.1 (in one call of the native
+    ``_derwalk`` when it is built; :func:`parse_pck_extensions_py` is its reference, with the same
+    values and the same errors)."""
+    if sgx_extension is None:
+        return parse_pck_extensions_py(ext_value)
+    try:
+        return PckExtensions(*sgx_extension(ext_value))
+    except ValueError as e:
+        message, offset, is_der = e.args
+        raise (der.DerError(message, offset) if is_der else _fail(message, offset)) from None
+
+
+def parse_pck_extensions_py(ext_value: bytes) -> PckExtensions:
+    """The reference of :func:`parse_pck_extensions`, over :mod:`floodlight_trust.evidence.der`."""
     tag, s, e = der.tlv(ext_value, 0)
     if tag != 0x30:
         raise _fail("SGX extension is not a SEQUENCE", 0)
