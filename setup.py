@@ -7,6 +7,9 @@ functions in Python, used when the module is not built.
 
 ``floodlight_trust.evidence._derwalk``: the DER walks of a cold DCAP verification (x509_der.py says
 why and holds their Python reference, used when the module is not built); plain C, no library.
+
+``floodlight_trust.evidence._tcblevels``: a TCB info's levels read from its decoded JSON in one call
+(collateral.py holds the reference, ``_tcb_levels_py``); plain C, no library.
 """
 
 from setuptools import Extension, setup
@@ -22,6 +25,11 @@ setup(
         Extension(
             "floodlight_trust.evidence._derwalk",
             sources=["floodlight_trust/evidence/_derwalk.c"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "floodlight_trust.evidence._tcblevels",
+            sources=["floodlight_trust/evidence/_tcblevels.c"],
             extra_compile_args=["-O2"],
         ),
     ]

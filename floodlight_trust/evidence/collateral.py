@@ -173,26 +173,15 @@ _SVN = itemgetter("svn")
 _V2_COMPONENTS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 
-def parse_tcb_info(raw: bytes) -> TcbInfo:
-    """Decode the exact ``tcbInfo`` JSON value (versions 2 and 3, SGX).
-
-    Every level is checked (a malformed one anywhere is a :class:`ParseError` naming it). This runs
-    on every cold verification, so the loop checks JSON types inline and builds a level's location
-    text only for an error; tests/evidence/sgx/test_collateral_parsers.py holds it to the plain
-    reference parser on the real collateral and on fuzzed input.
-    """
-    return _parsed(raw, "TCB info", _tcb_info)
-
-
-def _tcb_info(d: dict[str, Any]) -> TcbInfo:
+def _tcb_levels_py(levels: list[Any], v3: bool) -> tuple[TcbLevel, ...]:
+    """The TCB levels of a decoded ``tcbLevels`` list, every one checked: the reference of the
+    native ``_tcblevels.tcb_levels`` (the same levels, the same first error), used when it is not
+    built. This runs on every cold verification: types are checked inline and a level's location
+    text is built only for an error."""
     what = "TCB info"
-    version = _field(d, "version", int, what)
-    if d.get("id", "SGX") != "SGX":
-        raise ParseError(f"{what} is for {d.get('id')!r}, not SGX")
-    levels: list[TcbLevel] = []
-    append = levels.append
-    v3 = version >= 3
-    for i, lv in enumerate(_field(d, "tcbLevels", list, what)):
+    out: list[TcbLevel] = []
+    append = out.append
+    for i, lv in enumerate(levels):
         tcb = lv.get("tcb") if type(lv) is dict else None
         if type(tcb) is not dict:
             raise ParseError(f"{what} tcbLevels[{i}]: missing 'tcb'")
@@ -221,13 +210,49 @@ def _tcb_info(d: dict[str, Any]) -> TcbInfo:
         if date is not None and type(date) is not str:
             raise ParseError(f"{what} tcbLevels[{i}]: field 'tcbDate' is not a string")
         append(TcbLevel(comps, pce_svn, status, advisories, date))
+    return tuple(out)
+
+
+def _tcb_levels_native(levels: list[Any], v3: bool) -> tuple[TcbLevel, ...]:
+    try:
+        return _tcblevels.tcb_levels(levels, v3, TcbLevel)
+    except ValueError as e:
+        raise ParseError(str(e)) from None
+
+
+_tcb_levels: Callable[[list[Any], bool], tuple[TcbLevel, ...]]
+try:
+    from floodlight_trust.evidence import _tcblevels
+except ImportError:  # not built (an install without a C compiler): the reference, at Python speed
+    _tcb_levels, TCB_LEVELS_NATIVE = _tcb_levels_py, False
+else:
+    _tcb_levels, TCB_LEVELS_NATIVE = _tcb_levels_native, True
+
+
+def parse_tcb_info(raw: bytes) -> TcbInfo:
+    """Decode the exact ``tcbInfo`` JSON value (versions 2 and 3, SGX).
+
+    Every level is checked (a malformed one anywhere is a :class:`ParseError` naming it). This runs
+    on every cold verification, so the loop checks JSON types inline and builds a level's location
+    text only for an error; tests/evidence/sgx/test_collateral_parsers.py holds it to the plain
+    reference parser on the real collateral and on fuzzed input.
+    """
+    return _parsed(raw, "TCB info", _tcb_info)
+
+
+def _tcb_info(d: dict[str, Any]) -> TcbInfo:
+    what = "TCB info"
+    version = _field(d, "version", int, what)
+    if d.get("id", "SGX") != "SGX":
+        raise ParseError(f"{what} is for {d.get('id')!r}, not SGX")
+    levels = _tcb_levels(_field(d, "tcbLevels", list, what), version >= 3)
     return TcbInfo(
         version=version,
         issue_date=_time(d, "issueDate", what),
         next_update=_time(d, "nextUpdate", what),
         fmspc=_hexfield(d, "fmspc", what),
         pce_id=_hexfield(d, "pceId", what),
-        levels=tuple(levels),
+        levels=levels,
     )
 
 

@@ -70,25 +70,21 @@ class ReportBody:
         return bool(self.flags & 0x01)
 
 
+# sgx_report_body_t in one unpack: cpu_svn, misc_select, (reserved), isv_ext_prod_id, attributes,
+# mr_enclave, (reserved), mr_signer, (reserved), config_id, isv_prod_id, isv_svn, config_svn,
+# (reserved), isv_family_id, report_data: two per DCAP quote, so one call instead of sixteen.
+_REPORT_BODY = struct.Struct("<16sI12x16s16s32s32x32s32x64sHHH42x16s64s")
+assert _REPORT_BODY.size == REPORT_BODY_SIZE
+
+
 def parse_report_body(data: bytes | memoryview, offset: int = 0) -> ReportBody:
     """Decode 384 bytes at ``offset``; the caller has checked the bounds."""
+    if offset >= 0 and len(data) - offset >= REPORT_BODY_SIZE:
+        return ReportBody(*_REPORT_BODY.unpack_from(data, offset))
     b = bytes(data[offset : offset + REPORT_BODY_SIZE])
     if len(b) != REPORT_BODY_SIZE:
         raise _fail(f"report body needs {REPORT_BODY_SIZE} bytes, only {len(b)} left", offset + len(b))
-    return ReportBody(
-        cpu_svn=b[0:16],
-        misc_select=_U32.unpack_from(b, 16)[0],
-        isv_ext_prod_id=b[32:48],
-        attributes=b[48:64],
-        mr_enclave=b[64:96],
-        mr_signer=b[128:160],
-        config_id=b[192:256],
-        isv_prod_id=_U16.unpack_from(b, 256)[0],
-        isv_svn=_U16.unpack_from(b, 258)[0],
-        config_svn=_U16.unpack_from(b, 260)[0],
-        isv_family_id=b[304:320],
-        report_data=b[320:384],
-    )
+    return ReportBody(*_REPORT_BODY.unpack_from(b))
 
 
 def enclave_claims(
