@@ -611,6 +611,24 @@ class SqlNonces:
         row = self._s.one(self._d.sql("SELECT * FROM manager_nonces WHERE selector = ?"), (selector,))
         return rows.nonce_record(row, self._d) if row else None
 
+    def spend(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> bool:
+        n, d = nonce, self._d
+        assert n.used_at is not None
+        with self._s.transaction() as tx:
+            if purge_expired_before is not None:
+                tx.run(d.sql("DELETE FROM manager_nonces WHERE expires_at < ?"), (d.to_instant(purge_expired_before),))
+            # One insert keyed by the selector: of two replicas spending one nonce, the second waits for
+            # the first's uncommitted row, then inserts nothing (or inserts, if the first rolled back).
+            spent = tx.run(
+                d.sql(
+                    "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at, used_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (selector) DO NOTHING"
+                ),
+                (n.selector, n.verifier, str(n.purpose), n.host, n.vnf, d.to_instant(n.issued_at),
+                 d.to_instant(n.expires_at), d.to_instant(n.used_at)),
+            )  # fmt: skip
+        return spent == 1
+
     def burn(self, selector: str, *, at: datetime) -> bool:
         # One conditional update: of two replicas burning one nonce, the second waits for the first's
         # row lock, re-checks used_at on the committed row and updates nothing.

@@ -66,8 +66,8 @@ def new_enrollment(audit_id: int) -> NewEnrollment:
 
 
 def enroll(tx: Transaction) -> None:
-    """The storage calls of one enrollment's recording transaction (manager/enrollment.py)."""
-    tx.nonces.burn("11" * 8, at=AT)
+    """The storage calls of one enrollment's recording transaction (manager/enrollment.py, manager/nonces.py)."""
+    tx.nonces.spend(SPENT)
     tx.enrollments.bind_enrolled("h1", "fw", public_key_sha256="k" * 64, mrenclave="m" * 64, at=AT)
     audit_id = tx.audit.record(at=AT, actor="h1", action="enroll", allowed=True, host="h1", vnf="fw")
     tx.certificates().record_issued(certificate(0x0B), at=AT)
@@ -76,6 +76,7 @@ def enroll(tx: Transaction) -> None:
 
 TRUSTED = HostAttestationRecord(trusted=True, at=AT, reasons=(), policy_version="p1", platform_key="dcap-pck:aa")
 NONCE = NonceRecord("22" * 8, b"\x02" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60))
+SPENT = NonceRecord("33" * 8, b"\x03" * 32, NoncePurpose.ENCLAVE, "h1", "fw", AT, AT + timedelta(60), AT)
 
 
 def bind_enrolled(tx: Transaction) -> object:
@@ -95,6 +96,8 @@ CALLS: dict[str, tuple[Callable[[Transaction], object], int, int]] = {
     "hosts.add": (lambda tx: tx.hosts.add("h2", None, None, at=AT), 1, 1),
     "nonces.add": (lambda tx: tx.nonces.add(NONCE, purge_expired_before=AT), 2, 2),
     "nonces.burn": (lambda tx: tx.nonces.burn("11" * 8, at=AT), 1, 1),
+    "nonces.spend": (lambda tx: tx.nonces.spend(SPENT), 1, 1),
+    "nonces.spend purging": (lambda tx: tx.nonces.spend(SPENT, purge_expired_before=AT), 2, 2),
     "enrollments.bind": (lambda tx: tx.enrollments.bind("h1", "fw", public_key_sha256="k", mrenclave="m", at=AT), 1, 2),
     # SQLite: one upsert; PostgreSQL: bind (lock + update) and record_vnf, after register_vnf
     "enrollments.bind_enrolled": (bind_enrolled, 1, 3),
