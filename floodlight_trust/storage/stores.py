@@ -1,8 +1,10 @@
 """The storage interface: what the Verification Manager, the CAs and the CLI may ask of durable state.
 
-Every engine (``storage/sqlite.py``; a PostgreSQL engine is one more module) implements
-:class:`Storage`. Nothing outside ``floodlight_trust/storage/`` writes SQL or imports a database
-driver (tests/storage/test_no_sql_outside_storage.py).
+Every engine (``storage/sqlite.py``, ``storage/postgres.py``) implements :class:`Storage`; the
+SQL engines share one implementation of the stores (``storage/sqlstores.py``) over their own
+session and dialect, so another SQL engine is one more module. Nothing outside
+``floodlight_trust/storage/`` writes SQL or imports a database driver
+(tests/storage/test_no_sql_outside_storage.py).
 
 Two ways to reach the stores:
 
@@ -285,6 +287,15 @@ class NonceStore(Protocol):
         ...
 
     def find(self, selector: str) -> NonceRecord | None: ...
+
+    def spend(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> bool:
+        """Record ``nonce`` (an authenticated token, ``manager.nonces``) as used at ``nonce.used_at``;
+        False if its selector is recorded already (a replay). With ``purge_expired_before``, first
+        forget nonces that expired before then.
+        Race: two uses of one nonce (on two replicas) at once: one insert keyed by the selector; exactly
+        one caller gets True, the other waits for the first's commit and inserts nothing. It runs in
+        the transaction that records the decision, so a decision and its nonce's use are one step."""
+        ...
 
     def burn(self, selector: str, *, at: datetime) -> bool:
         """Mark the challenge used; False if it was already used or is unknown.
