@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from floodlight_trust import config as config_mod
 from floodlight_trust.errors import FtrustError
+
+if TYPE_CHECKING:  # imported by load_config: `ftrust policy` and `ima` commands read no configuration
+    from floodlight_trust import config as config_mod
 
 
 def add_group(subparsers: Any, name: str, help_text: str) -> Any:
@@ -47,6 +49,8 @@ def port_number(text: str) -> int:
 
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:
+    from floodlight_trust import config as config_mod
+
     return config_mod.load(getattr(args, "config", None))
 
 
