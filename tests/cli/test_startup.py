@@ -81,9 +81,7 @@ def test_leave_with_a_closed_pipe_exits_as_the_interpreter_does() -> None:
     os.close(r_fd)  # no reader: the flush fails with EPIPE
     try:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the write stays buffered
-        r = subprocess.run(
-            [*_RUN, code], stdout=w_fd, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO, env=env
-        )
+        r = subprocess.run([*_RUN, code], stdout=w_fd, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO, env=env)
     finally:
         os.close(w_fd)
     assert r.returncode == 120, r.stderr
