@@ -54,6 +54,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from floodlight_trust.errors import ConflictError, InputError, NotFoundError, StorageUnavailable
 from floodlight_trust.evidence.tpm.structures import ClockInfo
+from floodlight_trust.storage import rows
+from floodlight_trust.storage.dialect import Dialect
 from floodlight_trust.storage.leases import POSTGRES_DDL as LEASES_DDL
 from floodlight_trust.storage.migrations import STEPS, Step
 from floodlight_trust.storage.records import (
@@ -61,12 +63,10 @@ from floodlight_trust.storage.records import (
     CertificateAuthorityKind,
     CertificateRecord,
     EnrollmentRecord,
-    EnrollmentStatus,
     HostAttestationRecord,
     HostRecord,
     HostStatus,
     NewEnrollment,
-    NoncePurpose,
     NonceRecord,
     TpmPin,
     VnfRecord,
@@ -193,132 +193,42 @@ DDL: Mapping[tuple[str, int], str] = {
 }
 
 
-# -- values in and out -----------------------------------------------------------------------------------
-def _seconds(value: datetime) -> datetime:
-    # The manager's times are kept to the second on every engine (clock.format_time), so a record
-    # reads back the same from SQLite and from PostgreSQL.
-    return value.astimezone(UTC).replace(microsecond=0)
+# -- the dialect: psycopg's placeholders, PostgreSQL's column types ----------------------------------------
+class PostgresDialect(Dialect):
+    """PostgreSQL (psycopg: ``%s`` parameters) keeps every time as TIMESTAMPTZ; a manager time is
+    kept to the second (as clock.format_time on SQLite), so a record reads back the same from each."""
+
+    __slots__ = ()
+    name = "postgresql"
+    PARAMETER = "%s"
+    TEXT_PARAMETER = "%s::text"
+
+    @staticmethod
+    def to_seconds(at: datetime) -> datetime:
+        return at.astimezone(UTC).replace(microsecond=0)
+
+    @staticmethod
+    def to_exact(at: datetime) -> datetime:
+        return at.astimezone(UTC)
+
+    @staticmethod
+    def to_instant(at: datetime) -> datetime:
+        return at.astimezone(UTC)
+
+    @staticmethod
+    def time(value: Any) -> datetime:
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def time_or_none(value: Any) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    instant = time
+    instant_or_none = time_or_none
 
 
-def _exact(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
-def _host(r: DictRow) -> HostRecord:
-    return HostRecord(
-        r["name"],
-        r["agent_url"],
-        r["host_policy"],
-        HostStatus(r["status"]),
-        r["platform_pck_sha256"],
-        _utc(r["last_attested_at"]),
-        _utc(r["last_trusted_at"]),
-        _utc(r["last_contact_at"]),
-        r["policy_version"],
-        tuple(json.loads(r["reasons_json"])),
-        r["ima_state_json"],
-        int(r["ima_entries"]),
-        bool(r["simulated"]),
-        json.loads(r["platform_json"]) if r["platform_json"] else None,
-        r["agent_tls_pem"],
-        r["platform_key"],
-        r["repin_requested_by"],
-    )
-
-
-def _registration(r: DictRow) -> VnfRegistration:
-    return VnfRegistration(
-        r["host"],
-        r["name"],
-        r["enroll_rule"],
-        r["registered_by"],
-        r["expected_mrenclave"],
-        r["bound_public_key_sha256"],
-        r["bound_mrenclave"],
-        _utc(r["bound_at"]),
-    )
-
-
-def _enrollment(r: DictRow) -> EnrollmentRecord:
-    return EnrollmentRecord(
-        int(r["id"]),
-        r["host"],
-        r["vnf"],
-        r["serial"],
-        r["certificate_sha256"],
-        r["public_key_sha256"],
-        r["key_mode"],
-        r["mrenclave"],
-        r["policy_version"],
-        int(r["audit_id"]),
-        _exact(r["issued_at"]),
-        _exact(r["not_after"]),
-        EnrollmentStatus(r["status"]),
-        _utc(r["revoked_at"]),
-        r["revoke_reason"],
-        _utc(r["superseded_at"]),
-        r["superseded_by"],
-    )
-
-
-def _audit(r: DictRow) -> AuditRecord:
-    return AuditRecord(
-        int(r["id"]),
-        _exact(r["at"]),
-        r["actor"],
-        r["action"],
-        r["host"],
-        r["vnf"],
-        bool(r["allowed"]),
-        r["policy_version"],
-        bool(r["simulated"]),
-        json.loads(r["evidence_json"]),
-        tuple(json.loads(r["reasons_json"])),
-    )
-
-
-def _certificate(r: DictRow) -> CertificateRecord:
-    return CertificateRecord(
-        serial=int(r["serial"], 16),
-        subject=r["subject"],
-        not_before=_exact(r["not_before"]),
-        not_after=_exact(r["not_after"]),
-        issued_at=_exact(r["issued_at"]),
-        sha256=r["sha256"],
-        pem=r["pem"],
-        revoked_at=_utc(r["revoked_at"]),
-        revocation_reason=r["revocation_reason"],
-    )
-
-
-def _nonce(r: DictRow) -> NonceRecord:
-    return NonceRecord(
-        r["selector"],
-        bytes(r["verifier"]),
-        NoncePurpose(r["purpose"]),
-        r["host"],
-        r["vnf"],
-        _exact(r["issued_at"]),
-        _exact(r["expires_at"]),
-        _utc(r["used_at"]),
-    )
-
-
-def _tpm(r: DictRow) -> TpmPin:
-    clock, firmware = None, None
-    if r["last_clock_json"]:
-        c = json.loads(r["last_clock_json"])
-        clock = ClockInfo(int(c["clock"]), int(c["reset_count"]), int(c["restart_count"]), bool(c["safe"]))
-        firmware = int(c["firmware"])
-    boot = None
-    if r["boot_pcrs_json"]:
-        boot = {b: {int(p): str(v) for p, v in vals.items()} for b, vals in json.loads(r["boot_pcrs_json"]).items()}
-    return TpmPin(r["host"], bytes(r["ak_public"]), r["ak_name"], r["ak_spki_sha256"], r["ek_spki_sha256"],
-                  r["ek_trust"], _exact(r["registered_at"]), clock, firmware, boot)  # fmt: skip
+POSTGRES = PostgresDialect()
+_seconds, _exact = POSTGRES.to_seconds, POSTGRES.to_exact
 
 
 # -- the stores ------------------------------------------------------------------------------------------
@@ -415,7 +325,7 @@ class _Hosts:
                     hint="`ftrust vm hosts add NAME --replace ...` changes its agent URL; "
                     "`ftrust vm hosts remove NAME` removes it",
                 )
-            return _host(row)
+            return rows.host_record(row, POSTGRES)
 
     def remove(self, name: str) -> None:
         with self._s.use() as c:
@@ -424,14 +334,14 @@ class _Hosts:
 
     def find(self, name: str) -> HostRecord | None:
         row = self._s.one("SELECT * FROM manager_hosts WHERE name = %s", (name,))
-        return _host(row) if row else None
+        return rows.host_record(row, POSTGRES) if row else None
 
     def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
         host = self.find(name)
         if host is None:
             return None, None
         row = self._s.one("SELECT * FROM manager_vnfs WHERE host = %s AND name = %s", (name, vnf))
-        return host, _registration(row) if row else None
+        return host, rows.vnf_registration(row, POSTGRES) if row else None
 
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
@@ -442,7 +352,7 @@ class _Hosts:
         return found
 
     def all(self) -> builtins.list[HostRecord]:
-        return [_host(r) for r in self._s.all("SELECT * FROM manager_hosts ORDER BY name")]
+        return [rows.host_record(r, POSTGRES) for r in self._s.all("SELECT * FROM manager_hosts ORDER BY name")]
 
     def platform_owner(self, platform_key: str, *, other_than: str) -> str | None:
         with self._s.read() as c:
@@ -552,7 +462,7 @@ class _Enrollments:
 
     def registration(self, host: str, vnf: str) -> VnfRegistration | None:
         row = self._s.one("SELECT * FROM manager_vnfs WHERE host = %s AND name = %s", (host, vnf))
-        return _registration(row) if row else None
+        return rows.vnf_registration(row, POSTGRES) if row else None
 
     def bound_name(self, public_key_sha256: str) -> tuple[str, str] | None:
         with self._s.read() as c:
@@ -649,26 +559,10 @@ class _Enrollments:
             "SELECT v.*, (SELECT COUNT(*) FROM manager_enrollments e WHERE e.host = v.host AND e.vnf = v.name"
             " AND e.status = 'active') AS active FROM manager_vnfs v"
         )
-        rows = self._s.all(
+        found = self._s.all(
             query + (" WHERE host = %s" if host else "") + " ORDER BY host, name", (host,) if host else ()
         )
-        return [
-            VnfRecord(
-                r["host"],
-                r["name"],
-                r["mrenclave"],
-                VnfStatus(r["status"]),
-                _utc(r["last_attested_at"]),
-                r["public_key_sha256"],
-                int(r["active"]),
-                tuple(json.loads(r["reasons_json"])),
-                r["enroll_rule"],
-                r["registered_by"],
-                r["bound_public_key_sha256"],
-                r["bound_mrenclave"],
-            )
-            for r in rows
-        ]
+        return [rows.vnf_record(r, POSTGRES) for r in found]
 
     def record_enrollment(self, enrollment: NewEnrollment) -> int:
         e = enrollment
@@ -710,28 +604,28 @@ class _Enrollments:
     def enrollments(
         self, *, host: str | None = None, vnf: str | None = None, active_only: bool = False
     ) -> builtins.list[EnrollmentRecord]:
-        rows = self._s.all(
+        found = self._s.all(
             "SELECT * FROM manager_enrollments WHERE (%s::text IS NULL OR host = %s) AND (%s::text IS NULL OR vnf = %s)"
             " AND (NOT %s OR status = 'active') ORDER BY id",
             (host, host, vnf, vnf, active_only),
         )
-        return [_enrollment(r) for r in rows]
+        return [rows.enrollment_record(r, POSTGRES) for r in found]
 
     def live(
         self, *, host: str | None, vnf: str | None, at: datetime, platform_key: str | None = None
     ) -> builtins.list[EnrollmentRecord]:
-        rows = self._s.all(
+        found = self._s.all(
             "SELECT * FROM manager_enrollments WHERE"
             " (((%s::text IS NULL OR host = %s) AND (%s::text IS NULL OR vnf = %s))"
             " OR (%s::text IS NOT NULL AND platform_key = %s))"
             " AND (status = 'active' OR (status = 'superseded' AND not_after > %s)) ORDER BY id",
             (host, host, vnf, vnf, platform_key, platform_key, _seconds(at)),
         )
-        return [_enrollment(r) for r in rows]
+        return [rows.enrollment_record(r, POSTGRES) for r in found]
 
     def by_serial(self, serial: str) -> EnrollmentRecord | None:
         row = self._s.one("SELECT * FROM manager_enrollments WHERE serial = %s", (serial,))
-        return _enrollment(row) if row else None
+        return rows.enrollment_record(row, POSTGRES) if row else None
 
     def enclave_claims(self, serial: str) -> dict[str, Any] | None:
         row = self._s.one("SELECT enclave_claims_json FROM manager_enrollments WHERE serial = %s", (serial,))
@@ -813,11 +707,11 @@ class _Certificates:
                 row = c.execute(self._sql("SELECT * FROM {table} WHERE serial = %s"), (hexserial,)).fetchone()
             if row is None:
                 raise InputError(f"no certificate with serial {hexserial}", hint="see `ftrust ca list`")
-            return _certificate(row)
+            return rows.certificate_record(row, POSTGRES)
 
     def get(self, serial: int) -> CertificateRecord | None:
         row = self._s.one(self._sql("SELECT * FROM {table} WHERE serial = %s"), (format(serial, "x"),))
-        return _certificate(row) if row else None
+        return rows.certificate_record(row, POSTGRES) if row else None
 
     def list(self, *, revoked: bool | None = None, subject: str | None = None) -> builtins.list[CertificateRecord]:
         query = "SELECT * FROM {table}"
@@ -833,7 +727,7 @@ class _Certificates:
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY issued_at, serial"
-        return [_certificate(r) for r in self._s.all(self._sql(query), params)]
+        return [rows.certificate_record(r, POSTGRES) for r in self._s.all(self._sql(query), params)]
 
     def revoked(self, *, unexpired_at: datetime | None = None) -> builtins.list[CertificateRecord]:
         records = self.list(revoked=True)
@@ -846,7 +740,7 @@ class _Certificates:
             self._sql("SELECT COUNT(*) AS n, MAX(revoked_at) AS latest FROM {table} WHERE revoked_at IS NOT NULL")
         )
         assert row is not None
-        return int(row["n"]), _utc(row["latest"])
+        return int(row["n"]), POSTGRES.time_or_none(row["latest"])
 
 
 class _Nonces:
@@ -868,7 +762,7 @@ class _Nonces:
 
     def find(self, selector: str) -> NonceRecord | None:
         row = self._s.one("SELECT * FROM manager_nonces WHERE selector = %s", (selector,))
-        return _nonce(row) if row else None
+        return rows.nonce_record(row, POSTGRES) if row else None
 
     def burn(self, selector: str, *, at: datetime) -> bool:
         # One conditional update: of two replicas burning one nonce, the second waits for the first's
@@ -924,16 +818,16 @@ class _Audit:
 
     def records(self, *, since: datetime | None = None, limit: int = 1000) -> builtins.list[AuditRecord]:
         if since is None:
-            rows = self._s.all("SELECT * FROM manager_audit ORDER BY id DESC LIMIT %s", (limit,))
+            found = self._s.all("SELECT * FROM manager_audit ORDER BY id DESC LIMIT %s", (limit,))
         else:
-            rows = self._s.all(
+            found = self._s.all(
                 "SELECT * FROM manager_audit WHERE at_ts >= %s ORDER BY id DESC LIMIT %s", (_exact(since), limit)
             )
-        return [_audit(r) for r in reversed(rows)]
+        return [rows.audit_record(r, POSTGRES) for r in reversed(found)]
 
     def get(self, audit_id: int) -> AuditRecord | None:
         row = self._s.one("SELECT * FROM manager_audit WHERE id = %s", (audit_id,))
-        return _audit(row) if row else None
+        return rows.audit_record(row, POSTGRES) if row else None
 
 
 class _Tpm:
@@ -944,7 +838,7 @@ class _Tpm:
 
     def get(self, host: str) -> TpmPin | None:
         row = self._s.one("SELECT * FROM manager_host_tpm WHERE host = %s", (host,))
-        return _tpm(row) if row else None
+        return rows.tpm_pin(row, POSTGRES) if row else None
 
     def pin(
         self,
@@ -967,13 +861,11 @@ class _Tpm:
         )
 
     def record_round(self, host: str, *, clock: ClockInfo, firmware: int, boot_pcrs: dict[str, dict[int, str]]) -> None:
-        doc = {"clock": clock.clock, "reset_count": clock.reset_count, "restart_count": clock.restart_count,
-               "safe": clock.safe, "firmware": firmware}  # fmt: skip
-        boot = json.dumps({b: {str(p): v for p, v in vals.items()} for b, vals in boot_pcrs.items()})
+        last_clock, boot = rows.tpm_round_json(clock, firmware, boot_pcrs)
         self._s.run(
             "UPDATE manager_host_tpm SET last_clock_json = %s, boot_pcrs_json = COALESCE(boot_pcrs_json, %s)"
             " WHERE host = %s",
-            (json.dumps(doc), boot, host),
+            (last_clock, boot, host),
         )
 
 

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from floodlight_trust.clock import format_time, parse_time
 from floodlight_trust.errors import ConflictError, InputError, Location, NotFoundError, StorageUnavailable
 from floodlight_trust.evidence.tpm.structures import ClockInfo
+from floodlight_trust.storage import rows
+from floodlight_trust.storage.dialect import Dialect
 from floodlight_trust.storage.leases import SQLITE_DDL as LEASES_DDL
 from floodlight_trust.storage.migrations import STEPS
 from floodlight_trust.storage.records import (
@@ -37,12 +39,9 @@ from floodlight_trust.storage.records import (
     CertificateAuthorityKind,
     CertificateRecord,
     EnrollmentRecord,
-    EnrollmentStatus,
     HostAttestationRecord,
     HostRecord,
-    HostStatus,
     NewEnrollment,
-    NoncePurpose,
     NonceRecord,
     TpmPin,
     VnfRecord,
@@ -419,131 +418,46 @@ DDL: Mapping[tuple[str, int], str] = {
 MIGRATIONS: tuple[Migration, ...] = tuple(Migration(s.component, s.version, DDL[s.key]) for s in STEPS)
 
 
-# -- row mapping ---------------------------------------------------------------------------------------
-def _t(text: str | None) -> datetime | None:
-    return parse_time(text) if text else None
+# -- the dialect: SQLite's placeholders and column types -----------------------------------------------
+class SqliteDialect(Dialect):
+    """SQLite keeps times as ISO 8601 text (``...Z``) and instants as epoch seconds (REAL)."""
+
+    __slots__ = ()
+    name = "sqlite"
+    PARAMETER = "?"
+    TEXT_PARAMETER = "?"
+
+    @staticmethod
+    def to_seconds(at: datetime) -> str:
+        return format_time(at)
+
+    @staticmethod
+    def to_exact(at: datetime) -> str:
+        # The CA records keep microseconds (ordering exact); parse_time reads them back.
+        return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    @staticmethod
+    def to_instant(at: datetime) -> float:
+        return at.timestamp()
+
+    @staticmethod
+    def time(value: Any) -> datetime:
+        return parse_time(value)
+
+    @staticmethod
+    def time_or_none(value: Any) -> datetime | None:
+        return parse_time(value) if value else None
+
+    @staticmethod
+    def instant(value: Any) -> datetime:
+        return datetime.fromtimestamp(value, UTC)
+
+    @staticmethod
+    def instant_or_none(value: Any) -> datetime | None:
+        return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-def _ts(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value is not None else None
-
-
-def _iso_us(value: datetime) -> str:
-    # The CA records keep microseconds (ordering exact); parse_time reads them back.
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _host(r: sqlite3.Row) -> HostRecord:
-    return HostRecord(
-        r["name"],
-        r["agent_url"],
-        r["host_policy"],
-        HostStatus(r["status"]),
-        r["platform_pck_sha256"],
-        _t(r["last_attested_at"]),
-        _t(r["last_trusted_at"]),
-        _t(r["last_contact_at"]),
-        r["policy_version"],
-        tuple(json.loads(r["reasons_json"])),
-        r["ima_state_json"],
-        r["ima_entries"],
-        bool(r["simulated"]),
-        json.loads(r["platform_json"]) if r["platform_json"] else None,
-        r["agent_tls_pem"],
-        r["platform_key"],
-        r["repin_requested_by"],
-    )
-
-
-def _registration(r: sqlite3.Row) -> VnfRegistration:
-    return VnfRegistration(
-        r["host"],
-        r["name"],
-        r["enroll_rule"],
-        r["registered_by"],
-        r["expected_mrenclave"],
-        r["bound_public_key_sha256"],
-        r["bound_mrenclave"],
-        _t(r["bound_at"]),
-    )
-
-
-def _enrollment(r: sqlite3.Row) -> EnrollmentRecord:
-    return EnrollmentRecord(
-        r["id"],
-        r["host"],
-        r["vnf"],
-        r["serial"],
-        r["certificate_sha256"],
-        r["public_key_sha256"],
-        r["key_mode"],
-        r["mrenclave"],
-        r["policy_version"],
-        r["audit_id"],
-        parse_time(r["issued_at"]),
-        parse_time(r["not_after"]),
-        EnrollmentStatus(r["status"]),
-        _t(r["revoked_at"]),
-        r["revoke_reason"],
-        _t(r["superseded_at"]),
-        r["superseded_by"],
-    )
-
-
-def _audit(r: sqlite3.Row) -> AuditRecord:
-    return AuditRecord(
-        r["id"],
-        parse_time(r["at"]),
-        r["actor"],
-        r["action"],
-        r["host"],
-        r["vnf"],
-        bool(r["allowed"]),
-        r["policy_version"],
-        bool(r["simulated"]),
-        json.loads(r["evidence_json"]),
-        tuple(json.loads(r["reasons_json"])),
-    )
-
-
-def _certificate(row: sqlite3.Row) -> CertificateRecord:
-    return CertificateRecord(
-        serial=int(row["serial"], 16),
-        subject=row["subject"],
-        not_before=parse_time(row["not_before"]),
-        not_after=parse_time(row["not_after"]),
-        issued_at=parse_time(row["issued_at"]),
-        sha256=row["sha256"],
-        pem=row["pem"],
-        revoked_at=_t(row["revoked_at"]),
-        revocation_reason=row["revocation_reason"],
-    )
-
-
-def _nonce(r: sqlite3.Row) -> NonceRecord:
-    return NonceRecord(
-        r["selector"],
-        bytes(r["verifier"]),
-        NoncePurpose(r["purpose"]),
-        r["host"],
-        r["vnf"],
-        datetime.fromtimestamp(r["issued_at"], UTC),
-        datetime.fromtimestamp(r["expires_at"], UTC),
-        _ts(r["used_at"]),
-    )
-
-
-def _tpm(row: sqlite3.Row) -> TpmPin:
-    clock, firmware = None, None
-    if row["last_clock_json"]:
-        c = json.loads(row["last_clock_json"])
-        clock = ClockInfo(int(c["clock"]), int(c["reset_count"]), int(c["restart_count"]), bool(c["safe"]))
-        firmware = int(c["firmware"])
-    boot = None
-    if row["boot_pcrs_json"]:
-        boot = {b: {int(p): str(v) for p, v in vals.items()} for b, vals in json.loads(row["boot_pcrs_json"]).items()}
-    return TpmPin(row["host"], bytes(row["ak_public"]), row["ak_name"], row["ak_spki_sha256"], row["ek_spki_sha256"],
-                  row["ek_trust"], parse_time(row["registered_at"]), clock, firmware, boot)  # fmt: skip
+SQLITE = SqliteDialect()
 
 
 # -- the stores ------------------------------------------------------------------------------------------
@@ -574,7 +488,7 @@ class _Session:
 _HOST_WITH_VNF = (
     "SELECT h.*, v.name AS v_name, v.enroll_rule AS v_enroll_rule, v.registered_by AS v_registered_by,"
     " v.expected_mrenclave AS v_expected_mrenclave, v.bound_public_key_sha256 AS v_bound_public_key_sha256,"
-    " v.bound_mrenclave AS v_bound_mrenclave, v.bound_at AS v_bound_at"
+    " v.bound_mrenclave AS v_bound_mrenclave, v.bound_at AS v_bound_at, v.host AS v_host"
     " FROM manager_hosts h LEFT JOIN manager_vnfs v ON v.host = h.name AND v.name = ? WHERE h.name = ?"
 )
 
@@ -611,7 +525,7 @@ class _Hosts:
                 " agent_tls_pem = COALESCE(excluded.agent_tls_pem, manager_hosts.agent_tls_pem) RETURNING *",
                 (name, agent_url, host_policy, format_time(at), agent_tls_pem),
             ).fetchone()
-            return _host(row)
+            return rows.host_record(row, SQLITE)
 
     def remove(self, name: str) -> None:
         with self._s.write() as c:
@@ -620,19 +534,14 @@ class _Hosts:
 
     def find(self, name: str) -> HostRecord | None:
         row = self._s.read().execute("SELECT * FROM manager_hosts WHERE name = ?", (name,)).fetchone()
-        return _host(row) if row else None
+        return rows.host_record(row, SQLITE) if row else None
 
     def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
         row = self._s.read().execute(_HOST_WITH_VNF, (vnf, name)).fetchone()
         if row is None:
             return None, None
-        registration = None
-        if row["v_name"] is not None:
-            registration = VnfRegistration(
-                name, vnf, row["v_enroll_rule"], row["v_registered_by"], row["v_expected_mrenclave"],
-                row["v_bound_public_key_sha256"], row["v_bound_mrenclave"], _t(row["v_bound_at"]),
-            )  # fmt: skip
-        return _host(row), registration
+        registration = rows.vnf_registration(row, SQLITE, "v_") if row["v_name"] is not None else None
+        return rows.host_record(row, SQLITE), registration
 
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
@@ -643,7 +552,7 @@ class _Hosts:
         return found
 
     def all(self) -> builtins.list[HostRecord]:
-        return [_host(r) for r in self._s.read().execute("SELECT * FROM manager_hosts ORDER BY name")]
+        return [rows.host_record(r, SQLITE) for r in self._s.read().execute("SELECT * FROM manager_hosts ORDER BY name")]
 
     def platform_owner(self, platform_key: str, *, other_than: str) -> str | None:
         row = (
@@ -756,7 +665,7 @@ class _Enrollments:
 
     def registration(self, host: str, vnf: str) -> VnfRegistration | None:
         row = self._s.read().execute("SELECT * FROM manager_vnfs WHERE host = ? AND name = ?", (host, vnf)).fetchone()
-        return _registration(row) if row else None
+        return rows.vnf_registration(row, SQLITE) if row else None
 
     def bound_name(self, public_key_sha256: str) -> tuple[str, str] | None:
         row = (
@@ -876,26 +785,10 @@ class _Enrollments:
             "SELECT v.*, (SELECT COUNT(*) FROM manager_enrollments e WHERE e.host = v.host AND e.vnf = v.name"
             " AND e.status = 'active') AS active FROM manager_vnfs v"
         )
-        rows = self._s.read().execute(
+        found = self._s.read().execute(
             sql + (" WHERE host = ?" if host else "") + " ORDER BY host, name", (host,) if host else ()
         )
-        return [
-            VnfRecord(
-                r["host"],
-                r["name"],
-                r["mrenclave"],
-                VnfStatus(r["status"]),
-                _t(r["last_attested_at"]),
-                r["public_key_sha256"],
-                r["active"],
-                tuple(json.loads(r["reasons_json"])),
-                r["enroll_rule"],
-                r["registered_by"],
-                r["bound_public_key_sha256"],
-                r["bound_mrenclave"],
-            )
-            for r in rows
-        ]
+        return [rows.vnf_record(r, SQLITE) for r in found]
 
     def record_enrollment(self, enrollment: NewEnrollment) -> int:
         e = enrollment
@@ -930,27 +823,27 @@ class _Enrollments:
     def enrollments(
         self, *, host: str | None = None, vnf: str | None = None, active_only: bool = False
     ) -> builtins.list[EnrollmentRecord]:
-        rows = self._s.read().execute(
+        found = self._s.read().execute(
             "SELECT * FROM manager_enrollments WHERE (? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)"
             " AND (? = 0 OR status = 'active') ORDER BY id",
             (host, host, vnf, vnf, int(active_only)),
         )
-        return [_enrollment(r) for r in rows]
+        return [rows.enrollment_record(r, SQLITE) for r in found]
 
     def live(
         self, *, host: str | None, vnf: str | None, at: datetime, platform_key: str | None = None
     ) -> builtins.list[EnrollmentRecord]:
-        rows = self._s.read().execute(
+        found = self._s.read().execute(
             "SELECT * FROM manager_enrollments WHERE"
             " (((? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)) OR (? IS NOT NULL AND platform_key = ?))"
             " AND (status = 'active' OR (status = 'superseded' AND not_after > ?)) ORDER BY id",
             (host, host, vnf, vnf, platform_key, platform_key, format_time(at)),
         )
-        return [_enrollment(r) for r in rows]
+        return [rows.enrollment_record(r, SQLITE) for r in found]
 
     def by_serial(self, serial: str) -> EnrollmentRecord | None:
         row = self._s.read().execute("SELECT * FROM manager_enrollments WHERE serial = ?", (serial,)).fetchone()
-        return _enrollment(row) if row else None
+        return rows.enrollment_record(row, SQLITE) if row else None
 
     def enclave_claims(self, serial: str) -> dict[str, Any] | None:
         row = (
@@ -1010,9 +903,9 @@ class _Certificates:
                     (
                         format(record.serial, "x"),
                         record.subject,
-                        _iso_us(record.not_before),
-                        _iso_us(record.not_after),
-                        _iso_us(record.issued_at),
+                        SQLITE.to_exact(record.not_before),
+                        SQLITE.to_exact(record.not_after),
+                        SQLITE.to_exact(record.issued_at),
                         record.sha256,
                         record.pem,
                     ),
@@ -1031,13 +924,13 @@ class _Certificates:
                     "UPDATE {table} SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL"
                     " RETURNING *"
                 ),
-                (_iso_us(at), canonical, hexserial),
+                (SQLITE.to_exact(at), canonical, hexserial),
             ).fetchone()
             if row is None:
                 row = c.execute(self._sql("SELECT * FROM {table} WHERE serial = ?"), (hexserial,)).fetchone()
             if row is None:
                 raise InputError(f"no certificate with serial {hexserial}", hint="see `ftrust ca list`")
-            return _certificate(row)
+            return rows.certificate_record(row, SQLITE)
 
     def get(self, serial: int) -> CertificateRecord | None:
         row = (
@@ -1045,7 +938,7 @@ class _Certificates:
             .execute(self._sql("SELECT * FROM {table} WHERE serial = ?"), (format(serial, "x"),))
             .fetchone()
         )
-        return _certificate(row) if row else None
+        return rows.certificate_record(row, SQLITE) if row else None
 
     def list(self, *, revoked: bool | None = None, subject: str | None = None) -> builtins.list[CertificateRecord]:
         sql = "SELECT * FROM {table}"
@@ -1061,7 +954,7 @@ class _Certificates:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY issued_at, serial"
-        return [_certificate(r) for r in self._s.read().execute(self._sql(sql), params)]
+        return [rows.certificate_record(r, SQLITE) for r in self._s.read().execute(self._sql(sql), params)]
 
     def revoked(self, *, unexpired_at: datetime | None = None) -> builtins.list[CertificateRecord]:
         records = self.list(revoked=True)
@@ -1075,7 +968,7 @@ class _Certificates:
             .execute(self._sql("SELECT COUNT(*), MAX(revoked_at) FROM {table} WHERE revoked_at IS NOT NULL"))
             .fetchone()
         )
-        return int(row[0]), _t(row[1])
+        return int(row[0]), SQLITE.time_or_none(row[1])
 
 
 class _Nonces:
@@ -1105,7 +998,7 @@ class _Nonces:
 
     def find(self, selector: str) -> NonceRecord | None:
         row = self._s.read().execute("SELECT * FROM manager_nonces WHERE selector = ?", (selector,)).fetchone()
-        return _nonce(row) if row else None
+        return rows.nonce_record(row, SQLITE) if row else None
 
     def burn(self, selector: str, *, at: datetime) -> bool:
         with self._s.write() as c:
@@ -1163,16 +1056,16 @@ class _Audit:
     def records(self, *, since: datetime | None = None, limit: int = 1000) -> builtins.list[AuditRecord]:
         c = self._s.read()
         if since is None:
-            rows = c.execute("SELECT * FROM manager_audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            found = c.execute("SELECT * FROM manager_audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         else:
-            rows = c.execute(
+            found = c.execute(
                 "SELECT * FROM manager_audit WHERE at_ts >= ? ORDER BY id DESC LIMIT ?", (since.timestamp(), limit)
             ).fetchall()
-        return [_audit(r) for r in reversed(rows)]
+        return [rows.audit_record(r, SQLITE) for r in reversed(found)]
 
     def get(self, audit_id: int) -> AuditRecord | None:
         row = self._s.read().execute("SELECT * FROM manager_audit WHERE id = ?", (audit_id,)).fetchone()
-        return _audit(row) if row else None
+        return rows.audit_record(row, SQLITE) if row else None
 
 
 class _Tpm:
@@ -1183,7 +1076,7 @@ class _Tpm:
 
     def get(self, host: str) -> TpmPin | None:
         row = self._s.read().execute("SELECT * FROM manager_host_tpm WHERE host = ?", (host,)).fetchone()
-        return _tpm(row) if row else None
+        return rows.tpm_pin(row, SQLITE) if row else None
 
     def pin(
         self,
@@ -1207,14 +1100,12 @@ class _Tpm:
             )
 
     def record_round(self, host: str, *, clock: ClockInfo, firmware: int, boot_pcrs: dict[str, dict[int, str]]) -> None:
-        doc = {"clock": clock.clock, "reset_count": clock.reset_count, "restart_count": clock.restart_count,
-               "safe": clock.safe, "firmware": firmware}  # fmt: skip
-        boot = json.dumps({b: {str(p): v for p, v in vals.items()} for b, vals in boot_pcrs.items()})
+        last_clock, boot = rows.tpm_round_json(clock, firmware, boot_pcrs)
         with self._s.write() as c:
             c.execute(
                 "UPDATE manager_host_tpm SET last_clock_json = ?, boot_pcrs_json = COALESCE(boot_pcrs_json, ?)"
                 " WHERE host = ?",
-                (json.dumps(doc), boot, host),
+                (last_clock, boot, host),
             )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,9 +34,9 @@ from floodlight_trust.pki.ca import CertificateAuthority, load_ca_certificate
 from floodlight_trust.sgxsim import SimulatedPlatform
 from floodlight_trust.statestore import open_ca, open_state
 from floodlight_trust.storage.stores import Storage
+from tests.support import cli
 from tests.support.world import GOOD_IMAGE, HOST_FILES, PASSWORD, ima_list, policy_text
 
-ROOT = Path(__file__).resolve().parents[2]
 DB_PASSWORD = "FTRUST_DB_PASSWORD"  # storage.password_env's default
 
 
@@ -171,10 +170,7 @@ revocation_poll_seconds = 0.2
                 "FTRUST_ADMIN_KEY_PASSWORD": PASSWORD.reveal()}  # fmt: skip
 
     def ftrust(self, *argv: str) -> str:
-        r = subprocess.run(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(self.config_path), *argv],
-            capture_output=True, text=True, env=self.process_env(), cwd=ROOT, timeout=120, check=False,
-        )  # fmt: skip
+        r = cli.ftrust(*argv, config=self.config_path, env=self.process_env(), timeout=120)
         assert r.returncode == 0, f"ftrust {' '.join(argv)}: {r.stderr}"
         return r.stdout
 
@@ -192,9 +188,8 @@ revocation_poll_seconds = 0.2
             assert self.database_url and f'url = "{self.database_url}"' in text
             config.write_text(text.replace(f'url = "{self.database_url}"', f'url = "{database_url}"'))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(config), "vm", "serve",
-             "--reattest-interval", str(interval)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            cli.ftrust_command("vm", "serve", "--reattest-interval", interval, config=config),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cli.REPO,
             env=self.process_env(),
         )  # fmt: skip
         assert proc.stdout is not None

@@ -296,9 +296,9 @@ def test_a_database_that_goes_away_fails_cleanly_and_comes_back(pg_database: PgD
             tx.hosts.add("h2", None, None, at=AT)
             with psycopg.connect(pg_database.url, autocommit=True) as admin:  # cut mid-transaction
                 admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+                )  # (waits until they are gone: the pool's idle one too, whose notice its check then sees)
             tx.hosts.add("h3", None, None, at=AT)
         assert [h.name for h in storage.hosts.all()] == ["h1"]  # nothing of the cut transaction
     finally:
