@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks import Result
 from benchmarks.bench_replicas import ADMIN_PASSWORD, ROOT, cpu_seconds, env, postgres
-from benchmarks.fixtures import sim_policy_text
+from benchmarks.fixtures import write_vm_site
 
 HOSTS = int(os.environ.get("FTRUST_BENCH_FLEET", "1000"))
 WINDOW = 20.0  # seconds of the two-replica steady state
@@ -91,21 +91,7 @@ class Fleet:
     def __init__(self, root: Path, storage_url: str, extra_env: dict[str, str], platform_dir: Path):
         self.root = root
         self.extra = extra_env
-        (root / "site.policy").write_text(sim_policy_text(IMAGE, FILES))
-        storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
-        self.config = root / "ftrust.toml"
-        self.config.write_text(
-            f"""{storage}[state]
-dir = "{root / "state"}"
-[vm]
-port = 0
-crl_port = 0
-policy = "site.policy"
-trust_simulated_sgx = true
-simulated_sgx_roots = "{platform_dir}"
-"""
-        )
-        self.config.chmod(0o600)
+        self.config = write_vm_site(root, IMAGE, FILES, storage_url=storage_url, platform_dir=platform_dir)
         self.storage_url = storage_url
         self.procs: list[subprocess.Popen[str]] = []
         self.urls: list[str] = []

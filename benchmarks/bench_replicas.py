@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import Result
-from benchmarks.fixtures import sim_policy_text
+from benchmarks.fixtures import write_vm_site
 
 BURST = 200  # enrollments per case per round
 ROUNDS = 3
@@ -90,22 +90,10 @@ class Case:
         return r.stdout
 
     def set_up(self, platform_dir: Path) -> None:
-        (self.root / "site.policy").write_text(sim_policy_text(IMAGE, FILES))
-        storage = f'[storage]\nurl = "{self.storage_url}"\n' if self.storage_url else ""
-        (self.root / "ftrust.toml").write_text(
-            f"""{storage}[state]
-dir = "{self.root / "state"}"
-[vm]
-port = 0
-crl_port = 0
-policy = "site.policy"
-trust_simulated_sgx = true
-simulated_sgx_roots = "{platform_dir}"
-reattest_interval_seconds = 0
-self_registering_enroll_rules = ["r"]
-"""
-        )
-        (self.root / "ftrust.toml").chmod(0o600)
+        write_vm_site(
+            self.root, IMAGE, FILES, storage_url=self.storage_url, platform_dir=platform_dir,
+            vm_settings='reattest_interval_seconds = 0\nself_registering_enroll_rules = ["r"]\n',
+        )  # fmt: skip
         if self.storage_url:
             self.ftrust("vm", "migrate")
         self.ftrust("ca", "init")

@@ -93,3 +93,35 @@ enclave e {{
 }}
 enroll r for "vnf-*" {{ host = h  enclave = e }}
 """
+
+
+def write_vm_site(
+    root: Path,
+    image: bytes,
+    files: Mapping[str, bytes],
+    *,
+    storage_url: str,
+    platform_dir: Path,
+    vm_settings: str = "",
+) -> Path:
+    """Write what the `vm serve` benchmarks (bench_fleet, bench_replicas) run from under ``root``:
+    ``site.policy`` (:func:`sim_policy_text` of ``image`` and ``files``) and ``ftrust.toml`` (0600):
+    ``storage_url`` (empty: SQLite in the state directory), the state in ``root/state``, the VM on
+    free ports trusting the simulated SGX roots in ``platform_dir``, and ``vm_settings`` (more
+    ``[vm]`` lines). Returns the config's path."""
+    (root / "site.policy").write_text(sim_policy_text(image, files))
+    storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+    config = root / "ftrust.toml"
+    config.write_text(
+        f"""{storage}[state]
+dir = "{root / "state"}"
+[vm]
+port = 0
+crl_port = 0
+policy = "site.policy"
+trust_simulated_sgx = true
+simulated_sgx_roots = "{platform_dir}"
+{vm_settings}"""
+    )
+    config.chmod(0o600)
+    return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks import fresh_process, interleaved
 
 
@@ -43,3 +45,36 @@ def test_a_fresh_process_does_not_report_its_parents_memory() -> None:
     assert doc["result"] == 16
     assert 16 < doc["peak_rss_mib"] < 120, doc  # the interpreter and its 16 MiB, not this process's 160+
     del held
+
+
+def test_vm_site_is_a_valid_config_and_policy(tmp_path: Path) -> None:
+    """The one site the `vm serve` benchmarks write (benchmarks.fixtures.write_vm_site): the config
+    loads under the VM's own checks with the settings asked for, and its policy compiles."""
+    import hashlib
+    import stat
+
+    from benchmarks.fixtures import write_vm_site
+    from floodlight_trust import config
+    from floodlight_trust.policy_files import load_policy
+
+    files = {"/usr/bin/agent": hashlib.sha256(b"a").digest()}
+    sqlite = write_vm_site(tmp_path, b"image", files, storage_url="", platform_dir=tmp_path / "sim")
+    assert stat.S_IMODE(sqlite.stat().st_mode) == 0o600
+    cfg = config.load(sqlite)
+    assert (cfg.get("vm", "port"), cfg.get("vm", "policy"), cfg.get("vm", "trust_simulated_sgx")) == (
+        0,
+        "site.policy",
+        True,
+    )
+    assert cfg.state_dir == tmp_path / "state" and cfg.path("vm", "simulated_sgx_roots") == tmp_path / "sim"
+    assert load_policy(tmp_path / "site.policy").enroll_rule("vnf-1") is not None
+
+    pg = tmp_path / "pg"
+    pg.mkdir()
+    url = "postgresql://bench@127.0.0.1:5432/ftrust"
+    cfg = config.load(
+        write_vm_site(
+            pg, b"image", files, storage_url=url, platform_dir=tmp_path, vm_settings="reattest_interval_seconds = 0\n"
+        )
+    )
+    assert cfg.get("storage", "url") == url and cfg.get("vm", "reattest_interval_seconds") == 0
