@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import Result
-from benchmarks.fixtures import write_vm_site
+from benchmarks.fixtures import start_vm_serve, stop_processes, write_vm_site
 
 BURST = 200  # enrollments per case per round
 ROUNDS = 3
@@ -99,18 +99,9 @@ class Case:
         self.ftrust("ca", "init")
         self.ftrust("vm", "admin-cert", "bench")
         for _ in range(self.replicas):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "floodlight_trust", "--config", str(self.root / "ftrust.toml"), "vm", "serve"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-                env={**env(), **self.extra_env},
-            )  # fmt: skip
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line.startswith("Verification Manager API on "):
-                raise RuntimeError(f"{self.name}: vm serve did not start: {line!r}")
+            proc, url = start_vm_serve(self.root / "ftrust.toml", {**env(), **self.extra_env})
             self.procs.append(proc)
-            self.api_urls.append(line.split()[4])
-            threading.Thread(target=lambda p=proc: p.stdout and p.stdout.read(), daemon=True).start()
+            self.api_urls.append(url)
         from floodlight_trust.manager.client import VmClient
         from floodlight_trust.secrets import Secret
 
@@ -169,13 +160,7 @@ class Case:
             except OSError:
                 pass
             proc.join(10)
-        for p in self.procs:
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        stop_processes(self.procs, 30)
 
 
 def _loader(conn: Any, platform_dir: str, ima: str, host: str, api_urls: list[str], tls: str, ca_dir: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks import fresh_process, interleaved
 
 
@@ -78,3 +80,34 @@ def test_vm_site_is_a_valid_config_and_policy(tmp_path: Path) -> None:
         )
     )
     assert cfg.get("storage", "url") == url and cfg.get("vm", "reattest_interval_seconds") == 0
+
+
+def test_start_vm_serve_returns_its_api_url_and_stop_processes_ends_it(tmp_path: Path) -> None:
+    """The `vm serve` the benchmarks run, from write_vm_site's config: up, answering on the URL it
+    printed, then stopped (and the list of processes emptied)."""
+    import hashlib
+    import ssl
+    import urllib.request
+
+    from benchmarks.bench_replicas import env
+    from benchmarks.fixtures import start_vm_serve, stop_processes, write_vm_site
+    from floodlight_trust.sgxsim import SimulatedPlatform
+    from tests.support.cli import ftrust
+
+    platform = SimulatedPlatform.create(tmp_path / "platform")
+    files = {"/usr/bin/agent": hashlib.sha256(b"a").digest()}
+    config = write_vm_site(tmp_path, b"image", files, storage_url="", platform_dir=platform.directory)
+    r = ftrust("ca", "init", config=config, env=env())
+    assert r.returncode == 0, r.stderr
+    proc, url = start_vm_serve(config, env())
+    procs = [proc]
+    try:
+        assert url.startswith("https://localhost:") and proc.poll() is None, url
+        tls = ssl.create_default_context(cafile=str(tmp_path / "state" / "vm-tls" / "server.pem"))
+        tls.check_hostname = False
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no client certificate: refused, but it answers
+            urllib.request.urlopen(f"{url}/v1/admin/hosts", context=tls, timeout=30)
+        assert refused.value.code in (401, 403)
+    finally:
+        stop_processes(procs, 30)
+    assert procs == [] and proc.returncode is not None
