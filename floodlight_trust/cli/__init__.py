@@ -213,12 +213,15 @@ def leave(code: int) -> NoReturn:
     the memory at once. So: the exit handlers run (``atexit``: logging's flush, temporary
     directories, ...), standard output and error are flushed, then ``os._exit``. Whenever that
     could lose or change anything, the interpreter's own exit instead: a non-daemon thread still
-    running (it would be waited for), or a flush that fails (a closed pipe: reported as always).
+    running (it would be waited for), a profiler or tracer at work (``python -m cProfile`` writes
+    its report after the program, coverage after its exit handler), or a flush that fails (a
+    closed pipe: reported as always).
     """
     import atexit
 
     threading = sys.modules.get("threading")  # never imported: no thread was started
-    if threading is None or all(t is threading.main_thread() or t.daemon for t in threading.enumerate()):
+    alone = threading is None or all(t is threading.main_thread() or t.daemon for t in threading.enumerate())
+    if alone and sys.getprofile() is None and sys.gettrace() is None:
         atexit._run_exitfuncs()  # they run once: the interpreter's exit would not run them again
         try:
             sys.stdout.flush()

@@ -86,3 +86,21 @@ def test_leave_with_a_closed_pipe_exits_as_the_interpreter_does() -> None:
         os.close(w_fd)
     assert r.returncode == 120, r.stderr
     assert "BrokenPipeError" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_profiler_or_tracer_gets_the_interpreters_exit(tmp_path: Path) -> None:
+    """`python -m cProfile -o FILE -m floodlight_trust ...` writes its report after the program, and
+    a tracer (coverage, a debugger) may act at the teardown: with either, ftrust exits normally."""
+    report = tmp_path / "ftrust.prof"
+    r = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(report), "-m", "floodlight_trust", "--version"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("ftrust "), r.stderr
+    assert report.stat().st_size > 0
+    code = (
+        "import sys\nfrom floodlight_trust.cli import leave\nsys.settrace(lambda *a: None)\n"
+        "try:\n    leave(5)\nexcept SystemExit as e:\n    print('interpreter exit', e.code)\n    raise\n"
+    )
+    r = _python(code)
+    assert r.returncode == 5 and r.stdout == "interpreter exit 5\n", r.stdout + r.stderr
