@@ -211,7 +211,8 @@ def leave(code: int) -> NoReturn:
     After the command, CPython frees every object and module one by one before the process ends
     (for ``policy eval`` on a 100k-entry list, a few per cent of the command); the kernel reclaims
     the memory at once. So: the exit handlers run (``atexit``: logging's flush, temporary
-    directories, ...), standard output and error are flushed, then ``os._exit``. Whenever that
+    directories, ...), standard output and error are flushed, then ``os._exit`` (the files a
+    command writes are closed by then: fileio's atomic writes close and fsync). Whenever that
     could lose or change anything, the interpreter's own exit instead: a non-daemon thread still
     running (it would be waited for), a profiler or tracer at work (``python -m cProfile`` writes
     its report after the program, coverage after its exit handler), or a flush that fails (a
@@ -226,7 +227,7 @@ def leave(code: int) -> NoReturn:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # a closed pipe or stream, or none at all
             pass
         else:
             os._exit(code)
