@@ -61,7 +61,8 @@ def check_nonce(
     if stored is None:
         return [
             _nonce_reason(
-                "nonce unknown: it was not issued by this Verification Manager (or was purged)",
+                "nonce unknown: this Verification Manager did not issue it for this host (and VNF),"
+                " or it was altered",
                 "ask for a fresh nonce and attest again",
             )
         ]

@@ -115,8 +115,9 @@ class ManagerContext:
     ):
         self.settings = settings or ManagerSettings()
         self.storage = storage  # every record goes through its stores (storage/stores.py)
-        self.nonces = Nonces(storage, ttl_seconds=self.settings.nonce_ttl_seconds)
         self.ca = ca
+        # Nonces are authenticated with the CA's nonce key (every replica holding the CA checks them).
+        self.nonces = Nonces(storage, ttl_seconds=self.settings.nonce_ttl_seconds, key=self._nonce_key)
         self.policy = policy
         self.anchors = list(anchors)
         self.connect = connect
@@ -152,6 +153,11 @@ class ManagerContext:
     @self_registering_rules.setter
     def self_registering_rules(self, rules: frozenset[str]) -> None:
         self.settings = dataclasses.replace(self.settings, self_registering_rules=frozenset(rules))
+
+    def _nonce_key(self) -> bytes:
+        from floodlight_trust.manager.nonces import process_key
+
+        return self.ca.nonce_key() if self.ca is not None else process_key()
 
     @property
     def issuer(self) -> CertificateAuthority:

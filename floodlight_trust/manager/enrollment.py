@@ -133,7 +133,7 @@ class Enrollment:
             key_mode=mode,
             host_record=record,
             registration=registration,
-            nonce=ctx.nonces.find(e.nonce),
+            nonce=ctx.nonces.find(e.nonce, host=e.host, vnf=e.vnf),
         )
         if gate(case, at=at):  # only a fresh nonce's quote is worth verifying (IAS or PCS may be asked)
             quote = self.quotes.verify(e.evidence_type, e.quote, e.collateral, at)
@@ -192,7 +192,7 @@ class Enrollment:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
         if nonce is not None:
             with self.ctx.storage.transaction(durable=False) as tx:
-                self.ctx.nonces.burn(tx, nonce, at=a.at)
+                self.ctx.nonces.burn(tx, nonce, host=a.host, vnf=a.vnf, at=a.at)
         denied = denials(reasons)
         raise UnauthenticatedEvidence(
             f"enclave evidence for {a.vnf!r} on host {a.host!r} proves nothing (refused, not recorded): "
@@ -291,7 +291,8 @@ class Enrollment:
         an issue) and mark the VNF enrolled. Returns the audit id, after the durable commit."""
 
         def record(tx: Transaction) -> int:
-            if not self.ctx.nonces.burn(tx, nonce, at=a.at):  # rolls back this enrollment: nothing issued
+            # (a concurrent replay rolls back this enrollment: nothing is issued)
+            if not self.ctx.nonces.burn(tx, nonce, host=a.host, vnf=a.vnf, at=a.at):
                 raise Denied(NONCE_REPLAYED)
             # The name's binding is written (first enrollment) or re-checked where the certificate is
             # recorded: two enclaves enrolling one name at once cannot both get it. The same step
@@ -475,8 +476,8 @@ class Enrollment:
         policy_version = self.ctx.policy_version
 
         def record(tx: Transaction) -> int:
-            if nonce is not None:
-                self.ctx.nonces.burn(tx, nonce, at=a.at)  # a nonce presented once is spent, allowed or not
+            if nonce is not None:  # a nonce presented once is spent, allowed or not
+                self.ctx.nonces.burn(tx, nonce, host=a.host, vnf=a.vnf, at=a.at)
             audit_id = tx.audit.record(
                 at=a.at,
                 actor=a.actor,

@@ -136,7 +136,7 @@ class HostAttestation:
         case = HostCase(
             evidence=parsed,
             record=record,
-            nonce=self.ctx.nonces.find(parsed.nonce),
+            nonce=self.ctx.nonces.find(parsed.nonce, host=parsed.host),
             # the prefix the challenge asked from (attest_host), else the one held now (pushed evidence)
             held=_held if _held is not None else self._held(parsed.host, record),
             baseline=self._baseline(parsed.host, record),
@@ -240,7 +240,7 @@ class HostAttestation:
         revoked: list[str] = []
         with self.ctx.storage.transaction(durable=not routine) as tx:
             # The nonce is used up in the transaction that records the decision: atomic.
-            if nonce is not None and not self.ctx.nonces.burn(tx, nonce, at=at):
+            if nonce is not None and not self.ctx.nonces.burn(tx, nonce, host=name, at=at):
                 reasons.append(NONCE_REPLAYED)
                 nonce = None
             # One platform, one registered host: checked where the pin is written, so two hosts
@@ -313,7 +313,7 @@ class HostAttestation:
         """Pushed evidence that proves nothing: spend its nonce (no retry with it), record nothing."""
         if nonce is not None:
             with self.ctx.storage.transaction(durable=False) as tx:
-                self.ctx.nonces.burn(tx, nonce, at=at)
+                self.ctx.nonces.burn(tx, nonce, host=name, at=at)
         denied = denials(reasons)
         code = denied[0].rule if denied else "protocol.evidence"
         raise UnauthenticatedEvidence(
@@ -399,7 +399,7 @@ class HostAttestation:
             log.warning("IMA list of %s no longer extends the prefix held by the VM: asking for the whole list", host)
             self._ima_transfer.pop(host, None)
             with self.ctx.storage.transaction() as tx:
-                self.ctx.nonces.burn(tx, mismatch.nonce, at=self.ctx.now())
+                self.ctx.nonces.burn(tx, mismatch.nonce, host=host, at=self.ctx.now())
         nonce = self.ctx.nonces.issue("host", host, at=self.ctx.now())
         try:
             evidence = host_evidence(agent.host_evidence(nonce.value, 0))

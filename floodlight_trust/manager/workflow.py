@@ -77,8 +77,10 @@ class VerificationManager(ManagerContext):
         return register_tpm(self, self.tpm_settings, host, actor=actor)
 
     def issue_nonce(self, purpose: str, host: str, vnf: str | None = None) -> dict[str, str]:
-        """A nonce for agent-initiated attestation: only for a registered host (else NotFoundError,
-        and no row is written)."""
+        """A nonce for agent-initiated attestation: only for a registered host (else NotFoundError).
+        Nothing is written (``manager/nonces.py``); a database that cannot record the answer's
+        decision is StorageUnavailable (503) now rather than after the agent has quoted."""
+        self.storage.check()  # (SQLite reads still see a database file deleted under them: checked here)
         if purpose == "enclave" and vnf is not None:  # host and VNF registration read together
             self.enrollment.registered_host_and_vnf(host, vnf, unregistered_host=_no_nonce_for)
         elif self.storage.hosts.find(host) is None:

@@ -121,6 +121,7 @@ class CertificateAuthority:
         self.ocsp_url = ocsp_url
         self._fixed: _FixedExtensions | None = None
         self._pem: tuple[x509.Certificate, bytes] | None = None
+        self._nonce_key: tuple[PrivateKey, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r}, dir={str(self.directory)!r})"
@@ -139,6 +140,23 @@ class CertificateAuthority:
         cached = self._pem
         if cached is None or cached[0] is not self.certificate:
             cached = self._pem = (self.certificate, self.certificate.public_bytes(serialization.Encoding.PEM))
+        return cached[1]
+
+    def nonce_key(self) -> bytes:
+        """The key that authenticates this VM's challenge nonces (``manager/nonces.py``): HKDF-SHA256
+        of the CA's private key under a label of its own, so every replica holding the CA holds it,
+        nothing new is stored, and it is as protected at rest as the CA key (encrypted, 0600). The
+        HKDF output reveals nothing of the signing key; a new CA key (``rotate-ca``) is a new nonce key."""
+        cached = self._nonce_key
+        if cached is None or cached[0] is not self._key:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+            secret = self._key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            derived = HKDF(hashes.SHA256(), 32, salt=None, info=b"floodlight-trust/nonce-key/v1").derive(secret)
+            cached = self._nonce_key = (self._key, derived)
         return cached[1]
 
     # -- creation and opening -------------------------------------------------------------------

@@ -764,6 +764,30 @@ class _Nonces:
         row = self._s.one("SELECT * FROM manager_nonces WHERE selector = %s", (selector,))
         return rows.nonce_record(row, POSTGRES) if row else None
 
+    def spend(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> bool:
+        n = nonce
+        assert n.used_at is not None
+        with self._s.use() as c:
+            if purge_expired_before is not None:
+                c.execute("DELETE FROM manager_nonces WHERE expires_at < %s", (_exact(purge_expired_before),))
+        # One insert keyed by the selector: of two replicas spending one nonce, the second waits for
+        # the first's uncommitted row, then inserts nothing (or inserts, if the first rolled back).
+        spent = self._s.run(
+            "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at, used_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (selector) DO NOTHING",
+            (
+                n.selector,
+                n.verifier,
+                str(n.purpose),
+                n.host,
+                n.vnf,
+                _exact(n.issued_at),
+                _exact(n.expires_at),
+                _exact(n.used_at),
+            ),
+        )
+        return spent == 1
+
     def burn(self, selector: str, *, at: datetime) -> bool:
         # One conditional update: of two replicas burning one nonce, the second waits for the first's
         # row lock, re-checks used_at on the committed row and updates nothing.

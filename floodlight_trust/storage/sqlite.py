@@ -1000,6 +1000,28 @@ class _Nonces:
         row = self._s.read().execute("SELECT * FROM manager_nonces WHERE selector = ?", (selector,)).fetchone()
         return rows.nonce_record(row, SQLITE) if row else None
 
+    def spend(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> bool:
+        n = nonce
+        assert n.used_at is not None
+        with self._s.write() as c:
+            if purge_expired_before is not None:
+                c.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (purge_expired_before.timestamp(),))
+            cur = c.execute(
+                "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at, used_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (selector) DO NOTHING",
+                (
+                    n.selector,
+                    n.verifier,
+                    str(n.purpose),
+                    n.host,
+                    n.vnf,
+                    n.issued_at.timestamp(),
+                    n.expires_at.timestamp(),
+                    n.used_at.timestamp(),
+                ),
+            )
+            return cur.rowcount == 1
+
     def burn(self, selector: str, *, at: datetime) -> bool:
         with self._s.write() as c:
             cur = c.execute(

@@ -286,6 +286,15 @@ class NonceStore(Protocol):
 
     def find(self, selector: str) -> NonceRecord | None: ...
 
+    def spend(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> bool:
+        """Record ``nonce`` (an authenticated token, ``manager.nonces``) as used at ``nonce.used_at``;
+        False if its selector is recorded already (a replay). With ``purge_expired_before``, first
+        forget nonces that expired before then.
+        Race: two uses of one nonce (on two replicas) at once: one insert keyed by the selector; exactly
+        one caller gets True, the other waits for the first's commit and inserts nothing. It runs in
+        the transaction that records the decision, so a decision and its nonce's use are one step."""
+        ...
+
     def burn(self, selector: str, *, at: datetime) -> bool:
         """Mark the challenge used; False if it was already used or is unknown.
         Race: two uses of one nonce (on two replicas) at once: one conditional update (only while

@@ -54,8 +54,10 @@ def test_garbage_for_a_registered_host_is_refused_recorded_nowhere_and_keeps_its
     assert after["manager_audit"] == before["manager_audit"]
     assert after["manager_hosts"] == before["manager_hosts"]
     assert unauthenticated_rejects("/v1/attest/host", "sgx.collateral") == counted + 20
-    # A spent garbage nonce cannot be retried: it was burnt.
-    assert count(world, "SELECT COUNT(*) FROM manager_nonces WHERE host = ? AND used_at IS NULL", host.name) == 0
+    # Each garbage nonce was spent (its one row: nonces are not stored when issued), so it cannot be retried.
+    assert after["manager_nonces"] == before["manager_nonces"] + 20
+    r = post(world, "/v1/attest/host", garbage_host_evidence(host.name, nonce))
+    assert r.status_code == 403 and "nonce replayed" in r.json()["error"]["message"], r.text
     # The host's state is where its last verified quote left it: same offset, still trusted, and
     # the next round transfers only the tail.
     assert vm.host_attestation.ima_offset(host.name) == offset
@@ -78,15 +80,23 @@ def test_a_replayed_genuine_quote_is_refused_and_recorded_nowhere(world: World) 
     assert count(world, "SELECT COUNT(*) FROM manager_audit WHERE host = ?", host.name) == audited
 
 
-def test_expired_nonces_are_purged(world: World) -> None:
+def test_issuing_nonces_writes_nothing_and_spent_ones_are_purged(world: World) -> None:
     host = world.start_host()
+    before = table_sizes(world)
     for _ in range(30):
         assert post(world, "/v1/nonces", {"purpose": "host", "host": host.name}).status_code == 200
-    assert count(world, "SELECT COUNT(*) FROM manager_nonces WHERE host = ?", host.name) >= 30
+    assert table_sizes(world) == before  # a nonce is an authenticated token: nothing to store until spent
+    spent = count(world, "SELECT COUNT(*) FROM manager_nonces WHERE host = ?", host.name)
+    for _ in range(3):
+        nonce = bytes.fromhex(post(world, "/v1/nonces", {"purpose": "host", "host": host.name}).json()["nonce"])
+        assert post(world, "/v1/attest/host", host.agent.host_evidence(nonce)).json()["trusted"]
+    assert count(world, "SELECT COUNT(*) FROM manager_nonces WHERE host = ?", host.name) == spent + 3
     ttl = world.service.vm.nonces.ttl
     world.clock.offset = 2 * ttl + timedelta(seconds=1)  # every nonce above is a TTL past its expiry
     try:
-        assert post(world, "/v1/nonces", {"purpose": "host", "host": host.name}).status_code == 200
+        nonce = bytes.fromhex(post(world, "/v1/nonces", {"purpose": "host", "host": host.name}).json()["nonce"])
+        assert post(world, "/v1/attest/host", host.agent.host_evidence(nonce)).json()["trusted"]
+        # The spend purged the others (at most once per TTL, in the same write): only its own row is left.
         assert count(world, "SELECT COUNT(*) FROM manager_nonces WHERE host = ?", host.name) == 1
         assert (
             count(

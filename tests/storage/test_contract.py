@@ -418,6 +418,39 @@ def test_a_nonce_burns_once_and_expired_ones_are_purged(storage: Storage) -> Non
     assert storage.nonces.purge(expired_before=AT + timedelta(seconds=601)) == 1
 
 
+def test_a_spent_nonce_is_recorded_once_and_expired_ones_are_purged(storage: Storage) -> None:
+    def spent(selector: str, at: datetime, expires: datetime) -> NonceRecord:
+        return NonceRecord(selector, bytes.fromhex(selector) * 4, NoncePurpose.ENCLAVE, "h1", "fw", AT, expires, at)
+
+    first = spent("55" * 8, AT + timedelta(seconds=1), AT + timedelta(seconds=60))
+    assert storage.nonces.find("55" * 8) is None
+    assert storage.nonces.spend(first)
+    assert storage.nonces.find("55" * 8) == first
+    assert not storage.nonces.spend(spent("55" * 8, AT + timedelta(seconds=2), AT + timedelta(seconds=60)))  # a replay
+    assert storage.nonces.find("55" * 8) == first  # the first use stays recorded
+    late = spent("66" * 8, AT + timedelta(seconds=70), AT + timedelta(seconds=600))
+    assert storage.nonces.spend(late, purge_expired_before=AT + timedelta(seconds=61))  # drops the first
+    assert storage.nonces.find("55" * 8) is None and storage.nonces.find("66" * 8) == late
+
+
+def test_concurrent_spends_of_one_nonce_let_exactly_one_through(storage: Storage) -> None:
+    record = NonceRecord("77" * 8, b"\x07" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60), AT)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def spend() -> None:
+        ok = storage.write(lambda tx: tx.nonces.spend(record))
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
 def test_concurrent_burns_of_one_nonce_let_exactly_one_through(storage: Storage) -> None:
     storage.nonces.add(NonceRecord("33" * 8, b"\x03" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60)))
     results: list[bool] = []

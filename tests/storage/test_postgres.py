@@ -117,6 +117,20 @@ def test_two_replicas_burning_one_nonce_one_wins(replicas: tuple[PostgresStorage
     assert found is not None and found.used_at == AT
 
 
+def test_two_replicas_spending_one_nonce_one_wins(replicas: tuple[PostgresStorage, PostgresStorage],
+                                                 pg_database: PgDatabase) -> None:  # fmt: skip
+    """Replica A has inserted the spent nonce and not committed; B's insert of the same nonce waits
+    for A's commit and then inserts nothing."""
+    a, b = replicas
+    record = NonceRecord("s2", b"w" * 32, NoncePurpose.ENCLAVE, "h1", "fw", AT, AT + timedelta(minutes=1), AT)
+    held = OpenTransaction(a)
+    won: list[bool] = []
+    lost = race(pg_database, lambda: won.append(held.tx.nonces.spend(record)),
+                lambda: b.nonces.spend(record), commit=held.commit)  # fmt: skip
+    assert (won, lost) == ([True], False)
+    assert b.nonces.find("s2") == record
+
+
 def test_two_replicas_binding_one_name_one_enclave_gets_it(replicas: tuple[PostgresStorage, PostgresStorage],
                                                           pg_database: PgDatabase) -> None:  # fmt: skip
     a, b = replicas
