@@ -2,7 +2,11 @@
 
 :class:`Database` is the connection layer (WAL journal, one connection per thread, explicit
 ``BEGIN IMMEDIATE`` transactions, group commit, migrations); :class:`SqliteStorage` implements the
-storage Protocols (storage/stores.py) on it. Every SQL statement of the project is in this module.
+storage Protocols (storage/stores.py) on it: the stores' statements are shared with every engine
+(storage/sqlstores.py, spelled for SQLite by :class:`SqliteDialect`); this module keeps SQLite's
+own: connections, transactions and group commit, the DDL, and the two calls an agent makes on
+every request, each one statement here (a host read with its VNF registration, and an
+enrollment's bind-and-record upsert).
 
 Isolation: ``BEGIN IMMEDIATE`` takes SQLite's one write lock at the start, so write transactions
 run one at a time, serializable by construction; reads outside a transaction see the last commit.
@@ -12,7 +16,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -24,31 +27,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-
 from floodlight_trust.clock import format_time, parse_time
-from floodlight_trust.errors import ConflictError, InputError, Location, NotFoundError, StorageUnavailable
-from floodlight_trust.evidence.tpm.structures import ClockInfo
+from floodlight_trust.errors import InputError, Location, StorageUnavailable
 from floodlight_trust.storage import rows
 from floodlight_trust.storage.dialect import Dialect
 from floodlight_trust.storage.leases import SQLITE_DDL as LEASES_DDL
 from floodlight_trust.storage.migrations import STEPS
-from floodlight_trust.storage.records import (
-    AuditRecord,
-    CertificateAuthorityKind,
-    CertificateRecord,
-    EnrollmentRecord,
-    HostAttestationRecord,
-    HostRecord,
-    NewEnrollment,
-    NonceRecord,
-    TpmPin,
-    VnfRecord,
-    VnfRegistration,
-    VnfStatus,
-    normalize_reason,
-)
+from floodlight_trust.storage.records import HostRecord, VnfRegistration
+from floodlight_trust.storage.sqlstores import Params, SqlEnrollments, SqlHosts, SqlTransaction
 
 T = TypeVar("T")
 
@@ -460,239 +446,83 @@ class SqliteDialect(Dialect):
 SQLITE = SqliteDialect()
 
 
-# -- the stores ------------------------------------------------------------------------------------------
+# -- the stores (storage/sqlstores.py) on SQLite sessions ----------------------------------------------------
 class _Session:
-    """Where a store's statements run: inside one open transaction (``conn``), or, for the
-    autocommit stores of :class:`SqliteStorage`, each read on the thread's connection and each
-    write in a transaction of its own."""
+    """Where a store's statements run (storage.sqlstores.Session): inside one open transaction
+    (``conn``), or, for the autocommit stores of :class:`SqliteStorage`, each read on the thread's
+    connection and each write in a transaction of its own."""
 
     __slots__ = ("conn", "db")
+
+    dialect: Dialect = SQLITE
 
     def __init__(self, db: Database, conn: sqlite3.Connection | None):
         self.db = db
         self.conn = conn
 
-    def read(self) -> sqlite3.Connection:
-        return self.conn if self.conn is not None else self.db._connect()
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn is not None
+
+    def one(self, query: str, params: Params = ()) -> Any:
+        return (self.conn if self.conn is not None else self.db._connect()).execute(query, params).fetchone()
+
+    def all(self, query: str, params: Params = ()) -> builtins.list[Any]:
+        return (self.conn if self.conn is not None else self.db._connect()).execute(query, params).fetchall()
+
+    def run(self, query: str, params: Params = ()) -> int:
+        if self.conn is not None:
+            return self.conn.execute(query, params).rowcount
+        with self.db.transaction() as conn:
+            return conn.execute(query, params).rowcount
+
+    def write_one(self, query: str, params: Params = ()) -> Any:
+        if self.conn is not None:
+            return self.conn.execute(query, params).fetchone()
+        with self.db.transaction() as conn:
+            return conn.execute(query, params).fetchone()
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[_Session]:
         if self.conn is not None:
-            yield self.conn
+            yield self
         else:
             with self.db.transaction() as conn:
-                yield conn
+                yield _Session(self.db, conn)
+
+    def lock(self, what: str, *key: str) -> None:
+        """Nothing to lock: BEGIN IMMEDIATE already runs one writer at a time."""
+
+    def is_duplicate_key(self, error: Exception) -> bool:
+        return isinstance(error, sqlite3.IntegrityError) and getattr(error, "sqlite_errorname", None) in (
+            "SQLITE_CONSTRAINT_UNIQUE",
+            "SQLITE_CONSTRAINT_PRIMARYKEY",
+        )
 
 
-# A host's row and one of its VNF registrations (the columns _registration reads, prefixed v_).
-_HOST_WITH_VNF = (
-    "SELECT h.*, v.name AS v_name, v.enroll_rule AS v_enroll_rule, v.registered_by AS v_registered_by,"
-    " v.expected_mrenclave AS v_expected_mrenclave, v.bound_public_key_sha256 AS v_bound_public_key_sha256,"
-    " v.bound_mrenclave AS v_bound_mrenclave, v.bound_at AS v_bound_at, v.host AS v_host"
-    " FROM manager_hosts h LEFT JOIN manager_vnfs v ON v.host = h.name AND v.name = ? WHERE h.name = ?"
-)
+class _Hosts(SqlHosts):
+    __slots__ = ()
 
-
-class _Hosts:
-    __slots__ = ("_s",)
-
-    def __init__(self, session: _Session):
-        self._s = session
-
-    def add(
-        self,
-        name: str,
-        agent_url: str | None,
-        host_policy: str | None,
-        *,
-        at: datetime,
-        agent_tls_pem: str | None = None,
-        replace: bool = False,
-    ) -> HostRecord:
-        with self._s.write() as c:
-            exists = c.execute("SELECT 1 FROM manager_hosts WHERE name = ?", (name,)).fetchone()
-            if exists and not replace:
-                raise ConflictError(
-                    f"host {name!r} is already registered",
-                    hint="`ftrust vm hosts add NAME --replace ...` changes its agent URL; "
-                    "`ftrust vm hosts remove NAME` removes it",
-                )
-            row = c.execute(
-                "INSERT INTO manager_hosts (name, agent_url, host_policy, created_at, agent_tls_pem)"
-                " VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url,"
-                " host_policy = COALESCE(excluded.host_policy, manager_hosts.host_policy),"
-                " agent_tls_pem = COALESCE(excluded.agent_tls_pem, manager_hosts.agent_tls_pem) RETURNING *",
-                (name, agent_url, host_policy, format_time(at), agent_tls_pem),
-            ).fetchone()
-            return rows.host_record(row, SQLITE)
-
-    def remove(self, name: str) -> None:
-        with self._s.write() as c:
-            c.execute("DELETE FROM manager_vnfs WHERE host = ?", (name,))
-            c.execute("DELETE FROM manager_hosts WHERE name = ?", (name,))
-
-    def find(self, name: str) -> HostRecord | None:
-        row = self._s.read().execute("SELECT * FROM manager_hosts WHERE name = ?", (name,)).fetchone()
-        return rows.host_record(row, SQLITE) if row else None
+    # A host's row and one of its VNF registrations (the columns rows.vnf_registration reads, prefixed v_).
+    _WITH_VNF = (
+        "SELECT h.*, v.host AS v_host, v.name AS v_name, v.enroll_rule AS v_enroll_rule,"
+        " v.registered_by AS v_registered_by, v.expected_mrenclave AS v_expected_mrenclave,"
+        " v.bound_public_key_sha256 AS v_bound_public_key_sha256, v.bound_mrenclave AS v_bound_mrenclave,"
+        " v.bound_at AS v_bound_at"
+        " FROM manager_hosts h LEFT JOIN manager_vnfs v ON v.host = h.name AND v.name = ? WHERE h.name = ?"
+    )
 
     def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
-        row = self._s.read().execute(_HOST_WITH_VNF, (vnf, name)).fetchone()
+        """One statement (an agent's every nonce request and enrollment reads both)."""
+        row = self._s.one(self._WITH_VNF, (vnf, name))
         if row is None:
             return None, None
         registration = rows.vnf_registration(row, SQLITE, "v_") if row["v_name"] is not None else None
         return rows.host_record(row, SQLITE), registration
 
-    def get(self, name: str) -> HostRecord:
-        found = self.find(name)
-        if found is None:
-            raise NotFoundError(
-                f"unknown host {name!r}: not registered", hint="register it with `ftrust vm hosts add NAME --agent URL`"
-            )
-        return found
 
-    def all(self) -> builtins.list[HostRecord]:
-        return [rows.host_record(r, SQLITE) for r in self._s.read().execute("SELECT * FROM manager_hosts ORDER BY name")]
-
-    def platform_owner(self, platform_key: str, *, other_than: str) -> str | None:
-        row = (
-            self._s.read()
-            .execute(
-                "SELECT name FROM manager_hosts WHERE platform_key = ? AND name != ? ORDER BY name LIMIT 1",
-                (platform_key, other_than),
-            )
-            .fetchone()
-        )
-        return str(row[0]) if row else None
-
-    def platform_of(self, name: str) -> str | None:
-        row = self._s.read().execute("SELECT platform_key FROM manager_hosts WHERE name = ?", (name,)).fetchone()
-        return str(row[0]) if row and row[0] else None
-
-    def request_repin(self, name: str, *, by: str, at: datetime) -> None:
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_hosts SET repin_requested_by = ?, repin_requested_at = ? WHERE name = ?",
-                (by, format_time(at), name),
-            )
-
-    def record_attestation(self, name: str, verdict: HostAttestationRecord) -> None:
-        v = verdict
-        t = format_time(v.at)
-        platform_json = json.dumps(v.platform) if v.platform else None
-        repin = bool(v.repin and v.platform_key)
-        # One statement: the pin is set when none is (or replaced on an admin's re-pin request).
-        sql = (
-            "UPDATE manager_hosts SET status = ?, last_attested_at = ?, last_contact_at = ?,"
-            " last_trusted_at = CASE WHEN ? THEN ? ELSE last_trusted_at END,"
-            " reasons_json = ?, policy_version = ?,"
-            " ima_state_json = CASE WHEN ? THEN ? ELSE ima_state_json END,"
-            " ima_entries = CASE WHEN ? THEN ? ELSE ima_entries END,"
-            " ima_list_sha256 = COALESCE(?, ima_list_sha256), simulated = ?,"
-        )
-        if repin:
-            sql += (
-                " platform_key = ?, platform_pck_sha256 = ?, platform_json = ?,"
-                " repin_requested_by = NULL, repin_requested_at = NULL WHERE name = ?"
-            )
-        else:
-            sql += (
-                " platform_key = COALESCE(platform_key, ?),"
-                " platform_pck_sha256 = COALESCE(?, platform_pck_sha256),"
-                " platform_json = COALESCE(?, platform_json) WHERE name = ?"
-            )
-        params = (
-            "trusted" if v.trusted else "untrusted",
-            t,
-            t,
-            v.trusted,
-            t,
-            json.dumps(list(v.reasons)),
-            v.policy_version,
-            v.trusted,
-            v.ima_state_json,
-            v.trusted,
-            v.ima_entries,
-            v.ima_list_sha256,
-            int(v.simulated),
-            v.platform_key,
-            v.platform_pck_sha256,
-            platform_json,
-            name,
-        )
-        with self._s.write() as c:
-            c.execute(sql, params)
-
-    def mark_untrusted(self, name: str, reasons: Sequence[dict[str, Any]]) -> None:
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?",
-                (json.dumps(list(reasons), sort_keys=True), name),
-            )
-
-
-class _Enrollments:
-    __slots__ = ("_s",)
-
-    def __init__(self, session: _Session):
-        self._s = session
-
-    def register_vnf(
-        self,
-        host: str,
-        vnf: str,
-        *,
-        enroll_rule: str,
-        by: str,
-        at: datetime,
-        expected_mrenclave: str | None = None,
-        if_absent: bool = False,
-    ) -> bool:
-        with self._s.write() as c:
-            cur = c.execute(
-                "INSERT INTO manager_vnfs (host, name, status, enroll_rule, registered_by, registered_at,"
-                " expected_mrenclave) VALUES (?, ?, 'registered', ?, ?, ?, ?) ON CONFLICT (host, name) DO NOTHING",
-                (host, vnf, enroll_rule, by, format_time(at), expected_mrenclave),
-            )
-            if cur.rowcount == 1:
-                return True
-            if not if_absent:
-                raise ConflictError(
-                    f"VNF {vnf!r} is already registered on host {host!r}",
-                    hint="`ftrust vm vnfs release HOST VNF` frees its enclave binding; `vnfs remove` unregisters it",
-                )
-            return False
-
-    def registration(self, host: str, vnf: str) -> VnfRegistration | None:
-        row = self._s.read().execute("SELECT * FROM manager_vnfs WHERE host = ? AND name = ?", (host, vnf)).fetchone()
-        return rows.vnf_registration(row, SQLITE) if row else None
-
-    def bound_name(self, public_key_sha256: str) -> tuple[str, str] | None:
-        row = (
-            self._s.read()
-            .execute(
-                "SELECT host, name FROM manager_vnfs WHERE bound_public_key_sha256 = ? ORDER BY host, name LIMIT 1",
-                (public_key_sha256,),
-            )
-            .fetchone()
-        )
-        return (str(row[0]), str(row[1])) if row else None
-
-    def bind(self, host: str, vnf: str, *, public_key_sha256: str, mrenclave: str, at: datetime) -> bool:
-        # One statement: bind while unbound (and while no other name holds the key), and read back
-        # what the name is bound to.
-        with self._s.write() as c:
-            row = c.execute(
-                "UPDATE manager_vnfs SET"
-                " bound_at = CASE WHEN bound_public_key_sha256 IS NULL THEN ? ELSE bound_at END,"
-                " bound_mrenclave = CASE WHEN bound_public_key_sha256 IS NULL THEN ? ELSE bound_mrenclave END,"
-                " bound_public_key_sha256 = COALESCE(bound_public_key_sha256, ?)"
-                " WHERE host = ? AND name = ? AND NOT EXISTS (SELECT 1 FROM manager_vnfs o"
-                " WHERE o.bound_public_key_sha256 = ? AND (o.host != ? OR o.name != ?))"
-                " RETURNING bound_public_key_sha256, bound_mrenclave",
-                (format_time(at), mrenclave, public_key_sha256, host, vnf, public_key_sha256, host, vnf),
-            ).fetchone()
-        return bool(row) and row[0] == public_key_sha256 and row[1] == mrenclave
+class _Enrollments(SqlEnrollments):
+    __slots__ = ()
 
     # bind_enrolled: bind (as bind) and record the enrollment (as record_vnf) in one statement; the
     # registering form inserts the row first when absent (as register_vnf if_absent). A key another
@@ -730,422 +560,24 @@ class _Enrollments:
         at: datetime,
         register: tuple[str, str] | None = None,
     ) -> bool:
+        """One statement (an upsert that binds and records)."""
         params = {"host": host, "vnf": vnf, "key": public_key_sha256, "mrenclave": mrenclave, "at": format_time(at)}
         if register is not None:
             params["rule"], params["by"] = register
-        with self._s.write() as c:
-            sql = self._BIND_ENROLLED if register is None else self._REGISTER_BIND_ENROLLED
-            row = c.execute(sql, params).fetchone()
-        return bool(row) and row[0] == public_key_sha256 and row[1] == mrenclave
-
-    def release(self, host: str, vnf: str) -> None:
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_vnfs SET bound_public_key_sha256 = NULL, bound_mrenclave = NULL, bound_at = NULL"
-                " WHERE host = ? AND name = ?",
-                (host, vnf),
-            )
-
-    def remove_vnf(self, host: str, vnf: str) -> None:
-        with self._s.write() as c:
-            c.execute("DELETE FROM manager_vnfs WHERE host = ? AND name = ?", (host, vnf))
-
-    def record_vnf(
-        self,
-        host: str,
-        vnf: str,
-        *,
-        status: VnfStatus,
-        at: datetime,
-        mrenclave: str | None,
-        public_key_sha256: str | None,
-        reasons: Sequence[dict[str, Any]],
-    ) -> None:
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_vnfs SET mrenclave = COALESCE(?, mrenclave), status = ?, last_attested_at = ?,"
-                " public_key_sha256 = COALESCE(?, public_key_sha256), reasons_json = ? WHERE host = ? AND name = ?",
-                (mrenclave, str(status), format_time(at), public_key_sha256, json.dumps(list(reasons)), host, vnf),
-            )
-
-    def vnf_known(self, vnf: str, *, host: str | None = None) -> bool:
-        row = (
-            self._s.read()
-            .execute(
-                "SELECT 1 FROM manager_vnfs WHERE name = ? AND (? IS NULL OR host = ?)"
-                " UNION ALL SELECT 1 FROM manager_enrollments WHERE vnf = ? AND (? IS NULL OR host = ?) LIMIT 1",
-                (vnf, host, host, vnf, host, host),
-            )
-            .fetchone()
-        )
-        return row is not None
-
-    def vnfs(self, host: str | None = None) -> builtins.list[VnfRecord]:
-        sql = (
-            "SELECT v.*, (SELECT COUNT(*) FROM manager_enrollments e WHERE e.host = v.host AND e.vnf = v.name"
-            " AND e.status = 'active') AS active FROM manager_vnfs v"
-        )
-        found = self._s.read().execute(
-            sql + (" WHERE host = ?" if host else "") + " ORDER BY host, name", (host,) if host else ()
-        )
-        return [rows.vnf_record(r, SQLITE) for r in found]
-
-    def record_enrollment(self, enrollment: NewEnrollment) -> int:
-        e = enrollment
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_enrollments SET status = 'superseded', superseded_at = ?, superseded_by = ?"
-                " WHERE host = ? AND vnf = ? AND status = 'active'",
-                (format_time(e.issued_at), e.serial, e.host, e.vnf),
-            )
-            cur = c.execute(
-                "INSERT INTO manager_enrollments (host, vnf, serial, certificate_sha256, public_key_sha256, key_mode,"
-                " mrenclave, policy_version, audit_id, issued_at, not_after, enclave_claims_json, platform_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    e.host,
-                    e.vnf,
-                    e.serial,
-                    e.certificate_sha256,
-                    e.public_key_sha256,
-                    e.key_mode,
-                    e.mrenclave,
-                    e.policy_version,
-                    e.audit_id,
-                    format_time(e.issued_at),
-                    format_time(e.not_after),
-                    json.dumps(e.enclave_claims, sort_keys=True) if e.enclave_claims is not None else None,
-                    e.platform_key,
-                ),
-            )
-            return int(cur.lastrowid or 0)
-
-    def enrollments(
-        self, *, host: str | None = None, vnf: str | None = None, active_only: bool = False
-    ) -> builtins.list[EnrollmentRecord]:
-        found = self._s.read().execute(
-            "SELECT * FROM manager_enrollments WHERE (? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)"
-            " AND (? = 0 OR status = 'active') ORDER BY id",
-            (host, host, vnf, vnf, int(active_only)),
-        )
-        return [rows.enrollment_record(r, SQLITE) for r in found]
-
-    def live(
-        self, *, host: str | None, vnf: str | None, at: datetime, platform_key: str | None = None
-    ) -> builtins.list[EnrollmentRecord]:
-        found = self._s.read().execute(
-            "SELECT * FROM manager_enrollments WHERE"
-            " (((? IS NULL OR host = ?) AND (? IS NULL OR vnf = ?)) OR (? IS NOT NULL AND platform_key = ?))"
-            " AND (status = 'active' OR (status = 'superseded' AND not_after > ?)) ORDER BY id",
-            (host, host, vnf, vnf, platform_key, platform_key, format_time(at)),
-        )
-        return [rows.enrollment_record(r, SQLITE) for r in found]
-
-    def by_serial(self, serial: str) -> EnrollmentRecord | None:
-        row = self._s.read().execute("SELECT * FROM manager_enrollments WHERE serial = ?", (serial,)).fetchone()
-        return rows.enrollment_record(row, SQLITE) if row else None
-
-    def enclave_claims(self, serial: str) -> dict[str, Any] | None:
-        row = (
-            self._s.read()
-            .execute("SELECT enclave_claims_json FROM manager_enrollments WHERE serial = ?", (serial,))
-            .fetchone()
-        )
-        if not row or row[0] is None:
-            return None
-        value: dict[str, Any] = json.loads(row[0])
-        return value
-
-    def mark_revoked(self, serial: str, *, at: datetime, reason: str) -> None:
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_enrollments SET status = 'revoked', revoked_at = ?, revoke_reason = ? WHERE serial = ?",
-                (format_time(at), reason, serial),
-            )
+        row = self._s.write_one(self._BIND_ENROLLED if register is None else self._REGISTER_BIND_ENROLLED, params)
+        return self.bound_to(row, public_key_sha256, mrenclave)
 
 
-_CERTIFICATE_TABLES = {
-    CertificateAuthorityKind.VNF: "pki_certificates",
-    CertificateAuthorityKind.ADMIN: "pki_admin_certificates",
-}
-
-
-class _Certificates:
-    __slots__ = ("_kind", "_s", "_sql")
-
-    def __init__(self, session: _Session, kind: CertificateAuthorityKind):
-        self._s = session
-        self._kind = CertificateAuthorityKind(kind)
-        table = _CERTIFICATE_TABLES[self._kind]  # from the closed set, never from input
-        self._sql: Callable[[str], str] = lambda statement: statement.replace("{table}", table)
-
-    @property
-    def kind(self) -> CertificateAuthorityKind:
-        return self._kind
-
-    def record_issued(self, certificate: x509.Certificate, *, at: datetime) -> CertificateRecord:
-        record = CertificateRecord(
-            serial=certificate.serial_number,
-            subject=certificate.subject.rfc4514_string(),
-            not_before=certificate.not_valid_before_utc,
-            not_after=certificate.not_valid_after_utc,
-            issued_at=at.astimezone(UTC),
-            sha256=certificate.fingerprint(hashes.SHA256()).hex(),
-            pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        )
-        with self._s.write() as c:
-            try:
-                c.execute(
-                    self._sql(
-                        "INSERT INTO {table} (serial, subject, not_before, not_after, issued_at, sha256, pem)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    ),
-                    (
-                        format(record.serial, "x"),
-                        record.subject,
-                        SQLITE.to_exact(record.not_before),
-                        SQLITE.to_exact(record.not_after),
-                        SQLITE.to_exact(record.issued_at),
-                        record.sha256,
-                        record.pem,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise InputError(f"certificate serial {format(record.serial, 'x')} is already recorded") from None
-        return record
-
-    def revoke(self, serial: int, reason: str, at: datetime) -> CertificateRecord:
-        canonical = normalize_reason(reason)
-        hexserial = format(serial, "x")
-        with self._s.write() as c:
-            # One statement when it revokes; the first revocation stands (then it is read back).
-            row = c.execute(
-                self._sql(
-                    "UPDATE {table} SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL"
-                    " RETURNING *"
-                ),
-                (SQLITE.to_exact(at), canonical, hexserial),
-            ).fetchone()
-            if row is None:
-                row = c.execute(self._sql("SELECT * FROM {table} WHERE serial = ?"), (hexserial,)).fetchone()
-            if row is None:
-                raise InputError(f"no certificate with serial {hexserial}", hint="see `ftrust ca list`")
-            return rows.certificate_record(row, SQLITE)
-
-    def get(self, serial: int) -> CertificateRecord | None:
-        row = (
-            self._s.read()
-            .execute(self._sql("SELECT * FROM {table} WHERE serial = ?"), (format(serial, "x"),))
-            .fetchone()
-        )
-        return rows.certificate_record(row, SQLITE) if row else None
-
-    def list(self, *, revoked: bool | None = None, subject: str | None = None) -> builtins.list[CertificateRecord]:
-        sql = "SELECT * FROM {table}"
-        where: builtins.list[str] = []
-        params: builtins.list[object] = []
-        if revoked is True:
-            where.append("revoked_at IS NOT NULL")
-        elif revoked is False:
-            where.append("revoked_at IS NULL")
-        if subject is not None:
-            where.append("subject = ?")
-            params.append(subject)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY issued_at, serial"
-        return [rows.certificate_record(r, SQLITE) for r in self._s.read().execute(self._sql(sql), params)]
-
-    def revoked(self, *, unexpired_at: datetime | None = None) -> builtins.list[CertificateRecord]:
-        records = self.list(revoked=True)
-        if unexpired_at is not None:
-            records = [r for r in records if r.not_after >= unexpired_at]
-        return records
-
-    def revocation_marker(self) -> tuple[int, datetime | None]:
-        row = (
-            self._s.read()
-            .execute(self._sql("SELECT COUNT(*), MAX(revoked_at) FROM {table} WHERE revoked_at IS NOT NULL"))
-            .fetchone()
-        )
-        return int(row[0]), SQLITE.time_or_none(row[1])
-
-
-class _Nonces:
-    __slots__ = ("_s",)
-
-    def __init__(self, session: _Session):
-        self._s = session
-
-    def add(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> None:
-        n = nonce
-        with self._s.write() as c:
-            if purge_expired_before is not None:
-                c.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (purge_expired_before.timestamp(),))
-            c.execute(
-                "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    n.selector,
-                    n.verifier,
-                    str(n.purpose),
-                    n.host,
-                    n.vnf,
-                    n.issued_at.timestamp(),
-                    n.expires_at.timestamp(),
-                ),
-            )
-
-    def find(self, selector: str) -> NonceRecord | None:
-        row = self._s.read().execute("SELECT * FROM manager_nonces WHERE selector = ?", (selector,)).fetchone()
-        return rows.nonce_record(row, SQLITE) if row else None
-
-    def spend(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> bool:
-        n = nonce
-        assert n.used_at is not None
-        with self._s.write() as c:
-            if purge_expired_before is not None:
-                c.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (purge_expired_before.timestamp(),))
-            cur = c.execute(
-                "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at, used_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (selector) DO NOTHING",
-                (
-                    n.selector,
-                    n.verifier,
-                    str(n.purpose),
-                    n.host,
-                    n.vnf,
-                    n.issued_at.timestamp(),
-                    n.expires_at.timestamp(),
-                    n.used_at.timestamp(),
-                ),
-            )
-            return cur.rowcount == 1
-
-    def burn(self, selector: str, *, at: datetime) -> bool:
-        with self._s.write() as c:
-            cur = c.execute(
-                "UPDATE manager_nonces SET used_at = ? WHERE selector = ? AND used_at IS NULL",
-                (at.timestamp(), selector),
-            )
-            return cur.rowcount == 1
-
-    def purge(self, *, expired_before: datetime) -> int:
-        with self._s.write() as c:
-            return c.execute("DELETE FROM manager_nonces WHERE expires_at < ?", (expired_before.timestamp(),)).rowcount
-
-
-class _Audit:
-    __slots__ = ("_s",)
-
-    def __init__(self, session: _Session):
-        self._s = session
-
-    def record(
-        self,
-        *,
-        at: datetime,
-        actor: str,
-        action: str,
-        allowed: bool,
-        host: str | None = None,
-        vnf: str | None = None,
-        policy_version: str | None = None,
-        simulated: bool = False,
-        evidence: dict[str, Any] | None = None,
-        reasons: Sequence[dict[str, Any]] | None = None,
-    ) -> int:
-        with self._s.write() as c:
-            cur = c.execute(
-                "INSERT INTO manager_audit (at, at_ts, actor, action, host, vnf, allowed, policy_version, simulated,"
-                " evidence_json, reasons_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    format_time(at),
-                    at.timestamp(),
-                    actor,
-                    action,
-                    host,
-                    vnf,
-                    int(allowed),
-                    policy_version,
-                    int(simulated),
-                    json.dumps(evidence or {}, sort_keys=True),
-                    json.dumps(list(reasons or [])),
-                ),
-            )
-            return int(cur.lastrowid or 0)
-
-    def records(self, *, since: datetime | None = None, limit: int = 1000) -> builtins.list[AuditRecord]:
-        c = self._s.read()
-        if since is None:
-            found = c.execute("SELECT * FROM manager_audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        else:
-            found = c.execute(
-                "SELECT * FROM manager_audit WHERE at_ts >= ? ORDER BY id DESC LIMIT ?", (since.timestamp(), limit)
-            ).fetchall()
-        return [rows.audit_record(r, SQLITE) for r in reversed(found)]
-
-    def get(self, audit_id: int) -> AuditRecord | None:
-        row = self._s.read().execute("SELECT * FROM manager_audit WHERE id = ?", (audit_id,)).fetchone()
-        return rows.audit_record(row, SQLITE) if row else None
-
-
-class _Tpm:
-    __slots__ = ("_s",)
-
-    def __init__(self, session: _Session):
-        self._s = session
-
-    def get(self, host: str) -> TpmPin | None:
-        row = self._s.read().execute("SELECT * FROM manager_host_tpm WHERE host = ?", (host,)).fetchone()
-        return rows.tpm_pin(row, SQLITE) if row else None
-
-    def pin(
-        self,
-        host: str,
-        *,
-        ak_public: bytes,
-        ak_name: str,
-        ak_spki_sha256: str,
-        ek_spki_sha256: str,
-        ek_trust: str,
-        at: datetime,
-    ) -> None:
-        with self._s.write() as c:
-            c.execute(
-                "INSERT INTO manager_host_tpm (host, ak_public, ak_name, ak_spki_sha256, ek_spki_sha256, ek_trust,"
-                " registered_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET"
-                " ak_public = excluded.ak_public, ak_name = excluded.ak_name, ak_spki_sha256 = excluded.ak_spki_sha256,"
-                " ek_spki_sha256 = excluded.ek_spki_sha256, ek_trust = excluded.ek_trust,"
-                " registered_at = excluded.registered_at, last_clock_json = NULL, boot_pcrs_json = NULL",
-                (host, ak_public, ak_name, ak_spki_sha256, ek_spki_sha256, ek_trust, at.isoformat()),
-            )
-
-    def record_round(self, host: str, *, clock: ClockInfo, firmware: int, boot_pcrs: dict[str, dict[int, str]]) -> None:
-        last_clock, boot = rows.tpm_round_json(clock, firmware, boot_pcrs)
-        with self._s.write() as c:
-            c.execute(
-                "UPDATE manager_host_tpm SET last_clock_json = ?, boot_pcrs_json = COALESCE(boot_pcrs_json, ?)"
-                " WHERE host = ?",
-                (last_clock, boot, host),
-            )
-
-
-class SqliteTransaction:
+class SqliteTransaction(SqlTransaction):
     """The stores of one open SQLite transaction (or, with ``conn`` None, the autocommit stores)."""
 
-    __slots__ = ("_session", "audit", "enrollments", "hosts", "nonces", "tpm")
+    __slots__ = ()
+
+    HOSTS = _Hosts
+    ENROLLMENTS = _Enrollments
 
     def __init__(self, db: Database, conn: sqlite3.Connection | None):
-        self._session = s = _Session(db, conn)
-        self.hosts = _Hosts(s)
-        self.enrollments = _Enrollments(s)
-        self.nonces = _Nonces(s)
-        self.audit = _Audit(s)
-        self.tpm = _Tpm(s)
-
-    def certificates(self, kind: CertificateAuthorityKind = CertificateAuthorityKind.VNF) -> _Certificates:
-        return _Certificates(self._session, kind)
+        super().__init__(_Session(db, conn))
 
 
 class SqliteStorage(SqliteTransaction):

@@ -1,8 +1,10 @@
 """The storage interface: what the Verification Manager, the CAs and the CLI may ask of durable state.
 
-Every engine (``storage/sqlite.py``; a PostgreSQL engine is one more module) implements
-:class:`Storage`. Nothing outside ``floodlight_trust/storage/`` writes SQL or imports a database
-driver (tests/storage/test_no_sql_outside_storage.py).
+Every engine (``storage/sqlite.py``, ``storage/postgres.py``) implements :class:`Storage`; the
+SQL engines share one implementation of the stores (``storage/sqlstores.py``) over their own
+session and dialect, so another SQL engine is one more module. Nothing outside
+``floodlight_trust/storage/`` writes SQL or imports a database driver
+(tests/storage/test_no_sql_outside_storage.py).
 
 Two ways to reach the stores:
 

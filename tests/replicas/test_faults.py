@@ -52,7 +52,10 @@ class Failover:
                     return getattr(replica.anonymous, name)(*args)
                 except FtrustError as e:
                     self.cut.append(f"{replica.name} {name}: {e.message}")
-                    if "nonce" in e.message:  # spent by a replica that died before answering: start again
+                    # Spent by a replica that died before answering: start again. (A replica that
+                    # cannot be reached at all, "VM at .../v1/nonces is unreachable", spent nothing:
+                    # the next one is asked, as for any other call.)
+                    if "nonce" in e.message and "is unreachable" not in e.message:
                         raise
                     last = e
                 finally:
