@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from typing import Any
 
 from benchmarks import Result
 from benchmarks.bench_replicas import ADMIN_PASSWORD, ROOT, cpu_seconds, env, postgres
-from benchmarks.fixtures import sim_policy_text
+from benchmarks.fixtures import start_vm_serve, stop_processes, write_vm_site
 
 HOSTS = int(os.environ.get("FTRUST_BENCH_FLEET", "1000"))
 WINDOW = 20.0  # seconds of the two-replica steady state
@@ -91,21 +90,7 @@ class Fleet:
     def __init__(self, root: Path, storage_url: str, extra_env: dict[str, str], platform_dir: Path):
         self.root = root
         self.extra = extra_env
-        (root / "site.policy").write_text(sim_policy_text(IMAGE, FILES))
-        storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
-        self.config = root / "ftrust.toml"
-        self.config.write_text(
-            f"""{storage}[state]
-dir = "{root / "state"}"
-[vm]
-port = 0
-crl_port = 0
-policy = "site.policy"
-trust_simulated_sgx = true
-simulated_sgx_roots = "{platform_dir}"
-"""
-        )
-        self.config.chmod(0o600)
+        self.config = write_vm_site(root, IMAGE, FILES, storage_url=storage_url, platform_dir=platform_dir)
         self.storage_url = storage_url
         self.procs: list[subprocess.Popen[str]] = []
         self.urls: list[str] = []
@@ -119,18 +104,9 @@ simulated_sgx_roots = "{platform_dir}"
             raise RuntimeError(f"ftrust {' '.join(argv)} failed: {r.stderr.strip()}")
 
     def serve(self, interval: float) -> str:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "floodlight_trust", "--config", str(self.config), "vm", "serve",
-             "--reattest-interval", str(interval)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env={**env(), **self.extra},
-        )  # fmt: skip
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("Verification Manager API on "):
-            raise RuntimeError(f"vm serve did not start: {line!r}")
-        threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True).start()
+        proc, url = start_vm_serve(self.config, {**env(), **self.extra}, "--reattest-interval", str(interval))
         self.procs.append(proc)
-        self.urls.append(line.split()[4])
+        self.urls.append(url)
         return self.urls[-1]
 
     def admin(self, url: str) -> Any:
@@ -145,14 +121,7 @@ simulated_sgx_roots = "{platform_dir}"
         )  # fmt: skip
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-        self.procs.clear()
+        stop_processes(self.procs, 60)
 
 
 def _db_counters(pg: Any, database: str) -> tuple[int, int]:

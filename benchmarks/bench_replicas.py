@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import Result
-from benchmarks.fixtures import sim_policy_text
+from benchmarks.fixtures import start_vm_serve, stop_processes, write_vm_site
 
 BURST = 200  # enrollments per case per round
 ROUNDS = 3
@@ -90,39 +90,18 @@ class Case:
         return r.stdout
 
     def set_up(self, platform_dir: Path) -> None:
-        (self.root / "site.policy").write_text(sim_policy_text(IMAGE, FILES))
-        storage = f'[storage]\nurl = "{self.storage_url}"\n' if self.storage_url else ""
-        (self.root / "ftrust.toml").write_text(
-            f"""{storage}[state]
-dir = "{self.root / "state"}"
-[vm]
-port = 0
-crl_port = 0
-policy = "site.policy"
-trust_simulated_sgx = true
-simulated_sgx_roots = "{platform_dir}"
-reattest_interval_seconds = 0
-self_registering_enroll_rules = ["r"]
-"""
-        )
-        (self.root / "ftrust.toml").chmod(0o600)
+        write_vm_site(
+            self.root, IMAGE, FILES, storage_url=self.storage_url, platform_dir=platform_dir,
+            vm_settings='reattest_interval_seconds = 0\nself_registering_enroll_rules = ["r"]\n',
+        )  # fmt: skip
         if self.storage_url:
             self.ftrust("vm", "migrate")
         self.ftrust("ca", "init")
         self.ftrust("vm", "admin-cert", "bench")
         for _ in range(self.replicas):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "floodlight_trust", "--config", str(self.root / "ftrust.toml"), "vm", "serve"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-                env={**env(), **self.extra_env},
-            )  # fmt: skip
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line.startswith("Verification Manager API on "):
-                raise RuntimeError(f"{self.name}: vm serve did not start: {line!r}")
+            proc, url = start_vm_serve(self.root / "ftrust.toml", {**env(), **self.extra_env})
             self.procs.append(proc)
-            self.api_urls.append(line.split()[4])
-            threading.Thread(target=lambda p=proc: p.stdout and p.stdout.read(), daemon=True).start()
+            self.api_urls.append(url)
         from floodlight_trust.manager.client import VmClient
         from floodlight_trust.secrets import Secret
 
@@ -181,13 +160,7 @@ self_registering_enroll_rules = ["r"]
             except OSError:
                 pass
             proc.join(10)
-        for p in self.procs:
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        stop_processes(self.procs, 30)
 
 
 def _loader(conn: Any, platform_dir: str, ima: str, host: str, api_urls: list[str], tls: str, ca_dir: str) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -93,3 +96,65 @@ enclave e {{
 }}
 enroll r for "vnf-*" {{ host = h  enclave = e }}
 """
+
+
+def write_vm_site(
+    root: Path,
+    image: bytes,
+    files: Mapping[str, bytes],
+    *,
+    storage_url: str,
+    platform_dir: Path,
+    vm_settings: str = "",
+) -> Path:
+    """Write what the `vm serve` benchmarks (bench_fleet, bench_replicas) run from under ``root``:
+    ``site.policy`` (:func:`sim_policy_text` of ``image`` and ``files``) and ``ftrust.toml`` (0600):
+    ``storage_url`` (empty: SQLite in the state directory), the state in ``root/state``, the VM on
+    free ports trusting the simulated SGX roots in ``platform_dir``, and ``vm_settings`` (more
+    ``[vm]`` lines). Returns the config's path."""
+    (root / "site.policy").write_text(sim_policy_text(image, files))
+    storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+    config = root / "ftrust.toml"
+    config.write_text(
+        f"""{storage}[state]
+dir = "{root / "state"}"
+[vm]
+port = 0
+crl_port = 0
+policy = "site.policy"
+trust_simulated_sgx = true
+simulated_sgx_roots = "{platform_dir}"
+{vm_settings}"""
+    )
+    config.chmod(0o600)
+    return config
+
+
+def start_vm_serve(config: Path, env: Mapping[str, str], *options: str) -> tuple[subprocess.Popen[str], str]:
+    """``ftrust --config CONFIG vm serve OPTIONS`` in a process of its own, from the repository:
+    returns it and its API URL once it has printed it (a daemon thread drains what it prints next)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "floodlight_trust", "--config", str(config), "vm", "serve", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).resolve().parents[1],
+        env=dict(env),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("Verification Manager API on "):
+        proc.kill()
+        proc.wait(10)
+        raise RuntimeError(f"{config}: vm serve did not start: {line!r}")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, line.split()[4]
+
+
+def stop_processes(procs: list[subprocess.Popen[str]], timeout: float) -> None:
+    """Terminate ``procs`` and wait for each (``timeout`` seconds, then kill it); empties the list."""
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+    procs.clear()

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from floodlight_trust.cli import run
 
-from floodlight_trust.cli import main
-
-sys.exit(main())
+run()

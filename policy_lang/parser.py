@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import pkgutil
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
@@ -35,9 +35,17 @@ _TOKEN_NAMES = {
 }
 
 
+def _grammar() -> str:
+    # pkgutil (which lark imports anyway) rather than importlib.resources, whose import (tempfile,
+    # zipfile, ...) was a few per cent of a fresh `ftrust policy` command's start-up.
+    data = pkgutil.get_data("policy_lang", "grammar.lark")
+    assert data is not None  # a package on a file system or in a zip archive: its loader reads data
+    return data.decode("utf-8")
+
+
 @functools.cache
 def _lark() -> Lark:
-    text = resources.files("policy_lang").joinpath("grammar.lark").read_text(encoding="utf-8")
+    text = _grammar()
     cache = {"cache": _tables_file} if _tables_file else {}
     return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True, **cache)
 
@@ -425,8 +433,7 @@ class PolicyErrors(PolicyError):
 @functools.cache
 def _token_lexer() -> Lark:
     # A context-free lexer over the same terminals, to learn the type of a resynchronisation token.
-    text = resources.files("policy_lang").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", lexer="basic")
+    return Lark(_grammar(), parser="lalr", lexer="basic")
 
 
 _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*')

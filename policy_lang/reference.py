@@ -23,7 +23,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -296,6 +295,8 @@ DSSE_PAYLOAD_TYPE = "application/vnd.keylime+json"
 @functools.cache
 def keylime_schema() -> dict[str, Any]:
     """The JSON schema of Keylime runtime policies (format version 1)."""
+    from importlib import resources
+
     text = resources.files("policy_lang").joinpath("keylime_runtime_policy.schema.json").read_text("utf-8")
     return dict(json.loads(text))
 

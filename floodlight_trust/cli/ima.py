@@ -6,12 +6,10 @@ import argparse
 from typing import Any
 
 from floodlight_trust.claims import ima_to_json
-from floodlight_trust.cli.output import add_group, add_json, emit, table
-from floodlight_trust.errors import InputError, Location, VerificationError
+from floodlight_trust.cli.output import add_group, add_json, emit, read_keyrings, table
+from floodlight_trust.errors import InputError, VerificationError
 from floodlight_trust.evidence.ima import ImaAppraisal, appraise_measurement_list
-from floodlight_trust.evidence.ima.signatures import KeyringEntry
 from floodlight_trust.evidence.ima.templates import BANKS
-from floodlight_trust.evidence.verify import load_keyring
 from floodlight_trust.fileio import read_bytes
 
 
@@ -89,7 +87,7 @@ def _verify(args: argparse.Namespace) -> int:
         if not sep or bank not in BANKS:
             raise InputError(f"--expect-pcr {item!r}: expected BANK=HEX with BANK one of {', '.join(BANKS)}")
         expected[bank] = _hex(value, f"--expect-pcr {bank}")
-    keyring = [k for p in args.keyring for k in _load_keys(p)]
+    keyring = read_keyrings(args.keyring)
     banks = tuple(dict.fromkeys(("sha1", "sha256", *expected)))
     a = _appraise(args.log, banks=banks, keyring=keyring, expected_pcrs=expected)
     counts: dict[str, int] = {}
@@ -131,10 +129,3 @@ def _hex(value: str, what: str) -> str:
     except ValueError:
         raise InputError(f"{what}: {value!r} is not hex") from None
     return value
-
-
-def _load_keys(path: str) -> list[KeyringEntry]:
-    try:
-        return load_keyring(read_bytes(path, what="keyring file"), path)
-    except InputError as e:
-        raise InputError(e.message, location=Location(path)) from None

@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from floodlight_trust import config as config_mod
-from floodlight_trust.errors import FtrustError
+from floodlight_trust.errors import FtrustError, InputError
+
+if TYPE_CHECKING:  # imported by load_config: `ftrust policy` and `ima` commands read no configuration
+    from floodlight_trust import config as config_mod
+    from floodlight_trust.evidence.ima.signatures import KeyringEntry
 
 
 def add_group(subparsers: Any, name: str, help_text: str) -> Any:
@@ -47,7 +50,24 @@ def port_number(text: str) -> int:
 
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:
+    from floodlight_trust import config as config_mod
+
     return config_mod.load(getattr(args, "config", None))
+
+
+def read_keyrings(paths: Sequence[str]) -> list[KeyringEntry]:
+    """The certificates and public keys of ``--keyring`` files (PEM or DER, any number each) for
+    ima-sig signatures; a file that holds none is an error located at it."""
+    from floodlight_trust.evidence.verify import load_keyring
+    from floodlight_trust.fileio import read_bytes
+
+    entries: list[KeyringEntry] = []
+    for path in paths:
+        try:
+            entries.extend(load_keyring(read_bytes(path, what="keyring file"), "keyring file"))
+        except InputError as e:
+            raise e.with_file(path) from None
+    return entries
 
 
 def emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str | None = None) -> None:

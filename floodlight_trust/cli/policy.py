@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from floodlight_trust.cli.output import add_group, add_json, emit
+from floodlight_trust.cli.output import add_group, add_json, emit, read_keyrings
 from floodlight_trust.errors import ExitCode, FtrustError, InputError, Location, PolicyError
 
 # The password of an encrypted --sign-key comes from this variable, never from argv.
@@ -357,7 +357,7 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
 
     from floodlight_trust import clock
     from floodlight_trust.claims import ClaimSet, claimset_from_json
-    from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, load_keyring, verify_evidence
+    from floodlight_trust.evidence.verify import Evidence, IasReportEvidence, verify_evidence
     from floodlight_trust.fileio import read_bytes
 
     if not (args.claims or args.ima_log or args.quote or args.ias_report):
@@ -379,12 +379,6 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
         except InputError as e:
             raise e.with_file(args.claims) if not e.location else e from None
     at = clock.parse_time(args.at, what="--at") if args.at else (base.verified_at if base else clock.now())
-    keyring = []
-    for name in args.keyring:
-        try:
-            keyring.extend(load_keyring(read_bytes(name, what="keyring certificate"), "keyring certificate"))
-        except InputError as e:
-            raise e.with_file(name) from None
     ias_report = None
     if args.ias_report:
         folder = Path(args.ias_report)
@@ -397,7 +391,7 @@ def _claims_for_eval(args: argparse.Namespace) -> Any:
     evidence = Evidence(
         ima_log=read_bytes(args.ima_log, what="IMA measurement list") if args.ima_log else None,
         ima_source=args.ima_log,
-        keyring=tuple(keyring),
+        keyring=tuple(read_keyrings(args.keyring)),
         quote=read_bytes(args.quote, what="quote") if args.quote else None,
         collateral=_collateral(args.collateral) if args.collateral else None,
         ias_report=ias_report,

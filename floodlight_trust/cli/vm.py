@@ -351,6 +351,23 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+_WHY = "why (recorded in the audit log)"
+_WHY_REVOKED = "why (recorded in the audit log and the revocations)"
+
+
+def _add_audited(
+    verbs: Any, verb: str, what: str, func: Any, names: tuple[tuple[str, str], ...], why: str
+) -> None:
+    """A command that changes what the VM holds for a reason its audit log keeps: positional
+    ``names`` (argument, help), a required ``--reason`` and the client options."""
+    p: argparse.ArgumentParser = verbs.add_parser(verb, help=what)
+    for arg, text in names:
+        p.add_argument(arg, help=text)
+    p.add_argument("--reason", required=True, help=why)
+    _add_client_options(p)
+    p.set_defaults(func=func)
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = add_group(subparsers, name, help_text)
 
@@ -413,20 +430,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
             tp.add_argument("name", help="a registered host")
             _add_client_options(tp)
             tp.set_defaults(func=_hosts_tpm_register)
-            rp = verbs.add_parser(
-                "remove", help="unregister a host; every certificate issued to it or on its platform is revoked"
-            )
-            rp.add_argument("name", help="the registered host")
-            rp.add_argument("--reason", required=True, help="why (recorded in the audit log and the revocations)")
-            _add_client_options(rp)
-            rp.set_defaults(func=_hosts_remove)
-            pp = verbs.add_parser(
-                "repin", help="let the host's next trusted quote pin another platform (after a PCK re-issue; audited)"
-            )
-            pp.add_argument("name", help="the registered host")
-            pp.add_argument("--reason", required=True, help="why (recorded in the audit log)")
-            _add_client_options(pp)
-            pp.set_defaults(func=_hosts_repin)
+            for verb, fn, what, why in (
+                ("remove", _hosts_remove, "unregister a host; every certificate issued to it or on its platform "
+                 "is revoked", _WHY_REVOKED),
+                ("repin", _hosts_repin, "let the host's next trusted quote pin another platform (after a PCK "
+                 "re-issue; audited)", _WHY),
+            ):  # fmt: skip
+                _add_audited(verbs, verb, what, fn, (("name", "the registered host"),), why)
         if noun == "vnfs":
             ap = verbs.add_parser("add", help="register a VNF identity: host, VNF name, enroll rule")
             ap.add_argument("host", help="the registered host it runs on")
@@ -441,12 +451,8 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
                 ("release", _vnfs_release, "free the name from its bound enclave (its certificates are revoked)"),
                 ("remove", _vnfs_remove, "unregister a VNF (its certificates are revoked)"),
             ):
-                rp = verbs.add_parser(verb, help=what)
-                rp.add_argument("host", help="the host it is registered on")
-                rp.add_argument("vnf", help="the VNF name")
-                rp.add_argument("--reason", required=True, help="why (recorded in the audit log and the revocations)")
-                _add_client_options(rp)
-                rp.set_defaults(func=fn)
+                names = (("host", "the host it is registered on"), ("vnf", "the VNF name"))
+                _add_audited(verbs, verb, what, fn, names, _WHY_REVOKED)
 
     p = sub.add_parser("attest", help="attest a container host now (IMA list + integrity enclave quote)")
     p.add_argument("host", help="a registered host's name")
@@ -462,7 +468,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
     p = sub.add_parser("revoke", help="revoke a VNF's certificates, or those of every VNF on a host")
     p.add_argument("target", metavar="VNF|HOST", help="a VNF's name, or a host's with --host")
-    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    p.add_argument("--reason", required=True, help=_WHY)
     p.add_argument("--host", dest="host_flag", action="store_true", help="TARGET is a host (else looked up)")
     _add_client_options(p)
     p.set_defaults(func=_revoke)

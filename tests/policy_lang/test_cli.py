@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 
 from tests.support.cli import ftrust
@@ -353,3 +354,35 @@ def test_generate_keylime_runtime_policy_plain_and_dsse_signed(testdata: Path, t
     assert r.returncode == 2 and "rp.signed.json: DSSE signature does not verify with the key in sign.pub" in r.stderr
     r = ftrust("policy", "generate", "--ima-log", log, "--sign-key", "sign.pem", cwd=tmp_path)
     assert r.returncode == 2 and "add --format keylime" in r.stderr
+
+
+def test_eval_keyring_checks_ima_sig_signatures(testdata: Path, tmp_path: Path) -> None:
+    """`eval --ima-log LOG --keyring KEY`: signatures are checked with the keyring's keys (the
+    same loader as `ima verify --keyring`), so `require signature` passes only with the right key;
+    a keyring file that holds no key is a located error, exit 2."""
+    from floodlight_trust.evidence.ima import appraise_measurement_list
+
+    keylime = testdata / "ima-sig" / "keylime"
+    log = keylime / "b71f6ebf-SIGNATURES-sha1.DERIVED.txt"
+    digests = ", ".join(sorted(f'"{d}"' for d in set(appraise_measurement_list(log.read_bytes()).claims.digests)))
+    (tmp_path / "sig.policy").write_text(
+        f'key rsa = "f3452d23"\nhost h {{\n    allow any digest in {{{digests}}}\n'
+        '    require signature "/usr/bin/dd" by rsa\n}\n'
+    )
+
+    def evaluate(*keyring: Path) -> subprocess.CompletedProcess[str]:
+        ring = [a for k in keyring for a in ("--keyring", str(k))]
+        return ftrust("policy", "eval", "sig.policy", "--ima-log", log, *ring, "--host", "h", "--json", cwd=tmp_path)
+
+    r = evaluate(keylime / "rsa2048pub.pem")
+    assert r.returncode == 0 and json.loads(r.stdout)["allowed"] is True, r.stdout + r.stderr
+    for keyring, status in (((), "unchecked"), ((keylime / "secp256k1-pub.DERIVED.pem",), "unknown-key")):
+        r = evaluate(*keyring)
+        assert r.returncode == 1, r.stdout + r.stderr
+        (reason,) = json.loads(r.stdout)["decisions"][0]["reasons"]
+        assert reason["rule"] == "require_signature" and reason["evidence"]["signature"] == status, reason
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")
+    r = evaluate(keylime / "rsa2048pub.pem", bad)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert f"{bad}: keyring file is not a certificate or public key" in r.stderr and "Traceback" not in r.stderr

@@ -6,6 +6,7 @@ No HTTP, no manager: what any engine must do, run on every engine of conftest.EN
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -248,28 +249,6 @@ def test_bind_enrolled_does_what_register_bind_and_record_do(storage: Storage, r
             )  # fmt: skip
 
 
-@pytest.mark.parametrize("register", [True, False])
-def test_concurrent_bind_enrolled_of_one_name_lets_exactly_one_enclave_have_it(storage: Storage, register: bool) -> None:
-    storage.hosts.add("h1", None, None, at=AT)
-    if not register:
-        storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
-    won: list[str] = []
-    lock = threading.Lock()
-
-    def bind(key: str) -> None:
-        if _bind_enrolled(storage, "fw", key, "m", register, AT):
-            with lock:
-                won.append(key)
-
-    threads = [threading.Thread(target=bind, args=(f"k{i}",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    reg = storage.enrollments.registration("h1", "fw")
-    assert len(won) == 1 and reg is not None and reg.bound_public_key_sha256 == won[0]
-
-
 def test_find_with_vnf_reads_the_host_and_the_registration(storage: Storage) -> None:
     assert storage.hosts.find_with_vnf("h1", "fw") == (None, None)
     storage.hosts.add("h1", "https://h1:1", None, at=AT)
@@ -285,17 +264,34 @@ def test_find_with_vnf_reads_the_host_and_the_registration(storage: Storage) -> 
     assert storage.hosts.find_with_vnf("h1", "ids") == (storage.hosts.find("h1"), None)
 
 
-def test_concurrent_binds_of_one_name_let_exactly_one_enclave_have_it(storage: Storage) -> None:
+def _bind(storage: Storage, vnf: str, key: str, mrenclave: str, register: bool, at: datetime) -> bool:
+    """bind alone, in a write (the name is registered already: ``register`` is False)."""
+    assert not register
+
+    def fn(tx: object) -> bool:
+        return tx.enrollments.bind("h1", vnf, public_key_sha256=key, mrenclave=mrenclave, at=at)  # type: ignore[attr-defined, no-any-return]
+
+    return storage.write(fn)
+
+
+@pytest.mark.parametrize(
+    ("how", "register"),
+    [(_bind_enrolled, True), (_bind_enrolled, False), (_bind, False)],
+    ids=["bind_enrolled-registering", "bind_enrolled-registered", "bind-registered"],
+)
+def test_concurrent_binds_of_one_name_let_exactly_one_enclave_have_it(
+    storage: Storage, how: Callable[[Storage, str, str, str, bool, datetime], bool], register: bool
+) -> None:
+    """Eight enclaves race for one name (bind_enrolled registering it or finding it registered,
+    or a plain bind of the registered name): one wins, and the registration is bound to its key."""
     storage.hosts.add("h1", None, None, at=AT)
-    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    if not register:
+        storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
     won: list[str] = []
     lock = threading.Lock()
 
     def bind(key: str) -> None:
-        def fn(tx: object) -> bool:
-            return tx.enrollments.bind("h1", "fw", public_key_sha256=key, mrenclave="m", at=AT)  # type: ignore[attr-defined]
-
-        if storage.write(fn):
+        if how(storage, "fw", key, "m", register, AT):
             with lock:
                 won.append(key)
 

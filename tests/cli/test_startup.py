@@ -1,0 +1,106 @@
+"""What a fresh ``ftrust`` process does besides its command (issue 15: `policy eval --ima-log`
+within 1.5x of the library call): it imports only what the command needs, and it ends without
+the interpreter's teardown (``cli.leave``) while losing nothing the teardown would have kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.fixtures import write_ima_setup
+from tests.support.cli import REPO
+
+_RUN = [sys.executable, "-c"]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_RUN, code], capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def test_eval_of_evidence_imports_no_configuration_schema_or_crypto(tmp_path: Path) -> None:
+    """`policy eval POLICY --ima-log LOG` judges the list: it reads no configuration (tomllib), no
+    package data through importlib.resources, and needs neither jsonschema nor cryptography."""
+    files = write_ima_setup(tmp_path, 20)
+    unwanted = ["floodlight_trust.config", "tomllib", "importlib.resources", "jsonschema", "cryptography"]
+    code = (
+        "import sys\nfrom floodlight_trust.cli import main\n"
+        f"rc = main(['policy', 'eval', {files['policy']!r}, '--ima-log', {files['log']!r}, '--host', 'h'])\n"
+        f"print('RC', rc, 'LOADED=' + ','.join(m for m in {unwanted!r} if m in sys.modules))\n"
+    )
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("allowed: host h"), r.stdout  # the command ran, and judged the list
+    assert r.stdout.splitlines()[-1] == "RC 0 LOADED=", r.stdout.splitlines()[-1]
+
+
+def test_leave_runs_exit_handlers_flushes_and_keeps_the_code() -> None:
+    """Buffered output (more than a pipe holds at once) and what exit handlers print all arrive,
+    in order, and the exit code is the command's; the teardown (which would finalize ``kept``) is
+    skipped."""
+    code = (
+        "import atexit, logging, sys\nfrom floodlight_trust.cli import leave\n"
+        "class Kept:\n    def __del__(self):\n        print('torn down')\n"
+        "kept = Kept()\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(message)s')\n"
+        "logging.getLogger('t').warning('logged')\n"
+        "sys.stdout.write('x' * 200_000 + '\\n')\n"
+        "leave(3)\n"
+    )
+    r = _python(code)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "x" * 200_000 + "\nhandler ran\n"
+    assert r.stderr == "logged\n"
+
+
+def test_leave_waits_for_a_thread_still_running() -> None:
+    """A non-daemon thread still at work when the command returns is waited for, as the
+    interpreter's exit does: here it prints a line only after the test has seen ``leaving``."""
+    code = (
+        "import sys, threading\nfrom floodlight_trust.cli import leave\n"
+        "t = threading.Thread(target=lambda: print('late: ' + sys.stdin.readline().strip(), flush=True))\n"
+        "t.start()\nprint('leaving', flush=True)\nleave(4)\n"
+    )
+    with subprocess.Popen([*_RUN, code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO) as p:
+        assert p.stdout is not None and p.stdin is not None
+        assert p.stdout.readline() == "leaving\n"
+        p.stdin.write("go\n")
+        p.stdin.close()
+        rest = p.stdout.read()
+        assert p.wait(timeout=60) == 4
+    assert rest == "late: go\n"
+
+
+def test_leave_with_a_closed_pipe_exits_as_the_interpreter_does() -> None:
+    """Output left in the buffer for a reader that is gone: the interpreter's own exit reports it
+    (exit status 120, "Exception ignored"), not a silent success."""
+    code = "import sys\nfrom floodlight_trust.cli import leave\nsys.stdout.write('x' * 100)\nleave(0)\n"
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # no reader: the flush fails with EPIPE
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the write stays buffered
+        r = subprocess.run([*_RUN, code], stdout=w_fd, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO, env=env)
+    finally:
+        os.close(w_fd)
+    assert r.returncode == 120, r.stderr
+    assert "BrokenPipeError" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_profiler_or_tracer_gets_the_interpreters_exit(tmp_path: Path) -> None:
+    """`python -m cProfile -o FILE -m floodlight_trust ...` writes its report after the program, and
+    a tracer (coverage, a debugger) may act at the teardown: with either, ftrust exits normally."""
+    report = tmp_path / "ftrust.prof"
+    r = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(report), "-m", "floodlight_trust", "--version"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("ftrust "), r.stderr
+    assert report.stat().st_size > 0
+    code = (
+        "import sys\nfrom floodlight_trust.cli import leave\nsys.settrace(lambda *a: None)\n"
+        "try:\n    leave(5)\nexcept SystemExit as e:\n    print('interpreter exit', e.code)\n    raise\n"
+    )
+    r = _python(code)
+    assert r.returncode == 5 and r.stdout == "interpreter exit 5\n", r.stdout + r.stderr
