@@ -10,6 +10,11 @@
  *       extension's value, and the message of a malformed basicConstraints / keyUsage /
  *       extKeyUsage (None when they are sound).  ValueError(message, None) for a malformed list,
  *       ValueError(None, oid) for an extension listed twice.
+ *   certificate_fields(der) -> (serial, not_before, not_after, signature) | None
+ *       a certificate's serialNumber (an int), its validity (aware UTC datetimes) and its signature
+ *       value (the BIT STRING's bytes); None when they are not where and what DER puts them (a
+ *       UTCTime / GeneralizedTime of whole seconds in Z, a non-empty INTEGER, a BIT STRING
+ *       without unused bits): the caller then reads them with cryptography.
  *   sgx_extension(value) -> (ppid, components, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)
  *       the SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1).
  *       ValueError(message, offset, is_der_error) when malformed.
@@ -20,6 +25,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -154,6 +160,88 @@ layout(PyObject *Py_UNUSED(self), PyObject *args)
 none:
     PyBuffer_Release(&buf);
     Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+static int
+digits(const uint8_t *p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* A UTCTime (RFC 5280: YYMMDDHHMMSSZ, 50-99 are 19xx) or GeneralizedTime (YYYYMMDDHHMMSSZ) as an
+ * aware UTC datetime; NULL without an error set when it is neither or not a real date. */
+static PyObject *
+der_time(const uint8_t *d, const Tlv *t)
+{
+    const uint8_t *p = d + t->start;
+    Py_ssize_t n = t->end - t->start;
+    int year, mo, day, h, mi, sec;
+    if (t->tag == 0x17 && n == 13 && p[12] == 'Z') {
+        if (digits(p, 2, &year)) return NULL;
+        year += year >= 50 ? 1900 : 2000;
+        p += 2;
+    } else if (t->tag == 0x18 && n == 15 && p[14] == 'Z') {
+        if (digits(p, 4, &year)) return NULL;
+        p += 4;
+    } else {
+        return NULL;
+    }
+    if (digits(p, 2, &mo) || digits(p + 2, 2, &day) || digits(p + 4, 2, &h) || digits(p + 6, 2, &mi) ||
+        digits(p + 8, 2, &sec))
+        return NULL;
+    PyObject *value = PyDateTimeAPI->DateTime_FromDateAndTime(year, mo, day, h, mi, sec, 0, PyDateTime_TimeZone_UTC,
+                                                              PyDateTimeAPI->DateTimeType);
+    if (!value && PyErr_ExceptionMatches(PyExc_ValueError)) PyErr_Clear();  /* month 13, February 30 */
+    return value;
+}
+
+static PyObject *
+certificate_fields(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    const uint8_t *d = buf.buf;
+    Py_ssize_t n = buf.len, offset, start;
+    char msg[MSG];
+    Tlv top, tbs, alg, bits, el, serial, validity, t1, t2;
+    PyObject *result = NULL, *serial_value = NULL, *not_before = NULL, *not_after = NULL;
+
+    if (TLV(d, 0, n, &top) || TLV(d, top.start, n, &tbs) || TLV(d, tbs.end, n, &alg)) goto none;
+    if (TLV(d, alg.end, n, &bits) || bits.tag != 0x03 || bits.end == bits.start || d[bits.start] != 0) goto none;
+    start = tbs.start;
+    if (TLV(d, start, tbs.end, &el)) goto none;
+    if (el.tag == 0xA0) start = el.end;  /* optional version */
+    if (TLV(d, start, tbs.end, &serial) || serial.tag != 0x02 || serial.end == serial.start) goto none;
+    if (TLV(d, serial.end, tbs.end, &el)) goto none;  /* the inner signature algorithm */
+    if (TLV(d, el.end, tbs.end, &el)) goto none;      /* issuer */
+    if (TLV(d, el.end, tbs.end, &validity) || validity.tag != 0x30) goto none;
+    if (TLV(d, validity.start, validity.end, &t1) || TLV(d, t1.end, validity.end, &t2) || t2.end != validity.end)
+        goto none;
+    serial_value = _PyLong_FromByteArray(d + serial.start, (size_t)(serial.end - serial.start), 0, 1);
+    if (!serial_value) goto done;
+    if (!(not_before = der_time(d, &t1))) goto maybe_none;
+    if (!(not_after = der_time(d, &t2))) goto maybe_none;
+    result = Py_BuildValue("(OOOy#)", serial_value, not_before, not_after, (const char *)d + bits.start + 1,
+                           bits.end - bits.start - 1);
+    goto done;
+maybe_none:
+    if (PyErr_Occurred()) goto done;
+none:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(serial_value);
+    Py_XDECREF(not_before);
+    Py_XDECREF(not_after);
+    PyBuffer_Release(&buf);
+    return result;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -512,6 +600,8 @@ done:
 static PyMethodDef methods[] = {
     {"layout", layout, METH_VARARGS, "layout(der, crl) -> (tbs, algorithm, issuer, subject, extensions) or None"},
     {"profile", profile, METH_VARARGS, "profile(extensions) -> (critical, ca, key_usage, eku, sgx, deferred)"},
+    {"certificate_fields", certificate_fields, METH_VARARGS,
+     "certificate_fields(der) -> (serial, not_before, not_after, signature) or None"},
     {"sgx_extension", sgx_extension, METH_VARARGS,
      "sgx_extension(value) -> (ppid, components, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)"},
     {NULL, NULL, 0, NULL},
@@ -524,5 +614,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__derwalk(void)
 {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI) return NULL;
     return PyModule_Create(&module);
 }

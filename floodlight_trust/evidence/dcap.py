@@ -51,7 +51,13 @@ from floodlight_trust.evidence.sgx_quote import (
     parse_quote,
     split_pem,
 )
-from floodlight_trust.evidence.x509_der import ExtensionProfile, Layout, extension_profile
+from floodlight_trust.evidence.x509_der import (
+    CertificateFields,
+    ExtensionProfile,
+    Layout,
+    certificate_fields,
+    extension_profile,
+)
 from floodlight_trust.evidence.x509_der import layout as der_layout
 from floodlight_trust.evidence.x509_input import crl_from_der, subject_text, touch_certificate
 
@@ -186,6 +192,7 @@ class TrustAnchor:
         layout = _layout(der, crl=False)
         object.__setattr__(self, "_subject_der", layout.subject if layout is not None else None)
         object.__setattr__(self, "_serial_number", self.certificate.serial_number)
+        object.__setattr__(self, "_window", _cert_window(self.certificate, self.name))
 
     @property
     def der(self) -> bytes:
@@ -196,6 +203,11 @@ class TrustAnchor:
     def serial_number(self) -> int:
         """The root's serial number (a root CA CRL that lists it revokes the anchor itself)."""
         return self._serial_number  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def window(self) -> _Window:
+        """The root's validity window (checked on every verification, read once)."""
+        return self._window  # type: ignore[attr-defined, no-any-return]
 
     @property
     def subject_der(self) -> bytes | None:
@@ -383,11 +395,25 @@ def _check_profile(entry: _Cert, what: str, *, ca: bool, crl_signer: bool = Fals
 
 @dataclass(frozen=True, slots=True)
 class _Cert:
-    """A certificate of a chain with its DER and, when it could be sliced, its layout."""
+    """A certificate of a chain with its DER and, when they could be sliced from it, its layout and
+    fields (serial number, validity, signature value: else they are cryptography's)."""
 
     cert: x509.Certificate
     der: bytes
     layout: _Layout | None
+    fields: CertificateFields | None = None
+
+    @property
+    def serial_number(self) -> int:
+        return self.fields.serial if self.fields is not None else self.cert.serial_number
+
+    @property
+    def signature(self) -> bytes:
+        return self.fields.signature if self.fields is not None else self.cert.signature
+
+    def window(self, what: str) -> _Window:
+        f = self.fields
+        return _Window(what, f.not_before, f.not_after) if f is not None else _cert_window(self.cert, what)
 
     @property
     def issuer_der(self) -> bytes | None:
@@ -440,10 +466,15 @@ def _load_cert(block: bytes, der: bytes | None = None, *, extensions: bool = Fal
     if der is None:
         der = cert.public_bytes(Encoding.DER)
     layout = _layout(der, crl=False)
-    touch_certificate(
-        cert, names=layout is None, extensions=extensions and (layout is None or layout.extensions is None)
-    )
-    return _Cert(cert, der, layout)
+    # ECDSA as all of Intel's PKI (any other algorithm takes cryptography's reading and checks)
+    fields = certificate_fields(der) if layout is not None and layout.algorithm in _SIGNATURE_OID_BY_DER else None
+    if fields is None:
+        touch_certificate(
+            cert, names=layout is None, extensions=extensions and (layout is None or layout.extensions is None)
+        )
+    else:  # names, serial, validity and signature come from the DER; the key is parsed now
+        touch_certificate(cert, names=False, extensions=False, fields=False)
+    return _Cert(cert, der, layout, fields)
 
 
 def _load_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[_Cert]:
@@ -455,6 +486,15 @@ def _load_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[_Cert]:
         raise ParseError(f"{what}: a certificate is not valid PEM/DER: {e}") from None
 
 
+# The AlgorithmIdentifier DER of ecdsa-with-SHA256/384/512 (no parameters, RFC 5758), to their OIDs.
+_SIGNATURE_OID_BY_DER = {
+    b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03" + bytes([n]): oid
+    for n, oid in (
+        (2, x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256),
+        (3, x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384),
+        (4, x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512),
+    )
+}
 _ECDSA_BY_OID = {
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
@@ -484,8 +524,12 @@ def _issued_by(child: _Cert, issuer: x509.Certificate, issuer_subject_der: bytes
     is signed by its key: what ``verify_directly_issued_by`` checks, on the DER as it was signed."""
     ok: bool | None = None
     if child.layout is not None and issuer_subject_der is not None:
+        algorithm = _SIGNATURE_OID_BY_DER.get(child.layout.algorithm) if child.layout.algorithm is not None else None
         ok = child.layout.issuer == issuer_subject_der and _signed_by(
-            issuer.public_key(), child.cert.signature, child.cert.signature_algorithm_oid, child.layout
+            issuer.public_key(),
+            child.signature,
+            algorithm if algorithm is not None else child.cert.signature_algorithm_oid,
+            child.layout,
         )
     if ok is None:
         try:
@@ -563,7 +607,7 @@ def _signer(
         issued.add(id(entry))
     if id(entry) not in checked:
         _check_profile(entry, f"{what} signing certificate", ca=False)
-        if entry.cert.serial_number in root_revoked:
+        if entry.serial_number in root_revoked:
             raise CertificateRevoked(
                 f"{what} signing certificate {subject_text(entry.cert)} is revoked by the root CA CRL"
             )
@@ -576,7 +620,7 @@ def _signed_json(raw: bytes, sig: bytes, entry: _Cert, what: str) -> _Window:
     signer = entry.cert
     if not _verify_raw(_ec_key(signer, f"{what} signing certificate"), sig, raw):
         raise CollateralSignatureError(f"{what} signature is not valid (signed by {subject_text(signer)})")
-    return _cert_window(signer, f"{what} signing certificate")
+    return entry.window(f"{what} signing certificate")
 
 
 def _crl(
@@ -628,9 +672,7 @@ def _collateral_signers(c: Collateral, anchor: TrustAnchor) -> _CollateralSigner
             qe = _signers(c.qe_identity_issuer_chain, anchor, "QE identity")
         except (DcapError, ParseError) as e:
             qe, qe_error = [], e
-    return _CollateralSigners(
-        tcb, qe, tuple(_cert_window(x.cert, "") for x in tcb), tuple(_cert_window(x.cert, "") for x in qe), qe_error
-    )
+    return _CollateralSigners(tcb, qe, tuple(x.window("") for x in tcb), tuple(x.window("") for x in qe), qe_error)
 
 
 def _verify_collateral(
@@ -644,7 +686,7 @@ def _verify_collateral(
     signing certificate nor the PCK CA; the TCB info and QE identity signatures; the PCK CA is a
     CA issued by the anchor, and the PCK CRL is signed by it."""
     root = anchor.certificate
-    root_window = _cert_window(root, anchor.name)
+    root_window = anchor.window
     tcb_raw, qe_raw = c.tcb_info, c.qe_identity
     tcb_entry = signers.tcb[choice[0]]
     _issued_by(tcb_entry, root, anchor.subject_der, "TCB info signing certificate")
@@ -668,14 +710,14 @@ def _verify_collateral(
     pck_ca = pck_ca_entry.cert
     _issued_by(pck_ca_entry, root, anchor.subject_der, "PCK CA certificate")
     _check_profile(pck_ca_entry, "PCK CA certificate", ca=True, crl_signer=True)
-    if pck_ca.serial_number in root_revoked:
+    if pck_ca_entry.serial_number in root_revoked:
         raise PckRevoked(f"PCK CA certificate {subject_text(pck_ca)} is revoked by the root CA CRL")
     pck_revoked, pck_crl_w = _crl(c.pck_crl, pck_ca, pck_ca_entry.subject_der, "PCK CRL (" + _cn_of(pck_ca_entry) + ")")
     windows = (
         root_window,
         tcb_signer_w,
         qe_signer_w,
-        _cert_window(pck_ca, "PCK CA certificate"),
+        pck_ca_entry.window("PCK CA certificate"),
         _Window("TCB info", tcb.issue_date, tcb.next_update),
         _Window("QE identity", qe.issue_date, qe.next_update),
     )
@@ -763,6 +805,7 @@ class _Pck:
     sha256: str
     ext: PckExtensions
     window: _Window
+    serial_number: int
     # QE reports whose signature by this PCK key was checked, as (report bytes, signature bytes):
     # a platform's QE report is the same in all its quotes until the attestation key changes.
     qe_reports: set[tuple[bytes, bytes]] = field(default_factory=set, compare=False)
@@ -814,8 +857,8 @@ def _pck(quote: QuoteV3, vc: _VerifiedCollateral, anchor: TrustAnchor, at: datet
                 _pck_cache.pop(next(iter(_pck_cache)))
             _pck_cache[cache_key] = cached
     _check_window(cached.window, at)
-    if cached.cert.serial_number in vc.pck_revoked:
-        raise PckRevoked(f"PCK certificate serial {cached.cert.serial_number:x} is revoked by the PCK CRL")
+    if cached.serial_number in vc.pck_revoked:
+        raise PckRevoked(f"PCK certificate serial {cached.serial_number:x} is revoked by the PCK CRL")
     return cached
 
 
@@ -845,7 +888,8 @@ def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: 
         key=_ec_key(leaf, "PCK certificate"),
         sha256=hashlib.sha256(leaf_entry.der).hexdigest(),
         ext=parse_pck_extensions(sgx),
-        window=_cert_window(leaf, "PCK certificate"),
+        window=leaf_entry.window("PCK certificate"),
+        serial_number=leaf_entry.serial_number,
     )
 
 

@@ -13,12 +13,15 @@ use); tests/evidence/sgx/test_derwalk.py compares the two on real certificates a
 - :func:`layout`: the parts of a certificate's or CRL's DER (None when its structure is not the
   expected one; the verifier then uses cryptography's own calls).
 - :func:`extension_profile`: what the path checks read from a certificate's extensions.
+- :func:`certificate_fields`: a certificate's serial number, validity and signature value
+  (cryptography's accessors for them, each a call into its parse, were a third of loading one).
 - The SGX extension: :func:`floodlight_trust.evidence.sgx_quote.parse_pck_extensions`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from floodlight_trust.errors import ParseError
@@ -52,6 +55,15 @@ class ExtensionProfile(NamedTuple):
 
 
 _NO_EXTENSIONS = ExtensionProfile((), False, None, None, None, None)
+
+
+class CertificateFields(NamedTuple):
+    """What a verifier reads of a certificate besides its layout, sliced from its DER."""
+
+    serial: int  # serialNumber
+    not_before: datetime  # validity, aware UTC
+    not_after: datetime
+    signature: bytes  # the signatureValue BIT STRING's bytes (a DER ECDSA-Sig-Value for ECDSA)
 
 
 def layout_py(der: bytes, crl: bool) -> tuple[bytes, bytes | None, bytes, bytes | None, bytes | None] | None:
@@ -160,10 +172,61 @@ def profile_py(
     return critical_oids, ca, key_usage, eku, sgx_value, None
 
 
+def _der_time(der: bytes, tag: int, start: int, end: int) -> datetime | None:
+    """A UTCTime (RFC 5280: YYMMDDHHMMSSZ, 50-99 are 19xx) or GeneralizedTime (YYYYMMDDHHMMSSZ)."""
+    text = der[start:end]
+    if tag == 0x17 and len(text) == 13 and text[12:] == b"Z" and text[:12].isdigit():
+        year, rest = int(text[:2]), text[2:12]
+        year += 1900 if year >= 50 else 2000
+    elif tag == 0x18 and len(text) == 15 and text[14:] == b"Z" and text[:14].isdigit():
+        year, rest = int(text[:4]), text[4:14]
+    else:
+        return None
+    try:
+        return datetime(year, int(rest[:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]), int(rest[8:]), tzinfo=UTC)
+    except ValueError:  # month 13, February 30
+        return None
+
+
+def certificate_fields_py(der: bytes) -> tuple[int, datetime, datetime, bytes] | None:
+    """The reference of ``_derwalk.certificate_fields``: :class:`CertificateFields`' fields, or
+    None when they are not where and what DER puts them (a UTCTime / GeneralizedTime of whole
+    seconds in Z, a non-empty INTEGER, a BIT STRING without unused bits)."""
+    try:
+        _, pos, _ = tlv(der, 0)
+        _, start, tbs_end = tlv(der, pos)
+        _, _, alg_end = tlv(der, tbs_end)
+        tag, bs, be = tlv(der, alg_end)
+        if tag != 0x03 or be == bs or der[bs] != 0:
+            return None
+        tag, _, end = tlv(der, start, tbs_end)
+        if tag == 0xA0:  # optional version
+            start = end
+        tag, ss, se = tlv(der, start, tbs_end)
+        if tag != 0x02 or se == ss:
+            return None
+        _, _, end = tlv(der, se, tbs_end)  # the inner signature algorithm
+        _, _, end = tlv(der, end, tbs_end)  # issuer
+        tag, vs, ve = tlv(der, end, tbs_end)
+        if tag != 0x30:
+            return None
+        tag1, s1, e1 = tlv(der, vs, ve)
+        tag2, s2, e2 = tlv(der, e1, ve)
+        if e2 != ve:
+            return None
+    except DerError:
+        return None
+    not_before, not_after = _der_time(der, tag1, s1, e1), _der_time(der, tag2, s2, e2)
+    if not_before is None or not_after is None:
+        return None
+    return int.from_bytes(der[ss:se], "big", signed=True), not_before, not_after, der[bs + 1 : be]
+
+
 _layout: Callable[[bytes, bool], tuple[bytes, bytes | None, bytes, bytes | None, bytes | None] | None]
 _profile: Callable[
     [bytes], tuple[tuple[bytes, ...], bool, bytes | None, frozenset[bytes] | None, bytes | None, str | None]
 ]
+_fields: Callable[[bytes], tuple[int, datetime, datetime, bytes] | None]
 # The SGX extension's walk (sgx_quote.parse_pck_extensions; its reference is parse_pck_extensions_py
 # there): (ppid, components, pce_svn, cpu_svn, pce_id, fmspc, sgx_type), or ValueError(message,
 # offset, is_der_error). None when the module is not built.
@@ -171,9 +234,10 @@ sgx_extension: Callable[[bytes], tuple[bytes, tuple[int, ...], int, bytes, bytes
 try:
     from floodlight_trust.evidence import _derwalk
 except ImportError:  # not built (an install without a C compiler): the reference, at Python speed
-    _layout, _profile, sgx_extension, NATIVE = layout_py, profile_py, None, False
+    _layout, _profile, _fields, sgx_extension, NATIVE = layout_py, profile_py, certificate_fields_py, None, False
 else:
-    _layout, _profile, sgx_extension, NATIVE = _derwalk.layout, _derwalk.profile, _derwalk.sgx_extension, True
+    _layout, _profile, _fields = _derwalk.layout, _derwalk.profile, _derwalk.certificate_fields
+    sgx_extension, NATIVE = _derwalk.sgx_extension, True
 _new = tuple.__new__  # a NamedTuple from the walk's tuple, without a Python-level __new__
 
 
@@ -182,6 +246,13 @@ def layout(der: bytes, *, crl: bool) -> Layout | None:
     then names are compared as x509.Name and signatures checked by cryptography's own calls."""
     parts = _layout(der, crl)
     return None if parts is None else _new(Layout, parts)
+
+
+def certificate_fields(der: bytes) -> CertificateFields | None:
+    """A certificate's serial number, validity and signature value, or None when they are not
+    where and what DER puts them (then the caller reads them with cryptography)."""
+    fields = _fields(der)
+    return None if fields is None else _new(CertificateFields, fields)
 
 
 def extension_profile(extensions: bytes | None, what: str, oid_text: Callable[[bytes], str]) -> ExtensionProfile:

@@ -14,16 +14,20 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from floodlight_trust.errors import ParseError
 
 
-def touch_certificate(cert: x509.Certificate, *, names: bool = True, extensions: bool = True) -> x509.Certificate:
+def touch_certificate(
+    cert: x509.Certificate, *, names: bool = True, extensions: bool = True, fields: bool = True
+) -> x509.Certificate:
     """Parse every field a verifier reads; ValueError (only) if one is malformed.
 
     A verifier that never reads a certificate's names as ``x509.Name`` (DCAP compares them as DER
     bytes and renders them for messages with :func:`subject_text`) passes ``names=False``, and one
     that never reads its extensions ``extensions=False``: building ~30 ``x509.Name`` attributes per
-    certificate was most of the cost of loading one.
+    certificate was most of the cost of loading one. One that reads the serial number, validity
+    and signature from the DER itself (:func:`floodlight_trust.evidence.x509_der.certificate_fields`)
+    passes ``fields=False``: only the public key is parsed then.
     """
     try:
-        return _touch_certificate(cert, names=names, extensions=extensions)
+        return _touch_certificate(cert, names=names, extensions=extensions, fields=fields)
     except (TypeError, UnsupportedAlgorithm) as e:
         raise ValueError(str(e)) from None
 
@@ -36,17 +40,21 @@ def subject_text(cert: x509.Certificate) -> str:
         return "<a certificate with a malformed subject name>"
 
 
-def _touch_certificate(cert: x509.Certificate, *, names: bool = True, extensions: bool = True) -> x509.Certificate:
+def _touch_certificate(
+    cert: x509.Certificate, *, names: bool = True, extensions: bool = True, fields: bool = True
+) -> x509.Certificate:
     if names:
         cert.subject  # noqa: B018  (each access parses; a malformed field raises here)
         cert.issuer  # noqa: B018
-    cert.serial_number  # noqa: B018
-    cert.not_valid_before_utc  # noqa: B018
-    cert.not_valid_after_utc  # noqa: B018
+    if fields:
+        cert.serial_number  # noqa: B018
+        cert.not_valid_before_utc  # noqa: B018
+        cert.not_valid_after_utc  # noqa: B018
     if extensions:
         list(cert.extensions)
     cert.public_key()
-    cert.signature_hash_algorithm  # noqa: B018
+    if fields:
+        cert.signature_hash_algorithm  # noqa: B018
     return cert
 
 

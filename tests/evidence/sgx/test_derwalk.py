@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,7 @@ from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence import dcap, sgx_quote, x509_der
+from floodlight_trust.evidence.der import tlv as der_tlv
 from floodlight_trust.evidence.sgx_quote import oid_der
 from tests.evidence.sgx.test_dcap_der import CERTS, CRLS, PHALA
 
@@ -237,3 +240,64 @@ def test_the_verifier_gives_the_same_verdict_on_the_python_reference(monkeypatch
         dcap.clear_cache()
     assert reference.claims == native.claims and reference.pck == native.pck
     assert native.claims.tcb_status.value == "ConfigurationAndSWHardeningNeeded"
+
+
+@pytest.mark.parametrize("der", CERTS, ids=range(len(CERTS)))
+def test_real_certificate_fields_are_what_cryptography_reads(der: bytes) -> None:
+    walk = _native()
+    cert = x509.load_der_x509_certificate(der)
+    expected = (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature)
+    assert walk.certificate_fields(der) == x509_der.certificate_fields_py(der) == expected
+
+
+@FUZZ
+@given(data=st.data(), index=st.integers(0, len(CERTS) - 1))
+def test_damaged_certificate_fields_walk_as_the_reference(data: st.DataObject, index: int) -> None:
+    walk = _native()
+    damaged = data.draw(_damaged(CERTS[index]))
+    assert _outcome(walk.certificate_fields, damaged) == _outcome(x509_der.certificate_fields_py, damaged)
+
+
+def _with_validity(der: bytes, validity: bytes) -> bytes:
+    """The certificate ``der`` with its Validity element replaced (lengths re-encoded)."""
+    _, pos, _ = der_tlv(der, 0)
+    _, start, tbs_end = der_tlv(der, pos)
+    at = start
+    for _ in range(4):  # version, serialNumber, signature, issuer
+        _, _, at = der_tlv(der, at, tbs_end)
+    _, _, end = der_tlv(der, at, tbs_end)
+    tbs = der[start:at] + validity + der[end:tbs_end]
+    rest = der[tbs_end:]
+    return _tlv(0x30, _tlv(0x30, tbs) + rest)
+
+
+@pytest.mark.parametrize(
+    "validity,expected",
+    [
+        (
+            _tlv(0x17, b"491231235959Z") + _tlv(0x17, b"500101000000Z"),
+            (datetime(2049, 12, 31, 23, 59, 59), datetime(1950, 1, 1)),
+        ),
+        (
+            _tlv(0x18, b"20500101000000Z") + _tlv(0x18, b"99991231235959Z"),
+            (datetime(2050, 1, 1), datetime(9999, 12, 31, 23, 59, 59)),
+        ),
+        (_tlv(0x17, b"250230000000Z") + _tlv(0x17, b"260101000000Z"), None),  # February 30
+        (_tlv(0x17, b"2501010000Z") + _tlv(0x17, b"260101000000Z"), None),  # no seconds
+        (_tlv(0x17, b"250101000000+0100") + _tlv(0x17, b"260101000000Z"), None),  # not Z
+        (_tlv(0x18, b"20250101000000.5Z") + _tlv(0x17, b"260101000000Z"), None),  # fraction
+        (_tlv(0x17, b"25010100000 Z") + _tlv(0x17, b"260101000000Z"), None),  # not a digit
+        (_tlv(0x0C, b"250101000000Z") + _tlv(0x17, b"260101000000Z"), None),  # not a time
+        (_tlv(0x17, b"250101000000Z"), None),  # one time
+        (_tlv(0x17, b"250101000000Z") * 3, None),  # three
+    ],
+)
+def test_validity_times_read_as_the_reference(validity: bytes, expected: tuple[datetime, datetime] | None) -> None:
+    walk = _native()
+    der = _with_validity(CERTS[0], _tlv(0x30, validity))
+    native = walk.certificate_fields(der)
+    assert native == x509_der.certificate_fields_py(der)
+    if expected is None:
+        assert native is None
+    else:
+        assert native is not None and native[1:3] == tuple(t.replace(tzinfo=UTC) for t in expected)
