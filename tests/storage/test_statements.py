@@ -10,6 +10,7 @@ savepoints) is not counted; an advisory lock is (it is a round trip).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -40,9 +41,11 @@ def statements(storage: Storage) -> Iterator[list[str]]:
             conn.set_trace_callback(None)
         return
     original = psycopg.Connection.execute
+    caller = threading.get_ident()  # not the pool's workers (configuring a new connection meanwhile)
 
     def execute(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(query.decode() if isinstance(query, bytes) else str(query))
+        if threading.get_ident() == caller:
+            seen.append(query.decode() if isinstance(query, bytes) else str(query))
         return original(self, query, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
