@@ -51,6 +51,8 @@ from floodlight_trust.evidence.sgx_quote import (
     parse_quote,
     split_pem,
 )
+from floodlight_trust.evidence.x509_der import ExtensionProfile, Layout, extension_profile
+from floodlight_trust.evidence.x509_der import layout as der_layout
 from floodlight_trust.evidence.x509_input import crl_from_der, subject_text, touch_certificate
 
 __all__ = [
@@ -272,91 +274,14 @@ def _cert_window(c: x509.Certificate, what: str) -> _Window:
     return _Window(what, c.not_valid_before_utc, c.not_valid_after_utc)
 
 
-class _Layout(NamedTuple):
-    """Parts of a certificate's or CRL's DER, sliced from its encoding (never re-encoded)."""
-
-    tbs: bytes  # the signed tbsCertificate / tbsCertList element
-    algorithm: bytes | None  # the signature AlgorithmIdentifier, None if inner and outer differ
-    issuer: bytes  # the issuer Name element
-    subject: bytes | None  # the subject Name element (None for a CRL)
-    extensions: bytes | None  # a certificate's Extensions contents (None: none, or a CRL)
+_Layout = Layout
 
 
-def _layout(der: bytes, *, crl: bool) -> _Layout | None:
+def _layout(der: bytes, *, crl: bool) -> Layout | None:
     """The layout of a certificate (or CRL), or None if its structure is not the expected one:
     then names are compared as x509.Name and signatures checked by cryptography's own calls.
     Comparing names as bytes is what X.509 path building (and dcap-qvl) does."""
-    try:
-        _, pos, _ = der_tlv(der, 0)  # Certificate / CertificateList
-        _, start, tbs_end = der_tlv(der, pos)  # tbsCertificate / tbsCertList
-        _, _, alg_end = der_tlv(der, tbs_end)  # the outer signatureAlgorithm
-        outer = der[tbs_end:alg_end]
-        tag, _, end = der_tlv(der, start, tbs_end)
-        if tag == (0x02 if crl else 0xA0):  # optional version
-            start = end
-        if not crl:
-            _, _, start = der_tlv(der, start, tbs_end)  # serialNumber
-        _, _, end = der_tlv(der, start, tbs_end)  # the inner signature algorithm
-        algorithm = outer if der[start:end] == outer else None
-        tag, _, start = der_tlv(der, end, tbs_end)
-        issuer = der[end:start]
-        if tag != 0x30:
-            return None
-        if crl:
-            return _Layout(der[pos:tbs_end], algorithm, issuer, None, None)
-        _, _, end = der_tlv(der, start, tbs_end)  # validity
-        tag, _, pos_spki = der_tlv(der, end, tbs_end)
-        subject = der[end:pos_spki]
-        if tag != 0x30:
-            return None
-        _, _, at = der_tlv(der, pos_spki, tbs_end)  # subjectPublicKeyInfo
-        extensions = None
-        while at < tbs_end:  # [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions
-            tag, inner, end = der_tlv(der, at, tbs_end)
-            if tag == 0xA3:
-                tag, s, e = der_tlv(der, inner, end)
-                if tag != 0x30 or e != end:
-                    return None
-                extensions = der[s:e]
-            at = end
-        return _Layout(der[pos:tbs_end], algorithm, issuer, subject, extensions)
-    except DerError:
-        return None
-
-
-def _extensions(extensions: bytes, what: str) -> dict[bytes, tuple[bool, bytes]]:
-    """A certificate's extensions (its Extensions contents, sliced by :func:`_layout`) by OID
-    content bytes, as (critical, extnValue contents); ParseError when the list is malformed or
-    names an extension twice (RFC 5280 4.2; cryptography and webpki refuse it too)."""
-    found: dict[bytes, tuple[bool, bytes]] = {}
-    at = 0
-    try:
-        while at < len(extensions):
-            tag, s, end = der_tlv(extensions, at)  # Extension ::= SEQUENCE {
-            otag, os_, oe = der_tlv(extensions, s, end)  # extnID OID,
-            vtag, vs, ve = der_tlv(extensions, oe, end)
-            critical = False
-            if vtag == 0x01:  # critical BOOLEAN DEFAULT FALSE,
-                critical = ve == vs + 1 and extensions[vs] != 0
-                vtag, vs, ve = der_tlv(extensions, ve, end)
-            if tag != 0x30 or otag != 0x06 or vtag != 0x04 or ve != end:  # extnValue OCTET STRING }
-                raise ParseError(f"{what}: malformed extension at offset {at} of its extensions")
-            oid = extensions[os_:oe]
-            if oid in found:
-                name = "the SGX extension" if oid == _SGX_EXT_DER else f"extension {_oid_text(oid)}"
-                raise ParseError(f"{what}: {name} appears twice")
-            found[oid] = (critical, extensions[vs:ve])
-            at = end
-    except DerError as e:
-        raise ParseError(f"{what}: malformed extensions: {e.message}") from None
-    return found
-
-
-def _extension_value(extensions: bytes, oid: bytes) -> bytes | None:
-    """The extnValue of extension ``oid`` (its DER content bytes) in a certificate's Extensions
-    contents, None when absent; ParseError when the list is malformed or names one twice."""
-    entry = _extensions(extensions, "PCK certificate").get(oid)
-    return entry[1] if entry is not None else None
+    return der_layout(der, crl=crl)
 
 
 def _oid_text(oid: bytes) -> str:
@@ -386,65 +311,47 @@ _SERVER_AUTH = oid_der("1.3.6.1.5.5.7.3.1")  # dcap-qvl validates every path for
 _CRL_SIGN = 6  # the keyUsage bit (RFC 5280 4.2.1.3)
 
 
-class _Profile(NamedTuple):
-    """What the path checks read from a certificate's extensions."""
-
-    ca: bool  # basicConstraints cA (absent: not a CA)
-    key_usage: bytes | None  # the keyUsage BIT STRING contents (unused-bits byte first), None if absent
-    eku: frozenset[bytes] | None  # extKeyUsage purposes (OID content bytes), None if absent
-    sgx: bytes | None  # the SGX extension's value (PCK certificates)
+_Profile = ExtensionProfile
 
 
-def _profile(entry: _Cert, what: str) -> _Profile:
+def _der_length(n: int) -> bytes:
+    return (
+        bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8)
+    )
+
+
+def _der(tag: int, contents: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(contents)) + contents
+
+
+def _profile(entry: _Cert, what: str) -> ExtensionProfile:
     """The profile of a chain certificate, read from its DER (or, when its layout could not be
-    sliced, from cryptography's parse of the same extensions)."""
+    sliced, from cryptography's parse of the same extensions, encoded again as an Extensions
+    list for the same walk)."""
     if entry.layout is not None:
-        exts = _extensions(entry.layout.extensions, what) if entry.layout.extensions is not None else {}
+        p = extension_profile(entry.layout.extensions, what, _oid_text)
     else:
         try:
-            exts = {oid_der(e.oid.dotted_string): (e.critical, e.value.public_bytes()) for e in entry.cert.extensions}
+            encoded = b"".join(
+                _der(
+                    0x30,
+                    _der(0x06, oid_der(e.oid.dotted_string))
+                    + (b"\x01\x01\xff" if e.critical else b"")
+                    + _der(0x04, e.value.public_bytes()),
+                )
+                for e in entry.cert.extensions
+            )
         except (ValueError, TypeError, NotImplementedError) as err:
             raise ParseError(f"{what}: its extensions cannot be read: {str(err)[:120]}") from None
-    for oid, (critical, _) in exts.items():
-        if critical and oid not in _UNDERSTOOD and oid != _SGX_EXT_DER:
+        p = extension_profile(encoded or None, what, _oid_text)
+    for oid in p.critical:
+        if oid not in _UNDERSTOOD and oid != _SGX_EXT_DER:
             raise CertificateProfileError(
                 f"{what} ({subject_text(entry.cert)}) has an unsupported critical extension {_oid_text(oid)}"
             )
-    try:
-        ca = False
-        bc = exts.get(_BASIC_CONSTRAINTS)
-        if bc is not None:  # BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLen INTEGER OPTIONAL }
-            tag, s, e = der_tlv(bc[1], 0)
-            if tag != 0x30 or e != len(bc[1]):
-                raise DerError("basicConstraints is not one SEQUENCE", 0)
-            if s < e and bc[1][s] == 0x01:
-                _, bs, be = der_tlv(bc[1], s, e)
-                ca = be == bs + 1 and bc[1][bs] != 0
-        key_usage = None
-        ku = exts.get(_KEY_USAGE)
-        if ku is not None:
-            tag, s, e = der_tlv(ku[1], 0)
-            if tag != 0x03 or e != len(ku[1]) or e == s:
-                raise DerError("keyUsage is not one BIT STRING", 0)
-            key_usage = ku[1][s:e]
-        eku = None
-        ext_ku = exts.get(_EXT_KEY_USAGE)
-        if ext_ku is not None:
-            tag, s, e = der_tlv(ext_ku[1], 0)
-            if tag != 0x30 or e != len(ext_ku[1]):
-                raise DerError("extKeyUsage is not one SEQUENCE", 0)
-            purposes = set()
-            while s < e:
-                ptag, ps, pe = der_tlv(ext_ku[1], s, e)
-                if ptag != 0x06:
-                    raise DerError("extKeyUsage holds a non-OID", s)
-                purposes.add(ext_ku[1][ps:pe])
-                s = pe
-            eku = frozenset(purposes)
-    except DerError as err:
-        raise ParseError(f"{what}: malformed extension: {err.message}") from None
-    sgx = exts.get(_SGX_EXT_DER)
-    return _Profile(ca, key_usage, eku, sgx[1] if sgx is not None else None)
+    if p.deferred is not None:
+        raise ParseError(f"{what}: malformed extension: {p.deferred}")
+    return p
 
 
 def _check_profile(entry: _Cert, what: str, *, ca: bool, crl_signer: bool = False) -> _Profile:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from floodlight_trust import fileio
 from floodlight_trust.errors import InputError, Location, SecretError
@@ -56,10 +57,34 @@ def parse_name(text: str, *, what: str = "subject") -> x509.Name:
     return name
 
 
+# RFC 4514 attribute names and values that need no escaping: the common subjects (CN=vnf-a,O=example).
+_PLAIN_ATTRIBUTE = re.compile(r"([A-Z]+)=([A-Za-z0-9._:@/-](?:[A-Za-z0-9 ._:@/-]*[A-Za-z0-9._:@/-])?)\Z")
+_PLAIN_OIDS = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+               "C": NameOID.COUNTRY_NAME, "L": NameOID.LOCALITY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
+               "DC": NameOID.DOMAIN_COMPONENT}  # fmt: skip
+
+
+def _plain_name(text: str) -> x509.Name | None:
+    """``text`` as cryptography's RFC 4514 parser reads it (the last attribute first, one per RDN),
+    when it has no escapes, quotes, multi-valued RDNs or hex values; else None (then that parser
+    decides). A quarter of the parser's cost, for the subject of every enrollment."""
+    attributes = []
+    for part in text.split(","):
+        plain = _PLAIN_ATTRIBUTE.match(part)
+        oid = _PLAIN_OIDS.get(plain.group(1)) if plain else None
+        if plain is None or oid is None:
+            return None
+        try:
+            attributes.append(x509.NameAttribute(oid, plain.group(2)))
+        except ValueError:  # (e.g. a country that is not two letters: the parser says so)
+            return None
+    return x509.Name([x509.RelativeDistinguishedName([a]) for a in reversed(attributes)])
+
+
 @functools.lru_cache(maxsize=4096)
 def _subject_name(text: str) -> x509.Name:
     """A profile's rendered subject as a Name (immutable: parsed once per VNF name, not per issue)."""
-    return parse_name(text)
+    return _plain_name(text) or parse_name(text)
 
 
 def _encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:

@@ -2,8 +2,11 @@
 floodlight_trust/evidence/collateral.py (the code that ran before the cold DCAP path was made
 cheaper, issue 15): one straightforward check per field, a location string per level.
 
-Its only change: a non-list ``advisoryIDs`` is a ParseError here as in the fast parser (it was a
-tuple of a string's characters, or a TypeError for a number).
+Its only changes: a non-list ``advisoryIDs`` is a ParseError here as in the fast parser (it was a
+tuple of a string's characters, or a TypeError for a number); so are advisory IDs, a ``tcbDate``
+and a QE identity ``id`` that are not strings (they were kept as any JSON value, or rendered with
+``str``: the fast parser reads with orjson, whose float for a >64-bit integer renders otherwise),
+and JSON nested past the recursion limit (a RecursionError, now a ParseError here as there).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from floodlight_trust.evidence.collateral import QeIdentity, QeTcbLevel, TcbInfo
 def _json_obj(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ParseError(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise ParseError(f"{what} is not a JSON object")
@@ -51,9 +54,9 @@ def _time(d: Mapping[str, Any], key: str, what: str) -> datetime:
 
 def _advisories(d: Mapping[str, Any]) -> tuple[str, ...]:
     ids = d.get("advisoryIDs") or ()
-    if not isinstance(ids, list | tuple):  # a string's characters or a number are no advisory list
+    if not isinstance(ids, list | tuple) or not all(isinstance(x, str) for x in ids):
         raise ParseError(f"advisoryIDs is not a list of strings: {str(ids)[:40]!r}")
-    return tuple(str(x) for x in ids)
+    return tuple(ids)
 
 
 _JSON_INTS = frozenset((int, bool))  # the types json.loads gives that isinstance(v, int) accepts
@@ -86,7 +89,11 @@ def reference_tcb_info(raw: bytes) -> TcbInfo:
         status = lv.get("tcbStatus") or lv.get("status")
         if not isinstance(status, str):
             raise ParseError(f"{w}: missing tcbStatus")
-        levels.append(TcbLevel(comps, _field(tcb, "pcesvn", int, w), status, _advisories(lv), lv.get("tcbDate")))
+        pce_svn, advisories = _field(tcb, "pcesvn", int, w), _advisories(lv)
+        date = lv.get("tcbDate")
+        if date is not None and not isinstance(date, str):
+            raise ParseError(f"{w}: field 'tcbDate' is not a string")
+        levels.append(TcbLevel(comps, pce_svn, status, advisories, date))
     return TcbInfo(
         version=version,
         issue_date=_time(d, "issueDate", what),
@@ -107,8 +114,11 @@ def reference_qe_identity(raw: bytes) -> QeIdentity:
         if not isinstance(lv, dict) or not isinstance(lv.get("tcb"), dict):
             raise ParseError(f"{w}: missing 'tcb'")
         levels.append(QeTcbLevel(_field(lv["tcb"], "isvsvn", int, w), _field(lv, "tcbStatus", str, w), _advisories(lv)))
+    ident = d.get("id", "QE")
+    if not isinstance(ident, str):
+        raise ParseError(f"{what}: field 'id' is not a string")
     return QeIdentity(
-        id=str(d.get("id", "QE")),
+        id=ident,
         issue_date=_time(d, "issueDate", what),
         next_update=_time(d, "nextUpdate", what),
         misc_select=int.from_bytes(_hexfield(d, "miscselect", what), "big"),

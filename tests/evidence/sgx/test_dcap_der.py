@@ -21,6 +21,7 @@ from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence import dcap, der
 from floodlight_trust.evidence.sgx_quote import QuoteV3, _pairs, oid_der, parse_quote, split_pem
+from floodlight_trust.evidence.x509_der import extension_profile
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sgx-dcap"
 PHALA = DATA / "phala"
@@ -60,10 +61,22 @@ def test_certificate_layout_is_what_cryptography_reads(cert_der: bytes) -> None:
     assert layout.algorithm is not None  # inner and outer signature algorithms agree in Intel's certificates
     extensions = layout.extensions
     assert extensions is not None
+    values = _extension_values(extensions)
+    assert len(values) == len(cert.extensions)
     for ext in cert.extensions:
-        value = dcap._extension_value(extensions, oid_der(ext.oid.dotted_string))
-        assert value == ext.value.public_bytes()
-    assert dcap._extension_value(extensions, oid_der("1.2.3.4")) is None
+        assert values[oid_der(ext.oid.dotted_string)] == ext.value.public_bytes()
+    profile = extension_profile(extensions, "a real certificate", dcap._oid_text)
+    assert profile.sgx == values.get(dcap._SGX_EXT_DER)
+    assert profile.critical == tuple(oid_der(e.oid.dotted_string) for e in cert.extensions if e.critical)
+
+
+def _extension_values(extensions: bytes) -> dict[bytes, bytes]:
+    """Each extension's extnValue by OID, read with the plain DER reader (the oracle)."""
+    values = {}
+    for _, _, s, e in der.children(extensions, 0, len(extensions)):
+        parts = der.children(extensions, s, e)  # extnID, [critical], extnValue
+        values[extensions[parts[0][2] : parts[0][3]]] = extensions[parts[-1][2] : parts[-1][3]]
+    return values
 
 
 @pytest.mark.parametrize("crl_der", CRLS, ids=range(len(CRLS)))
@@ -83,10 +96,10 @@ def test_pck_sgx_extension_read_from_the_der() -> None:
     layout = dcap._layout(leaf.public_bytes(Encoding.DER), crl=False)
     assert layout is not None and layout.extensions is not None
     expected = leaf.extensions.get_extension_for_oid(dcap._SGX_EXT).value.value  # type: ignore[attr-defined]
-    assert dcap._extension_value(layout.extensions, dcap._SGX_EXT_DER) == expected
+    assert extension_profile(layout.extensions, "PCK certificate", dcap._oid_text).sgx == expected
     twice = layout.extensions + layout.extensions
     with pytest.raises(ParseError, match="twice"):
-        dcap._extension_value(twice, dcap._SGX_EXT_DER)
+        extension_profile(twice, "PCK certificate", dcap._oid_text)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -98,7 +111,7 @@ def test_damaged_certificate_layout_never_raises(cert_der: bytes, data: st.DataO
     layout = dcap._layout(damaged, crl=False)
     if layout is not None and layout.extensions is not None:
         try:
-            dcap._extension_value(layout.extensions, dcap._SGX_EXT_DER)
+            extension_profile(layout.extensions, "a damaged certificate", dcap._oid_text)
         except ParseError:
             pass
 
