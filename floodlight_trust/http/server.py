@@ -4,8 +4,7 @@ Why asyncio (aiohttp's server) and not a thread-per-connection server: a client 
 its TLS handshake or its request headers must not hold anything another client needs. Here the
 handshake and the reading of a request happen on one event loop, concurrently for every
 connection, each bounded by its own timeout; only a *complete* request (headers and body read)
-reaches a handler thread. The loop is uvloop's (:func:`new_event_loop`; asyncio's where uvloop is
-missing). cheroot, before, did the handshake in its accept thread (one idle TCP
+reaches a handler thread. cheroot, before, did the handshake in its accept thread (one idle TCP
 connection stalled every new client for 30 s) and read headers in its worker threads (4 slow
 clients stopped the CRL/OCSP port). The timeouts (:class:`Timeouts`, documented in
 docs/operator-guide.md and configs/ftrust.toml):
@@ -271,21 +270,6 @@ def server_tls_context() -> ssl.SSLContext:
 # -- the server ----------------------------------------------------------------------------------
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop (libuv; TLS and the transports in C), else asyncio's own.
-
-    Same asyncio API, handshake timeout and ``ssl_object`` (so the verified client certificate) as
-    asyncio's loop; the plumbing of one request (TLS records, socket reads and writes, the wake-up
-    from a handler thread) costs about half the CPU (docs/benchmarks.md). Without uvloop (a platform
-    it does not support) the server runs the same on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
-
-
 class _OneLineClientErrors(logging.Filter):
     """aiohttp logs a malformed request (bad request line, header or chunk) as an ERROR with a
     traceback; it is the client's error: one INFO line with the reason. (Handlers never raise into
@@ -305,9 +289,6 @@ class _OneLineClientErrors(logging.Filter):
 
 _protocol_log = logging.getLogger("floodlight_trust.http.protocol")
 _protocol_log.addFilter(_OneLineClientErrors())
-
-
-SSL_SHUTDOWN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -387,7 +368,7 @@ class HttpServer:
         return self
 
     def _run(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = new_event_loop()
+        loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -428,10 +409,6 @@ class HttpServer:
             sock=self._sock,
             ssl=self.ssl_context,
             ssl_handshake_timeout=self.timeouts.handshake if self.ssl_context else None,
-            # A connection the server ends (a timeout, an error) is cut at most this long after its
-            # close_notify, not after the 30 s default: a peer that never answers it (and keeps
-            # trickling bytes) must not keep the connection (tests/security/test_dos.py).
-            ssl_shutdown_timeout=SSL_SHUTDOWN_SECONDS if self.ssl_context else None,
             backlog=self.backlog,
         )
 

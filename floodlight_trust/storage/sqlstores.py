@@ -593,20 +593,6 @@ class SqlNonces:
         self._s = session
         self._d = session.dialect
 
-    def add(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> None:
-        n, d = nonce, self._d
-        with self._s.transaction() as tx:
-            if purge_expired_before is not None:
-                tx.run(d.sql("DELETE FROM manager_nonces WHERE expires_at < ?"), (d.to_instant(purge_expired_before),))
-            tx.run(
-                d.sql(
-                    "INSERT INTO manager_nonces (selector, verifier, purpose, host, vnf, issued_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                ),
-                (n.selector, n.verifier, str(n.purpose), n.host, n.vnf, d.to_instant(n.issued_at),
-                 d.to_instant(n.expires_at)),
-            )  # fmt: skip
-
     def find(self, selector: str) -> NonceRecord | None:
         row = self._s.one(self._d.sql("SELECT * FROM manager_nonces WHERE selector = ?"), (selector,))
         return rows.nonce_record(row, self._d) if row else None
@@ -628,15 +614,6 @@ class SqlNonces:
                  d.to_instant(n.expires_at), d.to_instant(n.used_at)),
             )  # fmt: skip
         return spent == 1
-
-    def burn(self, selector: str, *, at: datetime) -> bool:
-        # One conditional update: of two replicas burning one nonce, the second waits for the first's
-        # row lock, re-checks used_at on the committed row and updates nothing.
-        burnt = self._s.run(
-            self._d.sql("UPDATE manager_nonces SET used_at = ? WHERE selector = ? AND used_at IS NULL"),
-            (self._d.to_instant(at), selector),
-        )
-        return burnt == 1
 
     def purge(self, *, expired_before: datetime) -> int:
         return self._s.run(

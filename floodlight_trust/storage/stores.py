@@ -278,13 +278,9 @@ class CertificateStore(Protocol):
 
 
 class NonceStore(Protocol):
-    """Stored challenges (``manager_nonces``). The nonce itself is never stored (manager.nonces
-    derives selector and verifier); expired rows are purged."""
-
-    def add(self, nonce: NonceRecord, *, purge_expired_before: datetime | None = None) -> None:
-        """Store a fresh challenge; with ``purge_expired_before``, first forget challenges that
-        expired before then (bounded state, in the same write)."""
-        ...
+    """Spent challenges (``manager_nonces``): issuing a nonce writes nothing (manager.nonces), using
+    one inserts its row. The nonce itself is never stored (manager.nonces derives selector and
+    verifier); expired rows are purged."""
 
     def find(self, selector: str) -> NonceRecord | None: ...
 
@@ -295,13 +291,6 @@ class NonceStore(Protocol):
         Race: two uses of one nonce (on two replicas) at once: one insert keyed by the selector; exactly
         one caller gets True, the other waits for the first's commit and inserts nothing. It runs in
         the transaction that records the decision, so a decision and its nonce's use are one step."""
-        ...
-
-    def burn(self, selector: str, *, at: datetime) -> bool:
-        """Mark the challenge used; False if it was already used or is unknown.
-        Race: two uses of one nonce (on two replicas) at once: one conditional update (only while
-        unused); exactly one caller gets True. It runs in the transaction that records the decision,
-        so a decision and the consumption of its nonce are one atomic step."""
         ...
 
     def purge(self, *, expired_before: datetime) -> int:

@@ -403,21 +403,6 @@ def test_revocation_keeps_the_first_and_moves_the_marker(storage: Storage) -> No
 
 
 # -- nonces ---------------------------------------------------------------------------------------------------
-def test_a_nonce_burns_once_and_expired_ones_are_purged(storage: Storage) -> None:
-    record = NonceRecord("00" * 8, b"\x01" * 32, NoncePurpose.ENCLAVE, "h1", "fw", AT, AT + timedelta(seconds=60))
-    storage.nonces.add(record)
-    assert storage.nonces.find("00" * 8) == record and storage.nonces.find("11" * 8) is None
-    assert storage.nonces.burn("00" * 8, at=AT + timedelta(seconds=1))
-    assert not storage.nonces.burn("00" * 8, at=AT + timedelta(seconds=2))  # used once only
-    assert not storage.nonces.burn("11" * 8, at=AT)
-    used = storage.nonces.find("00" * 8)
-    assert used is not None and used.used_at == AT + timedelta(seconds=1)
-    late = NonceRecord("22" * 8, b"\x02" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(seconds=600))
-    storage.nonces.add(late, purge_expired_before=AT + timedelta(seconds=61))  # drops the first, keeps itself
-    assert storage.nonces.find("00" * 8) is None and storage.nonces.find("22" * 8) == late
-    assert storage.nonces.purge(expired_before=AT + timedelta(seconds=601)) == 1
-
-
 def test_a_spent_nonce_is_recorded_once_and_expired_ones_are_purged(storage: Storage) -> None:
     def spent(selector: str, at: datetime, expires: datetime) -> NonceRecord:
         return NonceRecord(selector, bytes.fromhex(selector) * 4, NoncePurpose.ENCLAVE, "h1", "fw", AT, expires, at)
@@ -431,6 +416,8 @@ def test_a_spent_nonce_is_recorded_once_and_expired_ones_are_purged(storage: Sto
     late = spent("66" * 8, AT + timedelta(seconds=70), AT + timedelta(seconds=600))
     assert storage.nonces.spend(late, purge_expired_before=AT + timedelta(seconds=61))  # drops the first
     assert storage.nonces.find("55" * 8) is None and storage.nonces.find("66" * 8) == late
+    assert storage.nonces.purge(expired_before=AT + timedelta(seconds=601)) == 1
+    assert storage.nonces.find("66" * 8) is None
 
 
 def test_concurrent_spends_of_one_nonce_let_exactly_one_through(storage: Storage) -> None:
@@ -444,24 +431,6 @@ def test_concurrent_spends_of_one_nonce_let_exactly_one_through(storage: Storage
             results.append(ok)
 
     threads = [threading.Thread(target=spend) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [False] * 7 + [True]
-
-
-def test_concurrent_burns_of_one_nonce_let_exactly_one_through(storage: Storage) -> None:
-    storage.nonces.add(NonceRecord("33" * 8, b"\x03" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60)))
-    results: list[bool] = []
-    lock = threading.Lock()
-
-    def burn() -> None:
-        ok = storage.write(lambda tx: tx.nonces.burn("33" * 8, at=AT))
-        with lock:
-            results.append(ok)
-
-    threads = [threading.Thread(target=burn) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -519,9 +488,9 @@ def test_a_tpm_pin_keeps_its_rounds_until_registered_again(storage: Storage) -> 
 # -- transactions ----------------------------------------------------------------------------------------------
 def test_one_transaction_records_all_or_nothing(storage: Storage) -> None:
     storage.hosts.add("h1", None, None, at=AT)
-    storage.nonces.add(NonceRecord("44" * 8, b"\x04" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60)))
+    spent = NonceRecord("44" * 8, b"\x04" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(60), AT)
     with pytest.raises(RuntimeError), storage.transaction() as tx:
-        assert tx.nonces.burn("44" * 8, at=AT)
+        assert tx.nonces.spend(spent)
         audit_id = tx.audit.record(at=AT, actor="a", action="enroll", allowed=True)
         tx.certificates().record_issued(certificate(0x0D), at=AT)
         tx.enrollments.record_enrollment(enrollment("0d", audit_id=audit_id))
@@ -529,7 +498,7 @@ def test_one_transaction_records_all_or_nothing(storage: Storage) -> None:
         raise RuntimeError("crash before commit")
     assert storage.audit.records() == [] and storage.certificates().get(0x0D) is None
     assert storage.enrollments.enrollments() == [] and storage.hosts.get("h1").status == "unknown"
-    assert storage.write(lambda tx: tx.nonces.burn("44" * 8, at=AT))  # the nonce was not spent
+    assert storage.write(lambda tx: tx.nonces.spend(spent))  # the nonce was not spent
     with storage.transaction() as tx:
         tx.certificates().record_issued(certificate(0x0E), at=AT)
         tx.enrollments.record_enrollment(enrollment("0e", audit_id=tx.audit.record(at=AT, actor="a", action="e",

@@ -104,19 +104,6 @@ def test_the_ddl_covers_exactly_the_migration_steps() -> None:
     assert set(DDL) == {s.key for s in STEPS}
 
 
-def test_two_replicas_burning_one_nonce_one_wins(replicas: tuple[PostgresStorage, PostgresStorage],
-                                                 pg_database: PgDatabase) -> None:  # fmt: skip
-    a, b = replicas
-    a.nonces.add(NonceRecord("s1", b"v" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(minutes=1)))
-    held = OpenTransaction(a)
-    won: list[bool] = []
-    lost = race(pg_database, lambda: won.append(held.tx.nonces.burn("s1", at=AT)),
-                lambda: b.nonces.burn("s1", at=AT), commit=held.commit)  # fmt: skip
-    assert (won, lost) == ([True], False)
-    found = b.nonces.find("s1")
-    assert found is not None and found.used_at == AT
-
-
 def test_two_replicas_spending_one_nonce_one_wins(replicas: tuple[PostgresStorage, PostgresStorage],
                                                  pg_database: PgDatabase) -> None:  # fmt: skip
     """Replica A has inserted the spent nonce and not committed; B's insert of the same nonce waits
@@ -390,13 +377,13 @@ def test_a_replica_that_vanishes_mid_transaction_does_not_keep_its_locks(
     assert isinstance(url, PostgresUrl)
     a = PostgresStorage(url, pool_size=1, idle_in_transaction_seconds=1)
     try:
-        b.nonces.add(NonceRecord("s1", b"v" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(minutes=1)))
+        spent = NonceRecord("s1", b"v" * 32, NoncePurpose.HOST, "h1", None, AT, AT + timedelta(minutes=1), AT)
         held = OpenTransaction(a)
-        assert held.tx.nonces.burn("s1", at=AT)  # A holds the row's lock, uncommitted
+        assert held.tx.nonces.spend(spent)  # A holds the selector's uncommitted row
         proxy.freeze()  # A is gone without a word
         t0 = time.monotonic()
-        burnt: list[bool] = []  # B waits for A's session to end, then burns the nonce (A's burn rolled back)
-        writer = threading.Thread(target=lambda: burnt.append(b.nonces.burn("s1", at=AT)), daemon=True)
+        burnt: list[bool] = []  # B waits for A's session to end, then spends the nonce (A's spend rolled back)
+        writer = threading.Thread(target=lambda: burnt.append(b.nonces.spend(spent)), daemon=True)
         writer.start()
         writer.join(BLOCK_TIMEOUT_SECONDS)
         assert burnt == [True], f"B's write still waits for A's lock {BLOCK_TIMEOUT_SECONDS} s after A vanished"
