@@ -76,13 +76,11 @@ def test_real_qe_identity_agrees(name: str) -> None:
 ODD_VALUES = st.sampled_from([None, 0, -1, 1, True, False, 1.5, 2**70, "", "x", "00", [], {}, [1], {"svn": 1}, ["a"]])
 
 
-@st.composite
-def damaged_json(draw: st.DrawFn, raw: bytes, under: str | None = None) -> bytes:
-    """The real document with a few values replaced by odd ones, or keys removed, at any depth
-    (below the key ``under`` when given: the levels, where most of the checks are)."""
-    doc = json.loads(raw)
+def _damage(draw: st.DrawFn, root: Any, odd: st.SearchStrategy[Any], *, append: bool = False) -> None:
+    """Replace a few values of ``root`` by ``odd`` ones, or remove keys, at any depth (in place);
+    with ``append``, sometimes append an odd value to a list instead."""
     for _ in range(draw(st.integers(1, 3))):
-        node: Any = doc if under is None else doc[under]
+        node: Any = root
         while True:
             keys = list(node) if isinstance(node, dict) else list(range(len(node)))
             if not keys:
@@ -94,9 +92,19 @@ def damaged_json(draw: st.DrawFn, raw: bytes, under: str | None = None) -> bytes
                 continue
             if isinstance(node, dict) and draw(st.integers(0, 4)) == 0:
                 del node[key]
+            elif append and isinstance(node, list) and draw(st.integers(0, 5)) == 0:
+                node.append(copy.deepcopy(draw(odd)))  # a 17th component, an extra level
             else:
-                node[key] = copy.deepcopy(draw(ODD_VALUES))  # never the strategy's own list
+                node[key] = copy.deepcopy(draw(odd))  # never the strategy's own list
             break
+
+
+@st.composite
+def damaged_json(draw: st.DrawFn, raw: bytes, under: str | None = None) -> bytes:
+    """The real document with a few values replaced by odd ones, or keys removed, at any depth
+    (below the key ``under`` when given: the levels, where most of the checks are)."""
+    doc = json.loads(raw)
+    _damage(draw, doc if under is None else doc[under], ODD_VALUES)
     return json.dumps(doc).encode()
 
 
@@ -226,24 +234,7 @@ LEVEL_ODD_VALUES = st.sampled_from(
 def damaged_levels(draw: st.DrawFn, levels: list[Any]) -> list[Any]:
     """Levels with values replaced by odd ones or keys removed, at any depth (as damaged_json)."""
     doc = copy.deepcopy(levels)
-    for _ in range(draw(st.integers(1, 3))):
-        node: Any = doc
-        while True:
-            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-            if not keys:
-                break
-            key = draw(st.sampled_from(keys))
-            child = node[key]
-            if isinstance(child, dict | list) and child and draw(st.integers(0, 3)) > 0:
-                node = child
-                continue
-            if isinstance(node, dict) and draw(st.integers(0, 4)) == 0:
-                del node[key]
-            elif isinstance(node, list) and draw(st.integers(0, 5)) == 0:
-                node.append(copy.deepcopy(draw(LEVEL_ODD_VALUES)))  # a 17th component, an extra level
-            else:
-                node[key] = copy.deepcopy(draw(LEVEL_ODD_VALUES))
-            break
+    _damage(draw, doc, LEVEL_ODD_VALUES, append=True)
     return doc
 
 
