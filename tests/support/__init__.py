@@ -7,6 +7,7 @@
 - ``pcs``: one fake PCS/PCCS; ``tls``: self-signed server identities.
 - ``floodlight``: the Java bridge fixture, a test VNF CA, client certificates, Floodlight's keystore;
   ``plugin``: the controller-side plugin's deployment.
+- ``requires``: a part the machine lacks (skipped with the reason; a failure under CI).
 - ``enclaves``: VNF enclaves as processes; ``tpm``: swtpm fixtures and a simulated kernel;
   ``tpm_hosts``: a container host anchored in swtpm; ``postgres``: a throwaway PostgreSQL cluster.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from floodlight_trust.errors import ParseError
 from floodlight_trust.evidence import collateral
 from floodlight_trust.evidence.collateral import parse_qe_identity, parse_tcb_info, split_signed_json
 from tests.evidence.sgx.reference_collateral import reference_qe_identity, reference_tcb_info
+from tests.support.requires import missing
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sgx-dcap"
 PHALA = json.loads((DATA / "phala" / "sgx_quote_collateral.json").read_bytes())
@@ -201,10 +201,7 @@ def _native_levels() -> Callable[[list[Any], bool], object]:
     """The native reader; without it, skipped with the reason, except under CI (``CI`` set), where
     make setup builds it: there a missing module fails, so a green CI cannot hide it."""
     if not collateral.TCB_LEVELS_NATIVE:
-        why = "the native _tcblevels module is not built in this environment (make setup builds it)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        missing("the native _tcblevels module is not built in this environment (make setup builds it)")
     return collateral._tcb_levels_native
 
 
