@@ -188,6 +188,18 @@ class Enrollment:
             return record, registration, None
         return record, None, self._self_registering_rule(host, vnf)
 
+    def require_known(
+        self, host: str, vnf: str | None, *, unregistered_host: Callable[[str], NotFoundError] | None = None
+    ) -> None:
+        """The NotFoundError :meth:`registered_host_and_vnf` would raise for ``host`` and ``vnf``
+        (``vnf`` None: the host alone), or nothing; one read that builds no record (a nonce request
+        needs no more: its answer is judged with the records read then)."""
+        host_known, vnf_known = self.ctx.storage.hosts.registered(host, vnf)
+        if not host_known:
+            raise (unregistered_host or _unregistered_host)(host)
+        if vnf is not None and not vnf_known:
+            self._self_registering_rule(host, vnf)
+
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
         if nonce is not None:

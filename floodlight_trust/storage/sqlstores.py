@@ -149,6 +149,16 @@ class SqlHosts:
         row = self._s.one(self._d.sql("SELECT * FROM manager_vnfs WHERE host = ? AND name = ?"), (name, vnf))
         return host, rows.vnf_registration(row, self._d) if row else None
 
+    # No row: no such host; else whether the VNF is registered on it (a NULL VNF matches nothing).
+    _REGISTERED = (
+        "SELECT EXISTS (SELECT 1 FROM manager_vnfs WHERE host = ? AND name = {text}) AS vnf"
+        " FROM manager_hosts WHERE name = ?"
+    )
+
+    def registered(self, name: str, vnf: str | None = None) -> tuple[bool, bool]:
+        row = self._s.one(self._d.sql(self._REGISTERED), (name, vnf, name))
+        return (False, False) if row is None else (True, bool(row["vnf"]))
+
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
         if found is None:

@@ -88,6 +88,12 @@ class HostStore(Protocol):
         request and enrollment needs both)."""
         ...
 
+    def registered(self, name: str, vnf: str | None = None) -> tuple[bool, bool]:
+        """Whether host ``name`` is registered, and whether ``vnf`` is registered on it (False without
+        ``vnf`` or without the host): what a nonce request checks, in one statement that builds no
+        record (agrees with :meth:`find_with_vnf`)."""
+        ...
+
     def get(self, name: str) -> HostRecord:
         """The host ``name``; NotFoundError (with the `ftrust vm hosts add` hint) if not registered."""
         ...
