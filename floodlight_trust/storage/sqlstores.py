@@ -523,6 +523,9 @@ class SqlCertificates:
             sha256=certificate.fingerprint(hashes.SHA256()).hex(),
             pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         )
+        return self.record(record)
+
+    def record(self, record: CertificateRecord) -> CertificateRecord:
         inserted = self._s.run(
             self._sql(
                 "INSERT INTO {table} (serial, subject, not_before, not_after, issued_at, sha256, pem)"

@@ -259,6 +259,11 @@ class CertificateStore(Protocol):
         InputError (the primary key; serials are unique by construction, across replicas too)."""
         ...
 
+    def record(self, record: CertificateRecord) -> CertificateRecord:
+        """:meth:`record_issued` of a record built already (``CertificateAuthority.sign_encoded``
+        builds it from the encodings it made anyway, equal to what :meth:`record_issued` builds)."""
+        ...
+
     def revoke(self, serial: int, reason: str, at: datetime) -> CertificateRecord:
         """Mark ``serial`` revoked at ``at`` for ``reason`` (an RFC 5280 CRLReason name, any spelling
         pki.records.normalize_reason accepts). Revoking twice keeps the first revocation. InputError
