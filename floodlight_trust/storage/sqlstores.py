@@ -49,6 +49,10 @@ from floodlight_trust.storage.rows import Row
 
 Params = Sequence[object] | Mapping[str, object]
 
+# json.dumps(value, sort_keys=True), with its encoder made once (json.dumps makes one per call
+# when given any option): the same text.
+_sorted_json = json.JSONEncoder(sort_keys=True).encode
+
 
 class Session(Protocol):
     """Where a store's statements run (one per engine): inside one open transaction, or, for the
@@ -238,7 +242,7 @@ class SqlHosts:
     def mark_untrusted(self, name: str, reasons: Sequence[dict[str, Any]]) -> None:
         self._s.run(
             self._d.sql("UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?"),
-            (json.dumps(list(reasons), sort_keys=True), name),
+            (_sorted_json(list(reasons)), name),
         )
 
 
@@ -432,7 +436,7 @@ class SqlEnrollments:
                         e.audit_id,
                         self._d.to_seconds(e.issued_at),
                         self._d.to_seconds(e.not_after),
-                        json.dumps(e.enclave_claims, sort_keys=True) if e.enclave_claims is not None else None,
+                        _sorted_json(e.enclave_claims) if e.enclave_claims is not None else None,
                         e.platform_key,
                     ),
                 )
@@ -666,7 +670,7 @@ class SqlAudit:
         row = self._s.write_one(
             d.sql(self._RECORD),
             (d.to_seconds(at), d.to_instant(at), actor, action, host, vnf, allowed, policy_version, simulated,
-             json.dumps(evidence or {}, sort_keys=True), json.dumps(list(reasons or []))),
+             _sorted_json(evidence or {}), json.dumps(list(reasons or []))),
         )  # fmt: skip
         assert row is not None
         return int(row["id"])
