@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from floodlight_trust.errors import Location, ParseError
+from floodlight_trust.pki.der import tlv
 
 PROJECT_ARC = "2.25.96821760068126637965418207785404257652"
 VNF_POLICY_OID = PROJECT_ARC + ".1.1"
@@ -146,23 +147,12 @@ def allowed(grants: Iterable[RestGrant], method: str, path: str) -> RestGrant | 
 # -- DER ---------------------------------------------------------------------------------------
 
 
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(body)) + body
-
-
 def encode_grants(grants: Sequence[RestGrant]) -> bytes:
     """The DER value of the REST grants extension (``FtrustRestGrants``)."""
     items = b"".join(
-        _tlv(0x30, _tlv(0x0C, g.method.value.encode()) + _tlv(0x0C, g.pattern.encode("utf-8"))) for g in grants
+        tlv(0x30, tlv(0x0C, g.method.value.encode()) + tlv(0x0C, g.pattern.encode("utf-8"))) for g in grants
     )
-    return _tlv(0x30, _tlv(0x02, bytes([GRANTS_VERSION])) + _tlv(0x30, items))
+    return tlv(0x30, tlv(0x02, bytes([GRANTS_VERSION])) + tlv(0x30, items))
 
 
 class _Der:

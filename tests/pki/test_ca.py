@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from floodlight_trust.errors import InputError, SecretError
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
 from floodlight_trust.pki.crl import crl_der, crl_pem, load_crl
+from floodlight_trust.pki.grants import HttpMethod, RestGrant
 from floodlight_trust.pki.profile import CertificateProfile
 from floodlight_trust.pki.records import parse_serial, serial_hex
 from floodlight_trust.secrets import Secret
@@ -335,3 +336,151 @@ def test_the_recorded_subject_is_the_certificates_for_any_value(ca: CertificateA
     signed = ca.sign_encoded(generate_private_key("ec-p256").public_key(), profile, at=AT)
     assert signed.record.subject == signed.certificate.subject.rfc4514_string()
     assert signed.record.subject == x509.load_der_x509_certificate(signed.der).subject.rfc4514_string()
+
+
+# -- the certificate template (issue 15): byte for byte what the plain builder writes -----------------
+
+_SUBJECT_KEYS: dict[str, object] = {}
+
+
+def _subject_key(key_type: str) -> object:
+    """One key per type for the whole module (RSA key generation is slow)."""
+    if key_type not in _SUBJECT_KEYS:
+        private = ec.generate_private_key(ec.SECP521R1()) if key_type == "ec-p521" else generate_private_key(key_type)
+        _SUBJECT_KEYS[key_type] = private.public_key()
+    return _SUBJECT_KEYS[key_type]
+
+
+@pytest.fixture(scope="module")
+def cas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CertificateAuthority]:
+    """A CA of each key type it offers, and one whose validity crosses 2050 (GeneralizedTime)."""
+    tmp = tmp_path_factory.mktemp("cas")
+    out = {}
+    for name, key_type, at in (
+        ("ec-p256", "ec-p256", AT), ("ec-p384", "ec-p384", AT), ("rsa-3072", "rsa-3072", AT),
+        ("till-2055", "ec-p256", datetime(2045, 6, 1, tzinfo=UTC)),
+    ):  # fmt: skip
+        storage = SqliteStorage(tmp / f"{name}.db")
+        out[name] = CertificateAuthority.init(
+            tmp / name, PASSWORD, key_type=key_type, subject=f"CN=CA {name},O=floodlight-trust test",
+            crl_url=CRL_URL + "?" + name, ocsp_url=OCSP_URL, at=at, records=storage.certificates(),
+        )  # fmt: skip
+    return out
+
+
+def _builder_certificate(ca: CertificateAuthority, key: object, profile: CertificateProfile, *, serial: int,
+                         at: datetime) -> x509.Certificate:  # fmt: skip
+    """What CertificateAuthority.sign wrote with cryptography's builder before the template: the same
+    objects, extensions in the same order, times as given (the builder drops the microseconds)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from floodlight_trust.pki.ca import BACKDATE
+    from floodlight_trust.pki.grants import REST_GRANTS_OID, VNF_POLICY_OID, encode_grants
+    from floodlight_trust.pki.keys import signing_hash
+    from floodlight_trust.pki.profile import end_entity_key_usage
+
+    start = at - BACKDATE
+    end = min(at + timedelta(seconds=profile.validity_seconds), ca.certificate.not_valid_after_utc)
+    sans = [x509.DNSName(d) for d in profile.san_dns] + [x509.UniformResourceIdentifier(u) for u in profile.san_uris]
+    extensions: list[x509.ExtensionType] = [
+        x509.BasicConstraints(ca=False, path_length=None),
+        end_entity_key_usage(key_encipherment=isinstance(key, rsa.RSAPublicKey)),
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+        x509.SubjectKeyIdentifier.from_public_key(key),  # type: ignore[arg-type]
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.certificate.public_key()),  # type: ignore[arg-type]
+        x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(ca.crl_url)], None, None, None)]),
+        x509.AuthorityInformationAccess(
+            [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ca.ocsp_url))]
+        ),
+    ]
+    if sans:
+        extensions.append(x509.SubjectAlternativeName(sans))
+    if profile.vnf:
+        extensions.append(x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(VNF_POLICY_OID), None)]))
+        grants = x509.ObjectIdentifier(REST_GRANTS_OID)
+        extensions.append(x509.UnrecognizedExtension(grants, encode_grants(profile.rest_grants)))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(profile.subject))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key)  # type: ignore[arg-type]
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(end)
+    )
+    for e in extensions:
+        critical = isinstance(e, x509.BasicConstraints | x509.KeyUsage)
+        builder = builder.add_extension(e, critical=critical)
+    return builder.sign(ca._key, signing_hash(ca._key))
+
+
+_GRANTS = st.lists(
+    st.builds(
+        RestGrant,
+        st.sampled_from([HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE]),
+        st.sampled_from(["/wm/core/**", "/wm/staticflowpusher/json", "/wm/device/*", "/**"]),
+    ),
+    max_size=3,
+    unique=True,
+).map(tuple)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ca_name=st.sampled_from(["ec-p256", "ec-p384", "rsa-3072", "till-2055"]),
+    key_type=st.sampled_from(["ec-p256", "ec-p384", "ec-p521", "rsa-2048", "rsa-3072"]),
+    subject=st.sampled_from(SUBJECTS),
+    dns=st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){0,3}", fullmatch=True), max_size=3),
+    uris=st.lists(
+        st.from_regex(r"(urn:ftrust:vnf|spiffe://example\.org/vnf)[:/][a-z0-9-]{1,20}", fullmatch=True), max_size=2
+    ),
+    grants=_GRANTS,
+    vnf=st.booleans(),
+    validity=st.integers(1, 20 * 365 * 86400),
+    offset=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=4000)),
+)
+def test_each_certificate_is_what_the_plain_builder_writes_byte_for_byte(
+    cas: dict[str, CertificateAuthority], ca_name: str, key_type: str, subject: str, dns: list[str],
+    uris: list[str], grants: tuple[object, ...], vnf: bool, validity: int, offset: timedelta,
+) -> None:  # fmt: skip
+    """The signed TBSCertificate (serial, signature algorithm, issuer, validity as UTCTime or, from
+    2050, GeneralizedTime, subject, key, every extension in order) is exactly the builder's for the
+    same inputs; the certificate verifies under the CA; its DER and PEM are what cryptography writes."""
+    ca = cas[ca_name]
+    at = ca.certificate.not_valid_before_utc + timedelta(minutes=1, microseconds=123457) + offset
+    if at >= ca.certificate.not_valid_after_utc:
+        return
+    profile = CertificateProfile(subject=subject, san_dns=tuple(dns), san_uris=tuple(uris), validity_seconds=validity,
+                                 rest_grants=grants, vnf=vnf)  # type: ignore[arg-type]  # fmt: skip
+    key = _subject_key(key_type)
+    signed = ca.sign_encoded(key, profile, at=at)
+    cert = signed.certificate
+    reference = _builder_certificate(ca, key, profile, serial=cert.serial_number, at=at)
+    assert cert.tbs_certificate_bytes == reference.tbs_certificate_bytes
+    assert cert.signature_algorithm_oid == reference.signature_algorithm_oid
+    cert.verify_directly_issued_by(ca.certificate)
+    assert signed.der == cert.public_bytes(serialization.Encoding.DER)
+    assert signed.pem == cert.public_bytes(serialization.Encoding.PEM)
+    assert signed.record.not_before == cert.not_valid_before_utc and signed.record.not_after == cert.not_valid_after_utc
+    assert ca.sign(key, profile, at=at).tbs_certificate_bytes != cert.tbs_certificate_bytes  # a new serial each time
+
+
+@pytest.mark.parametrize("ca_name", ["ec-p256", "ec-p384", "rsa-3072", "till-2055"])
+@pytest.mark.parametrize("key_type", ["ec-p256", "rsa-2048"])
+def test_the_template_around_2050_and_for_each_ca_key_is_the_builders(
+    cas: dict[str, CertificateAuthority], ca_name: str, key_type: str
+) -> None:
+    """The edges the hypothesis test may miss: a validity ending in 2050 (GeneralizedTime) and
+    starting in 2049 (UTCTime), a certificate cut at the CA's own end, every CA key type."""
+    ca = cas[ca_name]
+    ats = [AT + timedelta(microseconds=999999)]
+    if ca_name == "till-2055":
+        ats += [datetime(2049, 12, 31, 23, 30, 59, 999999, tzinfo=UTC), ca.certificate.not_valid_after_utc - timedelta(seconds=5)]
+    for at in ats:
+        profile = CertificateProfile(subject="CN=edge,O=example", san_uris=("urn:ftrust:vnf:edge",), validity_seconds=7200)
+        signed = ca.sign_encoded(_subject_key(key_type), profile.render(vnf="edge", host="h"), at=at)
+        reference = _builder_certificate(ca, _subject_key(key_type), profile.render(vnf="edge", host="h"),
+                                         serial=signed.certificate.serial_number, at=at)  # fmt: skip
+        assert signed.certificate.tbs_certificate_bytes == reference.tbs_certificate_bytes
+        signed.certificate.verify_directly_issued_by(ca.certificate)
+        assert signed.record.not_after == min(at.replace(microsecond=0) + timedelta(hours=2), ca.certificate.not_valid_after_utc)
