@@ -126,18 +126,24 @@ class Enrollment:
                 self._refuse_unauthenticated(attempt, reasons, None)
             return self._deny(attempt, reasons, None, b"", {"key_mode": mode.value})
         mode = self._key_mode(key_mode, e.key_mode)
-        record, registration, self_register = self.registered_host_and_vnf(e.host, e.vnf)
-        attempt = _Attempt(e.host, e.vnf, mode, at, actor, self_register, spki_sha256(e.public_key))
+        enclave_key = spki_sha256(e.public_key)
+        # Host, registration, the nonce's spent row and the key's binding, read in one statement.
+        reads = ctx.storage.enrollment_reads(
+            e.host, e.vnf, nonce_selector=ctx.nonces.selector(e.nonce), public_key_sha256=enclave_key
+        )
+        record, registration, self_register = self._registered(e.host, e.vnf, reads.host, reads.registration)
+        attempt = _Attempt(e.host, e.vnf, mode, at, actor, self_register, enclave_key)
         case = EnrollmentCase(
             evidence=e,
             key_mode=mode,
             host_record=record,
             registration=registration,
-            nonce=ctx.nonces.find(e.nonce, host=e.host, vnf=e.vnf),
+            nonce=ctx.nonces.record(e.nonce, host=e.host, vnf=e.vnf, spent=reads.spent_nonce),
         )
         if gate(case, at=at):  # only a fresh nonce's quote is worth verifying (IAS or PCS may be asked)
             quote = self.quotes.verify(e.evidence_type, e.quote, e.collateral, at)
-            holder = ctx.storage.enrollments.bound_name(attempt.enclave_key) if isinstance(quote, EnclaveClaims) else None
+            # (the key's binding matters to a verified quote only; it is re-checked where it is written)
+            holder = reads.key_holder if isinstance(quote, EnclaveClaims) else None
             case = replace(case, quote=quote, key_holder=holder)
         j = judge_enrollment(case, ctx.policy, ctx.settings.enrollments, at=at)
         nonce = e.nonce if j.nonce_fresh else None
@@ -182,6 +188,18 @@ class Enrollment:
         NotFoundError (``unregistered_host(host)``, by default refusing enclave evidence) when the
         host is not registered."""
         record, registration = self.ctx.storage.hosts.find_with_vnf(host, vnf)
+        return self._registered(host, vnf, record, registration, unregistered_host=unregistered_host)
+
+    def _registered(
+        self,
+        host: str,
+        vnf: str,
+        record: HostRecord | None,
+        registration: VnfRegistration | None,
+        *,
+        unregistered_host: Callable[[str], NotFoundError] | None = None,
+    ) -> tuple[HostRecord, VnfRegistration | None, str | None]:
+        """:meth:`registered_host_and_vnf` of the records read."""
         if record is None:
             raise (unregistered_host or _unregistered_host)(host)
         if registration is not None:
@@ -404,9 +422,6 @@ class Enrollment:
             )
             wrapped_key = wrap_private_key(der, spki, context=f"vnf:{a.vnf}".encode())
             wrapped = wrapped_key.to_json()
-        subject_spki = subject_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
         if claims.simulated:
             info["warning"] = SIMULATED_WARNING
         # Signing is CPU work: it happens before the write transaction, which only records. The
@@ -430,7 +445,7 @@ class Enrollment:
                 vnf=a.vnf,
                 serial=serial,
                 certificate_sha256=cert_sha,
-                public_key_sha256=spki_sha256(subject_spki),
+                public_key_sha256=spki_sha256(signed.spki),  # the certified key's
                 key_mode=a.mode.value,
                 mrenclave=claims.mrenclave,
                 policy_version=policy_version,

@@ -155,12 +155,27 @@ class Nonces:
         nonces by key). None when this VM did not issue it for that host and VNF. Does not spend it:
         :meth:`burn` does that inside the transaction that records the decision; the judges check
         the record (``judges.protocol.check_nonce``)."""
+        if self._token(nonce, host, vnf) is None:
+            return None
+        return self.record(nonce, host=host, vnf=vnf, spent=self.storage.nonces.find(self.selector(nonce)))
+
+    @staticmethod
+    def selector(nonce: bytes) -> str:
+        """The key of ``nonce``'s row among the spent nonces (what ``NonceStore.find`` is asked)."""
+        return _digest(nonce)[0]
+
+    def record(self, nonce: bytes, *, host: str, vnf: str | None, spent: NonceRecord | None) -> NonceRecord | None:
+        """:meth:`find`, given the spent row read by :meth:`selector` (read with other rows, in one
+        statement): the same record, or None for a nonce this VM did not issue for that host and VNF."""
         token = self._token(nonce, host, vnf)
         if token is None:
             return None
         selector, verifier = _digest(nonce)
-        spent = self.storage.nonces.find(selector)
-        used_at = spent.used_at if spent is not None and hmac.compare_digest(spent.verifier, verifier) else None
+        used_at = (
+            spent.used_at
+            if spent is not None and spent.selector == selector and hmac.compare_digest(spent.verifier, verifier)
+            else None
+        )
         return NonceRecord(
             selector, verifier, token.purpose, host, token.vnf, token.expires_at - self.ttl, token.expires_at, used_at
         )

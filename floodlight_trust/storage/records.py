@@ -298,6 +298,19 @@ class NonceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrollmentReads:
+    """What judging one VNF's enclave evidence reads (``Transaction.enrollment_reads``): the host,
+    the VNF name's registration on it, the spent row of the evidence's nonce (by its selector; None:
+    not spent) and the (host, VNF) the enclave's key is bound to, if any. ``host`` None: the host is
+    not registered (and nothing else was read)."""
+
+    host: HostRecord | None
+    registration: VnfRegistration | None = None
+    spent_nonce: NonceRecord | None = None
+    key_holder: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateRecord:
     """A certificate a CA issued, and its revocation if any. ``serial`` is the integer serial."""
 

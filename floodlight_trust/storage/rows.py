@@ -142,17 +142,17 @@ def certificate_record(r: Row, d: Dialect) -> CertificateRecord:
     )
 
 
-def nonce_record(r: Row, d: Dialect) -> NonceRecord:
-    """A ``manager_nonces`` row."""
+def nonce_record(r: Row, d: Dialect, prefix: str = "") -> NonceRecord:
+    """A ``manager_nonces`` row; ``prefix``: its columns' prefix in a join."""
     return NonceRecord(
-        r["selector"],
-        bytes(r["verifier"]),
-        NoncePurpose(r["purpose"]),
-        r["host"],
-        r["vnf"],
-        d.instant(r["issued_at"]),
-        d.instant(r["expires_at"]),
-        d.instant_or_none(r["used_at"]),
+        r[prefix + "selector"],
+        bytes(r[prefix + "verifier"]),
+        NoncePurpose(r[prefix + "purpose"]),
+        r[prefix + "host"],
+        r[prefix + "vnf"],
+        d.instant(r[prefix + "issued_at"]),
+        d.instant(r[prefix + "expires_at"]),
+        d.instant_or_none(r[prefix + "used_at"]),
     )
 
 

@@ -43,6 +43,7 @@ from floodlight_trust.storage.records import (
     AuditRecord,
     CertificateAuthorityKind,
     CertificateRecord,
+    EnrollmentReads,
     EnrollmentRecord,
     HostAttestationRecord,
     HostRecord,
@@ -379,6 +380,12 @@ class Transaction(Protocol):
     def tpm(self) -> TpmStore: ...
 
     def certificates(self, kind: CertificateAuthorityKind = CertificateAuthorityKind.VNF) -> CertificateStore: ...
+
+    def enrollment_reads(self, host: str, vnf: str, *, nonce_selector: str, public_key_sha256: str) -> EnrollmentReads:
+        """``hosts.find_with_vnf(host, vnf)``, ``nonces.find(nonce_selector)`` and
+        ``enrollments.bound_name(public_key_sha256)`` in one statement (what every enrollment reads
+        before it is judged; nothing but the host when it is not registered)."""
+        ...
 
 
 class Storage(Transaction, Protocol):

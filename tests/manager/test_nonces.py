@@ -99,3 +99,24 @@ def test_the_mac_is_hmac_sha256_of_the_documented_message_under_the_current_key(
     assert nonces.find(old, host="h1") is None
     new = nonces.issue("host", "h1", at=AT).value
     assert new[16:] == _mac(b"r" * 32, new[:16], "h1", None) and nonces.find(new, host="h1") is not None
+
+
+def test_record_of_a_row_read_elsewhere_is_what_find_reads(storage: SqliteStorage) -> None:
+    """An enrollment reads the spent row with its other reads (Nonces.selector, then Nonces.record):
+    the record is find's, for fresh, spent, foreign and altered nonces."""
+    nonces = Nonces(storage, ttl_seconds=60, key=lambda: KEY)
+    fresh = nonces.issue("enclave", "h1", "fw", at=AT).value
+    spent = nonces.issue("enclave", "h1", "fw", at=AT).value
+    assert storage.write(lambda tx: nonces.burn(tx, spent, host="h1", vnf="fw", at=AT + timedelta(seconds=3)))
+    foreign = Nonces(storage, ttl_seconds=60, key=lambda: b"o" * 32).issue("enclave", "h1", "fw", at=AT).value
+    altered = spent[:20] + bytes([spent[20] ^ 1]) + spent[21:]
+    for value in (fresh, spent, foreign, altered, b"short"):
+        for host, vnf in (("h1", "fw"), ("h2", "fw"), ("h1", None)):
+            row = storage.nonces.find(nonces.selector(value))
+            assert nonces.record(value, host=host, vnf=vnf, spent=row) == nonces.find(value, host=host, vnf=vnf)
+    record = nonces.record(spent, host="h1", vnf="fw", spent=storage.nonces.find(nonces.selector(spent)))
+    assert record is not None and record.used_at == AT + timedelta(seconds=3)
+    # Another nonce's row never marks this one spent.
+    other_row = storage.nonces.find(nonces.selector(spent))
+    fresh_record = nonces.record(fresh, host="h1", vnf="fw", spent=other_row)
+    assert fresh_record is not None and fresh_record.used_at is None

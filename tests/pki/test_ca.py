@@ -461,6 +461,9 @@ def test_each_certificate_is_what_the_plain_builder_writes_byte_for_byte(
     cert.verify_directly_issued_by(ca.certificate)
     assert signed.der == cert.public_bytes(serialization.Encoding.DER)
     assert signed.pem == cert.public_bytes(serialization.Encoding.PEM)
+    assert signed.spki == cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert signed.record.not_before == cert.not_valid_before_utc and signed.record.not_after == cert.not_valid_after_utc
     assert ca.sign(key, profile, at=at).tbs_certificate_bytes != cert.tbs_certificate_bytes  # a new serial each time
 

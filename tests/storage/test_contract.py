@@ -19,6 +19,7 @@ from floodlight_trust.evidence.tpm.structures import ClockInfo
 from floodlight_trust.storage.records import (
     CertificateAuthorityKind,
     CertificateStatus,
+    EnrollmentReads,
     EnrollmentStatus,
     HostAttestationRecord,
     HostStatus,
@@ -287,6 +288,44 @@ def test_registered_agrees_with_find_with_vnf_without_building_records(storage: 
     assert storage.hosts.registered("h2", "ids") == (False, False)
     with storage.transaction() as tx:  # inside a transaction too
         assert tx.hosts.registered("h1", "x") == (True, False)
+
+
+def test_enrollment_reads_are_the_separate_reads_in_one(storage: Storage) -> None:
+    """Host, registration, spent nonce and key binding read together equal the four reads."""
+    storage.hosts.add("h1", "https://h1:1", None, at=AT)
+    storage.hosts.add("h2", None, "strict", at=AT)
+    storage.hosts.record_attestation(
+        "h1", HostAttestationRecord(trusted=True, at=AT, reasons=({"rule": "n", "level": "note"},),
+                                    policy_version="p1", platform={"fmspc": "00"}, platform_key="dcap-pck:aa"),
+    )  # fmt: skip
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT, expected_mrenclave="e" * 64)
+    storage.enrollments.register_vnf("h2", "ids", enroll_rule="r", by="admin", at=AT)
+    storage.enrollments.bind("h1", "fw", public_key_sha256="k1", mrenclave="m", at=AT)
+    storage.enrollments.bind("h2", "ids", public_key_sha256="k2", mrenclave="m", at=AT)
+    spent = NonceRecord("ab" * 8, b"\x01" * 32, NoncePurpose.ENCLAVE, "h1", "fw", AT, AT + timedelta(60), AT + timedelta(5))
+    assert storage.nonces.spend(spent)
+
+    def separate(host: str, vnf: str, selector: str, key: str) -> EnrollmentReads:
+        record, registration = storage.hosts.find_with_vnf(host, vnf)
+        if record is None:
+            return EnrollmentReads(None)
+        return EnrollmentReads(record, registration, storage.nonces.find(selector), storage.enrollments.bound_name(key))
+
+    for host in ("h1", "h2", "h3"):
+        for vnf in ("fw", "ids", "x"):
+            for selector in ("ab" * 8, "cd" * 8):
+                for key in ("k1", "k2", "k3"):
+                    reads = storage.enrollment_reads(host, vnf, nonce_selector=selector, public_key_sha256=key)
+                    assert reads == separate(host, vnf, selector, key), (host, vnf, selector, key)
+    reads = storage.enrollment_reads("h1", "fw", nonce_selector="ab" * 8, public_key_sha256="k2")
+    assert reads.host is not None and reads.host.reasons == ({"rule": "n", "level": "note"},)
+    assert reads.registration is not None and reads.registration.bound_public_key_sha256 == "k1"
+    assert reads.spent_nonce == spent and reads.key_holder == ("h2", "ids")
+    assert storage.enrollment_reads("h3", "fw", nonce_selector="ab" * 8, public_key_sha256="k1") == EnrollmentReads(None)
+    with storage.transaction() as tx:  # inside a transaction too
+        assert tx.enrollment_reads("h2", "x", nonce_selector="cd" * 8, public_key_sha256="k3") == EnrollmentReads(
+            storage.hosts.find("h2")
+        )
 
 
 def _bind(storage: Storage, vnf: str, key: str, mrenclave: str, register: bool, at: datetime) -> bool:

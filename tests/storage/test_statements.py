@@ -94,6 +94,8 @@ def bind_enrolled_registering(tx: Transaction) -> object:
 CALLS: dict[str, tuple[Callable[[Transaction], object], int, int]] = {
     "hosts.find_with_vnf": (lambda tx: tx.hosts.find_with_vnf("h1", "fw"), 1, 2),  # SQLite: one join
     "hosts.registered": (lambda tx: tx.hosts.registered("h1", "fw"), 1, 1),  # a nonce request's read
+    # an enrollment's reads: find_with_vnf, nonces.find and bound_name in one statement
+    "enrollment_reads": (lambda tx: tx.enrollment_reads("h1", "fw", nonce_selector="33" * 8, public_key_sha256="k"), 1, 1),
     "hosts.platform_owner": (lambda tx: tx.hosts.platform_owner("dcap-pck:aa", other_than="h1"), 1, 2),  # + lock
     "hosts.record_attestation": (lambda tx: tx.hosts.record_attestation("h1", TRUSTED), 1, 2),  # + lock
     "hosts.add": (lambda tx: tx.hosts.add("h2", None, None, at=AT), 1, 1),
