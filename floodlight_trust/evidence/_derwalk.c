@@ -15,6 +15,10 @@
  *       value (the BIT STRING's bytes); None when they are not where and what DER puts them (a
  *       UTCTime / GeneralizedTime of whole seconds in Z, a non-empty INTEGER, a BIT STRING
  *       without unused bits): the caller then reads them with cryptography.
+ *   crl_fields(der, issuer) -> (tbs, algorithm, signature, this_update, next_update, revoked) | None
+ *       a CRL read strictly in the one form Intel publishes (x509_der.crl_fields says which), its
+ *       issuer the Name `issuer` byte for byte; None for any other form: the caller then hands
+ *       the CRL to cryptography, as before this walk. Whatever it reads, cryptography reads the same.
  *   sgx_extension(value) -> (ppid, components, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)
  *       the SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1).
  *       ValueError(message, offset, is_der_error) when malformed.
@@ -597,11 +601,169 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* crl_fields: a CRL read strictly, or None (then cryptography reads it, as before this walk). */
+
+/* One DER element at pos within d[:end], strictly: a one-byte tag, the shortest length form (no
+ * indefinite length, no long form below 128, no leading zero length byte, at most 3 length bytes),
+ * contents inside the container. 0, or -1 (no message: the caller then hands the CRL on). */
+static int
+strict_tlv(const uint8_t *d, Py_ssize_t pos, Py_ssize_t end, Tlv *out)
+{
+    if (pos + 2 > end || (d[pos] & 0x1F) == 0x1F) return -1;
+    int first = d[pos + 1];
+    Py_ssize_t length, at = pos + 2;
+    if (first < 0x80) {
+        length = first;
+    } else {
+        int n = first & 0x7F;
+        if (n == 0 || n > 3 || at + n > end || d[at] == 0) return -1;
+        length = 0;
+        for (int i = 0; i < n; i++) length = (length << 8) | d[at + i];
+        if (length < 0x80 || (n == 3 && length < 0x10000) || (n == 2 && length < 0x100)) return -1;
+        at += n;
+    }
+    if (length > end - at) return -1;
+    out->tag = d[pos];
+    out->start = at;
+    out->end = at + length;
+    return 0;
+}
+
+/* A non-negative INTEGER in its shortest form (as a serial number or a CRL number). */
+static int
+strict_unsigned(const uint8_t *d, const Tlv *t)
+{
+    Py_ssize_t n = t->end - t->start;
+    if (t->tag != 0x02 || n < 1 || (d[t->start] & 0x80)) return 0;
+    return n == 1 || d[t->start] != 0 || (d[t->start + 1] & 0x80);
+}
+
+/* A UTCTime YYMMDDHHMMSSZ of a real date, as an aware UTC datetime; NULL (no error set) otherwise. */
+static PyObject *
+strict_utc_time(const uint8_t *d, const Tlv *t)
+{
+    if (t->tag != 0x17 || t->end - t->start != 13) return NULL;
+    return der_time(d, t);
+}
+
+static const uint8_t ECDSA_ALGORITHM[] = {0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03};
+static const uint8_t CRL_NUMBER[] = {0x06, 0x03, 0x55, 0x1D, 0x14}, AKI[] = {0x06, 0x03, 0x55, 0x1D, 0x23};
+
+/* The CRL's extensions [0] EXPLICIT, of which only CRL Number (a non-negative INTEGER) and
+ * Authority Key Identifier (a keyIdentifier alone) are read: each at most once, not critical or
+ * critical TRUE, the value exactly one element of the form cryptography reads. 0, or -1 for
+ * anything else (another extension, a value in another form). */
+static int
+crl_extensions(const uint8_t *d, const Tlv *explicit)
+{
+    Tlv list, ext, oid, val, inner, key_id;
+    int seen_number = 0, seen_aki = 0;
+    if (explicit->tag != 0xA0 || strict_tlv(d, explicit->start, explicit->end, &list) || list.tag != 0x30 ||
+        list.end != explicit->end || list.start == list.end)
+        return -1;
+    for (Py_ssize_t at = list.start; at < list.end; at = ext.end) {
+        if (strict_tlv(d, at, list.end, &ext) || ext.tag != 0x30) return -1;
+        if (strict_tlv(d, ext.start, ext.end, &oid) || strict_tlv(d, oid.end, ext.end, &val)) return -1;
+        if (val.tag == 0x01) {  /* critical: only TRUE is DER (FALSE, the default, is left out) */
+            if (val.end - val.start != 1 || d[val.start] != 0xFF || strict_tlv(d, val.end, ext.end, &val)) return -1;
+        }
+        if (val.tag != 0x04 || val.end != ext.end) return -1;
+        if (strict_tlv(d, val.start, val.end, &inner) || inner.end != val.end) return -1;
+        const uint8_t *o = d + ext.start;  /* the OID element, tag and length included */
+        size_t o_len = (size_t)(oid.end - ext.start);
+        if (o_len == sizeof CRL_NUMBER && memcmp(o, CRL_NUMBER, sizeof CRL_NUMBER) == 0) {
+            if (seen_number++ || !strict_unsigned(d, &inner)) return -1;
+        } else if (o_len == sizeof AKI && memcmp(o, AKI, sizeof AKI) == 0) {
+            if (seen_aki++ || inner.tag != 0x30 || strict_tlv(d, inner.start, inner.end, &key_id) ||
+                key_id.tag != 0x80 || key_id.end != inner.end || key_id.start == key_id.end)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+crl_fields(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer buf, want;
+    if (!PyArg_ParseTuple(args, "y*y*", &buf, &want)) return NULL;
+    const uint8_t *d = buf.buf;
+    Py_ssize_t n = buf.len, alg_start, issuer_start, at;
+    Tlv top, tbs, el, alg, issuer, t1, t2, outer, bits, list, entry, serial, when;
+    PyObject *result = NULL, *this_update = NULL, *next_update = NULL, *revoked = NULL;
+
+    if (strict_tlv(d, 0, n, &top) || top.tag != 0x30 || top.end != n) goto none;
+    if (strict_tlv(d, top.start, n, &tbs) || tbs.tag != 0x30) goto none;
+    if (strict_tlv(d, tbs.start, tbs.end, &el) || el.tag != 0x02 || el.end - el.start != 1 || d[el.start] != 1)
+        goto none;  /* version v2 */
+    alg_start = el.end;  /* ecdsa-with-SHA256/384/512 without parameters (RFC 5758) */
+    if (strict_tlv(d, alg_start, tbs.end, &alg) || alg.end - alg_start != (Py_ssize_t)sizeof ECDSA_ALGORITHM + 1 ||
+        memcmp(d + alg_start, ECDSA_ALGORITHM, sizeof ECDSA_ALGORITHM) != 0 || d[alg.end - 1] < 2 ||
+        d[alg.end - 1] > 4)
+        goto none;
+    issuer_start = alg.end;  /* the issuer: the expected Name, byte for byte */
+    if (strict_tlv(d, issuer_start, tbs.end, &issuer) || issuer.end - issuer_start != want.len ||
+        memcmp(d + issuer_start, want.buf, (size_t)want.len) != 0)
+        goto none;
+    if (strict_tlv(d, issuer.end, tbs.end, &t1) || strict_tlv(d, t1.end, tbs.end, &t2)) goto none;
+    if (!(this_update = strict_utc_time(d, &t1)) || !(next_update = strict_utc_time(d, &t2))) goto maybe_none;
+    at = t2.end;
+    if (!(revoked = PyFrozenSet_New(NULL))) goto done;
+    if (at < tbs.end && d[at] == 0x30) {  /* revokedCertificates, not empty; entries without extensions */
+        if (strict_tlv(d, at, tbs.end, &list) || list.start == list.end) goto none;
+        for (Py_ssize_t e = list.start; e < list.end; e = entry.end) {
+            if (strict_tlv(d, e, list.end, &entry) || entry.tag != 0x30) goto none;
+            if (strict_tlv(d, entry.start, entry.end, &serial) || !strict_unsigned(d, &serial)) goto none;
+            if (strict_tlv(d, serial.end, entry.end, &when) || when.end != entry.end) goto none;
+            PyObject *date = strict_utc_time(d, &when);  /* read (and checked) by cryptography's parse */
+            if (!date) goto maybe_none;
+            Py_DECREF(date);
+            PyObject *value = _PyLong_FromByteArray(d + serial.start, (size_t)(serial.end - serial.start), 0, 0);
+            if (!value) goto done;
+            int rc = PySet_Add(revoked, value);
+            Py_DECREF(value);
+            if (rc < 0) goto done;
+        }
+        at = list.end;
+    }
+    if (at < tbs.end) {  /* crlExtensions, the last element */
+        if (strict_tlv(d, at, tbs.end, &el) || el.end != tbs.end || crl_extensions(d, &el)) goto none;
+    }
+    /* The outer signatureAlgorithm, the inner one byte for byte; the signature, a BIT STRING
+     * without unused bits; nothing after it. */
+    if (strict_tlv(d, tbs.end, n, &outer) || outer.end - tbs.end != alg.end - alg_start ||
+        memcmp(d + tbs.end, d + alg_start, (size_t)(alg.end - alg_start)) != 0)
+        goto none;
+    if (strict_tlv(d, outer.end, n, &bits) || bits.tag != 0x03 || bits.end != n || bits.end == bits.start ||
+        d[bits.start] != 0)
+        goto none;
+    result = Py_BuildValue("(y#y#y#OOO)", (const char *)d + top.start, tbs.end - top.start,
+                           (const char *)d + alg_start, alg.end - alg_start, (const char *)d + bits.start + 1,
+                           bits.end - bits.start - 1, this_update, next_update, revoked);
+    goto done;
+maybe_none:
+    if (PyErr_Occurred()) goto done;
+none:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(this_update);
+    Py_XDECREF(next_update);
+    Py_XDECREF(revoked);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&want);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"layout", layout, METH_VARARGS, "layout(der, crl) -> (tbs, algorithm, issuer, subject, extensions) or None"},
     {"profile", profile, METH_VARARGS, "profile(extensions) -> (critical, ca, key_usage, eku, sgx, deferred)"},
     {"certificate_fields", certificate_fields, METH_VARARGS,
      "certificate_fields(der) -> (serial, not_before, not_after, signature) or None"},
+    {"crl_fields", crl_fields, METH_VARARGS,
+     "crl_fields(der, issuer) -> (tbs, algorithm, signature, this_update, next_update, revoked) or None"},
     {"sgx_extension", sgx_extension, METH_VARARGS,
      "sgx_extension(value) -> (ppid, components, pce_svn, cpu_svn, pce_id, fmspc, sgx_type)"},
     {NULL, NULL, 0, NULL},

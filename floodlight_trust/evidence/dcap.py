@@ -56,6 +56,7 @@ from floodlight_trust.evidence.x509_der import (
     ExtensionProfile,
     Layout,
     certificate_fields,
+    crl_fields,
     extension_profile,
 )
 from floodlight_trust.evidence.x509_der import layout as der_layout
@@ -500,6 +501,7 @@ _ECDSA_BY_OID = {
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
 }
+_ECDSA_BY_DER = {der: _ECDSA_BY_OID[oid] for der, oid in _SIGNATURE_OID_BY_DER.items()}
 
 
 def _signed_by(key: object, signature: bytes, algorithm: x509.ObjectIdentifier, layout: _Layout | None) -> bool | None:
@@ -626,6 +628,28 @@ def _signed_json(raw: bytes, sig: bytes, entry: _Cert, what: str) -> _Window:
 def _crl(
     der: bytes, issuer: x509.Certificate, issuer_subject_der: bytes | None, what: str
 ) -> tuple[frozenset[int], _Window]:
+    """The serial numbers a CRL of ``issuer`` revokes and its window, its signature checked.
+
+    A CRL in the form Intel publishes is read strictly from its DER (:func:`crl_fields`: what it
+    reads, cryptography's parse reads the same); any other goes to cryptography's parse, whose
+    errors are the ones a malformed CRL has always met."""
+    fields = crl_fields(der, issuer_subject_der) if issuer_subject_der is not None else None
+    if fields is not None:
+        key = issuer.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return _crl_parsed(der, issuer, issuer_subject_der, what)
+        try:
+            key.verify(fields.signature, fields.tbs, _ECDSA_BY_DER[fields.algorithm])
+        except InvalidSignature:
+            raise CollateralSignatureError(f"{what} signature is not valid") from None
+        return fields.revoked, _Window(what, fields.this_update, fields.next_update)
+    return _crl_parsed(der, issuer, issuer_subject_der, what)
+
+
+def _crl_parsed(
+    der: bytes, issuer: x509.Certificate, issuer_subject_der: bytes | None, what: str
+) -> tuple[frozenset[int], _Window]:
+    """:func:`_crl` by cryptography's parse of the CRL."""
     layout = _layout(der, crl=True)
     by_der = layout is not None and issuer_subject_der is not None
     crl = crl_from_der(der, what, issuer=not by_der)  # names compared as DER bytes are never read

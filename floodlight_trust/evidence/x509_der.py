@@ -222,11 +222,149 @@ def certificate_fields_py(der: bytes) -> tuple[int, datetime, datetime, bytes] |
     return int.from_bytes(der[ss:se], "big", signed=True), not_before, not_after, der[bs + 1 : be]
 
 
+class CrlFields(NamedTuple):
+    """A CRL read strictly from its DER (:func:`crl_fields`): what a verifier reads of it."""
+
+    tbs: bytes  # the signed tbsCertList element
+    algorithm: bytes  # the signature AlgorithmIdentifier element (inner and outer, the same bytes)
+    signature: bytes  # the signatureValue BIT STRING's bytes
+    this_update: datetime  # aware UTC
+    next_update: datetime
+    revoked: frozenset[int]  # the serial numbers of revokedCertificates
+
+
+class _NotStrict(Exception):
+    """The CRL is not in the one form the strict walk reads."""
+
+
+def _strict_tlv(d: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, contents start, contents end) of the element at ``pos`` in ``d[:end]``, in DER's
+    shortest form: one tag byte, no indefinite length, no long form below 128, no leading zero
+    length byte, at most 3 length bytes. :class:`_NotStrict` otherwise."""
+    if pos + 2 > end or d[pos] & 0x1F == 0x1F:
+        raise _NotStrict
+    first, at = d[pos + 1], pos + 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 3 or at + n > end or d[at] == 0:
+            raise _NotStrict
+        length = int.from_bytes(d[at : at + n], "big")
+        if length < (0x80, 0x100, 0x10000)[n - 1]:
+            raise _NotStrict
+        at += n
+    if length > end - at:
+        raise _NotStrict
+    return d[pos], at, at + length
+
+
+def _strict_unsigned(d: bytes, tag: int, s: int, e: int) -> bool:
+    """A non-negative INTEGER in its shortest form."""
+    return tag == 0x02 and e > s and not d[s] & 0x80 and (e - s == 1 or d[s] != 0 or bool(d[s + 1] & 0x80))
+
+
+def _strict_utc_time(d: bytes, tag: int, s: int, e: int) -> datetime:
+    value = _der_time(d, tag, s, e) if tag == 0x17 else None
+    if value is None:
+        raise _NotStrict
+    return value
+
+
+_ECDSA_ALGORITHMS = frozenset(bytes.fromhex("300a06082a8648ce3d0403") + bytes([n]) for n in (2, 3, 4))
+_CRL_NUMBER, _AKI = b"\x06\x03\x55\x1d\x14", b"\x06\x03\x55\x1d\x23"
+
+
+def _crl_extensions(d: bytes, tag: int, s: int, e: int) -> None:
+    """The CRL's extensions: only CRL Number (a non-negative INTEGER) and Authority Key Identifier
+    (a keyIdentifier alone), each at most once, not critical or critical TRUE. _NotStrict else."""
+    ltag, at, end = _strict_tlv(d, s, e)
+    if tag != 0xA0 or ltag != 0x30 or end != e or at == end:
+        raise _NotStrict
+    seen: set[bytes] = set()
+    while at < end:
+        etag, es, ee = _strict_tlv(d, at, end)
+        _, _, oe = _strict_tlv(d, es, ee)
+        vtag, vs, ve = _strict_tlv(d, oe, ee)
+        if vtag == 0x01:  # critical: only TRUE is DER (FALSE, the default, is left out)
+            if ve - vs != 1 or d[vs] != 0xFF:
+                raise _NotStrict
+            vtag, vs, ve = _strict_tlv(d, ve, ee)
+        if etag != 0x30 or vtag != 0x04 or ve != ee:
+            raise _NotStrict
+        itag, is_, ie = _strict_tlv(d, vs, ve)
+        oid = d[es:oe]
+        if ie != ve or oid in seen or oid not in (_CRL_NUMBER, _AKI):
+            raise _NotStrict
+        seen.add(oid)
+        if oid == _CRL_NUMBER and not _strict_unsigned(d, itag, is_, ie):
+            raise _NotStrict
+        if oid == _AKI:
+            ktag, ks, ke = _strict_tlv(d, is_, ie)
+            if itag != 0x30 or ktag != 0x80 or ke != ie or ks == ke:
+                raise _NotStrict
+        at = ee
+
+
+def crl_fields_py(der: bytes, issuer: bytes) -> tuple[bytes, bytes, bytes, datetime, datetime, frozenset[int]] | None:
+    """The reference of ``_derwalk.crl_fields``: :class:`CrlFields`' fields, or None when the CRL is
+    not in the one form read here (see :func:`crl_fields`)."""
+    try:
+        tag, s, n = _strict_tlv(der, 0, len(der))
+        if tag != 0x30 or n != len(der):
+            return None
+        tag, ts, te = _strict_tlv(der, s, n)
+        vtag, vs, ve = _strict_tlv(der, ts, te)
+        if tag != 0x30 or vtag != 0x02 or der[vs:ve] != b"\x01":  # version v2
+            return None
+        _, _, ae = _strict_tlv(der, ve, te)
+        algorithm = der[ve:ae]
+        if algorithm not in _ECDSA_ALGORITHMS:
+            return None
+        _, _, ie = _strict_tlv(der, ae, te)
+        if der[ae:ie] != issuer:
+            return None
+        tag1, s1, e1 = _strict_tlv(der, ie, te)
+        tag2, s2, e2 = _strict_tlv(der, e1, te)
+        this_update, next_update = _strict_utc_time(der, tag1, s1, e1), _strict_utc_time(der, tag2, s2, e2)
+        at = e2
+        revoked: set[int] = set()
+        if at < te and der[at] == 0x30:  # revokedCertificates, not empty; entries without extensions
+            _, ls, le = _strict_tlv(der, at, te)
+            if ls == le:
+                return None
+            while ls < le:
+                etag, es, ee = _strict_tlv(der, ls, le)
+                stag, ss, se = _strict_tlv(der, es, ee)
+                wtag, ws, we = _strict_tlv(der, se, ee)
+                if etag != 0x30 or not _strict_unsigned(der, stag, ss, se) or we != ee:
+                    return None
+                _strict_utc_time(der, wtag, ws, we)
+                revoked.add(int.from_bytes(der[ss:se], "big"))
+                ls = ee
+            at = le
+        if at < te:  # crlExtensions, the last element
+            xtag, xs, xe = _strict_tlv(der, at, te)
+            if xe != te:
+                return None
+            _crl_extensions(der, xtag, xs, xe)
+        _, _, oe = _strict_tlv(der, te, n)
+        if der[te:oe] != algorithm:
+            return None
+        btag, bs, be = _strict_tlv(der, oe, n)
+        if btag != 0x03 or be != n or be == bs or der[bs] != 0:
+            return None
+    except _NotStrict:
+        return None
+    return der[s:te], algorithm, der[bs + 1 : be], this_update, next_update, frozenset(revoked)
+
+
 _layout: Callable[[bytes, bool], tuple[bytes, bytes | None, bytes, bytes | None, bytes | None] | None]
 _profile: Callable[
     [bytes], tuple[tuple[bytes, ...], bool, bytes | None, frozenset[bytes] | None, bytes | None, str | None]
 ]
 _fields: Callable[[bytes], tuple[int, datetime, datetime, bytes] | None]
+_crl_fields: Callable[[bytes, bytes], tuple[bytes, bytes, bytes, datetime, datetime, frozenset[int]] | None]
 # The SGX extension's walk (sgx_quote.parse_pck_extensions; its reference is parse_pck_extensions_py
 # there): (ppid, components, pce_svn, cpu_svn, pce_id, fmspc, sgx_type), or ValueError(message,
 # offset, is_der_error). None when the module is not built.
@@ -235,9 +373,10 @@ try:
     from floodlight_trust.evidence import _derwalk
 except ImportError:  # not built (an install without a C compiler): the reference, at Python speed
     _layout, _profile, _fields, sgx_extension, NATIVE = layout_py, profile_py, certificate_fields_py, None, False
+    _crl_fields = crl_fields_py
 else:
     _layout, _profile, _fields = _derwalk.layout, _derwalk.profile, _derwalk.certificate_fields
-    sgx_extension, NATIVE = _derwalk.sgx_extension, True
+    _crl_fields, sgx_extension, NATIVE = _derwalk.crl_fields, _derwalk.sgx_extension, True
 _new = tuple.__new__  # a NamedTuple from the walk's tuple, without a Python-level __new__
 
 
@@ -253,6 +392,22 @@ def certificate_fields(der: bytes) -> CertificateFields | None:
     where and what DER puts them (then the caller reads them with cryptography)."""
     fields = _fields(der)
     return None if fields is None else _new(CertificateFields, fields)
+
+
+def crl_fields(der: bytes, issuer: bytes) -> CrlFields | None:
+    """The CRL ``der`` read strictly, or None: then the caller reads it with cryptography, which
+    decides whether it is valid (and raises what it raises for a malformed one).
+
+    Read only in the form Intel's PCS publishes, each part in DER's shortest form: a v2 CRL signed
+    with ECDSA (SHA-256/384/512, the same algorithm inside and outside), whose issuer is ``issuer``
+    byte for byte (a Name cryptography has already read, in the issuing certificate), UTCTime
+    thisUpdate and nextUpdate, revoked entries (if any) of a non-negative serial number and a
+    UTCTime without entry extensions, and extensions (if any) CRL Number and Authority Key
+    Identifier only (a keyIdentifier alone), each once. Whatever this walk gives, cryptography's
+    parse gives too (tests/evidence/sgx/test_derwalk.py holds the two to it on the real CRLs and
+    on damaged and hand-built ones)."""
+    fields = _crl_fields(der, issuer)
+    return None if fields is None else _new(CrlFields, fields)
 
 
 def extension_profile(extensions: bytes | None, what: str, oid_text: Callable[[bytes], str]) -> ExtensionProfile:
