@@ -354,7 +354,7 @@ def _profile(entry: _Cert, what: str) -> ExtensionProfile:
                 )
                 for e in entry.cert.extensions
             )
-        except (ValueError, TypeError, NotImplementedError) as err:
+        except (ValueError, TypeError, NotImplementedError, x509.DuplicateExtension) as err:
             raise ParseError(f"{what}: its extensions cannot be read: {str(err)[:120]}") from None
         p = extension_profile(encoded or None, what, _oid_text)
     for oid in p.critical:
@@ -463,7 +463,10 @@ def _load_cert(block: bytes, der: bytes | None = None, *, extensions: bool = Fal
     when the caller already decoded it."""
     if der is None:
         der = _pem_der(block)
-    cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
+    try:
+        cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
+    except x509.InvalidVersion as e:  # not a ValueError: made one, as every other malformed certificate
+        raise ValueError(str(e)) from None
     if der is None:
         der = cert.public_bytes(Encoding.DER)
     layout = _layout(der, crl=False)
