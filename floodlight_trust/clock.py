@@ -27,4 +27,6 @@ def parse_time(text: str, *, what: str = "time") -> datetime:
 
 def format_time(value: datetime) -> str:
     """ISO 8601 in UTC with a trailing Z, seconds precision."""
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # (a UTC time, as clock.now gives, needs no conversion)
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="seconds")[:-6] + "Z"  # less "+00:00"

@@ -188,6 +188,18 @@ class Enrollment:
             return record, registration, None
         return record, None, self._self_registering_rule(host, vnf)
 
+    def require_known(
+        self, host: str, vnf: str | None, *, unregistered_host: Callable[[str], NotFoundError] | None = None
+    ) -> None:
+        """The NotFoundError :meth:`registered_host_and_vnf` would raise for ``host`` and ``vnf``
+        (``vnf`` None: the host alone), or nothing; one read that builds no record (a nonce request
+        needs no more: its answer is judged with the records read then)."""
+        host_known, vnf_known = self.ctx.storage.hosts.registered(host, vnf)
+        if not host_known:
+            raise (unregistered_host or _unregistered_host)(host)
+        if vnf is not None and not vnf_known:
+            self._self_registering_rule(host, vnf)
+
     def _refuse_unauthenticated(self, a: _Attempt, reasons: list[Reason], nonce: bytes | None) -> NoReturn:
         """Pushed enclave evidence that proves nothing: spend its nonce, record nothing, refuse (403)."""
         if nonce is not None:
@@ -400,10 +412,10 @@ class Enrollment:
         # Signing is CPU work: it happens before the write transaction, which only records. The
         # certificate leaves this process only after that transaction (certificate, enrollment,
         # audit, nonce) has committed; if it does not commit, the signed bytes are dropped.
-        cert: x509.Certificate = ca.sign(subject_key, profile, at=a.at)
-        der = cert.public_bytes(serialization.Encoding.DER)
-        serial = serial_text(cert.serial_number)
-        cert_sha = hashlib.sha256(der).hexdigest()
+        signed = ca.sign_encoded(subject_key, profile, at=a.at)
+        der, not_after = signed.der, signed.record.not_after
+        serial = serial_text(signed.record.serial)
+        cert_sha = signed.record.sha256
         evidence = info | {"serial": serial, "certificate_sha256": cert_sha}
         policy_version = self.ctx.policy_version
 
@@ -412,7 +424,7 @@ class Enrollment:
             raise ServiceError("the CA was opened without certificate records: it cannot issue")
 
         def record_certificate(tx: Transaction, audit_id: int) -> None:
-            tx.certificates(records.kind).record_issued(cert, at=a.at)
+            tx.certificates(records.kind).record(signed.record)
             tx.enrollments.record_enrollment(NewEnrollment(
                 host=a.host,
                 vnf=a.vnf,
@@ -424,7 +436,7 @@ class Enrollment:
                 policy_version=policy_version,
                 audit_id=audit_id,
                 issued_at=a.at,
-                not_after=cert.not_valid_after_utc,
+                not_after=not_after,
                 # with the enclave's key: reload-policy judges the key type again (judge_admission)
                 enclave_claims=enclave_to_json(claims) | {ENCLAVE_KEY_FIELD: b64encode(spki)},
                 platform_key=platform_key(claims),
@@ -441,7 +453,7 @@ class Enrollment:
             public_key_sha256=spki_sha256(spki),
             also=record_certificate,
         )
-        chain = [cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), ca.certificate_pem.decode("ascii")]
+        chain = [signed.record.pem, ca.certificate_pem.decode("ascii")]
         # The enclave pins the CA: this signature tells it the credentials answer ITS quote (nonce)
         # for ITS key, and that a wrapped key comes from the VM (issue 11, item 4).
         statement = provisioning_statement(nonce=nonce, vnf=a.vnf, enclave_spki=spki, leaf_der=der, wrapped=wrapped_key)
@@ -456,7 +468,7 @@ class Enrollment:
             simulated=claims.simulated,
             key_mode=KeyMode(a.mode),
             serial=serial,
-            not_after=cert.not_valid_after_utc,
+            not_after=not_after,
             certificate_chain=chain,
             wrapped_key=wrapped,
             provisioning=provisioning,

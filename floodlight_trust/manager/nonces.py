@@ -75,10 +75,31 @@ def _digest(nonce: bytes) -> tuple[str, bytes]:
     return d[:8].hex(), d
 
 
-def _mac(key: bytes, head: bytes, host: str, vnf: str | None) -> bytes:
+def _message(head: bytes, host: str, vnf: str | None) -> bytes:
     h, v = host.encode(), (vnf or "").encode()
-    message = b"".join((_LABEL, head, len(h).to_bytes(4, "big"), h, len(v).to_bytes(4, "big"), v))
-    return hmac.digest(key, message, "sha256")[: NONCE_BYTES - _HEAD]
+    return b"".join((_LABEL, head, len(h).to_bytes(4, "big"), h, len(v).to_bytes(4, "big"), v))
+
+
+class _MacKey:
+    """HMAC-SHA256 under one key, its context keyed once: each MAC copies it (``hmac.HMAC.copy``)
+    instead of keying a new one (which, on OpenSSL 3, also looks the digest up again): 3.3 us
+    instead of 5.3 us a MAC here, three MACs an enrollment."""
+
+    __slots__ = ("_keyed", "key")
+
+    def __init__(self, key: bytes):
+        self.key = key
+        self._keyed = hmac.new(key, digestmod="sha256")
+
+    def mac(self, head: bytes, host: str, vnf: str | None) -> bytes:
+        h = self._keyed.copy()
+        h.update(_message(head, host, vnf))
+        return h.digest()[: NONCE_BYTES - _HEAD]
+
+
+def _mac(key: bytes, head: bytes, host: str, vnf: str | None) -> bytes:
+    """The nonce's MAC (bytes 16-31), as the module docstring defines it."""
+    return hmac.digest(key, _message(head, host, vnf), "sha256")[: NONCE_BYTES - _HEAD]
 
 
 class Nonces:
@@ -91,6 +112,15 @@ class Nonces:
         self.ttl = timedelta(seconds=ttl_seconds)
         self._key = key or process_key
         self._purged_at: datetime | None = None
+        self._mac_key: _MacKey | None = None
+
+    def _keyed(self) -> _MacKey:
+        """The MAC under the current key (keyed again when the key changes: a rotated CA key)."""
+        key = self._key()
+        cached = self._mac_key
+        if cached is None or cached.key is not key:
+            cached = self._mac_key = _MacKey(key)
+        return cached
 
     def issue(self, purpose: str, host: str, vnf: str | None = None, *, at: datetime) -> IssuedNonce:
         """A fresh nonce for ``purpose``, ``host`` and (optionally) ``vnf``, valid for the TTL; nothing is written."""
@@ -100,7 +130,7 @@ class Nonces:
         micros = (at + self.ttl - _EPOCH) // _MICROSECOND
         first = _VERSION | _CODES[kind] | (_VNF_BOUND if vnf is not None else 0)
         head = bytes((first,)) + micros.to_bytes(7, "big") + secrets.token_bytes(_HEAD - 8)
-        value = head + _mac(self._key(), head, host, vnf)
+        value = head + self._keyed().mac(head, host, vnf)
         return IssuedNonce(value, kind, host, vnf, _EPOCH + micros * _MICROSECOND)
 
     def _token(self, nonce: bytes, host: str, vnf: str | None) -> _Token | None:
@@ -115,7 +145,7 @@ class Nonces:
         bound = vnf if first & _VNF_BOUND else None
         if first & _VNF_BOUND and vnf is None:  # bound to a VNF, presented without one
             return None
-        if not hmac.compare_digest(_mac(self._key(), nonce[:_HEAD], host, bound), nonce[_HEAD:]):
+        if not hmac.compare_digest(self._keyed().mac(nonce[:_HEAD], host, bound), nonce[_HEAD:]):
             return None
         return _Token(purpose, bound, _EPOCH + int.from_bytes(nonce[1:8], "big") * _MICROSECOND)
 

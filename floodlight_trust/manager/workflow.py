@@ -81,10 +81,8 @@ class VerificationManager(ManagerContext):
         Nothing is written (``manager/nonces.py``); a database that cannot record the answer's
         decision is StorageUnavailable (503) now rather than after the agent has quoted."""
         self.storage.check()  # (SQLite reads still see a database file deleted under them: checked here)
-        if purpose == "enclave" and vnf is not None:  # host and VNF registration read together
-            self.enrollment.registered_host_and_vnf(host, vnf, unregistered_host=_no_nonce_for)
-        elif self.storage.hosts.find(host) is None:
-            raise _no_nonce_for(host)
+        # host and VNF registration read together, without building their records
+        self.enrollment.require_known(host, vnf if purpose == "enclave" else None, unregistered_host=_no_nonce_for)
         return self.nonces.issue(purpose, host, vnf, at=self.now()).to_json()
 
     def register_vnf(

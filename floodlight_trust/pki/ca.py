@@ -10,6 +10,7 @@ certificate without one) and an AIA OCSP URL.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from floodlight_trust.pki.records import CertificateRecord
 from floodlight_trust.secrets import Secret
 from floodlight_trust.storage.stores import CertificateStore, Transaction
 
-__all__ = ["CertificateAuthority", "IssuedCertificate", "generate_private_key"]
+__all__ = ["CertificateAuthority", "IssuedCertificate", "SignedCertificate", "generate_private_key"]
 
 KEY_FILE = "ca.key.pem"
 CERT_FILE = "ca.cert.pem"
@@ -87,6 +88,13 @@ def _subject_name(text: str) -> x509.Name:
     return _plain_name(text) or parse_name(text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _subject_text(text: str) -> str:
+    """The RFC 4514 string of :func:`_subject_name` (what a record of a certificate with that
+    subject says: ``certificate.subject.rfc4514_string()``), made once per VNF name."""
+    return _subject_name(text).rfc4514_string()
+
+
 def _encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:
     """``value`` as an extension whose DER is computed now (the same bytes the builder would write)."""
     return x509.Extension(value.oid, critical, x509.UnrecognizedExtension(value.oid, value.public_bytes()))
@@ -105,6 +113,17 @@ class _FixedExtensions:
     crl_distribution_points: x509.Extension[x509.ExtensionType]
     authority_information_access: x509.Extension[x509.ExtensionType]
     vnf_policy: x509.Extension[x509.ExtensionType]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCertificate:
+    """A certificate signed and NOT yet recorded (:meth:`CertificateAuthority.sign_encoded`), with its
+    encodings and the record that records it (``CertificateStore.record``), each made once."""
+
+    certificate: x509.Certificate
+    der: bytes
+    pem: bytes
+    record: CertificateRecord  # issued_at: the ``at`` it was signed for
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +390,23 @@ class CertificateAuthority:
             .not_valid_after(end)
         )
         return builder.sign(self._key, signing_hash(self._key))
+
+    def sign_encoded(self, public_key: object, profile: CertificateProfile, *, at: datetime) -> SignedCertificate:
+        """:meth:`sign`, with the certificate's DER and PEM and its record (what ``record_issued``
+        would record for it at ``at``), built from what signing made: nothing encoded twice."""
+        cert = self.sign(public_key, profile, at=at)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        record = CertificateRecord(
+            serial=cert.serial_number,
+            subject=_subject_text(profile.subject),  # the Name signed: sign() took it from the same cache
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            issued_at=at.astimezone(UTC),
+            sha256=hashlib.sha256(der).hexdigest(),
+            pem=pem.decode("ascii"),
+        )
+        return SignedCertificate(cert, der, pem, record)
 
     def _fixed_extensions(self) -> _FixedExtensions:
         """The extensions every certificate of this CA carries alike, encoded once: the builder

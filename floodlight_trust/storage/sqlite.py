@@ -405,6 +405,16 @@ MIGRATIONS: tuple[Migration, ...] = tuple(Migration(s.component, s.version, DDL[
 
 
 # -- the dialect: SQLite's placeholders and column types -----------------------------------------------
+def _stored_time(value: str) -> datetime:
+    """A time column as parse_time reads it; what to_seconds and to_exact wrote (``...Z``, which
+    fromisoformat reads as UTC since Python 3.11) without parse_time's rewriting and conversion."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return parse_time(value)
+    return parsed if parsed.tzinfo is UTC else parse_time(value)
+
+
 class SqliteDialect(Dialect):
     """SQLite keeps times as ISO 8601 text (``...Z``) and instants as epoch seconds (REAL)."""
 
@@ -420,7 +430,9 @@ class SqliteDialect(Dialect):
     @staticmethod
     def to_exact(at: datetime) -> str:
         # The CA records keep microseconds (ordering exact); parse_time reads them back.
-        return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)
+        return at.isoformat()[:-6] + "Z"  # less "+00:00"
 
     @staticmethod
     def to_instant(at: datetime) -> float:
@@ -428,11 +440,11 @@ class SqliteDialect(Dialect):
 
     @staticmethod
     def time(value: Any) -> datetime:
-        return parse_time(value)
+        return _stored_time(value)
 
     @staticmethod
     def time_or_none(value: Any) -> datetime | None:
-        return parse_time(value) if value else None
+        return _stored_time(value) if value else None
 
     @staticmethod
     def instant(value: Any) -> datetime:

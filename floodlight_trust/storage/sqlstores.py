@@ -49,6 +49,10 @@ from floodlight_trust.storage.rows import Row
 
 Params = Sequence[object] | Mapping[str, object]
 
+# json.dumps(value, sort_keys=True), with its encoder made once (json.dumps makes one per call
+# when given any option): the same text.
+_sorted_json = json.JSONEncoder(sort_keys=True).encode
+
 
 class Session(Protocol):
     """Where a store's statements run (one per engine): inside one open transaction, or, for the
@@ -149,6 +153,16 @@ class SqlHosts:
         row = self._s.one(self._d.sql("SELECT * FROM manager_vnfs WHERE host = ? AND name = ?"), (name, vnf))
         return host, rows.vnf_registration(row, self._d) if row else None
 
+    # No row: no such host; else whether the VNF is registered on it (a NULL VNF matches nothing).
+    _REGISTERED = (
+        "SELECT EXISTS (SELECT 1 FROM manager_vnfs WHERE host = ? AND name = {text}) AS vnf"
+        " FROM manager_hosts WHERE name = ?"
+    )
+
+    def registered(self, name: str, vnf: str | None = None) -> tuple[bool, bool]:
+        row = self._s.one(self._d.sql(self._REGISTERED), (name, vnf, name))
+        return (False, False) if row is None else (True, bool(row["vnf"]))
+
     def get(self, name: str) -> HostRecord:
         found = self.find(name)
         if found is None:
@@ -228,7 +242,7 @@ class SqlHosts:
     def mark_untrusted(self, name: str, reasons: Sequence[dict[str, Any]]) -> None:
         self._s.run(
             self._d.sql("UPDATE manager_hosts SET status = 'untrusted', reasons_json = ? WHERE name = ?"),
-            (json.dumps(list(reasons), sort_keys=True), name),
+            (_sorted_json(list(reasons)), name),
         )
 
 
@@ -422,7 +436,7 @@ class SqlEnrollments:
                         e.audit_id,
                         self._d.to_seconds(e.issued_at),
                         self._d.to_seconds(e.not_after),
-                        json.dumps(e.enclave_claims, sort_keys=True) if e.enclave_claims is not None else None,
+                        _sorted_json(e.enclave_claims) if e.enclave_claims is not None else None,
                         e.platform_key,
                     ),
                 )
@@ -513,6 +527,9 @@ class SqlCertificates:
             sha256=certificate.fingerprint(hashes.SHA256()).hex(),
             pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         )
+        return self.record(record)
+
+    def record(self, record: CertificateRecord) -> CertificateRecord:
         inserted = self._s.run(
             self._sql(
                 "INSERT INTO {table} (serial, subject, not_before, not_after, issued_at, sha256, pem)"
@@ -653,7 +670,7 @@ class SqlAudit:
         row = self._s.write_one(
             d.sql(self._RECORD),
             (d.to_seconds(at), d.to_instant(at), actor, action, host, vnf, allowed, policy_version, simulated,
-             json.dumps(evidence or {}, sort_keys=True), json.dumps(list(reasons or []))),
+             _sorted_json(evidence or {}), json.dumps(list(reasons or []))),
         )  # fmt: skip
         assert row is not None
         return int(row["id"])

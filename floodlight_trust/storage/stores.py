@@ -88,6 +88,12 @@ class HostStore(Protocol):
         request and enrollment needs both)."""
         ...
 
+    def registered(self, name: str, vnf: str | None = None) -> tuple[bool, bool]:
+        """Whether host ``name`` is registered, and whether ``vnf`` is registered on it (False without
+        ``vnf`` or without the host): what a nonce request checks, in one statement that builds no
+        record (agrees with :meth:`find_with_vnf`)."""
+        ...
+
     def get(self, name: str) -> HostRecord:
         """The host ``name``; NotFoundError (with the `ftrust vm hosts add` hint) if not registered."""
         ...
@@ -251,6 +257,11 @@ class CertificateStore(Protocol):
     def record_issued(self, certificate: x509.Certificate, *, at: datetime) -> CertificateRecord:
         """Record ``certificate`` as issued at ``at``. A serial is recorded once: a repeat is an
         InputError (the primary key; serials are unique by construction, across replicas too)."""
+        ...
+
+    def record(self, record: CertificateRecord) -> CertificateRecord:
+        """:meth:`record_issued` of a record built already (``CertificateAuthority.sign_encoded``
+        builds it from the encodings it made anyway, equal to what :meth:`record_issued` builds)."""
         ...
 
     def revoke(self, serial: int, reason: str, at: datetime) -> CertificateRecord:

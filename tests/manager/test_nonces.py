@@ -77,3 +77,25 @@ def test_replicas_holding_one_ca_check_each_others_nonces_and_another_ca_does_no
     value = Nonces(first, ttl_seconds=60, key=a.nonce_key).issue("host", "h1", at=AT).value
     assert Nonces(first, ttl_seconds=60, key=b.nonce_key).find(value, host="h1") is not None
     assert Nonces(first, ttl_seconds=60, key=c.nonce_key).find(value, host="h1") is None
+
+
+def test_the_mac_is_hmac_sha256_of_the_documented_message_under_the_current_key(storage: SqliteStorage) -> None:
+    """The keyed-once MAC context gives the one-shot HMAC's bytes, and a changed key (a rotated CA
+    key) is used at once: the old key's nonces stop verifying."""
+    import hmac
+
+    from floodlight_trust.manager.nonces import _LABEL, _mac
+
+    keys = [KEY]
+    nonces = Nonces(storage, ttl_seconds=60, key=lambda: keys[0])
+    for host, vnf in (("h1", "fw"), ("h1", None), ("höst-ü", "vnf/ünï"), ("", "")):
+        value = nonces.issue("enclave", host, vnf, at=AT).value
+        h, v = host.encode(), (vnf or "").encode()
+        message = _LABEL + value[:16] + len(h).to_bytes(4, "big") + h + len(v).to_bytes(4, "big") + v
+        assert value[16:] == hmac.digest(KEY, message, "sha256")[:16] == _mac(KEY, value[:16], host, vnf)
+        assert nonces.find(value, host=host, vnf=vnf if vnf is not None else "any") is not None
+    old = nonces.issue("host", "h1", at=AT).value
+    keys[0] = b"r" * 32
+    assert nonces.find(old, host="h1") is None
+    new = nonces.issue("host", "h1", at=AT).value
+    assert new[16:] == _mac(b"r" * 32, new[:16], "h1", None) and nonces.find(new, host="h1") is not None

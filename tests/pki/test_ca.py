@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from floodlight_trust.errors import InputError, SecretError
 from floodlight_trust.pki.ca import CertificateAuthority, generate_private_key
@@ -292,3 +294,44 @@ def test_certificate_pem_is_the_certificates_pem(ca: CertificateAuthority, tmp_p
     assert ca.certificate_pem == (tmp_path / "ca" / "ca.cert.pem").read_bytes()
     assert ca.certificate_pem is ca.certificate_pem  # encoded once, not for every issued certificate
     x509.load_pem_x509_certificate(ca.certificate_pem).verify_directly_issued_by(ca.certificate)
+
+
+SUBJECTS = [
+    "CN=fw", "CN=vnf-a,O=example", "CN=a b,OU=x.y,O=ex:am/ple,C=DE", "CN=with\\,comma", "CN=\\#hash",
+    "CN=quote\\\"d,O=o", "CN=a+O=multi-valued", "CN=trailing\\ ", "CN=ünïcödé,O=ex", "DC=org,DC=example,CN=fw",
+    "L=Berlin,ST=Berlin,CN=x", "1.2.3.4=#0c03616263,CN=oid",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_sign_encoded_records_what_record_issued_records(ca: CertificateAuthority, subject: str) -> None:
+    """The enrollment records the record signing built (no second encoding, subject string, hash):
+    it is what ``record_issued`` builds from the certificate, and the encodings are the certificate's."""
+    profile = CertificateProfile(subject=subject, san_dns=("{vnf}.example",)).render(vnf="fw", host="h1")
+    key = generate_private_key("ec-p256").public_key()
+    signed = ca.sign_encoded(key, profile, at=AT + timedelta(microseconds=654321))
+    cert = signed.certificate
+    assert signed.der == cert.public_bytes(serialization.Encoding.DER)
+    assert signed.pem == cert.public_bytes(serialization.Encoding.PEM)
+    assert ca.records is not None
+    assert ca.records.get(cert.serial_number) is None  # signed, not recorded
+    assert signed.record == ca.records.record_issued(cert, at=AT + timedelta(microseconds=654321))
+    assert signed.record.subject == cert.subject.rfc4514_string()
+    assert ca.records.get(cert.serial_number) == signed.record
+    with pytest.raises(InputError, match="already recorded"):  # a serial is recorded once, either way
+        ca.records.record(signed.record)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12), min_size=1, max_size=3)
+)
+def test_the_recorded_subject_is_the_certificates_for_any_value(ca: CertificateAuthority, values: list[str]) -> None:
+    """Any attribute value, escaped as RFC 4514 writes it: the record's subject string (made from the
+    Name that was signed) is the one read back from the certificate's DER."""
+    oids = [x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATION_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME]
+    subject = x509.Name([x509.NameAttribute(oid, v) for oid, v in zip(oids, values, strict=False)]).rfc4514_string()
+    profile = CertificateProfile(subject=subject, san_uris=())
+    signed = ca.sign_encoded(generate_private_key("ec-p256").public_key(), profile, at=AT)
+    assert signed.record.subject == signed.certificate.subject.rfc4514_string()
+    assert signed.record.subject == x509.load_der_x509_certificate(signed.der).subject.rfc4514_string()

@@ -264,6 +264,31 @@ def test_find_with_vnf_reads_the_host_and_the_registration(storage: Storage) -> 
     assert storage.hosts.find_with_vnf("h1", "ids") == (storage.hosts.find("h1"), None)
 
 
+def test_registered_agrees_with_find_with_vnf_without_building_records(storage: Storage) -> None:
+    def full(host: str, vnf: str | None) -> tuple[bool, bool]:
+        record, reg = storage.hosts.find_with_vnf(host, vnf) if vnf is not None else (storage.hosts.find(host), None)
+        return record is not None, reg is not None
+
+    storage.hosts.add("h1", "https://h1:1", None, at=AT)
+    storage.hosts.add("h2", None, "strict", at=AT)
+    storage.enrollments.register_vnf("h1", "fw", enroll_rule="r", by="admin", at=AT)
+    storage.enrollments.register_vnf("h2", "ids", enroll_rule="r", by="admin", at=AT)
+    storage.enrollments.bind("h1", "fw", public_key_sha256="k", mrenclave="m", at=AT)
+    cases = [(h, v) for h in ("h1", "h2", "h3", "", "h1' OR '1'='1") for v in ("fw", "ids", "x", "", "fw%", None)]
+    for host, vnf in cases:
+        assert storage.hosts.registered(host, vnf) == full(host, vnf), (host, vnf)
+    assert storage.hosts.registered("h1", "fw") == (True, True)
+    assert storage.hosts.registered("h1", "ids") == (True, False)  # another host's name
+    assert storage.hosts.registered("h3", "fw") == (False, False)
+    assert storage.hosts.registered("h2") == (True, False)
+    storage.enrollments.remove_vnf("h1", "fw")
+    assert storage.hosts.registered("h1", "fw") == (True, False)
+    storage.hosts.remove("h2")
+    assert storage.hosts.registered("h2", "ids") == (False, False)
+    with storage.transaction() as tx:  # inside a transaction too
+        assert tx.hosts.registered("h1", "x") == (True, False)
+
+
 def _bind(storage: Storage, vnf: str, key: str, mrenclave: str, register: bool, at: datetime) -> bool:
     """bind alone, in a write (the name is registered already: ``register`` is False)."""
     assert not register

@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from floodlight_trust.clock import format_time, parse_time
 from floodlight_trust.storage.dialect import Dialect
 from floodlight_trust.storage.postgres import POSTGRES
 from floodlight_trust.storage.sqlite import SQLITE
@@ -101,3 +104,25 @@ def test_the_same_calls_give_equal_records_on_both_engines(request: pytest.Fixtu
     assert enrollments[0].issued_at == at.replace(microsecond=0) and audit[0].at == at.replace(microsecond=0)
     assert certificates[0].issued_at == at and marker == (1, at + timedelta(microseconds=7))  # the CA's: exact
     assert nonce is not None and nonce.used_at == at
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    at=st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.sampled_from([UTC, timezone(timedelta(0)), timezone(timedelta(hours=-7, minutes=-30))]),
+    ),
+    naive=st.datetimes(min_value=datetime(1971, 1, 2), max_value=datetime(9998, 12, 30)),
+)
+def test_sqlite_writes_and_reads_times_as_the_plain_formulas_do(at: datetime, naive: datetime) -> None:
+    """The short cuts of format_time, to_exact and the time readers (issue 15) give what
+    ``astimezone(UTC)...isoformat().replace("+00:00", "Z")`` and parse_time give, for any time."""
+    for value in (at, naive):
+        utc = value.astimezone(UTC)
+        seconds = utc.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        assert SQLITE.to_seconds(value) == format_time(value) == seconds
+        assert SQLITE.to_exact(value) == utc.isoformat().replace("+00:00", "Z")
+        for text in (SQLITE.to_seconds(value), SQLITE.to_exact(value), utc.isoformat(), value.isoformat()):
+            read = SQLITE.time(text)
+            assert read == parse_time(text) and read.tzinfo is UTC and read == SQLITE.time_or_none(text)

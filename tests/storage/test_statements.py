@@ -93,6 +93,7 @@ def bind_enrolled_registering(tx: Transaction) -> object:
 # call -> (what it does in one open transaction, statements on SQLite, on PostgreSQL)
 CALLS: dict[str, tuple[Callable[[Transaction], object], int, int]] = {
     "hosts.find_with_vnf": (lambda tx: tx.hosts.find_with_vnf("h1", "fw"), 1, 2),  # SQLite: one join
+    "hosts.registered": (lambda tx: tx.hosts.registered("h1", "fw"), 1, 1),  # a nonce request's read
     "hosts.platform_owner": (lambda tx: tx.hosts.platform_owner("dcap-pck:aa", other_than="h1"), 1, 2),  # + lock
     "hosts.record_attestation": (lambda tx: tx.hosts.record_attestation("h1", TRUSTED), 1, 2),  # + lock
     "hosts.add": (lambda tx: tx.hosts.add("h2", None, None, at=AT), 1, 1),
