@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench clean
 
-$(STAMP): pyproject.toml setup.py floodlight_trust/evidence/ima/_bulkhash.c floodlight_trust/evidence/_derwalk.c floodlight_trust/evidence/_tcblevels.c  # native modules are rebuilt when their source changes
+$(STAMP): pyproject.toml setup.py floodlight_trust/evidence/ima/_bulkhash.c floodlight_trust/evidence/_derwalk.c floodlight_trust/evidence/_tcblevels.c floodlight_trust/evidence/_frozen.c  # native modules are rebuilt when their source changes
 	@scripts/ensure-cbuild.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

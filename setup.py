@@ -10,6 +10,9 @@ why and holds their Python reference, used when the module is not built); plain 
 
 ``floodlight_trust.evidence._tcblevels``: a TCB info's levels read from its decoded JSON in one call
 (collateral.py holds the reference, ``_tcb_levels_py``); plain C, no library.
+
+``floodlight_trust.evidence._frozen``: frozen slots dataclass instances built in one call, for the
+dozen a cold DCAP verification builds (frozen.py says why; its reference is the class itself).
 """
 
 from setuptools import Extension, setup
@@ -25,6 +28,11 @@ setup(
         Extension(
             "floodlight_trust.evidence._derwalk",
             sources=["floodlight_trust/evidence/_derwalk.c"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "floodlight_trust.evidence._frozen",
+            sources=["floodlight_trust/evidence/_frozen.c"],
             extra_compile_args=["-O2"],
         ),
         Extension(

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from floodlight_trust.clock import parse_time
 from floodlight_trust.errors import InputError, Location, ParseError
+from floodlight_trust.evidence.frozen import builder
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class QeIdentity:
     mr_signer: bytes
     isv_prod_id: int
     levels: tuple[QeTcbLevel, ...]
+
+
+_new_tcb_info, _new_qe_identity = builder(TcbInfo), builder(QeIdentity)  # frozen.py: built in one call
 
 
 def _json_obj(raw: bytes, what: str, *, fast: bool = False) -> dict[str, Any]:
@@ -246,13 +250,13 @@ def _tcb_info(d: dict[str, Any]) -> TcbInfo:
     if d.get("id", "SGX") != "SGX":
         raise ParseError(f"{what} is for {d.get('id')!r}, not SGX")
     levels = _tcb_levels(_field(d, "tcbLevels", list, what), version >= 3)
-    return TcbInfo(
-        version=version,
-        issue_date=_time(d, "issueDate", what),
-        next_update=_time(d, "nextUpdate", what),
-        fmspc=_hexfield(d, "fmspc", what),
-        pce_id=_hexfield(d, "pceId", what),
-        levels=levels,
+    return _new_tcb_info(  # TcbInfo's fields in order (the checks run in that order, as always)
+        version,
+        _time(d, "issueDate", what),
+        _time(d, "nextUpdate", what),
+        _hexfield(d, "fmspc", what),
+        _hexfield(d, "pceId", what),
+        levels,
     )
 
 
@@ -278,17 +282,17 @@ def _qe_identity(d: dict[str, Any]) -> QeIdentity:
     ident = d.get("id", "QE")
     if type(ident) is not str:
         raise ParseError(f"{what}: field 'id' is not a string")
-    return QeIdentity(
-        id=ident,
-        issue_date=_time(d, "issueDate", what),
-        next_update=_time(d, "nextUpdate", what),
-        misc_select=int.from_bytes(_hexfield(d, "miscselect", what), "big"),
-        misc_select_mask=int.from_bytes(_hexfield(d, "miscselectMask", what), "big"),
-        attributes=_hexfield(d, "attributes", what),
-        attributes_mask=_hexfield(d, "attributesMask", what),
-        mr_signer=_hexfield(d, "mrsigner", what),
-        isv_prod_id=_field(d, "isvprodid", int, what),
-        levels=tuple(levels),
+    return _new_qe_identity(  # QeIdentity's fields in order (the checks run in that order, as always)
+        ident,
+        _time(d, "issueDate", what),
+        _time(d, "nextUpdate", what),
+        int.from_bytes(_hexfield(d, "miscselect", what), "big"),
+        int.from_bytes(_hexfield(d, "miscselectMask", what), "big"),
+        _hexfield(d, "attributes", what),
+        _hexfield(d, "attributesMask", what),
+        _hexfield(d, "mrsigner", what),
+        _field(d, "isvprodid", int, what),
+        tuple(levels),
     )
 
 

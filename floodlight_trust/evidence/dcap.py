@@ -40,6 +40,7 @@ from floodlight_trust.evidence.collateral import (
 )
 from floodlight_trust.evidence.der import DerError
 from floodlight_trust.evidence.der import tlv as der_tlv
+from floodlight_trust.evidence.frozen import builder
 from floodlight_trust.evidence.sgx_quote import (
     SGX_EXTENSIONS_OID,
     EpidQuote,
@@ -246,14 +247,40 @@ class _VerifiedCollateral:
     root_revoked: frozenset[int]
     windows: tuple[_Window, ...]  # every validity window the collateral depends on
     crl_windows: tuple[_Window, ...]  # CRL windows (may be relaxed by allow_expired_crls)
-    # The latest start and earliest end of all those windows: inside both, every window holds.
-    valid_from: datetime = field(init=False)
-    valid_until: datetime = field(init=False)
+    # The latest start and earliest end of all those windows: inside both, every window holds
+    # (_verified_collateral computes them).
+    valid_from: datetime
+    valid_until: datetime
 
-    def __post_init__(self) -> None:
-        every = self.windows + self.crl_windows
-        object.__setattr__(self, "valid_from", max(w.not_before for w in every))
-        object.__setattr__(self, "valid_until", min(w.not_after for w in every))
+
+_new_verified = builder(_VerifiedCollateral)
+
+
+def _verified_collateral(
+    tcb: TcbInfo,
+    qe: QeIdentity,
+    pck_ca: _Cert,
+    pck_revoked: frozenset[int],
+    root_revoked: frozenset[int],
+    windows: tuple[_Window, ...],
+    crl_windows: tuple[_Window, ...],
+) -> _VerifiedCollateral:
+    every = windows + crl_windows
+    valid_from = max([w.not_before for w in every])
+    valid_until = min([w.not_after for w in every])
+    return _new_verified(
+        tcb,
+        qe,
+        pck_ca.cert,
+        pck_ca.der,
+        pck_ca.subject_der,
+        pck_revoked,
+        root_revoked,
+        windows,
+        crl_windows,
+        valid_from,
+        valid_until,
+    )
 
 
 # Keyed by (collateral content hash, anchor fingerprint, the TCB signers chosen at the verification time).
@@ -354,7 +381,7 @@ def _profile(entry: _Cert, what: str) -> ExtensionProfile:
                 )
                 for e in entry.cert.extensions
             )
-        except (ValueError, TypeError, NotImplementedError) as err:
+        except (ValueError, TypeError, NotImplementedError, x509.DuplicateExtension) as err:
             raise ParseError(f"{what}: its extensions cannot be read: {str(err)[:120]}") from None
         p = extension_profile(encoded or None, what, _oid_text)
     for oid in p.critical:
@@ -436,6 +463,7 @@ class _Cert:
         return self.cert.issuer == self.cert.subject
 
 
+_new_cert = builder(_Cert)  # frozen.py: built in one call (three per cold verification)
 _PEM_BEGIN, _PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
 
 
@@ -463,7 +491,10 @@ def _load_cert(block: bytes, der: bytes | None = None, *, extensions: bool = Fal
     when the caller already decoded it."""
     if der is None:
         der = _pem_der(block)
-    cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
+    try:
+        cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(block)
+    except x509.InvalidVersion as e:  # not a ValueError: made one, as every other malformed certificate
+        raise ValueError(str(e)) from None
     if der is None:
         der = cert.public_bytes(Encoding.DER)
     layout = _layout(der, crl=False)
@@ -475,7 +506,7 @@ def _load_cert(block: bytes, der: bytes | None = None, *, extensions: bool = Fal
         )
     else:  # names, serial, validity and signature come from the DER; the key is parsed now
         touch_certificate(cert, names=False, extensions=False, fields=False)
-    return _Cert(cert, der, layout, fields)
+    return _new_cert(cert, der, layout, fields)
 
 
 def _load_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[_Cert]:
@@ -688,6 +719,9 @@ class _CollateralSigners:
         return _signer_index(self.tcb_windows, at), _signer_index(self.qe_windows, at)
 
 
+_new_signers = builder(_CollateralSigners)
+
+
 def _collateral_signers(c: Collateral, anchor: TrustAnchor) -> _CollateralSigners:
     tcb = _signers(c.tcb_info_issuer_chain, anchor, "TCB info")
     qe, qe_error = tcb, None
@@ -696,7 +730,7 @@ def _collateral_signers(c: Collateral, anchor: TrustAnchor) -> _CollateralSigner
             qe = _signers(c.qe_identity_issuer_chain, anchor, "QE identity")
         except (DcapError, ParseError) as e:
             qe, qe_error = [], e
-    return _CollateralSigners(tcb, qe, tuple(x.window("") for x in tcb), tuple(x.window("") for x in qe), qe_error)
+    return _new_signers(tcb, qe, tuple([x.window("") for x in tcb]), tuple([x.window("") for x in qe]), qe_error)
 
 
 def _verify_collateral(
@@ -745,17 +779,7 @@ def _verify_collateral(
         _Window("TCB info", tcb.issue_date, tcb.next_update),
         _Window("QE identity", qe.issue_date, qe.next_update),
     )
-    return _VerifiedCollateral(
-        tcb,
-        qe,
-        pck_ca,
-        pck_ca_entry.der,
-        pck_ca_entry.subject_der,
-        pck_revoked,
-        root_revoked,
-        windows,
-        (root_crl_w, pck_crl_w),
-    )
+    return _verified_collateral(tcb, qe, pck_ca_entry, pck_revoked, root_revoked, windows, (root_crl_w, pck_crl_w))
 
 
 _CN_OID_DER = b"\x06\x03\x55\x04\x03"  # OID 2.5.4.3 (commonName), as it appears in a Name
@@ -844,6 +868,7 @@ class _Pck:
         self.qe_reports.add((report, signature))
 
 
+_new_pck = builder(_Pck)
 _pck_cache: dict[tuple[bytes, bytes, bytes], _Pck] = {}
 _PCK_CACHE_MAX = 4096
 _QE_REPORTS_MAX = 16
@@ -907,14 +932,19 @@ def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: 
     sgx = _check_profile(leaf_entry, "PCK certificate", ca=False).sgx  # read from the DER, as the names
     if sgx is None:
         raise CertificateChainError("PCK certificate lacks the SGX extensions (1.2.840.113741.1.13.1)")
-    return _Pck(
-        cert=leaf,
-        key=_ec_key(leaf, "PCK certificate"),
-        sha256=hashlib.sha256(leaf_entry.der).hexdigest(),
-        ext=parse_pck_extensions(sgx),
-        window=leaf_entry.window("PCK certificate"),
-        serial_number=leaf_entry.serial_number,
+    return _new_pck(  # _Pck's fields in order
+        leaf,
+        _ec_key(leaf, "PCK certificate"),
+        hashlib.sha256(leaf_entry.der).hexdigest(),
+        parse_pck_extensions(sgx),
+        leaf_entry.window("PCK certificate"),
+        leaf_entry.serial_number,
+        set(),
     )
+
+
+_new_platform = builder(PlatformIdentity)  # fmspc, pce_id, pck_certificate_sha256, and EPID's two
+_new_result = builder(DcapResult)
 
 
 def verify_quote(
@@ -983,14 +1013,10 @@ def verify_quote(
         advisory_ids=all_advisories,
         qe_identity_status=qe_status,
         collateral_issued_at=vc.tcb.issue_date,
-        platform=PlatformIdentity(
-            fmspc=pck.fmspc.hex(),
-            pce_id=pck.pce_id.hex(),
-            pck_certificate_sha256=leaf.sha256,
-        ),
+        platform=_new_platform(pck.fmspc.hex(), pck.pce_id.hex(), leaf.sha256, None, None),
         simulated=anchor.simulated,
     )
-    return DcapResult(claims, tuple(warnings), q, pck, tcb_date)
+    return _new_result(claims, tuple(warnings), q, pck, tcb_date)
 
 
 def _qe_status(q: QuoteV3, ident: QeIdentity) -> tuple[TcbStatus, tuple[str, ...]]:

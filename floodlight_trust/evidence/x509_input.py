@@ -13,6 +13,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from floodlight_trust.errors import ParseError
 
+# What cryptography raises for malformed input besides ValueError: a version it does not know
+# (InvalidVersion) and an extension listed twice (DuplicateExtension) are plain Exceptions, and
+# escaped the verifier untyped until they were caught here too.
+_MALFORMED = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension)
+
 
 def touch_certificate(
     cert: x509.Certificate, *, names: bool = True, extensions: bool = True, fields: bool = True
@@ -28,7 +33,9 @@ def touch_certificate(
     """
     try:
         return _touch_certificate(cert, names=names, extensions=extensions, fields=fields)
-    except (TypeError, UnsupportedAlgorithm) as e:
+    except ValueError:
+        raise
+    except _MALFORMED as e:
         raise ValueError(str(e)) from None
 
 
@@ -62,14 +69,14 @@ def certificates_from_pem(pem: bytes, what: str) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle, fully parsed; ParseError naming ``what`` otherwise."""
     try:
         return [_touch_certificate(c) for c in x509.load_pem_x509_certificates(pem)]
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+    except _MALFORMED as e:
         raise ParseError(f"{what}: a certificate is not valid: {str(e)[:160]}") from None
 
 
 def certificate_from_der(der: bytes, what: str) -> x509.Certificate:
     try:
         return _touch_certificate(x509.load_der_x509_certificate(der))
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+    except _MALFORMED as e:
         raise ParseError(f"{what} is not a valid certificate: {str(e)[:160]}") from None
 
 
@@ -85,6 +92,6 @@ def crl_from_der(der: bytes, what: str, *, issuer: bool = True) -> x509.Certific
         list(crl.extensions)
         [r.serial_number for r in crl]
         crl.signature_hash_algorithm  # noqa: B018
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+    except _MALFORMED as e:
         raise ParseError(f"{what} is not a valid DER CRL: {str(e)[:160]}") from None
     return crl

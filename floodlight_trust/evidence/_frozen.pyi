@@ -1,0 +1,6 @@
+# The native module of frozen.py (_frozen.c); frozen.py documents it and holds its reference.
+from typing import Any
+
+class Builder:
+    def __init__(self, cls: type, names: tuple[str, ...], /) -> None: ...
+    def __call__(self, *values: Any) -> Any: ...
