@@ -27,6 +27,7 @@ with its traceback in the server log and no internals in the answer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 import logging
@@ -466,14 +467,24 @@ class HttpServer:
                 413,
                 _error_doc("HttpError", f"request body of {length} bytes exceeds the limit of {self.max_body_bytes}"),
             )
-        try:
-            # asyncio.timeout, not wait_for: no task of its own per request for the body.
-            async with asyncio.timeout(self.timeouts.body):
-                body = await self._read_body(raw)
-        except TimeoutError:
-            return _json_response(408, _error_doc("HttpError", f"request body not received in {self.timeouts.body} s"))
-        except HttpError as e:
-            return _json_response(e.status, _error_doc(e.kind, e.message))
+        content = raw.content
+        if content.is_eof():  # the whole body came with the headers (the usual case): nothing to wait for
+            body = content.read_nowait()
+            if len(body) > self.max_body_bytes:
+                return _json_response(
+                    413, _error_doc("HttpError", f"request body exceeds the limit of {self.max_body_bytes} bytes")
+                )
+        else:
+            try:
+                # asyncio.timeout, not wait_for: no task of its own per request for the body.
+                async with asyncio.timeout(self.timeouts.body):
+                    body = await self._read_body(raw)
+            except TimeoutError:
+                return _json_response(
+                    408, _error_doc("HttpError", f"request body not received in {self.timeouts.body} s")
+                )
+            except HttpError as e:
+                return _json_response(e.status, _error_doc(e.kind, e.message))
         transport = raw.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         peer = transport.get_extra_info("peername") if transport is not None else None
@@ -548,7 +559,9 @@ class _Handlers:
         self.size = size
         self.name = name
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        # One token per thread that finished a request and went back to the queue: a request that
+        # takes a token needs no new thread. (deque's append and pop are atomic: no lock per request.)
+        self._idle: collections.deque[None] = collections.deque()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -559,7 +572,9 @@ class _Handlers:
             raise RuntimeError("handler threads are shut down")
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put((loop, future, fn, arg))
-        if not self._idle.acquire(blocking=False):
+        try:
+            self._idle.pop()
+        except IndexError:  # every thread is busy: start one more, up to ``size``
             with self._lock:
                 if len(self._threads) < self.size and not self._closed:
                     t = threading.Thread(target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True)
@@ -583,7 +598,7 @@ class _Handlers:
             except RuntimeError:  # the loop is closed: the server stopped, nobody waits
                 pass
             del future, result, error
-            self._idle.release()
+            self._idle.append(None)
 
     def shutdown(self) -> None:
         """No new requests; each thread ends after the request it runs; queued ones are cancelled."""

@@ -4,6 +4,7 @@ client-certificate authentication, limits, and errors as one-line JSON documents
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -127,3 +128,76 @@ def test_errors_are_one_line_json_and_bodies_are_limited(
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
     assert big.status_code == 413
+
+
+@pytest.fixture
+def small_limit(tmp_path: Path) -> Iterator[HttpServer]:
+    """A server that takes bodies of at most 1,000 bytes and echoes the length of what it got."""
+    cert, key, _ = self_signed(tmp_path, "127.0.0.1")
+    ctx = server_tls_context()
+    ctx.load_cert_chain(str(cert), str(key))
+    app = JsonApp(name="limit-test", max_body_bytes=1000)
+
+    @app.route("POST", "/echo")
+    def echo(request: Request) -> dict[str, int]:
+        return {"length": len(request.body)}
+
+    server = HttpServer(app, host="127.0.0.1", port=0, ssl_context=ctx, threads=2, name="limit-test").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _send_whole(server: HttpServer, request: bytes) -> bytes:
+    """Send ``request`` in one write (headers and body arrive together) and read the answer."""
+    from tests.support.attacks import insecure_client_context
+
+    sock = insecure_client_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", server.port)), server_hostname="127.0.0.1"
+    )
+    try:
+        sock.settimeout(5)
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+    finally:
+        sock.close()
+
+
+def _chunked(body: bytes) -> bytes:
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "text"),
+    [
+        # a body that came whole with its headers takes the server's short path; the limits hold there
+        (_chunked(b"x" * 1001), b"413", b"exceeds the limit of 1000 bytes"),
+        (_chunked(b"x" * 1000), b"200", b'"length":1000'),
+        (
+            b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"a": "bcd"}',
+            b"200",
+            b'"length":12',
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1001\r\n\r\n"
+            + b"x" * 1001,
+            b"413",
+            b"exceeds the limit of 1000",
+        ),
+    ],
+    ids=["chunked-over-limit", "chunked-at-limit", "content-length", "content-length-over-limit"],
+)
+def test_a_body_that_arrives_with_its_headers_is_limited_and_read_whole(
+    small_limit: HttpServer, request_bytes: bytes, status: bytes, text: bytes
+) -> None:
+    answer = _send_whole(small_limit, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:120]
+    assert text in answer, answer
