@@ -717,6 +717,7 @@ crl_fields(PyObject *Py_UNUSED(self), PyObject *args)
         for (Py_ssize_t e = list.start; e < list.end; e = entry.end) {
             if (strict_tlv(d, e, list.end, &entry) || entry.tag != 0x30) goto none;
             if (strict_tlv(d, entry.start, entry.end, &serial) || !strict_unsigned(d, &serial)) goto none;
+            if (serial.end - serial.start == 1 && d[serial.start] == 0) goto none;  /* 0: RFC 5280 wants positive */
             if (strict_tlv(d, serial.end, entry.end, &when) || when.end != entry.end) goto none;
             PyObject *date = strict_utc_time(d, &when);  /* read (and checked) by cryptography's parse */
             if (!date) goto maybe_none;

@@ -1,8 +1,10 @@
-/* The TCB levels of a TCB info, read from its decoded JSON in one call (collateral.py says why and
- * holds the reference, _tcb_levels_py; tests compare the two on real and damaged collateral).
+/* The TCB levels of a TCB info and of a QE identity, read from their decoded JSON in one call
+ * (collateral.py says why and holds the references, _tcb_levels_py and _qe_levels_py; tests
+ * compare them on real and damaged collateral).
  *
  *   tcb_levels(levels, v3, level_type) -> tuple of level_type(components, pce_svn, status,
  *                                                             advisory_ids, tcb_date)
+ *   qe_levels(levels, level_type) -> tuple of level_type(isv_svn, status, advisory_ids)
  *
  * ``levels`` is the decoded ``tcbLevels`` list (dicts, lists, str, int, float, bool, None: what a
  * JSON reader gives); ``level_type`` a tuple subclass (collateral.TcbLevel). Every level is
@@ -188,13 +190,80 @@ tcb_levels(PyObject *Py_UNUSED(self), PyObject *args)
     return out;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* qe_levels: a QE identity's levels, as collateral._qe_levels_py reads them. */
+
+static PyObject *key_isvsvn;
+
+static PyObject *
+qe_fail(Py_ssize_t i, const char *what)
+{
+    PyErr_Format(PyExc_ValueError, "QE identity tcbLevels[%zd]: %s", i, what);
+    return NULL;
+}
+
+static PyObject *
+qe_level(PyObject *lv, Py_ssize_t i, PyObject *level_type)
+{
+    PyObject *tcb = PyDict_CheckExact(lv) ? PyDict_GetItemWithError(lv, key_tcb) : NULL;
+    if (!tcb || !PyDict_CheckExact(tcb)) return PyErr_Occurred() ? NULL : qe_fail(i, "missing 'tcb'");
+    PyObject *isv_svn = PyDict_GetItemWithError(tcb, key_isvsvn);
+    if (!isv_svn && PyErr_Occurred()) return NULL;
+    PyObject *status = PyDict_GetItemWithError(lv, key_status);
+    if (!status && PyErr_Occurred()) return NULL;
+    if (!isv_svn || !PyLong_CheckExact(isv_svn)) return qe_fail(i, "field 'isvsvn' is missing or not a int");
+    if (!status || !PyUnicode_CheckExact(status)) return qe_fail(i, "field 'tcbStatus' is missing or not a str");
+    PyObject *ids = PyDict_GetItemWithError(lv, key_advisories);
+    if (!ids && PyErr_Occurred()) return NULL;
+    int truth = ids ? PyObject_IsTrue(ids) : 0;
+    if (truth < 0) return NULL;
+    PyObject *ids_tuple = truth ? advisories(ids) : PyTuple_New(0);
+    if (!ids_tuple) return NULL;
+    PyObject *fields = PyTuple_Pack(3, isv_svn, status, ids_tuple);
+    Py_DECREF(ids_tuple);
+    if (!fields) return NULL;
+    PyObject *args = PyTuple_Pack(1, fields);
+    Py_DECREF(fields);
+    if (!args) return NULL;
+    PyObject *result = PyTuple_Type.tp_new((PyTypeObject *)level_type, args, NULL);
+    Py_DECREF(args);
+    return result;
+}
+
+static PyObject *
+qe_levels(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *levels, *level_type;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &levels, &PyType_Type, &level_type)) return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)level_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "level_type must be a tuple subclass");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    PyObject *out = PyTuple_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lv = PyList_GET_ITEM(levels, i);
+        Py_INCREF(lv);
+        PyObject *one = qe_level(lv, i, level_type);
+        Py_DECREF(lv);
+        if (!one) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, one);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"tcb_levels", tcb_levels, METH_VARARGS, "tcb_levels(levels, v3, level_type) -> tuple of level_type"},
+    {"qe_levels", qe_levels, METH_VARARGS, "qe_levels(levels, level_type) -> tuple of level_type"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_tcblevels", "The TCB levels of a TCB info in one call (see collateral.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_tcblevels", "The TCB levels of a TCB info and a QE identity in one call (see collateral.py).", -1, methods,
 };
 
 PyMODINIT_FUNC
@@ -205,7 +274,7 @@ PyInit__tcblevels(void)
         const char *text;
     } keys[] = {{&key_tcb, "tcb"},           {&key_components, "sgxtcbcomponents"}, {&key_svn, "svn"},
                 {&key_status, "tcbStatus"},  {&key_status_v2, "status"},           {&key_pcesvn, "pcesvn"},
-                {&key_advisories, "advisoryIDs"}, {&key_date, "tcbDate"}};
+                {&key_advisories, "advisoryIDs"}, {&key_date, "tcbDate"}, {&key_isvsvn, "isvsvn"}};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
         if (!(*keys[k].slot = PyUnicode_InternFromString(keys[k].text))) return NULL;
     for (int k = 0; k < 16; k++)

@@ -224,13 +224,40 @@ def _tcb_levels_native(levels: list[Any], v3: bool) -> tuple[TcbLevel, ...]:
         raise ParseError(str(e)) from None
 
 
+def _qe_levels_py(levels: list[Any]) -> tuple[QeTcbLevel, ...]:
+    """The levels of a decoded QE identity ``tcbLevels`` list, every one checked: the reference of
+    the native ``_tcblevels.qe_levels`` (the same levels, the same first error)."""
+    what = "QE identity"
+    out = []
+    for i, lv in enumerate(levels):
+        tcb = lv.get("tcb") if type(lv) is dict else None
+        if type(tcb) is not dict:
+            raise ParseError(f"{what} tcbLevels[{i}]: missing 'tcb'")
+        isv_svn, status = tcb.get("isvsvn"), lv.get("tcbStatus")
+        if type(isv_svn) is not int:
+            raise ParseError(f"{what} tcbLevels[{i}]: field 'isvsvn' is missing or not a int")
+        if type(status) is not str:
+            raise ParseError(f"{what} tcbLevels[{i}]: field 'tcbStatus' is missing or not a str")
+        ids = lv.get("advisoryIDs")
+        out.append(QeTcbLevel(isv_svn, status, _advisories(ids) if ids else ()))
+    return tuple(out)
+
+
+def _qe_levels_native(levels: list[Any]) -> tuple[QeTcbLevel, ...]:
+    try:
+        return _tcblevels.qe_levels(levels, QeTcbLevel)
+    except ValueError as e:
+        raise ParseError(str(e)) from None
+
+
 _tcb_levels: Callable[[list[Any], bool], tuple[TcbLevel, ...]]
+_qe_levels: Callable[[list[Any]], tuple[QeTcbLevel, ...]]
 try:
     from floodlight_trust.evidence import _tcblevels
-except ImportError:  # not built (an install without a C compiler): the reference, at Python speed
-    _tcb_levels, TCB_LEVELS_NATIVE = _tcb_levels_py, False
+except ImportError:  # not built (an install without a C compiler): the references, at Python speed
+    _tcb_levels, _qe_levels, TCB_LEVELS_NATIVE = _tcb_levels_py, _qe_levels_py, False
 else:
-    _tcb_levels, TCB_LEVELS_NATIVE = _tcb_levels_native, True
+    _tcb_levels, _qe_levels, TCB_LEVELS_NATIVE = _tcb_levels_native, _qe_levels_native, True
 
 
 def parse_tcb_info(raw: bytes) -> TcbInfo:
@@ -267,18 +294,7 @@ def parse_qe_identity(raw: bytes) -> QeIdentity:
 
 def _qe_identity(d: dict[str, Any]) -> QeIdentity:
     what = "QE identity"
-    levels = []
-    for i, lv in enumerate(_field(d, "tcbLevels", list, what)):
-        tcb = lv.get("tcb") if type(lv) is dict else None
-        if type(tcb) is not dict:
-            raise ParseError(f"{what} tcbLevels[{i}]: missing 'tcb'")
-        isv_svn, status = tcb.get("isvsvn"), lv.get("tcbStatus")
-        if type(isv_svn) is not int:
-            raise ParseError(f"{what} tcbLevels[{i}]: field 'isvsvn' is missing or not a int")
-        if type(status) is not str:
-            raise ParseError(f"{what} tcbLevels[{i}]: field 'tcbStatus' is missing or not a str")
-        ids = lv.get("advisoryIDs")
-        levels.append(QeTcbLevel(isv_svn, status, _advisories(ids) if ids else ()))
+    levels = _qe_levels(_field(d, "tcbLevels", list, what))
     ident = d.get("id", "QE")
     if type(ident) is not str:
         raise ParseError(f"{what}: field 'id' is not a string")
@@ -292,7 +308,7 @@ def _qe_identity(d: dict[str, Any]) -> QeIdentity:
         _hexfield(d, "attributesMask", what),
         _hexfield(d, "mrsigner", what),
         _field(d, "isvprodid", int, what),
-        tuple(levels),
+        levels,
     )
 
 

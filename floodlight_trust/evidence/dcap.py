@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
+from operator import ge as _ge
 from typing import NamedTuple
 
 import pybase64
@@ -1048,10 +1049,9 @@ def _tcb_status(pck: PckExtensions, tcb: TcbInfo) -> tuple[TcbStatus, tuple[str,
         raise TcbLevelNotFound(f"TCB info is for FMSPC {tcb.fmspc.hex()}, the PCK certificate has {pck.fmspc.hex()}")
     if pck.pce_id != tcb.pce_id:
         raise TcbLevelNotFound(f"TCB info is for PCEID {tcb.pce_id.hex()}, the PCK certificate has {pck.pce_id.hex()}")
+    comps = pck.cpu_svn_components  # 16 SVNs, as every level's components (both are read as 16)
     for level in tcb.levels:
-        if pck.pce_svn >= level.pce_svn and all(
-            c >= lc for c, lc in zip(pck.cpu_svn_components, level.components, strict=True)
-        ):
+        if pck.pce_svn >= level.pce_svn and all(map(_ge, comps, level.components)):
             return TcbStatus.parse(level.status, what="TCB info"), level.advisory_ids, level.tcb_date
     raise TcbLevelNotFound(
         f"no TCB level for FMSPC {pck.fmspc.hex()} matches the platform "

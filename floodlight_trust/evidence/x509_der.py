@@ -337,8 +337,8 @@ def crl_fields_py(der: bytes, issuer: bytes) -> tuple[bytes, bytes, bytes, datet
                 etag, es, ee = _strict_tlv(der, ls, le)
                 stag, ss, se = _strict_tlv(der, es, ee)
                 wtag, ws, we = _strict_tlv(der, se, ee)
-                if etag != 0x30 or not _strict_unsigned(der, stag, ss, se) or we != ee:
-                    return None
+                if etag != 0x30 or not _strict_unsigned(der, stag, ss, se) or der[ss:se] == b"\x00" or we != ee:
+                    return None  # a serial number 0: cryptography warns it will refuse it
                 _strict_utc_time(der, wtag, ws, we)
                 revoked.add(int.from_bytes(der[ss:se], "big"))
                 ls = ee
@@ -401,7 +401,7 @@ def crl_fields(der: bytes, issuer: bytes) -> CrlFields | None:
     Read only in the form Intel's PCS publishes, each part in DER's shortest form: a v2 CRL signed
     with ECDSA (SHA-256/384/512, the same algorithm inside and outside), whose issuer is ``issuer``
     byte for byte (a Name cryptography has already read, in the issuing certificate), UTCTime
-    thisUpdate and nextUpdate, revoked entries (if any) of a non-negative serial number and a
+    thisUpdate and nextUpdate, revoked entries (if any) of a positive serial number and a
     UTCTime without entry extensions, and extensions (if any) CRL Number and Authority Key
     Identifier only (a keyIdentifier alone), each once. Whatever this walk gives, cryptography's
     parse gives too (tests/evidence/sgx/test_derwalk.py holds the two to it on the real CRLs and

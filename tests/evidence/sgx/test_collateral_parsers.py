@@ -267,3 +267,56 @@ def test_built_tcb_levels_native_agrees(levels: list[Any]) -> None:
     native = _native_levels()
     for v3 in (True, False):
         assert _levels_outcome(native, levels, v3) == _levels_outcome(collateral._tcb_levels_py, levels, v3)
+
+
+# The native QE-level reader (_tcblevels.qe_levels) against its reference (collateral._qe_levels_py).
+
+
+def _qe_outcome(read: Callable[[list[Any]], object], levels: list[Any]) -> tuple[str, object]:
+    try:
+        return "value", read(levels)
+    except ParseError as e:
+        return "error", e.message
+
+
+@pytest.mark.parametrize("name", ["phala", "mobilecoin"])
+def test_real_qe_levels_native_agrees(name: str) -> None:
+    _native_levels()
+    levels = json.loads(_real_qe_identities()[name])["tcbLevels"]
+    native = collateral._qe_levels_native(levels)
+    assert native == collateral._qe_levels_py(levels) and len(native) > 3
+    assert all(type(level) is collateral.QeTcbLevel for level in native)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), name=st.sampled_from(["phala", "mobilecoin"]))
+def test_damaged_qe_levels_native_agrees(data: st.DataObject, name: str) -> None:
+    _native_levels()
+    levels = json.loads(_real_qe_identities()[name])["tcbLevels"]
+    damaged = data.draw(damaged_levels(levels))
+    assert _qe_outcome(collateral._qe_levels_native, damaged) == _qe_outcome(collateral._qe_levels_py, damaged)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        [],
+        [None],
+        [[]],
+        [{"tcb": []}],
+        [{"tcb": {"isvsvn": 1}}],
+        [{"tcb": {"isvsvn": True}, "tcbStatus": "UpToDate"}],
+        [{"tcb": {"isvsvn": 1.0}, "tcbStatus": "UpToDate"}],
+        [{"tcb": {"isvsvn": 2**70}, "tcbStatus": "UpToDate"}],
+        [{"tcb": {}, "tcbStatus": 5}],
+        [{"tcb": {"isvsvn": 1}, "tcbStatus": ""}],
+        [{"tcb": {"isvsvn": 1}, "tcbStatus": "x", "advisoryIDs": "INTEL"}],
+        [{"tcb": {"isvsvn": 1}, "tcbStatus": "x", "advisoryIDs": []}],
+        [{"tcb": {"isvsvn": 1}, "tcbStatus": "x", "advisoryIDs": ["a" * 80, 1]}],
+        [{"tcb": {"isvsvn": 1}, "tcbStatus": "x", "advisoryIDs": {"a": 1}}],
+        [{"tcb": {"isvsvn": 1}, "tcbStatus": "x"}, {"tcb": {"isvsvn": 0}, "tcbStatus": 0}],
+    ],
+)
+def test_built_qe_levels_native_agrees(levels: list[Any]) -> None:
+    _native_levels()
+    assert _qe_outcome(collateral._qe_levels_native, levels) == _qe_outcome(collateral._qe_levels_py, levels)

@@ -315,6 +315,7 @@ ENTRIES = _tlv(0x30, _entry(b"\x05"))
         pytest.param(CA.tbs(this=_tlv(0x17, b"250601000000+0100")), False, id="offset"),
         pytest.param(CA.tbs(revoked=_tlv(0x30, b"")), False, id="empty-revoked-list"),
         pytest.param(CA.tbs(revoked=_tlv(0x30, _entry(b"\xff"))), False, id="negative-serial"),
+        pytest.param(CA.tbs(revoked=_tlv(0x30, _entry(b"\x00"))), False, id="serial-zero"),
         pytest.param(CA.tbs(revoked=_tlv(0x30, _entry(b"\x00\x05"))), False, id="serial-not-shortest"),
         pytest.param(CA.tbs(revoked=_tlv(0x30, _entry(b""))), False, id="empty-serial"),
         pytest.param(CA.tbs(revoked=_tlv(0x30, _entry(b"\x05", b"251301000000Z"))), False, id="revoked-month-13"),
