@@ -190,8 +190,9 @@ class PropertiesFile:
             content = prev.lstrip(" \t\f")
             if content and content[0] not in "#!" and _ends_with_continuation(prev):
                 # The file ends inside a continuation line: end it with an empty line, or Java would
-                # read the appended key as part of the previous value.
-                self.lines.insert(at, self.newline)
+                # read the appended key as part of the previous value. The empty line takes the
+                # previous line's own break: after a bare CR, an LF would join it into one CRLF.
+                self.lines.insert(at, self.lines[at - 1][len(prev) :])
                 at += 1
         self.lines.insert(at, new_line)
         return True

@@ -7,6 +7,7 @@ import string
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,3 +188,17 @@ def test_appending_after_a_dangling_continuation_keeps_the_keys_apart() -> None:
     assert (
         props.text() == "floodlight.modules=a,b\\\n\nnet.floodlightcontroller.restserver.RestApiServer.useHttps=YES\n"
     )
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n", "\n"], ids=["CR", "CRLF", "LF"])
+def test_a_dangling_continuation_is_ended_with_its_own_line_break(ending: str) -> None:
+    # Found by the round-trip property: after "0\\" ended by a bare CR, the empty line ending the
+    # continuation was an LF, which joined the CR into one CRLF break, and the appended key was read
+    # as part of the previous value.
+    key = "net.floodlightcontroller.restserver.RestApiServer.useHttps"
+    props = PropertiesFile("0\\" + ending)
+    props.set(key, "YES")
+    assert props.text() == "0\\" + ending + ending + key + "=YES" + props.newline
+    again = PropertiesFile(props.text())
+    assert again.get(key) == "YES"
+    assert again.get("0") == ""
