@@ -471,9 +471,8 @@ class HttpServer:
         if content.is_eof():  # the whole body came with the headers (the usual case): nothing to wait for
             body = content.read_nowait()
             if len(body) > self.max_body_bytes:
-                return _json_response(
-                    413, _error_doc("HttpError", f"request body exceeds the limit of {self.max_body_bytes} bytes")
-                )
+                e = self._body_too_large()
+                return _json_response(e.status, _error_doc(e.kind, e.message))
         else:
             try:
                 # asyncio.timeout, not wait_for: no task of its own per request for the body.
@@ -503,6 +502,9 @@ class HttpServer:
         except RuntimeError:  # the pool is shut down: the server is stopping
             return _json_response(503, _error_doc("HttpError", "server is stopping"))
 
+    def _body_too_large(self) -> HttpError:
+        return HttpError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
+
     async def _read_body(self, raw: Any) -> bytes:
         chunks: list[bytes] = []
         size = 0
@@ -513,7 +515,7 @@ class HttpServer:
                 break
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise HttpError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
+                raise self._body_too_large()
             chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

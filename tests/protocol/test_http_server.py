@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from floodlight_trust.http.server import HttpServer, JsonApp, Request, StreamingResponse, server_tls_context
+from tests.support.attacks import insecure_client_context
 from tests.support.tls import self_signed
 
 
@@ -151,8 +152,6 @@ def small_limit(tmp_path: Path) -> Iterator[HttpServer]:
 
 def _send_whole(server: HttpServer, request: bytes) -> bytes:
     """Send ``request`` in one write (headers and body arrive together) and read the answer."""
-    from tests.support.attacks import insecure_client_context
-
     sock = insecure_client_context().wrap_socket(
         socket.create_connection(("127.0.0.1", server.port)), server_hostname="127.0.0.1"
     )
