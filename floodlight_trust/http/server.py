@@ -62,7 +62,7 @@ from urllib.parse import parse_qs, unquote
 
 import httptools
 
-from floodlight_trust import metrics
+from floodlight_trust import clock, metrics
 from floodlight_trust.errors import ConfigError, FtrustError, InputError, ServiceError, VerificationError
 from floodlight_trust.http.peer_json import parse_json
 
@@ -626,6 +626,7 @@ class HttpServer:
     def _run(self) -> None:
         epoll, conns = self._epoll, self._conns
         listen_fd, wake_fd = self._sock.fileno(), self._wake_r
+        last_sweep = time.monotonic()
         try:
             while not self._quit:
                 now = time.monotonic()
@@ -642,10 +643,16 @@ class HttpServer:
                     else:
                         conn = conns.get(fd)
                         if conn is not None:
-                            self._on_event(conn)
+                            try:
+                                self._on_event(conn)
+                            except Exception:  # a bug with one connection: it ends, the others go on
+                                log.exception("%s: a connection from %s failed", self.name, conn.remote)
+                                self._close(conn)
                 now = time.monotonic()
-                if now >= self._next:
+                # Also once per _TICK: a handler thread's deadline update can lose a race with a sweep.
+                if now >= self._next or now >= last_sweep + _TICK:
                     self._sweep(now)
+                    last_sweep = now
                 if self._accept_paused_until and now >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
                     epoll.modify(listen_fd, select.EPOLLIN)
@@ -849,6 +856,8 @@ class HttpServer:
                     return _Outcome.READY
             if conn.ready:
                 return _Outcome.READY
+            if conn.in_body and conn.deadline < self._next:  # the body's deadline, set by on_headers_complete
+                self._next = conn.deadline
             if conn.in_body and conn.expect:
                 conn.expect = False
                 self._continue(conn)
@@ -1146,7 +1155,7 @@ class HttpServer:
 
 
 _STATUS_LINES: dict[int, bytes] = {}
-_DATE: list[Any] = [0, b""]  # (second, "Date: ..." line) of the last response
+_DATE: list[Any] = [0.0, b""]  # (monotonic time it is due again, "Date: ..." line)
 
 
 def _status_line(status: int) -> bytes:
@@ -1169,10 +1178,11 @@ def _head(
     http10: bool,
 ) -> bytes:
     """A response's status line and headers. ``length``: the body's; None: chunked; -1: to the close."""
-    second = int(time.time())
-    if _DATE[0] != second:
-        _DATE[1] = b"Date: " + email.utils.formatdate(second, usegmt=True).encode() + b"\r\n"
-        _DATE[0] = second
+    tick = time.monotonic()
+    if tick >= _DATE[0]:  # the Date line, made again at most once a second (clock.py reads the clock)
+        wall = clock.now()
+        _DATE[1] = b"Date: " + email.utils.format_datetime(wall.replace(microsecond=0), usegmt=True).encode() + b"\r\n"
+        _DATE[0] = tick + 1.0 - wall.microsecond / 1e6
     parts = [_status_line(status), b"Content-Type: ", content_type.encode("latin-1"), b"\r\n", _DATE[1]]
     if length is None:
         parts.append(b"Transfer-Encoding: chunked\r\n")
