@@ -163,12 +163,13 @@ done:
     return result;
 }
 
+/* One level read by `read`, for each item of `levels`, into a tuple (the loop tcb_levels and qe_levels
+   share). `v3` is passed through to `read`. */
+typedef PyObject *(*level_reader)(PyObject *lv, Py_ssize_t i, int v3, PyObject *level_type);
+
 static PyObject *
-tcb_levels(PyObject *Py_UNUSED(self), PyObject *args)
+map_levels(PyObject *levels, int v3, PyObject *level_type, level_reader read)
 {
-    PyObject *levels, *level_type;
-    int v3;
-    if (!PyArg_ParseTuple(args, "O!pO!", &PyList_Type, &levels, &v3, &PyType_Type, &level_type)) return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)level_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "level_type must be a tuple subclass");
         return NULL;
@@ -179,7 +180,7 @@ tcb_levels(PyObject *Py_UNUSED(self), PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lv = PyList_GET_ITEM(levels, i);
         Py_INCREF(lv);
-        PyObject *one = level(lv, i, v3, level_type);
+        PyObject *one = read(lv, i, v3, level_type);
         Py_DECREF(lv);
         if (!one) {
             Py_DECREF(out);
@@ -188,6 +189,15 @@ tcb_levels(PyObject *Py_UNUSED(self), PyObject *args)
         PyTuple_SET_ITEM(out, i, one);
     }
     return out;
+}
+
+static PyObject *
+tcb_levels(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *levels, *level_type;
+    int v3;
+    if (!PyArg_ParseTuple(args, "O!pO!", &PyList_Type, &levels, &v3, &PyType_Type, &level_type)) return NULL;
+    return map_levels(levels, v3, level_type, level);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -203,7 +213,7 @@ qe_fail(Py_ssize_t i, const char *what)
 }
 
 static PyObject *
-qe_level(PyObject *lv, Py_ssize_t i, PyObject *level_type)
+qe_level(PyObject *lv, Py_ssize_t i, int Py_UNUSED(v3), PyObject *level_type)
 {
     PyObject *tcb = PyDict_CheckExact(lv) ? PyDict_GetItemWithError(lv, key_tcb) : NULL;
     if (!tcb || !PyDict_CheckExact(tcb)) return PyErr_Occurred() ? NULL : qe_fail(i, "missing 'tcb'");
@@ -235,25 +245,7 @@ qe_levels(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *levels, *level_type;
     if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &levels, &PyType_Type, &level_type)) return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)level_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "level_type must be a tuple subclass");
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(levels);
-    PyObject *out = PyTuple_New(n);
-    if (!out) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *lv = PyList_GET_ITEM(levels, i);
-        Py_INCREF(lv);
-        PyObject *one = qe_level(lv, i, level_type);
-        Py_DECREF(lv);
-        if (!one) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(out, i, one);
-    }
-    return out;
+    return map_levels(levels, 0, level_type, qe_level);
 }
 
 static PyMethodDef methods[] = {
