@@ -35,6 +35,7 @@ IO_MODULES = (
     "urllib3",
     "requests",
     "aiohttp",
+    "httptools",
     "httpx",
     "http.client",
     "urllib.request",

@@ -1,13 +1,14 @@
 """The server's request handler threads (http/server.py _Handlers): at most ``threads`` of them,
 requests beyond that wait for a free one, a handler's exception is a 500 without internals, and a
-stopped server's pool refuses new work (the server answers 503 "server is stopping")."""
+stopped server's pool refuses new work and hands back what was queued (the server answers those
+503 "server is stopping")."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from floodlight_trust.http.server import HttpServer, JsonApp, Request, _Handlers
@@ -47,30 +48,21 @@ def test_at_most_threads_run_at_once_and_every_request_is_answered() -> None:
         server.stop()
 
 
-def test_a_shut_down_pool_refuses_work_and_cancels_what_was_queued() -> None:
+def test_a_shut_down_pool_refuses_work_and_returns_what_was_queued() -> None:
     pool = _Handlers(1, "t")
-    loop = asyncio.new_event_loop()
-    try:
-        gate, started = threading.Event(), threading.Event()
+    gate, started, ran = threading.Event(), threading.Event(), []
 
-        def hold(_: object) -> bool:
-            started.set()
-            return gate.wait(5)
+    def hold(arg: str) -> None:
+        started.set()
+        gate.wait(5)
+        ran.append(arg)
 
-        first = pool.run(loop, hold, None)
-        assert started.wait(5)  # the one thread runs the first request
-        queued = pool.run(loop, lambda _: "never", None)
-        pool.shutdown()
-        gate.set()
-        loop.run_until_complete(asyncio.wait_for(first, 5))
-        loop.run_until_complete(asyncio.sleep(0.1))
-        assert first.result() is True
-        assert queued.cancelled()
-        try:
-            pool.run(loop, lambda _: None, None)
-        except RuntimeError:
-            pass
-        else:
-            raise AssertionError("a shut-down pool accepted work")
-    finally:
-        loop.close()
+    pool.run(hold, "first")
+    assert started.wait(5)  # the one thread runs the first request
+    pool.run(ran.append, "queued")
+    assert pool.shutdown() == ["queued"]  # never started: handed back (the server answers 503)
+    gate.set()
+    pool.join(5)
+    assert ran == ["first"]
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.run(ran.append, "late")

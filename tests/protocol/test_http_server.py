@@ -3,8 +3,11 @@ client-certificate authentication, limits, and errors as one-line JSON documents
 
 from __future__ import annotations
 
+import logging
 import queue
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ import pytest
 import requests
 
 from floodlight_trust.http.server import HttpServer, JsonApp, Request, StreamingResponse, server_tls_context
+from tests.support import rawhttp
 from tests.support.attacks import insecure_client_context
 from tests.support.tls import self_signed
 
@@ -200,3 +204,91 @@ def test_a_body_that_arrives_with_its_headers_is_limited_and_read_whole(
     answer = _send_whole(small_limit, request_bytes)
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:120]
     assert text in answer, answer
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[tuple[HttpServer, Path, list[Request]]]:
+    """A TLS server that asks for a client certificate (as the admin API does) and records requests."""
+    cert, key, _ = self_signed(tmp_path, "127.0.0.1")
+    ctx = server_tls_context()
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(str(cert))  # the client below presents the same self-signed identity
+    app = JsonApp(name="plain-test")
+    seen: list[Request] = []
+
+    @app.route("GET", "/things/{name}")
+    def thing(request: Request, name: str) -> dict[str, object]:
+        seen.append(request)
+        return {"name": name, "query": request.query}
+
+    @app.route("POST", "/things")
+    def post(request: Request) -> tuple[int, dict[str, int]]:
+        seen.append(request)
+        return 201, {"length": len(request.body)}
+
+    server = HttpServer(app, host="127.0.0.1", port=0, ssl_context=ctx, threads=2, name="plain-test").start()
+    try:
+        yield server, cert, seen
+    finally:
+        server.stop()
+
+
+def test_head_answers_the_headers_without_the_body(plain: tuple[HttpServer, Path, list[Request]]) -> None:
+    server, _, _ = plain
+    sock = rawhttp.connect(server.port)
+    try:
+        sock.sendall(b"HEAD /things/a HTTP/1.1\r\nHost: x\r\n\r\nGET /things/b HTTP/1.1\r\nHost: x\r\n\r\n")
+        stream = sock.makefile("rb")
+        head, get = rawhttp.read_answer(stream, head=True), rawhttp.read_answer(stream)
+    finally:
+        sock.close()
+    assert head is not None and get is not None
+    assert head.status == 405 and int(head.headers["content-length"]) > 0  # no HEAD route, and no body sent
+    assert get.status == 200 and get.body.startswith(b'{"name":"b"')
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(plain: tuple[HttpServer, Path, list[Request]]) -> None:
+    server, _, _ = plain
+    sock = rawhttp.connect(server.port)
+    try:
+        sock.sendall(b"POST /things HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        stream = sock.makefile("rb")
+        assert stream.readline() == b"HTTP/1.1 100 Continue\r\n" and stream.readline() == b"\r\n"
+        sock.sendall(b"abcd")
+        answer = rawhttp.read_answer(stream)
+        assert answer is not None and answer.status == 201 and answer.body == b'{"length":4}'
+    finally:
+        sock.close()
+
+
+def test_requests_carry_the_path_query_remote_address_and_client_certificate(
+    plain: tuple[HttpServer, Path, list[Request]], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, cert, seen = plain
+    key = cert.with_suffix(".key")
+    before = _count("plain-test", "2xx")
+    with caplog.at_level(logging.INFO, logger="floodlight_trust.access.plain-test"):
+        r = requests.get(f"{server.url}/things/a.b?x=1&y=%20z", verify=str(cert), timeout=5)
+    assert r.status_code == 200 and r.json() == {"name": "a.b", "query": {"x": "1", "y": " z"}}
+    assert seen[-1].remote == "127.0.0.1" and seen[-1].peer_certificate_der is None
+    assert _count("plain-test", "2xx") == before + 1
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "floodlight_trust.access.plain-test"]
+    assert len(lines) == 1 and re.fullmatch(
+        r'127\.0\.0\.1 "GET /things/a\.b\?x=1&y=%20z HTTP/1\.1" 200 \d+ \d+\.\d{6}s', lines[0]
+    )
+    # the path is percent-decoded before routing, as before (the query is decoded once, by Request.query)
+    (answer,) = rawhttp.exchange(server.port, b"GET /things/a%2Db?q=%26 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.status == 200 and answer.body == b'{"name":"a-b","query":{"q":"&"}}'
+    # mutual TLS: the certificate the TLS layer verified reaches the handler as DER
+    r = requests.get(f"{server.url}/things/c", verify=str(cert), cert=(str(cert), str(key)), timeout=5)
+    assert r.status_code == 200
+    assert seen[-1].peer_certificate_der == ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+
+def _count(listener: str, status: str) -> float:
+    from floodlight_trust import metrics
+
+    text = metrics.render()[0].decode()
+    want = f'ftrust_http_requests_total{{listener="{listener}",status="{status}"}}'
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(want + " ")), 0.0)
