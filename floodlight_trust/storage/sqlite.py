@@ -526,9 +526,10 @@ class _Hosts(SqlHosts):
 
     def find_with_vnf(self, name: str, vnf: str) -> tuple[HostRecord | None, VnfRegistration | None]:
         """One statement (an agent's every nonce request and enrollment reads both)."""
-        row = self._s.one(self._WITH_VNF, (vnf, name))
-        if row is None:
+        found = self._s.one(self._WITH_VNF, (vnf, name))
+        if found is None:
             return None, None
+        row = rows.by_name(found)
         registration = rows.vnf_registration(row, SQLITE, "v_") if row["v_name"] is not None else None
         return rows.host_record(row, SQLITE), registration
 
