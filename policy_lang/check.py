@@ -8,7 +8,6 @@ wrong types and malformed literals (hex of the wrong length, unknown TCB statuse
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ def _loc(pos: ast.Pos) -> Location:
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    import difflib  # only for a misspelt name: not paid by every command
+
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None
 

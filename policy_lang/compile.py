@@ -13,11 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from floodlight_trust.claims import ClaimSet
 from floodlight_trust.errors import FtrustError, InputError, Location, PolicyError
-from floodlight_trust.pki.grants import HttpMethod, RestGrant, check_pattern
-from floodlight_trust.pki.profile import PLACEHOLDERS, SAMPLE_NAMES, CertificateProfile, KeyType, fill, placeholders_in
 from policy_lang import ast
 from policy_lang.check import (
     Checker,
@@ -47,6 +46,10 @@ from policy_lang.reference import (
     compiled_reference,
     union,
 )
+
+if TYPE_CHECKING:  # imported where an enroll rule is compiled: a host-only policy never needs them
+    from floodlight_trust.pki.grants import RestGrant
+    from floodlight_trust.pki.profile import CertificateProfile
 
 KNOWN_ALGORITHMS = ("md5", "sha1", "sha256", "sha384", "sha512", "sm3")
 HOST_SETTINGS = ("allow_violations", "integrity_enclave", "tpm", "boot_pcrs", "UNSAFE_any_integrity_enclave")
@@ -646,6 +649,8 @@ class Compiler:
         self.enclaves[d.name] = e
 
     def enroll(self, d: ast.EnrollDecl) -> None:
+        from floodlight_trust.pki.profile import CertificateProfile
+
         refs: dict[str, str] = {}
         profile = CertificateProfile()
         seen: dict[str, ast.Pos] = {}
@@ -700,6 +705,8 @@ class Compiler:
 
     def grant(self, s: ast.Grant) -> RestGrant | None:
         """``grant METHOD "/pattern"``: every problem of the method and the pattern, located."""
+        from floodlight_trust.pki.grants import HttpMethod, RestGrant, check_pattern
+
         methods = [m.value for m in HttpMethod]
         ok = True
         if s.method not in methods:
@@ -716,6 +723,8 @@ class Compiler:
         return RestGrant(HttpMethod(s.method), s.pattern.value) if ok else None
 
     def placeholders_ok(self, template: str, what: str, pos: ast.Pos) -> bool:
+        from floodlight_trust.pki.profile import PLACEHOLDERS, placeholders_in
+
         unknown = [p for p in placeholders_in(template) if p not in PLACEHOLDERS]
         for name in unknown:
             self.p.error(
@@ -729,6 +738,8 @@ class Compiler:
         """The subject parses as an RFC 4514 name once its placeholders are filled in, as the CA
         will parse it when a VNF enrolls."""
         from cryptography import x509
+
+        from floodlight_trust.pki.profile import SAMPLE_NAMES, fill
 
         if not self.placeholders_ok(template, "subject", pos):
             return False
@@ -744,6 +755,8 @@ class Compiler:
         return True
 
     def certificate(self, block: ast.CertificateBlock) -> CertificateProfile | None:
+        from floodlight_trust.pki.profile import CertificateProfile, KeyType
+
         values: dict[str, object] = {}
         ok = True
         for s in block.settings:

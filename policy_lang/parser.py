@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import pkgutil
@@ -377,6 +376,8 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> PolicyError:
         prev = _previous_word(text, tok.start_pos) if tok.start_pos is not None else None
         if prev:
             candidates.append(prev)
+        import difflib  # only for a syntax error
+
         for word in candidates:
             close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
             if close and close[0] != word:

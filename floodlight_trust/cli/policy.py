@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import json
 import sys
@@ -316,6 +315,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         if args.check:
             print(f"would reformat {shown}")
         if args.diff:
+            import difflib
+
             sys.stdout.writelines(
                 difflib.unified_diff(
                     text.splitlines(keepends=True), formatted.splitlines(keepends=True), shown, f"{shown} (formatted)"

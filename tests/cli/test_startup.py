@@ -21,9 +21,12 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_eval_of_evidence_imports_no_configuration_schema_or_crypto(tmp_path: Path) -> None:
     """`policy eval POLICY --ima-log LOG` judges the list: it reads no configuration (tomllib), no
-    package data through importlib.resources, and needs neither jsonschema nor cryptography."""
+    package data through importlib.resources, and needs neither jsonschema nor cryptography; a
+    host-only policy compiles without the certificate side (pki: grants, profiles, and through
+    them the SGX quote parser), and no misspelt name asks difflib for a suggestion."""
     files = write_ima_setup(tmp_path, 20)
-    unwanted = ["floodlight_trust.config", "tomllib", "importlib.resources", "jsonschema", "cryptography"]
+    unwanted = ["floodlight_trust.config", "tomllib", "importlib.resources", "jsonschema", "cryptography",
+                "floodlight_trust.pki", "floodlight_trust.evidence.sgx_quote", "difflib"]  # fmt: skip
     code = (
         "import sys\nfrom floodlight_trust.cli import main\n"
         f"rc = main(['policy', 'eval', {files['policy']!r}, '--ima-log', {files['log']!r}, '--host', 'h'])\n"
