@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from floodlight_trust.claims import EnclaveClaims, EvidenceType, PlatformIdentity, TcbStatus
 from floodlight_trust.errors import InternalError, ParseError, VerificationError
@@ -292,11 +292,12 @@ _CACHE_MAX = 64
 
 
 def clear_cache() -> None:
-    """Forget verified collateral and PCK certificates (tests and benchmarks)."""
+    """Forget verified collateral, PCK certificates and QE reports (tests and benchmarks)."""
     with _cache_lock:
         _cache.clear()
         _signers_cache.clear()
         _pck_cache.clear()
+        _qe_reports.clear()
         _attestation_keys.clear()
 
 
@@ -855,24 +856,33 @@ class _Pck:
     ext: PckExtensions
     window: _Window
     serial_number: int
-    # QE reports whose signature by this PCK key was checked, as (report bytes, signature bytes):
-    # a platform's QE report is the same in all its quotes until the attestation key changes.
-    qe_reports: set[tuple[bytes, bytes]] = field(default_factory=set, compare=False)
+    key_spki: bytes  # the key's SubjectPublicKeyInfo DER (curve and point): the QE report cache's key
 
     def check_qe_report(self, report: bytes, signature: bytes) -> None:
-        if (report, signature) in self.qe_reports:
-            return
+        """The QE report is signed by this PCK key, or :class:`QeReportSignatureError`.
+
+        A platform's QE report and its signature are the same bytes in every quote of its QE: the
+        PCE signs the report once, when it certifies the QE's attestation key. So a success is
+        remembered by everything that decides it (this key's SPKI, the report and the signature
+        bytes); any other report, signature or key is checked again. Failures are never kept."""
+        memo = (self.key_spki, report, signature)
+        with _cache_lock:
+            if memo in _qe_reports:
+                return
         if not _verify_raw(self.key, signature, report):
             raise QeReportSignatureError("QE report signature is not valid for the PCK certificate's key")
-        if len(self.qe_reports) >= _QE_REPORTS_MAX:
-            self.qe_reports.clear()
-        self.qe_reports.add((report, signature))
+        with _cache_lock:
+            if len(_qe_reports) >= _QE_REPORTS_MAX:
+                _qe_reports.pop(next(iter(_qe_reports)))
+            _qe_reports[memo] = None
 
 
 _new_pck = builder(_Pck)
 _pck_cache: dict[tuple[bytes, bytes, bytes], _Pck] = {}
 _PCK_CACHE_MAX = 4096
-_QE_REPORTS_MAX = 16
+# QE reports whose signature by a PCK key was checked: (PCK key SPKI, report, signature), oldest first.
+_qe_reports: dict[tuple[bytes, bytes, bytes], None] = {}
+_QE_REPORTS_MAX = 4096
 # Attestation keys (64-byte points) already checked to be on P-256, as key objects.
 _attestation_keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
 
@@ -933,14 +943,15 @@ def _check_pck(leaf_pem: bytes, ca_pem: bytes, vc: _VerifiedCollateral, anchor: 
     sgx = _check_profile(leaf_entry, "PCK certificate", ca=False).sgx  # read from the DER, as the names
     if sgx is None:
         raise CertificateChainError("PCK certificate lacks the SGX extensions (1.2.840.113741.1.13.1)")
+    key = _ec_key(leaf, "PCK certificate")
     return _new_pck(  # _Pck's fields in order
         leaf,
-        _ec_key(leaf, "PCK certificate"),
+        key,
         hashlib.sha256(leaf_entry.der).hexdigest(),
         parse_pck_extensions(sgx),
         leaf_entry.window("PCK certificate"),
         leaf_entry.serial_number,
-        set(),
+        key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
     )
 
 

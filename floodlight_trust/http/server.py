@@ -839,12 +839,18 @@ class HttpServer:
             except httptools.HttpParserUpgrade:
                 # No protocol upgrade here (h2c, websocket, CONNECT): the request is answered in
                 # HTTP/1.1 and the connection closed, as what follows is in another protocol.
+                # llhttp skips the body of an upgrade request: one that has a body is refused, so
+                # its body is never taken for what follows it.
                 conn.upgraded = True
-                if conn.ready:
-                    last = conn.ready.pop()
-                    conn.ready.append(dataclasses.replace(last, keep_alive=False))
+                last = conn.ready.pop() if conn.ready else None
+                if (
+                    last is None
+                    or "transfer-encoding" in last.headers
+                    or last.headers.get("content-length", "0") != "0"
+                ):
+                    conn.error = _Refused(400, "protocol upgrade is not supported, and a body with it is not read")
                 else:
-                    conn.error = _Refused(400, "protocol upgrade is not supported")
+                    conn.ready.append(dataclasses.replace(last, keep_alive=False))
                 return _Outcome.READY
             except httptools.HttpParserError as e:
                 conn.error = conn.refusal or _Refused(400, f"malformed request: {_cut(str(e), 200)}")
@@ -1010,6 +1016,13 @@ class HttpServer:
     def _serve(self, conn: _Conn) -> None:
         """Run the connection's complete requests in order and write their answers; then give the
         connection back to the loop (or the write, if the client does not take it at once)."""
+        try:
+            self._serve_requests(conn)
+        except Exception:  # a bug: this connection ends, logged; the thread and the server go on
+            log.exception("%s: serving a connection from %s failed", self.name, conn.remote)
+            self._hand_back(conn, drain=False)
+
+    def _serve_requests(self, conn: _Conn) -> None:
         while True:
             if conn.ready:
                 exchange = conn.ready.popleft()
@@ -1104,14 +1117,18 @@ class HttpServer:
             log.error("%s: bad response header on %s: %s", self.name, exchange.method, e)
             status, body = 500, json.dumps(_error_doc("InternalError", "internal error (see the server log)")).encode()
             head = _head(status, "application/json", len(body), (), close, exchange.version == "1.0")
+        self._log_access(conn, exchange, status, len(body))
+        return head if exchange.method == "HEAD" else head + body
+
+    def _log_access(self, conn: _Conn, exchange: _Exchange, status: int, size: int) -> None:
+        """One line per answer: client address, request line, status, body bytes, seconds."""
         access = self._access
         if access is not None and access.isEnabledFor(logging.INFO):
             access.info(
                 '%s "%s %s HTTP/%s" %d %d %.6fs', conn.remote, exchange.method,
-                exchange.target.decode("latin-1"), exchange.version, status, len(body),
+                exchange.target.decode("latin-1"), exchange.version, status, size,
                 time.monotonic() - exchange.started,
             )  # fmt: skip
-        return head if exchange.method == "HEAD" else head + body
 
     # -- streams ---------------------------------------------------------------------------------
     def _open_stream(self, conn: _Conn, exchange: _Exchange, response: StreamingResponse) -> bool:
@@ -1131,6 +1148,7 @@ class HttpServer:
     def _run_stream(self, conn: _Conn, exchange: _Exchange, response: StreamingResponse) -> None:
         chunked = exchange.version != "1.0"
         write = self.timeouts.write
+        sent = 0
         try:
             head = _head(response.status, response.content_type, None if chunked else -1, response.headers, True, False)
             self._write_blocking(conn, head, time.monotonic() + write)
@@ -1141,6 +1159,7 @@ class HttpServer:
                 if chunk:
                     data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
                     self._write_blocking(conn, data, time.monotonic() + write)
+                    sent += len(chunk)
             if chunked:
                 self._write_blocking(conn, b"0\r\n\r\n", time.monotonic() + write)
         except (OSError, ValueError):  # the client went away (TimeoutError included), or a stop
@@ -1148,6 +1167,7 @@ class HttpServer:
         except Exception:  # a bug in the stream's iterator: logged, the connection ends
             log.exception("%s: a stream failed", self.name)
         finally:
+            self._log_access(conn, exchange, response.status, sent)
             _close_iterator(response.chunks)
             self._streams.release()
             self._hand_back(conn, drain=True)

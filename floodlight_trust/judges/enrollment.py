@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from floodlight_trust.claims import ClaimSet, EnclaveClaims
 from floodlight_trust.clock import format_time
@@ -98,6 +99,7 @@ class EnrollmentJudgement:
     rule: EnrollRule | None = None
     profile: Any = None  # the enroll rule's certificate profile, rendered for this VNF and host
     evidence_info: Mapping[str, Any] | None = None  # digests and facts for the audit record
+    public_key: PublicKeyTypes | None = None  # the enclave's key as the protocol.key check parsed it
 
     @property
     def allowed(self) -> bool:
@@ -248,27 +250,33 @@ def check_profile_identities(profile: Any) -> list[Reason]:
 def check_key_type(public_key: bytes | None, mode: KeyMode) -> list[Reason]:
     """The enclave's key is a SubjectPublicKeyInfo; in ``vm-generated`` mode an EC P-256 key (the
     generated key is sealed to it)."""
+    return enclave_key(public_key, mode)[1]
+
+
+def enclave_key(public_key: bytes | None, mode: KeyMode) -> tuple[PublicKeyTypes | None, list[Reason]]:
+    """:func:`check_key_type`, with the key it parsed (None when there is none or it does not parse)."""
     if public_key is None:
         if mode is KeyMode.VM_GENERATED:
-            return [
+            return None, [
                 Reason.note("protocol.key", "the enclave's key was not stored with this enrollment: not re-checked")
             ]
-        return []
+        return None, []
     try:
         key = serialization.load_der_public_key(public_key)
     except ValueError:
-        return [Reason("protocol.key", "the enclave public key is not a SubjectPublicKeyInfo DER")]
+        return None, [Reason("protocol.key", "the enclave public key is not a SubjectPublicKeyInfo DER")]
     if mode is KeyMode.VM_GENERATED and not (
         isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
     ):
-        return [Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256")]
-    return []
+        return key, [Reason("protocol.key", "vm-generated mode needs the enclave's bound key to be EC P-256")]
+    return key, []
 
 
 def _admit(
     a: Admission, policy: Policy | None, settings: EnrollmentSettings, c: Checks, at: datetime
-) -> tuple[EnrollRule | None, Any]:
-    """Stage 3 into ``c``; returns the enroll rule and its rendered certificate profile."""
+) -> tuple[EnrollRule | None, Any, PublicKeyTypes | None]:
+    """Stage 3 into ``c``; returns the enroll rule, its rendered certificate profile and the
+    enclave's key, parsed."""
     rule, found = check_enroll_rule(policy, a.vnf)
     c.add("policy.enroll", found)
     host_policy = host_policy_of(a.host_record, policy)
@@ -283,8 +291,9 @@ def _admit(
         c.run("enclave.policy", lambda: check_enclave_policy(policy, rule, a, at))
         profile = rule.profile.render(vnf=a.vnf, host=a.host)
         c.run("policy.profile", lambda: check_profile_identities(profile))
-    c.run("protocol.key", lambda: check_key_type(a.public_key, a.key_mode))
-    return rule, profile
+    key, found = enclave_key(a.public_key, a.key_mode)
+    c.add("protocol.key", found)
+    return rule, profile, key
 
 
 def judge_admission(
@@ -292,7 +301,7 @@ def judge_admission(
 ) -> EnrollmentJudgement:
     """Stage 3 alone: ``reload-policy`` judges a live enrollment again with it."""
     c = Checks()
-    rule, profile = _admit(a, policy, settings, c, at)
+    rule, profile, _ = _admit(a, policy, settings, c, at)
     return EnrollmentJudgement(
         host=a.host,
         vnf=a.vnf,
@@ -332,6 +341,7 @@ def judge_enrollment(
     authentic = False
     rule: EnrollRule | None = None
     profile = None
+    key: PublicKeyTypes | None = None
     if nonce_fresh and c.run("sgx.quote", lambda: check_quote(case.quote)) and isinstance(case.quote, EnclaveClaims):
         claims = case.quote
         info |= {"mrenclave": claims.mrenclave, "mrsigner": claims.mrsigner, "platform": platform_identity(claims)}
@@ -347,7 +357,7 @@ def judge_enrollment(
             registration=case.registration,
             key_holder=case.key_holder,
         )
-        rule, profile = _admit(admission, policy, settings, c, at)
+        rule, profile, key = _admit(admission, policy, settings, c, at)
         if rule is not None:
             info |= {"enclave_policy": rule.enclave_policy, "host_policy": rule.host_policy}
     return EnrollmentJudgement(
@@ -362,4 +372,5 @@ def judge_enrollment(
         rule=rule,
         profile=profile,
         evidence_info=info,
+        public_key=key,
     )

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from floodlight_trust.claims import EnclaveClaims, enclave_to_json
 from floodlight_trust.clock import format_time
@@ -160,7 +161,7 @@ class Enrollment:
             current = self._current_certificate(attempt, e.public_key, claims, renew_before)
             if current is not None:
                 return self._keep(attempt, current, claims, info, nonce, reasons)
-            return self._issue(attempt, j.profile, e.public_key, claims, info, nonce, reasons)
+            return self._issue(attempt, j.profile, e.public_key, j.public_key, claims, info, nonce, reasons)
         except Denied as d:  # a commit-time check: a concurrent replay or binding
             return self._deny(attempt, d.reasons, claims, e.public_key, info, nonce)
         except UnauthenticatedEvidence:
@@ -405,6 +406,7 @@ class Enrollment:
         a: _Attempt,
         profile: Any,
         spki: bytes,
+        parsed: PublicKeyTypes | None,
         claims: EnclaveClaims,
         info: dict[str, Any],
         nonce: bytes,
@@ -413,7 +415,8 @@ class Enrollment:
         ca = self.ctx.issuer
         wrapped = None
         wrapped_key: WrappedKey | None = None
-        subject_key: Any = serialization.load_der_public_key(spki)  # judged: an SPKI DER
+        # the judged SPKI DER, as the judgement parsed it
+        subject_key: Any = parsed if parsed is not None else serialization.load_der_public_key(spki)
         if a.mode is KeyMode.VM_GENERATED:
             private = generate_private_key(profile.key_type)
             subject_key = private.public_key()

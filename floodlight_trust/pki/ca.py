@@ -91,25 +91,63 @@ def _subject_name(text: str) -> x509.Name:
     return _plain_name(text) or parse_name(text)
 
 
+# The string types cryptography writes these attributes with (x509.name._NAMEOID_DEFAULT_TYPE):
+# UTF8String but for the country (PrintableString) and domain components (IA5String).
+_UTF8, _PRINTABLE, _IA5 = 0x0C, 0x13, 0x16
+_PLAIN_DER = {
+    key: (der.oid(oid.dotted_string), _PRINTABLE if key == "C" else _IA5 if key == "DC" else _UTF8)
+    for key, oid in _PLAIN_OIDS.items()
+}
+_COUNTRY = re.compile(r"[A-Za-z0-9]{2}\Z")  # (two PrintableString characters, as NameAttribute requires)
+_CN_MAX = 64  # the longest common name NameAttribute takes (x509.name._NAMEOID_LENGTH_LIMIT)
+
+
+def _plain_name_der(text: str) -> bytes | None:
+    """The DER of :func:`_plain_name` of ``text`` (what ``x509.Name.public_bytes`` writes for it),
+    written directly; None when ``text`` is not plain (then cryptography encodes the Name)."""
+    rdns = []
+    for part in text.split(","):
+        plain = _PLAIN_ATTRIBUTE.match(part)
+        found = _PLAIN_DER.get(plain.group(1)) if plain else None
+        if plain is None or found is None:
+            return None
+        value = plain.group(2)
+        if (found[1] == _PRINTABLE and not _COUNTRY.match(value)) or (plain.group(1) == "CN" and len(value) > _CN_MAX):
+            return None  # (NameAttribute refuses it: the parser names the problem)
+        attribute = der.tlv(der.SEQUENCE, found[0] + der.tlv(found[1], value.encode()))
+        rdns.append(der.tlv(der.SET, attribute))
+    return der.tlv(der.SEQUENCE, b"".join(reversed(rdns)))
+
+
 @functools.lru_cache(maxsize=4096)
 def _subject_text(text: str) -> str:
     """The RFC 4514 string of :func:`_subject_name` (what a record of a certificate with that
-    subject says: ``certificate.subject.rfc4514_string()``), made once per VNF name."""
+    subject says: ``certificate.subject.rfc4514_string()``), made once per VNF name. A plain
+    subject (no escapes) is its own RFC 4514 string."""
+    if _plain_name_der(text) is not None:
+        return text
     return _subject_name(text).rfc4514_string()
 
 
 @functools.lru_cache(maxsize=4096)
 def _subject_der(text: str) -> bytes:
     """The DER of :func:`_subject_name` (the builder encodes the same Name the same way)."""
-    return _subject_name(text).public_bytes()
+    return _plain_name_der(text) or _subject_name(text).public_bytes()
 
 
 @functools.lru_cache(maxsize=4096)
 def _san_extension(dns: tuple[str, ...], uris: tuple[str, ...]) -> bytes:
-    """The subjectAltName extension of a rendered profile's names (DNS names first), encoded once per VNF name."""
-    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    names += [x509.UniformResourceIdentifier(u) for u in uris]
-    value = x509.SubjectAlternativeName(names).public_bytes()
+    """The subjectAltName extension of a rendered profile's names (DNS names first), encoded once per
+    VNF name: GeneralNames of [2] dNSName and [6] uniformResourceIdentifier IA5Strings, as
+    cryptography writes them; names that are not ASCII go to cryptography (which refuses them)."""
+    if all(n.isascii() for n in dns) and all(u.isascii() for u in uris):
+        value = der.tlv(
+            der.SEQUENCE, b"".join([der.tlv(0x82, d.encode()) for d in dns] + [der.tlv(0x86, u.encode()) for u in uris])
+        )
+    else:
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        names += [x509.UniformResourceIdentifier(u) for u in uris]
+        value = x509.SubjectAlternativeName(names).public_bytes()
     return der.extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string, False, value)
 
 

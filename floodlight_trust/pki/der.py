@@ -12,6 +12,7 @@ from datetime import datetime
 from floodlight_trust.evidence.sgx_quote import oid_der
 
 SEQUENCE = 0x30
+SET = 0x31
 
 
 def der_length(n: int) -> bytes:

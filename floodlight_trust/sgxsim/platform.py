@@ -12,6 +12,7 @@ import secrets
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,26 @@ class SimulatedPlatform:
             + bytes(4)
         )
         signed = header + body
+        att_pub, auth, qe_report, qe_report_signature = self._qe_certification
+        cert_data = pem(self.pck_cert) + pem(self.pck_ca_cert) + pem(self.root_cert)
+        sig_data = (
+            raw_sign(self.attestation_key, signed)
+            + att_pub
+            + qe_report
+            + qe_report_signature
+            + struct.pack("<H", len(auth))
+            + auth
+            + struct.pack("<HI", 5, len(cert_data))
+            + cert_data
+        )
+        return signed + struct.pack("<I", len(sig_data)) + sig_data
+
+    @cached_property
+    def _qe_certification(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """The attestation key's point, the QE authentication data, the QE report binding both and
+        its signature by the PCK key. The PCE signs a QE report once, when it certifies the QE's
+        attestation key, and every quote then carries those same bytes, as here (one signature per
+        platform object, not per quote)."""
         att_pub = self.attestation_key.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )[1:]
@@ -319,18 +340,7 @@ class SimulatedPlatform:
             isv_svn=SIM_QE_SVN,
             report_data=hashlib.sha256(att_pub + auth).digest() + bytes(32),
         )
-        cert_data = pem(self.pck_cert) + pem(self.pck_ca_cert) + pem(self.root_cert)
-        sig_data = (
-            raw_sign(self.attestation_key, signed)
-            + att_pub
-            + qe_report
-            + raw_sign(self.pck_key, qe_report)
-            + struct.pack("<H", len(auth))
-            + auth
-            + struct.pack("<HI", 5, len(cert_data))
-            + cert_data
-        )
-        return signed + struct.pack("<I", len(sig_data)) + sig_data
+        return att_pub, auth, qe_report, raw_sign(self.pck_key, qe_report)
 
     def epid_quote(
         self,

@@ -775,9 +775,10 @@ class SqlTransaction:
 
     def enrollment_reads(self, host: str, vnf: str, *, nonce_selector: str, public_key_sha256: str) -> EnrollmentReads:
         d = self._session.dialect
-        row = self._session.one(d.sql(self._ENROLLMENT_READS), (vnf, nonce_selector, public_key_sha256, host))
-        if row is None:
+        found = self._session.one(d.sql(self._ENROLLMENT_READS), (vnf, nonce_selector, public_key_sha256, host))
+        if found is None:
             return EnrollmentReads(None)
+        row = rows.by_name(found)  # (four records from one row of 45 columns)
         return EnrollmentReads(
             rows.host_record(row, d),
             rows.vnf_registration(row, d, "v_") if row["v_name"] is not None else None,

@@ -8,6 +8,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from floodlight_trust.claims import enclave_to_json
 from floodlight_trust.judges.enrollment import (
@@ -16,6 +18,7 @@ from floodlight_trust.judges.enrollment import (
     EnrollmentSettings,
     check_key_type,
     check_profile_identities,
+    enclave_key,
     gate,
     judge_admission,
     judge_enrollment,
@@ -78,6 +81,8 @@ def test_a_registered_vnf_on_a_trusted_host_is_admitted_after_every_check() -> N
     assert j.checks == ("protocol.nonce", "sgx.quote", "protocol.binding", "host.trust", *ADMISSION_CHECKS)
     assert j.rule is not None and j.rule.name == "r" and j.profile is not None
     assert j.evidence_info is not None and j.evidence_info["public_key_sha256"] == spki_sha256(EC_KEY)
+    # the key the protocol.key check parsed, which the certificate is issued for
+    assert j.public_key is not None and _spki(j.public_key) == EC_KEY
 
 
 def test_a_stale_nonce_gates_the_quote() -> None:
@@ -160,6 +165,13 @@ def test_the_key_type_fits_the_key_mode() -> None:
     assert r.rule == "protocol.key" and "SubjectPublicKeyInfo" in r.message
     [r] = check_key_type(None, KeyMode.VM_GENERATED)  # an enrollment stored before its key was
     assert r.level is ReasonLevel.NOTE
+    assert enclave_key(b"not a key", KeyMode.ENCLAVE)[0] is None
+    key, found = enclave_key(RSA_KEY, KeyMode.VM_GENERATED)  # refused, and still the key it is
+    assert key is not None and _spki(key) == RSA_KEY and found[0].rule == "protocol.key"
+
+
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def test_every_failing_admission_check_reports_at_once() -> None:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from floodlight_trust.errors import InputError, SecretError
@@ -487,3 +487,52 @@ def test_the_template_around_2050_and_for_each_ca_key_is_the_builders(
         assert signed.certificate.tbs_certificate_bytes == reference.tbs_certificate_bytes
         signed.certificate.verify_directly_issued_by(ca.certificate)
         assert signed.record.not_after == min(at.replace(microsecond=0) + timedelta(hours=2), ca.certificate.not_valid_after_utc)
+
+
+# -- subjects and subjectAltNames written directly (issue 15): the DER cryptography writes ------------
+
+_ATTRIBUTE = st.tuples(
+    st.sampled_from(["CN", "O", "OU", "C", "L", "ST", "DC", "UID", "X"]),
+    st.one_of(
+        st.from_regex(r"[A-Za-z0-9._:@/-]([A-Za-z0-9 ._:@/-]{0,70}[A-Za-z0-9._:@/-])?", fullmatch=True),
+        st.text(st.sampled_from("aZ9 #+,;=\\\"<>é@/"), min_size=1, max_size=4),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(attributes=st.lists(_ATTRIBUTE, min_size=1, max_size=4))
+@example(attributes=[("CN", "a" * 64)])
+@example(attributes=[("CN", "a" * 65)])  # longer than NameAttribute takes
+@example(attributes=[("C", "DE"), ("DC", "org"), ("O", "ex")])
+@example(attributes=[("C", "DEU")])
+@example(attributes=[("C", "D@")])
+def test_a_subject_written_directly_is_the_name_cryptography_writes(attributes: list[tuple[str, str]]) -> None:
+    """What cryptography's RFC 4514 parser reads a subject as, DER and string, or its refusal."""
+    from floodlight_trust.pki.ca import _plain_name_der, _subject_der, _subject_text
+
+    text = ",".join(f"{k}={v}" for k, v in attributes)
+    try:
+        name = x509.Name.from_rfc4514_string(text)
+        der = name.public_bytes()
+    except ValueError:
+        assert _plain_name_der(text) is None
+        return
+    assert _subject_der(text) == der
+    assert _subject_text(text) == name.rfc4514_string()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    dns=st.lists(st.text(st.characters(max_codepoint=0x7F), max_size=30), max_size=3),
+    uris=st.lists(st.text(st.characters(max_codepoint=0x7F), max_size=30), max_size=3),
+)
+def test_a_subject_alt_name_written_directly_is_the_one_cryptography_writes(dns: list[str], uris: list[str]) -> None:
+    from floodlight_trust.pki import der
+    from floodlight_trust.pki.ca import _san_extension
+
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
+    value = x509.SubjectAlternativeName(names).public_bytes()
+    assert _san_extension(tuple(dns), tuple(uris)) == der.extension("2.5.29.17", False, value)
+    with pytest.raises(ValueError, match="A-label"):
+        _san_extension(("ünï.example",), ())

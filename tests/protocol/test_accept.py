@@ -8,6 +8,8 @@ what it refuses goes to jsonschema, which names the problem (the error text is j
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from floodlight_trust.errors import InputError
 from floodlight_trust.protocol import SCHEMA_NAMES, _accept, schema, validate
+from floodlight_trust.protocol.accept import BASE64_PATTERN, base64_matches
 
 COMPILED = [n for n in SCHEMA_NAMES if _accept(n) is not None]
 OTHER_VALUES = st.one_of(
@@ -136,3 +139,48 @@ def test_trailing_newline_and_types_go_to_jsonschema() -> None:
         assert not check(bad)
         with pytest.raises(InputError, match="invalid nonce_request message"):
             validate("nonce_request", bad)
+
+
+B64_TEXT = st.text(alphabet="AZaz09+/=\n\r -_.é\x00", max_size=40)
+
+
+@st.composite
+def base64_like(draw: st.DrawFn) -> str:
+    """Real base64 (padded or not), then perhaps damaged: a character changed, added or removed."""
+    raw = draw(st.binary(max_size=64))
+    text = base64.b64encode(raw).decode()
+    if draw(st.booleans()):
+        text = text.rstrip("=")
+    how = draw(st.sampled_from(["keep", "put", "drop", "append"]))
+    at = draw(st.integers(0, len(text)))
+    c = draw(st.sampled_from("A/+=\n\r -_é\x00"))
+    if how == "put" and text:
+        text = text[: min(at, len(text) - 1)] + c + text[min(at, len(text) - 1) + 1 :]
+    elif how == "drop" and text:
+        text = text[:at] + text[at + 1 :]
+    elif how == "append":
+        text = text[:at] + c + text[at:]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(v=st.one_of(B64_TEXT, base64_like()))
+def test_the_base64_check_accepts_and_refuses_exactly_what_the_pattern_does(v: str) -> None:
+    assert base64_matches(v) == (re.search(BASE64_PATTERN, v) is not None)
+
+
+def test_the_base64_check_on_the_edges_of_the_pattern() -> None:
+    for v in ["", "=", "==", "A", "AA=", "AAAA=", "AAAA\n", "AA==\n", "QUJD", base64.b64encode(bytes(4700)).decode()]:
+        assert base64_matches(v) and re.search(BASE64_PATTERN, v), repr(v)
+    for v in ["A===", "AA==AA==", "AB=C", " AAAA", "AAAA\n\n", "AAAA\r\n", "-_AA", "QUJé", "QU\x00J", "AAAA AAAA"]:
+        assert not base64_matches(v) and not re.search(BASE64_PATTERN, v), repr(v)
+    assert all(p == BASE64_PATTERN for p in _patterns(schema("enclave_evidence")) if "A-Za-z0-9+/" in p)
+
+
+def _patterns(s: Any) -> list[str]:
+    if isinstance(s, dict):
+        own = [s["pattern"]] if isinstance(s.get("pattern"), str) else []
+        return own + [p for v in s.values() for p in _patterns(v)]
+    if isinstance(s, list):
+        return [p for v in s for p in _patterns(v)]
+    return []

@@ -28,7 +28,10 @@ SMUGGLED = b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 class Recorder:
-    def __init__(self) -> None:
+    """The requests handlers ran, and the server's certificate (for a verifying client)."""
+
+    def __init__(self, cert: Path) -> None:
+        self.cert = str(cert)
         self.calls: list[tuple[str, str, bytes]] = []
         self.lock = threading.Lock()
 
@@ -43,7 +46,7 @@ def server(tmp_path: Path) -> Iterator[tuple[HttpServer, Recorder]]:
     ctx = server_tls_context()
     ctx.load_cert_chain(str(cert), str(key))
     app = JsonApp(name="framing", max_body_bytes=4096)
-    seen = Recorder()
+    seen = Recorder(cert)
 
     @app.route("POST", "/echo")
     def echo(request: Request) -> dict[str, int]:
@@ -102,6 +105,24 @@ def test_ambiguous_framing_is_refused_with_400_before_any_handler_runs(
     assert answers[0].headers["connection"] == "close"
     assert reason.lower() in answers[0].body.lower(), answers[0].body
     assert seen.calls == []  # neither the POST nor the request hidden in its body reached a handler
+
+
+def test_an_upgrade_is_answered_in_http_1_1_and_nothing_after_it_or_in_its_body_runs(
+    server: tuple[HttpServer, Recorder],
+) -> None:
+    srv, seen = server
+    # llhttp skips an upgrade request's body: refused, so the body is never read as a request
+    upgrade = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+    answers = rawhttp.exchange(
+        srv.port, POST + upgrade + b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED, answers=2
+    )
+    assert [a.status for a in answers] == [400] and b"upgrade is not supported" in answers[0].body
+    assert seen.calls == []
+    # an upgrade without a body (h2c, as the JDK's client offers it) is answered, then the connection closes
+    h2c = b"GET /admin HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    answers = rawhttp.exchange(srv.port, h2c + POST + b"Content-Length: 2\r\n\r\n{}", answers=2)
+    assert [(a.status, a.headers["connection"]) for a in answers] == [(200, "close")]
+    assert [c[:2] for c in seen.calls] == [("GET", "/admin")]
 
 
 @pytest.mark.parametrize(
@@ -212,7 +233,7 @@ def test_a_slow_reader_of_a_large_answer_holds_no_handler_thread_and_is_cut_at_t
 def test_http_1_0_and_connection_close_end_the_connection_and_keep_alive_keeps_it(
     server: tuple[HttpServer, Recorder],
 ) -> None:
-    srv, _ = server
+    srv, seen = server
     once = rawhttp.exchange(srv.port, b"GET /admin HTTP/1.0\r\n\r\n" + b"GET /admin HTTP/1.0\r\n\r\n", answers=2)
     assert [a.status for a in once] == [200] and once[0].headers["connection"] == "close"
     kept = rawhttp.exchange(
@@ -225,5 +246,5 @@ def test_http_1_0_and_connection_close_end_the_connection_and_keep_alive_keeps_i
     assert [a.status for a in closed] == [200] and closed[0].headers["connection"] == "close"
     session = requests.Session()  # and a library client reuses its connection as usual
     for _ in range(3):
-        assert session.get(f"{srv.url}/admin", verify=False, timeout=5).json() == {"secret": "admin"}
+        assert session.get(f"{srv.url}/admin", verify=seen.cert, timeout=5).json() == {"secret": "admin"}
     session.close()

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from floodlight_trust.errors import StorageUnavailable
 from floodlight_trust.storage.records import HostAttestationRecord, NewEnrollment, NoncePurpose, NonceRecord
 from floodlight_trust.storage.sqlite import SqliteStorage
 from floodlight_trust.storage.stores import Storage, Transaction
@@ -121,3 +123,19 @@ def test_statements_per_store_call(storage: Storage, call: str) -> None:
     counted = [s for s in seen if not s.lstrip().upper().startswith(CONTROL)]
     expected = on_sqlite if isinstance(storage, SqliteStorage) else on_postgres
     assert len(counted) == expected, counted
+
+
+def test_a_nonce_request_s_storage_check_runs_no_statement_on_sqlite(storage: Storage, tmp_path: Path) -> None:
+    """SQLite's check is the thread's connection and the file it opened (a SELECT 1 reads no page of
+    it: it proved nothing more); PostgreSQL's is one round trip within the health timeout."""
+    with statements(storage) as seen:
+        storage.check()
+    assert len(seen) == (0 if isinstance(storage, SqliteStorage) else 1), seen
+    if isinstance(storage, SqliteStorage):
+        storage.path.rename(tmp_path / "moved.sqlite3")
+        try:
+            with pytest.raises(StorageUnavailable, match="is gone"):
+                storage.check()
+        finally:
+            (tmp_path / "moved.sqlite3").rename(storage.path)
+        storage.check()

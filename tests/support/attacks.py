@@ -3,6 +3,7 @@ VM's database, CRL and OCSP answers, refusal metrics; and an attacker's idle or 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import threading
@@ -15,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from floodlight_trust.sgxsim import SimulatedPlatform
 from tests.support.world import World
 
 
@@ -157,3 +159,23 @@ def _is_open(sock: socket.socket) -> bool:
             sock.settimeout(5)
         except OSError:
             pass
+
+
+@dataclass(frozen=True, eq=False)
+class BorrowedQeReport(SimulatedPlatform):
+    """A machine that shows another machine's PCK chain (``self``'s certificates: the platform
+    identity it claims) with the certified attestation key of ``donor``: the donor's QE report and
+    its signature by the donor's PCK key, the very bytes the VM checked in the donor's quotes, and
+    quotes signed by the donor's attestation key. Only the QE report check can tell."""
+
+    donor: SimulatedPlatform | None = None
+
+    @property
+    def _qe_certification(self) -> tuple[bytes, bytes, bytes, bytes]:
+        assert self.donor is not None
+        return self.donor._qe_certification
+
+    @classmethod
+    def of(cls, machine: SimulatedPlatform, donor: SimulatedPlatform) -> BorrowedQeReport:
+        fields = {f.name: getattr(machine, f.name) for f in dataclasses.fields(machine)}
+        return cls(**{**fields, "attestation_key": donor.attestation_key}, donor=donor)

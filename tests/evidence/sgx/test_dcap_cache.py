@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from floodlight_trust.clients.collateral_files import load_collateral
 from floodlight_trust.evidence import dcap
+from floodlight_trust.evidence.sgx_quote import QuoteV3, parse_quote
 from floodlight_trust.sgxsim import SimulatedPlatform
+from tests.support.attacks import BorrowedQeReport
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -150,3 +152,63 @@ def test_a_warm_cache_still_checks_every_byte_of_the_quotes_signature_data(
     with pytest.raises(error):
         dcap.verify_quote(bytes(bad), collateral, anchor, at=at)
     dcap.verify_quote(quote, collateral, anchor, at=at)  # the good quote still verifies
+
+
+def _qe_report_error(quote: bytes, collateral: dcap.Collateral, anchor: dcap.TrustAnchor) -> str:
+    with pytest.raises(dcap.QeReportSignatureError) as e:
+        dcap.verify_quote(quote, collateral, anchor, at=AT)
+    return e.value.message
+
+
+def test_a_platform_s_quotes_carry_the_one_qe_report_its_pce_signed(platform: SimulatedPlatform) -> None:
+    """As on real hardware, the QE report and its PCK signature are the same bytes in every quote
+    (what lets the check be remembered); the attestation key's signature is the quote's own."""
+    one, two = _quote(platform), platform.quote(mrenclave=bytes(32), mrsigner=bytes(32), report_data=b"another")
+    first, second = parse_quote(one), parse_quote(two)
+    assert isinstance(first, QuoteV3) and isinstance(second, QuoteV3)
+    assert (first.qe_report_raw, first.qe_report_signature) == (second.qe_report_raw, second.qe_report_signature)
+    assert first.signature != second.signature
+
+
+def test_a_remembered_qe_report_does_not_vouch_for_another_pck_key(
+    platform: SimulatedPlatform, tmp_path: Path
+) -> None:
+    """Machine B's PCK chain (B's platform identity) with machine A's certified attestation key:
+    A's QE report and signature, checked and remembered from A's quotes, are not signed by B's
+    PCK key. Refused cold and warm, and A's own quotes still verify."""
+    victim = SimulatedPlatform.create(tmp_path / "victim", authority=platform)
+    hostile = BorrowedQeReport.of(victim, donor=platform)
+    anchor, collateral = platform.anchor(), platform.collateral(AT)
+    forged = _quote(hostile)
+    cold = _qe_report_error(forged, collateral, anchor)
+    assert cold == "QE report signature is not valid for the PCK certificate's key"
+    dcap.clear_cache()
+    for _ in range(2):  # warm: A's QE report remembered under A's PCK key
+        assert _outcome(_quote(platform), collateral, anchor, AT) == "UpToDate"
+    assert _qe_report_error(forged, collateral, anchor) == cold
+    assert _outcome(_quote(victim), collateral, anchor, AT) == "UpToDate"  # B's genuine quotes are fine
+    assert _qe_report_error(forged, collateral, anchor) == cold
+
+
+def test_a_failed_qe_report_check_is_not_remembered(platform: SimulatedPlatform, tmp_path: Path) -> None:
+    victim = SimulatedPlatform.create(tmp_path / "victim", authority=platform)
+    forged = _quote(BorrowedQeReport.of(victim, donor=platform))
+    anchor, collateral = platform.anchor(), platform.collateral(AT)
+    for _ in range(2):
+        _qe_report_error(forged, collateral, anchor)
+        assert dcap._qe_reports == {}
+
+
+def test_the_qe_report_memo_is_bounded_and_forgets_the_oldest(
+    platform: SimulatedPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dcap, "_QE_REPORTS_MAX", 2)
+    machines = [platform] + [SimulatedPlatform.create(tmp_path / f"m{i}", authority=platform) for i in range(2)]
+    anchor, collateral = platform.anchor(), platform.collateral(AT)
+    for _ in range(2):
+        for m in machines:
+            assert _outcome(_quote(m), collateral, anchor, AT) == "UpToDate"
+            assert len(dcap._qe_reports) <= 2
+    last = parse_quote(_quote(machines[-1]))
+    assert isinstance(last, QuoteV3)
+    assert list(dcap._qe_reports)[-1][1:] == (last.qe_report_raw, last.qe_report_signature)

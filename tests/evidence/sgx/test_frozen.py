@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from floodlight_trust.claims import EnclaveClaims, PlatformIdentity
 from floodlight_trust.clients.collateral_files import load_collateral
@@ -237,7 +237,7 @@ def test_the_call_sites_pass_the_fields_in_order() -> None:
     assert vc.valid_until == min(w.not_after for w in vc.windows + vc.crl_windows)
     assert pck.window.what == "PCK certificate" and pck.serial_number == pck.cert.serial_number
     assert pck.sha256 == hashlib.sha256(pck.cert.public_bytes(Encoding.DER)).hexdigest()
-    assert pck.ext == result.pck and isinstance(pck.qe_reports, set)
+    assert pck.ext == result.pck and pck.key_spki == pck.key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 BUILDERS = {
