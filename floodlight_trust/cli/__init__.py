@@ -145,7 +145,11 @@ def _command_label(args: argparse.Namespace, argv: list[str]) -> str:
     return "ftrust"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, executable: bool = False) -> int:
+    """Run the command ``argv`` (default: the process's arguments) and return its exit code.
+    ``executable``: this process is the ``ftrust`` executable (:func:`run`), which ends with the
+    command: a command that ends (not a service) may then tune the process for it
+    (:func:`keep_freed_memory`); a caller running commands in its own process keeps its settings."""
     words = list(sys.argv[1:] if argv is None else argv)
     if words == ["--version"]:  # what argparse's version action prints, without building a parser
         print(f"ftrust {__version__}")
@@ -169,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.print_help(sys.stderr)
         return int(ExitCode.BAD_INPUT)
     try:
-        if not getattr(args, "progress", True):
+        if not getattr(args, "progress", True):  # a service (or the narrated demo): runs as it is
             return int(func(args))
+        if executable:
+            keep_freed_memory()
         from floodlight_trust.cli.progress import Progress
 
         with Progress(_command_label(args, words)):
@@ -194,10 +200,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERNAL)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Have glibc's malloc keep, for the command's next allocations, the memory it frees (True when
+    it could be told; other C libraries: False, nothing changed).
+
+    A fresh process gets every page from the kernel by a page fault when first written; by default
+    glibc also gives each block from 128 KiB up (a measurement list read whole, a policy's JSON text,
+    a large dict's table) its own mapping, unmapped when freed, so the next such block faults its
+    pages in again, and it returns the top of the heap to the kernel past 128 KiB free. A
+    long-running process raises those thresholds itself as it frees blocks (the library call in a
+    warm process does not pay again); a command that ends in seconds has no time to. Blocks under
+    ``mmap_threshold`` come from the heap, and up to ``trim_threshold`` free at its top stays: for
+    ``policy eval --ima-log`` on 100k entries, about a third fewer page faults. Only for commands
+    that end, in the ``ftrust`` executable (services keep glibc's defaults: their memory goes back to
+    the kernel)."""
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ImportError, OSError, AttributeError):  # no ctypes, or a C library without mallopt
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
 def run() -> NoReturn:
     """The ``ftrust`` executable (and ``python -m floodlight_trust``): :func:`main`, then :func:`leave`."""
     try:
-        code = main()
+        code = main(executable=True)
     except SystemExit as e:  # argparse: --help, a usage error
         if e.code is not None and not isinstance(e.code, int):
             raise

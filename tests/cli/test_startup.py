@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.fixtures import write_ima_setup
 from tests.support.cli import REPO
 
@@ -107,3 +109,59 @@ def test_a_profiler_or_tracer_gets_the_interpreters_exit(tmp_path: Path) -> None
     )
     r = _python(code)
     assert r.returncode == 5 and r.stdout == "interpreter exit 5\n", r.stdout + r.stderr
+
+
+# Whether glibc's malloc gives a new 1 MiB block its own mapping (mallinfo2's hblks grows by one,
+# glibc's default from 128 KiB) or takes it from the heap (0).
+_MAPPED_BLOCKS = (
+    "import ctypes\n"
+    "class MallInfo2(ctypes.Structure):\n"
+    "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena ordblks smblks hblks hblkhd usmblks fsmblks'\n"
+    "                                                ' uordblks fordblks keepcost').split()]\n"
+    "libc = ctypes.CDLL(None)\n"
+    "libc.mallinfo2.restype = MallInfo2\n"
+    "def mapped_blocks():\n"
+    "    before = libc.mallinfo2().hblks\n"
+    "    block = bytearray(1 << 20)\n"
+    "    return libc.mallinfo2().hblks - before + 0 * len(block)\n"
+)
+
+
+def _glibc_with_mallinfo2() -> bool:
+    r = _python("import ctypes\nctypes.CDLL(None).mallinfo2")
+    return r.returncode == 0
+
+
+def test_a_command_of_the_executable_keeps_freed_memory_for_its_next_blocks(tmp_path: Path) -> None:
+    """`ftrust policy eval` (the executable: cli.run) takes its large blocks from malloc's heap, not
+    one mapping each (``keep_freed_memory``: fewer page faults); a caller of ``main`` in its own
+    process keeps glibc's defaults."""
+    if not _glibc_with_mallinfo2():
+        pytest.skip("glibc's mallinfo2 is not available here: malloc's settings cannot be observed")
+    files = write_ima_setup(tmp_path, 20)
+    argv = ["ftrust", "policy", "eval", files["policy"], "--ima-log", files["log"], "--host", "h"]
+    code = _MAPPED_BLOCKS + (
+        "import atexit, sys\nfrom floodlight_trust.cli import main, run\n"
+        f"main({argv[1:]!r})\n"
+        "print('AFTER_MAIN', mapped_blocks(), flush=True)\n"
+        "atexit.register(lambda: print('AFTER_RUN', mapped_blocks(), flush=True))\n"
+        f"sys.argv = {argv!r}\nrun()\n"
+    )
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines.count("allowed: host h (policy version " + lines[0].split("version ")[1]) == 2, lines
+    assert "AFTER_MAIN 1" in lines, lines  # glibc's default: the block has its own mapping
+    assert "AFTER_RUN 0" in lines, lines  # from the heap, where the freed block was kept
+
+
+def test_keep_freed_memory_is_a_no_op_where_it_cannot_be_told() -> None:
+    """Without mallopt (another C library) nothing changes and the command runs as before."""
+    code = (
+        "import ctypes\nfrom floodlight_trust import cli\n"
+        "class NoMallopt:\n    def __init__(self, name): pass\n"
+        "ctypes.CDLL = NoMallopt\n"
+        "print(cli.keep_freed_memory())\n"
+    )
+    r = _python(code)
+    assert r.returncode == 0 and r.stdout == "False\n", r.stdout + r.stderr

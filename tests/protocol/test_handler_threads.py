@@ -6,6 +6,7 @@ stopped server's pool refuses new work and hands back what was queued (the serve
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -66,3 +67,36 @@ def test_a_shut_down_pool_refuses_work_and_returns_what_was_queued() -> None:
     assert ran == ["first"]
     with pytest.raises(RuntimeError, match="shut down"):
         pool.run(ran.append, "late")
+
+
+def test_a_request_still_queued_when_the_server_stops_is_answered_503() -> None:
+    app = JsonApp()
+    gate, started = threading.Event(), threading.Event()
+
+    @app.route("GET", "/hold")
+    def hold(request: Request) -> dict[str, int]:
+        started.set()
+        gate.wait(10)
+        return {"held": 1}
+
+    server = HttpServer(app, host="127.0.0.1", port=0, threads=1, access_log=False).start()
+    stopper = threading.Thread(target=server.stop)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(requests.get, f"{server.url}/hold", timeout=10)
+            assert started.wait(5)  # the one handler thread is busy
+            queued = pool.submit(requests.get, f"{server.url}/hold", timeout=10)
+            deadline = time.monotonic() + 5
+            while server._pool._queue.qsize() == 0 and time.monotonic() < deadline:  # read, waiting for the thread
+                time.sleep(0.01)
+            stopper.start()
+            answer = queued.result()
+            assert answer.status_code == 503 and answer.json()["error"]["message"] == "server is stopping"
+            gate.set()
+            assert first.result().json() == {"held": 1}  # the running request still completes
+    finally:
+        gate.set()
+        if stopper.ident is None:
+            server.stop()
+        else:
+            stopper.join(15)
