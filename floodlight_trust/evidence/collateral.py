@@ -42,8 +42,25 @@ class Collateral:
     pck_crl_issuer_chain: bytes  # PEM: PCK Processor/Platform CA, root
 
     @cached_property
+    def content(self) -> tuple[bytes, ...]:
+        """Every field, in order: the key of the verified-collateral cache. A dict finds it by the
+        bytes' own hashes and confirms a hit by comparing the bytes: exact, and half the CPU of
+        SHA-256 over the 7-12 kB of a collateral (every enrollment parses its collateral anew)."""
+        return (
+            self.tcb_info,
+            self.tcb_info_signature,
+            self.tcb_info_issuer_chain,
+            self.qe_identity,
+            self.qe_identity_signature,
+            self.qe_identity_issuer_chain,
+            self.root_ca_crl,
+            self.pck_crl,
+            self.pck_crl_issuer_chain,
+        )
+
+    @cached_property
     def content_hash(self) -> bytes:
-        """SHA-256 over every field (length-prefixed): the key of the verified-collateral cache."""
+        """SHA-256 over every field (length-prefixed): the collateral's identity in a few bytes."""
         h = hashlib.sha256()
         for value in (
             self.tcb_info,

@@ -3,7 +3,7 @@
 ``verify_quote(quote, collateral, anchor, at=...)`` is pure: bytes, a pinned trust anchor and a time
 in; :class:`DcapResult` with :class:`~floodlight_trust.claims.EnclaveClaims` out, or a
 :class:`DcapError` subclass naming the check that failed. Collateral is verified once and cached
-by content hash (and anchor) for its validity window, so a quote then costs only its own chain and
+by content (and anchor) for its validity window, so a quote then costs only its own chain and
 signatures; a PCK certificate whose chain, and a QE report whose PCK signature, passed are remembered
 by every byte (and key) that decided them, so a platform's next quote costs its quote signature. The
 caches are bounded, value-keyed memos (no I/O) that never keep a failure; ``clear_cache`` empties them.
@@ -286,9 +286,9 @@ def _verified_collateral(
     )
 
 
-# Keyed by (collateral content hash, anchor fingerprint, the TCB signers chosen at the verification time).
-_cache: dict[tuple[bytes, str, tuple[int, int]], _VerifiedCollateral] = {}
-_signers_cache: dict[tuple[bytes, str], _CollateralSigners] = {}  # only filled with verified collateral
+# Keyed by (collateral content, anchor fingerprint, the TCB signers chosen at the verification time).
+_cache: dict[tuple[tuple[bytes, ...], str, tuple[int, int]], _VerifiedCollateral] = {}
+_signers_cache: dict[tuple[tuple[bytes, ...], str], _CollateralSigners] = {}  # filled with verified collateral only
 _cache_lock = threading.Lock()
 _CACHE_MAX = 64
 
@@ -815,7 +815,7 @@ def _collateral(c: Collateral, anchor: TrustAnchor, at: datetime) -> _VerifiedCo
     """The verified collateral, from the cache when this content was verified under this anchor
     with the same TCB signers as the verification time ``at`` selects (the only way ``at`` enters
     the verification; validity windows are checked by the caller on every call)."""
-    content = (c.content_hash, anchor.fingerprint)
+    content = (c.content, anchor.fingerprint)
     with _cache_lock:
         signers = _signers_cache.get(content)
     if signers is None:
