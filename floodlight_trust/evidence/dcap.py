@@ -4,7 +4,9 @@
 in; :class:`DcapResult` with :class:`~floodlight_trust.claims.EnclaveClaims` out, or a
 :class:`DcapError` subclass naming the check that failed. Collateral is verified once and cached
 by content hash (and anchor) for its validity window, so a quote then costs only its own chain and
-signatures.
+signatures; a PCK certificate whose chain, and a QE report whose PCK signature, passed are remembered
+by every byte (and key) that decided them, so a platform's next quote costs its quote signature. The
+caches are bounded, value-keyed memos (no I/O) that never keep a failure; ``clear_cache`` empties them.
 """
 
 from __future__ import annotations

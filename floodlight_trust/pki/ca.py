@@ -102,9 +102,11 @@ _COUNTRY = re.compile(r"[A-Za-z0-9]{2}\Z")  # (two PrintableString characters, a
 _CN_MAX = 64  # the longest common name NameAttribute takes (x509.name._NAMEOID_LENGTH_LIMIT)
 
 
+@functools.lru_cache(maxsize=4096)
 def _plain_name_der(text: str) -> bytes | None:
     """The DER of :func:`_plain_name` of ``text`` (what ``x509.Name.public_bytes`` writes for it),
-    written directly; None when ``text`` is not plain (then cryptography encodes the Name)."""
+    written directly; None when ``text`` is not plain (then cryptography encodes the Name). Written
+    once per VNF name for both the certificate and its record's subject string."""
     rdns = []
     for part in text.split(","):
         plain = _PLAIN_ATTRIBUTE.match(part)
