@@ -78,6 +78,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "tls_handshake_timeout_seconds": ((int, float), 5),
         "header_timeout_seconds": ((int, float), 10),
         "body_timeout_seconds": ((int, float), 30),
+        "write_timeout_seconds": ((int, float), 30),
         # Enroll rules that register a VNF name themselves on its first enrollment (else an admin's
         # `ftrust vm vnfs add HOST VNF` is needed); such registrations are named after the rule.
         "self_registering_enroll_rules": (list, []),
@@ -93,6 +94,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "tls_handshake_timeout_seconds": ((int, float), 5),
         "header_timeout_seconds": ((int, float), 10),
         "body_timeout_seconds": ((int, float), 30),
+        "write_timeout_seconds": ((int, float), 30),
         "name": (str, None),
         "backend": (str, "sim"),  # "sim" or "gramine"
         "gramine_root": (str, "/dev/attestation"),

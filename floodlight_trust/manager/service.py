@@ -215,6 +215,7 @@ def listener_timeouts(config: Config, section: str) -> Timeouts:
             handshake=float(values["tls_handshake_timeout_seconds"]),
             header=float(values["header_timeout_seconds"]),
             body=float(values["body_timeout_seconds"]),
+            write=float(values["write_timeout_seconds"]),
         )
     except ConfigError as e:
         raise ConfigError(f"{section}: {e.message}", location=Location(config.source)) from None

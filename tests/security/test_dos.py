@@ -181,12 +181,15 @@ def test_a_body_that_never_arrives_is_refused_with_408(short_timeouts: HttpServe
 
 
 def test_the_service_takes_its_timeouts_from_the_configuration(deployment: World) -> None:
-    assert deployment.service.api.timeouts == Timeouts(handshake=5, header=10, body=30)
+    assert deployment.service.api.timeouts == Timeouts(handshake=5, header=10, body=30, write=30)
     assert deployment.service.publish.timeouts == deployment.service.api.timeouts
     config = from_mapping({"vm": {"header_timeout_seconds": 0}})
     with pytest.raises(ConfigError, match="vm: header timeout must be in"):
         listener_timeouts(config, "vm")
     assert listener_timeouts(from_mapping({"agent": {"tls_handshake_timeout_seconds": 2.5}}), "agent").handshake == 2.5
+    assert listener_timeouts(from_mapping({"vm": {"write_timeout_seconds": 7}}), "vm").write == 7
+    with pytest.raises(ConfigError, match="agent: write timeout must be in"):
+        listener_timeouts(from_mapping({"agent": {"write_timeout_seconds": 4000}}), "agent")
 
 
 def test_a_port_in_use_fails_at_construction_and_leaves_nothing_listening() -> None:
