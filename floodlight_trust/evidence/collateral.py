@@ -9,7 +9,6 @@ appears in the response), so nothing here ever re-serialises them. Sources: dcap
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,25 +56,6 @@ class Collateral:
             self.pck_crl,
             self.pck_crl_issuer_chain,
         )
-
-    @cached_property
-    def content_hash(self) -> bytes:
-        """SHA-256 over every field (length-prefixed): the collateral's identity in a few bytes."""
-        h = hashlib.sha256()
-        for value in (
-            self.tcb_info,
-            self.tcb_info_signature,
-            self.tcb_info_issuer_chain,
-            self.qe_identity,
-            self.qe_identity_signature,
-            self.qe_identity_issuer_chain,
-            self.root_ca_crl,
-            self.pck_crl,
-            self.pck_crl_issuer_chain,
-        ):
-            h.update(len(value).to_bytes(8, "big"))
-            h.update(value)
-        return h.digest()
 
 
 class TcbLevel(NamedTuple):  # a dozen per TCB info, each cold verification: a tuple is built ~4x faster
