@@ -41,6 +41,7 @@ with its traceback in the server log and no internals in the answer.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import email.utils
 import enum
@@ -600,19 +601,12 @@ class HttpServer:
         self._thread = None
         if not self._loop_ended:  # never started: nothing registered but the sockets
             self._loop_ended = True
-            self._epoll.close()
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self._close_loop_files()
         self._pool.join(timeout=5)
         for t in list(self._stream_threads):
             t.join(timeout=5)
-        try:
+        with contextlib.suppress(OSError):
             self._sock.close()
-        except OSError:
-            pass
 
     @property
     def port(self) -> int:
@@ -671,16 +665,16 @@ class HttpServer:
         for conn in list(self._conns.values()):
             if conn.state in _TIMED:  # the others are closed by the thread that holds them
                 self._close(conn)
+        self._close_loop_files()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def _close_loop_files(self) -> None:
+        """The loop's own descriptors: epoll and the wake-up pipe (once the loop ended or never ran)."""
         self._epoll.close()
         for fd in (self._wake_r, self._wake_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
-        try:
-            self._sock.close()
-        except OSError:
-            pass
 
     def _wake(self) -> None:
         try:
@@ -764,10 +758,8 @@ class HttpServer:
                 self._epoll.unregister(conn.fd)
             except (OSError, ValueError):
                 pass
-        try:
+        with contextlib.suppress(OSError):
             conn.sock.close()
-        except OSError:
-            pass
 
     def _hand_back(self, conn: _Conn, *, drain: bool) -> None:
         """From a handler or stream thread: the loop closes ``conn`` (after lingering if ``drain``)."""
@@ -777,10 +769,8 @@ class HttpServer:
                 self._wake()
                 return
         conn.state = _CLOSED
-        try:
+        with contextlib.suppress(OSError):
             conn.sock.close()
-        except OSError:
-            pass
 
     def _take_handbacks(self) -> None:
         try:
