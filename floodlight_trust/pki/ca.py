@@ -68,18 +68,29 @@ _PLAIN_OIDS = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": 
                "DC": NameOID.DOMAIN_COMPONENT}  # fmt: skip
 
 
-def _plain_name(text: str) -> x509.Name | None:
-    """``text`` as cryptography's RFC 4514 parser reads it (the last attribute first, one per RDN),
-    when it has no escapes, quotes, multi-valued RDNs or hex values; else None (then that parser
-    decides). A quarter of the parser's cost, for the subject of every enrollment."""
-    attributes = []
+def _plain_attributes(text: str) -> list[tuple[str, str]] | None:
+    """The (name, value) of each comma-separated attribute of ``text``, in order, when every one is
+    plain (no escapes, quotes, multi-valued RDNs or hex values) and named in ``_PLAIN_OIDS``; else None."""
+    pairs = []
     for part in text.split(","):
         plain = _PLAIN_ATTRIBUTE.match(part)
-        oid = _PLAIN_OIDS.get(plain.group(1)) if plain else None
-        if plain is None or oid is None:
+        if plain is None or plain.group(1) not in _PLAIN_OIDS:
             return None
+        pairs.append((plain.group(1), plain.group(2)))
+    return pairs
+
+
+def _plain_name(text: str) -> x509.Name | None:
+    """``text`` as cryptography's RFC 4514 parser reads it (the last attribute first, one per RDN),
+    when it is plain (:func:`_plain_attributes`); else None (then that parser decides). A quarter of
+    the parser's cost, for the subject of every enrollment."""
+    pairs = _plain_attributes(text)
+    if pairs is None:
+        return None
+    attributes = []
+    for key, value in pairs:
         try:
-            attributes.append(x509.NameAttribute(oid, plain.group(2)))
+            attributes.append(x509.NameAttribute(_PLAIN_OIDS[key], value))
         except ValueError:  # (e.g. a country that is not two letters: the parser says so)
             return None
     return x509.Name([x509.RelativeDistinguishedName([a]) for a in reversed(attributes)])
@@ -107,16 +118,15 @@ def _plain_name_der(text: str) -> bytes | None:
     """The DER of :func:`_plain_name` of ``text`` (what ``x509.Name.public_bytes`` writes for it),
     written directly; None when ``text`` is not plain (then cryptography encodes the Name). Written
     once per VNF name for both the certificate and its record's subject string."""
+    pairs = _plain_attributes(text)
+    if pairs is None:
+        return None
     rdns = []
-    for part in text.split(","):
-        plain = _PLAIN_ATTRIBUTE.match(part)
-        found = _PLAIN_DER.get(plain.group(1)) if plain else None
-        if plain is None or found is None:
-            return None
-        value = plain.group(2)
-        if (found[1] == _PRINTABLE and not _COUNTRY.match(value)) or (plain.group(1) == "CN" and len(value) > _CN_MAX):
+    for key, value in pairs:
+        oid, string_type = _PLAIN_DER[key]
+        if (string_type == _PRINTABLE and not _COUNTRY.match(value)) or (key == "CN" and len(value) > _CN_MAX):
             return None  # (NameAttribute refuses it: the parser names the problem)
-        attribute = der.tlv(der.SEQUENCE, found[0] + der.tlv(found[1], value.encode()))
+        attribute = der.tlv(der.SEQUENCE, oid + der.tlv(string_type, value.encode()))
         rdns.append(der.tlv(der.SET, attribute))
     return der.tlv(der.SEQUENCE, b"".join(reversed(rdns)))
 
